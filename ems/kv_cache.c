@@ -1,0 +1,192 @@
+/* KV storage per (layer, KV head): growth, append, attention views, compaction. */
+#include "ems/kv_cache.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "ems/quant.h"
+
+em_status ems_cache_create(int n_layer, int n_head_kv, int kv_head0, int hd, int w_loc,
+                           int want_stats, ems_cache **out)
+{
+    *out = NULL;
+    if (n_layer <= 0 || n_head_kv <= 0 || hd <= 0 || w_loc < 0) return EM_EINVAL;
+    ems_cache *c = calloc(1, sizeof *c);
+    if (!c) return EM_ENOMEM;
+    c->n_layer = n_layer;
+    c->n_head_kv = n_head_kv;
+    c->kv_head0 = kv_head0;
+    c->hd = hd;
+    c->want_stats = want_stats;
+    c->heads = calloc((size_t)n_layer * n_head_kv, sizeof *c->heads);
+    if (!c->heads) {
+        free(c);
+        return EM_ENOMEM;
+    }
+    for (int i = 0; i < n_layer * n_head_kv; i++) {
+        c->heads[i].hd = hd;
+        c->heads[i].w_loc = w_loc;
+        c->heads[i].loc_newest = -1;
+    }
+    *out = c;
+    return EM_OK;
+}
+
+static void head_free(ems_head *h)
+{
+    free(h->k);
+    free(h->v);
+    free(h->pos);
+    free(h->s_glo);
+    free(h->s_sq);
+    free(h->mass);
+    free(h->cnt);
+    free(h->loc);
+    free(h->kview);
+    free(h->vview);
+    ems_quant_free(h->qstate);
+    memset(h, 0, sizeof *h);
+}
+
+void ems_cache_destroy(ems_cache *c)
+{
+    if (!c) return;
+    for (int i = 0; i < c->n_layer * c->n_head_kv; i++) head_free(&c->heads[i]);
+    free(c->heads);
+    if (c->policy) free(c->policy);
+    free(c);
+}
+
+static int grow(void **p, size_t elem, int old_cap, int new_cap)
+{
+    void *q = realloc(*p, elem * (size_t)new_cap);
+    if (!q) return -1;
+    memset((char *)q + elem * (size_t)old_cap, 0, elem * (size_t)(new_cap - old_cap));
+    *p = q;
+    return 0;
+}
+
+static em_status head_reserve(ems_head *h, int need)
+{
+    if (need <= h->cap) return EM_OK;
+    int nc = h->cap ? h->cap : 64;
+    while (nc < need) nc *= 2;
+    size_t row = sizeof(float) * (size_t)h->hd;
+    if (grow((void **)&h->k, row, h->cap, nc) || grow((void **)&h->v, row, h->cap, nc) ||
+        grow((void **)&h->pos, sizeof(int32_t), h->cap, nc) ||
+        grow((void **)&h->s_glo, sizeof(float), h->cap, nc) ||
+        grow((void **)&h->s_sq, sizeof(float), h->cap, nc) ||
+        grow((void **)&h->mass, sizeof(float), h->cap, nc) ||
+        grow((void **)&h->cnt, sizeof(int32_t), h->cap, nc)) {
+        return EM_ENOMEM;
+    }
+    if (h->w_loc > 0) {
+        float *nl = calloc((size_t)h->w_loc * nc, sizeof(float));
+        if (!nl) return EM_ENOMEM;
+        for (int r = 0; r < h->w_loc && h->loc; r++) {
+            memcpy(nl + (size_t)r * nc, h->loc + (size_t)r * h->cap, sizeof(float) * h->len);
+        }
+        free(h->loc);
+        h->loc = nl;
+    }
+    h->cap = nc;
+    return EM_OK;
+}
+
+em_status ems_head_append(ems_head *h, const float *k, const float *v, int stride,
+                          const int32_t *pos, int n)
+{
+    if (n < 0) return EM_EINVAL;
+    em_status st = head_reserve(h, h->len + n);
+    if (st != EM_OK) return st;
+    for (int i = 0; i < n; i++) {
+        int j = h->len + i;
+        memcpy(h->k + (size_t)j * h->hd, k + (size_t)i * stride, sizeof(float) * h->hd);
+        memcpy(h->v + (size_t)j * h->hd, v + (size_t)i * stride, sizeof(float) * h->hd);
+        h->pos[j] = pos[i];
+        h->s_glo[j] = 0.0f;
+        h->s_sq[j] = 0.0f;
+        h->cnt[j] = 0;
+        h->mass[j] = 1.0f;
+        for (int r = 0; r < h->w_loc; r++) h->loc[(size_t)r * h->cap + j] = 0.0f;
+    }
+    h->len += n;
+    if (h->qstate) return ems_quant_on_append(h);
+    return EM_OK;
+}
+
+em_status ems_head_attn_begin(ems_head *h, int n_q, kern_attn_args *a, kern_attn_stats *stats,
+                              float **rowbuf, int group_max)
+{
+    a->len = h->len;
+    a->kpos = h->pos;
+    if (h->qstate) {
+        em_status st = ems_quant_view(h, &a->k, &a->v);
+        if (st != EM_OK) return st;
+    } else {
+        a->k = h->k;
+        a->v = h->v;
+    }
+    if (!stats) {
+        a->stats = NULL;
+        return EM_OK;
+    }
+    memset(stats, 0, sizeof *stats);
+    stats->col_sum = h->s_glo;
+    stats->col_sqsum = h->s_sq;
+    stats->col_cnt = h->cnt;
+    stats->group_max = group_max;
+    int nr = n_q < h->w_loc ? n_q : h->w_loc;
+    if (nr > 0) {
+        /* The last nr queries go to the next nr ring slots, oldest first. */
+        for (int r = 0; r < nr; r++) {
+            int slot = (h->loc_newest + 1 + r) % h->w_loc;
+            rowbuf[r] = h->loc + (size_t)slot * h->cap;
+        }
+        h->loc_newest = (h->loc_newest + nr) % h->w_loc;
+        h->loc_count = h->loc_count + nr > h->w_loc ? h->w_loc : h->loc_count + nr;
+        stats->row_ptrs = rowbuf;
+        stats->n_rows = nr;
+    }
+    a->stats = stats;
+    return EM_OK;
+}
+
+void ems_head_compact(ems_head *h, const int *keep, int n)
+{
+    size_t row = sizeof(float) * (size_t)h->hd;
+    for (int i = 0; i < n; i++) {
+        int j = keep[i];
+        if (j == i) continue;
+        memmove(h->k + (size_t)i * h->hd, h->k + (size_t)j * h->hd, row);
+        memmove(h->v + (size_t)i * h->hd, h->v + (size_t)j * h->hd, row);
+        h->pos[i] = h->pos[j];
+        h->s_glo[i] = h->s_glo[j];
+        h->s_sq[i] = h->s_sq[j];
+        h->cnt[i] = h->cnt[j];
+        h->mass[i] = h->mass[j];
+        for (int r = 0; r < h->w_loc; r++) {
+            float *lr = h->loc + (size_t)r * h->cap;
+            lr[i] = lr[j];
+        }
+    }
+    h->len = n;
+    if (h->qstate) ems_quant_on_compact(h, keep, n);
+}
+
+uint64_t ems_cache_kv_bytes(const ems_cache *c)
+{
+    uint64_t b = 0;
+    for (int i = 0; i < c->n_layer * c->n_head_kv; i++) {
+        const ems_head *h = &c->heads[i];
+        b += h->qstate ? ems_quant_bytes(h) : 2ull * sizeof(float) * h->hd * (uint64_t)h->len;
+    }
+    return b;
+}
+
+uint64_t ems_cache_entries(const ems_cache *c)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < c->n_layer * c->n_head_kv; i++) n += (uint64_t)c->heads[i].len;
+    return n;
+}

@@ -1,0 +1,74 @@
+/* Per-(layer, KV head) KV storage with independent lengths and per-entry original positions,
+ * plus the attention statistics the compression policies read. One ems_cache per sequence
+ * and per process (a worker holds only its own KV heads).
+ *
+ * Layout per head (cap grows by doubling):
+ *   k, v   [cap][hd]  post-RoPE keys, values (f32; quantized policies keep a packed copy too)
+ *   pos    [cap]      original RoPE position of each entry (never renumbered by default)
+ *   s_glo  [cap]      accumulated attention over every query that saw the entry (H2O / global)
+ *   s_sq   [cap]      accumulated squared attention (RoCo std)
+ *   cnt    [cap]      number of queries that saw the entry (RoCo mean)
+ *   mass   [cap]      merge mass: how many original tokens an entry stands for (1 if unmerged)
+ *   loc    [w_loc][cap] ring of the attention rows of the last w_loc queries (local score,
+ *                     TOVA uses the newest row); loc_newest is the newest row's slot.
+ * Attention probabilities are per KV head: reduced over the GQA group (mean by default). */
+#pragma once
+#include <stdint.h>
+
+#include "common/status.h"
+#include "kernels/kern.h"
+
+typedef struct ems_head {
+    int len, cap, hd;
+    float *k, *v;
+    int32_t *pos;
+    float *s_glo, *s_sq, *mass;
+    int32_t *cnt;
+    float *loc;     /* [w_loc][cap] */
+    int w_loc;      /* ring size (0 = no local rows kept) */
+    int loc_newest; /* slot of the newest row, -1 when none yet */
+    int loc_count;  /* number of valid rows (<= w_loc) */
+    void *qstate;   /* quantized storage (ems/quant), NULL when not quantized */
+    float *kview, *vview; /* dequantised scratch for attention when qstate != NULL */
+    int view_cap;
+} ems_head;
+
+typedef struct ems_cache {
+    int n_layer, n_head_kv, hd; /* n_head_kv = KV heads held by THIS process */
+    int kv_head0;               /* global index of the first local KV head */
+    int want_stats;             /* collect kern_attn_stats (0 for "full" without quantization) */
+    int group_max;              /* GQA reduction of statistics: 0 mean, 1 max */
+    int n_seen;                 /* tokens appended so far (the sequence length) */
+    ems_head *heads;            /* [n_layer][n_head_kv] */
+    void *policy;               /* policy state (ems/policy), owned */
+} ems_cache;
+
+/* Creates an empty cache. w_loc = local ring size (0 = none). */
+em_status ems_cache_create(int n_layer, int n_head_kv, int kv_head0, int hd, int w_loc,
+                           int want_stats, ems_cache **out);
+void ems_cache_destroy(ems_cache *c); /* NULL ok */
+
+static inline ems_head *ems_cache_head(ems_cache *c, int layer, int h)
+{
+    return &c->heads[layer * c->n_head_kv + h];
+}
+
+/* Appends n entries: k/v rows at k + i*stride (hd floats each), positions pos[i].
+ * Statistics of new entries start at zero (mass 1). */
+em_status ems_head_append(ems_head *h, const float *k, const float *v, int stride,
+                          const int32_t *pos, int n);
+
+/* Prepares one attention call of n_q queries over this head: fills a->k, a->v, a->kpos, a->len
+ * (dequantising into scratch when quantized) and, when stats is non-NULL, points it at the
+ * head's statistics; rowbuf must have room for n_rows = min(n_q, w_loc) pointers. */
+em_status ems_head_attn_begin(ems_head *h, int n_q, kern_attn_args *a, kern_attn_stats *stats,
+                              float **rowbuf, int group_max);
+
+/* Keeps entries keep[0..n) (indices in increasing order) and drops the rest, moving every
+ * per-entry array including the local rows. */
+void ems_head_compact(ems_head *h, const int *keep, int n);
+
+/* Bytes of KV data held (K and V payload only, quantized size when quantized). */
+uint64_t ems_cache_kv_bytes(const ems_cache *c);
+/* Total entries held over all layers and heads. */
+uint64_t ems_cache_entries(const ems_cache *c);

@@ -1,0 +1,69 @@
+/* A shard: which part of every layer this process owns.
+ *
+ * The model is cut into n_units "reduction units": unit u = KV head u with its G query heads,
+ * plus the u-th contiguous chunk of the feed-forward rows. A process owns units
+ * [unit0, unit0 + n_units_local). The single-process engine is the shard 1-of-1 (all units).
+ *
+ * Exactness: after the attention output projection and after the FFN down projection each
+ * process writes the partial sum of each of ITS units into a zeroed buffer of all units
+ * ([n_units][n_tok][dim]), the reduce hook sums that buffer over processes (a plain all-reduce:
+ * every element is non-zero on at most one process, so x + 0 = x exactly), and every process
+ * adds the units up in unit order. Hence any worker count that divides the KV heads gives
+ * bit-identical results to one process. */
+#pragma once
+#include <stddef.h>
+
+#include "common/status.h"
+#include "model/model.h"
+
+/* All-reduce (sum) of n floats in place over the shard group; 0 on success. NULL = one process. */
+typedef int (*shard_reduce_fn)(void *user, float *buf, size_t n);
+
+typedef struct shard_desc {
+    int n_units;       /* total units = n_kv_head */
+    int unit0;         /* first owned unit */
+    int n_units_local; /* owned units */
+    shard_reduce_fn reduce;
+    void *reduce_user;
+} shard_desc;
+
+/* FFN rows of unit u: [ffn_lo, ffn_hi). Chunks differ in size by at most one row. */
+static inline void shard_ffn_range(int ffn_dim, int n_units, int u, int *lo, int *hi)
+{
+    *lo = (int)((long)ffn_dim * u / n_units);
+    *hi = (int)((long)ffn_dim * (u + 1) / n_units);
+}
+
+/* 1-of-1 shard for n_kv_head units. */
+static inline shard_desc shard_single(int n_kv_head)
+{
+    shard_desc s = {n_kv_head, 0, n_kv_head, NULL, NULL};
+    return s;
+}
+
+/* Shard rank of world: error (EM_EINVAL) unless world divides n_kv_head. */
+em_status shard_for_rank(int n_kv_head, int rank, int world, shard_desc *out);
+
+/* The weights a shard needs, per layer and per owned unit, as contiguous copies or views into
+ * the model: wq/wk/wv rows of the unit's heads, wo columns, w1/w3 rows and w2 columns of the
+ * unit's FFN chunk. Norms, embeddings and the output head are shared views. */
+typedef struct shard_unit_weights {
+    kern_weight wq, wk, wv; /* (G*hd, dim), (hd, dim), (hd, dim) */
+    kern_weight wo;         /* (dim, G*hd) */
+    kern_weight w1, w3;     /* (f, dim) */
+    kern_weight w2;         /* (dim, f) */
+    int ffn_rows;
+} shard_unit_weights;
+
+typedef struct shard_weights {
+    const model *m;
+    shard_desc sd;
+    shard_unit_weights *units; /* [n_layer][n_units_local] */
+    void **owned;
+    int n_owned, cap_owned;
+} shard_weights;
+
+em_status shard_weights_create(const model *m, const shard_desc *sd, shard_weights **out);
+void shard_weights_free(shard_weights *w);
+/* Bytes of layer weights held by this shard (copies + views of owned slices). */
+size_t shard_weights_bytes(const shard_weights *w);

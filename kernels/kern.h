@@ -1,0 +1,103 @@
+/* Compute ops of the engine behind one small backend interface (ggml style).
+ *
+ * Every op exists as a scalar reference in kernels/ref (the specification: single-threaded,
+ * unoptimised, shape-commented) and as a fast CPU version in kernels/cpu (threads + AVX2),
+ * tested against the reference (tests/kernels). CUDA twins live in kernels/cuda.
+ *
+ * Conventions: row-major; a weight matrix W of shape (rows=out, cols=in) is stored as in GGUF
+ * (ne0 = in is the fastest dimension). All activations are f32.
+ *
+ * Determinism contract (tensor parallelism relies on it): every output element is computed by
+ * exactly one thread with a fixed summation order that does not depend on the thread count,
+ * so results are bit-identical for any --threads value. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { KERN_F32 = 0, KERN_F16 = 1 } kern_dtype;
+
+/* A weight matrix (borrowed; typically points into the mmapped model or a shard copy). */
+typedef struct kern_weight {
+    const void *data; /* (rows, cols) in dtype */
+    kern_dtype dtype;
+    int rows; /* out features */
+    int cols; /* in features */
+} kern_weight;
+
+/* Attention statistics that compression policies need, filled in the attention pass itself.
+ * All pointers are optional (NULL = not wanted). Per query i and cache entry j, let
+ * p[i][j] = reduce_g a_g[i][j] where a_g is the softmax probability of query head g of the
+ * KV head's group and reduce is the mean (group_max = 0) or the max (group_max = 1).
+ * Entries a query cannot see (pos[j] > q_pos[i]) have p = 0 and are not counted. */
+typedef struct kern_attn_stats {
+    float *col_sum;   /* [len] += sum_i p[i][j]                  (H2O / global score) */
+    float *col_sqsum; /* [len] += sum_i p[i][j]^2                (RoCo std)           */
+    int32_t *col_cnt; /* [len] += number of queries i that see j (RoCo mean)          */
+    float **row_ptrs; /* [n_rows] rows of len floats: row r receives p of query n_q - n_rows + r
+                         of this call (entries it cannot see get 0) */
+    int n_rows;
+    int group_max; /* 0: mean over the query group, 1: max */
+} kern_attn_stats;
+
+/* One KV head's attention for a group of G query heads.
+ *   q      [n_q][q_stride] : query i, head g at q + i*q_stride + g*hd (post-RoPE)
+ *   q_pos  [n_q]           : position of query i (causal mask: entry j visible iff pos[j] <= q_pos[i])
+ *   k, v   [len][hd]       : cache entries (post-RoPE keys), kpos [len] their positions
+ *   out    [n_q][o_stride] : out + i*o_stride + g*hd receives the attention output
+ * scale = 1/sqrt(hd). A query that sees no entry gets a zero output. */
+typedef struct kern_attn_args {
+    int n_q, G, hd, len;
+    const float *q;
+    int q_stride;
+    const int32_t *q_pos;
+    const float *k, *v;
+    const int32_t *kpos;
+    float *out;
+    int o_stride;
+    float scale;
+    kern_attn_stats *stats; /* may be NULL */
+} kern_attn_args;
+
+typedef struct kern_ops {
+    const char *name;
+    /* Y[n][W.rows] = X[n][W.cols] . W^T  (x_stride, y_stride in floats) */
+    void (*matmul)(void *ctx, const kern_weight *w, const float *x, int x_stride, int n, float *y,
+                   int y_stride);
+    /* y[i] = x[i] / sqrt(mean(x^2) + eps) * g, for n rows of dim floats (y may alias x) */
+    void (*rmsnorm)(void *ctx, const float *x, const float *g, int n, int dim, float eps, float *y);
+    /* Interleaved-pair RoPE (GGUF llama): for each token t, head h, pair i < rope_dim/2:
+     * theta = pos[t] * base^(-2i/rope_dim); rotate (x[2i], x[2i+1]). In place.
+     * x + t*stride + h*hd is head h of token t. */
+    void (*rope)(void *ctx, float *x, int n_tok, int n_heads, int hd, int stride,
+                 const int32_t *pos, float base, int rope_dim);
+    /* out[i] = silu(gate[i]) * up[i], n rows of dim (strides equal dim) */
+    void (*swiglu)(void *ctx, const float *gate, const float *up, int n, int dim, float *out);
+    /* see kern_attn_args */
+    void (*attn)(void *ctx, const kern_attn_args *a);
+    void *ctx;
+} kern_ops;
+
+/* The scalar reference backend (static, thread-safe, never NULL). */
+const kern_ops *kern_ops_ref(void);
+
+/* Row `row` of an embedding table (rows=vocab, cols=dim) into out[dim] as f32. */
+void kern_embed_row(const kern_weight *table, int row, float *out);
+
+/* IEEE half <-> float (round to nearest even). */
+float kern_f16_to_f32(uint16_t h);
+uint16_t kern_f32_to_f16(float f);
+
+/* Convenience wrappers. */
+static inline void kern_matmul(const kern_ops *o, const kern_weight *w, const float *x, int xs,
+                               int n, float *y, int ys)
+{
+    o->matmul(o->ctx, w, x, xs, n, y, ys);
+}
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,12 @@
+/* The scalar reference ops (see kernels/kern.h for the contract of each). */
+#pragma once
+#include "kernels/kern.h"
+
+void kern_ref_matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n, float *y,
+                     int ys);
+void kern_ref_rmsnorm(void *ctx, const float *x, const float *g, int n, int dim, float eps,
+                      float *y);
+void kern_ref_rope(void *ctx, float *x, int n_tok, int n_heads, int hd, int stride,
+                   const int32_t *pos, float base, int rope_dim);
+void kern_ref_swiglu(void *ctx, const float *gate, const float *up, int n, int dim, float *out);
+void kern_ref_attn(void *ctx, const kern_attn_args *a);
