@@ -64,3 +64,5 @@ em_status gguf_get_u32(const gguf_file *f, const char *key, uint32_t *v);
 em_status gguf_get_f32(const gguf_file *f, const char *key, float *v);
 /* i-th string of a string array, or the string value itself when i == 0 and it is a string. */
 em_status gguf_get_arr_str(const gguf_file *f, const gguf_kv *kv, uint64_t i, gguf_str *s);
+/* All strings of a string array at once (out has kv->arr_len slots): O(total length). */
+em_status gguf_get_arr_strs(const gguf_kv *kv, gguf_str *out);
