@@ -1,0 +1,62 @@
+/* Collectives for the worker group: a C API over gloo (TCP transport, CPU buffers), plus a
+ * tiny TCP key-value store for the rendezvous so that no shared filesystem is needed (the
+ * coordinator hosts the store; workers reach it over TCP). No C++ exception crosses this API.
+ * A context is bound to one group formation: after any failure it is unusable; destroy it and
+ * form a new group with a NEW prefix (gloo keys of an old formation would be read again). */
+#pragma once
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct coll_ctx coll_ctx;
+
+/* Optional store implemented in C. All callbacks return 0 on success. */
+typedef struct coll_store_ops {
+    void *user;
+    int (*set)(void *user, const char *key, const void *val, size_t len);
+    void *(*get)(void *user, const char *key, size_t *len); /* malloc'd copy or NULL */
+    int (*wait)(void *user, const char *const *keys, size_t nkeys, long timeout_ms);
+} coll_store_ops;
+
+/* Joins a group of `size` ranks as `rank`. rendezvous: "file:<dir>" (FileStore),
+ * "tcp:HOST:PORT" (a coll_store_server), or NULL with store_ops. prefix must be new for each
+ * group formation. host: the address gloo binds and advertises (e.g. "127.0.0.1").
+ * timeout_ms bounds the rendezvous and every later collective. Blocks until all ranks have
+ * connected. NULL on failure with a message in err. Thread-safety: one thread per context. */
+coll_ctx *coll_init(int rank, int size, const char *rendezvous, const coll_store_ops *store_ops,
+                    const char *prefix, const char *host, long timeout_ms, char *err,
+                    size_t errlen);
+/* In-place sum over the group. 0 on success, -1 on failure (see coll_last_error). */
+int coll_allreduce_sum_float(coll_ctx *c, float *buf, size_t n);
+/* Same with the signature of a shard reduce hook (user = coll_ctx *). */
+int coll_reduce_hook(void *user, float *buf, size_t n);
+int coll_barrier(coll_ctx *c);
+int coll_rank(const coll_ctx *c);
+int coll_size(const coll_ctx *c);
+const char *coll_last_error(const coll_ctx *c);
+void coll_destroy(coll_ctx *c); /* NULL ok */
+
+/* ---- TCP key-value store (tcpstore.c) ---------------------------------------------------
+ * Server: one accept thread, one short-lived thread per request; keys live until cleared.
+ * Each client operation is one TCP connection: [op u8][key] for get, [op][key][val] for set,
+ * [op][timeout_ms u32][nkeys u32][keys...] for wait; strings are [len u32 LE][bytes]. */
+typedef struct coll_store_server coll_store_server;
+
+/* Listens on host:port (port 0 = pick one); *port_out gets the bound port. 0 / -1. */
+int coll_store_server_start(const char *host, int port, coll_store_server **out, int *port_out,
+                            char *err, size_t errlen);
+/* Forgets every key (call between group formations). */
+void coll_store_server_clear(coll_store_server *s);
+/* Number of keys held (tests). */
+size_t coll_store_server_count(coll_store_server *s);
+void coll_store_server_stop(coll_store_server *s); /* NULL ok; joins its threads */
+
+/* Client ops for a server at "HOST:PORT". *ops borrows addr_copy (freed by _free). 0 / -1. */
+int coll_store_client_ops(const char *addr, coll_store_ops *ops);
+void coll_store_client_ops_free(coll_store_ops *ops);
+
+#ifdef __cplusplus
+}
+#endif

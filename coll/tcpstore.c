@@ -1,0 +1,521 @@
+/* The rendezvous key-value store over TCP (see coll.h): a server the coordinator hosts and
+ * the client callbacks gloo uses through coll_store_ops. One request per connection keeps both
+ * sides stateless; input from the network is bounded and checked (never asserted). */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "coll/coll.h"
+
+#define KEY_MAX 4096
+#define VAL_MAX (1u << 20)
+#define NKEYS_MAX 1024
+#define IO_TIMEOUT_MS 10000
+
+typedef struct kv_entry {
+    char *key;
+    void *val;
+    size_t len;
+    struct kv_entry *next;
+} kv_entry;
+
+struct coll_store_server {
+    int lfd;
+    pthread_t accept_thr;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    kv_entry *head;
+    size_t count;
+    int stopping;
+    int active; /* request threads running */
+};
+
+/* ---- socket helpers ------------------------------------------------------------------ */
+
+static int io_full(int fd, void *buf, size_t n, int writing)
+{
+    char *p = buf;
+    while (n > 0) {
+        ssize_t r = writing ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
+        if (r < 0 && errno == EINTR) {
+            continue;
+        }
+        if (r <= 0) {
+            return -1;
+        }
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+static int put_u32(int fd, uint32_t v)
+{
+    uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    return io_full(fd, b, 4, 1);
+}
+
+static int get_u32(int fd, uint32_t *v)
+{
+    uint8_t b[4];
+    if (io_full(fd, b, 4, 0) != 0) {
+        return -1;
+    }
+    *v = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    return 0;
+}
+
+static int put_str(int fd, const void *s, size_t n)
+{
+    return (put_u32(fd, (uint32_t)n) == 0 && io_full(fd, (void *)s, n, 1) == 0) ? 0 : -1;
+}
+
+/* Reads a length-prefixed string of at most max bytes into a NUL-terminated malloc'd copy. */
+static char *get_str(int fd, size_t max, size_t *len)
+{
+    uint32_t n;
+    if (get_u32(fd, &n) != 0 || n > max) {
+        return NULL;
+    }
+    char *s = malloc((size_t)n + 1);
+    if (s == NULL) {
+        return NULL;
+    }
+    if (n > 0 && io_full(fd, s, n, 0) != 0) {
+        free(s);
+        return NULL;
+    }
+    s[n] = 0;
+    if (len) {
+        *len = n;
+    }
+    return s;
+}
+
+static void set_timeouts(int fd, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+/* ---- server ---------------------------------------------------------------------------- */
+
+static kv_entry *find(coll_store_server *s, const char *key)
+{
+    for (kv_entry *e = s->head; e; e = e->next) {
+        if (strcmp(e->key, key) == 0) {
+            return e;
+        }
+    }
+    return NULL;
+}
+
+static void serve_set(coll_store_server *s, int fd, char *key)
+{
+    size_t len = 0;
+    char *val = get_str(fd, VAL_MAX, &len);
+    if (val == NULL) {
+        free(key);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    kv_entry *e = find(s, key);
+    if (e) {
+        free(e->val);
+        free(key);
+    } else {
+        e = calloc(1, sizeof *e);
+        if (e == NULL) {
+            pthread_mutex_unlock(&s->mu);
+            free(key);
+            free(val);
+            return;
+        }
+        e->key = key;
+        e->next = s->head;
+        s->head = e;
+        s->count++;
+    }
+    e->val = val;
+    e->len = len;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    uint8_t ok = 1;
+    io_full(fd, &ok, 1, 1);
+}
+
+static void serve_get(coll_store_server *s, int fd, char *key)
+{
+    pthread_mutex_lock(&s->mu);
+    kv_entry *e = find(s, key);
+    void *copy = NULL;
+    size_t len = 0;
+    if (e) {
+        copy = malloc(e->len ? e->len : 1);
+        if (copy) {
+            memcpy(copy, e->val, e->len);
+            len = e->len;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(key);
+    uint8_t found = copy != NULL;
+    if (io_full(fd, &found, 1, 1) == 0 && found) {
+        put_str(fd, copy, len);
+    }
+    free(copy);
+}
+
+static void serve_wait(coll_store_server *s, int fd)
+{
+    uint32_t timeout_ms, nkeys;
+    if (get_u32(fd, &timeout_ms) != 0 || get_u32(fd, &nkeys) != 0 || nkeys > NKEYS_MAX) {
+        return;
+    }
+    char **keys = calloc(nkeys ? nkeys : 1, sizeof *keys);
+    uint32_t got = 0;
+    if (keys == NULL) {
+        return;
+    }
+    for (; got < nkeys; got++) {
+        keys[got] = get_str(fd, KEY_MAX, NULL);
+        if (keys[got] == NULL) {
+            break;
+        }
+    }
+    if (got == nkeys) {
+        struct timespec dl;
+        clock_gettime(CLOCK_REALTIME, &dl);
+        dl.tv_sec += timeout_ms / 1000;
+        dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (dl.tv_nsec >= 1000000000L) {
+            dl.tv_sec++;
+            dl.tv_nsec -= 1000000000L;
+        }
+        uint8_t ok = 0;
+        pthread_mutex_lock(&s->mu);
+        for (;;) {
+            uint32_t i = 0;
+            while (i < nkeys && find(s, keys[i])) {
+                i++;
+            }
+            if (i == nkeys) {
+                ok = 1;
+                break;
+            }
+            if (s->stopping || pthread_cond_timedwait(&s->cv, &s->mu, &dl) == ETIMEDOUT) {
+                break;
+            }
+        }
+        pthread_mutex_unlock(&s->mu);
+        io_full(fd, &ok, 1, 1);
+    }
+    for (uint32_t i = 0; i < got; i++) {
+        free(keys[i]);
+    }
+    free(keys);
+}
+
+typedef struct req_arg {
+    coll_store_server *s;
+    int fd;
+} req_arg;
+
+static void *serve_one(void *p)
+{
+    req_arg a = *(req_arg *)p;
+    free(p);
+    uint8_t op;
+    set_timeouts(a.fd, IO_TIMEOUT_MS);
+    if (io_full(a.fd, &op, 1, 0) == 0) {
+        if (op == 'W') {
+            serve_wait(a.s, a.fd);
+        } else if (op == 'S' || op == 'G') {
+            char *key = get_str(a.fd, KEY_MAX, NULL);
+            if (key && op == 'S') {
+                serve_set(a.s, a.fd, key);
+            } else if (key) {
+                serve_get(a.s, a.fd, key);
+            }
+        }
+    }
+    close(a.fd);
+    pthread_mutex_lock(&a.s->mu);
+    a.s->active--;
+    pthread_cond_broadcast(&a.s->cv);
+    pthread_mutex_unlock(&a.s->mu);
+    return NULL;
+}
+
+static void *accept_loop(void *p)
+{
+    coll_store_server *s = p;
+    for (;;) {
+        struct pollfd pfd = {s->lfd, POLLIN, 0};
+        int r = poll(&pfd, 1, 100);
+        pthread_mutex_lock(&s->mu);
+        int stop = s->stopping;
+        pthread_mutex_unlock(&s->mu);
+        if (stop) {
+            break;
+        }
+        if (r <= 0) {
+            continue;
+        }
+        int fd = accept(s->lfd, NULL, NULL);
+        if (fd < 0) {
+            continue;
+        }
+        req_arg *a = malloc(sizeof *a);
+        pthread_t t;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        pthread_mutex_lock(&s->mu);
+        s->active++;
+        pthread_mutex_unlock(&s->mu);
+        if (a == NULL || (a->s = s, a->fd = fd, pthread_create(&t, &at, serve_one, a) != 0)) {
+            free(a);
+            close(fd);
+            pthread_mutex_lock(&s->mu);
+            s->active--;
+            pthread_mutex_unlock(&s->mu);
+        }
+        pthread_attr_destroy(&at);
+    }
+    return NULL;
+}
+
+static int resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *sl)
+{
+    struct addrinfo hints, *res = NULL;
+    char ps[16];
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    snprintf(ps, sizeof ps, "%d", port);
+    if (getaddrinfo(host, ps, &hints, &res) != 0 || res == NULL) {
+        return -1;
+    }
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *sl = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+int coll_store_server_start(const char *host, int port, coll_store_server **out, int *port_out,
+                            char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    *out = NULL;
+    if (resolve(host ? host : "127.0.0.1", port, &ss, &sl) != 0) {
+        snprintf(err, errlen, "cannot resolve store host %s", host ? host : "");
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return -1;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 64) != 0 ||
+        getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+        snprintf(err, errlen, "bind/listen %s:%d: %s", host, port, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    coll_store_server *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        close(fd);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    s->lfd = fd;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    if (pthread_create(&s->accept_thr, NULL, accept_loop, s) != 0) {
+        close(fd);
+        free(s);
+        snprintf(err, errlen, "pthread_create failed");
+        return -1;
+    }
+    *port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                              : ((struct sockaddr_in *)&ss)->sin_port);
+    *out = s;
+    return 0;
+}
+
+void coll_store_server_clear(coll_store_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    while (s->head) {
+        kv_entry *e = s->head;
+        s->head = e->next;
+        free(e->key);
+        free(e->val);
+        free(e);
+    }
+    s->count = 0;
+    pthread_mutex_unlock(&s->mu);
+}
+
+size_t coll_store_server_count(coll_store_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    size_t n = s->count;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+void coll_store_server_stop(coll_store_server *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->stopping = 1;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->accept_thr, NULL);
+    close(s->lfd);
+    pthread_mutex_lock(&s->mu);
+    while (s->active > 0) {
+        pthread_cond_wait(&s->cv, &s->mu);
+    }
+    pthread_mutex_unlock(&s->mu);
+    coll_store_server_clear(s);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+}
+
+/* ---- client ------------------------------------------------------------------------- */
+
+typedef struct client {
+    char host[256];
+    int port;
+} client;
+
+static int client_connect(const client *c)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (resolve(c->host, c->port, &ss, &sl) != 0) {
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -1;
+    }
+    set_timeouts(fd, IO_TIMEOUT_MS);
+    if (connect(fd, (struct sockaddr *)&ss, sl) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int cl_set(void *user, const char *key, const void *val, size_t len)
+{
+    int fd = client_connect(user);
+    uint8_t op = 'S', ok = 0;
+    if (fd < 0) {
+        return -1;
+    }
+    int rc = (io_full(fd, &op, 1, 1) == 0 && put_str(fd, key, strlen(key)) == 0 &&
+              put_str(fd, val, len) == 0 && io_full(fd, &ok, 1, 0) == 0 && ok == 1)
+                 ? 0
+                 : -1;
+    close(fd);
+    return rc;
+}
+
+static void *cl_get(void *user, const char *key, size_t *len)
+{
+    int fd = client_connect(user);
+    uint8_t op = 'G', found = 0;
+    char *v = NULL;
+    if (fd < 0) {
+        return NULL;
+    }
+    if (io_full(fd, &op, 1, 1) == 0 && put_str(fd, key, strlen(key)) == 0 &&
+        io_full(fd, &found, 1, 0) == 0 && found) {
+        v = get_str(fd, VAL_MAX, len);
+    }
+    close(fd);
+    return v;
+}
+
+static int cl_wait(void *user, const char *const *keys, size_t nkeys, long timeout_ms)
+{
+    if (nkeys > NKEYS_MAX) {
+        return -1;
+    }
+    int fd = client_connect(user);
+    uint8_t op = 'W', ok = 0;
+    if (fd < 0) {
+        return -1;
+    }
+    /* The server answers by the deadline; allow it a margin on the socket. */
+    set_timeouts(fd, (int)(timeout_ms + 5000 < 0x7fffffff ? timeout_ms + 5000 : 0x7fffffff));
+    int rc = io_full(fd, &op, 1, 1) == 0 && put_u32(fd, (uint32_t)timeout_ms) == 0 &&
+             put_u32(fd, (uint32_t)nkeys) == 0;
+    for (size_t i = 0; rc && i < nkeys; i++) {
+        rc = put_str(fd, keys[i], strlen(keys[i])) == 0;
+    }
+    rc = rc && io_full(fd, &ok, 1, 0) == 0 && ok == 1;
+    close(fd);
+    return rc ? 0 : -1;
+}
+
+int coll_store_client_ops(const char *addr, coll_store_ops *ops)
+{
+    const char *colon = strrchr(addr, ':');
+    memset(ops, 0, sizeof *ops);
+    if (colon == NULL || colon == addr || (size_t)(colon - addr) >= sizeof(((client *)0)->host)) {
+        return -1;
+    }
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end != 0 || port <= 0 || port > 65535) {
+        return -1;
+    }
+    client *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return -1;
+    }
+    size_t hl = (size_t)(colon - addr);
+    if (addr[0] == '[' && hl >= 2 && addr[hl - 1] == ']') { /* [v6]:port */
+        memcpy(c->host, addr + 1, hl - 2);
+    } else {
+        memcpy(c->host, addr, hl);
+    }
+    c->port = (int)port;
+    ops->user = c;
+    ops->set = cl_set;
+    ops->get = cl_get;
+    ops->wait = cl_wait;
+    return 0;
+}
+
+void coll_store_client_ops_free(coll_store_ops *ops)
+{
+    free(ops->user);
+    ops->user = NULL;
+}
