@@ -71,14 +71,9 @@ void stop_state_free(stop_state *s)
     s->text = NULL;
 }
 
-stop_reason stop_state_feed(stop_state *s, int32_t id, const char *piece, size_t piece_len)
+stop_reason stop_state_append_text(stop_state *s, const char *piece, size_t piece_len)
 {
     const stop_params *p = s->p;
-    s->n_generated++;
-    if (id == s->eos_id && !p->ignore_eos) return STOP_EOS;
-    for (int i = 0; i < p->n_stop_ids; i++) {
-        if (p->stop_ids[i] == id) return STOP_TOKEN;
-    }
     if (s->len + piece_len + 1 > s->cap) {
         size_t nc = s->cap;
         while (s->len + piece_len + 1 > nc) nc *= 2;
@@ -103,6 +98,19 @@ stop_reason stop_state_feed(stop_state *s, int32_t id, const char *piece, size_t
             return STOP_STRING;
         }
     }
+    return STOP_NONE;
+}
+
+stop_reason stop_state_feed(stop_state *s, int32_t id, const char *piece, size_t piece_len)
+{
+    const stop_params *p = s->p;
+    s->n_generated++;
+    if (id == s->eos_id && !p->ignore_eos) return STOP_EOS;
+    for (int i = 0; i < p->n_stop_ids; i++) {
+        if (p->stop_ids[i] == id) return STOP_TOKEN;
+    }
+    stop_reason r = stop_state_append_text(s, piece, piece_len);
+    if (r != STOP_NONE) return r;
     if (s->n_generated >= p->max_tokens) return STOP_LENGTH;
     return STOP_NONE;
 }

@@ -51,6 +51,9 @@ void stop_state_free(stop_state *s);
  * string matches, the text is cut right before it. */
 stop_reason stop_state_feed(stop_state *s, int32_t id, const char *piece, size_t piece_len);
 
+/* Appends text that belongs to no new token (e.g. a detokenizer flush); checks stop strings. */
+stop_reason stop_state_append_text(stop_state *s, const char *text, size_t len);
+
 /* Text that can be sent now: [*out, *out + *n). final=1 releases everything still held. */
 void stop_state_take(stop_state *s, int final, const char **out, size_t *n);
 

@@ -1,0 +1,166 @@
+/* Tensor parallelism must not change answers: N in-process shards (threads, one engine each,
+ * an all-reduce built on a barrier) give logits bit-identical to the 1-of-1 engine, for
+ * N = 1, 2, 4, over a prefill and several decode steps of two interleaved sequences
+ * (continuous batching). Also checks that shard_for_rank rejects N that does not divide the
+ * KV heads. */
+#undef NDEBUG
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "model/model.h"
+
+#define MAXW 4
+typedef struct group {
+    int world;
+    pthread_barrier_t bar;
+    float *bufs[MAXW];
+    size_t n;
+} group;
+
+typedef struct rank_ctx {
+    group *g;
+    int rank;
+    const model *m;
+    float *logits; /* [steps][2][vocab] */
+    int status;
+} rank_ctx;
+
+static int fake_allreduce(void *user, float *buf, size_t n)
+{
+    rank_ctx *r = user;
+    group *g = r->g;
+    g->bufs[r->rank] = buf;
+    pthread_barrier_wait(&g->bar);
+    /* every rank computes the same sum in rank order into a private copy, then writes it */
+    float *tmp = malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) {
+        float s = g->bufs[0][i];
+        for (int k = 1; k < g->world; k++) s += g->bufs[k][i];
+        tmp[i] = s;
+    }
+    pthread_barrier_wait(&g->bar);
+    memcpy(buf, tmp, sizeof(float) * n);
+    free(tmp);
+    pthread_barrier_wait(&g->bar);
+    return 0;
+}
+
+#define STEPS 6
+static const int32_t PROMPT_A[] = {1, 403, 407, 261, 378};
+static const int32_t PROMPT_B[] = {1, 317, 269, 368, 302, 263, 377, 267};
+
+static void *run_rank(void *arg)
+{
+    rank_ctx *r = arg;
+    const model *m = r->m;
+    int V = m->hp.n_vocab;
+    shard_desc sd;
+    if (shard_for_rank(m->hp.n_kv_head, r->rank, r->g ? r->g->world : 1, &sd) != EM_OK) {
+        r->status = 1;
+        return NULL;
+    }
+    if (r->g && r->g->world > 1) {
+        sd.reduce = fake_allreduce;
+        sd.reduce_user = r;
+    }
+    engine_opts eo = {1, 16};
+    engine *e;
+    ems_cache *c[2];
+    if (engine_create(m, &sd, &eo, &e) != EM_OK || engine_cache_create(e, 0, 0, 0, &c[0]) ||
+        engine_cache_create(e, 0, 0, 0, &c[1])) {
+        r->status = 1;
+        return NULL;
+    }
+    /* step 0: both prompts in one batch (two prefill runs); then decode both each step */
+    int32_t tok[16], pos[16], seq[16];
+    int n = 0;
+    for (int i = 0; i < 5; i++) tok[n] = PROMPT_A[i], pos[n] = i, seq[n++] = 0;
+    for (int i = 0; i < 8; i++) tok[n] = PROMPT_B[i], pos[n] = i, seq[n++] = 1;
+    int len[2] = {5, 8};
+    for (int s = 0; s < STEPS; s++) {
+        engine_batch b = {n, tok, pos, seq, NULL};
+        float *out = r->logits + (size_t)s * 2 * V;
+        if (engine_forward(e, &b, c, out) != EM_OK) {
+            r->status = 1;
+            break;
+        }
+        n = 0;
+        for (int q = 0; q < 2; q++) {
+            int best = 0;
+            for (int i = 1; i < V; i++) best = out[q * V + i] > out[q * V + best] ? i : best;
+            tok[n] = best, pos[n] = len[q]++, seq[n++] = q;
+        }
+    }
+    ems_cache_destroy(c[0]);
+    ems_cache_destroy(c[1]);
+    engine_free(e);
+    return NULL;
+}
+
+static float *run_world(const model *m, int world)
+{
+    group g = {.world = world};
+    pthread_barrier_init(&g.bar, NULL, (unsigned)world);
+    rank_ctx rc[MAXW];
+    pthread_t th[MAXW];
+    size_t per = (size_t)STEPS * 2 * m->hp.n_vocab;
+    for (int r = 0; r < world; r++) {
+        rc[r] = (rank_ctx){&g, r, m, calloc(per, sizeof(float)), 0};
+        pthread_create(&th[r], NULL, run_rank, &rc[r]);
+    }
+    int bad = 0;
+    for (int r = 0; r < world; r++) {
+        pthread_join(th[r], NULL);
+        bad |= rc[r].status;
+    }
+    /* every rank must hold the same logits */
+    for (int r = 1; r < world; r++) {
+        if (memcmp(rc[0].logits, rc[r].logits, per * sizeof(float)) != 0) bad = 1;
+        free(rc[r].logits);
+    }
+    pthread_barrier_destroy(&g.bar);
+    if (bad) {
+        free(rc[0].logits);
+        return NULL;
+    }
+    return rc[0].logits;
+}
+
+int main(void)
+{
+    const char *path = model_find_default();
+    if (!path) {
+        printf("SKIPPED: stories260K.gguf not found (set EMSERVE_MODEL)\n");
+        return 0;
+    }
+    char err[256];
+    model *m;
+    if (model_load(path, &m, err, sizeof err) != EM_OK) {
+        printf("FAIL load: %s\n", err);
+        return 1;
+    }
+    int fails = 0;
+    shard_desc sd;
+    if (shard_for_rank(m->hp.n_kv_head, 0, 3, &sd) == EM_OK) {
+        printf("FAIL: 3 workers accepted for %d KV heads\n", m->hp.n_kv_head);
+        fails++;
+    }
+    float *ref = run_world(m, 1);
+    size_t per = (size_t)STEPS * 2 * m->hp.n_vocab;
+    for (int w = 2; w <= 4; w *= 2) {
+        float *got = run_world(m, w);
+        if (!got || !ref || memcmp(got, ref, per * sizeof(float)) != 0) {
+            printf("FAIL: world %d logits differ from the single process\n", w);
+            fails++;
+        } else {
+            printf("ok   world %d: %zu logits bit-identical to world 1\n", w, per);
+        }
+        free(got);
+    }
+    free(ref);
+    model_free(m);
+    return fails ? 1 : 0;
+}
