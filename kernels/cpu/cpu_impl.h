@@ -1,0 +1,51 @@
+/* Internals of the fast CPU backend shared by its files (not a public header): the backend
+ * context, the persistent thread pool and the per-op entry points installed in kern_ops.
+ * Names with a double underscore are internal to kernels/cpu. */
+#pragma once
+#include <pthread.h>
+#include <stdint.h>
+
+#include "kernels/kern.h"
+
+typedef struct kern_cpu__pool kern_cpu__pool;
+
+/* Job body: called once per thread, tid in [0, n_threads). */
+typedef void (*kern_cpu__job_fn)(void *user, int tid, int n_threads);
+
+/* n_threads >= 1 (the caller counts as thread 0). NULL on failure. */
+kern_cpu__pool *kern_cpu__pool_create(int n_threads);
+void kern_cpu__pool_free(kern_cpu__pool *p);
+int kern_cpu__pool_threads(const kern_cpu__pool *p);
+/* Runs fn on all threads (caller is tid 0) and returns when all are done. When called from
+ * inside a pool job (nested) or with one thread, runs fn(user, 0, 1) on the caller alone. */
+void kern_cpu__pool_run(kern_cpu__pool *p, kern_cpu__job_fn fn, void *user);
+/* Runs fn(user, i, tid) for every i in [0, n), items handed out dynamically. */
+void kern_cpu__pool_for(kern_cpu__pool *p, int n, void (*fn)(void *user, int i, int tid),
+                        void *user);
+/* 1 when the calling thread is executing a pool job. */
+int kern_cpu__pool_inside(void);
+
+#define KERN_CPU__ROPE_SLOTS 8
+typedef struct kern_cpu__rope_slot {
+    float base;
+    int rope_dim;
+    float *freq; /* [rope_dim / 2] */
+    int ready;   /* atomic: 1 once freq is published */
+} kern_cpu__rope_slot;
+
+typedef struct kern_cpu__ctx {
+    kern_ops ops; /* first member: kern_ops * <-> ctx */
+    kern_cpu__pool *pool;
+    int n_threads;
+    pthread_mutex_t rope_mu;
+    kern_cpu__rope_slot rope[KERN_CPU__ROPE_SLOTS];
+} kern_cpu__ctx;
+
+void kern_cpu__matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n, float *y,
+                      int ys);
+void kern_cpu__rmsnorm(void *ctx, const float *x, const float *g, int n, int dim, float eps,
+                       float *y);
+void kern_cpu__rope(void *ctx, float *x, int n_tok, int n_heads, int hd, int stride,
+                    const int32_t *pos, float base, int rope_dim);
+void kern_cpu__swiglu(void *ctx, const float *gate, const float *up, int n, int dim, float *out);
+void kern_cpu__attn(void *ctx, const kern_attn_args *a);

@@ -1,0 +1,160 @@
+/* Fast matmul Y[n][rows] = X[n][cols] . W^T for f32 and f16 weights (AVX2/FMA/F16C).
+ * Every output element is one dot product with a fixed order: one 8-lane FMA accumulator over
+ * the column blocks, kern_cpu__hsum, then the scalar column tail with fmaf. All micro-kernels
+ * (8 rows x 1 token for GEMV, RB rows x TB tokens for prefill, 1 x 1 tails) follow exactly
+ * that order, so results do not depend on blocking or on the thread split (over rows). */
+#include <math.h>
+#include <stddef.h>
+
+#include "kernels/cpu/cpu_impl.h"
+#include "kernels/cpu/simd.h"
+
+#define AI static inline __attribute__((always_inline))
+
+/* Work (multiply-adds) below which the caller thread does it alone. */
+#define MATMUL_PAR_MIN (1 << 16)
+#define RB 2 /* rows per prefill micro-kernel */
+#define TB 4 /* tokens per prefill micro-kernel */
+
+AI __m256 load_w(const void *w, int f16, size_t i)
+{
+    if (f16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + i)));
+    return _mm256_loadu_ps((const float *)w + i);
+}
+
+AI float scalar_w(const void *w, int f16, size_t i)
+{
+    if (f16) return _cvtsh_ss(((const uint16_t *)w)[i]);
+    return ((const float *)w)[i];
+}
+
+/* Finishes one dot product: lanes, then the column tail [c8, cols). */
+AI float dot_finish(__m256 acc, const void *w, int f16, size_t row_off, const float *x, int c8,
+                    int cols)
+{
+    float s = kern_cpu__hsum(acc);
+    for (int c = c8; c < cols; c++) s = fmaf(x[c], scalar_w(w, f16, row_off + (size_t)c), s);
+    return s;
+}
+
+/* nr (<= 8) rows starting at r0, one token. */
+AI void kernel_rows_tok1(const void *w, int f16, int cols, int r0, int nr, const float *x,
+                         float *y)
+{
+    __m256 acc[8];
+    int c8 = cols & ~7;
+    size_t off[8];
+    for (int r = 0; r < 8; r++) {
+        acc[r] = _mm256_setzero_ps();
+        off[r] = (size_t)(r0 + (r < nr ? r : 0)) * (size_t)cols;
+    }
+    if (nr == 8) {
+        for (int c = 0; c < c8; c += 8) {
+            __m256 xv = _mm256_loadu_ps(x + c);
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++) acc[r] = _mm256_fmadd_ps(load_w(w, f16, off[r] + c), xv, acc[r]);
+        }
+    } else {
+        for (int c = 0; c < c8; c += 8) {
+            __m256 xv = _mm256_loadu_ps(x + c);
+            for (int r = 0; r < nr; r++) acc[r] = _mm256_fmadd_ps(load_w(w, f16, off[r] + c), xv, acc[r]);
+        }
+    }
+    for (int r = 0; r < nr; r++) y[r0 + r] = dot_finish(acc[r], w, f16, off[r], x, c8, cols);
+}
+
+/* RB rows x TB tokens. */
+AI void kernel_block(const void *w, int f16, int cols, int r0, const float *x, int xs, float *y,
+                     int ys)
+{
+    __m256 acc[RB][TB];
+    int c8 = cols & ~7;
+#pragma GCC unroll 8
+    for (int r = 0; r < RB; r++)
+#pragma GCC unroll 8
+        for (int t = 0; t < TB; t++) acc[r][t] = _mm256_setzero_ps();
+    const float *xt[TB];
+#pragma GCC unroll 8
+    for (int t = 0; t < TB; t++) xt[t] = x + (size_t)t * xs;
+    size_t off0 = (size_t)r0 * (size_t)cols;
+    for (int c = 0; c < c8; c += 8) {
+        __m256 xv[TB];
+#pragma GCC unroll 8
+        for (int t = 0; t < TB; t++) xv[t] = _mm256_loadu_ps(xt[t] + c);
+#pragma GCC unroll 8
+        for (int r = 0; r < RB; r++) {
+            __m256 wv = load_w(w, f16, off0 + (size_t)r * cols + c);
+#pragma GCC unroll 8
+            for (int t = 0; t < TB; t++) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+        }
+    }
+    for (int r = 0; r < RB; r++)
+        for (int t = 0; t < TB; t++)
+            y[(size_t)t * ys + r0 + r] =
+                dot_finish(acc[r][t], w, f16, off0 + (size_t)r * cols, xt[t], c8, cols);
+}
+
+/* Rows [ra, rb) for all n tokens. */
+AI void matmul_rows(const void *w, int f16, int cols, int ra, int rb, const float *x, int xs,
+                    int n, float *y, int ys)
+{
+    int t = 0;
+    if (n >= TB) {
+        int tn = n - n % TB;
+        int r = ra;
+        for (; r + RB <= rb; r += RB)
+            for (int t0 = 0; t0 < tn; t0 += TB)
+                kernel_block(w, f16, cols, r, x + (size_t)t0 * xs, xs, y + (size_t)t0 * ys, ys);
+        for (; r < rb; r++) /* row tail: one row at a time, all block tokens */
+            for (int t0 = 0; t0 < tn; t0++)
+                kernel_rows_tok1(w, f16, cols, r, 1, x + (size_t)t0 * xs, y + (size_t)t0 * ys);
+        t = tn;
+    }
+    for (; t < n; t++) {
+        const float *xr = x + (size_t)t * xs;
+        float *yr = y + (size_t)t * ys;
+        int r = ra;
+        for (; r + 8 <= rb; r += 8) kernel_rows_tok1(w, f16, cols, r, 8, xr, yr);
+        if (r < rb) kernel_rows_tok1(w, f16, cols, r, rb - r, xr, yr);
+    }
+}
+
+static void matmul_rows_any(const kern_weight *w, int ra, int rb, const float *x, int xs, int n,
+                            float *y, int ys)
+{
+    if (w->dtype == KERN_F16)
+        matmul_rows(w->data, 1, w->cols, ra, rb, x, xs, n, y, ys);
+    else
+        matmul_rows(w->data, 0, w->cols, ra, rb, x, xs, n, y, ys);
+}
+
+typedef struct matmul_job {
+    const kern_weight *w;
+    const float *x;
+    float *y;
+    int xs, n, ys;
+} matmul_job;
+
+/* Thread tid takes an even share of 8-row units. */
+static void matmul_job_fn(void *user, int tid, int n_threads)
+{
+    const matmul_job *j = user;
+    int units = (j->w->rows + 7) / 8;
+    int u0 = (int)((long)units * tid / n_threads), u1 = (int)((long)units * (tid + 1) / n_threads);
+    int ra = u0 * 8, rb = u1 * 8 < j->w->rows ? u1 * 8 : j->w->rows;
+    if (ra < rb) matmul_rows_any(j->w, ra, rb, j->x, j->xs, j->n, j->y, j->ys);
+}
+
+void kern_cpu__matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n, float *y,
+                      int ys)
+{
+    kern_cpu__ctx *c = ctx;
+    if (n <= 0 || w->rows <= 0) return;
+    double work = (double)w->rows * (double)w->cols * (double)n;
+    if (c->n_threads == 1 || work < MATMUL_PAR_MIN || w->rows < 16) {
+        matmul_rows_any(w, 0, w->rows, x, xs, n, y, ys);
+        return;
+    }
+    matmul_job j = {w, x, y, xs, n, ys};
+    kern_cpu__pool_run(c->pool, matmul_job_fn, &j);
+}
