@@ -233,7 +233,12 @@ static em_status layer_forward(engine *e, int l, const engine_batch *b, ems_cach
     o->rope(o->ctx, e->k, n, nlc, hd, kd, b->pos, hp->rope_base, hp->rope_dim);
 
     attn_task task = {e, caches, b, run_start, n_runs, l, EM_OK};
-    for (int idx = 0; idx < n_runs * nlc; idx++) attn_one(&task, idx, 0);
+    /* One task per (sequence run, local KV head): heads own disjoint caches. */
+    if (e->cpu_ops) {
+        kern_cpu_parallel_for(e->cpu_ops, n_runs * nlc, attn_one, &task);
+    } else {
+        for (int idx = 0; idx < n_runs * nlc; idx++) attn_one(&task, idx, 0);
+    }
     if (task.status != EM_OK) return task.status;
 
     memset(e->part, 0, sizeof(float) * plane * e->sd.n_units);

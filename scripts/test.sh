@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The project's test command (the README's and CI's):
+#   1. bazel test //...                      (every test, optimised build)
+#   2. bazel test --config=asan_ubsan //...  (the whole suite under ASan + UBSan)
+#   3. bazel build --config=cuda //...       (every .cu compiles and links; skipped without nvcc)
+# Prints one final line "N passed, M failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+LOG=$(mktemp -d)/bazel
+total_pass=0
+total_fail=0
+rc_all=0
+
+count() { # $1 = log file
+  local p f
+  p=$(grep -cE '^//[^ ]+ +(\(cached\) )?PASSED' "$1")
+  f=$(grep -cE '^//[^ ]+ +(\(cached\) )?(FAILED|TIMEOUT|NO STATUS|INCOMPLETE|FLAKY|FAILED TO BUILD)' "$1")
+  total_pass=$((total_pass + p))
+  total_fail=$((total_fail + f))
+  echo "   -> $p passed, $f failed"
+}
+
+echo "== bazel test //... =="
+bazel test --config=ci //... 2>&1 | tee "$LOG.1"
+rc=${PIPESTATUS[0]}; [ "$rc" -eq 0 ] || rc_all=$rc
+count "$LOG.1"
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 3 ]; then total_fail=$((total_fail + 1)); echo "   -> build failed (rc $rc)"; fi
+
+if [ "${EMSERVE_SKIP_SANITIZERS:-0}" != 1 ]; then
+  echo "== bazel test --config=asan_ubsan //... =="
+  bazel test --config=ci --config=asan_ubsan //... 2>&1 | tee "$LOG.2"
+  rc=${PIPESTATUS[0]}; [ "$rc" -eq 0 ] || rc_all=$rc
+  count "$LOG.2"
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 3 ]; then total_fail=$((total_fail + 1)); echo "   -> build failed (rc $rc)"; fi
+fi
+
+if [ -x /usr/local/cuda/bin/nvcc ]; then
+  echo "== bazel build --config=cuda //... =="
+  bazel build --config=ci --config=cuda //... > "$LOG.3" 2>&1
+  rc=$?
+  tail -20 "$LOG.3"
+  if [ "$rc" -eq 0 ]; then
+    total_pass=$((total_pass + 1)); echo "   -> cuda build passed"
+  else
+    total_fail=$((total_fail + 1)); rc_all=1; echo "   -> cuda build FAILED"
+  fi
+else
+  echo "== no /usr/local/cuda/bin/nvcc: CUDA build skipped =="
+fi
+
+bazel shutdown >/dev/null 2>&1 || true
+echo "$total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ] && [ "$rc_all" -eq 0 ]
