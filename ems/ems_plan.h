@@ -1,0 +1,27 @@
+/* EMS planning (internal): for each due head of a layer, the Global-Local score, the number
+ * of class centres (uniform, or head-wise across the layer through the reduce hook), the
+ * centres and each candidate's class (0 = zero class). ems_merge.c applies a plan. */
+#pragma once
+#include "ems/policy_impl.h"
+
+typedef struct ems__plan {
+    int h;            /* local head index */
+    int len;          /* head length when planned */
+    int k;            /* number of centres (slots 1..k) */
+    int *cls;         /* [len] -1 kept verbatim (sink/window), 0 zero class, s: slot s */
+    int *cent;        /* [k] entry index of the centre of slot s at cent[s-1], ascending */
+    char *is_centre;  /* [len] */
+    double *wt;       /* [len] merge weight of each candidate */
+    int *keep;        /* [len] scratch */
+    int *upd;         /* [k + 1] scratch */
+} ems__plan;
+
+/* Plans layer l: *n_due plans (only heads that must be compressed now). Caller frees with
+ * ems__plans_free. Calls the reduce hook (head-wise budgets) identically on every worker. */
+em_status ems__ems_plan_layer(ems__ctx *x, int l, ems__plan **plans, int *n_due);
+void ems__plans_free(ems__plan *p, int n);
+
+/* EMS score over candidates [lo, hi) of h into s[lo..hi) (other entries untouched). */
+void ems__ems_score(const ems_config *cfg, const ems_head *h, int lo, int hi, float *s);
+/* Assignment similarity of entries a, b of h. */
+float ems__ems_sim(const ems_config *cfg, const ems_head *h, int a, int b);

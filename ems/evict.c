@@ -1,0 +1,270 @@
+/* Eviction baselines, one layer function each (fast path: scores for all due heads of a layer,
+ * deterministic top-k by selection). Specifications: methods.md section 4 and 2-3; the scalar
+ * references in ems/ref/baseline_ref.c are what tests compare these against. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ems/policy_impl.h"
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+static ems_head *head(ems__ctx *x, int l, int h) { return ems_cache_head(x->c, l, h); }
+
+/* scratch sized for the longest head of the layer */
+typedef struct scratch {
+    float *s, *t;
+    int *sel, *keep;
+} scratch;
+
+static int scratch_get(scratch *sc, ems__ctx *x, int l)
+{
+    int n = 1;
+    for (int h = 0; h < x->c->n_head_kv; h++) {
+        if (head(x, l, h)->len > n) n = head(x, l, h)->len;
+    }
+    sc->s = malloc(sizeof(float) * (size_t)n);
+    sc->t = malloc(sizeof(float) * (size_t)n);
+    sc->sel = malloc(sizeof(int) * (size_t)n);
+    sc->keep = malloc(sizeof(int) * (size_t)n);
+    return sc->s && sc->t && sc->sel && sc->keep ? 0 : -1;
+}
+
+static void scratch_free(scratch *sc)
+{
+    free(sc->s);
+    free(sc->t);
+    free(sc->sel);
+    free(sc->keep);
+}
+
+/* top (B - w - sinks) of score among [sinks, len - w), plus sinks and window */
+static void keep_top(ems__ctx *x, ems_head *hh, const float *score, int B, int w, int sinks,
+                     scratch *sc)
+{
+    int m = hh->len - w - sinks;
+    int k = ems__topk(score + sinks, m, B - w - sinks, sc->sel);
+    for (int i = 0; i < k; i++) sc->sel[i] += sinks;
+    int n = ems__keep_union(hh->len, sinks, sc->sel, k, w, sc->keep);
+    ems__apply_keep(x, hh, sc->keep, n);
+}
+
+em_status ems__streaming_layer(ems__ctx *x, int l)
+{
+    int s = ems_config_sinks(x->cfg);
+    for (int h = 0; h < x->c->n_head_kv; h++) {
+        ems_head *hh = head(x, l, h);
+        if (!ems__due(x, hh->len, x->B)) continue;
+        int *keep = malloc(sizeof(int) * (size_t)x->B);
+        if (!keep) return EM_ENOMEM;
+        int n = ems__keep_union(hh->len, s, NULL, 0, x->B - s, keep);
+        ems__apply_keep(x, hh, keep, n);
+        free(keep);
+    }
+    return EM_OK;
+}
+
+em_status ems__h2o_layer(ems__ctx *x, int l)
+{
+    int w = ems_config_window(x->cfg, x->B);
+    scratch sc;
+    if (scratch_get(&sc, x, l)) {
+        scratch_free(&sc);
+        return EM_ENOMEM;
+    }
+    for (int h = 0; h < x->c->n_head_kv; h++) {
+        ems_head *hh = head(x, l, h);
+        if (ems__due(x, hh->len, x->B)) keep_top(x, hh, hh->s_glo, x->B, w, 0, &sc);
+    }
+    scratch_free(&sc);
+    return EM_OK;
+}
+
+void ems__snapkv_pool(const float *v, int m, int kernel, int avg, float *out)
+{
+    int r = kernel / 2;
+    for (int j = 0; j < m; j++) {
+        int a = j - r < 0 ? 0 : j - r, b = j + r >= m ? m - 1 : j + r;
+        float acc = avg ? 0.0f : -INFINITY;
+        for (int i = a; i <= b; i++) acc = avg ? acc + v[i] : fmaxf(acc, v[i]);
+        out[j] = avg ? acc / (float)kernel : acc; /* avg: zero padding, count_include_pad */
+    }
+}
+
+static void snapkv_head(ems__ctx *x, ems_head *hh, int B, int w, scratch *sc)
+{
+    ems__local_score(hh, sc->s);
+    int m = hh->len - w;
+    ems__snapkv_pool(sc->s, m, x->cfg->snapkv_kernel, x->cfg->snapkv_avgpool, sc->t);
+    keep_top(x, hh, sc->t, B, w, 0, sc);
+}
+
+em_status ems__snapkv_layer(ems__ctx *x, int l)
+{
+    int w = ems_config_window(x->cfg, x->B);
+    scratch sc;
+    if (scratch_get(&sc, x, l)) {
+        scratch_free(&sc);
+        return EM_ENOMEM;
+    }
+    for (int h = 0; h < x->c->n_head_kv; h++) {
+        ems_head *hh = head(x, l, h);
+        if (ems__due(x, hh->len, x->B)) snapkv_head(x, hh, x->B, w, &sc);
+    }
+    scratch_free(&sc);
+    return EM_OK;
+}
+
+int ems__pyramid_keep(int B, int w, int n, int L, int beta, int l)
+{
+    int k = B - w;
+    if (L <= 1 || n < 2 * k) return k;
+    int mn = k / beta, mx = 2 * k - mn;
+    if (mx >= n - w) {
+        mx = n - w;
+        mn = 2 * k - mx;
+    }
+    int step = (mx - mn) / (L - 1);
+    return mx - l * step;
+}
+
+em_status ems__pyramid_layer(ems__ctx *x, int l)
+{
+    int w = ems_config_window(x->cfg, x->B);
+    scratch sc;
+    if (scratch_get(&sc, x, l)) {
+        scratch_free(&sc);
+        return EM_ENOMEM;
+    }
+    for (int h = 0; h < x->c->n_head_kv; h++) {
+        ems_head *hh = head(x, l, h);
+        int Bl = w + ems__pyramid_keep(x->B, w, hh->len, x->c->n_layer, x->cfg->pyramid_beta, l);
+        if (Bl < w + 1) Bl = w + 1;
+        if (ems__due(x, hh->len, Bl)) snapkv_head(x, hh, Bl, w, &sc);
+    }
+    scratch_free(&sc);
+    return EM_OK;
+}
+
+/* TOVA: per head, or one head-averaged selection per layer (reduced over workers). */
+em_status ems__tova_layer(ems__ctx *x, int l)
+{
+    ems_cache *c = x->c;
+    int len = head(x, l, 0)->len;
+    if (!ems__due(x, len, x->B)) return EM_OK;
+    scratch sc;
+    if (scratch_get(&sc, x, l)) {
+        scratch_free(&sc);
+        return EM_ENOMEM;
+    }
+    em_status st = EM_OK;
+    if (x->cfg->tova_per_head) {
+        for (int h = 0; h < c->n_head_kv; h++) {
+            ems_head *hh = head(x, l, h);
+            const float *row = ems__newest_row(hh);
+            if (!row || !ems__due(x, hh->len, x->B)) continue;
+            keep_top(x, hh, row, x->B, 0, 0, &sc);
+        }
+        scratch_free(&sc);
+        return EM_OK;
+    }
+    for (int h = 1; h < c->n_head_kv; h++) {
+        if (head(x, l, h)->len != len) st = EM_EINVAL; /* per-layer TOVA keeps heads aligned */
+    }
+    float *buf = calloc((size_t)x->H * len, sizeof(float));
+    if (!buf || st != EM_OK) {
+        free(buf);
+        scratch_free(&sc);
+        return st != EM_OK ? st : EM_ENOMEM;
+    }
+    for (int h = 0; h < c->n_head_kv; h++) {
+        const float *row = ems__newest_row(head(x, l, h));
+        if (row) memcpy(buf + (size_t)(c->kv_head0 + h) * len, row, sizeof(float) * len);
+    }
+    st = ems__reduce(x, buf, (size_t)x->H * len);
+    if (st == EM_OK) {
+        for (int j = 0; j < len; j++) {
+            float s = 0.0f;
+            for (int g = 0; g < x->H; g++) s += buf[(size_t)g * len + j];
+            sc.s[j] = s / (float)x->H;
+        }
+        int k = ems__topk(sc.s, len, x->B, sc.sel);
+        for (int h = 0; h < c->n_head_kv; h++) ems__apply_keep(x, head(x, l, h), sc.sel, k);
+    }
+    free(buf);
+    scratch_free(&sc);
+    return st;
+}
+
+/* RoCo (EasyKV): iteratively evict the lowest mean attention inside the scope of the K entries
+ * with the smallest std (sinks and the last `protect` entries have std = +inf). */
+static void roco_head(ems__ctx *x, ems_head *hh, scratch *sc)
+{
+    const ems_config *cfg = x->cfg;
+    int B = x->B;
+    int K = B - (int)lrintf(cfg->roco_recent_ratio * (float)B) - cfg->roco_sinks;
+    float *mean = sc->s, *sd = sc->t;
+    int *order = malloc(sizeof(int) * (size_t)hh->len);
+    char *gone = malloc((size_t)hh->len);
+    if (!order || !gone) {
+        free(order);
+        free(gone);
+        return;
+    }
+    while (hh->len > B) {
+        int n = hh->len;
+        int stride = (cfg->roco_stride == 0 || x->phase == EMS_PHASE_PREFILL_END) ? n - B
+                                                                                 : cfg->roco_stride;
+        if (stride > n - B) stride = n - B;
+        int Kc = K > stride ? K : stride;
+        int n_ok = 0;
+        for (int j = 0; j < n; j++) {
+            float c = hh->cnt[j] > 0 ? (float)hh->cnt[j] : 1.0f;
+            mean[j] = hh->s_glo[j] / c;
+            float var = hh->s_sq[j] / c - mean[j] * mean[j];
+            sd[j] = sqrtf(var > 0.0f ? var : 0.0f);
+            if (j < cfg->roco_sinks || j >= n - cfg->roco_protect) {
+                sd[j] = INFINITY;
+            } else {
+                n_ok++;
+            }
+            sd[j] = -sd[j]; /* rank ascending std as descending -std */
+        }
+        if (Kc > n_ok) Kc = n_ok;
+        if (stride > Kc) stride = Kc;
+        if (stride <= 0) break;
+        ems__rank(sd, n, order); /* order[0..Kc) = smallest std (ties: earlier) = scope */
+        qsort(order, (size_t)Kc, sizeof(int), cmp_int); /* scope in position order */
+        for (int i = 0; i < Kc; i++) sd[i] = mean[order[i]];
+        int *ev = sc->sel;
+        ems__rank(sd, Kc, ev); /* by mean descending, ties: earlier entry first */
+        memset(gone, 0, (size_t)n);
+        for (int i = Kc - stride; i < Kc; i++) gone[order[ev[i]]] = 1; /* lowest means */
+        int nk = 0;
+        for (int j = 0; j < n; j++) {
+            if (!gone[j]) sc->keep[nk++] = j;
+        }
+        ems__apply_keep(x, hh, sc->keep, nk);
+    }
+    free(order);
+    free(gone);
+}
+
+em_status ems__roco_layer(ems__ctx *x, int l)
+{
+    scratch sc;
+    if (scratch_get(&sc, x, l)) {
+        scratch_free(&sc);
+        return EM_ENOMEM;
+    }
+    for (int h = 0; h < x->c->n_head_kv; h++) {
+        ems_head *hh = head(x, l, h);
+        if (ems__due(x, hh->len, x->B)) roco_head(x, hh, &sc);
+    }
+    scratch_free(&sc);
+    return EM_OK;
+}

@@ -1,0 +1,53 @@
+/* The compression entry point: after each engine_forward the generation loop calls
+ * ems_policy_step, which decides per (layer, KV head) what to keep, merge or quantize
+ * according to an ems_config, and applies it with ems_head_compact and in-place merges.
+ *
+ * Distributed use: a worker holds only its own KV heads (c->kv_head0 ..). Policies that decide
+ * across the heads of a layer (TOVA per layer, SimLayerKV, EMS head-wise budgets) fill a zeroed
+ * buffer indexed by GLOBAL KV head, sum it over workers with the reduce hook and decide
+ * identically everywhere, so results never depend on the worker count. Every worker must call
+ * ems_policy_step for the same sequence at the same point (the hook is called the same number
+ * of times on each). */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/status.h"
+#include "ems/config.h"
+#include "ems/kv_cache.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { EMS_PHASE_PREFILL_END = 0, EMS_PHASE_DECODE = 1 };
+
+typedef struct ems_reduce {
+    /* all-reduce (sum) of n floats in place over worker processes; 0 on success.
+     * NULL = a single process. */
+    int (*fn)(void *user, float *buf, size_t n);
+    void *user;
+    int n_head_kv_global; /* KV heads of the model (0 = c->n_head_kv, one process) */
+} ems_reduce;
+
+/* Runs the policy of cfg on cache c. phase EMS_PHASE_PREFILL_END after the prompt's forward,
+ * EMS_PHASE_DECODE after each later forward. Returns quickly when nothing is due. On the first
+ * call with cfg->quant set, the heads become quantized (entries older than the residual).
+ * red may be NULL (one process). Errors: EM_EINVAL (cfg invalid), EM_ENOMEM,
+ * EM_EUNAVAILABLE (reduce hook failed; the cache is then unchanged for the failing layer). */
+em_status ems_policy_step(ems_cache *c, const ems_config *cfg, int phase, const ems_reduce *red);
+
+/* Running totals for a cache (compression cost and what happened). */
+typedef struct ems_policy_stats {
+    int64_t n_events;   /* compression events (per layer or head that was compressed) */
+    int64_t n_steps;    /* ems_policy_step calls that compressed something */
+    int64_t n_evicted;  /* entries dropped without merging */
+    int64_t n_merged;   /* entries merged into a centre */
+    double seconds;     /* wall time spent inside ems_policy_step */
+    int n_lazy_layers;  /* SimLayerKV: layers found lazy (-1 before the decision) */
+} ems_policy_stats;
+void ems_policy_get_stats(const ems_cache *c, ems_policy_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
