@@ -128,6 +128,37 @@ static size_t type_nbytes(uint32_t type, uint64_t nel, int *ok)
     return 0;
 }
 
+/* Duplicate tensor names through a hash set: a pairwise scan is quadratic, and a hostile file
+ * of a few MB with ~10^5 tiny tensors would stall the loader for minutes. */
+static em_status check_unique_names(cursor *c, const gguf_file *f)
+{
+    if (f->n_tensors < 2) return EM_OK;
+    size_t cap = 16;
+    while (cap < 2 * f->n_tensors) cap <<= 1;
+    uint64_t *slot = malloc(cap * sizeof *slot); /* tensor index + 1, 0 = empty */
+    if (!slot) return EM_ENOMEM;
+    memset(slot, 0, cap * sizeof *slot);
+    em_status st = EM_OK;
+    for (uint64_t i = 0; i < f->n_tensors && st == EM_OK; i++) {
+        gguf_str n = f->tensors[i].name;
+        uint64_t h = 1469598103934665603ull;
+        for (uint64_t k = 0; k < n.len; k++) h = (h ^ (uint8_t)n.data[k]) * 1099511628211ull;
+        for (size_t j = (size_t)h & (cap - 1);; j = (j + 1) & (cap - 1)) {
+            if (!slot[j]) {
+                slot[j] = i + 1;
+                break;
+            }
+            gguf_str o = f->tensors[slot[j] - 1].name;
+            if (o.len == n.len && memcmp(o.data, n.data, n.len) == 0) {
+                st = fail(c, "duplicate tensor name '%.*s'", (int)n.len, n.data);
+                break;
+            }
+        }
+    }
+    free(slot);
+    return st;
+}
+
 static em_status parse_tensors(cursor *c, gguf_file *f)
 {
     const uint64_t max_ne = (uint64_t)1 << 40;
@@ -155,14 +186,8 @@ static em_status parse_tensors(cursor *c, gguf_file *f)
         t->nbytes = type_nbytes(t->type, nel, &ok);
         if (!ok) return fail(c, "tensor '%.*s': unsupported or inconsistent type %u",
                              (int)t->name.len, t->name.data, t->type);
-        for (uint64_t j = 0; j < i; j++) {
-            if (f->tensors[j].name.len == t->name.len &&
-                memcmp(f->tensors[j].name.data, t->name.data, t->name.len) == 0) {
-                return fail(c, "duplicate tensor name '%.*s'", (int)t->name.len, t->name.data);
-            }
-        }
     }
-    return EM_OK;
+    return check_unique_names(c, f);
 }
 
 static em_status parse(const uint8_t *buf, size_t size, gguf_file *f, char *err, size_t errlen)
