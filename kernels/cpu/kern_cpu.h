@@ -1,5 +1,6 @@
 /* Fast CPU backend: a persistent thread pool + AVX2/FMA kernels, same contract as the
- * reference (kernels/kern.h), bit-identical for any thread count. */
+ * reference (kernels/kern.h), bit-identical for any thread count. Also batch-invariant:
+ * a row of matmul/rmsnorm/rope/swiglu output does not depend on how many rows the call has. */
 #pragma once
 #include "kernels/kern.h"
 

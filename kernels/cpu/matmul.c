@@ -13,8 +13,13 @@
 
 /* Work (multiply-adds) below which the caller thread does it alone. */
 #define MATMUL_PAR_MIN (1 << 16)
-#define RB 2 /* rows per prefill micro-kernel */
+#ifndef RB
+#define RB 3 /* rows per prefill micro-kernel */
+#endif
+#ifndef TB
 #define TB 4 /* tokens per prefill micro-kernel */
+#endif
+#define TILE_BYTES (96 * 1024) /* weight rows per L2 tile in prefill */
 
 AI __m256 load_w(const void *w, int f16, size_t i)
 {
@@ -94,20 +99,28 @@ AI void kernel_block(const void *w, int f16, int cols, int r0, const float *x, i
                 dot_finish(acc[r][t], w, f16, off0 + (size_t)r * cols, xt[t], c8, cols);
 }
 
-/* Rows [ra, rb) for all n tokens. */
+/* Rows [ra, rb) for all n tokens. Prefill: weight tiles of ~TILE_BYTES stay in L2 while
+ * every block of TB tokens (in L1) passes over them. */
 AI void matmul_rows(const void *w, int f16, int cols, int ra, int rb, const float *x, int xs,
                     int n, float *y, int ys)
 {
     int t = 0;
     if (n >= TB) {
         int tn = n - n % TB;
-        int r = ra;
-        for (; r + RB <= rb; r += RB)
-            for (int t0 = 0; t0 < tn; t0 += TB)
-                kernel_block(w, f16, cols, r, x + (size_t)t0 * xs, xs, y + (size_t)t0 * ys, ys);
-        for (; r < rb; r++) /* row tail: one row at a time, all block tokens */
-            for (int t0 = 0; t0 < tn; t0++)
-                kernel_rows_tok1(w, f16, cols, r, 1, x + (size_t)t0 * xs, y + (size_t)t0 * ys);
+        int tile = TILE_BYTES / ((cols > 0 ? cols : 1) * (f16 ? 2 : 4));
+        tile = tile < RB ? RB : tile - tile % RB;
+        for (int rt = ra; rt < rb; rt += tile) {
+            int re = rt + tile < rb ? rt + tile : rb;
+            for (int t0 = 0; t0 < tn; t0 += TB) {
+                const float *xb = x + (size_t)t0 * xs;
+                float *yb = y + (size_t)t0 * ys;
+                int r = rt;
+                for (; r + RB <= re; r += RB) kernel_block(w, f16, cols, r, xb, xs, yb, ys);
+                for (; r < re; r++) /* row tail: one row at a time */
+                    for (int k = 0; k < TB; k++)
+                        kernel_rows_tok1(w, f16, cols, r, 1, xb + (size_t)k * xs, yb + (size_t)k * ys);
+            }
+        }
         t = tn;
     }
     for (; t < n; t++) {

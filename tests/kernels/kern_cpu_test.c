@@ -63,6 +63,17 @@ static void test_matmul(int ci, const mm_case *c)
         kern_matmul(g_cpu[t], &w, x, xs, c->n, got[t], ys);
         if (t > 0) bad |= check_same("y", t, got[t], got[0], ny * sizeof(float));
     }
+    /* batch invariance: each token alone (GEMV path) gives the same bits as in the batch */
+    if (c->n > 1) {
+        float *one = alloc_fill(ny, SENTINEL);
+        for (int t = 0; t < c->n; t++)
+            kern_matmul(g_cpu[1], &w, x + (size_t)t * xs, xs, 1, one + (size_t)t * ys, ys);
+        if (memcmp(one, got[0], ny * sizeof(float)) != 0) {
+            fprintf(stderr, "    BATCH INVARIANCE: n=%d differs from n=1 calls\n", c->n);
+            bad = 1;
+        }
+        free(one);
+    }
     /* f32 reassociation: fast sums 8 lanes then the lanes, the reference sums in column
      * order; both errors are bounded by ~cols * 6e-8 * E|x*w| (E|x*w| = 0.25 here), so atol =
      * 1e-6 * cols leaves a wide margin yet catches any wrong term (error ~0.1 or more). */
