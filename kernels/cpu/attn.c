@@ -103,15 +103,29 @@ static void weighted_sum(const float *p, const float *v, int len, int hd, float 
         }
         for (int r = 0; r < 8; r++) _mm256_storeu_ps(o + d0 + 8 * r, acc[r]);
     }
-    for (; d0 < hd; d0 += 8) { /* remaining vectors one at a time, last one masked */
+    for (; d0 < hd; d0 += 8) { /* remaining vectors one at a time, last one masked; four
+                                  accumulators over j (fixed order) hide the FMA latency */
         __m256i m = kern_cpu__mask(hd - d0 < 8 ? hd - d0 : 8);
-        __m256 acc = _mm256_setzero_ps();
-        for (int j = 0; j < len; j++) {
-            if (p[j] == 0.0f) continue;
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(p[j]),
-                                  _mm256_maskload_ps(v + (size_t)j * hd + d0, m), acc);
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        const float *vd = v + d0;
+        int j = 0;
+#define WS_LOOP(LOAD)                                                                          \
+    for (; j + 4 <= len; j += 4) {                                                             \
+        a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j), LOAD(vd + (size_t)j * hd), a0);       \
+        a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j + 1), LOAD(vd + (size_t)(j + 1) * hd), a1); \
+        a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j + 2), LOAD(vd + (size_t)(j + 2) * hd), a2); \
+        a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j + 3), LOAD(vd + (size_t)(j + 3) * hd), a3); \
+    }                                                                                          \
+    for (; j < len; j++) a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j), LOAD(vd + (size_t)j * hd), a0);
+#define WS_MASKED(ptr) _mm256_maskload_ps(ptr, m)
+        if (hd - d0 >= 8) {
+            WS_LOOP(_mm256_loadu_ps)
+        } else {
+            WS_LOOP(WS_MASKED)
         }
-        _mm256_maskstore_ps(o + d0, m, acc);
+#undef WS_LOOP
+#undef WS_MASKED
+        _mm256_maskstore_ps(o + d0, m, _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
     }
 }
 
