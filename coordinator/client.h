@@ -1,0 +1,68 @@
+/* A small blocking C client of the public API (emserve.v1), used by //coordinator:emserve_client,
+ * the demo mode, the tests and the benchmark. One client = one channel (thread-safe: several
+ * threads may run calls on it at once). Requires grpc_init. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include <grpc/grpc.h>
+
+typedef struct coord_client coord_client;
+
+typedef struct coord_client_req {
+    const char *request_id;     /* NULL = server assigns */
+    const char *text;           /* text input, or ... */
+    const int32_t *ids;         /* ... token ids (when text == NULL) */
+    int n_ids;
+    int max_tokens;             /* <= 0: server default */
+    float temperature;          /* < 0: server default */
+    int top_k;                  /* < 0: unset */
+    uint64_t seed;
+    int has_seed;
+    int ignore_eos;
+    const char *kv_method;      /* NULL = default ("full") */
+    int kv_budget;              /* <= 0: unset */
+    const char *const *kv_keys; /* extra kv params */
+    const char *const *kv_vals;
+    int n_kv;
+    long timeout_ms;            /* <= 0: none */
+    /* streaming callback: each chunk's ids and text; return non-zero to cancel the call */
+    int (*on_chunk)(void *user, const int32_t *ids, int n, const char *text);
+    void *user;
+} coord_client_req;
+
+typedef struct coord_client_result {
+    grpc_status_code status;
+    char message[512];
+    int32_t *ids;               /* streamed ids (owned) */
+    int n_ids;
+    int32_t *output_ids;        /* Complete.output_ids (owned) */
+    int n_output;
+    char *text;                 /* concatenated chunk text (owned, NUL-terminated) */
+    char finish_reason[16];
+    int prompt_tokens, completion_tokens;
+    int64_t kv_entries_kept, kv_entries_full;
+    int n_chunks;
+    int got_complete;
+    double t_first_s, t_total_s; /* time to the first chunk / to the end */
+    double *t_chunk_s;          /* arrival time of each chunk (owned) */
+} coord_client_result;
+
+coord_client *coord_client_create(const char *addr);
+void coord_client_free(coord_client *c);
+grpc_channel *coord_client_channel(coord_client *c);
+
+/* Runs one Generate call to the end (or until on_chunk cancels). Returns res->status. */
+grpc_status_code coord_client_generate(coord_client *c, const coord_client_req *rq,
+                                       coord_client_result *res);
+void coord_client_result_free(coord_client_result *r);
+
+/* Abort(request_id): 1 found, 0 not found, -1 RPC error. */
+int coord_client_abort(coord_client *c, const char *request_id);
+/* Health/Check(""): 1 SERVING, 0 NOT_SERVING, -1 RPC error. */
+int coord_client_health(coord_client *c, long timeout_ms);
+/* Waits until health reports SERVING; 0 on success, -1 after timeout_ms. */
+int coord_client_wait_serving(coord_client *c, long timeout_ms);
+/* Sends raw bytes as a Generate request (tests of malformed input); returns the status. */
+grpc_status_code coord_client_generate_raw(coord_client *c, const void *bytes, size_t len,
+                                           char *msg, size_t msglen);

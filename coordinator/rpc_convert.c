@@ -1,0 +1,338 @@
+/* Protobuf <-> native conversion for the public API (see rpc_convert.h). */
+#include "coordinator/rpc_convert.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coordinator/rpc_util.h"
+
+#define TEXT_MAX (1 << 20)
+
+static em_status kv_add(coord_req *r, const char *key, const char *val, char *err, size_t errlen)
+{
+    char e2[256] = "";
+    if (r->n_kv >= COORD_KV_MAX) {
+        snprintf(err, errlen, "kv.params: at most %d parameters", COORD_KV_MAX - 4);
+        return EM_EINVAL;
+    }
+    if (ems_config_set(&r->kv, key, val, e2, sizeof e2) != EM_OK) {
+        snprintf(err, errlen, "kv.%s: %s", strcmp(key, "method") == 0 ? "method" : key, e2);
+        return EM_EINVAL;
+    }
+    r->kv_key[r->n_kv] = strdup(key);
+    r->kv_val[r->n_kv] = strdup(val);
+    if (!r->kv_key[r->n_kv] || !r->kv_val[r->n_kv]) {
+        free(r->kv_key[r->n_kv]);
+        free(r->kv_val[r->n_kv]);
+        return EM_ENOMEM;
+    }
+    r->n_kv++;
+    return EM_OK;
+}
+
+static em_status convert_kv(const Emserve__V1__KvConfig *kv, coord_req *r, char *err,
+                            size_t errlen)
+{
+    char num[32];
+    em_status st = EM_OK;
+    ems_config_default(&r->kv);
+    if (kv == NULL) {
+        return EM_OK;
+    }
+    if (kv->method && kv->method[0]) {
+        st = kv_add(r, "method", kv->method, err, errlen);
+    }
+    if (st == EM_OK && kv->_budget_case == EMSERVE__V1__KV_CONFIG___BUDGET_BUDGET) {
+        if (kv->budget < 1) {
+            snprintf(err, errlen, "kv.budget: must be >= 1 (got %d)", kv->budget);
+            return EM_EINVAL;
+        }
+        snprintf(num, sizeof num, "%d", kv->budget);
+        st = kv_add(r, "budget", num, err, errlen);
+    }
+    if (st == EM_OK && kv->_window_case == EMSERVE__V1__KV_CONFIG___WINDOW_WINDOW) {
+        snprintf(num, sizeof num, "%d", kv->window);
+        st = kv_add(r, "window", num, err, errlen);
+    }
+    if (st == EM_OK && kv->_sinks_case == EMSERVE__V1__KV_CONFIG___SINKS_SINKS) {
+        snprintf(num, sizeof num, "%d", kv->sinks);
+        st = kv_add(r, "sinks", num, err, errlen);
+    }
+    for (size_t i = 0; st == EM_OK && i < kv->n_params; i++) {
+        const char *k = kv->params[i]->key, *v = kv->params[i]->value;
+        if (strcmp(k, "method") == 0) {
+            snprintf(err, errlen, "kv.params: set the method with kv.method");
+            return EM_EINVAL;
+        }
+        st = kv_add(r, k, v, err, errlen);
+    }
+    if (st == EM_OK) {
+        char e2[256] = "";
+        if (ems_config_validate(&r->kv, e2, sizeof e2) != EM_OK) {
+            snprintf(err, errlen, "kv: %s", e2);
+            return EM_EINVAL;
+        }
+    }
+    return st;
+}
+
+static em_status convert_sampling(const Emserve__V1__SamplingParams *sp, coord_req *r,
+                                  int n_vocab, char *err, size_t errlen)
+{
+    sampler_params_default(&r->sp);
+    if (sp == NULL) {
+        return EM_OK;
+    }
+    if (sp->_n_case && sp->n != 1) {
+        snprintf(err, errlen, "sampling.n: only 1 is supported (got %d)", sp->n);
+        return EM_EINVAL;
+    }
+    if (sp->_temperature_case) {
+        r->sp.temperature = sp->temperature;
+    }
+    if (sp->_top_p_case) {
+        r->sp.top_p = sp->top_p;
+    }
+    if (sp->_top_k_case) {
+        if (sp->top_k < 0 || sp->top_k > n_vocab) {
+            snprintf(err, errlen, "sampling.top_k: must be in [0, %d] (got %d)", n_vocab,
+                     sp->top_k);
+            return EM_EINVAL;
+        }
+        r->sp.top_k = sp->top_k;
+    }
+    if (sp->_min_p_case) {
+        r->sp.min_p = sp->min_p;
+    }
+    if (sp->_repetition_penalty_case) {
+        r->sp.repetition_penalty = sp->repetition_penalty;
+    }
+    if (sp->_seed_case) {
+        r->sp.seed = sp->seed;
+    }
+    if (sp->_logprobs_case) {
+        if (sp->logprobs < 0 || sp->logprobs > COORD_LOGPROBS_MAX) {
+            snprintf(err, errlen, "sampling.logprobs: must be in [0, %d] (got %d)",
+                     COORD_LOGPROBS_MAX, sp->logprobs);
+            return EM_EINVAL;
+        }
+        r->logprobs = sp->logprobs;
+    }
+    char e2[256] = "";
+    if (sampler_params_validate(&r->sp, e2, sizeof e2) != EM_OK) {
+        snprintf(err, errlen, "sampling.%s", e2);
+        return EM_EINVAL;
+    }
+    return EM_OK;
+}
+
+static em_status convert_stopping(const Emserve__V1__StoppingParams *sp, coord_req *r,
+                                  const model_hparams *hp, char *err, size_t errlen)
+{
+    char e2[256] = "";
+    stop_params_default(&r->stop);
+    if (sp == NULL) {
+        return EM_OK;
+    }
+    if (sp->_max_tokens_case) {
+        if (sp->max_tokens < 1 || sp->max_tokens > hp->n_ctx) {
+            snprintf(err, errlen, "stopping.max_tokens: must be in [1, %d] (got %d)", hp->n_ctx,
+                     sp->max_tokens);
+            return EM_EINVAL;
+        }
+        r->stop.max_tokens = sp->max_tokens;
+    }
+    if (sp->_ignore_eos_case) {
+        r->stop.ignore_eos = sp->ignore_eos;
+    }
+    if (sp->_include_stop_str_in_output_case && sp->include_stop_str_in_output) {
+        snprintf(err, errlen, "stopping.include_stop_str_in_output: not supported");
+        return EM_EINVAL;
+    }
+    for (size_t i = 0; i < sp->n_stop; i++) {
+        if (stop_params_add_string(&r->stop, sp->stop[i], strlen(sp->stop[i]), e2, sizeof e2) !=
+            EM_OK) {
+            snprintf(err, errlen, "stopping.%s", e2);
+            return EM_EINVAL;
+        }
+    }
+    for (size_t i = 0; i < sp->n_stop_token_ids; i++) {
+        if (stop_params_add_id(&r->stop, sp->stop_token_ids[i], hp->n_vocab, e2, sizeof e2) !=
+            EM_OK) {
+            snprintf(err, errlen, "stopping.%s", e2);
+            return EM_EINVAL;
+        }
+    }
+    if (stop_params_validate(&r->stop, hp->n_ctx, e2, sizeof e2) != EM_OK) {
+        snprintf(err, errlen, "stopping.%s", e2);
+        return EM_EINVAL;
+    }
+    return EM_OK;
+}
+
+static em_status convert_input(const Emserve__V1__GenerateRequest *rq, coord_req *r,
+                               const model *m, const tokenizer *tok, char *err, size_t errlen)
+{
+    const model_hparams *hp = &m->hp;
+    if (rq->input_case == EMSERVE__V1__GENERATE_REQUEST__INPUT_TOKENS) {
+        const Emserve__V1__TokenIds *t = rq->tokens;
+        if (t == NULL || t->n_ids == 0) {
+            snprintf(err, errlen, "tokens.ids: empty");
+            return EM_EINVAL;
+        }
+        if (t->n_ids >= (size_t)hp->n_ctx) {
+            snprintf(err, errlen, "tokens.ids: %zu tokens, the context holds %d", t->n_ids,
+                     hp->n_ctx);
+            return EM_EINVAL;
+        }
+        r->prompt = malloc(sizeof(int32_t) * t->n_ids);
+        if (r->prompt == NULL) {
+            return EM_ENOMEM;
+        }
+        for (size_t i = 0; i < t->n_ids; i++) {
+            if (t->ids[i] < 0 || t->ids[i] >= hp->n_vocab) {
+                snprintf(err, errlen, "tokens.ids[%zu]: %d is outside the vocabulary [0, %d)", i,
+                         t->ids[i], hp->n_vocab);
+                return EM_EINVAL;
+            }
+            r->prompt[i] = t->ids[i];
+        }
+        r->n_prompt = (int)t->n_ids;
+        return EM_OK;
+    }
+    if (rq->input_case != EMSERVE__V1__GENERATE_REQUEST__INPUT_TEXT) {
+        snprintf(err, errlen, "input: set text or tokens");
+        return EM_EINVAL;
+    }
+    size_t len = strlen(rq->text);
+    if (len > TEXT_MAX) {
+        snprintf(err, errlen, "text: longer than %d bytes", TEXT_MAX);
+        return EM_EINVAL;
+    }
+    int cap = hp->n_ctx, n = 0;
+    r->prompt = malloc(sizeof(int32_t) * (size_t)cap);
+    if (r->prompt == NULL) {
+        return EM_ENOMEM;
+    }
+    em_status st = tok_encode(tok, rq->text, len, 1, r->prompt, cap, &n);
+    if (st == EM_ENOSPC || n >= hp->n_ctx) {
+        snprintf(err, errlen, "text: %d tokens, the context holds %d", n, hp->n_ctx);
+        return EM_EINVAL;
+    }
+    if (st != EM_OK) {
+        snprintf(err, errlen, "text: cannot tokenize (%s)", em_status_str(st));
+        return EM_EINVAL;
+    }
+    r->n_prompt = n;
+    return EM_OK;
+}
+
+em_status coord_rpc_req_from_proto(const Emserve__V1__GenerateRequest *rq, const model *m,
+                                   const tokenizer *tok, uint64_t serial, coord_req **out,
+                                   char *err, size_t errlen)
+{
+    *out = NULL;
+    coord_req *r = calloc(1, sizeof *r);
+    if (r == NULL) {
+        return EM_ENOMEM;
+    }
+    em_status st = EM_OK;
+    if (strlen(rq->request_id) > COORD_ID_MAX) {
+        snprintf(err, errlen, "request_id: longer than %d bytes", COORD_ID_MAX);
+        st = EM_EINVAL;
+    } else if (rq->request_id[0]) {
+        snprintf(r->id, sizeof r->id, "%s", rq->request_id);
+    } else {
+        snprintf(r->id, sizeof r->id, "req-%llu", (unsigned long long)serial);
+    }
+    if (st == EM_OK) {
+        st = convert_input(rq, r, m, tok, err, errlen);
+    }
+    if (st == EM_OK) {
+        st = convert_sampling(rq->sampling, r, m->hp.n_vocab, err, errlen);
+    }
+    if (st == EM_OK) {
+        st = convert_stopping(rq->stopping, r, &m->hp, err, errlen);
+    }
+    if (st == EM_OK) {
+        st = convert_kv(rq->kv, r, err, errlen);
+    }
+    if (st != EM_OK) {
+        coord_req_free(r);
+        return st;
+    }
+    *out = r;
+    return EM_OK;
+}
+
+grpc_byte_buffer *coord_rpc_pack_event(const coord_event *ev)
+{
+    Emserve__V1__GenerateResponse resp = EMSERVE__V1__GENERATE_RESPONSE__INIT;
+    Emserve__V1__Chunk chunk = EMSERVE__V1__CHUNK__INIT;
+    Emserve__V1__Complete comp = EMSERVE__V1__COMPLETE__INIT;
+    Emserve__V1__Usage usage = EMSERVE__V1__USAGE__INIT;
+    Emserve__V1__TokenLogprob lps[4], *lp_p[4];
+    Emserve__V1__TopLogprob tops[4][COORD_LOGPROBS_MAX], *top_p[4][COORD_LOGPROBS_MAX];
+    char *text = NULL;
+    resp.request_id = (char *)ev->request_id;
+    if (ev->kind == COORD_EV_CHUNK) {
+        text = malloc(ev->text_len + 1);
+        if (text == NULL) {
+            return NULL;
+        }
+        memcpy(text, ev->text, ev->text_len);
+        text[ev->text_len] = 0;
+        chunk.n_token_ids = (size_t)ev->n_ids;
+        chunk.token_ids = (int32_t *)ev->ids;
+        chunk.text = text;
+        chunk.prompt_tokens = ev->prompt_tokens;
+        chunk.completion_tokens = ev->completion_tokens;
+        if (ev->logprobs && ev->n_ids <= 4) {
+            for (int i = 0; i < ev->n_ids; i++) {
+                const coord_logprob *l = &ev->logprobs[i];
+                emserve__v1__token_logprob__init(&lps[i]);
+                lps[i].token_id = l->id;
+                lps[i].logprob = l->logprob;
+                for (int k = 0; k < l->n_top; k++) {
+                    emserve__v1__top_logprob__init(&tops[i][k]);
+                    tops[i][k].token_id = l->top_id[k];
+                    tops[i][k].logprob = l->top_logprob[k];
+                    top_p[i][k] = &tops[i][k];
+                }
+                lps[i].n_top = (size_t)l->n_top;
+                lps[i].top = top_p[i];
+                lp_p[i] = &lps[i];
+            }
+            chunk.n_logprobs = (size_t)ev->n_ids;
+            chunk.logprobs = lp_p;
+        }
+        resp.response_case = EMSERVE__V1__GENERATE_RESPONSE__RESPONSE_CHUNK;
+        resp.chunk = &chunk;
+    } else {
+        text = malloc(ev->full_text_len + 1);
+        if (text == NULL) {
+            return NULL;
+        }
+        memcpy(text, ev->full_text, ev->full_text_len);
+        text[ev->full_text_len] = 0;
+        comp.finish_reason = (char *)ev->finish_reason;
+        comp.n_output_ids = (size_t)ev->n_output;
+        comp.output_ids = (int32_t *)ev->output_ids;
+        comp.matched_stop = (char *)ev->matched_stop;
+        comp.matched_stop_token = ev->matched_stop_token;
+        comp.text = text;
+        usage.prompt_tokens = ev->prompt_tokens;
+        usage.completion_tokens = ev->completion_tokens;
+        usage.cached_tokens = 0;
+        usage.kv_entries_kept = ev->kv_entries_kept;
+        usage.kv_entries_full = ev->kv_entries_full;
+        comp.usage = &usage;
+        resp.response_case = EMSERVE__V1__GENERATE_RESPONSE__RESPONSE_COMPLETE;
+        resp.complete = &comp;
+    }
+    grpc_byte_buffer *bb = coord_rpc_pack(&resp.base);
+    free(text);
+    return bb;
+}

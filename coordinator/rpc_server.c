@@ -1,0 +1,630 @@
+/* The public gRPC server (see rpc_server.h). Locking: a call's mutex guards its send queue and
+ * flags; it is never held while calling into the scheduler (which takes its own lock and
+ * calls back into emit/release). */
+#include "coordinator/rpc_server.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+
+#include "common/log.h"
+#include "common/timeutil.h"
+#include "coordinator/rpc_convert.h"
+#include "coordinator/rpc_util.h"
+#include "ems/config.h"
+#include "proto/c/emserve/v1/emserve.pb-c.h"
+#include "proto/grpc/health/v1/health.pb-c.h"
+#include "worker/wproto.h"
+
+typedef enum { M_GENERATE, M_ABORT, M_MODEL_INFO, M_SERVER_INFO, M_HEALTH, M_UNKNOWN } method;
+typedef enum { ST_NEW, ST_READ, ST_FINISH } call_state;
+typedef enum { TAG_MAIN, TAG_SEND, TAG_CLOSE } tag_kind;
+
+typedef struct gcall gcall;
+typedef struct gtag {
+    tag_kind kind;
+    gcall *c;
+} gtag;
+
+#define QCAP 64
+
+struct gcall {
+    coord_server *srv;
+    method m;
+    call_state state;
+    grpc_call *call;
+    grpc_call_details details;
+    grpc_metadata_array md;
+    grpc_byte_buffer *request, *unary_resp;
+    gtag t_main, t_send, t_close;
+    pthread_mutex_t mu;
+    int refs;
+    grpc_byte_buffer *q[QCAP]; /* stream messages waiting to be sent (ring) */
+    int q_head, q_n;
+    grpc_byte_buffer *inflight;
+    int send_busy, md_sent, final_ready, final_started, dead, sched_held;
+    grpc_status_code final_code;
+    grpc_slice final_slice;
+    int cancelled;
+};
+
+struct coord_server {
+    coord_server_opts o;
+    grpc_server *server;
+    grpc_completion_queue *cq;
+    pthread_t thr;
+    pthread_mutex_t mu;
+    int stop, allow_cq_shutdown;
+    uint64_t serial;
+    coord_sink sink;
+};
+
+/* ---- call lifetime ------------------------------------------------------------------------- */
+
+static void post_request(coord_server *s)
+{
+    gcall *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return;
+    }
+    c->srv = s;
+    c->state = ST_NEW;
+    c->refs = 1;
+    c->t_main = (gtag){TAG_MAIN, c};
+    c->t_send = (gtag){TAG_SEND, c};
+    c->t_close = (gtag){TAG_CLOSE, c};
+    pthread_mutex_init(&c->mu, NULL);
+    grpc_call_details_init(&c->details);
+    grpc_metadata_array_init(&c->md);
+    if (grpc_server_request_call(s->server, &c->call, &c->details, &c->md, s->cq, s->cq,
+                                 &c->t_main) != GRPC_CALL_OK) {
+        grpc_call_details_destroy(&c->details);
+        grpc_metadata_array_destroy(&c->md);
+        pthread_mutex_destroy(&c->mu);
+        free(c);
+    }
+}
+
+static void call_free(gcall *c)
+{
+    if (c->request) {
+        grpc_byte_buffer_destroy(c->request);
+    }
+    if (c->unary_resp) {
+        grpc_byte_buffer_destroy(c->unary_resp);
+    }
+    if (c->inflight) {
+        grpc_byte_buffer_destroy(c->inflight);
+    }
+    while (c->q_n > 0) {
+        grpc_byte_buffer_destroy(c->q[c->q_head]);
+        c->q_head = (c->q_head + 1) % QCAP;
+        c->q_n--;
+    }
+    grpc_slice_unref(c->final_slice);
+    if (c->call) {
+        grpc_call_unref(c->call);
+    }
+    grpc_call_details_destroy(&c->details);
+    grpc_metadata_array_destroy(&c->md);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+static void call_unref(gcall *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int left = --c->refs;
+    pthread_mutex_unlock(&c->mu);
+    if (left == 0) {
+        call_free(c);
+    }
+}
+
+/* Starts the next send or the final status when nothing is in flight. Holds c->mu. */
+static void kick_locked(gcall *c)
+{
+    if (c->send_busy || c->final_started) {
+        return;
+    }
+    grpc_op ops[2];
+    int n = 0;
+    memset(ops, 0, sizeof ops);
+    if (c->q_n > 0 && !c->dead) {
+        if (!c->md_sent) {
+            ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+            c->md_sent = 1;
+        }
+        c->inflight = c->q[c->q_head];
+        c->q_head = (c->q_head + 1) % QCAP;
+        c->q_n--;
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = c->inflight;
+        c->send_busy = 1;
+        if (grpc_call_start_batch(c->call, ops, (size_t)n, &c->t_send, NULL) != GRPC_CALL_OK) {
+            c->send_busy = 0;
+            c->dead = 1;
+        }
+        return;
+    }
+    if (!c->final_ready) {
+        return;
+    }
+    if (!c->md_sent) {
+        ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+        c->md_sent = 1;
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = c->final_code;
+    ops[n++].data.send_status_from_server.status_details = &c->final_slice;
+    c->final_started = 1;
+    c->state = ST_FINISH;
+    if (grpc_call_start_batch(c->call, ops, (size_t)n, &c->t_main, NULL) != GRPC_CALL_OK) {
+        c->refs--; /* no completion will come for the main path (refs stays > 0: close tag) */
+    }
+}
+
+static void set_final_locked(gcall *c, grpc_status_code code, const char *msg)
+{
+    if (c->final_ready) {
+        return;
+    }
+    c->final_ready = 1;
+    c->final_code = code;
+    c->final_slice = grpc_slice_from_copied_string(msg ? msg : "");
+}
+
+/* Unary reply: initial metadata + message (may be NULL) + status + close, on the main tag. */
+static void finish_unary(gcall *c, const ProtobufCMessage *msg, grpc_status_code code,
+                         const char *why)
+{
+    grpc_op ops[4];
+    int n = 0;
+    memset(ops, 0, sizeof ops);
+    c->final_slice = grpc_slice_from_copied_string(why ? why : "");
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (msg && code == GRPC_STATUS_OK) {
+        c->unary_resp = coord_rpc_pack(msg);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = c->unary_resp;
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = code;
+    ops[n++].data.send_status_from_server.status_details = &c->final_slice;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+    c->state = ST_FINISH;
+    if (grpc_call_start_batch(c->call, ops, (size_t)n, &c->t_main, NULL) != GRPC_CALL_OK) {
+        call_unref(c);
+    }
+}
+
+/* ---- scheduler sink (called on the scheduler thread) -------------------------------------- */
+
+static void sink_emit(void *user, const coord_event *ev)
+{
+    gcall *c = user;
+    grpc_byte_buffer *bb = NULL;
+    if (ev->kind != COORD_EV_ERROR) {
+        bb = coord_rpc_pack_event(ev);
+    }
+    pthread_mutex_lock(&c->mu);
+    if (bb && (c->dead || c->final_ready || c->q_n == QCAP)) {
+        if (c->q_n == QCAP && !c->dead && !c->final_ready) {
+            /* the client reads far slower than we generate: end the call */
+            set_final_locked(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "client too slow");
+        }
+        grpc_byte_buffer_destroy(bb);
+        bb = NULL;
+    }
+    if (bb) {
+        c->q[(c->q_head + c->q_n) % QCAP] = bb;
+        c->q_n++;
+    }
+    if (ev->kind == COORD_EV_COMPLETE) {
+        set_final_locked(c, GRPC_STATUS_OK, "");
+    } else if (ev->kind == COORD_EV_ERROR) {
+        set_final_locked(c, coord_rpc_status_from_em(ev->status), ev->message);
+    }
+    kick_locked(c);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void sink_release(void *user)
+{
+    gcall *c = user;
+    pthread_mutex_lock(&c->mu);
+    c->sched_held = 0;
+    if (!c->final_ready) { /* released without a final event (client cancelled) */
+        set_final_locked(c, GRPC_STATUS_CANCELLED, "cancelled");
+        kick_locked(c);
+    }
+    pthread_mutex_unlock(&c->mu);
+    call_unref(c);
+}
+
+/* ---- handlers --------------------------------------------------------------------------- */
+
+static int64_t deadline_us(const gcall *c)
+{
+    gpr_timespec d = c->details.deadline;
+    if (gpr_time_cmp(d, gpr_inf_future(d.clock_type)) == 0) {
+        return 0;
+    }
+    gpr_timespec left = gpr_time_sub(d, gpr_now(d.clock_type));
+    int64_t us = (int64_t)left.tv_sec * 1000000 + left.tv_nsec / 1000;
+    return em_now_us() + (us > 0 ? us : 0);
+}
+
+static void do_generate(coord_server *s, gcall *c, const Emserve__V1__GenerateRequest *rq)
+{
+    char err[512] = "";
+    coord_req *r = NULL;
+    uint64_t serial = __atomic_add_fetch(&s->serial, 1, __ATOMIC_RELAXED);
+    em_status st = coord_rpc_req_from_proto(rq, s->o.m, s->o.tok, serial, &r, err, sizeof err);
+    if (st != EM_OK) {
+        pthread_mutex_lock(&c->mu);
+        set_final_locked(c, coord_rpc_status_from_em(st), err);
+        kick_locked(c);
+        pthread_mutex_unlock(&c->mu);
+        return;
+    }
+    r->deadline_us = deadline_us(c);
+    r->sink = &s->sink;
+    r->sink_user = c;
+    pthread_mutex_lock(&c->mu);
+    c->refs++;
+    c->sched_held = 1;
+    pthread_mutex_unlock(&c->mu);
+    coord_sched_submit(s->o.sched, r);
+}
+
+static void do_abort(coord_server *s, gcall *c, const Emserve__V1__AbortRequest *rq)
+{
+    if (rq->request_id[0] == 0) {
+        finish_unary(c, NULL, GRPC_STATUS_INVALID_ARGUMENT, "request_id: empty");
+        return;
+    }
+    Emserve__V1__AbortResponse r = EMSERVE__V1__ABORT_RESPONSE__INIT;
+    r.found = coord_sched_abort(s->o.sched, rq->request_id) > 0;
+    finish_unary(c, &r.base, GRPC_STATUS_OK, NULL);
+}
+
+static void do_model_info(coord_server *s, gcall *c)
+{
+    const model_hparams *hp = &s->o.m->hp;
+    Emserve__V1__ModelInfo r = EMSERVE__V1__MODEL_INFO__INIT;
+    r.model_path = (char *)s->o.model_path;
+    r.architecture = "llama";
+    r.n_vocab = hp->n_vocab;
+    r.dim = hp->dim;
+    r.n_layer = hp->n_layer;
+    r.n_head = hp->n_head;
+    r.n_kv_head = hp->n_kv_head;
+    r.head_dim = hp->head_dim;
+    r.ffn_dim = hp->ffn_dim;
+    r.context_length = hp->n_ctx;
+    r.bos_id = hp->bos_id;
+    r.eos_id = hp->eos_id;
+    finish_unary(c, &r.base, GRPC_STATUS_OK, NULL);
+}
+
+static void do_server_info(coord_server *s, gcall *c)
+{
+    static coord_worker_snapshot ws[COORD_MAX_WORKERS];
+    static Emserve__V1__WorkerInfo wi[COORD_MAX_WORKERS];
+    static Emserve__V1__WorkerInfo *wp[COORD_MAX_WORKERS];
+    static int32_t kvh[COORD_MAX_WORKERS][64], qh[COORD_MAX_WORKERS][256];
+    static char *methods[EMS_METHOD_COUNT];
+    coord_sched_stats stats;
+    coord_sched_get_stats(s->o.sched, &stats);
+    int n = coord_group_snapshot(s->o.group, ws, COORD_MAX_WORKERS);
+    Emserve__V1__ServerInfo r = EMSERVE__V1__SERVER_INFO__INIT;
+    for (int i = 0; i < n; i++) { /* static storage: only this thread runs handlers */
+        emserve__v1__worker_info__init(&wi[i]);
+        wi[i].rank = ws[i].pl.rank;
+        wi[i].address = ws[i].addr;
+        for (int k = 0; k < ws[i].pl.n_kv_heads && k < 64; k++) {
+            kvh[i][k] = ws[i].pl.kv_head0 + k;
+        }
+        wi[i].n_kv_heads = (size_t)(ws[i].pl.n_kv_heads < 64 ? ws[i].pl.n_kv_heads : 64);
+        wi[i].kv_heads = kvh[i];
+        for (int k = 0; k < ws[i].pl.n_q_heads && k < 256; k++) {
+            qh[i][k] = ws[i].pl.q_head0 + k;
+        }
+        wi[i].n_q_heads = (size_t)(ws[i].pl.n_q_heads < 256 ? ws[i].pl.n_q_heads : 256);
+        wi[i].q_heads = qh[i];
+        wi[i].ffn_row_begin = ws[i].pl.ffn_row0;
+        wi[i].ffn_row_end = ws[i].pl.ffn_row1;
+        wi[i].joined = ws[i].joined;
+        wi[i].pid = ws[i].pid;
+        wi[i].weight_bytes = ws[i].weight_bytes;
+        wp[i] = &wi[i];
+    }
+    for (int m = 0; m < EMS_METHOD_COUNT; m++) {
+        methods[m] = (char *)ems_method_name((ems_method)m);
+    }
+    r.version = EMSERVE_VERSION;
+    r.protocol_version = WORKER_PROTO_VERSION;
+    r.worker_count = n;
+    r.heads_per_worker = n > 0 ? ws[0].pl.n_kv_heads : 0;
+    r.n_workers = (size_t)n;
+    r.workers = wp;
+    r.n_kv_methods = EMS_METHOD_COUNT;
+    r.kv_methods = methods;
+    r.serving = stats.serving;
+    r.group_generation = stats.generation;
+    r.max_batch_tokens = s->o.max_batch_tokens;
+    r.max_sequences = s->o.max_slots;
+    r.running_requests = stats.running;
+    r.queued_requests = stats.queued;
+    r.requests_total = stats.requests_total;
+    r.tokens_generated_total = stats.tokens_generated;
+    finish_unary(c, &r.base, GRPC_STATUS_OK, NULL);
+}
+
+static void do_health(coord_server *s, gcall *c, const Grpc__Health__V1__HealthCheckRequest *rq)
+{
+    if (rq->service[0] && strcmp(rq->service, "emserve.v1.Emserve") != 0) {
+        finish_unary(c, NULL, GRPC_STATUS_NOT_FOUND, "unknown service");
+        return;
+    }
+    Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    r.status = coord_group_serving(s->o.group)
+                   ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                   : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    finish_unary(c, &r.base, GRPC_STATUS_OK, NULL);
+}
+
+static method method_of(const grpc_slice m)
+{
+    static const struct {
+        const char *name;
+        method m;
+    } table[] = {{"/emserve.v1.Emserve/Generate", M_GENERATE},
+                 {"/emserve.v1.Emserve/Abort", M_ABORT},
+                 {"/emserve.v1.Emserve/GetModelInfo", M_MODEL_INFO},
+                 {"/emserve.v1.Emserve/GetServerInfo", M_SERVER_INFO},
+                 {"/grpc.health.v1.Health/Check", M_HEALTH}};
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        if (grpc_slice_str_cmp(m, table[i].name) == 0) {
+            return table[i].m;
+        }
+    }
+    return M_UNKNOWN;
+}
+
+static void on_request(coord_server *s, gcall *c)
+{
+    static const ProtobufCMessageDescriptor *const desc[] = {
+        &emserve__v1__generate_request__descriptor, &emserve__v1__abort_request__descriptor,
+        &emserve__v1__get_model_info_request__descriptor,
+        &emserve__v1__get_server_info_request__descriptor,
+        &grpc__health__v1__health_check_request__descriptor};
+    ProtobufCMessage *m = coord_rpc_unpack(c->request, desc[c->m]);
+    if (m == NULL) {
+        if (c->m == M_GENERATE) {
+            pthread_mutex_lock(&c->mu);
+            set_final_locked(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed GenerateRequest");
+            kick_locked(c);
+            pthread_mutex_unlock(&c->mu);
+        } else {
+            finish_unary(c, NULL, GRPC_STATUS_INVALID_ARGUMENT, "malformed request message");
+        }
+        return;
+    }
+    switch (c->m) {
+    case M_GENERATE:
+        do_generate(s, c, (const Emserve__V1__GenerateRequest *)m);
+        break;
+    case M_ABORT:
+        do_abort(s, c, (const Emserve__V1__AbortRequest *)m);
+        break;
+    case M_MODEL_INFO:
+        do_model_info(s, c);
+        break;
+    case M_SERVER_INFO:
+        do_server_info(s, c);
+        break;
+    default:
+        do_health(s, c, (const Grpc__Health__V1__HealthCheckRequest *)m);
+        break;
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+}
+
+/* ---- the completion-queue state machine ------------------------------------------------------ */
+
+static void on_main(coord_server *s, gcall *c, int ok)
+{
+    grpc_op op;
+    switch (c->state) {
+    case ST_NEW:
+        if (!ok) { /* shutting down */
+            call_free(c);
+            return;
+        }
+        post_request(s);
+        c->m = method_of(c->details.method);
+        if (c->m == M_UNKNOWN) {
+            finish_unary(c, NULL, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
+            return;
+        }
+        if (c->m == M_GENERATE) { /* learn about cancellation as soon as it happens */
+            memset(&op, 0, sizeof op);
+            op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+            op.data.recv_close_on_server.cancelled = &c->cancelled;
+            c->refs++;
+            if (grpc_call_start_batch(c->call, &op, 1, &c->t_close, NULL) != GRPC_CALL_OK) {
+                c->refs--;
+            }
+        }
+        c->state = ST_READ;
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_RECV_MESSAGE;
+        op.data.recv_message.recv_message = &c->request;
+        if (grpc_call_start_batch(c->call, &op, 1, &c->t_main, NULL) != GRPC_CALL_OK) {
+            call_unref(c);
+        }
+        return;
+    case ST_READ:
+        if (!ok || c->request == NULL) {
+            if (c->m == M_GENERATE) {
+                pthread_mutex_lock(&c->mu);
+                set_final_locked(c, GRPC_STATUS_INVALID_ARGUMENT, "no request message");
+                kick_locked(c);
+                pthread_mutex_unlock(&c->mu);
+            } else {
+                finish_unary(c, NULL, GRPC_STATUS_INVALID_ARGUMENT, "no request message");
+            }
+            return;
+        }
+        on_request(s, c);
+        return;
+    case ST_FINISH:
+        call_unref(c);
+        return;
+    }
+}
+
+static void on_send(gcall *c, int ok)
+{
+    pthread_mutex_lock(&c->mu);
+    if (c->inflight) {
+        grpc_byte_buffer_destroy(c->inflight);
+        c->inflight = NULL;
+    }
+    c->send_busy = 0;
+    if (!ok) {
+        c->dead = 1;
+    }
+    kick_locked(c);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void on_close(coord_server *s, gcall *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int held = c->sched_held;
+    int gone = c->cancelled || !c->final_started;
+    if (gone) {
+        c->dead = 1;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (held && gone) {
+        coord_sched_cancel(s->o.sched, c); /* frees the slot and the workers' KV */
+    }
+    call_unref(c);
+}
+
+static void *server_main(void *p)
+{
+    coord_server *s = p;
+    int shutting_down = 0, destroyed = 0, cq_shut = 0, shutdown_tag = 0;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        int stop = s->stop, allow = s->allow_cq_shutdown;
+        pthread_mutex_unlock(&s->mu);
+        if (stop && !shutting_down) {
+            shutting_down = 1;
+            grpc_server_shutdown_and_notify(s->server, s->cq, &shutdown_tag);
+            grpc_server_cancel_all_calls(s->server);
+        }
+        if (destroyed && allow && !cq_shut) {
+            cq_shut = 1;
+            grpc_completion_queue_shutdown(s->cq);
+        }
+        grpc_event ev = grpc_completion_queue_next(
+            s->cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(100, GPR_TIMESPAN)),
+            NULL);
+        if (ev.type == GRPC_QUEUE_TIMEOUT) {
+            continue;
+        }
+        if (ev.type == GRPC_QUEUE_SHUTDOWN) {
+            break;
+        }
+        if (ev.tag == &shutdown_tag) {
+            grpc_server_destroy(s->server);
+            s->server = NULL;
+            destroyed = 1;
+            continue;
+        }
+        gtag *t = ev.tag;
+        switch (t->kind) {
+        case TAG_MAIN:
+            on_main(s, t->c, ev.success);
+            break;
+        case TAG_SEND:
+            on_send(t->c, ev.success);
+            break;
+        case TAG_CLOSE:
+            on_close(s, t->c);
+            break;
+        }
+    }
+    return NULL;
+}
+
+em_status coord_server_start(const coord_server_opts *o, coord_server **out, int *port, char *err,
+                             size_t errlen)
+{
+    coord_server *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        return EM_ENOMEM;
+    }
+    s->o = *o;
+    s->sink.emit = sink_emit;
+    s->sink.release = sink_release;
+    pthread_mutex_init(&s->mu, NULL);
+    s->server = grpc_server_create(coord_rpc_channel_args(), NULL);
+    s->cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->server, s->cq, NULL);
+    grpc_server_credentials *cr = grpc_insecure_server_credentials_create();
+    *port = grpc_server_add_http2_port(s->server, o->listen_addr, cr);
+    grpc_server_credentials_release(cr);
+    if (*port == 0) {
+        snprintf(err, errlen, "cannot listen on %s", o->listen_addr);
+        grpc_server_destroy(s->server);
+        grpc_completion_queue_shutdown(s->cq);
+        while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+               GRPC_QUEUE_SHUTDOWN) {
+        }
+        grpc_completion_queue_destroy(s->cq);
+        free(s);
+        return EM_EIO;
+    }
+    grpc_server_start(s->server);
+    for (int i = 0; i < 8; i++) {
+        post_request(s);
+    }
+    if (pthread_create(&s->thr, NULL, server_main, s) != 0) {
+        snprintf(err, errlen, "pthread_create failed");
+        return EM_ENOMEM;
+    }
+    *out = s;
+    return EM_OK;
+}
+
+void coord_server_shutdown(coord_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    pthread_mutex_unlock(&s->mu);
+}
+
+void coord_server_join(coord_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->stop = 1;
+    s->allow_cq_shutdown = 1;
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thr, NULL);
+    grpc_completion_queue_destroy(s->cq);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}

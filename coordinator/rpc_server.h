@@ -1,0 +1,34 @@
+/* The public gRPC server: emserve.v1.Emserve (Generate streaming, Abort, GetModelInfo,
+ * GetServerInfo) and grpc.health.v1.Health/Check, on one completion-queue thread. Each call
+ * has one heap context whose embedded tags carry an explicit state; the scheduler thread
+ * pushes stream messages through the context's queue (one SEND_MESSAGE in flight). */
+#pragma once
+
+#include "common/status.h"
+#include "coordinator/group.h"
+#include "coordinator/sched.h"
+#include "model/model.h"
+#include "model/tokenizer.h"
+
+typedef struct coord_server coord_server;
+
+typedef struct coord_server_opts {
+    const char *listen_addr; /* "HOST:PORT", port 0 = pick one */
+    const char *model_path;
+    const model *m;
+    const tokenizer *tok;
+    coord_sched *sched;
+    coord_group *group;
+    int max_batch_tokens, max_slots;
+} coord_server_opts;
+
+/* Binds and starts the server thread; *port gets the bound port. */
+em_status coord_server_start(const coord_server_opts *o, coord_server **out, int *port, char *err,
+                             size_t errlen);
+/* Phase 1 of shutdown: stop accepting calls and cancel running ones. Then stop the scheduler
+ * (which releases its calls), then coord_server_join. */
+void coord_server_shutdown(coord_server *s);
+/* Phase 2: waits for every call to be freed and the thread to exit; frees s. */
+void coord_server_join(coord_server *s);
+
+#define EMSERVE_VERSION "0.1.0"

@@ -1,0 +1,210 @@
+/* gRPC C core helpers (see rpc_util.h). */
+#include "coordinator/rpc_util.h"
+
+#include <string.h>
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+grpc_byte_buffer *coord_rpc_pack(const ProtobufCMessage *msg)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    grpc_slice s = grpc_slice_malloc(n);
+    size_t w = protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(s));
+    if (w != n) { /* our bug: the two sizes must match */
+        grpc_slice_unref(s);
+        return NULL;
+    }
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return bb;
+}
+
+ProtobufCMessage *coord_rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d)
+{
+    if (bb == NULL) {
+        return NULL;
+    }
+    grpc_byte_buffer_reader r;
+    if (!grpc_byte_buffer_reader_init(&r, bb)) {
+        return NULL;
+    }
+    grpc_slice all = grpc_byte_buffer_reader_readall(&r);
+    ProtobufCMessage *m =
+        protobuf_c_message_unpack(d, NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
+    grpc_slice_unref(all);
+    grpc_byte_buffer_reader_destroy(&r);
+    return m;
+}
+
+grpc_status_code coord_rpc_status_from_em(em_status st)
+{
+    switch (st) {
+    case EM_OK:
+        return GRPC_STATUS_OK;
+    case EM_EINVAL:
+    case EM_EPROTO:
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    case EM_ENOMEM:
+    case EM_ENOSPC:
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    case EM_ETIMEDOUT:
+        return GRPC_STATUS_DEADLINE_EXCEEDED;
+    case EM_ECANCELED:
+        return GRPC_STATUS_CANCELLED;
+    case EM_EUNSUPPORTED:
+        return GRPC_STATUS_UNIMPLEMENTED;
+    case EM_EUNAVAILABLE:
+    case EM_EIO:
+        return GRPC_STATUS_UNAVAILABLE;
+    case EM_EDEVICE:
+    default:
+        return GRPC_STATUS_INTERNAL;
+    }
+}
+
+em_status coord_rpc_status_to_em(grpc_status_code code)
+{
+    switch (code) {
+    case GRPC_STATUS_OK:
+        return EM_OK;
+    case GRPC_STATUS_INVALID_ARGUMENT:
+        return EM_EINVAL;
+    case GRPC_STATUS_RESOURCE_EXHAUSTED:
+        return EM_ENOSPC;
+    case GRPC_STATUS_DEADLINE_EXCEEDED:
+        return EM_ETIMEDOUT;
+    case GRPC_STATUS_CANCELLED:
+        return EM_ECANCELED;
+    case GRPC_STATUS_UNIMPLEMENTED:
+        return EM_EUNSUPPORTED;
+    case GRPC_STATUS_FAILED_PRECONDITION:
+        return EM_EPROTO;
+    default:
+        return EM_EUNAVAILABLE;
+    }
+}
+
+const grpc_channel_args *coord_rpc_channel_args(void)
+{
+    static grpc_arg args[5];
+    static grpc_channel_args ca;
+    if (ca.num_args == 0) {
+        args[0].type = GRPC_ARG_INTEGER;
+        args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+        args[0].value.integer = -1;
+        args[1].type = GRPC_ARG_INTEGER;
+        args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+        args[1].value.integer = -1;
+        args[2].type = GRPC_ARG_INTEGER; /* reconnect quickly to a restarted worker */
+        args[2].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
+        args[2].value.integer = 500;
+        args[3].type = GRPC_ARG_INTEGER;
+        args[3].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
+        args[3].value.integer = 100;
+        args[4].type = GRPC_ARG_INTEGER;
+        args[4].key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS;
+        args[4].value.integer = 100;
+        ca.args = args;
+        ca.num_args = 5;
+    }
+    return &ca;
+}
+
+void coord_rpc_slice_str(grpc_slice s, char *buf, size_t len)
+{
+    if (len == 0) {
+        return;
+    }
+    size_t n = GRPC_SLICE_LENGTH(s);
+    if (n >= len) {
+        n = len - 1;
+    }
+    memcpy(buf, GRPC_SLICE_START_PTR(s), n);
+    buf[n] = 0;
+}
+
+gpr_timespec coord_rpc_deadline_ms(long ms)
+{
+    if (ms <= 0) {
+        return gpr_inf_future(GPR_CLOCK_REALTIME);
+    }
+    return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
+grpc_status_code coord_rpc_unary(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                                 const ProtobufCMessageDescriptor *resp_desc,
+                                 ProtobufCMessage **resp, long timeout_ms, int wait_for_ready,
+                                 char *details, size_t details_len)
+{
+    *resp = NULL;
+    grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+    grpc_call *call =
+        grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+                                 grpc_slice_from_static_string(method), NULL,
+                                 coord_rpc_deadline_ms(timeout_ms), NULL);
+    grpc_byte_buffer *send_bb = coord_rpc_pack(req), *recv_bb = NULL;
+    grpc_metadata_array init_md, trail_md;
+    grpc_metadata_array_init(&init_md);
+    grpc_metadata_array_init(&trail_md);
+    grpc_status_code status = GRPC_STATUS_UNKNOWN;
+    grpc_slice det = grpc_empty_slice();
+    grpc_op ops[6];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].flags = wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = send_bb;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &init_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &recv_bb;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &trail_md;
+    ops[5].data.recv_status_on_client.status = &status;
+    ops[5].data.recv_status_on_client.status_details = &det;
+    if (grpc_call_start_batch(call, ops, 6, (void *)1, NULL) == GRPC_CALL_OK) {
+        grpc_completion_queue_pluck(cq, (void *)1, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    } else {
+        status = GRPC_STATUS_INTERNAL;
+    }
+    if (details) {
+        coord_rpc_slice_str(det, details, details_len);
+    }
+    if (status == GRPC_STATUS_OK) {
+        *resp = coord_rpc_unpack(recv_bb, resp_desc);
+        if (*resp == NULL) {
+            status = GRPC_STATUS_INTERNAL;
+            if (details) {
+                strncpy(details, "malformed reply", details_len - 1);
+            }
+        }
+    }
+    grpc_slice_unref(det);
+    if (recv_bb) {
+        grpc_byte_buffer_destroy(recv_bb);
+    }
+    if (send_bb) {
+        grpc_byte_buffer_destroy(send_bb);
+    }
+    grpc_metadata_array_destroy(&init_md);
+    grpc_metadata_array_destroy(&trail_md);
+    grpc_call_unref(call);
+    grpc_completion_queue_shutdown(cq);
+    grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_completion_queue_destroy(cq);
+    return status;
+}
+
+const char *coord_rpc_status_name(grpc_status_code code)
+{
+    static const char *const names[] = {
+        "OK",        "CANCELLED",          "UNKNOWN",        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS", "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+        "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",    "DATA_LOSS",
+        "UNAUTHENTICATED"};
+    return (code >= 0 && code < (int)(sizeof names / sizeof names[0])) ? names[code] : "?";
+}

@@ -1,0 +1,38 @@
+/* gRPC C core helpers shared by the coordinator and the workers: protobuf-c <-> byte buffer,
+ * em_status <-> grpc_status_code (the one mapping at the RPC edge), channel/server arguments,
+ * and a blocking unary client call. Protobuf types never leave the rpc_* adapters. */
+#pragma once
+#include <stddef.h>
+
+#include <grpc/grpc.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "common/status.h"
+
+/* Packs msg into a new byte buffer (destroy after the batch that sends it completes). */
+grpc_byte_buffer *coord_rpc_pack(const ProtobufCMessage *msg);
+/* Unpacks bb (NULL -> NULL); a malformed message -> NULL. Free with protobuf_c_message_free_unpacked. */
+ProtobufCMessage *coord_rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d);
+
+grpc_status_code coord_rpc_status_from_em(em_status st);
+em_status coord_rpc_status_to_em(grpc_status_code code);
+
+/* Channel / server arguments: unlimited message sizes, keepalive for fast peer-loss detection.
+ * Returns a pointer to static storage. */
+const grpc_channel_args *coord_rpc_channel_args(void);
+
+/* Blocking unary call on a private pluck queue. On success *resp is the unpacked reply.
+ * Returns the gRPC status; details (if non-NULL) gets the status message. */
+grpc_status_code coord_rpc_unary(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                                 const ProtobufCMessageDescriptor *resp_desc,
+                                 ProtobufCMessage **resp, long timeout_ms, int wait_for_ready,
+                                 char *details, size_t details_len);
+
+/* Copies a grpc_slice into a NUL-terminated buffer (truncating). */
+void coord_rpc_slice_str(grpc_slice s, char *buf, size_t len);
+
+/* Milliseconds from now as a monotonic deadline (<= 0: infinite). */
+gpr_timespec coord_rpc_deadline_ms(long ms);
+
+/* "UNAVAILABLE", "INVALID_ARGUMENT", ... */
+const char *coord_rpc_status_name(grpc_status_code code);

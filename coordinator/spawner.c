@@ -1,0 +1,351 @@
+/* The spawner process for local workers (see spawner.h). Protocol on the socketpair, one text
+ * line per message: coordinator -> spawner "K <rank>\n" (kill); spawner -> coordinator
+ * "U <rank> <pid> <port>\n" (worker up) and "D <rank> <pid> <status>\n" (worker down). */
+#define _GNU_SOURCE
+#include "coordinator/spawner.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/timeutil.h"
+
+#define SPAWN_MAX 64
+
+struct coord_spawner {
+    int fd;    /* coordinator's end */
+    pid_t pid; /* spawner process */
+    char buf[1024];
+    size_t n_buf;
+};
+
+typedef struct child {
+    pid_t pid;
+    double respawn_at; /* 0 = not scheduled */
+} child;
+
+static volatile sig_atomic_t g_spawner_stop;
+
+static void on_term(int sig)
+{
+    (void)sig;
+    g_spawner_stop = 1;
+}
+
+static void send_line(int fd, const char *line)
+{
+    size_t n = strlen(line);
+    while (n > 0) {
+        ssize_t w = send(fd, line, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            return;
+        }
+        line += w;
+        n -= (size_t)w;
+    }
+}
+
+/* fork/exec of one worker; reads its port from a pipe (30 s at most). Returns pid or -1. */
+static pid_t spawn_one(const coord_spawner_opts *o, int rank, int *port)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(p[0]);
+        close(p[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        dup2(2, 1); /* worker stdout -> stderr: the coordinator's stdout stays its own */
+        int wfd = dup(p[1]); /* without CLOEXEC */
+        char fdstr[16], threads[16], name[64];
+        snprintf(fdstr, sizeof fdstr, "%d", wfd);
+        snprintf(threads, sizeof threads, "%d", o->n_threads);
+        snprintf(name, sizeof name, "worker %d/%d", rank, o->n_workers);
+        execl(o->worker_bin, o->worker_bin, "--listen", "127.0.0.1:0", "--model", o->model_path,
+              "--threads", threads, "--report-fd", fdstr, "--name", name, (char *)NULL);
+        fprintf(stderr, "spawner: exec %s: %s\n", o->worker_bin, strerror(errno));
+        _exit(127);
+    }
+    close(p[1]);
+    char line[32];
+    size_t n = 0;
+    double t_end = em_now_s() + 30.0;
+    *port = -1;
+    while (n + 1 < sizeof line && em_now_s() < t_end) {
+        struct pollfd pfd = {p[0], POLLIN, 0};
+        if (poll(&pfd, 1, 100) <= 0) {
+            continue;
+        }
+        ssize_t r = read(p[0], line + n, sizeof line - 1 - n);
+        if (r <= 0) {
+            break;
+        }
+        n += (size_t)r;
+        if (memchr(line, '\n', n)) {
+            break;
+        }
+    }
+    close(p[0]);
+    line[n] = 0;
+    if (n > 0) {
+        *port = atoi(line);
+    }
+    return pid;
+}
+
+static void spawner_main(int fd, const coord_spawner_opts *o)
+{
+    child kids[SPAWN_MAX];
+    char in[256];
+    size_t n_in = 0;
+    memset(kids, 0, sizeof kids);
+    for (int r = 0; r < o->n_workers; r++) {
+        kids[r].respawn_at = 1e-9; /* due now */
+    }
+    while (!g_spawner_stop) {
+        double now = em_now_s();
+        for (int r = 0; r < o->n_workers; r++) {
+            if (kids[r].pid == 0 && kids[r].respawn_at > 0 && now >= kids[r].respawn_at) {
+                int port = -1;
+                kids[r].respawn_at = 0;
+                kids[r].pid = spawn_one(o, r, &port);
+                char line[96];
+                if (kids[r].pid > 0 && port > 0) {
+                    snprintf(line, sizeof line, "U %d %d %d\n", r, (int)kids[r].pid, port);
+                    send_line(fd, line);
+                } else if (kids[r].pid < 0) {
+                    kids[r].pid = 0;
+                    kids[r].respawn_at = now + 1.0;
+                }
+            }
+        }
+        int st;
+        pid_t dead;
+        while ((dead = waitpid(-1, &st, WNOHANG)) > 0) {
+            for (int r = 0; r < o->n_workers; r++) {
+                if (kids[r].pid == dead) {
+                    char line[96];
+                    snprintf(line, sizeof line, "D %d %d %d\n", r, (int)dead, st);
+                    send_line(fd, line);
+                    kids[r].pid = 0;
+                    if (o->respawn_delay_ms >= 0) {
+                        kids[r].respawn_at = em_now_s() + o->respawn_delay_ms / 1000.0 + 1e-9;
+                    }
+                }
+            }
+        }
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, 50) > 0) {
+            ssize_t r = read(fd, in + n_in, sizeof in - 1 - n_in);
+            if (r <= 0) {
+                break; /* coordinator gone */
+            }
+            n_in += (size_t)r;
+            char *nl;
+            while ((nl = memchr(in, '\n', n_in)) != NULL) {
+                *nl = 0;
+                int rank;
+                if (sscanf(in, "K %d", &rank) == 1 && rank >= 0 && rank < o->n_workers &&
+                    kids[rank].pid > 0) {
+                    kill(kids[rank].pid, SIGKILL);
+                }
+                size_t used = (size_t)(nl - in) + 1;
+                memmove(in, nl + 1, n_in - used);
+                n_in -= used;
+            }
+            if (n_in == sizeof in - 1) {
+                n_in = 0;
+            }
+        }
+    }
+    for (int r = 0; r < o->n_workers; r++) {
+        if (kids[r].pid > 0) {
+            kill(kids[r].pid, SIGTERM);
+        }
+    }
+    double t_end = em_now_s() + 3.0;
+    for (int r = 0; r < o->n_workers; r++) {
+        while (kids[r].pid > 0) {
+            if (waitpid(kids[r].pid, NULL, WNOHANG) != 0) {
+                break;
+            }
+            if (em_now_s() > t_end) {
+                kill(kids[r].pid, SIGKILL);
+                waitpid(kids[r].pid, NULL, 0);
+                break;
+            }
+            usleep(10000);
+        }
+    }
+}
+
+em_status coord_spawner_start(const coord_spawner_opts *o, coord_spawner **out)
+{
+    int sv[2];
+    *out = NULL;
+    if (o->n_workers < 1 || o->n_workers > SPAWN_MAX) {
+        return EM_EINVAL;
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        return EM_EIO;
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(sv[0]);
+        close(sv[1]);
+        return EM_EIO;
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_term;
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        em_log_set_role("spawner");
+        spawner_main(sv[1], o);
+        fflush(NULL);
+        _exit(0); /* no atexit handlers of the coordinator */
+    }
+    close(sv[1]);
+    coord_spawner *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        close(sv[0]);
+        return EM_ENOMEM;
+    }
+    fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK);
+    s->fd = sv[0];
+    s->pid = pid;
+    *out = s;
+    return EM_OK;
+}
+
+int coord_spawner_poll(coord_spawner *s, coord_spawn_event *ev)
+{
+    if (s == NULL) {
+        return 0;
+    }
+    for (;;) {
+        char *nl = memchr(s->buf, '\n', s->n_buf);
+        if (nl) {
+            *nl = 0;
+            char kind = 0;
+            int rank = -1, pid = 0, val = 0;
+            int ok = sscanf(s->buf, "%c %d %d %d", &kind, &rank, &pid, &val) == 4;
+            size_t used = (size_t)(nl - s->buf) + 1;
+            memmove(s->buf, nl + 1, s->n_buf - used);
+            s->n_buf -= used;
+            if (!ok || (kind != 'U' && kind != 'D')) {
+                continue;
+            }
+            memset(ev, 0, sizeof *ev);
+            ev->kind = kind == 'U' ? COORD_SPAWN_UP : COORD_SPAWN_DOWN;
+            ev->rank = rank;
+            ev->pid = pid;
+            if (kind == 'U') {
+                ev->port = val;
+            } else {
+                ev->status = val;
+            }
+            return 1;
+        }
+        if (s->n_buf >= sizeof s->buf - 1) {
+            s->n_buf = 0;
+        }
+        ssize_t r = read(s->fd, s->buf + s->n_buf, sizeof s->buf - 1 - s->n_buf);
+        if (r <= 0) {
+            return 0;
+        }
+        s->n_buf += (size_t)r;
+    }
+}
+
+void coord_spawner_kill(coord_spawner *s, int rank)
+{
+    if (s) {
+        char line[32];
+        snprintf(line, sizeof line, "K %d\n", rank);
+        send_line(s->fd, line);
+    }
+}
+
+void coord_spawner_stop(coord_spawner *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    close(s->fd); /* the spawner sees EOF, stops its workers and exits */
+    double t_end = em_now_s() + 5.0;
+    while (waitpid(s->pid, NULL, WNOHANG) == 0) {
+        if (em_now_s() > t_end) {
+            kill(s->pid, SIGKILL);
+            waitpid(s->pid, NULL, 0);
+            break;
+        }
+        usleep(10000);
+    }
+    free(s);
+}
+
+static int is_exec(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0;
+}
+
+int coord_spawner_find_worker(const char *flag, char *out, size_t len)
+{
+    if (flag && flag[0]) {
+        snprintf(out, len, "%s", flag);
+        return is_exec(out) ? 0 : -1;
+    }
+    const char *env = getenv("EMSERVE_WORKER_BIN");
+    if (env && env[0]) {
+        snprintf(out, len, "%s", env);
+        return is_exec(out) ? 0 : -1;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) {
+        return -1;
+    }
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash == NULL) {
+        return -1;
+    }
+    *slash = 0;
+    static const char *const rel[] = {"/emserve_worker", "/../worker/emserve_worker"};
+    for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+        snprintf(out, len, "%s%s", exe, rel[i]);
+        if (is_exec(out)) {
+            return 0;
+        }
+    }
+    return -1;
+}

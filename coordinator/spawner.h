@@ -1,0 +1,42 @@
+/* Local worker processes, started by a small spawner process that the coordinator forks BEFORE
+ * grpc_init (gRPC forbids fork after init). The spawner is single-threaded: it fork/execs the
+ * workers, reads the port each one reports, reaps dead ones and restarts them after a delay,
+ * and kills them all when the coordinator goes away. Events come back over a socketpair. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/status.h"
+
+typedef struct coord_spawner coord_spawner;
+
+typedef struct coord_spawner_opts {
+    const char *worker_bin;
+    const char *model_path;
+    int n_workers;
+    int n_threads;        /* --threads for each worker */
+    int respawn_delay_ms; /* wait before restarting a dead worker; < 0 = never restart */
+} coord_spawner_opts;
+
+typedef enum { COORD_SPAWN_UP, COORD_SPAWN_DOWN } coord_spawn_kind;
+
+typedef struct coord_spawn_event {
+    coord_spawn_kind kind;
+    int rank;
+    int64_t pid;
+    int port;   /* UP: the worker's gRPC port on 127.0.0.1 */
+    int status; /* DOWN: waitpid status */
+} coord_spawn_event;
+
+/* Forks the spawner (call before grpc_init and before starting threads). */
+em_status coord_spawner_start(const coord_spawner_opts *o, coord_spawner **out);
+/* Non-blocking: 1 and *ev filled when an event is pending, 0 otherwise. */
+int coord_spawner_poll(coord_spawner *s, coord_spawn_event *ev);
+/* Asks the spawner to kill worker `rank` now (tests, operators); it restarts per its delay. */
+void coord_spawner_kill(coord_spawner *s, int rank);
+/* Stops every worker and the spawner; waits for it. NULL ok. */
+void coord_spawner_stop(coord_spawner *s);
+
+/* Finds emserve_worker: flag value, $EMSERVE_WORKER_BIN, next to /proc/self/exe, or
+ * ../worker/ beside it (the bazel-bin layout). Writes the path to out; 0 / -1. */
+int coord_spawner_find_worker(const char *flag, char *out, size_t len);

@@ -1,0 +1,338 @@
+/* The worker's gRPC server (see rpc_worker.h). Protobuf stays here: requests are converted to
+ * worker_state calls at once. One heap context per call; its pointer is the tag. */
+#include "worker/rpc_worker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+
+#include "common/log.h"
+#include "coordinator/rpc_util.h"
+#include "proto/emserve/internal/v1/worker.pb-c.h"
+#include "worker/wproto.h"
+
+typedef enum { CALL_NEW, CALL_GOT_REQUEST, CALL_FINISHING } call_state;
+
+typedef struct wcall {
+    call_state state;
+    grpc_call *call;
+    grpc_call_details details;
+    grpc_metadata_array request_md;
+    grpc_byte_buffer *request;
+    grpc_byte_buffer *response;
+    grpc_slice status_details;
+    int cancelled;
+} wcall;
+
+typedef struct server_ctx {
+    grpc_server *server;
+    grpc_completion_queue *cq;
+    worker_state *w;
+} server_ctx;
+
+static void post_request(server_ctx *s)
+{
+    wcall *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        return;
+    }
+    c->state = CALL_NEW;
+    grpc_call_details_init(&c->details);
+    grpc_metadata_array_init(&c->request_md);
+    if (grpc_server_request_call(s->server, &c->call, &c->details, &c->request_md, s->cq, s->cq,
+                                 c) != GRPC_CALL_OK) {
+        grpc_call_details_destroy(&c->details);
+        grpc_metadata_array_destroy(&c->request_md);
+        free(c);
+    }
+}
+
+static void call_free(wcall *c)
+{
+    if (c->request) {
+        grpc_byte_buffer_destroy(c->request);
+    }
+    if (c->response) {
+        grpc_byte_buffer_destroy(c->response);
+    }
+    grpc_slice_unref(c->status_details);
+    if (c->call) {
+        grpc_call_unref(c->call);
+    }
+    grpc_call_details_destroy(&c->details);
+    grpc_metadata_array_destroy(&c->request_md);
+    free(c);
+}
+
+/* Sends the reply (msg may be NULL for an error status) and moves to FINISHING. */
+static void finish(wcall *c, const ProtobufCMessage *msg, grpc_status_code code, const char *why)
+{
+    grpc_op ops[4];
+    int n = 0;
+    memset(ops, 0, sizeof ops);
+    c->status_details = grpc_slice_from_copied_string(why ? why : "");
+    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (msg && code == GRPC_STATUS_OK) {
+        c->response = coord_rpc_pack(msg);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = c->response;
+    }
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = code;
+    ops[n++].data.send_status_from_server.status_details = &c->status_details;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+    c->state = CALL_FINISHING;
+    if (grpc_call_start_batch(c->call, ops, (size_t)n, c, NULL) != GRPC_CALL_OK) {
+        call_free(c); /* no completion will come */
+    }
+}
+
+static void do_hello(server_ctx *s, wcall *c, const Emserve__Internal__V1__HelloRequest *rq)
+{
+    Emserve__Internal__V1__HelloResponse r = EMSERVE__INTERNAL__V1__HELLO_RESPONSE__INIT;
+    static char *caps[] = {"cpu", "gloo-tcp", "ems", "continuous-batching"};
+    r.protocol_version = WORKER_PROTO_VERSION;
+    r.n_capabilities = sizeof caps / sizeof caps[0];
+    r.capabilities = caps;
+    r.pid = (int64_t)getpid();
+    r.model_path = s->w->model_path;
+    r.generation = s->w->generation;
+    r.in_group = s->w->generation != 0;
+    if (rq->protocol_version != WORKER_PROTO_VERSION) {
+        char why[128];
+        snprintf(why, sizeof why, "protocol version %d not supported (worker speaks %d)",
+                 rq->protocol_version, WORKER_PROTO_VERSION);
+        finish(c, NULL, GRPC_STATUS_FAILED_PRECONDITION, why);
+        return;
+    }
+    finish(c, &r.base, GRPC_STATUS_OK, NULL);
+}
+
+static void do_form(server_ctx *s, wcall *c, const Emserve__Internal__V1__FormGroupRequest *rq)
+{
+    char err[512] = "";
+    worker_form f = {rq->generation, rq->rank,          rq->world,      rq->store_addr,
+                     rq->prefix,     rq->gloo_host,     rq->model_path, rq->timeout_ms,
+                     rq->n_threads,  rq->max_batch_tokens, rq->max_slots};
+    em_status st = worker_group_form(s->w, &f, err, sizeof err);
+    if (st != EM_OK) {
+        EM_LOG_ERROR("form group %lld: %s", (long long)rq->generation, err);
+        finish(c, NULL, coord_rpc_status_from_em(st), err);
+        return;
+    }
+    Emserve__Internal__V1__FormGroupResponse r = EMSERVE__INTERNAL__V1__FORM_GROUP_RESPONSE__INIT;
+    r.unit0 = s->w->sd.unit0;
+    r.n_units_local = s->w->sd.n_units_local;
+    r.weight_bytes = s->w->weight_bytes;
+    finish(c, &r.base, GRPC_STATUS_OK, NULL);
+}
+
+/* Converts a StepRequest into native arrays (borrowing the message's arrays). */
+static em_status step_convert(const Emserve__Internal__V1__StepRequest *rq, worker_step_in *in,
+                              worker_open **opens, worker_policy **pols, char *err, size_t errlen)
+{
+    size_t nt = rq->n_tokens;
+    if (rq->n_pos != nt || rq->n_seq != nt || (rq->want_logits.len != 0 && rq->want_logits.len != nt)) {
+        snprintf(err, errlen, "tokens/pos/seq/want_logits lengths differ");
+        return EM_EINVAL;
+    }
+    *opens = calloc(rq->n_open + 1, sizeof **opens);
+    *pols = calloc(rq->n_policy + 1, sizeof **pols);
+    if (!*opens || !*pols) {
+        return EM_ENOMEM;
+    }
+    for (size_t i = 0; i < rq->n_open; i++) {
+        const Emserve__Internal__V1__SeqOpen *o = rq->open[i];
+        (*opens)[i].slot = o->slot;
+        ems_config_default(&(*opens)[i].cfg);
+        for (size_t k = 0; k < o->n_kv; k++) {
+            if (ems_config_set(&(*opens)[i].cfg, o->kv[k]->key, o->kv[k]->value, err, errlen) !=
+                EM_OK) {
+                return EM_EINVAL;
+            }
+        }
+        if (ems_config_validate(&(*opens)[i].cfg, err, errlen) != EM_OK) {
+            return EM_EINVAL;
+        }
+    }
+    for (size_t i = 0; i < rq->n_policy; i++) {
+        (*pols)[i].slot = rq->policy[i]->slot;
+        (*pols)[i].phase = rq->policy[i]->phase;
+    }
+    in->generation = rq->generation;
+    in->drop = rq->drop;
+    in->n_drop = (int)rq->n_drop;
+    in->open = *opens;
+    in->n_open = (int)rq->n_open;
+    in->n_tokens = (int)nt;
+    in->tokens = rq->tokens;
+    in->pos = rq->pos;
+    in->seq = rq->seq;
+    in->want_logits = rq->want_logits.len ? rq->want_logits.data : NULL;
+    in->policy = *pols;
+    in->n_policy = (int)rq->n_policy;
+    in->return_logits = rq->return_logits;
+    return EM_OK;
+}
+
+static void do_step(server_ctx *s, wcall *c, const Emserve__Internal__V1__StepRequest *rq)
+{
+    char err[512] = "";
+    worker_step_in in;
+    worker_step_out out;
+    worker_open *opens = NULL;
+    worker_policy *pols = NULL;
+    memset(&in, 0, sizeof in);
+    memset(&out, 0, sizeof out);
+    em_status st = step_convert(rq, &in, &opens, &pols, err, sizeof err);
+    if (st == EM_OK) {
+        st = worker_step(s->w, &in, &out, err, sizeof err);
+    }
+    if (st != EM_OK) {
+        finish(c, NULL, coord_rpc_status_from_em(st), err);
+    } else {
+        Emserve__Internal__V1__StepResponse r = EMSERVE__INTERNAL__V1__STEP_RESPONSE__INIT;
+        r.step_id = rq->step_id;
+        r.n_logits = out.n_logits;
+        r.logits.data = (uint8_t *)out.logits;
+        r.logits.len = out.logits ? sizeof(float) * (size_t)out.n_logits *
+                                        (size_t)s->w->m->hp.n_vocab
+                                  : 0;
+        r.n_kv_slots = (size_t)out.n_slots;
+        r.kv_slots = out.slots;
+        r.n_kv_entries = (size_t)out.n_slots;
+        r.kv_entries = out.entries;
+        finish(c, &r.base, GRPC_STATUS_OK, NULL);
+    }
+    worker_step_out_free(&out);
+    free(opens);
+    free(pols);
+}
+
+static void dispatch(server_ctx *s, wcall *c)
+{
+    const ProtobufCMessageDescriptor *d = NULL;
+    int op = -1;
+    if (grpc_slice_str_cmp(c->details.method, WORKER_METHOD_HELLO) == 0) {
+        d = &emserve__internal__v1__hello_request__descriptor;
+        op = WORKER_OP_HELLO;
+    } else if (grpc_slice_str_cmp(c->details.method, WORKER_METHOD_FORM_GROUP) == 0) {
+        d = &emserve__internal__v1__form_group_request__descriptor;
+        op = WORKER_OP_FORM_GROUP;
+    } else if (grpc_slice_str_cmp(c->details.method, WORKER_METHOD_STEP) == 0) {
+        d = &emserve__internal__v1__step_request__descriptor;
+        op = WORKER_OP_STEP;
+    }
+    if (d == NULL) {
+        finish(c, NULL, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
+        return;
+    }
+    ProtobufCMessage *m = coord_rpc_unpack(c->request, d);
+    if (m == NULL) {
+        finish(c, NULL, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+        return;
+    }
+    switch (op) {
+    case WORKER_OP_HELLO:
+        do_hello(s, c, (const Emserve__Internal__V1__HelloRequest *)m);
+        break;
+    case WORKER_OP_FORM_GROUP:
+        do_form(s, c, (const Emserve__Internal__V1__FormGroupRequest *)m);
+        break;
+    default:
+        do_step(s, c, (const Emserve__Internal__V1__StepRequest *)m);
+        break;
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+}
+
+static void on_event(server_ctx *s, wcall *c, int ok)
+{
+    switch (c->state) {
+    case CALL_NEW: {
+        if (!ok) {
+            call_free(c);
+            return;
+        }
+        post_request(s);
+        c->state = CALL_GOT_REQUEST;
+        grpc_op op;
+        memset(&op, 0, sizeof op);
+        op.op = GRPC_OP_RECV_MESSAGE;
+        op.data.recv_message.recv_message = &c->request;
+        if (grpc_call_start_batch(c->call, &op, 1, c, NULL) != GRPC_CALL_OK) {
+            call_free(c);
+        }
+        return;
+    }
+    case CALL_GOT_REQUEST:
+        if (!ok || c->request == NULL) {
+            finish(c, NULL, GRPC_STATUS_INVALID_ARGUMENT, "no request message");
+            return;
+        }
+        dispatch(s, c);
+        return;
+    case CALL_FINISHING:
+        call_free(c);
+        return;
+    }
+}
+
+em_status worker_rpc_serve(worker_state *w, const char *listen_addr, volatile sig_atomic_t *stop,
+                           void (*on_listening)(int port, void *user), void *user)
+{
+    server_ctx s = {grpc_server_create(coord_rpc_channel_args(), NULL),
+                    grpc_completion_queue_create_for_next(NULL), w};
+    grpc_server_register_completion_queue(s.server, s.cq, NULL);
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    int port = grpc_server_add_http2_port(s.server, listen_addr, creds);
+    grpc_server_credentials_release(creds);
+    if (port == 0) {
+        EM_LOG_ERROR("cannot listen on %s", listen_addr);
+        grpc_server_destroy(s.server);
+        grpc_completion_queue_shutdown(s.cq);
+        while (grpc_completion_queue_next(s.cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+               GRPC_QUEUE_SHUTDOWN) {
+        }
+        grpc_completion_queue_destroy(s.cq);
+        return EM_EIO;
+    }
+    grpc_server_start(s.server);
+    for (int i = 0; i < 4; i++) {
+        post_request(&s);
+    }
+    if (on_listening) {
+        on_listening(port, user);
+    }
+    int shutting_down = 0, shutdown_tag = 0;
+    for (;;) {
+        if (*stop && !shutting_down) {
+            shutting_down = 1;
+            grpc_server_shutdown_and_notify(s.server, s.cq, &shutdown_tag);
+            grpc_server_cancel_all_calls(s.server);
+        }
+        grpc_event ev = grpc_completion_queue_next(
+            s.cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(200, GPR_TIMESPAN)),
+            NULL);
+        if (ev.type == GRPC_QUEUE_TIMEOUT) {
+            continue;
+        }
+        if (ev.type == GRPC_QUEUE_SHUTDOWN) {
+            break;
+        }
+        if (ev.tag == &shutdown_tag) {
+            grpc_server_destroy(s.server);
+            grpc_completion_queue_shutdown(s.cq);
+            continue;
+        }
+        on_event(&s, ev.tag, ev.success);
+    }
+    grpc_completion_queue_destroy(s.cq);
+    return EM_OK;
+}

@@ -1,0 +1,13 @@
+/* The worker's gRPC server: a completion-queue loop on one thread that decodes the internal
+ * protocol (Hello, FormGroup, Step), runs it on the worker_state and encodes the reply. */
+#pragma once
+#include <signal.h>
+
+#include "common/status.h"
+#include "worker/wstate.h"
+
+/* Serves on listen_addr ("HOST:PORT", port 0 = pick one) until *stop becomes non-zero.
+ * Calls on_listening(port) once bound (e.g. to report it to the coordinator). grpc_init and
+ * grpc_shutdown are done by the caller. */
+em_status worker_rpc_serve(worker_state *w, const char *listen_addr, volatile sig_atomic_t *stop,
+                           void (*on_listening)(int port, void *user), void *user);

@@ -1,0 +1,87 @@
+/* A worker's native state, free of protobuf: the model, the engine of its shard, its place in
+ * the gloo group, and the KV cache of every open sequence slot (its own KV heads only). One
+ * thread (the worker's rpc loop) owns it; nothing here is thread-safe. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "coll/coll.h"
+#include "common/status.h"
+#include "ems/config.h"
+#include "ems/kv_cache.h"
+#include "engine/engine.h"
+#include "model/model.h"
+
+typedef struct worker_state {
+    char model_path[1024]; /* --model of this worker; empty = take the coordinator's */
+    char gloo_host[256];   /* --gloo-host override; empty = the coordinator's suggestion */
+    model *m;
+    engine *e;
+    shard_desc sd;
+    int rank, world, n_threads, max_batch_tokens;
+    coll_ctx *coll;
+    int64_t generation; /* group formation this worker is in; 0 = none */
+    int max_slots;
+    ems_cache **cache; /* [max_slots] NULL = free */
+    ems_config *cfg;   /* [max_slots] */
+    float *logits;     /* [cap_logits][n_vocab] */
+    int cap_logits;
+    int64_t weight_bytes;
+} worker_state;
+
+typedef struct worker_form {
+    int64_t generation;
+    int rank, world;
+    const char *store_addr, *prefix, *gloo_host, *model_path;
+    long timeout_ms;
+    int n_threads, max_batch_tokens, max_slots;
+} worker_form;
+
+typedef struct worker_open {
+    int slot;
+    ems_config cfg; /* parsed and validated by the rpc adapter */
+} worker_open;
+
+typedef struct worker_policy {
+    int slot, phase; /* WORKER_PHASE_* */
+} worker_policy;
+
+typedef struct worker_step_in {
+    int64_t generation;
+    const int32_t *drop;
+    int n_drop;
+    const worker_open *open;
+    int n_open;
+    int n_tokens;
+    const int32_t *tokens, *pos, *seq; /* seq = slot */
+    const uint8_t *want_logits;        /* [n_tokens] or NULL (last of each run) */
+    const worker_policy *policy;
+    int n_policy;
+    int return_logits;
+} worker_step_in;
+
+typedef struct worker_step_out {
+    const float *logits; /* [n_logits][n_vocab], owned by the state (valid until next step) */
+    int n_logits;
+    int n_slots;
+    int32_t *slots;     /* distinct slots of the batch, in first-appearance order (owned) */
+    int64_t *entries;   /* KV entries this worker holds for slots[i] (owned) */
+} worker_step_out;
+
+void worker_state_init(worker_state *w, const char *model_path, int n_threads);
+void worker_state_free(worker_state *w);
+
+/* Leaves any old group, loads the model (once), builds the shard's engine and joins the new
+ * gloo group. EM_EINVAL when world does not divide the KV heads or the model cannot load;
+ * EM_EUNAVAILABLE when the rendezvous fails. Messages go to err. */
+em_status worker_group_form(worker_state *w, const worker_form *f, char *err, size_t errlen);
+
+/* Drops every sequence and leaves the group (after a failure). */
+void worker_group_leave(worker_state *w);
+
+/* One step: drops, opens, the batched forward, policy steps. EM_EUNAVAILABLE when the group
+ * failed (the state has then left the group), EM_EINVAL for a bad batch. out's arrays are
+ * freed by worker_step_out_free. */
+em_status worker_step(worker_state *w, const worker_step_in *in, worker_step_out *out, char *err,
+                      size_t errlen);
+void worker_step_out_free(worker_step_out *out);
