@@ -90,7 +90,7 @@ em_status gen_run(engine *e, const tokenizer *tok, const int32_t *prompt, int n_
         int32_t id = sampler_sample(&smp, logits, hist, n_hist);
         hist[n_hist++] = id;
         res->ids[res->n_ids++] = id;
-        char piece[256] = "";
+        char piece[4200] = ""; /* longest piece (4096 bytes) + a held partial character */
         size_t plen = tok ? tok_stream_feed(&ts, id, piece, sizeof piece) : 0;
         why = stop_state_feed(&ss, id, piece, plen);
         if (why == STOP_NONE && res->n_ids >= max_new) why = STOP_LENGTH;
