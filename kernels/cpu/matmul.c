@@ -148,11 +148,22 @@ typedef struct matmul_job {
     int xs, n, ys;
 } matmul_job;
 
-/* Thread tid takes an even share of 8-row units. */
+/* Thread tid takes an even share of 8-row units, or, when there are fewer units than
+ * threads and several token blocks, an even share of TB-token blocks (same per-element
+ * arithmetic either way). */
 static void matmul_job_fn(void *user, int tid, int n_threads)
 {
     const matmul_job *j = user;
     int units = (j->w->rows + 7) / 8;
+    if (units < n_threads && j->n >= 2 * TB) {
+        int blocks = (j->n + TB - 1) / TB;
+        int b0 = (int)((long)blocks * tid / n_threads), b1 = (int)((long)blocks * (tid + 1) / n_threads);
+        int t0 = b0 * TB, t1 = b1 * TB < j->n ? b1 * TB : j->n;
+        if (t0 < t1)
+            matmul_rows_any(j->w, 0, j->w->rows, j->x + (size_t)t0 * j->xs, j->xs, t1 - t0,
+                            j->y + (size_t)t0 * j->ys, j->ys);
+        return;
+    }
     int u0 = (int)((long)units * tid / n_threads), u1 = (int)((long)units * (tid + 1) / n_threads);
     int ra = u0 * 8, rb = u1 * 8 < j->w->rows ? u1 * 8 : j->w->rows;
     if (ra < rb) matmul_rows_any(j->w, ra, rb, j->x, j->xs, j->n, j->y, j->ys);
@@ -164,7 +175,7 @@ void kern_cpu__matmul(void *ctx, const kern_weight *w, const float *x, int xs, i
     kern_cpu__ctx *c = ctx;
     if (n <= 0 || w->rows <= 0) return;
     double work = (double)w->rows * (double)w->cols * (double)n;
-    if (c->n_threads == 1 || work < MATMUL_PAR_MIN || w->rows < 16) {
+    if (c->n_threads == 1 || work < MATMUL_PAR_MIN || (w->rows < 16 && n < 2 * TB)) {
         matmul_rows_any(w, 0, w->rows, x, xs, n, y, ys);
         return;
     }

@@ -228,9 +228,60 @@ static int test_parallel_for(void)
     return cases;
 }
 
+/* The engine's use: attention for several KV heads at once from pool threads (per-thread
+ * scratch) must give the bits of a serial loop. */
+typedef struct pa_user {
+    const kern_ops *ops;
+    kern_attn_args *args; /* [H] */
+} pa_user;
+
+static void pa_body(void *user, int i, int tid)
+{
+    pa_user *u = user;
+    u->ops->attn(u->ops->ctx, &u->args[i]);
+}
+
+static int test_parallel_attn(void)
+{
+    enum { H = 6, NQ = 3, G = 2, HD = 16, LEN = 77 };
+    kt_rng r = {6100u};
+    size_t nqh = (size_t)NQ * G * HD, nkv = (size_t)LEN * HD;
+    float *q = kt_alloc_fill(H * nqh, 0), *k = kt_alloc_fill(H * nkv, 0), *v = kt_alloc_fill(H * nkv, 0);
+    kt_fill(&r, q, H * nqh, -2, 2), kt_fill(&r, k, H * nkv, -1, 1), kt_fill(&r, v, H * nkv, -1, 1);
+    int32_t kpos[LEN], qpos[NQ] = {40, 60, 90};
+    for (int j = 0; j < LEN; j++) kpos[j] = j + kt_int(&r, 20);
+    int bad = 0;
+    for (int t = 0; t < KT_N_BACKENDS; t++) {
+        float *out[2], *cs[2];
+        kern_attn_stats st[2][H];
+        kern_attn_args a[2][H];
+        for (int m = 0; m < 2; m++) { /* m = 0: serial on the caller, 1: parallel_for */
+            out[m] = kt_alloc_fill(H * nqh, 0);
+            cs[m] = kt_alloc_fill(H * LEN, 0);
+            for (int h = 0; h < H; h++) {
+                st[m][h] = (kern_attn_stats){.col_sum = cs[m] + h * LEN};
+                a[m][h] = (kern_attn_args){.n_q = NQ, .G = G, .hd = HD, .len = LEN,
+                                           .q = q + h * nqh, .q_stride = G * HD, .q_pos = qpos,
+                                           .k = k + h * nkv, .v = v + h * nkv, .kpos = kpos,
+                                           .out = out[m] + h * nqh, .o_stride = G * HD,
+                                           .scale = 0.25f, .stats = &st[m][h]};
+            }
+        }
+        for (int h = 0; h < H; h++) kt_cpu[t]->attn(kt_cpu[t]->ctx, &a[0][h]);
+        pa_user u = {kt_cpu[t], a[1]};
+        kern_cpu_parallel_for(kt_cpu[t], H, pa_body, &u);
+        bad |= kt_check_same("parallel attn out", t, out[1], out[0], H * nqh * sizeof(float));
+        bad |= kt_check_same("parallel attn col_sum", t, cs[1], cs[0], H * LEN * sizeof(float));
+        for (int m = 0; m < 2; m++) free(out[m]), free(cs[m]);
+    }
+    kt_report("parallel_for attention over 6 KV heads == serial (1/2/3 threads)", bad);
+    free(q), free(k), free(v);
+    return 1;
+}
+
 int kt_attn_run_all(void)
 {
     int n = (int)(sizeof attn_cases / sizeof attn_cases[0]);
     for (int i = 0; i < n; i++) test_attn(i, &attn_cases[i]);
-    return n + test_parallel_for();
+    return n + test_parallel_for() + test_parallel_attn();
 }

@@ -33,6 +33,7 @@ static const mm_case mm_cases[] = {
     {1, 1, 1, 0, 0, KERN_F16},      {3, 17, 4, 1, 1, KERN_F16},     {172, 64, 1, 0, 0, KERN_F16},
     {64, 172, 13, 0, 0, KERN_F16},  {512, 64, 8, 0, 0, KERN_F16},   {768, 768, 1, 0, 0, KERN_F16},
     {300, 257, 6, 3, 2, KERN_F16},  {20, 1003, 3, 0, 0, KERN_F16},
+    {7, 100, 200, 1, 0, KERN_F32},  {12, 64, 130, 0, 2, KERN_F16}, /* few rows, many tokens */
 };
 
 static void test_matmul(int ci, const mm_case *c)
