@@ -316,3 +316,31 @@ int coord_client_wait_serving(coord_client *c, long timeout_ms)
     }
     return -1;
 }
+
+int coord_client_server_info(coord_client *c, coord_client_info *out)
+{
+    Emserve__V1__GetServerInfoRequest rq = EMSERVE__V1__GET_SERVER_INFO_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+    memset(out, 0, sizeof *out);
+    if (coord_rpc_unary(c->ch, "/emserve.v1.Emserve/GetServerInfo", &rq.base,
+                        &emserve__v1__server_info__descriptor, &resp, 5000, 0, NULL,
+                        0) != GRPC_STATUS_OK) {
+        return -1;
+    }
+    const Emserve__V1__ServerInfo *si = (const Emserve__V1__ServerInfo *)resp;
+    out->serving = si->serving;
+    out->worker_count = si->worker_count;
+    out->heads_per_worker = si->heads_per_worker;
+    out->running = si->running_requests;
+    out->queued = si->queued_requests;
+    out->generation = si->group_generation;
+    out->requests_total = si->requests_total;
+    for (size_t i = 0; i < si->n_workers && i < 64; i++) {
+        out->pid[i] = si->workers[i]->pid;
+        out->weight_bytes[i] = si->workers[i]->weight_bytes;
+        out->kv_head0[i] = si->workers[i]->n_kv_heads ? si->workers[i]->kv_heads[0] : -1;
+        out->n_kv_heads[i] = (int)si->workers[i]->n_kv_heads;
+    }
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return 0;
+}

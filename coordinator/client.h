@@ -66,3 +66,14 @@ int coord_client_wait_serving(coord_client *c, long timeout_ms);
 /* Sends raw bytes as a Generate request (tests of malformed input); returns the status. */
 grpc_status_code coord_client_generate_raw(coord_client *c, const void *bytes, size_t len,
                                            char *msg, size_t msglen);
+
+typedef struct coord_client_info {
+    int serving, worker_count, heads_per_worker, running, queued;
+    int64_t generation, requests_total;
+    int64_t pid[64];
+    int64_t weight_bytes[64];
+    int kv_head0[64], n_kv_heads[64];
+} coord_client_info;
+
+/* GetServerInfo; 0 on success, -1 on RPC error. */
+int coord_client_server_info(coord_client *c, coord_client_info *out);

@@ -1,0 +1,144 @@
+/* Test harness for the service (see svc_harness.h). */
+#define _GNU_SOURCE
+#include "tests/service/svc_harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "model/model.h"
+
+extern char **environ;
+
+const char *const k_golden_prompt1 = "Once upon a time";
+const int32_t k_golden_prompt1_ids[5] = {1, 403, 407, 261, 378};
+const int32_t k_golden_ids1[60] = {
+    432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267,
+    337, 410, 408, 419, 292, 411, 322, 265, 282, 295, 433, 426, 385, 328, 432,
+    358, 394, 261, 370, 432, 352, 266, 268, 388, 426, 338, 391, 266, 267, 337,
+    335, 312, 432, 398, 312, 286, 267, 414, 270, 333, 415, 426, 13,  438, 310};
+const char *const k_golden_prompt2 = "Lily and Ben went to the park. They saw a";
+const int32_t k_golden_ids2[40] = {370, 268, 414, 444, 335, 261, 370, 268, 414, 444,
+                                   426, 342, 391, 266, 267, 337, 335, 312, 426, 342,
+                                   391, 266, 267, 337, 335, 265, 268, 414, 444, 426,
+                                   342, 391, 266, 267, 337, 335, 265, 268, 414, 444};
+
+const char *svc_model(void)
+{
+    const char *p = model_find_default();
+    if (p == NULL) {
+        fprintf(stderr, "SKIPPED LOUDLY: test model stories260K.gguf not found "
+                        "(set EMSERVE_MODEL)\n");
+        exit(1); /* a missing model is a failure here: the service tests need it */
+    }
+    return p;
+}
+
+static void bin_path(const char *rel, const char *env, char *out, size_t len)
+{
+    const char *e = getenv(env);
+    const char *src = getenv("TEST_SRCDIR");
+    if (e && e[0]) {
+        snprintf(out, len, "%s", e);
+    } else if (src) {
+        snprintf(out, len, "%s/emserve/%s", src, rel);
+    } else {
+        snprintf(out, len, "bazel-bin/%s", rel);
+    }
+}
+
+int svc_start(svc *s, int n_workers, const char *const *extra)
+{
+    char bin[PATH_MAX], wbin[PATH_MAX], nw[16];
+    bin_path("coordinator/emserve", "EMSERVE_BIN", bin, sizeof bin);
+    bin_path("worker/emserve_worker", "EMSERVE_WORKER_BIN", wbin, sizeof wbin);
+    snprintf(nw, sizeof nw, "%d", n_workers);
+    const char *argv[64] = {bin, "--model", svc_model(), "--workers", nw, "--listen",
+                            "127.0.0.1:0", "--worker-bin", wbin};
+    int argc = 9;
+    for (int i = 0; extra && extra[i] && argc < 62; i++) {
+        argv[argc++] = extra[i];
+    }
+    argv[argc] = NULL;
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        return -1;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+    memset(s, 0, sizeof *s);
+    int rc = posix_spawn(&s->pid, bin, &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    close(p[1]);
+    if (rc != 0) {
+        fprintf(stderr, "svc_start: spawn %s: %s\n", bin, strerror(rc));
+        close(p[0]);
+        return -1;
+    }
+    char buf[512];
+    size_t n = 0;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (t.tv_sec - t0.tv_sec > 90 || n + 1 >= sizeof buf) {
+            break;
+        }
+        struct pollfd pfd = {p[0], POLLIN, 0};
+        if (poll(&pfd, 1, 200) <= 0) {
+            continue;
+        }
+        ssize_t r = read(p[0], buf + n, sizeof buf - 1 - n);
+        if (r <= 0) {
+            break;
+        }
+        n += (size_t)r;
+        buf[n] = 0;
+        char *l = strstr(buf, "listening on ");
+        if (l && strchr(l, '\n')) {
+            *strchr(l, '\n') = 0;
+            snprintf(s->addr, sizeof s->addr, "%s", l + strlen("listening on "));
+            close(p[0]);
+            return 0;
+        }
+    }
+    close(p[0]);
+    fprintf(stderr, "svc_start: no 'listening on' line from %s (got: %.*s)\n", bin, (int)n, buf);
+    svc_stop(s);
+    return -1;
+}
+
+int svc_alive(const svc *s)
+{
+    return s->pid > 0 && waitpid(s->pid, NULL, WNOHANG) == 0;
+}
+
+int svc_stop(svc *s)
+{
+    int st = -1;
+    if (s->pid <= 0) {
+        return st;
+    }
+    kill(s->pid, SIGTERM);
+    for (int i = 0; i < 1000; i++) {
+        if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+            s->pid = 0;
+            return st;
+        }
+        usleep(10000);
+    }
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, &st, 0);
+    s->pid = 0;
+    return st;
+}

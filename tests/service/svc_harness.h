@@ -1,0 +1,27 @@
+/* Test harness: starts //coordinator:emserve (with its local workers) as a child process on a
+ * free port, waits for its "listening on HOST:PORT" line, and stops it. Uses posix_spawn, so it
+ * may be called after grpc_init. Also: the model path and the golden ids of the test model. */
+#pragma once
+#include <stdint.h>
+#include <sys/types.h>
+
+typedef struct svc {
+    pid_t pid;
+    char addr[64];
+} svc;
+
+/* Path of the test model (exits the test, loudly, when absent). */
+const char *svc_model(void);
+/* Starts emserve with --workers n and extra flags (NULL-terminated, may be NULL). 0 / -1. */
+int svc_start(svc *s, int n_workers, const char *const *extra);
+/* SIGTERM, then waits (SIGKILL after 10 s). Returns the exit status from waitpid. */
+int svc_stop(svc *s);
+/* 1 while the process is alive. */
+int svc_alive(const svc *s);
+
+/* Goldens from shared/models/README.md (independent reference implementation). */
+extern const char *const k_golden_prompt1; /* "Once upon a time" */
+extern const int32_t k_golden_ids1[60];
+extern const char *const k_golden_prompt2;
+extern const int32_t k_golden_ids2[40];
+extern const int32_t k_golden_prompt1_ids[5];
