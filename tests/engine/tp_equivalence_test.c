@@ -1,14 +1,16 @@
 /* Tensor parallelism must not change answers: N in-process shards (threads, one engine each,
  * an all-reduce built on a barrier) give logits bit-identical to the 1-of-1 engine, for
- * N = 1, 2, 4, over a prefill and several decode steps of two interleaved sequences
- * (continuous batching). Also checks that shard_for_rank rejects N that does not divide the
- * KV heads. */
+ * N = 1, 2, 4, over a prefill and many decode steps of two interleaved sequences
+ * (continuous batching), with the full cache and with KV compression policies whose decisions
+ * span heads (EMS head-wise budgets, TOVA per layer, SimLayerKV) running on each shard's own
+ * heads. Also checks that shard_for_rank rejects N that does not divide the KV heads. */
 #undef NDEBUG
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ems/policy.h"
 #include "engine/engine.h"
 #include "model/model.h"
 
@@ -24,8 +26,10 @@ typedef struct rank_ctx {
     group *g;
     int rank;
     const model *m;
+    const ems_config *kv;
     float *logits; /* [steps][2][vocab] */
     int status;
+    uint64_t entries; /* KV entries this rank holds at the end */
 } rank_ctx;
 
 static int fake_allreduce(void *user, float *buf, size_t n)
@@ -48,7 +52,7 @@ static int fake_allreduce(void *user, float *buf, size_t n)
     return 0;
 }
 
-#define STEPS 6
+#define STEPS 40
 static const int32_t PROMPT_A[] = {1, 403, 407, 261, 378};
 static const int32_t PROMPT_B[] = {1, 317, 269, 368, 302, 263, 377, 267};
 
@@ -63,14 +67,17 @@ static void *run_rank(void *arg)
         return NULL;
     }
     if (r->g && r->g->world > 1) {
-        sd.reduce = fake_allreduce;
+        sd.reduce = fake_allreduce; /* also used by ems_reduce below */
         sd.reduce_user = r;
     }
     engine_opts eo = {1, 16};
     engine *e;
     ems_cache *c[2];
-    if (engine_create(m, &sd, &eo, &e) != EM_OK || engine_cache_create(e, 0, 0, 0, &c[0]) ||
-        engine_cache_create(e, 0, 0, 0, &c[1])) {
+    int wl = ems_config_w_loc(r->kv), ws = ems_config_wants_stats(r->kv);
+    ems_reduce red = {NULL, NULL, m->hp.n_kv_head};
+    if (r->g && r->g->world > 1) red.fn = fake_allreduce, red.user = r;
+    if (engine_create(m, &sd, &eo, &e) != EM_OK || engine_cache_create(e, wl, ws, 0, &c[0]) ||
+        engine_cache_create(e, wl, ws, 0, &c[1])) {
         r->status = 1;
         return NULL;
     }
@@ -83,10 +90,13 @@ static void *run_rank(void *arg)
     for (int s = 0; s < STEPS; s++) {
         engine_batch b = {n, tok, pos, seq, NULL};
         float *out = r->logits + (size_t)s * 2 * V;
-        if (engine_forward(e, &b, c, out) != EM_OK) {
+        if (engine_forward(e, &b, c, out) != EM_OK ||
+            ems_policy_step(c[0], r->kv, s ? EMS_PHASE_DECODE : EMS_PHASE_PREFILL_END, &red) ||
+            ems_policy_step(c[1], r->kv, s ? EMS_PHASE_DECODE : EMS_PHASE_PREFILL_END, &red)) {
             r->status = 1;
             break;
         }
+        if (s == STEPS - 1) r->entries = ems_cache_entries(c[0]) + ems_cache_entries(c[1]);
         n = 0;
         for (int q = 0; q < 2; q++) {
             int best = 0;
@@ -100,7 +110,7 @@ static void *run_rank(void *arg)
     return NULL;
 }
 
-static float *run_world(const model *m, int world)
+static float *run_world(const model *m, const ems_config *kv, int world, uint64_t *entries)
 {
     group g = {.world = world};
     pthread_barrier_init(&g.bar, NULL, (unsigned)world);
@@ -108,13 +118,15 @@ static float *run_world(const model *m, int world)
     pthread_t th[MAXW];
     size_t per = (size_t)STEPS * 2 * m->hp.n_vocab;
     for (int r = 0; r < world; r++) {
-        rc[r] = (rank_ctx){&g, r, m, calloc(per, sizeof(float)), 0};
+        rc[r] = (rank_ctx){&g, r, m, kv, calloc(per, sizeof(float)), 0, 0};
         pthread_create(&th[r], NULL, run_rank, &rc[r]);
     }
     int bad = 0;
+    *entries = 0;
     for (int r = 0; r < world; r++) {
         pthread_join(th[r], NULL);
         bad |= rc[r].status;
+        *entries += rc[r].entries;
     }
     /* every rank must hold the same logits */
     for (int r = 1; r < world; r++) {
@@ -148,19 +160,45 @@ int main(void)
         printf("FAIL: 3 workers accepted for %d KV heads\n", m->hp.n_kv_head);
         fails++;
     }
-    float *ref = run_world(m, 1);
+    const char *configs[][3] = {
+        {"full", NULL, NULL},
+        {"ems", "budget=8", "ems.headwise=1"},
+        {"ems", "budget=8", "ems.headwise=0"},
+        {"tova", "budget=8", NULL},
+        {"simlayerkv", "budget=8", "simlayerkv.delta=0.5"},
+        {"h2o", "budget=8", "quant=int4"},
+    };
     size_t per = (size_t)STEPS * 2 * m->hp.n_vocab;
-    for (int w = 2; w <= 4; w *= 2) {
-        float *got = run_world(m, w);
-        if (!got || !ref || memcmp(got, ref, per * sizeof(float)) != 0) {
-            printf("FAIL: world %d logits differ from the single process\n", w);
-            fails++;
-        } else {
-            printf("ok   world %d: %zu logits bit-identical to world 1\n", w, per);
+    for (size_t ci = 0; ci < sizeof configs / sizeof configs[0]; ci++) {
+        ems_config kv;
+        ems_config_default(&kv);
+        char e2[256] = "";
+        ems_config_set(&kv, "method", configs[ci][0], e2, sizeof e2);
+        for (int k = 1; k < 3; k++) {
+            if (configs[ci][k] && ems_config_set_kv(&kv, configs[ci][k], e2, sizeof e2) != EM_OK) {
+                printf("FAIL config %s: %s\n", configs[ci][k], e2);
+                fails++;
+            }
         }
-        free(got);
+        uint64_t ent1 = 0, entw = 0;
+        float *ref = run_world(m, &kv, 1, &ent1);
+        for (int w = 2; w <= 4; w *= 2) {
+            float *got = run_world(m, &kv, w, &entw);
+            if (!got || !ref || memcmp(got, ref, per * sizeof(float)) != 0 || entw != ent1) {
+                printf("FAIL: %s %s %s world %d differs from the single process (entries %llu vs %llu)\n",
+                       configs[ci][0], configs[ci][1] ? configs[ci][1] : "",
+                       configs[ci][2] ? configs[ci][2] : "", w, (unsigned long long)entw,
+                       (unsigned long long)ent1);
+                fails++;
+            } else {
+                printf("ok   %-10s %-9s %-20s world %d: %zu logits bit-identical, %llu KV entries\n",
+                       configs[ci][0], configs[ci][1] ? configs[ci][1] : "",
+                       configs[ci][2] ? configs[ci][2] : "", w, per, (unsigned long long)entw);
+            }
+            free(got);
+        }
+        free(ref);
     }
-    free(ref);
     model_free(m);
     return fails ? 1 : 0;
 }
