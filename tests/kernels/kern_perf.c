@@ -99,26 +99,30 @@ int main(int argc, char **argv)
         for (int i = 0; i < nt; i++) row(op, names[i], time_call(cpu[i], mm_run, &a), fl);
         free(wd), free(a.x), free(a.y);
     }
-    static const struct { int G, hd, len; } at[] = {{1, 128, 2048}, {4, 64, 2048}, {8, 8, 2048}};
+    static const struct { int G, hd, len, n_q; } at[] = {
+        {1, 128, 2048, 1}, {4, 64, 2048, 1}, {8, 8, 2048, 1}, {4, 64, 256, 256}};
     for (size_t m = 0; m < sizeof at / sizeof at[0]; m++) {
         int G = at[m].G, hd = at[m].hd, len = at[m].len;
-        float *q = kt_alloc_fill((size_t)G * hd, 0), *k = kt_alloc_fill((size_t)len * hd, 0);
-        float *v = kt_alloc_fill((size_t)len * hd, 0), *out = kt_alloc_fill((size_t)G * hd, 0);
+        int nq = at[m].n_q;
+        float *q = kt_alloc_fill((size_t)nq * G * hd, 0), *k = kt_alloc_fill((size_t)len * hd, 0);
+        float *v = kt_alloc_fill((size_t)len * hd, 0), *out = kt_alloc_fill((size_t)nq * G * hd, 0);
         float *cs = kt_alloc_fill((size_t)len, 0);
-        kt_fill(&r, q, (size_t)G * hd, -1, 1), kt_fill(&r, k, (size_t)len * hd, -1, 1);
+        kt_fill(&r, q, (size_t)nq * G * hd, -1, 1), kt_fill(&r, k, (size_t)len * hd, -1, 1);
         kt_fill(&r, v, (size_t)len * hd, -1, 1);
-        int32_t *kpos = kt_xmalloc(sizeof(int32_t) * len), qpos = len;
+        int32_t *kpos = kt_xmalloc(sizeof(int32_t) * len), *qpos = kt_xmalloc(sizeof(int32_t) * nq);
         for (int j = 0; j < len; j++) kpos[j] = j;
+        for (int i = 0; i < nq; i++) qpos[i] = nq == 1 ? len : len - nq + i; /* causal prefill */
         kern_attn_stats st = {.col_sum = cs};
-        kern_attn_args a = {.n_q = 1, .G = G, .hd = hd, .len = len, .q = q, .q_stride = G * hd,
-                            .q_pos = &qpos, .k = k, .v = v, .kpos = kpos, .out = out,
+        kern_attn_args a = {.n_q = nq, .G = G, .hd = hd, .len = len, .q = q, .q_stride = G * hd,
+                            .q_pos = qpos, .k = k, .v = v, .kpos = kpos, .out = out,
                             .o_stride = G * hd, .scale = 0.1f, .stats = &st};
         char op[64];
-        snprintf(op, sizeof op, "attn decode G=%d hd=%d len=%d", G, hd, len);
-        double fl = 4.0 * G * hd * (double)len;
+        if (nq == 1) snprintf(op, sizeof op, "attn decode G=%d hd=%d len=%d", G, hd, len);
+        else snprintf(op, sizeof op, "attn causal n_q=%d G=%d hd=%d len=%d", nq, G, hd, len);
+        double fl = 4.0 * G * hd * (double)len * (nq == 1 ? 1.0 : nq / 2.0);
         row(op, "ref", time_call(kern_ops_ref(), attn_run, &a), fl);
         row(op, "cpu", time_call(cpu[0], attn_run, &a), fl);
-        free(q), free(k), free(v), free(out), free(cs), free(kpos);
+        free(q), free(k), free(v), free(out), free(cs), free(kpos), free(qpos);
     }
     for (int i = 0; i < nt; i++) {
         int n = tlist[i];
