@@ -65,10 +65,11 @@ static void finalize(ems_head *h, int c, const slot_acc *a, const double *ak, co
     for (int r = 0; r < h->w_loc; r++) h->loc[(size_t)r * h->cap + c] = (float)aloc[r];
 }
 
-static void account(ems__ctx *x, const ems__plan *p)
+static void account(ems__ctx *x, const ems_head *h, const ems__plan *p)
 {
     for (int j = 0; j < p->len; j++) {
         if (p->cls[j] == 0) x->ps->st.n_evicted++;
+        if (p->cls[j] == 0) x->ps->st.mass_evicted += h->mass[j];
         if (p->cls[j] > 0 && !p->is_centre[j]) x->ps->st.n_merged++;
     }
     x->ps->st.n_events++;
@@ -116,7 +117,7 @@ static em_status apply_batched(ems__ctx *x, int l, ems__plan *pl, int n_due)
         for (int j = 0; j < h->len; j++) {
             if (p->cls[j] < 0 || p->is_centre[j]) p->keep[n++] = j;
         }
-        account(x, p);
+        account(x, h, p);
         ems_head_compact(h, p->keep, n);
     }
     free(base), free(acc), free(ak), free(av), free(aloc);
@@ -127,7 +128,7 @@ static em_status apply_sequential(ems__ctx *x, int l, ems__plan *p)
 {
     ems_head *h = ems_cache_head(x->c, l, p->h);
     int hd = h->hd, wl = h->w_loc;
-    account(x, p);
+    account(x, h, p);
     /* pass 1: eviction - drop the zero class, carrying classes, weights, centre flags along */
     int n = 0;
     for (int j = 0; j < h->len; j++) {

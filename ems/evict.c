@@ -143,7 +143,7 @@ em_status ems__pyramid_layer(ems__ctx *x, int l)
     for (int h = 0; h < x->c->n_head_kv; h++) {
         ems_head *hh = head(x, l, h);
         int Bl = w + ems__pyramid_keep(x->B, w, hh->len, x->c->n_layer, x->cfg->pyramid_beta, l);
-        if (Bl < w + 1) Bl = w + 1;
+        if (Bl < 1) Bl = 1;
         if (ems__due(x, hh->len, Bl)) snapkv_head(x, hh, Bl, w, &sc);
     }
     scratch_free(&sc);

@@ -43,6 +43,7 @@ typedef struct ems_policy_stats {
     int64_t n_steps;    /* ems_policy_step calls that compressed something */
     int64_t n_evicted;  /* entries dropped without merging */
     int64_t n_merged;   /* entries merged into a centre */
+    double mass_evicted;/* tokens represented by the dropped entries (merge mass) */
     double seconds;     /* wall time spent inside ems_policy_step */
     int n_lazy_layers;  /* SimLayerKV: layers found lazy (-1 before the decision) */
 } ems_policy_stats;

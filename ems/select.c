@@ -118,6 +118,10 @@ int ems__keep_union(int len, int sinks, const int *sel, int n_sel, int w, int *k
 void ems__apply_keep(ems__ctx *x, ems_head *h, const int *keep, int n)
 {
     x->ps->st.n_evicted += h->len - n;
+    double m = 0.0;
+    for (int j = 0; j < h->len; j++) m += h->mass[j];
+    for (int i = 0; i < n; i++) m -= h->mass[keep[i]];
+    x->ps->st.mass_evicted += m;
     x->ps->st.n_events++;
     ems_head_compact(h, keep, n);
 }
