@@ -7,8 +7,10 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+extern "C" { /* common/ headers have no extern "C" guards of their own */
 #include "common/log.h"
 #include "common/status.h"
+}
 
 static inline bool kern_cuda__ok(cudaError_t e) { return e == cudaSuccess; }
 static inline const char *kern_cuda__str(cudaError_t e) { return cudaGetErrorString(e); }

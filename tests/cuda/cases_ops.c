@@ -1,0 +1,119 @@
+/* The kern_ops dispatcher (host pointers, weight cache) vs the reference vtable: every entry
+ * of kern_ops once on stories260K-like shapes (dim 64, hd 8, GQA 2) and once on a larger one,
+ * including the attention statistics the EMS policy reads through kern_attn_stats. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/cuda/kern_cuda.h"
+#include "kernels/ref/kern_ref.h"
+#include "tests/cuda/cases.h"
+#include "tests/cuda/harness.h"
+
+static int run_mm(const kern_ops *g, const kern_ops *ref, kern_dtype dt, int rows, int cols, int n,
+                  th_rng *r)
+{
+    size_t wn = (size_t)rows * cols;
+    float *wf = malloc(4 * wn), *x = malloc(4 * (size_t)n * (cols + 2));
+    float *y1 = calloc((size_t)n * (rows + 1), 4), *y2 = calloc((size_t)n * (rows + 1), 4);
+    uint16_t *wh = malloc(2 * wn);
+    th_fill(r, wf, wn, -0.1f, 0.1f);
+    th_fill(r, x, (size_t)n * (cols + 2), -1.0f, 1.0f);
+    for (size_t i = 0; i < wn; i++) wh[i] = kern_f32_to_f16(wf[i]);
+    kern_weight w = {dt == KERN_F16 ? (const void *)wh : wf, dt, rows, cols};
+    g->matmul(g->ctx, &w, x, cols + 2, n, y1, rows + 1);
+    g->matmul(g->ctx, &w, x, cols + 2, n, y1, rows + 1); /* second call: cached weight */
+    ref->matmul(ref->ctx, &w, x, cols + 2, n, y2, rows + 1);
+    int bad = th_check("matmul", y1, y2, (size_t)n * (rows + 1), 2e-6f * sqrtf((float)cols), 1e-5f);
+    free(wf), free(x), free(y1), free(y2), free(wh);
+    return bad;
+}
+
+static int run_small_ops(const kern_ops *g, const kern_ops *ref, int n, int dim, th_rng *r)
+{
+    size_t cnt = (size_t)n * dim;
+    float *x = malloc(4 * cnt), *gn = malloc(4 * dim), *a = malloc(4 * cnt), *b = malloc(4 * cnt);
+    float *u = malloc(4 * cnt);
+    int32_t *pos = malloc(4 * n);
+    th_fill(r, x, cnt, -1.0f, 1.0f);
+    th_fill(r, gn, (size_t)dim, 0.5f, 1.5f);
+    th_fill(r, u, cnt, -1.0f, 1.0f);
+    for (int i = 0; i < n; i++) pos[i] = 7 * i;
+    int bad = 0;
+    g->rmsnorm(g->ctx, x, gn, n, dim, 1e-5f, a);
+    ref->rmsnorm(ref->ctx, x, gn, n, dim, 1e-5f, b);
+    bad += th_check("rmsnorm", a, b, cnt, 1e-6f, 1e-5f);
+    memcpy(a, x, 4 * cnt), memcpy(b, x, 4 * cnt);
+    g->rope(g->ctx, a, n, dim / 8, 8, dim, pos, 10000.0f, 8);
+    ref->rope(ref->ctx, b, n, dim / 8, 8, dim, pos, 10000.0f, 8);
+    bad += th_check("rope", a, b, cnt, 1e-4f, 0.0f); /* positions < 7n: powf ulps * pos */
+    g->swiglu(g->ctx, x, u, n, dim, a);
+    ref->swiglu(ref->ctx, x, u, n, dim, b);
+    bad += th_check("swiglu", a, b, cnt, 1e-6f, 1e-6f);
+    free(x), free(gn), free(a), free(b), free(u), free(pos);
+    return bad;
+}
+
+static int run_attn(const kern_ops *g, const kern_ops *ref, int n_q, int G, int hd, int len,
+                    int n_rows, th_rng *r)
+{
+    int qs = G * hd + 3;
+    float *q = malloc(4 * (size_t)n_q * qs), *k = malloc(4 * (size_t)len * hd);
+    float *v = malloc(4 * (size_t)len * hd), *o1 = calloc((size_t)n_q * qs, 4);
+    float *o2 = calloc((size_t)n_q * qs, 4);
+    int32_t *qp = malloc(4 * n_q), *kp = malloc(4 * len);
+    th_fill(r, q, (size_t)n_q * qs, -2.0f, 2.0f);
+    th_fill(r, k, (size_t)len * hd, -1.0f, 1.0f);
+    th_fill(r, v, (size_t)len * hd, -1.0f, 1.0f);
+    for (int j = 0; j < len; j++) kp[j] = j;
+    for (int i = 0; i < n_q; i++) qp[i] = len - n_q + i;
+    float *st[2][3];
+    float *rows[2][8];
+    int32_t *cnt[2];
+    kern_attn_stats s[2];
+    float **rp[2] = {rows[0], rows[1]};
+    for (int b = 0; b < 2; b++) {
+        for (int i = 0; i < 2; i++) st[b][i] = calloc((size_t)len, 4);
+        cnt[b] = calloc((size_t)len, 4);
+        for (int i = 0; i < n_rows; i++) rows[b][i] = calloc((size_t)len, 4);
+        s[b] = (kern_attn_stats){st[b][0], st[b][1], cnt[b], rp[b], n_rows, 0};
+    }
+    kern_attn_args a = {n_q, G, hd, len, q, qs, qp, k, v, kp, o1, qs, 1.0f / sqrtf((float)hd), &s[0]};
+    g->attn(g->ctx, &a);
+    a.out = o2, a.stats = &s[1];
+    ref->attn(ref->ctx, &a);
+    int bad = th_check("attn out", o1, o2, (size_t)n_q * qs, 2e-5f, 1e-4f);
+    bad += th_check("col_sum", st[0][0], st[1][0], (size_t)len, 1e-6f, 1e-4f);
+    bad += th_check("col_sqsum", st[0][1], st[1][1], (size_t)len, 1e-7f, 2e-4f);
+    bad += th_check_i32("col_cnt", cnt[0], cnt[1], (size_t)len);
+    for (int i = 0; i < n_rows; i++) bad += th_check("row", rows[0][i], rows[1][i], (size_t)len, 1e-7f, 1e-4f);
+    for (int b = 0; b < 2; b++) {
+        free(st[b][0]), free(st[b][1]), free(cnt[b]);
+        for (int i = 0; i < n_rows; i++) free(rows[b][i]);
+    }
+    free(q), free(k), free(v), free(o1), free(o2), free(qp), free(kp);
+    return bad;
+}
+
+void cases_ops(void)
+{
+    th_rng r = {0x0DDBA11ull};
+    kern_ops *g = kern_ops_cuda_create(0);
+    const kern_ops *ref = kern_ops_ref();
+    if (!g) {
+        th_report("kern_ops_cuda_create(0)", 1);
+        return;
+    }
+    int bad = run_mm(g, ref, KERN_F32, 64, 64, 1, &r) + run_mm(g, ref, KERN_F16, 172, 64, 20, &r);
+    bad += run_small_ops(g, ref, 5, 64, &r);
+    bad += run_attn(g, ref, 1, 2, 8, 33, 1, &r) + run_attn(g, ref, 6, 2, 8, 40, 4, &r);
+    bad += kern_ops_cuda_status(g) != EM_OK;
+    th_report("kern_ops cuda vs ref (stories260K shapes: dim 64, hd 8, GQA 2)", bad);
+    bad = run_mm(g, ref, KERN_F16, 4096, 4096, 1, &r) + run_mm(g, ref, KERN_F32, 1024, 4096, 16, &r);
+    bad += run_small_ops(g, ref, 3, 4096, &r);
+    bad += run_attn(g, ref, 1, 4, 128, 4100, 1, &r) + run_attn(g, ref, 16, 4, 128, 600, 8, &r);
+    bad += kern_ops_cuda_status(g) != EM_OK;
+    th_report("kern_ops cuda vs ref (dim 4096, hd 128, GQA 4, long cache)", bad);
+    kern_ops_cuda_free(g);
+}
