@@ -12,7 +12,9 @@
 #define AI static inline __attribute__((always_inline))
 
 /* Work (multiply-adds) below which the caller thread does it alone. */
+#ifndef MATMUL_PAR_MIN
 #define MATMUL_PAR_MIN (1 << 16)
+#endif
 #ifndef RB
 #define RB 3 /* rows per prefill micro-kernel */
 #endif
