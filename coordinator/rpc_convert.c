@@ -18,7 +18,9 @@ static em_status kv_add(coord_req *r, const char *key, const char *val, char *er
         return EM_EINVAL;
     }
     if (ems_config_set(&r->kv, key, val, e2, sizeof e2) != EM_OK) {
-        snprintf(err, errlen, "kv.%s: %s", strcmp(key, "method") == 0 ? "method" : key, e2);
+        size_t kl = strlen(key); /* ems messages may already start with "key: " */
+        const char *why = strncmp(e2, key, kl) == 0 && e2[kl] == ':' ? e2 + kl + 1 : e2;
+        snprintf(err, errlen, "kv.%s:%s%s", key, why[0] == ' ' ? "" : " ", why);
         return EM_EINVAL;
     }
     r->kv_key[r->n_kv] = strdup(key);

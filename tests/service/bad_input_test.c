@@ -1,0 +1,258 @@
+/* Malformed and invalid requests: malformed protobuf bytes and every out-of-range or unsupported
+ * field give INVALID_ARGUMENT with a message naming the field; a flood of bad requests from
+ * several threads never crashes the coordinator or a worker, and a good request still gets the
+ * golden ids afterwards. */
+#undef NDEBUG
+#include <assert.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include <grpc/grpc.h>
+
+#include "coordinator/client.h"
+#include "coordinator/rpc_util.h"
+#include "proto/c/emserve/v1/emserve.pb-c.h"
+#include "tests/service/svc_harness.h"
+
+typedef struct bad_case {
+    const char *name;
+    const char *want; /* substring of the status message */
+    int which;        /* mutation applied by mutate() */
+} bad_case;
+
+enum {
+    B_NO_INPUT, B_EMPTY_IDS, B_BAD_ID, B_TEMP_NEG, B_TEMP_NAN, B_TOP_P_ZERO, B_TOP_P_BIG,
+    B_TOP_K_NEG, B_MIN_P, B_REP_PEN, B_LOGPROBS, B_N2, B_MAX_TOK_0, B_MAX_TOK_BIG, B_STOP_ID,
+    B_STOP_EMPTY, B_STOP_MANY, B_KV_METHOD, B_KV_BUDGET, B_KV_PARAM, B_KV_PARAM_VAL, B_ID_LONG,
+    B_TEXT_LONG, B_INCLUDE_STOP
+};
+
+static const bad_case k_bad[] = {
+    {"no input", "input", B_NO_INPUT},
+    {"empty ids", "tokens.ids", B_EMPTY_IDS},
+    {"id out of vocab", "tokens.ids[1]", B_BAD_ID},
+    {"temperature < 0", "temperature", B_TEMP_NEG},
+    {"temperature NaN", "temperature", B_TEMP_NAN},
+    {"top_p 0", "top_p", B_TOP_P_ZERO},
+    {"top_p 1.5", "top_p", B_TOP_P_BIG},
+    {"top_k -3", "top_k", B_TOP_K_NEG},
+    {"min_p 2", "min_p", B_MIN_P},
+    {"repetition_penalty 0", "repetition_penalty", B_REP_PEN},
+    {"logprobs 50", "logprobs", B_LOGPROBS},
+    {"n 2", "sampling.n", B_N2},
+    {"max_tokens 0", "max_tokens", B_MAX_TOK_0},
+    {"max_tokens huge", "max_tokens", B_MAX_TOK_BIG},
+    {"stop id 9999", "stop_token_ids", B_STOP_ID},
+    {"empty stop string", "stop", B_STOP_EMPTY},
+    {"17 stop strings", "stop", B_STOP_MANY},
+    {"kv method bogus", "kv.method", B_KV_METHOD},
+    {"kv budget 0", "kv.budget", B_KV_BUDGET},
+    {"kv unknown param", "kv.", B_KV_PARAM},
+    {"kv bad param value", "kv.ems.tau", B_KV_PARAM_VAL},
+    {"request_id too long", "request_id", B_ID_LONG},
+    {"text longer than the context", "text", B_TEXT_LONG},
+    {"include_stop_str_in_output", "include_stop_str_in_output", B_INCLUDE_STOP},
+};
+#define N_BAD (int)(sizeof k_bad / sizeof k_bad[0])
+
+static char g_long_text[20000];
+
+/* Builds a valid request, applies mutation `which`, packs it; caller frees. */
+static uint8_t *build(int which, size_t *len)
+{
+    Emserve__V1__GenerateRequest m = EMSERVE__V1__GENERATE_REQUEST__INIT;
+    Emserve__V1__TokenIds tids = EMSERVE__V1__TOKEN_IDS__INIT;
+    Emserve__V1__SamplingParams sp = EMSERVE__V1__SAMPLING_PARAMS__INIT;
+    Emserve__V1__StoppingParams st = EMSERVE__V1__STOPPING_PARAMS__INIT;
+    Emserve__V1__KvConfig kv = EMSERVE__V1__KV_CONFIG__INIT;
+    Emserve__V1__KvParam kp = EMSERVE__V1__KV_PARAM__INIT, *kpp[1] = {&kp};
+    int32_t ids[3] = {1, 403, 407};
+    char *stops[17];
+    char id[200];
+    for (int i = 0; i < 17; i++) {
+        stops[i] = "x";
+    }
+    m.input_case = EMSERVE__V1__GENERATE_REQUEST__INPUT_TEXT;
+    m.text = "Once upon a time";
+    m.sampling = &sp;
+    m.stopping = &st;
+    m.kv = &kv;
+    tids.ids = ids;
+    tids.n_ids = 3;
+    switch (which) {
+    case B_NO_INPUT: m.input_case = EMSERVE__V1__GENERATE_REQUEST__INPUT__NOT_SET; break;
+    case B_EMPTY_IDS: m.input_case = EMSERVE__V1__GENERATE_REQUEST__INPUT_TOKENS; m.tokens = &tids; tids.n_ids = 0; break;
+    case B_BAD_ID: m.input_case = EMSERVE__V1__GENERATE_REQUEST__INPUT_TOKENS; m.tokens = &tids; ids[1] = 9999; break;
+    case B_TEMP_NEG: sp._temperature_case = 1; sp.temperature = -1; break;
+    case B_TEMP_NAN: sp._temperature_case = 1; sp.temperature = NAN; break;
+    case B_TOP_P_ZERO: sp._top_p_case = 2; sp.top_p = 0; break;
+    case B_TOP_P_BIG: sp._top_p_case = 2; sp.top_p = 1.5f; break;
+    case B_TOP_K_NEG: sp._top_k_case = 3; sp.top_k = -3; break;
+    case B_MIN_P: sp._min_p_case = 4; sp.min_p = 2; break;
+    case B_REP_PEN: sp._repetition_penalty_case = 5; sp.repetition_penalty = 0; break;
+    case B_LOGPROBS: sp._logprobs_case = 7; sp.logprobs = 50; break;
+    case B_N2: sp._n_case = 8; sp.n = 2; break;
+    case B_MAX_TOK_0: st._max_tokens_case = 1; st.max_tokens = 0; break;
+    case B_MAX_TOK_BIG: st._max_tokens_case = 1; st.max_tokens = 1 << 30; break;
+    case B_STOP_ID: st.n_stop_token_ids = 1; st.stop_token_ids = ids; ids[0] = 9999; break;
+    case B_STOP_EMPTY: st.n_stop = 1; st.stop = stops; stops[0] = ""; break;
+    case B_STOP_MANY: st.n_stop = 17; st.stop = stops; break;
+    case B_KV_METHOD: kv.method = "bogus"; break;
+    case B_KV_BUDGET: kv.method = "ems"; kv._budget_case = 2; kv.budget = 0; break;
+    case B_KV_PARAM: kv.n_params = 1; kv.params = kpp; kp.key = "no.such.key"; kp.value = "1"; break;
+    case B_KV_PARAM_VAL: kv.method = "ems"; kv._budget_case = 2; kv.budget = 16; kv.n_params = 1; kv.params = kpp; kp.key = "ems.tau"; kp.value = "banana"; break;
+    case B_ID_LONG: memset(id, 'a', 199); id[199] = 0; m.request_id = id; break;
+    case B_TEXT_LONG: m.text = g_long_text; break;
+    case B_INCLUDE_STOP: st._include_stop_str_in_output_case = 5; st.include_stop_str_in_output = 1; break;
+    }
+    *len = protobuf_c_message_get_packed_size(&m.base);
+    uint8_t *buf = malloc(*len + 1);
+    assert(protobuf_c_message_pack(&m.base, buf) == *len);
+    return buf;
+}
+
+static int test_fields(coord_client *cl)
+{
+    int fails = 0;
+    for (int i = 0; i < N_BAD; i++) {
+        size_t len;
+        uint8_t *b = build(k_bad[i].which, &len);
+        char msg[512] = "";
+        grpc_status_code st = coord_client_generate_raw(cl, b, len, msg, sizeof msg);
+        int ok = st == GRPC_STATUS_INVALID_ARGUMENT && strstr(msg, k_bad[i].want) != NULL;
+        printf("%-30s -> %d %s%s\n", k_bad[i].name, st, msg, ok ? "" : "   <-- FAIL");
+        fails += !ok;
+        free(b);
+    }
+    return fails;
+}
+
+static const struct {
+    const char *name;
+    const char *bytes;
+    size_t len;
+} k_garbage[] = {
+    {"random", "\xde\xad\xbe\xef\x01\x02\x03", 7},
+    {"truncated varint", "\x08\xff\xff\xff", 4},
+    {"length past end", "\x12\x7f" "abc", 5},
+    {"wrong wire type for text", "\x15\x00\x00\x80\x3f", 5},
+    {"bad nested message", "\x22\x05\xff\xff\xff\xff\xff", 7},
+    {"group start tag", "\x0b\x0c", 2},
+};
+
+static int test_garbage(coord_client *cl)
+{
+    int fails = 0;
+    for (size_t i = 0; i < sizeof k_garbage / sizeof k_garbage[0]; i++) {
+        char msg[256] = "";
+        grpc_status_code st =
+            coord_client_generate_raw(cl, k_garbage[i].bytes, k_garbage[i].len, msg, sizeof msg);
+        int ok = st == GRPC_STATUS_INVALID_ARGUMENT;
+        printf("garbage %-24s -> %d %s%s\n", k_garbage[i].name, st, msg, ok ? "" : "   <-- FAIL");
+        fails += !ok;
+    }
+    return fails;
+}
+
+typedef struct flood_arg {
+    coord_client *cl;
+    int seed, n, bad_status;
+} flood_arg;
+
+static void *flood(void *p)
+{
+    flood_arg *a = p;
+    unsigned s = (unsigned)a->seed;
+    for (int i = 0; i < a->n; i++) {
+        uint8_t buf[64];
+        size_t len;
+        uint8_t *b = NULL;
+        if (i % 2 == 0) {
+            len = 1 + rand_r(&s) % sizeof buf;
+            for (size_t k = 0; k < len; k++) {
+                buf[k] = (uint8_t)rand_r(&s);
+            }
+        } else {
+            b = build(k_bad[rand_r(&s) % N_BAD].which, &len);
+        }
+        grpc_status_code st = coord_client_generate_raw(a->cl, b ? b : buf, len, NULL, 0);
+        /* random bytes can happen to form a valid request: OK is fine then */
+        if (st != GRPC_STATUS_INVALID_ARGUMENT && st != GRPC_STATUS_OK) {
+            a->bad_status++;
+        }
+        free(b);
+    }
+    return NULL;
+}
+
+int main(void)
+{
+    for (size_t i = 0; i + 1 < sizeof g_long_text; i++) {
+        g_long_text[i] = "ab c"[i % 4];
+    }
+    grpc_init();
+    svc s;
+    assert(svc_start(&s, 2, NULL) == 0);
+    coord_client *cl = coord_client_create(s.addr);
+    int fails = test_fields(cl) + test_garbage(cl);
+
+    /* Unknown method, empty abort id. */
+    ProtobufCMessage *resp = NULL;
+    Emserve__V1__AbortRequest ab = EMSERVE__V1__ABORT_REQUEST__INIT;
+    grpc_status_code st = coord_rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/Nope",
+                                          &ab.base, &emserve__v1__abort_response__descriptor,
+                                          &resp, 5000, 0, NULL, 0);
+    fails += st != GRPC_STATUS_UNIMPLEMENTED;
+    st = coord_rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/Abort", &ab.base,
+                         &emserve__v1__abort_response__descriptor, &resp, 5000, 0, NULL, 0);
+    fails += st != GRPC_STATUS_INVALID_ARGUMENT;
+
+    /* Flood: 4 threads x 100 bad requests. */
+    pthread_t th[4];
+    flood_arg fa[4];
+    for (int i = 0; i < 4; i++) {
+        fa[i] = (flood_arg){cl, 1000 + i, 100, 0};
+        assert(pthread_create(&th[i], NULL, flood, &fa[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        if (fa[i].bad_status) {
+            fprintf(stderr, "FAIL flood thread %d: %d unexpected statuses\n", i, fa[i].bad_status);
+            fails++;
+        }
+    }
+    /* Still serving, still right. */
+    assert(svc_alive(&s));
+    coord_client_req rq;
+    coord_client_result res;
+    memset(&rq, 0, sizeof rq);
+    rq.text = k_golden_prompt1;
+    rq.max_tokens = 60;
+    rq.temperature = 0;
+    rq.top_k = -1;
+    rq.timeout_ms = 30000;
+    coord_client_generate(cl, &rq, &res);
+    if (res.status != GRPC_STATUS_OK || res.n_output != 60 ||
+        memcmp(res.output_ids, k_golden_ids1, sizeof k_golden_ids1) != 0) {
+        fprintf(stderr, "FAIL: good request after the flood: status %d\n", res.status);
+        fails++;
+    }
+    coord_client_result_free(&res);
+    coord_client_info info;
+    assert(coord_client_server_info(cl, &info) == 0);
+    if (!info.serving || info.generation != 1) { /* no worker was lost or re-formed */
+        fprintf(stderr, "FAIL: serving %d generation %lld after the flood\n", info.serving,
+                (long long)info.generation);
+        fails++;
+    }
+    coord_client_free(cl);
+    int code = svc_stop(&s);
+    fails += !(WIFEXITED(code) && WEXITSTATUS(code) == 0);
+    grpc_shutdown();
+    printf("bad_input_test: %d failure(s)\n", fails);
+    return fails ? 1 : 0;
+}

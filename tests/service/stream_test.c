@@ -1,0 +1,289 @@
+/* Streams through the service: 40 concurrent streams with mixed prompts, lengths and per-request
+ * KV settings all finish with the single-process engine's ids; Abort ends a stream with
+ * finish_reason "abort"; a client that disconnects mid-stream, or whose deadline passes, frees
+ * its slot (checked with --max-seqs 1: the next request can only run if the slot came back). */
+#undef NDEBUG
+#include <assert.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <grpc/grpc.h>
+
+#include "coordinator/client.h"
+#include "engine/generate.h"
+#include "model/model.h"
+#include "model/tokenizer.h"
+#include "tests/service/svc_harness.h"
+
+static const char *const k_prompts[] = {
+    "Once upon a time", "Lily and Ben went to the park. They saw a", "The cat sat on the",
+    "Tom had a red ball. He"};
+#define N_PROMPTS 4
+#define REF_MAX 64
+#define N_STREAMS 40
+
+static int32_t g_ref[N_PROMPTS][2][REF_MAX]; /* [prompt][0 full, 1 ems B=16] */
+static int g_ref_n[N_PROMPTS][2];
+
+static void compute_refs(void)
+{
+    char err[256];
+    model *m = NULL;
+    tokenizer *tok = NULL;
+    engine *e = NULL;
+    assert(model_load(svc_model(), &m, err, sizeof err) == EM_OK);
+    assert(tok_create(m->gguf, &tok, err, sizeof err) == EM_OK);
+    shard_desc sd = shard_single(m->hp.n_kv_head);
+    engine_opts eo = {1, 256};
+    assert(engine_create(m, &sd, &eo, &e) == EM_OK);
+    for (int p = 0; p < N_PROMPTS; p++) {
+        for (int c = 0; c < 2; c++) {
+            int32_t ids[256];
+            int n = 0;
+            assert(tok_encode(tok, k_prompts[p], strlen(k_prompts[p]), 1, ids, 256, &n) == EM_OK);
+            gen_params gp;
+            gen_params_default(&gp);
+            gp.sp.temperature = 0;
+            gp.stop.max_tokens = REF_MAX;
+            if (c == 1) {
+                assert(ems_config_set(&gp.kv, "method", "ems", err, sizeof err) == EM_OK);
+                assert(ems_config_set(&gp.kv, "budget", "16", err, sizeof err) == EM_OK);
+            }
+            gen_result res;
+            assert(gen_run(e, tok, ids, n, &gp, NULL, NULL, &res) == EM_OK);
+            memcpy(g_ref[p][c], res.ids, sizeof(int32_t) * (size_t)res.n_ids);
+            g_ref_n[p][c] = res.n_ids;
+            gen_result_free(&res);
+        }
+    }
+    engine_free(e);
+    tok_free(tok);
+    model_free(m);
+}
+
+typedef struct job {
+    coord_client *cl;
+    int idx, prompt, ems, max_tokens;
+    int fail;
+} job;
+
+static void *stream_job(void *p)
+{
+    job *j = p;
+    coord_client_req rq;
+    coord_client_result res;
+    char id[32];
+    memset(&rq, 0, sizeof rq);
+    snprintf(id, sizeof id, "stream-%d", j->idx);
+    rq.request_id = id;
+    rq.text = k_prompts[j->prompt];
+    rq.max_tokens = j->max_tokens;
+    rq.temperature = 0;
+    rq.top_k = -1;
+    rq.timeout_ms = 90000;
+    if (j->ems) {
+        rq.kv_method = "ems";
+        rq.kv_budget = 16;
+    }
+    coord_client_generate(j->cl, &rq, &res);
+    const int32_t *ref = g_ref[j->prompt][j->ems];
+    int want = g_ref_n[j->prompt][j->ems] < j->max_tokens ? g_ref_n[j->prompt][j->ems] : j->max_tokens;
+    if (res.status != GRPC_STATUS_OK || !res.got_complete || res.n_output != want ||
+        res.n_ids != want || memcmp(res.output_ids, ref, sizeof(int32_t) * (size_t)want) != 0 ||
+        memcmp(res.ids, ref, sizeof(int32_t) * (size_t)want) != 0) {
+        fprintf(stderr, "FAIL stream %d (prompt %d, ems %d, max %d): status %d %s, %d ids (want %d)\n",
+                j->idx, j->prompt, j->ems, j->max_tokens, res.status, res.message, res.n_output,
+                want);
+        j->fail = 1;
+    }
+    coord_client_result_free(&res);
+    return NULL;
+}
+
+static int test_concurrent(coord_client *cl)
+{
+    pthread_t th[N_STREAMS];
+    job jobs[N_STREAMS];
+    for (int i = 0; i < N_STREAMS; i++) {
+        jobs[i] = (job){cl, i, i % N_PROMPTS, (i / N_PROMPTS) % 2, 8 + (i * 7) % 57, 0};
+        assert(pthread_create(&th[i], NULL, stream_job, &jobs[i]) == 0);
+    }
+    int fails = 0;
+    for (int i = 0; i < N_STREAMS; i++) {
+        pthread_join(th[i], NULL);
+        fails += jobs[i].fail;
+    }
+    printf("%d concurrent streams: %d failed\n", N_STREAMS, fails);
+    return fails;
+}
+
+/* ---- abort ----------------------------------------------------------------------------------- */
+
+typedef struct long_job {
+    coord_client *cl;
+    const char *id;
+    volatile int got_chunk;
+    int cancel_after; /* > 0: the client cancels after this many chunks */
+    int n_seen;
+    long timeout_ms;
+    coord_client_result res;
+} long_job;
+
+static int long_chunk(void *user, const int32_t *ids, int n, const char *text)
+{
+    long_job *j = user;
+    (void)ids;
+    (void)n;
+    (void)text;
+    j->n_seen++;
+    __atomic_store_n(&j->got_chunk, 1, __ATOMIC_SEQ_CST);
+    return j->cancel_after > 0 && j->n_seen >= j->cancel_after;
+}
+
+static void *long_run(void *p)
+{
+    long_job *j = p;
+    coord_client_req rq;
+    memset(&rq, 0, sizeof rq);
+    rq.request_id = j->id;
+    rq.text = "Once upon a time";
+    rq.max_tokens = 1500;
+    rq.ignore_eos = 1;
+    rq.temperature = 0;
+    rq.top_k = -1;
+    rq.timeout_ms = j->timeout_ms;
+    rq.on_chunk = long_chunk;
+    rq.user = j;
+    coord_client_generate(j->cl, &rq, &j->res);
+    return NULL;
+}
+
+static int test_abort(coord_client *cl)
+{
+    long_job j;
+    memset(&j, 0, sizeof j);
+    j.cl = cl;
+    j.id = "abort-me";
+    j.timeout_ms = 90000;
+    pthread_t t;
+    assert(pthread_create(&t, NULL, long_run, &j) == 0);
+    while (!__atomic_load_n(&j.got_chunk, __ATOMIC_SEQ_CST)) {
+        usleep(1000);
+    }
+    int found = coord_client_abort(cl, "abort-me");
+    pthread_join(t, NULL);
+    int fails = 0;
+    if (found != 1 || j.res.status != GRPC_STATUS_OK || strcmp(j.res.finish_reason, "abort") != 0 ||
+        j.res.n_output >= 1500 || j.res.n_output != j.res.n_ids) {
+        fprintf(stderr, "FAIL abort: found %d status %d reason '%s' %d ids\n", found, j.res.status,
+                j.res.finish_reason, j.res.n_output);
+        fails++;
+    }
+    if (coord_client_abort(cl, "no-such-request") != 0) {
+        fprintf(stderr, "FAIL abort of an unknown id\n");
+        fails++;
+    }
+    printf("abort: %s after %d tokens\n", fails ? "FAIL" : "ok", j.res.n_output);
+    coord_client_result_free(&j.res);
+    return fails;
+}
+
+/* Waits for running == queued == 0; 0 when it happened. */
+static int wait_idle(coord_client *cl)
+{
+    for (int i = 0; i < 400; i++) {
+        coord_client_info info;
+        if (coord_client_server_info(cl, &info) == 0 && info.running == 0 && info.queued == 0) {
+            return 0;
+        }
+        usleep(25000);
+    }
+    return -1;
+}
+
+/* With --max-seqs 1, a short request only completes if the previous request's slot was freed. */
+static int next_request_runs(coord_client *cl, const char *what)
+{
+    coord_client_req rq;
+    coord_client_result res;
+    memset(&rq, 0, sizeof rq);
+    rq.text = "Once upon a time";
+    rq.max_tokens = 5;
+    rq.temperature = 0;
+    rq.top_k = -1;
+    rq.timeout_ms = 30000;
+    coord_client_generate(cl, &rq, &res);
+    int ok = res.status == GRPC_STATUS_OK && res.n_output == 5 &&
+             memcmp(res.output_ids, k_golden_ids1, 5 * sizeof(int32_t)) == 0;
+    if (!ok) {
+        fprintf(stderr, "FAIL after %s: next request status %d (%s)\n", what, res.status,
+                res.message);
+    }
+    coord_client_result_free(&res);
+    return ok ? 0 : 1;
+}
+
+static int test_disconnect(coord_client *cl)
+{
+    int fails = 0;
+    /* 1. the client cancels mid-stream */
+    long_job j;
+    memset(&j, 0, sizeof j);
+    j.cl = cl;
+    j.id = "disconnect";
+    j.cancel_after = 3;
+    j.timeout_ms = 90000;
+    long_run(&j);
+    if (j.res.status != GRPC_STATUS_CANCELLED) {
+        fprintf(stderr, "FAIL disconnect: client saw status %d\n", j.res.status);
+        fails++;
+    }
+    coord_client_result_free(&j.res);
+    fails += wait_idle(cl) != 0;
+    fails += next_request_runs(cl, "a client disconnect");
+    /* 2. the deadline passes mid-stream */
+    memset(&j, 0, sizeof j);
+    j.cl = cl;
+    j.id = "deadline";
+    j.timeout_ms = 300;
+    long_run(&j);
+    if (j.res.status != GRPC_STATUS_DEADLINE_EXCEEDED) {
+        fprintf(stderr, "FAIL deadline: status %d\n", j.res.status);
+        fails++;
+    }
+    coord_client_result_free(&j.res);
+    fails += wait_idle(cl) != 0;
+    fails += next_request_runs(cl, "a passed deadline");
+    printf("disconnect/deadline: %s\n", fails ? "FAIL" : "ok");
+    return fails;
+}
+
+int main(void)
+{
+    compute_refs();
+    grpc_init();
+    int fails = 0;
+    svc s;
+    assert(svc_start(&s, 2, NULL) == 0);
+    coord_client *cl = coord_client_create(s.addr);
+    fails += test_concurrent(cl);
+    fails += test_abort(cl);
+    assert(wait_idle(cl) == 0);
+    coord_client_free(cl);
+    assert(svc_alive(&s));
+    svc_stop(&s);
+
+    static const char *const one_slot[] = {"--max-seqs", "1", NULL};
+    assert(svc_start(&s, 2, one_slot) == 0);
+    cl = coord_client_create(s.addr);
+    fails += test_disconnect(cl);
+    coord_client_free(cl);
+    assert(svc_alive(&s));
+    svc_stop(&s);
+    grpc_shutdown();
+    printf("stream_test: %d failure(s)\n", fails);
+    return fails ? 1 : 0;
+}
