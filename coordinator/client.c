@@ -225,7 +225,7 @@ grpc_status_code coord_client_generate(coord_client *c, const coord_client_req *
         sp.seed = rq->seed;
     }
     m.sampling = &sp;
-    if (rq->max_tokens > 0) {
+    if (rq->max_tokens >= 0) {
         stp._max_tokens_case = EMSERVE__V1__STOPPING_PARAMS___MAX_TOKENS_MAX_TOKENS;
         stp.max_tokens = rq->max_tokens;
     }

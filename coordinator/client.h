@@ -14,7 +14,7 @@ typedef struct coord_client_req {
     const char *text;           /* text input, or ... */
     const int32_t *ids;         /* ... token ids (when text == NULL) */
     int n_ids;
-    int max_tokens;             /* <= 0: server default */
+    int max_tokens;             /* < 0: server default (16); 0 is sent (and rejected) */
     float temperature;          /* < 0: server default */
     int top_k;                  /* < 0: unset */
     uint64_t seed;

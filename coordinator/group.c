@@ -579,16 +579,13 @@ em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_resu
                     g->entries[i] += sr->kv_entries[i];
                 }
             }
-        } else if (!bad) {
-            bad = 1;
-            snprintf(err, errlen, "worker %d (%s) failed a step: %s%s", r, g->w[r].addr,
-                     code == GRPC_STATUS_OK ? "inconsistent reply" : coord_rpc_status_name(code),
-                     d[0] ? "" : "");
-            if (d[0]) {
-                size_t l = strlen(err);
-                snprintf(err + l, errlen - l, " (%s)", d);
-            }
         } else {
+            /* name every failing worker: a dead worker's peers fail their all-reduce too */
+            size_t l = bad ? strlen(err) : 0;
+            snprintf(err + l, errlen - l, "%sworker %d (%s): %s%s%s%s", bad ? "; " : "", r,
+                     g->w[r].addr, code == GRPC_STATUS_OK ? "inconsistent reply"
+                                                          : coord_rpc_status_name(code),
+                     d[0] ? " (" : "", d, d[0] ? ")" : "");
             bad = 1;
         }
         if (m) {

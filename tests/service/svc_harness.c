@@ -56,19 +56,9 @@ static void bin_path(const char *rel, const char *env, char *out, size_t len)
     }
 }
 
-int svc_start(svc *s, int n_workers, const char *const *extra)
+/* posix_spawn of argv with stdout to a pipe; waits for "listening on HOST:PORT". */
+static int spawn_listen(const char *const *argv, svc *s)
 {
-    char bin[PATH_MAX], wbin[PATH_MAX], nw[16];
-    bin_path("coordinator/emserve", "EMSERVE_BIN", bin, sizeof bin);
-    bin_path("worker/emserve_worker", "EMSERVE_WORKER_BIN", wbin, sizeof wbin);
-    snprintf(nw, sizeof nw, "%d", n_workers);
-    const char *argv[64] = {bin, "--model", svc_model(), "--workers", nw, "--listen",
-                            "127.0.0.1:0", "--worker-bin", wbin};
-    int argc = 9;
-    for (int i = 0; extra && extra[i] && argc < 62; i++) {
-        argv[argc++] = extra[i];
-    }
-    argv[argc] = NULL;
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) {
         return -1;
@@ -77,11 +67,11 @@ int svc_start(svc *s, int n_workers, const char *const *extra)
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_adddup2(&fa, p[1], 1);
     memset(s, 0, sizeof *s);
-    int rc = posix_spawn(&s->pid, bin, &fa, NULL, (char *const *)argv, environ);
+    int rc = posix_spawn(&s->pid, argv[0], &fa, NULL, (char *const *)argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     close(p[1]);
     if (rc != 0) {
-        fprintf(stderr, "svc_start: spawn %s: %s\n", bin, strerror(rc));
+        fprintf(stderr, "spawn %s: %s\n", argv[0], strerror(rc));
         close(p[0]);
         return -1;
     }
@@ -113,9 +103,50 @@ int svc_start(svc *s, int n_workers, const char *const *extra)
         }
     }
     close(p[0]);
-    fprintf(stderr, "svc_start: no 'listening on' line from %s (got: %.*s)\n", bin, (int)n, buf);
+    fprintf(stderr, "no 'listening on' line from %s (got: %.*s)\n", argv[0], (int)n, buf);
     svc_stop(s);
     return -1;
+}
+
+int svc_start(svc *s, int n_workers, const char *const *extra)
+{
+    char bin[PATH_MAX], wbin[PATH_MAX], nw[16];
+    bin_path("coordinator/emserve", "EMSERVE_BIN", bin, sizeof bin);
+    bin_path("worker/emserve_worker", "EMSERVE_WORKER_BIN", wbin, sizeof wbin);
+    snprintf(nw, sizeof nw, "%d", n_workers);
+    const char *argv[64] = {bin, "--model", svc_model(), "--workers", nw, "--listen",
+                            "127.0.0.1:0", "--worker-bin", wbin};
+    int argc = 9;
+    for (int i = 0; extra && extra[i] && argc < 62; i++) {
+        argv[argc++] = extra[i];
+    }
+    argv[argc] = NULL;
+    return spawn_listen(argv, s);
+}
+
+int svc_start_worker(svc *s, const char *listen)
+{
+    char wbin[PATH_MAX];
+    bin_path("worker/emserve_worker", "EMSERVE_WORKER_BIN", wbin, sizeof wbin);
+    const char *argv[] = {wbin, "--listen", listen, "--model", svc_model(), NULL};
+    return spawn_listen(argv, s);
+}
+
+int svc_start_coordinator(svc *s, const char *const *worker_addrs, int n, const char *const *extra)
+{
+    char bin[PATH_MAX];
+    bin_path("coordinator/emserve", "EMSERVE_BIN", bin, sizeof bin);
+    const char *argv[64] = {bin, "--model", svc_model(), "--listen", "127.0.0.1:0"};
+    int argc = 5;
+    for (int i = 0; i < n && argc < 60; i++) {
+        argv[argc++] = "--worker-addr";
+        argv[argc++] = worker_addrs[i];
+    }
+    for (int i = 0; extra && extra[i] && argc < 62; i++) {
+        argv[argc++] = extra[i];
+    }
+    argv[argc] = NULL;
+    return spawn_listen(argv, s);
 }
 
 int svc_alive(const svc *s)

@@ -14,6 +14,10 @@ typedef struct svc {
 const char *svc_model(void);
 /* Starts emserve with --workers n and extra flags (NULL-terminated, may be NULL). 0 / -1. */
 int svc_start(svc *s, int n_workers, const char *const *extra);
+/* A worker started by hand: emserve_worker --listen listen (e.g. 127.0.0.1:0). */
+int svc_start_worker(svc *s, const char *listen);
+/* A coordinator over hand-started workers (--worker-addr for each). */
+int svc_start_coordinator(svc *s, const char *const *worker_addrs, int n, const char *const *extra);
 /* SIGTERM, then waits (SIGKILL after 10 s). Returns the exit status from waitpid. */
 int svc_stop(svc *s);
 /* 1 while the process is alive. */

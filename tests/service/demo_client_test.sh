@@ -1,0 +1,59 @@
+#!/bin/bash
+# The README's two commands: `emserve --demo-prompt ... --exit-after-demo` prints a generation
+# made through gRPC, and `emserve_client` (the C client) streams one from a running server.
+# Both must print the golden ids of shared/models/README.md.
+set -u
+R="${TEST_SRCDIR:-.}/emserve"
+EMSERVE="$R/coordinator/emserve"
+CLIENT="$R/coordinator/emserve_client"
+WORKER="$R/worker/emserve_worker"
+MODEL="${EMSERVE_MODEL:-}"
+if [ -z "$MODEL" ]; then
+    WS=$(dirname "$(readlink -f "$R/WORKSPACE")")
+    MODEL="$WS/../shared/models/stories260K.gguf"
+fi
+[ -f "$MODEL" ] || { echo "FAIL: test model not found ($MODEL)"; exit 1; }
+GOLDEN="432 383 286 261 376 298 315 421 395 317 426 338 401 396 267 337 410 408 419 292 411 322 265 282 295 433 426 385 328 432 358 394 261 370 432 352 266 268 388 426 338 391 266 267 337 335 312 432 398 312 286 267 414 270 333 415 426 13 438 310"
+TMP="${TEST_TMPDIR:-/tmp}"
+fails=0
+
+# 1. one command: start, generate through gRPC, print, exit
+out=$(timeout 120 "$EMSERVE" --model "$MODEL" --listen 127.0.0.1:0 --worker-bin "$WORKER" \
+      --demo-prompt "Once upon a time" --demo-tokens 60 --exit-after-demo 2>"$TMP/demo.err")
+rc=$?
+echo "$out"
+if [ $rc -ne 0 ] || ! grep -q "^demo ids: $GOLDEN\$" <<<"$out" || \
+   ! grep -q "Once upon a time, there was a little girl named Lily" <<<"$out"; then
+    echo "FAIL: demo (rc $rc)"; tail -20 "$TMP/demo.err"; fails=$((fails+1))
+fi
+
+# 2. a running server and the C client
+"$EMSERVE" --model "$MODEL" --listen 127.0.0.1:0 --workers 2 --worker-bin "$WORKER" \
+    >"$TMP/server.out" 2>"$TMP/server.err" &
+pid=$!
+addr=""
+for _ in $(seq 1 600); do
+    addr=$(sed -n 's/^listening on //p' "$TMP/server.out" | head -1)
+    [ -n "$addr" ] && break
+    sleep 0.1
+done
+if [ -z "$addr" ]; then
+    echo "FAIL: server did not start"; tail -20 "$TMP/server.err"; kill $pid; exit 1
+fi
+health=$("$CLIENT" --addr "$addr" --health)
+[ "$health" = "SERVING" ] || { echo "FAIL: health '$health'"; fails=$((fails+1)); }
+out=$("$CLIENT" --addr "$addr" --prompt "Once upon a time" -n 60)
+echo "$out"
+grep -q "^ids: $GOLDEN\$" <<<"$out" || { echo "FAIL: client ids"; fails=$((fails+1)); }
+grep -q "finish_reason: length, prompt 5, completion 60" <<<"$out" || { echo "FAIL: client usage"; fails=$((fails+1)); }
+out=$("$CLIENT" --addr "$addr" --ids "1 403 407 261 378" -n 60 --kv-method ems --kv-budget 16)
+echo "$out"
+grep -q "kv entries 320 of 1280" <<<"$out" || { echo "FAIL: client with ems"; fails=$((fails+1)); }
+"$CLIENT" --addr "$addr" --prompt "x" -n 0 >/dev/null 2>"$TMP/bad.err" && { echo "FAIL: -n 0 accepted"; fails=$((fails+1)); }
+grep -q "max_tokens" "$TMP/bad.err" || { echo "FAIL: -n 0 message"; cat "$TMP/bad.err"; fails=$((fails+1)); }
+kill -TERM $pid
+wait $pid
+rc=$?
+[ $rc -eq 0 ] || { echo "FAIL: server exit status $rc"; fails=$((fails+1)); }
+echo "demo_client_test: $fails failure(s)"
+[ $fails -eq 0 ]
