@@ -11,45 +11,6 @@
 #include "kernels/cpu/simd.h"
 #include "kernels/ref/kern_ref.h"
 
-/* ---- per-thread scratch, freed at thread exit ---- */
-
-typedef struct attn_scratch {
-    float *buf;
-    size_t cap; /* floats */
-} attn_scratch;
-
-static pthread_key_t g_scratch_key;
-static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
-
-static void scratch_free(void *p)
-{
-    attn_scratch *s = p;
-    free(s->buf);
-    free(s);
-}
-
-static void scratch_key_init(void) { pthread_key_create(&g_scratch_key, scratch_free); }
-
-/* NULL on allocation failure. */
-static float *scratch_get(size_t n)
-{
-    pthread_once(&g_scratch_once, scratch_key_init);
-    attn_scratch *s = pthread_getspecific(g_scratch_key);
-    if (!s) {
-        s = calloc(1, sizeof *s);
-        if (!s) return NULL;
-        pthread_setspecific(g_scratch_key, s);
-    }
-    if (s->cap < n) {
-        float *nb = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
-        if (!nb) return NULL;
-        free(s->buf);
-        s->buf = nb;
-        s->cap = n;
-    }
-    return s->buf;
-}
-
 /* ---- kernels ---- */
 
 /* Dot products of q with 8 consecutive keys (rows of hd floats). */
@@ -142,7 +103,7 @@ void kern_cpu__attn(void *ctx, const kern_attn_args *a)
     int lenp = (len + 7) & ~7, len8 = len & ~7;
     kern_attn_stats *st = a->stats;
     size_t need = (size_t)(G + 1) * (size_t)(lenp > 0 ? lenp : 8);
-    float *buf = len > 0 ? scratch_get(need) : NULL;
+    float *buf = len > 0 ? kern_cpu__scratch(KERN_CPU__SCRATCH_ATTN, need) : NULL;
     if (len > 0 && !buf) { /* out of memory: the reference is slow but needs no scratch */
         kern_ref_attn(NULL, a);
         return;

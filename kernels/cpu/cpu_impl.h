@@ -25,6 +25,12 @@ void kern_cpu__pool_for(kern_cpu__pool *p, int n, void (*fn)(void *user, int i, 
 /* 1 when the calling thread is executing a pool job. */
 int kern_cpu__pool_inside(void);
 
+/* Per-thread scratch buffers (64-byte aligned, grown on demand, freed at thread exit), one
+ * per slot so that an op may use its own while calling another. NULL on allocation failure.
+ * The contents do not survive a call with a larger n. */
+enum { KERN_CPU__SCRATCH_ATTN = 0, KERN_CPU__SCRATCH_MATMUL = 1, KERN_CPU__SCRATCH_SLOTS = 2 };
+float *kern_cpu__scratch(int slot, size_t n_floats);
+
 #define KERN_CPU__ROPE_SLOTS 8
 typedef struct kern_cpu__rope_slot {
     float base;

@@ -101,26 +101,50 @@ AI void kernel_block(const void *w, int f16, int cols, int r0, const float *x, i
                 dot_finish(acc[r][t], w, f16, off0 + (size_t)r * cols, xt[t], c8, cols);
 }
 
-/* Rows [ra, rb) for all n tokens. Prefill: weight tiles of ~TILE_BYTES stay in L2 while
- * every block of TB tokens (in L1) passes over them. */
+/* Prefill over one weight tile: rows [0, nr) of w (row stride cols) for tokens [0, tn),
+ * tn a multiple of TB; y points at the tile's first output column. */
+AI void prefill_tile(const void *w, int f16, int cols, int nr, const float *x, int xs, int tn,
+                     float *y, int ys)
+{
+    for (int t0 = 0; t0 < tn; t0 += TB) {
+        const float *xb = x + (size_t)t0 * xs;
+        float *yb = y + (size_t)t0 * ys;
+        int r = 0;
+        for (; r + RB <= nr; r += RB) kernel_block(w, f16, cols, r, xb, xs, yb, ys);
+        for (; r < nr; r++) /* row tail: one row at a time */
+            for (int k = 0; k < TB; k++)
+                kernel_rows_tok1(w, f16, cols, r, 1, xb + (size_t)k * xs, yb + (size_t)k * ys);
+    }
+}
+
+/* Rows [ra, rb) for all n tokens. Prefill: weight tiles of ~TILE_BYTES (as f32) stay in L2
+ * while every block of TB tokens (in L1) passes over them; f16 tiles are first converted to
+ * f32 in per-thread scratch (exact, so the arithmetic per element is unchanged). */
 AI void matmul_rows(const void *w, int f16, int cols, int ra, int rb, const float *x, int xs,
                     int n, float *y, int ys)
 {
     int t = 0;
     if (n >= TB) {
         int tn = n - n % TB;
-        int tile = TILE_BYTES / ((cols > 0 ? cols : 1) * (f16 ? 2 : 4));
+        int tile = TILE_BYTES / ((cols > 0 ? cols : 1) * 4);
         tile = tile < RB ? RB : tile - tile % RB;
+        float *buf = NULL;
+        if (f16 && n >= 2 * TB && cols >= 8)
+            buf = kern_cpu__scratch(KERN_CPU__SCRATCH_MATMUL, (size_t)tile * cols);
         for (int rt = ra; rt < rb; rt += tile) {
-            int re = rt + tile < rb ? rt + tile : rb;
-            for (int t0 = 0; t0 < tn; t0 += TB) {
-                const float *xb = x + (size_t)t0 * xs;
-                float *yb = y + (size_t)t0 * ys;
-                int r = rt;
-                for (; r + RB <= re; r += RB) kernel_block(w, f16, cols, r, xb, xs, yb, ys);
-                for (; r < re; r++) /* row tail: one row at a time */
-                    for (int k = 0; k < TB; k++)
-                        kernel_rows_tok1(w, f16, cols, r, 1, xb + (size_t)k * xs, yb + (size_t)k * ys);
+            int nr = rt + tile < rb ? tile : rb - rt;
+            size_t off = (size_t)rt * (size_t)cols;
+            if (buf) {
+                const uint16_t *src = (const uint16_t *)w + off;
+                size_t ne = (size_t)nr * cols, i = 0;
+                for (; i + 8 <= ne; i += 8)
+                    _mm256_store_ps(buf + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+                for (; i < ne; i++) buf[i] = _cvtsh_ss(src[i]);
+                prefill_tile(buf, 0, cols, nr, x, xs, tn, y + rt, ys);
+            } else if (f16) {
+                prefill_tile((const uint16_t *)w + off, 1, cols, nr, x, xs, tn, y + rt, ys);
+            } else {
+                prefill_tile((const float *)w + off, 0, cols, nr, x, xs, tn, y + rt, ys);
             }
         }
         t = tn;
