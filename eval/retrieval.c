@@ -1,0 +1,142 @@
+/* Retrieval cases: "Once upon a time, there was a little girl named NAME." + neutral filler of
+ * a given length in tokens + " One day," -> the model should continue with NAME (it copies
+ * names it has seen). Success = every name token is the greedy choice, teacher-forced. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ems/policy.h"
+#include "eval/eval.h"
+
+static const char *const k_girls[] = {"Lily", "Sue", "Kitty", "Anna", "Mia", "Lucy", "Sara", "Jane"};
+static const char *const k_boys[] = {"Max", "Ben", "Tom", "Sam", "Jack", "Bob", "Timmy", "Spot"};
+
+/* %s = pronoun (She/He), %p = possessive (her/his) */
+static const char *const k_fill[] = {
+    "%s liked to play outside in the sun.",
+    "%s had a big red ball and a small toy car.",
+    "Every day %l went to the park with %p mom.",
+    "The sky was blue and the birds were singing.",
+    "%s saw a little dog under a tree.",
+    "The dog was happy and wagged its tail.",
+    "%s ate an apple and drank some milk.",
+    "Then %l ran to the swing and played for a long time.",
+    "The flowers were pretty and smelled nice.",
+    "%s found a shiny stone near the pond.",
+    "At night %l looked at the stars with %p dad.",
+    "It was a warm and happy day.",
+};
+#define N_FILL (int)(sizeof k_fill / sizeof k_fill[0])
+
+static void fill_sentence(char *out, size_t cap, const char *tmpl, int girl)
+{
+    size_t o = 0;
+    for (const char *p = tmpl; *p && o + 8 < cap; p++) {
+        if (*p == '%' && p[1]) {
+            const char *r = p[1] == 's' ? (girl ? "She" : "He")
+                            : p[1] == 'l' ? (girl ? "she" : "he")
+                                          : (girl ? "her" : "his");
+            o += (size_t)snprintf(out + o, cap - o, "%s", r);
+            p++;
+        } else {
+            out[o++] = *p;
+        }
+    }
+    out[o] = 0;
+}
+
+static int encode(const tokenizer *tok, const char *s, int32_t *ids, int cap)
+{
+    int n = 0;
+    if (tok_encode(tok, s, strlen(s), 1, ids, cap, &n) != EM_OK) return -1;
+    return n;
+}
+
+int ev_retrieval_cases(const tokenizer *tok, const int *distances, int n_dist, ev_rcase *out,
+                       int cap)
+{
+    int nc = 0;
+    static char text[8192], intro[256], tmp[256];
+    static int32_t a[2048], b[2048];
+    for (int di = 0; di < n_dist; di++) {
+        for (int ni = 0; ni < 16 && nc < cap; ni++) {
+            int girl = ni < 8;
+            const char *name = girl ? k_girls[ni] : k_boys[ni - 8];
+            snprintf(intro, sizeof intro, "Once upon a time, there was a little %s named %s.",
+                     girl ? "girl" : "boy", name);
+            int n_intro = encode(tok, intro, a, 2048);
+            snprintf(text, sizeof text, "%s", intro);
+            int k = 0, dist = 0;
+            while (dist < distances[di] && k < 200) {
+                fill_sentence(tmp, sizeof tmp, k_fill[(ni + k) % N_FILL], girl);
+                strncat(text, " ", sizeof text - strlen(text) - 1);
+                strncat(text, tmp, sizeof text - strlen(text) - 1);
+                k++;
+                dist = encode(tok, text, a, 2048) - n_intro;
+            }
+            strncat(text, " One day,", sizeof text - strlen(text) - 1);
+            int np = encode(tok, text, a, 2048);
+            strncat(text, " ", sizeof text - strlen(text) - 1);
+            strncat(text, name, sizeof text - strlen(text) - 1);
+            int nf = encode(tok, text, b, 2048);
+            if (np <= 0 || nf <= np || nf > (int)(sizeof out->ids / sizeof out->ids[0]) ||
+                memcmp(a, b, sizeof(int32_t) * (size_t)np) != 0) {
+                continue; /* the name did not tokenize as a clean suffix */
+            }
+            ev_rcase *rc = &out[nc++];
+            memcpy(rc->ids, b, sizeof(int32_t) * (size_t)nf);
+            rc->n_prompt = np;
+            rc->n_name = nf - np;
+            rc->distance = dist;
+            rc->dist_idx = di;
+            snprintf(rc->name, sizeof rc->name, "%s", name);
+        }
+    }
+    return nc;
+}
+
+static int argmax(const float *x, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++) {
+        if (x[i] > x[b]) b = i;
+    }
+    return b;
+}
+
+em_status ev_retrieval_run(engine *e, const ems_config *cfg, const ev_rcase *rc, int stream,
+                           int *ok)
+{
+    const model_hparams *hp = engine_hparams(e);
+    ems_cache *c = NULL;
+    *ok = 0;
+    em_status st = engine_cache_create(e, ems_config_w_loc(cfg), ems_config_wants_stats(cfg),
+                                       cfg->group_max, &c);
+    float *logits = malloc(sizeof(float) * hp->n_vocab);
+    int32_t pos[600], seq[600] = {0};
+    for (int i = 0; i < 600; i++) pos[i] = i;
+    if (st == EM_OK && !logits) st = EM_ENOMEM;
+    if (st == EM_OK && stream) {
+        for (int i = 0; i < rc->n_prompt && st == EM_OK; i++) {
+            engine_batch b = {1, rc->ids + i, pos + i, seq, NULL};
+            st = engine_forward(e, &b, &c, logits);
+            if (st == EM_OK) st = ems_policy_step(c, cfg, EMS_PHASE_DECODE, NULL);
+        }
+    } else if (st == EM_OK) {
+        engine_batch b = {rc->n_prompt, rc->ids, pos, seq, NULL};
+        st = engine_forward(e, &b, &c, logits);
+        if (st == EM_OK) st = ems_policy_step(c, cfg, EMS_PHASE_PREFILL_END, NULL);
+    }
+    int good = 1;
+    for (int t = 0; t < rc->n_name && st == EM_OK && good; t++) {
+        int i = rc->n_prompt + t;
+        good = argmax(logits, hp->n_vocab) == rc->ids[i];
+        if (!good || t + 1 == rc->n_name) break;
+        engine_batch b = {1, rc->ids + i, pos + i, seq, NULL};
+        st = engine_forward(e, &b, &c, logits);
+        if (st == EM_OK) st = ems_policy_step(c, cfg, EMS_PHASE_DECODE, NULL);
+    }
+    *ok = st == EM_OK && good;
+    ems_cache_destroy(c);
+    free(logits);
+    return st;
+}
