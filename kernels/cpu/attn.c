@@ -2,7 +2,9 @@
  * of kern_attn_stats. Runs entirely on the calling thread (the engine parallelises over
  * sequences x KV heads with kern_cpu_parallel_for), so it is trivially thread-count
  * independent. Per query: scores for 8 keys at a time (8 FMA accumulators + kern_cpu__hsum8),
- * masked by position, vector exp softmax, then out += p * v. Scratch is per thread. */
+ * masked by position, vector exp softmax, then out += p * v, all limited to the key blocks the
+ * query can see (causal prefill skips the invisible tail). A query's result does not depend
+ * on the other queries of the call. Scratch is per thread. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -90,6 +92,56 @@ static void weighted_sum(const float *p, const float *v, int len, int hd, float 
     }
 }
 
+/* pr[j] = mean (p / G summed in g order, as the reference) or max over the group, for
+ * j < jend (p rows have stride lenp). */
+static void stats_reduce(const float *buf, int lenp, int jend, int G, int group_max, float *pr)
+{
+    int pow2 = (G & (G - 1)) == 0; /* then p * (1/G) == p / G exactly */
+    __m256 vg = _mm256_set1_ps((float)G), vinv = _mm256_set1_ps(1.0f / (float)G);
+    for (int j = 0; j < jend; j += 8) {
+        __m256 r = _mm256_setzero_ps();
+        for (int g = 0; g < G; g++) {
+            __m256 p = _mm256_loadu_ps(buf + (size_t)g * lenp + j);
+            if (group_max) r = _mm256_max_ps(r, p);
+            else r = _mm256_add_ps(r, pow2 ? _mm256_mul_ps(p, vinv) : _mm256_div_ps(p, vg));
+        }
+        _mm256_storeu_ps(pr + j, r);
+    }
+}
+
+/* col_sum += pr, col_sqsum += pr^2, col_cnt += 1 over the entries query position qp sees;
+ * invisible entries are left bit-for-bit untouched. */
+static void stats_accumulate(kern_attn_stats *st, const float *pr, const int32_t *kpos,
+                             int32_t qp, int len)
+{
+    int len8 = len & ~7, j = 0;
+    __m256i vqp = _mm256_set1_epi32(qp);
+    for (; j < len8; j += 8) {
+        __m256i inv = _mm256_cmpgt_epi32(_mm256_loadu_si256((const __m256i *)(kpos + j)), vqp);
+        __m256 invf = _mm256_castsi256_ps(inv), p = _mm256_loadu_ps(pr + j);
+        if (st->col_sum) {
+            __m256 o = _mm256_loadu_ps(st->col_sum + j);
+            _mm256_storeu_ps(st->col_sum + j, _mm256_blendv_ps(_mm256_add_ps(o, p), o, invf));
+        }
+        if (st->col_sqsum) {
+            __m256 o = _mm256_loadu_ps(st->col_sqsum + j);
+            __m256 n = _mm256_add_ps(o, _mm256_mul_ps(p, p));
+            _mm256_storeu_ps(st->col_sqsum + j, _mm256_blendv_ps(n, o, invf));
+        }
+        if (st->col_cnt) { /* visible lanes: cnt - (-1) */
+            __m256i c = _mm256_loadu_si256((const __m256i *)(st->col_cnt + j));
+            __m256i vis = _mm256_andnot_si256(inv, _mm256_set1_epi32(-1));
+            _mm256_storeu_si256((__m256i *)(st->col_cnt + j), _mm256_sub_epi32(c, vis));
+        }
+    }
+    for (; j < len; j++) {
+        if (kpos[j] > qp) continue;
+        if (st->col_sum) st->col_sum[j] += pr[j];
+        if (st->col_sqsum) st->col_sqsum[j] += pr[j] * pr[j];
+        if (st->col_cnt) st->col_cnt[j] += 1;
+    }
+}
+
 static void zero_out(const kern_attn_args *a, int i)
 {
     for (int g = 0; g < a->G; g++)
@@ -119,12 +171,12 @@ void kern_cpu__attn(void *ctx, const kern_attn_args *a)
         float *pr = buf + (size_t)G * lenp; /* [lenp] reduced probabilities */
         /* 1. scores s[g][j] (scaled), -inf where invisible or padding */
         __m256i vqp = _mm256_set1_epi32(qp);
-        int any_visible = 0;
+        int jend = 0; /* entries >= jend (a multiple of 8) are all invisible */
         for (int j = 0; j < len8; j += 8) {
             __m256i kp = _mm256_loadu_si256((const __m256i *)(a->kpos + j));
             __m256 inv = _mm256_castsi256_ps(_mm256_cmpgt_epi32(kp, vqp));
             int all_inv = _mm256_movemask_ps(inv) == 0xff;
-            any_visible |= !all_inv;
+            if (!all_inv) jend = j + 8;
             for (int g = 0; g < G; g++) {
                 float *s = buf + (size_t)g * lenp + j;
                 if (all_inv) {
@@ -142,13 +194,13 @@ void kern_cpu__attn(void *ctx, const kern_attn_args *a)
             for (int j = len8; j < lenp; j++) {
                 if (j < len && a->kpos[j] <= qp) {
                     s[j] = dot1(q, a->k + (size_t)j * hd, hd) * a->scale;
-                    any_visible = 1;
+                    jend = lenp;
                 } else {
                     s[j] = -INFINITY;
                 }
             }
         }
-        if (!any_visible) {
+        if (jend == 0) {
             zero_out(a, i);
             if (row >= 0) memset(st->row_ptrs[row], 0, sizeof(float) * (size_t)len);
             continue;
@@ -157,12 +209,12 @@ void kern_cpu__attn(void *ctx, const kern_attn_args *a)
         for (int g = 0; g < G; g++) {
             float *s = buf + (size_t)g * lenp;
             __m256 vm = ninf;
-            for (int j = 0; j < lenp; j += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(s + j));
+            for (int j = 0; j < jend; j += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(s + j));
             __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vm), _mm256_extractf128_ps(vm, 1));
             m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
             m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
             __m256 mx = _mm256_set1_ps(_mm_cvtss_f32(m4)), acc = _mm256_setzero_ps();
-            for (int j = 0; j < lenp; j += 8) {
+            for (int j = 0; j < jend; j += 8) {
                 __m256 x = _mm256_loadu_ps(s + j);
                 __m256 e = kern_cpu__exp(_mm256_sub_ps(x, mx));
                 e = _mm256_andnot_ps(_mm256_cmp_ps(x, ninf, _CMP_EQ_OQ), e);
@@ -170,31 +222,19 @@ void kern_cpu__attn(void *ctx, const kern_attn_args *a)
                 _mm256_storeu_ps(s + j, e);
             }
             __m256 sum = _mm256_set1_ps(kern_cpu__hsum(acc));
-            for (int j = 0; j < lenp; j += 8)
+            for (int j = 0; j < jend; j += 8)
                 _mm256_storeu_ps(s + j, _mm256_div_ps(_mm256_loadu_ps(s + j), sum));
         }
         /* 3. statistics: reduce over the group (same order as the reference) */
         if (st) {
-            __m256 vg = _mm256_set1_ps((float)G);
-            for (int j = 0; j < lenp; j += 8) {
-                __m256 r = _mm256_setzero_ps();
-                for (int g = 0; g < G; g++) {
-                    __m256 p = _mm256_loadu_ps(buf + (size_t)g * lenp + j);
-                    r = st->group_max ? _mm256_max_ps(r, p) : _mm256_add_ps(r, _mm256_div_ps(p, vg));
-                }
-                _mm256_storeu_ps(pr + j, r);
-            }
-            for (int j = 0; j < len; j++) {
-                if (a->kpos[j] > qp) continue;
-                if (st->col_sum) st->col_sum[j] += pr[j];
-                if (st->col_sqsum) st->col_sqsum[j] += pr[j] * pr[j];
-                if (st->col_cnt) st->col_cnt[j] += 1;
-            }
+            stats_reduce(buf, lenp, jend, G, st->group_max, pr);
+            if (jend < lenp) memset(pr + jend, 0, sizeof(float) * (size_t)(lenp - jend));
+            stats_accumulate(st, pr, a->kpos, qp, jend < len ? jend : len);
             if (row >= 0) memcpy(st->row_ptrs[row], pr, sizeof(float) * (size_t)len);
         }
         /* 4. outputs */
         for (int g = 0; g < G; g++)
-            weighted_sum(buf + (size_t)g * lenp, a->v, len, hd,
+            weighted_sum(buf + (size_t)g * lenp, a->v, jend < len ? jend : len, hd,
                          a->out + (size_t)i * a->o_stride + (size_t)g * hd);
     }
 }

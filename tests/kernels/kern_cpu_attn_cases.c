@@ -156,6 +156,29 @@ static void test_attn(int ci, const attn_case *c)
             bad |= kt_check_same("rows", t, got[t].rows, got[0].rows, lenz * 16 * 4);
         }
     }
+    /* query invariance: each query alone gives the bits it gets in the batch (the statistics
+     * accumulate in query order either way) */
+    if (n_q > 1) {
+        attn_bufs one;
+        bufs_init(&one, c, n_out, cs0, csq0, cnt0);
+        for (int i = 0; i < n_q; i++) {
+            kern_attn_args a1 = a;
+            kern_attn_stats st1 = {one.col_sum, one.col_sqsum, one.col_cnt, NULL, 0, c->group_max};
+            a1.n_q = 1;
+            a1.q = q + (size_t)i * qs;
+            a1.q_pos = qpos + i;
+            a1.out = one.out + (size_t)i * os;
+            a1.stats = c->stats ? &st1 : NULL;
+            kt_cpu[1]->attn(kt_cpu[1]->ctx, &a1);
+        }
+        int diff = memcmp(one.out, got[0].out, n_out * sizeof(float)) != 0;
+        diff |= memcmp(one.col_sum, got[0].col_sum, lenz * 4) != 0;
+        diff |= memcmp(one.col_sqsum, got[0].col_sqsum, lenz * 4) != 0;
+        diff |= memcmp(one.col_cnt, got[0].col_cnt, lenz * 4) != 0;
+        if (diff) fprintf(stderr, "    QUERY INVARIANCE: one query per call differs from the batch\n");
+        bad |= diff;
+        bufs_free(&one);
+    }
     bad |= cmp_attn(&ref, &got[0], c, n_out);
     kt_report(name, bad);
     for (int t = 0; t < KT_N_BACKENDS; t++) bufs_free(&got[t]);
