@@ -142,6 +142,24 @@ extern "C" em_status kern_cuda_memset0(kern_cuda_ctx *c, void *dst, size_t bytes
     return EM_OK;
 }
 
+extern "C" em_status kern_cuda_copy2d_async(kern_cuda_ctx *c, void *dst, size_t dpitch,
+                                            const void *src, size_t spitch, size_t width,
+                                            size_t height)
+{
+    if (width == 0 || height == 0) return EM_OK;
+    KERN_CUDA_CHECK(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height,
+                                      cudaMemcpyDeviceToDevice, (cudaStream_t)c->stream));
+    return EM_OK;
+}
+
+extern "C" em_status kern_cuda_memset2d_async(kern_cuda_ctx *c, void *dst, size_t pitch,
+                                              size_t width, size_t height)
+{
+    if (width == 0 || height == 0) return EM_OK;
+    KERN_CUDA_CHECK(cudaMemset2DAsync(dst, pitch, 0, width, height, (cudaStream_t)c->stream));
+    return EM_OK;
+}
+
 extern "C" em_status kern_cuda_time_ms(kern_cuda_ctx *c, em_status (*fn)(void *user), void *user,
                                        float *ms)
 {

@@ -49,6 +49,13 @@ em_status kern_cuda_d2h(kern_cuda_ctx *c, void *dst, const void *src, size_t byt
 em_status kern_cuda_d2d(kern_cuda_ctx *c, void *dst, const void *src, size_t bytes);
 em_status kern_cuda_memset0(kern_cuda_ctx *c, void *dst, size_t bytes);
 
+/* Asynchronous strided copy / zero fill on ctx->stream (device memory; pitches and width in
+ * bytes), e.g. appending one K row to every head of a [head][cap][hd] cache in one call. */
+em_status kern_cuda_copy2d_async(kern_cuda_ctx *c, void *dst, size_t dpitch, const void *src,
+                                 size_t spitch, size_t width, size_t height);
+em_status kern_cuda_memset2d_async(kern_cuda_ctx *c, void *dst, size_t pitch, size_t width,
+                                   size_t height);
+
 /* Event timing for benchmarks: elapsed milliseconds of fn(user) enqueued on ctx->stream. */
 em_status kern_cuda_time_ms(kern_cuda_ctx *c, em_status (*fn)(void *user), void *user, float *ms);
 

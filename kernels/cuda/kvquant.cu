@@ -6,7 +6,7 @@
 
 template <int FMT>
 static __global__ void quantize_kernel(const float *x, int n, int hd, int xs, uint8_t *codes,
-                                       float *sm)
+                                       float *sm, int out_rows)
 {
     int qg = hd < 32 ? hd : 32, ng = hd / qg, qmax = FMT == KERN_KV_Q8 ? 255 : 15;
     long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -20,10 +20,11 @@ static __global__ void quantize_kernel(const float *x, int n, int hd, int xs, ui
     }
     float scale = __fdiv_rn(__fsub_rn(mx, mn), (float)qmax);
     float inv = scale > 0.0f ? __fdiv_rn(1.0f, scale) : 0.0f;
-    sm[idx * 2] = scale;
-    sm[idx * 2 + 1] = mn;
+    size_t orow = (size_t)i * out_rows, sidx = orow * ng + gi;
+    sm[sidx * 2] = scale;
+    sm[sidx * 2 + 1] = mn;
     size_t rb = FMT == KERN_KV_Q8 ? (size_t)hd : (size_t)hd / 2;
-    uint8_t *cr = codes + (size_t)i * rb;
+    uint8_t *cr = codes + orow * rb;
     for (int d = 0; d < qg; d += (FMT == KERN_KV_Q8 ? 1 : 2)) {
         int q0 = (int)rintf(__fmul_rn(__fsub_rn(xg[d], mn), inv));
         q0 = q0 < 0 ? 0 : q0 > qmax ? qmax : q0;
@@ -41,17 +42,24 @@ static __global__ void quantize_kernel(const float *x, int n, int hd, int xs, ui
 extern "C" em_status kern_cuda_kv_quantize(kern_cuda_ctx *c, kern_kv_fmt f, const float *x, int n,
                                            int hd, int x_stride, uint8_t *codes, float *sm)
 {
+    return kern_cuda_kv_quantize_strided(c, f, x, n, hd, x_stride, codes, sm, 1);
+}
+
+extern "C" em_status kern_cuda_kv_quantize_strided(kern_cuda_ctx *c, kern_kv_fmt f, const float *x,
+                                                   int n, int hd, int x_stride, uint8_t *codes,
+                                                   float *sm, int out_rows)
+{
     em_status st = kern_kv_check(f, hd);
     if (st != EM_OK) return st;
-    if (f == KERN_KV_F32 || n < 0 || x_stride < hd) return EM_EINVAL;
+    if (f == KERN_KV_F32 || n < 0 || x_stride < hd || out_rows < 1) return EM_EINVAL;
     long long total = (long long)n * kern_kv_n_groups(hd);
     if (total == 0) return EM_OK;
     cudaStream_t s = (cudaStream_t)c->stream;
     unsigned nb = kern_cuda__blocks(total, 128);
     if (f == KERN_KV_Q8) {
-        quantize_kernel<KERN_KV_Q8><<<nb, 128, 0, s>>>(x, n, hd, x_stride, codes, sm);
+        quantize_kernel<KERN_KV_Q8><<<nb, 128, 0, s>>>(x, n, hd, x_stride, codes, sm, out_rows);
     } else {
-        quantize_kernel<KERN_KV_Q4><<<nb, 128, 0, s>>>(x, n, hd, x_stride, codes, sm);
+        quantize_kernel<KERN_KV_Q4><<<nb, 128, 0, s>>>(x, n, hd, x_stride, codes, sm, out_rows);
     }
     KERN_CUDA_CHECK_LAUNCH();
     return EM_OK;

@@ -42,6 +42,11 @@ void kern_kv_dequantize_ref(kern_kv_fmt f, const uint8_t *codes, const float *sm
 /* GPU: same as kern_kv_quantize_ref with device pointers (bit-identical codes and sm). */
 em_status kern_cuda_kv_quantize(kern_cuda_ctx *c, kern_kv_fmt f, const float *x, int n, int hd,
                                 int x_stride, uint8_t *codes, float *sm);
+/* Same, with input row i written to output row i*out_rows (e.g. one new token for every head of
+ * a [head][cap] cache: out_rows = cap). kern_cuda_kv_quantize is out_rows = 1. */
+em_status kern_cuda_kv_quantize_strided(kern_cuda_ctx *c, kern_kv_fmt f, const float *x, int n,
+                                        int hd, int x_stride, uint8_t *codes, float *sm,
+                                        int out_rows);
 
 #ifdef __cplusplus
 }
