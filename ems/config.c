@@ -393,6 +393,11 @@ em_status ems_config_validate(const ems_config *cfg, char *err, size_t errlen)
                  ems_method_name(cfg->method));
         return EM_EINVAL;
     }
+    if (ems_config_w_loc(cfg) > EMS_MAX_W_LOC) {
+        snprintf(err, errlen, "w_loc: %s needs %d rows of recent attention; at most %d",
+                 ems_method_name(cfg->method), ems_config_w_loc(cfg), EMS_MAX_W_LOC);
+        return EM_EINVAL;
+    }
 quant:
     if (cfg->quant != EMS_QUANT_NONE && cfg->quant != EMS_QUANT_INT8 &&
         cfg->quant != EMS_QUANT_INT4) {

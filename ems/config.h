@@ -26,6 +26,9 @@ typedef enum {
     EMS_METHOD_COUNT
 } ems_method;
 
+/* Largest ring of recent attention rows a config may ask for (the engine's row buffer). */
+#define EMS_MAX_W_LOC 256
+
 typedef enum { EMS_QUANT_NONE = 0, EMS_QUANT_INT8 = 8, EMS_QUANT_INT4 = 4 } ems_quant_kind;
 
 /* EMS choices (methods.md 1.3-1.6, 1.14). */

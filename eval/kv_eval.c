@@ -268,11 +268,15 @@ int main(int argc, char **argv)
     const char *model_path = NULL, *text_path = "../shared/data/tinystories_sample.txt";
     harness H = {0};
     H.out = "eval/results";
-    int threads = 1, n_sampled = 3, sample_len = 1200, quick = 0;
+    int threads = 1, n_sampled = 3, sample_len = 1500, quick = 0, plots_only = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--quick")) {
             quick = 1;
+            continue;
+        }
+        if (!strcmp(a, "--plots-only")) { /* redraw the plots of an existing --out */
+            plots_only = 1;
             continue;
         }
         if (!v || a[0] != '-') {
@@ -291,6 +295,10 @@ int main(int argc, char **argv)
             return 2;
         }
         i++;
+    }
+    if (plots_only) {
+        ev_write_plots(H.out, 1);
+        return 0;
     }
     if (n_sampled < 1 || n_sampled > MAX_TEXTS - 1 || sample_len < 64) {
         fprintf(stderr, "bad --sampled / --sample-len\n");
@@ -335,7 +343,7 @@ int main(int argc, char **argv)
                 H.text_len[t], exp(r.nll_sum / r.n_scored));
     }
     /* retrieval cases; only those the full cache gets right are scored */
-    static const int dists[] = {16, 48, 96, 160, 240};
+    static const int dists[] = {16, 32, 64, 96, 128};
     int n_dist = quick ? 3 : 5;
     H.cases = calloc(MAX_CASES, sizeof(ev_rcase));
     H.n_cases = ev_retrieval_cases(H.tok, dists, n_dist, H.cases, MAX_CASES);

@@ -37,6 +37,8 @@ static const combo_case k_combo[] = {
     {{"method=full", "quant=int4", NULL}, NULL},
     {{"method=roco", "budget=8", NULL}, "roco.protect"},
     {{"method=ems", "budget_frac=0.25", "quant=int8", NULL}, NULL},
+    {{"method=snapkv", "budget=1000", "window=300", NULL}, "w_loc"},
+    {{"method=simlayerkv", "budget=64", "simlayerkv.decide=prefill", "simlayerkv.n_last=300"}, "w_loc"},
 };
 
 int main(void)
