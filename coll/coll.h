@@ -2,7 +2,8 @@
  * tiny TCP key-value store for the rendezvous so that no shared filesystem is needed (the
  * coordinator hosts the store; workers reach it over TCP). No C++ exception crosses this API.
  * A context is bound to one group formation: after any failure it is unusable; destroy it and
- * form a new group with a NEW prefix (gloo keys of an old formation would be read again). */
+ * form a new group with a NEW prefix (gloo keys of an old formation would be read again).
+ * Pairs run in gloo's sync mode: collectives do their socket I/O on the calling thread. */
 #pragma once
 #include <stddef.h>
 
