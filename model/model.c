@@ -166,11 +166,23 @@ static em_status bind_all(model *m, char *err, size_t errlen)
     return EM_OK;
 }
 
+/* Under `bazel run` the process runs in its runfiles tree; a relative path the user typed is
+ * relative to BUILD_WORKING_DIRECTORY. */
+static const char *resolve_path(const char *path, char *buf, size_t cap)
+{
+    const char *wd = getenv("BUILD_WORKING_DIRECTORY");
+    if (path[0] == '/' || access(path, F_OK) == 0 || !wd || !*wd) return path;
+    snprintf(buf, cap, "%s/%s", wd, path);
+    return access(buf, F_OK) == 0 ? buf : path;
+}
+
 em_status model_load(const char *path, model **out, char *err, size_t errlen)
 {
     *out = NULL;
     model *m = calloc(1, sizeof *m);
     if (!m) return EM_ENOMEM;
+    char rbuf[4096];
+    path = resolve_path(path, rbuf, sizeof rbuf);
     em_status st = gguf_open(path, &m->gguf, err, errlen);
     if (st == EM_OK) st = read_hparams(m->gguf, &m->hp, err, errlen);
     if (st == EM_OK) {
@@ -235,6 +247,11 @@ const char *model_find_default(void)
     const char *env = getenv("EMSERVE_MODEL");
     if (env && *env) return env;
     char dir[4096];
+    const char *wd = getenv("BUILD_WORKING_DIRECTORY"); /* set by `bazel run` */
+    if (wd && *wd) {
+        snprintf(dir, sizeof dir, "%s", wd);
+        if (search_up(dir, path, sizeof path)) return path;
+    }
     if (getcwd(dir, sizeof dir) && search_up(dir, path, sizeof path)) return path;
     /* Under Bazel the cwd is the runfiles tree; the executable's real path lies in the
      * output base, so also search upward from the workspace the runfiles link back to. */
