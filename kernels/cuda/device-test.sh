@@ -111,7 +111,13 @@ fi
 FAIL=0
 run() { echo "== $*"; "$@" || { echo "FAILED: $*"; FAIL=1; }; }
 run "$B/cuda_ref_test"
-run "$B/cuda_ops_test"
+run "$B/cuda_ops_test" | tee "$B/cuda_ops_test.log"
+# A GPU that nvidia-smi lists but the CUDA 13 runtime cannot use (driver too old, no device
+# node in the container) would make every test "skip" and pass: treat that as a failure.
+if grep -q "skipped: no CUDA device" "$B/cuda_ops_test.log" && nvidia-smi -L 2>/dev/null | grep -q GPU; then
+    echo "FAILED: nvidia-smi lists a GPU but the CUDA runtime sees none (driver too old for CUDA 13?)"
+    FAIL=1
+fi
 [ -n "$NCCL_LINK" ] && run "$B/coll_nccl_test"
 MODEL=${EMSERVE_MODEL:-$ROOT/../shared/models/stories260K.gguf}
 run "$B/cuda_golden_test" "$MODEL"
