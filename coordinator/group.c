@@ -212,7 +212,7 @@ em_status coord_group_create(const model_hparams *hp, int world, const char *con
     }
     const char *bind = o->store_bind && o->store_bind[0] ? o->store_bind : "127.0.0.1";
     int port = 0;
-    if (coll_store_server_start(bind, 0, &g->store, &port, err, errlen) != 0) {
+    if (coll_store_server_start(bind, o->store_port, &g->store, &port, err, errlen) != 0) {
         coord_group_free(g);
         return EM_EIO;
     }

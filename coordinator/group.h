@@ -33,6 +33,7 @@ typedef struct coord_group_opts {
     long step_timeout_ms;       /* one Step call (default 60000) */
     const char *store_bind;     /* rendezvous store bind address (default 127.0.0.1) */
     const char *store_advertise;/* address workers use to reach it (default = store_bind) */
+    int store_port;             /* 0 = any free port */
 } coord_group_opts;
 
 typedef struct coord_group coord_group;

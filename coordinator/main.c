@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include <grpc/grpc.h>
@@ -23,7 +24,7 @@ typedef struct flags {
     const char *model, *listen, *worker_bin, *store_bind, *advertise, *demo_prompt;
     char *addrs[COORD_MAX_WORKERS];
     int n_addrs, workers, workers_set, threads, max_batch_tokens, max_seqs, prefill_chunk;
-    int respawn_delay_ms, demo_tokens, exit_after_demo, log_debug;
+    int respawn_delay_ms, demo_tokens, exit_after_demo, log_debug, store_port;
     long coll_timeout_ms, ready_timeout_ms;
 } flags;
 
@@ -52,6 +53,7 @@ static void usage(FILE *f)
             "  --prefill-chunk N       most prompt tokens of one request per step (default 256)\n"
             "  --respawn-delay-ms N    restart a dead local worker after N ms (default 1000; -1 never)\n"
             "  --store-bind HOST       rendezvous store address (default 127.0.0.1; 0.0.0.0 multi-node)\n"
+            "  --store-port N          rendezvous store port (default 0 = any free port)\n"
             "  --advertise-host HOST   address workers use to reach the store (default: store-bind)\n"
             "  --coll-timeout-ms N     gloo rendezvous/collective timeout (default 10000)\n"
             "  --ready-timeout-ms N    wait this long for the workers before serving (default 120000)\n"
@@ -89,6 +91,8 @@ static int set_flag(flags *f, const char *k, const char *v)
         f->respawn_delay_ms = atoi(v);
     } else if (strcmp(k, "store-bind") == 0) {
         f->store_bind = v;
+    } else if (strcmp(k, "store-port") == 0) {
+        f->store_port = atoi(v);
     } else if (strcmp(k, "advertise-host") == 0) {
         f->advertise = v;
     } else if (strcmp(k, "coll-timeout-ms") == 0) {
@@ -238,6 +242,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "emserve: no --model given and the test model was not found\n");
         return 2;
     }
+    /* `bazel run` starts us in the runfiles tree: resolve a relative --model against the
+     * directory bazel was run from; workers get the absolute path. */
+    static char model_abs[4096];
+    const char *bwd = getenv("BUILD_WORKING_DIRECTORY");
+    if (f.model[0] != '/' && access(f.model, R_OK) != 0 && bwd) {
+        snprintf(model_abs, sizeof model_abs, "%s/%s", bwd, f.model);
+        f.model = model_abs;
+    }
+    static char model_real[4096];
+    if (realpath(f.model, model_real)) {
+        f.model = model_real;
+    }
     char err[512] = "";
     model *m = NULL;
     tokenizer *tok = NULL;
@@ -283,7 +299,7 @@ int main(int argc, char **argv)
     coord_server *srv = NULL;
     int port = 0, rc = 1;
     coord_group_opts go = {f.model, f.threads, f.max_batch_tokens, f.max_seqs,
-                           f.coll_timeout_ms, 0, f.store_bind, f.advertise};
+                           f.coll_timeout_ms, 0, f.store_bind, f.advertise, f.store_port};
     coord_sched_opts so = {f.max_batch_tokens, f.max_seqs, f.prefill_chunk};
     if (coord_group_create(&m->hp, f.workers, f.n_addrs ? (const char *const *)f.addrs : NULL, sp,
                            &go, &g, err, sizeof err) != EM_OK ||
