@@ -15,7 +15,7 @@ kern_ops *kern_ops_cpu_create(int n_threads)
         free(c);
         return NULL;
     }
-    c->n_threads = n_threads;
+    c->n_threads = kern_cpu__pool_threads(c->pool);
     pthread_mutex_init(&c->rope_mu, NULL);
     c->ops = (kern_ops){
         .name = "cpu",

@@ -9,19 +9,23 @@
 
 typedef struct kern_cpu__pool kern_cpu__pool;
 
-/* Job body: called once per thread, tid in [0, n_threads). */
-typedef void (*kern_cpu__job_fn)(void *user, int tid, int n_threads);
-
-/* n_threads >= 1 (the caller counts as thread 0). NULL on failure. */
+/* n_threads in [1, 128] (the caller counts as thread 0). NULL on failure. */
 kern_cpu__pool *kern_cpu__pool_create(int n_threads);
 void kern_cpu__pool_free(kern_cpu__pool *p);
 int kern_cpu__pool_threads(const kern_cpu__pool *p);
-/* Runs fn on all threads (caller is tid 0) and returns when all are done. When called from
- * inside a pool job (nested) or with one thread, runs fn(user, 0, 1) on the caller alone. */
-void kern_cpu__pool_run(kern_cpu__pool *p, kern_cpu__job_fn fn, void *user);
-/* Runs fn(user, i, tid) for every i in [0, n), items handed out dynamically. */
+/* Runs fn(user, i, tid) for every i in [0, n), items handed out dynamically; the caller
+ * takes part and returns when all items are done. Workers that arrive after the last item
+ * was handed out skip the job. Nested calls (from inside an item) or a 1-thread pool run all
+ * items on the calling thread. Kernels split their work into items that do not change the
+ * arithmetic of any output element, so results do not depend on who runs what. */
 void kern_cpu__pool_for(kern_cpu__pool *p, int n, void (*fn)(void *user, int i, int tid),
                         void *user);
+/* Number of items to split a job into: a few per thread for load balance. */
+static inline int kern_cpu__n_items(int n_threads, int max_items)
+{
+    int k = 4 * n_threads;
+    return k < max_items ? k : max_items;
+}
 /* 1 when the calling thread is executing a pool job. */
 int kern_cpu__pool_inside(void);
 

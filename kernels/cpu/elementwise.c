@@ -23,6 +23,7 @@ typedef struct rms_job {
     float *y;
     int n, dim;
     float eps;
+    int n_items;
 } rms_job;
 
 static void rms_rows(const rms_job *j, int ta, int tb)
@@ -47,11 +48,11 @@ static void rms_rows(const rms_job *j, int ta, int tb)
     }
 }
 
-static void rms_job_fn(void *user, int tid, int nt)
+static void rms_item(void *user, int i, int tid)
 {
     const rms_job *j = user;
     int a, b;
-    split(j->n, tid, nt, &a, &b);
+    split(j->n, i, j->n_items, &a, &b);
     rms_rows(j, a, b);
 }
 
@@ -59,11 +60,11 @@ void kern_cpu__rmsnorm(void *ctx, const float *x, const float *g, int n, int dim
                        float *y)
 {
     kern_cpu__ctx *c = ctx;
-    rms_job j = {x, g, y, n, dim, eps};
+    rms_job j = {x, g, y, n, dim, eps, kern_cpu__n_items(c->n_threads, n)};
     if (c->n_threads == 1 || n < 2 || (long)n * dim < ELEM_PAR_MIN)
         rms_rows(&j, 0, n);
     else
-        kern_cpu__pool_run(c->pool, rms_job_fn, &j);
+        kern_cpu__pool_for(c->pool, j.n_items, rms_item, &j);
 }
 
 /* ---- RoPE ---- */
@@ -109,6 +110,7 @@ typedef struct rope_job {
     int n_tok, n_heads, hd, stride, rope_dim;
     const int32_t *pos;
     const float *freq;
+    int n_items;
 } rope_job;
 
 static void rope_tokens(const rope_job *j, int ta, int tb)
@@ -141,11 +143,11 @@ static void rope_tokens(const rope_job *j, int ta, int tb)
     }
 }
 
-static void rope_job_fn(void *user, int tid, int nt)
+static void rope_item(void *user, int i, int tid)
 {
     const rope_job *j = user;
     int a, b;
-    split(j->n_tok, tid, nt, &a, &b);
+    split(j->n_tok, i, j->n_items, &a, &b);
     rope_tokens(j, a, b);
 }
 
@@ -155,11 +157,12 @@ void kern_cpu__rope(void *ctx, float *x, int n_tok, int n_heads, int hd, int str
     kern_cpu__ctx *c = ctx;
     if (n_tok <= 0 || rope_dim < 2) return;
     float tmp[rope_dim / 2];
-    rope_job j = {x, n_tok, n_heads, hd, stride, rope_dim, pos, rope_freq(c, base, rope_dim, tmp)};
+    rope_job j = {x, n_tok, n_heads, hd, stride, rope_dim, pos, rope_freq(c, base, rope_dim, tmp),
+                  kern_cpu__n_items(c->n_threads, n_tok)};
     if (c->n_threads == 1 || n_tok < 2 || (long)n_tok * n_heads * rope_dim < ELEM_PAR_MIN)
         rope_tokens(&j, 0, n_tok);
     else
-        kern_cpu__pool_run(c->pool, rope_job_fn, &j);
+        kern_cpu__pool_for(c->pool, j.n_items, rope_item, &j);
 }
 
 /* ---- SwiGLU ---- */
@@ -168,6 +171,7 @@ typedef struct swiglu_job {
     const float *gate, *up;
     float *out;
     size_t n;
+    int n_items;
 } swiglu_job;
 
 static void swiglu_range(const swiglu_job *j, size_t a, size_t b)
@@ -189,11 +193,11 @@ static void swiglu_range(const swiglu_job *j, size_t a, size_t b)
     }
 }
 
-static void swiglu_job_fn(void *user, int tid, int nt)
+static void swiglu_item(void *user, int i, int tid)
 {
     const swiglu_job *j = user;
-    size_t blocks = (j->n + 7) / 8;
-    size_t a = blocks * (size_t)tid / (size_t)nt * 8, b = blocks * (size_t)(tid + 1) / (size_t)nt * 8;
+    size_t blocks = (j->n + 7) / 8, ni = (size_t)j->n_items;
+    size_t a = blocks * (size_t)i / ni * 8, b = blocks * (size_t)(i + 1) / ni * 8;
     if (b > j->n) b = j->n;
     if (a < b) swiglu_range(j, a, b);
 }
@@ -201,9 +205,10 @@ static void swiglu_job_fn(void *user, int tid, int nt)
 void kern_cpu__swiglu(void *ctx, const float *gate, const float *up, int n, int dim, float *out)
 {
     kern_cpu__ctx *c = ctx;
-    swiglu_job j = {gate, up, out, (size_t)(n > 0 ? n : 0) * (size_t)(dim > 0 ? dim : 0)};
+    swiglu_job j = {gate, up, out, (size_t)(n > 0 ? n : 0) * (size_t)(dim > 0 ? dim : 0), 0};
+    j.n_items = kern_cpu__n_items(c->n_threads, 1 << 20);
     if (c->n_threads == 1 || j.n < 2 * ELEM_PAR_MIN)
         swiglu_range(&j, 0, j.n);
     else
-        kern_cpu__pool_run(c->pool, swiglu_job_fn, &j);
+        kern_cpu__pool_for(c->pool, j.n_items, swiglu_item, &j);
 }

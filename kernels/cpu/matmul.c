@@ -172,25 +172,26 @@ typedef struct matmul_job {
     const float *x;
     float *y;
     int xs, n, ys;
+    int by_tokens; /* items split tokens (in TB blocks) instead of rows (in 8-row units) */
+    int n_items;
 } matmul_job;
 
-/* Thread tid takes an even share of 8-row units, or, when there are fewer units than
- * threads and several token blocks, an even share of TB-token blocks (same per-element
- * arithmetic either way). */
-static void matmul_job_fn(void *user, int tid, int n_threads)
+/* Item i: an even share of 8-row units, or, when there are fewer units than threads and
+ * several token blocks, of TB-token blocks (same per-element arithmetic either way). */
+static void matmul_item(void *user, int i, int tid)
 {
     const matmul_job *j = user;
-    int units = (j->w->rows + 7) / 8;
-    if (units < n_threads && j->n >= 2 * TB) {
+    if (j->by_tokens) {
         int blocks = (j->n + TB - 1) / TB;
-        int b0 = (int)((long)blocks * tid / n_threads), b1 = (int)((long)blocks * (tid + 1) / n_threads);
+        int b0 = (int)((long)blocks * i / j->n_items), b1 = (int)((long)blocks * (i + 1) / j->n_items);
         int t0 = b0 * TB, t1 = b1 * TB < j->n ? b1 * TB : j->n;
         if (t0 < t1)
             matmul_rows_any(j->w, 0, j->w->rows, j->x + (size_t)t0 * j->xs, j->xs, t1 - t0,
                             j->y + (size_t)t0 * j->ys, j->ys);
         return;
     }
-    int u0 = (int)((long)units * tid / n_threads), u1 = (int)((long)units * (tid + 1) / n_threads);
+    int units = (j->w->rows + 7) / 8;
+    int u0 = (int)((long)units * i / j->n_items), u1 = (int)((long)units * (i + 1) / j->n_items);
     int ra = u0 * 8, rb = u1 * 8 < j->w->rows ? u1 * 8 : j->w->rows;
     if (ra < rb) matmul_rows_any(j->w, ra, rb, j->x, j->xs, j->n, j->y, j->ys);
 }
@@ -205,6 +206,9 @@ void kern_cpu__matmul(void *ctx, const kern_weight *w, const float *x, int xs, i
         matmul_rows_any(w, 0, w->rows, x, xs, n, y, ys);
         return;
     }
-    matmul_job j = {w, x, y, xs, n, ys};
-    kern_cpu__pool_run(c->pool, matmul_job_fn, &j);
+    matmul_job j = {w, x, y, xs, n, ys, 0, 0};
+    int units = (w->rows + 7) / 8, blocks = (n + TB - 1) / TB;
+    j.by_tokens = units < c->n_threads && blocks >= 2;
+    j.n_items = kern_cpu__n_items(c->n_threads, j.by_tokens ? blocks : units);
+    kern_cpu__pool_for(c->pool, j.n_items, matmul_item, &j);
 }
