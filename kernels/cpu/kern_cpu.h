@@ -8,8 +8,10 @@
 extern "C" {
 #endif
 
-/* Creates a backend using n_threads threads (>= 1; the caller thread counts as one).
- * Returns NULL on allocation failure. Not thread-safe: one caller at a time. */
+/* Creates a backend using n_threads threads (clamped to [1, 128]; the caller thread counts
+ * as one). Ops below a few microseconds of work run on the caller alone. Returns NULL on
+ * allocation or thread-creation failure. Not thread-safe: one caller at a time (but see
+ * kern_cpu_parallel_for for calling ops from several pool threads). */
 kern_ops *kern_ops_cpu_create(int n_threads);
 void kern_ops_cpu_free(kern_ops *ops); /* NULL ok */
 

@@ -214,6 +214,11 @@ static void pf_body(void *user, int i, int tid)
                 u->y + (size_t)i * u->w->rows, u->w->rows);
 }
 
+static void count_body(void *user, int i, int tid)
+{
+    __atomic_fetch_add(&((int *)user)[i], 1, __ATOMIC_RELAXED);
+}
+
 static int test_parallel_for(void)
 {
     enum { N = 37, ROWS = 256, COLS = 300 };
@@ -239,6 +244,19 @@ static int test_parallel_for(void)
         }
         bad |= kt_check_same("nested matmul", t, y, y0, sizeof(float) * N * ROWS);
         kern_cpu_parallel_for(kt_cpu[t], 0, pf_body, &u); /* n = 0: no call */
+        /* many small back-to-back jobs (late workers must skip closed jobs, never run an item
+         * twice or lose one) */
+        int counts[8];
+        for (int rep = 0; rep < 3000 && !bad; rep++) {
+            int n = 1 + rep % 8;
+            memset(counts, 0, sizeof counts);
+            kern_cpu_parallel_for(kt_cpu[t], n, count_body, counts);
+            for (int i = 0; i < n; i++)
+                if (counts[i] != 1) {
+                    fprintf(stderr, "    rep %d: item %d of %d ran %d times\n", rep, i, n, counts[i]);
+                    bad = 1;
+                }
+        }
         char name[64];
         snprintf(name, sizeof name, "parallel_for n=%d threads=%d", N, kt_threads[t]);
         kt_report(name, bad);
