@@ -111,7 +111,9 @@ fi
 FAIL=0
 run() { echo "== $*"; "$@" || { echo "FAILED: $*"; FAIL=1; }; }
 run "$B/cuda_ref_test"
-run "$B/cuda_ops_test" | tee "$B/cuda_ops_test.log"
+echo "== $B/cuda_ops_test"
+"$B/cuda_ops_test" >"$B/cuda_ops_test.log" 2>&1 || { echo "FAILED: cuda_ops_test"; FAIL=1; }
+cat "$B/cuda_ops_test.log"
 # A GPU that nvidia-smi lists but the CUDA 13 runtime cannot use (driver too old, no device
 # node in the container) would make every test "skip" and pass: treat that as a failure.
 if grep -q "skipped: no CUDA device" "$B/cuda_ops_test.log" && nvidia-smi -L 2>/dev/null | grep -q GPU; then
