@@ -26,8 +26,6 @@ static inline int kern_cpu__n_items(int n_threads, int max_items)
     int k = 4 * n_threads;
     return k < max_items ? k : max_items;
 }
-/* 1 when the calling thread is executing a pool job. */
-int kern_cpu__pool_inside(void);
 
 /* Per-thread scratch buffers (64-byte aligned, grown on demand, freed at thread exit), one
  * per slot so that an op may use its own while calling another. NULL on allocation failure.

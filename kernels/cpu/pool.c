@@ -38,8 +38,6 @@ struct kern_cpu__pool {
 
 static __thread int tls_in_pool, tls_tid; /* tls_tid: pool thread id of a worker */
 
-int kern_cpu__pool_inside(void) { return tls_in_pool; }
-
 static void futex_wait(uint32_t *addr, uint32_t val)
 {
     syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
