@@ -87,16 +87,23 @@ static int run_group(const char *rdv, const char *p1, const char *p2)
 
 static void send_garbage(int port)
 {
-    static const char *junk[] = {"", "X", "S\xff\xff\xff\xff", "W\x01\x00\x00\x00\xff\xff\xff\x7f",
-                                 "G\x05\x00\x00\x00ab"};
+    static const struct {
+        const char *b;
+        size_t n;
+    } junk[] = {
+        {"", 0},                                          /* connect and close */
+        {"X", 1},                                         /* unknown op */
+        {"S\xff\xff\xff\xff", 5},                         /* key length 4 GiB */
+        {"W\x01\x00\x00\x00\xff\xff\xff\x7f", 9},         /* 2^31 keys */
+        {"G\x05\x00\x00\x00" "ab", 7},                   /* key cut short */
+    };
     for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
         a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
         assert(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
-        size_t n = strlen(junk[i]) + (i >= 2 ? 5 : 0);
-        if (n > 0) {
-            ssize_t w = send(fd, junk[i], n > 10 ? 10 : n, MSG_NOSIGNAL);
+        if (junk[i].n > 0) {
+            ssize_t w = send(fd, junk[i].b, junk[i].n, MSG_NOSIGNAL);
             (void)w;
         }
         close(fd);
@@ -134,6 +141,35 @@ int main(void)
     }
     coll_store_server_clear(srv);
     assert(coll_store_server_count(srv) == 0);
+    coll_store_server_stop(srv); /* joins its threads: nothing half-done is forked below */
+
+    /* The ranks rendezvous through a store hosted by another process (as the coordinator
+     * does); forking them from a process with live server threads would copy those threads'
+     * half-done allocations. */
+    int pp[2], cp[2];
+    assert(pipe(pp) == 0 && pipe(cp) == 0);
+    pid_t store_pid = fork();
+    assert(store_pid >= 0);
+    if (store_pid == 0) {
+        close(pp[0]);
+        close(cp[1]);
+        coll_store_server *s2 = NULL;
+        int p2 = 0;
+        if (coll_store_server_start("127.0.0.1", 0, &s2, &p2, err, sizeof err) != 0) {
+            exit(1);
+        }
+        ssize_t w = write(pp[1], &p2, sizeof p2);
+        char c;
+        ssize_t r = read(cp[0], &c, 1); /* until the parent closes its end */
+        (void)w;
+        (void)r;
+        coll_store_server_stop(s2);
+        fflush(NULL);
+        exit(0);
+    }
+    close(pp[1]);
+    close(cp[0]);
+    assert(read(pp[0], &port, sizeof port) == (ssize_t)sizeof port && port > 0);
 
     /* Two groups through the TCP store (the coordinator's way), then through FileStore. */
     char rdv[96];
@@ -154,7 +190,10 @@ int main(void)
     assert(coll_init(0, 1, NULL, NULL, "x", NULL, 100, err, sizeof err) == NULL);
     assert(coll_allreduce_sum_float(NULL, NULL, 0) == -1);
 
-    coll_store_server_stop(srv);
+    close(cp[1]);
+    int st = 0;
+    waitpid(store_pid, &st, 0);
+    fails += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
     printf("coll_test: %s (%d failures)\n", fails ? "FAIL" : "ok", fails);
     return fails ? 1 : 0;
 }
