@@ -12,7 +12,7 @@ static const char *k_head =
     "P = 'streamingllm h2o snapkv pyramidkv tova simlayerkv roco ems ems+int4 h2o+int4'\n"
     "# rows of one policy must be adjacent for lines: sort by policy, then budget\n"
     "Q = '< sort -t, -k1,1 -k2,2n quality_pooled.csv'\n"
-    "R = '< sort -t, -k1,1 -k3,3 -k2,2n retrieval.csv'\n";
+    "R = '< sort -t, -k1,1 -k3,3 -k4,4 -k2,2n retrieval.csv'\n";
 
 void ev_gnuplot(const char *dir, const char *script)
 {
@@ -31,7 +31,7 @@ void ev_write_plots(const char *dir, int have_b64)
     static char s[12000];
     snprintf(s, sizeof s,
              "%s"
-             "set xtics (\"16\" 4, \"32\" 5, \"64\" 6, \"128\" 7, \"256\" 8)\nset xlabel 'budget (entries per layer and KV head)'\n"
+             "set xrange [3.8:7.2]\nset xtics (\"16\" 4, \"32\" 5, \"64\" 6, \"128\" 7)\nset xlabel 'budget (entries per layer and KV head)'\n"
              "full_ppl = system(\"grep '^full,0' quality_pooled.csv | cut -d, -f3\") + 0\n"
              "set output 'quality_ppl.png'\nset title 'perplexity, sampled texts pooled (streamed)'\n"
              "set ylabel 'perplexity'\n"
@@ -61,14 +61,14 @@ void ev_write_plots(const char *dir, int have_b64)
              "set ylabel 'accuracy'\nset yrange [0:1.05]\n"
              "plot for [m in P] R using ((strcol(1) eq m && strcol(3) eq 'prefill' && strcol(4) eq 'all') ? log($2)/log(2) : 1/0):7 "
              "smooth unique with linespoints title m\n"
-             "set xtics auto\nset xlabel 'distance between the name and the cue (tokens)'\n"
+             "set xtics auto\nset autoscale x\nset xlabel 'distance between the name and the cue (tokens)'\n"
              "set output 'retrieval_distance_prefill.png'\nset title 'retrieval vs distance, B = 32, compressed at prompt end'\n"
              "plot for [m in P] 'retrieval.csv' using ((strcol(1) eq m && $2 == 32 && strcol(3) eq 'prefill' && strcol(4) ne 'all') ? $4 : 1/0):7 "
              "smooth unique with linespoints title m\n"
              "set output 'retrieval_distance_stream.png'\nset title 'retrieval vs distance, B = 32, compressed while streaming'\n"
              "plot for [m in P] 'retrieval.csv' using ((strcol(1) eq m && $2 == 32 && strcol(3) eq 'stream' && strcol(4) ne 'all') ? $4 : 1/0):7 "
              "smooth unique with linespoints title m\n"
-             "set autoscale y\nset xlabel 'layer'\nset ylabel 'relative error'\n"
+             "set autoscale y\nset xtics 1\nset xlabel 'layer'\nset ylabel 'relative error'\n"
              "set output 'fidelity_b32.png'\nset title 'attention output relative error per layer, B = 32'\n"
              "plot for [m in P] 'fidelity.csv' using ((strcol(1) eq m && $2 == 32) ? $3 : 1/0):4 "
              "smooth unique with linespoints title m\n"
