@@ -1,6 +1,7 @@
 /* Selection helpers shared by every policy: deterministic top-k (ties keep the earlier entry),
  * ranking, local score from the ring of recent attention rows, keep-set assembly and
  * compaction with accounting. */
+#define _GNU_SOURCE /* qsort_r */
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,21 +70,21 @@ int ems__topk(const float *s, int n, int k, int *out)
     return k;
 }
 
-static const float *g_rank_s; /* qsort has no context argument; ranking is single-threaded */
-static int cmp_rank(const void *a, const void *b)
+/* qsort_r comparator: the scores travel as the context, so ranking is thread-safe (several
+ * caches may be compressed at once, e.g. in-process shards in tests). */
+static int cmp_rank(const void *a, const void *b, void *ctx)
 {
+    const float *s = ctx;
     int x = *(const int *)a, y = *(const int *)b;
-    if (before(g_rank_s, x, y)) return -1;
-    if (before(g_rank_s, y, x)) return 1;
+    if (before(s, x, y)) return -1;
+    if (before(s, y, x)) return 1;
     return 0;
 }
 
 void ems__rank(const float *s, int n, int *order)
 {
     for (int i = 0; i < n; i++) order[i] = i;
-    g_rank_s = s;
-    qsort(order, (size_t)n, sizeof(int), cmp_rank);
-    g_rank_s = NULL;
+    qsort_r(order, (size_t)n, sizeof(int), cmp_rank, (void *)s);
 }
 
 void ems__local_score(const ems_head *h, float *out)
