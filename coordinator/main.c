@@ -14,6 +14,7 @@
 #include "common/timeutil.h"
 #include "coordinator/client.h"
 #include "coordinator/group.h"
+#include "coordinator/metrics.h"
 #include "coordinator/rpc_server.h"
 #include "coordinator/sched.h"
 #include "coordinator/spawner.h"
@@ -21,7 +22,7 @@
 #include "model/tokenizer.h"
 
 typedef struct flags {
-    const char *model, *listen, *worker_bin, *store_bind, *advertise, *demo_prompt;
+    const char *model, *listen, *worker_bin, *store_bind, *advertise, *demo_prompt, *metrics;
     char *addrs[COORD_MAX_WORKERS];
     int n_addrs, workers, workers_set, threads, max_batch_tokens, max_seqs, prefill_chunk;
     int respawn_delay_ms, demo_tokens, exit_after_demo, log_debug, store_port;
@@ -57,6 +58,7 @@ static void usage(FILE *f)
             "  --advertise-host HOST   address workers use to reach the store (default: store-bind)\n"
             "  --coll-timeout-ms N     gloo rendezvous/collective timeout (default 10000)\n"
             "  --ready-timeout-ms N    wait this long for the workers before serving (default 120000)\n"
+"  --metrics-listen H:P    Prometheus text endpoint (GET /metrics); off by default\n"
             "  --demo-prompt TEXT      after start-up, run one generation through gRPC and print it\n"
             "  --demo-tokens N         tokens of the demo generation (default 40)\n"
             "  --exit-after-demo       exit after the demo instead of serving\n"
@@ -99,6 +101,8 @@ static int set_flag(flags *f, const char *k, const char *v)
         f->coll_timeout_ms = atol(v);
     } else if (strcmp(k, "ready-timeout-ms") == 0) {
         f->ready_timeout_ms = atol(v);
+    } else if (strcmp(k, "metrics-listen") == 0) {
+        f->metrics = v;
     } else if (strcmp(k, "demo-prompt") == 0) {
         f->demo_prompt = v;
     } else if (strcmp(k, "demo-tokens") == 0) {
@@ -297,6 +301,7 @@ int main(int argc, char **argv)
     coord_group *g = NULL;
     coord_sched *sched = NULL;
     coord_server *srv = NULL;
+    coord_metrics *mx = NULL;
     int port = 0, rc = 1;
     coord_group_opts go = {f.model, f.threads, f.max_batch_tokens, f.max_seqs,
                            f.coll_timeout_ms, 0, f.store_bind, f.advertise, f.store_port};
@@ -311,6 +316,15 @@ int main(int argc, char **argv)
     if (coord_server_start(&ro, &srv, &port, err, sizeof err) != EM_OK) {
         fprintf(stderr, "emserve: %s\n", err);
         goto out;
+    }
+    if (f.metrics) {
+        int mport = 0;
+        int64_t cap = (int64_t)f.max_seqs * m->hp.n_ctx * m->hp.n_layer * m->hp.n_kv_head;
+        if (coord_metrics_start(f.metrics, sched, cap, &mx, &mport, err, sizeof err) != EM_OK) {
+            fprintf(stderr, "emserve: %s\n", err);
+            goto out;
+        }
+        EM_LOG_INFO("metrics on http://%s (port %d)/metrics", f.metrics, mport);
     }
     double t_end = em_now_s() + f.ready_timeout_ms / 1000.0;
     while (!coord_group_serving(g) && !g_stop && em_now_s() < t_end) {
@@ -342,6 +356,7 @@ int main(int argc, char **argv)
     }
     rc = 0;
 out:
+    coord_metrics_stop(mx);
     if (srv) {
         coord_server_shutdown(srv);
     }

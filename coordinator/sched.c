@@ -445,6 +445,26 @@ static void step_once(coord_sched *s, batch *b)
     }
 }
 
+/* Gauges for GetServerInfo and /metrics (called by the scheduler thread every turn). */
+static void update_stats(coord_sched *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int running = 0, queued = 0;
+    int64_t kv = 0;
+    for (run *r = s->active; r; r = r->next) {
+        running += r->state != RUN_QUEUED;
+        queued += r->state == RUN_QUEUED;
+        kv += r->kv_entries;
+    }
+    for (run *r = s->inbox; r; r = r->next) {
+        queued++;
+    }
+    s->stats.running = running;
+    s->stats.queued = queued;
+    s->stats.kv_entries = kv;
+    pthread_mutex_unlock(&s->mu);
+}
+
 static void *sched_main(void *p)
 {
     coord_sched *s = p;
@@ -488,6 +508,7 @@ static void *sched_main(void *p)
         run *flagged = active_take_if(s, pred_flagged);
         pthread_mutex_unlock(&s->mu);
         end_flagged(s, flagged);
+        update_stats(s);
 
         int ev = coord_group_tick(s->g, idle);
         if (ev == -1 || !coord_group_serving(s->g)) {
@@ -507,15 +528,7 @@ static void *sched_main(void *p)
         }
         idle = 0;
         step_once(s, &b);
-        pthread_mutex_lock(&s->mu);
-        int running = 0, queued = 0;
-        for (run *r = s->active; r; r = r->next) {
-            running += r->state != RUN_QUEUED;
-            queued += r->state == RUN_QUEUED;
-        }
-        s->stats.running = running;
-        s->stats.queued = queued;
-        pthread_mutex_unlock(&s->mu);
+        update_stats(s);
     }
     fail_all(s, EM_EUNAVAILABLE, "server shutting down");
     free(b.tokens);

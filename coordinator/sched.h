@@ -26,6 +26,7 @@ typedef struct coord_sched_stats {
     int64_t generation;
     int running, queued;
     int64_t requests_total, requests_failed, tokens_generated, prompt_tokens, steps;
+    int64_t kv_entries; /* KV entries held for running sequences, summed over workers */
 } coord_sched_stats;
 
 /* Starts the scheduler thread. g, m and tok are borrowed (must outlive it). */

@@ -29,7 +29,7 @@ fi
 
 # 2. a running server and the C client
 "$EMSERVE" --model "$MODEL" --listen 127.0.0.1:0 --workers 2 --worker-bin "$WORKER" \
-    >"$TMP/server.out" 2>"$TMP/server.err" &
+    --metrics-listen 127.0.0.1:0 >"$TMP/server.out" 2>"$TMP/server.err" &
 pid=$!
 addr=""
 for _ in $(seq 1 600); do
@@ -51,6 +51,21 @@ echo "$out"
 grep -q "kv entries 320 of 1280" <<<"$out" || { echo "FAIL: client with ems"; fails=$((fails+1)); }
 "$CLIENT" --addr "$addr" --prompt "x" -n 0 >/dev/null 2>"$TMP/bad.err" && { echo "FAIL: -n 0 accepted"; fails=$((fails+1)); }
 grep -q "max_tokens" "$TMP/bad.err" || { echo "FAIL: -n 0 message"; cat "$TMP/bad.err"; fails=$((fails+1)); }
+# Prometheus text endpoint (2 accepted requests: -n 0 was rejected before scheduling; port from the log line "metrics on http://... (port N)/metrics")
+mport=$(sed -n 's/.*metrics on .*(port \([0-9]*\)).*/\1/p' "$TMP/server.err" | head -1)
+if [ -n "$mport" ] && exec 3<>"/dev/tcp/127.0.0.1/$mport"; then
+    printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3
+    metrics=$(cat <&3)
+    exec 3<&-
+    echo "$metrics" | grep '^emserve_'
+    grep -q '^emserve_num_requests_running 0$' <<<"$metrics" || { echo "FAIL: running gauge"; fails=$((fails+1)); }
+    grep -q '^emserve_num_requests_waiting 0$' <<<"$metrics" || { echo "FAIL: waiting gauge"; fails=$((fails+1)); }
+    grep -q '^emserve_serving 1$' <<<"$metrics" || { echo "FAIL: serving gauge"; fails=$((fails+1)); }
+    grep -q '^emserve_requests_total 2$' <<<"$metrics" || { echo "FAIL: requests_total"; fails=$((fails+1)); }
+    grep -q '^emserve_generation_tokens_total 120$' <<<"$metrics" || { echo "FAIL: token counter"; fails=$((fails+1)); }
+else
+    echo "FAIL: no metrics endpoint"; fails=$((fails+1))
+fi
 kill -TERM $pid
 wait $pid
 rc=$?
