@@ -10,6 +10,11 @@
 #include "common/log.h"
 #include "kernels/cpu/kern_cpu.h"
 
+/* Multiply-adds of attention below which the (sequence, head) tasks run on the caller. */
+#ifndef ENGINE_ATTN_PAR_MIN
+#define ENGINE_ATTN_PAR_MIN 65536
+#endif
+
 struct engine {
     const model *m;
     shard_desc sd;
@@ -233,8 +238,15 @@ static em_status layer_forward(engine *e, int l, const engine_batch *b, ems_cach
     o->rope(o->ctx, e->k, n, nlc, hd, kd, b->pos, hp->rope_base, hp->rope_dim);
 
     attn_task task = {e, caches, b, run_start, n_runs, l, EM_OK};
-    /* One task per (sequence run, local KV head): heads own disjoint caches. */
-    if (e->cpu_ops) {
+    /* One task per (sequence run, local KV head): heads own disjoint caches. Small attention
+     * work (tiny heads, short caches) runs inline: a pool dispatch costs more than it saves. */
+    long work = 0;
+    for (int r = 0; r < n_runs; r++) {
+        int t0 = run_start[r], nq = run_start[r + 1] - t0;
+        long len = ems_cache_head(caches[b->seq[t0]], l, 0)->len + nq;
+        work += (long)nq * len * G * hd * nlc;
+    }
+    if (e->cpu_ops && n_runs * nlc > 1 && work >= ENGINE_ATTN_PAR_MIN) {
         kern_cpu_parallel_for(e->cpu_ops, n_runs * nlc, attn_one, &task);
     } else {
         for (int idx = 0; idx < n_runs * nlc; idx++) attn_one(&task, idx, 0);
