@@ -24,7 +24,7 @@ struct ems_geo {
     double *norm;                    /* [H][max_len][2] |K| |V| */
     int *cls;                        /* [H][max_len]  slot (>0 kept centre or merged), 0 zero class */
     int *centre;                     /* [H][k] candidate index of each centre, in index order */
-    float *acc;                      /* [H][k][acc_stride] K V W N G M L */
+    float *acc;                      /* [H][k][acc_stride] K V W N G M COUNT L */
     int acc_stride;
     float *out; /* [H][B][out_stride]: K V pos(as float bits) G M L */
     int out_stride;
@@ -215,7 +215,7 @@ static __global__ void ems_scatter_kernel(ems_geo g)
     int slot = g.cls[(size_t)h * g.max_len + t];
     if (slot <= 0) return; /* zero class: evicted */
     const kern_cuda_ems_head hh = g.heads[h];
-    float wt = g.score[(size_t)h * g.max_len + t];
+    float wt = fmaxf(g.score[(size_t)h * g.max_len + t], 0.0f) + 1e-30f;
     float nk = (float)g.norm[((size_t)h * g.max_len + t) * 2];
     float *a = g.acc + ((size_t)h * g.k + slot - 1) * g.acc_stride;
     int hd = g.hd;
@@ -229,9 +229,10 @@ static __global__ void ems_scatter_kernel(ems_geo g)
         atomicAdd(&a[2 * hd + 1], wt * nk);
         atomicAdd(&a[2 * hd + 2], hh.s_glo[t]);
         atomicAdd(&a[2 * hd + 3], hh.mass ? hh.mass[t] : 1.0f);
+        atomicAdd(&a[2 * hd + 4], 1.0f);
     }
     for (int r = lane; r < g.w_loc; r += 32) {
-        atomicAdd(&a[2 * hd + 4 + r], hh.loc[(size_t)r * hh.loc_stride + t]);
+        atomicAdd(&a[2 * hd + 5 + r], hh.loc[(size_t)r * hh.loc_stride + t]);
     }
 }
 
@@ -252,7 +253,8 @@ static __global__ void ems_finalize_kernel(ems_geo g)
         for (int off = 16; off > 0; off >>= 1) dn += __shfl_xor_sync(0xffffffffu, dn, off);
         dn = sqrtf(dn);
     }
-    bool merged = o < g.k && W > 0.0f && dn > 0.0f;
+    bool grouped = o < g.k && a[2 * hd + 4] > 1.5f; /* a centre without members stays as is */
+    bool merged = grouped && W > 0.0f && dn > 0.0f;
     float kn = merged ? a[2 * hd + 1] / W : 0.0f;
     for (int d = lane; d < hd; d += 32) {
         out[d] = merged ? kn * (a[d] / dn) : hh.k[(size_t)src * hd + d];
@@ -260,11 +262,11 @@ static __global__ void ems_finalize_kernel(ems_geo g)
     }
     if (lane == 0) {
         out[2 * hd] = __int_as_float(hh.pos[src]);
-        out[2 * hd + 1] = o < g.k ? a[2 * hd + 2] : hh.s_glo[src];
-        out[2 * hd + 2] = o < g.k ? a[2 * hd + 3] : (hh.mass ? hh.mass[src] : 1.0f);
+        out[2 * hd + 1] = grouped ? a[2 * hd + 2] : hh.s_glo[src];
+        out[2 * hd + 2] = grouped ? a[2 * hd + 3] : (hh.mass ? hh.mass[src] : 1.0f);
     }
     for (int r = lane; r < g.w_loc; r += 32) {
-        out[2 * hd + 3 + r] = o < g.k ? a[2 * hd + 4 + r] : hh.loc[(size_t)r * hh.loc_stride + src];
+        out[2 * hd + 3 + r] = grouped ? a[2 * hd + 5 + r] : hh.loc[(size_t)r * hh.loc_stride + src];
     }
 }
 
@@ -305,7 +307,7 @@ static em_status setup(kern_cuda_ctx *c, const kern_cuda_ems_head *heads, int n_
         if (heads[h].len < 0 || (w_loc > 0 && heads[h].loc_stride < heads[h].len)) return EM_EINVAL;
         g->max_len = heads[h].len > g->max_len ? heads[h].len : g->max_len;
     }
-    g->acc_stride = 2 * hd + 4 + w_loc;
+    g->acc_stride = 2 * hd + 5 + w_loc;
     g->out_stride = 2 * hd + 3 + w_loc;
     size_t H = (size_t)n_heads, L = (size_t)g->max_len;
     size_t b_heads = (sizeof(kern_cuda_ems_head) * H + 255) / 256 * 256;

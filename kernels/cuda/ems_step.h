@@ -5,9 +5,10 @@
  *   keep    top k = B - w candidates by s as class centres (ties: lower index);
  *   assign  each dropped candidate t -> centre c* = argmax_c cosK(t,c) * cosV(t,c) (double, ties:
  *           earliest centre) if that value >= tau, else the zero class (discarded);
- *   merge   ONE batched scatter over all heads into a [H][k+1][.] accumulator, weights = s:
- *           V' = sum s V / W;  K' = (sum s |K| / W) * normalize(sum s K/|K|);  s_glo, mass and
- *           the local rows of members are summed into their centre;
+ *   merge   ONE batched scatter over all heads into a [H][k+1][.] accumulator, weights
+ *           wt = max(s, 0) + 1e-30: V' = sum wt V / W;  K' = (sum wt |K| / W) * normalize(sum
+ *           wt K/|K|);  s_glo, mass and the local rows of members are summed into their centre;
+ *           a centre that received no member is left exactly as it was;
  *   compact cache = centres in original order (their positions kept) + the last w entries.
  * Heads with len <= B are left untouched. The GPU merge uses float atomics, so merged values
  * match the reference within rounding (kept entries and positions match exactly). */

@@ -68,7 +68,7 @@ static em_status head_step(kern_cuda_ems_head *h, int hd, int w_loc, int B, int 
                            float gw)
 {
     int n = h->len, m = n - w, k = B - w;
-    float *s = malloc(sizeof(float) * m), *acc = calloc((size_t)k * (2 * hd + 4 + w_loc), 4);
+    float *s = malloc(sizeof(float) * m), *acc = calloc((size_t)k * (2 * hd + 5 + w_loc), 4);
     scored *ord = malloc(sizeof(scored) * m);
     int *cls = malloc(sizeof(int) * m), *centre = malloc(sizeof(int) * k);
     double *nk = malloc(sizeof(double) * 2 * m);
@@ -109,11 +109,12 @@ static em_status head_step(kern_cuda_ems_head *h, int hd, int w_loc, int B, int 
         }
         cls[t] = best >= (double)tau ? bi + 1 : 0;
     }
-    /* accumulator per centre i: K[hd] V[hd] W N G M L[w_loc] */
-    size_t st = (size_t)2 * hd + 4 + w_loc;
+    /* accumulator per centre i: K[hd] V[hd] W N G M COUNT L[w_loc] */
+    size_t st = (size_t)2 * hd + 5 + w_loc;
     for (int t = 0; t < m; t++) {
         if (cls[t] <= 0) continue;
-        float *a = acc + (size_t)(cls[t] - 1) * st, wt = s[t], nkf = (float)nk[2 * t];
+        float *a = acc + (size_t)(cls[t] - 1) * st, wt = fmaxf(s[t], 0.0f) + 1e-30f;
+        float nkf = (float)nk[2 * t];
         const float *kt = h->k + (size_t)t * hd, *vt = h->v + (size_t)t * hd;
         for (int d = 0; d < hd; d++) {
             a[d] += wt * (nkf > 0.0f ? kt[d] / nkf : 0.0f);
@@ -123,7 +124,8 @@ static em_status head_step(kern_cuda_ems_head *h, int hd, int w_loc, int B, int 
         a[2 * hd + 1] += wt * nkf;
         a[2 * hd + 2] += h->s_glo[t];
         a[2 * hd + 3] += h->mass ? h->mass[t] : 1.0f;
-        for (int r = 0; r < w_loc; r++) a[2 * hd + 4 + r] += h->loc[(size_t)r * h->loc_stride + t];
+        a[2 * hd + 4] += 1.0f;
+        for (int r = 0; r < w_loc; r++) a[2 * hd + 5 + r] += h->loc[(size_t)r * h->loc_stride + t];
     }
     /* new entries o < B into tmp: K V [B][hd], pos, s_glo, mass [B], loc [w_loc][B] */
     float *tk = tmp, *tv = tk + (size_t)B * hd, *tg = tv + (size_t)B * hd, *tm = tg + B;
@@ -144,6 +146,7 @@ static em_status head_step(kern_cuda_ems_head *h, int hd, int w_loc, int B, int 
         for (int r = 0; r < w_loc; r++) tl[(size_t)r * B + o] = h->loc[(size_t)r * h->loc_stride + src];
         if (o >= k) continue;
         const float *a = acc + (size_t)o * st;
+        if (a[2 * hd + 4] < 1.5f) continue; /* a centre without members stays as it is */
         float W = a[2 * hd], dn = 0.0f;
         for (int d = 0; d < hd; d++) dn += a[d] * a[d];
         dn = sqrtf(dn);
@@ -156,7 +159,7 @@ static em_status head_step(kern_cuda_ems_head *h, int hd, int w_loc, int B, int 
         }
         tg[o] = a[2 * hd + 2];
         tm[o] = a[2 * hd + 3];
-        for (int r = 0; r < w_loc; r++) tl[(size_t)r * B + o] = a[2 * hd + 4 + r];
+        for (int r = 0; r < w_loc; r++) tl[(size_t)r * B + o] = a[2 * hd + 5 + r];
     }
     memcpy(h->k, tk, sizeof(float) * (size_t)B * hd);
     memcpy(h->v, tv, sizeof(float) * (size_t)B * hd);
