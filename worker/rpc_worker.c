@@ -33,6 +33,7 @@ typedef struct server_ctx {
     grpc_server *server;
     grpc_completion_queue *cq;
     worker_state *w;
+    int hello_ok; /* a Hello with our protocol version has been answered */
 } server_ctx;
 
 static void post_request(server_ctx *s)
@@ -111,6 +112,7 @@ static void do_hello(server_ctx *s, wcall *c, const Emserve__Internal__V1__Hello
         finish(c, NULL, GRPC_STATUS_FAILED_PRECONDITION, why);
         return;
     }
+    s->hello_ok = 1;
     finish(c, &r.base, GRPC_STATUS_OK, NULL);
 }
 
@@ -238,6 +240,13 @@ static void dispatch(server_ctx *s, wcall *c)
         finish(c, NULL, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
         return;
     }
+    if (op != WORKER_OP_HELLO && !s->hello_ok) {
+        char why[96];
+        snprintf(why, sizeof why, "call Hello first (protocol version %d)", WORKER_PROTO_VERSION);
+        finish(c, NULL, GRPC_STATUS_FAILED_PRECONDITION, why);
+        protobuf_c_message_free_unpacked(m, NULL);
+        return;
+    }
     switch (op) {
     case WORKER_OP_HELLO:
         do_hello(s, c, (const Emserve__Internal__V1__HelloRequest *)m);
@@ -288,7 +297,7 @@ em_status worker_rpc_serve(worker_state *w, const char *listen_addr, volatile si
                            void (*on_listening)(int port, void *user), void *user)
 {
     server_ctx s = {grpc_server_create(coord_rpc_channel_args(), NULL),
-                    grpc_completion_queue_create_for_next(NULL), w};
+                    grpc_completion_queue_create_for_next(NULL), w, 0};
     grpc_server_register_completion_queue(s.server, s.cq, NULL);
     grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
     int port = grpc_server_add_http2_port(s.server, listen_addr, creds);
