@@ -1,5 +1,5 @@
 /* KIVI-style int8/int4 K/V store (see quant.h): packed codes, per-group scales, f32 residual,
- * dequantising view, byte accounting. Keys: one group of `group` tokens shares a per-channel
+ * dequantising view, byte accounting. Scales and zeros are f16 (as KIVI). Keys: one group of `group` tokens shares a per-channel
  * (zero, scale); entries keep a group id so compaction and merging never re-group. */
 #include "ems/quant.h"
 
@@ -7,15 +7,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/kern.h" /* kern_f32_to_f16, kern_f16_to_f32 */
+
 typedef struct qstate {
     int bits, group, residual, hd, vgroup, n_vg, row_bytes;
     int nq;              /* entries [0, nq) are quantized */
     int cap;             /* per-entry capacity */
     uint8_t *kcode, *vcode; /* [cap][row_bytes] packed */
     int32_t *kgrp;       /* [cap] key group of each entry */
-    float *vzero, *vscale; /* [cap][n_vg] */
+    uint16_t *vzero, *vscale; /* [cap][n_vg] f16 */
     int ngrp, gcap;
-    float *kzero, *kscale; /* [gcap][hd] */
+    uint16_t *kzero, *kscale; /* [gcap][hd] f16 */
 } qstate;
 
 void ems_quant_minmax(const float *x, int n, int stride, int bits, float *zero, float *scale)
@@ -27,9 +29,15 @@ void ems_quant_minmax(const float *x, int n, int stride, int bits, float *zero, 
         mx = v > mx ? v : mx;
     }
     if (n == 0) mn = mx = 0.0f;
-    *zero = mn;
-    *scale = (mx - mn) / (float)((1 << bits) - 1);
+    /* stored as f16 (as KIVI): return the values the store will hold, saturated to f16 range */
+    mn = mn < -65504.0f ? -65504.0f : mn > 65504.0f ? 65504.0f : mn;
+    float sc = (mx - mn) / (float)((1 << bits) - 1);
+    sc = sc > 65504.0f ? 65504.0f : sc;
+    *zero = kern_f16_to_f32(kern_f32_to_f16(mn));
+    *scale = kern_f16_to_f32(kern_f32_to_f16(sc));
 }
+
+static inline float h2f(uint16_t h) { return kern_f16_to_f32(h); }
 
 uint8_t ems_quant_code(float x, float zero, float scale, int bits)
 {
@@ -65,9 +73,9 @@ static int reserve(qstate *q, int need)
     if (b) q->vcode = b;
     void *c = realloc(q->kgrp, sizeof(int32_t) * nc);
     if (c) q->kgrp = c;
-    void *d = realloc(q->vzero, sizeof(float) * nc * q->n_vg);
+    void *d = realloc(q->vzero, sizeof(uint16_t) * nc * q->n_vg);
     if (d) q->vzero = d;
-    void *e = realloc(q->vscale, sizeof(float) * nc * q->n_vg);
+    void *e = realloc(q->vscale, sizeof(uint16_t) * nc * q->n_vg);
     if (e) q->vscale = e;
     if (!a || !b || !c || !d || !e) return -1;
     q->cap = nc;
@@ -77,8 +85,8 @@ static int reserve(qstate *q, int need)
 static void dequant_key(const qstate *q, int j, float *out)
 {
     const uint8_t *row = q->kcode + (size_t)j * q->row_bytes;
-    const float *z = q->kzero + (size_t)q->kgrp[j] * q->hd, *s = q->kscale + (size_t)q->kgrp[j] * q->hd;
-    for (int d = 0; d < q->hd; d++) out[d] = (float)get(row, d, q->bits) * s[d] + z[d];
+    const uint16_t *z = q->kzero + (size_t)q->kgrp[j] * q->hd, *s = q->kscale + (size_t)q->kgrp[j] * q->hd;
+    for (int d = 0; d < q->hd; d++) out[d] = (float)get(row, d, q->bits) * h2f(s[d]) + h2f(z[d]);
 }
 
 static void dequant_value(const qstate *q, int j, float *out)
@@ -87,7 +95,7 @@ static void dequant_value(const qstate *q, int j, float *out)
     for (int d = 0; d < q->hd; d++) {
         int g = d / q->vgroup;
         size_t o = (size_t)j * q->n_vg + g;
-        out[d] = (float)get(row, d, q->bits) * q->vscale[o] + q->vzero[o];
+        out[d] = (float)get(row, d, q->bits) * h2f(q->vscale[o]) + h2f(q->vzero[o]);
     }
 }
 
@@ -99,8 +107,11 @@ static void encode_value(qstate *q, ems_head *h, int j)
     for (int g = 0; g < q->n_vg; g++) {
         int d0 = g * q->vgroup, n = q->hd - d0 < q->vgroup ? q->hd - d0 : q->vgroup;
         size_t o = (size_t)j * q->n_vg + g;
-        ems_quant_minmax(v + d0, n, 1, q->bits, &q->vzero[o], &q->vscale[o]);
-        for (int d = d0; d < d0 + n; d++) put(row, d, q->bits, ems_quant_code(v[d], q->vzero[o], q->vscale[o], q->bits));
+        float z, sc;
+        ems_quant_minmax(v + d0, n, 1, q->bits, &z, &sc);
+        q->vzero[o] = kern_f32_to_f16(z);
+        q->vscale[o] = kern_f32_to_f16(sc);
+        for (int d = d0; d < d0 + n; d++) put(row, d, q->bits, ems_quant_code(v[d], z, sc, q->bits));
     }
     dequant_value(q, j, v);
 }
@@ -109,8 +120,8 @@ static void encode_key(qstate *q, ems_head *h, int j)
 {
     float *k = h->k + (size_t)j * q->hd;
     uint8_t *row = q->kcode + (size_t)j * q->row_bytes;
-    const float *z = q->kzero + (size_t)q->kgrp[j] * q->hd, *s = q->kscale + (size_t)q->kgrp[j] * q->hd;
-    for (int d = 0; d < q->hd; d++) put(row, d, q->bits, ems_quant_code(k[d], z[d], s[d], q->bits));
+    const uint16_t *z = q->kzero + (size_t)q->kgrp[j] * q->hd, *s = q->kscale + (size_t)q->kgrp[j] * q->hd;
+    for (int d = 0; d < q->hd; d++) put(row, d, q->bits, ems_quant_code(k[d], h2f(z[d]), h2f(s[d]), q->bits));
     dequant_key(q, j, k);
 }
 
@@ -120,17 +131,19 @@ static em_status quant_block(qstate *q, ems_head *h)
     if (reserve(q, q->nq + q->group)) return EM_ENOMEM;
     if (q->ngrp == q->gcap) {
         int nc = q->gcap ? 2 * q->gcap : 16;
-        float *a = realloc(q->kzero, sizeof(float) * nc * q->hd);
+        uint16_t *a = realloc(q->kzero, sizeof(uint16_t) * nc * q->hd);
         if (a) q->kzero = a;
-        float *b = realloc(q->kscale, sizeof(float) * nc * q->hd);
+        uint16_t *b = realloc(q->kscale, sizeof(uint16_t) * nc * q->hd);
         if (b) q->kscale = b;
         if (!a || !b) return EM_ENOMEM;
         q->gcap = nc;
     }
     int g = q->ngrp++, j0 = q->nq;
     for (int d = 0; d < q->hd; d++) {
-        ems_quant_minmax(h->k + (size_t)j0 * q->hd + d, q->group, q->hd, q->bits,
-                         &q->kzero[(size_t)g * q->hd + d], &q->kscale[(size_t)g * q->hd + d]);
+        float z, sc;
+        ems_quant_minmax(h->k + (size_t)j0 * q->hd + d, q->group, q->hd, q->bits, &z, &sc);
+        q->kzero[(size_t)g * q->hd + d] = kern_f32_to_f16(z);
+        q->kscale[(size_t)g * q->hd + d] = kern_f32_to_f16(sc);
     }
     for (int j = j0; j < j0 + q->group; j++) {
         q->kgrp[j] = g;
@@ -190,8 +203,8 @@ void ems_quant_on_compact(ems_head *h, const int *keep, int n)
         memmove(q->kcode + (size_t)i * q->row_bytes, q->kcode + (size_t)j * q->row_bytes, q->row_bytes);
         memmove(q->vcode + (size_t)i * q->row_bytes, q->vcode + (size_t)j * q->row_bytes, q->row_bytes);
         q->kgrp[i] = q->kgrp[j];
-        memmove(q->vzero + (size_t)i * q->n_vg, q->vzero + (size_t)j * q->n_vg, sizeof(float) * q->n_vg);
-        memmove(q->vscale + (size_t)i * q->n_vg, q->vscale + (size_t)j * q->n_vg, sizeof(float) * q->n_vg);
+        memmove(q->vzero + (size_t)i * q->n_vg, q->vzero + (size_t)j * q->n_vg, sizeof(uint16_t) * q->n_vg);
+        memmove(q->vscale + (size_t)i * q->n_vg, q->vscale + (size_t)j * q->n_vg, sizeof(uint16_t) * q->n_vg);
     }
     q->nq = nq;
 }
@@ -246,8 +259,8 @@ uint64_t ems_quant_bytes(const ems_head *h)
     }
     free(seen);
     uint64_t b = 2ull * q->row_bytes * (uint64_t)q->nq;          /* K and V codes */
-    b += groups * (uint64_t)q->hd * 2 * sizeof(float);             /* key zero + scale */
-    b += (uint64_t)q->nq * q->n_vg * 2 * sizeof(float);            /* value zero + scale */
+    b += groups * (uint64_t)q->hd * 2 * sizeof(uint16_t);          /* key zero + scale (f16) */
+    b += (uint64_t)q->nq * q->n_vg * 2 * sizeof(uint16_t);         /* value zero + scale (f16) */
     b += 2ull * sizeof(float) * h->hd * (uint64_t)(h->len - q->nq);/* f32 residual */
     return b;
 }

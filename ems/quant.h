@@ -4,7 +4,7 @@
  * are unquantized, so between residual and residual + group - 1 recent entries are f32).
  * Asymmetric min-max: scale = (max - min) / (2^b - 1), q = round((x - min) / scale).
  *
- * Storage: packed codes (two int4 codes per byte) + f32 scale and zero per group, f32 residual.
+ * Storage: packed codes (two int4 codes per byte) + f16 scale and zero per group, f32 residual.
  * The head's f32 arrays k/v are overwritten with the dequantised values of quantized entries,
  * so policies (scores, merging) see exactly what attention sees; attention reads the
  * dequantising view (ems_quant_view), which decodes the packed codes. Byte accounting
@@ -34,7 +34,7 @@ uint64_t ems_quant_bytes(const ems_head *h);
 /* Number of quantized entries (a prefix [0, n) of the head). */
 int ems_quant_count(const ems_head *h);
 
-/* Scalar codec used by the store (exposed for tests): quantizes n values x[i*stride] with
- * bits b into codes, returns min and scale. */
+/* Scalar codec used by the store (exposed for tests): min and scale of n values x[i*stride]
+ * for bits b, rounded to f16 as stored; ems_quant_code gives a value's code. */
 void ems_quant_minmax(const float *x, int n, int stride, int bits, float *zero, float *scale);
 uint8_t ems_quant_code(float x, float zero, float scale, int bits);

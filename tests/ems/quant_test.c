@@ -28,7 +28,8 @@ static const qcase k_cases[] = {
 int main(void)
 {
     unsigned seed = 1;
-    /* codec: |x - x_hat| <= scale / 2 (+ float rounding) */
+    /* codec: |x - x_hat| <= scale / 2, plus the f16 rounding of min and scale (2^-11 relative)
+     * that can push the extremes to a clamped code: + 2^-10 (|min| + |max|) */
     for (int bits = 4; bits <= 8; bits += 4) {
         float x[64];
         for (int i = 0; i < 64; i++) x[i] = 3.0f * urand(&seed);
@@ -36,7 +37,7 @@ int main(void)
         ems_quant_minmax(x, 64, 1, bits, &z, &s);
         for (int i = 0; i < 64; i++) {
             float xh = ems_quant_code(x[i], z, s, bits) * s + z;
-            CHECK(fabsf(xh - x[i]) <= 0.5f * s + 1e-5f, "bits %d: err %g > step/2 %g", bits, fabsf(xh - x[i]), 0.5f * s);
+            CHECK(fabsf(xh - x[i]) <= 0.5f * s + 6e-3f, "bits %d: err %g > step/2 %g", bits, fabsf(xh - x[i]), 0.5f * s);
         }
     }
     for (size_t ci = 0; ci < sizeof k_cases / sizeof k_cases[0]; ci++) {
@@ -61,7 +62,7 @@ int main(void)
                 float ek = fabsf(h->k[j * q.hd + d] - orig[(size_t)j * q.hd * 2 + d]);
                 float ev = fabsf(h->v[j * q.hd + d] - orig[(size_t)j * q.hd * 2 + q.hd + d]);
                 if (j >= nq) CHECK(ek == 0 && ev == 0, "residual must be exact");
-                CHECK(ek <= 0.5f * step + 1e-5f && ev <= 0.5f * step + 1e-5f, "case %zu entry %d: err %g %g", ci, j, ek, ev);
+                CHECK(ek <= 0.5f * step + 2e-3f && ev <= 0.5f * step + 2e-3f, /* + f16 rounding of min/scale */ "case %zu entry %d: err %g %g", ci, j, ek, ev);
             }
         }
         /* view == head arrays (the head holds the dequantised values) */
@@ -70,7 +71,7 @@ int main(void)
         CHECK(memcmp(kv, h->k, sizeof(float) * h->len * q.hd) == 0 && memcmp(vv, h->v, sizeof(float) * h->len * q.hd) == 0, "view != head");
         /* bytes: codes + scales + residual, below f32 */
         int rb = (q.hd * q.bits + 7) / 8, nvg = (q.hd + (q.group < q.hd ? q.group : q.hd) - 1) / (q.group < q.hd ? q.group : q.hd);
-        uint64_t want = 2ull * rb * nq + (uint64_t)(nq / q.group) * q.hd * 8 + (uint64_t)nq * nvg * 8 + 8ull * q.hd * (h->len - nq);
+        uint64_t want = 2ull * rb * nq + (uint64_t)(nq / q.group) * q.hd * 4 + (uint64_t)nq * nvg * 4 + 8ull * q.hd * (h->len - nq);
         CHECK(ems_quant_bytes(h) == want, "case %zu: bytes %llu want %llu", ci, (unsigned long long)ems_quant_bytes(h), (unsigned long long)want);
         CHECK(ems_cache_kv_bytes(c) == want, "kv_bytes uses the quantized size");
         /* compaction: every other entry; view still equals the head, values unchanged */
@@ -92,7 +93,7 @@ int main(void)
             ems_quant_view(h, &kv, &vv);
             CHECK(memcmp(kv, h->k, sizeof(float) * h->len * q.hd) == 0 && memcmp(vv, h->v, sizeof(float) * h->len * q.hd) == 0, "view after update");
             float vstep = (0.25f * (q.hd - 1)) / (float)((1 << q.bits) - 1);
-            for (int d = 0; d < q.hd; d++) CHECK(fabsf(h->v[d] - (0.25f * d - 0.5f)) <= 0.5f * vstep + 1e-5f, "updated value err");
+            for (int d = 0; d < q.hd; d++) CHECK(fabsf(h->v[d] - (0.25f * d - 0.5f)) <= 0.5f * vstep + 2e-3f, "updated value err");
         }
         /* appending after compaction keeps the residual rule */
         for (int t = 0; t < 2 * q.group; t++) {

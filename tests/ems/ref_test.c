@@ -43,6 +43,8 @@ static const ref_case k_cases[] = {
     {"ems-placeholder", {"method=ems", "budget=24", "ems.split=placeholder", "ems.tau=0.2"}, 0.4f},
     {"ems-simk", {"method=ems", "budget=24", "ems.sim=k", "ems.merge_weight=uniform"}, 0.4f},
     {"ems-sinks", {"method=ems", "budget=24", "sinks=2", "ems.glo_mean=1", "ems.gw=1.5"}, 0.4f},
+    {"ems-groupmax", {"method=ems", "budget=24", "group_reduce=max"}, 0.4f},
+    {"h2o-groupmax", {"method=h2o", "budget=24", "group_reduce=max"}, 0},
 };
 
 static const synth_spec k_spec_base = {.n_layer = 3, .hd = 8, .G = 2, .seed = 11,
@@ -150,6 +152,7 @@ int main(void)
         CHECK(ems_config_validate(&cfg, err, sizeof err) == EM_OK, "%s: %s", rc->name, err);
         synth_spec sp = k_spec_base;
         sp.dup_frac = rc->dup;
+        sp.group_max = cfg.group_max; /* statistics reduced over the GQA group as configured */
         int B = cfg.budget, N = ems_config_every(&cfg);
         for (int phase = 0; phase < 2; phase++) {
             /* prefill: one chunk of 120 then the event; decode: B + N - 1 tokens in a chunk,
