@@ -1,0 +1,69 @@
+/* Private to the scheduler (sched.c, sched_run.c): the run and scheduler structs and the
+ * per-request functions shared between the two files. */
+#pragma once
+#include <pthread.h>
+#include <stdint.h>
+
+#include "coordinator/sched.h"
+#include "engine/sampler.h"
+#include "engine/stop.h"
+#include "model/tokenizer.h"
+
+typedef enum { RUN_QUEUED, RUN_PREFILL, RUN_DECODE } run_state;
+
+typedef struct run {
+    coord_req *req;
+    run_state state;
+    int slot, opened;
+    int n_done; /* prompt tokens fed */
+    int32_t *hist;
+    int n_hist, max_new;
+    int32_t *out;
+    int n_out;
+    int32_t pending; /* sampled, not yet fed */
+    sampler smp;
+    stop_state ss;
+    tok_stream ts;
+    int have_smp, have_ss;
+    int64_t kv_entries;
+    int cancel_req, abort_req; /* set by other threads under mu */
+    const char *fin_reason, *fin_matched; /* set when sampling finished the run */
+    int fin_token;
+    int oom;
+    struct run *next;
+} run;
+
+struct coord_sched {
+    coord_group *g;
+    const model *m;
+    const tokenizer *tok;
+    coord_sched_opts o;
+    pthread_t thr;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int stop;
+    run *inbox, *inbox_tail; /* submitted, not yet seen by the scheduler */
+    run *active, *active_tail;
+    coord_sched_stats stats;
+    /* scheduler-thread state */
+    uint8_t *slot_used;
+    int32_t *drops;
+    int n_drops;
+    float *raw; /* [n_vocab] logits copy for logprobs */
+};
+
+/* ---- sched_run.c: one request's life and its sampling --------------------------------------- */
+
+/* Frees the run: its slot goes back (and to the drop list when workers hold KV for it), the
+ * sink is released. */
+void coord__run_release(coord_sched *s, run *r);
+/* Sends an ERROR event, then releases. */
+void coord__run_fail(coord_sched *s, run *r, em_status st, const char *msg);
+/* Sends a COMPLETE event (with usage), then releases. */
+void coord__run_complete(coord_sched *s, run *r, const char *reason, const char *matched,
+                         int matched_token);
+/* Takes a free slot and prepares sampling: 0 ok, -1 no free slot, -2 out of memory. */
+int coord__run_admit(coord_sched *s, run *r);
+/* Samples from logits (modified) and streams the token; returns 1 when the run finished (fin_*
+ * set; the caller unlinks and completes it). */
+int coord__run_sample(coord_sched *s, run *r, float *logits);
