@@ -305,8 +305,9 @@ int coord_group_snapshot(coord_group *g, coord_worker_snapshot *out, int cap)
 
 /* ---- formation and liveness ---------------------------------------------------------------- */
 
-/* Hello to every worker; 0 when all answered with our protocol version. */
-static int hello_all(coord_group *g, long timeout_ms, char *why, size_t whylen)
+/* Hello to every worker; 0 when all answered with our protocol version (and, with check_gen,
+ * are still in the current group: a worker restarted between two pings is not). */
+static int hello_all(coord_group *g, long timeout_ms, int check_gen, char *why, size_t whylen)
 {
     pending p[COORD_MAX_WORKERS];
     Emserve__Internal__V1__HelloRequest rq = EMSERVE__INTERNAL__V1__HELLO_REQUEST__INIT;
@@ -328,6 +329,13 @@ static int hello_all(coord_group *g, long timeout_ms, char *why, size_t whylen)
                          st != GRPC_STATUS_OK ? (d[0] ? d : "unreachable") : "protocol mismatch");
             }
             bad = 1;
+        } else if (check_gen && (!h->in_group || h->generation != g->generation)) {
+            if (!bad) {
+                snprintf(why, whylen, "worker %d (%s, pid %lld) left group generation %lld "
+                         "(restarted?)", r, g->w[r].addr, (long long)h->pid,
+                         (long long)g->generation);
+            }
+            bad = 1;
         } else if (!g->w[r].local) {
             pthread_mutex_lock(&g->mu);
             g->w[r].pid = h->pid;
@@ -343,7 +351,7 @@ static int hello_all(coord_group *g, long timeout_ms, char *why, size_t whylen)
 static int form(coord_group *g)
 {
     char why[512] = "";
-    if (hello_all(g, 1000, why, sizeof why) != 0) {
+    if (hello_all(g, 1000, 0, why, sizeof why) != 0) {
         EM_LOG_DEBUG("not forming yet: %s", why);
         return -1;
     }
@@ -455,7 +463,7 @@ int coord_group_tick(coord_group *g, int idle)
     } else if (serving && idle && now - g->last_ping > 1.0) {
         char why[512];
         g->last_ping = now;
-        if (hello_all(g, 2000, why, sizeof why) != 0) {
+        if (hello_all(g, 2000, 1, why, sizeof why) != 0) {
             coord_group_mark_lost(g, why);
             return -1;
         }

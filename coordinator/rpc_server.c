@@ -31,7 +31,8 @@ typedef struct gtag {
     gcall *c;
 } gtag;
 
-#define QCAP 64
+#define QCAP 1024 /* stream messages a call may have waiting (a client that falls further
+                   * behind is ended with RESOURCE_EXHAUSTED) */
 
 struct gcall {
     coord_server *srv;

@@ -172,6 +172,28 @@ static int test_by_hand(void)
     fails += !golden_ok(cl);
     printf("by hand: group generation %lld -> %lld, serving resumed: %s\n",
            (long long)before.generation, (long long)after.generation, fails ? "FAIL" : "ok");
+    /* An idle worker killed and restarted at once on its address: the idle ping sees that it
+     * left the group (its Hello reports no generation) and the group re-forms by itself. */
+    char addr1[64];
+    snprintf(addr1, sizeof addr1, "%s", w[1].addr);
+    int64_t gen_before = after.generation;
+    kill(w[1].pid, SIGKILL);
+    waitpid(w[1].pid, NULL, 0);
+    w[1].pid = 0;
+    assert(svc_start_worker(&w[1], addr1) == 0);
+    int reformed = 0;
+    for (int i = 0; i < 600 && !reformed; i++) {
+        coord_client_info info;
+        reformed = coord_client_server_info(cl, &info) == 0 && info.serving &&
+                   info.generation > gen_before;
+        usleep(50000);
+    }
+    if (!reformed) {
+        fprintf(stderr, "FAIL: a quickly restarted idle worker was not noticed\n");
+        fails++;
+    }
+    fails += !golden_ok(cl);
+    printf("idle worker restarted at once: group re-formed %s\n", reformed ? "ok" : "FAIL");
     fails += !svc_alive(&co);
     coord_client_free(cl);
     svc_stop(&co);
