@@ -31,9 +31,10 @@ typedef struct listen_info {
 static void on_listening(int port, void *user)
 {
     listen_info *li = user;
-    printf("listening on %s:%d\n", li->host, port);
-    fflush(stdout);
-    if (li->report_fd >= 0) {
+    if (li->report_fd < 0) { /* started by hand: tell the operator; else tell the spawner */
+        printf("listening on %s:%d\n", li->host, port);
+        fflush(stdout);
+    } else {
         char line[32];
         int n = snprintf(line, sizeof line, "%d\n", port);
         if (write(li->report_fd, line, (size_t)n) != n) {
