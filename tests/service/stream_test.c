@@ -28,6 +28,14 @@ static const char *const k_prompts[] = {
 static int32_t g_ref[N_PROMPTS][2][REF_MAX]; /* [prompt][0 full, 1 ems B=16] */
 static int g_ref_n[N_PROMPTS][2];
 
+/* Long prompts (prefilled in several chunks and steps by the service, in one by gen_run). */
+#define N_LONG 3
+#define LONG_GEN 24
+static const int k_long_len[N_LONG] = {300, 420, 517};
+static int32_t g_long_prompt[N_LONG][600];
+static int32_t g_long_ref[N_LONG][LONG_GEN];
+static int g_long_ref_n[N_LONG];
+
 static void compute_refs(void)
 {
     char err[256];
@@ -59,9 +67,78 @@ static void compute_refs(void)
             gen_result_free(&res);
         }
     }
+    static const char *story =
+        "Once upon a time, there was a little girl named Lily. She loved to play outside in the "
+        "park with her friend Ben. One day, they saw a big red ball under a tree. ";
+    int32_t ids[128];
+    int n = 0;
+    assert(tok_encode(tok, story, strlen(story), 0, ids, 128, &n) == EM_OK);
+    for (int l = 0; l < N_LONG; l++) {
+        g_long_prompt[l][0] = 1;
+        for (int i = 1; i < k_long_len[l]; i++) {
+            g_long_prompt[l][i] = ids[(i - 1 + 7 * l) % n];
+        }
+        gen_params gp;
+        gen_params_default(&gp);
+        gp.sp.temperature = 0;
+        gp.stop.max_tokens = LONG_GEN;
+        gen_result res;
+        assert(gen_run(e, tok, g_long_prompt[l], k_long_len[l], &gp, NULL, NULL, &res) == EM_OK);
+        memcpy(g_long_ref[l], res.ids, sizeof(int32_t) * (size_t)res.n_ids);
+        g_long_ref_n[l] = res.n_ids;
+        gen_result_free(&res);
+    }
     engine_free(e);
     tok_free(tok);
     model_free(m);
+}
+
+typedef struct long_prompt_job {
+    coord_client *cl;
+    int l, fail;
+} long_prompt_job;
+
+static void *long_prompt_run(void *p)
+{
+    long_prompt_job *j = p;
+    coord_client_req rq;
+    coord_client_result res;
+    memset(&rq, 0, sizeof rq);
+    rq.ids = g_long_prompt[j->l];
+    rq.n_ids = k_long_len[j->l];
+    rq.max_tokens = LONG_GEN;
+    rq.temperature = 0;
+    rq.top_k = -1;
+    rq.timeout_ms = 90000;
+    coord_client_generate(j->cl, &rq, &res);
+    int want = g_long_ref_n[j->l];
+    if (res.status != GRPC_STATUS_OK || res.n_output != want ||
+        memcmp(res.output_ids, g_long_ref[j->l], sizeof(int32_t) * (size_t)want) != 0) {
+        fprintf(stderr, "FAIL long prompt %d (%d tokens): status %d, %d ids (want %d)\n", j->l,
+                k_long_len[j->l], res.status, res.n_output, want);
+        j->fail = 1;
+    }
+    coord_client_result_free(&res);
+    return NULL;
+}
+
+/* Long prompts at once: prefill is split into chunks across steps and shares steps with the
+ * other requests' chunks; the ids must still equal gen_run's (one prefill call). */
+static int test_long_prompts(coord_client *cl)
+{
+    pthread_t th[N_LONG];
+    long_prompt_job jobs[N_LONG];
+    int fails = 0;
+    for (int l = 0; l < N_LONG; l++) {
+        jobs[l] = (long_prompt_job){cl, l, 0};
+        assert(pthread_create(&th[l], NULL, long_prompt_run, &jobs[l]) == 0);
+    }
+    for (int l = 0; l < N_LONG; l++) {
+        pthread_join(th[l], NULL);
+        fails += jobs[l].fail;
+    }
+    printf("long prompts (300/420/517 tokens, chunked prefill): %s\n", fails ? "FAIL" : "ok");
+    return fails;
 }
 
 typedef struct job {
@@ -270,6 +347,7 @@ int main(void)
     assert(svc_start(&s, 2, NULL) == 0);
     coord_client *cl = coord_client_create(s.addr);
     fails += test_concurrent(cl);
+    fails += test_long_prompts(cl);
     fails += test_abort(cl);
     assert(wait_idle(cl) == 0);
     coord_client_free(cl);
