@@ -11,11 +11,7 @@
 #define ATTN_WARPS 8
 #define STATS_WARPS 8
 
-/* Partial result of one (query, query head, split): m, l, acc[hd]. */
-struct attn_part_hdr {
-    float m, l;
-};
-
+/* Partial results: per (query, query head, split) m, l, acc[hd] (see attn_combine_kernel). */
 template <int FMT, int R>
 static __global__ void __launch_bounds__(ATTN_WARPS * 32)
     attn_split_kernel(kern_cuda_attn_args a, const kern_cuda_kv_head *heads, int chunk, int n_split,
@@ -199,6 +195,9 @@ extern "C" em_status kern_cuda_attn(kern_cuda_ctx *c, const kern_cuda_attn_args 
     if (st != EM_OK) return st;
     if (a->n_q < 0 || a->n_head_kv <= 0 || a->G <= 0 || a->n_rows < 0 || a->n_rows > a->n_q) {
         return EM_EINVAL;
+    }
+    if (a->n_q > 65535 || (long long)a->n_head_kv * a->G > 65535) {
+        return EM_EUNSUPPORTED; /* grid y/z limits: callers chunk prefill below this */
     }
     if (a->n_q == 0) return EM_OK;
     int max_len = 0;

@@ -63,7 +63,8 @@ CU_KERNELS="kernels/cuda/add.cu kernels/cuda/attn.cu kernels/cuda/cuda_ctx.cu ke
 C_BASE="common/log.c common/status.c kernels/ref/kern_ref.c kernels/cuda/ems_step_ref.c
     kernels/cuda/kvquant_ref.c"
 C_OPS_TEST="tests/cuda/cuda_ops_test.c tests/cuda/cases_attn.c tests/cuda/cases_dense.c
-    tests/cuda/cases_ems.c tests/cuda/cases_ops.c tests/cuda/harness.c tests/cuda/harness_dev.c"
+    tests/cuda/cases_ems.c tests/cuda/cases_ops.c tests/cuda/harness.c tests/cuda/harness_dev.c
+    tests/cuda/perf.c"
 C_REF_TEST="tests/cuda/cuda_ref_test.c tests/cuda/harness.c"
 C_NCCL_TEST="tests/cuda/coll_nccl_test.c tests/cuda/harness.c tests/cuda/harness_dev.c"
 # End-to-end golden on stories260K through the CUDA kern_ops: model loader + the forward harness.
@@ -121,6 +122,7 @@ if grep -q "skipped: no CUDA device" "$B/cuda_ops_test.log" && nvidia-smi -L 2>/
     FAIL=1
 fi
 [ -n "$NCCL_LINK" ] && run "$B/coll_nccl_test"
+[ "$NO_BENCH" = 0 ] && run "$B/cuda_ops_test" --perf
 MODEL=${EMSERVE_MODEL:-$ROOT/../shared/models/stories260K.gguf}
 run "$B/cuda_golden_test" "$MODEL"
 if [ "$NO_BENCH" = 0 ]; then

@@ -7,3 +7,4 @@ void cases_ops(void);                  /* the kern_ops dispatcher (host pointers
 void cases_attn(kern_cuda_ctx *c);     /* attention f32/int8/int4 + statistics */
 void cases_ems(kern_cuda_ctx *c);      /* EMS compression step vs the CPU reference */
 void cases_no_device(void);            /* argument validation that needs no device */
+void cases_perf(kern_cuda_ctx *c);     /* --perf: timings only, L2 flushed (perf.c) */

@@ -1,10 +1,11 @@
 /* CUDA-vs-CPU reference test of every GPU op (ggml test-backend-ops style, tables in
  * cases_*.c). Without a CUDA device it runs the device-free checks, prints
  * "skipped: no CUDA device" and passes. With one it runs every case and fails on any mismatch.
- * Usage: cuda_ops_test [device] */
+ * Usage: cuda_ops_test [--perf] [device]   (--perf: kernel timings instead of checks) */
 #undef NDEBUG
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/log.h"
 #include "kernels/cuda/cuda_ctx.h"
@@ -13,7 +14,14 @@
 
 int main(int argc, char **argv)
 {
-    int dev = argc > 1 ? atoi(argv[1]) : 0;
+    int dev = 0, perf = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--perf") == 0) {
+            perf = 1;
+        } else {
+            dev = atoi(argv[i]);
+        }
+    }
     cases_no_device();
     if (kern_cuda_device_count() == 0) {
         printf("%d device-free checks, %d failed\n", th_cases, th_failed);
@@ -28,6 +36,11 @@ int main(int argc, char **argv)
     }
     (void)kern_cuda_device_name(dev, name, sizeof name);
     printf("device %d: %s\n", dev, name);
+    if (perf) {
+        cases_perf(c);
+        kern_cuda_ctx_destroy(c);
+        return 0;
+    }
     cases_dense(c);
     cases_attn(c);
     cases_ems(c);
