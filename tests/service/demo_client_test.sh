@@ -27,6 +27,14 @@ if [ $rc -ne 0 ] || ! grep -q "^demo ids: $GOLDEN\$" <<<"$out" || \
     echo "FAIL: demo (rc $rc)"; tail -20 "$TMP/demo.err"; fails=$((fails+1))
 fi
 
+# 1b. a worker count that does not divide the KV heads is a clear start-up error
+out=$(timeout 60 "$EMSERVE" --model "$MODEL" --workers 3 --listen 127.0.0.1:0 --worker-bin "$WORKER" 2>&1)
+rc=$?
+echo "$out" | tail -1
+if [ $rc -ne 2 ] || ! grep -q "must divide its 4 KV" <<<"$out"; then
+    echo "FAIL: --workers 3 (rc $rc)"; fails=$((fails+1))
+fi
+
 # 2. a running server and the C client
 "$EMSERVE" --model "$MODEL" --listen 127.0.0.1:0 --workers 2 --worker-bin "$WORKER" \
     --metrics-listen 127.0.0.1:0 >"$TMP/server.out" 2>"$TMP/server.err" &

@@ -145,8 +145,17 @@ static int test_by_hand(void)
     svc w[2], co;
     assert(svc_start_worker(&w[0], "127.0.0.1:0") == 0);
     assert(svc_start_worker(&w[1], "127.0.0.1:0") == 0);
-    const char *addrs[2] = {w[0].addr, w[1].addr};
-    assert(svc_start_coordinator(&co, addrs, 2, NULL) == 0);
+    /* the worker list comes from a config file (the multi-node launch) */
+    char conf[512];
+    const char *tmp = getenv("TEST_TMPDIR");
+    snprintf(conf, sizeof conf, "%s/cluster.conf", tmp ? tmp : "/tmp");
+    FILE *f = fopen(conf, "w");
+    assert(f != NULL);
+    fprintf(f, "# two workers started by hand\nworker-addr %s\nworker-addr %s\nmax-seqs 8\n",
+            w[0].addr, w[1].addr);
+    fclose(f);
+    const char *extra[] = {"--config", conf, NULL};
+    assert(svc_start_coordinator(&co, NULL, 0, extra) == 0);
     coord_client *cl = coord_client_create(co.addr);
     int fails = !golden_ok(cl);
     coord_client_info before, after;
