@@ -58,7 +58,32 @@ size_t coord_metrics_render(const coord_sched_stats *st, int64_t kv_capacity, ch
         st->running, st->queued, usage, (long long)st->kv_entries, st->serving,
         (long long)st->generation, (long long)st->requests_total, (long long)st->requests_failed,
         (long long)st->prompt_tokens, (long long)st->tokens_generated, (long long)st->steps);
-    return n < 0 ? 0 : ((size_t)n < cap ? (size_t)n : cap - 1);
+    if (n < 0 || (size_t)n >= cap) {
+        return n < 0 ? 0 : cap - 1;
+    }
+    size_t len = (size_t)n;
+    const coord_lat_hist *hs[2] = {&st->ttft, &st->itl};
+    static const char *const names[2] = {"emserve_time_to_first_token_seconds",
+                                         "emserve_time_per_output_token_seconds"};
+    for (int h = 0; h < 2 && len < cap; h++) {
+        int64_t cum = 0;
+        len += (size_t)snprintf(buf + len, cap - len, "# TYPE %s histogram\n", names[h]);
+        for (int b = 0; b <= COORD_LAT_BUCKETS && len < cap; b++) {
+            cum += hs[h]->count[b];
+            if (b < COORD_LAT_BUCKETS) {
+                len += (size_t)snprintf(buf + len, cap - len, "%s_bucket{le=\"%g\"} %lld\n",
+                                        names[h], coord_lat_bucket_ms[b] / 1e3, (long long)cum);
+            } else {
+                len += (size_t)snprintf(buf + len, cap - len, "%s_bucket{le=\"+Inf\"} %lld\n",
+                                        names[h], (long long)cum);
+            }
+        }
+        if (len < cap) {
+            len += (size_t)snprintf(buf + len, cap - len, "%s_sum %.6f\n%s_count %lld\n",
+                                    names[h], hs[h]->sum_ms / 1e3, names[h], (long long)hs[h]->n);
+        }
+    }
+    return len < cap ? len : cap - 1;
 }
 
 static void serve_conn(coord_metrics *m, int fd)
@@ -80,7 +105,7 @@ static void serve_conn(coord_metrics *m, int fd)
         }
     }
     req[n] = 0;
-    char body[4096], head[256];
+    char body[16384], head[256];
     const char *status = "200 OK";
     size_t blen;
     if (strncmp(req, "GET /metrics", 12) == 0 || strncmp(req, "GET / ", 6) == 0) {

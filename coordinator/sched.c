@@ -375,6 +375,7 @@ void coord_sched_submit(coord_sched *s, coord_req *q)
     }
     r->req = q;
     r->slot = -1;
+    r->t_submit = em_now_s();
     r->state = RUN_QUEUED;
     pthread_mutex_lock(&s->mu);
     if (s->inbox_tail) {

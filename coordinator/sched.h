@@ -20,6 +20,16 @@ typedef struct coord_sched_opts {
     int prefill_chunk;    /* most prompt tokens of one request per step (default 256) */
 } coord_sched_opts;
 
+/* Latency histogram buckets (upper bounds, ms) for TTFT and inter-token latency. */
+#define COORD_LAT_BUCKETS 14
+extern const double coord_lat_bucket_ms[COORD_LAT_BUCKETS];
+
+typedef struct coord_lat_hist {
+    int64_t count[COORD_LAT_BUCKETS + 1]; /* last = +Inf */
+    double sum_ms;
+    int64_t n;
+} coord_lat_hist;
+
 /* Server-level counters and state for GetServerInfo / health / metrics. */
 typedef struct coord_sched_stats {
     int serving;
@@ -27,6 +37,7 @@ typedef struct coord_sched_stats {
     int running, queued;
     int64_t requests_total, requests_failed, tokens_generated, prompt_tokens, steps;
     int64_t kv_entries; /* KV entries held for running sequences, summed over workers */
+    coord_lat_hist ttft, itl; /* submit -> first token; between tokens (scheduler side) */
 } coord_sched_stats;
 
 /* Starts the scheduler thread. g, m and tok are borrowed (must outlive it). */

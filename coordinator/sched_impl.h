@@ -30,6 +30,7 @@ typedef struct run {
     const char *fin_reason, *fin_matched; /* set when sampling finished the run */
     int fin_token;
     int oom;
+    double t_submit, t_last; /* em_now_s of submission / of the last token */
     struct run *next;
 } run;
 

@@ -6,7 +6,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/timeutil.h"
 #include "coordinator/sched_impl.h"
+
+const double coord_lat_bucket_ms[COORD_LAT_BUCKETS] = {1,   2,   5,    10,   20,   50,   100,
+                                                       200, 500, 1000, 2000, 5000, 10000, 30000};
+
+static void hist_add(coord_lat_hist *h, double ms)
+{
+    int b = 0;
+    while (b < COORD_LAT_BUCKETS && ms > coord_lat_bucket_ms[b]) {
+        b++;
+    }
+    h->count[b]++;
+    h->sum_ms += ms;
+    h->n++;
+}
 
 void coord_req_free(coord_req *r)
 {
@@ -197,9 +212,13 @@ int coord__run_sample(coord_sched *s, run *r, float *logits)
     ev.prompt_tokens = r->req->n_prompt;
     ev.completion_tokens = r->n_out;
     r->req->sink->emit(r->req->sink_user, &ev);
+    double now = em_now_s();
     pthread_mutex_lock(&s->mu);
     s->stats.tokens_generated++;
+    hist_add(r->n_out == 1 ? &s->stats.ttft : &s->stats.itl,
+             (now - (r->n_out == 1 ? r->t_submit : r->t_last)) * 1e3);
     pthread_mutex_unlock(&s->mu);
+    r->t_last = now;
     if (why == STOP_NONE) {
         r->pending = id;
         r->state = RUN_DECODE;

@@ -71,6 +71,9 @@ if [ -n "$mport" ] && exec 3<>"/dev/tcp/127.0.0.1/$mport"; then
     grep -q '^emserve_serving 1$' <<<"$metrics" || { echo "FAIL: serving gauge"; fails=$((fails+1)); }
     grep -q '^emserve_requests_total 2$' <<<"$metrics" || { echo "FAIL: requests_total"; fails=$((fails+1)); }
     grep -q '^emserve_generation_tokens_total 120$' <<<"$metrics" || { echo "FAIL: token counter"; fails=$((fails+1)); }
+    grep -q '^emserve_time_to_first_token_seconds_count 2$' <<<"$metrics" || { echo "FAIL: TTFT histogram"; fails=$((fails+1)); }
+    grep -q '^emserve_time_per_output_token_seconds_count 118$' <<<"$metrics" || { echo "FAIL: ITL histogram"; fails=$((fails+1)); }
+    grep -q '^emserve_time_per_output_token_seconds_bucket{le="+Inf"} 118$' <<<"$metrics" || { echo "FAIL: ITL +Inf bucket"; fails=$((fails+1)); }
 else
     echo "FAIL: no metrics endpoint"; fails=$((fails+1))
 fi
