@@ -31,6 +31,7 @@ typedef struct wlink {
 
 struct coord_group {
     int world, n_vocab;
+    model_hparams hp;
     wlink w[COORD_MAX_WORKERS];
     coord_spawner *spawner;
     coord_group_opts o;
@@ -179,6 +180,7 @@ em_status coord_group_create(const model_hparams *hp, int world, const char *con
     }
     g->world = world;
     g->n_vocab = hp->n_vocab;
+    g->hp = *hp;
     g->o = *o;
     g->spawner = spawner;
     snprintf(g->model_path, sizeof g->model_path, "%s", o->model_path ? o->model_path : "");
@@ -395,7 +397,16 @@ static int form(coord_group *g)
             bad = 1;
         } else {
             Emserve__Internal__V1__FormGroupResponse *f = (Emserve__Internal__V1__FormGroupResponse *)m;
-            if (f->unit0 != g->w[r].pl.kv_head0 || f->n_units_local != g->w[r].pl.n_kv_heads) {
+            if (f->n_vocab != g->hp.n_vocab || f->n_layer != g->hp.n_layer ||
+                f->n_kv_head != g->hp.n_kv_head || f->dim != g->hp.dim) {
+                snprintf(why, sizeof why,
+                         "worker %d loaded a different model (vocab %d, %d layers, %d KV heads, "
+                         "dim %d; the coordinator has %d, %d, %d, %d)",
+                         r, f->n_vocab, f->n_layer, f->n_kv_head, f->dim, g->hp.n_vocab,
+                         g->hp.n_layer, g->hp.n_kv_head, g->hp.dim);
+                bad = 1;
+            } else if (f->unit0 != g->w[r].pl.kv_head0 ||
+                       f->n_units_local != g->w[r].pl.n_kv_heads) {
                 snprintf(why, sizeof why, "worker %d reports a different placement", r);
                 bad = 1;
             }

@@ -132,6 +132,10 @@ static void do_form(server_ctx *s, wcall *c, const Emserve__Internal__V1__FormGr
     r.unit0 = s->w->sd.unit0;
     r.n_units_local = s->w->sd.n_units_local;
     r.weight_bytes = s->w->weight_bytes;
+    r.n_vocab = s->w->m->hp.n_vocab;
+    r.n_layer = s->w->m->hp.n_layer;
+    r.n_kv_head = s->w->m->hp.n_kv_head;
+    r.dim = s->w->m->hp.dim;
     finish(c, &r.base, GRPC_STATUS_OK, NULL);
 }
 

@@ -59,6 +59,7 @@ static grpc_status_code form(int rank, int world, int64_t gen)
     if (st == GRPC_STATUS_OK) {
         Emserve__Internal__V1__FormGroupResponse *f = (Emserve__Internal__V1__FormGroupResponse *)r;
         assert(f->unit0 == 0 && f->n_units_local == 4 && f->weight_bytes > 0);
+        assert(f->n_vocab == 512 && f->n_layer == 5 && f->n_kv_head == 4 && f->dim == 64);
         protobuf_c_message_free_unpacked(r, NULL);
     }
     return st;
