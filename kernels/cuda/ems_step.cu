@@ -337,6 +337,7 @@ extern "C" em_status kern_cuda_ems_step(kern_cuda_ctx *c, kern_cuda_ems_head *he
                                         int hd, int w_loc, const kern_cuda_ems_params *p)
 {
     if (p->B < 2 || hd <= 0 || hd > 256 || w_loc < 0 || n_heads < 0) return EM_EINVAL;
+    if (p->headwise) return EM_EUNSUPPORTED; /* TODO(cuda): head-wise budgets on the GPU */
     int any = 0;
     for (int h = 0; h < n_heads; h++) any |= heads[h].len > p->B;
     if (!any) return EM_OK;

@@ -2,7 +2,8 @@
  * (the specification of the GPU step; methods.md 1.3-1.6 with the 1.14 defaults):
  *   score   s[j] = max(gw * s_glo[j] * mean(s_loc) / mean(s_glo), s_loc[j])  over candidates
  *           j < m = len - w; s_loc = sum of the w_loc local rows (ring), means in double;
- *   keep    top k = B - w candidates by s as class centres (ties: lower index);
+ *   keep    top k = B - w candidates by s as class centres (ties: lower index), or head-wise
+ *           budgets (params.headwise);
  *   assign  each dropped candidate t -> centre c* = argmax_c cosK(t,c) * cosV(t,c) (double, ties:
  *           earliest centre) if that value >= tau, else the zero class (discarded);
  *   merge   ONE batched scatter over all heads into a [H][k+1][.] accumulator, weights
@@ -26,6 +27,12 @@ typedef struct kern_cuda_ems_params {
     int w;     /* recent window kept verbatim; <= 0 selects clamp(round(B/4), 1, B-1) */
     float tau; /* merge threshold on cosK*cosV (default 0.8) */
     float gw;  /* weight of the global term (default 1) */
+    int headwise; /* 1: head-wise budgets over the layer (1.14 item 5): each head first gets its
+                     top F = max(1, round(floor*(B-w))) candidates, the other H*(B-w) - sum F
+                     slots go to the largest s/sum(s) of any head (ties: lower head, then rank);
+                     every head takes part and lengths come out ragged. 0 (default): B - w per
+                     head, only heads longer than B are compressed. */
+    float floor;  /* head-wise floor fraction (default 0.2) */
 } kern_cuda_ems_params;
 
 /* One (layer, KV head) cache in f32. Device pointers for the GPU step, host pointers for the
@@ -40,7 +47,7 @@ typedef struct kern_cuda_ems_head {
     int len;        /* updated to B when the head was compressed */
 } kern_cuda_ems_head;
 
-/* Fills defaults: B given, w = clamp(round(B/4), 1, B-1), tau 0.8, gw 1. */
+/* Fills defaults: B given, w = clamp(round(B/4), 1, B-1), tau 0.8, gw 1, equal budgets. */
 void kern_ems_params_default(int B, kern_cuda_ems_params *p);
 /* Resolved window for p (applies the default when p->w <= 0). */
 int kern_ems_window(const kern_cuda_ems_params *p);

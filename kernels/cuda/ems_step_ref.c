@@ -14,6 +14,8 @@ void kern_ems_params_default(int B, kern_cuda_ems_params *p)
     p->w = 0;
     p->tau = 0.8f;
     p->gw = 1.0f;
+    p->headwise = 0;
+    p->floor = 0.2f;
 }
 
 int kern_ems_window(const kern_cuda_ems_params *p)
@@ -52,6 +54,7 @@ static double dot_d(const float *a, const float *b, int hd)
 /* Scores s[0..m) for one head (same float/double steps as ems_score_kernel). */
 static void head_scores(const kern_cuda_ems_head *h, int m, int w_loc, float gw, float *s)
 {
+    if (m <= 0) return;
     double sg = 0.0, sl = 0.0;
     for (int j = 0; j < m; j++) {
         float l = 0.0f;
@@ -64,22 +67,20 @@ static void head_scores(const kern_cuda_ems_head *h, int m, int w_loc, float gw,
     for (int j = 0; j < m; j++) s[j] = fmaxf(h->s_glo[j] * a, s[j]);
 }
 
-static em_status head_step(kern_cuda_ems_head *h, int hd, int w_loc, int B, int w, float tau,
-                           float gw)
+/* Compresses one head: keeps the first k entries of ord (its candidates ranked by score) as
+ * centres, merges/evicts the other candidates, keeps the last w entries; new length k + w. */
+static em_status head_step(kern_cuda_ems_head *h, int hd, int w_loc, int k, int w, float tau,
+                           const float *s, const scored *ord)
 {
-    int n = h->len, m = n - w, k = B - w;
-    float *s = malloc(sizeof(float) * m), *acc = calloc((size_t)k * (2 * hd + 5 + w_loc), 4);
-    scored *ord = malloc(sizeof(scored) * m);
-    int *cls = malloc(sizeof(int) * m), *centre = malloc(sizeof(int) * k);
-    double *nk = malloc(sizeof(double) * 2 * m);
-    float *tmp = malloc(sizeof(float) * ((size_t)B * (2 * hd + 3 + w_loc)));
-    if (!s || !acc || !ord || !cls || !centre || !nk || !tmp) {
-        free(s), free(acc), free(ord), free(cls), free(centre), free(nk), free(tmp);
+    int n = h->len, m = n - w, B = k + w;
+    float *acc = calloc((size_t)(k ? k : 1) * (2 * hd + 5 + w_loc), 4);
+    int *cls = malloc(sizeof(int) * (m ? m : 1)), *centre = malloc(sizeof(int) * (k ? k : 1));
+    double *nk = malloc(sizeof(double) * 2 * (m ? m : 1));
+    float *tmp = malloc(sizeof(float) * ((size_t)(B ? B : 1) * (2 * hd + 3 + w_loc)));
+    if (!acc || !cls || !centre || !nk || !tmp) {
+        free(acc), free(cls), free(centre), free(nk), free(tmp);
         return EM_ENOMEM;
     }
-    head_scores(h, m, w_loc, gw, s);
-    for (int j = 0; j < m; j++) ord[j] = (scored){s[j], j};
-    qsort(ord, (size_t)m, sizeof *ord, by_score_desc);
     for (int j = 0; j < m; j++) cls[j] = -1;
     for (int i = 0; i < k; i++) cls[ord[i].j] = 0; /* mark kept */
     for (int j = 0, slot = 0; j < m; j++) {
@@ -130,9 +131,9 @@ static em_status head_step(kern_cuda_ems_head *h, int hd, int w_loc, int B, int 
     /* new entries o < B into tmp: K V [B][hd], pos, s_glo, mass [B], loc [w_loc][B] */
     float *tk = tmp, *tv = tk + (size_t)B * hd, *tg = tv + (size_t)B * hd, *tm = tg + B;
     float *tl = tm + B;
-    int32_t *tp = malloc(sizeof(int32_t) * B);
+    int32_t *tp = malloc(sizeof(int32_t) * (B ? B : 1));
     if (!tp) {
-        free(s), free(acc), free(ord), free(cls), free(centre), free(nk), free(tmp);
+        free(acc), free(cls), free(centre), free(nk), free(tmp);
         return EM_ENOMEM;
     }
     for (int o = 0; o < B; o++) {
@@ -168,19 +169,73 @@ static em_status head_step(kern_cuda_ems_head *h, int hd, int w_loc, int B, int 
     if (h->mass) memcpy(h->mass, tm, sizeof(float) * B);
     for (int r = 0; r < w_loc; r++) memcpy(h->loc + (size_t)r * h->loc_stride, tl + (size_t)r * B, sizeof(float) * B);
     h->len = B;
-    free(s), free(acc), free(ord), free(cls), free(centre), free(nk), free(tmp), free(tp);
+    free(acc), free(cls), free(centre), free(nk), free(tmp), free(tp);
     return EM_OK;
+}
+
+/* Head-wise budgets (methods.md 1.14 item 5, as ems/ref): every head first gets its top F; the
+ * remaining H*kg - sum slots go one by one to the head whose next-ranked candidate has the
+ * largest s / sum(s) (ties: lower head index). */
+static void headwise_budgets(int H, int kg, float floor_frac, const int *m, float *const *s,
+                             scored *const *ord, int *k)
+{
+    int F = (int)lrintf(floor_frac * (float)kg);
+    if (F < 1) F = 1;
+    long R = (long)H * kg;
+    double *sum = calloc((size_t)H, sizeof(double));
+    for (int g = 0; g < H; g++) {
+        k[g] = F < m[g] ? F : m[g];
+        R -= k[g];
+        for (int j = 0; j < m[g]; j++) sum[g] += s[g][j];
+    }
+    for (; R > 0; R--) {
+        int bg = -1;
+        float bp = 0.0f;
+        for (int g = 0; g < H; g++) {
+            if (k[g] >= m[g]) continue;
+            float pr = sum[g] > 0.0 ? (float)(ord[g][k[g]].s / sum[g]) : 0.0f;
+            if (bg < 0 || pr > bp) {
+                bg = g;
+                bp = pr;
+            }
+        }
+        if (bg < 0) break;
+        k[bg]++;
+    }
+    free(sum);
 }
 
 em_status kern_ems_step_ref(kern_cuda_ems_head *heads, int n_heads, int hd, int w_loc,
                             const kern_cuda_ems_params *p)
 {
     if (p->B < 2 || hd <= 0 || w_loc < 0 || n_heads < 0) return EM_EINVAL;
-    int w = kern_ems_window(p);
-    for (int h = 0; h < n_heads; h++) {
-        if (heads[h].len <= p->B) continue;
-        em_status st = head_step(&heads[h], hd, w_loc, p->B, w, p->tau, p->gw);
-        if (st != EM_OK) return st;
+    int w = kern_ems_window(p), kg = p->B - w, H = n_heads;
+    int *m = calloc((size_t)H + 1, sizeof(int)), *k = calloc((size_t)H + 1, sizeof(int));
+    int *wh = calloc((size_t)H + 1, sizeof(int));
+    float **s = calloc((size_t)H + 1, sizeof(float *));
+    scored **ord = calloc((size_t)H + 1, sizeof(scored *));
+    em_status st = m && k && wh && s && ord ? EM_OK : EM_ENOMEM;
+    for (int g = 0; g < H && st == EM_OK; g++) {
+        kern_cuda_ems_head *h = &heads[g];
+        wh[g] = w < h->len ? w : h->len;
+        m[g] = h->len - wh[g];
+        s[g] = malloc(sizeof(float) * (m[g] + 1));
+        ord[g] = malloc(sizeof(scored) * (m[g] + 1));
+        if (!s[g] || !ord[g]) {
+            st = EM_ENOMEM;
+            break;
+        }
+        head_scores(h, m[g], w_loc, p->gw, s[g]);
+        for (int j = 0; j < m[g]; j++) ord[g][j] = (scored){s[g][j], j};
+        qsort(ord[g], (size_t)m[g], sizeof(scored), by_score_desc);
+        k[g] = kg < m[g] ? kg : m[g];
     }
-    return EM_OK;
+    if (st == EM_OK && p->headwise) headwise_budgets(H, kg, p->floor, m, s, ord, k);
+    for (int g = 0; g < H && st == EM_OK; g++) {
+        if (!p->headwise && heads[g].len <= p->B) continue; /* equal budgets: only full heads */
+        st = head_step(&heads[g], hd, w_loc, k[g], wh[g], p->tau, s[g], ord[g]);
+    }
+    for (int g = 0; g < H && s && ord; g++) free(s[g]), free(ord[g]);
+    free(m), free(k), free(wh), free(s), free(ord);
+    return st;
 }

@@ -1,8 +1,8 @@
 /* Unification check: the CPU reference of the GPU EMS step (kernels/cuda/ems_step_ref.c, which
  * the GPU kernels are tested against) must agree with the project's EMS reference
  * (ems/ref/ems_ref.c, ems_ref_ems_layer) on the configuration both implement: methods.md 1.14
- * defaults with equal per-head budgets (ems.headwise=0; the GPU step has no head-wise budgets
- * yet). Same lengths and kept positions exactly; merged K/V, s_glo, local rows within 1e-5
+ * defaults, with equal per-head budgets (ems.headwise=0) and with head-wise budgets
+ * (ems.headwise=1, ragged lengths). Same lengths and kept positions exactly; merged K/V, s_glo, local rows within 1e-5
  * (the project reference accumulates in double, the GPU step in float); mass exactly. */
 #undef NDEBUG
 #include <math.h>
@@ -20,19 +20,23 @@
 typedef struct unify_case {
     int H, hd, len0, len_step, B, w_loc;
     const char *tau;
+    int headwise;
 } unify_case;
 
 static const unify_case UC[] = {
-    {4, 8, 40, 9, 16, 16, "0.8"},  /* stories260K-like heads */
-    {3, 64, 300, 60, 32, 16, "0.8"},
-    {2, 128, 700, 1, 64, 8, "0.5"}, /* more merging */
-    {4, 8, 10, 5, 16, 16, "0.8"},   /* some heads at or below the budget */
+    {4, 8, 40, 9, 16, 16, "0.8", 0},  /* stories260K-like heads */
+    {3, 64, 300, 60, 32, 16, "0.8", 0},
+    {2, 128, 700, 1, 64, 8, "0.5", 0}, /* more merging */
+    {4, 8, 10, 5, 16, 16, "0.8", 0},   /* some heads at or below the budget */
+    {4, 8, 40, 9, 16, 16, "0.8", 1},   /* head-wise budgets: ragged results */
+    {8, 64, 120, 37, 32, 16, "0.8", 1},
+    {4, 8, 10, 5, 16, 16, "0.8", 1},   /* short heads take part too */
 };
 
 static void fill_head(ems_head *h, int len, int hd, th_rng *r, const float *dirk, const float *dirv)
 {
-    float *k = malloc(sizeof(float) * len * hd), *v = malloc(sizeof(float) * len * hd);
-    int32_t *pos = malloc(sizeof(int32_t) * len);
+    float *k = calloc((size_t)len * hd, sizeof(float)), *v = calloc((size_t)len * hd, sizeof(float));
+    int32_t *pos = calloc((size_t)len, sizeof(int32_t));
     for (int j = 0; j < len; j++) {
         int cl = (int)(th_uniform(r, 0.0f, 1.0f) * 8.0f); /* half the rows near 4 directions */
         float amp = th_uniform(r, 0.5f, 2.0f);
@@ -76,12 +80,13 @@ static void run_case(const unify_case *t, th_rng *r)
     char err[128];
     ems_config_default(&cfg);
     int bad = ems_config_set(&cfg, "method", "ems", err, sizeof err) != EM_OK;
-    bad += ems_config_set(&cfg, "ems.headwise", "0", err, sizeof err) != EM_OK;
+    bad += ems_config_set(&cfg, "ems.headwise", t->headwise ? "1" : "0", err, sizeof err) != EM_OK;
     bad += ems_config_set(&cfg, "ems.tau", t->tau, err, sizeof err) != EM_OK;
     ems_ref_ems_layer(ha, t->H, &cfg, t->B);
     kern_cuda_ems_params p;
     kern_ems_params_default(t->B, &p);
     p.tau = cfg.ems_tau;
+    p.headwise = t->headwise, p.floor = cfg.ems_floor;
     bad += kern_ems_step_ref(hb, t->H, t->hd, t->w_loc, &p) != EM_OK;
     bad += kern_ems_window(&p) != ems_config_window(&cfg, t->B);
     for (int h = 0; h < t->H; h++) {
@@ -102,9 +107,11 @@ static void run_case(const unify_case *t, th_rng *r)
                             x->loc + (size_t)q * x->cap, n, 1e-6f, 1e-5f);
         }
     }
-    char name[128];
-    snprintf(name, sizeof name, "GPU-step ref == ems_ref_ems_layer: H=%d hd=%d len=%d%+d B=%d w_loc=%d tau=%s",
-             t->H, t->hd, t->len0, t->len_step, t->B, t->w_loc, t->tau);
+    char name[160];
+    int tot = 0;
+    for (int h = 0; h < t->H; h++) tot += hb[h].len;
+    snprintf(name, sizeof name, "GPU-step ref == ems_ref_ems_layer: H=%d hd=%d len=%d%+d B=%d w_loc=%d tau=%s%s (kept %d)",
+             t->H, t->hd, t->len0, t->len_step, t->B, t->w_loc, t->tau, t->headwise ? " headwise" : "", tot);
     th_report(name, bad);
     ems_cache_destroy(a), ems_cache_destroy(b);
     free(dirk), free(dirv), free(ha), free(hb);
