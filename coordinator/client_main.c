@@ -2,6 +2,7 @@
  * the generated ids.
  *   emserve_client [--addr HOST:PORT] --prompt TEXT [-n N] [--temperature T] [--seed S]
  *                  [--kv-method M] [--kv-budget B] [--kv key=value ...] [--ids "1 2 3"]
+ *                  [--ignore-eos]
  *   emserve_client [--addr HOST:PORT] --health | --abort REQUEST_ID */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: emserve_client [--addr HOST:PORT] --prompt TEXT [-n N] [--temperature T]\n"
                "                      [--seed S] [--kv-method M] [--kv-budget B] [--kv key=value]\n"
-               "                      [--ids \"1 2 3\"] [--id REQUEST_ID] [--timeout-ms N]\n"
+               "                      [--ids \"1 2 3\"] [--id REQUEST_ID] [--timeout-ms N] [--ignore-eos]\n"
                "       emserve_client [--addr HOST:PORT] --health | --abort REQUEST_ID\n");
 }
 
@@ -44,6 +45,10 @@ int main(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--health") == 0) {
             health = 1;
+            continue;
+        }
+        if (strcmp(a, "--ignore-eos") == 0) {
+            rq.ignore_eos = 1;
             continue;
         }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
