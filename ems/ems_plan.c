@@ -58,6 +58,21 @@ static float cosine(const float *a, const float *b, int n)
     return aa > 0.0 && bb > 0.0 ? (float)(ab / sqrt(aa * bb)) : 0.0f;
 }
 
+/* cosine with the squared norms precomputed (same arithmetic as cosine()) */
+static float cosine_pre(const float *a, const float *b, int n, double aa, double bb)
+{
+    double ab = 0.0;
+    for (int d = 0; d < n; d++) ab += (double)a[d] * b[d];
+    return aa > 0.0 && bb > 0.0 ? (float)(ab / sqrt(aa * bb)) : 0.0f;
+}
+
+static double sqnorm(const float *a, int n)
+{
+    double s = 0.0;
+    for (int d = 0; d < n; d++) s += (double)a[d] * a[d];
+    return s;
+}
+
 float ems__ems_sim(const ems_config *cfg, const ems_head *h, int a, int b)
 {
     int hd = h->hd;
@@ -174,9 +189,15 @@ static em_status classify(const ems__ctx *x, ems_head *h, ems__plan *p, const wo
     p->upd = malloc(sizeof(int) * (size_t)(p->k + 1));
     float *best_s = malloc(sizeof(float) * (size_t)p->len);
     int *best_c = malloc(sizeof(int) * (size_t)p->len);
-    if (!p->cent || !p->upd || !best_s || !best_c) {
-        free(best_s), free(best_c);
+    double *kk = malloc(sizeof(double) * (size_t)p->len), *vv = malloc(sizeof(double) * (size_t)p->len);
+    if (!p->cent || !p->upd || !best_s || !best_c || !kk || !vv) {
+        free(best_s), free(best_c), free(kk), free(vv);
         return EM_ENOMEM;
+    }
+    int hd = h->hd;
+    for (int j = lo; j < hi; j++) {
+        kk[j] = sqnorm(h->k + (size_t)j * hd, hd);
+        vv[j] = sqnorm(h->v + (size_t)j * hd, hd);
     }
     p->k = ems__topk(s + lo, m, p->k, p->cent);
     for (int i = 0; i < p->k; i++) p->cent[i] += lo;
@@ -202,7 +223,11 @@ static em_status classify(const ems__ctx *x, ems_head *h, ems__plan *p, const wo
         best_c[j] = 0;
         best_s[j] = -INFINITY;
         for (int i = 0; i < p->k; i++) {
-            float q = ems__ems_sim(cfg, h, j, p->cent[i]);
+            int c = p->cent[i];
+            float q = cosine_pre(h->k + (size_t)j * hd, h->k + (size_t)c * hd, hd, kk[j], kk[c]);
+            if (cfg->ems_sim == EMS_SIM_KV) {
+                q *= cosine_pre(h->v + (size_t)j * hd, h->v + (size_t)c * hd, hd, vv[j], vv[c]);
+            }
             if (q > best_s[j]) {
                 best_s[j] = q;
                 best_c[j] = i + 1;
@@ -223,7 +248,7 @@ static em_status classify(const ems__ctx *x, ems_head *h, ems__plan *p, const wo
     int *di = malloc(sizeof(int) * (size_t)(n_drop > 0 ? n_drop : 1));
     int *tsel = malloc(sizeof(int) * (size_t)(n_drop > 0 ? n_drop : 1));
     if (!ds || !di || !tsel) {
-        free(ds), free(di), free(tsel), free(best_s), free(best_c);
+        free(ds), free(di), free(tsel), free(best_s), free(best_c), free(kk), free(vv);
         return EM_ENOMEM;
     }
     int nd = 0;
@@ -242,7 +267,7 @@ static em_status classify(const ems__ctx *x, ems_head *h, ems__plan *p, const wo
     }
     free(ds), free(di), free(tsel);
 done:
-    free(best_s), free(best_c);
+    free(best_s), free(best_c), free(kk), free(vv);
     return EM_OK;
 }
 
