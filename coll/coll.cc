@@ -26,7 +26,8 @@ struct coll_ctx {
     int rank = 0, size = 1;
 };
 
-namespace {
+namespace
+{
 
 void put_err(char *err, size_t errlen, const char *msg)
 {
@@ -36,7 +37,8 @@ void put_err(char *err, size_t errlen, const char *msg)
 }
 
 // A gloo Store whose operations are C callbacks (coll_store_ops).
-class CallbackStore : public gloo::rendezvous::Store {
+class CallbackStore : public gloo::rendezvous::Store
+{
   public:
     explicit CallbackStore(const coll_store_ops &ops, long timeout_ms)
         : ops_(ops), timeout_ms_(timeout_ms)

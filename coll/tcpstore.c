@@ -20,9 +20,9 @@
 
 #include "coll/coll.h"
 
-#define KEY_MAX 4096
-#define VAL_MAX (1u << 20)
-#define NKEYS_MAX 1024
+#define KEY_MAX       4096
+#define VAL_MAX       (1u << 20)
+#define NKEYS_MAX     1024
 #define IO_TIMEOUT_MS 10000
 
 typedef struct kv_entry {
@@ -356,7 +356,7 @@ int coll_store_server_start(const char *host, int port, coll_store_server **out,
         return -1;
     }
     *port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                              : ((struct sockaddr_in *)&ss)->sin_port);
+                                               : ((struct sockaddr_in *)&ss)->sin_port);
     *out = s;
     return 0;
 }

@@ -61,8 +61,8 @@ static int batch_wait(grpc_call *call, grpc_completion_queue *cq, grpc_op *ops, 
     return ev.success;
 }
 
-static void on_message(coord_client_result *res, const Emserve__V1__GenerateResponse *m,
-                       double t0, size_t *text_cap)
+static void on_message(coord_client_result *res, const Emserve__V1__GenerateResponse *m, double t0,
+                       size_t *text_cap)
 {
     if (m->response_case == EMSERVE__V1__GENERATE_RESPONSE__RESPONSE_CHUNK) {
         const Emserve__V1__Chunk *ch = m->chunk;
@@ -123,10 +123,10 @@ static grpc_status_code run_stream(coord_client *c, grpc_byte_buffer *send_bb, l
                                    const coord_client_req *rq, coord_client_result *res)
 {
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-    grpc_call *call = grpc_channel_create_call(
-        c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-        grpc_slice_from_static_string("/emserve.v1.Emserve/Generate"), NULL,
-        coord_rpc_deadline_ms(timeout_ms), NULL);
+    grpc_call *call =
+        grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+                                 grpc_slice_from_static_string("/emserve.v1.Emserve/Generate"),
+                                 NULL, coord_rpc_deadline_ms(timeout_ms), NULL);
     grpc_metadata_array init_md, trail_md;
     grpc_metadata_array_init(&init_md);
     grpc_metadata_array_init(&trail_md);
@@ -158,7 +158,8 @@ static grpc_status_code run_stream(coord_client *c, grpc_byte_buffer *send_bb, l
         }
         int cancel = 0;
         on_message(res, m, t0, &text_cap);
-        if (rq && rq->on_chunk && m->response_case == EMSERVE__V1__GENERATE_RESPONSE__RESPONSE_CHUNK) {
+        if (rq && rq->on_chunk &&
+            m->response_case == EMSERVE__V1__GENERATE_RESPONSE__RESPONSE_CHUNK) {
             cancel = rq->on_chunk(rq->user, m->chunk->token_ids, (int)m->chunk->n_token_ids,
                                   m->chunk->text);
         }

@@ -10,13 +10,13 @@
 typedef struct coord_client coord_client;
 
 typedef struct coord_client_req {
-    const char *request_id;     /* NULL = server assigns */
-    const char *text;           /* text input, or ... */
-    const int32_t *ids;         /* ... token ids (when text == NULL) */
+    const char *request_id; /* NULL = server assigns */
+    const char *text;       /* text input, or ... */
+    const int32_t *ids;     /* ... token ids (when text == NULL) */
     int n_ids;
-    int max_tokens;             /* < 0: server default (16); 0 is sent (and rejected) */
-    float temperature;          /* < 0: server default */
-    int top_k;                  /* < 0: unset */
+    int max_tokens;    /* < 0: server default (16); 0 is sent (and rejected) */
+    float temperature; /* < 0: server default */
+    int top_k;         /* < 0: unset */
     uint64_t seed;
     int has_seed;
     int ignore_eos;
@@ -25,7 +25,7 @@ typedef struct coord_client_req {
     const char *const *kv_keys; /* extra kv params */
     const char *const *kv_vals;
     int n_kv;
-    long timeout_ms;            /* <= 0: none */
+    long timeout_ms; /* <= 0: none */
     /* streaming callback: each chunk's ids and text; return non-zero to cancel the call */
     int (*on_chunk)(void *user, const int32_t *ids, int n, const char *text);
     void *user;
@@ -34,18 +34,18 @@ typedef struct coord_client_req {
 typedef struct coord_client_result {
     grpc_status_code status;
     char message[512];
-    int32_t *ids;               /* streamed ids (owned) */
+    int32_t *ids; /* streamed ids (owned) */
     int n_ids;
-    int32_t *output_ids;        /* Complete.output_ids (owned) */
+    int32_t *output_ids; /* Complete.output_ids (owned) */
     int n_output;
-    char *text;                 /* concatenated chunk text (owned, NUL-terminated) */
+    char *text; /* concatenated chunk text (owned, NUL-terminated) */
     char finish_reason[16];
     int prompt_tokens, completion_tokens;
     int64_t kv_entries_kept, kv_entries_full;
     int n_chunks;
     int got_complete;
     double t_first_s, t_total_s; /* time to the first chunk / to the end */
-    double *t_chunk_s;          /* arrival time of each chunk (owned) */
+    double *t_chunk_s;           /* arrival time of each chunk (owned) */
 } coord_client_result;
 
 coord_client *coord_client_create(const char *addr);

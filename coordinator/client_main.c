@@ -26,7 +26,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: emserve_client [--addr HOST:PORT] --prompt TEXT [-n N] [--temperature T]\n"
                "                      [--seed S] [--kv-method M] [--kv-budget B] [--kv key=value]\n"
-               "                      [--ids \"1 2 3\"] [--id REQUEST_ID] [--timeout-ms N] [--ignore-eos]\n"
+               "                      [--ids \"1 2 3\"] [--id REQUEST_ID] [--timeout-ms N] "
+               "[--ignore-eos]\n"
                "       emserve_client [--addr HOST:PORT] --health | --abort REQUEST_ID\n");
 }
 

@@ -51,88 +51,6 @@ struct coord_group {
     int cap_slots;
 };
 
-/* ---- async unary calls on the group's pluck queue -------------------------------------- */
-
-typedef struct pending {
-    grpc_call *call;
-    grpc_byte_buffer *send, *recv;
-    grpc_metadata_array init_md, trail_md;
-    grpc_status_code status;
-    grpc_slice details;
-    int started;
-} pending;
-
-static void pending_start(coord_group *g, pending *p, grpc_channel *ch, const char *method,
-                          const ProtobufCMessage *msg, long timeout_ms)
-{
-    memset(p, 0, sizeof *p);
-    grpc_metadata_array_init(&p->init_md);
-    grpc_metadata_array_init(&p->trail_md);
-    p->details = grpc_empty_slice();
-    p->status = GRPC_STATUS_UNAVAILABLE;
-    if (ch == NULL) {
-        return;
-    }
-    p->call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, g->cq,
-                                       grpc_slice_from_static_string(method), NULL,
-                                       coord_rpc_deadline_ms(timeout_ms), NULL);
-    p->send = coord_rpc_pack(msg);
-    grpc_op ops[6];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = p->send;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &p->init_md;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &p->recv;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &p->trail_md;
-    ops[5].data.recv_status_on_client.status = &p->status;
-    ops[5].data.recv_status_on_client.status_details = &p->details;
-    p->started = grpc_call_start_batch(p->call, ops, 6, p, NULL) == GRPC_CALL_OK;
-}
-
-/* Waits for p; returns the status and the unpacked reply (or NULL). */
-static grpc_status_code pending_finish(coord_group *g, pending *p,
-                                       const ProtobufCMessageDescriptor *d, ProtobufCMessage **out,
-                                       char *why, size_t whylen)
-{
-    *out = NULL;
-    if (p->started) {
-        grpc_completion_queue_pluck(g->cq, p, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    }
-    if (why) {
-        coord_rpc_slice_str(p->details, why, whylen);
-    }
-    grpc_status_code st = p->status;
-    if (st == GRPC_STATUS_OK) {
-        *out = coord_rpc_unpack(p->recv, d);
-        if (*out == NULL) {
-            st = GRPC_STATUS_INTERNAL;
-            if (why) {
-                snprintf(why, whylen, "malformed reply");
-            }
-        }
-    } else if (!p->started && why) {
-        snprintf(why, whylen, "no channel");
-    }
-    grpc_slice_unref(p->details);
-    if (p->recv) {
-        grpc_byte_buffer_destroy(p->recv);
-    }
-    if (p->send) {
-        grpc_byte_buffer_destroy(p->send);
-    }
-    grpc_metadata_array_destroy(&p->init_md);
-    grpc_metadata_array_destroy(&p->trail_md);
-    if (p->call) {
-        grpc_call_unref(p->call);
-    }
-    return st;
-}
-
 /* ---- placement, creation ----------------------------------------------------------------- */
 
 static void set_addr(coord_group *g, int r, const char *addr, int64_t pid)
@@ -205,8 +123,8 @@ em_status coord_group_create(const model_hparams *hp, int world, const char *con
         int lo, hi, lo2;
         shard_ffn_range(hp->ffn_dim, sd.n_units, sd.unit0, &lo, &hi);
         shard_ffn_range(hp->ffn_dim, sd.n_units, sd.unit0 + sd.n_units_local - 1, &lo2, &hi);
-        *pl = (coord_placement){r, sd.unit0, sd.n_units_local, sd.unit0 * G,
-                                sd.n_units_local * G, lo, hi};
+        *pl = (coord_placement){r,  sd.unit0, sd.n_units_local, sd.unit0 * G, sd.n_units_local * G,
+                                lo, hi};
         g->w[r].local = addrs == NULL || addrs[r] == NULL || addrs[r][0] == 0;
         if (!g->w[r].local) {
             set_addr(g, r, addrs[r], 0);
@@ -311,18 +229,19 @@ int coord_group_snapshot(coord_group *g, coord_worker_snapshot *out, int cap)
  * are still in the current group: a worker restarted between two pings is not). */
 static int hello_all(coord_group *g, long timeout_ms, int check_gen, char *why, size_t whylen)
 {
-    pending p[COORD_MAX_WORKERS];
+    coord_rpc_pending p[COORD_MAX_WORKERS];
     Emserve__Internal__V1__HelloRequest rq = EMSERVE__INTERNAL__V1__HELLO_REQUEST__INIT;
     rq.protocol_version = WORKER_PROTO_VERSION;
     for (int r = 0; r < g->world; r++) {
-        pending_start(g, &p[r], g->w[r].ch, WORKER_METHOD_HELLO, &rq.base, timeout_ms);
+        coord_rpc_pending_start(g->cq, &p[r], g->w[r].ch, WORKER_METHOD_HELLO, &rq.base,
+                                timeout_ms);
     }
     int bad = 0;
     for (int r = 0; r < g->world; r++) {
         ProtobufCMessage *m = NULL;
         char d[256] = "";
-        grpc_status_code st = pending_finish(g, &p[r], &emserve__internal__v1__hello_response__descriptor,
-                                             &m, d, sizeof d);
+        grpc_status_code st = coord_rpc_pending_finish(
+            g->cq, &p[r], &emserve__internal__v1__hello_response__descriptor, &m, d, sizeof d);
         Emserve__Internal__V1__HelloResponse *h = (Emserve__Internal__V1__HelloResponse *)m;
         if (st != GRPC_STATUS_OK || h == NULL || h->protocol_version != WORKER_PROTO_VERSION) {
             if (!bad) {
@@ -333,9 +252,10 @@ static int hello_all(coord_group *g, long timeout_ms, int check_gen, char *why, 
             bad = 1;
         } else if (check_gen && (!h->in_group || h->generation != g->generation)) {
             if (!bad) {
-                snprintf(why, whylen, "worker %d (%s, pid %lld) left group generation %lld "
-                         "(restarted?)", r, g->w[r].addr, (long long)h->pid,
-                         (long long)g->generation);
+                snprintf(why, whylen,
+                         "worker %d (%s, pid %lld) left group generation %lld "
+                         "(restarted?)",
+                         r, g->w[r].addr, (long long)h->pid, (long long)g->generation);
             }
             bad = 1;
         } else if (!g->w[r].local) {
@@ -361,9 +281,10 @@ static int form(coord_group *g)
     char prefix[64];
     snprintf(prefix, sizeof prefix, "emserve/%d/gen%lld", (int)getpid(), (long long)gen);
     coll_store_server_clear(g->store);
-    pending p[COORD_MAX_WORKERS];
+    coord_rpc_pending p[COORD_MAX_WORKERS];
     for (int r = 0; r < g->world; r++) {
-        Emserve__Internal__V1__FormGroupRequest rq = EMSERVE__INTERNAL__V1__FORM_GROUP_REQUEST__INIT;
+        Emserve__Internal__V1__FormGroupRequest rq =
+            EMSERVE__INTERNAL__V1__FORM_GROUP_REQUEST__INIT;
         char host[256];
         snprintf(host, sizeof host, "%s", g->w[r].local ? "127.0.0.1" : g->w[r].addr);
         char *colon = strrchr(host, ':');
@@ -381,22 +302,23 @@ static int form(coord_group *g)
         rq.n_threads = g->o.n_threads;
         rq.max_batch_tokens = g->o.max_batch_tokens;
         rq.max_slots = g->o.max_slots;
-        pending_start(g, &p[r], g->w[r].ch, WORKER_METHOD_FORM_GROUP, &rq.base,
-                      g->o.coll_timeout_ms + 60000);
+        coord_rpc_pending_start(g->cq, &p[r], g->w[r].ch, WORKER_METHOD_FORM_GROUP, &rq.base,
+                                g->o.coll_timeout_ms + 60000);
     }
     int bad = 0;
     for (int r = 0; r < g->world; r++) {
         ProtobufCMessage *m = NULL;
         char d[512] = "";
-        grpc_status_code st = pending_finish(
-            g, &p[r], &emserve__internal__v1__form_group_response__descriptor, &m, d, sizeof d);
+        grpc_status_code st = coord_rpc_pending_finish(
+            g->cq, &p[r], &emserve__internal__v1__form_group_response__descriptor, &m, d, sizeof d);
         if (st != GRPC_STATUS_OK) {
             if (!bad) {
                 snprintf(why, sizeof why, "worker %d: %s", r, d);
             }
             bad = 1;
         } else {
-            Emserve__Internal__V1__FormGroupResponse *f = (Emserve__Internal__V1__FormGroupResponse *)m;
+            Emserve__Internal__V1__FormGroupResponse *f =
+                (Emserve__Internal__V1__FormGroupResponse *)m;
             if (f->n_vocab != g->hp.n_vocab || f->n_layer != g->hp.n_layer ||
                 f->n_kv_head != g->hp.n_kv_head || f->dim != g->hp.dim) {
                 snprintf(why, sizeof why,
@@ -508,8 +430,8 @@ static em_status grow_results(coord_group *g, int n_logits, int n_tokens)
     return EM_OK;
 }
 
-em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_result *res,
-                           char *err, size_t errlen)
+em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_result *res, char *err,
+                           size_t errlen)
 {
     memset(res, 0, sizeof *res);
     if (!coord_group_serving(g)) {
@@ -567,17 +489,18 @@ em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_resu
     rq.want_logits.len = (size_t)st->n_tokens;
     rq.n_policy = (size_t)st->n_policy;
     rq.policy = pol_p;
-    pending p[COORD_MAX_WORKERS];
+    coord_rpc_pending p[COORD_MAX_WORKERS];
     for (int r = 0; r < g->world; r++) {
         rq.return_logits = r == 0;
-        pending_start(g, &p[r], g->w[r].ch, WORKER_METHOD_STEP, &rq.base, g->o.step_timeout_ms);
+        coord_rpc_pending_start(g->cq, &p[r], g->w[r].ch, WORKER_METHOD_STEP, &rq.base,
+                                g->o.step_timeout_ms);
     }
     int bad = 0;
     for (int r = 0; r < g->world; r++) {
         ProtobufCMessage *m = NULL;
         char d[512] = "";
-        grpc_status_code code = pending_finish(
-            g, &p[r], &emserve__internal__v1__step_response__descriptor, &m, d, sizeof d);
+        grpc_status_code code = coord_rpc_pending_finish(
+            g->cq, &p[r], &emserve__internal__v1__step_response__descriptor, &m, d, sizeof d);
         Emserve__Internal__V1__StepResponse *sr = (Emserve__Internal__V1__StepResponse *)m;
         if (code == GRPC_STATUS_OK && sr && sr->n_kv_entries == sr->n_kv_slots &&
             (r == 0 ? sr->n_logits == n_want &&
@@ -602,8 +525,8 @@ em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_resu
             /* name every failing worker: a dead worker's peers fail their all-reduce too */
             size_t l = bad ? strlen(err) : 0;
             snprintf(err + l, errlen - l, "%sworker %d (%s): %s%s%s%s", bad ? "; " : "", r,
-                     g->w[r].addr, code == GRPC_STATUS_OK ? "inconsistent reply"
-                                                          : coord_rpc_status_name(code),
+                     g->w[r].addr,
+                     code == GRPC_STATUS_OK ? "inconsistent reply" : coord_rpc_status_name(code),
                      d[0] ? " (" : "", d, d[0] ? ")" : "");
             bad = 1;
         }

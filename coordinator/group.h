@@ -14,9 +14,9 @@
 /* Where each worker's part of the model lives (computed once from the hyper-parameters). */
 typedef struct coord_placement {
     int rank;
-    int kv_head0, n_kv_heads;   /* global KV heads (reduction units) [kv_head0, +n) */
-    int q_head0, n_q_heads;     /* query heads */
-    int ffn_row0, ffn_row1;     /* FFN rows [row0, row1) */
+    int kv_head0, n_kv_heads; /* global KV heads (reduction units) [kv_head0, +n) */
+    int q_head0, n_q_heads;   /* query heads */
+    int ffn_row0, ffn_row1;   /* FFN rows [row0, row1) */
 } coord_placement;
 
 typedef struct coord_worker_snapshot {
@@ -27,13 +27,13 @@ typedef struct coord_worker_snapshot {
 } coord_worker_snapshot;
 
 typedef struct coord_group_opts {
-    const char *model_path;     /* sent to workers that have no --model of their own */
+    const char *model_path; /* sent to workers that have no --model of their own */
     int n_threads, max_batch_tokens, max_slots;
-    long coll_timeout_ms;       /* gloo rendezvous + collectives (default 10000) */
-    long step_timeout_ms;       /* one Step call (default 60000) */
-    const char *store_bind;     /* rendezvous store bind address (default 127.0.0.1) */
-    const char *store_advertise;/* address workers use to reach it (default = store_bind) */
-    int store_port;             /* 0 = any free port */
+    long coll_timeout_ms;        /* gloo rendezvous + collectives (default 10000) */
+    long step_timeout_ms;        /* one Step call (default 60000) */
+    const char *store_bind;      /* rendezvous store bind address (default 127.0.0.1) */
+    const char *store_advertise; /* address workers use to reach it (default = store_bind) */
+    int store_port;              /* 0 = any free port */
 } coord_group_opts;
 
 typedef struct coord_group coord_group;
@@ -47,7 +47,7 @@ em_status coord_group_create(const model_hparams *hp, int world, const char *con
 void coord_group_free(coord_group *g);
 
 int coord_group_world(const coord_group *g);
-int coord_group_serving(coord_group *g); /* thread-safe */
+int coord_group_serving(coord_group *g);        /* thread-safe */
 int64_t coord_group_generation(coord_group *g); /* thread-safe */
 
 /* Housekeeping, called by the scheduler thread every turn: spawner events; when not serving,
@@ -88,8 +88,8 @@ typedef struct coord_step_result {
 
 /* Runs one step on every worker. On any failure the group is marked lost and EM_EUNAVAILABLE
  * is returned with the reason in err. */
-em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_result *res,
-                           char *err, size_t errlen);
+em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_result *res, char *err,
+                           size_t errlen);
 
 /* Copies the per-worker view (thread-safe). Returns the number of workers. */
 int coord_group_snapshot(coord_group *g, coord_worker_snapshot *out, int cap);

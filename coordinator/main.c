@@ -39,30 +39,34 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: emserve [--model PATH] [--workers N] [--listen HOST:PORT] [options]\n"
-            "  --model PATH            GGUF model (default: $EMSERVE_MODEL or the test model)\n"
-            "  --workers N             local worker processes (default 2; must divide the KV heads)\n"
-            "  --listen HOST:PORT      public gRPC address (default 127.0.0.1:50051; port 0 = any)\n"
-            "  --worker-addr HOST:PORT a worker started by hand (repeat once per worker, in rank\n"
-            "                          order); replaces local workers\n"
-            "  --config FILE           lines 'flag value' (e.g. 'worker-addr 10.0.0.2:7001'), # comments\n"
-            "  --worker-bin PATH       emserve_worker binary (default: next to this binary)\n"
-            "  --threads N             kernel threads per worker (default 1)\n"
-            "  --max-batch-tokens N    tokens per scheduler step (default 256)\n"
-            "  --max-seqs N            sequences running at once (default 64)\n"
-            "  --prefill-chunk N       most prompt tokens of one request per step (default 256)\n"
-            "  --respawn-delay-ms N    restart a dead local worker after N ms (default 1000; -1 never)\n"
-            "  --store-bind HOST       rendezvous store address (default 127.0.0.1; 0.0.0.0 multi-node)\n"
-            "  --store-port N          rendezvous store port (default 0 = any free port)\n"
-            "  --advertise-host HOST   address workers use to reach the store (default: store-bind)\n"
-            "  --coll-timeout-ms N     gloo rendezvous/collective timeout (default 10000)\n"
-            "  --ready-timeout-ms N    wait this long for the workers before serving (default 120000)\n"
-"  --metrics-listen H:P    Prometheus text endpoint (GET /metrics); off by default\n"
-            "  --demo-prompt TEXT      after start-up, run one generation through gRPC and print it\n"
-            "  --demo-tokens N         tokens of the demo generation (default 40)\n"
-            "  --exit-after-demo       exit after the demo instead of serving\n"
-            "  --verbose               debug logging\n");
+    fprintf(
+        f,
+        "usage: emserve [--model PATH] [--workers N] [--listen HOST:PORT] [options]\n"
+        "  --model PATH            GGUF model (default: $EMSERVE_MODEL or the test model)\n"
+        "  --workers N             local worker processes (default 2; must divide the KV heads)\n"
+        "  --listen HOST:PORT      public gRPC address (default 127.0.0.1:50051; port 0 = any)\n"
+        "  --worker-addr HOST:PORT a worker started by hand (repeat once per worker, in rank\n"
+        "                          order); replaces local workers\n"
+        "  --config FILE           lines 'flag value' (e.g. 'worker-addr 10.0.0.2:7001'), # "
+        "comments\n"
+        "  --worker-bin PATH       emserve_worker binary (default: next to this binary)\n"
+        "  --threads N             kernel threads per worker (default 1)\n"
+        "  --max-batch-tokens N    tokens per scheduler step (default 256)\n"
+        "  --max-seqs N            sequences running at once (default 64)\n"
+        "  --prefill-chunk N       most prompt tokens of one request per step (default 256)\n"
+        "  --respawn-delay-ms N    restart a dead local worker after N ms (default 1000; -1 "
+        "never)\n"
+        "  --store-bind HOST       rendezvous store address (default 127.0.0.1; 0.0.0.0 "
+        "multi-node)\n"
+        "  --store-port N          rendezvous store port (default 0 = any free port)\n"
+        "  --advertise-host HOST   address workers use to reach the store (default: store-bind)\n"
+        "  --coll-timeout-ms N     gloo rendezvous/collective timeout (default 10000)\n"
+        "  --ready-timeout-ms N    wait this long for the workers before serving (default 120000)\n"
+        "  --metrics-listen H:P    Prometheus text endpoint (GET /metrics); off by default\n"
+        "  --demo-prompt TEXT      after start-up, run one generation through gRPC and print it\n"
+        "  --demo-tokens N         tokens of the demo generation (default 40)\n"
+        "  --exit-after-demo       exit after the demo instead of serving\n"
+        "  --verbose               debug logging\n");
 }
 
 static int set_flag(flags *f, const char *k, const char *v)
@@ -157,7 +161,7 @@ static int parse(flags *f, int argc, char **argv)
             f->log_debug = 1;
         } else if (strncmp(a, "--", 2) == 0 && i + 1 < argc) {
             int rc = strcmp(a, "--config") == 0 ? read_config(f, argv[i + 1])
-                                                 : set_flag(f, a + 2, argv[i + 1]);
+                                                : set_flag(f, a + 2, argv[i + 1]);
             if (rc != 0) {
                 fprintf(stderr, "emserve: unknown or bad flag %s\n", a);
                 return -1;
@@ -228,9 +232,16 @@ static void run_demo(const char *addr, const flags *f)
 
 int main(int argc, char **argv)
 {
-    flags f = {.listen = "127.0.0.1:50051", .workers = 2, .threads = 1, .max_batch_tokens = 256,
-               .max_seqs = 64, .prefill_chunk = 256, .respawn_delay_ms = 1000, .demo_tokens = 40,
-               .coll_timeout_ms = 10000, .ready_timeout_ms = 120000};
+    flags f = {.listen = "127.0.0.1:50051",
+               .workers = 2,
+               .threads = 1,
+               .max_batch_tokens = 256,
+               .max_seqs = 64,
+               .prefill_chunk = 256,
+               .respawn_delay_ms = 1000,
+               .demo_tokens = 40,
+               .coll_timeout_ms = 10000,
+               .ready_timeout_ms = 120000};
     if (parse(&f, argc, argv) != 0) {
         usage(stderr);
         return 2;
@@ -303,8 +314,9 @@ int main(int argc, char **argv)
     coord_server *srv = NULL;
     coord_metrics *mx = NULL;
     int port = 0, rc = 1;
-    coord_group_opts go = {f.model, f.threads, f.max_batch_tokens, f.max_seqs,
-                           f.coll_timeout_ms, 0, f.store_bind, f.advertise, f.store_port};
+    coord_group_opts go = {f.model,      f.threads,         f.max_batch_tokens,
+                           f.max_seqs,   f.coll_timeout_ms, 0,
+                           f.store_bind, f.advertise,       f.store_port};
     coord_sched_opts so = {f.max_batch_tokens, f.max_seqs, f.prefill_chunk};
     if (coord_group_create(&m->hp, f.workers, f.n_addrs ? (const char *const *)f.addrs : NULL, sp,
                            &go, &g, err, sizeof err) != EM_OK ||

@@ -21,8 +21,7 @@ struct coord_metrics {
     volatile int stop;
 };
 
-size_t coord_metrics_render(const coord_sched_stats *st, int64_t kv_capacity, char *buf,
-                            size_t cap)
+size_t coord_metrics_render(const coord_sched_stats *st, int64_t kv_capacity, char *buf, size_t cap)
 {
     double usage = kv_capacity > 0 ? (double)st->kv_entries / (double)kv_capacity : 0.0;
     int n = snprintf(
@@ -33,7 +32,8 @@ size_t coord_metrics_render(const coord_sched_stats *st, int64_t kv_capacity, ch
         "# HELP emserve_num_requests_waiting Requests queued for a slot.\n"
         "# TYPE emserve_num_requests_waiting gauge\n"
         "emserve_num_requests_waiting %d\n"
-        "# HELP emserve_kv_cache_usage_perc KV entries held / (max sequences x context x layers x KV heads).\n"
+        "# HELP emserve_kv_cache_usage_perc KV entries held / (max sequences x context x layers x "
+        "KV heads).\n"
         "# TYPE emserve_kv_cache_usage_perc gauge\n"
         "emserve_kv_cache_usage_perc %.6f\n"
         "# HELP emserve_kv_cache_entries KV entries held for running sequences (all workers).\n"
@@ -79,8 +79,8 @@ size_t coord_metrics_render(const coord_sched_stats *st, int64_t kv_capacity, ch
             }
         }
         if (len < cap) {
-            len += (size_t)snprintf(buf + len, cap - len, "%s_sum %.6f\n%s_count %lld\n",
-                                    names[h], hs[h]->sum_ms / 1e3, names[h], (long long)hs[h]->n);
+            len += (size_t)snprintf(buf + len, cap - len, "%s_sum %.6f\n%s_count %lld\n", names[h],
+                                    hs[h]->sum_ms / 1e3, names[h], (long long)hs[h]->n);
         }
     }
     return len < cap ? len : cap - 1;

@@ -10,8 +10,8 @@
 #include "engine/sampler.h"
 #include "engine/stop.h"
 
-#define COORD_ID_MAX 128
-#define COORD_KV_MAX 64
+#define COORD_ID_MAX       128
+#define COORD_KV_MAX       64
 #define COORD_LOGPROBS_MAX 20
 
 typedef struct coord_event coord_event;
@@ -30,11 +30,11 @@ typedef struct coord_req {
     sampler_params sp;
     stop_params stop;
     ems_config kv;
-    int n_kv;                       /* the request's KV settings as key/value text for workers */
-    char *kv_key[COORD_KV_MAX];     /* owned */
-    char *kv_val[COORD_KV_MAX];     /* owned */
-    int logprobs;                   /* top-N, 0 = none */
-    int64_t deadline_us;            /* monotonic (em_now_us), 0 = none */
+    int n_kv;                   /* the request's KV settings as key/value text for workers */
+    char *kv_key[COORD_KV_MAX]; /* owned */
+    char *kv_val[COORD_KV_MAX]; /* owned */
+    int logprobs;               /* top-N, 0 = none */
+    int64_t deadline_us;        /* monotonic (em_now_us), 0 = none */
     const coord_sink *sink;
     void *sink_user;
 } coord_req;
@@ -60,11 +60,11 @@ struct coord_event {
     const coord_logprob *logprobs; /* [n_ids] or NULL */
     int prompt_tokens, completion_tokens;
     /* COMPLETE */
-    const char *finish_reason;  /* "stop", "length", "abort" */
+    const char *finish_reason; /* "stop", "length", "abort" */
     const int32_t *output_ids;
     int n_output;
-    const char *matched_stop;   /* "" none */
-    int matched_stop_token;     /* -1 none */
+    const char *matched_stop; /* "" none */
+    int matched_stop_token;   /* -1 none */
     const char *full_text;
     size_t full_text_len;
     int64_t kv_entries_kept, kv_entries_full;

@@ -34,8 +34,7 @@ static em_status kv_add(coord_req *r, const char *key, const char *val, char *er
     return EM_OK;
 }
 
-static em_status convert_kv(const Emserve__V1__KvConfig *kv, coord_req *r, char *err,
-                            size_t errlen)
+static em_status convert_kv(const Emserve__V1__KvConfig *kv, coord_req *r, char *err, size_t errlen)
 {
     char num[32];
     em_status st = EM_OK;
@@ -80,8 +79,8 @@ static em_status convert_kv(const Emserve__V1__KvConfig *kv, coord_req *r, char 
     return st;
 }
 
-static em_status convert_sampling(const Emserve__V1__SamplingParams *sp, coord_req *r,
-                                  int n_vocab, char *err, size_t errlen)
+static em_status convert_sampling(const Emserve__V1__SamplingParams *sp, coord_req *r, int n_vocab,
+                                  char *err, size_t errlen)
 {
     sampler_params_default(&r->sp);
     if (sp == NULL) {
@@ -174,8 +173,8 @@ static em_status convert_stopping(const Emserve__V1__StoppingParams *sp, coord_r
     return EM_OK;
 }
 
-static em_status convert_input(const Emserve__V1__GenerateRequest *rq, coord_req *r,
-                               const model *m, const tokenizer *tok, char *err, size_t errlen)
+static em_status convert_input(const Emserve__V1__GenerateRequest *rq, coord_req *r, const model *m,
+                               const tokenizer *tok, char *err, size_t errlen)
 {
     const model_hparams *hp = &m->hp;
     if (rq->input_case == EMSERVE__V1__GENERATE_REQUEST__INPUT_TOKENS) {

@@ -31,8 +31,9 @@ typedef struct gtag {
     gcall *c;
 } gtag;
 
-#define QCAP 1024 /* stream messages a call may have waiting (a client that falls further
-                   * behind is ended with RESOURCE_EXHAUSTED) */
+#define QCAP                                                                     \
+    1024 /* stream messages a call may have waiting (a client that falls further \
+          * behind is ended with RESOURCE_EXHAUSTED) */
 
 struct gcall {
     coord_server *srv;
@@ -541,7 +542,8 @@ static void *server_main(void *p)
             grpc_completion_queue_shutdown(s->cq);
         }
         grpc_event ev = grpc_completion_queue_next(
-            s->cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(100, GPR_TIMESPAN)),
+            s->cq,
+            gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(100, GPR_TIMESPAN)),
             NULL);
         if (ev.type == GRPC_QUEUE_TIMEOUT) {
             continue;

@@ -140,10 +140,9 @@ grpc_status_code coord_rpc_unary(grpc_channel *ch, const char *method, const Pro
 {
     *resp = NULL;
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-    grpc_call *call =
-        grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-                                 grpc_slice_from_static_string(method), NULL,
-                                 coord_rpc_deadline_ms(timeout_ms), NULL);
+    grpc_call *call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+                                               grpc_slice_from_static_string(method), NULL,
+                                               coord_rpc_deadline_ms(timeout_ms), NULL);
     grpc_byte_buffer *send_bb = coord_rpc_pack(req), *recv_bb = NULL;
     grpc_metadata_array init_md, trail_md;
     grpc_metadata_array_init(&init_md);
@@ -200,11 +199,91 @@ grpc_status_code coord_rpc_unary(grpc_channel *ch, const char *method, const Pro
 
 const char *coord_rpc_status_name(grpc_status_code code)
 {
-    static const char *const names[] = {
-        "OK",        "CANCELLED",          "UNKNOWN",        "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS", "PERMISSION_DENIED",
-        "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-        "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",    "DATA_LOSS",
-        "UNAUTHENTICATED"};
+    static const char *const names[] = {"OK",
+                                        "CANCELLED",
+                                        "UNKNOWN",
+                                        "INVALID_ARGUMENT",
+                                        "DEADLINE_EXCEEDED",
+                                        "NOT_FOUND",
+                                        "ALREADY_EXISTS",
+                                        "PERMISSION_DENIED",
+                                        "RESOURCE_EXHAUSTED",
+                                        "FAILED_PRECONDITION",
+                                        "ABORTED",
+                                        "OUT_OF_RANGE",
+                                        "UNIMPLEMENTED",
+                                        "INTERNAL",
+                                        "UNAVAILABLE",
+                                        "DATA_LOSS",
+                                        "UNAUTHENTICATED"};
     return (code >= 0 && code < (int)(sizeof names / sizeof names[0])) ? names[code] : "?";
+}
+void coord_rpc_pending_start(grpc_completion_queue *cq, coord_rpc_pending *p, grpc_channel *ch,
+                             const char *method, const ProtobufCMessage *msg, long timeout_ms)
+{
+    memset(p, 0, sizeof *p);
+    grpc_metadata_array_init(&p->init_md);
+    grpc_metadata_array_init(&p->trail_md);
+    p->details = grpc_empty_slice();
+    p->status = GRPC_STATUS_UNAVAILABLE;
+    if (ch == NULL) {
+        return;
+    }
+    p->call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+                                       grpc_slice_from_static_string(method), NULL,
+                                       coord_rpc_deadline_ms(timeout_ms), NULL);
+    p->send = coord_rpc_pack(msg);
+    grpc_op ops[6];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = p->send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &p->init_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &p->recv;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &p->trail_md;
+    ops[5].data.recv_status_on_client.status = &p->status;
+    ops[5].data.recv_status_on_client.status_details = &p->details;
+    p->started = grpc_call_start_batch(p->call, ops, 6, p, NULL) == GRPC_CALL_OK;
+}
+
+grpc_status_code coord_rpc_pending_finish(grpc_completion_queue *cq, coord_rpc_pending *p,
+                                          const ProtobufCMessageDescriptor *d,
+                                          ProtobufCMessage **out, char *why, size_t whylen)
+{
+    *out = NULL;
+    if (p->started) {
+        grpc_completion_queue_pluck(cq, p, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    }
+    if (why) {
+        coord_rpc_slice_str(p->details, why, whylen);
+    }
+    grpc_status_code st = p->status;
+    if (st == GRPC_STATUS_OK) {
+        *out = coord_rpc_unpack(p->recv, d);
+        if (*out == NULL) {
+            st = GRPC_STATUS_INTERNAL;
+            if (why) {
+                snprintf(why, whylen, "malformed reply");
+            }
+        }
+    } else if (!p->started && why) {
+        snprintf(why, whylen, "no channel");
+    }
+    grpc_slice_unref(p->details);
+    if (p->recv) {
+        grpc_byte_buffer_destroy(p->recv);
+    }
+    if (p->send) {
+        grpc_byte_buffer_destroy(p->send);
+    }
+    grpc_metadata_array_destroy(&p->init_md);
+    grpc_metadata_array_destroy(&p->trail_md);
+    if (p->call) {
+        grpc_call_unref(p->call);
+    }
+    return st;
 }

@@ -11,7 +11,8 @@
 
 /* Packs msg into a new byte buffer (destroy after the batch that sends it completes). */
 grpc_byte_buffer *coord_rpc_pack(const ProtobufCMessage *msg);
-/* Unpacks bb (NULL -> NULL); a malformed message -> NULL. Free with protobuf_c_message_free_unpacked. */
+/* Unpacks bb (NULL -> NULL); a malformed message -> NULL. Free with
+ * protobuf_c_message_free_unpacked. */
 ProtobufCMessage *coord_rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d);
 
 grpc_status_code coord_rpc_status_from_em(em_status st);
@@ -36,3 +37,23 @@ gpr_timespec coord_rpc_deadline_ms(long ms);
 
 /* "UNAVAILABLE", "INVALID_ARGUMENT", ... */
 const char *coord_rpc_status_name(grpc_status_code code);
+
+/* An asynchronous unary call on a caller-owned pluck queue: start several (one per worker),
+ * then finish each. The pending struct's address is the tag. */
+typedef struct coord_rpc_pending {
+    grpc_call *call;
+    grpc_byte_buffer *send, *recv;
+    grpc_metadata_array init_md, trail_md;
+    grpc_status_code status;
+    grpc_slice details;
+    int started;
+} coord_rpc_pending;
+
+/* ch may be NULL (the call then finishes at once with UNAVAILABLE). */
+void coord_rpc_pending_start(grpc_completion_queue *cq, coord_rpc_pending *p, grpc_channel *ch,
+                             const char *method, const ProtobufCMessage *msg, long timeout_ms);
+/* Waits for p; returns the status, the unpacked reply in *out (or NULL; free it with
+ * protobuf_c_message_free_unpacked) and the status message in why. Frees the call. */
+grpc_status_code coord_rpc_pending_finish(grpc_completion_queue *cq, coord_rpc_pending *p,
+                                          const ProtobufCMessageDescriptor *d,
+                                          ProtobufCMessage **out, char *why, size_t whylen);

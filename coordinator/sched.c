@@ -160,8 +160,8 @@ static void batch_build(coord_sched *s, batch *b)
 
 static void step_once(coord_sched *s, batch *b)
 {
-    coord_step st = {s->n_drops, s->drops,   b->n_open, b->open, b->n,        b->tokens,
-                     b->pos,     b->seq,     b->want,   b->n_pol, b->pol_slot, b->pol_phase};
+    coord_step st = {s->n_drops, s->drops, b->n_open, b->open,  b->n,        b->tokens,
+                     b->pos,     b->seq,   b->want,   b->n_pol, b->pol_slot, b->pol_phase};
     coord_step_result res;
     char err[768];
     em_status rc = coord_group_step(s->g, &st, &res, err, sizeof err);
@@ -295,7 +295,8 @@ static void *sched_main(void *p)
     return NULL;
 }
 
-/* ---- public API -------------------------------------------------------------------------------- */
+/* ---- public API --------------------------------------------------------------------------------
+ */
 
 em_status coord_sched_start(coord_group *g, const model *m, const tokenizer *tok,
                             const coord_sched_opts *o, coord_sched **out)
@@ -366,7 +367,9 @@ void coord_sched_submit(coord_sched *s, coord_req *q)
 {
     run *r = calloc(1, sizeof *r);
     if (r == NULL) {
-        coord_event ev = {.kind = COORD_EV_ERROR, .request_id = q->id, .status = EM_ENOMEM,
+        coord_event ev = {.kind = COORD_EV_ERROR,
+                          .request_id = q->id,
+                          .status = EM_ENOMEM,
                           .message = "out of memory"};
         q->sink->emit(q->sink_user, &ev);
         q->sink->release(q->sink_user);

@@ -36,7 +36,7 @@ typedef struct coord_sched_stats {
     int64_t generation;
     int running, queued;
     int64_t requests_total, requests_failed, tokens_generated, prompt_tokens, steps;
-    int64_t kv_entries; /* KV entries held for running sequences, summed over workers */
+    int64_t kv_entries;       /* KV entries held for running sequences, summed over workers */
     coord_lat_hist ttft, itl; /* submit -> first token; between tokens (scheduler side) */
 } coord_sched_stats;
 

@@ -26,7 +26,7 @@ typedef struct run {
     tok_stream ts;
     int have_smp, have_ss;
     int64_t kv_entries;
-    int cancel_req, abort_req; /* set by other threads under mu */
+    int cancel_req, abort_req;            /* set by other threads under mu */
     const char *fin_reason, *fin_matched; /* set when sampling finished the run */
     int fin_token;
     int oom;

@@ -9,7 +9,7 @@
 #include "common/timeutil.h"
 #include "coordinator/sched_impl.h"
 
-const double coord_lat_bucket_ms[COORD_LAT_BUCKETS] = {1,   2,   5,    10,   20,   50,   100,
+const double coord_lat_bucket_ms[COORD_LAT_BUCKETS] = {1,   2,   5,    10,   20,   50,    100,
                                                        200, 500, 1000, 2000, 5000, 10000, 30000};
 
 static void hist_add(coord_lat_hist *h, double ms)
@@ -138,7 +138,8 @@ int coord__run_admit(coord_sched *s, run *r)
 
 /* ---- sampling one token (the single-process generator's per-token logic) ------------------ */
 
-static void fill_logprobs(coord_sched *s, const float *raw, int32_t id, int top_n, coord_logprob *lp)
+static void fill_logprobs(coord_sched *s, const float *raw, int32_t id, int top_n,
+                          coord_logprob *lp)
 {
     int n = s->m->hp.n_vocab;
     float mx = raw[0];
@@ -224,8 +225,7 @@ int coord__run_sample(coord_sched *s, run *r, float *logits)
         r->state = RUN_DECODE;
         return 0;
     }
-    r->fin_matched = why == STOP_STRING && r->ss.matched >= 0 ? r->ss.p->stop[r->ss.matched]
-                                                               : NULL;
+    r->fin_matched = why == STOP_STRING && r->ss.matched >= 0 ? r->ss.p->stop[r->ss.matched] : NULL;
     r->fin_reason = stop_reason_str(why);
     r->fin_token = (why == STOP_TOKEN || why == STOP_EOS) ? id : -1;
     return 1;

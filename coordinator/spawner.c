@@ -77,7 +77,7 @@ static pid_t spawn_one(const coord_spawner_opts *o, int rank, int *port)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         signal(SIGTERM, SIG_DFL);
         signal(SIGINT, SIG_DFL);
-        dup2(2, 1); /* worker stdout -> stderr: the coordinator's stdout stays its own */
+        dup2(2, 1);          /* worker stdout -> stderr: the coordinator's stdout stays its own */
         int wfd = dup(p[1]); /* without CLOEXEC */
         char fdstr[16], threads[16], name[64];
         snprintf(fdstr, sizeof fdstr, "%d", wfd);

@@ -119,9 +119,10 @@ static void do_hello(server_ctx *s, wcall *c, const Emserve__Internal__V1__Hello
 static void do_form(server_ctx *s, wcall *c, const Emserve__Internal__V1__FormGroupRequest *rq)
 {
     char err[512] = "";
-    worker_form f = {rq->generation, rq->rank,          rq->world,      rq->store_addr,
-                     rq->prefix,     rq->gloo_host,     rq->model_path, rq->timeout_ms,
-                     rq->n_threads,  rq->max_batch_tokens, rq->max_slots};
+    worker_form f = {rq->generation,       rq->rank,       rq->world,
+                     rq->store_addr,       rq->prefix,     rq->gloo_host,
+                     rq->model_path,       rq->timeout_ms, rq->n_threads,
+                     rq->max_batch_tokens, rq->max_slots};
     em_status st = worker_group_form(s->w, &f, err, sizeof err);
     if (st != EM_OK) {
         EM_LOG_ERROR("form group %lld: %s", (long long)rq->generation, err);
@@ -144,7 +145,8 @@ static em_status step_convert(const Emserve__Internal__V1__StepRequest *rq, work
                               worker_open **opens, worker_policy **pols, char *err, size_t errlen)
 {
     size_t nt = rq->n_tokens;
-    if (rq->n_pos != nt || rq->n_seq != nt || (rq->want_logits.len != 0 && rq->want_logits.len != nt)) {
+    if (rq->n_pos != nt || rq->n_seq != nt ||
+        (rq->want_logits.len != 0 && rq->want_logits.len != nt)) {
         snprintf(err, errlen, "tokens/pos/seq/want_logits lengths differ");
         return EM_EINVAL;
     }
@@ -207,9 +209,8 @@ static void do_step(server_ctx *s, wcall *c, const Emserve__Internal__V1__StepRe
         r.step_id = rq->step_id;
         r.n_logits = out.n_logits;
         r.logits.data = (uint8_t *)out.logits;
-        r.logits.len = out.logits ? sizeof(float) * (size_t)out.n_logits *
-                                        (size_t)s->w->m->hp.n_vocab
-                                  : 0;
+        r.logits.len =
+            out.logits ? sizeof(float) * (size_t)out.n_logits * (size_t)s->w->m->hp.n_vocab : 0;
         r.n_kv_slots = (size_t)out.n_slots;
         r.kv_slots = out.slots;
         r.n_kv_entries = (size_t)out.n_slots;
@@ -331,7 +332,8 @@ em_status worker_rpc_serve(worker_state *w, const char *listen_addr, volatile si
             grpc_server_cancel_all_calls(s.server);
         }
         grpc_event ev = grpc_completion_queue_next(
-            s.cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(200, GPR_TIMESPAN)),
+            s.cq,
+            gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(200, GPR_TIMESPAN)),
             NULL);
         if (ev.type == GRPC_QUEUE_TIMEOUT) {
             continue;

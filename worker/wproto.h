@@ -15,9 +15,9 @@ typedef enum {
 _Static_assert(WORKER_OP_COUNT == 3 && WORKER_PROTO_VERSION == 1,
                "worker protocol changed: bump WORKER_PROTO_VERSION and update this assert");
 
-#define WORKER_METHOD_HELLO "/emserve.internal.v1.Worker/Hello"
+#define WORKER_METHOD_HELLO      "/emserve.internal.v1.Worker/Hello"
 #define WORKER_METHOD_FORM_GROUP "/emserve.internal.v1.Worker/FormGroup"
-#define WORKER_METHOD_STEP "/emserve.internal.v1.Worker/Step"
+#define WORKER_METHOD_STEP       "/emserve.internal.v1.Worker/Step"
 
 /* Policy phases carried in SeqPolicy.phase (mapped to ems policy phases by the worker). */
 enum { WORKER_PHASE_PREFILL_END = 1, WORKER_PHASE_DECODE = 2 };

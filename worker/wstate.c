@@ -201,9 +201,9 @@ static em_status open_slots(worker_state *w, const worker_step_in *in, char *err
         ems_cache_destroy(w->cache[o->slot]);
         w->cache[o->slot] = NULL;
         w->cfg[o->slot] = o->cfg;
-        em_status st = engine_cache_create(w->e, ems_config_w_loc(&o->cfg),
-                                           ems_config_wants_stats(&o->cfg), o->cfg.group_max,
-                                           &w->cache[o->slot]);
+        em_status st =
+            engine_cache_create(w->e, ems_config_w_loc(&o->cfg), ems_config_wants_stats(&o->cfg),
+                                o->cfg.group_max, &w->cache[o->slot]);
         if (st != EM_OK) {
             snprintf(err, errlen, "open slot %d: %s", o->slot, em_status_str(st));
             return st;
@@ -274,8 +274,8 @@ em_status worker_step(worker_state *w, const worker_step_in *in, worker_step_out
     for (int i = 0; st == EM_OK && i < in->n_policy; i++) {
         const worker_policy *p = &in->policy[i];
         int phase = p->phase == WORKER_PHASE_PREFILL_END ? EMS_PHASE_PREFILL_END : EMS_PHASE_DECODE;
-        st = ems_policy_step(w->cache[p->slot], &w->cfg[p->slot], phase,
-                             w->world > 1 ? &red : NULL);
+        st =
+            ems_policy_step(w->cache[p->slot], &w->cfg[p->slot], phase, w->world > 1 ? &red : NULL);
         if (st != EM_OK) {
             snprintf(err, errlen, "ems_policy_step slot %d: %s", p->slot, em_status_str(st));
         }

@@ -64,8 +64,8 @@ typedef struct worker_step_out {
     const float *logits; /* [n_logits][n_vocab], owned by the state (valid until next step) */
     int n_logits;
     int n_slots;
-    int32_t *slots;     /* distinct slots of the batch, in first-appearance order (owned) */
-    int64_t *entries;   /* KV entries this worker holds for slots[i] (owned) */
+    int32_t *slots;   /* distinct slots of the batch, in first-appearance order (owned) */
+    int64_t *entries; /* KV entries this worker holds for slots[i] (owned) */
 } worker_step_out;
 
 void worker_state_init(worker_state *w, const char *model_path, int n_threads);

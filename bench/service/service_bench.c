@@ -196,8 +196,10 @@ int main(int argc, char **argv)
     }
     fprintf(tsv, "workers\tems\tconc\tctx\treq_s\ttok_s\tttft_p50\tttft_p90\tttft_p99\titl_p50\t"
                  "itl_p90\titl_p99\trequests\terrors\n");
-    fprintf(md, "| workers | KV | concurrency | context | req/s | tok/s | TTFT p50 / p90 / p99 "
-                "(ms) | ITL p50 / p90 / p99 (ms) | requests |\n|---|---|---|---|---|---|---|---|---|\n");
+    fprintf(
+        md,
+        "| workers | KV | concurrency | context | req/s | tok/s | TTFT p50 / p90 / p99 "
+        "(ms) | ITL p50 / p90 / p99 (ms) | requests |\n|---|---|---|---|---|---|---|---|---|\n");
     grpc_init();
     int cur_w = -1;
     svc s = {0};
@@ -240,9 +242,11 @@ int main(int argc, char **argv)
         fprintf(tsv, "%d\t%d\t%d\t%d\t%.2f\t%.1f\t%.2f\t%.2f\t%.2f\t%.3f\t%.3f\t%.3f\t%ld\t%ld\n",
                 L->workers, L->ems, L->conc, L->ctx, rps, tps, t50, t90, t99, i50, i90, i99,
                 sh.requests, sh.errors);
-        fprintf(md, "| %d | %s | %d | %d | %.1f | %.0f | %.1f / %.1f / %.1f | %.2f / %.2f / %.2f | %ld%s |\n",
-                L->workers, L->ems ? "ems B=64" : "full", L->conc, L->ctx, rps, tps, t50, t90,
-                t99, i50, i90, i99, sh.requests, sh.errors ? " (errors!)" : "");
+        fprintf(md,
+                "| %d | %s | %d | %d | %.1f | %.0f | %.1f / %.1f / %.1f | %.2f / %.2f / %.2f | "
+                "%ld%s |\n",
+                L->workers, L->ems ? "ems B=64" : "full", L->conc, L->ctx, rps, tps, t50, t90, t99,
+                i50, i90, i99, sh.requests, sh.errors ? " (errors!)" : "");
         fflush(tsv);
         fflush(md);
         printf("workers %d %-8s conc %2d ctx %3d: %6.1f req/s %7.0f tok/s TTFT p50 %6.1f ms "

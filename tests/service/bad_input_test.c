@@ -25,10 +25,30 @@ typedef struct bad_case {
 } bad_case;
 
 enum {
-    B_NO_INPUT, B_EMPTY_IDS, B_BAD_ID, B_TEMP_NEG, B_TEMP_NAN, B_TOP_P_ZERO, B_TOP_P_BIG,
-    B_TOP_K_NEG, B_MIN_P, B_REP_PEN, B_LOGPROBS, B_N2, B_MAX_TOK_0, B_MAX_TOK_BIG, B_STOP_ID,
-    B_STOP_EMPTY, B_STOP_MANY, B_KV_METHOD, B_KV_BUDGET, B_KV_PARAM, B_KV_PARAM_VAL, B_ID_LONG,
-    B_TEXT_LONG, B_INCLUDE_STOP
+    B_NO_INPUT,
+    B_EMPTY_IDS,
+    B_BAD_ID,
+    B_TEMP_NEG,
+    B_TEMP_NAN,
+    B_TOP_P_ZERO,
+    B_TOP_P_BIG,
+    B_TOP_K_NEG,
+    B_MIN_P,
+    B_REP_PEN,
+    B_LOGPROBS,
+    B_N2,
+    B_MAX_TOK_0,
+    B_MAX_TOK_BIG,
+    B_STOP_ID,
+    B_STOP_EMPTY,
+    B_STOP_MANY,
+    B_KV_METHOD,
+    B_KV_BUDGET,
+    B_KV_PARAM,
+    B_KV_PARAM_VAL,
+    B_ID_LONG,
+    B_TEXT_LONG,
+    B_INCLUDE_STOP
 };
 
 static const bad_case k_bad[] = {
@@ -83,6 +103,7 @@ static uint8_t *build(int which, size_t *len)
     m.kv = &kv;
     tids.ids = ids;
     tids.n_ids = 3;
+    /* clang-format off */
     switch (which) {
     case B_NO_INPUT: m.input_case = EMSERVE__V1__GENERATE_REQUEST__INPUT__NOT_SET; break;
     case B_EMPTY_IDS: m.input_case = EMSERVE__V1__GENERATE_REQUEST__INPUT_TOKENS; m.tokens = &tids; tids.n_ids = 0; break;
@@ -109,6 +130,7 @@ static uint8_t *build(int which, size_t *len)
     case B_TEXT_LONG: m.text = g_long_text; break;
     case B_INCLUDE_STOP: st._include_stop_str_in_output_case = 5; st.include_stop_str_in_output = 1; break;
     }
+    /* clang-format on */
     *len = protobuf_c_message_get_packed_size(&m.base);
     uint8_t *buf = malloc(*len + 1);
     assert(protobuf_c_message_pack(&m.base, buf) == *len);
@@ -138,7 +160,10 @@ static const struct {
 } k_garbage[] = {
     {"random", "\xde\xad\xbe\xef\x01\x02\x03", 7},
     {"truncated varint", "\x08\xff\xff\xff", 4},
-    {"length past end", "\x12\x7f" "abc", 5},
+    {"length past end",
+     "\x12\x7f"
+     "abc",
+     5},
     {"wrong wire type for text", "\x15\x00\x00\x80\x3f", 5},
     {"bad nested message", "\x22\x05\xff\xff\xff\xff\xff", 7},
     {"group start tag", "\x0b\x0c", 2},
@@ -203,9 +228,9 @@ int main(void)
     /* Unknown method, empty abort id. */
     ProtobufCMessage *resp = NULL;
     Emserve__V1__AbortRequest ab = EMSERVE__V1__ABORT_REQUEST__INIT;
-    grpc_status_code st = coord_rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/Nope",
-                                          &ab.base, &emserve__v1__abort_response__descriptor,
-                                          &resp, 5000, 0, NULL, 0);
+    grpc_status_code st =
+        coord_rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/Nope", &ab.base,
+                        &emserve__v1__abort_response__descriptor, &resp, 5000, 0, NULL, 0);
     fails += st != GRPC_STATUS_UNIMPLEMENTED;
     st = coord_rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/Abort", &ab.base,
                          &emserve__v1__abort_response__descriptor, &resp, 5000, 0, NULL, 0);

@@ -91,11 +91,13 @@ static void send_garbage(int port)
         const char *b;
         size_t n;
     } junk[] = {
-        {"", 0},                                          /* connect and close */
-        {"X", 1},                                         /* unknown op */
-        {"S\xff\xff\xff\xff", 5},                         /* key length 4 GiB */
-        {"W\x01\x00\x00\x00\xff\xff\xff\x7f", 9},         /* 2^31 keys */
-        {"G\x05\x00\x00\x00" "ab", 7},                   /* key cut short */
+        {"", 0},                                  /* connect and close */
+        {"X", 1},                                 /* unknown op */
+        {"S\xff\xff\xff\xff", 5},                 /* key length 4 GiB */
+        {"W\x01\x00\x00\x00\xff\xff\xff\x7f", 9}, /* 2^31 keys */
+        {"G\x05\x00\x00\x00"
+         "ab",
+         7}, /* key cut short */
     };
     for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);

@@ -19,10 +19,10 @@
 
 typedef struct gcase {
     const char *name;
-    int use_ids;         /* 1: send the golden prompt ids instead of text */
+    int use_ids; /* 1: send the golden prompt ids instead of text */
     const char *prompt;
     int max_tokens;
-    const char *method;  /* NULL = full */
+    const char *method; /* NULL = full */
     int budget;
     const char *k1, *v1; /* one extra kv parameter */
     const int32_t *golden;
@@ -145,8 +145,8 @@ static int run_case(coord_client *cl, int c, int workers)
         fails++;
     }
     if (!same(res.output_ids, res.n_output, g_ref[c], g_ref_n[c])) {
-        fprintf(stderr, "FAIL %s, %d workers: ids differ from the single-process engine\n",
-                k->name, workers);
+        fprintf(stderr, "FAIL %s, %d workers: ids differ from the single-process engine\n", k->name,
+                workers);
         print_ids("service", res.output_ids, res.n_output);
         print_ids("engine ", g_ref[c], g_ref_n[c]);
         fails++;
@@ -158,8 +158,8 @@ static int run_case(coord_client *cl, int c, int workers)
         fails++;
     }
     if (k->method && !(res.kv_entries_kept < res.kv_entries_full)) {
-        fprintf(stderr, "FAIL %s, %d workers: no compression (kv %lld of %lld)\n", k->name,
-                workers, (long long)res.kv_entries_kept, (long long)res.kv_entries_full);
+        fprintf(stderr, "FAIL %s, %d workers: no compression (kv %lld of %lld)\n", k->name, workers,
+                (long long)res.kv_entries_kept, (long long)res.kv_entries_full);
         fails++;
     }
     if (res.kv_entries_kept != g_ref_kv[c]) {
@@ -199,7 +199,8 @@ int main(void)
             assert(info.kv_head0[r] == r * (4 / k_workers[w]));
             assert(info.n_kv_heads[r] == 4 / k_workers[w]);
             if (r > 0) { /* memory per worker ~ 1/N of the layer weights */
-                assert(info.weight_bytes[r] > 0 && info.weight_bytes[r] <= info.weight_bytes[0] + 4096);
+                assert(info.weight_bytes[r] > 0 &&
+                       info.weight_bytes[r] <= info.weight_bytes[0] + 4096);
             }
         }
         printf("%d worker(s): layer weight bytes per worker %lld\n", k_workers[w],

@@ -18,18 +18,18 @@
 #include "model/tokenizer.h"
 #include "tests/service/svc_harness.h"
 
-static const char *const k_prompts[] = {
-    "Once upon a time", "Lily and Ben went to the park. They saw a", "The cat sat on the",
-    "Tom had a red ball. He"};
+static const char *const k_prompts[] = {"Once upon a time",
+                                        "Lily and Ben went to the park. They saw a",
+                                        "The cat sat on the", "Tom had a red ball. He"};
 #define N_PROMPTS 4
-#define REF_MAX 64
+#define REF_MAX   64
 #define N_STREAMS 40
 
 static int32_t g_ref[N_PROMPTS][2][REF_MAX]; /* [prompt][0 full, 1 ems B=16] */
 static int g_ref_n[N_PROMPTS][2];
 
 /* Long prompts (prefilled in several chunks and steps by the service, in one by gen_run). */
-#define N_LONG 3
+#define N_LONG   3
 #define LONG_GEN 24
 static const int k_long_len[N_LONG] = {300, 420, 517};
 static int32_t g_long_prompt[N_LONG][600];
@@ -167,13 +167,14 @@ static void *stream_job(void *p)
     }
     coord_client_generate(j->cl, &rq, &res);
     const int32_t *ref = g_ref[j->prompt][j->ems];
-    int want = g_ref_n[j->prompt][j->ems] < j->max_tokens ? g_ref_n[j->prompt][j->ems] : j->max_tokens;
+    int want =
+        g_ref_n[j->prompt][j->ems] < j->max_tokens ? g_ref_n[j->prompt][j->ems] : j->max_tokens;
     if (res.status != GRPC_STATUS_OK || !res.got_complete || res.n_output != want ||
         res.n_ids != want || memcmp(res.output_ids, ref, sizeof(int32_t) * (size_t)want) != 0 ||
         memcmp(res.ids, ref, sizeof(int32_t) * (size_t)want) != 0) {
-        fprintf(stderr, "FAIL stream %d (prompt %d, ems %d, max %d): status %d %s, %d ids (want %d)\n",
-                j->idx, j->prompt, j->ems, j->max_tokens, res.status, res.message, res.n_output,
-                want);
+        fprintf(
+            stderr, "FAIL stream %d (prompt %d, ems %d, max %d): status %d %s, %d ids (want %d)\n",
+            j->idx, j->prompt, j->ems, j->max_tokens, res.status, res.message, res.n_output, want);
         j->fail = 1;
     }
     coord_client_result_free(&res);

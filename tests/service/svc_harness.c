@@ -21,11 +21,11 @@ extern char **environ;
 
 const char *const k_golden_prompt1 = "Once upon a time";
 const int32_t k_golden_prompt1_ids[5] = {1, 403, 407, 261, 378};
-const int32_t k_golden_ids1[60] = {
-    432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267,
-    337, 410, 408, 419, 292, 411, 322, 265, 282, 295, 433, 426, 385, 328, 432,
-    358, 394, 261, 370, 432, 352, 266, 268, 388, 426, 338, 391, 266, 267, 337,
-    335, 312, 432, 398, 312, 286, 267, 414, 270, 333, 415, 426, 13,  438, 310};
+const int32_t k_golden_ids1[60] = {432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338,
+                                   401, 396, 267, 337, 410, 408, 419, 292, 411, 322, 265, 282,
+                                   295, 433, 426, 385, 328, 432, 358, 394, 261, 370, 432, 352,
+                                   266, 268, 388, 426, 338, 391, 266, 267, 337, 335, 312, 432,
+                                   398, 312, 286, 267, 414, 270, 333, 415, 426, 13,  438, 310};
 const char *const k_golden_prompt2 = "Lily and Ben went to the park. They saw a";
 const int32_t k_golden_ids2[40] = {370, 268, 414, 444, 335, 261, 370, 268, 414, 444,
                                    426, 342, 391, 266, 267, 337, 335, 312, 426, 342,
@@ -116,8 +116,8 @@ int svc_start(svc *s, int n_workers, const char *const *extra)
     bin_path("coordinator/emserve", "EMSERVE_BIN", bin, sizeof bin);
     bin_path("worker/emserve_worker", "EMSERVE_WORKER_BIN", wbin, sizeof wbin);
     snprintf(nw, sizeof nw, "%d", n_workers);
-    const char *argv[64] = {bin, "--model", svc_model(), "--workers", nw, "--listen",
-                            "127.0.0.1:0", "--worker-bin", wbin};
+    const char *argv[64] = {bin,        "--model",     svc_model(),    "--workers", nw,
+                            "--listen", "127.0.0.1:0", "--worker-bin", wbin};
     int argc = 9;
     for (int i = 0; extra && extra[i] && argc < 62; i++) {
         argv[argc++] = extra[i];

@@ -101,8 +101,7 @@ static int kill_mid_generation(coord_client *cl, pid_t pid, const char *what)
         fails++;
     }
     printf("%s: stream ended after %d chunks, %.2f s after kill -9: status %d (%s); health %s\n",
-           what, j.n_chunks, dt, j.res.status, j.res.message,
-           health == 0 ? "NOT_SERVING" : "?");
+           what, j.n_chunks, dt, j.res.status, j.res.message, health == 0 ? "NOT_SERVING" : "?");
     coord_client_result_free(&j.res);
     return fails;
 }
@@ -128,8 +127,8 @@ static int test_local(void)
     if (after.generation <= before.generation || after.pid[1] == before.pid[1] ||
         after.pid[0] != before.pid[0]) {
         fprintf(stderr, "FAIL: generation %lld -> %lld, worker 1 pid %lld -> %lld\n",
-                (long long)before.generation, (long long)after.generation,
-                (long long)before.pid[1], (long long)after.pid[1]);
+                (long long)before.generation, (long long)after.generation, (long long)before.pid[1],
+                (long long)after.pid[1]);
         fails++;
     }
     fails += !golden_ok(cl);

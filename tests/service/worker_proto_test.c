@@ -25,8 +25,8 @@ static grpc_status_code call(const char *method, const ProtobufCMessage *rq,
                              const ProtobufCMessageDescriptor *d, ProtobufCMessage **resp)
 {
     ProtobufCMessage *dummy = NULL;
-    grpc_status_code st = coord_rpc_unary(g_ch, method, rq, d, resp ? resp : &dummy, 30000, 0,
-                                          g_msg, sizeof g_msg);
+    grpc_status_code st =
+        coord_rpc_unary(g_ch, method, rq, d, resp ? resp : &dummy, 30000, 0, g_msg, sizeof g_msg);
     if (!resp && dummy) {
         protobuf_c_message_free_unpacked(dummy, NULL);
     }
@@ -81,7 +81,8 @@ static grpc_status_code step(const step_args *a, int32_t *next)
     Emserve__Internal__V1__StepRequest rq = EMSERVE__INTERNAL__V1__STEP_REQUEST__INIT;
     Emserve__Internal__V1__SeqOpen op = EMSERVE__INTERNAL__V1__SEQ_OPEN__INIT, *opp[1] = {&op};
     Emserve__Internal__V1__KvParam kv = EMSERVE__INTERNAL__V1__KV_PARAM__INIT, *kvp[1] = {&kv};
-    Emserve__Internal__V1__SeqPolicy pol = EMSERVE__INTERNAL__V1__SEQ_POLICY__INIT, *polp[1] = {&pol};
+    Emserve__Internal__V1__SeqPolicy pol = EMSERVE__INTERNAL__V1__SEQ_POLICY__INIT,
+                                     *polp[1] = {&pol};
     uint8_t want[64] = {0};
     int32_t drop[1] = {a->drop_slot};
     rq.generation = a->gen;
@@ -119,8 +120,8 @@ static grpc_status_code step(const step_args *a, int32_t *next)
     }
     rq.return_logits = 1;
     ProtobufCMessage *r = NULL;
-    grpc_status_code st = call(WORKER_METHOD_STEP, &rq.base,
-                               &emserve__internal__v1__step_response__descriptor, &r);
+    grpc_status_code st =
+        call(WORKER_METHOD_STEP, &rq.base, &emserve__internal__v1__step_response__descriptor, &r);
     if (st == GRPC_STATUS_OK) {
         Emserve__Internal__V1__StepResponse *sr = (Emserve__Internal__V1__StepResponse *)r;
         if (a->n > 0) {
@@ -138,15 +139,15 @@ static grpc_status_code step(const step_args *a, int32_t *next)
     return st;
 }
 
-#define EXPECT(cond, what)                                                                      \
-    do {                                                                                        \
-        if (!(cond)) {                                                                          \
-            fprintf(stderr, "FAIL %s (last message: %s)\n", what, g_msg);                       \
-            fails++;                                                                            \
-        } else {                                                                                \
-            printf("ok   %s%s%s\n", what, g_msg[0] ? ": " : "", g_msg);                         \
-        }                                                                                       \
-        g_msg[0] = 0;                                                                           \
+#define EXPECT(cond, what)                                                \
+    do {                                                                  \
+        if (!(cond)) {                                                    \
+            fprintf(stderr, "FAIL %s (last message: %s)\n", what, g_msg); \
+            fails++;                                                      \
+        } else {                                                          \
+            printf("ok   %s%s%s\n", what, g_msg[0] ? ": " : "", g_msg);   \
+        }                                                                 \
+        g_msg[0] = 0;                                                     \
     } while (0)
 
 int main(void)
@@ -164,26 +165,35 @@ int main(void)
     int32_t bad_tok[5] = {1, 403, 4000, 261, 378};
 
     EXPECT(step(&(step_args){1, 1, NULL, NULL, -1, p, pos, seq, 5, 5, 0}, &next) ==
-               GRPC_STATUS_FAILED_PRECONDITION, "Step before Hello is refused");
+               GRPC_STATUS_FAILED_PRECONDITION,
+           "Step before Hello is refused");
     EXPECT(hello(99) == GRPC_STATUS_FAILED_PRECONDITION, "Hello with protocol version 99");
     EXPECT(hello(WORKER_PROTO_VERSION) == GRPC_STATUS_OK, "Hello v1");
     EXPECT(form(0, 3, 1) == GRPC_STATUS_INVALID_ARGUMENT && strstr(g_msg, "divide"),
            "FormGroup with 3 workers for 4 KV heads");
     EXPECT(step(&(step_args){1, 1, NULL, NULL, -1, p, pos, seq, 5, 5, 0}, &next) ==
-               GRPC_STATUS_UNAVAILABLE, "Step outside a group");
+               GRPC_STATUS_UNAVAILABLE,
+           "Step outside a group");
     EXPECT(form(0, 1, 7) == GRPC_STATUS_OK, "FormGroup 1 of 1, generation 7");
     EXPECT(step(&(step_args){6, 1, NULL, NULL, -1, p, pos, seq, 5, 5, 0}, &next) ==
-               GRPC_STATUS_UNAVAILABLE, "Step with a stale generation");
+               GRPC_STATUS_UNAVAILABLE,
+           "Step with a stale generation");
     EXPECT(step(&(step_args){7, -1, NULL, NULL, -1, p, pos, seq9, 5, 5, 0}, &next) ==
-               GRPC_STATUS_INVALID_ARGUMENT, "Step on a slot that is not open");
+               GRPC_STATUS_INVALID_ARGUMENT,
+           "Step on a slot that is not open");
     EXPECT(step(&(step_args){7, 9, NULL, NULL, -1, p, pos, seq9, 5, 5, 0}, &next) ==
-               GRPC_STATUS_INVALID_ARGUMENT, "open of slot 9 of 4");
+               GRPC_STATUS_INVALID_ARGUMENT,
+           "open of slot 9 of 4");
     EXPECT(step(&(step_args){7, 1, NULL, NULL, -1, bad_tok, pos, seq, 5, 5, 0}, &next) ==
-               GRPC_STATUS_INVALID_ARGUMENT && strstr(g_msg, "4000"), "token id out of range");
+                   GRPC_STATUS_INVALID_ARGUMENT &&
+               strstr(g_msg, "4000"),
+           "token id out of range");
     EXPECT(step(&(step_args){7, 2, NULL, NULL, -1, p, pos, seq, 5, 4, 0}, &next) ==
-               GRPC_STATUS_INVALID_ARGUMENT, "tokens/pos lengths differ");
+               GRPC_STATUS_INVALID_ARGUMENT,
+           "tokens/pos lengths differ");
     EXPECT(step(&(step_args){7, 2, "ems.tau", "x", -1, p, pos, seq, 5, 5, 0}, &next) ==
-               GRPC_STATUS_INVALID_ARGUMENT, "bad KV parameter");
+               GRPC_STATUS_INVALID_ARGUMENT,
+           "bad KV parameter");
     {
         /* a HelloRequest{protocol_version: -1} parses as StepRequest{generation: -1} */
         ProtobufCMessage *r = NULL;
@@ -198,7 +208,8 @@ int main(void)
     int32_t got[8];
     int fail_ids = 0;
     EXPECT(step(&(step_args){7, 1, NULL, NULL, -1, p, pos, seq, 5, 5, WORKER_PHASE_PREFILL_END},
-                &next) == GRPC_STATUS_OK, "prefill");
+                &next) == GRPC_STATUS_OK,
+           "prefill");
     for (int i = 0; i < 8; i++) {
         got[i] = next;
         fail_ids += next != k_golden_ids1[i];
@@ -213,9 +224,11 @@ int main(void)
     printf("     ids: %d %d %d %d %d %d %d %d\n", got[0], got[1], got[2], got[3], got[4], got[5],
            got[6], got[7]);
     EXPECT(step(&(step_args){7, -1, NULL, NULL, 1, NULL, NULL, NULL, 0, 0, 0}, &next) ==
-               GRPC_STATUS_OK, "drop slot 1 (an empty step)");
+               GRPC_STATUS_OK,
+           "drop slot 1 (an empty step)");
     EXPECT(step(&(step_args){7, -1, NULL, NULL, -1, p, pos, seq, 5, 5, 0}, &next) ==
-               GRPC_STATUS_INVALID_ARGUMENT, "slot 1 is gone after the drop");
+               GRPC_STATUS_INVALID_ARGUMENT,
+           "slot 1 is gone after the drop");
     EXPECT(svc_alive(&w), "the worker survived every bad call");
     grpc_channel_destroy(g_ch);
     int st = svc_stop(&w);
