@@ -58,7 +58,7 @@ mkdir -p "$B"
 
 # ---- sources (keep in sync with kernels/cuda/BUILD, tests/cuda/BUILD, coll/BUILD) ----
 CU_KERNELS="kernels/cuda/add.cu kernels/cuda/attn.cu kernels/cuda/cuda_ctx.cu kernels/cuda/embed.cu
-    kernels/cuda/ems_step.cu kernels/cuda/kern_cuda.cu kernels/cuda/kvquant.cu kernels/cuda/matmul.cu
+    kernels/cuda/ems_select.cu kernels/cuda/ems_step.cu kernels/cuda/kern_cuda.cu kernels/cuda/kvquant.cu kernels/cuda/matmul.cu
     kernels/cuda/rmsnorm.cu kernels/cuda/rope.cu kernels/cuda/sample.cu kernels/cuda/swiglu.cu"
 C_BASE="common/log.c common/status.c kernels/ref/kern_ref.c kernels/cuda/ems_step_ref.c
     kernels/cuda/kvquant_ref.c"
