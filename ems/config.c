@@ -172,14 +172,16 @@ void ems_config_default(ems_config *cfg)
 static int enum_count(const param *p)
 {
     int n = 0;
-    while (p->names[n]) n++;
+    while (p->names[n])
+        n++;
     return n;
 }
 
 em_status ems_config_set(ems_config *cfg, const char *key, const char *value, char *err,
                          size_t errlen)
 {
-    if (err && errlen) err[0] = '\0';
+    if (err && errlen)
+        err[0] = '\0';
     if (!key || !value) {
         snprintf(err, errlen, "kv parameter: missing key or value");
         return EM_EINVAL;
@@ -195,7 +197,8 @@ em_status ems_config_set(ems_config *cfg, const char *key, const char *value, ch
     }
     for (int i = 0; i < N_PARAMS; i++) {
         const param *p = &g_params[i];
-        if (strcmp(p->key, key) != 0) continue;
+        if (strcmp(p->key, key) != 0)
+            continue;
         char *end = NULL;
         errno = 0;
         if (p->type == P_INT) {
@@ -217,7 +220,8 @@ em_status ems_config_set(ems_config *cfg, const char *key, const char *value, ch
         } else {
             int n = enum_count(p), found = -1;
             for (int k = 0; k < n; k++) {
-                if (strcmp(p->names[k], value) == 0) found = k;
+                if (strcmp(p->names[k], value) == 0)
+                    found = k;
             }
             if (found < 0) {
                 char opts[160] = "";
@@ -258,8 +262,10 @@ em_status ems_config_set_kv(ems_config *cfg, const char *kv, char *err, size_t e
 
 int ems_config_budget(const ems_config *cfg, int n_ctx)
 {
-    if (cfg->method == EMS_METHOD_FULL) return 0;
-    if (cfg->budget > 0) return cfg->budget;
+    if (cfg->method == EMS_METHOD_FULL)
+        return 0;
+    if (cfg->budget > 0)
+        return cfg->budget;
     int b = (int)lrintf(cfg->budget_frac * (float)n_ctx);
     return b < 2 ? 2 : b;
 }
@@ -271,27 +277,32 @@ int ems_config_window(const ems_config *cfg, int B)
         w = cfg->window;
     } else if (cfg->method == EMS_METHOD_EMS) {
         w = (int)lrint((double)B / cfg->ems_window_div);
-        if (w < 1) w = 1;
+        if (w < 1)
+            w = 1;
     } else if (cfg->method == EMS_METHOD_TOVA || cfg->method == EMS_METHOD_STREAMINGLLM ||
                cfg->method == EMS_METHOD_SIMLAYERKV || cfg->method == EMS_METHOD_ROCO) {
         w = 0; /* these define their recent part through their own parameters */
     } else {
         w = 8; /* KVCache-Factory LongBench runner */
     }
-    if (B > 0 && w > B - 1) w = B - 1;
+    if (B > 0 && w > B - 1)
+        w = B - 1;
     return w < 0 ? 0 : w;
 }
 
 int ems_config_sinks(const ems_config *cfg)
 {
-    if (cfg->sinks >= 0) return cfg->sinks;
+    if (cfg->sinks >= 0)
+        return cfg->sinks;
     return cfg->method == EMS_METHOD_STREAMINGLLM ? 4 : 0;
 }
 
 int ems_config_every(const ems_config *cfg)
 {
-    if (cfg->compress_every > 0) return cfg->compress_every;
-    if (cfg->method == EMS_METHOD_TOVA || cfg->method == EMS_METHOD_ROCO) return 1;
+    if (cfg->compress_every > 0)
+        return cfg->compress_every;
+    if (cfg->method == EMS_METHOD_TOVA || cfg->method == EMS_METHOD_ROCO)
+        return 1;
     return 16;
 }
 
@@ -299,18 +310,23 @@ int ems_config_w_loc(const ems_config *cfg)
 {
     switch (cfg->method) {
     case EMS_METHOD_EMS:
-        if (cfg->ems_score == EMS_SCORE_GLOBAL) return 0;
+        if (cfg->ems_score == EMS_SCORE_GLOBAL)
+            return 0;
         return cfg->w_loc >= 0 ? cfg->w_loc : 16;
     case EMS_METHOD_SNAPKV:
     case EMS_METHOD_PYRAMIDKV: {
         /* observation window = the recent window (SnapKV); at least one row */
         int w = cfg->window >= 0 ? cfg->window : 8;
-        if (cfg->w_loc > w) w = cfg->w_loc;
+        if (cfg->w_loc > w)
+            w = cfg->w_loc;
         return w < 1 ? 1 : w;
     }
-    case EMS_METHOD_TOVA: return 1;
-    case EMS_METHOD_SIMLAYERKV: return cfg->slk_prefill ? cfg->slk_n_last : 1;
-    default: return cfg->w_loc > 0 ? cfg->w_loc : 0;
+    case EMS_METHOD_TOVA:
+        return 1;
+    case EMS_METHOD_SIMLAYERKV:
+        return cfg->slk_prefill ? cfg->slk_n_last : 1;
+    default:
+        return cfg->w_loc > 0 ? cfg->w_loc : 0;
     }
 }
 
@@ -321,7 +337,8 @@ int ems_config_wants_stats(const ems_config *cfg)
 
 em_status ems_config_validate(const ems_config *cfg, char *err, size_t errlen)
 {
-    if (err && errlen) err[0] = '\0';
+    if (err && errlen)
+        err[0] = '\0';
     if (cfg->method < 0 || cfg->method >= EMS_METHOD_COUNT) {
         snprintf(err, errlen, "method: invalid value %d", (int)cfg->method);
         return EM_EINVAL;
@@ -330,7 +347,8 @@ em_status ems_config_validate(const ems_config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "budget and budget_frac are exclusive: give one");
         return EM_EINVAL;
     }
-    if (cfg->method == EMS_METHOD_FULL) goto quant;
+    if (cfg->method == EMS_METHOD_FULL)
+        goto quant;
     if (cfg->budget <= 0 && cfg->budget_frac <= 0) {
         snprintf(err, errlen, "budget: method %s needs a budget (budget=N or budget_frac=F)",
                  ems_method_name(cfg->method));
@@ -389,8 +407,7 @@ em_status ems_config_validate(const ems_config *cfg, char *err, size_t errlen)
     }
     if (cfg->method != EMS_METHOD_EMS && cfg->method != EMS_METHOD_STREAMINGLLM &&
         cfg->method != EMS_METHOD_ROCO && cfg->sinks > 0) {
-        snprintf(err, errlen, "sinks: method %s does not use sinks",
-                 ems_method_name(cfg->method));
+        snprintf(err, errlen, "sinks: method %s does not use sinks", ems_method_name(cfg->method));
         return EM_EINVAL;
     }
     if (ems_config_w_loc(cfg) > EMS_MAX_W_LOC) {
@@ -441,7 +458,8 @@ static void param_text(const ems_config *cfg, const param *p, char *buf, size_t 
         int v = *(const int *)base;
         snprintf(buf, len, "%d", v);
         for (int k = 0; p->names[k]; k++) {
-            if ((p->values ? p->values[k] : k) == v) snprintf(buf, len, "%s", p->names[k]);
+            if ((p->values ? p->values[k] : k) == v)
+                snprintf(buf, len, "%s", p->names[k]);
         }
     }
 }
@@ -455,6 +473,7 @@ void ems_config_describe(const ems_config *cfg, char *buf, size_t len)
         char a[48], b[48];
         param_text(cfg, &g_params[i], a, sizeof a);
         param_text(&d, &g_params[i], b, sizeof b);
-        if (strcmp(a, b) != 0) o += (size_t)snprintf(buf + o, len - o, " %s=%s", g_params[i].key, a);
+        if (strcmp(a, b) != 0)
+            o += (size_t)snprintf(buf + o, len - o, " %s=%s", g_params[i].key, a);
     }
 }

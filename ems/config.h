@@ -4,25 +4,25 @@
  * (ems/policy.h) interprets it. Every parameter has a documented default (ems_config_help);
  * details that methods.md marks as inferred or unknown are parameters, never hidden constants. */
 #pragma once
+#include "common/status.h"
+
 #include <stddef.h>
 #include <stdio.h>
-
-#include "common/status.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 typedef enum {
-    EMS_METHOD_FULL = 0,    /* no compression */
-    EMS_METHOD_STREAMINGLLM,/* sinks + recent */
-    EMS_METHOD_H2O,         /* accumulated attention (global score) + recent window */
-    EMS_METHOD_SNAPKV,      /* observation-window score, pooled, + recent window */
-    EMS_METHOD_PYRAMIDKV,   /* SnapKV scoring with pyramidal per-layer budgets */
-    EMS_METHOD_TOVA,        /* attention of the newest query, per layer (or per head) */
-    EMS_METHOD_SIMLAYERKV,  /* lazy layers trimmed to initial + recent */
-    EMS_METHOD_ROCO,        /* EasyKV RoCo: mean score inside a std-aware eviction scope */
-    EMS_METHOD_EMS,         /* Global-Local score, evict-then-merge, zero class, head-wise */
+    EMS_METHOD_FULL = 0,     /* no compression */
+    EMS_METHOD_STREAMINGLLM, /* sinks + recent */
+    EMS_METHOD_H2O,          /* accumulated attention (global score) + recent window */
+    EMS_METHOD_SNAPKV,       /* observation-window score, pooled, + recent window */
+    EMS_METHOD_PYRAMIDKV,    /* SnapKV scoring with pyramidal per-layer budgets */
+    EMS_METHOD_TOVA,         /* attention of the newest query, per layer (or per head) */
+    EMS_METHOD_SIMLAYERKV,   /* lazy layers trimmed to initial + recent */
+    EMS_METHOD_ROCO,         /* EasyKV RoCo: mean score inside a std-aware eviction scope */
+    EMS_METHOD_EMS,          /* Global-Local score, evict-then-merge, zero class, head-wise */
     EMS_METHOD_COUNT
 } ems_method;
 
@@ -42,14 +42,14 @@ typedef enum { EMS_MW_SCORE = 0, EMS_MW_UNIFORM } ems_merge_weight;
 
 typedef struct ems_config {
     ems_method method;
-    int budget;          /* entries kept per (layer, KV head); 0 = use budget_frac */
-    float budget_frac;   /* budget as a fraction of the context length (when budget == 0) */
-    int window;          /* recent entries kept verbatim; -1 = method default */
-    int sinks;           /* first entries always kept; -1 = method default */
-    int w_loc;           /* local query window (rows of recent attention kept); -1 = default */
-    int compress_every;  /* decode: compress a head once it holds budget + N; 0 = method default */
-    int compress_prefill;/* 1: compress at the end of prefill */
-    int group_max;       /* GQA reduction of statistics: 0 mean over the query group, 1 max */
+    int budget;           /* entries kept per (layer, KV head); 0 = use budget_frac */
+    float budget_frac;    /* budget as a fraction of the context length (when budget == 0) */
+    int window;           /* recent entries kept verbatim; -1 = method default */
+    int sinks;            /* first entries always kept; -1 = method default */
+    int w_loc;            /* local query window (rows of recent attention kept); -1 = default */
+    int compress_every;   /* decode: compress a head once it holds budget + N; 0 = method default */
+    int compress_prefill; /* 1: compress at the end of prefill */
+    int group_max;        /* GQA reduction of statistics: 0 mean over the query group, 1 max */
 
     /* quantization (any method) */
     ems_quant_kind quant;
@@ -59,42 +59,42 @@ typedef struct ems_config {
     /* EMS */
     ems_score_mode ems_score;
     ems_align_mode ems_align;
-    float ems_lambda;    /* weight of the global term for align ratio/shift */
-    float ems_gw;        /* weight on the global term in align max */
-    int ems_glo_mean;    /* 1: s_Glo divided by the number of queries that saw the entry */
-    int ems_window_div;  /* default window = clamp(round(B / div), 1, B - 1) */
+    float ems_lambda;   /* weight of the global term for align ratio/shift */
+    float ems_gw;       /* weight on the global term in align max */
+    int ems_glo_mean;   /* 1: s_Glo divided by the number of queries that saw the entry */
+    int ems_window_div; /* default window = clamp(round(B / div), 1, B - 1) */
     ems_strategy ems_strategy;
     ems_split_rule ems_split;
     ems_sim_mode ems_sim;
-    float ems_tau;       /* zero-class similarity threshold */
+    float ems_tau; /* zero-class similarity threshold */
     ems_key_merge ems_key_merge;
     ems_merge_weight ems_merge_weight;
-    int ems_headwise;    /* head-wise adaptive budgets inside a layer */
-    float ems_floor;     /* head-wise: each head first gets round(floor * (B - w)) entries */
-    int ems_zero_class;  /* 1: one batched scatter over all heads; 0: two per-head passes */
+    int ems_headwise;   /* head-wise adaptive budgets inside a layer */
+    float ems_floor;    /* head-wise: each head first gets round(floor * (B - w)) entries */
+    int ems_zero_class; /* 1: one batched scatter over all heads; 0: two per-head passes */
 
     /* SnapKV / PyramidKV */
-    int snapkv_kernel;   /* pooling kernel (odd) */
-    int snapkv_avgpool;  /* 0 maxpool, 1 avgpool */
+    int snapkv_kernel;  /* pooling kernel (odd) */
+    int snapkv_avgpool; /* 0 maxpool, 1 avgpool */
     int pyramid_beta;
 
     /* TOVA */
-    int tova_per_head;   /* 0: one selection per layer (official), 1: per head */
+    int tova_per_head; /* 0: one selection per layer (official), 1: per head */
 
     /* SimLayerKV */
-    float slk_delta;     /* lazy threshold on attention mass (initial + recent) */
-    int slk_initial;     /* initial entries kept in lazy layers */
-    int slk_recent;      /* recent entries kept in lazy layers; -1 = budget - initial */
-    int slk_prefill;     /* 0: decide on the first decode step (official); 1: prefill variant */
-    int slk_n_last;      /* prefill variant: last queries averaged */
-    int slk_span;        /* prefill variant: tokens preceding each query counted */
-    int slk_retrim;      /* 1: lazy layers are re-trimmed whenever over budget + N */
+    float slk_delta; /* lazy threshold on attention mass (initial + recent) */
+    int slk_initial; /* initial entries kept in lazy layers */
+    int slk_recent;  /* recent entries kept in lazy layers; -1 = budget - initial */
+    int slk_prefill; /* 0: decide on the first decode step (official); 1: prefill variant */
+    int slk_n_last;  /* prefill variant: last queries averaged */
+    int slk_span;    /* prefill variant: tokens preceding each query counted */
+    int slk_retrim;  /* 1: lazy layers are re-trimmed whenever over budget + N */
 
     /* RoCo (EasyKV) */
     float roco_recent_ratio; /* eviction scope size = budget - ratio*budget - sinks */
     int roco_sinks;
-    int roco_protect;        /* last entries never evicted */
-    int roco_stride;         /* entries evicted per iteration; 0 = all at once (batched) */
+    int roco_protect; /* last entries never evicted */
+    int roco_stride;  /* entries evicted per iteration; 0 = all at once (batched) */
 } ems_config;
 
 /* Fills every field with its documented default (method full, no quantization). */

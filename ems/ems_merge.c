@@ -4,12 +4,12 @@
  * whatever each head's split. With ems.zero_class = 0 the same classes are applied as two
  * sequential per-head passes (evict, then merge each centre's members). Both accumulate
  * members in increasing entry order, so they give bit-identical caches. */
+#include "ems/ems_plan.h"
+#include "ems/quant.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "ems/ems_plan.h"
-#include "ems/quant.h"
 
 typedef struct slot_acc {
     double w, knorm, sq, mass;
@@ -24,20 +24,26 @@ static void accumulate(const ems_head *h, int j, double wt, const ems_config *cf
     const float *k = h->k + (size_t)j * hd, *v = h->v + (size_t)j * hd;
     if (cfg->ems_key_merge == EMS_KMERGE_DIRNORM) {
         double n = 0.0;
-        for (int d = 0; d < hd; d++) n += (double)k[d] * k[d];
+        for (int d = 0; d < hd; d++)
+            n += (double)k[d] * k[d];
         n = sqrt(n);
-        for (int d = 0; d < hd; d++) ak[d] += n > 0.0 ? wt * k[d] / n : 0.0;
+        for (int d = 0; d < hd; d++)
+            ak[d] += n > 0.0 ? wt * k[d] / n : 0.0;
         a->knorm += wt * n;
     } else {
-        for (int d = 0; d < hd; d++) ak[d] += wt * k[d];
+        for (int d = 0; d < hd; d++)
+            ak[d] += wt * k[d];
     }
-    for (int d = 0; d < hd; d++) av[d] += wt * v[d];
-    for (int r = 0; r < h->w_loc; r++) aloc[r] += h->loc[(size_t)r * h->cap + j];
+    for (int d = 0; d < hd; d++)
+        av[d] += wt * v[d];
+    for (int r = 0; r < h->w_loc; r++)
+        aloc[r] += h->loc[(size_t)r * h->cap + j];
     aloc[h->w_loc] += h->s_glo[j];
     a->w += wt;
     a->sq += h->s_sq[j];
     a->mass += h->mass[j];
-    if (h->cnt[j] > a->cnt) a->cnt = h->cnt[j];
+    if (h->cnt[j] > a->cnt)
+        a->cnt = h->cnt[j];
     a->members++;
 }
 
@@ -50,27 +56,35 @@ static void finalize(ems_head *h, int c, const slot_acc *a, const double *ak, co
     float *k = h->k + (size_t)c * hd, *v = h->v + (size_t)c * hd;
     if (cfg->ems_key_merge == EMS_KMERGE_DIRNORM) {
         double nn = 0.0;
-        for (int d = 0; d < hd; d++) nn += ak[d] * ak[d];
+        for (int d = 0; d < hd; d++)
+            nn += ak[d] * ak[d];
         nn = sqrt(nn);
         double scale = nn > 0.0 ? (a->knorm / a->w) / nn : 0.0;
-        for (int d = 0; d < hd; d++) k[d] = (float)(ak[d] * scale);
+        for (int d = 0; d < hd; d++)
+            k[d] = (float)(ak[d] * scale);
     } else {
-        for (int d = 0; d < hd; d++) k[d] = (float)(ak[d] / a->w);
+        for (int d = 0; d < hd; d++)
+            k[d] = (float)(ak[d] / a->w);
     }
-    for (int d = 0; d < hd; d++) v[d] = (float)(av[d] / a->w);
+    for (int d = 0; d < hd; d++)
+        v[d] = (float)(av[d] / a->w);
     h->s_glo[c] = (float)aloc[h->w_loc];
     h->s_sq[c] = (float)a->sq;
     h->cnt[c] = a->cnt;
     h->mass[c] = (float)a->mass;
-    for (int r = 0; r < h->w_loc; r++) h->loc[(size_t)r * h->cap + c] = (float)aloc[r];
+    for (int r = 0; r < h->w_loc; r++)
+        h->loc[(size_t)r * h->cap + c] = (float)aloc[r];
 }
 
 static void account(ems__ctx *x, const ems_head *h, const ems__plan *p)
 {
     for (int j = 0; j < p->len; j++) {
-        if (p->cls[j] == 0) x->ps->st.n_evicted++;
-        if (p->cls[j] == 0) x->ps->st.mass_evicted += h->mass[j];
-        if (p->cls[j] > 0 && !p->is_centre[j]) x->ps->st.n_merged++;
+        if (p->cls[j] == 0)
+            x->ps->st.n_evicted++;
+        if (p->cls[j] == 0)
+            x->ps->st.mass_evicted += h->mass[j];
+        if (p->cls[j] > 0 && !p->is_centre[j])
+            x->ps->st.n_merged++;
     }
     x->ps->st.n_events++;
 }
@@ -95,7 +109,8 @@ static em_status apply_batched(ems__ctx *x, int l, ems__plan *pl, int n_due)
         ems_head *h = ems_cache_head(c, l, pl[i].h);
         for (int j = 0; j < h->len; j++) {
             int s = pl[i].cls[j];
-            if (s < 0) continue; /* sink / window: kept verbatim */
+            if (s < 0)
+                continue; /* sink / window: kept verbatim */
             size_t q = base[i] + (size_t)s;
             accumulate(h, j, pl[i].wt[j], x->cfg, &acc[q], ak + q * hd, av + q * hd,
                        aloc + q * (wl + 1));
@@ -107,15 +122,18 @@ static em_status apply_batched(ems__ctx *x, int l, ems__plan *pl, int n_due)
         int n_upd = 0;
         for (int s = 1; s <= p->k; s++) {
             size_t q = base[i] + (size_t)s;
-            if (acc[q].members <= 1) continue; /* centre alone: unchanged, bit-exact */
+            if (acc[q].members <= 1)
+                continue; /* centre alone: unchanged, bit-exact */
             finalize(h, p->cent[s - 1], &acc[q], ak + q * hd, av + q * hd, aloc + q * (wl + 1),
                      x->cfg);
             p->upd[n_upd++] = p->cent[s - 1];
         }
-        if (h->qstate && n_upd) st = ems_quant_on_update(h, p->upd, n_upd);
+        if (h->qstate && n_upd)
+            st = ems_quant_on_update(h, p->upd, n_upd);
         int n = 0;
         for (int j = 0; j < h->len; j++) {
-            if (p->cls[j] < 0 || p->is_centre[j]) p->keep[n++] = j;
+            if (p->cls[j] < 0 || p->is_centre[j])
+                p->keep[n++] = j;
         }
         account(x, h, p);
         ems_head_compact(h, p->keep, n);
@@ -132,7 +150,8 @@ static em_status apply_sequential(ems__ctx *x, int l, ems__plan *p)
     /* pass 1: eviction - drop the zero class, carrying classes, weights, centre flags along */
     int n = 0;
     for (int j = 0; j < h->len; j++) {
-        if (p->cls[j] != 0) p->keep[n++] = j;
+        if (p->cls[j] != 0)
+            p->keep[n++] = j;
     }
     for (int i = 0; i < n; i++) {
         int j = p->keep[i];
@@ -153,18 +172,23 @@ static em_status apply_sequential(ems__ctx *x, int l, ems__plan *p)
         memset(av, 0, sizeof(double) * hd);
         memset(aloc, 0, sizeof(double) * (wl + 1));
         for (int i = 0; i < h->len; i++) {
-            if (p->cls[i] != s) continue;
-            if (p->is_centre[i]) ci = i;
+            if (p->cls[i] != s)
+                continue;
+            if (p->is_centre[i])
+                ci = i;
             accumulate(h, i, p->wt[i], x->cfg, &a, ak, av, aloc);
         }
-        if (a.members <= 1 || ci < 0) continue;
+        if (a.members <= 1 || ci < 0)
+            continue;
         finalize(h, ci, &a, ak, av, aloc, x->cfg);
         p->upd[n_upd++] = ci;
     }
-    if (st == EM_OK && h->qstate && n_upd) st = ems_quant_on_update(h, p->upd, n_upd);
+    if (st == EM_OK && h->qstate && n_upd)
+        st = ems_quant_on_update(h, p->upd, n_upd);
     int m = 0;
     for (int i = 0; i < h->len; i++) {
-        if (p->cls[i] < 0 || p->is_centre[i]) p->keep[m++] = i;
+        if (p->cls[i] < 0 || p->is_centre[i])
+            p->keep[m++] = i;
     }
     ems_head_compact(h, p->keep, m);
     free(ak), free(av), free(aloc);
@@ -183,7 +207,8 @@ em_status ems__ems_layer(ems__ctx *x, int l)
     if (x->cfg->ems_zero_class) {
         st = apply_batched(x, l, pl, n_due);
     } else {
-        for (int i = 0; i < n_due && st == EM_OK; i++) st = apply_sequential(x, l, &pl[i]);
+        for (int i = 0; i < n_due && st == EM_OK; i++)
+            st = apply_sequential(x, l, &pl[i]);
     }
     ems__plans_free(pl, n_due);
     return st;

@@ -3,24 +3,27 @@
  * hook so every worker decides the same), and the class of every dropped candidate: its most
  * similar centre when similar enough, else the zero class (1.14.4; the 1.5 placeholder split is
  * selectable). Every inferred detail is a parameter of ems_config. */
+#include "ems/ems_plan.h"
+
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ems/ems_plan.h"
-
 void ems__ems_score(const ems_config *cfg, const ems_head *h, int lo, int hi, float *s)
 {
     int m = hi - lo;
-    if (m <= 0) return;
+    if (m <= 0)
+        return;
     float *loc = malloc(sizeof(float) * (size_t)h->len);
-    if (!loc) return;
+    if (!loc)
+        return;
     ems__local_score(h, loc);
     double mg = 0.0, ml = 0.0;
     for (int j = lo; j < hi; j++) {
         float g = h->s_glo[j];
-        if (cfg->ems_glo_mean && h->cnt[j] > 0) g /= (float)h->cnt[j];
+        if (cfg->ems_glo_mean && h->cnt[j] > 0)
+            g /= (float)h->cnt[j];
         s[j] = g; /* s holds glo until combined */
         mg += g;
         ml += loc[j];
@@ -30,8 +33,11 @@ void ems__ems_score(const ems_config *cfg, const ems_head *h, int lo, int hi, fl
     for (int j = lo; j < hi; j++) {
         float g = s[j], l = loc[j];
         switch (cfg->ems_score) {
-        case EMS_SCORE_GLOBAL: break;
-        case EMS_SCORE_LOCAL: s[j] = l; break;
+        case EMS_SCORE_GLOBAL:
+            break;
+        case EMS_SCORE_LOCAL:
+            s[j] = l;
+            break;
         default:
             if (cfg->ems_align == EMS_ALIGN_MAX) {
                 float a = mg > 0.0 ? cfg->ems_gw * g * (float)(ml / mg) : 0.0f;
@@ -62,14 +68,16 @@ static float cosine(const float *a, const float *b, int n)
 static float cosine_pre(const float *a, const float *b, int n, double aa, double bb)
 {
     double ab = 0.0;
-    for (int d = 0; d < n; d++) ab += (double)a[d] * b[d];
+    for (int d = 0; d < n; d++)
+        ab += (double)a[d] * b[d];
     return aa > 0.0 && bb > 0.0 ? (float)(ab / sqrt(aa * bb)) : 0.0f;
 }
 
 static double sqnorm(const float *a, int n)
 {
     double s = 0.0;
-    for (int d = 0; d < n; d++) s += (double)a[d] * a[d];
+    for (int d = 0; d < n; d++)
+        s += (double)a[d] * a[d];
     return s;
 }
 
@@ -77,7 +85,8 @@ float ems__ems_sim(const ems_config *cfg, const ems_head *h, int a, int b)
 {
     int hd = h->hd;
     float ck = cosine(h->k + (size_t)a * hd, h->k + (size_t)b * hd, hd);
-    if (cfg->ems_sim == EMS_SIM_K) return ck;
+    if (cfg->ems_sim == EMS_SIM_K)
+        return ck;
     return ck * cosine(h->v + (size_t)a * hd, h->v + (size_t)b * hd, hd);
 }
 
@@ -103,7 +112,8 @@ static em_status alloc_headwise(ems__ctx *x, int l, ems__plan *pl, work *wk, int
 {
     ems_cache *c = x->c;
     int H = x->H, F = (int)lrintf(x->cfg->ems_floor * (float)kglob);
-    if (F < 1) F = 1;
+    if (F < 1)
+        F = 1;
     float *b1 = calloc((size_t)3 * H, sizeof(float));
     int **order = calloc((size_t)n, sizeof(int *));
     if (!b1 || !order) {
@@ -115,31 +125,38 @@ static em_status alloc_headwise(ems__ctx *x, int l, ems__plan *pl, work *wk, int
         int g = c->kv_head0 + pl[i].h, m = wk[i].hi - wk[i].lo;
         int Fh = F < m ? F : m;
         order[i] = malloc(sizeof(int) * (size_t)(m > 0 ? m : 1));
-        if (!order[i]) st = EM_ENOMEM;
-        else if (m > 0) ems__rank(wk[i].s + wk[i].lo, m, order[i]);
+        if (!order[i])
+            st = EM_ENOMEM;
+        else if (m > 0)
+            ems__rank(wk[i].s + wk[i].lo, m, order[i]);
         b1[g] = (float)(m - Fh);
         b1[H + g] = (float)Fh;
         b1[2 * H + g] = (float)(pl[i].len - m);
     }
-    if (st == EM_OK) st = ems__reduce(x, b1, (size_t)3 * H);
+    if (st == EM_OK)
+        st = ems__reduce(x, b1, (size_t)3 * H);
     int mmax = 0;
     for (int g = 0; g < H; g++) {
-        if ((int)b1[g] > mmax) mmax = (int)b1[g];
+        if ((int)b1[g] > mmax)
+            mmax = (int)b1[g];
     }
     float *b2 = st == EM_OK ? calloc((size_t)H * (mmax > 0 ? mmax : 1), sizeof(float)) : NULL;
-    if (st == EM_OK && !b2) st = EM_ENOMEM;
+    if (st == EM_OK && !b2)
+        st = EM_ENOMEM;
     for (int i = 0; i < n && st == EM_OK; i++) {
         int g = c->kv_head0 + pl[i].h, m = wk[i].hi - wk[i].lo, Fh = (int)b1[H + g];
         const float *s = wk[i].s + wk[i].lo;
         double sum = 0.0;
-        for (int j = 0; j < m; j++) sum += s[j];
+        for (int j = 0; j < m; j++)
+            sum += s[j];
         float *row = b2 + (size_t)g * mmax;
         for (int r = 0; r < mmax; r++) {
             int e = Fh + r;
             row[r] = e < m ? (sum > 0.0 ? (float)(s[order[i][e]] / sum) : 0.0f) : -FLT_MAX;
         }
     }
-    if (st == EM_OK && mmax > 0) st = ems__reduce(x, b2, (size_t)H * mmax);
+    if (st == EM_OK && mmax > 0)
+        st = ems__reduce(x, b2, (size_t)H * mmax);
     if (st == EM_OK) {
         long rem_total = 0, f_total = 0;
         for (int g = 0; g < H; g++) {
@@ -147,20 +164,24 @@ static em_status alloc_headwise(ems__ctx *x, int l, ems__plan *pl, work *wk, int
             f_total += (long)b1[H + g];
         }
         long R = (long)H * kglob - f_total;
-        if (R > rem_total) R = rem_total;
+        if (R > rem_total)
+            R = rem_total;
         int *ptr = calloc((size_t)H, sizeof(int));
-        if (!ptr) st = EM_ENOMEM;
+        if (!ptr)
+            st = EM_ENOMEM;
         for (long r = 0; ptr && r < R; r++) {
             int best = -1;
             for (int g = 0; g < H; g++) {
-                if (ptr[g] >= (int)b1[g]) continue;
+                if (ptr[g] >= (int)b1[g])
+                    continue;
                 if (best < 0 || b2[(size_t)g * mmax + ptr[g]] > b2[(size_t)best * mmax + ptr[best]])
                     best = g;
             }
             ptr[best]++;
         }
         double total = 0.0;
-        for (int g = 0; ptr && g < H; g++) total += b1[2 * H + g] + b1[H + g] + ptr[g];
+        for (int g = 0; ptr && g < H; g++)
+            total += b1[2 * H + g] + b1[H + g] + ptr[g];
         for (int i = 0; ptr && i < n; i++) {
             int g = c->kv_head0 + pl[i].h;
             pl[i].k = (int)b1[H + g] + ptr[g];
@@ -173,7 +194,8 @@ static em_status alloc_headwise(ems__ctx *x, int l, ems__plan *pl, work *wk, int
         }
         free(ptr);
     }
-    for (int i = 0; i < n; i++) free(order[i]);
+    for (int i = 0; i < n; i++)
+        free(order[i]);
     free(order), free(b1), free(b2);
     return st;
 }
@@ -184,12 +206,14 @@ static em_status classify(const ems__ctx *x, ems_head *h, ems__plan *p, const wo
     const ems_config *cfg = x->cfg;
     int lo = wk->lo, hi = wk->hi, m = hi - lo;
     const float *s = wk->s;
-    if (p->k > m) p->k = m;
+    if (p->k > m)
+        p->k = m;
     p->cent = malloc(sizeof(int) * (size_t)(p->k > 0 ? p->k : 1));
     p->upd = malloc(sizeof(int) * (size_t)(p->k + 1));
     float *best_s = malloc(sizeof(float) * (size_t)p->len);
     int *best_c = malloc(sizeof(int) * (size_t)p->len);
-    double *kk = malloc(sizeof(double) * (size_t)p->len), *vv = malloc(sizeof(double) * (size_t)p->len);
+    double *kk = malloc(sizeof(double) * (size_t)p->len),
+           *vv = malloc(sizeof(double) * (size_t)p->len);
     if (!p->cent || !p->upd || !best_s || !best_c || !kk || !vv) {
         free(best_s), free(best_c), free(kk), free(vv);
         return EM_ENOMEM;
@@ -200,12 +224,14 @@ static em_status classify(const ems__ctx *x, ems_head *h, ems__plan *p, const wo
         vv[j] = sqnorm(h->v + (size_t)j * hd, hd);
     }
     p->k = ems__topk(s + lo, m, p->k, p->cent);
-    for (int i = 0; i < p->k; i++) p->cent[i] += lo;
+    for (int i = 0; i < p->k; i++)
+        p->cent[i] += lo;
     for (int j = 0; j < p->len; j++) {
         p->cls[j] = (j < lo || j >= hi) ? -1 : 0;
         p->is_centre[j] = 0;
         p->wt[j] = cfg->ems_merge_weight == EMS_MW_SCORE ? (s[j] > 0 ? s[j] : 0.0) + 1e-30 : 1.0;
-        if (j < lo || j >= hi) p->wt[j] = 0.0;
+        if (j < lo || j >= hi)
+            p->wt[j] = 0.0;
     }
     for (int i = 0; i < p->k; i++) {
         p->cls[p->cent[i]] = i + 1;
@@ -236,7 +262,8 @@ static em_status classify(const ems__ctx *x, ems_head *h, ems__plan *p, const wo
         red += best_s[j] > 0 ? best_s[j] : 0;
         n_drop++;
     }
-    if (p->k == 0 || cfg->ems_strategy == EMS_STRAT_EVICT) goto done; /* all dropped -> zero */
+    if (p->k == 0 || cfg->ems_strategy == EMS_STRAT_EVICT)
+        goto done; /* all dropped -> zero */
     /* placeholder split (1.5): only the top N_tbm dropped (by score) may merge */
     int n_tbm = n_drop;
     if (cfg->ems_strategy == EMS_STRAT_EVICT_MERGE && cfg->ems_split == EMS_SPLIT_PLACEHOLDER &&
@@ -279,9 +306,11 @@ em_status ems__ems_plan_layer(ems__ctx *x, int l, ems__plan **plans, int *n_due)
     int kglob = B - w - sinks;
     *plans = NULL;
     *n_due = 0;
-    if (kglob < 0) kglob = 0;
+    if (kglob < 0)
+        kglob = 0;
     int *due = calloc((size_t)Hl, sizeof(int));
-    if (!due) return EM_ENOMEM;
+    if (!due)
+        return EM_ENOMEM;
     int nd = 0;
     if (cfg->ems_headwise) {
         ems__layer_state *ls = &x->ps->layer[l];
@@ -291,11 +320,14 @@ em_status ems__ems_plan_layer(ems__ctx *x, int l, ems__plan **plans, int *n_due)
         int go = x->phase == EMS_PHASE_PREFILL_END
                      ? cfg->compress_prefill && total > (double)x->H * B
                      : total >= (double)x->H * (B + x->N);
-        for (int h = 0; h < Hl; h++) due[h] = go;
+        for (int h = 0; h < Hl; h++)
+            due[h] = go;
     } else {
-        for (int h = 0; h < Hl; h++) due[h] = ems__due(x, ems_cache_head(c, l, h)->len, B);
+        for (int h = 0; h < Hl; h++)
+            due[h] = ems__due(x, ems_cache_head(c, l, h)->len, B);
     }
-    for (int h = 0; h < Hl; h++) nd += due[h];
+    for (int h = 0; h < Hl; h++)
+        nd += due[h];
     if (nd == 0) {
         free(due);
         return EM_OK;
@@ -304,7 +336,8 @@ em_status ems__ems_plan_layer(ems__ctx *x, int l, ems__plan **plans, int *n_due)
     work *wk = calloc((size_t)nd, sizeof *wk);
     em_status st = (pl && wk) ? EM_OK : EM_ENOMEM;
     for (int h = 0, i = 0; h < Hl && st == EM_OK; h++) {
-        if (!due[h]) continue;
+        if (!due[h])
+            continue;
         ems_head *hh = ems_cache_head(c, l, h);
         ems__plan *p = &pl[i];
         p->h = h;
@@ -317,16 +350,20 @@ em_status ems__ems_plan_layer(ems__ctx *x, int l, ems__plan **plans, int *n_due)
         p->is_centre = malloc((size_t)hh->len + 1);
         p->wt = malloc(sizeof(double) * (size_t)hh->len + 1);
         p->keep = malloc(sizeof(int) * (size_t)hh->len + 1);
-        if (!wk[i].s || !p->cls || !p->is_centre || !p->wt || !p->keep) st = EM_ENOMEM;
-        else ems__ems_score(cfg, hh, wk[i].lo, wk[i].hi, wk[i].s);
+        if (!wk[i].s || !p->cls || !p->is_centre || !p->wt || !p->keep)
+            st = EM_ENOMEM;
+        else
+            ems__ems_score(cfg, hh, wk[i].lo, wk[i].hi, wk[i].s);
         p->k = kglob;
         i++;
     }
-    if (st == EM_OK && cfg->ems_headwise) st = alloc_headwise(x, l, pl, wk, nd, kglob);
+    if (st == EM_OK && cfg->ems_headwise)
+        st = alloc_headwise(x, l, pl, wk, nd, kglob);
     for (int i = 0; i < nd && st == EM_OK; i++) {
         st = classify(x, ems_cache_head(c, l, pl[i].h), &pl[i], &wk[i]);
     }
-    for (int i = 0; wk && i < nd; i++) free(wk[i].s);
+    for (int i = 0; wk && i < nd; i++)
+        free(wk[i].s);
     free(wk), free(due);
     if (st != EM_OK) {
         ems__plans_free(pl, nd);

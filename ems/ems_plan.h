@@ -5,15 +5,15 @@
 #include "ems/policy_impl.h"
 
 typedef struct ems__plan {
-    int h;            /* local head index */
-    int len;          /* head length when planned */
-    int k;            /* number of centres (slots 1..k) */
-    int *cls;         /* [len] -1 kept verbatim (sink/window), 0 zero class, s: slot s */
-    int *cent;        /* [k] entry index of the centre of slot s at cent[s-1], ascending */
-    char *is_centre;  /* [len] */
-    double *wt;       /* [len] merge weight of each candidate */
-    int *keep;        /* [len] scratch */
-    int *upd;         /* [k + 1] scratch */
+    int h;           /* local head index */
+    int len;         /* head length when planned */
+    int k;           /* number of centres (slots 1..k) */
+    int *cls;        /* [len] -1 kept verbatim (sink/window), 0 zero class, s: slot s */
+    int *cent;       /* [k] entry index of the centre of slot s at cent[s-1], ascending */
+    char *is_centre; /* [len] */
+    double *wt;      /* [len] merge weight of each candidate */
+    int *keep;       /* [len] scratch */
+    int *upd;        /* [k + 1] scratch */
 } ems__plan;
 
 /* Plans layer l: *n_due plans (only heads that must be compressed now). Caller frees with

@@ -1,11 +1,11 @@
 /* Eviction baselines, one layer function each (fast path: scores for all due heads of a layer,
  * deterministic top-k by selection). Specifications: methods.md section 4 and 2-3; the scalar
  * references in ems/ref/baseline_ref.c are what tests compare these against. */
+#include "ems/policy_impl.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "ems/policy_impl.h"
 
 static int cmp_int(const void *a, const void *b)
 {
@@ -13,7 +13,10 @@ static int cmp_int(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-static ems_head *head(ems__ctx *x, int l, int h) { return ems_cache_head(x->c, l, h); }
+static ems_head *head(ems__ctx *x, int l, int h)
+{
+    return ems_cache_head(x->c, l, h);
+}
 
 /* scratch sized for the longest head of the layer */
 typedef struct scratch {
@@ -25,7 +28,8 @@ static int scratch_get(scratch *sc, ems__ctx *x, int l)
 {
     int n = 1;
     for (int h = 0; h < x->c->n_head_kv; h++) {
-        if (head(x, l, h)->len > n) n = head(x, l, h)->len;
+        if (head(x, l, h)->len > n)
+            n = head(x, l, h)->len;
     }
     sc->s = malloc(sizeof(float) * (size_t)n);
     sc->t = malloc(sizeof(float) * (size_t)n);
@@ -48,7 +52,8 @@ static void keep_top(ems__ctx *x, ems_head *hh, const float *score, int B, int w
 {
     int m = hh->len - w - sinks;
     int k = ems__topk(score + sinks, m, B - w - sinks, sc->sel);
-    for (int i = 0; i < k; i++) sc->sel[i] += sinks;
+    for (int i = 0; i < k; i++)
+        sc->sel[i] += sinks;
     int n = ems__keep_union(hh->len, sinks, sc->sel, k, w, sc->keep);
     ems__apply_keep(x, hh, sc->keep, n);
 }
@@ -58,9 +63,11 @@ em_status ems__streaming_layer(ems__ctx *x, int l)
     int s = ems_config_sinks(x->cfg);
     for (int h = 0; h < x->c->n_head_kv; h++) {
         ems_head *hh = head(x, l, h);
-        if (!ems__due(x, hh->len, x->B)) continue;
+        if (!ems__due(x, hh->len, x->B))
+            continue;
         int *keep = malloc(sizeof(int) * (size_t)x->B);
-        if (!keep) return EM_ENOMEM;
+        if (!keep)
+            return EM_ENOMEM;
         int n = ems__keep_union(hh->len, s, NULL, 0, x->B - s, keep);
         ems__apply_keep(x, hh, keep, n);
         free(keep);
@@ -78,7 +85,8 @@ em_status ems__h2o_layer(ems__ctx *x, int l)
     }
     for (int h = 0; h < x->c->n_head_kv; h++) {
         ems_head *hh = head(x, l, h);
-        if (ems__due(x, hh->len, x->B)) keep_top(x, hh, hh->s_glo, x->B, w, 0, &sc);
+        if (ems__due(x, hh->len, x->B))
+            keep_top(x, hh, hh->s_glo, x->B, w, 0, &sc);
     }
     scratch_free(&sc);
     return EM_OK;
@@ -90,7 +98,8 @@ void ems__snapkv_pool(const float *v, int m, int kernel, int avg, float *out)
     for (int j = 0; j < m; j++) {
         int a = j - r < 0 ? 0 : j - r, b = j + r >= m ? m - 1 : j + r;
         float acc = avg ? 0.0f : -INFINITY;
-        for (int i = a; i <= b; i++) acc = avg ? acc + v[i] : fmaxf(acc, v[i]);
+        for (int i = a; i <= b; i++)
+            acc = avg ? acc + v[i] : fmaxf(acc, v[i]);
         out[j] = avg ? acc / (float)kernel : acc; /* avg: zero padding, count_include_pad */
     }
 }
@@ -113,7 +122,8 @@ em_status ems__snapkv_layer(ems__ctx *x, int l)
     }
     for (int h = 0; h < x->c->n_head_kv; h++) {
         ems_head *hh = head(x, l, h);
-        if (ems__due(x, hh->len, x->B)) snapkv_head(x, hh, x->B, w, &sc);
+        if (ems__due(x, hh->len, x->B))
+            snapkv_head(x, hh, x->B, w, &sc);
     }
     scratch_free(&sc);
     return EM_OK;
@@ -122,7 +132,8 @@ em_status ems__snapkv_layer(ems__ctx *x, int l)
 int ems__pyramid_keep(int B, int w, int n, int L, int beta, int l)
 {
     int k = B - w;
-    if (L <= 1 || n < 2 * k) return k;
+    if (L <= 1 || n < 2 * k)
+        return k;
     int mn = k / beta, mx = 2 * k - mn;
     if (mx >= n - w) {
         mx = n - w;
@@ -143,8 +154,10 @@ em_status ems__pyramid_layer(ems__ctx *x, int l)
     for (int h = 0; h < x->c->n_head_kv; h++) {
         ems_head *hh = head(x, l, h);
         int Bl = w + ems__pyramid_keep(x->B, w, hh->len, x->c->n_layer, x->cfg->pyramid_beta, l);
-        if (Bl < 1) Bl = 1;
-        if (ems__due(x, hh->len, Bl)) snapkv_head(x, hh, Bl, w, &sc);
+        if (Bl < 1)
+            Bl = 1;
+        if (ems__due(x, hh->len, Bl))
+            snapkv_head(x, hh, Bl, w, &sc);
     }
     scratch_free(&sc);
     return EM_OK;
@@ -155,7 +168,8 @@ em_status ems__tova_layer(ems__ctx *x, int l)
 {
     ems_cache *c = x->c;
     int len = head(x, l, 0)->len;
-    if (!ems__due(x, len, x->B)) return EM_OK;
+    if (!ems__due(x, len, x->B))
+        return EM_OK;
     scratch sc;
     if (scratch_get(&sc, x, l)) {
         scratch_free(&sc);
@@ -166,14 +180,16 @@ em_status ems__tova_layer(ems__ctx *x, int l)
         for (int h = 0; h < c->n_head_kv; h++) {
             ems_head *hh = head(x, l, h);
             const float *row = ems__newest_row(hh);
-            if (!row || !ems__due(x, hh->len, x->B)) continue;
+            if (!row || !ems__due(x, hh->len, x->B))
+                continue;
             keep_top(x, hh, row, x->B, 0, 0, &sc);
         }
         scratch_free(&sc);
         return EM_OK;
     }
     for (int h = 1; h < c->n_head_kv; h++) {
-        if (head(x, l, h)->len != len) st = EM_EINVAL; /* per-layer TOVA keeps heads aligned */
+        if (head(x, l, h)->len != len)
+            st = EM_EINVAL; /* per-layer TOVA keeps heads aligned */
     }
     float *buf = calloc((size_t)x->H * len, sizeof(float));
     if (!buf || st != EM_OK) {
@@ -183,17 +199,20 @@ em_status ems__tova_layer(ems__ctx *x, int l)
     }
     for (int h = 0; h < c->n_head_kv; h++) {
         const float *row = ems__newest_row(head(x, l, h));
-        if (row) memcpy(buf + (size_t)(c->kv_head0 + h) * len, row, sizeof(float) * len);
+        if (row)
+            memcpy(buf + (size_t)(c->kv_head0 + h) * len, row, sizeof(float) * len);
     }
     st = ems__reduce(x, buf, (size_t)x->H * len);
     if (st == EM_OK) {
         for (int j = 0; j < len; j++) {
             float s = 0.0f;
-            for (int g = 0; g < x->H; g++) s += buf[(size_t)g * len + j];
+            for (int g = 0; g < x->H; g++)
+                s += buf[(size_t)g * len + j];
             sc.s[j] = s / (float)x->H;
         }
         int k = ems__topk(sc.s, len, x->B, sc.sel);
-        for (int h = 0; h < c->n_head_kv; h++) ems__apply_keep(x, head(x, l, h), sc.sel, k);
+        for (int h = 0; h < c->n_head_kv; h++)
+            ems__apply_keep(x, head(x, l, h), sc.sel, k);
     }
     free(buf);
     scratch_free(&sc);
@@ -217,9 +236,10 @@ static void roco_head(ems__ctx *x, ems_head *hh, scratch *sc)
     }
     while (hh->len > B) {
         int n = hh->len;
-        int stride = (cfg->roco_stride == 0 || x->phase == EMS_PHASE_PREFILL_END) ? n - B
-                                                                                 : cfg->roco_stride;
-        if (stride > n - B) stride = n - B;
+        int stride =
+            (cfg->roco_stride == 0 || x->phase == EMS_PHASE_PREFILL_END) ? n - B : cfg->roco_stride;
+        if (stride > n - B)
+            stride = n - B;
         int Kc = K > stride ? K : stride;
         int n_ok = 0;
         for (int j = 0; j < n; j++) {
@@ -234,19 +254,25 @@ static void roco_head(ems__ctx *x, ems_head *hh, scratch *sc)
             }
             sd[j] = -sd[j]; /* rank ascending std as descending -std */
         }
-        if (Kc > n_ok) Kc = n_ok;
-        if (stride > Kc) stride = Kc;
-        if (stride <= 0) break;
+        if (Kc > n_ok)
+            Kc = n_ok;
+        if (stride > Kc)
+            stride = Kc;
+        if (stride <= 0)
+            break;
         ems__rank(sd, n, order); /* order[0..Kc) = smallest std (ties: earlier) = scope */
         qsort(order, (size_t)Kc, sizeof(int), cmp_int); /* scope in position order */
-        for (int i = 0; i < Kc; i++) sd[i] = mean[order[i]];
+        for (int i = 0; i < Kc; i++)
+            sd[i] = mean[order[i]];
         int *ev = sc->sel;
         ems__rank(sd, Kc, ev); /* by mean descending, ties: earlier entry first */
         memset(gone, 0, (size_t)n);
-        for (int i = Kc - stride; i < Kc; i++) gone[order[ev[i]]] = 1; /* lowest means */
+        for (int i = Kc - stride; i < Kc; i++)
+            gone[order[ev[i]]] = 1; /* lowest means */
         int nk = 0;
         for (int j = 0; j < n; j++) {
-            if (!gone[j]) sc->keep[nk++] = j;
+            if (!gone[j])
+                sc->keep[nk++] = j;
         }
         ems__apply_keep(x, hh, sc->keep, nk);
     }
@@ -263,7 +289,8 @@ em_status ems__roco_layer(ems__ctx *x, int l)
     }
     for (int h = 0; h < x->c->n_head_kv; h++) {
         ems_head *hh = head(x, l, h);
-        if (ems__due(x, hh->len, x->B)) roco_head(x, hh, &sc);
+        if (ems__due(x, hh->len, x->B))
+            roco_head(x, hh, &sc);
     }
     scratch_free(&sc);
     return EM_OK;

@@ -1,18 +1,20 @@
 /* KV storage per (layer, KV head): growth, append, attention views, compaction. */
 #include "ems/kv_cache.h"
 
+#include "ems/quant.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-#include "ems/quant.h"
 
 em_status ems_cache_create(int n_layer, int n_head_kv, int kv_head0, int hd, int w_loc,
                            int want_stats, ems_cache **out)
 {
     *out = NULL;
-    if (n_layer <= 0 || n_head_kv <= 0 || hd <= 0 || w_loc < 0) return EM_EINVAL;
+    if (n_layer <= 0 || n_head_kv <= 0 || hd <= 0 || w_loc < 0)
+        return EM_EINVAL;
     ems_cache *c = calloc(1, sizeof *c);
-    if (!c) return EM_ENOMEM;
+    if (!c)
+        return EM_ENOMEM;
     c->n_layer = n_layer;
     c->n_head_kv = n_head_kv;
     c->kv_head0 = kv_head0;
@@ -50,17 +52,21 @@ static void head_free(ems_head *h)
 
 void ems_cache_destroy(ems_cache *c)
 {
-    if (!c) return;
-    for (int i = 0; i < c->n_layer * c->n_head_kv; i++) head_free(&c->heads[i]);
+    if (!c)
+        return;
+    for (int i = 0; i < c->n_layer * c->n_head_kv; i++)
+        head_free(&c->heads[i]);
     free(c->heads);
-    if (c->policy) free(c->policy);
+    if (c->policy)
+        free(c->policy);
     free(c);
 }
 
 static int grow(void **p, size_t elem, int old_cap, int new_cap)
 {
     void *q = realloc(*p, elem * (size_t)new_cap);
-    if (!q) return -1;
+    if (!q)
+        return -1;
     memset((char *)q + elem * (size_t)old_cap, 0, elem * (size_t)(new_cap - old_cap));
     *p = q;
     return 0;
@@ -68,9 +74,11 @@ static int grow(void **p, size_t elem, int old_cap, int new_cap)
 
 static em_status head_reserve(ems_head *h, int need)
 {
-    if (need <= h->cap) return EM_OK;
+    if (need <= h->cap)
+        return EM_OK;
     int nc = h->cap ? h->cap : 64;
-    while (nc < need) nc *= 2;
+    while (nc < need)
+        nc *= 2;
     size_t row = sizeof(float) * (size_t)h->hd;
     if (grow((void **)&h->k, row, h->cap, nc) || grow((void **)&h->v, row, h->cap, nc) ||
         grow((void **)&h->pos, sizeof(int32_t), h->cap, nc) ||
@@ -82,7 +90,8 @@ static em_status head_reserve(ems_head *h, int need)
     }
     if (h->w_loc > 0) {
         float *nl = calloc((size_t)h->w_loc * nc, sizeof(float));
-        if (!nl) return EM_ENOMEM;
+        if (!nl)
+            return EM_ENOMEM;
         for (int r = 0; r < h->w_loc && h->loc; r++) {
             memcpy(nl + (size_t)r * nc, h->loc + (size_t)r * h->cap, sizeof(float) * h->len);
         }
@@ -96,9 +105,11 @@ static em_status head_reserve(ems_head *h, int need)
 em_status ems_head_append(ems_head *h, const float *k, const float *v, int stride,
                           const int32_t *pos, int n)
 {
-    if (n < 0) return EM_EINVAL;
+    if (n < 0)
+        return EM_EINVAL;
     em_status st = head_reserve(h, h->len + n);
-    if (st != EM_OK) return st;
+    if (st != EM_OK)
+        return st;
     for (int i = 0; i < n; i++) {
         int j = h->len + i;
         memcpy(h->k + (size_t)j * h->hd, k + (size_t)i * stride, sizeof(float) * h->hd);
@@ -108,10 +119,12 @@ em_status ems_head_append(ems_head *h, const float *k, const float *v, int strid
         h->s_sq[j] = 0.0f;
         h->cnt[j] = 0;
         h->mass[j] = 1.0f;
-        for (int r = 0; r < h->w_loc; r++) h->loc[(size_t)r * h->cap + j] = 0.0f;
+        for (int r = 0; r < h->w_loc; r++)
+            h->loc[(size_t)r * h->cap + j] = 0.0f;
     }
     h->len += n;
-    if (h->qstate) return ems_quant_on_append(h);
+    if (h->qstate)
+        return ems_quant_on_append(h);
     return EM_OK;
 }
 
@@ -122,7 +135,8 @@ em_status ems_head_attn_begin(ems_head *h, int n_q, kern_attn_args *a, kern_attn
     a->kpos = h->pos;
     if (h->qstate) {
         em_status st = ems_quant_view(h, &a->k, &a->v);
-        if (st != EM_OK) return st;
+        if (st != EM_OK)
+            return st;
     } else {
         a->k = h->k;
         a->v = h->v;
@@ -157,7 +171,8 @@ void ems_head_compact(ems_head *h, const int *keep, int n)
     size_t row = sizeof(float) * (size_t)h->hd;
     for (int i = 0; i < n; i++) {
         int j = keep[i];
-        if (j == i) continue;
+        if (j == i)
+            continue;
         memmove(h->k + (size_t)i * h->hd, h->k + (size_t)j * h->hd, row);
         memmove(h->v + (size_t)i * h->hd, h->v + (size_t)j * h->hd, row);
         h->pos[i] = h->pos[j];
@@ -171,7 +186,8 @@ void ems_head_compact(ems_head *h, const int *keep, int n)
         }
     }
     h->len = n;
-    if (h->qstate) ems_quant_on_compact(h, keep, n);
+    if (h->qstate)
+        ems_quant_on_compact(h, keep, n);
 }
 
 uint64_t ems_cache_kv_bytes(const ems_cache *c)
@@ -187,6 +203,7 @@ uint64_t ems_cache_kv_bytes(const ems_cache *c)
 uint64_t ems_cache_entries(const ems_cache *c)
 {
     uint64_t n = 0;
-    for (int i = 0; i < c->n_layer * c->n_head_kv; i++) n += (uint64_t)c->heads[i].len;
+    for (int i = 0; i < c->n_layer * c->n_head_kv; i++)
+        n += (uint64_t)c->heads[i].len;
     return n;
 }

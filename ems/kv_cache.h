@@ -13,10 +13,10 @@
  *                     TOVA uses the newest row); loc_newest is the newest row's slot.
  * Attention probabilities are per KV head: reduced over the GQA group (mean by default). */
 #pragma once
-#include <stdint.h>
-
 #include "common/status.h"
 #include "kernels/kern.h"
+
+#include <stdint.h>
 
 typedef struct ems_head {
     int len, cap, hd;
@@ -24,11 +24,11 @@ typedef struct ems_head {
     int32_t *pos;
     float *s_glo, *s_sq, *mass;
     int32_t *cnt;
-    float *loc;     /* [w_loc][cap] */
-    int w_loc;      /* ring size (0 = no local rows kept) */
-    int loc_newest; /* slot of the newest row, -1 when none yet */
-    int loc_count;  /* number of valid rows (<= w_loc) */
-    void *qstate;   /* quantized storage (ems/quant), NULL when not quantized */
+    float *loc;           /* [w_loc][cap] */
+    int w_loc;            /* ring size (0 = no local rows kept) */
+    int loc_newest;       /* slot of the newest row, -1 when none yet */
+    int loc_count;        /* number of valid rows (<= w_loc) */
+    void *qstate;         /* quantized storage (ems/quant), NULL when not quantized */
     float *kview, *vview; /* dequantised scratch for attention when qstate != NULL */
     int view_cap;
 } ems_head;

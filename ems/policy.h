@@ -9,12 +9,12 @@
  * ems_policy_step for the same sequence at the same point (the hook is called the same number
  * of times on each). */
 #pragma once
-#include <stddef.h>
-#include <stdint.h>
-
 #include "common/status.h"
 #include "ems/config.h"
 #include "ems/kv_cache.h"
+
+#include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,13 +39,13 @@ em_status ems_policy_step(ems_cache *c, const ems_config *cfg, int phase, const 
 
 /* Running totals for a cache (compression cost and what happened). */
 typedef struct ems_policy_stats {
-    int64_t n_events;   /* compression events (per layer or head that was compressed) */
-    int64_t n_steps;    /* ems_policy_step calls that compressed something */
-    int64_t n_evicted;  /* entries dropped without merging */
-    int64_t n_merged;   /* entries merged into a centre */
-    double mass_evicted;/* tokens represented by the dropped entries (merge mass) */
-    double seconds;     /* wall time spent inside ems_policy_step */
-    int n_lazy_layers;  /* SimLayerKV: layers found lazy (-1 before the decision) */
+    int64_t n_events;    /* compression events (per layer or head that was compressed) */
+    int64_t n_steps;     /* ems_policy_step calls that compressed something */
+    int64_t n_evicted;   /* entries dropped without merging */
+    int64_t n_merged;    /* entries merged into a centre */
+    double mass_evicted; /* tokens represented by the dropped entries (merge mass) */
+    double seconds;      /* wall time spent inside ems_policy_step */
+    int n_lazy_layers;   /* SimLayerKV: layers found lazy (-1 before the decision) */
 } ems_policy_stats;
 void ems_policy_get_stats(const ems_cache *c, ems_policy_stats *out);
 

@@ -2,18 +2,18 @@
  * selection helpers and one layer function per method. A layer function compresses the due
  * heads of one layer of the local cache; cross-head methods use ems__reduce. */
 #pragma once
-#include <stdint.h>
-
 #include "ems/config.h"
 #include "ems/kv_cache.h"
 #include "ems/policy.h"
 
+#include <stdint.h>
+
 /* Policy state kept in c->policy (one allocation: freed by ems_cache_destroy with free()). */
 typedef struct ems__layer_state {
-    int lazy;          /* SimLayerKV: -1 undecided, 0 no, 1 lazy */
-    int len0_after;    /* local head 0 length after the last layer-level compression */
-    double total_after;/* global entries of the layer after it (head-wise EMS) */
-    int compressed;    /* a layer-level compression happened */
+    int lazy;           /* SimLayerKV: -1 undecided, 0 no, 1 lazy */
+    int len0_after;     /* local head 0 length after the last layer-level compression */
+    double total_after; /* global entries of the layer after it (head-wise EMS) */
+    int compressed;     /* a layer-level compression happened */
 } ems__layer_state;
 
 typedef struct ems__pstate {
@@ -29,9 +29,9 @@ typedef struct ems__ctx {
     const ems_config *cfg;
     ems__pstate *ps;
     int phase;
-    int H;      /* global KV heads */
-    int B;      /* budget per (layer, KV head) */
-    int N;      /* decode trigger: compress once len >= B + N */
+    int H; /* global KV heads */
+    int B; /* budget per (layer, KV head) */
+    int N; /* decode trigger: compress once len >= B + N */
     const ems_reduce *red;
 } ems__ctx;
 

@@ -1,20 +1,21 @@
 /* KIVI-style int8/int4 K/V store (see quant.h): packed codes, per-group scales, f32 residual,
- * dequantising view, byte accounting. Scales and zeros are f16 (as KIVI). Keys: one group of `group` tokens shares a per-channel
- * (zero, scale); entries keep a group id so compaction and merging never re-group. */
+ * dequantising view, byte accounting. Scales and zeros are f16 (as KIVI). Keys: one group of
+ * `group` tokens shares a per-channel (zero, scale); entries keep a group id so compaction and
+ * merging never re-group. */
 #include "ems/quant.h"
+
+#include "kernels/kern.h" /* kern_f32_to_f16, kern_f16_to_f32 */
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/kern.h" /* kern_f32_to_f16, kern_f16_to_f32 */
-
 typedef struct qstate {
     int bits, group, residual, hd, vgroup, n_vg, row_bytes;
-    int nq;              /* entries [0, nq) are quantized */
-    int cap;             /* per-entry capacity */
-    uint8_t *kcode, *vcode; /* [cap][row_bytes] packed */
-    int32_t *kgrp;       /* [cap] key group of each entry */
+    int nq;                   /* entries [0, nq) are quantized */
+    int cap;                  /* per-entry capacity */
+    uint8_t *kcode, *vcode;   /* [cap][row_bytes] packed */
+    int32_t *kgrp;            /* [cap] key group of each entry */
     uint16_t *vzero, *vscale; /* [cap][n_vg] f16 */
     int ngrp, gcap;
     uint16_t *kzero, *kscale; /* [gcap][hd] f16 */
@@ -28,7 +29,8 @@ void ems_quant_minmax(const float *x, int n, int stride, int bits, float *zero, 
         mn = v < mn ? v : mn;
         mx = v > mx ? v : mx;
     }
-    if (n == 0) mn = mx = 0.0f;
+    if (n == 0)
+        mn = mx = 0.0f;
     /* stored as f16 (as KIVI): return the values the store will hold, saturated to f16 range */
     mn = mn < -65504.0f ? -65504.0f : mn > 65504.0f ? 65504.0f : mn;
     float sc = (mx - mn) / (float)((1 << bits) - 1);
@@ -37,11 +39,15 @@ void ems_quant_minmax(const float *x, int n, int stride, int bits, float *zero, 
     *scale = kern_f16_to_f32(kern_f32_to_f16(sc));
 }
 
-static inline float h2f(uint16_t h) { return kern_f16_to_f32(h); }
+static inline float h2f(uint16_t h)
+{
+    return kern_f16_to_f32(h);
+}
 
 uint8_t ems_quant_code(float x, float zero, float scale, int bits)
 {
-    if (!(scale > 0.0f)) return 0;
+    if (!(scale > 0.0f))
+        return 0;
     float q = rintf((x - zero) / scale);
     float top = (float)((1 << bits) - 1);
     return (uint8_t)(q < 0.0f ? 0.0f : q > top ? top : q);
@@ -64,20 +70,28 @@ static inline int get(const uint8_t *row, int d, int bits)
 
 static int reserve(qstate *q, int need)
 {
-    if (need <= q->cap) return 0;
+    if (need <= q->cap)
+        return 0;
     int nc = q->cap ? q->cap : 64;
-    while (nc < need) nc *= 2;
+    while (nc < need)
+        nc *= 2;
     void *a = realloc(q->kcode, (size_t)nc * q->row_bytes);
-    if (a) q->kcode = a;
+    if (a)
+        q->kcode = a;
     void *b = realloc(q->vcode, (size_t)nc * q->row_bytes);
-    if (b) q->vcode = b;
+    if (b)
+        q->vcode = b;
     void *c = realloc(q->kgrp, sizeof(int32_t) * nc);
-    if (c) q->kgrp = c;
+    if (c)
+        q->kgrp = c;
     void *d = realloc(q->vzero, sizeof(uint16_t) * nc * q->n_vg);
-    if (d) q->vzero = d;
+    if (d)
+        q->vzero = d;
     void *e = realloc(q->vscale, sizeof(uint16_t) * nc * q->n_vg);
-    if (e) q->vscale = e;
-    if (!a || !b || !c || !d || !e) return -1;
+    if (e)
+        q->vscale = e;
+    if (!a || !b || !c || !d || !e)
+        return -1;
     q->cap = nc;
     return 0;
 }
@@ -85,8 +99,10 @@ static int reserve(qstate *q, int need)
 static void dequant_key(const qstate *q, int j, float *out)
 {
     const uint8_t *row = q->kcode + (size_t)j * q->row_bytes;
-    const uint16_t *z = q->kzero + (size_t)q->kgrp[j] * q->hd, *s = q->kscale + (size_t)q->kgrp[j] * q->hd;
-    for (int d = 0; d < q->hd; d++) out[d] = (float)get(row, d, q->bits) * h2f(s[d]) + h2f(z[d]);
+    const uint16_t *z = q->kzero + (size_t)q->kgrp[j] * q->hd,
+                   *s = q->kscale + (size_t)q->kgrp[j] * q->hd;
+    for (int d = 0; d < q->hd; d++)
+        out[d] = (float)get(row, d, q->bits) * h2f(s[d]) + h2f(z[d]);
 }
 
 static void dequant_value(const qstate *q, int j, float *out)
@@ -111,7 +127,8 @@ static void encode_value(qstate *q, ems_head *h, int j)
         ems_quant_minmax(v + d0, n, 1, q->bits, &z, &sc);
         q->vzero[o] = kern_f32_to_f16(z);
         q->vscale[o] = kern_f32_to_f16(sc);
-        for (int d = d0; d < d0 + n; d++) put(row, d, q->bits, ems_quant_code(v[d], z, sc, q->bits));
+        for (int d = d0; d < d0 + n; d++)
+            put(row, d, q->bits, ems_quant_code(v[d], z, sc, q->bits));
     }
     dequant_value(q, j, v);
 }
@@ -120,22 +137,28 @@ static void encode_key(qstate *q, ems_head *h, int j)
 {
     float *k = h->k + (size_t)j * q->hd;
     uint8_t *row = q->kcode + (size_t)j * q->row_bytes;
-    const uint16_t *z = q->kzero + (size_t)q->kgrp[j] * q->hd, *s = q->kscale + (size_t)q->kgrp[j] * q->hd;
-    for (int d = 0; d < q->hd; d++) put(row, d, q->bits, ems_quant_code(k[d], h2f(z[d]), h2f(s[d]), q->bits));
+    const uint16_t *z = q->kzero + (size_t)q->kgrp[j] * q->hd,
+                   *s = q->kscale + (size_t)q->kgrp[j] * q->hd;
+    for (int d = 0; d < q->hd; d++)
+        put(row, d, q->bits, ems_quant_code(k[d], h2f(z[d]), h2f(s[d]), q->bits));
     dequant_key(q, j, k);
 }
 
 /* Quantizes the block [nq, nq + group) as one new key group. */
 static em_status quant_block(qstate *q, ems_head *h)
 {
-    if (reserve(q, q->nq + q->group)) return EM_ENOMEM;
+    if (reserve(q, q->nq + q->group))
+        return EM_ENOMEM;
     if (q->ngrp == q->gcap) {
         int nc = q->gcap ? 2 * q->gcap : 16;
         uint16_t *a = realloc(q->kzero, sizeof(uint16_t) * nc * q->hd);
-        if (a) q->kzero = a;
+        if (a)
+            q->kzero = a;
         uint16_t *b = realloc(q->kscale, sizeof(uint16_t) * nc * q->hd);
-        if (b) q->kscale = b;
-        if (!a || !b) return EM_ENOMEM;
+        if (b)
+            q->kscale = b;
+        if (!a || !b)
+            return EM_ENOMEM;
         q->gcap = nc;
     }
     int g = q->ngrp++, j0 = q->nq;
@@ -161,17 +184,21 @@ em_status ems_quant_on_append(ems_head *h)
     qstate *q = h->qstate;
     while (h->len - q->nq >= q->residual + q->group) {
         em_status st = quant_block(q, h);
-        if (st != EM_OK) return st;
+        if (st != EM_OK)
+            return st;
     }
     return EM_OK;
 }
 
 em_status ems_quant_attach(ems_head *h, int bits, int group, int residual)
 {
-    if (h->qstate) return EM_OK;
-    if ((bits != 8 && bits != 4) || group < 1 || residual < 0) return EM_EINVAL;
+    if (h->qstate)
+        return EM_OK;
+    if ((bits != 8 && bits != 4) || group < 1 || residual < 0)
+        return EM_EINVAL;
     qstate *q = calloc(1, sizeof *q);
-    if (!q) return EM_ENOMEM;
+    if (!q)
+        return EM_ENOMEM;
     q->bits = bits;
     q->group = group;
     q->residual = residual;
@@ -186,7 +213,8 @@ em_status ems_quant_attach(ems_head *h, int bits, int group, int residual)
 void ems_quant_free(void *qstate_)
 {
     qstate *q = qstate_;
-    if (!q) return;
+    if (!q)
+        return;
     free(q->kcode), free(q->vcode), free(q->kgrp), free(q->vzero), free(q->vscale);
     free(q->kzero), free(q->kscale);
     free(q);
@@ -199,12 +227,17 @@ void ems_quant_on_compact(ems_head *h, const int *keep, int n)
     for (int i = 0; i < n && keep[i] < q->nq; i++) {
         int j = keep[i];
         nq = i + 1;
-        if (j == i) continue;
-        memmove(q->kcode + (size_t)i * q->row_bytes, q->kcode + (size_t)j * q->row_bytes, q->row_bytes);
-        memmove(q->vcode + (size_t)i * q->row_bytes, q->vcode + (size_t)j * q->row_bytes, q->row_bytes);
+        if (j == i)
+            continue;
+        memmove(q->kcode + (size_t)i * q->row_bytes, q->kcode + (size_t)j * q->row_bytes,
+                q->row_bytes);
+        memmove(q->vcode + (size_t)i * q->row_bytes, q->vcode + (size_t)j * q->row_bytes,
+                q->row_bytes);
         q->kgrp[i] = q->kgrp[j];
-        memmove(q->vzero + (size_t)i * q->n_vg, q->vzero + (size_t)j * q->n_vg, sizeof(uint16_t) * q->n_vg);
-        memmove(q->vscale + (size_t)i * q->n_vg, q->vscale + (size_t)j * q->n_vg, sizeof(uint16_t) * q->n_vg);
+        memmove(q->vzero + (size_t)i * q->n_vg, q->vzero + (size_t)j * q->n_vg,
+                sizeof(uint16_t) * q->n_vg);
+        memmove(q->vscale + (size_t)i * q->n_vg, q->vscale + (size_t)j * q->n_vg,
+                sizeof(uint16_t) * q->n_vg);
     }
     q->nq = nq;
 }
@@ -213,7 +246,8 @@ em_status ems_quant_on_update(ems_head *h, const int *idx, int n)
 {
     qstate *q = h->qstate;
     for (int i = 0; i < n; i++) {
-        if (idx[i] >= q->nq) continue;
+        if (idx[i] >= q->nq)
+            continue;
         encode_key(q, h, idx[i]); /* clamped to the group's range */
         encode_value(q, h, idx[i]);
     }
@@ -226,10 +260,13 @@ em_status ems_quant_view(ems_head *h, const float **k, const float **v)
     if (h->view_cap < h->len) {
         int nc = h->cap > h->len ? h->cap : h->len;
         float *a = realloc(h->kview, sizeof(float) * (size_t)nc * h->hd);
-        if (a) h->kview = a;
+        if (a)
+            h->kview = a;
         float *b = realloc(h->vview, sizeof(float) * (size_t)nc * h->hd);
-        if (b) h->vview = b;
-        if (!a || !b) return EM_ENOMEM;
+        if (b)
+            h->vview = b;
+        if (!a || !b)
+            return EM_ENOMEM;
         h->view_cap = nc;
     }
     for (int j = 0; j < q->nq; j++) {
@@ -247,7 +284,8 @@ em_status ems_quant_view(ems_head *h, const float **k, const float **v)
 uint64_t ems_quant_bytes(const ems_head *h)
 {
     const qstate *q = h->qstate;
-    if (!q) return 2ull * sizeof(float) * h->hd * (uint64_t)h->len;
+    if (!q)
+        return 2ull * sizeof(float) * h->hd * (uint64_t)h->len;
     /* key groups still referenced by a quantized entry */
     uint64_t groups = 0;
     char *seen = calloc((size_t)(q->ngrp > 0 ? q->ngrp : 1), 1);
@@ -258,10 +296,10 @@ uint64_t ems_quant_bytes(const ems_head *h)
         }
     }
     free(seen);
-    uint64_t b = 2ull * q->row_bytes * (uint64_t)q->nq;          /* K and V codes */
-    b += groups * (uint64_t)q->hd * 2 * sizeof(uint16_t);          /* key zero + scale (f16) */
-    b += (uint64_t)q->nq * q->n_vg * 2 * sizeof(uint16_t);         /* value zero + scale (f16) */
-    b += 2ull * sizeof(float) * h->hd * (uint64_t)(h->len - q->nq);/* f32 residual */
+    uint64_t b = 2ull * q->row_bytes * (uint64_t)q->nq;             /* K and V codes */
+    b += groups * (uint64_t)q->hd * 2 * sizeof(uint16_t);           /* key zero + scale (f16) */
+    b += (uint64_t)q->nq * q->n_vg * 2 * sizeof(uint16_t);          /* value zero + scale (f16) */
+    b += 2ull * sizeof(float) * h->hd * (uint64_t)(h->len - q->nq); /* f32 residual */
     return b;
 }
 

@@ -2,10 +2,10 @@
  * ranking, local score from the ring of recent attention rows, keep-set assembly and
  * compaction with accounting. */
 #define _GNU_SOURCE /* qsort_r */
+#include "ems/policy_impl.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-#include "ems/policy_impl.h"
 
 /* a ranks before b: larger score, ties -> smaller index */
 static inline int before(const float *s, int a, int b)
@@ -32,14 +32,19 @@ static void select_k(const float *s, int *idx, int n, int k)
     int lo = 0, hi = n - 1;
     while (lo < hi) {
         int mid = lo + (hi - lo) / 2;
-        if (before(s, idx[mid], idx[lo])) swap_i(&idx[mid], &idx[lo]);
-        if (before(s, idx[hi], idx[lo])) swap_i(&idx[hi], &idx[lo]);
-        if (before(s, idx[hi], idx[mid])) swap_i(&idx[hi], &idx[mid]);
+        if (before(s, idx[mid], idx[lo]))
+            swap_i(&idx[mid], &idx[lo]);
+        if (before(s, idx[hi], idx[lo]))
+            swap_i(&idx[hi], &idx[lo]);
+        if (before(s, idx[hi], idx[mid]))
+            swap_i(&idx[hi], &idx[mid]);
         int piv = idx[mid];
         int i = lo, j = hi;
         while (i <= j) {
-            while (before(s, idx[i], piv)) i++;
-            while (before(s, piv, idx[j])) j--;
+            while (before(s, idx[i], piv))
+                i++;
+            while (before(s, piv, idx[j]))
+                j--;
             if (i <= j) {
                 swap_i(&idx[i], &idx[j]);
                 i++;
@@ -58,12 +63,17 @@ static void select_k(const float *s, int *idx, int n, int k)
 
 int ems__topk(const float *s, int n, int k, int *out)
 {
-    if (k > n) k = n;
-    if (k <= 0) return 0;
+    if (k > n)
+        k = n;
+    if (k <= 0)
+        return 0;
     int *idx = malloc(sizeof(int) * (size_t)n);
-    if (!idx) return -1;
-    for (int i = 0; i < n; i++) idx[i] = i;
-    if (k < n) select_k(s, idx, n, k);
+    if (!idx)
+        return -1;
+    for (int i = 0; i < n; i++)
+        idx[i] = i;
+    if (k < n)
+        select_k(s, idx, n, k);
     memcpy(out, idx, sizeof(int) * (size_t)k);
     free(idx);
     qsort(out, (size_t)k, sizeof(int), cmp_int);
@@ -76,14 +86,17 @@ static int cmp_rank(const void *a, const void *b, void *ctx)
 {
     const float *s = ctx;
     int x = *(const int *)a, y = *(const int *)b;
-    if (before(s, x, y)) return -1;
-    if (before(s, y, x)) return 1;
+    if (before(s, x, y))
+        return -1;
+    if (before(s, y, x))
+        return 1;
     return 0;
 }
 
 void ems__rank(const float *s, int n, int *order)
 {
-    for (int i = 0; i < n; i++) order[i] = i;
+    for (int i = 0; i < n; i++)
+        order[i] = i;
     qsort_r(order, (size_t)n, sizeof(int), cmp_rank, (void *)s);
 }
 
@@ -92,26 +105,33 @@ void ems__local_score(const ems_head *h, float *out)
     memset(out, 0, sizeof(float) * (size_t)h->len);
     for (int r = 0; r < h->w_loc && h->loc; r++) {
         const float *row = h->loc + (size_t)r * h->cap;
-        for (int j = 0; j < h->len; j++) out[j] += row[j];
+        for (int j = 0; j < h->len; j++)
+            out[j] += row[j];
     }
 }
 
 const float *ems__newest_row(const ems_head *h)
 {
-    if (h->w_loc <= 0 || h->loc_newest < 0 || !h->loc) return NULL;
+    if (h->w_loc <= 0 || h->loc_newest < 0 || !h->loc)
+        return NULL;
     return h->loc + (size_t)h->loc_newest * h->cap;
 }
 
 int ems__keep_union(int len, int sinks, const int *sel, int n_sel, int w, int *keep)
 {
-    if (sinks > len) sinks = len;
-    if (w > len) w = len;
+    if (sinks > len)
+        sinks = len;
+    if (w > len)
+        w = len;
     int n = 0, s = 0;
     for (int j = 0; j < len; j++) {
         int in = j < sinks || j >= len - w;
-        while (s < n_sel && sel[s] < j) s++;
-        if (s < n_sel && sel[s] == j) in = 1;
-        if (in) keep[n++] = j;
+        while (s < n_sel && sel[s] < j)
+            s++;
+        if (s < n_sel && sel[s] == j)
+            in = 1;
+        if (in)
+            keep[n++] = j;
     }
     return n;
 }
@@ -120,8 +140,10 @@ void ems__apply_keep(ems__ctx *x, ems_head *h, const int *keep, int n)
 {
     x->ps->st.n_evicted += h->len - n;
     double m = 0.0;
-    for (int j = 0; j < h->len; j++) m += h->mass[j];
-    for (int i = 0; i < n; i++) m -= h->mass[keep[i]];
+    for (int j = 0; j < h->len; j++)
+        m += h->mass[j];
+    for (int i = 0; i < n; i++)
+        m -= h->mass[keep[i]];
     x->ps->st.mass_evicted += m;
     x->ps->st.n_events++;
     ems_head_compact(h, keep, n);
@@ -129,13 +151,16 @@ void ems__apply_keep(ems__ctx *x, ems_head *h, const int *keep, int n)
 
 int ems__due(const ems__ctx *x, int len, int B)
 {
-    if (B <= 0) return 0;
-    if (x->phase == EMS_PHASE_PREFILL_END) return x->cfg->compress_prefill && len > B;
+    if (B <= 0)
+        return 0;
+    if (x->phase == EMS_PHASE_PREFILL_END)
+        return x->cfg->compress_prefill && len > B;
     return len >= B + x->N;
 }
 
 em_status ems__reduce(const ems__ctx *x, float *buf, size_t n)
 {
-    if (!x->red || !x->red->fn) return EM_OK;
+    if (!x->red || !x->red->fn)
+        return EM_OK;
     return x->red->fn(x->red->user, buf, n) == 0 ? EM_OK : EM_EUNAVAILABLE;
 }

@@ -5,10 +5,10 @@
  * Decision time: the first decode step after prefill (official), or with simlayerkv.decide =
  * prefill at the end of prefill from the last n_last queries. A sequence streamed without a
  * prefill decides on the first step at which the layer is over budget + N. */
+#include "ems/policy_impl.h"
+
 #include <stdlib.h>
 #include <string.h>
-
-#include "ems/policy_impl.h"
 
 static int recent_of(const ems__ctx *x)
 {
@@ -21,7 +21,8 @@ static float row_mass(const ems_head *h, const float *row, int initial, int span
 {
     float s = 0.0f;
     for (int j = 0; j < h->len; j++) {
-        if (j < initial || (h->pos[j] <= qp && h->pos[j] > qp - span)) s += row[j];
+        if (j < initial || (h->pos[j] <= qp && h->pos[j] > qp - span))
+            s += row[j];
     }
     return s;
 }
@@ -31,11 +32,12 @@ static float row_mass(const ems_head *h, const float *row, int initial, int span
 static float head_score(const ems__ctx *x, const ems_head *h)
 {
     const ems_config *cfg = x->cfg;
-    if (!h->loc || h->loc_newest < 0 || h->len == 0) return 0.0f;
+    if (!h->loc || h->loc_newest < 0 || h->len == 0)
+        return 0.0f;
     int newest = h->pos[h->len - 1];
     if (!cfg->slk_prefill) {
-        return row_mass(h, h->loc + (size_t)h->loc_newest * h->cap, cfg->slk_initial,
-                        recent_of(x), newest);
+        return row_mass(h, h->loc + (size_t)h->loc_newest * h->cap, cfg->slk_initial, recent_of(x),
+                        newest);
     }
     int nr = cfg->slk_n_last < h->loc_count ? cfg->slk_n_last : h->loc_count;
     float s = 0.0f;
@@ -58,9 +60,11 @@ static int decide_now(const ems__ctx *x, int len0)
 
 static void trim(ems__ctx *x, ems_head *h, int initial, int recent)
 {
-    if (h->len <= initial + recent) return;
+    if (h->len <= initial + recent)
+        return;
     int *keep = malloc(sizeof(int) * (size_t)(initial + recent));
-    if (!keep) return;
+    if (!keep)
+        return;
     int n = ems__keep_union(h->len, initial, NULL, 0, recent, keep);
     ems__apply_keep(x, h, keep, n);
     free(keep);
@@ -73,9 +77,11 @@ em_status ems__simlayer_layer(ems__ctx *x, int l)
     int initial = x->cfg->slk_initial, recent = recent_of(x);
     int just = 0;
     if (ls->lazy < 0) {
-        if (!decide_now(x, ems_cache_head(c, l, 0)->len)) return EM_OK;
+        if (!decide_now(x, ems_cache_head(c, l, 0)->len))
+            return EM_OK;
         float *buf = calloc((size_t)x->H, sizeof(float));
-        if (!buf) return EM_ENOMEM;
+        if (!buf)
+            return EM_ENOMEM;
         for (int h = 0; h < c->n_head_kv; h++) {
             buf[c->kv_head0 + h] = head_score(x, ems_cache_head(c, l, h));
         }
@@ -85,7 +91,8 @@ em_status ems__simlayer_layer(ems__ctx *x, int l)
             return st;
         }
         float s = 0.0f;
-        for (int g = 0; g < x->H; g++) s += buf[g];
+        for (int g = 0; g < x->H; g++)
+            s += buf[g];
         free(buf);
         ls->lazy = s / (float)x->H > x->cfg->slk_delta;
         just = 1;
@@ -94,9 +101,11 @@ em_status ems__simlayer_layer(ems__ctx *x, int l)
             n_dec += x->ps->layer[k].lazy >= 0;
             n_lazy += x->ps->layer[k].lazy == 1;
         }
-        if (n_dec == c->n_layer) x->ps->st.n_lazy_layers = n_lazy;
+        if (n_dec == c->n_layer)
+            x->ps->st.n_lazy_layers = n_lazy;
     }
-    if (ls->lazy != 1) return EM_OK;
+    if (ls->lazy != 1)
+        return EM_OK;
     for (int h = 0; h < c->n_head_kv; h++) {
         ems_head *hh = ems_cache_head(c, l, h);
         if (just || (x->cfg->slk_retrim && ems__due(x, hh->len, initial + recent))) {

@@ -4,12 +4,12 @@
  * layer's attention output is computed over the full and over the compressed cache with the
  * same queries, isolating what compression does to that layer. The forward's logits are
  * checked against the engine's (logit_check = max |difference|). */
+#include "ems/policy.h"
+#include "eval/eval.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "ems/policy.h"
-#include "eval/eval.h"
 
 typedef struct fwd {
     const model *m;
@@ -36,8 +36,8 @@ static void attn_head(const fwd *f, ems_head *h, const float *q, int32_t qpos, f
 }
 
 /* Forward of token `tok` at `pos` whose K/V are already the last entries of both caches. */
-static void probe(fwd *f, ems_cache *full, ems_cache *cmp, int32_t tok, int32_t pos,
-                  double *num, double *den)
+static void probe(fwd *f, ems_cache *full, ems_cache *cmp, int32_t tok, int32_t pos, double *num,
+                  double *den)
 {
     const model *m = f->m;
     const model_hparams *hp = &m->hp;
@@ -59,20 +59,22 @@ static void probe(fwd *f, ems_cache *full, ems_cache *cmp, int32_t tok, int32_t 
             }
         }
         kern_matmul(f->o, &L->wo, f->att, qd, 1, f->tmp, dim);
-        for (int i = 0; i < dim; i++) f->x[i] += f->tmp[i];
+        for (int i = 0; i < dim; i++)
+            f->x[i] += f->tmp[i];
         f->o->rmsnorm(NULL, f->x, L->ffn_norm.data, 1, dim, hp->norm_eps, f->xn);
         kern_matmul(f->o, &L->w1, f->xn, dim, 1, f->h1, hp->ffn_dim);
         kern_matmul(f->o, &L->w3, f->xn, dim, 1, f->h3, hp->ffn_dim);
         f->o->swiglu(NULL, f->h1, f->h3, 1, hp->ffn_dim, f->h1);
         kern_matmul(f->o, &L->w2, f->h1, hp->ffn_dim, 1, f->tmp, dim);
-        for (int i = 0; i < dim; i++) f->x[i] += f->tmp[i];
+        for (int i = 0; i < dim; i++)
+            f->x[i] += f->tmp[i];
     }
     f->o->rmsnorm(NULL, f->x, m->out_norm.data, 1, dim, hp->norm_eps, f->xn);
     kern_matmul(f->o, &m->output, f->xn, dim, 1, f->logits, hp->n_vocab);
 }
 
-em_status ev_fidelity(engine *e, const model *m, const ems_config *cfg, const int32_t *ids,
-                      int n, int first, int every, double *err, double *logit_check)
+em_status ev_fidelity(engine *e, const model *m, const ems_config *cfg, const int32_t *ids, int n,
+                      int first, int every, double *err, double *logit_check)
 {
     const model_hparams *hp = &m->hp;
     ems_config full_cfg;
@@ -97,23 +99,28 @@ em_status ev_fidelity(engine *e, const model *m, const ems_config *cfg, const in
     f.out_c = malloc(sizeof(float) * qd);
     f.logits = malloc(sizeof(float) * hp->n_vocab);
     float *lg = malloc(sizeof(float) * hp->n_vocab);
-    double *num = calloc((size_t)hp->n_layer, sizeof(double)), *den = calloc((size_t)hp->n_layer, sizeof(double));
+    double *num = calloc((size_t)hp->n_layer, sizeof(double)),
+           *den = calloc((size_t)hp->n_layer, sizeof(double));
     *logit_check = 0.0;
     for (int i = 0; i < n && st == EM_OK; i++) {
         int32_t pos = i, sq = 0;
         engine_batch b = {1, ids + i, &pos, &sq, NULL};
         st = engine_forward(e, &b, &cf, lg);
-        if (st == EM_OK) st = engine_forward(e, &b, &cc, NULL);
+        if (st == EM_OK)
+            st = engine_forward(e, &b, &cc, NULL);
         if (st == EM_OK && i >= first && (i - first) % every == 0) {
             probe(&f, cf, cc, ids[i], pos, num, den);
             for (int v = 0; v < hp->n_vocab; v++) {
                 double d = fabs((double)f.logits[v] - lg[v]);
-                if (d > *logit_check) *logit_check = d;
+                if (d > *logit_check)
+                    *logit_check = d;
             }
         }
-        if (st == EM_OK) st = ems_policy_step(cc, cfg, EMS_PHASE_DECODE, NULL);
+        if (st == EM_OK)
+            st = ems_policy_step(cc, cfg, EMS_PHASE_DECODE, NULL);
     }
-    for (int l = 0; l < hp->n_layer; l++) err[l] = den[l] > 0 ? sqrt(num[l] / den[l]) : 0.0;
+    for (int l = 0; l < hp->n_layer; l++)
+        err[l] = den[l] > 0 ? sqrt(num[l] / den[l]) : 0.0;
     ems_cache_destroy(cf);
     ems_cache_destroy(cc);
     free(f.x), free(f.xn), free(f.q), free(f.att), free(f.tmp), free(f.h1), free(f.h3);

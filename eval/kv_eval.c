@@ -6,6 +6,10 @@
  *   fidelity.csv                      per-layer attention-output relative error vs full cache
  *   ablation.csv                      EMS and SimLayerKV variants, quantization combinations
  * Texts: the sample in ../shared/data plus texts sampled from the model with fixed seeds. */
+#include "common/timeutil.h"
+#include "eval/eval.h"
+#include "eval/stream.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,10 +17,6 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include "common/timeutil.h"
-#include "eval/eval.h"
-#include "eval/stream.h"
 
 #define MAX_TEXTS 6
 #define MAX_CASES 128
@@ -95,22 +95,26 @@ static double run_retrieval(harness *H, const ev_policy *p, int stream, const in
                             int n_dist, int (*by_dist)[2])
 {
     int ok_n = 0, tot = 0;
-    for (int d = 0; d < n_dist && by_dist; d++) by_dist[d][0] = by_dist[d][1] = 0;
+    for (int d = 0; d < n_dist && by_dist; d++)
+        by_dist[d][0] = by_dist[d][1] = 0;
     for (int i = 0; i < H->n_cases; i++) {
-        if (!H->full_ok[i]) continue;
+        if (!H->full_ok[i])
+            continue;
         int ok = 0;
-        if (ev_retrieval_run(H->e, &p->cfg, &H->cases[i], stream, &ok) != EM_OK) exit(1);
+        if (ev_retrieval_run(H->e, &p->cfg, &H->cases[i], stream, &ok) != EM_OK)
+            exit(1);
         ok_n += ok;
         tot++;
         for (int d = 0; d < n_dist && by_dist; d++) {
-            if (H->cases[i].dist_idx == d) by_dist[d][0] += ok, by_dist[d][1]++;
+            if (H->cases[i].dist_idx == d)
+                by_dist[d][0] += ok, by_dist[d][1]++;
         }
     }
     return tot ? (double)ok_n / tot : 0.0;
 }
 
-static const char *const k_methods[] = {"streamingllm", "h2o", "snapkv", "pyramidkv", "tova",
-                                        "simlayerkv", "roco", "ems"};
+static const char *const k_methods[] = {"streamingllm", "h2o",        "snapkv", "pyramidkv",
+                                        "tova",         "simlayerkv", "roco",   "ems"};
 #define N_METHODS (int)(sizeof k_methods / sizeof k_methods[0])
 static const char *const k_q4[] = {"quant=int4", "quant.group=8", "quant.residual=8", NULL};
 
@@ -131,9 +135,12 @@ static void experiment_quality(harness *H, const int *budgets, int n_b)
     for (int b = 0; b < n_b; b++) {
         for (int i = 0; i < n_pol; i++) {
             ev_policy p;
-            if (i < N_METHODS) ev_policy_make(&p, k_methods[i], k_methods[i], budgets[b], NULL);
-            if (i == N_METHODS) ev_policy_make(&p, "ems+int4", "ems", budgets[b], k_q4);
-            if (i == N_METHODS + 1) ev_policy_make(&p, "h2o+int4", "h2o", budgets[b], k_q4);
+            if (i < N_METHODS)
+                ev_policy_make(&p, k_methods[i], k_methods[i], budgets[b], NULL);
+            if (i == N_METHODS)
+                ev_policy_make(&p, "ems+int4", "ems", budgets[b], k_q4);
+            if (i == N_METHODS + 1)
+                ev_policy_make(&p, "h2o+int4", "h2o", budgets[b], k_q4);
             double t0 = em_now_s();
             quality q;
             run_quality(H, &p, budgets[b], f, &q);
@@ -160,10 +167,13 @@ static void experiment_retrieval(harness *H, const int *budgets, int n_b, const 
     for (int b = 0; b < n_b; b++) {
         for (int i = 0; i < N_METHODS + 1; i++) {
             ev_policy p;
-            if (i < N_METHODS) ev_policy_make(&p, k_methods[i], k_methods[i], budgets[b], NULL);
-            else ev_policy_make(&p, "ems+int4", "ems", budgets[b], k_q4);
+            if (i < N_METHODS)
+                ev_policy_make(&p, k_methods[i], k_methods[i], budgets[b], NULL);
+            else
+                ev_policy_make(&p, "ems+int4", "ems", budgets[b], k_q4);
             for (int stream = 0; stream < 2; stream++) {
-                if (stream && budgets[b] != stream_budget) continue;
+                if (stream && budgets[b] != stream_budget)
+                    continue;
                 double acc = run_retrieval(H, &p, stream, dists, n_dist, by);
                 int tn = 0, tk = 0;
                 for (int d = 0; d < n_dist; d++) {
@@ -190,11 +200,15 @@ static void experiment_fidelity(harness *H, const int *budgets, int n_b)
     for (int b = 0; b < n_b; b++) {
         for (int i = 0; i < N_METHODS + 1; i++) {
             ev_policy p;
-            if (i < N_METHODS) ev_policy_make(&p, k_methods[i], k_methods[i], budgets[b], NULL);
-            else ev_policy_make(&p, "ems+int4", "ems", budgets[b], k_q4);
-            if (ev_fidelity(H->e, H->m, &p.cfg, H->text[1], n, 64, 16, err, &chk) != EM_OK) exit(1);
+            if (i < N_METHODS)
+                ev_policy_make(&p, k_methods[i], k_methods[i], budgets[b], NULL);
+            else
+                ev_policy_make(&p, "ems+int4", "ems", budgets[b], k_q4);
+            if (ev_fidelity(H->e, H->m, &p.cfg, H->text[1], n, 64, 16, err, &chk) != EM_OK)
+                exit(1);
             worst = chk > worst ? chk : worst;
-            for (int l = 0; l < L; l++) fprintf(f, "%s,%d,%d,%.6f\n", p.name, budgets[b], l, err[l]);
+            for (int l = 0; l < L; l++)
+                fprintf(f, "%s,%d,%d,%.6f\n", p.name, budgets[b], l, err[l]);
         }
     }
     fprintf(stderr, "fidelity: probe forward vs engine logits max |diff| %.2e\n", worst);
@@ -227,7 +241,9 @@ static const abl k_abl[] = {
     {"simlayerkv delta=0.9", "simlayerkv", {"simlayerkv.delta=0.9", NULL}},
     {"simlayerkv+int8", "simlayerkv", {"quant=int8", "quant.group=8", "quant.residual=8", NULL}},
     {"simlayerkv+int4", "simlayerkv", {"quant=int4", "quant.group=8", "quant.residual=8", NULL}},
-    {"simlayerkv delta=0.8+int4", "simlayerkv", {"simlayerkv.delta=0.8", "quant=int4", "quant.group=8", "quant.residual=8", NULL}},
+    {"simlayerkv delta=0.8+int4",
+     "simlayerkv",
+     {"simlayerkv.delta=0.8", "quant=int4", "quant.group=8", "quant.residual=8", NULL}},
     {"full+int8", "full", {"quant=int8", "quant.group=8", "quant.residual=8", NULL}},
     {"full+int4", "full", {"quant=int4", "quant.group=8", "quant.residual=8", NULL}},
     {"h2o", "h2o", {NULL}},
@@ -246,7 +262,8 @@ static void experiment_ablation(harness *H, int B)
     for (size_t i = 0; i < sizeof k_abl / sizeof k_abl[0]; i++) {
         ev_policy p;
         int b = strcmp(k_abl[i].method, "full") ? B : 0;
-        if (ev_policy_make(&p, k_abl[i].name, k_abl[i].method, b, k_abl[i].kv)) exit(1);
+        if (ev_policy_make(&p, k_abl[i].name, k_abl[i].method, b, k_abl[i].kv))
+            exit(1);
         quality q;
         run_quality(H, &p, b, NULL, &q);
         double rp = run_retrieval(H, &p, 0, NULL, 0, NULL);
@@ -284,12 +301,18 @@ int main(int argc, char **argv)
                             "[--threads N] [--sampled N] [--sample-len N] [--quick]\n");
             return 2;
         }
-        if (!strcmp(a, "--model")) model_path = v;
-        else if (!strcmp(a, "--text-file")) text_path = v;
-        else if (!strcmp(a, "--out")) H.out = v;
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
-        else if (!strcmp(a, "--sampled")) n_sampled = atoi(v);
-        else if (!strcmp(a, "--sample-len")) sample_len = atoi(v);
+        if (!strcmp(a, "--model"))
+            model_path = v;
+        else if (!strcmp(a, "--text-file"))
+            text_path = v;
+        else if (!strcmp(a, "--out"))
+            H.out = v;
+        else if (!strcmp(a, "--threads"))
+            threads = atoi(v);
+        else if (!strcmp(a, "--sampled"))
+            n_sampled = atoi(v);
+        else if (!strcmp(a, "--sample-len"))
+            sample_len = atoi(v);
         else {
             fprintf(stderr, "unknown option %s\n", a);
             return 2;
@@ -304,17 +327,20 @@ int main(int argc, char **argv)
         fprintf(stderr, "bad --sampled / --sample-len\n");
         return 2;
     }
-    if (!model_path) model_path = model_find_default();
+    if (!model_path)
+        model_path = model_find_default();
     char err[256];
     if (!model_path || model_load(model_path, &H.m, err, sizeof err) != EM_OK ||
         tok_create(H.m->gguf, &H.tok, err, sizeof err) != EM_OK) {
         fprintf(stderr, "error: cannot load the model (%s)\n", model_path ? err : "not found");
         return 1;
     }
-    if (sample_len > H.m->hp.n_ctx) sample_len = H.m->hp.n_ctx;
+    if (sample_len > H.m->hp.n_ctx)
+        sample_len = H.m->hp.n_ctx;
     shard_desc sd = shard_single(H.m->hp.n_kv_head);
     engine_opts eo = {threads, 512};
-    if (engine_create(H.m, &sd, &eo, &H.e) != EM_OK) return 1;
+    if (engine_create(H.m, &sd, &eo, &H.e) != EM_OK)
+        return 1;
     mkdir(H.out, 0755);
     double t0 = em_now_s();
     /* texts: the data sample, then texts sampled from the model */
@@ -329,7 +355,8 @@ int main(int argc, char **argv)
         H.text[t] = malloc(sizeof(int32_t) * sample_len);
         H.text_len[t] = sample_len;
         snprintf(H.text_name[t], 32, "sampled_seed%d", t);
-        if (ev_sample_text(H.e, sample_len, (uint64_t)t, H.text[t]) != EM_OK) return 1;
+        if (ev_sample_text(H.e, sample_len, (uint64_t)t, H.text[t]) != EM_OK)
+            return 1;
     }
     ev_policy full;
     ev_policy_make(&full, "full", "full", 0, NULL);
@@ -338,9 +365,10 @@ int main(int argc, char **argv)
         ev_stream_opts o = {0};
         o.logits_out = H.ref_logits[t];
         ev_stream_result r;
-        if (ev_stream(H.e, &full.cfg, H.text[t], H.text_len[t], &o, &r) != EM_OK) return 1;
-        fprintf(stderr, "text %s: %d tokens, full-cache ppl %.4f\n", H.text_name[t],
-                H.text_len[t], exp(r.nll_sum / r.n_scored));
+        if (ev_stream(H.e, &full.cfg, H.text[t], H.text_len[t], &o, &r) != EM_OK)
+            return 1;
+        fprintf(stderr, "text %s: %d tokens, full-cache ppl %.4f\n", H.text_name[t], H.text_len[t],
+                exp(r.nll_sum / r.n_scored));
     }
     /* retrieval cases; only those the full cache gets right are scored */
     static const int dists[] = {16, 32, 64, 96, 128};
@@ -356,8 +384,8 @@ int main(int argc, char **argv)
             n_full_ok);
     FILE *f = open_csv(&H, "retrieval_cases.csv", "case,name,distance,prompt_tokens,full_ok");
     for (int i = 0; i < H.n_cases; i++) {
-        fprintf(f, "%d,%s,%d,%d,%d\n", i, H.cases[i].name, H.cases[i].distance,
-                H.cases[i].n_prompt, H.full_ok[i]);
+        fprintf(f, "%d,%s,%d,%d,%d\n", i, H.cases[i].name, H.cases[i].distance, H.cases[i].n_prompt,
+                H.full_ok[i]);
     }
     fclose(f);
     static const int budgets[] = {16, 32, 64, 128};
@@ -385,7 +413,8 @@ int main(int argc, char **argv)
     }
     ev_write_plots(H.out, !quick);
     fprintf(stderr, "done in %.1f s; results in %s\n", em_now_s() - t0, H.out);
-    for (int t = 0; t < H.n_texts; t++) free(H.text[t]), free(H.ref_logits[t]);
+    for (int t = 0; t < H.n_texts; t++)
+        free(H.text[t]), free(H.ref_logits[t]);
     free(H.cases);
     engine_free(H.e);
     tok_free(H.tok);

@@ -1,13 +1,14 @@
 /* Retrieval cases: "Once upon a time, there was a little girl named NAME." + neutral filler of
  * a given length in tokens + " One day," -> the model should continue with NAME (it copies
  * names it has seen). Success = every name token is the greedy choice, teacher-forced. */
-#include <stdlib.h>
-#include <string.h>
-
 #include "ems/policy.h"
 #include "eval/eval.h"
 
-static const char *const k_girls[] = {"Lily", "Sue", "Kitty", "Anna", "Mia", "Lucy", "Sara", "Jane"};
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const k_girls[] = {"Lily", "Sue",  "Kitty", "Anna",
+                                      "Mia",  "Lucy", "Sara",  "Jane"};
 static const char *const k_boys[] = {"Max", "Ben", "Tom", "Sam", "Jack", "Bob", "Timmy", "Spot"};
 
 /* %s = pronoun (She/He), %p = possessive (her/his) */
@@ -32,7 +33,7 @@ static void fill_sentence(char *out, size_t cap, const char *tmpl, int girl)
     size_t o = 0;
     for (const char *p = tmpl; *p && o + 8 < cap; p++) {
         if (*p == '%' && p[1]) {
-            const char *r = p[1] == 's' ? (girl ? "She" : "He")
+            const char *r = p[1] == 's'   ? (girl ? "She" : "He")
                             : p[1] == 'l' ? (girl ? "she" : "he")
                                           : (girl ? "her" : "his");
             o += (size_t)snprintf(out + o, cap - o, "%s", r);
@@ -47,7 +48,8 @@ static void fill_sentence(char *out, size_t cap, const char *tmpl, int girl)
 static int encode(const tokenizer *tok, const char *s, int32_t *ids, int cap)
 {
     int n = 0;
-    if (tok_encode(tok, s, strlen(s), 1, ids, cap, &n) != EM_OK) return -1;
+    if (tok_encode(tok, s, strlen(s), 1, ids, cap, &n) != EM_OK)
+        return -1;
     return n;
 }
 
@@ -98,7 +100,8 @@ static int argmax(const float *x, int n)
 {
     int b = 0;
     for (int i = 1; i < n; i++) {
-        if (x[i] > x[b]) b = i;
+        if (x[i] > x[b])
+            b = i;
     }
     return b;
 }
@@ -113,27 +116,33 @@ em_status ev_retrieval_run(engine *e, const ems_config *cfg, const ev_rcase *rc,
                                        cfg->group_max, &c);
     float *logits = malloc(sizeof(float) * hp->n_vocab);
     int32_t pos[600], seq[600] = {0};
-    for (int i = 0; i < 600; i++) pos[i] = i;
-    if (st == EM_OK && !logits) st = EM_ENOMEM;
+    for (int i = 0; i < 600; i++)
+        pos[i] = i;
+    if (st == EM_OK && !logits)
+        st = EM_ENOMEM;
     if (st == EM_OK && stream) {
         for (int i = 0; i < rc->n_prompt && st == EM_OK; i++) {
             engine_batch b = {1, rc->ids + i, pos + i, seq, NULL};
             st = engine_forward(e, &b, &c, logits);
-            if (st == EM_OK) st = ems_policy_step(c, cfg, EMS_PHASE_DECODE, NULL);
+            if (st == EM_OK)
+                st = ems_policy_step(c, cfg, EMS_PHASE_DECODE, NULL);
         }
     } else if (st == EM_OK) {
         engine_batch b = {rc->n_prompt, rc->ids, pos, seq, NULL};
         st = engine_forward(e, &b, &c, logits);
-        if (st == EM_OK) st = ems_policy_step(c, cfg, EMS_PHASE_PREFILL_END, NULL);
+        if (st == EM_OK)
+            st = ems_policy_step(c, cfg, EMS_PHASE_PREFILL_END, NULL);
     }
     int good = 1;
     for (int t = 0; t < rc->n_name && st == EM_OK && good; t++) {
         int i = rc->n_prompt + t;
         good = argmax(logits, hp->n_vocab) == rc->ids[i];
-        if (!good || t + 1 == rc->n_name) break;
+        if (!good || t + 1 == rc->n_name)
+            break;
         engine_batch b = {1, rc->ids + i, pos + i, seq, NULL};
         st = engine_forward(e, &b, &c, logits);
-        if (st == EM_OK) st = ems_policy_step(c, cfg, EMS_PHASE_DECODE, NULL);
+        if (st == EM_OK)
+            st = ems_policy_step(c, cfg, EMS_PHASE_DECODE, NULL);
     }
     *ok = st == EM_OK && good;
     ems_cache_destroy(c);

@@ -4,12 +4,12 @@
  * and top-1 agreement against reference logits, KV memory and compression time. Also text
  * loading (stories separated by <|endoftext|>, each starting with BOS). */
 #pragma once
-#include <stdint.h>
-
 #include "common/status.h"
 #include "ems/config.h"
 #include "engine/engine.h"
 #include "model/tokenizer.h"
+
+#include <stdint.h>
 
 typedef struct ev_stream_opts {
     const float *ref_logits; /* [n][n_vocab] logits of the full cache (KL/top-1); NULL = none */
@@ -19,17 +19,17 @@ typedef struct ev_stream_opts {
 } ev_stream_opts;
 
 typedef struct ev_stream_result {
-    double nll_sum;          /* sum of -log p(next token) over scored positions */
+    double nll_sum; /* sum of -log p(next token) over scored positions */
     int n_scored;
-    double kl_sum;           /* sum of KL(full || this) over scored positions */
-    int top1_agree;          /* argmax equal to the full cache's */
-    double kv_bytes_mean;    /* KV bytes averaged over steps */
+    double kl_sum;        /* sum of KL(full || this) over scored positions */
+    int top1_agree;       /* argmax equal to the full cache's */
+    double kv_bytes_mean; /* KV bytes averaged over steps */
     uint64_t kv_bytes_end, kv_entries_end;
-    double compress_s;       /* time inside ems_policy_step */
-    int64_t n_policy_calls;  /* ems_policy_step calls */
-    int64_t n_compress_steps;/* calls that compressed something */
+    double compress_s;        /* time inside ems_policy_step */
+    int64_t n_policy_calls;   /* ems_policy_step calls */
+    int64_t n_compress_steps; /* calls that compressed something */
     double forward_s;
-    int n_lazy_layers;       /* SimLayerKV: layers found lazy (-1: undecided / other method) */
+    int n_lazy_layers; /* SimLayerKV: layers found lazy (-1: undecided / other method) */
 } ev_stream_result;
 
 em_status ev_stream(engine *e, const ems_config *cfg, const int32_t *ids, int n,
@@ -37,5 +37,5 @@ em_status ev_stream(engine *e, const ems_config *cfg, const int32_t *ids, int n,
 
 /* Reads a text file and tokenizes it: stories separated by "<|endoftext|>" are each encoded
  * with BOS (add_bos) and concatenated; at most cap ids. *out owned by the caller. */
-em_status ev_load_text(const tokenizer *tok, const char *path, int add_bos, int cap,
-                       int32_t **out, int *n_out, char *err, size_t errlen);
+em_status ev_load_text(const tokenizer *tok, const char *path, int add_bos, int cap, int32_t **out,
+                       int *n_out, char *err, size_t errlen);

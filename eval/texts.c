@@ -1,25 +1,28 @@
 /* Texts sampled from the model with fixed seeds (full cache, temperature 1, no truncation),
  * stories chained EOS -> BOS as in the TinyStories data. Also the policy helper. */
+#include "eval/eval.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "eval/eval.h"
-
-int ev_policy_make(ev_policy *p, const char *name, const char *method, int B,
-                   const char *const *kv)
+int ev_policy_make(ev_policy *p, const char *name, const char *method, int B, const char *const *kv)
 {
     char err[256], b[16];
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);
     ems_config_default(&p->cfg);
-    if (ems_config_set(&p->cfg, "method", method, err, sizeof err) != EM_OK) goto bad;
+    if (ems_config_set(&p->cfg, "method", method, err, sizeof err) != EM_OK)
+        goto bad;
     snprintf(b, sizeof b, "%d", B);
-    if (B > 0 && ems_config_set(&p->cfg, "budget", b, err, sizeof err) != EM_OK) goto bad;
+    if (B > 0 && ems_config_set(&p->cfg, "budget", b, err, sizeof err) != EM_OK)
+        goto bad;
     for (int i = 0; kv && kv[i]; i++) {
-        if (ems_config_set_kv(&p->cfg, kv[i], err, sizeof err) != EM_OK) goto bad;
+        if (ems_config_set_kv(&p->cfg, kv[i], err, sizeof err) != EM_OK)
+            goto bad;
     }
-    if (ems_config_validate(&p->cfg, err, sizeof err) != EM_OK) goto bad;
+    if (ems_config_validate(&p->cfg, err, sizeof err) != EM_OK)
+        goto bad;
     return 0;
 bad:
     fprintf(stderr, "policy %s: %s\n", name, err);
@@ -58,8 +61,10 @@ em_status ev_sample_text(engine *e, int n, uint64_t seed, int32_t *ids)
             continue;
         }
         double mx = logits[0], sum = 0.0;
-        for (int v = 1; v < V; v++) mx = logits[v] > mx ? logits[v] : mx;
-        for (int v = 0; v < V; v++) sum += exp(logits[v] - mx);
+        for (int v = 1; v < V; v++)
+            mx = logits[v] > mx ? logits[v] : mx;
+        for (int v = 0; v < V; v++)
+            sum += exp(logits[v] - mx);
         double u = (double)(rng_next(&rs) >> 11) / (double)(1ull << 53) * sum, acc = 0.0;
         int pick = V - 1;
         for (int v = 0; v < V; v++) {

@@ -2,13 +2,13 @@
  * KV cache whenever the policy says so (--kv-method/--kv-budget/--kv-quant/--kv-param, as in
  * //tools:generate), and prints the perplexity; the last line is "ppl: <value>". Stories in the
  * file separated by <|endoftext|> are each encoded with BOS. Progress goes to stderr. */
+#include "eval/stream.h"
+#include "model/model.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "eval/stream.h"
-#include "model/model.h"
 
 static void usage(FILE *f)
 {
@@ -79,7 +79,8 @@ int main(int argc, char **argv)
         }
         i++;
     }
-    if (!model_path) model_path = model_find_default();
+    if (!model_path)
+        model_path = model_find_default();
     if (!model_path || !text_path) {
         fprintf(stderr, "error: --model PATH and --text-file PATH are required\n");
         return 2;
@@ -99,7 +100,8 @@ int main(int argc, char **argv)
         goto out;
     }
     int cap = m->hp.n_ctx;
-    if (max_tokens > 0 && max_tokens + 1 < cap) cap = max_tokens + 1;
+    if (max_tokens > 0 && max_tokens + 1 < cap)
+        cap = max_tokens + 1;
     if (ev_load_text(tok, text_path, add_bos, cap, &ids, &n, err, sizeof err) != EM_OK) {
         fprintf(stderr, "error: %s\n", err);
         goto out;

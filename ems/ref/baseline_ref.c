@@ -1,10 +1,10 @@
 /* Scalar references of the eviction baselines (methods.md 2-4). Top-k is done the slow, obvious
  * way: repeated arg-max, ties -> the earlier entry. */
+#include "ems/ref/ems_ref.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "ems/ref/ems_ref.h"
 
 /* Marks the k best of s over [lo, hi) in mark[] (repeated arg-max, ties: earlier index). */
 static void ref_topk(const float *s, int lo, int hi, int k, char *mark)
@@ -12,10 +12,13 @@ static void ref_topk(const float *s, int lo, int hi, int k, char *mark)
     for (int t = 0; t < k; t++) {
         int best = -1;
         for (int j = lo; j < hi; j++) {
-            if (mark[j]) continue;
-            if (best < 0 || s[j] > s[best]) best = j;
+            if (mark[j])
+                continue;
+            if (best < 0 || s[j] > s[best])
+                best = j;
         }
-        if (best < 0) return;
+        if (best < 0)
+            return;
         mark[best] = 1;
     }
 }
@@ -24,7 +27,8 @@ static int collect(const char *mark, int len, int *keep)
 {
     int n = 0;
     for (int j = 0; j < len; j++) {
-        if (mark[j]) keep[n++] = j;
+        if (mark[j])
+            keep[n++] = j;
     }
     return n;
 }
@@ -33,7 +37,8 @@ int ems_ref_streaming(int len, int B, int sinks, int *keep)
 {
     int n = 0;
     for (int j = 0; j < len; j++) {
-        if (j < sinks || j >= len - (B - sinks)) keep[n++] = j;
+        if (j < sinks || j >= len - (B - sinks))
+            keep[n++] = j;
     }
     return n;
 }
@@ -41,7 +46,8 @@ int ems_ref_streaming(int len, int B, int sinks, int *keep)
 int ems_ref_h2o(const ems_head *h, int B, int w, int *keep)
 {
     char *mark = calloc((size_t)h->len, 1);
-    for (int j = h->len - w; j < h->len; j++) mark[j] = 1;
+    for (int j = h->len - w; j < h->len; j++)
+        mark[j] = 1;
     ref_topk(h->s_glo, 0, h->len - w, B - w, mark);
     int n = collect(mark, h->len, keep);
     free(mark);
@@ -54,17 +60,20 @@ int ems_ref_snapkv(const ems_head *h, int B, int w, int kernel, int avg, int *ke
     float *v = calloc((size_t)len, sizeof(float)), *p = calloc((size_t)len, sizeof(float));
     char *mark = calloc((size_t)len, 1);
     for (int r = 0; r < h->w_loc; r++) {
-        for (int j = 0; j < len; j++) v[j] += h->loc[(size_t)r * h->cap + j];
+        for (int j = 0; j < len; j++)
+            v[j] += h->loc[(size_t)r * h->cap + j];
     }
     for (int j = 0; j < m; j++) {
         float acc = avg ? 0.0f : -INFINITY;
         for (int i = j - kernel / 2; i <= j + kernel / 2; i++) {
-            if (i < 0 || i >= m) continue; /* padding: -inf for max, 0 for avg */
+            if (i < 0 || i >= m)
+                continue; /* padding: -inf for max, 0 for avg */
             acc = avg ? acc + v[i] : fmaxf(acc, v[i]);
         }
         p[j] = avg ? acc / (float)kernel : acc;
     }
-    for (int j = m; j < len; j++) mark[j] = 1;
+    for (int j = m; j < len; j++)
+        mark[j] = 1;
     ref_topk(p, 0, m, B - w, mark);
     int n = collect(mark, len, keep);
     free(v), free(p), free(mark);
@@ -74,7 +83,8 @@ int ems_ref_snapkv(const ems_head *h, int B, int w, int kernel, int avg, int *ke
 int ems_ref_pyramid_budget(int B, int w, int n, int L, int beta, int l)
 {
     int k = B - w;
-    if (L <= 1 || n < 2 * k) return k; /* uniform fallback */
+    if (L <= 1 || n < 2 * k)
+        return k; /* uniform fallback */
     int min_k = k / beta, max_k = 2 * k - min_k;
     if (max_k >= n - w) {
         max_k = n - w;
@@ -104,7 +114,8 @@ int ems_ref_tova_layer(ems_head *const *heads, int H, int B, int *keep)
     char *mark = calloc((size_t)len, 1);
     for (int j = 0; j < len; j++) {
         float acc = 0.0f;
-        for (int g = 0; g < H; g++) acc += newest(heads[g])[j];
+        for (int g = 0; g < H; g++)
+            acc += newest(heads[g])[j];
         s[j] = acc / (float)H;
     }
     ref_topk(s, 0, len, B, mark);
@@ -126,26 +137,34 @@ int ems_ref_roco(const ems_head *h, const ems_config *cfg, int B, int stride, in
         /* rank among alive entries: index i = rank position in the alive list */
         int pos = 0, n_ok = 0;
         for (int j = 0; j < len; j++) {
-            if (!alive[j]) continue;
+            if (!alive[j])
+                continue;
             float c = h->cnt[j] > 0 ? (float)h->cnt[j] : 1.0f;
             mean[j] = h->s_glo[j] / c;
             float var = h->s_sq[j] / c - mean[j] * mean[j];
             sd[j] = sqrtf(var > 0.0f ? var : 0.0f);
-            if (pos < cfg->roco_sinks || pos >= n - cfg->roco_protect) sd[j] = INFINITY;
-            else n_ok++;
+            if (pos < cfg->roco_sinks || pos >= n - cfg->roco_protect)
+                sd[j] = INFINITY;
+            else
+                n_ok++;
             pos++;
         }
         int K = K0 > st ? K0 : st;
-        if (K > n_ok) K = n_ok;
-        if (st > K) st = K;
-        if (st <= 0) break;
+        if (K > n_ok)
+            K = n_ok;
+        if (st > K)
+            st = K;
+        if (st <= 0)
+            break;
         /* scope: K smallest std (ties: earlier) */
         memset(scope, 0, (size_t)len);
         for (int t = 0; t < K; t++) {
             int best = -1;
             for (int j = 0; j < len; j++) {
-                if (!alive[j] || scope[j] || isinf(sd[j])) continue;
-                if (best < 0 || sd[j] < sd[best]) best = j;
+                if (!alive[j] || scope[j] || isinf(sd[j]))
+                    continue;
+                if (best < 0 || sd[j] < sd[best])
+                    best = j;
             }
             scope[best] = 1;
         }
@@ -153,8 +172,10 @@ int ems_ref_roco(const ems_head *h, const ems_config *cfg, int B, int stride, in
         for (int t = 0; t < st; t++) {
             int worst = -1;
             for (int j = 0; j < len; j++) {
-                if (!scope[j]) continue;
-                if (worst < 0 || mean[j] <= mean[worst]) worst = j;
+                if (!scope[j])
+                    continue;
+                if (worst < 0 || mean[j] <= mean[worst])
+                    worst = j;
             }
             scope[worst] = 0;
             alive[worst] = 0;
@@ -186,11 +207,13 @@ int ems_ref_simlayer_lazy(ems_head *const *heads, int H, const ems_config *cfg, 
             int qp = newest_pos - r; /* row r back from the newest = query at newest - r */
             float s = 0.0f;
             for (int j = 0; j < h->len; j++) {
-                if (j < initial || (h->pos[j] <= qp && h->pos[j] > qp - span)) s += row[j];
+                if (j < initial || (h->pos[j] <= qp && h->pos[j] > qp - span))
+                    s += row[j];
             }
             head_sum += s;
         }
-        if (cfg->slk_prefill) head_sum = n_rows > 0 ? head_sum / (float)n_rows : 0.0f;
+        if (cfg->slk_prefill)
+            head_sum = n_rows > 0 ? head_sum / (float)n_rows : 0.0f;
         total += head_sum;
     }
     return total / (float)H > cfg->slk_delta;

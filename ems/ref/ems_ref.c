@@ -1,24 +1,28 @@
 /* Scalar reference of EMS for one layer (methods.md 1.3-1.6, 1.14): score, head-wise budgets
  * over all heads of the layer, centres, zero-class assignment, then two plain per-head passes:
  * evict the zero class, merge each centre's members into it. Written for reading, not speed. */
+#include "ems/ref/ems_ref.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ems/ref/ems_ref.h"
-
 void ems_ref_ems_score(const ems_config *cfg, const ems_head *h, int lo, int hi, float *s)
 {
     int m = hi - lo;
-    if (m <= 0) return;
-    float *glo = calloc((size_t)h->len, sizeof(float)), *loc = calloc((size_t)h->len, sizeof(float));
+    if (m <= 0)
+        return;
+    float *glo = calloc((size_t)h->len, sizeof(float)),
+          *loc = calloc((size_t)h->len, sizeof(float));
     for (int r = 0; r < h->w_loc; r++) {
-        for (int j = 0; j < h->len; j++) loc[j] += h->loc[(size_t)r * h->cap + j];
+        for (int j = 0; j < h->len; j++)
+            loc[j] += h->loc[(size_t)r * h->cap + j];
     }
     double mg = 0.0, ml = 0.0;
     for (int j = lo; j < hi; j++) {
         glo[j] = h->s_glo[j];
-        if (cfg->ems_glo_mean && h->cnt[j] > 0) glo[j] /= (float)h->cnt[j];
+        if (cfg->ems_glo_mean && h->cnt[j] > 0)
+            glo[j] /= (float)h->cnt[j];
         mg += glo[j];
         ml += loc[j];
     }
@@ -29,11 +33,13 @@ void ems_ref_ems_score(const ems_config *cfg, const ems_head *h, int lo, int hi,
             s[j] = glo[j];
         } else if (cfg->ems_score == EMS_SCORE_LOCAL) {
             s[j] = loc[j];
-        } else if (cfg->ems_align == EMS_ALIGN_MAX) { /* max(gw * s_Glo * mean(Loc)/mean(Glo), s_Loc) */
+        } else if (cfg->ems_align ==
+                   EMS_ALIGN_MAX) { /* max(gw * s_Glo * mean(Loc)/mean(Glo), s_Loc) */
             float a = mg > 0.0 ? cfg->ems_gw * glo[j] * (float)(ml / mg) : 0.0f;
             s[j] = fmaxf(a, loc[j]);
         } else if (cfg->ems_align == EMS_ALIGN_RATIO) {
-            float a = mg > 0.0 ? glo[j] / (float)mg : 0.0f, b = ml > 0.0 ? loc[j] / (float)ml : 0.0f;
+            float a = mg > 0.0 ? glo[j] / (float)mg : 0.0f,
+                  b = ml > 0.0 ? loc[j] / (float)ml : 0.0f;
             s[j] = cfg->ems_lambda * a + (1.0f - cfg->ems_lambda) * b;
         } else {
             s[j] = cfg->ems_lambda * glo[j] +
@@ -58,7 +64,8 @@ static float ref_sim(const ems_config *cfg, const ems_head *h, int a, int b)
 {
     int d = h->hd;
     float ck = ref_cos(h->k + (size_t)a * d, h->k + (size_t)b * d, d);
-    return cfg->ems_sim == EMS_SIM_K ? ck : ck * ref_cos(h->v + (size_t)a * d, h->v + (size_t)b * d, d);
+    return cfg->ems_sim == EMS_SIM_K ? ck
+                                     : ck * ref_cos(h->v + (size_t)a * d, h->v + (size_t)b * d, d);
 }
 
 /* rank[0..m) = candidate offsets by score descending, ties: earlier (selection sort) */
@@ -68,7 +75,8 @@ static void ref_rank(const float *s, int m, int *rank)
     for (int t = 0; t < m; t++) {
         int best = -1;
         for (int j = 0; j < m; j++) {
-            if (!used[j] && (best < 0 || s[j] > s[best])) best = j;
+            if (!used[j] && (best < 0 || s[j] > s[best]))
+                best = j;
         }
         used[best] = 1;
         rank[t] = best;
@@ -85,28 +93,36 @@ static void ref_merge(ems_head *h, const int *cls, const double *wt, int slot, i
     double *K = calloc((size_t)hd, sizeof(double)), *V = calloc((size_t)hd, sizeof(double));
     double *L = calloc((size_t)h->w_loc + 1, sizeof(double));
     for (int t = 0; t < h->len; t++) {
-        if (cls[t] != slot) continue;
+        if (cls[t] != slot)
+            continue;
         const float *k = h->k + (size_t)t * hd, *v = h->v + (size_t)t * hd;
         double n = 0;
-        for (int d = 0; d < hd; d++) n += (double)k[d] * k[d];
+        for (int d = 0; d < hd; d++)
+            n += (double)k[d] * k[d];
         n = sqrt(n);
         for (int d = 0; d < hd; d++) {
-            if (cfg->ems_key_merge == EMS_KMERGE_DIRNORM) K[d] += n > 0 ? wt[t] * k[d] / n : 0.0;
-            else K[d] += wt[t] * k[d];
+            if (cfg->ems_key_merge == EMS_KMERGE_DIRNORM)
+                K[d] += n > 0 ? wt[t] * k[d] / n : 0.0;
+            else
+                K[d] += wt[t] * k[d];
             V[d] += wt[t] * v[d];
         }
-        if (cfg->ems_key_merge == EMS_KMERGE_DIRNORM) knorm += wt[t] * n;
-        for (int r = 0; r < h->w_loc; r++) L[r] += h->loc[(size_t)r * h->cap + t];
+        if (cfg->ems_key_merge == EMS_KMERGE_DIRNORM)
+            knorm += wt[t] * n;
+        for (int r = 0; r < h->w_loc; r++)
+            L[r] += h->loc[(size_t)r * h->cap + t];
         glo += h->s_glo[t];
         W += wt[t];
         sq += h->s_sq[t];
         mass += h->mass[t];
-        if (h->cnt[t] > cnt) cnt = h->cnt[t];
+        if (h->cnt[t] > cnt)
+            cnt = h->cnt[t];
         members++;
     }
     if (members > 1) {
         double kn = 0;
-        for (int d = 0; d < hd; d++) kn += K[d] * K[d];
+        for (int d = 0; d < hd; d++)
+            kn += K[d] * K[d];
         kn = sqrt(kn);
         for (int d = 0; d < hd; d++) {
             if (cfg->ems_key_merge == EMS_KMERGE_DIRNORM) {
@@ -120,7 +136,8 @@ static void ref_merge(ems_head *h, const int *cls, const double *wt, int slot, i
         h->s_sq[c] = (float)sq;
         h->cnt[c] = cnt;
         h->mass[c] = (float)mass;
-        for (int r = 0; r < h->w_loc; r++) h->loc[(size_t)r * h->cap + c] = (float)L[r];
+        for (int r = 0; r < h->w_loc; r++)
+            h->loc[(size_t)r * h->cap + c] = (float)L[r];
     }
     free(K), free(V), free(L);
 }
@@ -131,7 +148,8 @@ static void ref_apply(ems_head *h, int *cls, double *wt, char *centre, int k)
     int n = 0;
     int *keep = malloc(sizeof(int) * (size_t)h->len + 1);
     for (int j = 0; j < h->len; j++) {
-        if (cls[j] != 0) keep[n++] = j;
+        if (cls[j] != 0)
+            keep[n++] = j;
     }
     for (int i = 0; i < n; i++) {
         cls[i] = cls[keep[i]];
@@ -165,7 +183,8 @@ void ems_ref_ems_layer(ems_head *const *heads, int H, const ems_config *cfg, int
     if (cfg->ems_headwise) {
         /* every head first gets its top F; the rest goes to the largest s/sum(s) anywhere */
         int F = (int)lrintf(cfg->ems_floor * (float)kg);
-        if (F < 1) F = 1;
+        if (F < 1)
+            F = 1;
         long R = (long)H * kg;
         int *taken = calloc((size_t)H, sizeof(int));
         for (int g = 0; g < H; g++) {
@@ -178,16 +197,19 @@ void ems_ref_ems_layer(ems_head *const *heads, int H, const ems_config *cfg, int
             float bp = 0.0f;
             for (int g = 0; g < H; g++) {
                 int m = hi[g] - lo[g], r = k[g];
-                if (r >= m) continue;
+                if (r >= m)
+                    continue;
                 double sum = 0.0;
-                for (int j = lo[g]; j < hi[g]; j++) sum += s[g][j];
+                for (int j = lo[g]; j < hi[g]; j++)
+                    sum += s[g][j];
                 float p = sum > 0.0 ? (float)(s[g][lo[g] + rank[g][r]] / sum) : 0.0f;
                 if (bg < 0 || p > bp) {
                     bg = g;
                     bp = p;
                 }
             }
-            if (bg < 0) break;
+            if (bg < 0)
+                break;
             k[bg]++;
         }
         free(taken);
@@ -200,7 +222,8 @@ void ems_ref_ems_layer(ems_head *const *heads, int H, const ems_config *cfg, int
         char *centre = calloc((size_t)n + 1, 1);
         int *cent = malloc(sizeof(int) * (size_t)k[g] + 1);
         /* centres: the top k by score, slots numbered in entry order */
-        for (int t = 0; t < k[g]; t++) centre[lo[g] + rank[g][t]] = 1;
+        for (int t = 0; t < k[g]; t++)
+            centre[lo[g] + rank[g][t]] = 1;
         int slot = 0;
         for (int j = 0; j < n; j++) {
             cls[j] = (j < lo[g] || j >= hi[g]) ? -1 : 0;
@@ -246,27 +269,32 @@ void ems_ref_ems_layer(ems_head *const *heads, int H, const ems_config *cfg, int
             int seen = 0;
             for (int t = 0; t < m && seen < n_tbm; t++) {
                 int j = lo[g] + rank[g][t];
-                if (centre[j]) continue;
+                if (centre[j])
+                    continue;
                 seen++;
-                if (cfg->ems_strategy == EMS_STRAT_MERGE || bs[j] >= cfg->ems_tau) cls[j] = bc[j];
+                if (cfg->ems_strategy == EMS_STRAT_MERGE || bs[j] >= cfg->ems_tau)
+                    cls[j] = bc[j];
             }
         }
         ref_apply(h, cls, wt, centre, k[g]);
         for (int c = 1; c <= k[g]; c++) {
             int ci = -1;
             for (int j = 0; j < h->len; j++) {
-                if (cls[j] == c && centre[j]) ci = j;
+                if (cls[j] == c && centre[j])
+                    ci = j;
             }
             ref_merge(h, cls, wt, c, ci, cfg);
         }
         int nk = 0;
         int *keep = malloc(sizeof(int) * (size_t)h->len + 1);
         for (int j = 0; j < h->len; j++) {
-            if (cls[j] < 0 || centre[j]) keep[nk++] = j;
+            if (cls[j] < 0 || centre[j])
+                keep[nk++] = j;
         }
         ems_head_compact(h, keep, nk);
         free(keep), free(cls), free(wt), free(centre), free(cent), free(bs), free(bc);
     }
-    for (int g = 0; g < H; g++) free(s[g]), free(rank[g]);
+    for (int g = 0; g < H; g++)
+        free(s[g]), free(rank[g]);
     free(lo), free(hi), free(k), free(s), free(rank);
 }

@@ -1,21 +1,26 @@
 /* ems_config: defaults validate, every key parses, bad input is rejected with a message naming
  * the field, invalid combinations are rejected, help lists every method and parameter. */
-#include <stdlib.h>
-#include <string.h>
-
 #include "ems/config.h"
 #include "tests/ems/test_util.h"
+
+#include <stdlib.h>
+#include <string.h>
 
 typedef struct bad_case {
     const char *key, *value, *must_name;
 } bad_case;
 
 static const bad_case k_bad[] = {
-    {"method", "foo", "method"},       {"budget", "abc", "budget"},
-    {"budget", "-3", "budget"},        {"ems.tau", "2", "ems.tau"},
-    {"ems.align", "median", "ems.align"}, {"quant", "int3", "quant"},
-    {"no.such", "1", "no.such"},       {"snapkv.kernel", "7x", "snapkv.kernel"},
-    {"group_reduce", "sum", "group_reduce"}, {"budget_frac", "nan", "budget_frac"},
+    {"method", "foo", "method"},
+    {"budget", "abc", "budget"},
+    {"budget", "-3", "budget"},
+    {"ems.tau", "2", "ems.tau"},
+    {"ems.align", "median", "ems.align"},
+    {"quant", "int3", "quant"},
+    {"no.such", "1", "no.such"},
+    {"snapkv.kernel", "7x", "snapkv.kernel"},
+    {"group_reduce", "sum", "group_reduce"},
+    {"budget_frac", "nan", "budget_frac"},
 };
 
 typedef struct combo_case {
@@ -38,7 +43,8 @@ static const combo_case k_combo[] = {
     {{"method=roco", "budget=8", NULL}, "roco.protect"},
     {{"method=ems", "budget_frac=0.25", "quant=int8", NULL}, NULL},
     {{"method=snapkv", "budget=1000", "window=300", NULL}, "w_loc"},
-    {{"method=simlayerkv", "budget=64", "simlayerkv.decide=prefill", "simlayerkv.n_last=300"}, "w_loc"},
+    {{"method=simlayerkv", "budget=64", "simlayerkv.decide=prefill", "simlayerkv.n_last=300"},
+     "w_loc"},
 };
 
 int main(void)
@@ -59,7 +65,8 @@ int main(void)
     for (int m = 0; m < EMS_METHOD_COUNT; m++) {
         ems_config d;
         ems_config_default(&d);
-        CHECK(ems_config_set(&d, "method", ems_method_name((ems_method)m), err, sizeof err) == EM_OK,
+        CHECK(ems_config_set(&d, "method", ems_method_name((ems_method)m), err, sizeof err) ==
+                  EM_OK,
               "method %d: %s", m, err);
         CHECK(ems_config_set(&d, "budget", "32", err, sizeof err) == EM_OK, "%s", err);
         CHECK(ems_config_validate(&d, err, sizeof err) == EM_OK, "%s: %s",
@@ -82,8 +89,8 @@ int main(void)
         }
         em_status st = ems_config_validate(&d, err, sizeof err);
         if (k_combo[i].must_name) {
-            CHECK(st == EM_EINVAL && strstr(err, k_combo[i].must_name), "combo %zu: st %d '%s'",
-                  i, st, err);
+            CHECK(st == EM_EINVAL && strstr(err, k_combo[i].must_name), "combo %zu: st %d '%s'", i,
+                  st, err);
         } else {
             CHECK(st == EM_OK, "combo %zu rejected: %s", i, err);
         }
@@ -114,9 +121,10 @@ int main(void)
         CHECK(strstr(buf, ems_method_name((ems_method)m)), "help lacks %s",
               ems_method_name((ems_method)m));
     }
-    const char *keys[] = {"budget", "quant.group", "ems.tau", "ems.zero_class", "ems.headwise",
-                          "ems.score", "ems.strategy", "simlayerkv.delta", "roco.stride",
-                          "tova.scope", "pyramidkv.beta", "snapkv.pool", "compress_every"};
+    const char *keys[] = {"budget",        "quant.group", "ems.tau",        "ems.zero_class",
+                          "ems.headwise",  "ems.score",   "ems.strategy",   "simlayerkv.delta",
+                          "roco.stride",   "tova.scope",  "pyramidkv.beta", "snapkv.pool",
+                          "compress_every"};
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         CHECK(strstr(buf, keys[i]), "help lacks %s", keys[i]);
     }

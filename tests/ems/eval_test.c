@@ -3,13 +3,13 @@
  * for bit); compression gives KL > 0 and top-1 < 1; int8 is closer to full than int4; the
  * fidelity probe's independent forward agrees with the engine's logits (1e-3) and reports zero
  * error for an uncompressed cache; the full cache reproduces most retrieval names. */
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "eval/eval.h"
 #include "eval/stream.h"
 #include "tests/ems/test_util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 static ev_stream_result run(engine *e, const char *method, int B, const char *kv,
                             const int32_t *ids, int n, const float *ref)
@@ -43,7 +43,8 @@ int main(void)
     /* ../shared/models/x.gguf -> ../shared/data/tinystories_sample.txt */
     snprintf(data, sizeof data, "%s", mp);
     char *sl = strrchr(data, '/');
-    if (sl) *sl = 0;
+    if (sl)
+        *sl = 0;
     sl = strrchr(data, '/');
     snprintf(sl ? sl : data, sizeof data - (size_t)(sl ? sl - data : 0), "%s",
              "/data/tinystories_sample.txt");
@@ -73,14 +74,17 @@ int main(void)
           (unsigned long long)rc.kv_bytes_end, (unsigned long long)rf.kv_bytes_end);
     ev_stream_result r8 = run(e, "full", 0, "quant=int8", ids, n, ref);
     ev_stream_result r4 = run(e, "full", 0, "quant=int4", ids, n, ref);
-    printf("KL/token: int8 %.2e int4 %.2e ems B=32 %.2e\n", r8.kl_sum / n, r4.kl_sum / n, rc.kl_sum / n);
-    CHECK(r8.kl_sum < r4.kl_sum && r4.kl_sum / n < 0.05, "int8 %.3e int4 %.3e", r8.kl_sum, r4.kl_sum);
+    printf("KL/token: int8 %.2e int4 %.2e ems B=32 %.2e\n", r8.kl_sum / n, r4.kl_sum / n,
+           rc.kl_sum / n);
+    CHECK(r8.kl_sum < r4.kl_sum && r4.kl_sum / n < 0.05, "int8 %.3e int4 %.3e", r8.kl_sum,
+          r4.kl_sum);
     CHECK(r4.kv_bytes_end < r8.kv_bytes_end && r8.kv_bytes_end < rf.kv_bytes_end, "quant bytes");
     /* fidelity probe: independent forward == engine, zero error without compression */
     double errl[16], chk = 1;
     CHECK(ev_fidelity(e, m, &full.cfg, ids, 120, 10, 20, errl, &chk) == EM_OK, "fidelity");
     CHECK(chk < 1e-3, "probe forward vs engine logits: %.2e", chk);
-    for (int l = 0; l < m->hp.n_layer; l++) CHECK(errl[l] == 0.0, "full layer %d err %g", l, errl[l]);
+    for (int l = 0; l < m->hp.n_layer; l++)
+        CHECK(errl[l] == 0.0, "full layer %d err %g", l, errl[l]);
     ev_policy ems;
     ev_policy_make(&ems, "ems", "ems", 16, NULL);
     CHECK(ev_fidelity(e, m, &ems.cfg, ids, 120, 40, 20, errl, &chk) == EM_OK, "fidelity ems");

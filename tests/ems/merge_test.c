@@ -4,17 +4,17 @@
  * against H2O. Error = ||o - o_full|| / ||o_full|| of fresh probe queries, averaged over all
  * heads, layers and seeds. Also: zero-class batching == per-head sequential passes, bit for
  * bit, on the same caches. */
-#include <stdlib.h>
-#include <string.h>
-
 #include "ems/policy.h"
 #include "tests/ems/synth.h"
 #include "tests/ems/test_util.h"
+
+#include <stdlib.h>
+#include <string.h>
 #ifndef NOISE
-#define NOISE 0.03f
+#define NOISE  0.03f
 #define VNOISE 0.4f
-#define KS 2.0f
-#define QB 1.0f
+#define KS     2.0f
+#define QB     1.0f
 #endif
 
 static double run_err(const synth_spec *sp, const char *const *kv, int n_tok, ems_cache **out)
@@ -22,7 +22,8 @@ static double run_err(const synth_spec *sp, const char *const *kv, int n_tok, em
     char err[128];
     ems_config cfg;
     ems_config_default(&cfg);
-    for (int i = 0; kv[i]; i++) ems_config_set_kv(&cfg, kv[i], err, sizeof err);
+    for (int i = 0; kv[i]; i++)
+        ems_config_set_kv(&cfg, kv[i], err, sizeof err);
     ems_cache *c, *full;
     ems_cache_create(sp->n_layer, 4, 0, sp->hd, ems_config_w_loc(&cfg), 1, &c);
     ems_cache_create(sp->n_layer, 4, 0, sp->hd, 0, 0, &full);
@@ -31,11 +32,14 @@ static double run_err(const synth_spec *sp, const char *const *kv, int n_tok, em
     CHECK(ems_policy_step(c, &cfg, EMS_PHASE_PREFILL_END, NULL) == EM_OK, "step");
     double e = 0.0;
     for (int l = 0; l < sp->n_layer; l++) {
-        for (int h = 0; h < 4; h++) e += synth_attn_err(sp, c, full, l, h, 16, 1);
+        for (int h = 0; h < 4; h++)
+            e += synth_attn_err(sp, c, full, l, h, 16, 1);
     }
     ems_cache_destroy(full);
-    if (out) *out = c;
-    else ems_cache_destroy(c);
+    if (out)
+        *out = c;
+    else
+        ems_cache_destroy(c);
     return e / (sp->n_layer * 4);
 }
 
@@ -43,12 +47,20 @@ int main(void)
 {
     const char *ems_kv[] = {"method=ems", "budget=24", "ems.headwise=0", NULL};
     const char *ems_seq[] = {"method=ems", "budget=24", "ems.headwise=0", "ems.zero_class=0", NULL};
-    const char *evict_kv[] = {"method=ems", "budget=24", "ems.headwise=0", "ems.strategy=evict", NULL};
+    const char *evict_kv[] = {"method=ems", "budget=24", "ems.headwise=0", "ems.strategy=evict",
+                              NULL};
     const char *h2o_kv[] = {"method=h2o", "budget=24", "window=6", NULL};
     double e_ems = 0, e_ev = 0, e_h2o = 0;
     for (int s = 0; s < 4; s++) {
-        synth_spec sp = {.n_layer = 2, .hd = 8, .G = 2, .seed = 1000 + s, .dup_frac = 0.7f,
-                         .dup_noise = NOISE, .dup_vnoise = VNOISE, .key_scale = KS, .q_bias = QB};
+        synth_spec sp = {.n_layer = 2,
+                         .hd = 8,
+                         .G = 2,
+                         .seed = 1000 + s,
+                         .dup_frac = 0.7f,
+                         .dup_noise = NOISE,
+                         .dup_vnoise = VNOISE,
+                         .key_scale = KS,
+                         .q_bias = QB};
         ems_cache *a, *b;
         double e1 = run_err(&sp, ems_kv, 200, &a);
         run_err(&sp, ems_seq, 200, &b);

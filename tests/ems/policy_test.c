@@ -6,12 +6,12 @@
  *  - positions strictly increasing, original (< tokens seen), never renumbered;
  *  - the recent window and the sinks are kept;
  *  - merge mass is conserved: sum of entry masses + evicted entries = tokens appended. */
-#include <stdlib.h>
-#include <string.h>
-
 #include "ems/policy.h"
 #include "tests/ems/synth.h"
 #include "tests/ems/test_util.h"
+
+#include <stdlib.h>
+#include <string.h>
 
 typedef struct inv_case {
     const char *kv[5];
@@ -41,7 +41,8 @@ static const inv_case k_cases[] = {
 static int has_pos(const ems_head *h, int p)
 {
     for (int j = 0; j < h->len; j++) {
-        if (h->pos[j] == p) return 1;
+        if (h->pos[j] == p)
+            return 1;
     }
     return 0;
 }
@@ -63,17 +64,22 @@ static void check_cache(const char *name, ems_cache *c, const ems_config *cfg, i
             layer_total += hh->len;
             for (int j = 0; j < hh->len; j++) {
                 mass += hh->mass[j];
-                CHECK(hh->pos[j] >= 0 && hh->pos[j] < n_tok, "%s: pos %d out of range", name, hh->pos[j]);
-                if (j) CHECK(hh->pos[j] > hh->pos[j - 1], "%s: positions not increasing", name);
+                CHECK(hh->pos[j] >= 0 && hh->pos[j] < n_tok, "%s: pos %d out of range", name,
+                      hh->pos[j]);
+                if (j)
+                    CHECK(hh->pos[j] > hh->pos[j - 1], "%s: positions not increasing", name);
             }
             if (cfg->method == EMS_METHOD_FULL) {
                 CHECK(hh->len == n_tok, "%s: full dropped entries", name);
                 continue;
             }
             int cap = B + slack;
-            if (cfg->method == EMS_METHOD_PYRAMIDKV) cap = 2 * B + slack; /* bottom layer <= 2(B-w)+w */
-            if (cfg->method == EMS_METHOD_SIMLAYERKV) cap = n_tok;
-            if (cfg->method == EMS_METHOD_EMS && cfg->ems_headwise) cap = n_tok;
+            if (cfg->method == EMS_METHOD_PYRAMIDKV)
+                cap = 2 * B + slack; /* bottom layer <= 2(B-w)+w */
+            if (cfg->method == EMS_METHOD_SIMLAYERKV)
+                cap = n_tok;
+            if (cfg->method == EMS_METHOD_EMS && cfg->ems_headwise)
+                cap = n_tok;
             CHECK(hh->len <= cap, "%s: layer %d head %d holds %d > %d", name, l, h, hh->len, cap);
             if (cfg->method != EMS_METHOD_TOVA && cfg->method != EMS_METHOD_ROCO &&
                 cfg->method != EMS_METHOD_SIMLAYERKV && cfg->method != EMS_METHOD_STREAMINGLLM) {
@@ -82,7 +88,8 @@ static void check_cache(const char *name, ems_cache *c, const ems_config *cfg, i
                 }
             }
             if (cfg->method == EMS_METHOD_ROCO) {
-                for (int p = n_tok - cfg->roco_protect < 0 ? 0 : n_tok - cfg->roco_protect; p < n_tok; p++) {
+                for (int p = n_tok - cfg->roco_protect < 0 ? 0 : n_tok - cfg->roco_protect;
+                     p < n_tok; p++) {
                     CHECK(has_pos(hh, p), "%s: protected position %d dropped", name, p);
                 }
             }
@@ -101,16 +108,23 @@ static void check_cache(const char *name, ems_cache *c, const ems_config *cfg, i
         }
     }
     double want = (double)L * H * n_tok - st.mass_evicted;
-    CHECK(mass > want - 1e-3 && mass < want + 1e-3, "%s: mass %.3f + evicted mass %.3f != %d tokens",
-          name, mass, st.mass_evicted, L * H * n_tok);
-    if (cfg->method != EMS_METHOD_EMS) CHECK(st.n_merged == 0, "%s: merged without EMS", name);
+    CHECK(mass > want - 1e-3 && mass < want + 1e-3,
+          "%s: mass %.3f + evicted mass %.3f != %d tokens", name, mass, st.mass_evicted,
+          L * H * n_tok);
+    if (cfg->method != EMS_METHOD_EMS)
+        CHECK(st.n_merged == 0, "%s: merged without EMS", name);
 }
 
 int main(void)
 {
     char err[256];
-    synth_spec sp = {.n_layer = 2, .hd = 8, .G = 2, .seed = 5, .dup_frac = 0.3f,
-                     .dup_noise = 0.1f, .key_scale = 2.5f};
+    synth_spec sp = {.n_layer = 2,
+                     .hd = 8,
+                     .G = 2,
+                     .seed = 5,
+                     .dup_frac = 0.3f,
+                     .dup_noise = 0.1f,
+                     .key_scale = 2.5f};
     for (size_t ci = 0; ci < sizeof k_cases / sizeof k_cases[0]; ci++) {
         ems_config cfg;
         ems_config_default(&cfg);
@@ -123,19 +137,23 @@ int main(void)
         CHECK(ems_config_validate(&cfg, err, sizeof err) == EM_OK, "%s: %s", name, err);
         /* streamed: one token per step, a decode event after each */
         ems_cache *c;
-        ems_cache_create(sp.n_layer, 4, 0, sp.hd, ems_config_w_loc(&cfg), ems_config_wants_stats(&cfg), &c);
+        ems_cache_create(sp.n_layer, 4, 0, sp.hd, ems_config_w_loc(&cfg),
+                         ems_config_wants_stats(&cfg), &c);
         int n_tok = 160;
         for (int t = 0; t < n_tok; t++) {
             synth_step(c, &sp, t, 1);
             CHECK(ems_policy_step(c, &cfg, EMS_PHASE_DECODE, NULL) == EM_OK, "%s step", name);
-            if (t % 37 == 0 || t == n_tok - 1) check_cache(name, c, &cfg, t + 1, 0);
+            if (t % 37 == 0 || t == n_tok - 1)
+                check_cache(name, c, &cfg, t + 1, 0);
         }
         ems_cache_destroy(c);
         /* prefilled: one chunk, prefill-end event, then decode */
-        ems_cache_create(sp.n_layer, 4, 0, sp.hd, ems_config_w_loc(&cfg), ems_config_wants_stats(&cfg), &c);
+        ems_cache_create(sp.n_layer, 4, 0, sp.hd, ems_config_w_loc(&cfg),
+                         ems_config_wants_stats(&cfg), &c);
         synth_step(c, &sp, 0, 150);
         CHECK(ems_policy_step(c, &cfg, EMS_PHASE_PREFILL_END, NULL) == EM_OK, "%s prefill", name);
-        if (cfg.method != EMS_METHOD_SIMLAYERKV) check_cache(name, c, &cfg, 150, 1);
+        if (cfg.method != EMS_METHOD_SIMLAYERKV)
+            check_cache(name, c, &cfg, 150, 1);
         for (int t = 150; t < 190; t++) {
             synth_step(c, &sp, t, 1);
             CHECK(ems_policy_step(c, &cfg, EMS_PHASE_DECODE, NULL) == EM_OK, "%s step", name);

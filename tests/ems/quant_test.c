@@ -1,14 +1,14 @@
 /* int8/int4 K/V store: codec error bounds (half a quantization step), the dequantising view
  * equals the head's f32 arrays, quantized/residual split, byte accounting, compaction and
  * re-encoding of merged entries, and quantization combined with a policy. */
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "ems/policy.h"
 #include "ems/quant.h"
 #include "tests/ems/synth.h"
 #include "tests/ems/test_util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 static float urand(unsigned *s)
 {
@@ -21,8 +21,8 @@ typedef struct qcase {
 } qcase;
 
 static const qcase k_cases[] = {
-    {8, 4, 6, 8, 40}, {4, 4, 6, 8, 40}, {8, 32, 32, 8, 200}, {4, 32, 32, 8, 200},
-    {4, 3, 0, 5, 31}, /* odd head dim: int4 packing of the last half byte */
+    {8, 4, 6, 8, 40},    {4, 4, 6, 8, 40}, {8, 32, 32, 8, 200},
+    {4, 32, 32, 8, 200}, {4, 3, 0, 5, 31}, /* odd head dim: int4 packing of the last half byte */
 };
 
 int main(void)
@@ -32,12 +32,14 @@ int main(void)
      * that can push the extremes to a clamped code: + 2^-10 (|min| + |max|) */
     for (int bits = 4; bits <= 8; bits += 4) {
         float x[64];
-        for (int i = 0; i < 64; i++) x[i] = 3.0f * urand(&seed);
+        for (int i = 0; i < 64; i++)
+            x[i] = 3.0f * urand(&seed);
         float z, s;
         ems_quant_minmax(x, 64, 1, bits, &z, &s);
         for (int i = 0; i < 64; i++) {
             float xh = ems_quant_code(x[i], z, s, bits) * s + z;
-            CHECK(fabsf(xh - x[i]) <= 0.5f * s + 6e-3f, "bits %d: err %g > step/2 %g", bits, fabsf(xh - x[i]), 0.5f * s);
+            CHECK(fabsf(xh - x[i]) <= 0.5f * s + 6e-3f, "bits %d: err %g > step/2 %g", bits,
+                  fabsf(xh - x[i]), 0.5f * s);
         }
     }
     for (size_t ci = 0; ci < sizeof k_cases / sizeof k_cases[0]; ci++) {
@@ -46,14 +48,17 @@ int main(void)
         ems_cache_create(1, 1, 0, q.hd, 0, 0, &c);
         ems_head *h = ems_cache_head(c, 0, 0);
         float *orig = malloc(sizeof(float) * q.n * q.hd * 2);
-        for (int i = 0; i < q.n * q.hd * 2; i++) orig[i] = urand(&seed);
+        for (int i = 0; i < q.n * q.hd * 2; i++)
+            orig[i] = urand(&seed);
         CHECK(ems_quant_attach(h, q.bits, q.group, q.residual) == EM_OK, "attach");
         for (int t = 0; t < q.n; t++) {
             int32_t p = t;
-            ems_head_append(h, orig + (size_t)t * q.hd * 2, orig + (size_t)t * q.hd * 2 + q.hd, 0, &p, 1);
+            ems_head_append(h, orig + (size_t)t * q.hd * 2, orig + (size_t)t * q.hd * 2 + q.hd, 0,
+                            &p, 1);
         }
         int nq = ems_quant_count(h);
-        CHECK(h->len - nq >= q.residual && h->len - nq < q.residual + q.group, "case %zu: %d quantized of %d", ci, nq, h->len);
+        CHECK(h->len - nq >= q.residual && h->len - nq < q.residual + q.group,
+              "case %zu: %d quantized of %d", ci, nq, h->len);
         CHECK(nq % q.group == 0, "whole key groups");
         /* error bound: keys per channel over the group range, values per token */
         float step = 2.0f / (float)((1 << q.bits) - 1);
@@ -61,39 +66,56 @@ int main(void)
             for (int d = 0; d < q.hd; d++) {
                 float ek = fabsf(h->k[j * q.hd + d] - orig[(size_t)j * q.hd * 2 + d]);
                 float ev = fabsf(h->v[j * q.hd + d] - orig[(size_t)j * q.hd * 2 + q.hd + d]);
-                if (j >= nq) CHECK(ek == 0 && ev == 0, "residual must be exact");
-                CHECK(ek <= 0.5f * step + 2e-3f && ev <= 0.5f * step + 2e-3f, /* + f16 rounding of min/scale */ "case %zu entry %d: err %g %g", ci, j, ek, ev);
+                if (j >= nq)
+                    CHECK(ek == 0 && ev == 0, "residual must be exact");
+                CHECK(ek <= 0.5f * step + 2e-3f && ev <= 0.5f * step + 2e-3f,
+                      /* + f16 rounding of min/scale */ "case %zu entry %d: err %g %g", ci, j, ek,
+                      ev);
             }
         }
         /* view == head arrays (the head holds the dequantised values) */
         const float *kv, *vv;
         CHECK(ems_quant_view(h, &kv, &vv) == EM_OK, "view");
-        CHECK(memcmp(kv, h->k, sizeof(float) * h->len * q.hd) == 0 && memcmp(vv, h->v, sizeof(float) * h->len * q.hd) == 0, "view != head");
+        CHECK(memcmp(kv, h->k, sizeof(float) * h->len * q.hd) == 0 &&
+                  memcmp(vv, h->v, sizeof(float) * h->len * q.hd) == 0,
+              "view != head");
         /* bytes: codes + scales + residual, below f32 */
-        int rb = (q.hd * q.bits + 7) / 8, nvg = (q.hd + (q.group < q.hd ? q.group : q.hd) - 1) / (q.group < q.hd ? q.group : q.hd);
-        uint64_t want = 2ull * rb * nq + (uint64_t)(nq / q.group) * q.hd * 4 + (uint64_t)nq * nvg * 4 + 8ull * q.hd * (h->len - nq);
-        CHECK(ems_quant_bytes(h) == want, "case %zu: bytes %llu want %llu", ci, (unsigned long long)ems_quant_bytes(h), (unsigned long long)want);
+        int rb = (q.hd * q.bits + 7) / 8, nvg = (q.hd + (q.group < q.hd ? q.group : q.hd) - 1) /
+                                                (q.group < q.hd ? q.group : q.hd);
+        uint64_t want = 2ull * rb * nq + (uint64_t)(nq / q.group) * q.hd * 4 +
+                        (uint64_t)nq * nvg * 4 + 8ull * q.hd * (h->len - nq);
+        CHECK(ems_quant_bytes(h) == want, "case %zu: bytes %llu want %llu", ci,
+              (unsigned long long)ems_quant_bytes(h), (unsigned long long)want);
         CHECK(ems_cache_kv_bytes(c) == want, "kv_bytes uses the quantized size");
         /* compaction: every other entry; view still equals the head, values unchanged */
         int *keep = malloc(sizeof(int) * h->len);
         float *before = malloc(sizeof(float) * h->len * q.hd);
         memcpy(before, h->k, sizeof(float) * h->len * q.hd);
         int n = 0;
-        for (int j = 0; j < h->len; j += 2) keep[n++] = j;
+        for (int j = 0; j < h->len; j += 2)
+            keep[n++] = j;
         ems_head_compact(h, keep, n);
-        CHECK(ems_quant_count(h) == (nq + 1) / 2, "quantized count after compaction %d", ems_quant_count(h));
+        CHECK(ems_quant_count(h) == (nq + 1) / 2, "quantized count after compaction %d",
+              ems_quant_count(h));
         ems_quant_view(h, &kv, &vv);
         CHECK(memcmp(kv, h->k, sizeof(float) * h->len * q.hd) == 0, "view after compaction");
-        for (int i = 0; i < n; i++) CHECK(memcmp(h->k + i * q.hd, before + keep[i] * q.hd, sizeof(float) * q.hd) == 0, "moved key");
+        for (int i = 0; i < n; i++)
+            CHECK(memcmp(h->k + i * q.hd, before + keep[i] * q.hd, sizeof(float) * q.hd) == 0,
+                  "moved key");
         /* update a quantized entry (as a merge does): re-encoded, view consistent */
         if (ems_quant_count(h) > 0) {
-            for (int d = 0; d < q.hd; d++) h->v[d] = 0.25f * d - 0.5f, h->k[d] = 0.1f * d;
+            for (int d = 0; d < q.hd; d++)
+                h->v[d] = 0.25f * d - 0.5f, h->k[d] = 0.1f * d;
             int idx = 0;
             ems_quant_on_update(h, &idx, 1);
             ems_quant_view(h, &kv, &vv);
-            CHECK(memcmp(kv, h->k, sizeof(float) * h->len * q.hd) == 0 && memcmp(vv, h->v, sizeof(float) * h->len * q.hd) == 0, "view after update");
+            CHECK(memcmp(kv, h->k, sizeof(float) * h->len * q.hd) == 0 &&
+                      memcmp(vv, h->v, sizeof(float) * h->len * q.hd) == 0,
+                  "view after update");
             float vstep = (0.25f * (q.hd - 1)) / (float)((1 << q.bits) - 1);
-            for (int d = 0; d < q.hd; d++) CHECK(fabsf(h->v[d] - (0.25f * d - 0.5f)) <= 0.5f * vstep + 2e-3f, "updated value err");
+            for (int d = 0; d < q.hd; d++)
+                CHECK(fabsf(h->v[d] - (0.25f * d - 0.5f)) <= 0.5f * vstep + 2e-3f,
+                      "updated value err");
         }
         /* appending after compaction keeps the residual rule */
         for (int t = 0; t < 2 * q.group; t++) {
@@ -101,7 +123,8 @@ int main(void)
             ems_head_append(h, orig, orig + q.hd, 0, &p, 1);
         }
         nq = ems_quant_count(h);
-        CHECK(h->len - nq >= q.residual && h->len - nq < q.residual + q.group, "residual after append");
+        CHECK(h->len - nq >= q.residual && h->len - nq < q.residual + q.group,
+              "residual after append");
         free(keep), free(before), free(orig);
         ems_cache_destroy(c);
     }

@@ -3,14 +3,14 @@
  * the reference; kept positions must be identical and K/V/statistics equal within
  * |a - b| <= 1e-6 + 1e-6 |b| (both sides accumulate in the same order; the tolerance only
  * allows for float contraction differences). Both a prefill-end event and a decode event. */
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "ems/policy.h"
 #include "ems/ref/ems_ref.h"
 #include "tests/ems/synth.h"
 #include "tests/ems/test_util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 typedef struct ref_case {
     const char *name;
@@ -29,8 +29,10 @@ static const ref_case k_cases[] = {
     {"roco", {"method=roco", "budget=24"}, 0},
     {"roco-sinks", {"method=roco", "budget=24", "roco.sinks=4", "roco.stride=3"}, 0},
     {"simlayerkv", {"method=simlayerkv", "budget=24", "simlayerkv.delta=0.2"}, 0},
-    {"simlayerkv-pre", {"method=simlayerkv", "budget=24", "simlayerkv.decide=prefill",
-                        "simlayerkv.delta=0.3", "simlayerkv.span=40"}, 0},
+    {"simlayerkv-pre",
+     {"method=simlayerkv", "budget=24", "simlayerkv.decide=prefill", "simlayerkv.delta=0.3",
+      "simlayerkv.span=40"},
+     0},
     {"ems", {"method=ems", "budget=24"}, 0.4f},
     {"ems-uniform", {"method=ems", "budget=24", "ems.headwise=0"}, 0.4f},
     {"ems-seq", {"method=ems", "budget=24", "ems.zero_class=0"}, 0.4f},
@@ -47,15 +49,16 @@ static const ref_case k_cases[] = {
     {"h2o-groupmax", {"method=h2o", "budget=24", "group_reduce=max"}, 0},
 };
 
-static const synth_spec k_spec_base = {.n_layer = 3, .hd = 8, .G = 2, .seed = 11,
-                                       .dup_noise = 0.15f, .key_scale = 2.5f};
+static const synth_spec k_spec_base = {
+    .n_layer = 3, .hd = 8, .G = 2, .seed = 11, .dup_noise = 0.15f, .key_scale = 2.5f};
 
 /* Reference compression of one layer of c (all heads local). */
 static void ref_layer(ems_cache *c, const ems_config *cfg, int l, int phase, int B, int N)
 {
     int H = c->n_head_kv, L = c->n_layer;
     ems_head *heads[16];
-    for (int h = 0; h < H; h++) heads[h] = ems_cache_head(c, l, h);
+    for (int h = 0; h < H; h++)
+        heads[h] = ems_cache_head(c, l, h);
     int w = ems_config_window(cfg, B);
     int *keep = malloc(sizeof(int) * (size_t)heads[0]->len * 2 + 8);
     int due_B = B;
@@ -66,35 +69,47 @@ static void ref_layer(ems_cache *c, const ems_config *cfg, int l, int phase, int
     int due = phase == EMS_PHASE_PREFILL_END ? len > due_B : len >= due_B + N;
     switch (cfg->method) {
     case EMS_METHOD_EMS:
-        if (due) ems_ref_ems_layer(heads, H, cfg, B);
+        if (due)
+            ems_ref_ems_layer(heads, H, cfg, B);
         break;
     case EMS_METHOD_TOVA:
-        if (!due) break;
+        if (!due)
+            break;
         if (cfg->tova_per_head) {
-            for (int h = 0; h < H; h++) ems_head_compact(heads[h], keep, ems_ref_tova_head(heads[h], B, keep));
+            for (int h = 0; h < H; h++)
+                ems_head_compact(heads[h], keep, ems_ref_tova_head(heads[h], B, keep));
         } else {
             int n = ems_ref_tova_layer(heads, H, B, keep);
-            for (int h = 0; h < H; h++) ems_head_compact(heads[h], keep, n);
+            for (int h = 0; h < H; h++)
+                ems_head_compact(heads[h], keep, n);
         }
         break;
     case EMS_METHOD_SIMLAYERKV: {
         /* decided at this event (the test drives exactly one decision event) */
-        if (!ems_ref_simlayer_lazy(heads, H, cfg, B)) break;
+        if (!ems_ref_simlayer_lazy(heads, H, cfg, B))
+            break;
         int rec = cfg->slk_recent >= 0 ? cfg->slk_recent : B - cfg->slk_initial;
         for (int h = 0; h < H; h++) {
-            ems_head_compact(heads[h], keep, ems_ref_streaming(len, cfg->slk_initial + rec, cfg->slk_initial, keep));
+            ems_head_compact(
+                heads[h], keep,
+                ems_ref_streaming(len, cfg->slk_initial + rec, cfg->slk_initial, keep));
         }
         break;
     }
     default:
-        if (!due) break;
+        if (!due)
+            break;
         for (int h = 0; h < H; h++) {
             ems_head *hh = heads[h];
             int n = 0;
-            if (cfg->method == EMS_METHOD_STREAMINGLLM) n = ems_ref_streaming(hh->len, B, ems_config_sinks(cfg), keep);
-            if (cfg->method == EMS_METHOD_H2O) n = ems_ref_h2o(hh, B, w, keep);
-            if (cfg->method == EMS_METHOD_SNAPKV) n = ems_ref_snapkv(hh, B, w, cfg->snapkv_kernel, cfg->snapkv_avgpool, keep);
-            if (cfg->method == EMS_METHOD_PYRAMIDKV) n = ems_ref_snapkv(hh, due_B, w, cfg->snapkv_kernel, cfg->snapkv_avgpool, keep);
+            if (cfg->method == EMS_METHOD_STREAMINGLLM)
+                n = ems_ref_streaming(hh->len, B, ems_config_sinks(cfg), keep);
+            if (cfg->method == EMS_METHOD_H2O)
+                n = ems_ref_h2o(hh, B, w, keep);
+            if (cfg->method == EMS_METHOD_SNAPKV)
+                n = ems_ref_snapkv(hh, B, w, cfg->snapkv_kernel, cfg->snapkv_avgpool, keep);
+            if (cfg->method == EMS_METHOD_PYRAMIDKV)
+                n = ems_ref_snapkv(hh, due_B, w, cfg->snapkv_kernel, cfg->snapkv_avgpool, keep);
             if (cfg->method == EMS_METHOD_ROCO) {
                 int stride = phase == EMS_PHASE_PREFILL_END ? 0 : cfg->roco_stride;
                 n = ems_ref_roco(hh, cfg, B, stride, keep);
@@ -105,7 +120,10 @@ static void ref_layer(ems_cache *c, const ems_config *cfg, int l, int phase, int
     free(keep);
 }
 
-static int close_f(float a, float b) { return fabsf(a - b) <= 1e-6f + 1e-6f * fabsf(b); }
+static int close_f(float a, float b)
+{
+    return fabsf(a - b) <= 1e-6f + 1e-6f * fabsf(b);
+}
 
 static void compare(const char *name, const char *ph, ems_cache *a, ems_cache *b)
 {
@@ -119,11 +137,13 @@ static void compare(const char *name, const char *ph, ems_cache *a, ems_cache *b
         }
         for (int j = 0; j < x->len && !bad; j++) {
             if (x->pos[j] != y->pos[j]) {
-                CHECK(0, "%s/%s head %d entry %d: pos %d vs %d", name, ph, i, j, x->pos[j], y->pos[j]);
+                CHECK(0, "%s/%s head %d entry %d: pos %d vs %d", name, ph, i, j, x->pos[j],
+                      y->pos[j]);
                 bad = 1;
             }
             for (int d = 0; d < hd && !bad; d++) {
-                if (!close_f(x->k[j * hd + d], y->k[j * hd + d]) || !close_f(x->v[j * hd + d], y->v[j * hd + d])) {
+                if (!close_f(x->k[j * hd + d], y->k[j * hd + d]) ||
+                    !close_f(x->v[j * hd + d], y->v[j * hd + d])) {
                     CHECK(0, "%s/%s head %d entry %d dim %d: k %g/%g v %g/%g", name, ph, i, j, d,
                           x->k[j * hd + d], y->k[j * hd + d], x->v[j * hd + d], y->v[j * hd + d]);
                     bad = 1;
@@ -161,7 +181,8 @@ int main(void)
             ems_cache_create(sp.n_layer, 4, 0, sp.hd, ems_config_w_loc(&cfg), 1, &a);
             ems_cache_create(sp.n_layer, 4, 0, sp.hd, ems_config_w_loc(&cfg), 1, &b);
             int n0 = phase == 0 ? 120 : B + N - 1;
-            if (cfg.method == EMS_METHOD_SIMLAYERKV && phase == 1) n0 = 90;
+            if (cfg.method == EMS_METHOD_SIMLAYERKV && phase == 1)
+                n0 = 90;
             synth_step(a, &sp, 0, n0);
             synth_step(b, &sp, 0, n0);
             int ph = EMS_PHASE_PREFILL_END;
@@ -170,7 +191,8 @@ int main(void)
                 if (cfg.method == EMS_METHOD_SIMLAYERKV) {
                     ems_config nop = cfg;
                     nop.compress_prefill = 0;
-                    if (!cfg.slk_prefill) ems_policy_step(a, &nop, EMS_PHASE_PREFILL_END, NULL);
+                    if (!cfg.slk_prefill)
+                        ems_policy_step(a, &nop, EMS_PHASE_PREFILL_END, NULL);
                 }
                 synth_step(a, &sp, n0, 1);
                 synth_step(b, &sp, n0, 1);
@@ -182,7 +204,8 @@ int main(void)
                 continue; /* each variant decides at its own event only */
             }
             CHECK(ems_policy_step(a, &cfg, ph, NULL) == EM_OK, "%s step", rc->name);
-            for (int l = 0; l < sp.n_layer; l++) ref_layer(b, &cfg, l, ph, B, N);
+            for (int l = 0; l < sp.n_layer; l++)
+                ref_layer(b, &cfg, l, ph, B, N);
             compare(rc->name, phase ? "decode" : "prefill", a, b);
             ems_policy_stats st;
             ems_policy_get_stats(a, &st);

@@ -2,13 +2,13 @@
  * and the same data held as two 2-head shards (kv_head0 0 and 2, one thread each, with an
  * in-process all-reduce hook) must keep the same entries with bit-identical values. Covers the
  * cross-head policies (EMS head-wise budgets, TOVA per layer, SimLayerKV) and per-head ones. */
-#include <pthread.h>
-#include <stdlib.h>
-#include <string.h>
-
 #include "ems/policy.h"
 #include "tests/ems/synth.h"
 #include "tests/ems/test_util.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 
 typedef struct shared {
     pthread_barrier_t bar;
@@ -35,9 +35,11 @@ static int fake_reduce(void *user, float *buf, size_t n)
     sh->n[w->rank] = n;
     sh->n_calls[w->rank]++;
     pthread_barrier_wait(&sh->bar);
-    if (sh->n[0] != sh->n[1]) return -1;
+    if (sh->n[0] != sh->n[1])
+        return -1;
     float *tmp = malloc(sizeof(float) * n);
-    for (size_t i = 0; i < n; i++) tmp[i] = sh->bufs[0][i] + sh->bufs[1][i];
+    for (size_t i = 0; i < n; i++)
+        tmp[i] = sh->bufs[0][i] + sh->bufs[1][i];
     pthread_barrier_wait(&sh->bar); /* everyone has read both inputs */
     memcpy(buf, tmp, sizeof(float) * n);
     free(tmp);
@@ -77,12 +79,18 @@ static const char *const k_cases[][4] = {
 int main(void)
 {
     char err[256];
-    synth_spec sp = {.n_layer = 3, .hd = 8, .G = 2, .seed = 99, .dup_frac = 0.4f,
-                     .dup_noise = 0.1f, .key_scale = 2.5f};
+    synth_spec sp = {.n_layer = 3,
+                     .hd = 8,
+                     .G = 2,
+                     .seed = 99,
+                     .dup_frac = 0.4f,
+                     .dup_noise = 0.1f,
+                     .key_scale = 2.5f};
     for (size_t ci = 0; ci < sizeof k_cases / sizeof k_cases[0]; ci++) {
         ems_config cfg;
         ems_config_default(&cfg);
-        for (int j = 0; j < 4 && k_cases[ci][j]; j++) ems_config_set_kv(&cfg, k_cases[ci][j], err, sizeof err);
+        for (int j = 0; j < 4 && k_cases[ci][j]; j++)
+            ems_config_set_kv(&cfg, k_cases[ci][j], err, sizeof err);
         CHECK(ems_config_validate(&cfg, err, sizeof err) == EM_OK, "%s", err);
         const char *name = k_cases[ci][0];
         int wl = ems_config_w_loc(&cfg);
@@ -99,7 +107,8 @@ int main(void)
             ems_cache_create(sp.n_layer, 2, 2 * r, sp.hd, wl, 1, &w[r].c);
             pthread_create(&th[r], NULL, worker_main, &w[r]);
         }
-        for (int r = 0; r < 2; r++) pthread_join(th[r], NULL);
+        for (int r = 0; r < 2; r++)
+            pthread_join(th[r], NULL);
         CHECK(w[0].st == EM_OK && w[1].st == EM_OK, "%s shards: %d %d", name, w[0].st, w[1].st);
         CHECK(sh.n_calls[0] == sh.n_calls[1], "%s: reduce called %d vs %d times", name,
               sh.n_calls[0], sh.n_calls[1]);
@@ -109,8 +118,10 @@ int main(void)
         for (int l = 0; l < sp.n_layer; l++) {
             for (int g = 0; g < 4; g++) {
                 ems_head *a = ems_cache_head(one, l, g), *b = ems_cache_head(w[g / 2].c, l, g % 2);
-                CHECK(a->len == b->len, "%s layer %d head %d: len %d vs %d", name, l, g, a->len, b->len);
-                if (a->len != b->len) continue;
+                CHECK(a->len == b->len, "%s layer %d head %d: len %d vs %d", name, l, g, a->len,
+                      b->len);
+                if (a->len != b->len)
+                    continue;
                 CHECK(memcmp(a->pos, b->pos, sizeof(int32_t) * a->len) == 0, "%s: positions", name);
                 CHECK(memcmp(a->k, b->k, sizeof(float) * a->len * sp.hd) == 0 &&
                           memcmp(a->v, b->v, sizeof(float) * a->len * sp.hd) == 0,
@@ -118,7 +129,8 @@ int main(void)
             }
         }
         ems_cache_destroy(one);
-        for (int r = 0; r < 2; r++) ems_cache_destroy(w[r].c);
+        for (int r = 0; r < 2; r++)
+            ems_cache_destroy(w[r].c);
         pthread_barrier_destroy(&sh.bar);
     }
     TEST_END();

@@ -1,11 +1,11 @@
 /* Synthetic caches for the ems tests (see synth.h). */
 #include "tests/ems/synth.h"
 
+#include "kernels/kern.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "kernels/kern.h"
 
 static uint64_t mix(uint64_t x)
 {
@@ -30,14 +30,16 @@ static void kv_of(const synth_spec *sp, int l, int gh, int t, float *k, float *v
     if (t > 0 && r < sp->dup_frac) {
         float u = 0.5f * (synth_u(sp->seed, l, gh, t, 1, 8) + 1.0f);
         src = (int)(u * (float)t);
-        if (src >= t) src = t - 1;
+        if (src >= t)
+            src = t - 1;
     }
     for (int d = 0; d < sp->hd; d++) {
         k[d] = sp->key_scale * synth_u(sp->seed, l, gh, src, d, 1);
         v[d] = synth_u(sp->seed, l, gh, src, d, 2);
         if (src != t) {
             k[d] += sp->dup_noise * sp->key_scale * synth_u(sp->seed, l, gh, t, d, 3);
-            v[d] += (sp->dup_vnoise > 0 ? sp->dup_vnoise : sp->dup_noise) * synth_u(sp->seed, l, gh, t, d, 4);
+            v[d] += (sp->dup_vnoise > 0 ? sp->dup_vnoise : sp->dup_noise) *
+                    synth_u(sp->seed, l, gh, t, d, 4);
         }
     }
 }
@@ -54,16 +56,19 @@ void synth_step(ems_cache *c, const synth_spec *sp, int t0, int n)
 {
     int hd = sp->hd, G = sp->G;
     float *k = malloc(sizeof(float) * (size_t)n * hd), *v = malloc(sizeof(float) * (size_t)n * hd);
-    float *q = malloc(sizeof(float) * (size_t)n * G * hd), *o = malloc(sizeof(float) * (size_t)n * G * hd);
+    float *q = malloc(sizeof(float) * (size_t)n * G * hd),
+          *o = malloc(sizeof(float) * (size_t)n * G * hd);
     int32_t *pos = malloc(sizeof(int32_t) * (size_t)n);
-    for (int i = 0; i < n; i++) pos[i] = t0 + i;
+    for (int i = 0; i < n; i++)
+        pos[i] = t0 + i;
     for (int l = 0; l < c->n_layer; l++) {
         for (int h = 0; h < c->n_head_kv; h++) {
             int gh = c->kv_head0 + h;
             ems_head *hh = ems_cache_head(c, l, h);
             for (int i = 0; i < n; i++) {
                 kv_of(sp, l, gh, t0 + i, k + (size_t)i * hd, v + (size_t)i * hd);
-                for (int g = 0; g < G; g++) synth_query(sp, l, gh, g, t0 + i, q + ((size_t)i * G + g) * hd);
+                for (int g = 0; g < G; g++)
+                    synth_query(sp, l, gh, g, t0 + i, q + ((size_t)i * G + g) * hd);
             }
             ems_head_append(hh, k, v, hd, pos, n);
             kern_attn_args a = {0};
@@ -98,7 +103,9 @@ double synth_attn_err(const synth_spec *sp, ems_cache *cmp, ems_cache *full, int
     int gh = cmp->kv_head0 + h;
     for (int i = 0; i < n_probe; i++) {
         qp[i] = 1 << 20;
-        for (int g = 0; g < G; g++) synth_query(sp, l, gh, g, 1000000 + probe_seed * 1000 + i, q + ((size_t)i * G + g) * hd);
+        for (int g = 0; g < G; g++)
+            synth_query(sp, l, gh, g, 1000000 + probe_seed * 1000 + i,
+                        q + ((size_t)i * G + g) * hd);
     }
     double num = 0.0, den = 0.0;
     for (int pass = 0; pass < 2; pass++) {

@@ -3,19 +3,19 @@
  * planted redundancy (entries that are near-copies of earlier ones), and genuine attention
  * statistics from the reference attention kernel through ems_head_attn_begin. */
 #pragma once
-#include <stdint.h>
-
 #include "ems/kv_cache.h"
 
+#include <stdint.h>
+
 typedef struct synth_spec {
-    int n_layer, hd, G;   /* G query heads per KV head */
+    int n_layer, hd, G; /* G query heads per KV head */
     uint64_t seed;
-    float dup_frac;       /* probability that a token's K/V copies an earlier token (+noise) */
-    float dup_noise;      /* relative noise of a planted copy's key */
-    float dup_vnoise;     /* noise of a planted copy's value (0 = dup_noise) */
-    float key_scale;      /* sharpness of attention */
-    int group_max;        /* GQA reduction of statistics */
-    float q_bias;         /* queries = q_bias * fixed per-head direction + uniform noise */
+    float dup_frac;   /* probability that a token's K/V copies an earlier token (+noise) */
+    float dup_noise;  /* relative noise of a planted copy's key */
+    float dup_vnoise; /* noise of a planted copy's value (0 = dup_noise) */
+    float key_scale;  /* sharpness of attention */
+    int group_max;    /* GQA reduction of statistics */
+    float q_bias;     /* queries = q_bias * fixed per-head direction + uniform noise */
 } synth_spec;
 
 /* Appends tokens [t0, t0 + n) to every local head of c and runs their n queries' attention
