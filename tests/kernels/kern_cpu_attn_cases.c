@@ -1,7 +1,8 @@
 /* Attention cases of the kernel test: fast attention (with every kern_attn_stats output)
  * against the reference over head sizes 8..128, GQA ratios 1/2/8, one token, cache lengths
  * 0/1/7/33/1000, ragged and shuffled key positions, queries that see part or none of the
- * cache; plus kern_cpu_parallel_for (each index exactly once, any thread count). */
+ * cache, causal prefill shapes of the test models; plus kern_cpu_parallel_for (each index
+ * exactly once, any thread count). */
 #include <stdlib.h>
 
 #include "kernels/cpu/kern_cpu.h"
@@ -35,6 +36,14 @@ static const attn_case attn_cases[] = {
     {4, 2, 12, 17, KPOS_RAGGED, QPOS_RANDOM, 1, 0, 1, 1, 2.0f},
     {3, 1, 4, 9, KPOS_CONTIG, QPOS_CAUSAL, 0, 0, 0, 0, 1.0f},
     {2, 8, 72, 7, KPOS_CONTIG, QPOS_ALL, 0, 0, 0, 0, 8.0f},
+    /* prefill shapes: stories260K (hd 8, G 2), hd 16, 110M (hd 64, G 1); tile tails, the
+     * 4-tile score unroll and its remainder all occur across the causal queries */
+    {130, 2, 8, 301, KPOS_CONTIG, QPOS_CAUSAL, 1, 0, 4, 0, 2.0f},
+    {40, 4, 16, 97, KPOS_RAGGED, QPOS_CAUSAL, 1, 1, 2, 1, 2.0f},
+    {33, 1, 64, 200, KPOS_CONTIG, QPOS_CAUSAL, 0, 0, 0, 0, 2.0f},
+    {6, 3, 5, 50, KPOS_RAGGED, QPOS_RANDOM, 1, 0, 2, 2, 2.0f},  /* generic hd <= 8, G 3 */
+    {7, 2, 20, 45, KPOS_RAGGED, QPOS_RANDOM, 1, 1, 1, 0, 2.0f}, /* row-major path, hd % 8 */
+    {3, 2, 8, 64, KPOS_CONTIG, QPOS_ALL, 1, 0, 1, 0, 30.0f},    /* very peaky softmax */
 };
 
 typedef struct attn_bufs {

@@ -100,7 +100,8 @@ int main(int argc, char **argv)
         free(wd), free(a.x), free(a.y);
     }
     static const struct { int G, hd, len, n_q; } at[] = {
-        {1, 128, 2048, 1}, {4, 64, 2048, 1}, {8, 8, 2048, 1}, {4, 64, 256, 256}};
+        {1, 128, 2048, 1}, {4, 64, 2048, 1}, {8, 8, 2048, 1}, {2, 8, 2048, 1},
+        {4, 64, 256, 256}, {2, 8, 512, 512}, {1, 64, 512, 512}};
     for (size_t m = 0; m < sizeof at / sizeof at[0]; m++) {
         int G = at[m].G, hd = at[m].hd, len = at[m].len;
         int nq = at[m].n_q;
