@@ -3,6 +3,8 @@
 #   1. bazel test //...                      (every test, optimised build)
 #   2. bazel test --config=asan_ubsan //...  (the whole suite under ASan + UBSan)
 #   3. bazel build --config=cuda //...       (every .cu compiles and links; skipped without nvcc)
+#      bazel test --config=cuda //tests/cuda/... (CUDA-vs-CPU tests: "skipped: no CUDA device"
+#                                                 and pass on a machine without a GPU)
 # Prints one final line "N passed, M failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +43,10 @@ if [ -x /usr/local/cuda/bin/nvcc ]; then
   tail -20 "$LOG.3"
   if [ "$rc" -eq 0 ]; then
     total_pass=$((total_pass + 1)); echo "   -> cuda build passed"
+    echo "== bazel test --config=cuda //tests/cuda/... =="
+    bazel test --config=ci --config=cuda //tests/cuda/... 2>&1 | tee "$LOG.4"
+    rc=${PIPESTATUS[0]}; [ "$rc" -eq 0 ] || rc_all=$rc
+    count "$LOG.4"
   else
     total_fail=$((total_fail + 1)); rc_all=1; echo "   -> cuda build FAILED"
   fi
