@@ -107,7 +107,9 @@ em_status engine_create(const model *m, const shard_desc *sd, const engine_opts 
         e->w3[l] = rows_of(&L->w3, f0, e->ffn_local);
     }
     int nt = opts ? opts->n_threads : 1;
-    if (nt > 0) {
+    if (opts && opts->ops) {
+        e->ops = opts->ops;
+    } else if (nt > 0) {
         e->cpu_ops = kern_ops_cpu_create(nt);
         if (!e->cpu_ops) {
             engine_free(e);
