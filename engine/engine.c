@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "ems/config.h" /* EMS_MAX_W_LOC */
 #include "kernels/cpu/kern_cpu.h"
 
 /* Multiply-adds of attention below which the (sequence, head) tasks run on the caller. */
@@ -185,7 +186,7 @@ static void attn_one(void *user, int idx, int tid)
     }
     kern_attn_args a = {0};
     kern_attn_stats stats;
-    float *rowbuf[256];
+    float *rowbuf[EMS_MAX_W_LOC]; /* ems_config_validate bounds w_loc by EMS_MAX_W_LOC */
     a.n_q = n;
     a.G = e->G;
     a.hd = e->hd;
