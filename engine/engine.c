@@ -152,6 +152,8 @@ const kern_ops *engine_ops(const engine *e) { return e->ops; }
 em_status engine_cache_create(const engine *e, int w_loc, int want_stats, int group_max,
                               ems_cache **out)
 {
+    *out = NULL;
+    if (w_loc < 0 || w_loc > EMS_MAX_W_LOC) return EM_EINVAL; /* attn_one's row buffer */
     em_status st = ems_cache_create(e->m->hp.n_layer, e->n_local, e->sd.unit0, e->hd, w_loc,
                                     want_stats, out);
     if (st == EM_OK) (*out)->group_max = group_max;
