@@ -13,21 +13,11 @@
 #include "model/gguf_write.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "tests/testutil/testutil.h"
 
-static int g_fail;
-#define CHECK(c, ...)                                                     \
-    do {                                                                  \
-        if (!(c)) {                                                       \
-            g_fail++;                                                     \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #c); \
-            fprintf(stderr, __VA_ARGS__);                                 \
-            fputc('\n', stderr);                                          \
-        }                                                                 \
-    } while (0)
 
 static uint8_t *g_orig;
 static size_t g_size;
-static char g_tmp[1024];
 
 /* Opens buf[0..len) from an exactly sized copy; on success also builds the tokenizer and runs
  * it (a corrupt vocabulary must not crash it). Returns the reader's status. */
@@ -179,7 +169,7 @@ static void test_real_file(void) {
     }
     CHECK(probe_buf(g_orig, g_size, err, sizeof err) == EM_OK, "full file: %s", err);
     char path[1100];
-    snprintf(path, sizeof path, "%s/corrupt.gguf", g_tmp);
+    tu_tmp_path(path, sizeof path, "corrupt.gguf");
     write_all(path, g_orig, g_size);
     for (size_t len = g_size - 1; len > 0; len = len > 20000 ? len - 19997 : len > 300 ? len - 271 : len / 2) {
         CHECK(truncate(path, (off_t)len) == 0, "truncate");
@@ -331,7 +321,7 @@ static const char *hostile(int c, gguf_buf *b) {
 
 static void test_hostile(void) {
     char err[512], path[1100];
-    snprintf(path, sizeof path, "%s/hostile.gguf", g_tmp);
+    tu_tmp_path(path, sizeof path, "hostile.gguf");
     int n = 0;
     for (int c = 0;; c++) {
         gguf_buf b = {0};
@@ -353,10 +343,7 @@ static void test_hostile(void) {
 }
 
 int main(void) {
-    const char *mp = model_find_default();
-    if (!mp) { fprintf(stderr, "stories260K.gguf not found (set EMSERVE_MODEL)\n"); return 1; }
-    const char *tmp = getenv("TEST_TMPDIR");
-    snprintf(g_tmp, sizeof g_tmp, "%s", tmp ? tmp : "/tmp");
+    const char *mp = tu_model_path(1);
     FILE *fp = fopen(mp, "rb");
     if (!fp) { fprintf(stderr, "cannot open %s\n", mp); return 1; }
     fseek(fp, 0, SEEK_END);
@@ -368,7 +355,5 @@ int main(void) {
     test_hostile();
     test_real_file();
     free(g_orig);
-    if (g_fail) { fprintf(stderr, "%d failures\n", g_fail); return 1; }
-    printf("gguf_corrupt_test: all passed\n");
-    return 0;
+    TEST_END();
 }

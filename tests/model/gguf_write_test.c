@@ -6,17 +6,8 @@
 
 #include "model/gguf.h"
 #include "model/gguf_write.h"
+#include "tests/testutil/testutil.h"
 
-static int g_fail;
-#define CHECK(c, ...)                                                     \
-    do {                                                                  \
-        if (!(c)) {                                                       \
-            g_fail++;                                                     \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #c); \
-            fprintf(stderr, __VA_ARGS__);                                 \
-            fputc('\n', stderr);                                          \
-        }                                                                 \
-    } while (0)
 
 static int str_is(gguf_str s, const char *z) { return s.len == strlen(z) && memcmp(s.data, z, s.len) == 0; }
 
@@ -127,8 +118,7 @@ int main(void) {
         free(buf);
         /* file output equals memory output; a failing fill aborts and removes the file */
         char path[512];
-        const char *tmp = getenv("TEST_TMPDIR");
-        snprintf(path, sizeof path, "%s/gguf_write_test_%u.gguf", tmp ? tmp : "/tmp", k_align[a]);
+        snprintf(path, sizeof path, "%s/gguf_write_test_%u.gguf", tu_tmpdir(), k_align[a]);
         CHECK(gguf_writer_write_file(w, path, fill, NULL, err, sizeof err) == EM_OK, "write file: %s", err);
         f = NULL;
         CHECK(gguf_open(path, &f, err, sizeof err) == EM_OK && f->n_tensors == 3, "reopen file: %s", err);
@@ -145,7 +135,5 @@ int main(void) {
     }
     gguf_writer *w = NULL;
     CHECK(gguf_writer_create(24, &w) == EM_EINVAL && w == NULL, "non-power-of-two alignment refused");
-    if (g_fail) { fprintf(stderr, "%d failures\n", g_fail); return 1; }
-    printf("gguf_write_test: all passed\n");
-    return 0;
+    TEST_END();
 }

@@ -10,30 +10,21 @@
 
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "tests/testutil/testutil.h"
 
-static int g_fail;
-#define CHECK(c, ...)                                                     \
-    do {                                                                  \
-        if (!(c)) {                                                       \
-            g_fail++;                                                     \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #c); \
-            fprintf(stderr, __VA_ARGS__);                                 \
-            fputc('\n', stderr);                                          \
-        }                                                                 \
-    } while (0)
 
-static const char *g_tool, *g_tmp;
+static const char *g_tool;
 
 static int run_tool(const char *args, const char *out) {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "'%s' --out '%s/%s' %s >/dev/null 2>&1", g_tool, g_tmp, out, args);
+    snprintf(cmd, sizeof cmd, "'%s' --out '%s/%s' %s >/dev/null 2>&1", g_tool, tu_tmpdir(), out, args);
     int rc = system(cmd);
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
 static char *slurp(const char *name, size_t *n) {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s", g_tmp, name);
+    tu_tmp_path(path, sizeof path, name);
     FILE *fp = fopen(path, "rb");
     if (!fp) return NULL;
     fseek(fp, 0, SEEK_END);
@@ -47,7 +38,7 @@ static char *slurp(const char *name, size_t *n) {
 
 static model *load(const char *name) {
     char path[1024], err[512] = "";
-    snprintf(path, sizeof path, "%s/%s", g_tmp, name);
+    tu_tmp_path(path, sizeof path, name);
     model *m = NULL;
     em_status st = model_load(path, &m, err, sizeof err);
     CHECK(st == EM_OK, "model_load %s: %s", name, err);
@@ -67,7 +58,6 @@ static float elem(const gguf_tensor_info *t, size_t i) {
 int main(int argc, char **argv) {
     if (argc < 2) { fprintf(stderr, "usage: make_model_test PATH_TO_MAKE_MODEL\n"); return 1; }
     g_tool = argv[1];
-    g_tmp = getenv("TEST_TMPDIR") ? getenv("TEST_TMPDIR") : "/tmp";
     const char *shape = "--dim 64 --layers 3 --heads 4 --kv-heads 2 --ffn 96 --vocab 700 --ctx 256";
     char args[512];
     static const char *const k_types[] = {"f32", "f16", "q8_0"};
@@ -186,7 +176,5 @@ int main(int argc, char **argv) {
         CHECK(x == NULL, "flags '%s' wrote a file", k_bad[i]);
         free(x);
     }
-    if (g_fail) { fprintf(stderr, "%d failures\n", g_fail); return 1; }
-    printf("make_model_test: all passed\n");
-    return 0;
+    TEST_END();
 }

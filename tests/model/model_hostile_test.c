@@ -10,17 +10,8 @@
 #include "model/gguf_write.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "tests/testutil/testutil.h"
 
-static int g_fail;
-#define CHECK(c, ...)                                                     \
-    do {                                                                  \
-        if (!(c)) {                                                       \
-            g_fail++;                                                     \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #c); \
-            fprintf(stderr, __VA_ARGS__);                                 \
-            fputc('\n', stderr);                                          \
-        }                                                                 \
-    } while (0)
 
 /* kind: 'u' u32 value, 'i' i32, 'f' f32, 's' string, '-' drop the key/tensor, 'n' tensor ne[1],
  * 't' tensor type, 'v' vocabulary size of the tokens array. NULL key = the unchanged base. */
@@ -167,9 +158,8 @@ static void build(gguf_writer *w) {
 }
 
 int main(void) {
-    const char *tmp = getenv("TEST_TMPDIR");
     char path[1024], err[512];
-    snprintf(path, sizeof path, "%s/hostile_model.gguf", tmp ? tmp : "/tmp");
+    tu_tmp_path(path, sizeof path, "hostile_model.gguf");
     for (size_t i = 0; i < sizeof k_cases / sizeof k_cases[0]; i++) {
         g_c = &k_cases[i];
         gguf_writer *w;
@@ -198,7 +188,6 @@ int main(void) {
         model_free(m);
     }
     remove(path);
-    if (g_fail) { fprintf(stderr, "%d failures\n", g_fail); return 1; }
-    printf("model_hostile_test: %zu cases passed\n", sizeof k_cases / sizeof k_cases[0]);
-    return 0;
+    printf("model_hostile_test: %zu cases\n", sizeof k_cases / sizeof k_cases[0]);
+    TEST_END();
 }

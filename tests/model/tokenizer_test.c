@@ -9,17 +9,8 @@
 #include "model/gguf.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "tests/testutil/testutil.h"
 
-static int g_fail;
-#define CHECK(c, ...)                                                     \
-    do {                                                                  \
-        if (!(c)) {                                                       \
-            g_fail++;                                                     \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #c); \
-            fprintf(stderr, __VA_ARGS__);                                 \
-            fputc('\n', stderr);                                          \
-        }                                                                 \
-    } while (0)
 
 static const struct { const char *text; const char *ids; } k_golden[] = {
     {"Hello world", "1 346 306 414 263 304 341"},
@@ -119,8 +110,7 @@ static char *read_file(const char *path, size_t *n) {
 }
 
 int main(void) {
-    const char *path = model_find_default();
-    if (!path) { fprintf(stderr, "stories260K.gguf not found (set EMSERVE_MODEL)\n"); return 1; }
+    const char *path = tu_model_path(1);
     char err[256];
     gguf_file *f;
     if (gguf_open(path, &f, err, sizeof err) != EM_OK) { fprintf(stderr, "%s\n", err); return 1; }
@@ -256,7 +246,5 @@ int main(void) {
     }
     tok_free(t);
     gguf_close(f);
-    if (g_fail) { fprintf(stderr, "%d failures\n", g_fail); return 1; }
-    printf("tokenizer_test: all passed\n");
-    return 0;
+    TEST_END();
 }
