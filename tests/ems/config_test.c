@@ -1,7 +1,7 @@
 /* ems_config: defaults validate, every key parses, bad input is rejected with a message naming
  * the field, invalid combinations are rejected, help lists every method and parameter. */
 #include "ems/config.h"
-#include "tests/ems/test_util.h"
+#include "tests/testutil/testutil.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -5,7 +5,7 @@
  * error for an uncompressed cache; the full cache reproduces most retrieval names. */
 #include "eval/eval.h"
 #include "eval/stream.h"
-#include "tests/ems/test_util.h"
+#include "tests/testutil/testutil.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -26,11 +26,7 @@ static ev_stream_result run(engine *e, const char *method, int B, const char *kv
 
 int main(void)
 {
-    const char *mp = model_find_default();
-    if (!mp) {
-        printf("SKIP: stories260K.gguf not found (set EMSERVE_MODEL)\n");
-        return 0;
-    }
+    const char *mp = tu_model_path(0);
     char err[256], data[4200];
     model *m;
     tokenizer *tok;

@@ -6,7 +6,7 @@
  * bit, on the same caches. */
 #include "ems/policy.h"
 #include "tests/ems/synth.h"
-#include "tests/ems/test_util.h"
+#include "tests/testutil/testutil.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -8,7 +8,7 @@
  *  - merge mass is conserved: sum of entry masses + evicted entries = tokens appended. */
 #include "ems/policy.h"
 #include "tests/ems/synth.h"
-#include "tests/ems/test_util.h"
+#include "tests/testutil/testutil.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
 #include "ems/policy.h"
 #include "ems/quant.h"
 #include "tests/ems/synth.h"
-#include "tests/ems/test_util.h"
+#include "tests/testutil/testutil.h"
 
 #include <math.h>
 #include <stdlib.h>

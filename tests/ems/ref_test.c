@@ -6,7 +6,7 @@
 #include "ems/policy.h"
 #include "ems/ref/ems_ref.h"
 #include "tests/ems/synth.h"
-#include "tests/ems/test_util.h"
+#include "tests/testutil/testutil.h"
 
 #include <math.h>
 #include <stdlib.h>

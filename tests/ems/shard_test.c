@@ -4,7 +4,7 @@
  * cross-head policies (EMS head-wise budgets, TOVA per layer, SimLayerKV) and per-head ones. */
 #include "ems/policy.h"
 #include "tests/ems/synth.h"
-#include "tests/ems/test_util.h"
+#include "tests/testutil/testutil.h"
 
 #include <pthread.h>
 #include <stdlib.h>
