@@ -10,6 +10,7 @@
 #include "engine/generate.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "tests/testutil/testutil.h"
 
 typedef struct golden {
     const char *prompt;
@@ -96,11 +97,7 @@ static int check_one(model *m, tokenizer *tok, const golden *g, int threads)
 
 int main(void)
 {
-    const char *path = model_find_default();
-    if (!path) {
-        printf("SKIPPED: stories260K.gguf not found (set EMSERVE_MODEL)\n");
-        return 0;
-    }
+    const char *path = tu_model_path(0);
     char err[256];
     model *m;
     tokenizer *tok;

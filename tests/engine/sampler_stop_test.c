@@ -6,9 +6,7 @@
 
 #include "engine/sampler.h"
 #include "engine/stop.h"
-
-static int fails;
-#define CHECK(c, ...) do { if (!(c)) { printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); fails++; } } while (0)
+#include "tests/testutil/testutil.h"
 
 static int32_t sample_once(sampler_params p, const float *lg0, int n, const int32_t *hist, int nh)
 {
@@ -124,6 +122,5 @@ int main(void)
 {
     test_sampler();
     test_stop();
-    printf("%d failures\n", fails);
-    return fails ? 1 : 0;
+    TEST_END();
 }

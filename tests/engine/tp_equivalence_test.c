@@ -13,6 +13,7 @@
 #include "ems/policy.h"
 #include "engine/engine.h"
 #include "model/model.h"
+#include "tests/testutil/testutil.h"
 
 #define MAXW 4
 typedef struct group {
@@ -143,11 +144,7 @@ static float *run_world(const model *m, const ems_config *kv, int world, uint64_
 
 int main(void)
 {
-    const char *path = model_find_default();
-    if (!path) {
-        printf("SKIPPED: stories260K.gguf not found (set EMSERVE_MODEL)\n");
-        return 0;
-    }
+    const char *path = tu_model_path(0);
     char err[256];
     model *m;
     if (model_load(path, &m, err, sizeof err) != EM_OK) {
