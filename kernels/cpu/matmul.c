@@ -1,10 +1,12 @@
 /* Fast matmul Y[n][rows] = X[n][cols] . W^T for f32 and f16 weights (AVX2/FMA/F16C).
  * Every output element is one dot product with a fixed order: one 8-lane FMA accumulator over
- * the column blocks, kern_cpu__hsum, then the scalar column tail with fmaf. All micro-kernels
- * (8 rows x 1 token for GEMV, RB rows x TB tokens for prefill, 1 x 1 tails) follow exactly
- * that order, so results do not depend on blocking or on the thread split (over rows). */
+ * the column blocks, the last partial block zero-padded, then kern_cpu__hsum8's lane tree.
+ * The micro-kernels (8 rows x 1 token for GEMV and tails, RB rows x TB tokens for prefill)
+ * reduce 8 accumulators at once with kern_cpu__hsum8, whose lane j depends on accumulator j
+ * only, so results do not depend on blocking or on the thread split (over rows or tokens). */
 #include <math.h>
 #include <stddef.h>
+#include <string.h>
 
 #include "kernels/cpu/cpu_impl.h"
 #include "kernels/cpu/simd.h"
@@ -16,10 +18,10 @@
 #define MATMUL_PAR_MIN (1 << 16)
 #endif
 #ifndef RB
-#define RB 3 /* rows per prefill micro-kernel */
+#define RB 4 /* rows per prefill micro-kernel */
 #endif
 #ifndef TB
-#define TB 4 /* tokens per prefill micro-kernel */
+#define TB 3 /* tokens per prefill micro-kernel */
 #endif
 #define TILE_BYTES (96 * 1024) /* weight rows per L2 tile in prefill */
 
@@ -29,57 +31,66 @@ AI __m256 load_w(const void *w, int f16, size_t i)
     return _mm256_loadu_ps((const float *)w + i);
 }
 
-AI float scalar_w(const void *w, int f16, size_t i)
+/* The last nt (1..7) weights of a row from i, zero-padded to 8 lanes. */
+AI __m256 load_w_tail(const void *w, int f16, size_t i, int nt, __m256i m)
 {
-    if (f16) return _cvtsh_ss(((const uint16_t *)w)[i]);
-    return ((const float *)w)[i];
+    if (f16) {
+        uint16_t h[8] = {0};
+        memcpy(h, (const uint16_t *)w + i, sizeof(uint16_t) * (size_t)nt);
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)h));
+    }
+    return _mm256_maskload_ps((const float *)w + i, m);
 }
 
-/* Finishes one dot product: lanes, then the column tail [c8, cols). */
-AI float dot_finish(__m256 acc, const void *w, int f16, size_t row_off, const float *x, int c8,
-                    int cols)
-{
-    float s = kern_cpu__hsum(acc);
-    for (int c = c8; c < cols; c++) s = fmaf(x[c], scalar_w(w, f16, row_off + (size_t)c), s);
-    return s;
-}
-
-/* nr (<= 8) rows starting at r0, one token. */
+/* nr (<= 8) rows starting at r0, one token: y[r0 .. r0+nr). */
 AI void kernel_rows_tok1(const void *w, int f16, int cols, int r0, int nr, const float *x,
                          float *y)
 {
     __m256 acc[8];
-    int c8 = cols & ~7;
+    int c8 = cols & ~7, nt = cols - c8;
     size_t off[8];
     for (int r = 0; r < 8; r++) {
         acc[r] = _mm256_setzero_ps();
         off[r] = (size_t)(r0 + (r < nr ? r : 0)) * (size_t)cols;
     }
+    __m256i m = kern_cpu__mask(nt);
     if (nr == 8) {
         for (int c = 0; c < c8; c += 8) {
             __m256 xv = _mm256_loadu_ps(x + c);
 #pragma GCC unroll 8
             for (int r = 0; r < 8; r++) acc[r] = _mm256_fmadd_ps(load_w(w, f16, off[r] + c), xv, acc[r]);
         }
-    } else {
-        for (int c = 0; c < c8; c += 8) {
-            __m256 xv = _mm256_loadu_ps(x + c);
-            for (int r = 0; r < nr; r++) acc[r] = _mm256_fmadd_ps(load_w(w, f16, off[r] + c), xv, acc[r]);
+        if (nt) {
+            __m256 xv = _mm256_maskload_ps(x + c8, m);
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++)
+                acc[r] = _mm256_fmadd_ps(load_w_tail(w, f16, off[r] + c8, nt, m), xv, acc[r]);
         }
+        _mm256_storeu_ps(y + r0, kern_cpu__hsum8(acc));
+        return;
     }
-    for (int r = 0; r < nr; r++) y[r0 + r] = dot_finish(acc[r], w, f16, off[r], x, c8, cols);
+    for (int c = 0; c < c8; c += 8) {
+        __m256 xv = _mm256_loadu_ps(x + c);
+        for (int r = 0; r < nr; r++) acc[r] = _mm256_fmadd_ps(load_w(w, f16, off[r] + c), xv, acc[r]);
+    }
+    if (nt) {
+        __m256 xv = _mm256_maskload_ps(x + c8, m);
+        for (int r = 0; r < nr; r++)
+            acc[r] = _mm256_fmadd_ps(load_w_tail(w, f16, off[r] + c8, nt, m), xv, acc[r]);
+    }
+    _mm256_maskstore_ps(y + r0, kern_cpu__mask(nr), kern_cpu__hsum8(acc));
 }
 
-/* RB rows x TB tokens. */
+/* RB rows x TB tokens; accumulator k = r + RB*t, reduced 8 at a time by kern_cpu__hsum8
+ * (the last group zero-padded). */
 AI void kernel_block(const void *w, int f16, int cols, int r0, const float *x, int xs, float *y,
                      int ys)
 {
-    __m256 acc[RB][TB];
-    int c8 = cols & ~7;
-#pragma GCC unroll 8
-    for (int r = 0; r < RB; r++)
-#pragma GCC unroll 8
-        for (int t = 0; t < TB; t++) acc[r][t] = _mm256_setzero_ps();
+    enum { NA = RB * TB, NG = (NA + 7) / 8 };
+    __m256 acc[NG * 8];
+    int c8 = cols & ~7, nt = cols - c8;
+#pragma GCC unroll 16
+    for (int k = 0; k < NG * 8; k++) acc[k] = _mm256_setzero_ps();
     const float *xt[TB];
 #pragma GCC unroll 8
     for (int t = 0; t < TB; t++) xt[t] = x + (size_t)t * xs;
@@ -92,13 +103,35 @@ AI void kernel_block(const void *w, int f16, int cols, int r0, const float *x, i
         for (int r = 0; r < RB; r++) {
             __m256 wv = load_w(w, f16, off0 + (size_t)r * cols + c);
 #pragma GCC unroll 8
-            for (int t = 0; t < TB; t++) acc[r][t] = _mm256_fmadd_ps(wv, xv[t], acc[r][t]);
+            for (int t = 0; t < TB; t++) acc[r + RB * t] = _mm256_fmadd_ps(wv, xv[t], acc[r + RB * t]);
         }
     }
-    for (int r = 0; r < RB; r++)
-        for (int t = 0; t < TB; t++)
-            y[(size_t)t * ys + r0 + r] =
-                dot_finish(acc[r][t], w, f16, off0 + (size_t)r * cols, xt[t], c8, cols);
+    if (nt) {
+        __m256i m = kern_cpu__mask(nt);
+        __m256 xv[TB];
+#pragma GCC unroll 8
+        for (int t = 0; t < TB; t++) xv[t] = _mm256_maskload_ps(xt[t] + c8, m);
+#pragma GCC unroll 8
+        for (int r = 0; r < RB; r++) {
+            __m256 wv = load_w_tail(w, f16, off0 + (size_t)r * cols + c8, nt, m);
+#pragma GCC unroll 8
+            for (int t = 0; t < TB; t++) acc[r + RB * t] = _mm256_fmadd_ps(wv, xv[t], acc[r + RB * t]);
+        }
+    }
+#pragma GCC unroll 4
+    for (int g = 0; g < NG; g++) {
+        __m256 h = kern_cpu__hsum8(acc + 8 * g);
+        if (RB == 4) { /* each half = the 4 rows of one token */
+            int t = 2 * g;
+            _mm_storeu_ps(y + (size_t)t * ys + r0, _mm256_castps256_ps128(h));
+            if (t + 1 < TB) _mm_storeu_ps(y + (size_t)(t + 1) * ys + r0, _mm256_extractf128_ps(h, 1));
+        } else {
+            float tmp[8];
+            _mm256_storeu_ps(tmp, h);
+            for (int k = 8 * g; k < NA && k < 8 * g + 8; k++)
+                y[(size_t)(k / RB) * ys + r0 + k % RB] = tmp[k - 8 * g];
+        }
+    }
 }
 
 /* Prefill over one weight tile: rows [0, nr) of w (row stride cols) for tokens [0, tn),
@@ -111,9 +144,9 @@ AI void prefill_tile(const void *w, int f16, int cols, int nr, const float *x, i
         float *yb = y + (size_t)t0 * ys;
         int r = 0;
         for (; r + RB <= nr; r += RB) kernel_block(w, f16, cols, r, xb, xs, yb, ys);
-        for (; r < nr; r++) /* row tail: one row at a time */
+        if (r < nr) /* row tail */
             for (int k = 0; k < TB; k++)
-                kernel_rows_tok1(w, f16, cols, r, 1, xb + (size_t)k * xs, yb + (size_t)k * ys);
+                kernel_rows_tok1(w, f16, cols, r, nr - r, xb + (size_t)k * xs, yb + (size_t)k * ys);
     }
 }
 
@@ -129,7 +162,7 @@ AI void matmul_rows(const void *w, int f16, int cols, int ra, int rb, const floa
         int tile = TILE_BYTES / ((cols > 0 ? cols : 1) * 4);
         tile = tile < RB ? RB : tile - tile % RB;
         float *buf = NULL;
-        if (f16 && n >= 2 * TB && cols >= 8)
+        if (f16 && n >= 4 * TB && cols >= 8)
             buf = kern_cpu__scratch(KERN_CPU__SCRATCH_MATMUL, (size_t)tile * cols);
         for (int rt = ra; rt < rb; rt += tile) {
             int nr = rt + tile < rb ? tile : rb - rt;

@@ -34,6 +34,8 @@ static const mm_case mm_cases[] = {
     {64, 172, 13, 0, 0, KERN_F16},  {512, 64, 8, 0, 0, KERN_F16},   {768, 768, 1, 0, 0, KERN_F16},
     {300, 257, 6, 3, 2, KERN_F16},  {20, 1003, 3, 0, 0, KERN_F16},
     {7, 100, 200, 1, 0, KERN_F32},  {12, 64, 130, 0, 2, KERN_F16}, /* few rows, many tokens */
+    /* stories260K per-unit wo / w2 shapes (16 and 43 columns), f16 tile conversion + tails */
+    {64, 16, 33, 0, 0, KERN_F32},   {64, 43, 31, 2, 0, KERN_F32},  {37, 43, 40, 1, 2, KERN_F16},
 };
 
 static void test_matmul(int ci, const mm_case *c)
