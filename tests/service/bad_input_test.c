@@ -252,21 +252,7 @@ int main(void)
     }
     /* Still serving, still right. */
     assert(svc_alive(&s));
-    coord_client_req rq;
-    coord_client_result res;
-    memset(&rq, 0, sizeof rq);
-    rq.text = k_golden_prompt1;
-    rq.max_tokens = 60;
-    rq.temperature = 0;
-    rq.top_k = -1;
-    rq.timeout_ms = 30000;
-    coord_client_generate(cl, &rq, &res);
-    if (res.status != GRPC_STATUS_OK || res.n_output != 60 ||
-        memcmp(res.output_ids, k_golden_ids1, sizeof k_golden_ids1) != 0) {
-        fprintf(stderr, "FAIL: good request after the flood: status %d\n", res.status);
-        fails++;
-    }
-    coord_client_result_free(&res);
+    fails += !svc_golden_ok(cl, 60, "after the flood");
     coord_client_info info;
     assert(coord_client_server_info(cl, &info) == 0);
     if (!info.serving || info.generation != 1) { /* no worker was lost or re-formed */

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "coll/coll.h"
+#include "tests/testutil/testutil.h"
 
 static const size_t k_sizes[] = {1, 1000, 1000000};
 
@@ -177,9 +178,8 @@ int main(void)
     char rdv[96];
     snprintf(rdv, sizeof rdv, "tcp:127.0.0.1:%d", port);
     fails += run_group(rdv, "gen1", "gen2");
-    const char *tmp = getenv("TEST_TMPDIR");
     char dir[512];
-    snprintf(dir, sizeof dir, "file:%s", tmp ? tmp : "/tmp");
+    snprintf(dir, sizeof dir, "file:%s", tu_tmpdir());
     fails += run_group(dir, "fgen1", "fgen2");
 
     /* A missing peer: init fails after its timeout with a message. */

@@ -285,23 +285,7 @@ static int wait_idle(coord_client *cl)
 /* With --max-seqs 1, a short request only completes if the previous request's slot was freed. */
 static int next_request_runs(coord_client *cl, const char *what)
 {
-    coord_client_req rq;
-    coord_client_result res;
-    memset(&rq, 0, sizeof rq);
-    rq.text = "Once upon a time";
-    rq.max_tokens = 5;
-    rq.temperature = 0;
-    rq.top_k = -1;
-    rq.timeout_ms = 30000;
-    coord_client_generate(cl, &rq, &res);
-    int ok = res.status == GRPC_STATUS_OK && res.n_output == 5 &&
-             memcmp(res.output_ids, k_golden_ids1, 5 * sizeof(int32_t)) == 0;
-    if (!ok) {
-        fprintf(stderr, "FAIL after %s: next request status %d (%s)\n", what, res.status,
-                res.message);
-    }
-    coord_client_result_free(&res);
-    return ok ? 0 : 1;
+    return !svc_golden_ok(cl, 5, what);
 }
 
 static int test_disconnect(coord_client *cl)

@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "model/model.h"
+#include "tests/testutil/testutil.h"
 
 extern char **environ;
 
@@ -34,15 +34,28 @@ const int32_t k_golden_ids2[40] = {370, 268, 414, 444, 335, 261, 370, 268, 414, 
 
 const char *svc_model(void)
 {
-    const char *p = model_find_default();
-    if (p == NULL) {
-        /* style.md 10: golden runs are skipped, loudly, where the model is absent */
-        fprintf(stderr, "SKIPPED: test model stories260K.gguf not found (set EMSERVE_MODEL); "
-                        "the service tests did not run\n");
-        printf("SKIPPED: test model not found\n");
-        exit(0);
+    return tu_model_path(0); /* style.md 10: golden runs are skipped, loudly, without the model */
+}
+
+int svc_golden_ok(coord_client *cl, int n_tokens, const char *what)
+{
+    coord_client_req rq;
+    coord_client_result res;
+    memset(&rq, 0, sizeof rq);
+    rq.text = k_golden_prompt1;
+    rq.max_tokens = n_tokens;
+    rq.temperature = 0;
+    rq.top_k = -1;
+    rq.timeout_ms = 30000;
+    coord_client_generate(cl, &rq, &res);
+    int ok = res.status == GRPC_STATUS_OK && res.n_output == n_tokens &&
+             memcmp(res.output_ids, k_golden_ids1, sizeof(int32_t) * (size_t)n_tokens) == 0;
+    if (!ok) {
+        fprintf(stderr, "FAIL golden generation %s: status %d (%s), %d ids\n", what, res.status,
+                res.message, res.n_output);
     }
-    return p;
+    coord_client_result_free(&res);
+    return ok;
 }
 
 static void bin_path(const char *rel, const char *env, char *out, size_t len)

@@ -1,9 +1,12 @@
 /* Test harness: starts //coordinator:emserve (with its local workers) as a child process on a
  * free port, waits for its "listening on HOST:PORT" line, and stops it. Uses posix_spawn, so it
- * may be called after grpc_init. Also: the model path and the golden ids of the test model. */
+ * may be called after grpc_init. Also: the model path, the golden ids of the test model and a
+ * golden generation through a client. */
 #pragma once
 #include <stdint.h>
 #include <sys/types.h>
+
+#include "coordinator/client.h"
 
 typedef struct svc {
     pid_t pid;
@@ -29,3 +32,8 @@ extern const int32_t k_golden_ids1[60];
 extern const char *const k_golden_prompt2;
 extern const int32_t k_golden_ids2[40];
 extern const int32_t k_golden_prompt1_ids[5];
+
+/* Greedy generation of n_tokens (<= 60) from k_golden_prompt1 through cl: 1 when the status is OK
+ * and the ids are the golden ones; otherwise prints "FAIL golden generation <what>: ..." and
+ * returns 0. */
+int svc_golden_ok(coord_client *cl, int n_tokens, const char *what);

@@ -18,6 +18,7 @@
 #include "common/timeutil.h"
 #include "coordinator/client.h"
 #include "tests/service/svc_harness.h"
+#include "tests/testutil/testutil.h"
 
 typedef struct gen_job {
     coord_client *cl;
@@ -50,27 +51,6 @@ static void *gen_run_thread(void *p)
     rq.user = j;
     coord_client_generate(j->cl, &rq, &j->res);
     return NULL;
-}
-
-static int golden_ok(coord_client *cl)
-{
-    coord_client_req rq;
-    coord_client_result res;
-    memset(&rq, 0, sizeof rq);
-    rq.text = k_golden_prompt1;
-    rq.max_tokens = 60;
-    rq.temperature = 0;
-    rq.top_k = -1;
-    rq.timeout_ms = 30000;
-    coord_client_generate(cl, &rq, &res);
-    int ok = res.status == GRPC_STATUS_OK && res.n_output == 60 &&
-             memcmp(res.output_ids, k_golden_ids1, sizeof k_golden_ids1) == 0;
-    if (!ok) {
-        fprintf(stderr, "golden generation: status %d (%s), %d ids\n", res.status, res.message,
-                res.n_output);
-    }
-    coord_client_result_free(&res);
-    return ok;
 }
 
 /* Kills pid mid-generation; checks UNAVAILABLE and NOT_SERVING. Returns failures. */
@@ -131,7 +111,7 @@ static int test_local(void)
                 (long long)after.pid[1]);
         fails++;
     }
-    fails += !golden_ok(cl);
+    fails += !svc_golden_ok(cl, 60, "after a local worker restart");
     printf("local: group generation %lld -> %lld, serving resumed: %s\n",
            (long long)before.generation, (long long)after.generation, fails ? "FAIL" : "ok");
     coord_client_free(cl);
@@ -146,8 +126,7 @@ static int test_by_hand(void)
     assert(svc_start_worker(&w[1], "127.0.0.1:0") == 0);
     /* the worker list comes from a config file (the multi-node launch) */
     char conf[512];
-    const char *tmp = getenv("TEST_TMPDIR");
-    snprintf(conf, sizeof conf, "%s/cluster.conf", tmp ? tmp : "/tmp");
+    tu_tmp_path(conf, sizeof conf, "cluster.conf");
     FILE *f = fopen(conf, "w");
     assert(f != NULL);
     fprintf(f, "# two workers started by hand\nworker-addr %s\nworker-addr %s\nmax-seqs 8\n",
@@ -156,7 +135,7 @@ static int test_by_hand(void)
     const char *extra[] = {"--config", conf, NULL};
     assert(svc_start_coordinator(&co, NULL, 0, extra) == 0);
     coord_client *cl = coord_client_create(co.addr);
-    int fails = !golden_ok(cl);
+    int fails = !svc_golden_ok(cl, 60, "before the kill (hand-started workers)");
     coord_client_info before, after;
     assert(coord_client_server_info(cl, &before) == 0);
     char addr0[64];
@@ -177,7 +156,7 @@ static int test_by_hand(void)
     }
     assert(coord_client_server_info(cl, &after) == 0);
     fails += after.generation <= before.generation;
-    fails += !golden_ok(cl);
+    fails += !svc_golden_ok(cl, 60, "after the hand-started worker re-joined");
     printf("by hand: group generation %lld -> %lld, serving resumed: %s\n",
            (long long)before.generation, (long long)after.generation, fails ? "FAIL" : "ok");
     /* An idle worker killed and restarted at once on its address: the idle ping sees that it
@@ -200,7 +179,7 @@ static int test_by_hand(void)
         fprintf(stderr, "FAIL: a quickly restarted idle worker was not noticed\n");
         fails++;
     }
-    fails += !golden_ok(cl);
+    fails += !svc_golden_ok(cl, 60, "after a quick idle restart");
     printf("idle worker restarted at once: group re-formed %s\n", reformed ? "ok" : "FAIL");
     fails += !svc_alive(&co);
     coord_client_free(cl);
