@@ -125,6 +125,8 @@ static const param g_params[] = {
      "head-wise: each head first keeps its top max(1, round(floor*(B-w))) candidates"},
     {"ems.zero_class", P_ENUM, OFF(ems_zero_class), 0, 0, n_bool, NULL, "1",
      "1: evict+merge as one batched scatter over all heads; 0: two sequential per-head passes"},
+    {"ems.prop_attn", P_ENUM, OFF(ems_prop_attn), 0, 0, n_bool, NULL, "0",
+     "proportional attention: a centre that merged m tokens gets log(m) added to its logit"},
     {"snapkv.kernel", P_INT, OFF(snapkv_kernel), 1, 63, NULL, NULL, "7",
      "pooling kernel size (odd)"},
     {"snapkv.pool", P_ENUM, OFF(snapkv_avgpool), 0, 0, n_pool, NULL, "max", "pooling"},

@@ -72,6 +72,7 @@ typedef struct ems_config {
     int ems_headwise;   /* head-wise adaptive budgets inside a layer */
     float ems_floor;    /* head-wise: each head first gets round(floor * (B - w)) entries */
     int ems_zero_class; /* 1: one batched scatter over all heads; 0: two per-head passes */
+    int ems_prop_attn;  /* 1: attention adds log(mass) to a merged entry's logit (inferred) */
 
     /* SnapKV / PyramidKV */
     int snapkv_kernel;  /* pooling kernel (odd) */

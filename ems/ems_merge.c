@@ -72,6 +72,7 @@ static void finalize(ems_head *h, int c, const slot_acc *a, const double *ak, co
     h->s_sq[c] = (float)a->sq;
     h->cnt[c] = a->cnt;
     h->mass[c] = (float)a->mass;
+    h->kbias[c] = logf((float)a->mass);
     for (int r = 0; r < h->w_loc; r++)
         h->loc[(size_t)r * h->cap + c] = (float)aloc[r];
 }

@@ -42,6 +42,7 @@ static void head_free(ems_head *h)
     free(h->s_glo);
     free(h->s_sq);
     free(h->mass);
+    free(h->kbias);
     free(h->cnt);
     free(h->loc);
     free(h->kview);
@@ -85,6 +86,7 @@ static em_status head_reserve(ems_head *h, int need)
         grow((void **)&h->s_glo, sizeof(float), h->cap, nc) ||
         grow((void **)&h->s_sq, sizeof(float), h->cap, nc) ||
         grow((void **)&h->mass, sizeof(float), h->cap, nc) ||
+        grow((void **)&h->kbias, sizeof(float), h->cap, nc) ||
         grow((void **)&h->cnt, sizeof(int32_t), h->cap, nc)) {
         return EM_ENOMEM;
     }
@@ -119,6 +121,7 @@ em_status ems_head_append(ems_head *h, const float *k, const float *v, int strid
         h->s_sq[j] = 0.0f;
         h->cnt[j] = 0;
         h->mass[j] = 1.0f;
+        h->kbias[j] = 0.0f;
         for (int r = 0; r < h->w_loc; r++)
             h->loc[(size_t)r * h->cap + j] = 0.0f;
     }
@@ -133,6 +136,7 @@ em_status ems_head_attn_begin(ems_head *h, int n_q, kern_attn_args *a, kern_attn
 {
     a->len = h->len;
     a->kpos = h->pos;
+    a->kbias = h->prop_attn ? h->kbias : NULL;
     if (h->qstate) {
         em_status st = ems_quant_view(h, &a->k, &a->v);
         if (st != EM_OK)
@@ -180,6 +184,7 @@ void ems_head_compact(ems_head *h, const int *keep, int n)
         h->s_sq[i] = h->s_sq[j];
         h->cnt[i] = h->cnt[j];
         h->mass[i] = h->mass[j];
+        h->kbias[i] = h->kbias[j];
         for (int r = 0; r < h->w_loc; r++) {
             float *lr = h->loc + (size_t)r * h->cap;
             lr[i] = lr[j];

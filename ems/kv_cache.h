@@ -9,6 +9,8 @@
  *   s_sq   [cap]      accumulated squared attention (RoCo std)
  *   cnt    [cap]      number of queries that saw the entry (RoCo mean)
  *   mass   [cap]      merge mass: how many original tokens an entry stands for (1 if unmerged)
+ *   kbias  [cap]      log(mass): the attention logit bias of proportional attention (used only
+ *                     when the head's prop_attn is set)
  *   loc    [w_loc][cap] ring of the attention rows of the last w_loc queries (local score,
  *                     TOVA uses the newest row); loc_newest is the newest row's slot.
  * Attention probabilities are per KV head: reduced over the GQA group (mean by default). */
@@ -22,12 +24,13 @@ typedef struct ems_head {
     int len, cap, hd;
     float *k, *v;
     int32_t *pos;
-    float *s_glo, *s_sq, *mass;
+    float *s_glo, *s_sq, *mass, *kbias;
     int32_t *cnt;
     float *loc;           /* [w_loc][cap] */
     int w_loc;            /* ring size (0 = no local rows kept) */
     int loc_newest;       /* slot of the newest row, -1 when none yet */
     int loc_count;        /* number of valid rows (<= w_loc) */
+    int prop_attn;        /* attention adds kbias = log(mass) to each logit (ems.prop_attn) */
     void *qstate;         /* quantized storage (ems/quant), NULL when not quantized */
     float *kview, *vview; /* dequantised scratch for attention when qstate != NULL */
     int view_cap;

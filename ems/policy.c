@@ -98,6 +98,10 @@ em_status ems_policy_step(ems_cache *c, const ems_config *cfg, int phase, const 
             return st;
         ps->quant_attached = 1;
     }
+    if (cfg->method == EMS_METHOD_EMS && cfg->ems_prop_attn) {
+        for (int i = 0; i < c->n_layer * c->n_head_kv; i++)
+            c->heads[i].prop_attn = 1; /* kbias = log(mass), kept by merges */
+    }
     if (phase == EMS_PHASE_PREFILL_END)
         ps->prefill_seen = 1;
     layer_fn fn = method_fn(cfg->method);

@@ -56,6 +56,8 @@ typedef struct kern_attn_args {
     const int32_t *q_pos;
     const float *k, *v;
     const int32_t *kpos;
+    const float *kbias; /* [len] optional additive logit bias per entry, added after scaling
+                           (log of a merged entry's mass: "proportional attention"); NULL = 0 */
     float *out;
     int o_stride;
     float scale;

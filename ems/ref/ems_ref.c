@@ -136,6 +136,7 @@ static void ref_merge(ems_head *h, const int *cls, const double *wt, int slot, i
         h->s_sq[c] = (float)sq;
         h->cnt[c] = cnt;
         h->mass[c] = (float)mass;
+        h->kbias[c] = logf((float)mass);
         for (int r = 0; r < h->w_loc; r++)
             h->loc[(size_t)r * h->cap + c] = (float)L[r];
     }

@@ -36,7 +36,7 @@ static __global__ void __launch_bounds__(ATTN_WARPS * 32)
         if (h.kpos[j] > qpos) continue;
         kv_load_row<FMT, R>(h.k, h.k_sm, j, hd, lane, kr);
         kv_load_row<FMT, R>(h.v, h.v_sm, j, hd, lane, vr); /* issued before the dot: overlap */
-        float s = warp_dot<R>(q, kr) * a.scale;
+        float s = warp_dot<R>(q, kr) * a.scale + (h.kbias ? h.kbias[j] : 0.0f);
         float mn = fmaxf(m, s), corr = expf(m - mn), p = expf(s - mn);
         l = l * corr + p;
 #pragma unroll
@@ -122,7 +122,7 @@ static __global__ void __launch_bounds__(STATS_WARPS * 32)
                     int d = lane + 32 * r;
                     q[r] = d < hd ? qp[d] : 0.0f;
                 }
-                float s = warp_dot<R>(q, kr) * a.scale;
+                float s = warp_dot<R>(q, kr) * a.scale + (hh.kbias ? hh.kbias[j] : 0.0f);
                 float ls = lse[(size_t)i * hq + qhh];
                 float p = ls == -INFINITY ? 0.0f : expf(s - ls);
                 if (a.group_max) {

@@ -23,6 +23,7 @@ typedef struct kern_cuda_kv_head {
     const void *k, *v;        /* f32 [len][hd], or codes (kvquant.h) */
     const float *k_sm, *v_sm; /* quantized only: [len][hd/QG][2] (scale, min) */
     const int32_t *kpos;      /* [len] original positions */
+    const float *kbias;       /* [len] optional logit bias (log merged mass); NULL = none */
     int len;
     /* statistics targets, each optional (NULL): += over the queries of this call */
     float *col_sum;   /* [len] sum_i p[i][j]   */

@@ -157,7 +157,7 @@ static em_status do_attn(cuda_backend *b, const kern_attn_args *a)
     size_t qn = (size_t)(a->n_q - 1) * a->q_stride + (size_t)a->G * hd;
     size_t on = (size_t)(a->n_q - 1) * a->o_stride + (size_t)a->G * hd;
     size_t need = rnd(4 * qn) + rnd(4 * on) + rnd(4 * (size_t)a->n_q) + 2 * rnd(4 * (size_t)len * hd) +
-                  4 * rnd(4 * (size_t)len) + rnd(4 * (size_t)nr * len);
+                  5 * rnd(4 * (size_t)len) + rnd(4 * (size_t)nr * len);
     carve cv = {NULL, 0};
     kern_cuda_ctx *c = b->c;
     cudaStream_t s = (cudaStream_t)c->stream;
@@ -166,6 +166,7 @@ static em_status do_attn(cuda_backend *b, const kern_attn_args *a)
     int32_t *dqp = (int32_t *)take(&cv, 4 * (size_t)a->n_q);
     float *dk = (float *)take(&cv, 4 * (size_t)len * hd), *dv = (float *)take(&cv, 4 * (size_t)len * hd);
     int32_t *dkp = (int32_t *)take(&cv, 4 * (size_t)len);
+    float *dbias = (float *)take(&cv, 4 * (size_t)len);
     float *dsum = (float *)take(&cv, 4 * (size_t)len), *dsq = (float *)take(&cv, 4 * (size_t)len);
     int32_t *dcnt = (int32_t *)take(&cv, 4 * (size_t)len);
     float *drows = (float *)take(&cv, 4 * (size_t)nr * len);
@@ -175,10 +176,14 @@ static em_status do_attn(cuda_backend *b, const kern_attn_args *a)
         KERN_CUDA_CHECK(cudaMemcpyAsync(dk, a->k, 4 * (size_t)len * hd, cudaMemcpyHostToDevice, s));
         KERN_CUDA_CHECK(cudaMemcpyAsync(dv, a->v, 4 * (size_t)len * hd, cudaMemcpyHostToDevice, s));
         KERN_CUDA_CHECK(cudaMemcpyAsync(dkp, a->kpos, 4 * (size_t)len, cudaMemcpyHostToDevice, s));
+        if (a->kbias) {
+            KERN_CUDA_CHECK(cudaMemcpyAsync(dbias, a->kbias, 4 * (size_t)len, cudaMemcpyHostToDevice, s));
+        }
     }
     kern_cuda_kv_head h;
     memset(&h, 0, sizeof h);
     h.k = dk, h.v = dv, h.kpos = dkp, h.len = len;
+    h.kbias = a->kbias && len > 0 ? dbias : NULL;
     if (st && len > 0) {
         if (st->col_sum) {
             KERN_CUDA_CHECK(cudaMemcpyAsync(dsum, st->col_sum, 4 * (size_t)len, cudaMemcpyHostToDevice, s));

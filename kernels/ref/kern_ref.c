@@ -134,7 +134,7 @@ void kern_ref_attn(void *ctx, const kern_attn_args *a)
                 }
                 float s = 0.0f;
                 for (int d = 0; d < hd; d++) s += q[d] * a->k[(size_t)j * hd + d];
-                p[j] = s * a->scale;
+                p[j] = s * a->scale + (a->kbias ? a->kbias[j] : 0.0f);
                 if (p[j] > mx) mx = p[j];
             }
             float sum = 0.0f;
