@@ -185,9 +185,7 @@ static grpc_status_code run_stream(coord_client *c, grpc_byte_buffer *send_bb, l
     grpc_metadata_array_destroy(&init_md);
     grpc_metadata_array_destroy(&trail_md);
     grpc_call_unref(call);
-    grpc_completion_queue_shutdown(cq);
-    grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    grpc_completion_queue_destroy(cq);
+    coord_rpc_pluck_cq_destroy(cq);
     return res->status;
 }
 

@@ -155,9 +155,7 @@ void coord_group_free(coord_group *g)
     }
     coll_store_server_stop(g->store);
     if (g->cq) {
-        grpc_completion_queue_shutdown(g->cq);
-        grpc_completion_queue_pluck(g->cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-        grpc_completion_queue_destroy(g->cq);
+        coord_rpc_pluck_cq_destroy(g->cq);
     }
     free(g->logits);
     free(g->slots);

@@ -9,12 +9,12 @@
 #include <string.h>
 
 #include <grpc/grpc.h>
-#include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "coordinator/rpc_convert.h"
+#include "coordinator/rpc_serve.h"
 #include "coordinator/rpc_util.h"
 #include "ems/config.h"
 #include "proto/c/emserve/v1/emserve.pb-c.h"
@@ -39,10 +39,7 @@ struct gcall {
     coord_server *srv;
     method m;
     call_state state;
-    grpc_call *call;
-    grpc_call_details details;
-    grpc_metadata_array md;
-    grpc_byte_buffer *request, *unary_resp;
+    coord_rpc_scall sc; /* sc.status: the final status details, unary or streaming */
     gtag t_main, t_send, t_close;
     pthread_mutex_t mu;
     int refs;
@@ -51,8 +48,6 @@ struct gcall {
     grpc_byte_buffer *inflight;
     int send_busy, md_sent, final_ready, final_started, dead, sched_held;
     grpc_status_code final_code;
-    grpc_slice final_slice;
-    int cancelled;
 };
 
 struct coord_server {
@@ -81,12 +76,7 @@ static void post_request(coord_server *s)
     c->t_send = (gtag){TAG_SEND, c};
     c->t_close = (gtag){TAG_CLOSE, c};
     pthread_mutex_init(&c->mu, NULL);
-    grpc_call_details_init(&c->details);
-    grpc_metadata_array_init(&c->md);
-    if (grpc_server_request_call(s->server, &c->call, &c->details, &c->md, s->cq, s->cq,
-                                 &c->t_main) != GRPC_CALL_OK) {
-        grpc_call_details_destroy(&c->details);
-        grpc_metadata_array_destroy(&c->md);
+    if (!coord_rpc_scall_request(s->server, s->cq, &c->sc, &c->t_main)) {
         pthread_mutex_destroy(&c->mu);
         free(c);
     }
@@ -94,12 +84,6 @@ static void post_request(coord_server *s)
 
 static void call_free(gcall *c)
 {
-    if (c->request) {
-        grpc_byte_buffer_destroy(c->request);
-    }
-    if (c->unary_resp) {
-        grpc_byte_buffer_destroy(c->unary_resp);
-    }
     if (c->inflight) {
         grpc_byte_buffer_destroy(c->inflight);
     }
@@ -108,12 +92,7 @@ static void call_free(gcall *c)
         c->q_head = (c->q_head + 1) % QCAP;
         c->q_n--;
     }
-    grpc_slice_unref(c->final_slice);
-    if (c->call) {
-        grpc_call_unref(c->call);
-    }
-    grpc_call_details_destroy(&c->details);
-    grpc_metadata_array_destroy(&c->md);
+    coord_rpc_scall_release(&c->sc);
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
@@ -148,7 +127,7 @@ static void kick_locked(gcall *c)
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n++].data.send_message.send_message = c->inflight;
         c->send_busy = 1;
-        if (grpc_call_start_batch(c->call, ops, (size_t)n, &c->t_send, NULL) != GRPC_CALL_OK) {
+        if (grpc_call_start_batch(c->sc.call, ops, (size_t)n, &c->t_send, NULL) != GRPC_CALL_OK) {
             c->send_busy = 0;
             c->dead = 1;
         }
@@ -163,10 +142,10 @@ static void kick_locked(gcall *c)
     }
     ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[n].data.send_status_from_server.status = c->final_code;
-    ops[n++].data.send_status_from_server.status_details = &c->final_slice;
+    ops[n++].data.send_status_from_server.status_details = &c->sc.status;
     c->final_started = 1;
     c->state = ST_FINISH;
-    if (grpc_call_start_batch(c->call, ops, (size_t)n, &c->t_main, NULL) != GRPC_CALL_OK) {
+    if (grpc_call_start_batch(c->sc.call, ops, (size_t)n, &c->t_main, NULL) != GRPC_CALL_OK) {
         c->refs--; /* no completion will come for the main path (refs stays > 0: close tag) */
     }
 }
@@ -178,30 +157,15 @@ static void set_final_locked(gcall *c, grpc_status_code code, const char *msg)
     }
     c->final_ready = 1;
     c->final_code = code;
-    c->final_slice = grpc_slice_from_copied_string(msg ? msg : "");
+    c->sc.status = grpc_slice_from_copied_string(msg ? msg : "");
 }
 
 /* Unary reply: initial metadata + message (may be NULL) + status + close, on the main tag. */
 static void finish_unary(gcall *c, const ProtobufCMessage *msg, grpc_status_code code,
                          const char *why)
 {
-    grpc_op ops[4];
-    int n = 0;
-    memset(ops, 0, sizeof ops);
-    c->final_slice = grpc_slice_from_copied_string(why ? why : "");
-    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-    if (msg && code == GRPC_STATUS_OK) {
-        c->unary_resp = coord_rpc_pack(msg);
-        ops[n].op = GRPC_OP_SEND_MESSAGE;
-        ops[n++].data.send_message.send_message = c->unary_resp;
-    }
-    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[n].data.send_status_from_server.status = code;
-    ops[n++].data.send_status_from_server.status_details = &c->final_slice;
-    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
     c->state = ST_FINISH;
-    if (grpc_call_start_batch(c->call, ops, (size_t)n, &c->t_main, NULL) != GRPC_CALL_OK) {
+    if (!coord_rpc_scall_reply(&c->sc, msg, code, why, &c->t_main)) {
         call_unref(c);
     }
 }
@@ -254,7 +218,7 @@ static void sink_release(void *user)
 
 static int64_t deadline_us(const gcall *c)
 {
-    gpr_timespec d = c->details.deadline;
+    gpr_timespec d = c->sc.details.deadline;
     if (gpr_time_cmp(d, gpr_inf_future(d.clock_type)) == 0) {
         return 0;
     }
@@ -408,7 +372,7 @@ static void on_request(coord_server *s, gcall *c)
         &emserve__v1__get_model_info_request__descriptor,
         &emserve__v1__get_server_info_request__descriptor,
         &grpc__health__v1__health_check_request__descriptor};
-    ProtobufCMessage *m = coord_rpc_unpack(c->request, desc[c->m]);
+    ProtobufCMessage *m = coord_rpc_unpack(c->sc.request, desc[c->m]);
     if (m == NULL) {
         if (c->m == M_GENERATE) {
             pthread_mutex_lock(&c->mu);
@@ -452,7 +416,7 @@ static void on_main(coord_server *s, gcall *c, int ok)
             return;
         }
         post_request(s);
-        c->m = method_of(c->details.method);
+        c->m = method_of(c->sc.details.method);
         if (c->m == M_UNKNOWN) {
             finish_unary(c, NULL, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
             return;
@@ -460,22 +424,19 @@ static void on_main(coord_server *s, gcall *c, int ok)
         if (c->m == M_GENERATE) { /* learn about cancellation as soon as it happens */
             memset(&op, 0, sizeof op);
             op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-            op.data.recv_close_on_server.cancelled = &c->cancelled;
+            op.data.recv_close_on_server.cancelled = &c->sc.cancelled;
             c->refs++;
-            if (grpc_call_start_batch(c->call, &op, 1, &c->t_close, NULL) != GRPC_CALL_OK) {
+            if (grpc_call_start_batch(c->sc.call, &op, 1, &c->t_close, NULL) != GRPC_CALL_OK) {
                 c->refs--;
             }
         }
         c->state = ST_READ;
-        memset(&op, 0, sizeof op);
-        op.op = GRPC_OP_RECV_MESSAGE;
-        op.data.recv_message.recv_message = &c->request;
-        if (grpc_call_start_batch(c->call, &op, 1, &c->t_main, NULL) != GRPC_CALL_OK) {
+        if (!coord_rpc_scall_recv(&c->sc, &c->t_main)) {
             call_unref(c);
         }
         return;
     case ST_READ:
-        if (!ok || c->request == NULL) {
+        if (!ok || c->sc.request == NULL) {
             if (c->m == M_GENERATE) {
                 pthread_mutex_lock(&c->mu);
                 set_final_locked(c, GRPC_STATUS_INVALID_ARGUMENT, "no request message");
@@ -513,7 +474,7 @@ static void on_close(coord_server *s, gcall *c)
 {
     pthread_mutex_lock(&c->mu);
     int held = c->sched_held;
-    int gone = c->cancelled || !c->final_started;
+    int gone = c->sc.cancelled || !c->final_started;
     if (gone) {
         c->dead = 1;
     }
@@ -541,10 +502,7 @@ static void *server_main(void *p)
             cq_shut = 1;
             grpc_completion_queue_shutdown(s->cq);
         }
-        grpc_event ev = grpc_completion_queue_next(
-            s->cq,
-            gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(100, GPR_TIMESPAN)),
-            NULL);
+        grpc_event ev = coord_rpc_cq_next_ms(s->cq, 100);
         if (ev.type == GRPC_QUEUE_TIMEOUT) {
             continue;
         }
@@ -583,24 +541,13 @@ em_status coord_server_start(const coord_server_opts *o, coord_server **out, int
     s->o = *o;
     s->sink.emit = sink_emit;
     s->sink.release = sink_release;
-    pthread_mutex_init(&s->mu, NULL);
-    s->server = grpc_server_create(coord_rpc_channel_args(), NULL);
-    s->cq = grpc_completion_queue_create_for_next(NULL);
-    grpc_server_register_completion_queue(s->server, s->cq, NULL);
-    grpc_server_credentials *cr = grpc_insecure_server_credentials_create();
-    *port = grpc_server_add_http2_port(s->server, o->listen_addr, cr);
-    grpc_server_credentials_release(cr);
-    if (*port == 0) {
+    s->server = coord_rpc_server_create(o->listen_addr, &s->cq, port);
+    if (s->server == NULL) {
         snprintf(err, errlen, "cannot listen on %s", o->listen_addr);
-        grpc_server_destroy(s->server);
-        grpc_completion_queue_shutdown(s->cq);
-        while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-               GRPC_QUEUE_SHUTDOWN) {
-        }
-        grpc_completion_queue_destroy(s->cq);
         free(s);
         return EM_EIO;
     }
+    pthread_mutex_init(&s->mu, NULL);
     grpc_server_start(s->server);
     for (int i = 0; i < 8; i++) {
         post_request(s);

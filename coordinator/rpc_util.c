@@ -1,6 +1,8 @@
 /* gRPC C core helpers (see rpc_util.h). */
 #include "coordinator/rpc_util.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <grpc/byte_buffer_reader.h>
@@ -133,67 +135,63 @@ gpr_timespec coord_rpc_deadline_ms(long ms)
     return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
 }
 
+void coord_rpc_pluck_cq_destroy(grpc_completion_queue *cq)
+{
+    grpc_completion_queue_shutdown(cq);
+    grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+    grpc_completion_queue_destroy(cq);
+}
+
+/* Starts the six-op unary batch of p (tag p); md_flags go on the initial metadata. */
+static void pending_begin(grpc_completion_queue *cq, coord_rpc_pending *p, grpc_channel *ch,
+                          const char *method, const ProtobufCMessage *msg, long timeout_ms,
+                          uint32_t md_flags)
+{
+    memset(p, 0, sizeof *p);
+    grpc_metadata_array_init(&p->init_md);
+    grpc_metadata_array_init(&p->trail_md);
+    p->details = grpc_empty_slice();
+    p->status = GRPC_STATUS_UNAVAILABLE;
+    if (ch == NULL) {
+        return;
+    }
+    p->call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
+                                       grpc_slice_from_static_string(method), NULL,
+                                       coord_rpc_deadline_ms(timeout_ms), NULL);
+    p->send = coord_rpc_pack(msg);
+    grpc_op ops[6];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].flags = md_flags;
+    ops[1].op = GRPC_OP_SEND_MESSAGE;
+    ops[1].data.send_message.send_message = p->send;
+    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[3].data.recv_initial_metadata.recv_initial_metadata = &p->init_md;
+    ops[4].op = GRPC_OP_RECV_MESSAGE;
+    ops[4].data.recv_message.recv_message = &p->recv;
+    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    ops[5].data.recv_status_on_client.trailing_metadata = &p->trail_md;
+    ops[5].data.recv_status_on_client.status = &p->status;
+    ops[5].data.recv_status_on_client.status_details = &p->details;
+    p->started = grpc_call_start_batch(p->call, ops, 6, p, NULL) == GRPC_CALL_OK;
+}
+
 grpc_status_code coord_rpc_unary(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
                                  const ProtobufCMessageDescriptor *resp_desc,
                                  ProtobufCMessage **resp, long timeout_ms, int wait_for_ready,
                                  char *details, size_t details_len)
 {
-    *resp = NULL;
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-    grpc_call *call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-                                               grpc_slice_from_static_string(method), NULL,
-                                               coord_rpc_deadline_ms(timeout_ms), NULL);
-    grpc_byte_buffer *send_bb = coord_rpc_pack(req), *recv_bb = NULL;
-    grpc_metadata_array init_md, trail_md;
-    grpc_metadata_array_init(&init_md);
-    grpc_metadata_array_init(&trail_md);
-    grpc_status_code status = GRPC_STATUS_UNKNOWN;
-    grpc_slice det = grpc_empty_slice();
-    grpc_op ops[6];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[0].flags = wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = send_bb;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &init_md;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &recv_bb;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &trail_md;
-    ops[5].data.recv_status_on_client.status = &status;
-    ops[5].data.recv_status_on_client.status_details = &det;
-    if (grpc_call_start_batch(call, ops, 6, (void *)1, NULL) == GRPC_CALL_OK) {
-        grpc_completion_queue_pluck(cq, (void *)1, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    } else {
-        status = GRPC_STATUS_INTERNAL;
+    coord_rpc_pending p;
+    pending_begin(cq, &p, ch, method, req, timeout_ms,
+                  wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0);
+    if (p.call && !p.started) {
+        p.status = GRPC_STATUS_INTERNAL; /* the batch was refused: our bug */
     }
-    if (details) {
-        coord_rpc_slice_str(det, details, details_len);
-    }
-    if (status == GRPC_STATUS_OK) {
-        *resp = coord_rpc_unpack(recv_bb, resp_desc);
-        if (*resp == NULL) {
-            status = GRPC_STATUS_INTERNAL;
-            if (details) {
-                strncpy(details, "malformed reply", details_len - 1);
-            }
-        }
-    }
-    grpc_slice_unref(det);
-    if (recv_bb) {
-        grpc_byte_buffer_destroy(recv_bb);
-    }
-    if (send_bb) {
-        grpc_byte_buffer_destroy(send_bb);
-    }
-    grpc_metadata_array_destroy(&init_md);
-    grpc_metadata_array_destroy(&trail_md);
-    grpc_call_unref(call);
-    grpc_completion_queue_shutdown(cq);
-    grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
-    grpc_completion_queue_destroy(cq);
+    grpc_status_code status =
+        coord_rpc_pending_finish(cq, &p, resp_desc, resp, details, details_len);
+    coord_rpc_pluck_cq_destroy(cq);
     return status;
 }
 
@@ -221,33 +219,7 @@ const char *coord_rpc_status_name(grpc_status_code code)
 void coord_rpc_pending_start(grpc_completion_queue *cq, coord_rpc_pending *p, grpc_channel *ch,
                              const char *method, const ProtobufCMessage *msg, long timeout_ms)
 {
-    memset(p, 0, sizeof *p);
-    grpc_metadata_array_init(&p->init_md);
-    grpc_metadata_array_init(&p->trail_md);
-    p->details = grpc_empty_slice();
-    p->status = GRPC_STATUS_UNAVAILABLE;
-    if (ch == NULL) {
-        return;
-    }
-    p->call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-                                       grpc_slice_from_static_string(method), NULL,
-                                       coord_rpc_deadline_ms(timeout_ms), NULL);
-    p->send = coord_rpc_pack(msg);
-    grpc_op ops[6];
-    memset(ops, 0, sizeof ops);
-    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
-    ops[1].op = GRPC_OP_SEND_MESSAGE;
-    ops[1].data.send_message.send_message = p->send;
-    ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
-    ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
-    ops[3].data.recv_initial_metadata.recv_initial_metadata = &p->init_md;
-    ops[4].op = GRPC_OP_RECV_MESSAGE;
-    ops[4].data.recv_message.recv_message = &p->recv;
-    ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
-    ops[5].data.recv_status_on_client.trailing_metadata = &p->trail_md;
-    ops[5].data.recv_status_on_client.status = &p->status;
-    ops[5].data.recv_status_on_client.status_details = &p->details;
-    p->started = grpc_call_start_batch(p->call, ops, 6, p, NULL) == GRPC_CALL_OK;
+    pending_begin(cq, p, ch, method, msg, timeout_ms, 0);
 }
 
 grpc_status_code coord_rpc_pending_finish(grpc_completion_queue *cq, coord_rpc_pending *p,

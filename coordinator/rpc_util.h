@@ -1,6 +1,7 @@
 /* gRPC C core helpers shared by the coordinator and the workers: protobuf-c <-> byte buffer,
  * em_status <-> grpc_status_code (the one mapping at the RPC edge), channel/server arguments,
- * and a blocking unary client call. Protobuf types never leave the rpc_* adapters. */
+ * and unary client calls (blocking, or started on a shared queue). The server side of a call is
+ * in rpc_serve.h. Protobuf types never leave the rpc_* adapters. */
 #pragma once
 #include <stddef.h>
 
@@ -31,6 +32,9 @@ grpc_status_code coord_rpc_unary(grpc_channel *ch, const char *method, const Pro
 
 /* Copies a grpc_slice into a NUL-terminated buffer (truncating). */
 void coord_rpc_slice_str(grpc_slice s, char *buf, size_t len);
+
+/* Shuts down a queue created for pluck, drains it and destroys it. */
+void coord_rpc_pluck_cq_destroy(grpc_completion_queue *cq);
 
 /* Milliseconds from now as a monotonic deadline (<= 0: infinite). */
 gpr_timespec coord_rpc_deadline_ms(long ms);

@@ -8,10 +8,9 @@
 #include <unistd.h>
 
 #include <grpc/grpc.h>
-#include <grpc/grpc_security.h>
-#include <grpc/support/time.h>
 
 #include "common/log.h"
+#include "coordinator/rpc_serve.h"
 #include "coordinator/rpc_util.h"
 #include "proto/emserve/internal/v1/worker.pb-c.h"
 #include "worker/wproto.h"
@@ -20,13 +19,7 @@ typedef enum { CALL_NEW, CALL_GOT_REQUEST, CALL_FINISHING } call_state;
 
 typedef struct wcall {
     call_state state;
-    grpc_call *call;
-    grpc_call_details details;
-    grpc_metadata_array request_md;
-    grpc_byte_buffer *request;
-    grpc_byte_buffer *response;
-    grpc_slice status_details;
-    int cancelled;
+    coord_rpc_scall sc;
 } wcall;
 
 typedef struct server_ctx {
@@ -43,53 +36,22 @@ static void post_request(server_ctx *s)
         return;
     }
     c->state = CALL_NEW;
-    grpc_call_details_init(&c->details);
-    grpc_metadata_array_init(&c->request_md);
-    if (grpc_server_request_call(s->server, &c->call, &c->details, &c->request_md, s->cq, s->cq,
-                                 c) != GRPC_CALL_OK) {
-        grpc_call_details_destroy(&c->details);
-        grpc_metadata_array_destroy(&c->request_md);
+    if (!coord_rpc_scall_request(s->server, s->cq, &c->sc, c)) {
         free(c);
     }
 }
 
 static void call_free(wcall *c)
 {
-    if (c->request) {
-        grpc_byte_buffer_destroy(c->request);
-    }
-    if (c->response) {
-        grpc_byte_buffer_destroy(c->response);
-    }
-    grpc_slice_unref(c->status_details);
-    if (c->call) {
-        grpc_call_unref(c->call);
-    }
-    grpc_call_details_destroy(&c->details);
-    grpc_metadata_array_destroy(&c->request_md);
+    coord_rpc_scall_release(&c->sc);
     free(c);
 }
 
 /* Sends the reply (msg may be NULL for an error status) and moves to FINISHING. */
 static void finish(wcall *c, const ProtobufCMessage *msg, grpc_status_code code, const char *why)
 {
-    grpc_op ops[4];
-    int n = 0;
-    memset(ops, 0, sizeof ops);
-    c->status_details = grpc_slice_from_copied_string(why ? why : "");
-    ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
-    if (msg && code == GRPC_STATUS_OK) {
-        c->response = coord_rpc_pack(msg);
-        ops[n].op = GRPC_OP_SEND_MESSAGE;
-        ops[n++].data.send_message.send_message = c->response;
-    }
-    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[n].data.send_status_from_server.status = code;
-    ops[n++].data.send_status_from_server.status_details = &c->status_details;
-    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
     c->state = CALL_FINISHING;
-    if (grpc_call_start_batch(c->call, ops, (size_t)n, c, NULL) != GRPC_CALL_OK) {
+    if (!coord_rpc_scall_reply(&c->sc, msg, code, why, c)) {
         call_free(c); /* no completion will come */
     }
 }
@@ -226,13 +188,13 @@ static void dispatch(server_ctx *s, wcall *c)
 {
     const ProtobufCMessageDescriptor *d = NULL;
     int op = -1;
-    if (grpc_slice_str_cmp(c->details.method, WORKER_METHOD_HELLO) == 0) {
+    if (grpc_slice_str_cmp(c->sc.details.method, WORKER_METHOD_HELLO) == 0) {
         d = &emserve__internal__v1__hello_request__descriptor;
         op = WORKER_OP_HELLO;
-    } else if (grpc_slice_str_cmp(c->details.method, WORKER_METHOD_FORM_GROUP) == 0) {
+    } else if (grpc_slice_str_cmp(c->sc.details.method, WORKER_METHOD_FORM_GROUP) == 0) {
         d = &emserve__internal__v1__form_group_request__descriptor;
         op = WORKER_OP_FORM_GROUP;
-    } else if (grpc_slice_str_cmp(c->details.method, WORKER_METHOD_STEP) == 0) {
+    } else if (grpc_slice_str_cmp(c->sc.details.method, WORKER_METHOD_STEP) == 0) {
         d = &emserve__internal__v1__step_request__descriptor;
         op = WORKER_OP_STEP;
     }
@@ -240,7 +202,7 @@ static void dispatch(server_ctx *s, wcall *c)
         finish(c, NULL, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
         return;
     }
-    ProtobufCMessage *m = coord_rpc_unpack(c->request, d);
+    ProtobufCMessage *m = coord_rpc_unpack(c->sc.request, d);
     if (m == NULL) {
         finish(c, NULL, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
         return;
@@ -276,17 +238,13 @@ static void on_event(server_ctx *s, wcall *c, int ok)
         }
         post_request(s);
         c->state = CALL_GOT_REQUEST;
-        grpc_op op;
-        memset(&op, 0, sizeof op);
-        op.op = GRPC_OP_RECV_MESSAGE;
-        op.data.recv_message.recv_message = &c->request;
-        if (grpc_call_start_batch(c->call, &op, 1, c, NULL) != GRPC_CALL_OK) {
+        if (!coord_rpc_scall_recv(&c->sc, c)) {
             call_free(c);
         }
         return;
     }
     case CALL_GOT_REQUEST:
-        if (!ok || c->request == NULL) {
+        if (!ok || c->sc.request == NULL) {
             finish(c, NULL, GRPC_STATUS_INVALID_ARGUMENT, "no request message");
             return;
         }
@@ -301,20 +259,11 @@ static void on_event(server_ctx *s, wcall *c, int ok)
 em_status worker_rpc_serve(worker_state *w, const char *listen_addr, volatile sig_atomic_t *stop,
                            void (*on_listening)(int port, void *user), void *user)
 {
-    server_ctx s = {grpc_server_create(coord_rpc_channel_args(), NULL),
-                    grpc_completion_queue_create_for_next(NULL), w, 0};
-    grpc_server_register_completion_queue(s.server, s.cq, NULL);
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-    int port = grpc_server_add_http2_port(s.server, listen_addr, creds);
-    grpc_server_credentials_release(creds);
-    if (port == 0) {
+    server_ctx s = {NULL, NULL, w, 0};
+    int port = 0;
+    s.server = coord_rpc_server_create(listen_addr, &s.cq, &port);
+    if (s.server == NULL) {
         EM_LOG_ERROR("cannot listen on %s", listen_addr);
-        grpc_server_destroy(s.server);
-        grpc_completion_queue_shutdown(s.cq);
-        while (grpc_completion_queue_next(s.cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-               GRPC_QUEUE_SHUTDOWN) {
-        }
-        grpc_completion_queue_destroy(s.cq);
         return EM_EIO;
     }
     grpc_server_start(s.server);
@@ -331,10 +280,7 @@ em_status worker_rpc_serve(worker_state *w, const char *listen_addr, volatile si
             grpc_server_shutdown_and_notify(s.server, s.cq, &shutdown_tag);
             grpc_server_cancel_all_calls(s.server);
         }
-        grpc_event ev = grpc_completion_queue_next(
-            s.cq,
-            gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(200, GPR_TIMESPAN)),
-            NULL);
+        grpc_event ev = coord_rpc_cq_next_ms(s.cq, 200);
         if (ev.type == GRPC_QUEUE_TIMEOUT) {
             continue;
         }
