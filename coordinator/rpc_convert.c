@@ -6,7 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coordinator/rpc_server.h"
 #include "coordinator/rpc_util.h"
+#include "ems/config.h"
+#include "worker/wproto.h"
 
 #define TEXT_MAX (1 << 20)
 
@@ -336,4 +339,71 @@ grpc_byte_buffer *coord_rpc_pack_event(const coord_event *ev)
     grpc_byte_buffer *bb = coord_rpc_pack(&resp.base);
     free(text);
     return bb;
+}
+
+void coord_rpc_model_info(const model_hparams *hp, const char *model_path,
+                          Emserve__V1__ModelInfo *r)
+{
+    r->model_path = (char *)model_path;
+    r->architecture = "llama";
+    r->n_vocab = hp->n_vocab;
+    r->dim = hp->dim;
+    r->n_layer = hp->n_layer;
+    r->n_head = hp->n_head;
+    r->n_kv_head = hp->n_kv_head;
+    r->head_dim = hp->head_dim;
+    r->ffn_dim = hp->ffn_dim;
+    r->context_length = hp->n_ctx;
+    r->bos_id = hp->bos_id;
+    r->eos_id = hp->eos_id;
+}
+
+void coord_rpc_server_info(const coord_worker_snapshot *ws, int n, const coord_sched_stats *stats,
+                           int max_batch_tokens, int max_slots, Emserve__V1__ServerInfo *r)
+{
+    static Emserve__V1__WorkerInfo wi[COORD_MAX_WORKERS];
+    static Emserve__V1__WorkerInfo *wp[COORD_MAX_WORKERS];
+    static int32_t kvh[COORD_MAX_WORKERS][64], qh[COORD_MAX_WORKERS][256];
+    static char *methods[EMS_METHOD_COUNT];
+    n = n < COORD_MAX_WORKERS ? n : COORD_MAX_WORKERS;
+    for (int i = 0; i < n; i++) {
+        emserve__v1__worker_info__init(&wi[i]);
+        wi[i].rank = ws[i].pl.rank;
+        wi[i].address = (char *)ws[i].addr;
+        for (int k = 0; k < ws[i].pl.n_kv_heads && k < 64; k++) {
+            kvh[i][k] = ws[i].pl.kv_head0 + k;
+        }
+        wi[i].n_kv_heads = (size_t)(ws[i].pl.n_kv_heads < 64 ? ws[i].pl.n_kv_heads : 64);
+        wi[i].kv_heads = kvh[i];
+        for (int k = 0; k < ws[i].pl.n_q_heads && k < 256; k++) {
+            qh[i][k] = ws[i].pl.q_head0 + k;
+        }
+        wi[i].n_q_heads = (size_t)(ws[i].pl.n_q_heads < 256 ? ws[i].pl.n_q_heads : 256);
+        wi[i].q_heads = qh[i];
+        wi[i].ffn_row_begin = ws[i].pl.ffn_row0;
+        wi[i].ffn_row_end = ws[i].pl.ffn_row1;
+        wi[i].joined = ws[i].joined;
+        wi[i].pid = ws[i].pid;
+        wi[i].weight_bytes = ws[i].weight_bytes;
+        wp[i] = &wi[i];
+    }
+    for (int m = 0; m < EMS_METHOD_COUNT; m++) {
+        methods[m] = (char *)ems_method_name((ems_method)m);
+    }
+    r->version = EMSERVE_VERSION;
+    r->protocol_version = WORKER_PROTO_VERSION;
+    r->worker_count = n;
+    r->heads_per_worker = n > 0 ? ws[0].pl.n_kv_heads : 0;
+    r->n_workers = (size_t)n;
+    r->workers = wp;
+    r->n_kv_methods = EMS_METHOD_COUNT;
+    r->kv_methods = methods;
+    r->serving = stats->serving;
+    r->group_generation = stats->generation;
+    r->max_batch_tokens = max_batch_tokens;
+    r->max_sequences = max_slots;
+    r->running_requests = stats->running;
+    r->queued_requests = stats->queued;
+    r->requests_total = stats->requests_total;
+    r->tokens_generated_total = stats->tokens_generated;
 }

@@ -1,12 +1,15 @@
 /* Protobuf <-> native conversion for the public API: GenerateRequest -> coord_req (every
- * field validated; errors name the field), scheduler events -> GenerateResponse bytes. */
+ * field validated; errors name the field), scheduler events -> GenerateResponse bytes, and the
+ * ModelInfo / ServerInfo replies from the model, the worker group and the scheduler. */
 #pragma once
 #include <stddef.h>
 
 #include <grpc/grpc.h>
 
 #include "common/status.h"
+#include "coordinator/group.h"
 #include "coordinator/request.h"
+#include "coordinator/sched.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "proto/c/emserve/v1/emserve.pb-c.h"
@@ -18,3 +21,12 @@ em_status coord_rpc_req_from_proto(const Emserve__V1__GenerateRequest *rq, const
 
 /* Packs a CHUNK or COMPLETE event as a GenerateResponse. NULL on failure. */
 grpc_byte_buffer *coord_rpc_pack_event(const coord_event *ev);
+
+/* ModelInfo of hp (model_path is borrowed). */
+void coord_rpc_model_info(const model_hparams *hp, const char *model_path,
+                          Emserve__V1__ModelInfo *r);
+
+/* ServerInfo from n worker snapshots and the scheduler's counters. r points into ws and into
+ * static storage of this file: one caller thread (the server's), valid until the next call. */
+void coord_rpc_server_info(const coord_worker_snapshot *ws, int n, const coord_sched_stats *stats,
+                           int max_batch_tokens, int max_slots, Emserve__V1__ServerInfo *r);

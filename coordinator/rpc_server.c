@@ -16,10 +16,8 @@
 #include "coordinator/rpc_convert.h"
 #include "coordinator/rpc_serve.h"
 #include "coordinator/rpc_util.h"
-#include "ems/config.h"
 #include "proto/c/emserve/v1/emserve.pb-c.h"
 #include "proto/grpc/health/v1/health.pb-c.h"
-#include "worker/wproto.h"
 
 typedef enum { M_GENERATE, M_ABORT, M_MODEL_INFO, M_SERVER_INFO, M_HEALTH, M_UNKNOWN } method;
 typedef enum { ST_NEW, ST_READ, ST_FINISH } call_state;
@@ -263,74 +261,19 @@ static void do_abort(coord_server *s, gcall *c, const Emserve__V1__AbortRequest 
 
 static void do_model_info(coord_server *s, gcall *c)
 {
-    const model_hparams *hp = &s->o.m->hp;
     Emserve__V1__ModelInfo r = EMSERVE__V1__MODEL_INFO__INIT;
-    r.model_path = (char *)s->o.model_path;
-    r.architecture = "llama";
-    r.n_vocab = hp->n_vocab;
-    r.dim = hp->dim;
-    r.n_layer = hp->n_layer;
-    r.n_head = hp->n_head;
-    r.n_kv_head = hp->n_kv_head;
-    r.head_dim = hp->head_dim;
-    r.ffn_dim = hp->ffn_dim;
-    r.context_length = hp->n_ctx;
-    r.bos_id = hp->bos_id;
-    r.eos_id = hp->eos_id;
+    coord_rpc_model_info(&s->o.m->hp, s->o.model_path, &r);
     finish_unary(c, &r.base, GRPC_STATUS_OK, NULL);
 }
 
 static void do_server_info(coord_server *s, gcall *c)
 {
-    static coord_worker_snapshot ws[COORD_MAX_WORKERS];
-    static Emserve__V1__WorkerInfo wi[COORD_MAX_WORKERS];
-    static Emserve__V1__WorkerInfo *wp[COORD_MAX_WORKERS];
-    static int32_t kvh[COORD_MAX_WORKERS][64], qh[COORD_MAX_WORKERS][256];
-    static char *methods[EMS_METHOD_COUNT];
+    static coord_worker_snapshot ws[COORD_MAX_WORKERS]; /* only this thread runs handlers */
     coord_sched_stats stats;
     coord_sched_get_stats(s->o.sched, &stats);
     int n = coord_group_snapshot(s->o.group, ws, COORD_MAX_WORKERS);
     Emserve__V1__ServerInfo r = EMSERVE__V1__SERVER_INFO__INIT;
-    for (int i = 0; i < n; i++) { /* static storage: only this thread runs handlers */
-        emserve__v1__worker_info__init(&wi[i]);
-        wi[i].rank = ws[i].pl.rank;
-        wi[i].address = ws[i].addr;
-        for (int k = 0; k < ws[i].pl.n_kv_heads && k < 64; k++) {
-            kvh[i][k] = ws[i].pl.kv_head0 + k;
-        }
-        wi[i].n_kv_heads = (size_t)(ws[i].pl.n_kv_heads < 64 ? ws[i].pl.n_kv_heads : 64);
-        wi[i].kv_heads = kvh[i];
-        for (int k = 0; k < ws[i].pl.n_q_heads && k < 256; k++) {
-            qh[i][k] = ws[i].pl.q_head0 + k;
-        }
-        wi[i].n_q_heads = (size_t)(ws[i].pl.n_q_heads < 256 ? ws[i].pl.n_q_heads : 256);
-        wi[i].q_heads = qh[i];
-        wi[i].ffn_row_begin = ws[i].pl.ffn_row0;
-        wi[i].ffn_row_end = ws[i].pl.ffn_row1;
-        wi[i].joined = ws[i].joined;
-        wi[i].pid = ws[i].pid;
-        wi[i].weight_bytes = ws[i].weight_bytes;
-        wp[i] = &wi[i];
-    }
-    for (int m = 0; m < EMS_METHOD_COUNT; m++) {
-        methods[m] = (char *)ems_method_name((ems_method)m);
-    }
-    r.version = EMSERVE_VERSION;
-    r.protocol_version = WORKER_PROTO_VERSION;
-    r.worker_count = n;
-    r.heads_per_worker = n > 0 ? ws[0].pl.n_kv_heads : 0;
-    r.n_workers = (size_t)n;
-    r.workers = wp;
-    r.n_kv_methods = EMS_METHOD_COUNT;
-    r.kv_methods = methods;
-    r.serving = stats.serving;
-    r.group_generation = stats.generation;
-    r.max_batch_tokens = s->o.max_batch_tokens;
-    r.max_sequences = s->o.max_slots;
-    r.running_requests = stats.running;
-    r.queued_requests = stats.queued;
-    r.requests_total = stats.requests_total;
-    r.tokens_generated_total = stats.tokens_generated;
+    coord_rpc_server_info(ws, n, &stats, s->o.max_batch_tokens, s->o.max_slots, &r);
     finish_unary(c, &r.base, GRPC_STATUS_OK, NULL);
 }
 
