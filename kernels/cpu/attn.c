@@ -23,6 +23,9 @@
 #define AI static inline __attribute__((always_inline))
 #define SMALL_HD 16   /* heads up to this size take the transposed path */
 #define VT_MIN_ROWS 6 /* rows (queries x G) above which V is transposed too */
+#ifndef EW_U
+#define EW_U 4 /* tiles per step of the fused exp + weighted sum */
+#endif
 
 /* exp(x) for x <= 0 (softmax arguments): kern_cpu__exp's polynomial with a single 2^n factor
  * (n >= -126 after the clamp, so it never leaves the normal range). */
@@ -137,14 +140,15 @@ AI float row_exp(float *s, const int32_t *mk, int T, float mx)
 /* ---- small heads: transposed tiles ---- */
 
 /* Pass A: scores of q (HD dims) against tiles [0, T) into s; returns the max. Each score is
- * q[0]*k[0] then FMAs over d in order, times scale; four tiles in flight. */
+ * q'[0]*k[0] then FMAs over d in order, with q' = q * scale (rounded once per query); four
+ * tiles in flight. */
 AI float small_scores(const float *q, int HD, const float *kt, const int32_t *mk, int T,
                       float scale, float *s)
 {
     __m256 qb[SMALL_HD];
 #pragma GCC unroll 16
-    for (int d = 0; d < SMALL_HD; d++) qb[d] = d < HD ? _mm256_broadcast_ss(q + d) : _mm256_setzero_ps();
-    const __m256 vscale = _mm256_set1_ps(scale), ninf = _mm256_set1_ps(-INFINITY);
+    for (int d = 0; d < SMALL_HD; d++) qb[d] = d < HD ? _mm256_set1_ps(q[d] * scale) : _mm256_setzero_ps();
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
     __m256 mx = ninf;
     int t = 0;
 #define SC_TILES(U)                                                                            \
@@ -156,7 +160,7 @@ AI float small_scores(const float *q, int HD, const float *kt, const int32_t *mk
                 a[u] = _mm256_fmadd_ps(qb[d], _mm256_load_ps(kt + ((size_t)(t + u) * HD + d) * 8), a[u]); \
         _Pragma("GCC unroll 4") for (int u = 0; u < U; u++) {                                  \
             __m256 inv = _mm256_load_ps((const float *)mk + 8 * (t + u));                      \
-            __m256 x = _mm256_blendv_ps(_mm256_mul_ps(a[u], vscale), ninf, inv);               \
+            __m256 x = _mm256_blendv_ps(a[u], ninf, inv);                                      \
             mx = _mm256_max_ps(mx, x);                                                         \
             _mm256_store_ps(s + 8 * (t + u), x);                                               \
         }                                                                                      \
@@ -235,15 +239,27 @@ AI float small_exp_wsum8(float *s, const int32_t *mk, const float *vt, int HD, i
     __m256 vm = _mm256_set1_ps(mx), sum = _mm256_setzero_ps(), acc[8];
 #pragma GCC unroll 8
     for (int d = 0; d < 8; d++) acc[d] = _mm256_setzero_ps();
-    for (int t = 0; t < T; t++) {
-        __m256 e = exp_neg(_mm256_sub_ps(_mm256_load_ps(s + 8 * t), vm));
-        e = _mm256_andnot_ps(_mm256_load_ps((const float *)mk + 8 * t), e);
-        sum = _mm256_add_ps(sum, e);
-        _mm256_store_ps(s + 8 * t, e);
-        const float *v = vt + (size_t)t * HD * 8;
-#pragma GCC unroll 8
-        for (int d = 0; d < HD; d++) acc[d] = _mm256_fmadd_ps(e, _mm256_load_ps(v + 8 * d), acc[d]);
+    int t = 0;
+    /* U tiles per step: their exp chains are independent and interleave; the sums and the
+     * accumulators still take the tiles in order */
+#define EW_TILES(U)                                                                            \
+    {                                                                                          \
+        __m256 e[U];                                                                           \
+        _Pragma("GCC unroll 4") for (int u = 0; u < U; u++) {                                  \
+            e[u] = exp_neg(_mm256_sub_ps(_mm256_load_ps(s + 8 * (t + u)), vm));                \
+            e[u] = _mm256_andnot_ps(_mm256_load_ps((const float *)mk + 8 * (t + u)), e[u]);   \
+        }                                                                                      \
+        _Pragma("GCC unroll 4") for (int u = 0; u < U; u++) {                                  \
+            sum = _mm256_add_ps(sum, e[u]);                                                    \
+            _mm256_store_ps(s + 8 * (t + u), e[u]);                                            \
+            const float *v = vt + (size_t)(t + u) * HD * 8;                                    \
+            _Pragma("GCC unroll 8") for (int d = 0; d < HD; d++)                               \
+                acc[d] = _mm256_fmadd_ps(e[u], _mm256_load_ps(v + 8 * d), acc[d]);             \
+        }                                                                                      \
     }
+    for (; t + EW_U <= T; t += EW_U) EW_TILES(EW_U)
+    for (; t < T; t++) EW_TILES(1)
+#undef EW_TILES
     float tot = kern_cpu__hsum(sum);
     __m256 r = _mm256_mul_ps(kern_cpu__hsum8(acc), _mm256_set1_ps(1.0f / tot));
     if (HD == 8) _mm256_storeu_ps(out, r);
@@ -462,6 +478,10 @@ void kern_cpu__attn(void *ctx, const kern_attn_args *a)
 {
     int G = a->G, hd = a->hd, len = a->len, n_q = a->n_q;
     if (n_q <= 0 || G <= 0 || hd <= 0) return;
+    if (a->kbias) { /* proportional attention (experimental option): reference path */
+        kern_ref_attn(NULL, a);
+        return;
+    }
     kern_attn_stats *st = a->stats;
     if (len == 0) {
         for (int i = 0; i < n_q; i++) zero_out(a, i);
