@@ -46,6 +46,23 @@ static void scratch_free(scratch *sc)
     free(sc->keep);
 }
 
+/* Runs fn on every KV head of layer l (fn decides whether the head is due), with one scratch
+ * sized for the layer. */
+typedef void (*head_fn)(ems__ctx *x, ems_head *hh, int l, scratch *sc);
+
+static em_status each_head(ems__ctx *x, int l, head_fn fn)
+{
+    scratch sc;
+    if (scratch_get(&sc, x, l)) {
+        scratch_free(&sc);
+        return EM_ENOMEM;
+    }
+    for (int h = 0; h < x->c->n_head_kv; h++)
+        fn(x, head(x, l, h), l, &sc);
+    scratch_free(&sc);
+    return EM_OK;
+}
+
 /* top (B - w - sinks) of score among [sinks, len - w), plus sinks and window */
 static void keep_top(ems__ctx *x, ems_head *hh, const float *score, int B, int w, int sinks,
                      scratch *sc)
@@ -75,21 +92,16 @@ em_status ems__streaming_layer(ems__ctx *x, int l)
     return EM_OK;
 }
 
+static void h2o_head(ems__ctx *x, ems_head *hh, int l, scratch *sc)
+{
+    (void)l;
+    if (ems__due(x, hh->len, x->B))
+        keep_top(x, hh, hh->s_glo, x->B, ems_config_window(x->cfg, x->B), 0, sc);
+}
+
 em_status ems__h2o_layer(ems__ctx *x, int l)
 {
-    int w = ems_config_window(x->cfg, x->B);
-    scratch sc;
-    if (scratch_get(&sc, x, l)) {
-        scratch_free(&sc);
-        return EM_ENOMEM;
-    }
-    for (int h = 0; h < x->c->n_head_kv; h++) {
-        ems_head *hh = head(x, l, h);
-        if (ems__due(x, hh->len, x->B))
-            keep_top(x, hh, hh->s_glo, x->B, w, 0, &sc);
-    }
-    scratch_free(&sc);
-    return EM_OK;
+    return each_head(x, l, h2o_head);
 }
 
 void ems__snapkv_pool(const float *v, int m, int kernel, int avg, float *out)
@@ -112,21 +124,16 @@ static void snapkv_head(ems__ctx *x, ems_head *hh, int B, int w, scratch *sc)
     keep_top(x, hh, sc->t, B, w, 0, sc);
 }
 
+static void snapkv_due_head(ems__ctx *x, ems_head *hh, int l, scratch *sc)
+{
+    (void)l;
+    if (ems__due(x, hh->len, x->B))
+        snapkv_head(x, hh, x->B, ems_config_window(x->cfg, x->B), sc);
+}
+
 em_status ems__snapkv_layer(ems__ctx *x, int l)
 {
-    int w = ems_config_window(x->cfg, x->B);
-    scratch sc;
-    if (scratch_get(&sc, x, l)) {
-        scratch_free(&sc);
-        return EM_ENOMEM;
-    }
-    for (int h = 0; h < x->c->n_head_kv; h++) {
-        ems_head *hh = head(x, l, h);
-        if (ems__due(x, hh->len, x->B))
-            snapkv_head(x, hh, x->B, w, &sc);
-    }
-    scratch_free(&sc);
-    return EM_OK;
+    return each_head(x, l, snapkv_due_head);
 }
 
 int ems__pyramid_keep(int B, int w, int n, int L, int beta, int l)
@@ -143,24 +150,19 @@ int ems__pyramid_keep(int B, int w, int n, int L, int beta, int l)
     return mx - l * step;
 }
 
-em_status ems__pyramid_layer(ems__ctx *x, int l)
+static void pyramid_head(ems__ctx *x, ems_head *hh, int l, scratch *sc)
 {
     int w = ems_config_window(x->cfg, x->B);
-    scratch sc;
-    if (scratch_get(&sc, x, l)) {
-        scratch_free(&sc);
-        return EM_ENOMEM;
-    }
-    for (int h = 0; h < x->c->n_head_kv; h++) {
-        ems_head *hh = head(x, l, h);
-        int Bl = w + ems__pyramid_keep(x->B, w, hh->len, x->c->n_layer, x->cfg->pyramid_beta, l);
-        if (Bl < 1)
-            Bl = 1;
-        if (ems__due(x, hh->len, Bl))
-            snapkv_head(x, hh, Bl, w, &sc);
-    }
-    scratch_free(&sc);
-    return EM_OK;
+    int Bl = w + ems__pyramid_keep(x->B, w, hh->len, x->c->n_layer, x->cfg->pyramid_beta, l);
+    if (Bl < 1)
+        Bl = 1;
+    if (ems__due(x, hh->len, Bl))
+        snapkv_head(x, hh, Bl, w, sc);
+}
+
+em_status ems__pyramid_layer(ems__ctx *x, int l)
+{
+    return each_head(x, l, pyramid_head);
 }
 
 /* TOVA: per head, or one head-averaged selection per layer (reduced over workers). */
@@ -280,18 +282,14 @@ static void roco_head(ems__ctx *x, ems_head *hh, scratch *sc)
     free(gone);
 }
 
+static void roco_due_head(ems__ctx *x, ems_head *hh, int l, scratch *sc)
+{
+    (void)l;
+    if (ems__due(x, hh->len, x->B))
+        roco_head(x, hh, sc);
+}
+
 em_status ems__roco_layer(ems__ctx *x, int l)
 {
-    scratch sc;
-    if (scratch_get(&sc, x, l)) {
-        scratch_free(&sc);
-        return EM_ENOMEM;
-    }
-    for (int h = 0; h < x->c->n_head_kv; h++) {
-        ems_head *hh = head(x, l, h);
-        if (ems__due(x, hh->len, x->B))
-            roco_head(x, hh, &sc);
-    }
-    scratch_free(&sc);
-    return EM_OK;
+    return each_head(x, l, roco_due_head);
 }
