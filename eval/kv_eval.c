@@ -118,6 +118,16 @@ static const char *const k_methods[] = {"streamingllm", "h2o",        "snapkv", 
 #define N_METHODS (int)(sizeof k_methods / sizeof k_methods[0])
 static const char *const k_q4[] = {"quant=int4", "quant.group=8", "quant.residual=8", NULL};
 
+/* Policy i of the compared list at budget B: k_methods, then ems+int4, then h2o+int4. */
+static void compared_policy(ev_policy *p, int i, int B)
+{
+    static const char *const k_quantized[][2] = {{"ems+int4", "ems"}, {"h2o+int4", "h2o"}};
+    if (i < N_METHODS)
+        ev_policy_make(p, k_methods[i], k_methods[i], B, NULL);
+    else
+        ev_policy_make(p, k_quantized[i - N_METHODS][0], k_quantized[i - N_METHODS][1], B, k_q4);
+}
+
 static void experiment_quality(harness *H, const int *budgets, int n_b)
 {
     FILE *f = open_csv(H, "quality.csv",
@@ -135,12 +145,7 @@ static void experiment_quality(harness *H, const int *budgets, int n_b)
     for (int b = 0; b < n_b; b++) {
         for (int i = 0; i < n_pol; i++) {
             ev_policy p;
-            if (i < N_METHODS)
-                ev_policy_make(&p, k_methods[i], k_methods[i], budgets[b], NULL);
-            if (i == N_METHODS)
-                ev_policy_make(&p, "ems+int4", "ems", budgets[b], k_q4);
-            if (i == N_METHODS + 1)
-                ev_policy_make(&p, "h2o+int4", "h2o", budgets[b], k_q4);
+            compared_policy(&p, i, budgets[b]);
             double t0 = em_now_s();
             quality q;
             run_quality(H, &p, budgets[b], f, &q);
@@ -167,10 +172,7 @@ static void experiment_retrieval(harness *H, const int *budgets, int n_b, const 
     for (int b = 0; b < n_b; b++) {
         for (int i = 0; i < N_METHODS + 1; i++) {
             ev_policy p;
-            if (i < N_METHODS)
-                ev_policy_make(&p, k_methods[i], k_methods[i], budgets[b], NULL);
-            else
-                ev_policy_make(&p, "ems+int4", "ems", budgets[b], k_q4);
+            compared_policy(&p, i, budgets[b]);
             for (int stream = 0; stream < 2; stream++) {
                 if (stream && budgets[b] != stream_budget)
                     continue;
@@ -200,10 +202,7 @@ static void experiment_fidelity(harness *H, const int *budgets, int n_b)
     for (int b = 0; b < n_b; b++) {
         for (int i = 0; i < N_METHODS + 1; i++) {
             ev_policy p;
-            if (i < N_METHODS)
-                ev_policy_make(&p, k_methods[i], k_methods[i], budgets[b], NULL);
-            else
-                ev_policy_make(&p, "ems+int4", "ems", budgets[b], k_q4);
+            compared_policy(&p, i, budgets[b]);
             if (ev_fidelity(H->e, H->m, &p.cfg, H->text[1], n, 64, 16, err, &chk) != EM_OK)
                 exit(1);
             worst = chk > worst ? chk : worst;
