@@ -156,6 +156,20 @@ extern "C" coll_ctx *coll_init(int rank, int size, const char *rendezvous,
     return out;
 }
 
+// Runs op; a gloo exception becomes -1 with its message in c->last_error.
+template <typename Op> static int guarded(coll_ctx *c, Op op)
+{
+    try {
+        op();
+        return 0;
+    } catch (const std::exception &e) {
+        c->last_error = e.what();
+    } catch (...) {
+        c->last_error = "unknown C++ exception";
+    }
+    return -1;
+}
+
 extern "C" int coll_allreduce_sum_float(coll_ctx *c, float *buf, size_t n)
 {
     if (c == nullptr) {
@@ -168,19 +182,13 @@ extern "C" int coll_allreduce_sum_float(coll_ctx *c, float *buf, size_t n)
         c->last_error = "all-reduce of more than 2^31 floats";
         return -1;
     }
-    try {
-        // Bound-buffer ring algorithm (works with sync pairs); constructing it per call only
-        // registers buffers locally (both ranks take the same slots in the same order).
+    // Bound-buffer ring algorithm (works with sync pairs); constructing it per call only
+    // registers buffers locally (both ranks take the same slots in the same order).
+    return guarded(c, [&] {
         std::vector<float *> ptrs{buf};
         gloo::AllreduceRing<float> ar(c->ctx, ptrs, static_cast<int>(n));
         ar.run();
-        return 0;
-    } catch (const std::exception &e) {
-        c->last_error = e.what();
-    } catch (...) {
-        c->last_error = "unknown C++ exception";
-    }
-    return -1;
+    });
 }
 
 extern "C" int coll_reduce_hook(void *user, float *buf, size_t n)
@@ -193,16 +201,10 @@ extern "C" int coll_barrier(coll_ctx *c)
     if (c == nullptr) {
         return -1;
     }
-    try {
+    return guarded(c, [&] {
         gloo::BarrierAllToAll barrier(c->ctx);
         barrier.run();
-        return 0;
-    } catch (const std::exception &e) {
-        c->last_error = e.what();
-    } catch (...) {
-        c->last_error = "unknown C++ exception";
-    }
-    return -1;
+    });
 }
 
 extern "C" int coll_rank(const coll_ctx *c)
