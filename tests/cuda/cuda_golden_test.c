@@ -15,29 +15,7 @@
 #include "kernels/cuda/kern_cuda.h"
 #include "kernels/kern.h"
 #include "model/model.h"
-
-typedef struct golden {
-    int32_t prompt[16];
-    int n_prompt;
-    int32_t top5_id[5];
-    float top5_logit[5];
-    int32_t ids[60];
-    int n_ids;
-} golden;
-
-static const golden GOLDENS[] = { /* model README, independent f32 reference */
-    {{1, 403, 407, 261, 378}, 5, {432, 383, 322, 353, 323},
-     {17.79940f, 14.28126f, 9.70965f, 9.58729f, 9.13424f},
-     {432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337, 410, 408, 419, 292,
-      411, 322, 265, 282, 295, 433, 426, 385, 328, 432, 358, 394, 261, 370, 432, 352, 266, 268, 388, 426,
-      338, 391, 266, 267, 337, 335, 312, 432, 398, 312, 286, 267, 414, 270, 333, 415, 426, 13, 438, 310},
-     60},
-    {{1, 317, 269, 368, 302, 263, 377, 267, 265, 282, 295, 433, 426, 342, 394, 261}, 16,
-     {370, 268, 262, 282, 284}, {13.06526f, 10.72457f, 10.64369f, 10.17428f, 9.78296f},
-     {370, 268, 414, 444, 335, 261, 370, 268, 414, 444, 426, 342, 391, 266, 267, 337, 335, 312, 426, 342,
-      391, 266, 267, 337, 335, 265, 268, 414, 444, 426, 342, 391, 266, 267, 337, 335, 265, 268, 414, 444},
-     40},
-};
+#include "tests/testutil/goldens.h"
 
 typedef struct fwd {
     const model *m;
@@ -78,7 +56,8 @@ static void forward(fwd *f, const int32_t *tok, int n)
                 memcpy(vc + (size_t)(f->len + t) * hd, f->v + (size_t)t * kd + h * hd, 4 * hd);
             }
             kern_attn_args a = {n, f->G, hd, f->len + n, f->q + h * f->G * hd, qd, pos, kc, vc,
-                                f->kpos, f->att + h * f->G * hd, qd, 1.0f / sqrtf((float)hd), NULL};
+                                f->kpos, NULL, f->att + h * f->G * hd, qd, 1.0f / sqrtf((float)hd),
+                                NULL};
             o->attn(o->ctx, &a);
         }
         o->matmul(o->ctx, &L->wo, f->att, qd, n, f->y, dim);
@@ -103,7 +82,7 @@ static int argmax(const float *x, int n)
 }
 
 /* 0 when the golden matches with ops o. */
-static int run_golden(const model *m, const kern_ops *o, const golden *g)
+static int run_golden(const model *m, const kern_ops *o, const tu_golden *g)
 {
     const model_hparams *hp = &m->hp;
     fwd f = {.m = m, .o = o, .hd = hp->head_dim, .G = hp->n_head / hp->n_kv_head,
@@ -114,7 +93,7 @@ static int run_golden(const model *m, const kern_ops *o, const golden *g)
     float **bufs[] = {&f.x, &f.xb, &f.q, &f.k, &f.v, &f.att, &f.h1, &f.h3, &f.y};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) *bufs[i] = calloc(T * big, 4);
     f.logits = calloc((size_t)hp->n_vocab, 4);
-    forward(&f, g->prompt, g->n_prompt);
+    forward(&f, g->prompt_ids, g->n_prompt);
     int bad = 0;
     for (int i = 0; i < 5; i++) {
         float lg = f.logits[g->top5_id[i]];
@@ -148,8 +127,8 @@ int main(int argc, char **argv)
         return 0;
     }
     int bad = 0;
-    for (int i = 0; i < 2; i++) {
-        int b = run_golden(m, kern_ops_ref(), &GOLDENS[i]);
+    for (int i = 0; i < TU_N_GOLDENS; i++) {
+        int b = run_golden(m, kern_ops_ref(), &tu_goldens[i]);
         printf("%s golden %d with the reference ops (checks this harness)\n", b ? "FAIL" : "ok  ", i);
         bad += b;
     }
@@ -159,8 +138,8 @@ int main(int argc, char **argv)
         return bad ? 1 : 0;
     }
     kern_ops *cu = kern_ops_cuda_create(0);
-    for (int i = 0; i < 2 && cu; i++) {
-        int b = run_golden(m, cu, &GOLDENS[i]);
+    for (int i = 0; i < TU_N_GOLDENS && cu; i++) {
+        int b = run_golden(m, cu, &tu_goldens[i]);
         b += kern_ops_cuda_status(cu) != EM_OK;
         printf("%s golden %d with the CUDA kern_ops\n", b ? "FAIL" : "ok  ", i);
         bad += b;

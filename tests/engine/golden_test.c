@@ -10,39 +10,10 @@
 #include "engine/generate.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "tests/testutil/goldens.h"
 #include "tests/testutil/testutil.h"
 
-typedef struct golden {
-    const char *prompt;
-    int32_t prompt_ids[20];
-    int n_prompt;
-    int32_t top5_id[5];
-    float top5_logit[5];
-    int32_t ids[60];
-    int n_ids;
-} golden;
-
-static const golden GOLDENS[] = {
-    {"Once upon a time",
-     {1, 403, 407, 261, 378},
-     5,
-     {432, 383, 322, 353, 323},
-     {17.79940f, 14.28126f, 9.70965f, 9.58729f, 9.13424f},
-     {432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337, 410, 408, 419, 292,
-      411, 322, 265, 282, 295, 433, 426, 385, 328, 432, 358, 394, 261, 370, 432, 352, 266, 268, 388, 426,
-      338, 391, 266, 267, 337, 335, 312, 432, 398, 312, 286, 267, 414, 270, 333, 415, 426, 13, 438, 310},
-     60},
-    {"Lily and Ben went to the park. They saw a",
-     {1, 317, 269, 368, 302, 263, 377, 267, 265, 282, 295, 433, 426, 342, 394, 261},
-     16,
-     {370, 268, 262, 282, 284},
-     {13.06526f, 10.72457f, 10.64369f, 10.17428f, 9.78296f},
-     {370, 268, 414, 444, 335, 261, 370, 268, 414, 444, 426, 342, 391, 266, 267, 337, 335, 312, 426, 342,
-      391, 266, 267, 337, 335, 265, 268, 414, 444, 426, 342, 391, 266, 267, 337, 335, 265, 268, 414, 444},
-     40},
-};
-
-static int check_one(model *m, tokenizer *tok, const golden *g, int threads)
+static int check_one(model *m, tokenizer *tok, const tu_golden *g, int threads)
 {
     int fails = 0;
     int32_t ids[64];
@@ -107,8 +78,8 @@ int main(void)
     }
     int fails = 0;
     int threads[] = {0, 1, 2};
-    for (size_t g = 0; g < sizeof GOLDENS / sizeof GOLDENS[0]; g++) {
-        for (size_t t = 0; t < 3; t++) fails += check_one(m, tok, &GOLDENS[g], threads[t]);
+    for (size_t g = 0; g < TU_N_GOLDENS; g++) {
+        for (size_t t = 0; t < 3; t++) fails += check_one(m, tok, &tu_goldens[g], threads[t]);
     }
     tok_free(tok);
     model_free(m);

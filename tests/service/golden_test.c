@@ -30,10 +30,10 @@ typedef struct gcase {
 } gcase;
 
 static const gcase k_cases[] = {
-    {"golden1 text", 0, "Once upon a time", 60, NULL, 0, NULL, NULL, k_golden_ids1, 60},
-    {"golden1 ids", 1, NULL, 60, NULL, 0, NULL, NULL, k_golden_ids1, 60},
+    {"golden1 text", 0, "Once upon a time", 60, NULL, 0, NULL, NULL, tu_goldens[0].ids, 60},
+    {"golden1 ids", 1, NULL, 60, NULL, 0, NULL, NULL, tu_goldens[0].ids, 60},
     {"golden2 text", 0, "Lily and Ben went to the park. They saw a", 40, NULL, 0, NULL, NULL,
-     k_golden_ids2, 40},
+     tu_goldens[1].ids, 40},
     {"ems B=16", 0, "Once upon a time", 60, "ems", 16, NULL, NULL, NULL, 0},
     {"ems B=12 int8", 0, "Lily and Ben went to the park. They saw a", 48, "ems", 12, "quant",
      "int8", NULL, 0},
@@ -65,8 +65,8 @@ static void compute_refs(void)
         int32_t ids[512];
         int n = 0;
         if (k->use_ids) {
-            memcpy(ids, k_golden_prompt1_ids, sizeof k_golden_prompt1_ids);
-            n = 5;
+            n = tu_goldens[0].n_prompt;
+            memcpy(ids, tu_goldens[0].prompt_ids, sizeof(int32_t) * (size_t)n);
         } else {
             assert(tok_encode(tok, k->prompt, strlen(k->prompt), 1, ids, 512, &n) == EM_OK);
         }
@@ -118,8 +118,8 @@ static int run_case(coord_client *cl, int c, int workers)
     char budget[16];
     memset(&rq, 0, sizeof rq);
     rq.text = k->use_ids ? NULL : k->prompt;
-    rq.ids = k_golden_prompt1_ids;
-    rq.n_ids = 5;
+    rq.ids = tu_goldens[0].prompt_ids;
+    rq.n_ids = tu_goldens[0].n_prompt;
     rq.max_tokens = k->max_tokens;
     rq.temperature = 0;
     rq.top_k = -1;

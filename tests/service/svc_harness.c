@@ -15,22 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/testutil/goldens.h"
 #include "tests/testutil/testutil.h"
 
 extern char **environ;
-
-const char *const k_golden_prompt1 = "Once upon a time";
-const int32_t k_golden_prompt1_ids[5] = {1, 403, 407, 261, 378};
-const int32_t k_golden_ids1[60] = {432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338,
-                                   401, 396, 267, 337, 410, 408, 419, 292, 411, 322, 265, 282,
-                                   295, 433, 426, 385, 328, 432, 358, 394, 261, 370, 432, 352,
-                                   266, 268, 388, 426, 338, 391, 266, 267, 337, 335, 312, 432,
-                                   398, 312, 286, 267, 414, 270, 333, 415, 426, 13,  438, 310};
-const char *const k_golden_prompt2 = "Lily and Ben went to the park. They saw a";
-const int32_t k_golden_ids2[40] = {370, 268, 414, 444, 335, 261, 370, 268, 414, 444,
-                                   426, 342, 391, 266, 267, 337, 335, 312, 426, 342,
-                                   391, 266, 267, 337, 335, 265, 268, 414, 444, 426,
-                                   342, 391, 266, 267, 337, 335, 265, 268, 414, 444};
 
 const char *svc_model(void)
 {
@@ -42,14 +30,14 @@ int svc_golden_ok(coord_client *cl, int n_tokens, const char *what)
     coord_client_req rq;
     coord_client_result res;
     memset(&rq, 0, sizeof rq);
-    rq.text = k_golden_prompt1;
+    rq.text = tu_goldens[0].prompt;
     rq.max_tokens = n_tokens;
     rq.temperature = 0;
     rq.top_k = -1;
     rq.timeout_ms = 30000;
     coord_client_generate(cl, &rq, &res);
     int ok = res.status == GRPC_STATUS_OK && res.n_output == n_tokens &&
-             memcmp(res.output_ids, k_golden_ids1, sizeof(int32_t) * (size_t)n_tokens) == 0;
+             memcmp(res.output_ids, tu_goldens[0].ids, sizeof(int32_t) * (size_t)n_tokens) == 0;
     if (!ok) {
         fprintf(stderr, "FAIL golden generation %s: status %d (%s), %d ids\n", what, res.status,
                 res.message, res.n_output);

@@ -1,12 +1,13 @@
 /* Test harness: starts //coordinator:emserve (with its local workers) as a child process on a
  * free port, waits for its "listening on HOST:PORT" line, and stops it. Uses posix_spawn, so it
- * may be called after grpc_init. Also: the model path, the golden ids of the test model and a
- * golden generation through a client. */
+ * may be called after grpc_init. Also: the model path and a golden generation through a client
+ * (the goldens themselves: tests/testutil/goldens.h). */
 #pragma once
 #include <stdint.h>
 #include <sys/types.h>
 
 #include "coordinator/client.h"
+#include "tests/testutil/goldens.h"
 
 typedef struct svc {
     pid_t pid;
@@ -26,14 +27,7 @@ int svc_stop(svc *s);
 /* 1 while the process is alive. */
 int svc_alive(const svc *s);
 
-/* Goldens from shared/models/README.md (independent reference implementation). */
-extern const char *const k_golden_prompt1; /* "Once upon a time" */
-extern const int32_t k_golden_ids1[60];
-extern const char *const k_golden_prompt2;
-extern const int32_t k_golden_ids2[40];
-extern const int32_t k_golden_prompt1_ids[5];
-
-/* Greedy generation of n_tokens (<= 60) from k_golden_prompt1 through cl: 1 when the status is OK
+/* Greedy generation of n_tokens (<= 60) from tu_goldens[0] through cl: 1 when the status is OK
  * and the ids are the golden ones; otherwise prints "FAIL golden generation <what>: ..." and
  * returns 0. */
 int svc_golden_ok(coord_client *cl, int n_tokens, const char *what);

@@ -160,7 +160,7 @@ int main(void)
     grpc_channel_credentials_release(cr);
     int fails = 0;
     int32_t next = -1;
-    const int32_t *p = k_golden_prompt1_ids;
+    const int32_t *p = tu_goldens[0].prompt_ids;
     int32_t pos[5] = {0, 1, 2, 3, 4}, seq[5] = {1, 1, 1, 1, 1}, seq9[5] = {9, 9, 9, 9, 9};
     int32_t bad_tok[5] = {1, 403, 4000, 261, 378};
 
@@ -212,7 +212,7 @@ int main(void)
            "prefill");
     for (int i = 0; i < 8; i++) {
         got[i] = next;
-        fail_ids += next != k_golden_ids1[i];
+        fail_ids += next != tu_goldens[0].ids[i];
         int32_t ps = 5 + i, sl = 1;
         if (step(&(step_args){7, -1, NULL, NULL, -1, &next, &ps, &sl, 1, 1, WORKER_PHASE_DECODE},
                  &next) != GRPC_STATUS_OK) {
