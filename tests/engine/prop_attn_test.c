@@ -16,11 +16,10 @@
 #include "ems/policy.h"
 #include "kernels/cpu/kern_cpu.h"
 #include "kernels/kern.h"
+#include "tests/testutil/testutil.h"
 
 #define HD 8
 #define NG 2
-static int fails;
-#define CHECK(c, ...) do { if (!(c)) { printf("FAIL %s:%d: ", __FILE__, __LINE__); printf(__VA_ARGS__); printf("\n"); fails++; } } while (0)
 
 static float frand(unsigned *s)
 {
@@ -147,6 +146,5 @@ int main(void)
                ops[b]->name, with, without);
     }
     kern_ops_cpu_free(cpu);
-    printf("%d failures\n", fails);
-    return fails ? 1 : 0;
+    TEST_END();
 }
