@@ -52,6 +52,9 @@ coord_client *coord_client_create(const char *addr);
 void coord_client_free(coord_client *c);
 grpc_channel *coord_client_channel(coord_client *c);
 
+/* An on_chunk callback that writes each chunk's text to stdout at once (user is unused). */
+int coord_client_chunk_to_stdout(void *user, const int32_t *ids, int n, const char *text);
+
 /* Runs one Generate call to the end (or until on_chunk cancels). Returns res->status. */
 grpc_status_code coord_client_generate(coord_client *c, const coord_client_req *rq,
                                        coord_client_result *res);

@@ -12,16 +12,6 @@
 
 #include "coordinator/client.h"
 
-static int on_chunk(void *user, const int32_t *ids, int n, const char *text)
-{
-    (void)user;
-    (void)ids;
-    (void)n;
-    fputs(text, stdout);
-    fflush(stdout);
-    return 0;
-}
-
 static void usage(FILE *f)
 {
     fprintf(f, "usage: emserve_client [--addr HOST:PORT] --prompt TEXT [-n N] [--temperature T]\n"
@@ -132,7 +122,7 @@ int main(int argc, char **argv)
         rc = f < 0;
     } else {
         coord_client_result res;
-        rq.on_chunk = on_chunk;
+        rq.on_chunk = coord_client_chunk_to_stdout;
         if (rq.text) {
             printf("%s", rq.text);
         }

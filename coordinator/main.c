@@ -189,16 +189,6 @@ static int parse(flags *f, int argc, char **argv)
     return 0;
 }
 
-static int demo_chunk(void *user, const int32_t *ids, int n, const char *text)
-{
-    (void)user;
-    (void)ids;
-    (void)n;
-    fputs(text, stdout);
-    fflush(stdout);
-    return 0;
-}
-
 static void run_demo(const char *addr, const flags *f)
 {
     coord_client *c = coord_client_create(addr);
@@ -210,7 +200,7 @@ static void run_demo(const char *addr, const flags *f)
     rq.temperature = 0;
     rq.top_k = -1;
     rq.timeout_ms = 120000;
-    rq.on_chunk = demo_chunk;
+    rq.on_chunk = coord_client_chunk_to_stdout;
     printf("demo> %s", f->demo_prompt);
     fflush(stdout);
     coord_client_generate(c, &rq, &res);
