@@ -150,7 +150,7 @@ static void case_attn(kern_cuda_ctx *c, const attn_case *t, th_rng *r)
         for (int rr = 0; rr < t->n_rows; rr++) rp[rr] = d->rows + (size_t)((1 + rr) % ring) * (d->len + 1);
         kern_attn_stats st = {d->sum, d->sq, d->cnt, rp, t->n_rows, t->group_max};
         kern_attn_args a = {t->n_q, t->G, hd, d->len, q + (size_t)h * t->G * hd, qs, qpos,
-                            d->kd, d->vd, d->kpos, oref + (size_t)h * t->G * hd, qs,
+                            d->kd, d->vd, d->kpos, NULL, oref + (size_t)h * t->G * hd, qs,
                             1.0f / sqrtf((float)hd), t->stats ? &st : NULL};
         kern_ref_attn(NULL, &a);
     }

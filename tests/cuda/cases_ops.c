@@ -79,7 +79,7 @@ static int run_attn(const kern_ops *g, const kern_ops *ref, int n_q, int G, int 
         for (int i = 0; i < n_rows; i++) rows[b][i] = calloc((size_t)len, 4);
         s[b] = (kern_attn_stats){st[b][0], st[b][1], cnt[b], rp[b], n_rows, 0};
     }
-    kern_attn_args a = {n_q, G, hd, len, q, qs, qp, k, v, kp, o1, qs, 1.0f / sqrtf((float)hd), &s[0]};
+    kern_attn_args a = {n_q, G, hd, len, q, qs, qp, k, v, kp, NULL, o1, qs, 1.0f / sqrtf((float)hd), &s[0]};
     g->attn(g->ctx, &a);
     a.out = o2, a.stats = &s[1];
     ref->attn(ref->ctx, &a);
