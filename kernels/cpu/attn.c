@@ -10,7 +10,8 @@
  * (exact copies), scores are hd FMA chains with 8 keys in the lanes and the weighted sum keeps
  * one lane-per-key accumulator per dimension, so no horizontal sum per key.
  * Larger heads: row-major dot products (kern_cpu__hsum8 per 8 keys) and a broadcast weighted
- * sum. Scratch is per thread. */
+ * sum. kern_attn_args.kbias (proportional attention) is added to the scaled scores. Scratch
+ * is per thread. */
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -64,6 +65,7 @@ typedef struct attn_ws {
     float *kt, *vt;  /* small path: [T][hd][8] transposed K and V (zero padding) */
     float *s;        /* [G][8T] scores, then exp values */
     float *pr;       /* [8T] reduced probabilities (statistics) */
+    float *kb;       /* [8T] kern_attn_args.kbias zero-padded, or NULL */
     float tot[64];   /* per head: sum of the exp values (G <= 64 on the fast path) */
 } attn_ws;
 
@@ -142,8 +144,8 @@ AI float row_exp(float *s, const int32_t *mk, int T, float mx)
 /* Pass A: scores of q (HD dims) against tiles [0, T) into s; returns the max. Each score is
  * q'[0]*k[0] then FMAs over d in order, with q' = q * scale (rounded once per query); four
  * tiles in flight. */
-AI float small_scores(const float *q, int HD, const float *kt, const int32_t *mk, int T,
-                      float scale, float *s)
+AI float small_scores(const float *q, int HD, const float *kt, const int32_t *mk, const float *kb,
+                      int T, float scale, float *s)
 {
     __m256 qb[SMALL_HD];
 #pragma GCC unroll 16
@@ -160,6 +162,7 @@ AI float small_scores(const float *q, int HD, const float *kt, const int32_t *mk
                 a[u] = _mm256_fmadd_ps(qb[d], _mm256_load_ps(kt + ((size_t)(t + u) * HD + d) * 8), a[u]); \
         _Pragma("GCC unroll 4") for (int u = 0; u < U; u++) {                                  \
             __m256 inv = _mm256_load_ps((const float *)mk + 8 * (t + u));                      \
+            if (kb) a[u] = _mm256_add_ps(a[u], _mm256_load_ps(kb + 8 * (t + u)));              \
             __m256 x = _mm256_blendv_ps(a[u], ninf, inv);                                      \
             mx = _mm256_max_ps(mx, x);                                                         \
             _mm256_store_ps(s + 8 * (t + u), x);                                               \
@@ -270,7 +273,7 @@ AI float small_exp_wsum8(float *s, const int32_t *mk, const float *vt, int HD, i
 AI void small_row(const attn_ws *w, const float *q, int HD, int tend, float scale, float *s,
                   float *tot, float *out, const float *v, int len)
 {
-    float mx = small_scores(q, HD, w->kt, w->mk, tend, scale, s);
+    float mx = small_scores(q, HD, w->kt, w->mk, w->kb, tend, scale, s);
     if (!w->vt) {
         float sum = row_exp(s, w->mk, tend, mx);
         *tot = sum;
@@ -341,6 +344,7 @@ static float big_scores(const float *q, int hd, const float *k, int len, const a
             }
             x = _mm256_loadu_ps(tmp);
         }
+        if (w->kb) x = _mm256_add_ps(x, _mm256_load_ps(w->kb + 8 * t));
         x = _mm256_blendv_ps(x, ninf, inv);
         mx = _mm256_max_ps(mx, x);
         _mm256_store_ps(s + 8 * t, x);
@@ -478,10 +482,6 @@ void kern_cpu__attn(void *ctx, const kern_attn_args *a)
 {
     int G = a->G, hd = a->hd, len = a->len, n_q = a->n_q;
     if (n_q <= 0 || G <= 0 || hd <= 0) return;
-    if (a->kbias) { /* proportional attention (experimental option): reference path */
-        kern_ref_attn(NULL, a);
-        return;
-    }
     kern_attn_stats *st = a->stats;
     if (len == 0) {
         for (int i = 0; i < n_q; i++) zero_out(a, i);
@@ -491,7 +491,7 @@ void kern_cpu__attn(void *ctx, const kern_attn_args *a)
     w.T = (len + 7) / 8;
     int small = hd <= SMALL_HD;
     size_t lenp = (size_t)8 * w.T;
-    size_t need = lenp * (3 + (size_t)G + (small ? 2 * (size_t)hd : 0));
+    size_t need = lenp * (3 + (a->kbias ? 1 : 0) + (size_t)G + (small ? 2 * (size_t)hd : 0));
     float *buf = G <= 64 ? kern_cpu__scratch(KERN_CPU__SCRATCH_ATTN, need) : NULL;
     if (!buf) { /* out of memory or a huge group: the reference needs no scratch */
         kern_ref_attn(NULL, a);
@@ -506,6 +506,12 @@ void kern_cpu__attn(void *ctx, const kern_attn_args *a)
     w.vt = small && (long)n_q * G > VT_MIN_ROWS ? w.kt + lenp * hd : NULL;
     memcpy(w.kp, a->kpos, sizeof(int32_t) * (size_t)len);
     for (size_t j = (size_t)len; j < lenp; j++) w.kp[j] = INT32_MAX;
+    w.kb = NULL;
+    if (a->kbias) { /* after the other buffers (kt/vt end at s + (G + 2 hd) * lenp) */
+        w.kb = w.s + lenp * ((size_t)G + (small ? 2 * (size_t)hd : 0));
+        memcpy(w.kb, a->kbias, sizeof(float) * (size_t)len);
+        for (size_t j = (size_t)len; j < lenp; j++) w.kb[j] = 0.0f;
+    }
     if (small) {
         transpose_kv(a->k, len, hd, w.T, w.kt);
         if (w.vt) transpose_kv(a->v, len, hd, w.T, w.vt);

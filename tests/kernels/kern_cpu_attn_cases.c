@@ -18,6 +18,7 @@ typedef struct attn_case {
     qpos_mode qp;
     int stats, group_max, n_rows, pad; /* pad: extra floats in q_stride / o_stride */
     float qscale;                      /* larger => peakier softmax */
+    int bias;                          /* 1: kbias (proportional attention) in [0, 2) */
 } attn_case;
 
 static const attn_case attn_cases[] = {
@@ -44,6 +45,10 @@ static const attn_case attn_cases[] = {
     {6, 3, 5, 50, KPOS_RAGGED, QPOS_RANDOM, 1, 0, 2, 2, 2.0f},  /* generic hd <= 8, G 3 */
     {7, 2, 20, 45, KPOS_RAGGED, QPOS_RANDOM, 1, 1, 1, 0, 2.0f}, /* row-major path, hd % 8 */
     {3, 2, 8, 64, KPOS_CONTIG, QPOS_ALL, 1, 0, 1, 0, 30.0f},    /* very peaky softmax */
+    /* with kbias: both transposed-V and row-major-V small paths, the row-major path */
+    {1, 2, 8, 37, KPOS_RAGGED, QPOS_ALL, 1, 0, 1, 0, 2.0f, 1},
+    {50, 2, 8, 90, KPOS_CONTIG, QPOS_CAUSAL, 1, 1, 2, 0, 2.0f, 1},
+    {9, 1, 64, 70, KPOS_RAGGED, QPOS_RANDOM, 1, 0, 1, 1, 2.0f, 1},
 };
 
 typedef struct attn_bufs {
@@ -109,19 +114,20 @@ static void test_attn(int ci, const attn_case *c)
 {
     char name[160];
     snprintf(name, sizeof name,
-             "attn n_q=%d G=%d hd=%d len=%d kpos=%s qpos=%s stats=%d max=%d rows=%d pad=%d",
+             "attn n_q=%d G=%d hd=%d len=%d kpos=%s qpos=%s stats=%d max=%d rows=%d pad=%d%s",
              c->n_q, c->G, c->hd, c->len, c->kp == KPOS_RAGGED ? "ragged" : "contig",
              c->qp == QPOS_ALL ? "all" : c->qp == QPOS_CAUSAL ? "causal" : "random", c->stats,
-             c->group_max, c->n_rows, c->pad);
+             c->group_max, c->n_rows, c->pad, c->bias ? " kbias" : "");
     kt_rng r = {5000u + (uint64_t)ci};
     int len = c->len, hd = c->hd, G = c->G, n_q = c->n_q;
     size_t lenz = (size_t)(len > 0 ? len : 1);
     int qs = G * hd + c->pad, os = G * hd + c->pad;
     float *q = kt_alloc_fill((size_t)n_q * qs, 0), *k = kt_alloc_fill(lenz * hd, 0);
-    float *v = kt_alloc_fill(lenz * hd, 0);
+    float *v = kt_alloc_fill(lenz * hd, 0), *kbias = kt_alloc_fill(lenz, 0);
     kt_fill(&r, q, (size_t)n_q * qs, -c->qscale, c->qscale);
     kt_fill(&r, k, lenz * hd, -1.0f, 1.0f);
     kt_fill(&r, v, lenz * hd, -1.0f, 1.0f);
+    kt_fill(&r, kbias, lenz, 0.0f, 2.0f);
     int32_t *kpos = kt_xmalloc(lenz * sizeof(int32_t)), *qpos = kt_xmalloc(sizeof(int32_t) * n_q);
     int32_t p = 0, pmin = 0, pmax = 0;
     for (int j = 0; j < len; j++) { /* ragged: gaps of 1..5 (evicted entries) */
@@ -149,7 +155,8 @@ static void test_attn(int ci, const attn_case *c)
     kt_fill(&r, csq0, lenz, 0.0f, 1.0f);
     for (size_t j = 0; j < lenz; j++) cnt0[j] = kt_int(&r, 10);
     kern_attn_args a = {.n_q = n_q, .G = G, .hd = hd, .len = len, .q = q, .q_stride = qs,
-                        .q_pos = qpos, .k = k, .v = v, .kpos = kpos, .o_stride = os,
+                        .q_pos = qpos, .k = k, .v = v, .kpos = kpos,
+                        .kbias = c->bias ? kbias : NULL, .o_stride = os,
                         .scale = 1.0f / sqrtf((float)hd)};
     attn_bufs ref, got[KT_N_BACKENDS];
     bufs_init(&ref, c, n_out, cs0, csq0, cnt0);
@@ -198,6 +205,7 @@ static void test_attn(int ci, const attn_case *c)
     free(q);
     free(k);
     free(v);
+    free(kbias);
     free(kpos);
     free(qpos);
 }
