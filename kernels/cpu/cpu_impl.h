@@ -30,7 +30,12 @@ static inline int kern_cpu__n_items(int n_threads, int max_items)
 /* Per-thread scratch buffers (64-byte aligned, grown on demand, freed at thread exit), one
  * per slot so that an op may use its own while calling another. NULL on allocation failure.
  * The contents do not survive a call with a larger n. */
-enum { KERN_CPU__SCRATCH_ATTN = 0, KERN_CPU__SCRATCH_MATMUL = 1, KERN_CPU__SCRATCH_SLOTS = 2 };
+enum {
+    KERN_CPU__SCRATCH_ATTN = 0,
+    KERN_CPU__SCRATCH_MATMUL = 1,      /* f16 weight tile converted to f32 */
+    KERN_CPU__SCRATCH_MATMUL_TAIL = 2, /* zero-padded column tails of a weight tile */
+    KERN_CPU__SCRATCH_SLOTS = 3
+};
 float *kern_cpu__scratch(int slot, size_t n_floats);
 
 #define KERN_CPU__ROPE_SLOTS 8

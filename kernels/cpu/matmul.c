@@ -84,7 +84,7 @@ AI void kernel_rows_tok1(const void *w, int f16, int cols, int r0, int nr, const
 /* RB rows x TB tokens; accumulator k = r + RB*t, reduced 8 at a time by kern_cpu__hsum8
  * (the last group zero-padded). */
 AI void kernel_block(const void *w, int f16, int cols, int r0, const float *x, int xs, float *y,
-                     int ys)
+                     int ys, const float *wtail, const float *xtail)
 {
     enum { NA = RB * TB, NG = (NA + 7) / 8 };
     __m256 acc[NG * 8];
@@ -106,14 +106,13 @@ AI void kernel_block(const void *w, int f16, int cols, int r0, const float *x, i
             for (int t = 0; t < TB; t++) acc[r + RB * t] = _mm256_fmadd_ps(wv, xv[t], acc[r + RB * t]);
         }
     }
-    if (nt) {
-        __m256i m = kern_cpu__mask(nt);
+    if (nt) { /* zero-padded copies of the tails (the values masked loads would give) */
         __m256 xv[TB];
 #pragma GCC unroll 8
-        for (int t = 0; t < TB; t++) xv[t] = _mm256_maskload_ps(xt[t] + c8, m);
+        for (int t = 0; t < TB; t++) xv[t] = _mm256_load_ps(xtail + 8 * t);
 #pragma GCC unroll 8
         for (int r = 0; r < RB; r++) {
-            __m256 wv = load_w_tail(w, f16, off0 + (size_t)r * cols + c8, nt, m);
+            __m256 wv = _mm256_load_ps(wtail + 8 * (r0 + r));
 #pragma GCC unroll 8
             for (int t = 0; t < TB; t++) acc[r + RB * t] = _mm256_fmadd_ps(wv, xv[t], acc[r + RB * t]);
         }
@@ -137,13 +136,25 @@ AI void kernel_block(const void *w, int f16, int cols, int r0, const float *x, i
 /* Prefill over one weight tile: rows [0, nr) of w (row stride cols) for tokens [0, tn),
  * tn a multiple of TB; y points at the tile's first output column. */
 AI void prefill_tile(const void *w, int f16, int cols, int nr, const float *x, int xs, int tn,
-                     float *y, int ys)
+                     float *y, int ys, float *wtail)
 {
+    int c8 = cols & ~7, nt = cols - c8;
+    if (nt) { /* the column tail of every row, zero-padded to 8 (exact copies) */
+        __m256i m = kern_cpu__mask(nt);
+        for (int r = 0; r < nr; r++)
+            _mm256_store_ps(wtail + 8 * r, load_w_tail(w, f16, (size_t)r * cols + c8, nt, m));
+    }
+    float xtail[8 * TB] __attribute__((aligned(32)));
     for (int t0 = 0; t0 < tn; t0 += TB) {
         const float *xb = x + (size_t)t0 * xs;
         float *yb = y + (size_t)t0 * ys;
+        if (nt) {
+            __m256i m = kern_cpu__mask(nt);
+            for (int t = 0; t < TB; t++)
+                _mm256_store_ps(xtail + 8 * t, _mm256_maskload_ps(xb + (size_t)t * xs + c8, m));
+        }
         int r = 0;
-        for (; r + RB <= nr; r += RB) kernel_block(w, f16, cols, r, xb, xs, yb, ys);
+        for (; r + RB <= nr; r += RB) kernel_block(w, f16, cols, r, xb, xs, yb, ys, wtail, xtail);
         if (r < nr) /* row tail */
             for (int k = 0; k < TB; k++)
                 kernel_rows_tok1(w, f16, cols, r, nr - r, xb + (size_t)k * xs, yb + (size_t)k * ys);
@@ -161,10 +172,14 @@ AI void matmul_rows(const void *w, int f16, int cols, int ra, int rb, const floa
         int tn = n - n % TB;
         int tile = TILE_BYTES / ((cols > 0 ? cols : 1) * 4);
         tile = tile < RB ? RB : tile - tile % RB;
-        float *buf = NULL;
+        float *buf = NULL, *wtail = NULL;
         if (f16 && n >= 4 * TB && cols >= 8)
             buf = kern_cpu__scratch(KERN_CPU__SCRATCH_MATMUL, (size_t)tile * cols);
-        for (int rt = ra; rt < rb; rt += tile) {
+        if (cols & 7) {
+            wtail = kern_cpu__scratch(KERN_CPU__SCRATCH_MATMUL_TAIL, (size_t)tile * 8);
+            if (!wtail) tn = 0; /* out of memory: every token through the GEMV path below */
+        }
+        for (int rt = ra; tn > 0 && rt < rb; rt += tile) {
             int nr = rt + tile < rb ? tile : rb - rt;
             size_t off = (size_t)rt * (size_t)cols;
             if (buf) {
@@ -173,11 +188,11 @@ AI void matmul_rows(const void *w, int f16, int cols, int ra, int rb, const floa
                 for (; i + 8 <= ne; i += 8)
                     _mm256_store_ps(buf + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
                 for (; i < ne; i++) buf[i] = _cvtsh_ss(src[i]);
-                prefill_tile(buf, 0, cols, nr, x, xs, tn, y + rt, ys);
+                prefill_tile(buf, 0, cols, nr, x, xs, tn, y + rt, ys, wtail);
             } else if (f16) {
-                prefill_tile((const uint16_t *)w + off, 1, cols, nr, x, xs, tn, y + rt, ys);
+                prefill_tile((const uint16_t *)w + off, 1, cols, nr, x, xs, tn, y + rt, ys, wtail);
             } else {
-                prefill_tile((const float *)w + off, 0, cols, nr, x, xs, tn, y + rt, ys);
+                prefill_tile((const float *)w + off, 0, cols, nr, x, xs, tn, y + rt, ys, wtail);
             }
         }
         t = tn;
