@@ -42,9 +42,23 @@ AI __m256 load_w_tail(const void *w, int f16, size_t i, int nt, __m256i m)
     return _mm256_maskload_ps((const float *)w + i, m);
 }
 
-/* nr (<= 8) rows starting at r0, one token: y[r0 .. r0+nr). */
+/* Same values as load_w_tail: where the 8 elements from i lie inside the weight view (wend
+ * elements) a plain load with the pad lanes cleared (vmaskmovps is slow on Zen 1). */
+AI __m256 load_w_tail_fast(const void *w, int f16, size_t i, int nt, __m256i m, size_t wend)
+{
+    if (i + 8 > wend) return load_w_tail(w, f16, i, nt, m);
+    if (f16) {
+        static const int16_t m16[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+        __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + i));
+        return _mm256_cvtph_ps(_mm_and_si128(h, _mm_loadu_si128((const __m128i *)(m16 + 8 - nt))));
+    }
+    return _mm256_and_ps(_mm256_loadu_ps((const float *)w + i), _mm256_castsi256_ps(m));
+}
+
+/* nr (<= 8) rows starting at r0, one token: y[r0 .. r0+nr). xtail: x's column tail
+ * zero-padded to 8; wend: elements of the weight view from w. */
 AI void kernel_rows_tok1(const void *w, int f16, int cols, int r0, int nr, const float *x,
-                         float *y)
+                         float *y, const float *xtail, size_t wend)
 {
     __m256 acc[8];
     int c8 = cols & ~7, nt = cols - c8;
@@ -61,10 +75,10 @@ AI void kernel_rows_tok1(const void *w, int f16, int cols, int r0, int nr, const
             for (int r = 0; r < 8; r++) acc[r] = _mm256_fmadd_ps(load_w(w, f16, off[r] + c), xv, acc[r]);
         }
         if (nt) {
-            __m256 xv = _mm256_maskload_ps(x + c8, m);
+            __m256 xv = _mm256_load_ps(xtail);
 #pragma GCC unroll 8
             for (int r = 0; r < 8; r++)
-                acc[r] = _mm256_fmadd_ps(load_w_tail(w, f16, off[r] + c8, nt, m), xv, acc[r]);
+                acc[r] = _mm256_fmadd_ps(load_w_tail_fast(w, f16, off[r] + c8, nt, m, wend), xv, acc[r]);
         }
         _mm256_storeu_ps(y + r0, kern_cpu__hsum8(acc));
         return;
@@ -74,9 +88,9 @@ AI void kernel_rows_tok1(const void *w, int f16, int cols, int r0, int nr, const
         for (int r = 0; r < nr; r++) acc[r] = _mm256_fmadd_ps(load_w(w, f16, off[r] + c), xv, acc[r]);
     }
     if (nt) {
-        __m256 xv = _mm256_maskload_ps(x + c8, m);
+        __m256 xv = _mm256_load_ps(xtail);
         for (int r = 0; r < nr; r++)
-            acc[r] = _mm256_fmadd_ps(load_w_tail(w, f16, off[r] + c8, nt, m), xv, acc[r]);
+            acc[r] = _mm256_fmadd_ps(load_w_tail_fast(w, f16, off[r] + c8, nt, m, wend), xv, acc[r]);
     }
     _mm256_maskstore_ps(y + r0, kern_cpu__mask(nr), kern_cpu__hsum8(acc));
 }
@@ -136,7 +150,7 @@ AI void kernel_block(const void *w, int f16, int cols, int r0, const float *x, i
 /* Prefill over one weight tile: rows [0, nr) of w (row stride cols) for tokens [0, tn),
  * tn a multiple of TB; y points at the tile's first output column. */
 AI void prefill_tile(const void *w, int f16, int cols, int nr, const float *x, int xs, int tn,
-                     float *y, int ys, float *wtail)
+                     float *y, int ys, float *wtail, size_t wend)
 {
     int c8 = cols & ~7, nt = cols - c8;
     if (nt) { /* the column tail of every row, zero-padded to 8 (exact copies) */
@@ -157,16 +171,18 @@ AI void prefill_tile(const void *w, int f16, int cols, int nr, const float *x, i
         for (; r + RB <= nr; r += RB) kernel_block(w, f16, cols, r, xb, xs, yb, ys, wtail, xtail);
         if (r < nr) /* row tail */
             for (int k = 0; k < TB; k++)
-                kernel_rows_tok1(w, f16, cols, r, nr - r, xb + (size_t)k * xs, yb + (size_t)k * ys);
+                kernel_rows_tok1(w, f16, cols, r, nr - r, xb + (size_t)k * xs, yb + (size_t)k * ys,
+                                 xtail + 8 * k, wend);
     }
 }
 
 /* Rows [ra, rb) for all n tokens. Prefill: weight tiles of ~TILE_BYTES (as f32) stay in L2
  * while every block of TB tokens (in L1) passes over them; f16 tiles are first converted to
  * f32 in per-thread scratch (exact, so the arithmetic per element is unchanged). */
-AI void matmul_rows(const void *w, int f16, int cols, int ra, int rb, const float *x, int xs,
-                    int n, float *y, int ys)
+AI void matmul_rows(const void *w, int f16, int cols, int rows, int ra, int rb, const float *x,
+                    int xs, int n, float *y, int ys)
 {
+    size_t wend = (size_t)rows * (size_t)cols;
     int t = 0;
     if (n >= TB) {
         int tn = n - n % TB;
@@ -188,11 +204,13 @@ AI void matmul_rows(const void *w, int f16, int cols, int ra, int rb, const floa
                 for (; i + 8 <= ne; i += 8)
                     _mm256_store_ps(buf + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
                 for (; i < ne; i++) buf[i] = _cvtsh_ss(src[i]);
-                prefill_tile(buf, 0, cols, nr, x, xs, tn, y + rt, ys, wtail);
+                prefill_tile(buf, 0, cols, nr, x, xs, tn, y + rt, ys, wtail, (size_t)nr * cols);
             } else if (f16) {
-                prefill_tile((const uint16_t *)w + off, 1, cols, nr, x, xs, tn, y + rt, ys, wtail);
+                prefill_tile((const uint16_t *)w + off, 1, cols, nr, x, xs, tn, y + rt, ys, wtail,
+                             wend - off);
             } else {
-                prefill_tile((const float *)w + off, 0, cols, nr, x, xs, tn, y + rt, ys, wtail);
+                prefill_tile((const float *)w + off, 0, cols, nr, x, xs, tn, y + rt, ys, wtail,
+                             wend - off);
             }
         }
         t = tn;
@@ -200,9 +218,12 @@ AI void matmul_rows(const void *w, int f16, int cols, int ra, int rb, const floa
     for (; t < n; t++) {
         const float *xr = x + (size_t)t * xs;
         float *yr = y + (size_t)t * ys;
+        float xtail[8] __attribute__((aligned(32)));
+        int c8 = cols & ~7;
+        _mm256_store_ps(xtail, _mm256_maskload_ps(xr + c8, kern_cpu__mask(cols - c8)));
         int r = ra;
-        for (; r + 8 <= rb; r += 8) kernel_rows_tok1(w, f16, cols, r, 8, xr, yr);
-        if (r < rb) kernel_rows_tok1(w, f16, cols, r, rb - r, xr, yr);
+        for (; r + 8 <= rb; r += 8) kernel_rows_tok1(w, f16, cols, r, 8, xr, yr, xtail, wend);
+        if (r < rb) kernel_rows_tok1(w, f16, cols, r, rb - r, xr, yr, xtail, wend);
     }
 }
 
@@ -210,9 +231,9 @@ static void matmul_rows_any(const kern_weight *w, int ra, int rb, const float *x
                             float *y, int ys)
 {
     if (w->dtype == KERN_F16)
-        matmul_rows(w->data, 1, w->cols, ra, rb, x, xs, n, y, ys);
+        matmul_rows(w->data, 1, w->cols, w->rows, ra, rb, x, xs, n, y, ys);
     else
-        matmul_rows(w->data, 0, w->cols, ra, rb, x, xs, n, y, ys);
+        matmul_rows(w->data, 0, w->cols, w->rows, ra, rb, x, xs, n, y, ys);
 }
 
 typedef struct matmul_job {

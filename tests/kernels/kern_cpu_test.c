@@ -88,6 +88,49 @@ static void test_matmul(int ci, const mm_case *c)
     free(wd);
 }
 
+/* A non-finite weight stays in its own output row: the column tail of the row before it is
+ * read with a plain load (lanes cleared afterwards), which must not turn inf * 0 into NaN. */
+static int test_matmul_nonfinite(void)
+{
+    enum { ROWS = 9, COLS = 11, N = 7, BAD = 5 };
+    int cases = 0;
+    for (int dt = 0; dt < 2; dt++) {
+        kt_rng r = {1500u + (uint64_t)dt};
+        size_t nw = (size_t)ROWS * COLS;
+        void *wd = xmalloc(nw * 4);
+        for (size_t i = 0; i < nw; i++) {
+            float v = i < (size_t)BAD * COLS || i >= (size_t)(BAD + 1) * COLS ? kt_unif(&r, -1, 1) : INFINITY;
+            if (dt) ((uint16_t *)wd)[i] = kern_f32_to_f16(v);
+            else ((float *)wd)[i] = v;
+        }
+        kern_weight w = {wd, dt ? KERN_F16 : KERN_F32, ROWS, COLS};
+        float *x = alloc_fill((size_t)N * COLS, 0);
+        kt_fill(&r, x, (size_t)N * COLS, -1, 1);
+        float ref[N * ROWS], got[N * ROWS], one[N * ROWS];
+        kern_matmul(kern_ops_ref(), &w, x, COLS, N, ref, ROWS);
+        kern_matmul(g_cpu[0], &w, x, COLS, N, got, ROWS);
+        for (int t = 0; t < N; t++) kern_matmul(g_cpu[0], &w, x + t * COLS, COLS, 1, one + t * ROWS, ROWS);
+        int bad = 0;
+        for (int t = 0; t < N; t++)
+            for (int k = 0; k < ROWS; k++) {
+                float a = ref[t * ROWS + k], b = got[t * ROWS + k], c = one[t * ROWS + k];
+                if (k == BAD ? isfinite(b) || isfinite(c)
+                             : !isfinite(b) || !isfinite(c) || fabsf(a - b) > 1e-4f || fabsf(a - c) > 1e-4f) {
+                    fprintf(stderr, "    t=%d row=%d ref=%g prefill=%g gemv=%g\n", t, k, a, b, c);
+                    bad = 1;
+                }
+            }
+        char name[96];
+        snprintf(name, sizeof name, "matmul %s non-finite weight row %d of %dx%d stays in its row",
+                 dt ? "f16" : "f32", BAD, ROWS, COLS);
+        report(name, bad);
+        cases++;
+        free(wd);
+        free(x);
+    }
+    return cases;
+}
+
 /* ---------------- rmsnorm ---------------- */
 
 typedef struct rms_case {
@@ -225,6 +268,7 @@ int main(void)
 #define RUN(arr, fn)                                                                           \
     for (int i = 0; i < (int)(sizeof arr / sizeof arr[0]); i++, n_cases++) fn(i, &arr[i]);
     RUN(mm_cases, test_matmul);
+    n_cases += test_matmul_nonfinite();
     RUN(rms_cases, test_rmsnorm);
     RUN(rope_cases, test_rope);
     RUN(swiglu_cases, test_swiglu);
