@@ -66,6 +66,8 @@ typedef struct attn_ws {
     float *s;        /* [G][8T] scores, then exp values */
     float *pr;       /* [8T] reduced probabilities (statistics) */
     float *kb;       /* [8T] kern_attn_args.kbias zero-padded, or NULL */
+    int tfull;       /* per query: leading tiles with every entry visible (masking them is
+                        the identity, so the small path skips it there) */
     float tot[64];   /* per head: sum of the exp values (G <= 64 on the fast path) */
 } attn_ws;
 
@@ -110,7 +112,7 @@ static void transpose_kv(const float *x, int len, int hd, int T, float *xt)
 
 /* Visibility masks of query position qp for the tiles up to the last one with a visible
  * entry (found scanning back from the end); returns that number of tiles. */
-static int query_mask(const attn_ws *w, int32_t qp)
+static int query_mask(attn_ws *w, int32_t qp)
 {
     __m256i vqp = _mm256_set1_epi32(qp);
     int tend = w->T;
@@ -118,9 +120,11 @@ static int query_mask(const attn_ws *w, int32_t qp)
         __m256i inv = _mm256_cmpgt_epi32(_mm256_load_si256((const __m256i *)(w->kp + 8 * (tend - 1))), vqp);
         if (_mm256_movemask_ps(_mm256_castsi256_ps(inv)) != 0xff) break;
     }
+    w->tfull = 0;
     for (int t = 0; t < tend; t++) {
         __m256i inv = _mm256_cmpgt_epi32(_mm256_load_si256((const __m256i *)(w->kp + 8 * t)), vqp);
         _mm256_store_si256((__m256i *)(w->mk + 8 * t), inv);
+        if (w->tfull == t && _mm256_testz_si256(inv, inv)) w->tfull = t + 1;
     }
     return tend;
 }
@@ -145,7 +149,7 @@ AI float row_exp(float *s, const int32_t *mk, int T, float mx)
  * q'[0]*k[0] then FMAs over d in order, with q' = q * scale (rounded once per query); four
  * tiles in flight. */
 AI float small_scores(const float *q, int HD, const float *kt, const int32_t *mk, const float *kb,
-                      int T, float scale, float *s)
+                      int T, int tfull, float scale, float *s)
 {
     __m256 qb[SMALL_HD];
 #pragma GCC unroll 16
@@ -153,7 +157,7 @@ AI float small_scores(const float *q, int HD, const float *kt, const int32_t *mk
     const __m256 ninf = _mm256_set1_ps(-INFINITY);
     __m256 mx = ninf;
     int t = 0;
-#define SC_TILES(U)                                                                            \
+#define SC_TILES(U, MASK)                                                                      \
     {                                                                                          \
         __m256 a[U];                                                                           \
         _Pragma("GCC unroll 4") for (int u = 0; u < U; u++) a[u] = _mm256_mul_ps(qb[0], _mm256_load_ps(kt + (size_t)(t + u) * HD * 8)); \
@@ -161,15 +165,16 @@ AI float small_scores(const float *q, int HD, const float *kt, const int32_t *mk
             _Pragma("GCC unroll 4") for (int u = 0; u < U; u++)                                \
                 a[u] = _mm256_fmadd_ps(qb[d], _mm256_load_ps(kt + ((size_t)(t + u) * HD + d) * 8), a[u]); \
         _Pragma("GCC unroll 4") for (int u = 0; u < U; u++) {                                  \
-            __m256 inv = _mm256_load_ps((const float *)mk + 8 * (t + u));                      \
             if (kb) a[u] = _mm256_add_ps(a[u], _mm256_load_ps(kb + 8 * (t + u)));              \
-            __m256 x = _mm256_blendv_ps(a[u], ninf, inv);                                      \
+            __m256 x = a[u];                                                                   \
+            if (MASK) x = _mm256_blendv_ps(x, ninf, _mm256_load_ps((const float *)mk + 8 * (t + u))); \
             mx = _mm256_max_ps(mx, x);                                                         \
             _mm256_store_ps(s + 8 * (t + u), x);                                               \
         }                                                                                      \
     }
-    for (; t + 4 <= T; t += 4) SC_TILES(4)
-    for (; t < T; t++) SC_TILES(1)
+    for (; t + 4 <= tfull; t += 4) SC_TILES(4, 0)
+    for (; t + 4 <= T; t += 4) SC_TILES(4, 1)
+    for (; t < T; t++) SC_TILES(1, 1)
 #undef SC_TILES
     return hmax(mx);
 }
@@ -236,8 +241,8 @@ AI void small_wsum_rm(const float *e, int HD, const float *v, int len, int T, fl
 }
 
 /* HD <= 8: row_exp and small_wsum fused in one pass over the tiles (same arithmetic). */
-AI float small_exp_wsum8(float *s, const int32_t *mk, const float *vt, int HD, int T, float mx,
-                         float *out)
+AI float small_exp_wsum8(float *s, const int32_t *mk, const float *vt, int HD, int T, int tfull,
+                         float mx, float *out)
 {
     __m256 vm = _mm256_set1_ps(mx), sum = _mm256_setzero_ps(), acc[8];
 #pragma GCC unroll 8
@@ -245,12 +250,12 @@ AI float small_exp_wsum8(float *s, const int32_t *mk, const float *vt, int HD, i
     int t = 0;
     /* U tiles per step: their exp chains are independent and interleave; the sums and the
      * accumulators still take the tiles in order */
-#define EW_TILES(U)                                                                            \
+#define EW_TILES(U, MASK)                                                                      \
     {                                                                                          \
         __m256 e[U];                                                                           \
         _Pragma("GCC unroll 4") for (int u = 0; u < U; u++) {                                  \
             e[u] = exp_neg(_mm256_sub_ps(_mm256_load_ps(s + 8 * (t + u)), vm));                \
-            e[u] = _mm256_andnot_ps(_mm256_load_ps((const float *)mk + 8 * (t + u)), e[u]);   \
+            if (MASK) e[u] = _mm256_andnot_ps(_mm256_load_ps((const float *)mk + 8 * (t + u)), e[u]); \
         }                                                                                      \
         _Pragma("GCC unroll 4") for (int u = 0; u < U; u++) {                                  \
             sum = _mm256_add_ps(sum, e[u]);                                                    \
@@ -260,8 +265,9 @@ AI float small_exp_wsum8(float *s, const int32_t *mk, const float *vt, int HD, i
                 acc[d] = _mm256_fmadd_ps(e[u], _mm256_load_ps(v + 8 * d), acc[d]);             \
         }                                                                                      \
     }
-    for (; t + EW_U <= T; t += EW_U) EW_TILES(EW_U)
-    for (; t < T; t++) EW_TILES(1)
+    for (; t + EW_U <= tfull; t += EW_U) EW_TILES(EW_U, 0)
+    for (; t + EW_U <= T; t += EW_U) EW_TILES(EW_U, 1)
+    for (; t < T; t++) EW_TILES(1, 1)
 #undef EW_TILES
     float tot = kern_cpu__hsum(sum);
     __m256 r = _mm256_mul_ps(kern_cpu__hsum8(acc), _mm256_set1_ps(1.0f / tot));
@@ -273,7 +279,7 @@ AI float small_exp_wsum8(float *s, const int32_t *mk, const float *vt, int HD, i
 AI void small_row(const attn_ws *w, const float *q, int HD, int tend, float scale, float *s,
                   float *tot, float *out, const float *v, int len)
 {
-    float mx = small_scores(q, HD, w->kt, w->mk, w->kb, tend, scale, s);
+    float mx = small_scores(q, HD, w->kt, w->mk, w->kb, tend, w->tfull, scale, s);
     if (!w->vt) {
         float sum = row_exp(s, w->mk, tend, mx);
         *tot = sum;
@@ -281,7 +287,7 @@ AI void small_row(const attn_ws *w, const float *q, int HD, int tend, float scal
         return;
     }
     if (HD <= 8) {
-        *tot = small_exp_wsum8(s, w->mk, w->vt, HD, tend, mx, out);
+        *tot = small_exp_wsum8(s, w->mk, w->vt, HD, tend, w->tfull, mx, out);
         return;
     }
     float sum = row_exp(s, w->mk, tend, mx);
