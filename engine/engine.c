@@ -206,6 +206,17 @@ static void attn_one(void *user, int idx, int tid)
     e->ops->attn(e->ops->ctx, &a);
 }
 
+/* Zeroes the planes of units other processes own (local planes are overwritten by the unit
+ * matmuls), so that the all-reduce only adds zeros to what a process wrote. */
+static void zero_remote_planes(engine *e, size_t plane)
+{
+    int u0 = e->sd.unit0, u1 = e->sd.unit0 + e->sd.n_units_local;
+    if (u0 > 0) memset(e->part, 0, sizeof(float) * plane * (size_t)u0);
+    if (u1 < e->sd.n_units) {
+        memset(e->part + plane * (size_t)u1, 0, sizeof(float) * plane * (size_t)(e->sd.n_units - u1));
+    }
+}
+
 /* x += sum over units (in unit order) of part[u] after the all-reduce. */
 static em_status reduce_add(engine *e, int n)
 {
@@ -258,7 +269,7 @@ static em_status layer_forward(engine *e, int l, const engine_batch *b, ems_cach
     }
     if (task.status != EM_OK) return task.status;
 
-    memset(e->part, 0, sizeof(float) * plane * e->sd.n_units);
+    zero_remote_planes(e, plane);
     for (int i = 0; i < nlc; i++) {
         const shard_unit_weights *uw = &e->sw->units[l * nlc + i];
         float *dst = e->part + (size_t)(e->sd.unit0 + i) * plane;
@@ -271,7 +282,7 @@ static em_status layer_forward(engine *e, int l, const engine_batch *b, ems_cach
     o->matmul(o->ctx, &e->w1[l], e->xb, dim, n, e->h1, e->ffn_local);
     o->matmul(o->ctx, &e->w3[l], e->xb, dim, n, e->h3, e->ffn_local);
     o->swiglu(o->ctx, e->h1, e->h3, n, e->ffn_local, e->h1);
-    memset(e->part, 0, sizeof(float) * plane * e->sd.n_units);
+    zero_remote_planes(e, plane);
     for (int i = 0; i < nlc; i++) {
         const shard_unit_weights *uw = &e->sw->units[l * nlc + i];
         float *dst = e->part + (size_t)(e->sd.unit0 + i) * plane;
