@@ -65,7 +65,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < n_depths; i++) maxd = depths[i] > maxd ? depths[i] : maxd;
     m->hp.n_ctx = maxd + n_pp + n_tg + 8; /* see the file comment */
     shard_desc sd = shard_single(m->hp.n_kv_head);
-    engine_opts eo = {threads, 512};
+    engine_opts eo = {.n_threads = threads, .max_batch_tokens = 512};
     engine *e;
     if (engine_create(m, &sd, &eo, &e) != EM_OK) {
         fprintf(stderr, "error: engine_create\n");

@@ -340,7 +340,7 @@ int main(int argc, char **argv)
     if (sample_len > H.m->hp.n_ctx)
         sample_len = H.m->hp.n_ctx;
     shard_desc sd = shard_single(H.m->hp.n_kv_head);
-    engine_opts eo = {threads, 512};
+    engine_opts eo = {.n_threads = threads, .max_batch_tokens = 512};
     if (engine_create(H.m, &sd, &eo, &H.e) != EM_OK)
         return 1;
     mkdir(H.out, 0755);

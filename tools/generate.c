@@ -225,7 +225,7 @@ int main(int argc, char **argv)
         goto out;
     }
     shard_desc sd = shard_single(m->hp.n_kv_head);
-    engine_opts eo = {threads, 512};
+    engine_opts eo = {.n_threads = threads, .max_batch_tokens = 512};
     em_status st = engine_create(m, &sd, &eo, &e);
     if (st != EM_OK) {
         fprintf(stderr, "error: engine: %s\n", em_status_str(st));

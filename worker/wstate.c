@@ -123,7 +123,7 @@ em_status worker_group_form(worker_state *w, const worker_form *f, char *err, si
         }
         sd.reduce = f->world > 1 ? reduce_hook : NULL;
         sd.reduce_user = w;
-        engine_opts eo = {w->n_threads, mbt};
+        engine_opts eo = {.n_threads = w->n_threads, .max_batch_tokens = mbt};
         em_status st = engine_create(w->m, &sd, &eo, &w->e);
         if (st != EM_OK) {
             snprintf(err, errlen, "engine_create: %s", em_status_str(st));

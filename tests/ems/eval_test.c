@@ -34,7 +34,7 @@ int main(void)
     CHECK(model_load(mp, &m, err, sizeof err) == EM_OK, "%s", err);
     CHECK(tok_create(m->gguf, &tok, err, sizeof err) == EM_OK, "%s", err);
     shard_desc sd = shard_single(m->hp.n_kv_head);
-    engine_opts eo = {1, 512};
+    engine_opts eo = {.n_threads = 1, .max_batch_tokens = 512};
     CHECK(engine_create(m, &sd, &eo, &e) == EM_OK, "engine");
     /* ../shared/models/x.gguf -> ../shared/data/tinystories_sample.txt */
     snprintf(data, sizeof data, "%s", mp);

@@ -24,7 +24,7 @@ static int check_one(model *m, tokenizer *tok, const tu_golden *g, int threads)
         return 1;
     }
     shard_desc sd = shard_single(m->hp.n_kv_head);
-    engine_opts eo = {threads, 64};
+    engine_opts eo = {.n_threads = threads, .max_batch_tokens = 64};
     engine *e;
     if (engine_create(m, &sd, &eo, &e) != EM_OK) {
         printf("FAIL engine_create\n");

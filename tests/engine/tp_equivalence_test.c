@@ -71,7 +71,7 @@ static void *run_rank(void *arg)
         sd.reduce = fake_allreduce; /* also used by ems_reduce below */
         sd.reduce_user = r;
     }
-    engine_opts eo = {1, 16};
+    engine_opts eo = {.n_threads = 1, .max_batch_tokens = 16};
     engine *e;
     ems_cache *c[2];
     int wl = ems_config_w_loc(r->kv), ws = ems_config_wants_stats(r->kv);

@@ -22,29 +22,29 @@ typedef struct attn_case {
 } attn_case;
 
 static const attn_case attn_cases[] = {
-    {1, 1, 8, 1, KPOS_CONTIG, QPOS_ALL, 1, 0, 1, 0, 1.0f},
-    {1, 2, 8, 7, KPOS_CONTIG, QPOS_ALL, 1, 0, 1, 0, 1.0f},
-    {1, 1, 8, 0, KPOS_CONTIG, QPOS_ALL, 1, 0, 1, 0, 1.0f},
-    {1, 8, 8, 33, KPOS_RAGGED, QPOS_RANDOM, 1, 1, 1, 3, 2.0f},
-    {4, 2, 8, 33, KPOS_RAGGED, QPOS_RANDOM, 1, 0, 2, 0, 2.0f},
-    {1, 1, 128, 1000, KPOS_CONTIG, QPOS_ALL, 1, 0, 1, 0, 1.0f},
-    {3, 8, 128, 33, KPOS_RAGGED, QPOS_RANDOM, 1, 0, 3, 5, 3.0f},
-    {2, 2, 128, 1000, KPOS_RAGGED, QPOS_RANDOM, 1, 1, 1, 0, 1.0f},
-    {5, 8, 8, 1000, KPOS_RAGGED, QPOS_RANDOM, 1, 1, 2, 0, 4.0f},
-    {5, 8, 8, 1000, KPOS_RAGGED, QPOS_RANDOM, 1, 0, 0, 0, 4.0f},
-    {64, 2, 32, 64, KPOS_CONTIG, QPOS_CAUSAL, 1, 0, 3, 0, 2.0f},
-    {16, 1, 64, 40, KPOS_RAGGED, QPOS_CAUSAL, 1, 1, 16, 2, 2.0f},
-    {4, 2, 12, 17, KPOS_RAGGED, QPOS_RANDOM, 1, 0, 1, 1, 2.0f},
-    {3, 1, 4, 9, KPOS_CONTIG, QPOS_CAUSAL, 0, 0, 0, 0, 1.0f},
-    {2, 8, 72, 7, KPOS_CONTIG, QPOS_ALL, 0, 0, 0, 0, 8.0f},
+    {1, 1, 8, 1, KPOS_CONTIG, QPOS_ALL, 1, 0, 1, 0, 1.0f, 0},
+    {1, 2, 8, 7, KPOS_CONTIG, QPOS_ALL, 1, 0, 1, 0, 1.0f, 0},
+    {1, 1, 8, 0, KPOS_CONTIG, QPOS_ALL, 1, 0, 1, 0, 1.0f, 0},
+    {1, 8, 8, 33, KPOS_RAGGED, QPOS_RANDOM, 1, 1, 1, 3, 2.0f, 0},
+    {4, 2, 8, 33, KPOS_RAGGED, QPOS_RANDOM, 1, 0, 2, 0, 2.0f, 0},
+    {1, 1, 128, 1000, KPOS_CONTIG, QPOS_ALL, 1, 0, 1, 0, 1.0f, 0},
+    {3, 8, 128, 33, KPOS_RAGGED, QPOS_RANDOM, 1, 0, 3, 5, 3.0f, 0},
+    {2, 2, 128, 1000, KPOS_RAGGED, QPOS_RANDOM, 1, 1, 1, 0, 1.0f, 0},
+    {5, 8, 8, 1000, KPOS_RAGGED, QPOS_RANDOM, 1, 1, 2, 0, 4.0f, 0},
+    {5, 8, 8, 1000, KPOS_RAGGED, QPOS_RANDOM, 1, 0, 0, 0, 4.0f, 0},
+    {64, 2, 32, 64, KPOS_CONTIG, QPOS_CAUSAL, 1, 0, 3, 0, 2.0f, 0},
+    {16, 1, 64, 40, KPOS_RAGGED, QPOS_CAUSAL, 1, 1, 16, 2, 2.0f, 0},
+    {4, 2, 12, 17, KPOS_RAGGED, QPOS_RANDOM, 1, 0, 1, 1, 2.0f, 0},
+    {3, 1, 4, 9, KPOS_CONTIG, QPOS_CAUSAL, 0, 0, 0, 0, 1.0f, 0},
+    {2, 8, 72, 7, KPOS_CONTIG, QPOS_ALL, 0, 0, 0, 0, 8.0f, 0},
     /* prefill shapes: stories260K (hd 8, G 2), hd 16, 110M (hd 64, G 1); tile tails, the
      * 4-tile score unroll and its remainder all occur across the causal queries */
-    {130, 2, 8, 301, KPOS_CONTIG, QPOS_CAUSAL, 1, 0, 4, 0, 2.0f},
-    {40, 4, 16, 97, KPOS_RAGGED, QPOS_CAUSAL, 1, 1, 2, 1, 2.0f},
-    {33, 1, 64, 200, KPOS_CONTIG, QPOS_CAUSAL, 0, 0, 0, 0, 2.0f},
-    {6, 3, 5, 50, KPOS_RAGGED, QPOS_RANDOM, 1, 0, 2, 2, 2.0f},  /* generic hd <= 8, G 3 */
-    {7, 2, 20, 45, KPOS_RAGGED, QPOS_RANDOM, 1, 1, 1, 0, 2.0f}, /* row-major path, hd % 8 */
-    {3, 2, 8, 64, KPOS_CONTIG, QPOS_ALL, 1, 0, 1, 0, 30.0f},    /* very peaky softmax */
+    {130, 2, 8, 301, KPOS_CONTIG, QPOS_CAUSAL, 1, 0, 4, 0, 2.0f, 0},
+    {40, 4, 16, 97, KPOS_RAGGED, QPOS_CAUSAL, 1, 1, 2, 1, 2.0f, 0},
+    {33, 1, 64, 200, KPOS_CONTIG, QPOS_CAUSAL, 0, 0, 0, 0, 2.0f, 0},
+    {6, 3, 5, 50, KPOS_RAGGED, QPOS_RANDOM, 1, 0, 2, 2, 2.0f, 0},  /* generic hd <= 8, G 3 */
+    {7, 2, 20, 45, KPOS_RAGGED, QPOS_RANDOM, 1, 1, 1, 0, 2.0f, 0}, /* row-major path, hd % 8 */
+    {3, 2, 8, 64, KPOS_CONTIG, QPOS_ALL, 1, 0, 1, 0, 30.0f, 0},    /* very peaky softmax */
     /* with kbias: both transposed-V and row-major-V small paths, the row-major path */
     {1, 2, 8, 37, KPOS_RAGGED, QPOS_ALL, 1, 0, 1, 0, 2.0f, 1},
     {50, 2, 8, 90, KPOS_CONTIG, QPOS_CAUSAL, 1, 1, 2, 0, 2.0f, 1},

@@ -45,7 +45,7 @@ static void compute_refs(void)
     assert(model_load(svc_model(), &m, err, sizeof err) == EM_OK);
     assert(tok_create(m->gguf, &tok, err, sizeof err) == EM_OK);
     shard_desc sd = shard_single(m->hp.n_kv_head);
-    engine_opts eo = {1, 256};
+    engine_opts eo = {.n_threads = 1, .max_batch_tokens = 256};
     assert(engine_create(m, &sd, &eo, &e) == EM_OK);
     for (int p = 0; p < N_PROMPTS; p++) {
         for (int c = 0; c < 2; c++) {
