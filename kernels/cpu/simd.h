@@ -26,11 +26,11 @@ static inline __m256 kern_cpu__hsum8(const __m256 a[8])
     return _mm256_add_ps(lo, hi);
 }
 
-/* exp(x) for x in any range: clamped to [-87.3, 88.7] (exp of the lower bound ~1e-38). */
-static inline __m256 kern_cpu__exp(__m256 x)
+/* The exp polynomial shared by kern_cpu__exp and attn.c's exp_neg: for x already clamped to
+ * [-87.3, 88.7], returns y ~ exp(x - fx ln2) and writes fx = round(x / ln2); the caller
+ * multiplies by 2^fx in the way its range allows. */
+static inline __attribute__((always_inline)) __m256 kern_cpu__exp_poly(__m256 x, __m256 *fx_out)
 {
-    x = _mm256_min_ps(x, _mm256_set1_ps(88.7f));
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
     __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
@@ -41,7 +41,16 @@ static inline __m256 kern_cpu__exp(__m256 x)
     y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(4.1665795894e-2f));
     y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
     y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
-    y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+    *fx_out = fx;
+    return _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+}
+
+/* exp(x) for x in any range: clamped to [-87.3, 88.7] (exp of the lower bound ~1e-38). */
+static inline __m256 kern_cpu__exp(__m256 x)
+{
+    x = _mm256_min_ps(x, _mm256_set1_ps(88.7f));
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
+    __m256 fx, y = kern_cpu__exp_poly(x, &fx);
     /* 2^fx with fx in [-126, 128]: split in two factors so 2^128 does not overflow the
      * exponent field before the product. */
     __m256i e = _mm256_cvtps_epi32(fx);
