@@ -23,11 +23,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq "${missing[@]}"
 fi
+# Bazel's output root and the test venv live in /var/cache/emserve (.bazelrc): owned by the
+# user who builds (the one who ran this script, also through sudo), so bazel runs unprivileged.
+OWNER="${SUDO_UID:-$(id -u)}:${SUDO_GID:-$(id -g)}"
+$SUDO mkdir -p /var/cache/emserve
+$SUDO chown "$OWNER" /var/cache/emserve
 # Python client test dependencies (a venv keeps the system Python untouched).
 VENV=/var/cache/emserve/pyenv
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import grpc, grpc_tools" 2>/dev/null; then
-  $SUDO mkdir -p /var/cache/emserve
   $SUDO python3 -m venv "$VENV"
   $SUDO "$VENV/bin/pip" install -q grpcio grpcio-tools protobuf
+  $SUDO chown -R "$OWNER" "$VENV"
 fi
 echo "install-deps: ok"
