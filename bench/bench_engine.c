@@ -12,22 +12,6 @@
 #include "engine/engine.h"
 #include "model/model.h"
 
-static em_status run_tokens(engine *e, ems_cache *c, const int32_t *ids, int n, int pos0, int chunk,
-                            float *logits)
-{
-    int32_t *pos = malloc(sizeof(int32_t) * (size_t)chunk), *seq = calloc((size_t)chunk, 4);
-    em_status st = EM_OK;
-    for (int s = 0; s < n && st == EM_OK; s += chunk) {
-        int m = n - s < chunk ? n - s : chunk;
-        for (int i = 0; i < m; i++) pos[i] = pos0 + s + i;
-        engine_batch b = {m, ids + s, pos, seq, NULL};
-        st = engine_forward(e, &b, &c, logits);
-    }
-    free(pos);
-    free(seq);
-    return st;
-}
-
 int main(int argc, char **argv)
 {
     const char *csv = NULL, *label = NULL;
@@ -88,17 +72,17 @@ int main(int argc, char **argv)
         for (int rep = 0; rep < reps; rep++) {
             ems_cache *c;
             engine_cache_create(e, 0, 0, 0, &c);
-            if (d > 0) run_tokens(e, c, ids, d, 0, 512, NULL);
+            if (d > 0) engine_forward_seq(e, c, ids, d, 0, 512, NULL);
             /* pp: one forward of n_pp tokens on top of the cached depth */
             double t0 = em_now_s();
-            run_tokens(e, c, ids + d, n_pp, d, n_pp, logits);
+            engine_forward_seq(e, c, ids + d, n_pp, d, n_pp, logits);
             double pp = n_pp / (em_now_s() - t0);
             ems_cache_destroy(c);
             /* tg: n_tg single-token steps on top of the depth */
             engine_cache_create(e, 0, 0, 0, &c);
-            if (d > 0) run_tokens(e, c, ids, d, 0, 512, NULL);
+            if (d > 0) engine_forward_seq(e, c, ids, d, 0, 512, NULL);
             t0 = em_now_s();
-            for (int i = 0; i < n_tg; i++) run_tokens(e, c, ids + d + i, 1, d + i, 1, logits);
+            for (int i = 0; i < n_tg; i++) engine_forward_seq(e, c, ids + d + i, 1, d + i, 1, logits);
             double tg = n_tg / (em_now_s() - t0);
             ems_cache_destroy(c);
             if (pp > best_pp) best_pp = pp;

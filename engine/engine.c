@@ -338,3 +338,27 @@ em_status engine_forward(engine *e, const engine_batch *b, ems_cache **caches, f
     free(run_start);
     return st;
 }
+
+em_status engine_forward_seq(engine *e, ems_cache *c, const int32_t *ids, int n, int pos0,
+                             int chunk, float *logits)
+{
+    if (n <= 0 || chunk <= 0) return EM_EINVAL;
+    if (chunk > n) chunk = n;
+    int32_t *pos = malloc(sizeof(int32_t) * (size_t)chunk);
+    int32_t *seq = calloc((size_t)chunk, sizeof(int32_t));
+    if (!pos || !seq) {
+        free(pos);
+        free(seq);
+        return EM_ENOMEM;
+    }
+    em_status st = EM_OK;
+    for (int s = 0; s < n && st == EM_OK; s += chunk) {
+        int m = n - s < chunk ? n - s : chunk;
+        for (int i = 0; i < m; i++) pos[i] = pos0 + s + i;
+        engine_batch b = {m, ids + s, pos, seq, NULL};
+        st = engine_forward(e, &b, &c, s + m == n ? logits : NULL);
+    }
+    free(pos);
+    free(seq);
+    return st;
+}

@@ -48,3 +48,8 @@ typedef struct engine_batch {
  * EM_EUNAVAILABLE when the reduce hook fails. On error the caches may hold partial K/V of this
  * batch: the caller must drop those sequences. */
 em_status engine_forward(engine *e, const engine_batch *b, ems_cache **caches, float *logits_out);
+
+/* Tokens ids[0, n) of ONE sequence at positions pos0, pos0+1, ... through engine_forward in
+ * calls of at most `chunk` tokens; logits (may be NULL) receive the last token's logits. */
+em_status engine_forward_seq(engine *e, ems_cache *c, const int32_t *ids, int n, int pos0,
+                             int chunk, float *logits);

@@ -24,29 +24,6 @@ void gen_result_free(gen_result *r)
     memset(r, 0, sizeof *r);
 }
 
-/* Forward of tokens [0, n) at positions pos0.. of one sequence, in chunks; logits of the last. */
-static em_status prefill(engine *e, ems_cache *c, const int32_t *ids, int n, int pos0, int chunk,
-                         float *logits)
-{
-    int32_t *pos = malloc(sizeof(int32_t) * (size_t)chunk);
-    int32_t *seq = calloc((size_t)chunk, sizeof(int32_t));
-    if (!pos || !seq) {
-        free(pos);
-        free(seq);
-        return EM_ENOMEM;
-    }
-    em_status st = EM_OK;
-    for (int s = 0; s < n && st == EM_OK; s += chunk) {
-        int m = n - s < chunk ? n - s : chunk;
-        for (int i = 0; i < m; i++) pos[i] = pos0 + s + i;
-        engine_batch b = {m, ids + s, pos, seq, NULL};
-        st = engine_forward(e, &b, &c, s + m == n ? logits : NULL);
-    }
-    free(pos);
-    free(seq);
-    return st;
-}
-
 em_status gen_run(engine *e, const tokenizer *tok, const int32_t *prompt, int n_prompt,
                   const gen_params *gp, gen_on_token cb, void *user, gen_result *res)
 {
@@ -76,7 +53,7 @@ em_status gen_run(engine *e, const tokenizer *tok, const int32_t *prompt, int n_
         memcpy(hist, prompt, sizeof(int32_t) * (size_t)n_prompt);
         double t0 = em_now_s();
         int chunk = gp->prefill_chunk > 0 ? gp->prefill_chunk : 512;
-        st = prefill(e, c, prompt, n_prompt, 0, chunk, logits);
+        st = engine_forward_seq(e, c, prompt, n_prompt, 0, chunk, logits);
         if (st == EM_OK) st = ems_policy_step(c, &gp->kv, EMS_PHASE_PREFILL_END, NULL);
         res->prefill_s = em_now_s() - t0;
         if (st == EM_OK) memcpy(res->prompt_logits, logits, sizeof(float) * (size_t)hp->n_vocab);
