@@ -479,3 +479,29 @@ void ems_config_describe(const ems_config *cfg, char *buf, size_t len)
             o += (size_t)snprintf(buf + o, len - o, " %s=%s", g_params[i].key, a);
     }
 }
+
+int ems_config_cli(ems_config *cfg, const char *flag, const char *value, em_status *st, char *err,
+                   size_t errlen)
+{
+    static const char *const flags[][2] = {
+        {"--kv-method", "method"}, {"--kv-budget", "budget"}, {"--kv-quant", "quant"}};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        if (strcmp(flag, flags[i][0]) == 0) {
+            *st = ems_config_set(cfg, flags[i][1], value, err, errlen);
+            return 1;
+        }
+    }
+    if (strcmp(flag, "--kv-param") == 0) {
+        *st = ems_config_set_kv(cfg, value, err, errlen);
+        return 1;
+    }
+    return 0;
+}
+
+void ems_config_cli_usage(FILE *f)
+{
+    fprintf(f, "  --kv-method NAME     KV compression method (default full)\n"
+               "  --kv-budget N        entries kept per (layer, KV head)\n"
+               "  --kv-quant int8|int4 quantize K/V (combinable with any method)\n"
+               "  --kv-param KEY=VALUE method parameter (repeatable)\n");
+}

@@ -26,11 +26,9 @@ static void usage(FILE *f)
             "  --seed S             (default 42)\n"
             "  --stop TEXT          stop string (repeatable)\n"
             "  --stop-id ID         stop token id (repeatable)\n"
-            "  --kv-method NAME     KV compression method (default full)\n"
-            "  --kv-budget N        entries kept per (layer, KV head)\n"
-            "  --kv-quant int8|int4 quantize K/V (combinable with any method)\n"
-            "  --kv-param KEY=VALUE method parameter (repeatable)\n"
-            "  --no-bos             do not prepend BOS\n\n");
+            "  --no-bos             do not prepend BOS\n");
+    ems_config_cli_usage(f);
+    fputc('\n', f);
     ems_config_help(f);
 }
 
@@ -112,6 +110,7 @@ int main(int argc, char **argv)
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0, used = 1;
+        em_status kst = EM_OK;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
@@ -152,14 +151,8 @@ int main(int argc, char **argv)
             bad = stop_params_add_string(&gp.stop, v, strlen(v), err, sizeof err) != EM_OK;
         } else if (!strcmp(a, "--stop-id")) {
             bad = n_stop_ids >= STOP_MAX_IDS || parse_int(v, 0, 1 << 30, &stop_ids[n_stop_ids++]);
-        } else if (!strcmp(a, "--kv-method")) {
-            bad = ems_config_set(&gp.kv, "method", v, err, sizeof err) != EM_OK;
-        } else if (!strcmp(a, "--kv-budget")) {
-            bad = ems_config_set(&gp.kv, "budget", v, err, sizeof err) != EM_OK;
-        } else if (!strcmp(a, "--kv-quant")) {
-            bad = ems_config_set(&gp.kv, "quant", v, err, sizeof err) != EM_OK;
-        } else if (!strcmp(a, "--kv-param")) {
-            bad = ems_config_set_kv(&gp.kv, v, err, sizeof err) != EM_OK;
+        } else if (ems_config_cli(&gp.kv, a, v, &kst, err, sizeof err)) {
+            bad = kst != EM_OK;
         } else {
             fprintf(stderr, "error: unknown option %s (see --help)\n", a);
             return 2;

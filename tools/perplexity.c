@@ -16,11 +16,9 @@ static void usage(FILE *f)
                "  --threads N          CPU threads (default 1; 0 = scalar reference kernels)\n"
                "  --max-tokens N       score at most N tokens (default: the model's context)\n"
                "  --no-bos             do not prepend BOS to each story\n"
-               "  --quiet              no progress on stderr\n"
-               "  --kv-method NAME     KV compression method (default full)\n"
-               "  --kv-budget N        entries kept per (layer, KV head)\n"
-               "  --kv-quant int8|int4 quantize K/V (combinable with any method)\n"
-               "  --kv-param KEY=VALUE method parameter (repeatable)\n\n");
+               "  --quiet              no progress on stderr\n");
+    ems_config_cli_usage(f);
+    fputc('\n', f);
     ems_config_help(f);
 }
 
@@ -50,6 +48,7 @@ int main(int argc, char **argv)
             return 2;
         }
         int bad = 0;
+        em_status kst = EM_OK;
         char *end = NULL;
         if (!strcmp(a, "--model") || !strcmp(a, "-m")) {
             model_path = v;
@@ -61,14 +60,8 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--max-tokens")) {
             max_tokens = (int)strtol(v, &end, 10);
             bad = *end || max_tokens < 2;
-        } else if (!strcmp(a, "--kv-method")) {
-            bad = ems_config_set(&cfg, "method", v, err, sizeof err) != EM_OK;
-        } else if (!strcmp(a, "--kv-budget")) {
-            bad = ems_config_set(&cfg, "budget", v, err, sizeof err) != EM_OK;
-        } else if (!strcmp(a, "--kv-quant")) {
-            bad = ems_config_set(&cfg, "quant", v, err, sizeof err) != EM_OK;
-        } else if (!strcmp(a, "--kv-param")) {
-            bad = ems_config_set_kv(&cfg, v, err, sizeof err) != EM_OK;
+        } else if (ems_config_cli(&cfg, a, v, &kst, err, sizeof err)) {
+            bad = kst != EM_OK;
         } else {
             fprintf(stderr, "error: unknown option %s (see --help)\n", a);
             return 2;
