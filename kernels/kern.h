@@ -18,11 +18,21 @@
 extern "C" {
 #endif
 
-typedef enum { KERN_F32 = 0, KERN_F16 = 1 } kern_dtype;
+/* Weight element types; the numbers are ggml's type ids (GGUF tensor types), so a tensor's
+ * type maps 1:1. Block formats and their bit layouts: kernels/quant.h. */
+typedef enum {
+    KERN_F32 = 0,
+    KERN_F16 = 1,
+    KERN_Q4_0 = 2,
+    KERN_Q4_1 = 3,
+    KERN_Q8_0 = 8,
+    KERN_Q4_K = 12,
+    KERN_Q6_K = 14
+} kern_dtype;
 
 /* A weight matrix (borrowed; typically points into the mmapped model or a shard copy). */
 typedef struct kern_weight {
-    const void *data; /* (rows, cols) in dtype */
+    const void *data; /* (rows, cols) in dtype; a row is kern_row_bytes(dtype, cols) bytes */
     kern_dtype dtype;
     int rows; /* out features */
     int cols; /* in features */

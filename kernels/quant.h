@@ -1,0 +1,55 @@
+/* Quantized weight formats (ggml block formats, kept quantized in memory) and their scalar
+ * reference: block geometry, dequantisers (the specification of each bit layout), quantisers
+ * for the activation side of a quantized matmul, and for writing test models.
+ *
+ * Bit layouts (all little-endian, f16 = IEEE half), QK = elements per block:
+ *   Q8_0  QK 32,  34 B: f16 d; int8 q[32].                      x[i] = d * q[i]
+ *   Q4_0  QK 32,  18 B: f16 d; u8 qs[16].  q[i] = qs[i] & 15 (i < 16), qs[i-16] >> 4 (i >= 16);
+ *                                                                x[i] = d * (q[i] - 8)
+ *   Q4_1  QK 32,  20 B: f16 d; f16 m; u8 qs[16] (nibbles as Q4_0). x[i] = d * q[i] + m
+ *   Q4_K  QK 256, 144 B: f16 d; f16 dmin; u8 scales[12] (8 sub-blocks of 32: 6-bit scale and
+ *                       6-bit min each, packed as ggml's get_scale_min_k4); u8 qs[128]
+ *                       (sub-block pairs share 32 bytes: low nibbles = first, high = second).
+ *                                                 x = d * sc[j] * q - dmin * mn[j]
+ *   Q6_K  QK 256, 210 B: u8 ql[128] (low 4 bits), u8 qh[64] (high 2 bits), int8 scales[16]
+ *                       (one per 16 elements), f16 d.             x = d * scales[k] * (q - 32)
+ *
+ * A quantized matmul (kern_ops.matmul with a quantized weight) first quantises each activation
+ * row to the weight's "vec-dot" block format (kern_vecdot_type) and sums integer block dot
+ * products scaled by the block scales: that is what llama.cpp does, what makes decode read
+ * 4.5-8.5 bits per weight instead of 32, and what kern_ref_matmul specifies for these types. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/kern.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* 1 for f32/f16 and every listed block type; 0 for any other value (e.g. from a file). */
+int kern_dtype_valid(int t);
+int kern_dtype_is_quant(kern_dtype t);
+/* "f32", "f16", "q4_0", "q4_1", "q8_0", "q4_k", "q6_k"; "?" for others. */
+const char *kern_dtype_name(int t);
+/* Elements per block (1 for f32/f16) and bytes per block. */
+int kern_dtype_block_elems(kern_dtype t);
+size_t kern_dtype_block_bytes(kern_dtype t);
+/* Bytes of one row of cols elements; 0 when cols is not a multiple of the block size. */
+size_t kern_row_bytes(kern_dtype t, int cols);
+
+/* Reference dequantisation of one row (cols a multiple of the block size). */
+void kern_dequant_row(kern_dtype t, const void *row, float *out, int cols);
+/* Reference quantisation of one row into t (q8_0, q4_0, q4_1: round to nearest, llama.cpp's
+ * reference rules; q4_k / q6_k: a simple max-abs scheme, good enough for test models). */
+void kern_quant_row(kern_dtype t, const float *x, void *out, int cols);
+
+/* Activation blocks (the vec-dot side), f32 scale kept exact. */
+typedef struct kern_q8_0x { float d; int8_t q[32]; } kern_q8_0x;          /* for Q4_0, Q8_0 */
+typedef struct kern_q8_1x { float d; float s; int8_t q[32]; } kern_q8_1x; /* Q4_1: s = d*sum(q) */
+typedef struct kern_q8_kx { float d; int8_t q[256]; int16_t bsums[16]; } kern_q8_kx; /* K-quants */
+
+#ifdef __cplusplus
+}
+#endif
