@@ -199,6 +199,28 @@ int coord_client_chunk_to_stdout(void *user, const int32_t *ids, int n, const ch
     return 0;
 }
 
+/* The protobuf form of n chat messages (pointing into m): 1, or 0 when out of memory. */
+static int chat_messages(const coord_chat_msg *m, int n, Emserve__V1__ChatMessage **msgs,
+                         Emserve__V1__ChatMessage ***ptrs)
+{
+    *msgs = malloc(sizeof **msgs * (size_t)n);
+    *ptrs = malloc(sizeof **ptrs * (size_t)n);
+    if (*msgs == NULL || *ptrs == NULL) {
+        free(*msgs);
+        free(*ptrs);
+        *msgs = NULL;
+        *ptrs = NULL;
+        return 0;
+    }
+    for (int i = 0; i < n; i++) {
+        emserve__v1__chat_message__init(&(*msgs)[i]);
+        (*msgs)[i].role = (char *)(m[i].role ? m[i].role : "");
+        (*msgs)[i].content = (char *)(m[i].content ? m[i].content : "");
+        (*ptrs)[i] = &(*msgs)[i];
+    }
+    return 1;
+}
+
 grpc_status_code coord_client_generate(coord_client *c, const coord_client_req *rq,
                                        coord_client_result *res)
 {
@@ -209,18 +231,28 @@ grpc_status_code coord_client_generate(coord_client *c, const coord_client_req *
     Emserve__V1__StoppingParams stp = EMSERVE__V1__STOPPING_PARAMS__INIT;
     Emserve__V1__KvConfig kv = EMSERVE__V1__KV_CONFIG__INIT;
     Emserve__V1__KvParam params[32], *pp[32];
+    Emserve__V1__ChatMessage *msgs = NULL, **mp = NULL;
     if (rq->request_id) {
         m.request_id = (char *)rq->request_id;
     }
     if (rq->text) {
         m.input_case = EMSERVE__V1__GENERATE_REQUEST__INPUT_TEXT;
         m.text = (char *)rq->text;
-    } else {
+    } else if (rq->ids || rq->n_messages <= 0) {
         tids.n_ids = (size_t)rq->n_ids;
         tids.ids = (int32_t *)rq->ids;
         m.input_case = EMSERVE__V1__GENERATE_REQUEST__INPUT_TOKENS;
         m.tokens = &tids;
     }
+    if (rq->n_messages > 0 && !chat_messages(rq->messages, rq->n_messages, &msgs, &mp)) {
+        memset(res, 0, sizeof *res);
+        res->status = GRPC_STATUS_RESOURCE_EXHAUSTED;
+        snprintf(res->message, sizeof res->message, "client: out of memory");
+        res->text = calloc(1, 1);
+        return res->status;
+    }
+    m.n_messages = (size_t)(rq->n_messages > 0 ? rq->n_messages : 0);
+    m.messages = mp;
     if (rq->temperature >= 0) {
         sp._temperature_case = EMSERVE__V1__SAMPLING_PARAMS___TEMPERATURE_TEMPERATURE;
         sp.temperature = rq->temperature;
@@ -260,6 +292,8 @@ grpc_status_code coord_client_generate(coord_client *c, const coord_client_req *
     kv.params = pp;
     m.kv = &kv;
     grpc_byte_buffer *bb = coord_rpc_pack(&m.base);
+    free(msgs);
+    free(mp);
     grpc_status_code st = run_stream(c, bb, rq->timeout_ms, rq, res);
     grpc_byte_buffer_destroy(bb);
     return st;
@@ -280,6 +314,67 @@ grpc_status_code coord_client_generate_raw(coord_client *c, const void *bytes, s
     }
     coord_client_result_free(&res);
     return st;
+}
+
+grpc_status_code coord_client_tokenize(coord_client *c, const coord_client_tokenize_req *rq,
+                                       coord_client_tokens *out)
+{
+    Emserve__V1__TokenizeRequest m = EMSERVE__V1__TOKENIZE_REQUEST__INIT;
+    Emserve__V1__ChatMessage *msgs = NULL, **mp = NULL;
+    memset(out, 0, sizeof *out);
+    if (rq->text) {
+        m.text = (char *)rq->text;
+    }
+    if (rq->n_messages > 0 && !chat_messages(rq->messages, rq->n_messages, &msgs, &mp)) {
+        out->status = GRPC_STATUS_RESOURCE_EXHAUSTED;
+        snprintf(out->message, sizeof out->message, "client: out of memory");
+        return out->status;
+    }
+    m.n_messages = (size_t)(rq->n_messages > 0 ? rq->n_messages : 0);
+    m.messages = mp;
+    if (rq->add_special >= 0) {
+        m._add_special_case = EMSERVE__V1__TOKENIZE_REQUEST___ADD_SPECIAL_ADD_SPECIAL;
+        m.add_special = rq->add_special != 0;
+    }
+    if (rq->parse_special >= 0) {
+        m._parse_special_case = EMSERVE__V1__TOKENIZE_REQUEST___PARSE_SPECIAL_PARSE_SPECIAL;
+        m.parse_special = rq->parse_special != 0;
+    }
+    ProtobufCMessage *resp = NULL;
+    out->status = coord_rpc_unary(c->ch, "/emserve.v1.Emserve/Tokenize", &m.base,
+                                  &emserve__v1__tokenize_response__descriptor, &resp, 30000, 0,
+                                  out->message, sizeof out->message);
+    free(msgs);
+    free(mp);
+    if (out->status == GRPC_STATUS_OK && resp == NULL) {
+        out->status = GRPC_STATUS_INTERNAL;
+        snprintf(out->message, sizeof out->message, "client: no reply message");
+    }
+    if (out->status != GRPC_STATUS_OK) {
+        return out->status;
+    }
+    const Emserve__V1__TokenizeResponse *r = (const Emserve__V1__TokenizeResponse *)resp;
+    out->ids = malloc(sizeof(int32_t) * (r->n_ids + 1));
+    out->prompt = strdup(r->prompt);
+    if (out->ids == NULL || out->prompt == NULL) {
+        coord_client_tokens_free(out);
+        out->status = GRPC_STATUS_RESOURCE_EXHAUSTED;
+        snprintf(out->message, sizeof out->message, "client: out of memory");
+    } else {
+        memcpy(out->ids, r->ids, sizeof(int32_t) * r->n_ids);
+        out->n_ids = (int)r->n_ids;
+    }
+    protobuf_c_message_free_unpacked(resp, NULL);
+    return out->status;
+}
+
+void coord_client_tokens_free(coord_client_tokens *t)
+{
+    free(t->ids);
+    free(t->prompt);
+    t->ids = NULL;
+    t->prompt = NULL;
+    t->n_ids = 0;
 }
 
 int coord_client_abort(coord_client *c, const char *request_id)

@@ -7,13 +7,17 @@
 
 #include <grpc/grpc.h>
 
+#include "coordinator/chat_template.h" /* coord_chat_msg */
+
 typedef struct coord_client coord_client;
 
 typedef struct coord_client_req {
     const char *request_id; /* NULL = server assigns */
     const char *text;       /* text input, or ... */
-    const int32_t *ids;     /* ... token ids (when text == NULL) */
+    const int32_t *ids;     /* ... token ids (sent when text == NULL and ids or no messages) */
     int n_ids;
+    const coord_chat_msg *messages; /* ... or chat messages (sent whenever n_messages > 0, so a */
+    int n_messages;                 /* test can send them together with text or ids) */
     int max_tokens;    /* < 0: server default (16); 0 is sent (and rejected) */
     float temperature; /* < 0: server default */
     int top_k;         /* < 0: unset */
@@ -69,6 +73,27 @@ int coord_client_wait_serving(coord_client *c, long timeout_ms);
 /* Sends raw bytes as a Generate request (tests of malformed input); returns the status. */
 grpc_status_code coord_client_generate_raw(coord_client *c, const void *bytes, size_t len,
                                            char *msg, size_t msglen);
+
+/* Tokenize: text, or messages (n_messages > 0); add_special / parse_special < 0: unset. */
+typedef struct coord_client_tokenize_req {
+    const char *text;
+    const coord_chat_msg *messages;
+    int n_messages;
+    int add_special, parse_special;
+} coord_client_tokenize_req;
+
+typedef struct coord_client_tokens {
+    grpc_status_code status;
+    char message[512]; /* status details */
+    int32_t *ids;      /* owned */
+    int n_ids;
+    char *prompt; /* the rendered chat prompt (owned; "" for text) */
+} coord_client_tokens;
+
+/* Runs Tokenize; returns out->status (ids and prompt are set only when it is OK). */
+grpc_status_code coord_client_tokenize(coord_client *c, const coord_client_tokenize_req *rq,
+                                       coord_client_tokens *out);
+void coord_client_tokens_free(coord_client_tokens *t);
 
 typedef struct coord_client_info {
     int serving, worker_count, heads_per_worker, running, queued;

@@ -3,6 +3,8 @@
  *   emserve_client [--addr HOST:PORT] --prompt TEXT [-n N] [--temperature T] [--seed S]
  *                  [--kv-method M] [--kv-budget B] [--kv key=value ...] [--ids "1 2 3"]
  *                  [--ignore-eos]
+ *   emserve_client [--addr HOST:PORT] --chat MESSAGE [--system TEXT] [same options]
+ *   emserve_client [--addr HOST:PORT] --tokenize (--prompt TEXT | --chat MESSAGE [--system TEXT])
  *   emserve_client [--addr HOST:PORT] --health | --abort REQUEST_ID */
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,13 +20,39 @@ static void usage(FILE *f)
                "                      [--seed S] [--kv-method M] [--kv-budget B] [--kv key=value]\n"
                "                      [--ids \"1 2 3\"] [--id REQUEST_ID] [--timeout-ms N] "
                "[--ignore-eos]\n"
+               "       emserve_client [--addr HOST:PORT] --chat MESSAGE [--system TEXT] [options]\n"
+               "                      (a chat with the model's chat template)\n"
+               "       emserve_client [--addr HOST:PORT] --tokenize (--prompt TEXT | --chat MESSAGE\n"
+               "                      [--system TEXT])   (the prompt ids, no generation)\n"
                "       emserve_client [--addr HOST:PORT] --health | --abort REQUEST_ID\n");
+}
+
+/* --tokenize: the ids (and the rendered chat prompt) of the prompt rq would send. */
+static int print_tokens(coord_client *c, const coord_client_req *rq)
+{
+    coord_client_tokenize_req tr = {rq->text, rq->messages, rq->n_messages, -1, -1};
+    coord_client_tokens tk;
+    if (coord_client_tokenize(c, &tr, &tk) != GRPC_STATUS_OK) {
+        fprintf(stderr, "emserve_client: status %d: %s\n", tk.status, tk.message);
+        return 1;
+    }
+    if (tk.prompt[0]) {
+        printf("prompt: %s\n", tk.prompt);
+    }
+    printf("ids:");
+    for (int i = 0; i < tk.n_ids; i++) {
+        printf(" %d", tk.ids[i]);
+    }
+    printf("\n");
+    coord_client_tokens_free(&tk);
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
     const char *addr = "127.0.0.1:50051", *abort_id = NULL, *ids_str = NULL;
-    int health = 0;
+    const char *chat = NULL, *system = NULL;
+    int health = 0, tokenize = 0;
     static const char *kv_keys[32], *kv_vals[32];
     coord_client_req rq;
     memset(&rq, 0, sizeof rq);
@@ -42,6 +70,10 @@ int main(int argc, char **argv)
             rq.ignore_eos = 1;
             continue;
         }
+        if (strcmp(a, "--tokenize") == 0) {
+            tokenize = 1;
+            continue;
+        }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
             usage(stdout);
             return 0;
@@ -55,6 +87,10 @@ int main(int argc, char **argv)
             addr = v;
         } else if (strcmp(a, "--prompt") == 0) {
             rq.text = v;
+        } else if (strcmp(a, "--chat") == 0) {
+            chat = v;
+        } else if (strcmp(a, "--system") == 0) {
+            system = v;
         } else if (strcmp(a, "-n") == 0 || strcmp(a, "--max-tokens") == 0) {
             rq.max_tokens = atoi(v);
         } else if (strcmp(a, "--temperature") == 0) {
@@ -105,7 +141,18 @@ int main(int argc, char **argv)
         rq.ids = ids;
         rq.text = NULL;
     }
-    if (!health && !abort_id && !rq.text && !ids_str) {
+    coord_chat_msg msgs[2];
+    if (chat) {
+        int n = 0;
+        if (system) {
+            msgs[n++] = (coord_chat_msg){"system", system};
+        }
+        msgs[n++] = (coord_chat_msg){"user", chat};
+        rq.messages = msgs;
+        rq.n_messages = n;
+    }
+    if ((!health && !abort_id && !rq.text && !ids_str && !chat) || (system && !chat) ||
+        (chat && (rq.text || ids_str)) || (tokenize && !rq.text && !chat)) {
         usage(stderr);
         return 2;
     }
@@ -120,6 +167,8 @@ int main(int argc, char **argv)
         int f = coord_client_abort(c, abort_id);
         printf("%s\n", f == 1 ? "aborted" : f == 0 ? "not found" : "error");
         rc = f < 0;
+    } else if (tokenize) {
+        rc = print_tokens(c, &rq);
     } else {
         coord_client_result res;
         rq.on_chunk = coord_client_chunk_to_stdout;

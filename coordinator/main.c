@@ -12,6 +12,7 @@
 
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "coordinator/chat_template.h"
 #include "coordinator/client.h"
 #include "coordinator/group.h"
 #include "coordinator/metrics.h"
@@ -22,7 +23,8 @@
 #include "model/tokenizer.h"
 
 typedef struct flags {
-    const char *model, *listen, *worker_bin, *store_bind, *advertise, *demo_prompt, *metrics;
+    const char *model, *listen, *worker_bin, *store_bind, *advertise, *demo_prompt, *demo_chat;
+    const char *metrics;
     char *addrs[COORD_MAX_WORKERS];
     int n_addrs, workers, workers_set, threads, max_batch_tokens, max_seqs, prefill_chunk;
     int respawn_delay_ms, demo_tokens, exit_after_demo, log_debug, store_port;
@@ -64,6 +66,8 @@ static void usage(FILE *f)
         "  --ready-timeout-ms N    wait this long for the workers before serving (default 120000)\n"
         "  --metrics-listen H:P    Prometheus text endpoint (GET /metrics); off by default\n"
         "  --demo-prompt TEXT      after start-up, run one generation through gRPC and print it\n"
+        "  --demo-chat MESSAGE     the same with MESSAGE as a user chat message (the model's chat\n"
+        "                          template; SmolLM2 and other chat models)\n"
         "  --demo-tokens N         tokens of the demo generation (default 40)\n"
         "  --exit-after-demo       exit after the demo instead of serving\n"
         "  --verbose               debug logging\n");
@@ -109,6 +113,8 @@ static int set_flag(flags *f, const char *k, const char *v)
         f->metrics = v;
     } else if (strcmp(k, "demo-prompt") == 0) {
         f->demo_prompt = v;
+    } else if (strcmp(k, "demo-chat") == 0) {
+        f->demo_chat = v;
     } else if (strcmp(k, "demo-tokens") == 0) {
         f->demo_tokens = atoi(v);
     } else {
@@ -189,19 +195,27 @@ static int parse(flags *f, int argc, char **argv)
     return 0;
 }
 
-static void run_demo(const char *addr, const flags *f)
+/* One greedy generation through gRPC: of the text prompt, or (chat set) of one user message. */
+static void run_demo(const char *addr, const flags *f, const char *prompt, int chat)
 {
     coord_client *c = coord_client_create(addr);
     coord_client_req rq;
     coord_client_result res;
+    coord_chat_msg msg = {"user", prompt};
     memset(&rq, 0, sizeof rq);
-    rq.text = f->demo_prompt;
+    if (chat) {
+        rq.messages = &msg;
+        rq.n_messages = 1;
+        printf("demo user> %s\ndemo assistant> ", prompt);
+    } else {
+        rq.text = prompt;
+        printf("demo> %s", prompt);
+    }
     rq.max_tokens = f->demo_tokens;
     rq.temperature = 0;
     rq.top_k = -1;
     rq.timeout_ms = 120000;
     rq.on_chunk = coord_client_chunk_to_stdout;
-    printf("demo> %s", f->demo_prompt);
     fflush(stdout);
     coord_client_generate(c, &rq, &res);
     printf("\n");
@@ -218,6 +232,23 @@ static void run_demo(const char *addr, const flags *f)
     fflush(stdout);
     coord_client_result_free(&res);
     coord_client_free(c);
+}
+
+/* The chat template of the model (tokenizer.chat_template); a model without one is fine. */
+static em_status load_chat_template(const model *m, coord_chat_template *out)
+{
+    const gguf_kv *kv = gguf_find_kv(m->gguf, "tokenizer.chat_template");
+    gguf_str s = {0, NULL};
+    if (kv == NULL || gguf_get_arr_str(m->gguf, kv, 0, &s) != EM_OK) {
+        s.len = 0;
+    }
+    em_status st = coord_chat_template_detect(s.data, (size_t)s.len, out);
+    if (st == EM_OK) {
+        const char *name = coord_chat_family_name(out->family);
+        EM_LOG_INFO("chat template: %s%s", name[0] ? name : (kv ? "not supported" : "none"),
+                    out->default_system ? " (with a default system message)" : "");
+    }
+    return st;
 }
 
 int main(int argc, char **argv)
@@ -262,17 +293,25 @@ int main(int argc, char **argv)
     char err[512] = "";
     model *m = NULL;
     tokenizer *tok = NULL;
+    coord_chat_template chat = {COORD_CHAT_NONE, NULL};
     if (model_load(f.model, &m, err, sizeof err) != EM_OK ||
         tok_create(m->gguf, &tok, err, sizeof err) != EM_OK) {
         fprintf(stderr, "emserve: cannot load %s: %s\n", f.model, err);
         model_free(m);
         return 2;
     }
+    if (load_chat_template(m, &chat) != EM_OK) {
+        fprintf(stderr, "emserve: out of memory reading the chat template\n");
+        tok_free(tok);
+        model_free(m);
+        return 1;
+    }
     if (m->hp.n_kv_head % f.workers != 0) {
         fprintf(stderr,
                 "emserve: %d workers cannot split %s: the worker count must divide its %d KV "
                 "heads\n",
                 f.workers, f.model, m->hp.n_kv_head);
+        coord_chat_template_free(&chat);
         tok_free(tok);
         model_free(m);
         return 2;
@@ -314,7 +353,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "emserve: %s\n", err[0] ? err : "cannot start the scheduler");
         goto out;
     }
-    coord_server_opts ro = {f.listen, f.model, m, tok, sched, g, so.max_batch_tokens, f.max_seqs};
+    coord_server_opts ro = {.listen_addr = f.listen,
+                            .model_path = f.model,
+                            .m = m,
+                            .tok = tok,
+                            .chat = &chat,
+                            .sched = sched,
+                            .group = g,
+                            .max_batch_tokens = so.max_batch_tokens,
+                            .max_slots = f.max_seqs};
     if (coord_server_start(&ro, &srv, &port, err, sizeof err) != EM_OK) {
         fprintf(stderr, "emserve: %s\n", err);
         goto out;
@@ -348,10 +395,13 @@ int main(int argc, char **argv)
     EM_LOG_INFO("%d worker(s), %d KV head(s) each, model %s", f.workers,
                 m->hp.n_kv_head / f.workers, f.model);
     if (f.demo_prompt) {
-        run_demo(addr, &f);
-        if (f.exit_after_demo) {
-            g_stop = 1;
-        }
+        run_demo(addr, &f, f.demo_prompt, 0);
+    }
+    if (f.demo_chat) {
+        run_demo(addr, &f, f.demo_chat, 1);
+    }
+    if ((f.demo_prompt || f.demo_chat) && f.exit_after_demo) {
+        g_stop = 1;
     }
     while (!g_stop) {
         usleep(50000);
@@ -369,6 +419,7 @@ out:
     coord_group_free(g);
     grpc_shutdown();
     coord_spawner_stop(sp);
+    coord_chat_template_free(&chat);
     tok_free(tok);
     model_free(m);
     return rc;

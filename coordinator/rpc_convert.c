@@ -11,8 +11,6 @@
 #include "ems/config.h"
 #include "worker/wproto.h"
 
-#define TEXT_MAX (1 << 20)
-
 static em_status kv_add(coord_req *r, const char *key, const char *val, char *err, size_t errlen)
 {
     char e2[256] = "";
@@ -176,65 +174,8 @@ static em_status convert_stopping(const Emserve__V1__StoppingParams *sp, coord_r
     return EM_OK;
 }
 
-static em_status convert_input(const Emserve__V1__GenerateRequest *rq, coord_req *r, const model *m,
-                               const tokenizer *tok, char *err, size_t errlen)
-{
-    const model_hparams *hp = &m->hp;
-    if (rq->input_case == EMSERVE__V1__GENERATE_REQUEST__INPUT_TOKENS) {
-        const Emserve__V1__TokenIds *t = rq->tokens;
-        if (t == NULL || t->n_ids == 0) {
-            snprintf(err, errlen, "tokens.ids: empty");
-            return EM_EINVAL;
-        }
-        if (t->n_ids >= (size_t)hp->n_ctx) {
-            snprintf(err, errlen, "tokens.ids: %zu tokens, the context holds %d", t->n_ids,
-                     hp->n_ctx);
-            return EM_EINVAL;
-        }
-        r->prompt = malloc(sizeof(int32_t) * t->n_ids);
-        if (r->prompt == NULL) {
-            return EM_ENOMEM;
-        }
-        for (size_t i = 0; i < t->n_ids; i++) {
-            if (t->ids[i] < 0 || t->ids[i] >= hp->n_vocab) {
-                snprintf(err, errlen, "tokens.ids[%zu]: %d is outside the vocabulary [0, %d)", i,
-                         t->ids[i], hp->n_vocab);
-                return EM_EINVAL;
-            }
-            r->prompt[i] = t->ids[i];
-        }
-        r->n_prompt = (int)t->n_ids;
-        return EM_OK;
-    }
-    if (rq->input_case != EMSERVE__V1__GENERATE_REQUEST__INPUT_TEXT) {
-        snprintf(err, errlen, "input: set text or tokens");
-        return EM_EINVAL;
-    }
-    size_t len = strlen(rq->text);
-    if (len > TEXT_MAX) {
-        snprintf(err, errlen, "text: longer than %d bytes", TEXT_MAX);
-        return EM_EINVAL;
-    }
-    int cap = hp->n_ctx, n = 0;
-    r->prompt = malloc(sizeof(int32_t) * (size_t)cap);
-    if (r->prompt == NULL) {
-        return EM_ENOMEM;
-    }
-    em_status st = tok_encode(tok, rq->text, len, 1, r->prompt, cap, &n);
-    if (st == EM_ENOSPC || n >= hp->n_ctx) {
-        snprintf(err, errlen, "text: %d tokens, the context holds %d", n, hp->n_ctx);
-        return EM_EINVAL;
-    }
-    if (st != EM_OK) {
-        snprintf(err, errlen, "text: cannot tokenize (%s)", em_status_str(st));
-        return EM_EINVAL;
-    }
-    r->n_prompt = n;
-    return EM_OK;
-}
-
-em_status coord_rpc_req_from_proto(const Emserve__V1__GenerateRequest *rq, const model *m,
-                                   const tokenizer *tok, uint64_t serial, coord_req **out,
+em_status coord_rpc_req_from_proto(const Emserve__V1__GenerateRequest *rq,
+                                   const coord_prompt_ctx *pc, uint64_t serial, coord_req **out,
                                    char *err, size_t errlen)
 {
     *out = NULL;
@@ -252,13 +193,13 @@ em_status coord_rpc_req_from_proto(const Emserve__V1__GenerateRequest *rq, const
         snprintf(r->id, sizeof r->id, "req-%llu", (unsigned long long)serial);
     }
     if (st == EM_OK) {
-        st = convert_input(rq, r, m, tok, err, errlen);
+        st = coord_rpc_prompt_from_proto(rq, pc, &r->prompt, &r->n_prompt, err, errlen);
     }
     if (st == EM_OK) {
-        st = convert_sampling(rq->sampling, r, m->hp.n_vocab, err, errlen);
+        st = convert_sampling(rq->sampling, r, pc->hp->n_vocab, err, errlen);
     }
     if (st == EM_OK) {
-        st = convert_stopping(rq->stopping, r, &m->hp, err, errlen);
+        st = convert_stopping(rq->stopping, r, pc->hp, err, errlen);
     }
     if (st == EM_OK) {
         st = convert_kv(rq->kv, r, err, errlen);
@@ -342,7 +283,7 @@ grpc_byte_buffer *coord_rpc_pack_event(const coord_event *ev)
 }
 
 void coord_rpc_model_info(const model_hparams *hp, const char *model_path,
-                          Emserve__V1__ModelInfo *r)
+                          const coord_chat_template *chat, Emserve__V1__ModelInfo *r)
 {
     r->model_path = (char *)model_path;
     r->architecture = "llama";
@@ -356,6 +297,7 @@ void coord_rpc_model_info(const model_hparams *hp, const char *model_path,
     r->context_length = hp->n_ctx;
     r->bos_id = hp->bos_id;
     r->eos_id = hp->eos_id;
+    r->chat_template = (char *)coord_chat_family_name(chat ? chat->family : COORD_CHAT_NONE);
 }
 
 void coord_rpc_server_info(const coord_worker_snapshot *ws, int n, const coord_sched_stats *stats,

@@ -9,22 +9,24 @@
 #include "common/status.h"
 #include "coordinator/group.h"
 #include "coordinator/request.h"
+#include "coordinator/rpc_prompt.h"
 #include "coordinator/sched.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "proto/c/emserve/v1/emserve.pb-c.h"
 
-/* EM_EINVAL with "field: reason" in err for any unsupported or out-of-range value. */
-em_status coord_rpc_req_from_proto(const Emserve__V1__GenerateRequest *rq, const model *m,
-                                   const tokenizer *tok, uint64_t serial, coord_req **out,
+/* EM_EINVAL with "field: reason" in err for any unsupported or out-of-range value. The prompt
+ * comes from rpc_prompt.h. */
+em_status coord_rpc_req_from_proto(const Emserve__V1__GenerateRequest *rq,
+                                   const coord_prompt_ctx *pc, uint64_t serial, coord_req **out,
                                    char *err, size_t errlen);
 
 /* Packs a CHUNK or COMPLETE event as a GenerateResponse. NULL on failure. */
 grpc_byte_buffer *coord_rpc_pack_event(const coord_event *ev);
 
-/* ModelInfo of hp (model_path is borrowed). */
+/* ModelInfo of hp and the chat template's family (model_path is borrowed). */
 void coord_rpc_model_info(const model_hparams *hp, const char *model_path,
-                          Emserve__V1__ModelInfo *r);
+                          const coord_chat_template *chat, Emserve__V1__ModelInfo *r);
 
 /* ServerInfo from n worker snapshots and the scheduler's counters. r points into ws and into
  * static storage of this file: one caller thread (the server's), valid until the next call. */

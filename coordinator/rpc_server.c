@@ -19,7 +19,15 @@
 #include "proto/c/emserve/v1/emserve.pb-c.h"
 #include "proto/grpc/health/v1/health.pb-c.h"
 
-typedef enum { M_GENERATE, M_ABORT, M_MODEL_INFO, M_SERVER_INFO, M_HEALTH, M_UNKNOWN } method;
+typedef enum {
+    M_GENERATE,
+    M_ABORT,
+    M_MODEL_INFO,
+    M_SERVER_INFO,
+    M_TOKENIZE,
+    M_HEALTH,
+    M_UNKNOWN
+} method;
 typedef enum { ST_NEW, ST_READ, ST_FINISH } call_state;
 typedef enum { TAG_MAIN, TAG_SEND, TAG_CLOSE } tag_kind;
 
@@ -50,6 +58,7 @@ struct gcall {
 
 struct coord_server {
     coord_server_opts o;
+    coord_prompt_ctx pc; /* the model's hparams, tokenizer and chat template */
     grpc_server *server;
     grpc_completion_queue *cq;
     pthread_t thr;
@@ -230,7 +239,7 @@ static void do_generate(coord_server *s, gcall *c, const Emserve__V1__GenerateRe
     char err[512] = "";
     coord_req *r = NULL;
     uint64_t serial = __atomic_add_fetch(&s->serial, 1, __ATOMIC_RELAXED);
-    em_status st = coord_rpc_req_from_proto(rq, s->o.m, s->o.tok, serial, &r, err, sizeof err);
+    em_status st = coord_rpc_req_from_proto(rq, &s->pc, serial, &r, err, sizeof err);
     if (st != EM_OK) {
         pthread_mutex_lock(&c->mu);
         set_final_locked(c, coord_rpc_status_from_em(st), err);
@@ -262,7 +271,7 @@ static void do_abort(coord_server *s, gcall *c, const Emserve__V1__AbortRequest 
 static void do_model_info(coord_server *s, gcall *c)
 {
     Emserve__V1__ModelInfo r = EMSERVE__V1__MODEL_INFO__INIT;
-    coord_rpc_model_info(&s->o.m->hp, s->o.model_path, &r);
+    coord_rpc_model_info(&s->o.m->hp, s->o.model_path, s->o.chat, &r);
     finish_unary(c, &r.base, GRPC_STATUS_OK, NULL);
 }
 
@@ -275,6 +284,28 @@ static void do_server_info(coord_server *s, gcall *c)
     Emserve__V1__ServerInfo r = EMSERVE__V1__SERVER_INFO__INIT;
     coord_rpc_server_info(ws, n, &stats, s->o.max_batch_tokens, s->o.max_slots, &r);
     finish_unary(c, &r.base, GRPC_STATUS_OK, NULL);
+}
+
+static void do_tokenize(coord_server *s, gcall *c, const Emserve__V1__TokenizeRequest *rq)
+{
+    char err[512] = "";
+    Emserve__V1__TokenizeResponse r = EMSERVE__V1__TOKENIZE_RESPONSE__INIT;
+    int32_t *ids = NULL;
+    int n = 0;
+    char *prompt = NULL;
+    em_status st = coord_rpc_tokenize(rq, &s->pc, &ids, &n, &prompt, err, sizeof err);
+    if (st != EM_OK) {
+        finish_unary(c, NULL, coord_rpc_status_from_em(st), err[0] ? err : em_status_str(st));
+        return;
+    }
+    r.n_ids = (size_t)n;
+    r.ids = ids;
+    if (prompt) {
+        r.prompt = prompt;
+    }
+    finish_unary(c, &r.base, GRPC_STATUS_OK, NULL); /* packs the reply at once */
+    free(ids);
+    free(prompt);
 }
 
 static void do_health(coord_server *s, gcall *c, const Grpc__Health__V1__HealthCheckRequest *rq)
@@ -299,6 +330,7 @@ static method method_of(const grpc_slice m)
                  {"/emserve.v1.Emserve/Abort", M_ABORT},
                  {"/emserve.v1.Emserve/GetModelInfo", M_MODEL_INFO},
                  {"/emserve.v1.Emserve/GetServerInfo", M_SERVER_INFO},
+                 {"/emserve.v1.Emserve/Tokenize", M_TOKENIZE},
                  {"/grpc.health.v1.Health/Check", M_HEALTH}};
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         if (grpc_slice_str_cmp(m, table[i].name) == 0) {
@@ -314,6 +346,7 @@ static void on_request(coord_server *s, gcall *c)
         &emserve__v1__generate_request__descriptor, &emserve__v1__abort_request__descriptor,
         &emserve__v1__get_model_info_request__descriptor,
         &emserve__v1__get_server_info_request__descriptor,
+        &emserve__v1__tokenize_request__descriptor,
         &grpc__health__v1__health_check_request__descriptor};
     ProtobufCMessage *m = coord_rpc_unpack(c->sc.request, desc[c->m]);
     if (m == NULL) {
@@ -339,6 +372,9 @@ static void on_request(coord_server *s, gcall *c)
         break;
     case M_SERVER_INFO:
         do_server_info(s, c);
+        break;
+    case M_TOKENIZE:
+        do_tokenize(s, c, (const Emserve__V1__TokenizeRequest *)m);
         break;
     default:
         do_health(s, c, (const Grpc__Health__V1__HealthCheckRequest *)m);
@@ -482,6 +518,7 @@ em_status coord_server_start(const coord_server_opts *o, coord_server **out, int
         return EM_ENOMEM;
     }
     s->o = *o;
+    s->pc = (coord_prompt_ctx){&o->m->hp, o->tok, o->chat};
     s->sink.emit = sink_emit;
     s->sink.release = sink_release;
     s->server = coord_rpc_server_create(o->listen_addr, &s->cq, port);

@@ -1,10 +1,11 @@
 /* The public gRPC server: emserve.v1.Emserve (Generate streaming, Abort, GetModelInfo,
- * GetServerInfo) and grpc.health.v1.Health/Check, on one completion-queue thread. Each call
+ * GetServerInfo, Tokenize) and grpc.health.v1.Health/Check, on one completion-queue thread. Each call
  * has one heap context whose embedded tags carry an explicit state; the scheduler thread
  * pushes stream messages through the context's queue (one SEND_MESSAGE in flight). */
 #pragma once
 
 #include "common/status.h"
+#include "coordinator/chat_template.h"
 #include "coordinator/group.h"
 #include "coordinator/sched.h"
 #include "model/model.h"
@@ -17,6 +18,7 @@ typedef struct coord_server_opts {
     const char *model_path;
     const model *m;
     const tokenizer *tok;
+    const coord_chat_template *chat; /* the model's chat template (family NONE: none) */
     coord_sched *sched;
     coord_group *group;
     int max_batch_tokens, max_slots;
