@@ -1,7 +1,7 @@
 /* Malformed and invalid requests: malformed protobuf bytes and every out-of-range or unsupported
- * field give INVALID_ARGUMENT with a message naming the field; a flood of bad requests from
- * several threads never crashes the coordinator or a worker, and a good request still gets the
- * golden ids afterwards. */
+ * field (chat messages included: the test model has no chat template) give INVALID_ARGUMENT with
+ * a message naming the field; a flood of bad requests from several threads never crashes the
+ * coordinator or a worker, and a good request still gets the golden ids afterwards. */
 #undef NDEBUG
 #include <assert.h>
 #include <math.h>
@@ -48,7 +48,15 @@ enum {
     B_KV_PARAM_VAL,
     B_ID_LONG,
     B_TEXT_LONG,
-    B_INCLUDE_STOP
+    B_INCLUDE_STOP,
+    B_MSG_NO_TEMPLATE,
+    B_MSG_EMPTY,
+    B_MSG_BAD_ROLE,
+    B_MSG_EMPTY_ROLE,
+    B_MSG_AND_TEXT,
+    B_MSG_AND_TOKENS,
+    B_MSG_MANY,
+    B_GEN_PROMPT_NO_MSG
 };
 
 static const bad_case k_bad[] = {
@@ -76,6 +84,15 @@ static const bad_case k_bad[] = {
     {"request_id too long", "request_id", B_ID_LONG},
     {"text longer than the context", "text", B_TEXT_LONG},
     {"include_stop_str_in_output", "include_stop_str_in_output", B_INCLUDE_STOP},
+    /* the test model has no chat template */
+    {"messages, no chat template", "model has no supported chat template", B_MSG_NO_TEMPLATE},
+    {"empty messages list", "set text, tokens or messages", B_MSG_EMPTY},
+    {"unknown role", "messages[1].role: unknown role 'tool'", B_MSG_BAD_ROLE},
+    {"empty role", "messages[0].role", B_MSG_EMPTY_ROLE},
+    {"messages and text", "set only one of text, tokens and messages", B_MSG_AND_TEXT},
+    {"messages and tokens", "set only one of text, tokens and messages", B_MSG_AND_TOKENS},
+    {"1025 messages", "at most 1024", B_MSG_MANY},
+    {"add_generation_prompt with text", "add_generation_prompt", B_GEN_PROMPT_NO_MSG},
 };
 #define N_BAD (int)(sizeof k_bad / sizeof k_bad[0])
 
@@ -93,6 +110,13 @@ static uint8_t *build(int which, size_t *len)
     int32_t ids[3] = {1, 403, 407};
     char *stops[17];
     char id[200];
+    Emserve__V1__ChatMessage msg[1025], *mp[1025]; /* not static: the flood builds in threads */
+    for (int i = 0; i < 1025; i++) {
+        emserve__v1__chat_message__init(&msg[i]);
+        msg[i].role = i % 2 ? "assistant" : "user";
+        msg[i].content = "hi";
+        mp[i] = &msg[i];
+    }
     for (int i = 0; i < 17; i++) {
         stops[i] = "x";
     }
@@ -129,6 +153,15 @@ static uint8_t *build(int which, size_t *len)
     case B_ID_LONG: memset(id, 'a', 199); id[199] = 0; m.request_id = id; break;
     case B_TEXT_LONG: m.text = g_long_text; break;
     case B_INCLUDE_STOP: st._include_stop_str_in_output_case = 5; st.include_stop_str_in_output = 1; break;
+    case B_MSG_NO_TEMPLATE: m.input_case = EMSERVE__V1__GENERATE_REQUEST__INPUT__NOT_SET; m.n_messages = 2; m.messages = mp; break;
+    /* an empty repeated field is absent on the wire: the same as no input at all */
+    case B_MSG_EMPTY: m.input_case = EMSERVE__V1__GENERATE_REQUEST__INPUT__NOT_SET; m.n_messages = 0; m.messages = mp; break;
+    case B_MSG_BAD_ROLE: m.input_case = EMSERVE__V1__GENERATE_REQUEST__INPUT__NOT_SET; m.n_messages = 2; m.messages = mp; msg[1].role = "tool"; break;
+    case B_MSG_EMPTY_ROLE: m.input_case = EMSERVE__V1__GENERATE_REQUEST__INPUT__NOT_SET; m.n_messages = 1; m.messages = mp; msg[0].role = ""; break;
+    case B_MSG_AND_TEXT: m.n_messages = 1; m.messages = mp; break;
+    case B_MSG_AND_TOKENS: m.input_case = EMSERVE__V1__GENERATE_REQUEST__INPUT_TOKENS; m.tokens = &tids; m.n_messages = 1; m.messages = mp; break;
+    case B_MSG_MANY: m.input_case = EMSERVE__V1__GENERATE_REQUEST__INPUT__NOT_SET; m.n_messages = 1025; m.messages = mp; break;
+    case B_GEN_PROMPT_NO_MSG: m._add_generation_prompt_case = 9; m.add_generation_prompt = 1; break;
     }
     /* clang-format on */
     *len = protobuf_c_message_get_packed_size(&m.base);
