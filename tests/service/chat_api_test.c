@@ -2,17 +2,22 @@
  * Tokenize of text gives the ids of the tokenizer called directly (and of the goldens), with and
  * without BOS; chat messages are refused with a clear INVALID_ARGUMENT in Generate and Tokenize;
  * every bad Tokenize request is INVALID_ARGUMENT naming the field; GetModelInfo reports no chat
- * template; Generate's prompt is Tokenize's; and the server still answers the golden ids. */
+ * template; Generate's prompt is Tokenize's; and the server still answers the golden ids.
+ * Then the same model with tokenizer.chat_template = "chatml" added to a copy of its GGUF: the
+ * chat path end to end (rendered prompt, its ids, a greedy generation equal to one from those
+ * ids given as tokens). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <grpc/grpc.h>
 
 #include "coordinator/client.h"
 #include "coordinator/rpc_util.h"
 #include "model/gguf.h"
+#include "model/gguf_write.h"
 #include "model/tokenizer.h"
 #include "proto/c/emserve/v1/emserve.pb-c.h"
 #include "tests/service/svc_harness.h"
@@ -190,21 +195,158 @@ static void test_generate(coord_client *cl)
     coord_client_result_free(&res);
 }
 
-static void test_model_info(coord_client *cl)
+static void expect_chat_template(coord_client *cl, const char *want)
 {
     Emserve__V1__GetModelInfoRequest rq = EMSERVE__V1__GET_MODEL_INFO_REQUEST__INIT;
     ProtobufCMessage *resp = NULL;
     grpc_status_code st =
         coord_rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/GetModelInfo", &rq.base,
                         &emserve__v1__model_info__descriptor, &resp, 5000, 0, NULL, 0);
-    CHECK(st == GRPC_STATUS_OK && resp, "GetModelInfo: status %d", st);
+    const Emserve__V1__ModelInfo *mi = (const Emserve__V1__ModelInfo *)resp;
+    CHECK(st == GRPC_STATUS_OK && mi && strcmp(mi->chat_template, want) == 0 && mi->n_vocab == 512,
+          "GetModelInfo: status %d, chat_template '%s', want '%s'", st, mi ? mi->chat_template : "",
+          want);
     if (resp) {
-        const Emserve__V1__ModelInfo *mi = (const Emserve__V1__ModelInfo *)resp;
-        CHECK(strcmp(mi->chat_template, "") == 0, "chat_template '%s', want none",
-              mi->chat_template);
-        CHECK(mi->n_vocab == 512, "n_vocab %d", mi->n_vocab);
         protobuf_c_message_free_unpacked(resp, NULL);
     }
+}
+
+/* ---- a copy of the model with a chat template ------------------------------------------------ */
+
+/* Writes src's GGUF with one more key, tokenizer.chat_template = tmpl: the header with n_kv + 1,
+ * the old keys, the new one, the old tensor infos, padding to the alignment, the old data
+ * (tensor offsets are relative to the data section, so they stay valid). */
+static int write_with_template(const gguf_file *f, const char *tmpl, const char *dst)
+{
+    if (f->n_tensors == 0) {
+        return -1;
+    }
+    const uint8_t *base = f->map;
+    const gguf_tensor_info *t0 = &f->tensors[0], *tl = &f->tensors[f->n_tensors - 1];
+    size_t kv_end = (size_t)((const uint8_t *)t0->name.data - 8 - base);
+    size_t ti_end =
+        (size_t)((const uint8_t *)tl->name.data - base) + tl->name.len + 4 + 8 * tl->n_dims + 4 + 8;
+    size_t data = (size_t)((const uint8_t *)t0->data - base) - t0->offset;
+    gguf_buf b = {0};
+    gguf_buf_put(&b, base, 16);
+    gguf_buf_u64(&b, f->n_kv + 1);
+    gguf_buf_put(&b, base + 24, kv_end - 24);
+    gguf_buf_str(&b, "tokenizer.chat_template");
+    gguf_buf_u32(&b, GGUF_TYPE_STRING);
+    gguf_buf_str(&b, tmpl);
+    gguf_buf_put(&b, base + kv_end, ti_end - kv_end);
+    gguf_buf_pad(&b, f->alignment);
+    gguf_buf_put(&b, base + data, f->size - data);
+    FILE *fp = b.oom ? NULL : fopen(dst, "wb");
+    int ok = fp && fwrite(b.p, 1, b.n, fp) == b.n;
+    ok = fp && fclose(fp) == 0 && ok;
+    gguf_buf_free(&b);
+    return ok ? 0 : -1;
+}
+
+#define CHATML_PROMPT                                                                 \
+    "<|im_start|>system\nYou tell stories.<|im_end|>\n<|im_start|>user\nOnce upon a " \
+    "time<|im_end|>\n"
+
+/* Tokenize of a system and a user message, with or without the generation prompt (-1: unset). */
+static grpc_status_code tokenize_chat(coord_client *cl, int gen, char **prompt, int32_t **ids,
+                                      int *n)
+{
+    Emserve__V1__TokenizeRequest m = EMSERVE__V1__TOKENIZE_REQUEST__INIT;
+    Emserve__V1__ChatMessage cm[2], *mp[2] = {&cm[0], &cm[1]};
+    emserve__v1__chat_message__init(&cm[0]);
+    emserve__v1__chat_message__init(&cm[1]);
+    cm[0].role = "system";
+    cm[0].content = "You tell stories.";
+    cm[1].role = "user";
+    cm[1].content = "Once upon a time";
+    m.n_messages = 2;
+    m.messages = mp;
+    if (gen >= 0) {
+        m._add_generation_prompt_case = 5;
+        m.add_generation_prompt = gen;
+    }
+    ProtobufCMessage *resp = NULL;
+    grpc_status_code st =
+        coord_rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/Tokenize", &m.base,
+                        &emserve__v1__tokenize_response__descriptor, &resp, 10000, 0, NULL, 0);
+    const Emserve__V1__TokenizeResponse *r = (const Emserve__V1__TokenizeResponse *)resp;
+    *prompt = strdup(r ? r->prompt : "");
+    *n = r ? (int)r->n_ids : 0;
+    *ids = malloc(sizeof(int32_t) * (size_t)(*n + 1));
+    if (r) {
+        memcpy(*ids, r->ids, sizeof(int32_t) * r->n_ids);
+        protobuf_c_message_free_unpacked(resp, NULL);
+    }
+    return st;
+}
+
+static void test_chatml_model(const gguf_file *gf, const tokenizer *tok)
+{
+    char path[4096];
+    tu_tmp_path(path, sizeof path, "stories260K_chatml.gguf");
+    if (write_with_template(gf, "chatml", path) != 0) {
+        CHECK(0, "cannot write %s", path);
+        return;
+    }
+    svc s;
+    if (svc_start_model(&s, path, 1, NULL) != 0) {
+        CHECK(0, "cannot start the service on %s", path);
+        return;
+    }
+    coord_client *cl = coord_client_create(s.addr);
+    expect_chat_template(cl, "chatml");
+
+    char *prompt = NULL;
+    int32_t *ids = NULL, want[256];
+    int n = 0, n_want = 0;
+    CHECK(tokenize_chat(cl, 0, &prompt, &ids, &n) == GRPC_STATUS_OK &&
+              strcmp(prompt, CHATML_PROMPT) == 0,
+          "chat prompt without the generation prompt: '%s'", prompt);
+    free(prompt);
+    free(ids);
+    grpc_status_code st = tokenize_chat(cl, -1, &prompt, &ids, &n);
+    CHECK(st == GRPC_STATUS_OK && strcmp(prompt, CHATML_PROMPT "<|im_start|>assistant\n") == 0,
+          "chat prompt: status %d '%s'", st, prompt);
+    unsigned flags = (tok_add_bos_default(tok) ? TOK_ADD_BOS : 0) | TOK_PARSE_SPECIAL;
+    CHECK(tok_encode_ex(tok, prompt, strlen(prompt), flags, want, 256, &n_want) == EM_OK &&
+              n == n_want && memcmp(ids, want, sizeof(int32_t) * (size_t)n) == 0,
+          "chat prompt ids: %d, the tokenizer gives %d", n, n_want);
+
+    /* a chat generation = a generation from the same ids given as tokens */
+    static const coord_chat_msg msgs[] = {{"system", "You tell stories."},
+                                          {"user", "Once upon a time"}};
+    coord_client_req rq;
+    coord_client_result chat, toks;
+    memset(&rq, 0, sizeof rq);
+    rq.messages = msgs;
+    rq.n_messages = 2;
+    rq.max_tokens = 24;
+    rq.temperature = 0;
+    rq.top_k = -1;
+    rq.timeout_ms = 30000;
+    coord_client_generate(cl, &rq, &chat);
+    rq.messages = NULL;
+    rq.n_messages = 0;
+    rq.ids = ids;
+    rq.n_ids = n;
+    coord_client_generate(cl, &rq, &toks);
+    CHECK(chat.status == GRPC_STATUS_OK && chat.prompt_tokens == n && chat.n_output == 24,
+          "chat generation: status %d (%s), %d prompt tokens, %d generated", chat.status,
+          chat.message, chat.prompt_tokens, chat.n_output);
+    CHECK(toks.status == GRPC_STATUS_OK && toks.n_output == chat.n_output &&
+              memcmp(toks.output_ids, chat.output_ids, sizeof(int32_t) * (size_t)chat.n_output) ==
+                  0,
+          "chat generation differs from the one from its prompt ids");
+    printf("chatml copy: %d prompt ids; assistant> %s\n", n, chat.text);
+    coord_client_result_free(&chat);
+    coord_client_result_free(&toks);
+    free(prompt);
+    free(ids);
+    coord_client_free(cl);
+    int code = svc_stop(&s);
+    CHECK(WIFEXITED(code) && WEXITSTATUS(code) == 0, "exit status %d", code);
+    unlink(path);
 }
 
 int main(void)
@@ -226,7 +368,7 @@ int main(void)
         return 1;
     }
     coord_client *cl = coord_client_create(s.addr);
-    test_model_info(cl);
+    expect_chat_template(cl, "");
     test_tokenize_text(cl, tok);
     test_tokenize_errors(cl);
     test_generate(cl);
@@ -235,6 +377,7 @@ int main(void)
     coord_client_free(cl);
     int code = svc_stop(&s);
     CHECK(WIFEXITED(code) && WEXITSTATUS(code) == 0, "exit status %d", code);
+    test_chatml_model(gf, tok);
     grpc_shutdown();
     tok_free(tok);
     gguf_close(gf);

@@ -113,11 +113,16 @@ static int spawn_listen(const char *const *argv, svc *s)
 
 int svc_start(svc *s, int n_workers, const char *const *extra)
 {
+    return svc_start_model(s, svc_model(), n_workers, extra);
+}
+
+int svc_start_model(svc *s, const char *model, int n_workers, const char *const *extra)
+{
     char bin[PATH_MAX], wbin[PATH_MAX], nw[16];
     bin_path("coordinator/emserve", "EMSERVE_BIN", bin, sizeof bin);
     bin_path("worker/emserve_worker", "EMSERVE_WORKER_BIN", wbin, sizeof wbin);
     snprintf(nw, sizeof nw, "%d", n_workers);
-    const char *argv[64] = {bin,        "--model",     svc_model(),    "--workers", nw,
+    const char *argv[64] = {bin,        "--model",     model,          "--workers", nw,
                             "--listen", "127.0.0.1:0", "--worker-bin", wbin};
     int argc = 9;
     for (int i = 0; extra && extra[i] && argc < 62; i++) {

@@ -18,6 +18,8 @@ typedef struct svc {
 const char *svc_model(void);
 /* Starts emserve with --workers n and extra flags (NULL-terminated, may be NULL). 0 / -1. */
 int svc_start(svc *s, int n_workers, const char *const *extra);
+/* The same with another model file. */
+int svc_start_model(svc *s, const char *model, int n_workers, const char *const *extra);
 /* A worker started by hand: emserve_worker --listen listen (e.g. 127.0.0.1:0). */
 int svc_start_worker(svc *s, const char *listen);
 /* A coordinator over hand-started workers (--worker-addr for each). */
