@@ -1,7 +1,9 @@
 #!/bin/bash
 # The README's two commands: `emserve --demo-prompt ... --exit-after-demo` prints a generation
 # made through gRPC, and `emserve_client` (the C client) streams one from a running server.
-# Both must print the golden ids of shared/models/README.md.
+# Both must print the golden ids of shared/models/README.md. The chat forms (--demo-chat,
+# emserve_client --chat) get the clear "no supported chat template" error on this model, and
+# emserve_client --tokenize prints the prompt ids.
 set -u
 R="${TEST_SRCDIR:-.}/emserve"
 EMSERVE="$R/coordinator/emserve"
@@ -19,12 +21,17 @@ fails=0
 
 # 1. one command: start, generate through gRPC, print, exit
 out=$(timeout 120 "$EMSERVE" --model "$MODEL" --listen 127.0.0.1:0 --worker-bin "$WORKER" \
-      --demo-prompt "Once upon a time" --demo-tokens 60 --exit-after-demo 2>"$TMP/demo.err")
+      --demo-prompt "Once upon a time" --demo-tokens 60 --demo-chat "Hello" --exit-after-demo \
+      2>"$TMP/demo.err")
 rc=$?
 echo "$out"
 if [ $rc -ne 0 ] || ! grep -q "^demo ids: $GOLDEN\$" <<<"$out" || \
    ! grep -q "Once upon a time, there was a little girl named Lily" <<<"$out"; then
     echo "FAIL: demo (rc $rc)"; tail -20 "$TMP/demo.err"; fails=$((fails+1))
+fi
+if ! grep -q "^demo user> Hello" <<<"$out" || \
+   ! grep -q "^demo failed: status 3: messages: model has no supported chat template" <<<"$out"; then
+    echo "FAIL: --demo-chat on a model without a chat template"; fails=$((fails+1))
 fi
 
 # 1b. a worker count that does not divide the KV heads is a clear start-up error
@@ -59,6 +66,11 @@ echo "$out"
 grep -q "kv entries 320 of 1280" <<<"$out" || { echo "FAIL: client with ems"; fails=$((fails+1)); }
 "$CLIENT" --addr "$addr" --prompt "x" -n 0 >/dev/null 2>"$TMP/bad.err" && { echo "FAIL: -n 0 accepted"; fails=$((fails+1)); }
 grep -q "max_tokens" "$TMP/bad.err" || { echo "FAIL: -n 0 message"; cat "$TMP/bad.err"; fails=$((fails+1)); }
+out=$("$CLIENT" --addr "$addr" --tokenize --prompt "Once upon a time")
+echo "$out"
+[ "$out" = "ids: 1 403 407 261 378" ] || { echo "FAIL: --tokenize"; fails=$((fails+1)); }
+"$CLIENT" --addr "$addr" --chat "Hello" --system "Be brief." >/dev/null 2>"$TMP/chat.err" && { echo "FAIL: --chat accepted"; fails=$((fails+1)); }
+grep -q "model has no supported chat template" "$TMP/chat.err" || { echo "FAIL: --chat message"; cat "$TMP/chat.err"; fails=$((fails+1)); }
 # Prometheus text endpoint (2 accepted requests: -n 0 was rejected before scheduling; port from the log line "metrics on http://... (port N)/metrics")
 mport=$(sed -n 's/.*metrics on .*(port \([0-9]*\)).*/\1/p' "$TMP/server.err" | head -1)
 if [ -n "$mport" ] && exec 3<>"/dev/tcp/127.0.0.1/$mport"; then

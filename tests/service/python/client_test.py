@@ -1,6 +1,7 @@
 """A client written against the .proto alone (Python grpcio): stubs are generated from
 proto/emserve/v1/emserve.proto at test time with grpc_tools.protoc. Streams a generation,
-aborts one, gets INVALID_ARGUMENT for bad fields, reads model/server info and health.
+aborts one, gets INVALID_ARGUMENT for bad fields, tokenizes, sends chat messages (refused: the test
+model has no chat template), reads model/server info and health.
 Usage: client_test.py --addr HOST:PORT --proto-root DIR (DIR holds proto/...)."""
 import argparse
 import importlib
@@ -17,6 +18,7 @@ GOLDEN = [432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 
           408, 419, 292, 411, 322, 265, 282, 295, 433, 426, 385, 328, 432, 358, 394, 261, 370,
           432, 352, 266, 268, 388, 426, 338, 391, 266, 267, 337, 335, 312, 432, 398, 312, 286,
           267, 414, 270, 333, 415, 426, 13, 438, 310]
+PROMPT_IDS = [1, 403, 407, 261, 378]  # "Once upon a time" with BOS
 ADDR = None
 pb = pb_grpc = hpb = hpb_grpc = None
 
@@ -134,6 +136,48 @@ class ClientTest(unittest.TestCase):
         with self.assertRaises(grpc.RpcError) as cm:
             self.stub.Abort(pb.AbortRequest(), timeout=10)
         self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+
+    def test_tokenize(self):
+        r = self.stub.Tokenize(pb.TokenizeRequest(text="Once upon a time"), timeout=10)
+        self.assertEqual(list(r.ids), PROMPT_IDS)
+        self.assertEqual(r.prompt, "")
+        r = self.stub.Tokenize(pb.TokenizeRequest(text="Once upon a time", add_special=False),
+                               timeout=10)
+        self.assertEqual(list(r.ids), PROMPT_IDS[1:])
+        # Generate's prompt is Tokenize's
+        req = pb.GenerateRequest(text="Once upon a time", sampling=self.greedy(),
+                                 stopping=pb.StoppingParams(max_tokens=1))
+        last = list(self.stub.Generate(req, timeout=60))[-1]
+        self.assertEqual(last.complete.usage.prompt_tokens, len(PROMPT_IDS))
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.stub.Tokenize(pb.TokenizeRequest(
+                text="hi", messages=[pb.ChatMessage(role="user", content="hi")]), timeout=10)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("text and messages", cm.exception.details())
+
+    def test_chat_messages_without_template(self):
+        self.assertEqual(self.stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=10).chat_template,
+                         "")
+        chat = [pb.ChatMessage(role="system", content="Be brief."),
+                pb.ChatMessage(role="user", content="Hello")]
+        cases = [
+            (pb.GenerateRequest(messages=chat, sampling=self.greedy()),
+             "model has no supported chat template"),
+            (pb.GenerateRequest(messages=[pb.ChatMessage(role="tool", content="x")]),
+             "messages[0].role: unknown role 'tool'"),
+            (pb.GenerateRequest(text="hi", messages=chat), "set only one of text, tokens"),
+            (pb.GenerateRequest(text="hi", add_generation_prompt=True), "add_generation_prompt"),
+        ]
+        for req, want in cases:
+            with self.subTest(want=want):
+                with self.assertRaises(grpc.RpcError) as cm:
+                    list(self.stub.Generate(req, timeout=10))
+                self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+                self.assertIn(want, cm.exception.details())
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.stub.Tokenize(pb.TokenizeRequest(messages=chat), timeout=10)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertIn("model has no supported chat template", cm.exception.details())
 
     def test_concurrent_streams(self):
         results = [None] * 8
