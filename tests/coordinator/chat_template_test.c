@@ -320,6 +320,69 @@ static void test_validate(void)
           "role checked first: '%s'", err);
 }
 
+/* Sources spliced from template fragments, quotes and escapes (unterminated literals, a
+ * literal at the very end, ...): detection and rendering never read out of bounds (run under
+ * ASan) and a default system message, when found, is a complete ChatML literal's text. */
+static void test_hostile_sources(void)
+{
+    static const char *const parts[] = {"'",
+                                        "\"",
+                                        "\\",
+                                        "\\n",
+                                        "<|im_start|>system\n",
+                                        "<|im_start|>system",
+                                        "<|im_end|>\n",
+                                        "<|im_end|>",
+                                        "messages[0]['role']",
+                                        "messages[0].role",
+                                        "[INST]",
+                                        "<<SYS>>",
+                                        "mistral",
+                                        "<|im_sep|>",
+                                        "<start_of_turn>",
+                                        "<|start_header_id|>",
+                                        "<|end_header_id|>",
+                                        "x",
+                                        " ",
+                                        "<|assistant|>",
+                                        "<|end|>",
+                                        "content.strip()",
+                                        "[SYSTEM_PROMPT]",
+                                        "chatml"};
+    const int n_parts = (int)(sizeof parts / sizeof parts[0]);
+    unsigned seed = 12345;
+    char src[512];
+    for (int iter = 0; iter < 5000; iter++) {
+        size_t n = 0;
+        int k = 1 + (int)(rand_r(&seed) % 12);
+        for (int j = 0; j < k; j++) {
+            const char *p = parts[rand_r(&seed) % (unsigned)n_parts];
+            size_t pl = strlen(p);
+            if (n + pl < sizeof src) {
+                memcpy(src + n, p, pl);
+                n += pl;
+            }
+        }
+        /* exactly n bytes, no NUL after them */
+        char *heap = malloc(n ? n : 1);
+        memcpy(heap, src, n);
+        coord_chat_template t;
+        CHECK(coord_chat_template_detect(heap, n, &t) == EM_OK, "detect");
+        CHECK(t.default_system == NULL || strstr(t.default_system, "<|im_") == NULL,
+              "default system '%s' holds a ChatML tag", t.default_system);
+        if (t.family != COORD_CHAT_NONE) {
+            char *out = NULL, err[128];
+            size_t len = 0;
+            CHECK(coord_chat_render(&t, CONV(k_conv_a), iter & 1, &out, &len, err, sizeof err) ==
+                      EM_OK,
+                  "render %s: %s", coord_chat_family_name(t.family), err);
+            free(out);
+        }
+        coord_chat_template_free(&t);
+        free(heap);
+    }
+}
+
 int main(void)
 {
     test_detect();
@@ -327,5 +390,6 @@ int main(void)
     test_smollm2(k_smollm2, strlen(k_smollm2), "SmolLM2 (held)");
     test_smollm2_gguf();
     test_validate();
+    test_hostile_sources();
     TEST_END();
 }
