@@ -96,7 +96,8 @@ typedef struct kern_ops {
 /* The scalar reference backend (static, thread-safe, never NULL). */
 const kern_ops *kern_ops_ref(void);
 
-/* Row `row` of an embedding table (rows=vocab, cols=dim) into out[dim] as f32. */
+/* Row `row` of an embedding table (rows=vocab, cols=dim) into out[dim] as f32, for every
+ * dtype (quantized rows dequantised by kern_dequant_row, kernels/quant.h). */
 void kern_embed_row(const kern_weight *table, int row, float *out);
 
 /* IEEE half <-> float (round to nearest even). */

@@ -34,7 +34,8 @@ enum {
     KERN_CPU__SCRATCH_ATTN = 0,
     KERN_CPU__SCRATCH_MATMUL = 1,      /* f16 weight tile converted to f32 */
     KERN_CPU__SCRATCH_MATMUL_TAIL = 2, /* zero-padded column tails of a weight tile */
-    KERN_CPU__SCRATCH_SLOTS = 3
+    KERN_CPU__SCRATCH_QACT = 3,        /* quantised activations of a quantized matmul */
+    KERN_CPU__SCRATCH_SLOTS = 4
 };
 float *kern_cpu__scratch(int slot, size_t n_floats);
 

@@ -1,4 +1,5 @@
-/* Fast matmul Y[n][rows] = X[n][cols] . W^T for f32 and f16 weights (AVX2/FMA/F16C).
+/* Fast matmul Y[n][rows] = X[n][cols] . W^T for f32 and f16 weights (AVX2/FMA/F16C);
+ * quantized weights go to matmul_q.c.
  * Every output element is one dot product with a fixed order: one 8-lane FMA accumulator over
  * the column blocks, the last partial block zero-padded, then kern_cpu__hsum8's lane tree.
  * The micro-kernels (8 rows x 1 token for GEMV and tails, RB rows x TB tokens for prefill)
@@ -9,7 +10,9 @@
 #include <string.h>
 
 #include "kernels/cpu/cpu_impl.h"
+#include "kernels/cpu/quant_cpu.h"
 #include "kernels/cpu/simd.h"
+#include "kernels/quant.h"
 
 #define AI static inline __attribute__((always_inline))
 
@@ -269,6 +272,10 @@ void kern_cpu__matmul(void *ctx, const kern_weight *w, const float *x, int xs, i
                       int ys)
 {
     kern_cpu__ctx *c = ctx;
+    if (kern_dtype_is_quant(w->dtype)) {
+        kern_cpu__matmul_q(ctx, w, x, xs, n, y, ys);
+        return;
+    }
     if (n <= 0 || w->rows <= 0) return;
     double work = (double)w->rows * (double)w->cols * (double)n;
     if (c->n_threads == 1 || work < MATMUL_PAR_MIN || (w->rows < 16 && n < 2 * TB)) {

@@ -4,7 +4,9 @@
 #include <string.h>
 
 #include "kernels/kern.h"
+#include "kernels/quant.h"
 #include "kernels/ref/kern_ref.h"
+#include "kernels/ref/quant_blocks.h"
 
 float kern_f16_to_f32(uint16_t h)
 {
@@ -61,13 +63,19 @@ static float weight_at(const kern_weight *w, int r, int c)
 
 void kern_embed_row(const kern_weight *table, int row, float *out)
 {
-    for (int c = 0; c < table->cols; c++) out[c] = weight_at(table, row, c);
+    size_t rb = kern_row_bytes(table->dtype, table->cols);
+    kern_dequant_row(table->dtype, (const uint8_t *)table->data + (size_t)row * rb, out, table->cols);
 }
 
-/* Y[t][r] = sum_c X[t][c] * W[r][c], summed in c order in f32. */
+/* f32/f16: Y[t][r] = sum_c X[t][c] * W[r][c], summed in c order in f32. Quantized weights:
+ * kern_ref__matmul_q (quant_dot_ref.c, the contract in kernels/quant.h). */
 void kern_ref_matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n, float *y,
                      int ys)
 {
+    if (kern_dtype_is_quant(w->dtype)) {
+        kern_ref__matmul_q(w, x, xs, n, y, ys);
+        return;
+    }
     for (int t = 0; t < n; t++) {
         for (int r = 0; r < w->rows; r++) {
             float acc = 0.0f;
