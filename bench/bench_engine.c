@@ -1,106 +1,179 @@
 /* //bench:bench_engine — prompt-processing and decode tokens/s of the engine, llama-bench style.
- * For each model and thread count: pp512 (512 prompt tokens in one forward call after `depth`
- * tokens already cached) and tg (decode tokens one by one after `depth` tokens). Prints a
- * markdown table and writes CSV rows (--csv PATH). Random token ids, fixed seed.
+ * For each depth and thread count: pp<N> (N prompt tokens in one forward call after `depth`
+ * tokens already cached) and tg<N> (decode tokens one by one after `depth` tokens). Prints a
+ * markdown table and appends CSV rows (--csv PATH). Random token ids, fixed seed.
+ * With --kv-method etc. the depth tokens are compressed (policy step after the prefill and
+ * after every decode step, as the service does) before decode is timed.
  * The context limit of the model is lifted for the measurement (RoPE works at any position),
- * so depth 2048 + decode is measurable on a 2048-context model, as in llama-bench. */
+ * so deep decode is measurable on a short-context model, as in llama-bench. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/timeutil.h"
+#include "ems/config.h"
+#include "ems/policy.h"
 #include "engine/engine.h"
 #include "model/model.h"
 
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) return 0;
+    *out = (int)v;
+    return 1;
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: bench_engine [--model PATH] [--label NAME] [--threads N] [--depth D]... "
+                    "[--pp 512] [--tg 32] [--reps 2] [--tests pp,tg] [--csv PATH] [KV flags]\n");
+    ems_config_cli_usage(stderr);
+}
+
+typedef struct bench {
+    engine *e;
+    const ems_config *kv;
+    const int32_t *ids;
+    float *logits;
+} bench;
+
+static em_status new_cache(const bench *b, ems_cache **c)
+{
+    return engine_cache_create(b->e, ems_config_w_loc(b->kv), ems_config_wants_stats(b->kv),
+                               b->kv->group_max, c);
+}
+
+/* A cache holding `depth` tokens, compressed as the service would after a prefill. */
+static em_status fill(const bench *b, ems_cache *c, int depth)
+{
+    if (depth == 0) return EM_OK;
+    em_status st = engine_forward_seq(b->e, c, b->ids, depth, 0, 512, NULL);
+    return st == EM_OK ? ems_policy_step(c, b->kv, EMS_PHASE_PREFILL_END, NULL) : st;
+}
+
+static double run_pp(const bench *b, int d, int n_pp)
+{
+    ems_cache *c;
+    if (new_cache(b, &c) != EM_OK || fill(b, c, d) != EM_OK) return -1;
+    double t0 = em_now_s();
+    em_status st = engine_forward_seq(b->e, c, b->ids + d, n_pp, d, n_pp, b->logits);
+    double r = n_pp / (em_now_s() - t0);
+    ems_cache_destroy(c);
+    return st == EM_OK ? r : -1;
+}
+
+static double run_tg(const bench *b, int d, int n_tg, uint64_t *entries)
+{
+    ems_cache *c;
+    if (new_cache(b, &c) != EM_OK || fill(b, c, d) != EM_OK) return -1;
+    em_status st = EM_OK;
+    double t0 = em_now_s();
+    for (int i = 0; i < n_tg && st == EM_OK; i++) {
+        st = engine_forward_seq(b->e, c, b->ids + d + i, 1, d + i, 1, b->logits);
+        if (st == EM_OK) st = ems_policy_step(c, b->kv, EMS_PHASE_DECODE, NULL);
+    }
+    double r = n_tg / (em_now_s() - t0);
+    *entries = ems_cache_entries(c);
+    ems_cache_destroy(c);
+    return st == EM_OK ? r : -1;
+}
+
 int main(int argc, char **argv)
 {
-    const char *csv = NULL, *label = NULL;
+    const char *csv = NULL, *label = NULL, *tests = "pp,tg", *path = NULL;
     int threads = 1, n_pp = 512, n_tg = 32, reps = 2;
     int depths[16], n_depths = 0;
-    const char *path = NULL;
+    ems_config kv;
+    ems_config_default(&kv);
+    char err[256] = "";
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--model") && i + 1 < argc) path = argv[++i];
-        else if (!strcmp(argv[i], "--label") && i + 1 < argc) label = argv[++i];
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--pp") && i + 1 < argc) n_pp = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--tg") && i + 1 < argc) n_tg = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--depth") && i + 1 < argc && n_depths < 16) depths[n_depths++] = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--csv") && i + 1 < argc) csv = argv[++i];
-        else {
-            fprintf(stderr, "usage: bench_engine --model PATH [--label NAME] [--threads N] [--depth D]... "
-                            "[--pp 512] [--tg 32] [--reps 2] [--csv PATH]\n");
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        em_status st;
+        int ok = v != NULL;
+        if (v && ems_config_cli(&kv, a, v, &st, err, sizeof err)) {
+            ok = st == EM_OK;
+        } else if (!strcmp(a, "--model")) path = v;
+        else if (!strcmp(a, "--label")) label = v;
+        else if (!strcmp(a, "--tests")) tests = v;
+        else if (!strcmp(a, "--csv")) csv = v;
+        else if (!strcmp(a, "--threads")) ok = v && parse_int(v, 1, 128, &threads);
+        else if (!strcmp(a, "--pp")) ok = v && parse_int(v, 1, 1 << 16, &n_pp);
+        else if (!strcmp(a, "--tg")) ok = v && parse_int(v, 1, 1 << 16, &n_tg);
+        else if (!strcmp(a, "--reps")) ok = v && parse_int(v, 1, 100, &reps);
+        else if (!strcmp(a, "--depth") && n_depths < 16) ok = v && parse_int(v, 0, 1 << 20, &depths[n_depths++]);
+        else ok = 0;
+        if (!ok) {
+            fprintf(stderr, "bench_engine: bad argument %s %s %s\n", a, v ? v : "", err);
+            usage();
             return 2;
         }
+        i++;
     }
     if (!path) path = model_find_default();
-    if (!path || threads < 1 || n_pp < 1 || n_tg < 1 || reps < 1) {
-        fprintf(stderr, "error: need --model PATH and positive counts\n");
+    if (!path || ems_config_validate(&kv, err, sizeof err) != EM_OK) {
+        fprintf(stderr, "bench_engine: %s\n", path ? err : "no model (--model PATH)");
         return 2;
     }
     if (!n_depths) depths[n_depths++] = 0;
-    char err[256];
+    int do_pp = strstr(tests, "pp") != NULL, do_tg = strstr(tests, "tg") != NULL;
     model *m;
     if (model_load(path, &m, err, sizeof err) != EM_OK) {
-        fprintf(stderr, "error: %s\n", err);
+        fprintf(stderr, "bench_engine: %s\n", err);
         return 1;
     }
     int maxd = 0;
     for (int i = 0; i < n_depths; i++) maxd = depths[i] > maxd ? depths[i] : maxd;
     m->hp.n_ctx = maxd + n_pp + n_tg + 8; /* see the file comment */
     shard_desc sd = shard_single(m->hp.n_kv_head);
-    engine_opts eo = {.n_threads = threads, .max_batch_tokens = 512};
+    engine_opts eo = {.n_threads = threads, .max_batch_tokens = 512 > n_pp ? 512 : n_pp};
     engine *e;
     if (engine_create(m, &sd, &eo, &e) != EM_OK) {
-        fprintf(stderr, "error: engine_create\n");
+        fprintf(stderr, "bench_engine: engine_create failed\n");
         return 1;
     }
     int total = maxd + n_pp + n_tg;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)total);
+    float *logits = malloc(sizeof(float) * (size_t)m->hp.n_vocab);
+    if (!ids || !logits) return 1;
     uint64_t r = 12345;
     for (int i = 0; i < total; i++) {
         r = r * 6364136223846793005ull + 1442695040888963407ull;
         ids[i] = (int32_t)((r >> 33) % (uint64_t)m->hp.n_vocab);
     }
-    float *logits = malloc(sizeof(float) * (size_t)m->hp.n_vocab);
+    bench b = {e, &kv, ids, logits};
+    char kvdesc[128];
+    ems_config_describe(&kv, kvdesc, sizeof kvdesc);
     FILE *fc = csv ? fopen(csv, "a") : NULL;
     if (!label) label = path;
-    printf("| model | threads | test | depth | tok/s |\n|---|---|---|---|---|\n");
+    printf("| model | kv | threads | test | depth | tok/s | kv entries |\n|---|---|---|---|---|---|---|\n");
+    int rc = 0;
     for (int di = 0; di < n_depths; di++) {
         int d = depths[di];
         double best_pp = 0, best_tg = 0;
+        uint64_t ent = 0;
         for (int rep = 0; rep < reps; rep++) {
-            ems_cache *c;
-            engine_cache_create(e, 0, 0, 0, &c);
-            if (d > 0) engine_forward_seq(e, c, ids, d, 0, 512, NULL);
-            /* pp: one forward of n_pp tokens on top of the cached depth */
-            double t0 = em_now_s();
-            engine_forward_seq(e, c, ids + d, n_pp, d, n_pp, logits);
-            double pp = n_pp / (em_now_s() - t0);
-            ems_cache_destroy(c);
-            /* tg: n_tg single-token steps on top of the depth */
-            engine_cache_create(e, 0, 0, 0, &c);
-            if (d > 0) engine_forward_seq(e, c, ids, d, 0, 512, NULL);
-            t0 = em_now_s();
-            for (int i = 0; i < n_tg; i++) engine_forward_seq(e, c, ids + d + i, 1, d + i, 1, logits);
-            double tg = n_tg / (em_now_s() - t0);
-            ems_cache_destroy(c);
+            double pp = do_pp ? run_pp(&b, d, n_pp) : 0, tg = do_tg ? run_tg(&b, d, n_tg, &ent) : 0;
+            if (pp < 0 || tg < 0) rc = 1;
             if (pp > best_pp) best_pp = pp;
             if (tg > best_tg) best_tg = tg;
         }
-        printf("| %s | %d | pp%d | %d | %.1f |\n", label, threads, n_pp, d, best_pp);
-        printf("| %s | %d | tg%d | %d | %.1f |\n", label, threads, n_tg, d, best_tg);
+        if (do_pp) printf("| %s | %s | %d | pp%d | %d | %.1f | |\n", label, kvdesc, threads, n_pp, d, best_pp);
+        if (do_tg) printf("| %s | %s | %d | tg%d | %d | %.1f | %llu |\n", label, kvdesc, threads, n_tg, d, best_tg,
+                          (unsigned long long)ent);
         fflush(stdout);
-        if (fc) {
-            fprintf(fc, "%s,%d,pp%d,%d,%.2f\n", label, threads, n_pp, d, best_pp);
-            fprintf(fc, "%s,%d,tg%d,%d,%.2f\n", label, threads, n_tg, d, best_tg);
-            fflush(fc);
-        }
+        if (fc && do_pp) fprintf(fc, "%s,%s,%d,pp%d,%d,%.2f\n", label, kvdesc, threads, n_pp, d, best_pp);
+        if (fc && do_tg) fprintf(fc, "%s,%s,%d,tg%d,%d,%.2f\n", label, kvdesc, threads, n_tg, d, best_tg);
+        if (fc) fflush(fc);
     }
+    if (rc) fprintf(stderr, "bench_engine: a forward pass failed\n");
     if (fc) fclose(fc);
     free(ids);
     free(logits);
     engine_free(e);
     model_free(m);
-    return 0;
+    return rc;
 }

@@ -12,14 +12,14 @@ MODELS=${EMSERVE_BENCH_MODELS:-/tmp/emserve-bench-models}
 mkdir -p "$OUT" "$MODELS"
 bazel build -c opt //bench:bench_engine //tools:make_model >/dev/null
 BIN=$(bazel info -c opt bazel-bin 2>/dev/null)
-STORIES=${EMSERVE_MODEL:-../shared/models/stories260K.gguf}
+STORIES=${EMSERVE_TEST_MODEL:-../shared/models/stories260K.gguf}
 
 for preset in stories15M stories110M long32k; do
   [ -f "$MODELS/$preset.gguf" ] || "$BIN/tools/make_model" --preset "$preset" --out "$MODELS/$preset.gguf" >&2
 done
 
 CSV=$OUT/engine.csv
-echo "model,threads,test,depth,tok_s" > "$CSV"
+echo "model,kv,threads,test,depth,tok_s" > "$CSV"
 run() { # label path threads depths...
   local label=$1 path=$2 th=$3; shift 3
   local args=()
@@ -67,7 +67,7 @@ GP=$(mktemp)
     for th in 1 2; do
       [ $first -eq 1 ] || printf ", "
       first=0
-      printf "'< grep \"^%s,%s,tg\" %s' using 4:5 with linespoints title '%s %st'" "$m" "$th" "$CSV" "$m" "$th"
+      printf "'< grep -E \"^%s,[^,]*,%s,tg\" %s' using 5:6 with linespoints title '%s %st'" "$m" "$th" "$CSV" "$m" "$th"
     done
   done
   echo

@@ -10,7 +10,7 @@
 #include <grpc/support/time.h>
 
 #include "common/timeutil.h"
-#include "coordinator/rpc_util.h"
+#include "rpc/rpc_util.h"
 #include "proto/c/emserve/v1/emserve.pb-c.h"
 #include "proto/grpc/health/v1/health.pb-c.h"
 
@@ -25,7 +25,7 @@ coord_client *coord_client_create(const char *addr)
         return NULL;
     }
     grpc_channel_credentials *cr = grpc_insecure_credentials_create();
-    c->ch = grpc_channel_create(addr, cr, coord_rpc_channel_args());
+    c->ch = grpc_channel_create(addr, cr, rpc_channel_args());
     grpc_channel_credentials_release(cr);
     return c;
 }
@@ -126,7 +126,7 @@ static grpc_status_code run_stream(coord_client *c, grpc_byte_buffer *send_bb, l
     grpc_call *call =
         grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
                                  grpc_slice_from_static_string("/emserve.v1.Emserve/Generate"),
-                                 NULL, coord_rpc_deadline_ms(timeout_ms), NULL);
+                                 NULL, rpc_deadline_ms(timeout_ms), NULL);
     grpc_metadata_array init_md, trail_md;
     grpc_metadata_array_init(&init_md);
     grpc_metadata_array_init(&trail_md);
@@ -150,7 +150,7 @@ static grpc_status_code run_stream(coord_client *c, grpc_byte_buffer *send_bb, l
         if (!batch_wait(call, cq, ops, 1, (void *)2) || bb == NULL) {
             break;
         }
-        Emserve__V1__GenerateResponse *m = (Emserve__V1__GenerateResponse *)coord_rpc_unpack(
+        Emserve__V1__GenerateResponse *m = (Emserve__V1__GenerateResponse *)rpc_unpack(
             bb, &emserve__v1__generate_response__descriptor);
         grpc_byte_buffer_destroy(bb);
         if (m == NULL) {
@@ -177,7 +177,7 @@ static grpc_status_code run_stream(coord_client *c, grpc_byte_buffer *send_bb, l
     res->status = GRPC_STATUS_UNKNOWN;
     batch_wait(call, cq, ops, 1, (void *)3);
     res->t_total_s = em_now_s() - t0;
-    coord_rpc_slice_str(details, res->message, sizeof res->message);
+    rpc_slice_str(details, res->message, sizeof res->message);
     if (res->text == NULL) {
         res->text = calloc(1, 1);
     }
@@ -185,7 +185,7 @@ static grpc_status_code run_stream(coord_client *c, grpc_byte_buffer *send_bb, l
     grpc_metadata_array_destroy(&init_md);
     grpc_metadata_array_destroy(&trail_md);
     grpc_call_unref(call);
-    coord_rpc_pluck_cq_destroy(cq);
+    rpc_pluck_cq_destroy(cq);
     return res->status;
 }
 
@@ -291,7 +291,7 @@ grpc_status_code coord_client_generate(coord_client *c, const coord_client_req *
     kv.n_params = (size_t)(rq->n_kv < 32 ? rq->n_kv : 32);
     kv.params = pp;
     m.kv = &kv;
-    grpc_byte_buffer *bb = coord_rpc_pack(&m.base);
+    grpc_byte_buffer *bb = rpc_pack(&m.base);
     free(msgs);
     free(mp);
     grpc_status_code st = run_stream(c, bb, rq->timeout_ms, rq, res);
@@ -341,7 +341,7 @@ grpc_status_code coord_client_tokenize(coord_client *c, const coord_client_token
         m.parse_special = rq->parse_special != 0;
     }
     ProtobufCMessage *resp = NULL;
-    out->status = coord_rpc_unary(c->ch, "/emserve.v1.Emserve/Tokenize", &m.base,
+    out->status = rpc_unary(c->ch, "/emserve.v1.Emserve/Tokenize", &m.base,
                                   &emserve__v1__tokenize_response__descriptor, &resp, 30000, 0,
                                   out->message, sizeof out->message);
     free(msgs);
@@ -383,7 +383,7 @@ int coord_client_abort(coord_client *c, const char *request_id)
     rq.request_id = (char *)request_id;
     ProtobufCMessage *resp = NULL;
     grpc_status_code st =
-        coord_rpc_unary(c->ch, "/emserve.v1.Emserve/Abort", &rq.base,
+        rpc_unary(c->ch, "/emserve.v1.Emserve/Abort", &rq.base,
                         &emserve__v1__abort_response__descriptor, &resp, 5000, 0, NULL, 0);
     if (st != GRPC_STATUS_OK) {
         return -1;
@@ -397,7 +397,7 @@ int coord_client_health(coord_client *c, long timeout_ms)
 {
     Grpc__Health__V1__HealthCheckRequest rq = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     ProtobufCMessage *resp = NULL;
-    grpc_status_code st = coord_rpc_unary(c->ch, "/grpc.health.v1.Health/Check", &rq.base,
+    grpc_status_code st = rpc_unary(c->ch, "/grpc.health.v1.Health/Check", &rq.base,
                                           &grpc__health__v1__health_check_response__descriptor,
                                           &resp, timeout_ms, 0, NULL, 0);
     if (st != GRPC_STATUS_OK) {
@@ -426,7 +426,7 @@ int coord_client_server_info(coord_client *c, coord_client_info *out)
     Emserve__V1__GetServerInfoRequest rq = EMSERVE__V1__GET_SERVER_INFO_REQUEST__INIT;
     ProtobufCMessage *resp = NULL;
     memset(out, 0, sizeof *out);
-    if (coord_rpc_unary(c->ch, "/emserve.v1.Emserve/GetServerInfo", &rq.base,
+    if (rpc_unary(c->ch, "/emserve.v1.Emserve/GetServerInfo", &rq.base,
                         &emserve__v1__server_info__descriptor, &resp, 5000, 0, NULL,
                         0) != GRPC_STATUS_OK) {
         return -1;

@@ -15,7 +15,7 @@
 #include "coll/coll.h"
 #include "common/log.h"
 #include "common/timeutil.h"
-#include "coordinator/rpc_util.h"
+#include "rpc/rpc_util.h"
 #include "engine/shard.h"
 #include "proto/emserve/internal/v1/worker.pb-c.h"
 #include "worker/wproto.h"
@@ -67,7 +67,7 @@ static void set_addr(coord_group *g, int r, const char *addr, int64_t pid)
     }
     if (w->addr[0]) {
         grpc_channel_credentials *cr = grpc_insecure_credentials_create();
-        w->ch = grpc_channel_create(w->addr, cr, coord_rpc_channel_args());
+        w->ch = grpc_channel_create(w->addr, cr, rpc_channel_args());
         grpc_channel_credentials_release(cr);
     }
 }
@@ -77,19 +77,12 @@ em_status coord_group_create(const model_hparams *hp, int world, const char *con
                              char *err, size_t errlen)
 {
     *out = NULL;
-    if (world < 1 || world > COORD_MAX_WORKERS || hp->n_kv_head % world != 0) {
+    if (world < 1 || world > COORD_MAX_WORKERS || world > hp->n_kv_head) {
         snprintf(err, errlen,
-                 "%d workers cannot split the model: the number of workers must divide its %d "
-                 "KV heads (try one of:",
-                 world, hp->n_kv_head);
-        for (int d = 1; d <= hp->n_kv_head && d <= COORD_MAX_WORKERS; d++) {
-            if (hp->n_kv_head % d == 0) {
-                size_t l = strlen(err);
-                snprintf(err + l, errlen - l, " %d", d);
-            }
-        }
-        size_t l = strlen(err);
-        snprintf(err + l, errlen - l, ")");
+                 "%d workers cannot split the model: each worker needs at least one of its %d KV "
+                 "heads (use 1 to %d workers)",
+                 world, hp->n_kv_head,
+                 hp->n_kv_head < COORD_MAX_WORKERS ? hp->n_kv_head : COORD_MAX_WORKERS);
         return EM_EINVAL;
     }
     coord_group *g = calloc(1, sizeof *g);
@@ -121,8 +114,8 @@ em_status coord_group_create(const model_hparams *hp, int world, const char *con
             return EM_EINVAL;
         }
         int lo, hi, lo2;
-        shard_ffn_range(hp->ffn_dim, sd.n_units, sd.unit0, &lo, &hi);
-        shard_ffn_range(hp->ffn_dim, sd.n_units, sd.unit0 + sd.n_units_local - 1, &lo2, &hi);
+        shard_ffn_range(hp, sd.n_units, sd.unit0, &lo, &hi);
+        shard_ffn_range(hp, sd.n_units, sd.unit0 + sd.n_units_local - 1, &lo2, &hi);
         *pl = (coord_placement){r,  sd.unit0, sd.n_units_local, sd.unit0 * G, sd.n_units_local * G,
                                 lo, hi};
         g->w[r].local = addrs == NULL || addrs[r] == NULL || addrs[r][0] == 0;
@@ -155,7 +148,7 @@ void coord_group_free(coord_group *g)
     }
     coll_store_server_stop(g->store);
     if (g->cq) {
-        coord_rpc_pluck_cq_destroy(g->cq);
+        rpc_pluck_cq_destroy(g->cq);
     }
     free(g->logits);
     free(g->slots);
@@ -227,18 +220,18 @@ int coord_group_snapshot(coord_group *g, coord_worker_snapshot *out, int cap)
  * are still in the current group: a worker restarted between two pings is not). */
 static int hello_all(coord_group *g, long timeout_ms, int check_gen, char *why, size_t whylen)
 {
-    coord_rpc_pending p[COORD_MAX_WORKERS];
+    rpc_pending p[COORD_MAX_WORKERS];
     Emserve__Internal__V1__HelloRequest rq = EMSERVE__INTERNAL__V1__HELLO_REQUEST__INIT;
     rq.protocol_version = WORKER_PROTO_VERSION;
     for (int r = 0; r < g->world; r++) {
-        coord_rpc_pending_start(g->cq, &p[r], g->w[r].ch, WORKER_METHOD_HELLO, &rq.base,
+        rpc_pending_start(g->cq, &p[r], g->w[r].ch, WORKER_METHOD_HELLO, &rq.base,
                                 timeout_ms);
     }
     int bad = 0;
     for (int r = 0; r < g->world; r++) {
         ProtobufCMessage *m = NULL;
         char d[256] = "";
-        grpc_status_code st = coord_rpc_pending_finish(
+        grpc_status_code st = rpc_pending_finish(
             g->cq, &p[r], &emserve__internal__v1__hello_response__descriptor, &m, d, sizeof d);
         Emserve__Internal__V1__HelloResponse *h = (Emserve__Internal__V1__HelloResponse *)m;
         if (st != GRPC_STATUS_OK || h == NULL || h->protocol_version != WORKER_PROTO_VERSION) {
@@ -279,7 +272,7 @@ static int form(coord_group *g)
     char prefix[64];
     snprintf(prefix, sizeof prefix, "emserve/%d/gen%lld", (int)getpid(), (long long)gen);
     coll_store_server_clear(g->store);
-    coord_rpc_pending p[COORD_MAX_WORKERS];
+    rpc_pending p[COORD_MAX_WORKERS];
     for (int r = 0; r < g->world; r++) {
         Emserve__Internal__V1__FormGroupRequest rq =
             EMSERVE__INTERNAL__V1__FORM_GROUP_REQUEST__INIT;
@@ -300,14 +293,14 @@ static int form(coord_group *g)
         rq.n_threads = g->o.n_threads;
         rq.max_batch_tokens = g->o.max_batch_tokens;
         rq.max_slots = g->o.max_slots;
-        coord_rpc_pending_start(g->cq, &p[r], g->w[r].ch, WORKER_METHOD_FORM_GROUP, &rq.base,
+        rpc_pending_start(g->cq, &p[r], g->w[r].ch, WORKER_METHOD_FORM_GROUP, &rq.base,
                                 g->o.coll_timeout_ms + 60000);
     }
     int bad = 0;
     for (int r = 0; r < g->world; r++) {
         ProtobufCMessage *m = NULL;
         char d[512] = "";
-        grpc_status_code st = coord_rpc_pending_finish(
+        grpc_status_code st = rpc_pending_finish(
             g->cq, &p[r], &emserve__internal__v1__form_group_response__descriptor, &m, d, sizeof d);
         if (st != GRPC_STATUS_OK) {
             if (!bad) {
@@ -487,17 +480,17 @@ em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_resu
     rq.want_logits.len = (size_t)st->n_tokens;
     rq.n_policy = (size_t)st->n_policy;
     rq.policy = pol_p;
-    coord_rpc_pending p[COORD_MAX_WORKERS];
+    rpc_pending p[COORD_MAX_WORKERS];
     for (int r = 0; r < g->world; r++) {
         rq.return_logits = r == 0;
-        coord_rpc_pending_start(g->cq, &p[r], g->w[r].ch, WORKER_METHOD_STEP, &rq.base,
+        rpc_pending_start(g->cq, &p[r], g->w[r].ch, WORKER_METHOD_STEP, &rq.base,
                                 g->o.step_timeout_ms);
     }
     int bad = 0;
     for (int r = 0; r < g->world; r++) {
         ProtobufCMessage *m = NULL;
         char d[512] = "";
-        grpc_status_code code = coord_rpc_pending_finish(
+        grpc_status_code code = rpc_pending_finish(
             g->cq, &p[r], &emserve__internal__v1__step_response__descriptor, &m, d, sizeof d);
         Emserve__Internal__V1__StepResponse *sr = (Emserve__Internal__V1__StepResponse *)m;
         if (code == GRPC_STATUS_OK && sr && sr->n_kv_entries == sr->n_kv_slots &&
@@ -524,7 +517,7 @@ em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_resu
             size_t l = bad ? strlen(err) : 0;
             snprintf(err + l, errlen - l, "%sworker %d (%s): %s%s%s%s", bad ? "; " : "", r,
                      g->w[r].addr,
-                     code == GRPC_STATUS_OK ? "inconsistent reply" : coord_rpc_status_name(code),
+                     code == GRPC_STATUS_OK ? "inconsistent reply" : rpc_status_name(code),
                      d[0] ? " (" : "", d, d[0] ? ")" : "");
             bad = 1;
         }

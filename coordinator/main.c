@@ -45,7 +45,7 @@ static void usage(FILE *f)
         f,
         "usage: emserve [--model PATH] [--workers N] [--listen HOST:PORT] [options]\n"
         "  --model PATH            GGUF model (default: $EMSERVE_MODEL or the test model)\n"
-        "  --workers N             local worker processes (default 2; must divide the KV heads)\n"
+        "  --workers N             local worker processes (default 2; at most the KV heads)\n"
         "  --listen HOST:PORT      public gRPC address (default 127.0.0.1:50051; port 0 = any)\n"
         "  --worker-addr HOST:PORT a worker started by hand (repeat once per worker, in rank\n"
         "                          order); replaces local workers\n"
@@ -306,10 +306,10 @@ int main(int argc, char **argv)
         model_free(m);
         return 1;
     }
-    if (m->hp.n_kv_head % f.workers != 0) {
+    if (f.workers > m->hp.n_kv_head) {
         fprintf(stderr,
-                "emserve: %d workers cannot split %s: the worker count must divide its %d KV "
-                "heads\n",
+                "emserve: %d workers cannot split %s: each worker needs at least one of its %d "
+                "KV heads\n",
                 f.workers, f.model, m->hp.n_kv_head);
         coord_chat_template_free(&chat);
         tok_free(tok);

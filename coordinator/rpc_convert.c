@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "coordinator/rpc_server.h"
-#include "coordinator/rpc_util.h"
+#include "rpc/rpc_util.h"
 #include "ems/config.h"
 #include "worker/wproto.h"
 
@@ -277,7 +277,7 @@ grpc_byte_buffer *coord_rpc_pack_event(const coord_event *ev)
         resp.response_case = EMSERVE__V1__GENERATE_RESPONSE__RESPONSE_COMPLETE;
         resp.complete = &comp;
     }
-    grpc_byte_buffer *bb = coord_rpc_pack(&resp.base);
+    grpc_byte_buffer *bb = rpc_pack(&resp.base);
     free(text);
     return bb;
 }

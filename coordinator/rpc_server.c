@@ -14,8 +14,8 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "coordinator/rpc_convert.h"
-#include "coordinator/rpc_serve.h"
-#include "coordinator/rpc_util.h"
+#include "rpc/rpc_serve.h"
+#include "rpc/rpc_util.h"
 #include "proto/c/emserve/v1/emserve.pb-c.h"
 #include "proto/grpc/health/v1/health.pb-c.h"
 
@@ -45,7 +45,7 @@ struct gcall {
     coord_server *srv;
     method m;
     call_state state;
-    coord_rpc_scall sc; /* sc.status: the final status details, unary or streaming */
+    rpc_scall sc; /* sc.status: the final status details, unary or streaming */
     gtag t_main, t_send, t_close;
     pthread_mutex_t mu;
     int refs;
@@ -83,7 +83,7 @@ static void post_request(coord_server *s)
     c->t_send = (gtag){TAG_SEND, c};
     c->t_close = (gtag){TAG_CLOSE, c};
     pthread_mutex_init(&c->mu, NULL);
-    if (!coord_rpc_scall_request(s->server, s->cq, &c->sc, &c->t_main)) {
+    if (!rpc_scall_request(s->server, s->cq, &c->sc, &c->t_main)) {
         pthread_mutex_destroy(&c->mu);
         free(c);
     }
@@ -99,7 +99,7 @@ static void call_free(gcall *c)
         c->q_head = (c->q_head + 1) % QCAP;
         c->q_n--;
     }
-    coord_rpc_scall_release(&c->sc);
+    rpc_scall_release(&c->sc);
     pthread_mutex_destroy(&c->mu);
     free(c);
 }
@@ -172,7 +172,7 @@ static void finish_unary(gcall *c, const ProtobufCMessage *msg, grpc_status_code
                          const char *why)
 {
     c->state = ST_FINISH;
-    if (!coord_rpc_scall_reply(&c->sc, msg, code, why, &c->t_main)) {
+    if (!rpc_scall_reply(&c->sc, msg, code, why, &c->t_main)) {
         call_unref(c);
     }
 }
@@ -202,7 +202,7 @@ static void sink_emit(void *user, const coord_event *ev)
     if (ev->kind == COORD_EV_COMPLETE) {
         set_final_locked(c, GRPC_STATUS_OK, "");
     } else if (ev->kind == COORD_EV_ERROR) {
-        set_final_locked(c, coord_rpc_status_from_em(ev->status), ev->message);
+        set_final_locked(c, rpc_status_from_em(ev->status), ev->message);
     }
     kick_locked(c);
     pthread_mutex_unlock(&c->mu);
@@ -242,7 +242,7 @@ static void do_generate(coord_server *s, gcall *c, const Emserve__V1__GenerateRe
     em_status st = coord_rpc_req_from_proto(rq, &s->pc, serial, &r, err, sizeof err);
     if (st != EM_OK) {
         pthread_mutex_lock(&c->mu);
-        set_final_locked(c, coord_rpc_status_from_em(st), err);
+        set_final_locked(c, rpc_status_from_em(st), err);
         kick_locked(c);
         pthread_mutex_unlock(&c->mu);
         return;
@@ -295,7 +295,7 @@ static void do_tokenize(coord_server *s, gcall *c, const Emserve__V1__TokenizeRe
     char *prompt = NULL;
     em_status st = coord_rpc_tokenize(rq, &s->pc, &ids, &n, &prompt, err, sizeof err);
     if (st != EM_OK) {
-        finish_unary(c, NULL, coord_rpc_status_from_em(st), err[0] ? err : em_status_str(st));
+        finish_unary(c, NULL, rpc_status_from_em(st), err[0] ? err : em_status_str(st));
         return;
     }
     r.n_ids = (size_t)n;
@@ -348,7 +348,7 @@ static void on_request(coord_server *s, gcall *c)
         &emserve__v1__get_server_info_request__descriptor,
         &emserve__v1__tokenize_request__descriptor,
         &grpc__health__v1__health_check_request__descriptor};
-    ProtobufCMessage *m = coord_rpc_unpack(c->sc.request, desc[c->m]);
+    ProtobufCMessage *m = rpc_unpack(c->sc.request, desc[c->m]);
     if (m == NULL) {
         if (c->m == M_GENERATE) {
             pthread_mutex_lock(&c->mu);
@@ -410,7 +410,7 @@ static void on_main(coord_server *s, gcall *c, int ok)
             }
         }
         c->state = ST_READ;
-        if (!coord_rpc_scall_recv(&c->sc, &c->t_main)) {
+        if (!rpc_scall_recv(&c->sc, &c->t_main)) {
             call_unref(c);
         }
         return;
@@ -481,7 +481,7 @@ static void *server_main(void *p)
             cq_shut = 1;
             grpc_completion_queue_shutdown(s->cq);
         }
-        grpc_event ev = coord_rpc_cq_next_ms(s->cq, 100);
+        grpc_event ev = rpc_cq_next_ms(s->cq, 100);
         if (ev.type == GRPC_QUEUE_TIMEOUT) {
             continue;
         }
@@ -521,7 +521,7 @@ em_status coord_server_start(const coord_server_opts *o, coord_server **out, int
     s->pc = (coord_prompt_ctx){&o->m->hp, o->tok, o->chat};
     s->sink.emit = sink_emit;
     s->sink.release = sink_release;
-    s->server = coord_rpc_server_create(o->listen_addr, &s->cq, port);
+    s->server = rpc_server_create(o->listen_addr, &s->cq, port);
     if (s->server == NULL) {
         snprintf(err, errlen, "cannot listen on %s", o->listen_addr);
         free(s);

@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "ems/config.h" /* EMS_MAX_W_LOC */
 #include "kernels/cpu/kern_cpu.h"
+#include "kernels/quant.h"
 
 /* Multiply-adds of attention below which the (sequence, head) tasks run on the caller. */
 #ifndef ENGINE_ATTN_PAR_MIN
@@ -40,7 +41,7 @@ struct engine {
 static kern_weight rows_of(const kern_weight *w, int r0, int n)
 {
     kern_weight v = *w;
-    v.data = (const char *)w->data + (size_t)r0 * w->cols * (w->dtype == KERN_F16 ? 2 : 4);
+    v.data = (const char *)w->data + (size_t)r0 * kern_row_bytes(w->dtype, w->cols);
     v.rows = n;
     return v;
 }
@@ -92,10 +93,11 @@ em_status engine_create(const model *m, const shard_desc *sd, const engine_opts 
         return EM_ENOMEM;
     }
     int f0;
-    shard_ffn_range(hp->ffn_dim, sd->n_units, u0, &f0, &hi);
-    for (int i = 0; i <= e->n_local; i++) {
-        shard_ffn_range(hp->ffn_dim, sd->n_units, u0 + i, &lo, &hi);
+    shard_ffn_range(hp, sd->n_units, u0, &f0, &hi);
+    for (int i = 0; i < e->n_local; i++) {
+        shard_ffn_range(hp, sd->n_units, u0 + i, &lo, &hi);
         e->ffn_off[i] = lo - f0;
+        e->ffn_off[i + 1] = hi - f0;
     }
     e->ffn_local = e->ffn_off[e->n_local];
     int gq = e->G * e->hd;
@@ -148,6 +150,7 @@ void engine_free(engine *e)
 const model_hparams *engine_hparams(const engine *e) { return &e->m->hp; }
 const shard_desc *engine_shard(const engine *e) { return &e->sd; }
 const kern_ops *engine_ops(const engine *e) { return e->ops; }
+size_t engine_weight_bytes(const engine *e) { return shard_weights_bytes(e->sw); }
 
 em_status engine_cache_create(const engine *e, int w_loc, int want_stats, int group_max,
                               ems_cache **out)
@@ -262,8 +265,8 @@ static em_status layer_forward(engine *e, int l, const engine_batch *b, ems_cach
         long len = ems_cache_head(caches[b->seq[t0]], l, 0)->len + nq;
         work += (long)nq * len * G * hd * nlc;
     }
-    if (e->cpu_ops && n_runs * nlc > 1 && work >= ENGINE_ATTN_PAR_MIN) {
-        kern_cpu_parallel_for(e->cpu_ops, n_runs * nlc, attn_one, &task);
+    if (n_runs * nlc > 1 && work >= ENGINE_ATTN_PAR_MIN) {
+        kern_parallel_for(o, n_runs * nlc, attn_one, &task);
     } else {
         for (int idx = 0; idx < n_runs * nlc; idx++) attn_one(&task, idx, 0);
     }

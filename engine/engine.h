@@ -5,6 +5,7 @@
  * run of tokens of one sequence is processed as one prefill chunk (matrix-matrix), a run of
  * length 1 is a decode step. Layer code is the same for 1 and N processes (see shard.h). */
 #pragma once
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/status.h"
@@ -29,6 +30,8 @@ void engine_free(engine *e);
 const model_hparams *engine_hparams(const engine *e);
 const shard_desc *engine_shard(const engine *e);
 const kern_ops *engine_ops(const engine *e);
+/* Bytes of layer weights this shard holds, in their stored types (shard_weights_bytes). */
+size_t engine_weight_bytes(const engine *e);
 
 /* Creates an empty cache for one sequence shaped for this shard (w_loc, stats per policy). */
 em_status engine_cache_create(const engine *e, int w_loc, int want_stats, int group_max,

@@ -5,19 +5,19 @@
 #include <string.h>
 
 #include "kernels/kern.h"
+#include "kernels/quant.h"
 
 em_status shard_for_rank(int n_kv_head, int rank, int world, shard_desc *out)
 {
-    if (world <= 0 || rank < 0 || rank >= world || n_kv_head <= 0 || n_kv_head % world) {
+    if (world <= 0 || rank < 0 || rank >= world || n_kv_head <= 0 || world > n_kv_head) {
         return EM_EINVAL;
     }
-    int per = n_kv_head / world;
-    shard_desc s = {n_kv_head, rank * per, per, NULL, NULL};
+    int per = n_kv_head / world, extra = n_kv_head % world;
+    int unit0 = rank * per + (rank < extra ? rank : extra);
+    shard_desc s = {n_kv_head, unit0, per + (rank < extra), NULL, NULL};
     *out = s;
     return EM_OK;
 }
-
-static size_t dtype_size(kern_dtype t) { return t == KERN_F16 ? 2 : 4; }
 
 static void *own(shard_weights *w, size_t bytes)
 {
@@ -37,24 +37,42 @@ static void *own(shard_weights *w, size_t bytes)
 static kern_weight rows_view(const kern_weight *src, int r0, int n)
 {
     kern_weight v = *src;
-    v.data = (const char *)src->data + (size_t)r0 * src->cols * dtype_size(src->dtype);
+    v.data = (const char *)src->data + (size_t)r0 * kern_row_bytes(src->dtype, src->cols);
     v.rows = n;
     return v;
 }
 
-/* Columns [c0, c0+n) of a weight: a contiguous copy (rows, n). */
+/* Columns [c0, c0+n) of a weight: a contiguous copy (rows, n), in the weight's type when the
+ * cut falls on block boundaries, else dequantised to f32. */
 static em_status cols_copy(shard_weights *w, const kern_weight *src, int c0, int n, kern_weight *out)
 {
-    size_t es = dtype_size(src->dtype);
-    char *dst = own(w, (size_t)src->rows * n * es);
-    if (!dst) return EM_ENOMEM;
-    for (int r = 0; r < src->rows; r++) {
-        memcpy(dst + (size_t)r * n * es, (const char *)src->data + ((size_t)r * src->cols + c0) * es,
-               (size_t)n * es);
-    }
+    int be = kern_dtype_block_elems(src->dtype);
+    size_t in_row = kern_row_bytes(src->dtype, src->cols);
     *out = *src;
-    out->data = dst;
     out->cols = n;
+    if (c0 % be == 0 && n % be == 0) {
+        size_t out_row = kern_row_bytes(src->dtype, n), off = (size_t)c0 / be * kern_dtype_block_bytes(src->dtype);
+        char *dst = own(w, (size_t)src->rows * out_row);
+        if (!dst) return EM_ENOMEM;
+        for (int r = 0; r < src->rows; r++) {
+            memcpy(dst + (size_t)r * out_row, (const char *)src->data + (size_t)r * in_row + off, out_row);
+        }
+        out->data = dst;
+        return EM_OK;
+    }
+    float *dst = own(w, (size_t)src->rows * n * sizeof(float));
+    float *row = malloc((size_t)src->cols * sizeof(float));
+    if (!dst || !row) {
+        free(row);
+        return EM_ENOMEM;
+    }
+    for (int r = 0; r < src->rows; r++) {
+        kern_dequant_row(src->dtype, (const char *)src->data + (size_t)r * in_row, row, src->cols);
+        memcpy(dst + (size_t)r * n, row + c0, (size_t)n * sizeof(float));
+    }
+    free(row);
+    out->data = dst;
+    out->dtype = KERN_F32;
     return EM_OK;
 }
 
@@ -82,7 +100,7 @@ em_status shard_weights_create(const model *m, const shard_desc *sd, shard_weigh
         for (int i = 0; i < sd->n_units_local && st == EM_OK; i++) {
             int u = sd->unit0 + i, lo, hi;
             shard_unit_weights *uw = &w->units[l * sd->n_units_local + i];
-            shard_ffn_range(hp->ffn_dim, sd->n_units, u, &lo, &hi);
+            shard_ffn_range(hp, sd->n_units, u, &lo, &hi);
             uw->ffn_rows = hi - lo;
             uw->wq = rows_view(&L->wq, u * G * hd, G * hd);
             uw->wk = rows_view(&L->wk, u * hd, hd);
@@ -117,7 +135,7 @@ size_t shard_weights_bytes(const shard_weights *w)
     for (int i = 0; i < n; i++) {
         const shard_unit_weights *u = &w->units[i];
         const kern_weight *ws[] = {&u->wq, &u->wk, &u->wv, &u->wo, &u->w1, &u->w3, &u->w2};
-        for (int j = 0; j < 7; j++) b += (size_t)ws[j]->rows * ws[j]->cols * dtype_size(ws[j]->dtype);
+        for (int j = 0; j < 7; j++) b += (size_t)ws[j]->rows * kern_row_bytes(ws[j]->dtype, ws[j]->cols);
     }
     return b;
 }

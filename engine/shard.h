@@ -8,8 +8,9 @@
  * process writes the partial sum of each of ITS units into a zeroed buffer of all units
  * ([n_units][n_tok][dim]), the reduce hook sums that buffer over processes (a plain all-reduce:
  * every element is non-zero on at most one process, so x + 0 = x exactly), and every process
- * adds the units up in unit order. Hence any worker count that divides the KV heads gives
- * bit-identical results to one process. */
+ * adds the units up in unit order. Hence any worker count up to the number of KV heads gives
+ * bit-identical results to one process (units are dealt out as evenly as possible: 3 KV heads
+ * over 2 workers are 2 + 1, with the FFN rows following their units). */
 #pragma once
 #include <stddef.h>
 
@@ -27,11 +28,14 @@ typedef struct shard_desc {
     void *reduce_user;
 } shard_desc;
 
-/* FFN rows of unit u: [ffn_lo, ffn_hi). Chunks differ in size by at most one row. */
-static inline void shard_ffn_range(int ffn_dim, int n_units, int u, int *lo, int *hi)
+/* FFN rows of unit u: [lo, hi). The rows are cut in whole multiples of hp->ffn_align (the
+ * block size of ffn_down, whose columns each unit slices); chunks differ by at most one
+ * multiple. */
+static inline void shard_ffn_range(const model_hparams *hp, int n_units, int u, int *lo, int *hi)
 {
-    *lo = (int)((long)ffn_dim * u / n_units);
-    *hi = (int)((long)ffn_dim * (u + 1) / n_units);
+    long a = hp->ffn_align > 0 ? hp->ffn_align : 1, blocks = hp->ffn_dim / a;
+    *lo = (int)(a * (blocks * u / n_units));
+    *hi = u + 1 == n_units ? hp->ffn_dim : (int)(a * (blocks * (u + 1) / n_units));
 }
 
 /* 1-of-1 shard for n_kv_head units. */
@@ -41,12 +45,15 @@ static inline shard_desc shard_single(int n_kv_head)
     return s;
 }
 
-/* Shard rank of world: error (EM_EINVAL) unless world divides n_kv_head. */
+/* Shard rank of world: units [unit0, unit0 + n) with the first n_kv_head % world ranks taking
+ * one unit more. EM_EINVAL unless 1 <= world <= n_kv_head and 0 <= rank < world. */
 em_status shard_for_rank(int n_kv_head, int rank, int world, shard_desc *out);
 
 /* The weights a shard needs, per layer and per owned unit, as contiguous copies or views into
  * the model: wq/wk/wv rows of the unit's heads, wo columns, w1/w3 rows and w2 columns of the
- * unit's FFN chunk. Norms, embeddings and the output head are shared views. */
+ * unit's FFN chunk. Norms, embeddings and the output head are shared views. Rows are views in
+ * the weight's own type; column slices are copies in the same type when they cut whole blocks
+ * (always for f32/f16 and 32-element blocks on llama shapes), else f32 dequantised copies. */
 typedef struct shard_unit_weights {
     kern_weight wq, wk, wv; /* (G*hd, dim), (hd, dim), (hd, dim) */
     kern_weight wo;         /* (dim, G*hd) */
@@ -65,5 +72,5 @@ typedef struct shard_weights {
 
 em_status shard_weights_create(const model *m, const shard_desc *sd, shard_weights **out);
 void shard_weights_free(shard_weights *w);
-/* Bytes of layer weights held by this shard (copies + views of owned slices). */
+/* Bytes of layer weights held by this shard (copies + views of owned slices, in their types). */
 size_t shard_weights_bytes(const shard_weights *w);

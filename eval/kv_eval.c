@@ -330,7 +330,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (!model_path)
-        model_path = model_find_default();
+        model_path = model_find_test_small();
     char err[256];
     if (!model_path || model_load(model_path, &H.m, err, sizeof err) != EM_OK ||
         tok_create(H.m->gguf, &H.tok, err, sizeof err) != EM_OK) {

@@ -90,8 +90,23 @@ typedef struct kern_ops {
     void (*swiglu)(void *ctx, const float *gate, const float *up, int n, int dim, float *out);
     /* see kern_attn_args */
     void (*attn)(void *ctx, const kern_attn_args *a);
+    /* Optional (NULL: the caller runs the items itself): runs fn(user, i, tid) for every i in
+     * [0, n) on the backend's workers, tid in [0, n_threads); the ops above may be called from
+     * fn (they then run on that thread alone). Used for attention over sequences x KV heads. */
+    void (*parallel_for)(void *ctx, int n, void (*fn)(void *user, int i, int tid), void *user);
     void *ctx;
 } kern_ops;
+
+/* Runs fn over [0, n) through o->parallel_for, or inline on the caller (tid 0) without one. */
+static inline void kern_parallel_for(const kern_ops *o, int n,
+                                     void (*fn)(void *user, int i, int tid), void *user)
+{
+    if (o->parallel_for) {
+        o->parallel_for(o->ctx, n, fn, user);
+        return;
+    }
+    for (int i = 0; i < n; i++) fn(user, i, 0);
+}
 
 /* The scalar reference backend (static, thread-safe, never NULL). */
 const kern_ops *kern_ops_ref(void);

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "model/ggml_types.h"
+
 typedef struct cursor {
     const uint8_t *p, *end;
     char *err;
@@ -115,17 +117,9 @@ static int str_eq(gguf_str s, const char *z)
 
 static size_t type_nbytes(uint32_t type, uint64_t nel, int *ok)
 {
-    *ok = 1;
-    switch (type) {
-    case GGML_TYPE_F32: return (size_t)(nel * 4);
-    case GGML_TYPE_F16: return (size_t)(nel * 2);
-    case GGML_TYPE_Q8_0:
-        if (nel % 32) break;
-        return (size_t)(nel / 32 * 34);
-    default: break;
-    }
-    *ok = 0;
-    return 0;
+    ggml_type_info ti = ggml_type_get(type);
+    *ok = ti.name != NULL && nel % ti.block_elems == 0;
+    return *ok ? (size_t)(nel / ti.block_elems * ti.block_bytes) : 0;
 }
 
 /* Duplicate tensor names through a hash set: a pairwise scan is quadratic, and a hostile file
@@ -184,8 +178,13 @@ static em_status parse_tensors(cursor *c, gguf_file *f)
         }
         int ok;
         t->nbytes = type_nbytes(t->type, nel, &ok);
-        if (!ok) return fail(c, "tensor '%.*s': unsupported or inconsistent type %u",
-                             (int)t->name.len, t->name.data, t->type);
+        if (!ok && ggml_type_get(t->type).name) {
+            return fail(c, "tensor '%.*s': %llu elements are not whole blocks of its type %s",
+                        (int)t->name.len, t->name.data, (unsigned long long)nel,
+                        ggml_type_get(t->type).name);
+        }
+        if (!ok) return fail(c, "tensor '%.*s': unknown ggml type %u", (int)t->name.len,
+                             t->name.data, t->type);
     }
     return check_unique_names(c, f);
 }

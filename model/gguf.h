@@ -14,8 +14,17 @@ typedef enum {
     GGUF_TYPE_FLOAT64 = 12
 } gguf_type;
 
-/* ggml tensor types we understand (others are rejected with EM_EUNSUPPORTED at model load). */
-enum { GGML_TYPE_F32 = 0, GGML_TYPE_F16 = 1, GGML_TYPE_Q8_0 = 8 };
+/* ggml tensor type ids used by name in the code (model/ggml_types.h has the whole table;
+ * the model loader says which types it computes with). */
+enum {
+    GGML_TYPE_F32 = 0,
+    GGML_TYPE_F16 = 1,
+    GGML_TYPE_Q4_0 = 2,
+    GGML_TYPE_Q4_1 = 3,
+    GGML_TYPE_Q8_0 = 8,
+    GGML_TYPE_Q4_K = 12,
+    GGML_TYPE_Q6_K = 14
+};
 
 typedef struct gguf_str {
     uint64_t len;

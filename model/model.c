@@ -1,5 +1,6 @@
 /* Binds a llama GGUF to model weights: reads hyper-parameters, checks every tensor's shape and
- * type, keeps f32/f16 tensors in the mapping and dequantises q8_0 to f32. */
+ * type, keeps matrices in the mapping in their own type (f32, f16, q4_0, q4_1, q8_0, q4_K,
+ * q6_K: kernels compute on the quantized blocks) and makes f32 copies of the norm vectors. */
 #include "model/model.h"
 
 #include <limits.h>
@@ -9,6 +10,8 @@
 #include <unistd.h>
 
 #include "kernels/kern.h"
+#include "kernels/quant.h"
+#include "model/ggml_types.h"
 
 static em_status get_u32(const gguf_file *f, const char *key, int required, int def, int *out,
                          char *err, size_t errlen)
@@ -85,6 +88,23 @@ static em_status read_hparams(const gguf_file *f, model_hparams *hp, char *err, 
     return EM_OK;
 }
 
+/* An f32 copy owned by the model (vectors stored in another type). */
+static float *own_f32(model *m, size_t n)
+{
+    float *dst = malloc(n * sizeof(float));
+    void **no = realloc(m->owned, sizeof(void *) * (size_t)(m->n_owned + 1));
+    if (!dst || !no) {
+        free(dst);
+        if (no) m->owned = no;
+        return NULL;
+    }
+    m->owned = no;
+    m->owned[m->n_owned++] = dst;
+    return dst;
+}
+
+/* Binds tensor `name` of shape (rows, cols). Matrices stay in the mapping in their own type
+ * (f32, f16 or a block format of kernels/quant.h); vectors (vec_only) become f32. */
 static em_status bind(model *m, const char *name, int optional, int rows, int cols, int vec_only,
                       kern_weight *w, char *err, size_t errlen)
 {
@@ -100,39 +120,47 @@ static em_status bind(model *m, const char *name, int optional, int rows, int co
                  (unsigned long long)t->ne[2], (unsigned long long)t->ne[3], cols, rows);
         return EM_EINVAL;
     }
+    if (!kern_dtype_valid((int)t->type)) {
+        ggml_type_info ti = ggml_type_get(t->type);
+        snprintf(err, errlen,
+                 "tensor '%s' has type %s (ggml type %u), which emserve cannot compute with "
+                 "(supported: f32 f16 q4_0 q4_1 q8_0 q4_K q6_K)",
+                 name, ti.name ? ti.name : "?", t->type);
+        return EM_EUNSUPPORTED;
+    }
+    kern_dtype dt = (kern_dtype)t->type;
+    if (kern_row_bytes(dt, cols) == 0 || kern_row_bytes(dt, cols) * (size_t)rows != t->nbytes) {
+        snprintf(err, errlen, "tensor '%s': %d columns are not whole %s blocks", name, cols,
+                 kern_dtype_name(dt));
+        return EM_EINVAL;
+    }
     w->rows = rows;
     w->cols = cols;
-    if (t->type == GGML_TYPE_F32 || (t->type == GGML_TYPE_F16 && !vec_only)) {
+    if (!vec_only || dt == KERN_F32) {
         w->data = t->data;
-        w->dtype = t->type == GGML_TYPE_F32 ? KERN_F32 : KERN_F16;
+        w->dtype = dt;
         return EM_OK;
     }
-    /* q8_0 (blocks of 32: f16 scale + 32 int8) and f16 norm vectors become f32 copies. */
-    size_t n = (size_t)rows * cols;
-    float *dst = malloc(n * sizeof(float));
-    void **no = realloc(m->owned, sizeof(void *) * (size_t)(m->n_owned + 1));
-    if (!dst || !no) {
-        free(dst);
-        if (no) m->owned = no;
-        return EM_ENOMEM;
-    }
-    m->owned = no;
-    m->owned[m->n_owned++] = dst;
-    if (t->type == GGML_TYPE_F16) {
-        const uint16_t *src = t->data;
-        for (size_t i = 0; i < n; i++) dst[i] = kern_f16_to_f32(src[i]);
-    } else {
-        const uint8_t *src = t->data;
-        for (size_t b = 0; b < n / 32; b++) {
-            uint16_t hs;
-            memcpy(&hs, src + b * 34, 2);
-            float d = kern_f16_to_f32(hs);
-            for (int i = 0; i < 32; i++) dst[b * 32 + i] = d * (float)(int8_t)src[b * 34 + 2 + i];
-        }
+    float *dst = own_f32(m, (size_t)rows * cols);
+    if (!dst) return EM_ENOMEM;
+    for (int r = 0; r < rows; r++) {
+        kern_dequant_row(dt, (const char *)t->data + (size_t)r * kern_row_bytes(dt, cols),
+                         dst + (size_t)r * cols, cols);
     }
     w->data = dst;
     w->dtype = KERN_F32;
     return EM_OK;
+}
+
+/* Column slices of ffn_down per unit must be whole blocks: the FFN split's granularity. */
+static int ffn_align(const model *m)
+{
+    int a = 1;
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        int b = kern_dtype_block_elems(m->layers[l].w2.dtype);
+        if (b > a) a = b;
+    }
+    return a;
 }
 
 static em_status bind_all(model *m, char *err, size_t errlen)
@@ -208,6 +236,14 @@ em_status model_load(const char *path, model **out, char *err, size_t errlen)
         m->layers = calloc((size_t)m->hp.n_layer, sizeof *m->layers);
         st = m->layers ? bind_all(m, err, errlen) : EM_ENOMEM;
     }
+    if (st == EM_OK) {
+        m->hp.ffn_align = ffn_align(m);
+        if (m->hp.ffn_dim % m->hp.ffn_align != 0) {
+            snprintf(err, errlen, "feed-forward size %d is not whole blocks of %d", m->hp.ffn_dim,
+                     m->hp.ffn_align);
+            st = EM_EINVAL;
+        }
+    }
     if (st != EM_OK) {
         model_free(m);
         return st;
@@ -245,6 +281,16 @@ const char *model_find_default(void)
 {
     static char path[4096];
     const char *env = getenv("EMSERVE_MODEL");
+    if (env && *env) return env;
+    const char *dir = getenv("EMSERVE_MODEL_DIR");
+    snprintf(path, sizeof path, "%s/%s", dir && *dir ? dir : MODEL_INSTALL_DIR, MODEL_DEFAULT_FILE);
+    return access(path, R_OK) == 0 ? path : NULL;
+}
+
+const char *model_find_test_small(void)
+{
+    static char path[4096];
+    const char *env = getenv("EMSERVE_TEST_MODEL");
     if (env && *env) return env;
     char dir[4096];
     const char *wd = getenv("BUILD_WORKING_DIRECTORY"); /* set by `bazel run` */

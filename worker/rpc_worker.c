@@ -10,8 +10,8 @@
 #include <grpc/grpc.h>
 
 #include "common/log.h"
-#include "coordinator/rpc_serve.h"
-#include "coordinator/rpc_util.h"
+#include "rpc/rpc_serve.h"
+#include "rpc/rpc_util.h"
 #include "proto/emserve/internal/v1/worker.pb-c.h"
 #include "worker/wproto.h"
 
@@ -19,7 +19,7 @@ typedef enum { CALL_NEW, CALL_GOT_REQUEST, CALL_FINISHING } call_state;
 
 typedef struct wcall {
     call_state state;
-    coord_rpc_scall sc;
+    rpc_scall sc;
 } wcall;
 
 typedef struct server_ctx {
@@ -36,14 +36,14 @@ static void post_request(server_ctx *s)
         return;
     }
     c->state = CALL_NEW;
-    if (!coord_rpc_scall_request(s->server, s->cq, &c->sc, c)) {
+    if (!rpc_scall_request(s->server, s->cq, &c->sc, c)) {
         free(c);
     }
 }
 
 static void call_free(wcall *c)
 {
-    coord_rpc_scall_release(&c->sc);
+    rpc_scall_release(&c->sc);
     free(c);
 }
 
@@ -51,7 +51,7 @@ static void call_free(wcall *c)
 static void finish(wcall *c, const ProtobufCMessage *msg, grpc_status_code code, const char *why)
 {
     c->state = CALL_FINISHING;
-    if (!coord_rpc_scall_reply(&c->sc, msg, code, why, c)) {
+    if (!rpc_scall_reply(&c->sc, msg, code, why, c)) {
         call_free(c); /* no completion will come */
     }
 }
@@ -88,7 +88,7 @@ static void do_form(server_ctx *s, wcall *c, const Emserve__Internal__V1__FormGr
     em_status st = worker_group_form(s->w, &f, err, sizeof err);
     if (st != EM_OK) {
         EM_LOG_ERROR("form group %lld: %s", (long long)rq->generation, err);
-        finish(c, NULL, coord_rpc_status_from_em(st), err);
+        finish(c, NULL, rpc_status_from_em(st), err);
         return;
     }
     Emserve__Internal__V1__FormGroupResponse r = EMSERVE__INTERNAL__V1__FORM_GROUP_RESPONSE__INIT;
@@ -165,7 +165,7 @@ static void do_step(server_ctx *s, wcall *c, const Emserve__Internal__V1__StepRe
         st = worker_step(s->w, &in, &out, err, sizeof err);
     }
     if (st != EM_OK) {
-        finish(c, NULL, coord_rpc_status_from_em(st), err);
+        finish(c, NULL, rpc_status_from_em(st), err);
     } else {
         Emserve__Internal__V1__StepResponse r = EMSERVE__INTERNAL__V1__STEP_RESPONSE__INIT;
         r.step_id = rq->step_id;
@@ -202,7 +202,7 @@ static void dispatch(server_ctx *s, wcall *c)
         finish(c, NULL, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
         return;
     }
-    ProtobufCMessage *m = coord_rpc_unpack(c->sc.request, d);
+    ProtobufCMessage *m = rpc_unpack(c->sc.request, d);
     if (m == NULL) {
         finish(c, NULL, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
         return;
@@ -238,7 +238,7 @@ static void on_event(server_ctx *s, wcall *c, int ok)
         }
         post_request(s);
         c->state = CALL_GOT_REQUEST;
-        if (!coord_rpc_scall_recv(&c->sc, c)) {
+        if (!rpc_scall_recv(&c->sc, c)) {
             call_free(c);
         }
         return;
@@ -261,7 +261,7 @@ em_status worker_rpc_serve(worker_state *w, const char *listen_addr, volatile si
 {
     server_ctx s = {NULL, NULL, w, 0};
     int port = 0;
-    s.server = coord_rpc_server_create(listen_addr, &s.cq, &port);
+    s.server = rpc_server_create(listen_addr, &s.cq, &port);
     if (s.server == NULL) {
         EM_LOG_ERROR("cannot listen on %s", listen_addr);
         return EM_EIO;
@@ -280,7 +280,7 @@ em_status worker_rpc_serve(worker_state *w, const char *listen_addr, volatile si
             grpc_server_shutdown_and_notify(s.server, s.cq, &shutdown_tag);
             grpc_server_cancel_all_calls(s.server);
         }
-        grpc_event ev = coord_rpc_cq_next_ms(s.cq, 200);
+        grpc_event ev = rpc_cq_next_ms(s.cq, 200);
         if (ev.type == GRPC_QUEUE_TIMEOUT) {
             continue;
         }

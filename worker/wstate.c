@@ -58,19 +58,6 @@ static int reduce_hook(void *user, float *buf, size_t n)
     return 0;
 }
 
-/* Layer weight bytes this shard holds (f32): its units' attention rows/columns and FFN rows. */
-static int64_t shard_bytes(const model_hparams *hp, const shard_desc *sd)
-{
-    int64_t g = hp->n_head / hp->n_kv_head, hd = hp->head_dim, dim = hp->dim;
-    int64_t per_unit_attn = (2 * g * hd * dim + 2 * hd * dim);
-    int lo, hi, f = 0;
-    for (int u = sd->unit0; u < sd->unit0 + sd->n_units_local; u++) {
-        shard_ffn_range(hp->ffn_dim, sd->n_units, u, &lo, &hi);
-        f += hi - lo;
-    }
-    return 4 * ((int64_t)hp->n_layer * (per_unit_attn * sd->n_units_local + 3 * (int64_t)f * dim));
-}
-
 static em_status ensure_slots(worker_state *w, int max_slots)
 {
     if (max_slots <= 0) {
@@ -109,8 +96,8 @@ em_status worker_group_form(worker_state *w, const worker_form *f, char *err, si
     }
     shard_desc sd;
     if (shard_for_rank(hp->n_kv_head, f->rank, f->world, &sd) != EM_OK) {
-        snprintf(err, errlen, "%d workers do not divide the %d KV heads of the model", f->world,
-                 hp->n_kv_head);
+        snprintf(err, errlen, "%d workers cannot split the %d KV heads of the model (at most one "
+                 "worker per KV head)", f->world, hp->n_kv_head);
         return EM_EINVAL;
     }
     int mbt = f->max_batch_tokens > 0 ? f->max_batch_tokens : 256;
@@ -133,7 +120,7 @@ em_status worker_group_form(worker_state *w, const worker_form *f, char *err, si
         w->rank = f->rank;
         w->world = f->world;
         w->max_batch_tokens = mbt;
-        w->weight_bytes = shard_bytes(hp, &sd);
+        w->weight_bytes = (int64_t)engine_weight_bytes(w->e);
     }
     em_status st = ensure_slots(w, f->max_slots);
     if (st != EM_OK) {

@@ -72,7 +72,7 @@ void worker_state_init(worker_state *w, const char *model_path, int n_threads);
 void worker_state_free(worker_state *w);
 
 /* Leaves any old group, loads the model (once), builds the shard's engine and joins the new
- * gloo group. EM_EINVAL when world does not divide the KV heads or the model cannot load;
+ * gloo group. EM_EINVAL when world exceeds the KV heads or the model cannot load;
  * EM_EUNAVAILABLE when the rendezvous fails. Messages go to err. */
 em_status worker_group_form(worker_state *w, const worker_form *f, char *err, size_t errlen);
 

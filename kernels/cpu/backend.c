@@ -24,6 +24,7 @@ kern_ops *kern_ops_cpu_create(int n_threads)
         .rope = kern_cpu__rope,
         .swiglu = kern_cpu__swiglu,
         .attn = kern_cpu__attn,
+        .parallel_for = kern_cpu__parallel_for,
         .ctx = c,
     };
     return &c->ops;
@@ -41,8 +42,13 @@ void kern_ops_cpu_free(kern_ops *ops)
 
 int kern_cpu_n_threads(const kern_ops *ops) { return ((const kern_cpu__ctx *)ops)->n_threads; }
 
+void kern_cpu__parallel_for(void *ctx, int n, void (*fn)(void *user, int i, int tid), void *user)
+{
+    kern_cpu__pool_for(((kern_cpu__ctx *)ctx)->pool, n, fn, user);
+}
+
 void kern_cpu_parallel_for(kern_ops *ops, int n, void (*fn)(void *user, int i, int tid),
                            void *user)
 {
-    kern_cpu__pool_for(((kern_cpu__ctx *)ops)->pool, n, fn, user);
+    kern_cpu__parallel_for(ops->ctx, n, fn, user);
 }

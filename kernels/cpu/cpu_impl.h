@@ -63,3 +63,4 @@ void kern_cpu__rope(void *ctx, float *x, int n_tok, int n_heads, int hd, int str
                     const int32_t *pos, float base, int rope_dim);
 void kern_cpu__swiglu(void *ctx, const float *gate, const float *up, int n, int dim, float *out);
 void kern_cpu__attn(void *ctx, const kern_attn_args *a);
+void kern_cpu__parallel_for(void *ctx, int n, void (*fn)(void *user, int i, int tid), void *user);

@@ -118,11 +118,11 @@ static int run_golden(const model *m, const kern_ops *o, const tu_golden *g)
 
 int main(int argc, char **argv)
 {
-    const char *path = argc > 1 ? argv[1] : model_find_default();
+    const char *path = argc > 1 ? argv[1] : model_find_test_small();
     model *m = NULL;
     char err[256] = "";
     if (!path || model_load(path, &m, err, sizeof err) != EM_OK) {
-        printf("SKIPPED (loudly): stories260K model not found or not loadable (%s); set EMSERVE_MODEL\n",
+        printf("SKIPPED (loudly): stories260K model not found or not loadable (%s); set EMSERVE_TEST_MODEL\n",
                err[0] ? err : "no path");
         return 0;
     }

@@ -6,7 +6,7 @@
 set -u
 bin="$TEST_SRCDIR/emserve/tools/perplexity"
 ws="$(dirname "$(realpath "$TEST_SRCDIR/emserve/WORKSPACE")")"
-model="${EMSERVE_MODEL:-$ws/../shared/models/stories260K.gguf}"
+model="${EMSERVE_TEST_MODEL:-$ws/../shared/models/stories260K.gguf}"
 text="$ws/../shared/data/tinystories_sample.txt"
 if [ ! -f "$model" ] || [ ! -f "$text" ]; then
     echo "SKIPPED: model or text not found"

@@ -1,9 +1,9 @@
 /* Tensor parallelism must not change answers: N in-process shards (threads, one engine each,
  * an all-reduce built on a barrier) give logits bit-identical to the 1-of-1 engine, for
- * N = 1, 2, 4, over a prefill and many decode steps of two interleaved sequences
+ * N = 1, 2, 3, 4 (3 deals 4 KV heads out as 2 + 1 + 1), over a prefill and many decode steps of two interleaved sequences
  * (continuous batching), with the full cache and with KV compression policies whose decisions
  * span heads (EMS head-wise budgets, TOVA per layer, SimLayerKV) running on each shard's own
- * heads. Also checks that shard_for_rank rejects N that does not divide the KV heads. */
+ * heads. Also checks that shard_for_rank rejects more shards than KV heads. */
 #undef NDEBUG
 #include <pthread.h>
 #include <stdio.h>
@@ -153,9 +153,19 @@ int main(void)
     }
     int fails = 0;
     shard_desc sd;
-    if (shard_for_rank(m->hp.n_kv_head, 0, 3, &sd) == EM_OK) {
-        printf("FAIL: 3 workers accepted for %d KV heads\n", m->hp.n_kv_head);
+    if (shard_for_rank(m->hp.n_kv_head, 0, m->hp.n_kv_head + 1, &sd) == EM_OK) {
+        printf("FAIL: %d workers accepted for %d KV heads\n", m->hp.n_kv_head + 1, m->hp.n_kv_head);
         fails++;
+    }
+    /* 4 units over 3 ranks: 2 + 1 + 1, contiguous and covering every unit once */
+    int next = 0;
+    for (int r = 0; r < 3; r++) {
+        if (shard_for_rank(4, r, 3, &sd) != EM_OK || sd.unit0 != next ||
+            sd.n_units_local != (r == 0 ? 2 : 1)) {
+            printf("FAIL: placement of rank %d of 3 over 4 units\n", r);
+            fails++;
+        }
+        next = sd.unit0 + sd.n_units_local;
     }
     const char *configs[][3] = {
         {"full", NULL, NULL},
@@ -179,7 +189,7 @@ int main(void)
         }
         uint64_t ent1 = 0, entw = 0;
         float *ref = run_world(m, &kv, 1, &ent1);
-        for (int w = 2; w <= 4; w *= 2) {
+        for (int w = 2; w <= 4; w++) {
             float *got = run_world(m, &kv, w, &entw);
             if (!got || !ref || memcmp(got, ref, per * sizeof(float)) != 0 || entw != ent1) {
                 printf("FAIL: %s %s %s world %d differs from the single process (entries %llu vs %llu)\n",

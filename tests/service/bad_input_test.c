@@ -14,7 +14,7 @@
 #include <grpc/grpc.h>
 
 #include "coordinator/client.h"
-#include "coordinator/rpc_util.h"
+#include "rpc/rpc_util.h"
 #include "proto/c/emserve/v1/emserve.pb-c.h"
 #include "tests/service/svc_harness.h"
 
@@ -262,10 +262,10 @@ int main(void)
     ProtobufCMessage *resp = NULL;
     Emserve__V1__AbortRequest ab = EMSERVE__V1__ABORT_REQUEST__INIT;
     grpc_status_code st =
-        coord_rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/Nope", &ab.base,
+        rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/Nope", &ab.base,
                         &emserve__v1__abort_response__descriptor, &resp, 5000, 0, NULL, 0);
     fails += st != GRPC_STATUS_UNIMPLEMENTED;
-    st = coord_rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/Abort", &ab.base,
+    st = rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/Abort", &ab.base,
                          &emserve__v1__abort_response__descriptor, &resp, 5000, 0, NULL, 0);
     fails += st != GRPC_STATUS_INVALID_ARGUMENT;
 

@@ -15,7 +15,7 @@
 #include <grpc/grpc.h>
 
 #include "coordinator/client.h"
-#include "coordinator/rpc_util.h"
+#include "rpc/rpc_util.h"
 #include "model/gguf.h"
 #include "model/gguf_write.h"
 #include "model/tokenizer.h"
@@ -145,7 +145,7 @@ static grpc_status_code bad_tokenize(coord_client *cl, int which, char *msg, siz
     /* clang-format on */
     ProtobufCMessage *resp = NULL;
     grpc_status_code st =
-        coord_rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/Tokenize", send,
+        rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/Tokenize", send,
                         &emserve__v1__tokenize_response__descriptor, &resp, 10000, 0, msg, msglen);
     if (resp) {
         protobuf_c_message_free_unpacked(resp, NULL);
@@ -200,7 +200,7 @@ static void expect_chat_template(coord_client *cl, const char *want)
     Emserve__V1__GetModelInfoRequest rq = EMSERVE__V1__GET_MODEL_INFO_REQUEST__INIT;
     ProtobufCMessage *resp = NULL;
     grpc_status_code st =
-        coord_rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/GetModelInfo", &rq.base,
+        rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/GetModelInfo", &rq.base,
                         &emserve__v1__model_info__descriptor, &resp, 5000, 0, NULL, 0);
     const Emserve__V1__ModelInfo *mi = (const Emserve__V1__ModelInfo *)resp;
     CHECK(st == GRPC_STATUS_OK && mi && strcmp(mi->chat_template, want) == 0 && mi->n_vocab == 512,
@@ -268,7 +268,7 @@ static grpc_status_code tokenize_chat(coord_client *cl, int gen, char **prompt, 
     }
     ProtobufCMessage *resp = NULL;
     grpc_status_code st =
-        coord_rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/Tokenize", &m.base,
+        rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/Tokenize", &m.base,
                         &emserve__v1__tokenize_response__descriptor, &resp, 10000, 0, NULL, 0);
     const Emserve__V1__TokenizeResponse *r = (const Emserve__V1__TokenizeResponse *)resp;
     *prompt = strdup(r ? r->prompt : "");

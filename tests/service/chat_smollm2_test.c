@@ -16,7 +16,7 @@
 #include <grpc/grpc.h>
 
 #include "coordinator/client.h"
-#include "coordinator/rpc_util.h"
+#include "rpc/rpc_util.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "proto/c/emserve/v1/emserve.pb-c.h"
@@ -72,7 +72,7 @@ static void test_model_info(coord_client *cl)
     Emserve__V1__GetModelInfoRequest rq = EMSERVE__V1__GET_MODEL_INFO_REQUEST__INIT;
     ProtobufCMessage *resp = NULL;
     grpc_status_code st =
-        coord_rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/GetModelInfo", &rq.base,
+        rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/GetModelInfo", &rq.base,
                         &emserve__v1__model_info__descriptor, &resp, 5000, 0, NULL, 0);
     const Emserve__V1__ModelInfo *mi = (const Emserve__V1__ModelInfo *)resp;
     CHECK(st == GRPC_STATUS_OK && mi && strcmp(mi->chat_template, "chatml") == 0,

@@ -13,7 +13,7 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 
-#include "coordinator/rpc_util.h"
+#include "rpc/rpc_util.h"
 #include "proto/emserve/internal/v1/worker.pb-c.h"
 #include "tests/service/svc_harness.h"
 #include "worker/wproto.h"
@@ -26,7 +26,7 @@ static grpc_status_code call(const char *method, const ProtobufCMessage *rq,
 {
     ProtobufCMessage *dummy = NULL;
     grpc_status_code st =
-        coord_rpc_unary(g_ch, method, rq, d, resp ? resp : &dummy, 30000, 0, g_msg, sizeof g_msg);
+        rpc_unary(g_ch, method, rq, d, resp ? resp : &dummy, 30000, 0, g_msg, sizeof g_msg);
     if (!resp && dummy) {
         protobuf_c_message_free_unpacked(dummy, NULL);
     }
@@ -156,7 +156,7 @@ int main(void)
     svc w;
     assert(svc_start_worker(&w, "127.0.0.1:0") == 0);
     grpc_channel_credentials *cr = grpc_insecure_credentials_create();
-    g_ch = grpc_channel_create(w.addr, cr, coord_rpc_channel_args());
+    g_ch = grpc_channel_create(w.addr, cr, rpc_channel_args());
     grpc_channel_credentials_release(cr);
     int fails = 0;
     int32_t next = -1;
@@ -169,8 +169,8 @@ int main(void)
            "Step before Hello is refused");
     EXPECT(hello(99) == GRPC_STATUS_FAILED_PRECONDITION, "Hello with protocol version 99");
     EXPECT(hello(WORKER_PROTO_VERSION) == GRPC_STATUS_OK, "Hello v1");
-    EXPECT(form(0, 3, 1) == GRPC_STATUS_INVALID_ARGUMENT && strstr(g_msg, "divide"),
-           "FormGroup with 3 workers for 4 KV heads");
+    EXPECT(form(0, 5, 1) == GRPC_STATUS_INVALID_ARGUMENT && strstr(g_msg, "KV heads"),
+           "FormGroup with 5 workers for 4 KV heads");
     EXPECT(step(&(step_args){1, 1, NULL, NULL, -1, p, pos, seq, 5, 5, 0}, &next) ==
                GRPC_STATUS_UNAVAILABLE,
            "Step outside a group");
@@ -199,7 +199,7 @@ int main(void)
         ProtobufCMessage *r = NULL;
         Emserve__Internal__V1__HelloRequest hq = EMSERVE__INTERNAL__V1__HELLO_REQUEST__INIT;
         hq.protocol_version = -1;
-        EXPECT(coord_rpc_unary(g_ch, WORKER_METHOD_STEP, &hq.base,
+        EXPECT(rpc_unary(g_ch, WORKER_METHOD_STEP, &hq.base,
                                &emserve__internal__v1__step_response__descriptor, &r, 5000, 0,
                                g_msg, sizeof g_msg) == GRPC_STATUS_UNAVAILABLE,
                "a Hello message sent as a Step (generation -1)");

@@ -51,15 +51,15 @@ char *tu_tmp_path(char *buf, size_t len, const char *name)
 
 const char *tu_model_path(int required)
 {
-    const char *p = model_find_default();
+    const char *p = model_find_test_small();
     if (p) {
         return p;
     }
     if (required) {
-        fprintf(stderr, "FAIL: test model stories260K.gguf not found (set EMSERVE_MODEL)\n");
+        fprintf(stderr, "FAIL: test model stories260K.gguf not found (set EMSERVE_TEST_MODEL)\n");
         exit(1);
     }
-    fprintf(stderr, "SKIPPED: test model stories260K.gguf not found (set EMSERVE_MODEL)\n");
+    fprintf(stderr, "SKIPPED: test model stories260K.gguf not found (set EMSERVE_TEST_MODEL)\n");
     printf("SKIPPED: test model not found\n");
     exit(0);
 }

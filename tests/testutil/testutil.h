@@ -27,6 +27,6 @@ const char *tu_tmpdir(void);
 /* Writes "<tmpdir>/<name>" into buf and returns buf. */
 char *tu_tmp_path(char *buf, size_t len, const char *name);
 
-/* The test model's path (model_find_default). Where it is absent: prints why and exits,
+/* The test model's path (model_find_test_small). Where it is absent: prints why and exits,
  * with status 1 when required, else 0 after a loud SKIPPED line. */
 const char *tu_model_path(int required);

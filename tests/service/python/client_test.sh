@@ -6,8 +6,8 @@
 set -u
 R="${TEST_SRCDIR:-.}/emserve"
 WS=$(dirname "$(readlink -f "$R/WORKSPACE")")
-MODEL="${EMSERVE_MODEL:-$WS/../shared/models/stories260K.gguf}"
-[ -f "$MODEL" ] || { echo "SKIPPED: test model not found ($MODEL); set EMSERVE_MODEL"; exit 0; }
+MODEL="${EMSERVE_TEST_MODEL:-$WS/../shared/models/stories260K.gguf}"
+[ -f "$MODEL" ] || { echo "SKIPPED: test model not found ($MODEL); set EMSERVE_TEST_MODEL"; exit 0; }
 VENV="${EMSERVE_PYVENV:-/var/cache/emserve/pyenv}"
 if ! "$VENV/bin/python" -c "import grpc, grpc_tools" 2>/dev/null; then
     echo "installing grpcio + grpcio-tools into $VENV"

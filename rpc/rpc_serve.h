@@ -6,7 +6,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 /* The server side of one call; embedded in each server's own call struct. */
-typedef struct coord_rpc_scall {
+typedef struct rpc_scall {
     grpc_call *call;
     grpc_call_details details;
     grpc_metadata_array md;
@@ -14,28 +14,28 @@ typedef struct coord_rpc_scall {
     grpc_byte_buffer *reply;   /* the packed unary reply */
     grpc_slice status;         /* details sent with the final status */
     int cancelled;             /* written by GRPC_OP_RECV_CLOSE_ON_SERVER */
-} coord_rpc_scall;
+} rpc_scall;
 
 /* An insecure server on addr with a new completion queue (for next) registered; *port gets the
  * bound port. NULL when it cannot listen (nothing is left to free). Start it with
  * grpc_server_start. */
-grpc_server *coord_rpc_server_create(const char *addr, grpc_completion_queue **cq, int *port);
+grpc_server *rpc_server_create(const char *addr, grpc_completion_queue **cq, int *port);
 
 /* Waits up to ms for the next event on a queue created for next. */
-grpc_event coord_rpc_cq_next_ms(grpc_completion_queue *cq, long ms);
+grpc_event rpc_cq_next_ms(grpc_completion_queue *cq, long ms);
 
 /* Initialises sc and asks srv for its next call, completing on cq with tag. Returns 0 when it
  * could not be asked (sc is then released). */
-int coord_rpc_scall_request(grpc_server *srv, grpc_completion_queue *cq, coord_rpc_scall *sc,
+int rpc_scall_request(grpc_server *srv, grpc_completion_queue *cq, rpc_scall *sc,
                             void *tag);
 
 /* Starts receiving the request message into sc->request. 0: not started (no completion). */
-int coord_rpc_scall_recv(coord_rpc_scall *sc, void *tag);
+int rpc_scall_recv(rpc_scall *sc, void *tag);
 
 /* Unary reply on tag: initial metadata, msg (only when non-NULL and code is OK), the status with
  * why (NULL = ""), and close. 0: not started (no completion will come for tag). */
-int coord_rpc_scall_reply(coord_rpc_scall *sc, const ProtobufCMessage *msg, grpc_status_code code,
+int rpc_scall_reply(rpc_scall *sc, const ProtobufCMessage *msg, grpc_status_code code,
                           const char *why, void *tag);
 
 /* Releases what sc holds (not sc itself). */
-void coord_rpc_scall_release(coord_rpc_scall *sc);
+void rpc_scall_release(rpc_scall *sc);

@@ -11,53 +11,53 @@
 #include "common/status.h"
 
 /* Packs msg into a new byte buffer (destroy after the batch that sends it completes). */
-grpc_byte_buffer *coord_rpc_pack(const ProtobufCMessage *msg);
+grpc_byte_buffer *rpc_pack(const ProtobufCMessage *msg);
 /* Unpacks bb (NULL -> NULL); a malformed message -> NULL. Free with
  * protobuf_c_message_free_unpacked. */
-ProtobufCMessage *coord_rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d);
+ProtobufCMessage *rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d);
 
-grpc_status_code coord_rpc_status_from_em(em_status st);
-em_status coord_rpc_status_to_em(grpc_status_code code);
+grpc_status_code rpc_status_from_em(em_status st);
+em_status rpc_status_to_em(grpc_status_code code);
 
 /* Channel / server arguments: unlimited message sizes, keepalive for fast peer-loss detection.
  * Returns a pointer to static storage. */
-const grpc_channel_args *coord_rpc_channel_args(void);
+const grpc_channel_args *rpc_channel_args(void);
 
 /* Blocking unary call on a private pluck queue. On success *resp is the unpacked reply.
  * Returns the gRPC status; details (if non-NULL) gets the status message. */
-grpc_status_code coord_rpc_unary(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
+grpc_status_code rpc_unary(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
                                  const ProtobufCMessageDescriptor *resp_desc,
                                  ProtobufCMessage **resp, long timeout_ms, int wait_for_ready,
                                  char *details, size_t details_len);
 
 /* Copies a grpc_slice into a NUL-terminated buffer (truncating). */
-void coord_rpc_slice_str(grpc_slice s, char *buf, size_t len);
+void rpc_slice_str(grpc_slice s, char *buf, size_t len);
 
 /* Shuts down a queue created for pluck, drains it and destroys it. */
-void coord_rpc_pluck_cq_destroy(grpc_completion_queue *cq);
+void rpc_pluck_cq_destroy(grpc_completion_queue *cq);
 
 /* Milliseconds from now as a monotonic deadline (<= 0: infinite). */
-gpr_timespec coord_rpc_deadline_ms(long ms);
+gpr_timespec rpc_deadline_ms(long ms);
 
 /* "UNAVAILABLE", "INVALID_ARGUMENT", ... */
-const char *coord_rpc_status_name(grpc_status_code code);
+const char *rpc_status_name(grpc_status_code code);
 
 /* An asynchronous unary call on a caller-owned pluck queue: start several (one per worker),
  * then finish each. The pending struct's address is the tag. */
-typedef struct coord_rpc_pending {
+typedef struct rpc_pending {
     grpc_call *call;
     grpc_byte_buffer *send, *recv;
     grpc_metadata_array init_md, trail_md;
     grpc_status_code status;
     grpc_slice details;
     int started;
-} coord_rpc_pending;
+} rpc_pending;
 
 /* ch may be NULL (the call then finishes at once with UNAVAILABLE). */
-void coord_rpc_pending_start(grpc_completion_queue *cq, coord_rpc_pending *p, grpc_channel *ch,
+void rpc_pending_start(grpc_completion_queue *cq, rpc_pending *p, grpc_channel *ch,
                              const char *method, const ProtobufCMessage *msg, long timeout_ms);
 /* Waits for p; returns the status, the unpacked reply in *out (or NULL; free it with
  * protobuf_c_message_free_unpacked) and the status message in why. Frees the call. */
-grpc_status_code coord_rpc_pending_finish(grpc_completion_queue *cq, coord_rpc_pending *p,
+grpc_status_code rpc_pending_finish(grpc_completion_queue *cq, rpc_pending *p,
                                           const ProtobufCMessageDescriptor *d,
                                           ProtobufCMessage **out, char *why, size_t whylen);

@@ -1,16 +1,16 @@
 /* Server-side gRPC C core plumbing shared by the coordinator and the worker (see rpc_serve.h). */
-#include "coordinator/rpc_serve.h"
+#include "rpc/rpc_serve.h"
 
 #include <string.h>
 
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
 
-#include "coordinator/rpc_util.h"
+#include "rpc/rpc_util.h"
 
-grpc_server *coord_rpc_server_create(const char *addr, grpc_completion_queue **cq, int *port)
+grpc_server *rpc_server_create(const char *addr, grpc_completion_queue **cq, int *port)
 {
-    grpc_server *srv = grpc_server_create(coord_rpc_channel_args(), NULL);
+    grpc_server *srv = grpc_server_create(rpc_channel_args(), NULL);
     *cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(srv, *cq, NULL);
     grpc_server_credentials *cr = grpc_insecure_server_credentials_create();
@@ -29,14 +29,14 @@ grpc_server *coord_rpc_server_create(const char *addr, grpc_completion_queue **c
     return NULL;
 }
 
-grpc_event coord_rpc_cq_next_ms(grpc_completion_queue *cq, long ms)
+grpc_event rpc_cq_next_ms(grpc_completion_queue *cq, long ms)
 {
     return grpc_completion_queue_next(
         cq, gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN)),
         NULL);
 }
 
-int coord_rpc_scall_request(grpc_server *srv, grpc_completion_queue *cq, coord_rpc_scall *sc,
+int rpc_scall_request(grpc_server *srv, grpc_completion_queue *cq, rpc_scall *sc,
                             void *tag)
 {
     memset(sc, 0, sizeof *sc);
@@ -44,13 +44,13 @@ int coord_rpc_scall_request(grpc_server *srv, grpc_completion_queue *cq, coord_r
     grpc_metadata_array_init(&sc->md);
     if (grpc_server_request_call(srv, &sc->call, &sc->details, &sc->md, cq, cq, tag) !=
         GRPC_CALL_OK) {
-        coord_rpc_scall_release(sc);
+        rpc_scall_release(sc);
         return 0;
     }
     return 1;
 }
 
-int coord_rpc_scall_recv(coord_rpc_scall *sc, void *tag)
+int rpc_scall_recv(rpc_scall *sc, void *tag)
 {
     grpc_op op;
     memset(&op, 0, sizeof op);
@@ -59,7 +59,7 @@ int coord_rpc_scall_recv(coord_rpc_scall *sc, void *tag)
     return grpc_call_start_batch(sc->call, &op, 1, tag, NULL) == GRPC_CALL_OK;
 }
 
-int coord_rpc_scall_reply(coord_rpc_scall *sc, const ProtobufCMessage *msg, grpc_status_code code,
+int rpc_scall_reply(rpc_scall *sc, const ProtobufCMessage *msg, grpc_status_code code,
                           const char *why, void *tag)
 {
     grpc_op ops[4];
@@ -68,7 +68,7 @@ int coord_rpc_scall_reply(coord_rpc_scall *sc, const ProtobufCMessage *msg, grpc
     sc->status = grpc_slice_from_copied_string(why ? why : "");
     ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
     if (msg && code == GRPC_STATUS_OK) {
-        sc->reply = coord_rpc_pack(msg);
+        sc->reply = rpc_pack(msg);
         ops[n].op = GRPC_OP_SEND_MESSAGE;
         ops[n++].data.send_message.send_message = sc->reply;
     }
@@ -80,7 +80,7 @@ int coord_rpc_scall_reply(coord_rpc_scall *sc, const ProtobufCMessage *msg, grpc
     return grpc_call_start_batch(sc->call, ops, (size_t)n, tag, NULL) == GRPC_CALL_OK;
 }
 
-void coord_rpc_scall_release(coord_rpc_scall *sc)
+void rpc_scall_release(rpc_scall *sc)
 {
     if (sc->request) {
         grpc_byte_buffer_destroy(sc->request);

@@ -1,5 +1,5 @@
 /* gRPC C core helpers (see rpc_util.h). */
-#include "coordinator/rpc_util.h"
+#include "rpc/rpc_util.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -9,7 +9,7 @@
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 
-grpc_byte_buffer *coord_rpc_pack(const ProtobufCMessage *msg)
+grpc_byte_buffer *rpc_pack(const ProtobufCMessage *msg)
 {
     size_t n = protobuf_c_message_get_packed_size(msg);
     grpc_slice s = grpc_slice_malloc(n);
@@ -23,7 +23,7 @@ grpc_byte_buffer *coord_rpc_pack(const ProtobufCMessage *msg)
     return bb;
 }
 
-ProtobufCMessage *coord_rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d)
+ProtobufCMessage *rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d)
 {
     if (bb == NULL) {
         return NULL;
@@ -40,7 +40,7 @@ ProtobufCMessage *coord_rpc_unpack(grpc_byte_buffer *bb, const ProtobufCMessageD
     return m;
 }
 
-grpc_status_code coord_rpc_status_from_em(em_status st)
+grpc_status_code rpc_status_from_em(em_status st)
 {
     switch (st) {
     case EM_OK:
@@ -66,7 +66,7 @@ grpc_status_code coord_rpc_status_from_em(em_status st)
     }
 }
 
-em_status coord_rpc_status_to_em(grpc_status_code code)
+em_status rpc_status_to_em(grpc_status_code code)
 {
     switch (code) {
     case GRPC_STATUS_OK:
@@ -88,7 +88,7 @@ em_status coord_rpc_status_to_em(grpc_status_code code)
     }
 }
 
-const grpc_channel_args *coord_rpc_channel_args(void)
+const grpc_channel_args *rpc_channel_args(void)
 {
     static grpc_arg args[5];
     static grpc_channel_args ca;
@@ -114,7 +114,7 @@ const grpc_channel_args *coord_rpc_channel_args(void)
     return &ca;
 }
 
-void coord_rpc_slice_str(grpc_slice s, char *buf, size_t len)
+void rpc_slice_str(grpc_slice s, char *buf, size_t len)
 {
     if (len == 0) {
         return;
@@ -127,7 +127,7 @@ void coord_rpc_slice_str(grpc_slice s, char *buf, size_t len)
     buf[n] = 0;
 }
 
-gpr_timespec coord_rpc_deadline_ms(long ms)
+gpr_timespec rpc_deadline_ms(long ms)
 {
     if (ms <= 0) {
         return gpr_inf_future(GPR_CLOCK_REALTIME);
@@ -135,7 +135,7 @@ gpr_timespec coord_rpc_deadline_ms(long ms)
     return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
 }
 
-void coord_rpc_pluck_cq_destroy(grpc_completion_queue *cq)
+void rpc_pluck_cq_destroy(grpc_completion_queue *cq)
 {
     grpc_completion_queue_shutdown(cq);
     grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
@@ -143,7 +143,7 @@ void coord_rpc_pluck_cq_destroy(grpc_completion_queue *cq)
 }
 
 /* Starts the six-op unary batch of p (tag p); md_flags go on the initial metadata. */
-static void pending_begin(grpc_completion_queue *cq, coord_rpc_pending *p, grpc_channel *ch,
+static void pending_begin(grpc_completion_queue *cq, rpc_pending *p, grpc_channel *ch,
                           const char *method, const ProtobufCMessage *msg, long timeout_ms,
                           uint32_t md_flags)
 {
@@ -157,8 +157,8 @@ static void pending_begin(grpc_completion_queue *cq, coord_rpc_pending *p, grpc_
     }
     p->call = grpc_channel_create_call(ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
                                        grpc_slice_from_static_string(method), NULL,
-                                       coord_rpc_deadline_ms(timeout_ms), NULL);
-    p->send = coord_rpc_pack(msg);
+                                       rpc_deadline_ms(timeout_ms), NULL);
+    p->send = rpc_pack(msg);
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -177,25 +177,25 @@ static void pending_begin(grpc_completion_queue *cq, coord_rpc_pending *p, grpc_
     p->started = grpc_call_start_batch(p->call, ops, 6, p, NULL) == GRPC_CALL_OK;
 }
 
-grpc_status_code coord_rpc_unary(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
+grpc_status_code rpc_unary(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
                                  const ProtobufCMessageDescriptor *resp_desc,
                                  ProtobufCMessage **resp, long timeout_ms, int wait_for_ready,
                                  char *details, size_t details_len)
 {
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
-    coord_rpc_pending p;
+    rpc_pending p;
     pending_begin(cq, &p, ch, method, req, timeout_ms,
                   wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0);
     if (p.call && !p.started) {
         p.status = GRPC_STATUS_INTERNAL; /* the batch was refused: our bug */
     }
     grpc_status_code status =
-        coord_rpc_pending_finish(cq, &p, resp_desc, resp, details, details_len);
-    coord_rpc_pluck_cq_destroy(cq);
+        rpc_pending_finish(cq, &p, resp_desc, resp, details, details_len);
+    rpc_pluck_cq_destroy(cq);
     return status;
 }
 
-const char *coord_rpc_status_name(grpc_status_code code)
+const char *rpc_status_name(grpc_status_code code)
 {
     static const char *const names[] = {"OK",
                                         "CANCELLED",
@@ -216,13 +216,13 @@ const char *coord_rpc_status_name(grpc_status_code code)
                                         "UNAUTHENTICATED"};
     return (code >= 0 && code < (int)(sizeof names / sizeof names[0])) ? names[code] : "?";
 }
-void coord_rpc_pending_start(grpc_completion_queue *cq, coord_rpc_pending *p, grpc_channel *ch,
+void rpc_pending_start(grpc_completion_queue *cq, rpc_pending *p, grpc_channel *ch,
                              const char *method, const ProtobufCMessage *msg, long timeout_ms)
 {
     pending_begin(cq, p, ch, method, msg, timeout_ms, 0);
 }
 
-grpc_status_code coord_rpc_pending_finish(grpc_completion_queue *cq, coord_rpc_pending *p,
+grpc_status_code rpc_pending_finish(grpc_completion_queue *cq, rpc_pending *p,
                                           const ProtobufCMessageDescriptor *d,
                                           ProtobufCMessage **out, char *why, size_t whylen)
 {
@@ -231,11 +231,11 @@ grpc_status_code coord_rpc_pending_finish(grpc_completion_queue *cq, coord_rpc_p
         grpc_completion_queue_pluck(cq, p, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
     }
     if (why) {
-        coord_rpc_slice_str(p->details, why, whylen);
+        rpc_slice_str(p->details, why, whylen);
     }
     grpc_status_code st = p->status;
     if (st == GRPC_STATUS_OK) {
-        *out = coord_rpc_unpack(p->recv, d);
+        *out = rpc_unpack(p->recv, d);
         if (*out == NULL) {
             st = GRPC_STATUS_INTERNAL;
             if (why) {
