@@ -146,9 +146,10 @@ em_status tok_bpe_create(tokenizer *t, const gguf_file *f, char *err, size_t err
     }
     t->bpe = b;
     const gguf_kv *pk = gguf_find_kv(f, "tokenizer.ggml.pre");
-    gguf_str pre = {6, "gpt-2"};
+    gguf_str pre = {0, ""};
     if (pk && gguf_get_arr_str(f, pk, 0, &pre) != EM_OK) pre = (gguf_str){0, ""};
     if (pretok_from_name(pre.data, pre.len, &b->pre) != EM_OK) {
+        /* no name means llama.cpp's "default" regexes, which are not implemented here */
         tok_seterr(err, errlen, "unsupported tokenizer.ggml.pre '%.*s' (supported: the gpt-2 and "
                    "smollm families)", (int)(pre.len < 40 ? pre.len : 40), pre.data);
         return EM_EUNSUPPORTED;
