@@ -4,8 +4,11 @@
  *            a leading space per tokenizer.ggml.add_space_prefix (default on);
  *   "gpt2"   byte-level BPE by merge ranks (tokenizer.ggml.merges) after the pre-tokenizer
  *            named by tokenizer.ggml.pre (gpt-2 and smollm families; tok_bpe.c, tok_pretok.c).
- * Both reproduce llama.cpp's llama_tokenize ids (tests/model/tokenizer_gpt2_test checks the
- * byte-level one against a table made by llama.cpp). */
+ * Both reproduce llama.cpp's llama_tokenize ids (tests/model/tokenizer_gpt2_test checks both
+ * against a table made by llama.cpp). Not reproduced, as neither test model needs it: llama.cpp's
+ * renaming of tokens by text (e.g. a non-control "<|endoftext|>" made control), per-model
+ * LSTRIP/RSTRIP of specials (phi-3), its "default" and other pre-tokenizers (refused with
+ * EM_EUNSUPPORTED), and clean_up_tokenization_spaces in llama_detokenize (off for smollm). */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
