@@ -22,8 +22,8 @@ declare -A checked=([stories260k]=0 [smollm2]=0)
 [ -f "$smollm2" ] || { echo "SKIPPED: SmolLM2 not found (set EMSERVE_MODEL_SMOLLM2)"; path[smollm2]=""; }
 while IFS= read -r line; do
     [[ "$line" == \#* ]] && continue
-    model="$(cut -f1 <<<"$line")"; add="$(cut -f2 <<<"$line")"; sp="$(cut -f3 <<<"$line")"
-    text="$(cut -f4 <<<"$line")"; ids="$(cut -f5 <<<"$line")"
+    # split on tabs, keeping empty fields (0x1f is not white space to read)
+    IFS=$'\x1f' read -r model add sp text ids _ <<<"${line//$'\t'/$'\x1f'}"
     m="${path[$model]}"
     [ -n "$m" ] || continue
     printf '%b' "$text" >"$tmp/in"
