@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/file.h"
 #include "common/log.h"
 #include "engine/generate.h"
 #include "model/model.h"
@@ -26,37 +27,11 @@ static void usage(FILE *f)
             "  --seed S             (default 42)\n"
             "  --stop TEXT          stop string (repeatable)\n"
             "  --stop-id ID         stop token id (repeatable)\n"
-            "  --no-bos             do not prepend BOS\n");
+            "  --bos / --no-bos     prepend BOS or not (default: as the model asks)\n"
+            "  The prompt is taken byte for byte; special-token texts (<|im_start|>) become their ids.\n");
     ems_config_cli_usage(f);
     fputc('\n', f);
     ems_config_help(f);
-}
-
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t r = fread(buf + n, 1, cap - n - 1, f);
-        n += r;
-        if (r == 0) break;
-        if (n + 1 == cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-    }
-    fclose(f);
-    if (buf) buf[n] = 0;
-    *len = n;
-    return buf;
 }
 
 static int on_token(void *user, int32_t id, const char *text, size_t len)
@@ -94,7 +69,7 @@ static int parse_float(const char *s, float *out)
 int main(int argc, char **argv)
 {
     const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL;
-    int threads = 1, add_bos = 1;
+    int threads = 1, add_bos = -1; /* -1: tokenizer.ggml.add_bos_token */
     char err[512] = "";
     gen_params gp;
     gen_params_default(&gp);
@@ -117,8 +92,8 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--ignore-eos")) {
             gp.stop.ignore_eos = 1;
             used = 0;
-        } else if (!strcmp(a, "--no-bos")) {
-            add_bos = 0;
+        } else if (!strcmp(a, "--no-bos") || !strcmp(a, "--bos")) {
+            add_bos = !strcmp(a, "--bos");
             used = 0;
         } else if (!v) {
             fprintf(stderr, "error: %s needs a value (see --help)\n", a);
@@ -180,9 +155,10 @@ int main(int argc, char **argv)
     size_t plen = 0;
     char *ptext = NULL;
     if (prompt_file) {
-        ptext = read_file(prompt_file, &plen);
-        if (!ptext) {
-            fprintf(stderr, "error: cannot read %s: %s\n", prompt_file, strerror(errno));
+        em_status rst = em_read_file(prompt_file, &ptext, &plen);
+        if (rst != EM_OK) {
+            fprintf(stderr, "error: cannot read %s: %s\n", prompt_file,
+                    rst == EM_EIO ? strerror(errno) : em_status_str(rst));
             return 1;
         }
     } else {
@@ -206,7 +182,9 @@ int main(int argc, char **argv)
     }
     int cap = (int)plen + 8, n_prompt = 0;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
-    if (!ids || tok_encode(tok, ptext, plen, add_bos, ids, cap, &n_prompt) != EM_OK) {
+    if (add_bos < 0) add_bos = tok_add_bos_default(tok);
+    unsigned tflags = TOK_PARSE_SPECIAL | (add_bos ? TOK_ADD_BOS : 0);
+    if (!ids || tok_encode_ex(tok, ptext, plen, tflags, ids, cap, &n_prompt) != EM_OK) {
         fprintf(stderr, "error: cannot tokenize the prompt\n");
         free(ids);
         goto out;
