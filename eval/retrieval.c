@@ -48,7 +48,7 @@ static void fill_sentence(char *out, size_t cap, const char *tmpl, int girl)
 static int encode(const tokenizer *tok, const char *s, int32_t *ids, int cap)
 {
     int n = 0;
-    if (tok_encode(tok, s, strlen(s), 1, ids, cap, &n) != EM_OK)
+    if (tok_encode_ex(tok, s, strlen(s), tok_add_bos_default(tok) ? TOK_ADD_BOS : 0, ids, cap, &n) != EM_OK)
         return -1;
     return n;
 }

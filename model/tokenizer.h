@@ -66,5 +66,3 @@ void tok_stream_init(tok_stream *s, const tokenizer *t, int32_t prev_id);
 size_t tok_stream_feed(tok_stream *s, int32_t id, char *out, size_t cap);
 size_t tok_stream_flush(tok_stream *s, char *out, size_t cap);
 
-/* TODO(tok-merge): tok_encode_ex / tok_add_bos_default stand-ins; remove with the merge. */
-#include "model/tok_ex_stub.h"

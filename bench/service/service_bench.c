@@ -129,7 +129,7 @@ static int32_t *make_prompt(int n)
     text[len] = 0;
     int32_t *ids = malloc(sizeof(int32_t) * 8192), *out = malloc(sizeof(int32_t) * (size_t)n);
     int nt = 0;
-    tok_encode(tok, text, len, 1, ids, 8192, &nt);
+    tok_encode_ex(tok, text, len, tok_add_bos_default(tok) ? TOK_ADD_BOS : 0, ids, 8192, &nt);
     nt = nt > 8192 ? 8192 : nt;
     for (int i = 0; i < n; i++) {
         out[i] = i == 0 ? 1 : ids[1 + (i - 1) % (nt - 1)];

@@ -3,7 +3,7 @@
 # file byte for byte, through the tool's flags (add_special=0 -> --no-bos, parse_special=0 ->
 # --no-special; otherwise the defaults: special tokens recognised, BOS as the model asks), must
 # print "ids: <llama.cpp's ids>". stories260K rows always; SmolLM2 rows where the model is found
-# ($EMSERVE_MODEL_SMOLLM2 or the default path), else SKIPPED. Also --bos and bad input.
+# ($EMSERVE_MODEL or the default path), else SKIPPED. Also --bos and bad input.
 set -u
 bin="$TEST_SRCDIR/emserve/tools/tokenize"
 table="$TEST_SRCDIR/emserve/tests/model/tokenizer_table.tsv"
@@ -12,14 +12,14 @@ stories="${EMSERVE_MODEL:-}"
 for d in "$ws" "$ws/.." "$ws/../.." "$ws/../../.."; do   # shared/ beside the checkout or above
     [ -z "$stories" ] && [ -f "$d/shared/models/stories260K.gguf" ] && stories="$d/shared/models/stories260K.gguf"
 done
-smollm2="${EMSERVE_MODEL_SMOLLM2:-/var/cache/emserve/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
+smollm2="${EMSERVE_MODEL:-/var/cache/emserve/models/SmolLM2-135M-Instruct.Q4_1.gguf}"
 tmp="${TEST_TMPDIR:-/tmp}/tokenize_cli.$$"
 mkdir -p "$tmp"
 fail=0
 declare -A path=([stories260k]="$stories" [smollm2]="$smollm2")
 declare -A checked=([stories260k]=0 [smollm2]=0)
 [ -f "$stories" ] || { echo "SKIPPED: stories260K not found"; path[stories260k]=""; }
-[ -f "$smollm2" ] || { echo "SKIPPED: SmolLM2 not found (set EMSERVE_MODEL_SMOLLM2)"; path[smollm2]=""; }
+[ -f "$smollm2" ] || { echo "SKIPPED: SmolLM2 not found (set EMSERVE_MODEL)"; path[smollm2]=""; }
 while IFS= read -r line; do
     [[ "$line" == \#* ]] && continue
     # split on tabs, keeping empty fields (0x1f is not white space to read)

@@ -5,7 +5,7 @@
  * where that is the input, the input (round trip); the streaming detokenizer holds characters
  * split across pieces; the API extras; huge, empty and NUL-containing input. Hostile
  * vocabularies (no merges, merges naming unknown pieces, ...) are built in memory.
- * SmolLM2: $EMSERVE_MODEL_SMOLLM2 or /var/cache/emserve/models/SmolLM2-135M-Instruct.Q4_1.gguf;
+ * SmolLM2: model_find_default() ($EMSERVE_MODEL or the installed file);
  * where absent its checks print SKIPPED and the rest still runs. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -392,9 +392,7 @@ static void check_hostile(void)
 
 static const char *smollm2_path(void)
 {
-    const char *p = getenv("EMSERVE_MODEL_SMOLLM2");
-    if (!p || !*p) p = "/var/cache/emserve/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-    return access(p, R_OK) == 0 ? p : NULL;
+    return model_find_default();
 }
 
 int main(int argc, char **argv)
@@ -408,7 +406,7 @@ int main(int argc, char **argv)
     check_hostile();
 
     gguf_file *f = NULL;
-    const char *sp = model_find_default();
+    const char *sp = model_find_test_small();
     tokenizer *t = sp ? open_tok(sp, &f) : NULL;
     if (t) {
         CHECK(tok_add_bos_default(t) == 1, "stories260K asks for BOS");
@@ -421,7 +419,7 @@ int main(int argc, char **argv)
 
     const char *path = smollm2_path();
     if (!path) {
-        printf("SKIPPED: SmolLM2 not found (set EMSERVE_MODEL_SMOLLM2)\n");
+        printf("SKIPPED: SmolLM2 not found (scripts/install-deps.sh installs it, or set EMSERVE_MODEL)\n");
     } else if ((t = open_tok(path, &f)) != NULL) {
         CHECK(check_rows(t, "smollm2", rows, n_rows) >= 150, "smollm2 rows");
         check_decode(t, rows, n_rows);

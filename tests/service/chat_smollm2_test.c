@@ -36,17 +36,13 @@ static const int32_t k_ids[] = {1,    9690, 198,   2683, 359,  253,  5356, 5646,
                                 47,   2,    198,   1,    520,  9531, 198};
 #define N_IDS (int)(sizeof k_ids / sizeof k_ids[0])
 
-static const char *model_path(void)
-{
-    const char *p = getenv("EMSERVE_CHAT_MODEL");
-    return p && p[0] ? p : "/var/cache/emserve/models/SmolLM2-135M-Instruct.Q4_1.gguf";
-}
+static const char *model_path(void) { return model_find_default(); }
 
 /* 1 when emserve can serve the model here; otherwise prints why this test is skipped. */
 static int model_usable(const char *path)
 {
-    if (access(path, R_OK) != 0) {
-        printf("SKIPPED: %s not found (set EMSERVE_CHAT_MODEL)\n", path);
+    if (path == NULL) {
+        printf("SKIPPED: SmolLM2 not installed (scripts/install-deps.sh, or set EMSERVE_MODEL)\n");
         return 0;
     }
     model *m = NULL;
@@ -58,11 +54,6 @@ static int model_usable(const char *path)
     }
     tok_free(tok);
     model_free(m);
-    if (st != EM_OK && strstr(err, "unsupported")) {
-        /* TODO(quant-merge, tok-merge): a failure once both are merged */
-        printf("SKIPPED: emserve cannot load %s yet (%s)\n", path, err);
-        return 0;
-    }
     CHECK(st == EM_OK, "loading %s: %s", path, err);
     return st == EM_OK;
 }
