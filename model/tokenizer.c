@@ -375,6 +375,15 @@ size_t tok_piece_bytes(const tokenizer *t, int32_t prev, int32_t id, char *buf, 
     return o;
 }
 
+size_t tok_max_piece_bytes(const tokenizer *t) {
+    size_t mx = 1; /* a byte piece */
+    for (int id = 0; id < t->n_vocab; id++) {
+        size_t n = t->off[id + 1] - t->off[id]; /* "\xe2\x96\x81" decodes to 1 byte: a bound */
+        if (n > mx) mx = n;
+    }
+    return mx;
+}
+
 void tok_stream_init(tok_stream *s, const tokenizer *t, int32_t prev_id) {
     memset(s, 0, sizeof *s);
     s->t = t;

@@ -25,6 +25,9 @@ em_status tok_encode(const tokenizer *t, const char *text, size_t len, int add_b
 /* Raw bytes of one piece as it appears in text (byte pieces decoded to their byte, "▁" to a
  * space). `prev` is the previous id (a leading space is dropped right after BOS). */
 size_t tok_piece_bytes(const tokenizer *t, int32_t prev, int32_t id, char *buf, size_t cap);
+/* An upper bound on what tok_piece_bytes writes for any id (the longest piece's stored bytes);
+ * >= 1. Scans the vocabulary: call it once per tokenizer, not per token. */
+size_t tok_max_piece_bytes(const tokenizer *t);
 
 /* Streaming detokenizer that never emits a partial UTF-8 character: feed ids, get text deltas
  * containing only complete characters; flush returns what is left (invalid bytes as U+FFFD). */
