@@ -1,5 +1,4 @@
 /* Sampler and stop-condition unit tests (table-driven where it helps). */
-#undef NDEBUG
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
