@@ -14,8 +14,8 @@ static size_t piece_cap_for(const tokenizer *tok)
 }
 
 em_status decode_seq_init(decode_seq *d, const model_hparams *hp, const tokenizer *tok,
-                          const sampler_params *sp, const stop_params *stop,
-                          const int32_t *prompt, int n_prompt)
+                          const sampler_params *sp, const stop_params *stop, const int32_t *prompt,
+                          int n_prompt)
 {
     memset(d, 0, sizeof *d);
     if (n_prompt <= 0 || n_prompt >= hp->n_ctx) {

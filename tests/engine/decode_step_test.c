@@ -13,8 +13,16 @@
 #include "model/tokenizer.h"
 #include "tests/testutil/testutil.h"
 
-enum { ID_EOS = 2, ID_HELLO = 3, ID_WORLD = 4, ID_LONG = 5, ID_MAX = 6, ID_C3 = 7, ID_A9 = 8,
-       N_VOCAB = 9 };
+enum {
+    ID_EOS = 2,
+    ID_HELLO = 3,
+    ID_WORLD = 4,
+    ID_LONG = 5,
+    ID_MAX = 6,
+    ID_C3 = 7,
+    ID_A9 = 8,
+    N_VOCAB = 9
+};
 #define LONG_LEN 1000
 #define MAX_LEN  4096
 
@@ -38,7 +46,7 @@ static tokenizer *make_tokenizer(void)
 {
     fill(g_long, LONG_LEN, 'L');
     fill(g_max, MAX_LEN, 'M');
-    const char *pieces[N_VOCAB] = {"<unk>", "<s>",  "</s>",   "hello", "\xe2\x96\x81world",
+    const char *pieces[N_VOCAB] = {"<unk>", "<s>", "</s>",   "hello", "\xe2\x96\x81world",
                                    g_long,  g_max, "<0xC3>", "<0xA9>"};
     int32_t types[N_VOCAB] = {2, 3, 3, 1, 1, 1, 1, 6, 6};
     gguf_writer *w = NULL;
@@ -123,8 +131,8 @@ static void test_long_pieces(const tokenizer *t)
     CHECK(r.reason == STOP_LENGTH && r.steps == 4, "max_tokens ends it (reason %d after %d)",
           r.reason, r.steps);
     CHECK(r.len == strlen(want) && memcmp(r.text, want, r.len) == 0,
-          "pieces of %d and %d bytes released whole: got %zu bytes, want %zu", LONG_LEN,
-          MAX_LEN, r.len, strlen(want));
+          "pieces of %d and %d bytes released whole: got %zu bytes, want %zu", LONG_LEN, MAX_LEN,
+          r.len, strlen(want));
     CHECK(decode_seq_n_ids(&r.d) == 4 && decode_seq_ids(&r.d)[2] == ID_MAX, "generated ids kept");
     decode_seq_free(&r.d);
 }
@@ -177,8 +185,8 @@ static void test_limits(const tokenizer *t)
     if (start(&r, t, &sp, 5)) { /* 2 prompt tokens in a context of 5: 3 new ones */
         const int32_t ids[] = {ID_WORLD, ID_WORLD, ID_WORLD, ID_WORLD};
         drive(&r, ids, 4);
-        CHECK(r.reason == STOP_LENGTH && r.steps == 3, "context end (reason %d after %d)",
-              r.reason, r.steps);
+        CHECK(r.reason == STOP_LENGTH && r.steps == 3, "context end (reason %d after %d)", r.reason,
+              r.steps);
         decode_seq_free(&r.d);
     }
     model_hparams hp = {.n_vocab = N_VOCAB, .n_ctx = 2, .eos_id = ID_EOS};

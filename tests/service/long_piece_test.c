@@ -16,9 +16,9 @@
 #include "tests/testutil/gguf_piece.h"
 #include "tests/testutil/testutil.h"
 
-#define LONG_ID    432 /* 4 times in the first 48 golden ids of "Once upon a time" */
-#define N_TOKENS   48
-#define PIECE_CAP  1024
+#define LONG_ID   432 /* 4 times in the first 48 golden ids of "Once upon a time" */
+#define N_TOKENS  48
+#define PIECE_CAP 1024
 
 /* The expected text: each generated id's piece bytes, decoded independently of the stream. */
 static char *expected_text(const char *path, const int32_t *ids, int n, int32_t prev)
@@ -27,7 +27,8 @@ static char *expected_text(const char *path, const int32_t *ids, int n, int32_t 
     gguf_file *f = NULL;
     tokenizer *t = NULL;
     char *out = NULL;
-    if (gguf_open(path, &f, err, sizeof err) != EM_OK || tok_create(f, &t, err, sizeof err) != EM_OK) {
+    if (gguf_open(path, &f, err, sizeof err) != EM_OK ||
+        tok_create(f, &t, err, sizeof err) != EM_OK) {
         CHECK(0, "tokenizer of %s: %s", path, err);
     } else if ((out = calloc((size_t)n, 4096)) != NULL) {
         size_t o = 0;
@@ -83,8 +84,8 @@ static void generate_with(const char *path, int n_workers, const char *piece, co
         occ += g->ids[i] == LONG_ID;
     }
     int got = res.text ? count_in(res.text, piece) : 0;
-    CHECK(got == occ, "%d worker(s): the %zu-byte piece appears whole %d times, want %d",
-          n_workers, strlen(piece), got, occ);
+    CHECK(got == occ, "%d worker(s): the %zu-byte piece appears whole %d times, want %d", n_workers,
+          strlen(piece), got, occ);
     CHECK(res.text && want && strcmp(res.text, want) == 0,
           "%d worker(s): streamed text (%zu bytes) equals the decoded pieces (%zu bytes)",
           n_workers, res.text ? strlen(res.text) : 0, want ? strlen(want) : 0);

@@ -79,7 +79,7 @@ int main(void)
                   (unsigned long long)k_seeds[i], (unsigned long long)k_seeds[j]);
         }
     }
-    printf("seed 1: first ids %d %d %d %d; seed 2: %d %d %d %d\n", one[0][0], one[0][1],
-           one[0][2], one[0][3], one[1][0], one[1][1], one[1][2], one[1][3]);
+    printf("seed 1: first ids %d %d %d %d; seed 2: %d %d %d %d\n", one[0][0], one[0][1], one[0][2],
+           one[0][3], one[1][0], one[1][1], one[1][2], one[1][3]);
     TEST_END();
 }

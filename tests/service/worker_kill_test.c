@@ -20,9 +20,9 @@
 #include "tests/service/svc_harness.h"
 #include "tests/testutil/testutil.h"
 
-#define LOSS_BOUND_S   2.0   /* kill -9 -> stream ends with UNAVAILABLE */
+#define LOSS_BOUND_S    2.0   /* kill -9 -> stream ends with UNAVAILABLE */
 #define CALL_TIMEOUT_MS 10000 /* the generation's own deadline: ending by it is a failure */
-#define CHUNK_WAIT_S   30.0  /* for the generation to be under way */
+#define CHUNK_WAIT_S    30.0  /* for the generation to be under way */
 
 typedef struct gen_job {
     coord_client *cl;
@@ -87,8 +87,10 @@ static void kill_mid_generation(coord_client *cl, pid_t pid, const char *what)
     pthread_join(t, NULL); /* bounded by the call's deadline */
     double dt = em_now_s() - t0;
     int health = coord_client_health(cl, 5000);
-    CHECK(j.res.status == GRPC_STATUS_UNAVAILABLE, "%s: stream ended with status %d (%s), want "
-          "UNAVAILABLE", what, j.res.status, j.res.message);
+    CHECK(j.res.status == GRPC_STATUS_UNAVAILABLE,
+          "%s: stream ended with status %d (%s), want "
+          "UNAVAILABLE",
+          what, j.res.status, j.res.message);
     CHECK(dt < LOSS_BOUND_S, "%s: UNAVAILABLE %.2f s after kill -9 (bound %.1f s)", what, dt,
           LOSS_BOUND_S);
     CHECK(health == 0, "%s: health %d right after the loss, want NOT_SERVING (0)", what, health);

@@ -45,8 +45,8 @@ static int write_parts(const char *dst, const gguf_file *f, size_t cut0, size_t 
     return ok ? 0 : -1;
 }
 
-int tu_gguf_replace_piece(const char *src, const char *dst, int32_t id, size_t min_len,
-                          char *piece, size_t cap)
+int tu_gguf_replace_piece(const char *src, const char *dst, int32_t id, size_t min_len, char *piece,
+                          size_t cap)
 {
     char err[256] = "";
     gguf_file *f = NULL;

@@ -9,5 +9,5 @@
  * two-byte UTF-8 characters, no "▁", so it decodes to itself; its length keeps the data
  * section aligned). The piece is written to piece[cap] (NUL-terminated). 0 on success, -1 with
  * a message on stderr. */
-int tu_gguf_replace_piece(const char *src, const char *dst, int32_t id, size_t min_len,
-                          char *piece, size_t cap);
+int tu_gguf_replace_piece(const char *src, const char *dst, int32_t id, size_t min_len, char *piece,
+                          size_t cap);
