@@ -113,7 +113,7 @@ static void batch_build(coord_sched *s, batch *b)
             continue;
         }
         b->tokens[b->n] = r->pending;
-        b->pos[b->n] = r->n_hist - 1;
+        b->pos[b->n] = r->dec.n_hist - 1;
         b->seq[b->n] = r->slot;
         b->want[b->n++] = 1;
         b->want_run[b->n_want++] = r;

@@ -5,8 +5,7 @@
 #include <stdint.h>
 
 #include "coordinator/sched.h"
-#include "engine/sampler.h"
-#include "engine/stop.h"
+#include "engine/decode_step.h"
 #include "model/tokenizer.h"
 
 typedef enum { RUN_QUEUED, RUN_PREFILL, RUN_DECODE } run_state;
@@ -16,15 +15,8 @@ typedef struct run {
     run_state state;
     int slot, opened;
     int n_done; /* prompt tokens fed */
-    int32_t *hist;
-    int n_hist, max_new;
-    int32_t *out;
-    int n_out;
+    decode_seq dec; /* history, sampler, detokenizer, stop state (set up at admission) */
     int32_t pending; /* sampled, not yet fed */
-    sampler smp;
-    stop_state ss;
-    tok_stream ts;
-    int have_smp, have_ss;
     int64_t kv_entries;
     int cancel_req, abort_req;            /* set by other threads under mu */
     const char *fin_reason, *fin_matched; /* set when sampling finished the run */

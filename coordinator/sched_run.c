@@ -1,6 +1,6 @@
-/* One request's life in the scheduler: admission to a slot, sampling each token with the
- * engine's sampler and stop logic (the single-process generator's per-token steps), streaming
- * events to the sink, completion and release. Runs on the scheduler thread only. */
+/* One request's life in the scheduler: admission to a slot, one decode step per token (the
+ * single-process generator's step, engine/decode_step.h), streaming events to the sink,
+ * completion and release. Runs on the scheduler thread only. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,16 +46,9 @@ void coord__run_release(coord_sched *s, run *r)
     if (r->slot >= 0) {
         s->slot_used[r->slot] = 0;
     }
-    if (r->have_smp) {
-        sampler_free(&r->smp);
-    }
-    if (r->have_ss) {
-        stop_state_free(&r->ss);
-    }
+    decode_seq_free(&r->dec);
     r->req->sink->release(r->req->sink_user);
     coord_req_free(r->req);
-    free(r->hist);
-    free(r->out);
     free(r);
 }
 
@@ -82,16 +75,17 @@ void coord__run_complete(coord_sched *s, run *r, const char *reason, const char 
     ev.kind = COORD_EV_COMPLETE;
     ev.request_id = r->req->id;
     ev.finish_reason = reason;
-    ev.output_ids = r->out;
-    ev.n_output = r->n_out;
+    int n_out = decode_seq_n_ids(&r->dec);
+    ev.output_ids = decode_seq_ids(&r->dec);
+    ev.n_output = n_out;
     ev.matched_stop = matched ? matched : "";
     ev.matched_stop_token = matched_token;
-    ev.full_text = r->have_ss && r->ss.text ? r->ss.text : "";
-    ev.full_text_len = r->have_ss && r->ss.text ? r->ss.len : 0;
+    ev.full_text = r->dec.have_ss && r->dec.ss.text ? r->dec.ss.text : "";
+    ev.full_text_len = r->dec.have_ss && r->dec.ss.text ? r->dec.ss.len : 0;
     ev.prompt_tokens = r->req->n_prompt;
-    ev.completion_tokens = r->n_out;
+    ev.completion_tokens = n_out;
     const model_hparams *hp = &s->m->hp;
-    int64_t seen = r->n_done + (r->n_out > 0 ? r->n_out - 1 : 0);
+    int64_t seen = r->n_done + (n_out > 0 ? n_out - 1 : 0);
     ev.kv_entries_kept = r->kv_entries;
     ev.kv_entries_full = seen * hp->n_layer * hp->n_kv_head;
     r->req->sink->emit(r->req->sink_user, &ev);
@@ -111,32 +105,18 @@ int coord__run_admit(coord_sched *s, run *r)
     if (slot < 0) {
         return -1;
     }
-    const model_hparams *hp = &s->m->hp;
     coord_req *q = r->req;
-    r->max_new = q->stop.max_tokens;
-    if (r->max_new > hp->n_ctx - q->n_prompt) {
-        r->max_new = hp->n_ctx - q->n_prompt;
+    if (decode_seq_init(&r->dec, &s->m->hp, s->tok, &q->sp, &q->stop, q->prompt, q->n_prompt) !=
+        EM_OK) {
+        return -2; /* the prompt was validated by the rpc layer: only allocation can fail */
     }
-    r->hist = malloc(sizeof(int32_t) * (size_t)(q->n_prompt + r->max_new + 1));
-    r->out = malloc(sizeof(int32_t) * (size_t)(r->max_new + 1));
-    if (!r->hist || !r->out || sampler_init(&r->smp, &q->sp, hp->n_vocab) != EM_OK) {
-        return -2;
-    }
-    r->have_smp = 1;
-    if (stop_state_init(&r->ss, &q->stop, hp->eos_id) != EM_OK) {
-        return -2;
-    }
-    r->have_ss = 1;
-    memcpy(r->hist, q->prompt, sizeof(int32_t) * (size_t)q->n_prompt);
-    r->n_hist = q->n_prompt;
-    tok_stream_init(&r->ts, s->tok, q->prompt[q->n_prompt - 1]);
     s->slot_used[slot] = 1;
     r->slot = slot;
     r->state = RUN_PREFILL;
     return 0;
 }
 
-/* ---- sampling one token (the single-process generator's per-token logic) ------------------ */
+/* ---- one token: the shared decode step, then the stream event and latency statistics ------ */
 
 static void fill_logprobs(coord_sched *s, const float *raw, int32_t id, int top_n,
                           coord_logprob *lp)
@@ -179,54 +159,38 @@ int coord__run_sample(coord_sched *s, run *r, float *logits)
     if (want_lp) {
         memcpy(s->raw, logits, sizeof(float) * (size_t)s->m->hp.n_vocab);
     }
-    int32_t id = sampler_sample(&r->smp, logits, r->hist, r->n_hist);
+    decode_token tk;
+    decode_seq_step(&r->dec, logits, &tk);
     if (want_lp) {
-        fill_logprobs(s, s->raw, id, r->req->logprobs, &lp);
+        fill_logprobs(s, s->raw, tk.id, r->req->logprobs, &lp);
     }
-    r->hist[r->n_hist++] = id;
-    r->out[r->n_out++] = id;
-    char piece[256] = "";
-    size_t plen = tok_stream_feed(&r->ts, id, piece, sizeof piece);
-    stop_reason why = stop_state_feed(&r->ss, id, piece, plen);
-    if (why == STOP_NONE && r->n_out >= r->max_new) {
-        why = STOP_LENGTH;
-    }
-    if (why != STOP_NONE && why != STOP_STRING) {
-        char rest[64];
-        size_t rl = tok_stream_flush(&r->ts, rest, sizeof rest);
-        if (rl && stop_state_append_text(&r->ss, rest, rl) == STOP_STRING) {
-            why = STOP_STRING;
-        }
-    }
-    const char *txt;
-    size_t tlen;
-    stop_state_take(&r->ss, why != STOP_NONE, &txt, &tlen);
+    int n_out = decode_seq_n_ids(&r->dec);
     coord_event ev;
     memset(&ev, 0, sizeof ev);
     ev.kind = COORD_EV_CHUNK;
     ev.request_id = r->req->id;
-    ev.ids = &id;
+    ev.ids = &tk.id;
     ev.n_ids = 1;
-    ev.text = txt;
-    ev.text_len = tlen;
+    ev.text = tk.text;
+    ev.text_len = tk.text_len;
     ev.logprobs = want_lp ? &lp : NULL;
     ev.prompt_tokens = r->req->n_prompt;
-    ev.completion_tokens = r->n_out;
+    ev.completion_tokens = n_out;
     r->req->sink->emit(r->req->sink_user, &ev);
     double now = em_now_s();
     pthread_mutex_lock(&s->mu);
     s->stats.tokens_generated++;
-    hist_add(r->n_out == 1 ? &s->stats.ttft : &s->stats.itl,
-             (now - (r->n_out == 1 ? r->t_submit : r->t_last)) * 1e3);
+    hist_add(n_out == 1 ? &s->stats.ttft : &s->stats.itl,
+             (now - (n_out == 1 ? r->t_submit : r->t_last)) * 1e3);
     pthread_mutex_unlock(&s->mu);
     r->t_last = now;
-    if (why == STOP_NONE) {
-        r->pending = id;
+    if (tk.reason == STOP_NONE) {
+        r->pending = tk.id;
         r->state = RUN_DECODE;
         return 0;
     }
-    r->fin_matched = why == STOP_STRING && r->ss.matched >= 0 ? r->ss.p->stop[r->ss.matched] : NULL;
-    r->fin_reason = stop_reason_str(why);
-    r->fin_token = (why == STOP_TOKEN || why == STOP_EOS) ? id : -1;
+    r->fin_matched = tk.matched_stop;
+    r->fin_reason = stop_reason_str(tk.reason);
+    r->fin_token = (tk.reason == STOP_TOKEN || tk.reason == STOP_EOS) ? tk.id : -1;
     return 1;
 }

@@ -7,6 +7,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "ems/policy.h"
+#include "engine/decode_step.h"
 
 void gen_params_default(gen_params *p)
 {
@@ -29,28 +30,21 @@ em_status gen_run(engine *e, const tokenizer *tok, const int32_t *prompt, int n_
 {
     memset(res, 0, sizeof *res);
     const model_hparams *hp = engine_hparams(e);
-    if (n_prompt <= 0 || n_prompt >= hp->n_ctx) return EM_EINVAL;
-    int max_new = gp->stop.max_tokens;
-    if (max_new > hp->n_ctx - n_prompt) max_new = hp->n_ctx - n_prompt;
+    decode_seq d;
+    em_status st = decode_seq_init(&d, hp, tok, &gp->sp, &gp->stop, prompt, n_prompt);
+    if (st != EM_OK) {
+        return st;
+    }
     ems_cache *c = NULL;
-    sampler smp;
-    stop_state ss;
-    int32_t *hist = malloc(sizeof(int32_t) * (size_t)(n_prompt + max_new + 1));
     float *logits = malloc(sizeof(float) * (size_t)hp->n_vocab);
-    res->ids = malloc(sizeof(int32_t) * (size_t)(max_new + 1));
+    res->ids = malloc(sizeof(int32_t) * (size_t)(d.max_new + 1));
     res->prompt_logits = malloc(sizeof(float) * (size_t)hp->n_vocab);
-    em_status st = (hist && logits && res->ids && res->prompt_logits) ? EM_OK : EM_ENOMEM;
-    int have_smp = 0, have_ss = 0;
-    if (st == EM_OK) st = sampler_init(&smp, &gp->sp, hp->n_vocab);
-    have_smp = st == EM_OK;
-    if (st == EM_OK) st = stop_state_init(&ss, &gp->stop, hp->eos_id);
-    have_ss = st == EM_OK;
+    st = (logits && res->ids && res->prompt_logits) ? EM_OK : EM_ENOMEM;
     if (st == EM_OK) {
         st = engine_cache_create(e, ems_config_w_loc(&gp->kv), ems_config_wants_stats(&gp->kv),
                                  gp->kv.group_max, &c);
     }
     if (st == EM_OK) {
-        memcpy(hist, prompt, sizeof(int32_t) * (size_t)n_prompt);
         double t0 = em_now_s();
         int chunk = gp->prefill_chunk > 0 ? gp->prefill_chunk : 512;
         st = engine_forward_seq(e, c, prompt, n_prompt, 0, chunk, logits);
@@ -58,45 +52,27 @@ em_status gen_run(engine *e, const tokenizer *tok, const int32_t *prompt, int n_
         res->prefill_s = em_now_s() - t0;
         if (st == EM_OK) memcpy(res->prompt_logits, logits, sizeof(float) * (size_t)hp->n_vocab);
     }
-    tok_stream ts;
-    if (tok) tok_stream_init(&ts, tok, prompt[n_prompt - 1]);
     double t1 = em_now_s();
-    int n_hist = n_prompt;
-    stop_reason why = STOP_NONE;
-    while (st == EM_OK && why == STOP_NONE) {
-        int32_t id = sampler_sample(&smp, logits, hist, n_hist);
-        hist[n_hist++] = id;
-        res->ids[res->n_ids++] = id;
-        char piece[4200] = ""; /* longest piece (4096 bytes) + a held partial character */
-        size_t plen = tok ? tok_stream_feed(&ts, id, piece, sizeof piece) : 0;
-        why = stop_state_feed(&ss, id, piece, plen);
-        if (why == STOP_NONE && res->n_ids >= max_new) why = STOP_LENGTH;
-        if (why != STOP_NONE && tok && why != STOP_STRING) {
-            char rest[64];
-            size_t rl = tok_stream_flush(&ts, rest, sizeof rest);
-            if (rl && stop_state_append_text(&ss, rest, rl) == STOP_STRING) why = STOP_STRING;
-        }
-        const char *out;
-        size_t olen;
-        stop_state_take(&ss, why != STOP_NONE, &out, &olen);
-        if (cb && cb(user, id, out, olen)) break;
-        if (why != STOP_NONE) break;
-        int32_t pos = n_hist - 1, seq = 0;
+    decode_token tk = {.reason = STOP_NONE};
+    while (st == EM_OK && tk.reason == STOP_NONE) {
+        decode_seq_step(&d, logits, &tk);
+        res->ids[res->n_ids++] = tk.id;
+        if (cb && cb(user, tk.id, tk.text, tk.text_len)) break;
+        if (tk.reason != STOP_NONE) break;
+        int32_t id = tk.id, pos = d.n_hist - 1, seq = 0;
         engine_batch b = {1, &id, &pos, &seq, NULL};
         st = engine_forward(e, &b, &c, logits);
         if (st == EM_OK) st = ems_policy_step(c, &gp->kv, EMS_PHASE_DECODE, NULL);
     }
     res->decode_s = em_now_s() - t1;
-    res->reason = why;
+    res->reason = tk.reason;
     if (c) {
         res->kv_entries = ems_cache_entries(c);
         res->kv_entries_full = (uint64_t)c->n_seen * (uint64_t)c->n_layer * (uint64_t)c->n_head_kv;
         res->kv_bytes = ems_cache_kv_bytes(c);
     }
     ems_cache_destroy(c);
-    if (have_smp) sampler_free(&smp);
-    if (have_ss) stop_state_free(&ss);
-    free(hist);
+    decode_seq_free(&d);
     free(logits);
     if (st != EM_OK) gen_result_free(res);
     return st;

@@ -1,7 +1,7 @@
 /* Single-sequence generation loop on one engine (prefill, then decode token by token), with
  * sampling, stop conditions and the request's KV-compression policy. Used by //tools:generate,
- * the perplexity tool and tests; the gRPC service uses the same sampler/stop/policy pieces
- * with its own continuous-batching scheduler. */
+ * the perplexity tool and tests; the gRPC service runs the same per-token step (decode_step.h)
+ * and policy calls in its own continuous-batching scheduler. */
 #pragma once
 #include <stdint.h>
 

@@ -200,6 +200,18 @@ em_status tok_encode(const tokenizer *t, const char *text, size_t len, int add_b
 
 /* ---------------------------------------------------------------- decoding */
 
+/* A piece's stored text bounds its decoded bytes: "\xe2\x96\x81" (SentencePiece) and the
+ * byte-level alphabet (GPT-2) both decode to fewer bytes than they take, "<0xAB>" to one. */
+size_t tok_max_piece_bytes(const tokenizer *t)
+{
+    size_t mx = 1;
+    for (int id = 0; id < t->v.n; id++) {
+        size_t n = t->v.off[id + 1] - t->v.off[id];
+        if (n > mx) mx = n;
+    }
+    return mx;
+}
+
 size_t tok_piece_bytes(const tokenizer *t, int32_t prev, int32_t id, char *buf, size_t cap)
 {
     if (id < 0 || id >= t->v.n || cap == 0) return 0;

@@ -52,6 +52,9 @@ int tok_is_special(const tokenizer *t, int32_t id);
  * their byte; "llama": "▁" is a space, dropped right after BOS (`prev` is the previous id);
  * "gpt2": byte characters back to bytes. Writes at most cap bytes. */
 size_t tok_piece_bytes(const tokenizer *t, int32_t prev, int32_t id, char *buf, size_t cap);
+/* An upper bound on what tok_piece_bytes writes for any id (the longest piece's stored bytes);
+ * >= 1. Scans the vocabulary: call it once per tokenizer, not per token. */
+size_t tok_max_piece_bytes(const tokenizer *t);
 
 /* Streaming detokenizer that never emits a partial UTF-8 character: feed ids, get text deltas
  * containing only complete characters; flush returns what is left (invalid bytes as U+FFFD). */

@@ -5,21 +5,42 @@
 #   3. bazel build --config=cuda //...       (every .cu compiles and links; skipped without nvcc)
 #      bazel test --config=cuda //tests/cuda/... (CUDA-vs-CPU tests: "skipped: no CUDA device"
 #                                                 and pass on a machine without a GPU)
-# Prints one final line "N passed, M failed".
+# Prints one final line "N passed, M failed, K skipped". A test that passed but printed a line
+# starting with "SKIPPED" (any case: the test model or a GPU is absent) counts as skipped, not
+# passed; tests print such a line only when they ran nothing (tests/testutil tu_model_path).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOG=$(mktemp -d)/bazel
 total_pass=0
 total_fail=0
+total_skip=0
 rc_all=0
 
+# Passed tests of the last bazel invocation whose test.log says they skipped (its
+# bazel-testlogs is that invocation's configuration).
+count_skipped() { # $1 = log file
+  local t dir k=0
+  for t in $(grep -oE '^//[^ ]+ +(\(cached\) )?PASSED' "$1" | awk '{print $1}'); do
+    dir=${t#//}
+    dir=${dir/://}
+    if grep -qiE '^skipped' "bazel-testlogs/$dir/test.log" 2>/dev/null; then
+      k=$((k + 1))
+      echo "   skipped: $t ($(grep -iE '^skipped' "bazel-testlogs/$dir/test.log" | head -1))" >&2
+    fi
+  done
+  echo "$k"
+}
+
 count() { # $1 = log file
-  local p f
+  local p f k
   p=$(grep -cE '^//[^ ]+ +(\(cached\) )?PASSED' "$1")
   f=$(grep -cE '^//[^ ]+ +(\(cached\) )?(FAILED|TIMEOUT|NO STATUS|INCOMPLETE|FLAKY|FAILED TO BUILD)' "$1")
+  k=$(count_skipped "$1")
+  p=$((p - k))
   total_pass=$((total_pass + p))
   total_fail=$((total_fail + f))
-  echo "   -> $p passed, $f failed"
+  total_skip=$((total_skip + k))
+  echo "   -> $p passed, $f failed, $k skipped"
 }
 
 echo "== bazel test //... =="
@@ -55,5 +76,5 @@ else
 fi
 
 bazel shutdown >/dev/null 2>&1 || true
-echo "$total_pass passed, $total_fail failed"
+echo "$total_pass passed, $total_fail failed, $total_skip skipped"
 [ "$total_fail" -eq 0 ] && [ "$rc_all" -eq 0 ]

@@ -4,7 +4,6 @@
  * and the staging adapter with a host callback standing in for gloo (a group of 3 identical
  * ranks: sum = 3x), plus a failing callback that must leave the device buffer unchanged.
  * Without a device: prints "skipped: no CUDA device" and passes. */
-#undef NDEBUG
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -6,7 +6,6 @@
  * device ("skipped: no CUDA device" otherwise). Stand-in until engine_opts can take a kern_ops
  * (then the engine's own forward should be run with kern_ops_cuda_create instead).
  * Skips loudly without the model file. Usage: cuda_golden_test [model.gguf] */
-#undef NDEBUG
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,7 +2,6 @@
  * cases_*.c). Without a CUDA device it runs the device-free checks, prints
  * "skipped: no CUDA device" and passes. With one it runs every case and fails on any mismatch.
  * Usage: cuda_ops_test [--perf] [device]   (--perf: kernel timings instead of checks) */
-#undef NDEBUG
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,6 @@
  * heads, window kept verbatim, kept set = top-k by an independent double-precision score,
  * positions increasing, pure eviction when tau > 1, exact duplicates merged into their centre,
  * mass conserved between centres and merged members). */
-#undef NDEBUG
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -4,18 +4,17 @@
  * defaults, with equal per-head budgets (ems.headwise=0) and with head-wise budgets
  * (ems.headwise=1, ragged lengths). Same lengths and kept positions exactly; merged K/V, s_glo, local rows within 1e-5
  * (the project reference accumulates in double, the GPU step in float); mass exactly. */
-#undef NDEBUG
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "common/assert.h"
 #include "ems/config.h"
 #include "ems/kv_cache.h"
 #include "ems/ref/ems_ref.h"
 #include "kernels/cuda/ems_step.h"
 #include "tests/cuda/harness.h"
+#include "tests/testutil/testutil.h"
 
 typedef struct unify_case {
     int H, hd, len0, len_step, B, w_loc;
@@ -47,7 +46,7 @@ static void fill_head(ems_head *h, int len, int hd, th_rng *r, const float *dirk
         }
         pos[j] = 5 * j + 1;
     }
-    EM_ASSERT(ems_head_append(h, k, v, hd, pos, len) == EM_OK);
+    REQUIRE(ems_head_append(h, k, v, hd, pos, len) == EM_OK, "ems_head_append");
     for (int j = 0; j < len; j++) {
         float u = th_uniform(r, 0.0f, 1.0f);
         h->s_glo[j] = u * u * u * 6.0f;
@@ -60,8 +59,8 @@ static void fill_head(ems_head *h, int len, int hd, th_rng *r, const float *dirk
 static void run_case(const unify_case *t, th_rng *r)
 {
     ems_cache *a = NULL, *b = NULL;
-    EM_ASSERT(ems_cache_create(1, t->H, 0, t->hd, t->w_loc, 1, &a) == EM_OK);
-    EM_ASSERT(ems_cache_create(1, t->H, 0, t->hd, t->w_loc, 1, &b) == EM_OK);
+    REQUIRE(ems_cache_create(1, t->H, 0, t->hd, t->w_loc, 1, &a) == EM_OK, "ems_cache_create");
+    REQUIRE(ems_cache_create(1, t->H, 0, t->hd, t->w_loc, 1, &b) == EM_OK, "ems_cache_create");
     float *dirk = malloc(sizeof(float) * 4 * t->hd), *dirv = malloc(sizeof(float) * 4 * t->hd);
     ems_head **ha = calloc((size_t)t->H, sizeof *ha);
     kern_cuda_ems_head *hb = calloc((size_t)t->H, sizeof *hb);

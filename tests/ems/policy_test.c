@@ -1,8 +1,11 @@
 /* Invariants of every policy on synthetic caches, streamed (decode events every step) and
  * prefilled (one chunk, prefill-end event, then decode):
  *  - budget respected: a head never holds more than B + N - 1 entries after a step (head-wise
- *    EMS: the layer never more than H (B + N - 1); PyramidKV: its layer budget; SimLayerKV:
- *    lazy layers only); after the prefill-end event at most B (layer total H B);
+ *    EMS: the layer never more than H (B + N - 1); PyramidKV: its layer budget); after the
+ *    prefill-end event at most B (layer total H B);
+ *  - SimLayerKV: every layer is either lazy (each head: the initial entries and the recent ones,
+ *    at most initial + recent + N - 1) or whole, lazy layers = the decision's count, and
+ *    delta = 0 makes every layer lazy, delta = 1 none;
  *  - positions strictly increasing, original (< tokens seen), never renumbered;
  *  - the recent window and the sinks are kept;
  *  - merge mass is conserved: sum of entry masses + evicted entries = tokens appended. */
@@ -15,7 +18,10 @@
 
 typedef struct inv_case {
     const char *kv[5];
+    int lazy; /* SimLayerKV: lazy layers expected at the end (-1 = any; read for SimLayerKV only) */
 } inv_case;
+
+#define N_LAYER 2
 
 static const inv_case k_cases[] = {
     {{"method=full"}},
@@ -28,7 +34,12 @@ static const inv_case k_cases[] = {
     {{"method=tova", "budget=16", "tova.scope=head"}},
     {{"method=roco", "budget=32"}},
     {{"method=roco", "budget=32", "roco.stride=0", "compress_every=8"}},
-    {{"method=simlayerkv", "budget=24", "simlayerkv.delta=0.2"}},
+    {{"method=simlayerkv", "budget=24", "simlayerkv.delta=0.2"}, -1},
+    {{"method=simlayerkv", "budget=24", "simlayerkv.delta=0"}, N_LAYER},
+    {{"method=simlayerkv", "budget=24", "simlayerkv.delta=0", "simlayerkv.decide=prefill"},
+     N_LAYER},
+    {{"method=simlayerkv", "budget=24", "simlayerkv.delta=1"}, 0},
+    {{"method=simlayerkv", "budget=24", "simlayerkv.delta=0", "compress_every=1"}, N_LAYER},
     {{"method=ems", "budget=16"}},
     {{"method=ems", "budget=32", "ems.headwise=0"}},
     {{"method=ems", "budget=32", "ems.zero_class=0", "sinks=2"}},
@@ -47,6 +58,52 @@ static int has_pos(const ems_head *h, int p)
     return 0;
 }
 
+/* SimLayerKV: each layer lazy-trimmed or whole; the trimmed ones are the decision's lazy ones. */
+static void check_simlayer(const char *name, ems_cache *c, const ems_config *cfg, int n_tok,
+                           int slack)
+{
+    int B = ems_config_budget(cfg, n_tok);
+    int initial = cfg->slk_initial, recent = cfg->slk_recent >= 0 ? cfg->slk_recent : B - initial;
+    if (n_tok <= initial + recent + slack) {
+        return; /* nothing to trim yet: lazy and whole look alike */
+    }
+    ems_policy_stats st;
+    ems_policy_get_stats(c, &st);
+    int n_trimmed = 0;
+    for (int l = 0; l < c->n_layer; l++) {
+        int trimmed = 1, whole = 1;
+        for (int h = 0; h < c->n_head_kv; h++) {
+            ems_head *hh = ems_cache_head(c, l, h);
+            trimmed &= hh->len <= initial + recent + slack;
+            CHECK(hh->len >= initial + recent, "%s: layer %d head %d trimmed below %d: %d", name,
+                  l, h, initial + recent, hh->len);
+            whole &= hh->len == n_tok;
+            for (int p = 0; p < initial; p++) {
+                CHECK(has_pos(hh, p), "%s: layer %d initial entry %d dropped", name, l, p);
+            }
+            for (int p = n_tok - recent; p < n_tok; p++) {
+                CHECK(has_pos(hh, p), "%s: layer %d recent entry %d dropped", name, l, p);
+            }
+        }
+        CHECK(trimmed || whole, "%s: layer %d neither lazy-trimmed nor whole (%d tokens)", name,
+              l, n_tok);
+        n_trimmed += trimmed;
+    }
+    if (st.n_lazy_layers >= 0) {
+        CHECK(n_trimmed == st.n_lazy_layers, "%s: %d layers trimmed, %d found lazy", name,
+              n_trimmed, st.n_lazy_layers);
+    }
+}
+
+/* At the end of a run: the expected number of lazy layers (delta 0: all, delta 1: none). */
+static void check_lazy_count(const char *name, ems_cache *c, int want)
+{
+    ems_policy_stats st;
+    ems_policy_get_stats(c, &st);
+    CHECK(want < 0 || st.n_lazy_layers == want, "%s: %d lazy layers, want %d", name,
+          st.n_lazy_layers, want);
+}
+
 static void check_cache(const char *name, ems_cache *c, const ems_config *cfg, int n_tok,
                         int after_prefill)
 {
@@ -54,6 +111,9 @@ static void check_cache(const char *name, ems_cache *c, const ems_config *cfg, i
     int B = ems_config_budget(cfg, n_tok), N = ems_config_every(cfg);
     int w = ems_config_window(cfg, B), s = ems_config_sinks(cfg);
     int slack = after_prefill ? 0 : N - 1;
+    if (cfg->method == EMS_METHOD_SIMLAYERKV) {
+        check_simlayer(name, c, cfg, n_tok, slack);
+    }
     ems_policy_stats st;
     ems_policy_get_stats(c, &st);
     double mass = 0.0;
@@ -118,7 +178,7 @@ static void check_cache(const char *name, ems_cache *c, const ems_config *cfg, i
 int main(void)
 {
     char err[256];
-    synth_spec sp = {.n_layer = 2,
+    synth_spec sp = {.n_layer = N_LAYER,
                      .hd = 8,
                      .G = 2,
                      .seed = 5,
@@ -146,6 +206,8 @@ int main(void)
             if (t % 37 == 0 || t == n_tok - 1)
                 check_cache(name, c, &cfg, t + 1, 0);
         }
+        if (cfg.method == EMS_METHOD_SIMLAYERKV)
+            check_lazy_count(name, c, k_cases[ci].lazy);
         ems_cache_destroy(c);
         /* prefilled: one chunk, prefill-end event, then decode */
         ems_cache_create(sp.n_layer, 4, 0, sp.hd, ems_config_w_loc(&cfg),
@@ -159,6 +221,8 @@ int main(void)
             CHECK(ems_policy_step(c, &cfg, EMS_PHASE_DECODE, NULL) == EM_OK, "%s step", name);
         }
         check_cache(name, c, &cfg, 190, 0);
+        if (cfg.method == EMS_METHOD_SIMLAYERKV)
+            check_lazy_count(name, c, k_cases[ci].lazy);
         ems_cache_destroy(c);
     }
     /* bad calls */

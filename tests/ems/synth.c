@@ -27,9 +27,9 @@ static void kv_of(const synth_spec *sp, int l, int gh, int t, float *k, float *v
 {
     float r = 0.5f * (synth_u(sp->seed, l, gh, t, 0, 7) + 1.0f);
     int src = t;
-    if (t > 0 && r < sp->dup_frac) {
+    if (t > 0 && t >= sp->dup_src_max && r < sp->dup_frac) {
         float u = 0.5f * (synth_u(sp->seed, l, gh, t, 1, 8) + 1.0f);
-        src = (int)(u * (float)t);
+        src = (int)(u * (float)(sp->dup_src_max > 0 ? sp->dup_src_max : t));
         if (src >= t)
             src = t - 1;
     }

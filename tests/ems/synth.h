@@ -16,6 +16,8 @@ typedef struct synth_spec {
     float key_scale;  /* sharpness of attention */
     int group_max;    /* GQA reduction of statistics */
     float q_bias;     /* queries = q_bias * fixed per-head direction + uniform noise */
+    int dup_src_max;  /* > 0: tokens [0, dup_src_max) are originals and later copies come
+                         from them only (clusters); 0: copies of any earlier token */
 } synth_spec;
 
 /* Appends tokens [t0, t0 + n) to every local head of c and runs their n queries' attention

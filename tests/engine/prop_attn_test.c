@@ -5,7 +5,6 @@
  * 2. EMS: on a cache where every dropped entry is an exact duplicate of a kept centre, merging
  *    with prop_attn reproduces the full cache's attention output (kbias = log(mass) on merged
  *    centres, 0 elsewhere); without prop_attn the output is measurably off. */
-#undef NDEBUG
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -4,7 +4,6 @@
  * (continuous batching), with the full cache and with KV compression policies whose decisions
  * span heads (EMS head-wise budgets, TOVA per layer, SimLayerKV) running on each shard's own
  * heads. Also checks that shard_for_rank rejects more shards than KV heads. */
-#undef NDEBUG
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -2,8 +2,6 @@
  * field (chat messages included: the test model has no chat template) give INVALID_ARGUMENT with
  * a message naming the field; a flood of bad requests from several threads never crashes the
  * coordinator or a worker, and a good request still gets the golden ids afterwards. */
-#undef NDEBUG
-#include <assert.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -17,6 +15,7 @@
 #include "rpc/rpc_util.h"
 #include "proto/c/emserve/v1/emserve.pb-c.h"
 #include "tests/service/svc_harness.h"
+#include "tests/testutil/testutil.h"
 
 typedef struct bad_case {
     const char *name;
@@ -166,24 +165,25 @@ static uint8_t *build(int which, size_t *len)
     /* clang-format on */
     *len = protobuf_c_message_get_packed_size(&m.base);
     uint8_t *buf = malloc(*len + 1);
-    assert(protobuf_c_message_pack(&m.base, buf) == *len);
+    REQUIRE(buf != NULL, "out of memory");
+    size_t packed = protobuf_c_message_pack(&m.base, buf);
+    REQUIRE(packed == *len, "packed %zu bytes of %zu", packed, *len);
     return buf;
 }
 
-static int test_fields(coord_client *cl)
+static void test_fields(coord_client *cl)
 {
-    int fails = 0;
     for (int i = 0; i < N_BAD; i++) {
         size_t len;
         uint8_t *b = build(k_bad[i].which, &len);
         char msg[512] = "";
         grpc_status_code st = coord_client_generate_raw(cl, b, len, msg, sizeof msg);
         int ok = st == GRPC_STATUS_INVALID_ARGUMENT && strstr(msg, k_bad[i].want) != NULL;
-        printf("%-30s -> %d %s%s\n", k_bad[i].name, st, msg, ok ? "" : "   <-- FAIL");
-        fails += !ok;
+        printf("%-30s -> %d %s\n", k_bad[i].name, st, msg);
+        CHECK(ok, "%s: status %d '%s', want INVALID_ARGUMENT naming '%s'", k_bad[i].name, st, msg,
+              k_bad[i].want);
         free(b);
     }
-    return fails;
 }
 
 static const struct {
@@ -202,18 +202,16 @@ static const struct {
     {"group start tag", "\x0b\x0c", 2},
 };
 
-static int test_garbage(coord_client *cl)
+static void test_garbage(coord_client *cl)
 {
-    int fails = 0;
     for (size_t i = 0; i < sizeof k_garbage / sizeof k_garbage[0]; i++) {
         char msg[256] = "";
         grpc_status_code st =
             coord_client_generate_raw(cl, k_garbage[i].bytes, k_garbage[i].len, msg, sizeof msg);
-        int ok = st == GRPC_STATUS_INVALID_ARGUMENT;
-        printf("garbage %-24s -> %d %s%s\n", k_garbage[i].name, st, msg, ok ? "" : "   <-- FAIL");
-        fails += !ok;
+        printf("garbage %-24s -> %d %s\n", k_garbage[i].name, st, msg);
+        CHECK(st == GRPC_STATUS_INVALID_ARGUMENT, "garbage %s: status %d, want INVALID_ARGUMENT",
+              k_garbage[i].name, st);
     }
-    return fails;
 }
 
 typedef struct flood_arg {
@@ -254,9 +252,10 @@ int main(void)
     }
     grpc_init();
     svc s;
-    assert(svc_start(&s, 2, NULL) == 0);
+    REQUIRE(svc_start(&s, 2, NULL) == 0, "service did not start");
     coord_client *cl = coord_client_create(s.addr);
-    int fails = test_fields(cl) + test_garbage(cl);
+    test_fields(cl);
+    test_garbage(cl);
 
     /* Unknown method, empty abort id. */
     ProtobufCMessage *resp = NULL;
@@ -264,39 +263,34 @@ int main(void)
     grpc_status_code st =
         rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/Nope", &ab.base,
                         &emserve__v1__abort_response__descriptor, &resp, 5000, 0, NULL, 0);
-    fails += st != GRPC_STATUS_UNIMPLEMENTED;
+    CHECK(st == GRPC_STATUS_UNIMPLEMENTED, "unknown method: status %d", st);
     st = rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/Abort", &ab.base,
                          &emserve__v1__abort_response__descriptor, &resp, 5000, 0, NULL, 0);
-    fails += st != GRPC_STATUS_INVALID_ARGUMENT;
+    CHECK(st == GRPC_STATUS_INVALID_ARGUMENT, "Abort without an id: status %d", st);
 
     /* Flood: 4 threads x 100 bad requests. */
     pthread_t th[4];
     flood_arg fa[4];
     for (int i = 0; i < 4; i++) {
         fa[i] = (flood_arg){cl, 1000 + i, 100, 0};
-        assert(pthread_create(&th[i], NULL, flood, &fa[i]) == 0);
+        REQUIRE(pthread_create(&th[i], NULL, flood, &fa[i]) == 0, "thread %d", i);
     }
     for (int i = 0; i < 4; i++) {
-        pthread_join(th[i], NULL);
-        if (fa[i].bad_status) {
-            fprintf(stderr, "FAIL flood thread %d: %d unexpected statuses\n", i, fa[i].bad_status);
-            fails++;
-        }
+        pthread_join(th[i], NULL); /* each call has a deadline */
+        CHECK(fa[i].bad_status == 0, "flood thread %d: %d unexpected statuses", i,
+              fa[i].bad_status);
     }
     /* Still serving, still right. */
-    assert(svc_alive(&s));
-    fails += !svc_golden_ok(cl, 60, "after the flood");
+    REQUIRE(svc_alive(&s), "the service died in the flood");
+    CHECK(svc_golden_ok(cl, 60, "after the flood"), "golden ids after the flood");
     coord_client_info info;
-    assert(coord_client_server_info(cl, &info) == 0);
-    if (!info.serving || info.generation != 1) { /* no worker was lost or re-formed */
-        fprintf(stderr, "FAIL: serving %d generation %lld after the flood\n", info.serving,
-                (long long)info.generation);
-        fails++;
-    }
+    REQUIRE(coord_client_server_info(cl, &info) == 0, "GetServerInfo");
+    /* no worker was lost or re-formed */
+    CHECK(info.serving && info.generation == 1, "serving %d generation %lld after the flood",
+          info.serving, (long long)info.generation);
     coord_client_free(cl);
     int code = svc_stop(&s);
-    fails += !(WIFEXITED(code) && WEXITSTATUS(code) == 0);
+    CHECK(WIFEXITED(code) && WEXITSTATUS(code) == 0, "emserve exit status %d", code);
     grpc_shutdown();
-    printf("bad_input_test: %d failure(s)\n", fails);
-    return fails ? 1 : 0;
+    TEST_END();
 }

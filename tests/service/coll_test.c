@@ -2,9 +2,7 @@
  * (exact integers, so the expected sums are exact), pass a barrier, re-form with a new prefix,
  * through the TCP store (hosted by the parent, as the coordinator does) and FileStore. Also:
  * a missing peer fails init within its timeout, and garbage sent to the store is harmless. */
-#undef NDEBUG
 #include <arpa/inet.h>
-#include <assert.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,72 +16,60 @@
 
 static const size_t k_sizes[] = {1, 1000, 1000000};
 
-/* One rank's work; returns the number of failed checks. */
-static int run_rank(int rank, const char *rdv, const char *prefix)
+/* One rank's work (in a forked child: its failed CHECKs become its exit status). */
+static void run_rank(int rank, const char *rdv, const char *prefix)
 {
     char err[512] = "";
-    int fails = 0;
     coll_ctx *c = coll_init(rank, 2, rdv, NULL, prefix, "127.0.0.1", 10000, err, sizeof err);
+    CHECK(c != NULL, "rank %d: coll_init(%s, %s): %s", rank, rdv, prefix, err);
     if (c == NULL) {
-        fprintf(stderr, "rank %d: coll_init(%s, %s) failed: %s\n", rank, rdv, prefix, err);
-        return 1;
+        return;
     }
     for (size_t t = 0; t < sizeof k_sizes / sizeof k_sizes[0]; t++) {
         size_t n = k_sizes[t];
         float *buf = malloc(n * sizeof *buf);
+        REQUIRE(buf != NULL, "out of memory");
         for (size_t i = 0; i < n; i++) {
             /* rank 0 holds i % 1000, rank 1 holds 2 * (i % 1000): sum is 3 * (i % 1000) */
             buf[i] = (float)((rank + 1) * (int)(i % 1000));
         }
-        if (coll_allreduce_sum_float(c, buf, n) != 0) {
-            fprintf(stderr, "rank %d: allreduce n=%zu: %s\n", rank, n, coll_last_error(c));
-            fails++;
-        } else {
-            for (size_t i = 0; i < n; i++) {
-                if (buf[i] != (float)(3 * (int)(i % 1000))) {
-                    fprintf(stderr, "rank %d n=%zu: buf[%zu]=%g want %d\n", rank, n, i, buf[i],
-                            3 * (int)(i % 1000));
-                    fails++;
-                    break;
-                }
+        int rc = coll_allreduce_sum_float(c, buf, n);
+        CHECK(rc == 0, "rank %d: allreduce n=%zu: %s", rank, n, coll_last_error(c));
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            if (buf[i] != (float)(3 * (int)(i % 1000))) {
+                CHECK(0, "rank %d n=%zu: buf[%zu]=%g want %d", rank, n, i, buf[i],
+                      3 * (int)(i % 1000));
+                break;
             }
         }
         free(buf);
     }
-    if (coll_barrier(c) != 0) {
-        fprintf(stderr, "rank %d: barrier: %s\n", rank, coll_last_error(c));
-        fails++;
-    }
-    if (coll_rank(c) != rank || coll_size(c) != 2) {
-        fails++;
-    }
+    CHECK(coll_barrier(c) == 0, "rank %d: barrier: %s", rank, coll_last_error(c));
+    CHECK(coll_rank(c) == rank && coll_size(c) == 2, "rank %d: rank %d of %d", rank,
+          coll_rank(c), coll_size(c));
     coll_destroy(c);
-    return fails;
 }
 
 /* Forks 2 ranks that each form two groups in turn (prefixes p1 then p2). */
-static int run_group(const char *rdv, const char *p1, const char *p2)
+static void run_group(const char *rdv, const char *p1, const char *p2)
 {
     pid_t pids[2];
     for (int r = 0; r < 2; r++) {
         pids[r] = fork();
-        assert(pids[r] >= 0);
+        REQUIRE(pids[r] >= 0, "fork");
         if (pids[r] == 0) {
-            int f = run_rank(r, rdv, p1) + run_rank(r, rdv, p2);
+            run_rank(r, rdv, p1);
+            run_rank(r, rdv, p2);
             fflush(NULL);
-            exit(f == 0 ? 0 : 1);
+            exit(tu_failures == 0 ? 0 : 1);
         }
     }
-    int fails = 0;
     for (int r = 0; r < 2; r++) {
         int st = 0;
-        waitpid(pids[r], &st, 0);
-        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            fprintf(stderr, "%s: rank %d failed (status %d)\n", rdv, r, st);
-            fails++;
-        }
+        waitpid(pids[r], &st, 0); /* each rank's init and collectives have timeouts */
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: rank %d failed (status %d)", rdv, r,
+              st);
     }
-    return fails;
 }
 
 static void send_garbage(int port)
@@ -104,7 +90,7 @@ static void send_garbage(int port)
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
         a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        assert(connect(fd, (struct sockaddr *)&a, sizeof a) == 0);
+        CHECK(connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "connect to the store");
         if (junk[i].n > 0) {
             ssize_t w = send(fd, junk[i].b, junk[i].n, MSG_NOSIGNAL);
             (void)w;
@@ -116,43 +102,45 @@ static void send_garbage(int port)
 int main(void)
 {
     char err[256];
-    int port = 0, fails = 0;
+    int port = 0;
     coll_store_server *srv = NULL;
-    assert(coll_store_server_start("127.0.0.1", 0, &srv, &port, err, sizeof err) == 0);
-    assert(port > 0);
+    int rc = coll_store_server_start("127.0.0.1", 0, &srv, &port, err, sizeof err);
+    REQUIRE(rc == 0 && port > 0, "store server: %s", err);
 
     /* Store round trip through the client ops, after garbage. */
     send_garbage(port);
     char addr[64];
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     coll_store_ops ops;
-    assert(coll_store_client_ops(addr, &ops) == 0);
-    assert(ops.set(ops.user, "k1", "hello", 5) == 0);
+    REQUIRE(coll_store_client_ops(addr, &ops) == 0, "store client for %s", addr);
+    CHECK(ops.set(ops.user, "k1", "hello", 5) == 0, "set k1");
     size_t len = 0;
     char *v = ops.get(ops.user, "k1", &len);
-    assert(v != NULL && len == 5 && memcmp(v, "hello", 5) == 0);
+    CHECK(v != NULL && len == 5 && memcmp(v, "hello", 5) == 0, "get k1 (%zu bytes)", len);
     free(v);
-    assert(ops.get(ops.user, "absent", &len) == NULL);
+    v = ops.get(ops.user, "absent", &len);
+    CHECK(v == NULL, "get of an absent key");
+    free(v);
     const char *keys[] = {"k1", "absent"};
-    assert(ops.wait(ops.user, keys, 1, 1000) == 0);
-    assert(ops.wait(ops.user, keys, 2, 200) != 0); /* times out */
+    CHECK(ops.wait(ops.user, keys, 1, 1000) == 0, "wait for a present key");
+    CHECK(ops.wait(ops.user, keys, 2, 200) != 0, "wait for an absent key times out");
     coll_store_client_ops_free(&ops);
     {
         coll_store_ops bad;
-        assert(coll_store_client_ops("nocolon", &bad) != 0);
-        assert(coll_store_client_ops("h:99999", &bad) != 0);
+        CHECK(coll_store_client_ops("nocolon", &bad) != 0, "address without a port refused");
+        CHECK(coll_store_client_ops("h:99999", &bad) != 0, "port out of range refused");
     }
     coll_store_server_clear(srv);
-    assert(coll_store_server_count(srv) == 0);
+    CHECK(coll_store_server_count(srv) == 0, "store empty after clear");
     coll_store_server_stop(srv); /* joins its threads: nothing half-done is forked below */
 
     /* The ranks rendezvous through a store hosted by another process (as the coordinator
      * does); forking them from a process with live server threads would copy those threads'
      * half-done allocations. */
     int pp[2], cp[2];
-    assert(pipe(pp) == 0 && pipe(cp) == 0);
+    REQUIRE(pipe(pp) == 0 && pipe(cp) == 0, "pipe");
     pid_t store_pid = fork();
-    assert(store_pid >= 0);
+    REQUIRE(store_pid >= 0, "fork");
     if (store_pid == 0) {
         close(pp[0]);
         close(cp[1]);
@@ -172,30 +160,35 @@ int main(void)
     }
     close(pp[1]);
     close(cp[0]);
-    assert(read(pp[0], &port, sizeof port) == (ssize_t)sizeof port && port > 0);
+    ssize_t got = read(pp[0], &port, sizeof port);
+    REQUIRE(got == (ssize_t)sizeof port && port > 0, "the store process did not start");
 
     /* Two groups through the TCP store (the coordinator's way), then through FileStore. */
     char rdv[96];
     snprintf(rdv, sizeof rdv, "tcp:127.0.0.1:%d", port);
-    fails += run_group(rdv, "gen1", "gen2");
+    run_group(rdv, "gen1", "gen2");
     char dir[512];
     snprintf(dir, sizeof dir, "file:%s", tu_tmpdir());
-    fails += run_group(dir, "fgen1", "fgen2");
+    run_group(dir, "fgen1", "fgen2");
 
     /* A missing peer: init fails after its timeout with a message. */
+    err[0] = 0;
     coll_ctx *c = coll_init(0, 2, rdv, NULL, "lonely", "127.0.0.1", 500, err, sizeof err);
-    assert(c == NULL);
+    CHECK(c == NULL && strlen(err) > 0, "init without its peer fails with a message");
     printf("missing peer: %s\n", err);
-    assert(strlen(err) > 0);
+    coll_destroy(c);
     /* Bad arguments are errors, not crashes. */
-    assert(coll_init(2, 2, rdv, NULL, "x", NULL, 100, err, sizeof err) == NULL);
-    assert(coll_init(0, 1, NULL, NULL, "x", NULL, 100, err, sizeof err) == NULL);
-    assert(coll_allreduce_sum_float(NULL, NULL, 0) == -1);
+    c = coll_init(2, 2, rdv, NULL, "x", NULL, 100, err, sizeof err);
+    CHECK(c == NULL, "rank 2 of 2 refused");
+    coll_destroy(c);
+    c = coll_init(0, 1, NULL, NULL, "x", NULL, 100, err, sizeof err);
+    CHECK(c == NULL, "no rendezvous refused");
+    coll_destroy(c);
+    CHECK(coll_allreduce_sum_float(NULL, NULL, 0) != 0, "all-reduce without a group refused");
 
     close(cp[1]);
     int st = 0;
-    waitpid(store_pid, &st, 0);
-    fails += !(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    printf("coll_test: %s (%d failures)\n", fails ? "FAIL" : "ok", fails);
-    return fails ? 1 : 0;
+    waitpid(store_pid, &st, 0); /* it exits when its pipe closes */
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "store process exit status %d", st);
+    TEST_END();
 }

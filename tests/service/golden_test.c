@@ -2,8 +2,6 @@
  * shared/models/README.md and the single-process engine (gen_run), with and without KV
  * compression: compressed generations must not depend on the worker count either. Uses the
  * C client's streaming path (chunks are concatenated and checked against Complete.output_ids). */
-#undef NDEBUG
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +14,7 @@
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "tests/service/svc_harness.h"
+#include "tests/testutil/testutil.h"
 
 typedef struct gcase {
     const char *name;
@@ -54,12 +53,15 @@ static void compute_refs(void)
     char err[256];
     model *m = NULL;
     tokenizer *tok = NULL;
-    assert(model_load(svc_model(), &m, err, sizeof err) == EM_OK);
-    assert(tok_create(m->gguf, &tok, err, sizeof err) == EM_OK);
+    em_status st = model_load(svc_model(), &m, err, sizeof err);
+    REQUIRE(st == EM_OK, "model_load: %s", err);
+    st = tok_create(m->gguf, &tok, err, sizeof err);
+    REQUIRE(st == EM_OK, "tok_create: %s", err);
     shard_desc sd = shard_single(m->hp.n_kv_head);
     engine_opts eo = {.n_threads = 1, .max_batch_tokens = 256};
     engine *e = NULL;
-    assert(engine_create(m, &sd, &eo, &e) == EM_OK);
+    st = engine_create(m, &sd, &eo, &e);
+    REQUIRE(st == EM_OK, "engine_create: %s", em_status_str(st));
     for (int c = 0; c < N_CASES; c++) {
         const gcase *k = &k_cases[c];
         int32_t ids[512];
@@ -68,7 +70,8 @@ static void compute_refs(void)
             n = tu_goldens[0].n_prompt;
             memcpy(ids, tu_goldens[0].prompt_ids, sizeof(int32_t) * (size_t)n);
         } else {
-            assert(tok_encode(tok, k->prompt, strlen(k->prompt), 1, ids, 512, &n) == EM_OK);
+            st = tok_encode(tok, k->prompt, strlen(k->prompt), 1, ids, 512, &n);
+            REQUIRE(st == EM_OK, "%s: tok_encode: %s", k->name, em_status_str(st));
         }
         gen_params gp;
         gen_params_default(&gp);
@@ -77,15 +80,21 @@ static void compute_refs(void)
         if (k->method) {
             char b[16];
             snprintf(b, sizeof b, "%d", k->budget);
-            assert(ems_config_set(&gp.kv, "method", k->method, err, sizeof err) == EM_OK);
-            assert(ems_config_set(&gp.kv, "budget", b, err, sizeof err) == EM_OK);
-            if (k->k1) {
-                assert(ems_config_set(&gp.kv, k->k1, k->v1, err, sizeof err) == EM_OK);
+            st = ems_config_set(&gp.kv, "method", k->method, err, sizeof err);
+            if (st == EM_OK) {
+                st = ems_config_set(&gp.kv, "budget", b, err, sizeof err);
             }
-            assert(ems_config_validate(&gp.kv, err, sizeof err) == EM_OK);
+            if (st == EM_OK && k->k1) {
+                st = ems_config_set(&gp.kv, k->k1, k->v1, err, sizeof err);
+            }
+            if (st == EM_OK) {
+                st = ems_config_validate(&gp.kv, err, sizeof err);
+            }
+            REQUIRE(st == EM_OK, "%s: kv config: %s", k->name, err);
         }
         gen_result res;
-        assert(gen_run(e, tok, ids, n, &gp, NULL, NULL, &res) == EM_OK);
+        st = gen_run(e, tok, ids, n, &gp, NULL, NULL, &res);
+        REQUIRE(st == EM_OK, "%s: gen_run: %s", k->name, em_status_str(st));
         memcpy(g_ref[c], res.ids, sizeof(int32_t) * (size_t)res.n_ids);
         g_ref_n[c] = res.n_ids;
         g_ref_kv[c] = (int64_t)res.kv_entries;
@@ -110,7 +119,7 @@ static void print_ids(const char *what, const int32_t *a, int n)
     fprintf(stderr, "\n");
 }
 
-static int run_case(coord_client *cl, int c, int workers)
+static void run_case(coord_client *cl, int c, int workers)
 {
     const gcase *k = &k_cases[c];
     coord_client_req rq;
@@ -132,90 +141,81 @@ static int run_case(coord_client *cl, int c, int workers)
     rq.n_kv = k->k1 ? 1 : 0;
     (void)budget;
     coord_client_generate(cl, &rq, &res);
-    int fails = 0;
+    int before = tu_failures;
+    CHECK(res.status == GRPC_STATUS_OK && res.got_complete, "%s, %d workers: status %d %s",
+          k->name, workers, res.status, res.message);
     if (res.status != GRPC_STATUS_OK || !res.got_complete) {
-        fprintf(stderr, "FAIL %s, %d workers: status %d %s\n", k->name, workers, res.status,
-                res.message);
         coord_client_result_free(&res);
-        return 1;
+        return;
     }
-    if (!same(res.ids, res.n_ids, res.output_ids, res.n_output)) {
-        fprintf(stderr, "FAIL %s, %d workers: streamed ids differ from Complete.output_ids\n",
-                k->name, workers);
-        fails++;
-    }
-    if (!same(res.output_ids, res.n_output, g_ref[c], g_ref_n[c])) {
-        fprintf(stderr, "FAIL %s, %d workers: ids differ from the single-process engine\n", k->name,
-                workers);
+    CHECK(same(res.ids, res.n_ids, res.output_ids, res.n_output),
+          "%s, %d workers: streamed ids differ from Complete.output_ids", k->name, workers);
+    int like_engine = same(res.output_ids, res.n_output, g_ref[c], g_ref_n[c]);
+    CHECK(like_engine, "%s, %d workers: ids differ from the single-process engine", k->name,
+          workers);
+    if (!like_engine) {
         print_ids("service", res.output_ids, res.n_output);
         print_ids("engine ", g_ref[c], g_ref_n[c]);
-        fails++;
     }
-    if (k->golden && !same(res.output_ids, res.n_output, k->golden, k->n_golden)) {
-        fprintf(stderr, "FAIL %s, %d workers: ids differ from the golden ids\n", k->name, workers);
+    int like_golden = !k->golden || same(res.output_ids, res.n_output, k->golden, k->n_golden);
+    CHECK(like_golden, "%s, %d workers: ids differ from the golden ids", k->name, workers);
+    if (!like_golden) {
         print_ids("service", res.output_ids, res.n_output);
         print_ids("golden ", k->golden, k->n_golden);
-        fails++;
     }
-    if (k->method && !(res.kv_entries_kept < res.kv_entries_full)) {
-        fprintf(stderr, "FAIL %s, %d workers: no compression (kv %lld of %lld)\n", k->name, workers,
-                (long long)res.kv_entries_kept, (long long)res.kv_entries_full);
-        fails++;
-    }
-    if (res.kv_entries_kept != g_ref_kv[c]) {
-        fprintf(stderr, "FAIL %s, %d workers: kv entries %lld, single process %lld\n", k->name,
-                workers, (long long)res.kv_entries_kept, (long long)g_ref_kv[c]);
-        fails++;
-    }
+    CHECK(!k->method || res.kv_entries_kept < res.kv_entries_full,
+          "%s, %d workers: no compression (kv %lld of %lld)", k->name, workers,
+          (long long)res.kv_entries_kept, (long long)res.kv_entries_full);
+    CHECK(res.kv_entries_kept == g_ref_kv[c], "%s, %d workers: kv entries %lld, single process "
+          "%lld", k->name, workers, (long long)res.kv_entries_kept, (long long)g_ref_kv[c]);
     printf("%-14s %d worker(s): %s (%d ids, kv %lld/%lld, \"%.40s...\")\n", k->name, workers,
-           fails ? "FAIL" : "ok", res.n_output, (long long)res.kv_entries_kept,
+           tu_failures > before ? "FAIL" : "ok", res.n_output, (long long)res.kv_entries_kept,
            (long long)res.kv_entries_full, res.text);
     coord_client_result_free(&res);
-    return fails;
 }
 
 int main(void)
 {
     compute_refs();
     for (int c = 0; c < 3; c++) { /* the engine itself must match the goldens */
-        assert(same(g_ref[c], g_ref_n[c], k_cases[c].golden, k_cases[c].n_golden));
+        REQUIRE(same(g_ref[c], g_ref_n[c], k_cases[c].golden, k_cases[c].n_golden),
+                "%s: the single-process engine is off the goldens", k_cases[c].name);
     }
     grpc_init();
-    int fails = 0;
     static const int k_workers[] = {1, 2, 4};
     for (int w = 0; w < 3; w++) {
+        int nw = k_workers[w];
         svc s;
-        if (svc_start(&s, k_workers[w], NULL) != 0) {
-            fprintf(stderr, "FAIL: service with %d workers did not start\n", k_workers[w]);
-            fails++;
+        if (svc_start(&s, nw, NULL) != 0) {
+            CHECK(0, "service with %d workers did not start", nw);
             continue;
         }
         coord_client *cl = coord_client_create(s.addr);
         coord_client_info info;
-        assert(coord_client_server_info(cl, &info) == 0);
-        assert(info.serving == 1 && info.worker_count == k_workers[w]);
-        assert(info.heads_per_worker == 4 / k_workers[w]);
-        for (int r = 0; r < k_workers[w]; r++) {
-            assert(info.kv_head0[r] == r * (4 / k_workers[w]));
-            assert(info.n_kv_heads[r] == 4 / k_workers[w]);
-            if (r > 0) { /* memory per worker ~ 1/N of the layer weights */
-                assert(info.weight_bytes[r] > 0 &&
-                       info.weight_bytes[r] <= info.weight_bytes[0] + 4096);
-            }
+        REQUIRE(coord_client_server_info(cl, &info) == 0, "%d workers: GetServerInfo", nw);
+        CHECK(info.serving == 1 && info.worker_count == nw, "%d workers: serving %d, count %d",
+              nw, info.serving, info.worker_count);
+        CHECK(info.heads_per_worker == 4 / nw, "%d workers: %d heads per worker", nw,
+              info.heads_per_worker);
+        for (int r = 0; r < nw; r++) {
+            CHECK(info.kv_head0[r] == r * (4 / nw) && info.n_kv_heads[r] == 4 / nw,
+                  "%d workers: worker %d holds heads %d + %d", nw, r, info.kv_head0[r],
+                  info.n_kv_heads[r]);
+            /* memory per worker ~ 1/N of the layer weights */
+            CHECK(r == 0 || (info.weight_bytes[r] > 0 &&
+                             info.weight_bytes[r] <= info.weight_bytes[0] + 4096),
+                  "%d workers: worker %d holds %lld weight bytes, worker 0 %lld", nw, r,
+                  (long long)info.weight_bytes[r], (long long)info.weight_bytes[0]);
         }
-        printf("%d worker(s): layer weight bytes per worker %lld\n", k_workers[w],
+        printf("%d worker(s): layer weight bytes per worker %lld\n", nw,
                (long long)info.weight_bytes[0]);
         for (int c = 0; c < N_CASES; c++) {
-            fails += run_case(cl, c, k_workers[w]);
+            run_case(cl, c, nw);
         }
         coord_client_free(cl);
         int st = svc_stop(&s);
-        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            fprintf(stderr, "FAIL: emserve exit status %d\n", st);
-            fails++;
-        }
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "emserve exit status %d", st);
     }
     grpc_shutdown();
-    printf("golden_test: %d failure(s)\n", fails);
-    return fails ? 1 : 0;
+    TEST_END();
 }

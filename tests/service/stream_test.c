@@ -2,8 +2,6 @@
  * KV settings all finish with the single-process engine's ids; Abort ends a stream with
  * finish_reason "abort"; a client that disconnects mid-stream, or whose deadline passes, frees
  * its slot (checked with --max-seqs 1: the next request can only run if the slot came back). */
-#undef NDEBUG
-#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +14,9 @@
 #include "engine/generate.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "common/timeutil.h"
 #include "tests/service/svc_harness.h"
+#include "tests/testutil/testutil.h"
 
 static const char *const k_prompts[] = {"Once upon a time",
                                         "Lily and Ben went to the park. They saw a",
@@ -42,26 +42,34 @@ static void compute_refs(void)
     model *m = NULL;
     tokenizer *tok = NULL;
     engine *e = NULL;
-    assert(model_load(svc_model(), &m, err, sizeof err) == EM_OK);
-    assert(tok_create(m->gguf, &tok, err, sizeof err) == EM_OK);
+    em_status st = model_load(svc_model(), &m, err, sizeof err);
+    REQUIRE(st == EM_OK, "model_load: %s", err);
+    st = tok_create(m->gguf, &tok, err, sizeof err);
+    REQUIRE(st == EM_OK, "tok_create: %s", err);
     shard_desc sd = shard_single(m->hp.n_kv_head);
     engine_opts eo = {.n_threads = 1, .max_batch_tokens = 256};
-    assert(engine_create(m, &sd, &eo, &e) == EM_OK);
+    st = engine_create(m, &sd, &eo, &e);
+    REQUIRE(st == EM_OK, "engine_create: %s", em_status_str(st));
     for (int p = 0; p < N_PROMPTS; p++) {
         for (int c = 0; c < 2; c++) {
             int32_t ids[256];
             int n = 0;
-            assert(tok_encode(tok, k_prompts[p], strlen(k_prompts[p]), 1, ids, 256, &n) == EM_OK);
+            st = tok_encode(tok, k_prompts[p], strlen(k_prompts[p]), 1, ids, 256, &n);
+            REQUIRE(st == EM_OK, "tok_encode: %s", em_status_str(st));
             gen_params gp;
             gen_params_default(&gp);
             gp.sp.temperature = 0;
             gp.stop.max_tokens = REF_MAX;
             if (c == 1) {
-                assert(ems_config_set(&gp.kv, "method", "ems", err, sizeof err) == EM_OK);
-                assert(ems_config_set(&gp.kv, "budget", "16", err, sizeof err) == EM_OK);
+                st = ems_config_set(&gp.kv, "method", "ems", err, sizeof err);
+                if (st == EM_OK) {
+                    st = ems_config_set(&gp.kv, "budget", "16", err, sizeof err);
+                }
+                REQUIRE(st == EM_OK, "kv config: %s", err);
             }
             gen_result res;
-            assert(gen_run(e, tok, ids, n, &gp, NULL, NULL, &res) == EM_OK);
+            st = gen_run(e, tok, ids, n, &gp, NULL, NULL, &res);
+            REQUIRE(st == EM_OK, "gen_run: %s", em_status_str(st));
             memcpy(g_ref[p][c], res.ids, sizeof(int32_t) * (size_t)res.n_ids);
             g_ref_n[p][c] = res.n_ids;
             gen_result_free(&res);
@@ -72,7 +80,8 @@ static void compute_refs(void)
         "park with her friend Ben. One day, they saw a big red ball under a tree. ";
     int32_t ids[128];
     int n = 0;
-    assert(tok_encode(tok, story, strlen(story), 0, ids, 128, &n) == EM_OK);
+    st = tok_encode(tok, story, strlen(story), 0, ids, 128, &n);
+    REQUIRE(st == EM_OK, "tok_encode: %s", em_status_str(st));
     for (int l = 0; l < N_LONG; l++) {
         g_long_prompt[l][0] = 1;
         for (int i = 1; i < k_long_len[l]; i++) {
@@ -83,7 +92,8 @@ static void compute_refs(void)
         gp.sp.temperature = 0;
         gp.stop.max_tokens = LONG_GEN;
         gen_result res;
-        assert(gen_run(e, tok, g_long_prompt[l], k_long_len[l], &gp, NULL, NULL, &res) == EM_OK);
+        st = gen_run(e, tok, g_long_prompt[l], k_long_len[l], &gp, NULL, NULL, &res);
+        REQUIRE(st == EM_OK, "gen_run: %s", em_status_str(st));
         memcpy(g_long_ref[l], res.ids, sizeof(int32_t) * (size_t)res.n_ids);
         g_long_ref_n[l] = res.n_ids;
         gen_result_free(&res);
@@ -114,9 +124,9 @@ static void *long_prompt_run(void *p)
     int want = g_long_ref_n[j->l];
     if (res.status != GRPC_STATUS_OK || res.n_output != want ||
         memcmp(res.output_ids, g_long_ref[j->l], sizeof(int32_t) * (size_t)want) != 0) {
-        fprintf(stderr, "FAIL long prompt %d (%d tokens): status %d, %d ids (want %d)\n", j->l,
+        fprintf(stderr, "long prompt %d (%d tokens): status %d, %d ids (want %d)\n", j->l,
                 k_long_len[j->l], res.status, res.n_output, want);
-        j->fail = 1;
+        j->fail = 1; /* checked by the main thread (CHECK counts are not thread-safe) */
     }
     coord_client_result_free(&res);
     return NULL;
@@ -124,21 +134,21 @@ static void *long_prompt_run(void *p)
 
 /* Long prompts at once: prefill is split into chunks across steps and shares steps with the
  * other requests' chunks; the ids must still equal gen_run's (one prefill call). */
-static int test_long_prompts(coord_client *cl)
+static void test_long_prompts(coord_client *cl)
 {
     pthread_t th[N_LONG];
     long_prompt_job jobs[N_LONG];
     int fails = 0;
     for (int l = 0; l < N_LONG; l++) {
         jobs[l] = (long_prompt_job){cl, l, 0};
-        assert(pthread_create(&th[l], NULL, long_prompt_run, &jobs[l]) == 0);
+        REQUIRE(pthread_create(&th[l], NULL, long_prompt_run, &jobs[l]) == 0, "thread");
     }
     for (int l = 0; l < N_LONG; l++) {
-        pthread_join(th[l], NULL);
+        pthread_join(th[l], NULL); /* each call has a deadline */
+        CHECK(!jobs[l].fail, "long prompt %d (%d tokens) differs from gen_run", l, k_long_len[l]);
         fails += jobs[l].fail;
     }
     printf("long prompts (300/420/517 tokens, chunked prefill): %s\n", fails ? "FAIL" : "ok");
-    return fails;
 }
 
 typedef struct job {
@@ -172,30 +182,30 @@ static void *stream_job(void *p)
     if (res.status != GRPC_STATUS_OK || !res.got_complete || res.n_output != want ||
         res.n_ids != want || memcmp(res.output_ids, ref, sizeof(int32_t) * (size_t)want) != 0 ||
         memcmp(res.ids, ref, sizeof(int32_t) * (size_t)want) != 0) {
-        fprintf(
-            stderr, "FAIL stream %d (prompt %d, ems %d, max %d): status %d %s, %d ids (want %d)\n",
-            j->idx, j->prompt, j->ems, j->max_tokens, res.status, res.message, res.n_output, want);
-        j->fail = 1;
+        fprintf(stderr, "stream %d (prompt %d, ems %d, max %d): status %d %s, %d ids (want %d)\n",
+                j->idx, j->prompt, j->ems, j->max_tokens, res.status, res.message, res.n_output,
+                want);
+        j->fail = 1; /* checked by the main thread */
     }
     coord_client_result_free(&res);
     return NULL;
 }
 
-static int test_concurrent(coord_client *cl)
+static void test_concurrent(coord_client *cl)
 {
     pthread_t th[N_STREAMS];
     job jobs[N_STREAMS];
     for (int i = 0; i < N_STREAMS; i++) {
         jobs[i] = (job){cl, i, i % N_PROMPTS, (i / N_PROMPTS) % 2, 8 + (i * 7) % 57, 0};
-        assert(pthread_create(&th[i], NULL, stream_job, &jobs[i]) == 0);
+        REQUIRE(pthread_create(&th[i], NULL, stream_job, &jobs[i]) == 0, "thread %d", i);
     }
     int fails = 0;
     for (int i = 0; i < N_STREAMS; i++) {
-        pthread_join(th[i], NULL);
+        pthread_join(th[i], NULL); /* each call has a deadline */
         fails += jobs[i].fail;
     }
+    CHECK(fails == 0, "%d of %d concurrent streams differ from gen_run", fails, N_STREAMS);
     printf("%d concurrent streams: %d failed\n", N_STREAMS, fails);
-    return fails;
 }
 
 /* ---- abort ----------------------------------------------------------------------------------- */
@@ -239,34 +249,29 @@ static void *long_run(void *p)
     return NULL;
 }
 
-static int test_abort(coord_client *cl)
+static void test_abort(coord_client *cl)
 {
     long_job j;
     memset(&j, 0, sizeof j);
     j.cl = cl;
     j.id = "abort-me";
-    j.timeout_ms = 90000;
+    j.timeout_ms = 30000;
     pthread_t t;
-    assert(pthread_create(&t, NULL, long_run, &j) == 0);
-    while (!__atomic_load_n(&j.got_chunk, __ATOMIC_SEQ_CST)) {
+    REQUIRE(pthread_create(&t, NULL, long_run, &j) == 0, "thread");
+    double t0 = em_now_s();
+    while (!__atomic_load_n(&j.got_chunk, __ATOMIC_SEQ_CST) && em_now_s() - t0 < 30.0) {
         usleep(1000);
     }
     int found = coord_client_abort(cl, "abort-me");
-    pthread_join(t, NULL);
-    int fails = 0;
-    if (found != 1 || j.res.status != GRPC_STATUS_OK || strcmp(j.res.finish_reason, "abort") != 0 ||
-        j.res.n_output >= 1500 || j.res.n_output != j.res.n_ids) {
-        fprintf(stderr, "FAIL abort: found %d status %d reason '%s' %d ids\n", found, j.res.status,
-                j.res.finish_reason, j.res.n_output);
-        fails++;
-    }
-    if (coord_client_abort(cl, "no-such-request") != 0) {
-        fprintf(stderr, "FAIL abort of an unknown id\n");
-        fails++;
-    }
-    printf("abort: %s after %d tokens\n", fails ? "FAIL" : "ok", j.res.n_output);
+    pthread_join(t, NULL); /* bounded by the call's deadline */
+    CHECK(found == 1 && j.res.status == GRPC_STATUS_OK &&
+              strcmp(j.res.finish_reason, "abort") == 0 && j.res.n_output < 1500 &&
+              j.res.n_output == j.res.n_ids,
+          "abort: found %d status %d reason '%s' %d ids", found, j.res.status,
+          j.res.finish_reason, j.res.n_output);
+    CHECK(coord_client_abort(cl, "no-such-request") == 0, "abort of an unknown id");
+    printf("abort: after %d tokens\n", j.res.n_output);
     coord_client_result_free(&j.res);
-    return fails;
 }
 
 /* Waits for running == queued == 0; 0 when it happened. */
@@ -283,14 +288,14 @@ static int wait_idle(coord_client *cl)
 }
 
 /* With --max-seqs 1, a short request only completes if the previous request's slot was freed. */
-static int next_request_runs(coord_client *cl, const char *what)
+static void check_next_request_runs(coord_client *cl, const char *what)
 {
-    return !svc_golden_ok(cl, 5, what);
+    CHECK(wait_idle(cl) == 0, "not idle within 10 s after %s", what);
+    CHECK(svc_golden_ok(cl, 5, what), "the next request did not run after %s", what);
 }
 
-static int test_disconnect(coord_client *cl)
+static void test_disconnect(coord_client *cl)
 {
-    int fails = 0;
     /* 1. the client cancels mid-stream */
     long_job j;
     memset(&j, 0, sizeof j);
@@ -299,54 +304,43 @@ static int test_disconnect(coord_client *cl)
     j.cancel_after = 3;
     j.timeout_ms = 90000;
     long_run(&j);
-    if (j.res.status != GRPC_STATUS_CANCELLED) {
-        fprintf(stderr, "FAIL disconnect: client saw status %d\n", j.res.status);
-        fails++;
-    }
+    CHECK(j.res.status == GRPC_STATUS_CANCELLED, "disconnect: client saw status %d",
+          j.res.status);
     coord_client_result_free(&j.res);
-    fails += wait_idle(cl) != 0;
-    fails += next_request_runs(cl, "a client disconnect");
+    check_next_request_runs(cl, "a client disconnect");
     /* 2. the deadline passes mid-stream */
     memset(&j, 0, sizeof j);
     j.cl = cl;
     j.id = "deadline";
     j.timeout_ms = 300;
     long_run(&j);
-    if (j.res.status != GRPC_STATUS_DEADLINE_EXCEEDED) {
-        fprintf(stderr, "FAIL deadline: status %d\n", j.res.status);
-        fails++;
-    }
+    CHECK(j.res.status == GRPC_STATUS_DEADLINE_EXCEEDED, "deadline: status %d", j.res.status);
     coord_client_result_free(&j.res);
-    fails += wait_idle(cl) != 0;
-    fails += next_request_runs(cl, "a passed deadline");
-    printf("disconnect/deadline: %s\n", fails ? "FAIL" : "ok");
-    return fails;
+    check_next_request_runs(cl, "a passed deadline");
 }
 
 int main(void)
 {
     compute_refs();
     grpc_init();
-    int fails = 0;
     svc s;
-    assert(svc_start(&s, 2, NULL) == 0);
+    REQUIRE(svc_start(&s, 2, NULL) == 0, "service did not start");
     coord_client *cl = coord_client_create(s.addr);
-    fails += test_concurrent(cl);
-    fails += test_long_prompts(cl);
-    fails += test_abort(cl);
-    assert(wait_idle(cl) == 0);
+    test_concurrent(cl);
+    test_long_prompts(cl);
+    test_abort(cl);
+    CHECK(wait_idle(cl) == 0, "not idle within 10 s");
     coord_client_free(cl);
-    assert(svc_alive(&s));
+    CHECK(svc_alive(&s), "the service died");
     svc_stop(&s);
 
     static const char *const one_slot[] = {"--max-seqs", "1", NULL};
-    assert(svc_start(&s, 2, one_slot) == 0);
+    REQUIRE(svc_start(&s, 2, one_slot) == 0, "service (--max-seqs 1) did not start");
     cl = coord_client_create(s.addr);
-    fails += test_disconnect(cl);
+    test_disconnect(cl);
     coord_client_free(cl);
-    assert(svc_alive(&s));
+    CHECK(svc_alive(&s), "the service died");
     svc_stop(&s);
     grpc_shutdown();
-    printf("stream_test: %d failure(s)\n", fails);
-    return fails ? 1 : 0;
+    TEST_END();
 }

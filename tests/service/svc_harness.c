@@ -59,6 +59,46 @@ static void bin_path(const char *rel, const char *env, char *out, size_t len)
     }
 }
 
+/* Processes started here and not yet stopped: stopped at exit (a failed REQUIRE, an early
+ * return), so no service outlives its test. */
+#define MAX_STARTED 64
+static pid_t g_started[MAX_STARTED];
+
+static void stop_leftovers(void)
+{
+    for (int i = 0; i < MAX_STARTED; i++) {
+        /* only a live child of ours: a pid reaped by the test is not signalled */
+        if (g_started[i] > 0 && waitpid(g_started[i], NULL, WNOHANG) == 0) {
+            svc s = {.pid = g_started[i]};
+            svc_stop(&s);
+        }
+        g_started[i] = 0;
+    }
+}
+
+static void remember(pid_t pid)
+{
+    static int registered;
+    if (!registered) {
+        registered = atexit(stop_leftovers) == 0;
+    }
+    for (int i = 0; i < MAX_STARTED; i++) {
+        if (g_started[i] <= 0) {
+            g_started[i] = pid;
+            return;
+        }
+    }
+}
+
+static void forget(pid_t pid)
+{
+    for (int i = 0; i < MAX_STARTED; i++) {
+        if (g_started[i] == pid) {
+            g_started[i] = 0;
+        }
+    }
+}
+
 /* posix_spawn of argv with stdout to a pipe; waits for "listening on HOST:PORT". */
 static int spawn_listen(const char *const *argv, svc *s)
 {
@@ -78,6 +118,7 @@ static int spawn_listen(const char *const *argv, svc *s)
         close(p[0]);
         return -1;
     }
+    remember(s->pid);
     char buf[512];
     size_t n = 0;
     struct timespec t0, t;
@@ -168,6 +209,7 @@ int svc_stop(svc *s)
     if (s->pid <= 0) {
         return st;
     }
+    forget(s->pid);
     kill(s->pid, SIGTERM);
     for (int i = 0; i < 1000; i++) {
         if (waitpid(s->pid, &st, WNOHANG) == s->pid) {

@@ -24,7 +24,8 @@ int svc_start_model(svc *s, const char *model, int n_workers, const char *const 
 int svc_start_worker(svc *s, const char *listen);
 /* A coordinator over hand-started workers (--worker-addr for each). */
 int svc_start_coordinator(svc *s, const char *const *worker_addrs, int n, const char *const *extra);
-/* SIGTERM, then waits (SIGKILL after 10 s). Returns the exit status from waitpid. */
+/* SIGTERM, then waits (SIGKILL after 10 s). Returns the exit status from waitpid. Processes
+ * started by this harness and still running when the test exits are stopped this way. */
 int svc_stop(svc *s);
 /* 1 while the process is alive. */
 int svc_alive(const svc *s);

@@ -3,8 +3,6 @@
  * (prefill + greedy decode reproduce the golden ids from the returned logits), and bad steps
  * (unknown slot, token out of range, wrong generation, bad KV parameter, inconsistent lengths,
  * a message of another type) that are refused without killing the worker. */
-#undef NDEBUG
-#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +14,7 @@
 #include "rpc/rpc_util.h"
 #include "proto/emserve/internal/v1/worker.pb-c.h"
 #include "tests/service/svc_harness.h"
+#include "tests/testutil/testutil.h"
 #include "worker/wproto.h"
 
 static grpc_channel *g_ch;
@@ -58,8 +57,12 @@ static grpc_status_code form(int rank, int world, int64_t gen)
                                &emserve__internal__v1__form_group_response__descriptor, &r);
     if (st == GRPC_STATUS_OK) {
         Emserve__Internal__V1__FormGroupResponse *f = (Emserve__Internal__V1__FormGroupResponse *)r;
-        assert(f->unit0 == 0 && f->n_units_local == 4 && f->weight_bytes > 0);
-        assert(f->n_vocab == 512 && f->n_layer == 5 && f->n_kv_head == 4 && f->dim == 64);
+        CHECK(f->unit0 == 0 && f->n_units_local == 4 && f->weight_bytes > 0,
+              "FormGroup placement: units %d + %d, %lld weight bytes", (int)f->unit0,
+              (int)f->n_units_local, (long long)f->weight_bytes);
+        CHECK(f->n_vocab == 512 && f->n_layer == 5 && f->n_kv_head == 4 && f->dim == 64,
+              "FormGroup model shape: vocab %d layers %d kv heads %d dim %d", (int)f->n_vocab,
+              (int)f->n_layer, (int)f->n_kv_head, (int)f->dim);
         protobuf_c_message_free_unpacked(r, NULL);
     }
     return st;
@@ -124,27 +127,30 @@ static grpc_status_code step(const step_args *a, int32_t *next)
         call(WORKER_METHOD_STEP, &rq.base, &emserve__internal__v1__step_response__descriptor, &r);
     if (st == GRPC_STATUS_OK) {
         Emserve__Internal__V1__StepResponse *sr = (Emserve__Internal__V1__StepResponse *)r;
-        if (a->n > 0) {
-            assert(sr->n_logits == 1 && sr->logits.len == 512 * sizeof(float));
+        int rows_ok = sr->n_logits == 1 && sr->logits.len == 512 * sizeof(float);
+        CHECK(a->n == 0 || rows_ok, "Step returned %d logits rows, %zu bytes", (int)sr->n_logits,
+              sr->logits.len);
+        if (a->n > 0 && rows_ok) {
             const float *l = (const float *)sr->logits.data;
             int best = 0;
             for (int i = 1; i < 512; i++) {
                 best = l[i] > l[best] ? i : best;
             }
             *next = best;
-            assert(sr->n_kv_slots == 1 && sr->kv_slots[0] == a->seq[0]);
+            CHECK(sr->n_kv_slots == 1 && sr->kv_slots[0] == a->seq[0],
+                  "Step reported %zu KV slots", sr->n_kv_slots);
         }
         protobuf_c_message_free_unpacked(r, NULL);
     }
     return st;
 }
 
+/* CHECK with the worker's last status message, and an "ok" line when it holds. */
 #define EXPECT(cond, what)                                                \
     do {                                                                  \
-        if (!(cond)) {                                                    \
-            fprintf(stderr, "FAIL %s (last message: %s)\n", what, g_msg); \
-            fails++;                                                      \
-        } else {                                                          \
+        int ok_ = (cond);                                                 \
+        CHECK(ok_, "%s (last message: %s)", what, g_msg);                 \
+        if (ok_) {                                                        \
             printf("ok   %s%s%s\n", what, g_msg[0] ? ": " : "", g_msg);   \
         }                                                                 \
         g_msg[0] = 0;                                                     \
@@ -154,11 +160,10 @@ int main(void)
 {
     grpc_init();
     svc w;
-    assert(svc_start_worker(&w, "127.0.0.1:0") == 0);
+    REQUIRE(svc_start_worker(&w, "127.0.0.1:0") == 0, "worker did not start");
     grpc_channel_credentials *cr = grpc_insecure_credentials_create();
     g_ch = grpc_channel_create(w.addr, cr, rpc_channel_args());
     grpc_channel_credentials_release(cr);
-    int fails = 0;
     int32_t next = -1;
     const int32_t *p = tu_goldens[0].prompt_ids;
     int32_t pos[5] = {0, 1, 2, 3, 4}, seq[5] = {1, 1, 1, 1, 1}, seq9[5] = {9, 9, 9, 9, 9};
@@ -234,6 +239,5 @@ int main(void)
     int st = svc_stop(&w);
     EXPECT(WIFEXITED(st) && WEXITSTATUS(st) == 0, "clean exit on SIGTERM");
     grpc_shutdown();
-    printf("worker_proto_test: %d failure(s)\n", fails);
-    return fails ? 1 : 0;
+    TEST_END();
 }

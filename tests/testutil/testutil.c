@@ -37,6 +37,13 @@ int tu_finish(const char *what)
     return 0;
 }
 
+void tu_abandon(const char *what)
+{
+    fprintf(stderr, "%s: stopped after a failed REQUIRE\n", what);
+    tu_finish(what);
+    exit(1);
+}
+
 const char *tu_tmpdir(void)
 {
     const char *t = getenv("TEST_TMPDIR");
