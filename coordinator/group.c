@@ -342,8 +342,12 @@ static int form(coord_group *g)
         g->w[r].joined = 1;
     }
     pthread_mutex_unlock(&g->mu);
-    EM_LOG_INFO("worker group generation %lld formed: %d worker(s), %d KV head(s) each",
-                (long long)gen, g->world, g->w[0].pl.n_kv_heads);
+    char heads[128] = "";
+    for (int r = 0, o = 0; r < g->world && o < (int)sizeof heads - 8; r++) {
+        o += snprintf(heads + o, sizeof heads - (size_t)o, "%s%d", r ? " + " : "", g->w[r].pl.n_kv_heads);
+    }
+    EM_LOG_INFO("worker group generation %lld formed: %d worker(s), KV heads %s", (long long)gen,
+                g->world, heads);
     return 0;
 }
 

@@ -392,8 +392,7 @@ int main(int argc, char **argv)
     snprintf(addr, sizeof addr, "%s:%d", strcmp(host, "0.0.0.0") == 0 ? "127.0.0.1" : host, port);
     printf("listening on %s:%d\n", host, port);
     fflush(stdout);
-    EM_LOG_INFO("%d worker(s), %d KV head(s) each, model %s", f.workers,
-                m->hp.n_kv_head / f.workers, f.model);
+    EM_LOG_INFO("%d worker(s) over %d KV heads, model %s", f.workers, m->hp.n_kv_head, f.model);
     if (f.demo_prompt) {
         run_demo(addr, &f, f.demo_prompt, 0);
     }
