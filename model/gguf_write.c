@@ -3,6 +3,8 @@
  * a fill callback into one scratch buffer reused across tensors. */
 #include "model/gguf_write.h"
 
+#include "model/ggml_types.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,12 +48,9 @@ void gguf_buf_free(gguf_buf *b) {
 
 size_t gguf_type_nbytes(uint32_t type, uint64_t n) {
     if (n > ((uint64_t)1 << 50)) return 0;
-    switch (type) {
-    case GGML_TYPE_F32: return (size_t)n * 4;
-    case GGML_TYPE_F16: return (size_t)n * 2;
-    case GGML_TYPE_Q8_0: return n % 32 ? 0 : (size_t)(n / 32) * 34;
-    default: return 0;
-    }
+    ggml_type_info ti = ggml_type_get(type);
+    if (!ti.name || n % ti.block_elems) return 0;
+    return (size_t)(n / ti.block_elems) * ti.block_bytes;
 }
 
 /* ---------------------------------------------------------------- writer */

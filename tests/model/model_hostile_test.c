@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "model/gguf_write.h"
 #include "model/model.h"
@@ -65,6 +66,11 @@ static const mcase k_cases[] = {
     {"blk.0.ffn_up.weight", '-', 0, NULL, 0},
     {"blk.0.ffn_down.weight", 'n', 48, NULL, 0},
     {"blk.0.attn_q.weight", 't', GGML_TYPE_Q8_0, NULL, 1},
+    {"blk.0.attn_q.weight", 't', GGML_TYPE_Q4_0, NULL, 1},
+    {"blk.0.attn_q.weight", 't', GGML_TYPE_Q4_1, NULL, 1},
+    {"blk.0.ffn_down.weight", 't', GGML_TYPE_Q4_1, NULL, 0}, /* 40 columns: not whole blocks */
+    {"blk.0.attn_q.weight", 't', 6, "q5_0", 0},               /* a ggml type we cannot compute */
+    {"blk.0.attn_q.weight", 't', 30, "bf16", 0},
     {"blk.0.attn_norm.weight", 't', GGML_TYPE_F16, NULL, 1},
     {"token_embd.weight", 't', GGML_TYPE_F16, NULL, 1},
 };
@@ -157,6 +163,33 @@ static void build(gguf_writer *w) {
     tensor(w, "blk.0.ffn_norm.weight", 32, 1);
 }
 
+/* A Q4_1 tensor cut in the middle (file truncated inside its data): a clear error. */
+static void test_truncated_quant(const char *path)
+{
+    static const mcase q41 = {"blk.0.attn_q.weight", 't', GGML_TYPE_Q4_1, NULL, 1};
+    char err[512] = "";
+    g_c = &q41;
+    gguf_writer *w;
+    if (gguf_writer_create(32, &w) != EM_OK) return;
+    build(w);
+    CHECK(gguf_writer_write_file(w, path, fill, NULL, err, sizeof err) == EM_OK, "write: %s", err);
+    gguf_writer_free(w);
+    gguf_file *f = NULL;
+    CHECK(gguf_open(path, &f, err, sizeof err) == EM_OK, "open: %s", err);
+    if (!f) return;
+    const gguf_tensor_info *t = gguf_find_tensor(f, "blk.0.attn_q.weight");
+    long cut = t ? (long)((const char *)t->data - (const char *)f->map) + (long)t->nbytes / 2 : 0;
+    CHECK(t && t->type == GGML_TYPE_Q4_1 && t->nbytes == 32 * 20, "q4_1 tensor of 32 rows x 1 block");
+    gguf_close(f);
+    CHECK(cut > 0 && truncate(path, cut) == 0, "truncate");
+    model *m = NULL;
+    err[0] = 0;
+    em_status st = model_load(path, &m, err, sizeof err);
+    CHECK(st != EM_OK && m == NULL && err[0], "truncated q4_1 tensor loaded (status %d)", st);
+    printf("truncated q4_1 tensor: %s\n", err);
+    model_free(m);
+}
+
 int main(void) {
     char path[1024], err[512];
     tu_tmp_path(path, sizeof path, "hostile_model.gguf");
@@ -184,9 +217,14 @@ int main(void) {
             }
         } else {
             CHECK(st != EM_OK && err[0], "case %zu %s %c: accepted (status %d)", i, what, g_c->kind, st);
+            if (g_c->kind == 't' && g_c->str) { /* the error names the tensor and its type */
+                CHECK(st == EM_EUNSUPPORTED && strstr(err, g_c->key) && strstr(err, g_c->str),
+                      "case %zu: unsupported type message '%s'", i, err);
+            }
         }
         model_free(m);
     }
+    test_truncated_quant(path);
     remove(path);
     printf("model_hostile_test: %zu cases\n", sizeof k_cases / sizeof k_cases[0]);
     TEST_END();
