@@ -16,9 +16,9 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "rpc/rpc_util.h"
-#include "engine/shard.h"
+#include "engine/placement.h"
 #include "proto/emserve/internal/v1/worker.pb-c.h"
-#include "worker/wproto.h"
+#include "proto/worker_proto.h"
 
 typedef struct wlink {
     coord_placement pl;

@@ -9,7 +9,7 @@
 #include "coordinator/rpc_server.h"
 #include "rpc/rpc_util.h"
 #include "ems/config.h"
-#include "worker/wproto.h"
+#include "proto/worker_proto.h"
 
 static em_status kv_add(coord_req *r, const char *key, const char *val, char *err, size_t errlen)
 {

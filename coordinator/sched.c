@@ -11,7 +11,7 @@
 
 #include "common/log.h"
 #include "common/timeutil.h"
-#include "worker/wproto.h"
+#include "proto/worker_proto.h"
 
 /* ---- the loop -------------------------------------------------------------------------------- */
 

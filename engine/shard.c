@@ -7,18 +7,6 @@
 #include "kernels/kern.h"
 #include "kernels/quant.h"
 
-em_status shard_for_rank(int n_kv_head, int rank, int world, shard_desc *out)
-{
-    if (world <= 0 || rank < 0 || rank >= world || n_kv_head <= 0 || world > n_kv_head) {
-        return EM_EINVAL;
-    }
-    int per = n_kv_head / world, extra = n_kv_head % world;
-    int unit0 = rank * per + (rank < extra ? rank : extra);
-    shard_desc s = {n_kv_head, unit0, per + (rank < extra), NULL, NULL};
-    *out = s;
-    return EM_OK;
-}
-
 static void *own(shard_weights *w, size_t bytes)
 {
     if (w->n_owned == w->cap_owned) {

@@ -1,4 +1,5 @@
-/* A shard: which part of every layer this process owns.
+/* The weights a shard owns (placement in engine/placement.h). A shard: which part of every
+ * layer this process owns.
  *
  * The model is cut into n_units "reduction units": unit u = KV head u with its G query heads,
  * plus the u-th contiguous chunk of the feed-forward rows. A process owns units
@@ -15,39 +16,8 @@
 #include <stddef.h>
 
 #include "common/status.h"
+#include "engine/placement.h"
 #include "model/model.h"
-
-/* All-reduce (sum) of n floats in place over the shard group; 0 on success. NULL = one process. */
-typedef int (*shard_reduce_fn)(void *user, float *buf, size_t n);
-
-typedef struct shard_desc {
-    int n_units;       /* total units = n_kv_head */
-    int unit0;         /* first owned unit */
-    int n_units_local; /* owned units */
-    shard_reduce_fn reduce;
-    void *reduce_user;
-} shard_desc;
-
-/* FFN rows of unit u: [lo, hi). The rows are cut in whole multiples of hp->ffn_align (the
- * block size of ffn_down, whose columns each unit slices); chunks differ by at most one
- * multiple. */
-static inline void shard_ffn_range(const model_hparams *hp, int n_units, int u, int *lo, int *hi)
-{
-    long a = hp->ffn_align > 0 ? hp->ffn_align : 1, blocks = hp->ffn_dim / a;
-    *lo = (int)(a * (blocks * u / n_units));
-    *hi = u + 1 == n_units ? hp->ffn_dim : (int)(a * (blocks * (u + 1) / n_units));
-}
-
-/* 1-of-1 shard for n_kv_head units. */
-static inline shard_desc shard_single(int n_kv_head)
-{
-    shard_desc s = {n_kv_head, 0, n_kv_head, NULL, NULL};
-    return s;
-}
-
-/* Shard rank of world: units [unit0, unit0 + n) with the first n_kv_head % world ranks taking
- * one unit more. EM_EINVAL unless 1 <= world <= n_kv_head and 0 <= rank < world. */
-em_status shard_for_rank(int n_kv_head, int rank, int world, shard_desc *out);
 
 /* The weights a shard needs, per layer and per owned unit, as contiguous copies or views into
  * the model: wq/wk/wv rows of the unit's heads, wo columns, w1/w3 rows and w2 columns of the

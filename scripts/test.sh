@@ -57,6 +57,13 @@ if [ "${EMSERVE_SKIP_SANITIZERS:-0}" != 1 ]; then
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 3 ]; then total_fail=$((total_fail + 1)); echo "   -> build failed (rc $rc)"; fi
 fi
 
+echo "== scripts/check-deps.sh (package graph: no cycle, no upward edge) =="
+if bash scripts/check-deps.sh; then
+  total_pass=$((total_pass + 1))
+else
+  total_fail=$((total_fail + 1)); rc_all=1; echo "   -> package graph check FAILED"
+fi
+
 if [ -x /usr/local/cuda/bin/nvcc ]; then
   echo "== bazel build --config=cuda //... =="
   bazel build --config=ci --config=cuda //... > "$LOG.3" 2>&1

@@ -13,7 +13,7 @@
 #include "rpc/rpc_serve.h"
 #include "rpc/rpc_util.h"
 #include "proto/emserve/internal/v1/worker.pb-c.h"
-#include "worker/wproto.h"
+#include "proto/worker_proto.h"
 
 typedef enum { CALL_NEW, CALL_GOT_REQUEST, CALL_FINISHING } call_state;
 

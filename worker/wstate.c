@@ -7,7 +7,7 @@
 
 #include "common/log.h"
 #include "ems/policy.h"
-#include "worker/wproto.h"
+#include "proto/worker_proto.h"
 
 void worker_state_init(worker_state *w, const char *model_path, int n_threads)
 {

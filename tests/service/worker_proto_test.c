@@ -15,7 +15,7 @@
 #include "proto/emserve/internal/v1/worker.pb-c.h"
 #include "tests/service/svc_harness.h"
 #include "tests/testutil/testutil.h"
-#include "worker/wproto.h"
+#include "proto/worker_proto.h"
 
 static grpc_channel *g_ch;
 static char g_msg[512];
