@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/quant.h"
+
 /* ---------------------------------------------------------------- byte builder */
 
 void gguf_buf_put(gguf_buf *b, const void *data, size_t n) {
@@ -45,13 +47,9 @@ void gguf_buf_free(gguf_buf *b) {
 }
 
 size_t gguf_type_nbytes(uint32_t type, uint64_t n) {
-    if (n > ((uint64_t)1 << 50)) return 0;
-    switch (type) {
-    case GGML_TYPE_F32: return (size_t)n * 4;
-    case GGML_TYPE_F16: return (size_t)n * 2;
-    case GGML_TYPE_Q8_0: return n % 32 ? 0 : (size_t)(n / 32) * 34;
-    default: return 0;
-    }
+    if (n > ((uint64_t)1 << 50) || !kern_dtype_valid((int)type)) return 0;
+    uint64_t be = (uint64_t)kern_dtype_block_elems((kern_dtype)type);
+    return n % be ? 0 : (size_t)(n / be) * kern_dtype_block_bytes((kern_dtype)type);
 }
 
 /* ---------------------------------------------------------------- writer */
