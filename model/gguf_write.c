@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/quant.h"
+
 /* ---------------------------------------------------------------- byte builder */
 
 void gguf_buf_put(gguf_buf *b, const void *data, size_t n) {

@@ -22,8 +22,9 @@ void gguf_buf_str(gguf_buf *b, const char *s); /* u64 length + bytes (no NUL) */
 void gguf_buf_pad(gguf_buf *b, size_t align);  /* zero bytes up to a multiple of align */
 void gguf_buf_free(gguf_buf *b);
 
-/* Bytes of a tensor with n elements of ggml type `type` (f32, f16, q8_0); 0 when unknown or
- * when n is not a multiple of the block size. */
+/* Bytes of a tensor with n elements of ggml type `type` (f32, f16 and the block types of
+ * kernels/quant.h: q4_0, q4_1, q8_0, q4_k, q6_k); 0 when unknown or when n is not a multiple of
+ * the block size. */
 size_t gguf_type_nbytes(uint32_t type, uint64_t n);
 
 typedef struct gguf_writer gguf_writer;

@@ -2,7 +2,9 @@
  * synthetic SentencePiece vocabulary, with the same metadata keys and tensor names/order as a
  * llama.cpp conversion. Used for benchmarks and tests at shapes we have no trained model for:
  *   make_model --out m.gguf --preset stories110M --type f16
- *   make_model --out m.gguf --dim 288 --layers 6 --heads 6 --kv-heads 6 --ffn 768 --vocab 32000 */
+ *   make_model --out m.gguf --dim 288 --layers 6 --heads 6 --kv-heads 6 --ffn 768 --vocab 32000
+ *   make_model --out m.gguf --dim 576 ... --type q4_1 --embd-type q8_0   (SmolLM2-like types)
+ * Matrices of a block type are quantised with kern_quant_row (kernels/quant.h); norms stay f32. */
 #include <errno.h>
 #include <stddef.h>
 #include <math.h>
@@ -11,20 +13,25 @@
 #include <string.h>
 
 #include "kernels/kern.h"
+#include "kernels/quant.h"
 #include "model/gguf_write.h"
 
 typedef struct {
     long dim, layers, heads, kv_heads, ffn, vocab, ctx;
-    uint32_t type;
+    uint32_t type;      /* matrices (ggml type id = kern_dtype) */
     uint64_t seed;
     float eps, rope_base;
+    int32_t embd_type;  /* token_embd / output; -1: same as type */
 } spec;
 
 static const struct { const char *name; spec s; } k_presets[] = {
-    {"stories15M", {288, 6, 6, 6, 768, 32000, 2048, GGML_TYPE_F32, 1, 1e-5f, 10000.f}},
-    {"stories110M", {768, 12, 12, 12, 2048, 32000, 2048, GGML_TYPE_F32, 1, 1e-5f, 10000.f}},
-    {"long32k", {512, 8, 8, 8, 1376, 32000, 32768, GGML_TYPE_F32, 1, 1e-5f, 10000.f}},
+    {"stories15M", {288, 6, 6, 6, 768, 32000, 2048, KERN_F32, 1, 1e-5f, 10000.f, -1}},
+    {"stories110M", {768, 12, 12, 12, 2048, 32000, 2048, KERN_F32, 1, 1e-5f, 10000.f, -1}},
+    {"long32k", {512, 8, 8, 8, 1376, 32000, 32768, KERN_F32, 1, 1e-5f, 10000.f, -1}},
 };
+
+/* --type / --embd-type values. */
+static const kern_dtype k_types[] = {KERN_F32, KERN_F16, KERN_Q8_0, KERN_Q4_0, KERN_Q4_1};
 
 /* ---------------------------------------------------------------- random weights */
 
@@ -42,15 +49,24 @@ typedef struct {
     int n_layer;
 } fill_ctx;
 
+static int is_embd(const char *name) { return !strcmp(name, "token_embd.weight") || !strcmp(name, "output.weight"); }
+
+static kern_dtype tensor_type(const spec *sp, const char *name) {
+    if (strstr(name, "norm")) return KERN_F32;
+    return (kern_dtype)(is_embd(name) && sp->embd_type >= 0 ? (uint32_t)sp->embd_type : sp->type);
+}
+
 /* Tensor idx gets its own stream seeded from (seed, idx): contents do not depend on other
- * tensors' sizes. Norm weights are 1; matrices N(0, 0.02), output projections of each block
- * scaled by 1/sqrt(2 * layers) (GPT-2) so the residual stream stays O(1) in deep models. */
+ * tensors' sizes or types. Norm weights are 1; matrices N(0, 0.02), output projections of each
+ * block scaled by 1/sqrt(2 * layers) (GPT-2) so the residual stream stays O(1) in deep models.
+ * Values are drawn 32 at a time; a block type quantises each 32 (one block) with
+ * kern_quant_row, so a q4_1 file holds exactly the f32 file's weights, quantised. */
 static em_status fill_tensor(void *user, int idx, const char *name, void *dst, size_t nbytes) {
     fill_ctx *c = user;
     const spec *sp = c->sp;
     int is_norm = strstr(name, "norm") != NULL;
-    uint32_t type = is_norm ? GGML_TYPE_F32 : sp->type;
-    size_t n = type == GGML_TYPE_F32 ? nbytes / 4 : type == GGML_TYPE_F16 ? nbytes / 2 : nbytes / 34 * 32;
+    kern_dtype type = tensor_type(sp, name);
+    size_t bb = kern_dtype_block_bytes(type), n = nbytes / bb * (size_t)kern_dtype_block_elems(type);
     double std = 0.02;
     if (strstr(name, "attn_output") || strstr(name, "ffn_down")) std /= sqrt(2.0 * (double)c->n_layer);
     uint64_t s = sp->seed * 0x100000001b3ull + (uint64_t)idx * 0x9e3779b97f4a7c15ull + 1;
@@ -62,18 +78,12 @@ static em_status fill_tensor(void *user, int idx, const char *name, void *dst, s
             blk[k] = is_norm ? 1.0f : (float)(std * r * cos(a));
             if (k + 1 < m) blk[k + 1] = is_norm ? 1.0f : (float)(std * r * sin(a));
         }
-        if (type == GGML_TYPE_F32) {
+        if (type == KERN_F32) {
             memcpy((float *)dst + i, blk, m * 4);
-        } else if (type == GGML_TYPE_F16) {
+        } else if (type == KERN_F16) {
             for (size_t k = 0; k < m; k++) ((uint16_t *)dst)[i + k] = kern_f32_to_f16(blk[k]);
-        } else { /* q8_0: f16 scale + 32 int8 per block (n is a multiple of 32) */
-            uint8_t *b = (uint8_t *)dst + i / 32 * 34;
-            float amax = 0;
-            for (size_t k = 0; k < 32; k++) amax = fmaxf(amax, fabsf(blk[k]));
-            float d = amax / 127.f, id = d > 0 ? 1.f / d : 0.f;
-            uint16_t dh = kern_f32_to_f16(d);
-            memcpy(b, &dh, 2);
-            for (size_t k = 0; k < 32; k++) b[2 + k] = (uint8_t)(int8_t)lrintf(blk[k] * id);
+        } else { /* blocks of 32 (n is a multiple of 32, checked in main) */
+            kern_quant_row(type, blk, (uint8_t *)dst + i / 32 * bb, 32);
         }
     }
     return EM_OK;
@@ -155,7 +165,7 @@ static em_status build(const spec *sp, const char *out, char *err, size_t errlen
     em_status st = gguf_writer_create(32, &w);
     if (st != EM_OK) return st;
     long hd = sp->dim / sp->heads;
-    const uint32_t F32 = GGML_TYPE_F32, T = sp->type;
+    const uint32_t F32 = KERN_F32, T = sp->type, TE = tensor_type(sp, "token_embd.weight");
     (void)((st = gguf_writer_set_str(w, "general.architecture", "llama")) ||
            (st = gguf_writer_set_str(w, "general.name", "emserve-random")) ||
            (st = gguf_writer_set_u32(w, "general.alignment", 32)) ||
@@ -173,9 +183,9 @@ static em_status build(const spec *sp, const char *out, char *err, size_t errlen
            (st = gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0)) ||
            (st = gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1)) ||
            (st = gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2)) ||
-           (st = add_mat(w, "token_embd.weight", sp->dim, sp->vocab, T)) ||
+           (st = add_mat(w, "token_embd.weight", sp->dim, sp->vocab, TE)) ||
            (st = add_mat(w, "output_norm.weight", sp->dim, 0, F32)) ||
-           (st = add_mat(w, "output.weight", sp->dim, sp->vocab, T)));
+           (st = add_mat(w, "output.weight", sp->dim, sp->vocab, TE)));
     for (long l = 0; l < sp->layers && st == EM_OK; l++) {
         char nm[9][64];
         static const char *const parts[9] = {"attn_q", "attn_k", "attn_v", "attn_output", "attn_norm",
@@ -216,7 +226,8 @@ static void usage(void) {
     fprintf(stderr,
             "usage: make_model --out PATH [--preset stories15M|stories110M|long32k]\n"
             "       [--dim N] [--layers N] [--heads N] [--kv-heads N] [--ffn N] [--vocab N] [--ctx N]\n"
-            "       [--type f32|f16|q8_0] [--seed N]\n");
+            "       [--type f32|f16|q8_0|q4_0|q4_1] [--embd-type T (token_embd/output; default --type)]\n"
+            "       [--seed N]\n");
 }
 
 int main(int argc, char **argv) {
@@ -249,11 +260,12 @@ int main(int argc, char **argv) {
         i++;
         if (!strcmp(f, "--preset")) continue;
         if (!strcmp(f, "--out")) { out = v; continue; }
-        if (!strcmp(f, "--type")) {
-            if (!strcmp(v, "f32")) sp.type = GGML_TYPE_F32;
-            else if (!strcmp(v, "f16")) sp.type = GGML_TYPE_F16;
-            else if (!strcmp(v, "q8_0")) sp.type = GGML_TYPE_Q8_0;
-            else { fprintf(stderr, "make_model: --type must be f32, f16 or q8_0\n"); return 2; }
+        if (!strcmp(f, "--type") || !strcmp(f, "--embd-type")) {
+            size_t k = 0, nt = sizeof k_types / sizeof k_types[0];
+            while (k < nt && strcmp(kern_dtype_name(k_types[k]), v) != 0) k++;
+            if (k == nt) { fprintf(stderr, "make_model: %s must be f32, f16, q8_0, q4_0 or q4_1\n", f); return 2; }
+            if (!strcmp(f, "--type")) sp.type = k_types[k];
+            else sp.embd_type = (int32_t)k_types[k];
             continue;
         }
         if (!strcmp(f, "--seed")) {
@@ -278,8 +290,11 @@ int main(int argc, char **argv) {
                         "(dim %ld heads %ld kv-heads %ld)\n", sp.dim, sp.heads, sp.kv_heads);
         return 2;
     }
-    if (sp.type == GGML_TYPE_Q8_0 && (sp.dim % 32 || sp.ffn % 32 || (sp.heads * hd) % 32)) {
-        fprintf(stderr, "make_model: q8_0 needs dim and ffn to be multiples of 32\n");
+    kern_dtype te = tensor_type(&sp, "token_embd.weight");
+    if ((kern_dtype_is_quant((kern_dtype)sp.type) && (sp.dim % 32 || sp.ffn % 32 || (sp.heads * hd) % 32)) ||
+        (kern_dtype_is_quant(te) && sp.dim % 32)) {
+        fprintf(stderr, "make_model: %s needs dim and ffn to be multiples of 32\n",
+                kern_dtype_name(kern_dtype_is_quant((kern_dtype)sp.type) ? (int)sp.type : (int)te));
         return 2;
     }
     char err[512] = "";
@@ -288,9 +303,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "make_model: %s\n", err);
         return 1;
     }
-    printf("wrote %s: dim %ld layers %ld heads %ld/%ld ffn %ld vocab %ld ctx %ld type %s seed %llu\n", out,
-           sp.dim, sp.layers, sp.heads, sp.kv_heads, sp.ffn, sp.vocab, sp.ctx,
-           sp.type == GGML_TYPE_F32 ? "f32" : sp.type == GGML_TYPE_F16 ? "f16" : "q8_0",
-           (unsigned long long)sp.seed);
+    printf("wrote %s: dim %ld layers %ld heads %ld/%ld ffn %ld vocab %ld ctx %ld type %s embd %s seed %llu\n",
+           out, sp.dim, sp.layers, sp.heads, sp.kv_heads, sp.ffn, sp.vocab, sp.ctx, kern_dtype_name((int)sp.type),
+           kern_dtype_name((int)te), (unsigned long long)sp.seed);
     return 0;
 }

@@ -1,10 +1,10 @@
 /* Fast quantized matmul Y[n][rows] = X[n][cols] . W^T for Q4_0/Q4_1/Q8_0/Q4_K/Q6_K weights,
  * read in their block format (never dequantised to f32): the activation rows are quantised
  * once per call (quant_act.c, into the caller's scratch), then
- *   decode / token tails (GEMV): RG rows at a time for one token, so the activation block is
- *     loaded once for RG weight blocks;
- *   prefill: RB rows x TB tokens micro-kernels over weight tiles of ~TILE_BYTES that stay in
- *     L2 while every TB-token block passes, so each weight block is unpacked once per TB tokens.
+ *   decode / token tails (GEMV): QRG rows at a time for one token, so the activation block is
+ *     loaded once for QRG weight blocks;
+ *   prefill: QRB rows x QTB tokens micro-kernels over weight tiles of ~QTILE_BYTES that stay in
+ *     L2 while every QTB-token block passes, so each weight block is unpacked once per QTB tokens.
  * Every output element is one 8-lane f32 accumulator over the weight blocks in order (qdot.h
  * fixes the per-block arithmetic), reduced by kern_cpu__hsum; which kernel, thread or tile
  * computes it does not change a bit, so results do not depend on the thread count, on the
@@ -22,22 +22,26 @@
 #ifndef QMM_PAR_MIN
 #define QMM_PAR_MIN (1 << 16) /* multiply-adds below which the caller works alone */
 #endif
-#ifndef RG
-#define RG 4 /* rows per GEMV step */
+#ifndef QRG
+#define QRG 4 /* rows per GEMV step */
 #endif
-#ifndef RB
-#define RB 2 /* rows per prefill micro-kernel */
+/* Prefill micro-kernel QRB rows x QTB tokens. Measured on the 2-core Zen build box (thread
+ * CPU time, SmolLM2 shapes, n = 64): 1 x 8 beat 2 x 4, 4 x 2, 3 x 4, 2 x 8 and 1 x 4..16 by
+ * 5-20 % (Q4_1 ~65, Q4_K/Q6_K ~100 GFLOP/s): the unpacked weight block stays in registers for
+ * 8 tokens, with 8 accumulators. */
+#ifndef QRB
+#define QRB 1
 #endif
-#ifndef TB
-#define TB 4 /* tokens per prefill micro-kernel */
+#ifndef QTB
+#define QTB 8
 #endif
-#ifndef TILE_BYTES
-#define TILE_BYTES (64 * 1024) /* quantized weight bytes per prefill tile */
+#ifndef QTILE_BYTES
+#define QTILE_BYTES (64 * 1024) /* quantized weight bytes per prefill tile */
 #endif
 
 /* ---------------------------------------------------------------- micro-kernels */
 
-/* Rows r0 .. r0+NR of token t (NR compile-time: RG or 1). */
+/* Rows r0 .. r0+NR of token t (NR compile-time: QRG or 1). */
 QAI void gemv_rows(kern_dtype T, const uint8_t *w, size_t rb, int r0, const int NR,
                    const kern_cpu__qact *a, int t, float *y, int ys)
 {
@@ -47,7 +51,7 @@ QAI void gemv_rows(kern_dtype T, const uint8_t *w, size_t rb, int r0, const int 
     const float *xd = a->d + (size_t)t * a->nb;
     const uint8_t *xa = a->aux + (size_t)t * a->nb * 32;
     const uint8_t *wr = w + (size_t)r0 * rb;
-    __m256 acc[RG];
+    __m256 acc[QRG];
     for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
     for (int b = 0; b < a->nb; b++) {
 #pragma GCC unroll 4
@@ -60,7 +64,7 @@ QAI void gemv_rows(kern_dtype T, const uint8_t *w, size_t rb, int r0, const int 
     for (int r = 0; r < NR; r++) y[(size_t)t * ys + r0 + r] = kern_cpu__hsum(acc[r]);
 }
 
-/* RB rows from r0 x TB tokens from t0. */
+/* QRB rows from r0 x QTB tokens from t0. */
 QAI void prefill_block(kern_dtype T, const uint8_t *w, size_t rb, int r0, const kern_cpu__qact *a,
                        int t0, float *y, int ys)
 {
@@ -70,49 +74,49 @@ QAI void prefill_block(kern_dtype T, const uint8_t *w, size_t rb, int r0, const 
     const float *xd = a->d + (size_t)t0 * a->nb;
     const uint8_t *xa = a->aux + (size_t)t0 * a->nb * 32;
     const uint8_t *wr = w + (size_t)r0 * rb;
-    __m256 acc[RB][TB];
+    __m256 acc[QRB][QTB];
 #pragma GCC unroll 16
-    for (int k = 0; k < RB * TB; k++) acc[k / TB][k % TB] = _mm256_setzero_ps();
+    for (int k = 0; k < QRB * QTB; k++) acc[k / QTB][k % QTB] = _mm256_setzero_ps();
     for (int b = 0; b < a->nb; b++) {
 #pragma GCC unroll 4
-        for (int r = 0; r < RB; r++) {
+        for (int r = 0; r < QRB; r++) {
             qw q;
             qw_unpack(T, wr + (size_t)r * rb + (size_t)b * bb, &q);
 #pragma GCC unroll 8
-            for (int t = 0; t < TB; t++) {
+            for (int t = 0; t < QTB; t++) {
                 size_t k = (size_t)t * a->nb + b;
                 acc[r][t] = qw_dot(T, &q, xq + (size_t)t * a->cols + (size_t)b * be, xd[k],
                                    xa + 32 * k, acc[r][t]);
             }
         }
     }
-    for (int t = 0; t < TB; t++)
-        for (int r = 0; r < RB; r++) y[(size_t)(t0 + t) * ys + r0 + r] = kern_cpu__hsum(acc[r][t]);
+    for (int t = 0; t < QTB; t++)
+        for (int r = 0; r < QRB; r++) y[(size_t)(t0 + t) * ys + r0 + r] = kern_cpu__hsum(acc[r][t]);
 }
 
-/* Rows [ra, rb) x tokens [t0, t1): prefill tiles for whole TB-token blocks, GEMV for the rest. */
+/* Rows [ra, rb) x tokens [t0, t1): prefill tiles for whole QTB-token blocks, GEMV for the rest. */
 QAI void qmm_rows(kern_dtype T, const uint8_t *w, size_t rbytes, const kern_cpu__qact *a, int ra,
                   int rb, int t0, int t1, float *y, int ys)
 {
     int t = t0;
-    if (t1 - t0 >= TB) {
-        int tend = t1 - (t1 - t0) % TB;
-        int tile = (int)(TILE_BYTES / rbytes);
-        tile = tile < RB ? RB : tile - tile % RB;
+    if (t1 - t0 >= QTB) {
+        int tend = t1 - (t1 - t0) % QTB;
+        int tile = (int)(QTILE_BYTES / rbytes);
+        tile = tile < QRB ? QRB : tile - tile % QRB;
         for (int rt = ra; rt < rb; rt += tile) {
             int re = rt + tile < rb ? rt + tile : rb;
-            for (int tt = t0; tt < tend; tt += TB) {
+            for (int tt = t0; tt < tend; tt += QTB) {
                 int r = rt;
-                for (; r + RB <= re; r += RB) prefill_block(T, w, rbytes, r, a, tt, y, ys);
+                for (; r + QRB <= re; r += QRB) prefill_block(T, w, rbytes, r, a, tt, y, ys);
                 for (; r < re; r++)
-                    for (int k = 0; k < TB; k++) gemv_rows(T, w, rbytes, r, 1, a, tt + k, y, ys);
+                    for (int k = 0; k < QTB; k++) gemv_rows(T, w, rbytes, r, 1, a, tt + k, y, ys);
             }
         }
         t = tend;
     }
     for (; t < t1; t++) {
         int r = ra;
-        for (; r + RG <= rb; r += RG) gemv_rows(T, w, rbytes, r, RG, a, t, y, ys);
+        for (; r + QRG <= rb; r += QRG) gemv_rows(T, w, rbytes, r, QRG, a, t, y, ys);
         for (; r < rb; r++) gemv_rows(T, w, rbytes, r, 1, a, t, y, ys);
     }
 }
@@ -152,7 +156,7 @@ typedef struct qmm_job {
     const float *x;
     float *y;
     int xs, ys, n;
-    int by_tokens; /* items split TB-token blocks instead of 8-row units */
+    int by_tokens; /* items split QTB-token blocks instead of 8-row units */
     int n_items;
 } qmm_job;
 
@@ -175,8 +179,8 @@ static void matmul_item(void *user, int i, int tid)
     const qmm_job *j = user;
     int u0, u1;
     if (j->by_tokens) {
-        even_share((j->n + TB - 1) / TB, i, j->n_items, &u0, &u1);
-        int t0 = u0 * TB, t1 = u1 * TB < j->n ? u1 * TB : j->n;
+        even_share((j->n + QTB - 1) / QTB, i, j->n_items, &u0, &u1);
+        int t0 = u0 * QTB, t1 = u1 * QTB < j->n ? u1 * QTB : j->n;
         if (t0 < t1) kern_cpu__qmm_rows(j->w, j->a, 0, j->w->rows, t0, t1, j->y, j->ys);
         return;
     }
@@ -204,7 +208,7 @@ static void matmul_q_tokens(kern_cpu__ctx *c, const kern_weight *w, const float 
     } else {
         kern_cpu__qact_fill(&a, x, xs, 0, n);
     }
-    int units = (w->rows + 7) / 8, blocks = (n + TB - 1) / TB;
+    int units = (w->rows + 7) / 8, blocks = (n + QTB - 1) / QTB;
     j.by_tokens = units < c->n_threads && blocks >= 2;
     j.n_items = kern_cpu__n_items(c->n_threads, j.by_tokens ? blocks : units);
     kern_cpu__pool_for(c->pool, j.n_items, matmul_item, &j);

@@ -37,19 +37,30 @@ QAI size_t q_block_bytes(kern_dtype T)
     return T == KERN_Q8_0 ? 34 : T == KERN_Q4_0 ? 18 : T == KERN_Q4_1 ? 20 : T == KERN_Q4_K ? 144 : 210;
 }
 
-QAI __m256 q_f16(const uint8_t *p) { return _mm256_set1_ps(_cvtsh_ss(qb_u16(p))); }
+/* An f16 at p broadcast to 8 f32 lanes (one broadcast load, one conversion). */
+QAI __m256 q_f16(const uint8_t *p) { return _mm256_cvtph_ps(_mm_set1_epi16((short)qb_u16(p))); }
+
+/* Two adjacent f16 (d, then m or dmin) broadcast: *d = 8 x p[0], *m = 8 x p[1]. */
+QAI void q_f16x2(const uint8_t *p, __m256 *d, __m256 *m)
+{
+    uint32_t u;
+    memcpy(&u, p, 4);
+    __m256 v = _mm256_cvtph_ps(_mm_set1_epi32((int)u)); /* d m d m d m d m */
+    *d = _mm256_permute_ps(v, 0x00);
+    *m = _mm256_permute_ps(v, 0x55);
+}
 
 /* 16 bytes of nibbles -> 32 values 0..15 in element order (low nibbles first). */
 QAI __m256i q_nibbles32(const uint8_t *qs)
 {
-    __m128i v = _mm_loadu_si128((const __m128i *)qs), m = _mm_set1_epi8(15);
-    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
+    /* the 16 bytes in both halves, the high half shifted right by 4, then the low nibbles */
+    __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
+    return _mm256_and_si256(_mm256_srlv_epi64(v, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(15));
 }
 
 QAI void unpack_q4_k(const uint8_t *b, qw *w)
 {
-    w->d = q_f16(b + QB_Q4_K_D);
-    w->m = q_f16(b + QB_Q4_K_DMIN);
+    q_f16x2(b + QB_Q4_K_D, &w->d, &w->m); /* d, dmin */
     uint32_t s[3];
     memcpy(s, b + QB_Q4_K_SCALES, 12);
     /* bytes of sc / mn for sub-blocks 0..3 and 4..7 (layout in quant_blocks.h) */
@@ -107,8 +118,7 @@ QAI void qw_unpack(kern_dtype T, const uint8_t *b, qw *w)
         w->q[1] = _mm256_sub_epi8(q_nibbles32(b + QB_Q4_0_QS), _mm256_set1_epi8(8));
         w->q[0] = _mm256_abs_epi8(w->q[1]);
     } else if (T == KERN_Q4_1) {
-        w->d = q_f16(b + QB_Q4_1_D);
-        w->m = q_f16(b + QB_Q4_1_M);
+        q_f16x2(b + QB_Q4_1_D, &w->d, &w->m); /* d, m */
         w->q[0] = q_nibbles32(b + QB_Q4_1_QS);
     } else if (T == KERN_Q4_K) {
         unpack_q4_k(b, w);

@@ -1,12 +1,15 @@
 /* Kernel microbenchmark (not a test): reference vs fast CPU backend for matmul GEMV and
- * prefill (f32/f16), attention decode over a 2048-entry cache and the pool dispatch cost.
- * Prints one table row per (op, backend) with time per call and GFLOP/s.
- * Usage: kern_perf [--threads N] (default: 1 and 2). */
+ * prefill (f32/f16), quantized matmul (the SmolLM2-135M shapes in f32 and Q4_1 / Q8_0 / Q4_0 /
+ * K types, with GB/s of weight bytes read), attention decode over a 2048-entry cache and the
+ * pool dispatch cost. Prints one table row per (op, backend) with time per call, GFLOP/s and,
+ * for the quantized section, weight GB/s.
+ * Usage: kern_perf [--threads N] [--quant-only] (default: 1 and 2 threads). */
 #include <stdlib.h>
 #include <time.h>
 
 #include "kernels/cpu/kern_cpu.h"
 #include "kernels/kern.h"
+#include "kernels/quant.h"
 #include "tests/kernels/kern_test_util.h"
 
 static double now_s(void)
@@ -62,10 +65,55 @@ static void row(const char *op, const char *be, double s, double flops)
     fflush(stdout);
 }
 
+/* Quantized (and f32 baseline) matmuls at the SmolLM2-135M shapes: attn q/o (576x576),
+ * ffn gate/up (1536x576), ffn down (576x1536), tied output (49152x576), decode and prefill. */
+static void bench_quant(kern_ops **cpu, char names[][16], int nt, kt_rng *r)
+{
+    static const struct { int rows, cols, n; kern_dtype dt; } q[] = {
+        {576, 576, 1, KERN_F32},     {576, 576, 1, KERN_Q4_1},    {576, 576, 1, KERN_Q8_0},
+        {576, 576, 1, KERN_Q4_0},    {1536, 576, 1, KERN_F32},    {1536, 576, 1, KERN_Q4_1},
+        {1536, 576, 1, KERN_Q8_0},   {576, 1536, 1, KERN_F32},    {576, 1536, 1, KERN_Q4_1},
+        {576, 1536, 1, KERN_Q8_0},   {576, 1536, 1, KERN_Q4_K},   {576, 1536, 1, KERN_Q6_K},
+        {49152, 576, 1, KERN_F32},   {49152, 576, 1, KERN_Q8_0},  {49152, 576, 1, KERN_Q4_1},
+        {576, 576, 64, KERN_F32},    {576, 576, 64, KERN_Q4_1},   {1536, 576, 64, KERN_Q4_1},
+        {576, 1536, 64, KERN_Q4_1},  {576, 1536, 64, KERN_Q8_0},  {576, 1536, 64, KERN_Q4_K},
+        {576, 1536, 64, KERN_Q6_K},  {1536, 576, 512, KERN_F32},  {1536, 576, 512, KERN_Q4_1},
+    };
+    printf("%-34s %-8s %13s %16s %12s\n", "quantized matmul", "backend", "time/call", "throughput",
+           "weights");
+    for (size_t m = 0; m < sizeof q / sizeof q[0]; m++) {
+        int rows = q[m].rows, cols = q[m].cols, n = q[m].n;
+        size_t rb = kern_row_bytes(q[m].dt, cols), wbytes = rb * (size_t)rows;
+        uint8_t *wd = kt_xmalloc(wbytes);
+        float *tmp = kt_alloc_fill((size_t)cols, 0);
+        for (int k = 0; k < rows; k++) {
+            kt_fill(r, tmp, (size_t)cols, -1, 1);
+            kern_quant_row(q[m].dt, tmp, wd + (size_t)k * rb, cols);
+        }
+        mm_arg a = {{wd, q[m].dt, rows, cols}, NULL, NULL, n};
+        a.x = kt_alloc_fill((size_t)n * cols, 0);
+        kt_fill(r, a.x, (size_t)n * cols, -1, 1);
+        a.y = kt_alloc_fill((size_t)n * rows, 0);
+        char op[64];
+        snprintf(op, sizeof op, "matmul %s %dx%d n=%d", kern_dtype_name(q[m].dt), rows, cols, n);
+        double fl = 2.0 * rows * (double)cols * n;
+        for (int i = 0; i < nt; i++) {
+            double s = time_call(cpu[i], mm_run, &a);
+            printf("%-34s %-8s %10.2f us %8.2f GFLOP/s %7.2f GB/s\n", op, names[i], s * 1e6,
+                   fl / s * 1e-9, (double)wbytes / s * 1e-9);
+            fflush(stdout);
+        }
+        free(wd), free(tmp), free(a.x), free(a.y);
+    }
+}
+
 int main(int argc, char **argv)
 {
-    int tlist[4] = {1, 2}, nt = 2;
-    if (argc == 3 && strcmp(argv[1], "--threads") == 0) tlist[0] = atoi(argv[2]), nt = 1;
+    int tlist[4] = {1, 2}, nt = 2, quant_only = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quant-only") == 0) quant_only = 1;
+        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) tlist[0] = atoi(argv[++i]), nt = 1;
+    }
     kt_rng r = {42};
     kern_ops *cpu[4];
     char names[4][16];
@@ -73,6 +121,11 @@ int main(int argc, char **argv)
         cpu[i] = kern_ops_cpu_create(tlist[i]);
         if (!cpu[i]) return 1;
         snprintf(names[i], sizeof names[i], "cpu x%d", tlist[i]);
+    }
+    bench_quant(cpu, names, nt, &r);
+    if (quant_only) {
+        for (int i = 0; i < nt; i++) kern_ops_cpu_free(cpu[i]);
+        return 0;
     }
     printf("%-34s %-8s %13s %16s\n", "op", "backend", "time/call", "throughput");
     static const struct { int rows, cols, n; kern_dtype dt; } mm[] = {

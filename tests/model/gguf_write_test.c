@@ -30,6 +30,8 @@ int main(void) {
     static const struct { uint32_t type; uint64_t n; size_t want; } k_nb[] = {
         {GGML_TYPE_F32, 10, 40}, {GGML_TYPE_F16, 10, 20}, {GGML_TYPE_Q8_0, 64, 68},
         {GGML_TYPE_Q8_0, 33, 0}, {7, 10, 0}, {GGML_TYPE_F32, (uint64_t)1 << 62, 0},
+        {2 /* q4_0 */, 64, 36}, {3 /* q4_1 */, 64, 40}, {3, 48, 0}, {12 /* q4_k */, 512, 288},
+        {14 /* q6_k */, 256, 210}, {14, 128, 0}, {4, 32, 0}, {5, 32, 0},
     };
     for (size_t i = 0; i < sizeof k_nb / sizeof k_nb[0]; i++)
         CHECK(gguf_type_nbytes(k_nb[i].type, k_nb[i].n) == k_nb[i].want, "nbytes case %zu", i);

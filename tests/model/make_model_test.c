@@ -1,13 +1,17 @@
 /* Runs //tools:make_model (path in argv[1]) at small shapes and checks the output with the real
  * loader: hyper-parameters, tensor names/shapes/types, determinism per seed, weight statistics,
- * f16/q8_0 files holding the same weights as f32 within the format's rounding, a tokenizer round
- * trip over the synthetic vocabulary, and refusal of bad flags. */
+ * f16/q8_0 files holding the same weights as f32 within the format's rounding, q4_0/q4_1 files
+ * holding exactly the f32 weights quantised by kern_quant_row (found byte for byte in the file;
+ * the loader does not read q4 yet), a tokenizer round trip over the synthetic vocabulary, and
+ * refusal of bad flags. */
+#define _GNU_SOURCE /* memmem */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 
+#include "kernels/quant.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "tests/testutil/testutil.h"
@@ -163,12 +167,41 @@ int main(int argc, char **argv) {
             tok_free(tk);
         }
     }
+    /* q4_0 / q4_1 (embeddings q8_0): each tensor is the f32 file's tensor quantised */
+    static const char *const k_q4[] = {"q4_0", "q4_1"};
+    static const kern_dtype k_q4t[] = {KERN_Q4_0, KERN_Q4_1};
+    static const struct { const char *name; int embd; } k_qt[] = {
+        {"token_embd.weight", 1}, {"output.weight", 1}, {"blk.0.ffn_gate.weight", 0},
+        {"blk.2.attn_output.weight", 0}, {"blk.1.ffn_down.weight", 0}};
+    for (int k = 0; k < 2 && m[0]; k++) {
+        char name[64];
+        snprintf(name, sizeof name, "m_%s.gguf", k_q4[k]);
+        snprintf(args, sizeof args, "%s --type %s --embd-type q8_0 --seed 7", shape, k_q4[k]);
+        CHECK(run_tool(args, name) == 0, "make_model %s", args);
+        size_t n = 0;
+        char *file = slurp(name, &n);
+        CHECK(file != NULL, "%s missing", name);
+        for (size_t i = 0; file && i < sizeof k_qt / sizeof k_qt[0]; i++) {
+            const gguf_tensor_info *t = gguf_find_tensor(m[0]->gguf, k_qt[i].name);
+            kern_dtype dt = k_qt[i].embd ? KERN_Q8_0 : k_q4t[k];
+            int cols = (int)t->ne[0], rows = (int)t->ne[1];
+            size_t rb = kern_row_bytes(dt, cols);
+            uint8_t *want = malloc(rb * (size_t)rows);
+            for (int r = 0; r < rows; r++) kern_quant_row(dt, (const float *)t->data + (size_t)r * cols, want + r * rb, cols);
+            CHECK(memmem(file, n, want, rb * (size_t)rows) != NULL, "%s: %s is not the f32 tensor as %s", name,
+                  k_qt[i].name, kern_dtype_name(dt));
+            free(want);
+        }
+        free(file);
+    }
     for (int k = 0; k < 3; k++) model_free(m[k]);
 
     /* bad flags: usage error (2), nothing written */
     static const char *const k_bad[] = {
-        "--dim 64 --heads 5", "--dim 64 --heads 4 --kv-heads 3", "--vocab 100", "--type q4_0",
-        "--dim abc", "--layers 0", "--preset nope", "--dim 48 --heads 4 --type q8_0", "--bogus 1", "--dim"};
+        "--dim 64 --heads 5", "--dim 64 --heads 4 --kv-heads 3", "--vocab 100", "--type q5_0",
+        "--dim abc", "--layers 0", "--preset nope", "--dim 48 --heads 4 --type q8_0", "--bogus 1", "--dim",
+        "--dim 48 --heads 4 --kv-heads 2 --type q4_1", "--dim 48 --heads 4 --kv-heads 2 --embd-type q4_0",
+        "--embd-type f8"};
     for (size_t i = 0; i < sizeof k_bad / sizeof k_bad[0]; i++) {
         CHECK(run_tool(k_bad[i], "bad.gguf") == 2, "flags '%s' accepted", k_bad[i]);
         size_t n = 0;
