@@ -8,208 +8,128 @@
 
 #include "coordinator/rpc_server.h"
 #include "rpc/rpc_util.h"
+#include "coordinator/req_spec.h"
 #include "ems/config.h"
 #include "proto/worker_proto.h"
 
-static em_status kv_add(coord_req *r, const char *key, const char *val, char *err, size_t errlen)
+/* The proto's KvConfig params as two arrays of strings (malloc'd; strings borrowed). */
+static em_status kv_params(const Emserve__V1__KvConfig *kv, coord_req_spec *sp)
 {
-    char e2[256] = "";
-    if (r->n_kv >= COORD_KV_MAX) {
-        snprintf(err, errlen, "kv.params: at most %d parameters", COORD_KV_MAX - 4);
-        return EM_EINVAL;
+    if (kv == NULL || kv->n_params == 0) {
+        return EM_OK;
     }
-    if (ems_config_set(&r->kv, key, val, e2, sizeof e2) != EM_OK) {
-        size_t kl = strlen(key); /* ems messages may already start with "key: " */
-        const char *why = strncmp(e2, key, kl) == 0 && e2[kl] == ':' ? e2 + kl + 1 : e2;
-        snprintf(err, errlen, "kv.%s:%s%s", key, why[0] == ' ' ? "" : " ", why);
-        return EM_EINVAL;
-    }
-    r->kv_key[r->n_kv] = strdup(key);
-    r->kv_val[r->n_kv] = strdup(val);
-    if (!r->kv_key[r->n_kv] || !r->kv_val[r->n_kv]) {
-        free(r->kv_key[r->n_kv]);
-        free(r->kv_val[r->n_kv]);
+    const char **keys = malloc(sizeof *keys * kv->n_params);
+    const char **vals = malloc(sizeof *vals * kv->n_params);
+    if (keys == NULL || vals == NULL) {
+        free(keys);
+        free(vals);
         return EM_ENOMEM;
     }
-    r->n_kv++;
+    for (size_t i = 0; i < kv->n_params; i++) {
+        keys[i] = kv->params[i]->key;
+        vals[i] = kv->params[i]->value;
+    }
+    sp->kv_keys = keys;
+    sp->kv_vals = vals;
+    sp->n_kv_params = kv->n_params;
     return EM_OK;
 }
 
-static em_status convert_kv(const Emserve__V1__KvConfig *kv, coord_req *r, char *err, size_t errlen)
+static void spec_sampling(const Emserve__V1__SamplingParams *s, coord_req_spec *sp)
 {
-    char num[32];
-    em_status st = EM_OK;
-    ems_config_default(&r->kv);
+    if (s == NULL) {
+        return;
+    }
+    sp->has_temperature = s->_temperature_case != 0;
+    sp->temperature = s->temperature;
+    sp->has_top_p = s->_top_p_case != 0;
+    sp->top_p = s->top_p;
+    sp->has_top_k = s->_top_k_case != 0;
+    sp->top_k = s->top_k;
+    sp->has_min_p = s->_min_p_case != 0;
+    sp->min_p = s->min_p;
+    sp->has_repetition_penalty = s->_repetition_penalty_case != 0;
+    sp->repetition_penalty = s->repetition_penalty;
+    sp->has_seed = s->_seed_case != 0;
+    sp->seed = s->seed;
+    sp->has_logprobs = s->_logprobs_case != 0;
+    sp->logprobs = s->logprobs;
+    sp->has_n = s->_n_case != 0;
+    sp->n = s->n;
+}
+
+static void spec_stopping(const Emserve__V1__StoppingParams *s, coord_req_spec *sp)
+{
+    if (s == NULL) {
+        return;
+    }
+    sp->has_max_tokens = s->_max_tokens_case != 0;
+    sp->max_tokens = s->max_tokens;
+    sp->has_ignore_eos = s->_ignore_eos_case != 0;
+    sp->ignore_eos = s->ignore_eos;
+    sp->include_stop_str_in_output =
+        s->_include_stop_str_in_output_case && s->include_stop_str_in_output;
+    sp->stop = (const char *const *)s->stop;
+    sp->n_stop = s->n_stop;
+    sp->stop_ids = s->stop_token_ids;
+    sp->n_stop_ids = s->n_stop_token_ids;
+}
+
+static void spec_kv(const Emserve__V1__KvConfig *kv, coord_req_spec *sp)
+{
     if (kv == NULL) {
-        return EM_OK;
+        return;
     }
-    if (kv->method && kv->method[0]) {
-        st = kv_add(r, "method", kv->method, err, errlen);
-    }
-    if (st == EM_OK && kv->_budget_case == EMSERVE__V1__KV_CONFIG___BUDGET_BUDGET) {
-        if (kv->budget < 1) {
-            snprintf(err, errlen, "kv.budget: must be >= 1 (got %d)", kv->budget);
-            return EM_EINVAL;
-        }
-        snprintf(num, sizeof num, "%d", kv->budget);
-        st = kv_add(r, "budget", num, err, errlen);
-    }
-    if (st == EM_OK && kv->_window_case == EMSERVE__V1__KV_CONFIG___WINDOW_WINDOW) {
-        snprintf(num, sizeof num, "%d", kv->window);
-        st = kv_add(r, "window", num, err, errlen);
-    }
-    if (st == EM_OK && kv->_sinks_case == EMSERVE__V1__KV_CONFIG___SINKS_SINKS) {
-        snprintf(num, sizeof num, "%d", kv->sinks);
-        st = kv_add(r, "sinks", num, err, errlen);
-    }
-    for (size_t i = 0; st == EM_OK && i < kv->n_params; i++) {
-        const char *k = kv->params[i]->key, *v = kv->params[i]->value;
-        if (strcmp(k, "method") == 0) {
-            snprintf(err, errlen, "kv.params: set the method with kv.method");
-            return EM_EINVAL;
-        }
-        st = kv_add(r, k, v, err, errlen);
-    }
-    if (st == EM_OK) {
-        char e2[256] = "";
-        if (ems_config_validate(&r->kv, e2, sizeof e2) != EM_OK) {
-            snprintf(err, errlen, "kv: %s", e2);
-            return EM_EINVAL;
-        }
-    }
-    return st;
-}
-
-static em_status convert_sampling(const Emserve__V1__SamplingParams *sp, coord_req *r, int n_vocab,
-                                  char *err, size_t errlen)
-{
-    sampler_params_default(&r->sp);
-    if (sp == NULL) {
-        return EM_OK;
-    }
-    if (sp->_n_case && sp->n != 1) {
-        snprintf(err, errlen, "sampling.n: only 1 is supported (got %d)", sp->n);
-        return EM_EINVAL;
-    }
-    if (sp->_temperature_case) {
-        r->sp.temperature = sp->temperature;
-    }
-    if (sp->_top_p_case) {
-        r->sp.top_p = sp->top_p;
-    }
-    if (sp->_top_k_case) {
-        if (sp->top_k < 0 || sp->top_k > n_vocab) {
-            snprintf(err, errlen, "sampling.top_k: must be in [0, %d] (got %d)", n_vocab,
-                     sp->top_k);
-            return EM_EINVAL;
-        }
-        r->sp.top_k = sp->top_k;
-    }
-    if (sp->_min_p_case) {
-        r->sp.min_p = sp->min_p;
-    }
-    if (sp->_repetition_penalty_case) {
-        r->sp.repetition_penalty = sp->repetition_penalty;
-    }
-    if (sp->_seed_case) {
-        r->sp.seed = sp->seed;
-    }
-    if (sp->_logprobs_case) {
-        if (sp->logprobs < 0 || sp->logprobs > COORD_LOGPROBS_MAX) {
-            snprintf(err, errlen, "sampling.logprobs: must be in [0, %d] (got %d)",
-                     COORD_LOGPROBS_MAX, sp->logprobs);
-            return EM_EINVAL;
-        }
-        r->logprobs = sp->logprobs;
-    }
-    char e2[256] = "";
-    if (sampler_params_validate(&r->sp, e2, sizeof e2) != EM_OK) {
-        snprintf(err, errlen, "sampling.%s", e2);
-        return EM_EINVAL;
-    }
-    return EM_OK;
-}
-
-static em_status convert_stopping(const Emserve__V1__StoppingParams *sp, coord_req *r,
-                                  const model_hparams *hp, char *err, size_t errlen)
-{
-    char e2[256] = "";
-    stop_params_default(&r->stop);
-    if (sp == NULL) {
-        return EM_OK;
-    }
-    if (sp->_max_tokens_case) {
-        if (sp->max_tokens < 1 || sp->max_tokens > hp->n_ctx) {
-            snprintf(err, errlen, "stopping.max_tokens: must be in [1, %d] (got %d)", hp->n_ctx,
-                     sp->max_tokens);
-            return EM_EINVAL;
-        }
-        r->stop.max_tokens = sp->max_tokens;
-    }
-    if (sp->_ignore_eos_case) {
-        r->stop.ignore_eos = sp->ignore_eos;
-    }
-    if (sp->_include_stop_str_in_output_case && sp->include_stop_str_in_output) {
-        snprintf(err, errlen, "stopping.include_stop_str_in_output: not supported");
-        return EM_EINVAL;
-    }
-    for (size_t i = 0; i < sp->n_stop; i++) {
-        if (stop_params_add_string(&r->stop, sp->stop[i], strlen(sp->stop[i]), e2, sizeof e2) !=
-            EM_OK) {
-            snprintf(err, errlen, "stopping.%s", e2);
-            return EM_EINVAL;
-        }
-    }
-    for (size_t i = 0; i < sp->n_stop_token_ids; i++) {
-        if (stop_params_add_id(&r->stop, sp->stop_token_ids[i], hp->n_vocab, e2, sizeof e2) !=
-            EM_OK) {
-            snprintf(err, errlen, "stopping.%s", e2);
-            return EM_EINVAL;
-        }
-    }
-    if (stop_params_validate(&r->stop, hp->n_ctx, e2, sizeof e2) != EM_OK) {
-        snprintf(err, errlen, "stopping.%s", e2);
-        return EM_EINVAL;
-    }
-    return EM_OK;
+    sp->kv_method = kv->method;
+    sp->has_kv_budget = kv->_budget_case == EMSERVE__V1__KV_CONFIG___BUDGET_BUDGET;
+    sp->kv_budget = kv->budget;
+    sp->has_kv_window = kv->_window_case == EMSERVE__V1__KV_CONFIG___WINDOW_WINDOW;
+    sp->kv_window = kv->window;
+    sp->has_kv_sinks = kv->_sinks_case == EMSERVE__V1__KV_CONFIG___SINKS_SINKS;
+    sp->kv_sinks = kv->sinks;
 }
 
 em_status coord_rpc_req_from_proto(const Emserve__V1__GenerateRequest *rq,
                                    const coord_prompt_ctx *pc, uint64_t serial, coord_req **out,
                                    char *err, size_t errlen)
 {
+    coord_req_spec sp;
+    memset(&sp, 0, sizeof sp);
     *out = NULL;
-    coord_req *r = calloc(1, sizeof *r);
-    if (r == NULL) {
+    sp.request_id = rq->request_id;
+    if (rq->input_case == EMSERVE__V1__GENERATE_REQUEST__INPUT_TEXT) {
+        sp.text = rq->text;
+    } else if (rq->input_case == EMSERVE__V1__GENERATE_REQUEST__INPUT_TOKENS) {
+        sp.has_tokens = 1;
+        sp.tokens = rq->tokens ? rq->tokens->ids : NULL;
+        sp.n_tokens = rq->tokens ? rq->tokens->n_ids : 0;
+    }
+    coord_chat_msg *msgs = NULL;
+    if (rq->n_messages > COORD_CHAT_MAX_MESSAGES) {
+        snprintf(err, errlen, "messages: %zu messages, at most %d", rq->n_messages,
+                 COORD_CHAT_MAX_MESSAGES);
+        return EM_EINVAL;
+    }
+    if (rq->n_messages > 0 && (msgs = coord_rpc_chat_msgs(rq->messages, rq->n_messages)) == NULL) {
         return EM_ENOMEM;
     }
-    em_status st = EM_OK;
-    if (strlen(rq->request_id) > COORD_ID_MAX) {
-        snprintf(err, errlen, "request_id: longer than %d bytes", COORD_ID_MAX);
-        st = EM_EINVAL;
-    } else if (rq->request_id[0]) {
-        snprintf(r->id, sizeof r->id, "%s", rq->request_id);
-    } else {
-        snprintf(r->id, sizeof r->id, "req-%llu", (unsigned long long)serial);
-    }
+    sp.messages = msgs;
+    sp.n_messages = rq->n_messages;
+    sp.has_add_generation_prompt =
+        rq->_add_generation_prompt_case ==
+        EMSERVE__V1__GENERATE_REQUEST___ADD_GENERATION_PROMPT_ADD_GENERATION_PROMPT;
+    sp.add_generation_prompt = rq->add_generation_prompt;
+    spec_sampling(rq->sampling, &sp);
+    spec_stopping(rq->stopping, &sp);
+    spec_kv(rq->kv, &sp);
+    em_status st = kv_params(rq->kv, &sp);
     if (st == EM_OK) {
-        st = coord_rpc_prompt_from_proto(rq, pc, &r->prompt, &r->n_prompt, err, errlen);
+        st = coord_req_from_spec(&sp, &coord_req_names_grpc, pc, serial, out, err, errlen);
     }
-    if (st == EM_OK) {
-        st = convert_sampling(rq->sampling, r, pc->hp->n_vocab, err, errlen);
-    }
-    if (st == EM_OK) {
-        st = convert_stopping(rq->stopping, r, pc->hp, err, errlen);
-    }
-    if (st == EM_OK) {
-        st = convert_kv(rq->kv, r, err, errlen);
-    }
-    if (st != EM_OK) {
-        coord_req_free(r);
-        return st;
-    }
-    *out = r;
-    return EM_OK;
+    free(msgs);
+    free((void *)sp.kv_keys);
+    free((void *)sp.kv_vals);
+    return st;
 }
 
 grpc_byte_buffer *coord_rpc_pack_event(const coord_event *ev)

@@ -15,8 +15,8 @@
 #include "model/tokenizer.h"
 #include "proto/c/emserve/v1/emserve.pb-c.h"
 
-/* EM_EINVAL with "field: reason" in err for any unsupported or out-of-range value. The prompt
- * comes from rpc_prompt.h. */
+/* EM_EINVAL with "field: reason" in err for any unsupported or out-of-range value: the proto's
+ * fields go through req_spec.h's validator (shared with the HTTP API). */
 em_status coord_rpc_req_from_proto(const Emserve__V1__GenerateRequest *rq,
                                    const coord_prompt_ctx *pc, uint64_t serial, coord_req **out,
                                    char *err, size_t errlen);
