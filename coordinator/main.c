@@ -15,7 +15,7 @@
 #include "coordinator/chat_template.h"
 #include "coordinator/client.h"
 #include "coordinator/group.h"
-#include "coordinator/metrics.h"
+#include "coordinator/http_server.h"
 #include "coordinator/rpc_server.h"
 #include "coordinator/sched.h"
 #include "coordinator/spawner.h"
@@ -24,7 +24,7 @@
 
 typedef struct flags {
     const char *model, *listen, *worker_bin, *store_bind, *advertise, *demo_prompt, *demo_chat;
-    const char *metrics;
+    const char *metrics, *http;
     char *addrs[COORD_MAX_WORKERS];
     int n_addrs, workers, workers_set, threads, max_batch_tokens, max_seqs, prefill_chunk;
     int respawn_delay_ms, demo_tokens, exit_after_demo, log_debug, store_port;
@@ -64,7 +64,10 @@ static void usage(FILE *f)
         "  --advertise-host HOST   address workers use to reach the store (default: store-bind)\n"
         "  --coll-timeout-ms N     gloo rendezvous/collective timeout (default 10000)\n"
         "  --ready-timeout-ms N    wait this long for the workers before serving (default 120000)\n"
-        "  --metrics-listen H:P    Prometheus text endpoint (GET /metrics); off by default\n"
+        "  --http-listen H:P       OpenAI-compatible HTTP API (/v1/completions,\n"
+        "                          /v1/chat/completions, /v1/models) with /health, /health/ready\n"
+        "                          and /metrics; off by default; port 0 = any\n"
+        "  --metrics-listen H:P    /metrics and /health only, on their own port; off by default\n"
         "  --demo-prompt TEXT      after start-up, run one generation through gRPC and print it\n"
         "  --demo-chat MESSAGE     the same with MESSAGE as a user chat message (the model's chat\n"
         "                          template; SmolLM2 and other chat models)\n"
@@ -111,6 +114,8 @@ static int set_flag(flags *f, const char *k, const char *v)
         f->ready_timeout_ms = atol(v);
     } else if (strcmp(k, "metrics-listen") == 0) {
         f->metrics = v;
+    } else if (strcmp(k, "http-listen") == 0) {
+        f->http = v;
     } else if (strcmp(k, "demo-prompt") == 0) {
         f->demo_prompt = v;
     } else if (strcmp(k, "demo-chat") == 0) {
@@ -234,6 +239,30 @@ static void run_demo(const char *addr, const flags *f, const char *prompt, int c
     coord_client_free(c);
 }
 
+/* ---- HTTP (--http-listen: the API, health, metrics; --metrics-listen: health and metrics) -- */
+
+static int start_http(const char *addr, int api, coord_http_opts o, coord_http **out)
+{
+    char err[512] = "";
+    int port = 0;
+    o.listen_addr = addr;
+    o.api = api;
+    if (coord_http_start(&o, out, &port, err, sizeof err) != EM_OK) {
+        fprintf(stderr, "emserve: %s\n", err);
+        return -1;
+    }
+    char host[256];
+    snprintf(host, sizeof host, "%s", addr);
+    *strrchr(host, ':') = 0; /* coord_http_start checked the HOST:PORT form */
+    if (api) {
+        printf("http listening on %s:%d\n", host, port);
+        fflush(stdout);
+    } else {
+        EM_LOG_INFO("metrics on http://%s (port %d)/metrics", addr, port);
+    }
+    return 0;
+}
+
 /* The chat template of the model (tokenizer.chat_template); a model without one is fine. */
 static em_status load_chat_template(const model *m, coord_chat_template *out)
 {
@@ -341,7 +370,7 @@ int main(int argc, char **argv)
     coord_group *g = NULL;
     coord_sched *sched = NULL;
     coord_server *srv = NULL;
-    coord_metrics *mx = NULL;
+    coord_http *http = NULL, *mx = NULL;
     int port = 0, rc = 1;
     coord_group_opts go = {f.model,      f.threads,         f.max_batch_tokens,
                            f.max_seqs,   f.coll_timeout_ms, 0,
@@ -366,14 +395,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "emserve: %s\n", err);
         goto out;
     }
-    if (f.metrics) {
-        int mport = 0;
-        int64_t cap = (int64_t)f.max_seqs * m->hp.n_ctx * m->hp.n_layer * m->hp.n_kv_head;
-        if (coord_metrics_start(f.metrics, sched, cap, &mx, &mport, err, sizeof err) != EM_OK) {
-            fprintf(stderr, "emserve: %s\n", err);
-            goto out;
-        }
-        EM_LOG_INFO("metrics on http://%s (port %d)/metrics", f.metrics, mport);
+    coord_http_opts ho = {.model_path = f.model,
+                          .m = m,
+                          .tok = tok,
+                          .chat = &chat,
+                          .sched = sched,
+                          .group = g,
+                          .kv_capacity = (int64_t)f.max_seqs * m->hp.n_ctx * m->hp.n_layer *
+                                         m->hp.n_kv_head};
+    if ((f.metrics && start_http(f.metrics, 0, ho, &mx) != 0) ||
+        (f.http && start_http(f.http, 1, ho, &http) != 0)) {
+        goto out;
     }
     double t_end = em_now_s() + f.ready_timeout_ms / 1000.0;
     while (!coord_group_serving(g) && !g_stop && em_now_s() < t_end) {
@@ -407,7 +439,8 @@ int main(int argc, char **argv)
     }
     rc = 0;
 out:
-    coord_metrics_stop(mx);
+    coord_http_shutdown(http); /* no HTTP thread touches the scheduler after these */
+    coord_http_shutdown(mx);
     if (srv) {
         coord_server_shutdown(srv);
     }
@@ -415,6 +448,8 @@ out:
     if (srv) {
         coord_server_join(srv);
     }
+    coord_http_stop(http);
+    coord_http_stop(mx);
     coord_group_free(g);
     grpc_shutdown();
     coord_spawner_stop(sp);

@@ -1,0 +1,570 @@
+/* OpenAI request bodies -> coord_req_spec (see http_impl.h). Checks the JSON shape and types
+ * and what this server does not do (n > 1, penalties the sampler lacks, tools, echo, ...);
+ * ranges are checked by the shared validator (req_spec.h), as for gRPC. null = not given;
+ * unknown fields are ignored, as OpenAI-compatible servers do. */
+#include "coordinator/http_impl.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define COMPLETIONS_MAX_TOKENS 16 /* OpenAI's default for /v1/completions */
+
+typedef struct pctx {
+    char *err;
+    size_t errlen;
+} pctx;
+
+static em_status bad(pctx *p, const char *fmt, const char *field, const char *more)
+{
+    snprintf(p->err, p->errlen, fmt, field, more);
+    return EM_EINVAL;
+}
+
+/* The member name of o, NULL when absent or null. */
+static const cJSON *get(const cJSON *o, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
+    return v && !cJSON_IsNull(v) ? v : NULL;
+}
+
+static em_status get_float(pctx *p, const cJSON *o, const char *name, int *has, float *out)
+{
+    const cJSON *v = get(o, name);
+    if (v == NULL) {
+        return EM_OK;
+    }
+    if (!cJSON_IsNumber(v)) {
+        return bad(p, "%s: must be a number%s", name, "");
+    }
+    *has = 1;
+    *out = (float)v->valuedouble;
+    return EM_OK;
+}
+
+static int is_int(const cJSON *v, double lo, double hi)
+{
+    return cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble) && v->valuedouble >= lo &&
+           v->valuedouble <= hi;
+}
+
+static em_status get_int(pctx *p, const cJSON *o, const char *name, int *has, int *out)
+{
+    const cJSON *v = get(o, name);
+    if (v == NULL) {
+        return EM_OK;
+    }
+    if (!is_int(v, INT_MIN, INT_MAX)) {
+        return bad(p, "%s: must be an integer%s", name, "");
+    }
+    *has = 1;
+    *out = (int)v->valuedouble;
+    return EM_OK;
+}
+
+static em_status get_bool(pctx *p, const cJSON *o, const char *name, int *has, int *out)
+{
+    const cJSON *v = get(o, name);
+    if (v == NULL) {
+        return EM_OK;
+    }
+    if (!cJSON_IsBool(v)) {
+        return bad(p, "%s: must be true or false%s", name, "");
+    }
+    *has = 1;
+    *out = cJSON_IsTrue(v);
+    return EM_OK;
+}
+
+/* ---- fields this server refuses when they ask for something -------------------------------- */
+
+static em_status refuse_unsupported(pctx *p, const cJSON *o, http_api api)
+{
+    static const char *const penalties[] = {"presence_penalty", "frequency_penalty"};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *v = get(o, penalties[i]);
+        if (v && (!cJSON_IsNumber(v) || v->valuedouble != 0)) {
+            return bad(p, "%s: not supported (the sampler has repetition_penalty%s)", penalties[i],
+                       ", an extension field");
+        }
+    }
+    const cJSON *v = get(o, "best_of");
+    if (v && !(is_int(v, 1, 1))) {
+        return bad(p, "%s: only 1 is supported%s", "best_of", "");
+    }
+    if ((v = get(o, "echo")) && !cJSON_IsFalse(v)) {
+        return bad(p, "%s: not supported%s", "echo", "");
+    }
+    if ((v = get(o, "suffix")) && !(cJSON_IsString(v) && v->valuestring[0] == 0)) {
+        return bad(p, "%s: not supported%s", "suffix", "");
+    }
+    if ((v = get(o, "logit_bias")) && !(cJSON_IsObject(v) && v->child == NULL)) {
+        return bad(p, "%s: not supported%s", "logit_bias", "");
+    }
+    static const char *const tools[] = {"tools", "functions"};
+    for (int i = 0; i < 2; i++) {
+        if ((v = get(o, tools[i])) && !(cJSON_IsArray(v) && v->child == NULL)) {
+            return bad(p, "%s: not supported (no tool calling)%s", tools[i], "");
+        }
+    }
+    if ((v = get(o, "tool_choice")) &&
+        !(cJSON_IsString(v) && (!strcmp(v->valuestring, "none") || !strcmp(v->valuestring, "auto")))) {
+        return bad(p, "%s: not supported (no tool calling)%s", "tool_choice", "");
+    }
+    const cJSON *rf = get(o, "response_format");
+    if (rf && !(cJSON_IsObject(rf) && (v = get(rf, "type")) && cJSON_IsString(v) &&
+                strcmp(v->valuestring, "text") == 0)) {
+        return bad(p, "%s: only {\"type\": \"text\"} is supported%s", "response_format", "");
+    }
+    (void)api;
+    return EM_OK;
+}
+
+/* ---- the prompt ------------------------------------------------------------------------------ */
+
+static em_status token_array(pctx *p, const cJSON *a, const char *field, int32_t **out, size_t *n)
+{
+    size_t len = (size_t)cJSON_GetArraySize(a), i = 0;
+    *out = malloc(sizeof(int32_t) * (len ? len : 1));
+    if (*out == NULL) {
+        return EM_ENOMEM;
+    }
+    for (const cJSON *e = a->child; e; e = e->next, i++) {
+        if (!is_int(e, INT32_MIN, INT32_MAX)) {
+            char f[64];
+            snprintf(f, sizeof f, "%s[%zu]", field, i);
+            return bad(p, "%s: must be a token id (an integer)%s", f, "");
+        }
+        (*out)[i] = (int32_t)e->valuedouble;
+    }
+    *n = len;
+    return EM_OK;
+}
+
+/* "prompt": a string, token ids, or a list of one of either. */
+static em_status parse_prompt(pctx *p, const cJSON *o, http_parsed *out)
+{
+    const cJSON *v = get(o, "prompt");
+    if (v == NULL) {
+        return bad(p, "%s: required (a string or an array of token ids)%s", "prompt", "");
+    }
+    if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 1 &&
+        (cJSON_IsString(v->child) || cJSON_IsArray(v->child))) {
+        v = v->child; /* a batch of one prompt */
+    } else if (cJSON_IsArray(v) && v->child && !cJSON_IsNumber(v->child)) {
+        return bad(p, "%s: one prompt per request (got a batch of %s)", "prompt",
+                   cJSON_GetArraySize(v) > 1 ? "several" : "something else");
+    }
+    if (cJSON_IsString(v)) {
+        out->sp.text = v->valuestring;
+        return EM_OK;
+    }
+    if (!cJSON_IsArray(v)) {
+        return bad(p, "%s: must be a string or an array of token ids%s", "prompt", "");
+    }
+    out->sp.has_tokens = 1;
+    em_status st = token_array(p, v, "prompt", &out->tokens, &out->sp.n_tokens);
+    out->sp.tokens = out->tokens;
+    return st;
+}
+
+/* A message's content: a string, null, or text parts (joined with newlines). */
+static em_status message_content(pctx *p, const cJSON *m, size_t i, http_parsed *out,
+                                 const char **content)
+{
+    const cJSON *c = get(m, "content");
+    char f[64];
+    snprintf(f, sizeof f, "messages[%zu].content", i);
+    *content = "";
+    if (c == NULL) {
+        return EM_OK;
+    }
+    if (cJSON_IsString(c)) {
+        *content = c->valuestring;
+        return EM_OK;
+    }
+    if (!cJSON_IsArray(c)) {
+        return bad(p, "%s: must be a string or an array of text parts%s", f, "");
+    }
+    size_t len = 1, j = 0;
+    for (const cJSON *part = c->child; part; part = part->next, j++) {
+        const cJSON *type = get(part, "type"), *text = get(part, "text");
+        if (!type || !cJSON_IsString(type) || strcmp(type->valuestring, "text") != 0 || !text ||
+            !cJSON_IsString(text)) {
+            snprintf(f, sizeof f, "messages[%zu].content[%zu]", i, j);
+            return bad(p, "%s: only {\"type\": \"text\", \"text\": ...} parts are supported%s", f,
+                       "");
+        }
+        len += strlen(text->valuestring) + 1;
+    }
+    char *joined = malloc(len), *w = joined;
+    if (joined == NULL) {
+        return EM_ENOMEM;
+    }
+    *w = 0;
+    for (const cJSON *part = c->child; part; part = part->next) {
+        size_t n = strlen(get(part, "text")->valuestring);
+        memcpy(w, get(part, "text")->valuestring, n);
+        w += n;
+        *w++ = part->next ? '\n' : 0;
+    }
+    out->joined[i] = joined;
+    *content = joined;
+    return EM_OK;
+}
+
+static em_status parse_messages(pctx *p, const cJSON *o, http_parsed *out)
+{
+    const cJSON *a = get(o, "messages");
+    if (a == NULL || !cJSON_IsArray(a) || a->child == NULL) {
+        return bad(p, "%s: required (a non-empty array of {role, content})%s", "messages", "");
+    }
+    size_t n = (size_t)cJSON_GetArraySize(a), i = 0;
+    if (n > COORD_CHAT_MAX_MESSAGES) {
+        snprintf(p->err, p->errlen, "messages: %zu messages, at most %d", n,
+                 COORD_CHAT_MAX_MESSAGES);
+        return EM_EINVAL;
+    }
+    out->msgs = calloc(n, sizeof *out->msgs);
+    out->joined = calloc(n, sizeof *out->joined);
+    if (out->msgs == NULL || out->joined == NULL) {
+        return EM_ENOMEM;
+    }
+    out->n_joined = n;
+    for (const cJSON *m = a->child; m; m = m->next, i++) {
+        char f[64];
+        snprintf(f, sizeof f, "messages[%zu]", i);
+        const cJSON *role = get(m, "role");
+        if (!cJSON_IsObject(m) || (role && !cJSON_IsString(role))) {
+            return bad(p, "%s: must be an object with a string role%s", f, "");
+        }
+        const char *r = role ? role->valuestring : "";
+        out->msgs[i].role = strcmp(r, "developer") == 0 ? "system" : r; /* OpenAI's new name */
+        em_status st = message_content(p, m, i, out, &out->msgs[i].content);
+        if (st != EM_OK) {
+            return st;
+        }
+    }
+    out->sp.messages = out->msgs;
+    out->sp.n_messages = n;
+    return get_bool(p, o, "add_generation_prompt", &out->sp.has_add_generation_prompt,
+                    &out->sp.add_generation_prompt);
+}
+
+/* ---- sampling and stopping ------------------------------------------------------------------ */
+
+static em_status parse_sampling(pctx *p, const cJSON *o, http_parsed *out)
+{
+    coord_req_spec *sp = &out->sp;
+    em_status st = EM_OK;
+    if (st == EM_OK) {
+        st = get_float(p, o, "temperature", &sp->has_temperature, &sp->temperature);
+    }
+    if (st == EM_OK) {
+        st = get_float(p, o, "top_p", &sp->has_top_p, &sp->top_p);
+    }
+    if (st == EM_OK) {
+        st = get_int(p, o, "top_k", &sp->has_top_k, &sp->top_k);
+        if (sp->has_top_k && sp->top_k == -1) {
+            sp->top_k = 0; /* vLLM's "off" */
+        }
+    }
+    if (st == EM_OK) {
+        st = get_float(p, o, "min_p", &sp->has_min_p, &sp->min_p);
+    }
+    if (st == EM_OK) {
+        st = get_float(p, o, "repetition_penalty", &sp->has_repetition_penalty,
+                       &sp->repetition_penalty);
+    }
+    if (st == EM_OK) {
+        st = get_int(p, o, "n", &sp->has_n, &sp->n);
+    }
+    const cJSON *seed = get(o, "seed");
+    if (st == EM_OK && seed) {
+        if (!is_int(seed, -9223372036854775808.0, 9223372036854775807.0)) {
+            return bad(p, "%s: must be an integer%s", "seed", "");
+        }
+        sp->has_seed = 1;
+        sp->seed = (uint64_t)(int64_t)seed->valuedouble;
+    }
+    return st;
+}
+
+static em_status parse_stop(pctx *p, const cJSON *o, http_parsed *out)
+{
+    const cJSON *v = get(o, "stop");
+    if (v && cJSON_IsString(v)) {
+        out->stops = malloc(sizeof *out->stops);
+        if (out->stops == NULL) {
+            return EM_ENOMEM;
+        }
+        out->stops[0] = v->valuestring;
+        out->sp.n_stop = 1;
+    } else if (v && cJSON_IsArray(v)) {
+        size_t n = (size_t)cJSON_GetArraySize(v), i = 0;
+        out->stops = malloc(sizeof *out->stops * (n ? n : 1));
+        if (out->stops == NULL) {
+            return EM_ENOMEM;
+        }
+        for (const cJSON *e = v->child; e; e = e->next, i++) {
+            if (!cJSON_IsString(e)) {
+                return bad(p, "%s: must be a string or an array of strings%s", "stop", "");
+            }
+            out->stops[i] = e->valuestring;
+        }
+        out->sp.n_stop = n;
+    } else if (v) {
+        return bad(p, "%s: must be a string or an array of strings%s", "stop", "");
+    }
+    out->sp.stop = out->stops;
+    const cJSON *ids = get(o, "stop_token_ids");
+    if (ids && !cJSON_IsArray(ids)) {
+        return bad(p, "%s: must be an array of token ids%s", "stop_token_ids", "");
+    }
+    if (ids) {
+        em_status st = token_array(p, ids, "stop_token_ids", &out->stop_ids, &out->sp.n_stop_ids);
+        out->sp.stop_ids = out->stop_ids;
+        if (st != EM_OK) {
+            return st;
+        }
+    }
+    return get_bool(p, o, "ignore_eos", &out->sp.has_ignore_eos, &out->sp.ignore_eos);
+}
+
+static em_status parse_max_tokens(pctx *p, const cJSON *o, http_parsed *out, int n_ctx)
+{
+    coord_req_spec *sp = &out->sp;
+    int has_mct = 0, mct = 0;
+    em_status st = get_int(p, o, "max_tokens", &sp->has_max_tokens, &sp->max_tokens);
+    if (st == EM_OK && out->api == HTTP_API_CHAT) {
+        st = get_int(p, o, "max_completion_tokens", &has_mct, &mct);
+    }
+    if (st != EM_OK) {
+        return st;
+    }
+    if (has_mct && sp->has_max_tokens && mct != sp->max_tokens) {
+        return bad(p, "%s: differs from max_tokens (set one of them)%s", "max_completion_tokens",
+                   "");
+    }
+    if (has_mct) {
+        sp->has_max_tokens = 1;
+        sp->max_tokens = mct;
+    }
+    if (!sp->has_max_tokens) { /* completions: OpenAI's 16; chat: until EOS or a full context */
+        sp->has_max_tokens = 1;
+        sp->max_tokens = out->api == HTTP_API_CHAT ? n_ctx : COMPLETIONS_MAX_TOKENS;
+    }
+    return EM_OK;
+}
+
+/* completions: "logprobs": N (top N); chat: "logprobs": true with "top_logprobs": N. */
+static em_status parse_logprobs(pctx *p, const cJSON *o, http_parsed *out)
+{
+    int has = 0, n = 0, on = 0;
+    em_status st;
+    if (out->api == HTTP_API_COMPLETIONS) {
+        st = get_int(p, o, "logprobs", &has, &n);
+        on = has;
+    } else {
+        int has_top = 0;
+        st = get_bool(p, o, "logprobs", &has, &on);
+        if (st == EM_OK) {
+            st = get_int(p, o, "top_logprobs", &has_top, &n);
+        }
+        if (st == EM_OK && has_top && !on) {
+            return bad(p, "%s: needs \"logprobs\": true%s", "top_logprobs", "");
+        }
+        if (st == EM_OK && has_top && (n < 0 || n > COORD_LOGPROBS_MAX)) {
+            snprintf(p->err, p->errlen, "top_logprobs: must be in [0, %d] (got %d)",
+                     COORD_LOGPROBS_MAX, n);
+            return EM_EINVAL;
+        }
+    }
+    if (st != EM_OK || !on) {
+        return st;
+    }
+    out->want_logprobs = 1;
+    out->n_top = n;
+    out->sp.has_logprobs = 1; /* the scheduler sends the chosen token's logprob only with N >= 1 */
+    out->sp.logprobs = n == 0 ? 1 : n;
+    return EM_OK;
+}
+
+static em_status parse_stream(pctx *p, const cJSON *o, http_parsed *out)
+{
+    int has = 0;
+    em_status st = get_bool(p, o, "stream", &has, &out->stream);
+    const cJSON *so = get(o, "stream_options");
+    if (st == EM_OK && so && out->stream) {
+        if (!cJSON_IsObject(so)) {
+            return bad(p, "%s: must be an object%s", "stream_options", "");
+        }
+        st = get_bool(p, so, "include_usage", &has, &out->include_usage);
+        if (st != EM_OK) {
+            snprintf(p->err, p->errlen, "stream_options.include_usage: must be true or false");
+        }
+    }
+    return st;
+}
+
+/* ---- the kv extension ----------------------------------------------------------------------- */
+
+static em_status kv_param(pctx *p, const cJSON *v, size_t i, http_parsed *out)
+{
+    char f[96];
+    snprintf(f, sizeof f, "kv.params.%.60s", v->string);
+    out->kv_keys[i] = v->string;
+    if (cJSON_IsString(v)) {
+        out->kv_vals[i] = v->valuestring;
+    } else if (cJSON_IsBool(v)) {
+        out->kv_vals[i] = cJSON_IsTrue(v) ? "1" : "0";
+    } else if (cJSON_IsNumber(v)) {
+        double d = v->valuedouble;
+        if (d == floor(d) && fabs(d) < 1e15) {
+            snprintf(out->kv_num[i], sizeof out->kv_num[i], "%lld", (long long)d);
+        } else {
+            snprintf(out->kv_num[i], sizeof out->kv_num[i], "%.9g", d);
+        }
+        out->kv_vals[i] = out->kv_num[i];
+    } else {
+        return bad(p, "%s: must be a string, a number or a boolean%s", f, "");
+    }
+    return EM_OK;
+}
+
+static em_status parse_kv(pctx *p, const cJSON *o, http_parsed *out)
+{
+    const cJSON *kv = get(o, "kv");
+    if (kv == NULL) {
+        return EM_OK;
+    }
+    if (!cJSON_IsObject(kv)) {
+        return bad(p, "%s: must be an object {method, budget, window, sinks, quant, params}%s", "kv",
+                   "");
+    }
+    static const char *const known[] = {"method", "budget", "window", "sinks", "quant", "params"};
+    for (const cJSON *e = kv->child; e; e = e->next) {
+        size_t k = 0;
+        while (k < 6 && strcmp(e->string, known[k]) != 0) {
+            k++;
+        }
+        if (k == 6) {
+            char f[96];
+            snprintf(f, sizeof f, "kv.%.60s", e->string);
+            return bad(p, "%s: unknown field (want method, budget, window, sinks, quant, "
+                          "params)%s", f, "");
+        }
+    }
+    coord_req_spec *sp = &out->sp;
+    const cJSON *m = get(kv, "method"), *q = get(kv, "quant"), *params = get(kv, "params");
+    if ((m && !cJSON_IsString(m)) || (q && !cJSON_IsString(q))) {
+        return bad(p, "%s: must be a string%s", m && !cJSON_IsString(m) ? "kv.method" : "kv.quant",
+                   "");
+    }
+    sp->kv_method = m ? m->valuestring : NULL;
+    em_status st = get_int(p, kv, "budget", &sp->has_kv_budget, &sp->kv_budget);
+    st = st ? st : get_int(p, kv, "window", &sp->has_kv_window, &sp->kv_window);
+    st = st ? st : get_int(p, kv, "sinks", &sp->has_kv_sinks, &sp->kv_sinks);
+    if (st != EM_OK) { /* get_int named the field without its "kv." */
+        char tmp[512];
+        snprintf(tmp, sizeof tmp, "kv.%s", p->err);
+        snprintf(p->err, p->errlen, "%s", tmp);
+        return st;
+    }
+    if (params && !cJSON_IsObject(params)) {
+        return bad(p, "%s: must be an object of key: value%s", "kv.params", "");
+    }
+    size_t n = (params ? (size_t)cJSON_GetArraySize(params) : 0) + (q ? 1 : 0), i = 0;
+    out->kv_keys = calloc(n + 1, sizeof *out->kv_keys);
+    out->kv_vals = calloc(n + 1, sizeof *out->kv_vals);
+    out->kv_num = calloc(n + 1, sizeof *out->kv_num);
+    if (!out->kv_keys || !out->kv_vals || !out->kv_num) {
+        return EM_ENOMEM;
+    }
+    if (q) {
+        out->kv_keys[i] = "quant";
+        out->kv_vals[i++] = q->valuestring;
+    }
+    for (const cJSON *e = params ? params->child : NULL; e; e = e->next, i++) {
+        if ((st = kv_param(p, e, i, out)) != EM_OK) {
+            return st;
+        }
+    }
+    sp->kv_keys = out->kv_keys;
+    sp->kv_vals = out->kv_vals;
+    sp->n_kv_params = n;
+    return EM_OK;
+}
+
+/* ---- the request ------------------------------------------------------------------------------ */
+
+static em_status check_model(pctx *p, const coord_http *h, const cJSON *o, unsigned *status)
+{
+    const cJSON *m = get(o, "model");
+    if (m == NULL) {
+        return EM_OK; /* one model: not naming it is fine */
+    }
+    if (!cJSON_IsString(m)) {
+        return bad(p, "%s: must be a string%s", "model", "");
+    }
+    const char *path = h->o.model_path ? h->o.model_path : "";
+    if (m->valuestring[0] == 0 || strcmp(m->valuestring, h->model_id) == 0 ||
+        strcmp(m->valuestring, path) == 0) {
+        return EM_OK;
+    }
+    *status = MHD_HTTP_NOT_FOUND;
+    snprintf(p->err, p->errlen, "model: '%.200s' does not exist (this server serves '%.200s')",
+             m->valuestring, h->model_id);
+    return EM_EINVAL;
+}
+
+em_status coord__http_parse(const coord_http *h, http_api api, const char *body, size_t len,
+                            http_parsed *out, unsigned *status, char *err, size_t errlen)
+{
+    pctx p = {err, errlen};
+    memset(out, 0, sizeof *out);
+    out->api = api;
+    *status = MHD_HTTP_BAD_REQUEST;
+    out->root = cJSON_ParseWithLength(body, len);
+    if (out->root == NULL || !cJSON_IsObject(out->root)) {
+        snprintf(err, errlen, "the body must be a JSON object%s",
+                 out->root ? "" : " (it is not valid JSON)");
+        return EM_EINVAL;
+    }
+    const cJSON *o = out->root;
+    em_status st = check_model(&p, h, o, status);
+    st = st ? st : refuse_unsupported(&p, o, api);
+    if (st == EM_OK) {
+        st = api == HTTP_API_CHAT ? parse_messages(&p, o, out) : parse_prompt(&p, o, out);
+    }
+    st = st ? st : parse_sampling(&p, o, out);
+    st = st ? st : parse_stop(&p, o, out);
+    st = st ? st : parse_max_tokens(&p, o, out, h->o.m->hp.n_ctx);
+    st = st ? st : parse_logprobs(&p, o, out);
+    st = st ? st : parse_stream(&p, o, out);
+    st = st ? st : parse_kv(&p, o, out);
+    if (st == EM_ENOMEM) {
+        *status = MHD_HTTP_INTERNAL_SERVER_ERROR;
+        snprintf(err, errlen, "out of memory");
+    }
+    return st;
+}
+
+void coord__http_parsed_free(http_parsed *p)
+{
+    for (size_t i = 0; p->joined && i < p->n_joined; i++) {
+        free(p->joined[i]);
+    }
+    free(p->joined);
+    free(p->msgs);
+    free(p->stops);
+    free(p->kv_keys);
+    free(p->kv_vals);
+    free(p->kv_num);
+    free(p->tokens);
+    free(p->stop_ids);
+    cJSON_Delete(p->root);
+    memset(p, 0, sizeof *p);
+}
