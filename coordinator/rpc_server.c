@@ -1,6 +1,7 @@
 /* The public gRPC server (see rpc_server.h). Locking: a call's mutex guards its send queue and
  * flags; it is never held while calling into the scheduler (which takes its own lock and
- * calls back into emit/release). */
+ * calls back into emit/release). Health Watch calls stay on a list that only the server thread
+ * touches; each turn of its loop sends a watcher the status when it changed. */
 #include "coordinator/rpc_server.h"
 
 #include <pthread.h>
@@ -26,6 +27,7 @@ typedef enum {
     M_SERVER_INFO,
     M_TOKENIZE,
     M_HEALTH,
+    M_HEALTH_WATCH,
     M_UNKNOWN
 } method;
 typedef enum { ST_NEW, ST_READ, ST_FINISH } call_state;
@@ -54,6 +56,8 @@ struct gcall {
     grpc_byte_buffer *inflight;
     int send_busy, md_sent, final_ready, final_started, dead, sched_held;
     grpc_status_code final_code;
+    int watch_status; /* Health/Watch: the status last sent */
+    gcall *watch_next;
 };
 
 struct coord_server {
@@ -66,6 +70,7 @@ struct coord_server {
     int stop, allow_cq_shutdown;
     uint64_t serial;
     coord_sink sink;
+    gcall *watchers; /* Health/Watch calls (server thread only) */
 };
 
 /* ---- call lifetime ------------------------------------------------------------------------- */
@@ -308,17 +313,98 @@ static void do_tokenize(coord_server *s, gcall *c, const Emserve__V1__TokenizeRe
     free(prompt);
 }
 
+/* ---- health: Check and Watch ------------------------------------------------------------- */
+
+/* The status of a health service name: "" (the server), "emserve.v1.Emserve" and "readiness"
+ * follow the worker group (SERVING once every worker joined); "liveness" is SERVING while the
+ * process runs; other names are SERVICE_UNKNOWN. */
+static int health_status(coord_server *s, const char *service)
+{
+    if (strcmp(service, "liveness") == 0) {
+        return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    }
+    if (service[0] && strcmp(service, "emserve.v1.Emserve") != 0 &&
+        strcmp(service, "readiness") != 0) {
+        return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
+    }
+    return coord_group_serving(s->o.group)
+               ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+               : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+}
+
 static void do_health(coord_server *s, gcall *c, const Grpc__Health__V1__HealthCheckRequest *rq)
 {
-    if (rq->service[0] && strcmp(rq->service, "emserve.v1.Emserve") != 0) {
+    Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    r.status = health_status(s, rq->service);
+    if (r.status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN) {
         finish_unary(c, NULL, GRPC_STATUS_NOT_FOUND, "unknown service");
         return;
     }
-    Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
-    r.status = coord_group_serving(s->o.group)
-                   ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
-                   : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
     finish_unary(c, &r.base, GRPC_STATUS_OK, NULL);
+}
+
+/* Queues one HealthCheckResponse on a Watch stream. */
+static void watch_send(gcall *c, int status)
+{
+    Grpc__Health__V1__HealthCheckResponse r = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    r.status = status;
+    grpc_byte_buffer *bb = rpc_pack(&r.base);
+    pthread_mutex_lock(&c->mu);
+    if (bb && !c->dead && !c->final_ready && c->q_n < QCAP) {
+        c->q[(c->q_head + c->q_n) % QCAP] = bb;
+        c->q_n++;
+        bb = NULL;
+        c->watch_status = status;
+    }
+    kick_locked(c);
+    pthread_mutex_unlock(&c->mu);
+    if (bb) {
+        grpc_byte_buffer_destroy(bb);
+    }
+}
+
+/* Watch: the status now, then every change until the client goes away (an unknown service
+ * gets SERVICE_UNKNOWN and the call stays open, as the health protocol asks). */
+static void do_watch(coord_server *s, gcall *c, const Grpc__Health__V1__HealthCheckRequest *rq)
+{
+    int unknown = health_status(s, rq->service) ==
+                  GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
+    int live = strcmp(rq->service, "liveness") == 0;
+    watch_send(c, health_status(s, rq->service));
+    if (!unknown && !live) { /* only the readiness status ever changes */
+        c->watch_next = s->watchers;
+        s->watchers = c;
+    }
+}
+
+/* Sends every watcher the group's status when it changed (server thread, every loop turn). */
+static void watch_tick(coord_server *s)
+{
+    if (s->watchers == NULL) {
+        return;
+    }
+    int now = health_status(s, "");
+    for (gcall *c = s->watchers; c; c = c->watch_next) {
+        if (c->watch_status != now) {
+            watch_send(c, now);
+        }
+    }
+}
+
+static void watch_remove(coord_server *s, gcall *c)
+{
+    for (gcall **pp = &s->watchers; *pp; pp = &(*pp)->watch_next) {
+        if (*pp == c) {
+            *pp = c->watch_next;
+            return;
+        }
+    }
+}
+
+/* Server-streaming methods: a send queue, and a close op to learn about cancellation. */
+static int is_stream(method m)
+{
+    return m == M_GENERATE || m == M_HEALTH_WATCH;
 }
 
 static method method_of(const grpc_slice m)
@@ -331,7 +417,8 @@ static method method_of(const grpc_slice m)
                  {"/emserve.v1.Emserve/GetModelInfo", M_MODEL_INFO},
                  {"/emserve.v1.Emserve/GetServerInfo", M_SERVER_INFO},
                  {"/emserve.v1.Emserve/Tokenize", M_TOKENIZE},
-                 {"/grpc.health.v1.Health/Check", M_HEALTH}};
+                 {"/grpc.health.v1.Health/Check", M_HEALTH},
+                 {"/grpc.health.v1.Health/Watch", M_HEALTH_WATCH}};
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         if (grpc_slice_str_cmp(m, table[i].name) == 0) {
             return table[i].m;
@@ -347,12 +434,15 @@ static void on_request(coord_server *s, gcall *c)
         &emserve__v1__get_model_info_request__descriptor,
         &emserve__v1__get_server_info_request__descriptor,
         &emserve__v1__tokenize_request__descriptor,
+        &grpc__health__v1__health_check_request__descriptor,
         &grpc__health__v1__health_check_request__descriptor};
     ProtobufCMessage *m = rpc_unpack(c->sc.request, desc[c->m]);
     if (m == NULL) {
-        if (c->m == M_GENERATE) {
+        if (is_stream(c->m)) {
             pthread_mutex_lock(&c->mu);
-            set_final_locked(c, GRPC_STATUS_INVALID_ARGUMENT, "malformed GenerateRequest");
+            set_final_locked(c, GRPC_STATUS_INVALID_ARGUMENT,
+                             c->m == M_GENERATE ? "malformed GenerateRequest"
+                                                : "malformed request message");
             kick_locked(c);
             pthread_mutex_unlock(&c->mu);
         } else {
@@ -375,6 +465,9 @@ static void on_request(coord_server *s, gcall *c)
         break;
     case M_TOKENIZE:
         do_tokenize(s, c, (const Emserve__V1__TokenizeRequest *)m);
+        break;
+    case M_HEALTH_WATCH:
+        do_watch(s, c, (const Grpc__Health__V1__HealthCheckRequest *)m);
         break;
     default:
         do_health(s, c, (const Grpc__Health__V1__HealthCheckRequest *)m);
@@ -400,7 +493,7 @@ static void on_main(coord_server *s, gcall *c, int ok)
             finish_unary(c, NULL, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
             return;
         }
-        if (c->m == M_GENERATE) { /* learn about cancellation as soon as it happens */
+        if (is_stream(c->m)) { /* learn about cancellation as soon as it happens */
             memset(&op, 0, sizeof op);
             op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
             op.data.recv_close_on_server.cancelled = &c->sc.cancelled;
@@ -416,7 +509,7 @@ static void on_main(coord_server *s, gcall *c, int ok)
         return;
     case ST_READ:
         if (!ok || c->sc.request == NULL) {
-            if (c->m == M_GENERATE) {
+            if (is_stream(c->m)) {
                 pthread_mutex_lock(&c->mu);
                 set_final_locked(c, GRPC_STATUS_INVALID_ARGUMENT, "no request message");
                 kick_locked(c);
@@ -451,11 +544,18 @@ static void on_send(gcall *c, int ok)
 
 static void on_close(coord_server *s, gcall *c)
 {
+    if (c->m == M_HEALTH_WATCH) {
+        watch_remove(s, c);
+    }
     pthread_mutex_lock(&c->mu);
     int held = c->sched_held;
     int gone = c->sc.cancelled || !c->final_started;
     if (gone) {
         c->dead = 1;
+    }
+    if (c->m == M_HEALTH_WATCH) { /* a watch ends only when its client goes */
+        set_final_locked(c, GRPC_STATUS_CANCELLED, "cancelled");
+        kick_locked(c);
     }
     pthread_mutex_unlock(&c->mu);
     if (held && gone) {
@@ -481,6 +581,7 @@ static void *server_main(void *p)
             cq_shut = 1;
             grpc_completion_queue_shutdown(s->cq);
         }
+        watch_tick(s);
         grpc_event ev = rpc_cq_next_ms(s->cq, 100);
         if (ev.type == GRPC_QUEUE_TIMEOUT) {
             continue;

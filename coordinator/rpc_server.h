@@ -1,5 +1,7 @@
 /* The public gRPC server: emserve.v1.Emserve (Generate streaming, Abort, GetModelInfo,
- * GetServerInfo, Tokenize) and grpc.health.v1.Health/Check, on one completion-queue thread. Each call
+ * GetServerInfo, Tokenize) and grpc.health.v1.Health (Check, and Watch streaming every change;
+ * service "" / "emserve.v1.Emserve" / "readiness": every worker joined, "liveness": the process
+ * is up), on one completion-queue thread. Each call
  * has one heap context whose embedded tags carry an explicit state; the scheduler thread
  * pushes stream messages through the context's queue (one SEND_MESSAGE in flight). */
 #pragma once
