@@ -3,14 +3,14 @@
  * that went away and cancel its request), and the server-sent-event stream. A generation has
  * two references while it runs: the connection's and the scheduler's (dropped by release). */
 #define _GNU_SOURCE
-#include "coordinator/http_impl.h"
-
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+
+#include "coordinator/http_impl.h"
 
 #define WAIT_SLICE_MS 200 /* how often a waiting connection checks that its client is there */
 #define SSE_BLOCK     (16u << 10)
@@ -320,15 +320,15 @@ static int format_next(http_gen *g)
     }
     g->started = 1;
     if (rc == 0 && (a.n > 0 || a.len > 0 || (done && err == EM_OK))) {
-        rc = out_event(g, coord__http_render_chunk(g, &a, done && err == EM_OK ? g->finish : NULL,
-                                                   0));
+        rc = out_event(g,
+                       coord__http_render_chunk(g, &a, done && err == EM_OK ? g->finish : NULL, 0));
     }
     coord__http_acc_free(&a);
     if (rc == 0 && done) {
         if (err != EM_OK) {
-            rc = out_event(g, coord__http_render_error(
-                               g->err_msg, coord__http_error_type(coord__http_status_of(err)),
-                               NULL, NULL));
+            rc = out_event(
+                g, coord__http_render_error(
+                       g->err_msg, coord__http_error_type(coord__http_status_of(err)), NULL, NULL));
         } else if (g->include_usage) {
             rc = out_event(g, coord__http_render_usage_chunk(g));
         }
@@ -346,7 +346,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
         g->out_off = g->out_len = 0;
         if (g->ended) {
             /* back to the daemon's idle timeout for the next request on this connection */
-            MHD_set_connection_option(g->conn, MHD_CONNECTION_OPTION_TIMEOUT, COORD_HTTP_IDLE_TIMEOUT_S);
+            MHD_set_connection_option(g->conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                      COORD_HTTP_IDLE_TIMEOUT_S);
             return MHD_CONTENT_READER_END_OF_STREAM;
         }
         if (coord__http_gen_wait(g, 1) != 0 || format_next(g) != 0) {

@@ -1,12 +1,11 @@
 /* Private to the HTTP server (http_*.c): the server struct, the gate in front of the scheduler,
  * reply helpers, the OpenAI request parser, one generation in flight and the JSON it renders. */
 #pragma once
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include <cjson/cJSON.h>
-#include <microhttpd.h>
 
 #include "coordinator/http_server.h"
 #include "coordinator/prompt.h"
@@ -106,9 +105,9 @@ typedef struct http_gen {
     http_api api;
     int stream, include_usage, want_lp, n_top;
     char id[64];
-    int64_t created; /* unix time of the request */
-    int32_t prev_id; /* last token rendered (the piece text of the next depends on it) */
-    size_t text_off; /* bytes of text rendered so far (completions logprobs text_offset) */
+    int64_t created;    /* unix time of the request */
+    int32_t prev_id;    /* last token rendered (the piece text of the next depends on it) */
+    size_t text_off;    /* bytes of text rendered so far (completions logprobs text_offset) */
     int started, ended; /* stream: first chunk out; [DONE] out */
     char *out;          /* stream bytes formatted, not yet handed to MHD */
     size_t out_len, out_off;

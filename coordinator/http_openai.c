@@ -2,11 +2,11 @@
  * req_spec.h), wait for the first tokens so that a request that fails at once still gets its
  * HTTP status (503 when the workers are gone), then answer with one JSON object or a stream of
  * server-sent events. */
-#include "coordinator/http_impl.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "coordinator/http_impl.h"
 
 /* The error a generation ended with, as an HTTP error reply. */
 static enum MHD_Result reply_failed(struct MHD_Connection *c, http_gen *g)

@@ -2,19 +2,21 @@
  * and what this server does not do (n > 1, penalties the sampler lacks, tools, echo, ...);
  * ranges are checked by the shared validator (req_spec.h), as for gRPC. null = not given;
  * unknown fields are ignored, as OpenAI-compatible servers do. */
-#include "coordinator/http_impl.h"
-
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "coordinator/http_impl.h"
+
 #define COMPLETIONS_MAX_TOKENS 16 /* OpenAI's default for /v1/completions */
 
 typedef struct pctx {
     char *err;
     size_t errlen;
+    const coord_http *h;
+    unsigned *status; /* the HTTP status of a failure (400 unless a step says otherwise) */
 } pctx;
 
 static em_status bad(pctx *p, const char *fmt, const char *field, const char *more)
@@ -80,7 +82,7 @@ static em_status get_bool(pctx *p, const cJSON *o, const char *name, int *has, i
 
 /* ---- fields this server refuses when they ask for something -------------------------------- */
 
-static em_status refuse_unsupported(pctx *p, const cJSON *o, http_api api)
+static em_status refuse_unsupported(pctx *p, const cJSON *o, http_parsed *out)
 {
     static const char *const penalties[] = {"presence_penalty", "frequency_penalty"};
     for (int i = 0; i < 2; i++) {
@@ -109,8 +111,8 @@ static em_status refuse_unsupported(pctx *p, const cJSON *o, http_api api)
             return bad(p, "%s: not supported (no tool calling)%s", tools[i], "");
         }
     }
-    if ((v = get(o, "tool_choice")) &&
-        !(cJSON_IsString(v) && (!strcmp(v->valuestring, "none") || !strcmp(v->valuestring, "auto")))) {
+    if ((v = get(o, "tool_choice")) && !(cJSON_IsString(v) && (!strcmp(v->valuestring, "none") ||
+                                                               !strcmp(v->valuestring, "auto")))) {
         return bad(p, "%s: not supported (no tool calling)%s", "tool_choice", "");
     }
     const cJSON *rf = get(o, "response_format");
@@ -118,7 +120,7 @@ static em_status refuse_unsupported(pctx *p, const cJSON *o, http_api api)
                 strcmp(v->valuestring, "text") == 0)) {
         return bad(p, "%s: only {\"type\": \"text\"} is supported%s", "response_format", "");
     }
-    (void)api;
+    (void)out;
     return EM_OK;
 }
 
@@ -333,7 +335,7 @@ static em_status parse_stop(pctx *p, const cJSON *o, http_parsed *out)
     return get_bool(p, o, "ignore_eos", &out->sp.has_ignore_eos, &out->sp.ignore_eos);
 }
 
-static em_status parse_max_tokens(pctx *p, const cJSON *o, http_parsed *out, int n_ctx)
+static em_status parse_max_tokens(pctx *p, const cJSON *o, http_parsed *out)
 {
     coord_req_spec *sp = &out->sp;
     int has_mct = 0, mct = 0;
@@ -354,7 +356,7 @@ static em_status parse_max_tokens(pctx *p, const cJSON *o, http_parsed *out, int
     }
     if (!sp->has_max_tokens) { /* completions: OpenAI's 16; chat: until EOS or a full context */
         sp->has_max_tokens = 1;
-        sp->max_tokens = out->api == HTTP_API_CHAT ? n_ctx : COMPLETIONS_MAX_TOKENS;
+        sp->max_tokens = out->api == HTTP_API_CHAT ? p->h->o.m->hp.n_ctx : COMPLETIONS_MAX_TOKENS;
     }
     return EM_OK;
 }
@@ -441,8 +443,8 @@ static em_status parse_kv(pctx *p, const cJSON *o, http_parsed *out)
         return EM_OK;
     }
     if (!cJSON_IsObject(kv)) {
-        return bad(p, "%s: must be an object {method, budget, window, sinks, quant, params}%s", "kv",
-                   "");
+        return bad(p, "%s: must be an object {method, budget, window, sinks, quant, params}%s",
+                   "kv", "");
     }
     static const char *const known[] = {"method", "budget", "window", "sinks", "quant", "params"};
     for (const cJSON *e = kv->child; e; e = e->next) {
@@ -453,8 +455,10 @@ static em_status parse_kv(pctx *p, const cJSON *o, http_parsed *out)
         if (k == 6) {
             char f[96];
             snprintf(f, sizeof f, "kv.%.60s", e->string);
-            return bad(p, "%s: unknown field (want method, budget, window, sinks, quant, "
-                          "params)%s", f, "");
+            return bad(p,
+                       "%s: unknown field (want method, budget, window, sinks, quant, "
+                       "params)%s",
+                       f, "");
         }
     }
     coord_req_spec *sp = &out->sp;
@@ -465,8 +469,12 @@ static em_status parse_kv(pctx *p, const cJSON *o, http_parsed *out)
     }
     sp->kv_method = m ? m->valuestring : NULL;
     em_status st = get_int(p, kv, "budget", &sp->has_kv_budget, &sp->kv_budget);
-    st = st ? st : get_int(p, kv, "window", &sp->has_kv_window, &sp->kv_window);
-    st = st ? st : get_int(p, kv, "sinks", &sp->has_kv_sinks, &sp->kv_sinks);
+    if (st == EM_OK) {
+        st = get_int(p, kv, "window", &sp->has_kv_window, &sp->kv_window);
+    }
+    if (st == EM_OK) {
+        st = get_int(p, kv, "sinks", &sp->has_kv_sinks, &sp->kv_sinks);
+    }
     if (st != EM_OK) { /* get_int named the field without its "kv." */
         char tmp[512];
         snprintf(tmp, sizeof tmp, "kv.%s", p->err);
@@ -498,11 +506,14 @@ static em_status parse_kv(pctx *p, const cJSON *o, http_parsed *out)
     return EM_OK;
 }
 
-/* ---- the request ------------------------------------------------------------------------------ */
+/* ---- the request ------------------------------------------------------------------------------
+ */
 
-static em_status check_model(pctx *p, const coord_http *h, const cJSON *o, unsigned *status)
+static em_status check_model(pctx *p, const cJSON *o, http_parsed *out)
 {
+    const coord_http *h = p->h;
     const cJSON *m = get(o, "model");
+    (void)out;
     if (m == NULL) {
         return EM_OK; /* one model: not naming it is fine */
     }
@@ -514,16 +525,26 @@ static em_status check_model(pctx *p, const coord_http *h, const cJSON *o, unsig
         strcmp(m->valuestring, path) == 0) {
         return EM_OK;
     }
-    *status = MHD_HTTP_NOT_FOUND;
+    *p->status = MHD_HTTP_NOT_FOUND;
     snprintf(p->err, p->errlen, "model: '%.200s' does not exist (this server serves '%.200s')",
              m->valuestring, h->model_id);
     return EM_EINVAL;
 }
 
+static em_status parse_input(pctx *p, const cJSON *o, http_parsed *out)
+{
+    return out->api == HTTP_API_CHAT ? parse_messages(p, o, out) : parse_prompt(p, o, out);
+}
+
+typedef em_status (*parse_step)(pctx *p, const cJSON *o, http_parsed *out);
+
 em_status coord__http_parse(const coord_http *h, http_api api, const char *body, size_t len,
                             http_parsed *out, unsigned *status, char *err, size_t errlen)
 {
-    pctx p = {err, errlen};
+    static const parse_step steps[] = {check_model,    refuse_unsupported, parse_input,
+                                       parse_sampling, parse_stop,         parse_max_tokens,
+                                       parse_logprobs, parse_stream,       parse_kv};
+    pctx p = {err, errlen, h, status};
     memset(out, 0, sizeof *out);
     out->api = api;
     *status = MHD_HTTP_BAD_REQUEST;
@@ -533,18 +554,10 @@ em_status coord__http_parse(const coord_http *h, http_api api, const char *body,
                  out->root ? "" : " (it is not valid JSON)");
         return EM_EINVAL;
     }
-    const cJSON *o = out->root;
-    em_status st = check_model(&p, h, o, status);
-    st = st ? st : refuse_unsupported(&p, o, api);
-    if (st == EM_OK) {
-        st = api == HTTP_API_CHAT ? parse_messages(&p, o, out) : parse_prompt(&p, o, out);
+    em_status st = EM_OK;
+    for (size_t i = 0; st == EM_OK && i < sizeof steps / sizeof steps[0]; i++) {
+        st = steps[i](&p, out->root, out);
     }
-    st = st ? st : parse_sampling(&p, o, out);
-    st = st ? st : parse_stop(&p, o, out);
-    st = st ? st : parse_max_tokens(&p, o, out, h->o.m->hp.n_ctx);
-    st = st ? st : parse_logprobs(&p, o, out);
-    st = st ? st : parse_stream(&p, o, out);
-    st = st ? st : parse_kv(&p, o, out);
     if (st == EM_ENOMEM) {
         *status = MHD_HTTP_INTERNAL_SERVER_ERROR;
         snprintf(err, errlen, "out of memory");

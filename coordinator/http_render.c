@@ -2,19 +2,22 @@
  * stream chunks, with logprobs in each API's shape, usage, models and errors. Every string goes
  * out as valid UTF-8 (a token piece may be part of a character: invalid bytes become U+FFFD;
  * chat logprobs also carry the raw bytes). Runs on connection threads only. */
-#include "coordinator/http_impl.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "coordinator/http_impl.h"
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
 /* Length of the valid UTF-8 sequence at s[0..n) (1-4), or 0 when it is not one. */
 static size_t utf8_seq(const unsigned char *s, size_t n)
 {
-    size_t len = s[0] < 0x80 ? 1 : (s[0] >> 5) == 6 ? 2 : (s[0] >> 4) == 14 ? 3
-                                 : (s[0] >> 3) == 30 ? 4 : 0;
+    size_t len = s[0] < 0x80         ? 1
+                 : (s[0] >> 5) == 6  ? 2
+                 : (s[0] >> 4) == 14 ? 3
+                 : (s[0] >> 3) == 30 ? 4
+                                     : 0;
     if (len == 0 || len > n || (len == 2 && s[0] < 0xC2)) {
         return 0;
     }
@@ -172,8 +175,8 @@ static void add_logprobs(cJSON *choice, http_gen *g, const http_acc *a)
         cJSON_AddNullToObject(choice, "logprobs");
         return;
     }
-    cJSON_AddItemToObject(choice, "logprobs", g->api == HTTP_API_CHAT
-                                                  ? logprobs_chat(g, a, buf, cap)
+    cJSON_AddItemToObject(choice, "logprobs",
+                          g->api == HTTP_API_CHAT ? logprobs_chat(g, a, buf, cap)
                                                   : logprobs_completion(g, a, buf, cap));
     free(buf);
 }

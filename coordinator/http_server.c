@@ -2,8 +2,6 @@
  * libmicrohttpd's listener and one thread per connection; handlers that touch the scheduler or
  * the group do so through the gate, so that shutdown can stop them before the scheduler goes. */
 #define _GNU_SOURCE
-#include "coordinator/http_impl.h"
-
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,6 +11,7 @@
 #include <time.h>
 
 #include "common/log.h"
+#include "coordinator/http_impl.h"
 #include "coordinator/metrics.h"
 
 #define BODY_MAX        (8u << 20) /* bytes of a request body (a 1 MiB prompt as JSON fits) */
@@ -420,11 +419,11 @@ em_status coord_http_start(const coord_http_opts *o, coord_http **out, int *port
     if (ss.ss_family == AF_INET6) {
         flags |= MHD_USE_IPv6;
     }
-    h->d = MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER, on_log,
-                            h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
-                            MHD_OPTION_CONNECTION_TIMEOUT, COORD_HTTP_IDLE_TIMEOUT_S,
-                            MHD_OPTION_CONNECTION_LIMIT, CONN_LIMIT, MHD_OPTION_END);
+    h->d =
+        MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER, on_log, h,
+                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
+                         on_completed, h, MHD_OPTION_CONNECTION_TIMEOUT, COORD_HTTP_IDLE_TIMEOUT_S,
+                         MHD_OPTION_CONNECTION_LIMIT, CONN_LIMIT, MHD_OPTION_END);
     const union MHD_DaemonInfo *di =
         h->d ? MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT) : NULL;
     if (di == NULL) {

@@ -39,8 +39,8 @@ static unsigned bos_flag(const tokenizer *t)
 }
 
 em_status coord_prompt_text(const coord_prompt_ctx *pc, const char *text, int add_special,
-                            int parse_special, const char *field, int32_t **ids, int *n,
-                            char *err, size_t errlen)
+                            int parse_special, const char *field, int32_t **ids, int *n, char *err,
+                            size_t errlen)
 {
     size_t len = strlen(text);
     if (len > COORD_PROMPT_TEXT_MAX) {

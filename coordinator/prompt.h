@@ -26,8 +26,8 @@ typedef struct coord_prompt_ctx {
  * for it, parse_special = "<|im_start|>" becomes that token. *ids malloc'd, *n its count (not
  * limited by the context). */
 em_status coord_prompt_text(const coord_prompt_ctx *pc, const char *text, int add_special,
-                            int parse_special, const char *field, int32_t **ids, int *n,
-                            char *err, size_t errlen);
+                            int parse_special, const char *field, int32_t **ids, int *n, char *err,
+                            size_t errlen);
 
 /* Renders n_msgs messages with the model's template (ending with the assistant's opening when
  * add_generation_prompt) and tokenizes the result with BOS as the model asks and special tokens

@@ -7,8 +7,8 @@
 
 #include "ems/config.h"
 
-const coord_req_names coord_req_names_grpc = {"sampling.", "stopping.", "input", "text",
-                                              "tokens",    "tokens.ids"};
+const coord_req_names coord_req_names_grpc = {"sampling.", "stopping.", "input",
+                                              "text",      "tokens",    "tokens.ids"};
 
 /* ---- prompt ---------------------------------------------------------------------------------- */
 
@@ -18,9 +18,8 @@ static em_status build_prompt(const coord_req_spec *sp, const coord_req_names *n
     const char *field = nm->text;
     em_status st;
     if (sp->n_messages > 0 && (sp->text || sp->has_tokens)) {
-        snprintf(err, errlen,
-                 "messages: set only one of %s, %s and messages (got messages and %s)", nm->text,
-                 nm->tokens, sp->text ? nm->text : nm->tokens);
+        snprintf(err, errlen, "messages: set only one of %s, %s and messages (got messages and %s)",
+                 nm->text, nm->tokens, sp->text ? nm->text : nm->tokens);
         return EM_EINVAL;
     }
     if (sp->has_add_generation_prompt && sp->n_messages == 0) {
@@ -36,8 +35,7 @@ static em_status build_prompt(const coord_req_spec *sp, const coord_req_names *n
         return coord_prompt_tokens(pc->hp, sp->tokens, sp->n_tokens, nm->token_ids, &r->prompt,
                                    &r->n_prompt, err, errlen);
     } else if (sp->text) {
-        st = coord_prompt_text(pc, sp->text, 1, 0, nm->text, &r->prompt, &r->n_prompt, err,
-                               errlen);
+        st = coord_prompt_text(pc, sp->text, 1, 0, nm->text, &r->prompt, &r->n_prompt, err, errlen);
     } else {
         snprintf(err, errlen, "%s: set %s, %s or messages", nm->input, nm->text, nm->tokens);
         return EM_EINVAL;
@@ -71,8 +69,7 @@ static em_status build_sampling(const coord_req_spec *sp, const char *pre, coord
     }
     if (sp->has_top_k) {
         if (sp->top_k < 0 || sp->top_k > n_vocab) {
-            snprintf(err, errlen, "%stop_k: must be in [0, %d] (got %d)", pre, n_vocab,
-                     sp->top_k);
+            snprintf(err, errlen, "%stop_k: must be in [0, %d] (got %d)", pre, n_vocab, sp->top_k);
             return EM_EINVAL;
         }
         r->sp.top_k = sp->top_k;

