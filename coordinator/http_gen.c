@@ -203,8 +203,7 @@ em_status coord__http_gen_start(coord_http *h, struct MHD_Connection *c, const h
         return EM_EUNAVAILABLE;
     }
     if (!coord_group_serving(h->o.group)) {
-        snprintf(err, errlen, "not serving: the worker group is not ready (%s)",
-                 coord_group_lost_reason(h->o.group));
+        snprintf(err, errlen, "not serving: not every worker has joined the group (yet)");
         coord__http_leave(h);
         coord_req_free(r);
         gen_free(g);

@@ -19,9 +19,10 @@ typedef struct pctx {
     unsigned *status; /* the HTTP status of a failure (400 unless a step says otherwise) */
 } pctx;
 
-static em_status bad(pctx *p, const char *fmt, const char *field, const char *more)
+/* EM_EINVAL with "field: why". */
+static em_status bad(pctx *p, const char *field, const char *why)
 {
-    snprintf(p->err, p->errlen, fmt, field, more);
+    snprintf(p->err, p->errlen, "%s: %s", field, why);
     return EM_EINVAL;
 }
 
@@ -39,7 +40,7 @@ static em_status get_float(pctx *p, const cJSON *o, const char *name, int *has, 
         return EM_OK;
     }
     if (!cJSON_IsNumber(v)) {
-        return bad(p, "%s: must be a number%s", name, "");
+        return bad(p, name, "must be a number");
     }
     *has = 1;
     *out = (float)v->valuedouble;
@@ -59,7 +60,7 @@ static em_status get_int(pctx *p, const cJSON *o, const char *name, int *has, in
         return EM_OK;
     }
     if (!is_int(v, INT_MIN, INT_MAX)) {
-        return bad(p, "%s: must be an integer%s", name, "");
+        return bad(p, name, "must be an integer");
     }
     *has = 1;
     *out = (int)v->valuedouble;
@@ -73,7 +74,7 @@ static em_status get_bool(pctx *p, const cJSON *o, const char *name, int *has, i
         return EM_OK;
     }
     if (!cJSON_IsBool(v)) {
-        return bad(p, "%s: must be true or false%s", name, "");
+        return bad(p, name, "must be true or false");
     }
     *has = 1;
     *out = cJSON_IsTrue(v);
@@ -88,37 +89,37 @@ static em_status refuse_unsupported(pctx *p, const cJSON *o, http_parsed *out)
     for (int i = 0; i < 2; i++) {
         const cJSON *v = get(o, penalties[i]);
         if (v && (!cJSON_IsNumber(v) || v->valuedouble != 0)) {
-            return bad(p, "%s: not supported (the sampler has repetition_penalty%s)", penalties[i],
-                       ", an extension field");
+            return bad(p, penalties[i],
+                       "not supported (the sampler has repetition_penalty, an extension field)");
         }
     }
     const cJSON *v = get(o, "best_of");
     if (v && !(is_int(v, 1, 1))) {
-        return bad(p, "%s: only 1 is supported%s", "best_of", "");
+        return bad(p, "best_of", "only 1 is supported");
     }
     if ((v = get(o, "echo")) && !cJSON_IsFalse(v)) {
-        return bad(p, "%s: not supported%s", "echo", "");
+        return bad(p, "echo", "not supported");
     }
     if ((v = get(o, "suffix")) && !(cJSON_IsString(v) && v->valuestring[0] == 0)) {
-        return bad(p, "%s: not supported%s", "suffix", "");
+        return bad(p, "suffix", "not supported");
     }
     if ((v = get(o, "logit_bias")) && !(cJSON_IsObject(v) && v->child == NULL)) {
-        return bad(p, "%s: not supported%s", "logit_bias", "");
+        return bad(p, "logit_bias", "not supported");
     }
     static const char *const tools[] = {"tools", "functions"};
     for (int i = 0; i < 2; i++) {
         if ((v = get(o, tools[i])) && !(cJSON_IsArray(v) && v->child == NULL)) {
-            return bad(p, "%s: not supported (no tool calling)%s", tools[i], "");
+            return bad(p, tools[i], "not supported (no tool calling)");
         }
     }
     if ((v = get(o, "tool_choice")) && !(cJSON_IsString(v) && (!strcmp(v->valuestring, "none") ||
                                                                !strcmp(v->valuestring, "auto")))) {
-        return bad(p, "%s: not supported (no tool calling)%s", "tool_choice", "");
+        return bad(p, "tool_choice", "not supported (no tool calling)");
     }
     const cJSON *rf = get(o, "response_format");
     if (rf && !(cJSON_IsObject(rf) && (v = get(rf, "type")) && cJSON_IsString(v) &&
                 strcmp(v->valuestring, "text") == 0)) {
-        return bad(p, "%s: only {\"type\": \"text\"} is supported%s", "response_format", "");
+        return bad(p, "response_format", "only {\"type\": \"text\"} is supported");
     }
     (void)out;
     return EM_OK;
@@ -137,7 +138,7 @@ static em_status token_array(pctx *p, const cJSON *a, const char *field, int32_t
         if (!is_int(e, INT32_MIN, INT32_MAX)) {
             char f[64];
             snprintf(f, sizeof f, "%s[%zu]", field, i);
-            return bad(p, "%s: must be a token id (an integer)%s", f, "");
+            return bad(p, f, "must be a token id (an integer)");
         }
         (*out)[i] = (int32_t)e->valuedouble;
     }
@@ -150,21 +151,22 @@ static em_status parse_prompt(pctx *p, const cJSON *o, http_parsed *out)
 {
     const cJSON *v = get(o, "prompt");
     if (v == NULL) {
-        return bad(p, "%s: required (a string or an array of token ids)%s", "prompt", "");
+        return bad(p, "prompt", "required (a string or an array of token ids)");
     }
     if (cJSON_IsArray(v) && cJSON_GetArraySize(v) == 1 &&
         (cJSON_IsString(v->child) || cJSON_IsArray(v->child))) {
         v = v->child; /* a batch of one prompt */
     } else if (cJSON_IsArray(v) && v->child && !cJSON_IsNumber(v->child)) {
-        return bad(p, "%s: one prompt per request (got a batch of %s)", "prompt",
-                   cJSON_GetArraySize(v) > 1 ? "several" : "something else");
+        return bad(p, "prompt",
+                   cJSON_GetArraySize(v) > 1 ? "one prompt per request (got a batch of several)"
+                                             : "must be a string or an array of token ids");
     }
     if (cJSON_IsString(v)) {
         out->sp.text = v->valuestring;
         return EM_OK;
     }
     if (!cJSON_IsArray(v)) {
-        return bad(p, "%s: must be a string or an array of token ids%s", "prompt", "");
+        return bad(p, "prompt", "must be a string or an array of token ids");
     }
     out->sp.has_tokens = 1;
     em_status st = token_array(p, v, "prompt", &out->tokens, &out->sp.n_tokens);
@@ -188,7 +190,7 @@ static em_status message_content(pctx *p, const cJSON *m, size_t i, http_parsed 
         return EM_OK;
     }
     if (!cJSON_IsArray(c)) {
-        return bad(p, "%s: must be a string or an array of text parts%s", f, "");
+        return bad(p, f, "must be a string or an array of text parts");
     }
     size_t len = 1, j = 0;
     for (const cJSON *part = c->child; part; part = part->next, j++) {
@@ -196,8 +198,7 @@ static em_status message_content(pctx *p, const cJSON *m, size_t i, http_parsed 
         if (!type || !cJSON_IsString(type) || strcmp(type->valuestring, "text") != 0 || !text ||
             !cJSON_IsString(text)) {
             snprintf(f, sizeof f, "messages[%zu].content[%zu]", i, j);
-            return bad(p, "%s: only {\"type\": \"text\", \"text\": ...} parts are supported%s", f,
-                       "");
+            return bad(p, f, "only {\"type\": \"text\", \"text\": ...} parts are supported");
         }
         len += strlen(text->valuestring) + 1;
     }
@@ -221,7 +222,7 @@ static em_status parse_messages(pctx *p, const cJSON *o, http_parsed *out)
 {
     const cJSON *a = get(o, "messages");
     if (a == NULL || !cJSON_IsArray(a) || a->child == NULL) {
-        return bad(p, "%s: required (a non-empty array of {role, content})%s", "messages", "");
+        return bad(p, "messages", "required (a non-empty array of {role, content})");
     }
     size_t n = (size_t)cJSON_GetArraySize(a), i = 0;
     if (n > COORD_CHAT_MAX_MESSAGES) {
@@ -240,7 +241,7 @@ static em_status parse_messages(pctx *p, const cJSON *o, http_parsed *out)
         snprintf(f, sizeof f, "messages[%zu]", i);
         const cJSON *role = get(m, "role");
         if (!cJSON_IsObject(m) || (role && !cJSON_IsString(role))) {
-            return bad(p, "%s: must be an object with a string role%s", f, "");
+            return bad(p, f, "must be an object with a string role");
         }
         const char *r = role ? role->valuestring : "";
         out->msgs[i].role = strcmp(r, "developer") == 0 ? "system" : r; /* OpenAI's new name */
@@ -286,7 +287,7 @@ static em_status parse_sampling(pctx *p, const cJSON *o, http_parsed *out)
     const cJSON *seed = get(o, "seed");
     if (st == EM_OK && seed) {
         if (!is_int(seed, -9223372036854775808.0, 9223372036854775807.0)) {
-            return bad(p, "%s: must be an integer%s", "seed", "");
+            return bad(p, "seed", "must be an integer");
         }
         sp->has_seed = 1;
         sp->seed = (uint64_t)(int64_t)seed->valuedouble;
@@ -312,18 +313,18 @@ static em_status parse_stop(pctx *p, const cJSON *o, http_parsed *out)
         }
         for (const cJSON *e = v->child; e; e = e->next, i++) {
             if (!cJSON_IsString(e)) {
-                return bad(p, "%s: must be a string or an array of strings%s", "stop", "");
+                return bad(p, "stop", "must be a string or an array of strings");
             }
             out->stops[i] = e->valuestring;
         }
         out->sp.n_stop = n;
     } else if (v) {
-        return bad(p, "%s: must be a string or an array of strings%s", "stop", "");
+        return bad(p, "stop", "must be a string or an array of strings");
     }
     out->sp.stop = out->stops;
     const cJSON *ids = get(o, "stop_token_ids");
     if (ids && !cJSON_IsArray(ids)) {
-        return bad(p, "%s: must be an array of token ids%s", "stop_token_ids", "");
+        return bad(p, "stop_token_ids", "must be an array of token ids");
     }
     if (ids) {
         em_status st = token_array(p, ids, "stop_token_ids", &out->stop_ids, &out->sp.n_stop_ids);
@@ -347,8 +348,7 @@ static em_status parse_max_tokens(pctx *p, const cJSON *o, http_parsed *out)
         return st;
     }
     if (has_mct && sp->has_max_tokens && mct != sp->max_tokens) {
-        return bad(p, "%s: differs from max_tokens (set one of them)%s", "max_completion_tokens",
-                   "");
+        return bad(p, "max_completion_tokens", "differs from max_tokens (set one of them)");
     }
     if (has_mct) {
         sp->has_max_tokens = 1;
@@ -376,7 +376,7 @@ static em_status parse_logprobs(pctx *p, const cJSON *o, http_parsed *out)
             st = get_int(p, o, "top_logprobs", &has_top, &n);
         }
         if (st == EM_OK && has_top && !on) {
-            return bad(p, "%s: needs \"logprobs\": true%s", "top_logprobs", "");
+            return bad(p, "top_logprobs", "needs \"logprobs\": true");
         }
         if (st == EM_OK && has_top && (n < 0 || n > COORD_LOGPROBS_MAX)) {
             snprintf(p->err, p->errlen, "top_logprobs: must be in [0, %d] (got %d)",
@@ -401,7 +401,7 @@ static em_status parse_stream(pctx *p, const cJSON *o, http_parsed *out)
     const cJSON *so = get(o, "stream_options");
     if (st == EM_OK && so && out->stream) {
         if (!cJSON_IsObject(so)) {
-            return bad(p, "%s: must be an object%s", "stream_options", "");
+            return bad(p, "stream_options", "must be an object");
         }
         st = get_bool(p, so, "include_usage", &has, &out->include_usage);
         if (st != EM_OK) {
@@ -431,7 +431,7 @@ static em_status kv_param(pctx *p, const cJSON *v, size_t i, http_parsed *out)
         }
         out->kv_vals[i] = out->kv_num[i];
     } else {
-        return bad(p, "%s: must be a string, a number or a boolean%s", f, "");
+        return bad(p, f, "must be a string, a number or a boolean");
     }
     return EM_OK;
 }
@@ -443,8 +443,7 @@ static em_status parse_kv(pctx *p, const cJSON *o, http_parsed *out)
         return EM_OK;
     }
     if (!cJSON_IsObject(kv)) {
-        return bad(p, "%s: must be an object {method, budget, window, sinks, quant, params}%s",
-                   "kv", "");
+        return bad(p, "kv", "must be an object {method, budget, window, sinks, quant, params}");
     }
     static const char *const known[] = {"method", "budget", "window", "sinks", "quant", "params"};
     for (const cJSON *e = kv->child; e; e = e->next) {
@@ -455,17 +454,13 @@ static em_status parse_kv(pctx *p, const cJSON *o, http_parsed *out)
         if (k == 6) {
             char f[96];
             snprintf(f, sizeof f, "kv.%.60s", e->string);
-            return bad(p,
-                       "%s: unknown field (want method, budget, window, sinks, quant, "
-                       "params)%s",
-                       f, "");
+            return bad(p, f, "unknown field (want method, budget, window, sinks, quant, params)");
         }
     }
     coord_req_spec *sp = &out->sp;
     const cJSON *m = get(kv, "method"), *q = get(kv, "quant"), *params = get(kv, "params");
     if ((m && !cJSON_IsString(m)) || (q && !cJSON_IsString(q))) {
-        return bad(p, "%s: must be a string%s", m && !cJSON_IsString(m) ? "kv.method" : "kv.quant",
-                   "");
+        return bad(p, m && !cJSON_IsString(m) ? "kv.method" : "kv.quant", "must be a string");
     }
     sp->kv_method = m ? m->valuestring : NULL;
     em_status st = get_int(p, kv, "budget", &sp->has_kv_budget, &sp->kv_budget);
@@ -482,7 +477,7 @@ static em_status parse_kv(pctx *p, const cJSON *o, http_parsed *out)
         return st;
     }
     if (params && !cJSON_IsObject(params)) {
-        return bad(p, "%s: must be an object of key: value%s", "kv.params", "");
+        return bad(p, "kv.params", "must be an object of key: value");
     }
     size_t n = (params ? (size_t)cJSON_GetArraySize(params) : 0) + (q ? 1 : 0), i = 0;
     out->kv_keys = calloc(n + 1, sizeof *out->kv_keys);
@@ -518,7 +513,7 @@ static em_status check_model(pctx *p, const cJSON *o, http_parsed *out)
         return EM_OK; /* one model: not naming it is fine */
     }
     if (!cJSON_IsString(m)) {
-        return bad(p, "%s: must be a string%s", "model", "");
+        return bad(p, "model", "must be a string");
     }
     const char *path = h->o.model_path ? h->o.model_path : "";
     if (m->valuestring[0] == 0 || strcmp(m->valuestring, h->model_id) == 0 ||
