@@ -1,15 +1,16 @@
 /* emserve: the coordinator. Starts N local workers (or uses --worker-addr workers on other
  * machines), forms the gloo group, serves emserve.v1 over gRPC and prints
  * "listening on HOST:PORT" once every worker has joined. Flags and wiring only. */
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <limits.h>
 #include <unistd.h>
 
 #include <grpc/grpc.h>
 
+#include "common/flags.h"
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "coordinator/chat_template.h"
@@ -25,8 +26,9 @@
 typedef struct flags {
     const char *model, *listen, *worker_bin, *store_bind, *advertise, *demo_prompt, *demo_chat;
     const char *metrics, *http;
-    char *addrs[COORD_MAX_WORKERS];
-    int n_addrs, workers, workers_set, threads, max_batch_tokens, max_seqs, prefill_chunk;
+    const char *addr_items[COORD_MAX_WORKERS];
+    em_flag_list addrs;
+    int workers, workers_set, threads, max_batch_tokens, max_seqs, prefill_chunk;
     int respawn_delay_ms, demo_tokens, exit_after_demo, log_debug, store_port;
     long coll_timeout_ms, ready_timeout_ms;
 } flags;
@@ -39,164 +41,95 @@ static void on_signal(int sig)
     g_stop = 1;
 }
 
-static void usage(FILE *f)
+/* ---- flags (common/flags.h: command line > EMSERVE_* environment > --config file) ------------ */
+
+#define N_FLAGS 22
+
+static void flag_table(flags *f, em_flag *t)
 {
-    fprintf(
-        f,
-        "usage: emserve [--model PATH] [--workers N] [--listen HOST:PORT] [options]\n"
-        "  --model PATH            GGUF model (default: $EMSERVE_MODEL or the test model)\n"
-        "  --workers N             local worker processes (default 2; at most the KV heads)\n"
-        "  --listen HOST:PORT      public gRPC address (default 127.0.0.1:50051; port 0 = any)\n"
-        "  --worker-addr HOST:PORT a worker started by hand (repeat once per worker, in rank\n"
-        "                          order); replaces local workers\n"
-        "  --config FILE           lines 'flag value' (e.g. 'worker-addr 10.0.0.2:7001'), # "
-        "comments\n"
-        "  --worker-bin PATH       emserve_worker binary (default: next to this binary)\n"
-        "  --threads N             kernel threads per worker (default 1)\n"
-        "  --max-batch-tokens N    tokens per scheduler step (default 256)\n"
-        "  --max-seqs N            sequences running at once (default 64)\n"
-        "  --prefill-chunk N       most prompt tokens of one request per step (default 256)\n"
-        "  --respawn-delay-ms N    restart a dead local worker after N ms (default 1000; -1 "
-        "never)\n"
-        "  --store-bind HOST       rendezvous store address (default 127.0.0.1; 0.0.0.0 "
-        "multi-node)\n"
-        "  --store-port N          rendezvous store port (default 0 = any free port)\n"
-        "  --advertise-host HOST   address workers use to reach the store (default: store-bind)\n"
-        "  --coll-timeout-ms N     gloo rendezvous/collective timeout (default 10000)\n"
-        "  --ready-timeout-ms N    wait this long for the workers before serving (default 120000)\n"
-        "  --http-listen H:P       OpenAI-compatible HTTP API (/v1/completions,\n"
-        "                          /v1/chat/completions, /v1/models) with /health, /health/ready\n"
-        "                          and /metrics; off by default; port 0 = any\n"
-        "  --metrics-listen H:P    /metrics and /health only, on their own port; off by default\n"
-        "  --demo-prompt TEXT      after start-up, run one generation through gRPC and print it\n"
-        "  --demo-chat MESSAGE     the same with MESSAGE as a user chat message (the model's chat\n"
-        "                          template; SmolLM2 and other chat models)\n"
-        "  --demo-tokens N         tokens of the demo generation (default 40)\n"
-        "  --exit-after-demo       exit after the demo instead of serving\n"
-        "  --verbose               debug logging\n");
+    const em_flag table[N_FLAGS] = {
+        {"model", EM_FLAG_STR, &f->model, 0, 0, "PATH",
+         "GGUF model (default: the installed SmolLM2-135M-Instruct, or the test model)", 0},
+        {"workers", EM_FLAG_INT, &f->workers, 1, COORD_MAX_WORKERS, "N",
+         "local worker processes (at most the model's KV heads)", 0},
+        {"listen", EM_FLAG_STR, &f->listen, 0, 0, "HOST:PORT", "public gRPC address (port 0 = any)",
+         0},
+        {"worker-addr", EM_FLAG_LIST, &f->addrs, 0, 0, "HOST:PORT",
+         "a worker started by hand (once per worker, in rank order; replaces local workers)", 0},
+        {"http-listen", EM_FLAG_STR, &f->http, 0, 0, "HOST:PORT",
+         "OpenAI-compatible HTTP API with /health, /health/ready, /metrics (port 0 = any)", 0},
+        {"metrics-listen", EM_FLAG_STR, &f->metrics, 0, 0, "HOST:PORT",
+         "/metrics and /health only, on a port of their own", 0},
+        {"worker-bin", EM_FLAG_STR, &f->worker_bin, 0, 0, "PATH",
+         "emserve_worker binary (default: next to this binary)", 0},
+        {"threads", EM_FLAG_INT, &f->threads, 0, 1024, "N", "kernel threads per worker", 0},
+        {"max-batch-tokens", EM_FLAG_INT, &f->max_batch_tokens, 1, 1 << 20, "N",
+         "tokens per scheduler step", 0},
+        {"max-seqs", EM_FLAG_INT, &f->max_seqs, 1, 1 << 16, "N", "sequences running at once", 0},
+        {"prefill-chunk", EM_FLAG_INT, &f->prefill_chunk, 1, 1 << 20, "N",
+         "most prompt tokens of one request per step", 0},
+        {"respawn-delay-ms", EM_FLAG_INT, &f->respawn_delay_ms, -1, 3600000, "N",
+         "restart a dead local worker after N ms (-1 never)", 0},
+        {"store-bind", EM_FLAG_STR, &f->store_bind, 0, 0, "HOST",
+         "rendezvous store address (default 127.0.0.1; 0.0.0.0 multi-node)", 0},
+        {"store-port", EM_FLAG_INT, &f->store_port, 0, 65535, "N",
+         "rendezvous store port (0 = any free port)", 0},
+        {"advertise-host", EM_FLAG_STR, &f->advertise, 0, 0, "HOST",
+         "address workers use to reach the store (default: store-bind)", 0},
+        {"coll-timeout-ms", EM_FLAG_LONG, &f->coll_timeout_ms, 1, 86400000, "N",
+         "gloo rendezvous/collective timeout", 0},
+        {"ready-timeout-ms", EM_FLAG_LONG, &f->ready_timeout_ms, 0, 86400000, "N",
+         "wait this long for the workers before serving", 0},
+        {"demo-prompt", EM_FLAG_STR, &f->demo_prompt, 0, 0, "TEXT",
+         "after start-up, run one generation through gRPC and print it", 0},
+        {"demo-chat", EM_FLAG_STR, &f->demo_chat, 0, 0, "MESSAGE",
+         "the same with MESSAGE as a user chat message (the model's chat template)", 0},
+        {"demo-tokens", EM_FLAG_INT, &f->demo_tokens, 1, 1 << 20, "N",
+         "tokens of the demo generation", 0},
+        {"exit-after-demo", EM_FLAG_BOOL, &f->exit_after_demo, 0, 1, NULL,
+         "exit after the demo instead of serving", 0},
+        {"verbose", EM_FLAG_BOOL, &f->log_debug, 0, 1, NULL, "debug logging", 0},
+    };
+    memcpy(t, table, sizeof table);
 }
 
-static int set_flag(flags *f, const char *k, const char *v)
-{
-    if (strcmp(k, "model") == 0) {
-        f->model = v;
-    } else if (strcmp(k, "workers") == 0) {
-        f->workers = atoi(v);
-        f->workers_set = 1;
-    } else if (strcmp(k, "listen") == 0) {
-        f->listen = v;
-    } else if (strcmp(k, "worker-addr") == 0) {
-        if (f->n_addrs >= COORD_MAX_WORKERS) {
-            return -1;
-        }
-        f->addrs[f->n_addrs++] = (char *)v;
-    } else if (strcmp(k, "worker-bin") == 0) {
-        f->worker_bin = v;
-    } else if (strcmp(k, "threads") == 0) {
-        f->threads = atoi(v);
-    } else if (strcmp(k, "max-batch-tokens") == 0) {
-        f->max_batch_tokens = atoi(v);
-    } else if (strcmp(k, "max-seqs") == 0) {
-        f->max_seqs = atoi(v);
-    } else if (strcmp(k, "prefill-chunk") == 0) {
-        f->prefill_chunk = atoi(v);
-    } else if (strcmp(k, "respawn-delay-ms") == 0) {
-        f->respawn_delay_ms = atoi(v);
-    } else if (strcmp(k, "store-bind") == 0) {
-        f->store_bind = v;
-    } else if (strcmp(k, "store-port") == 0) {
-        f->store_port = atoi(v);
-    } else if (strcmp(k, "advertise-host") == 0) {
-        f->advertise = v;
-    } else if (strcmp(k, "coll-timeout-ms") == 0) {
-        f->coll_timeout_ms = atol(v);
-    } else if (strcmp(k, "ready-timeout-ms") == 0) {
-        f->ready_timeout_ms = atol(v);
-    } else if (strcmp(k, "metrics-listen") == 0) {
-        f->metrics = v;
-    } else if (strcmp(k, "http-listen") == 0) {
-        f->http = v;
-    } else if (strcmp(k, "demo-prompt") == 0) {
-        f->demo_prompt = v;
-    } else if (strcmp(k, "demo-chat") == 0) {
-        f->demo_chat = v;
-    } else if (strcmp(k, "demo-tokens") == 0) {
-        f->demo_tokens = atoi(v);
-    } else {
-        return -1;
-    }
-    return 0;
-}
-
-/* Reads 'flag value' lines; values are kept for the life of the process. */
-static int read_config(flags *f, const char *path)
-{
-    FILE *fp = fopen(path, "r");
-    if (fp == NULL) {
-        fprintf(stderr, "emserve: cannot open config %s\n", path);
-        return -1;
-    }
-    char line[1024];
-    int ln = 0;
-    while (fgets(line, sizeof line, fp)) {
-        ln++;
-        char *p = line + strspn(line, " \t");
-        p[strcspn(p, "#\r\n")] = 0;
-        if (*p == 0) {
-            continue;
-        }
-        char *k = strtok(p, " \t="), *v = strtok(NULL, " \t");
-        if (k && strncmp(k, "--", 2) == 0) {
-            k += 2;
-        }
-        if (k == NULL || v == NULL || set_flag(f, k, strdup(v)) != 0) {
-            fprintf(stderr, "emserve: %s:%d: bad line (want 'flag value')\n", path, ln);
-            fclose(fp);
-            return -1;
-        }
-    }
-    fclose(fp);
-    return 0;
-}
-
+/* Fills f (defaults already in it); 0 ok, 1 exit now with status 0 (--help, --version), -1 bad
+ * flags (message printed). Logs the effective configuration. */
 static int parse(flags *f, int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            exit(0);
-        } else if (strcmp(a, "--exit-after-demo") == 0) {
-            f->exit_after_demo = 1;
-        } else if (strcmp(a, "--verbose") == 0) {
-            f->log_debug = 1;
-        } else if (strncmp(a, "--", 2) == 0 && i + 1 < argc) {
-            int rc = strcmp(a, "--config") == 0 ? read_config(f, argv[i + 1])
-                                                : set_flag(f, a + 2, argv[i + 1]);
-            if (rc != 0) {
-                fprintf(stderr, "emserve: unknown or bad flag %s\n", a);
-                return -1;
-            }
-            i++;
-        } else {
-            fprintf(stderr, "emserve: unknown flag or missing value: %s\n", a);
-            return -1;
-        }
-    }
-    if (f->n_addrs > 0) {
-        if (f->workers_set && f->workers != f->n_addrs) {
-            fprintf(stderr, "emserve: --workers %d but %d --worker-addr given\n", f->workers,
-                    f->n_addrs);
-            return -1;
-        }
-        f->workers = f->n_addrs;
-    }
-    if (f->workers < 1 || f->workers > COORD_MAX_WORKERS || f->threads < 0 ||
-        f->max_batch_tokens < 1 || f->max_seqs < 1 || f->prefill_chunk < 1) {
-        fprintf(stderr, "emserve: --workers must be in [1, %d]; sizes must be positive\n",
-                COORD_MAX_WORKERS);
+    static em_flag table[N_FLAGS];
+    static em_flags fl = {"emserve",
+                          "EMSERVE_",
+                          EMSERVE_VERSION,
+                          "usage: emserve [--model PATH] [--workers N] [--listen HOST:PORT] "
+                          "[--http-listen HOST:PORT] [flags]",
+                          table,
+                          N_FLAGS,
+                          NULL,
+                          0,
+                          0};
+    char err[512] = "";
+    int exit_now = 0;
+    flag_table(f, table);
+    if (em_flags_parse(&fl, argc, argv, &exit_now, err, sizeof err) != EM_OK) {
+        fprintf(stderr, "emserve: %s (see --help)\n", err);
         return -1;
     }
+    if (exit_now) {
+        return 1;
+    }
+    for (int i = 0; i < N_FLAGS; i++) {
+        f->workers_set |= table[i].value == &f->workers && table[i].source != EM_FLAG_SRC_DEFAULT;
+    }
+    if (f->addrs.n > 0) {
+        if (f->workers_set && f->workers != f->addrs.n) {
+            fprintf(stderr, "emserve: --workers %d but %d --worker-addr given\n", f->workers,
+                    f->addrs.n);
+            return -1;
+        }
+        f->workers = f->addrs.n;
+    }
+    em_flags_log(&fl);
     return 0;
 }
 
@@ -292,11 +225,12 @@ int main(int argc, char **argv)
                .demo_tokens = 40,
                .coll_timeout_ms = 10000,
                .ready_timeout_ms = 120000};
-    if (parse(&f, argc, argv) != 0) {
-        usage(stderr);
-        return 2;
-    }
+    f.addrs = (em_flag_list){f.addr_items, 0, COORD_MAX_WORKERS};
     em_log_set_role("coordinator");
+    int pr = parse(&f, argc, argv);
+    if (pr != 0) {
+        return pr > 0 ? 0 : 2;
+    }
     if (f.log_debug) {
         em_log_set_level(EM_LOG_DEBUG);
     }
@@ -354,7 +288,7 @@ int main(int argc, char **argv)
 
     /* Local workers: fork the spawner BEFORE grpc_init. */
     coord_spawner *sp = NULL;
-    if (f.n_addrs == 0) {
+    if (f.addrs.n == 0) {
         char bin[4096];
         if (coord_spawner_find_worker(f.worker_bin, bin, sizeof bin) != 0) {
             fprintf(stderr, "emserve: emserve_worker not found (use --worker-bin PATH)\n");
@@ -376,8 +310,8 @@ int main(int argc, char **argv)
                            f.max_seqs,   f.coll_timeout_ms, 0,
                            f.store_bind, f.advertise,       f.store_port};
     coord_sched_opts so = {f.max_batch_tokens, f.max_seqs, f.prefill_chunk};
-    if (coord_group_create(&m->hp, f.workers, f.n_addrs ? (const char *const *)f.addrs : NULL, sp,
-                           &go, &g, err, sizeof err) != EM_OK ||
+    if (coord_group_create(&m->hp, f.workers, f.addrs.n ? f.addrs.items : NULL, sp, &go, &g, err,
+                           sizeof err) != EM_OK ||
         coord_sched_start(g, m, tok, &so, &sched) != EM_OK) {
         fprintf(stderr, "emserve: %s\n", err[0] ? err : "cannot start the scheduler");
         goto out;

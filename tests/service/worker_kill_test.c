@@ -145,7 +145,7 @@ static void test_by_hand(void)
     tu_tmp_path(conf, sizeof conf, "cluster.conf");
     FILE *f = fopen(conf, "w");
     REQUIRE(f != NULL, "cannot write %s", conf);
-    fprintf(f, "# two workers started by hand\nworker-addr %s\nworker-addr %s\nmax-seqs 8\n",
+    fprintf(f, "# two workers started by hand\nworker-addr = %s\nworker-addr = %s\nmax-seqs = 8\n",
             w[0].addr, w[1].addr);
     fclose(f);
     const char *extra[] = {"--config", conf, NULL};
