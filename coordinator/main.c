@@ -13,6 +13,7 @@
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "common/version.h"
 #include "coordinator/chat_template.h"
 #include "coordinator/client.h"
 #include "coordinator/group.h"

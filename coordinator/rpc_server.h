@@ -7,6 +7,7 @@
 #pragma once
 
 #include "common/status.h"
+#include "common/version.h" /* EMSERVE_VERSION */
 #include "coordinator/chat_template.h"
 #include "coordinator/group.h"
 #include "coordinator/sched.h"
@@ -35,4 +36,3 @@ void coord_server_shutdown(coord_server *s);
 /* Phase 2: waits for every call to be freed and the thread to exit; frees s. */
 void coord_server_join(coord_server *s);
 
-#define EMSERVE_VERSION "0.1.0"

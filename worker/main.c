@@ -11,7 +11,9 @@
 
 #include <grpc/grpc.h>
 
+#include "common/flags.h"
 #include "common/log.h"
+#include "common/version.h"
 #include "worker/rpc_worker.h"
 #include "worker/wstate.h"
 
@@ -44,57 +46,71 @@ static void on_listening(int port, void *user)
     }
 }
 
-static void usage(FILE *f)
+/* Flags (common/flags.h: command line > EMSERVE_WORKER_* environment > --config file, section
+ * [emserve_worker]); 0 ok, 1 exit now with status 0 (--help, --version), -1 bad flags. */
+typedef struct wflags {
+    const char *listen_addr, *model_path, *gloo_host, *name;
+    int threads, report_fd;
+} wflags;
+
+static int parse(wflags *w, int argc, char **argv)
 {
-    fprintf(f, "usage: emserve_worker [--listen HOST:PORT] [--model PATH] [--threads N]\n"
-               "                      [--gloo-host ADDR] [--name NAME] [--report-fd FD]\n"
-               "  --listen     address of the worker's gRPC endpoint (default 127.0.0.1:0)\n"
-               "  --model      GGUF model (default: the path the coordinator sends)\n"
-               "  --threads    CPU threads for the fast kernels (default 1; 0 = reference)\n"
-               "  --gloo-host  address gloo binds and advertises to the other workers\n"
-               "               (default: the coordinator's suggestion, 127.0.0.1 locally)\n");
+    static em_flag table[] = {
+        {"listen", EM_FLAG_STR, NULL, 0, 0, "HOST:PORT", "address of the worker's gRPC endpoint",
+         0},
+        {"model", EM_FLAG_STR, NULL, 0, 0, "PATH",
+         "GGUF model (default: the path the coordinator sends)", 0},
+        {"threads", EM_FLAG_INT, NULL, 0, 256, "N",
+         "CPU threads for the fast kernels (0 = reference)", 0},
+        {"gloo-host", EM_FLAG_STR, NULL, 0, 0, "ADDR",
+         "address gloo binds and advertises to the other workers (default: the coordinator's "
+         "suggestion, 127.0.0.1 locally)",
+         0},
+        {"name", EM_FLAG_STR, NULL, 0, 0, "NAME", "log name (set by the coordinator's spawner)", 0},
+        {"report-fd", EM_FLAG_INT, NULL, -1, 1 << 20, "FD",
+         "write the bound port to this descriptor (the spawner's pipe)", 0},
+    };
+    static em_flags fl = {"emserve_worker",
+                          "EMSERVE_WORKER_",
+                          EMSERVE_VERSION,
+                          "usage: emserve_worker [--listen HOST:PORT] [--model PATH] "
+                          "[--threads N] [--gloo-host ADDR] [flags]",
+                          table,
+                          sizeof table / sizeof table[0],
+                          NULL,
+                          0,
+                          0};
+    void *values[] = {&w->listen_addr, &w->model_path, &w->threads,
+                      &w->gloo_host,   &w->name,       &w->report_fd};
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        table[i].value = values[i];
+    }
+    char err[512] = "";
+    int exit_now = 0;
+    if (em_flags_parse(&fl, argc, argv, &exit_now, err, sizeof err) != EM_OK) {
+        fprintf(stderr, "emserve_worker: %s (see --help)\n", err);
+        return -1;
+    }
+    if (exit_now) {
+        return 1;
+    }
+    em_log_set_role(w->name);
+    if (w->report_fd < 0) { /* started by hand (a spawned worker runs the coordinator's config) */
+        em_flags_log(&fl);
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
-    const char *listen_addr = "127.0.0.1:0", *model_path = "", *gloo_host = "", *name = "worker";
-    int threads = 1, report_fd = -1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            usage(stdout);
-            return 0;
-        }
-        if (v == NULL) {
-            fprintf(stderr, "emserve_worker: %s needs a value (or is unknown)\n", a);
-            usage(stderr);
-            return 2;
-        }
-        if (strcmp(a, "--listen") == 0) {
-            listen_addr = v;
-        } else if (strcmp(a, "--model") == 0) {
-            model_path = v;
-        } else if (strcmp(a, "--threads") == 0) {
-            threads = atoi(v);
-        } else if (strcmp(a, "--gloo-host") == 0) {
-            gloo_host = v;
-        } else if (strcmp(a, "--report-fd") == 0) {
-            report_fd = atoi(v);
-        } else if (strcmp(a, "--name") == 0) {
-            name = v;
-        } else {
-            fprintf(stderr, "emserve_worker: unknown flag %s\n", a);
-            usage(stderr);
-            return 2;
-        }
-        i++;
+    wflags fw = {"127.0.0.1:0", "", "", "worker", 1, -1};
+    int pr = parse(&fw, argc, argv);
+    if (pr != 0) {
+        return pr > 0 ? 0 : 2;
     }
-    if (threads < 0 || threads > 256) {
-        fprintf(stderr, "emserve_worker: --threads must be in [0, 256]\n");
-        return 2;
-    }
-    em_log_set_role(name);
+    const char *listen_addr = fw.listen_addr, *model_path = fw.model_path;
+    const char *gloo_host = fw.gloo_host;
+    int threads = fw.threads, report_fd = fw.report_fd;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
