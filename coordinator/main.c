@@ -23,10 +23,11 @@
 #include "coordinator/spawner.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "rpc/rpc_log.h"
 
 typedef struct flags {
     const char *model, *listen, *worker_bin, *store_bind, *advertise, *demo_prompt, *demo_chat;
-    const char *metrics, *http;
+    const char *metrics, *http, *log_format;
     const char *addr_items[COORD_MAX_WORKERS];
     em_flag_list addrs;
     int workers, workers_set, threads, max_batch_tokens, max_seqs, prefill_chunk;
@@ -44,7 +45,7 @@ static void on_signal(int sig)
 
 /* ---- flags (common/flags.h: command line > EMSERVE_* environment > --config file) ------------ */
 
-#define N_FLAGS 22
+#define N_FLAGS 23
 
 static void flag_table(flags *f, em_flag *t)
 {
@@ -90,6 +91,8 @@ static void flag_table(flags *f, em_flag *t)
         {"exit-after-demo", EM_FLAG_BOOL, &f->exit_after_demo, 0, 1, NULL,
          "exit after the demo instead of serving", 0},
         {"verbose", EM_FLAG_BOOL, &f->log_debug, 0, 1, NULL, "debug logging", 0},
+        {"log-format", EM_FLAG_STR, &f->log_format, 0, 0, "text|json",
+         "log lines as text or as JSON objects (local workers follow)", 0},
     };
     memcpy(t, table, sizeof table);
 }
@@ -129,6 +132,16 @@ static int parse(flags *f, int argc, char **argv)
             return -1;
         }
         f->workers = f->addrs.n;
+    }
+    em_log_format lf;
+    if (em_log_format_parse(f->log_format, &lf) != EM_OK) {
+        fprintf(stderr, "emserve: --log-format: '%s' is not text or json\n", f->log_format);
+        return -1;
+    }
+    em_log_set_format(lf);
+    setenv("EMSERVE_WORKER_LOG_FORMAT", f->log_format, 0); /* for the workers we spawn */
+    if (f->log_debug) {
+        em_log_set_level(EM_LOG_DEBUG);
     }
     em_flags_log(&fl);
     return 0;
@@ -225,15 +238,13 @@ int main(int argc, char **argv)
                .respawn_delay_ms = 1000,
                .demo_tokens = 40,
                .coll_timeout_ms = 10000,
-               .ready_timeout_ms = 120000};
+               .ready_timeout_ms = 120000,
+               .log_format = "text"};
     f.addrs = (em_flag_list){f.addr_items, 0, COORD_MAX_WORKERS};
     em_log_set_role("coordinator");
     int pr = parse(&f, argc, argv);
     if (pr != 0) {
         return pr > 0 ? 0 : 2;
-    }
-    if (f.log_debug) {
-        em_log_set_level(EM_LOG_DEBUG);
     }
     if (f.model == NULL) {
         f.model = model_find_default();
@@ -301,6 +312,7 @@ int main(int argc, char **argv)
             return 1;
         }
     }
+    rpc_log_route(); /* gRPC's own lines in our format */
     grpc_init();
     coord_group *g = NULL;
     coord_sched *sched = NULL;

@@ -14,6 +14,7 @@
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/version.h"
+#include "rpc/rpc_log.h"
 #include "worker/rpc_worker.h"
 #include "worker/wstate.h"
 
@@ -49,7 +50,7 @@ static void on_listening(int port, void *user)
 /* Flags (common/flags.h: command line > EMSERVE_WORKER_* environment > --config file, section
  * [emserve_worker]); 0 ok, 1 exit now with status 0 (--help, --version), -1 bad flags. */
 typedef struct wflags {
-    const char *listen_addr, *model_path, *gloo_host, *name;
+    const char *listen_addr, *model_path, *gloo_host, *name, *log_format;
     int threads, report_fd;
 } wflags;
 
@@ -69,6 +70,8 @@ static int parse(wflags *w, int argc, char **argv)
         {"name", EM_FLAG_STR, NULL, 0, 0, "NAME", "log name (set by the coordinator's spawner)", 0},
         {"report-fd", EM_FLAG_INT, NULL, -1, 1 << 20, "FD",
          "write the bound port to this descriptor (the spawner's pipe)", 0},
+        {"log-format", EM_FLAG_STR, NULL, 0, 0, "text|json", "log lines as text or JSON objects",
+         0},
     };
     static em_flags fl = {"emserve_worker",
                           "EMSERVE_WORKER_",
@@ -80,8 +83,8 @@ static int parse(wflags *w, int argc, char **argv)
                           NULL,
                           0,
                           0};
-    void *values[] = {&w->listen_addr, &w->model_path, &w->threads,
-                      &w->gloo_host,   &w->name,       &w->report_fd};
+    void *values[] = {&w->listen_addr, &w->model_path, &w->threads,   &w->gloo_host,
+                      &w->name,        &w->report_fd,  &w->log_format};
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         table[i].value = values[i];
     }
@@ -94,6 +97,12 @@ static int parse(wflags *w, int argc, char **argv)
     if (exit_now) {
         return 1;
     }
+    em_log_format lf;
+    if (em_log_format_parse(w->log_format, &lf) != EM_OK) {
+        fprintf(stderr, "emserve_worker: --log-format: '%s' is not text or json\n", w->log_format);
+        return -1;
+    }
+    em_log_set_format(lf);
     em_log_set_role(w->name);
     if (w->report_fd < 0) { /* started by hand (a spawned worker runs the coordinator's config) */
         em_flags_log(&fl);
@@ -103,7 +112,7 @@ static int parse(wflags *w, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    wflags fw = {"127.0.0.1:0", "", "", "worker", 1, -1};
+    wflags fw = {"127.0.0.1:0", "", "", "worker", "text", 1, -1};
     int pr = parse(&fw, argc, argv);
     if (pr != 0) {
         return pr > 0 ? 0 : 2;
@@ -128,6 +137,7 @@ int main(int argc, char **argv)
         *colon = 0;
     }
     listen_info li = {report_fd, host};
+    rpc_log_route(); /* gRPC's own lines in our format */
     grpc_init();
     em_status st = worker_rpc_serve(&w, listen_addr, &g_stop, on_listening, &li);
     worker_state_free(&w);

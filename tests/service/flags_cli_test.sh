@@ -60,7 +60,25 @@ bad "bad.ini:2: nope: unknown flag" "$EMSERVE" --config "$TMP/bad.ini"
 bad "--threads: 'abc' is not an integer" "$WORKER" --threads abc
 bad "EMSERVE_WORKER_THREADS: 'abc' is not an integer" env EMSERVE_WORKER_THREADS=abc "$WORKER"
 
-# 4. --version
+# 4. logs: timestamp, level, role[pid] in text; one JSON object per line with --log-format json
+# (the local workers follow); gRPC's own lines come through the same module
+EMSERVE_WORKERS=1 demo --demo-tokens 2 || fail "text log run: exit status $?"
+grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z \[I\] coordinator\[[0-9]+\] main: ' \
+    "$TMP/demo.log" || fail "text log line format"
+timeout 120 "$EMSERVE" --model "$MODEL" --listen 127.0.0.1:0 --worker-bin "$WORKER" --workers 1 \
+    --demo-prompt "Once upon a time" --demo-tokens 2 --exit-after-demo --log-format=json \
+    >"$TMP/json.out" 2>"$TMP/json.err" || fail "json log run: exit status $?"
+python3 - "$TMP/json.err" <<'PY' || fail "JSON log lines"
+import json, sys
+lines = [l for l in open(sys.argv[1]) if l.strip()]
+objs = [json.loads(l) for l in lines]  # every line is one JSON object
+assert objs and all(set(o) == {"ts", "level", "role", "pid", "func", "msg"} for o in objs), objs[:2]
+assert any(o["role"] == "coordinator" for o in objs) and any(o["role"].startswith("worker") for o in objs)
+assert any(o["msg"] == "config: log-format = json (command line)" for o in objs)
+PY
+bad "--log-format: 'xml' is not text or json" "$EMSERVE" --log-format xml
+
+# 5. --version
 [ "$("$EMSERVE" --version)" = "emserve 0.1.0" ] || fail "emserve --version"
 [ "$("$WORKER" --version)" = "emserve_worker 0.1.0" ] || fail "emserve_worker --version"
 echo "flags_cli_test: $fails failure(s)"
