@@ -15,6 +15,7 @@ PKGS=(
   libmicrohttpd-dev        # the coordinator's HTTP server (OpenAI-compatible API, /metrics,
                            # /health): a kept, embeddable C server, one thread per connection
   libcjson-dev             # JSON of the HTTP API (request parsing and replies)
+  libinih-dev              # the binaries' INI config file (--config, common/flags.h)
   gnuplot-nox              # PNG plots of benchmarks and the quality harness
   python3-pip python3-venv # the Python service tests (grpcio, openai, prometheus-client: PyPI)
 )
