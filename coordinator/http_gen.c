@@ -239,22 +239,38 @@ static void cancel(http_gen *g)
     }
 }
 
+static void after_ms(struct timespec *ts, long ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_nsec += ms * 1000000L;
+    ts->tv_sec += ts->tv_nsec / 1000000000L;
+    ts->tv_nsec %= 1000000000L;
+}
+
+static int reached(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return now.tv_sec > t->tv_sec || (now.tv_sec == t->tv_sec && now.tv_nsec >= t->tv_nsec);
+}
+
+/* The client is looked at every WAIT_SLICE_MS, however often tokens wake us. */
 int coord__http_gen_wait(http_gen *g, int want_tokens)
 {
+    struct timespec check;
+    after_ms(&check, WAIT_SLICE_MS);
     pthread_mutex_lock(&g->mu);
     while (!g->done && !(want_tokens && (g->acc.n > 0 || g->acc.len > 0))) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += WAIT_SLICE_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
+        pthread_cond_timedwait(&g->cv, &g->mu, &check);
+        if (!reached(&check)) {
+            continue;
         }
-        if (pthread_cond_timedwait(&g->cv, &g->mu, &ts) == ETIMEDOUT && client_gone(g->fd)) {
+        if (client_gone(g->fd)) {
             pthread_mutex_unlock(&g->mu);
             cancel(g);
             return -1;
         }
+        after_ms(&check, WAIT_SLICE_MS);
     }
     pthread_mutex_unlock(&g->mu);
     return 0;
