@@ -47,7 +47,8 @@ const char *kern_dtype_name(int t);
 /* Elements per block (1 for f32/f16) and bytes per block. */
 int kern_dtype_block_elems(kern_dtype t);
 size_t kern_dtype_block_bytes(kern_dtype t);
-/* Bytes of one row of cols elements; 0 when cols is not a multiple of the block size. */
+/* Bytes of one row of cols elements; 0 when cols <= 0, cols is not a multiple of the block size
+ * or t is not a valid dtype. */
 size_t kern_row_bytes(kern_dtype t, int cols);
 
 /* Reference dequantisation of one row (cols a multiple of the block size, or 0: nothing).
