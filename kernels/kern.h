@@ -108,8 +108,18 @@ static inline void kern_parallel_for(const kern_ops *o, int n,
     for (int i = 0; i < n; i++) fn(user, i, 0);
 }
 
-/* The scalar reference backend (static, thread-safe, never NULL). */
+/* How a matmul with a quantized weight (kernels/quant.h) treats its activations; a property
+ * of the backend object. f32/f16 weights are unaffected by it. */
+typedef enum {
+    KERN_ACT_F32 = 0, /* f32 activations times weights dequantised in registers (default): the
+                         result is an f32 matmul over the kern_dequant_row values */
+    KERN_ACT_Q8 = 1   /* activations quantised to int8 blocks, integer block dots (llama.cpp) */
+} kern_act_mode;
+
+/* The scalar reference backend (static, thread-safe, never NULL), KERN_ACT_F32. */
 const kern_ops *kern_ops_ref(void);
+/* The same in a given mode (static, thread-safe); NULL for a value that is not a mode. */
+const kern_ops *kern_ops_ref_mode(kern_act_mode m);
 
 /* Row `row` of an embedding table (rows=vocab, cols=dim) into out[dim] as f32, for every
  * dtype (quantized rows dequantised by kern_dequant_row, kernels/quant.h). */
