@@ -291,6 +291,7 @@ static int form(coord_group *g)
         rq.timeout_ms = (int32_t)g->o.coll_timeout_ms;
         rq.model_path = g->model_path;
         rq.n_threads = g->o.n_threads;
+        rq.act_quant = g->o.act_quant;
         rq.max_batch_tokens = g->o.max_batch_tokens;
         rq.max_slots = g->o.max_slots;
         rpc_pending_start(g->cq, &p[r], g->w[r].ch, WORKER_METHOD_FORM_GROUP, &rq.base,

@@ -29,6 +29,7 @@ typedef struct coord_worker_snapshot {
 typedef struct coord_group_opts {
     const char *model_path; /* sent to workers that have no --model of their own */
     int n_threads, max_batch_tokens, max_slots;
+    int act_quant;               /* kern_act_mode of every worker (0 f32, 1 q8) */
     long coll_timeout_ms;        /* gloo rendezvous + collectives (default 10000) */
     long step_timeout_ms;        /* one Step call (default 60000) */
     const char *store_bind;      /* rendezvous store bind address (default 127.0.0.1) */

@@ -27,7 +27,7 @@ typedef struct flags {
     const char *metrics;
     char *addrs[COORD_MAX_WORKERS];
     int n_addrs, workers, workers_set, threads, max_batch_tokens, max_seqs, prefill_chunk;
-    int respawn_delay_ms, demo_tokens, exit_after_demo, log_debug, store_port;
+    int respawn_delay_ms, demo_tokens, exit_after_demo, log_debug, store_port, act_quant;
     long coll_timeout_ms, ready_timeout_ms;
 } flags;
 
@@ -53,6 +53,9 @@ static void usage(FILE *f)
         "comments\n"
         "  --worker-bin PATH       emserve_worker binary (default: next to this binary)\n"
         "  --threads N             kernel threads per worker (default 1)\n"
+        "  --act-quant f32|q8      quantized-weight matmuls: f32 activations (default; the f32\n"
+        "                          reference's answers) or int8 activations (llama.cpp's\n"
+        "                          numerics, faster prompt processing)\n"
         "  --max-batch-tokens N    tokens per scheduler step (default 256)\n"
         "  --max-seqs N            sequences running at once (default 64)\n"
         "  --prefill-chunk N       most prompt tokens of one request per step (default 256)\n"
@@ -91,6 +94,11 @@ static int set_flag(flags *f, const char *k, const char *v)
         f->worker_bin = v;
     } else if (strcmp(k, "threads") == 0) {
         f->threads = atoi(v);
+    } else if (strcmp(k, "act-quant") == 0) {
+        if (strcmp(v, "f32") != 0 && strcmp(v, "q8") != 0) {
+            return -1;
+        }
+        f->act_quant = strcmp(v, "q8") == 0;
     } else if (strcmp(k, "max-batch-tokens") == 0) {
         f->max_batch_tokens = atoi(v);
     } else if (strcmp(k, "max-seqs") == 0) {
@@ -343,9 +351,15 @@ int main(int argc, char **argv)
     coord_server *srv = NULL;
     coord_metrics *mx = NULL;
     int port = 0, rc = 1;
-    coord_group_opts go = {f.model,      f.threads,         f.max_batch_tokens,
-                           f.max_seqs,   f.coll_timeout_ms, 0,
-                           f.store_bind, f.advertise,       f.store_port};
+    coord_group_opts go = {.model_path = f.model,
+                           .n_threads = f.threads,
+                           .max_batch_tokens = f.max_batch_tokens,
+                           .max_slots = f.max_seqs,
+                           .act_quant = f.act_quant,
+                           .coll_timeout_ms = f.coll_timeout_ms,
+                           .store_bind = f.store_bind,
+                           .store_advertise = f.advertise,
+                           .store_port = f.store_port};
     coord_sched_opts so = {f.max_batch_tokens, f.max_seqs, f.prefill_chunk};
     if (coord_group_create(&m->hp, f.workers, f.n_addrs ? (const char *const *)f.addrs : NULL, sp,
                            &go, &g, err, sizeof err) != EM_OK ||

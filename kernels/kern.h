@@ -116,6 +116,20 @@ typedef enum {
     KERN_ACT_Q8 = 1   /* activations quantised to int8 blocks, integer block dots (llama.cpp) */
 } kern_act_mode;
 
+/* "f32" / "q8" -> *out; 0 for anything else (the caller reports the bad value). */
+static inline int kern_act_mode_parse(const char *s, kern_act_mode *out)
+{
+    if (s && s[0] == 'f' && s[1] == '3' && s[2] == '2' && !s[3]) {
+        *out = KERN_ACT_F32;
+        return 1;
+    }
+    if (s && s[0] == 'q' && s[1] == '8' && !s[2]) {
+        *out = KERN_ACT_Q8;
+        return 1;
+    }
+    return 0;
+}
+
 /* The scalar reference backend (static, thread-safe, never NULL), KERN_ACT_F32. */
 const kern_ops *kern_ops_ref(void);
 /* The same in a given mode (static, thread-safe); NULL for a value that is not a mode. */

@@ -84,7 +84,7 @@ static void do_form(server_ctx *s, wcall *c, const Emserve__Internal__V1__FormGr
     worker_form f = {rq->generation,       rq->rank,       rq->world,
                      rq->store_addr,       rq->prefix,     rq->gloo_host,
                      rq->model_path,       rq->timeout_ms, rq->n_threads,
-                     rq->max_batch_tokens, rq->max_slots};
+                     rq->max_batch_tokens, rq->max_slots,  rq->act_quant};
     em_status st = worker_group_form(s->w, &f, err, sizeof err);
     if (st != EM_OK) {
         EM_LOG_ERROR("form group %lld: %s", (long long)rq->generation, err);

@@ -100,8 +100,13 @@ em_status worker_group_form(worker_state *w, const worker_form *f, char *err, si
                  "worker per KV head)", f->world, hp->n_kv_head);
         return EM_EINVAL;
     }
+    if (f->act_quant != KERN_ACT_F32 && f->act_quant != KERN_ACT_Q8) {
+        snprintf(err, errlen, "act_quant %d is not 0 (f32) or 1 (q8)", f->act_quant);
+        return EM_EINVAL;
+    }
     int mbt = f->max_batch_tokens > 0 ? f->max_batch_tokens : 256;
     if (w->e == NULL || w->rank != f->rank || w->world != f->world || w->max_batch_tokens != mbt ||
+        w->act_quant != f->act_quant ||
         (f->n_threads > 0 && f->n_threads != w->n_threads)) {
         engine_free(w->e);
         w->e = NULL;
@@ -110,7 +115,9 @@ em_status worker_group_form(worker_state *w, const worker_form *f, char *err, si
         }
         sd.reduce = f->world > 1 ? reduce_hook : NULL;
         sd.reduce_user = w;
-        engine_opts eo = {.n_threads = w->n_threads, .max_batch_tokens = mbt};
+        engine_opts eo = {.n_threads = w->n_threads,
+                          .max_batch_tokens = mbt,
+                          .act = (kern_act_mode)f->act_quant};
         em_status st = engine_create(w->m, &sd, &eo, &w->e);
         if (st != EM_OK) {
             snprintf(err, errlen, "engine_create: %s", em_status_str(st));
@@ -120,6 +127,7 @@ em_status worker_group_form(worker_state *w, const worker_form *f, char *err, si
         w->rank = f->rank;
         w->world = f->world;
         w->max_batch_tokens = mbt;
+        w->act_quant = f->act_quant;
         w->weight_bytes = (int64_t)engine_weight_bytes(w->e);
     }
     em_status st = ensure_slots(w, f->max_slots);

@@ -18,7 +18,7 @@ typedef struct worker_state {
     model *m;
     engine *e;
     shard_desc sd;
-    int rank, world, n_threads, max_batch_tokens;
+    int rank, world, n_threads, max_batch_tokens, act_quant;
     coll_ctx *coll;
     int64_t generation; /* group formation this worker is in; 0 = none */
     int max_slots;
@@ -35,6 +35,7 @@ typedef struct worker_form {
     const char *store_addr, *prefix, *gloo_host, *model_path;
     long timeout_ms;
     int n_threads, max_batch_tokens, max_slots;
+    int act_quant; /* kern_act_mode: 0 f32 activations, 1 q8 (validated) */
 } worker_form;
 
 typedef struct worker_open {
