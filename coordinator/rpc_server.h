@@ -22,6 +22,9 @@ typedef struct coord_server_opts {
     coord_sched *sched;
     coord_group *group;
     int max_batch_tokens, max_slots;
+    long max_message_bytes;   /* cap on a received message (<= 0: 4 MiB) */
+    const char *admin_secret; /* GetServerInfo shows worker addresses and pids only to calls
+                               * carrying it (rpc_auth.h); NULL: to nobody */
 } coord_server_opts;
 
 /* Binds and starts the server thread; *port gets the bound port. */

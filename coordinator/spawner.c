@@ -60,6 +60,24 @@ static void send_line(int fd, const char *line)
     }
 }
 
+/* In the forked child: a pipe holding the secret, its read end inherited by the worker (which
+ * reads it to EOF and closes it); -1 when it cannot be made (the worker then refuses to start). */
+static int secret_pipe(const char *secret)
+{
+    int sp[2];
+    size_t n = secret ? strlen(secret) : 0;
+    if (pipe(sp) != 0) { /* no CLOEXEC: the read end survives exec */
+        return -1;
+    }
+    ssize_t w = write(sp[1], secret ? secret : "", n); /* far below the pipe's buffer */
+    close(sp[1]);
+    if (w != (ssize_t)n) {
+        close(sp[0]);
+        return -1;
+    }
+    return sp[0];
+}
+
 /* fork/exec of one worker; reads its port from a pipe (30 s at most). Returns pid or -1. */
 static pid_t spawn_one(const coord_spawner_opts *o, int rank, int *port)
 {
@@ -79,12 +97,15 @@ static pid_t spawn_one(const coord_spawner_opts *o, int rank, int *port)
         signal(SIGINT, SIG_DFL);
         dup2(2, 1);          /* worker stdout -> stderr: the coordinator's stdout stays its own */
         int wfd = dup(p[1]); /* without CLOEXEC */
-        char fdstr[16], threads[16], name[64];
+        int sfd = secret_pipe(o->cluster_secret);
+        char fdstr[16], threads[16], name[64], sfdstr[16];
         snprintf(fdstr, sizeof fdstr, "%d", wfd);
+        snprintf(sfdstr, sizeof sfdstr, "%d", sfd);
         snprintf(threads, sizeof threads, "%d", o->n_threads);
         snprintf(name, sizeof name, "worker %d/%d", rank, o->n_workers);
         execl(o->worker_bin, o->worker_bin, "--listen", "127.0.0.1:0", "--model", o->model_path,
-              "--threads", threads, "--report-fd", fdstr, "--name", name, (char *)NULL);
+              "--threads", threads, "--report-fd", fdstr, "--name", name, "--cluster-secret-fd",
+              sfdstr, (char *)NULL);
         fprintf(stderr, "spawner: exec %s: %s\n", o->worker_bin, strerror(errno));
         _exit(127);
     }

@@ -14,6 +14,14 @@ typedef struct svc {
     char addr[64];
 } svc;
 
+/* The cluster secret of the tests and a file (mode 0600, in the test's tmpdir) holding it.
+ * Workers started by hand and coordinators over them get --cluster-secret-file this file; a
+ * coordinator with local workers makes its own secret unless the test passes the file. */
+const char *svc_secret(void);
+const char *svc_secret_file(void);
+/* pid of local worker `rank` of the coordinator s (a grandchild: coordinator -> spawner ->
+ * worker, named "worker R/N" on its command line); -1 when there is none. */
+pid_t svc_local_worker_pid(const svc *s, int rank);
 /* Path of the test model (exits the test, loudly, when absent). */
 const char *svc_model(void);
 /* Starts emserve with --workers n and extra flags (NULL-terminated, may be NULL). 0 / -1. */
