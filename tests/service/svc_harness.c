@@ -235,6 +235,16 @@ static int spawn_listen(const char *const *argv, svc *s)
     return -1;
 }
 
+int svc_spawn(svc *s, const char *const *argv)
+{
+    return spawn_listen(argv, s);
+}
+
+void svc_bin(const char *rel, char *out, size_t len)
+{
+    bin_path(rel, "", out, len);
+}
+
 int svc_start(svc *s, int n_workers, const char *const *extra)
 {
     return svc_start_model(s, svc_model(), n_workers, extra);

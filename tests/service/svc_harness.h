@@ -32,6 +32,10 @@ int svc_start_model(svc *s, const char *model, int n_workers, const char *const 
 int svc_start_worker(svc *s, const char *listen);
 /* A coordinator over hand-started workers (--worker-addr for each). */
 int svc_start_coordinator(svc *s, const char *const *worker_addrs, int n, const char *const *extra);
+/* Any program that prints "listening on HOST:PORT" (argv[0] from svc_bin, NULL-terminated). */
+int svc_spawn(svc *s, const char *const *argv);
+/* Path of a binary of this workspace in the test's runfiles ("tests/service/fake_worker"). */
+void svc_bin(const char *rel, char *out, size_t len);
 /* SIGTERM, then waits (SIGKILL after 10 s). Returns the exit status from waitpid. Processes
  * started by this harness and still running when the test exits are stopped this way. */
 int svc_stop(svc *s);
