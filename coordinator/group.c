@@ -226,6 +226,9 @@ static int hello_all(coord_group *g, long timeout_ms, int check_gen, char *why, 
         n_late += timed_out[r];
         if (st != GRPC_STATUS_OK || h == NULL || h->protocol_version != WORKER_PROTO_VERSION) {
             if (!bad) {
+                if (st == GRPC_STATUS_DEADLINE_EXCEEDED) {
+                    snprintf(d, sizeof d, "no answer to Hello within %ld ms", timeout_ms);
+                }
                 snprintf(why, whylen, "worker %d (%s): %s", r,
                          g->w[r].addr[0] ? g->w[r].addr : "not started",
                          st != GRPC_STATUS_OK ? (d[0] ? d : "unreachable") : "protocol mismatch");
