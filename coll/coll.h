@@ -63,6 +63,8 @@ int coll_store_server_start_auth(const char *host, int port, const char *secret,
 void coll_store_server_clear(coll_store_server *s);
 /* Number of keys held (tests). */
 size_t coll_store_server_count(coll_store_server *s);
+/* Connections being served now, each on its own thread (tests). */
+int coll_store_server_active(coll_store_server *s);
 void coll_store_server_stop(coll_store_server *s); /* NULL ok; joins its threads */
 
 /* Client ops for a server at "HOST:PORT". *ops borrows addr_copy (freed by _free). 0 / -1. */

@@ -454,6 +454,14 @@ size_t coll_store_server_count(coll_store_server *s)
     return n;
 }
 
+int coll_store_server_active(coll_store_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int n = s->active;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
 void coll_store_server_stop(coll_store_server *s)
 {
     if (s == NULL) {
