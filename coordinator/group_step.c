@@ -14,7 +14,7 @@
 #include "proto/worker_proto.h"
 
 #define DEADLINE_FACTOR      8.0  /* deadline = floor + factor x expected work */
-#define MS_PER_TOKEN_INITIAL 50.0 /* before any step was measured: generous */
+#define MS_PER_TOKEN_INITIAL 10.0 /* before any step was measured: generous */
 
 /* ---- the request message ----------------------------------------------------------------- */
 

@@ -31,7 +31,7 @@ typedef struct flags {
     int n_addrs, workers, workers_set, threads, max_batch_tokens, max_seqs, prefill_chunk;
     int respawn_delay_ms, demo_tokens, exit_after_demo, log_debug, store_port;
     long coll_timeout_ms, ready_timeout_ms;
-    long step_timeout_ms, max_message_bytes; /* hardening (issue 12) */
+    long step_timeout_ms, max_message_bytes, drain_grace_ms; /* hardening (issue 12) */
     int max_queue;
 } flags;
 
@@ -79,6 +79,9 @@ static void usage(FILE *f)
         "  --max-message-bytes N   largest request message accepted (default 4194304)\n"
         "  --max-queue N           requests waiting for a free sequence slot before new ones\n"
         "                          get RESOURCE_EXHAUSTED (default 256)\n"
+        "  --drain-grace-ms N      on SIGTERM, stop accepting calls and let running ones finish\n"
+        "                          for up to N ms before they end with UNAVAILABLE (default\n"
+        "                          5000; 0 = end them at once)\n"
         "  --demo-prompt TEXT      after start-up, run one generation through gRPC and print it\n"
         "  --demo-chat MESSAGE     the same with MESSAGE as a user chat message (the model's chat\n"
         "                          template; SmolLM2 and other chat models)\n"
@@ -139,6 +142,8 @@ static int set_flag(flags *f, const char *k, const char *v)
         f->max_message_bytes = atol(v);
     } else if (strcmp(k, "max-queue") == 0) {
         f->max_queue = atoi(v);
+    } else if (strcmp(k, "drain-grace-ms") == 0) {
+        f->drain_grace_ms = atol(v);
     } else {
         return -1;
     }
@@ -210,7 +215,8 @@ static int parse(flags *f, int argc, char **argv)
     }
     if (f->workers < 1 || f->workers > COORD_MAX_WORKERS || f->threads < 0 ||
         f->max_batch_tokens < 1 || f->max_seqs < 1 || f->prefill_chunk < 1 ||
-        f->step_timeout_ms < 1 || f->max_message_bytes < 1024 || f->max_queue < 0) {
+        f->step_timeout_ms < 1 || f->max_message_bytes < 1024 || f->max_queue < 0 ||
+        f->drain_grace_ms < 0) {
         fprintf(stderr,
                 "emserve: --workers must be in [1, %d]; sizes and timeouts must be positive "
                 "(--max-message-bytes at least 1024, --max-queue at least 0)\n",
@@ -264,6 +270,30 @@ static void run_demo(const char *addr, const flags *f, const char *prompt, int c
     coord_client_free(c);
 }
 
+/* SIGTERM: no new calls; running requests get up to grace_ms to finish (hardening, issue 12). */
+static void drain(coord_server *srv, coord_sched *sched, long grace_ms)
+{
+    coord_sched_stats st;
+    coord_sched_get_stats(sched, &st);
+    if (st.running + st.queued == 0) {
+        return;
+    }
+    EM_LOG_INFO("draining: %d running and %d queued requests get up to %ld ms", st.running,
+                st.queued, grace_ms);
+    coord_server_drain(srv);
+    double t_end = em_now_s() + grace_ms / 1000.0;
+    while (em_now_s() < t_end) {
+        usleep(20000);
+        coord_sched_get_stats(sched, &st);
+        if (st.running + st.queued == 0) {
+            EM_LOG_INFO("drained");
+            return;
+        }
+    }
+    EM_LOG_WARN("drain grace over: ending %d running and %d queued requests with UNAVAILABLE",
+                st.running, st.queued);
+}
+
 /* The chat template of the model (tokenizer.chat_template); a model without one is fine. */
 static em_status load_chat_template(const model *m, coord_chat_template *out)
 {
@@ -295,7 +325,8 @@ int main(int argc, char **argv)
                .ready_timeout_ms = 120000,
                .step_timeout_ms = 3000,
                .max_message_bytes = 4L << 20,
-               .max_queue = 256};
+               .max_queue = 256,
+               .drain_grace_ms = 5000};
     if (parse(&f, argc, argv) != 0) {
         usage(stderr);
         return 2;
@@ -433,7 +464,7 @@ int main(int argc, char **argv)
         EM_LOG_INFO("metrics on http://%s (port %d)/metrics", f.metrics, mport);
     }
     double t_end = em_now_s() + f.ready_timeout_ms / 1000.0;
-    while (!coord_group_serving(g) && !g_stop && em_now_s() < t_end) {
+    while (!coord_group_serving(g) && !g_stop && !coord_spawner_lost(sp) && em_now_s() < t_end) {
         usleep(20000);
     }
     if (!coord_group_serving(g)) {
@@ -459,10 +490,16 @@ int main(int argc, char **argv)
     if ((f.demo_prompt || f.demo_chat) && f.exit_after_demo) {
         g_stop = 1;
     }
-    while (!g_stop) {
+    while (!g_stop && !coord_spawner_lost(sp)) {
         usleep(50000);
     }
     rc = 0;
+    if (coord_spawner_lost(sp)) { /* it cannot be forked again after grpc_init */
+        EM_LOG_ERROR("exiting with status 3 so that the supervisor restarts the service");
+        rc = 3;
+    } else if (f.drain_grace_ms > 0) {
+        drain(srv, sched, f.drain_grace_ms);
+    }
 out:
     coord_metrics_stop(mx);
     if (srv) {

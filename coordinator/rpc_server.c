@@ -66,6 +66,7 @@ struct coord_server {
     pthread_t thr;
     pthread_mutex_t mu;
     int stop, allow_cq_shutdown;
+    int drain; /* stop accepting calls, let running ones finish (SIGTERM grace) */
     uint64_t serial;
     coord_sink sink;
 };
@@ -478,14 +479,17 @@ static void on_close(coord_server *s, gcall *c)
 static void *server_main(void *p)
 {
     coord_server *s = p;
-    int shutting_down = 0, destroyed = 0, cq_shut = 0, shutdown_tag = 0;
+    int shutting_down = 0, cancelled = 0, destroyed = 0, cq_shut = 0, shutdown_tag = 0;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        int stop = s->stop, allow = s->allow_cq_shutdown;
+        int stop = s->stop, allow = s->allow_cq_shutdown, drain = s->drain;
         pthread_mutex_unlock(&s->mu);
-        if (stop && !shutting_down) {
+        if ((stop || drain) && !shutting_down) { /* no new calls; running ones go on */
             shutting_down = 1;
             grpc_server_shutdown_and_notify(s->server, s->cq, &shutdown_tag);
+        }
+        if (stop && !cancelled && !destroyed) {
+            cancelled = 1;
             grpc_server_cancel_all_calls(s->server);
         }
         if (destroyed && allow && !cq_shut) {
@@ -549,6 +553,13 @@ em_status coord_server_start(const coord_server_opts *o, coord_server **out, int
     }
     *out = s;
     return EM_OK;
+}
+
+void coord_server_drain(coord_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->drain = 1;
+    pthread_mutex_unlock(&s->mu);
 }
 
 void coord_server_shutdown(coord_server *s)

@@ -108,6 +108,23 @@ pid_t svc_local_worker_pid(const svc *s, int rank)
     return found;
 }
 
+pid_t svc_spawner_pid(const svc *s)
+{
+    DIR *d = opendir("/proc");
+    pid_t found = -1;
+    struct dirent *e;
+    while (d && found < 0 && (e = readdir(d)) != NULL) {
+        pid_t pid = (pid_t)atoi(e->d_name);
+        if (pid > 0 && parent_of(pid) == s->pid) {
+            found = pid;
+        }
+    }
+    if (d) {
+        closedir(d);
+    }
+    return found;
+}
+
 int svc_golden_ok(coord_client *cl, int n_tokens, const char *what)
 {
     coord_client_req rq;

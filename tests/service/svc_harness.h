@@ -22,6 +22,8 @@ const char *svc_secret_file(void);
 /* pid of local worker `rank` of the coordinator s (a grandchild: coordinator -> spawner ->
  * worker, named "worker R/N" on its command line); -1 when there is none. */
 pid_t svc_local_worker_pid(const svc *s, int rank);
+/* pid of the coordinator's spawner (its only child), -1 when there is none. */
+pid_t svc_spawner_pid(const svc *s);
 /* Path of the test model (exits the test, loudly, when absent). */
 const char *svc_model(void);
 /* Starts emserve with --workers n and extra flags (NULL-terminated, may be NULL). 0 / -1. */
