@@ -5,7 +5,8 @@
  * each start: the gaps only have lower bounds, which load can only lengthen). (C) SIGTERM
  * drains: a running stream finishes with OK within --drain-grace-ms, a new call is refused,
  * and the coordinator exits 0. (D) With --drain-grace-ms 0 the stream ends with UNAVAILABLE at
- * once. Every wait has a limit. */
+ * once. (E) SIGTERM with a stopped (SIGSTOP) worker: the coordinator exits within the unit's
+ * 15 s stop timeout (it took 62.7 s). Every wait has a limit. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -188,10 +189,29 @@ static void test_drain(void)
     coord_client_result_free(&j.res);
 }
 
+static void test_stopped_worker_exit(void)
+{
+    svc s;
+    REQUIRE(svc_start(&s, 2, NULL) == 0, "service did not start");
+    pid_t w = svc_local_worker_pid(&s, 1);
+    REQUIRE(w > 0, "worker 1 not found");
+    CHECK(kill(w, SIGSTOP) == 0, "SIGSTOP worker 1");
+    double t0 = em_now_s();
+    kill(s.pid, SIGTERM);
+    int st = wait_exit(&s, 15.0);
+    printf("SIGTERM with a stopped worker: exit status %d after %.1f s\n", st, em_now_s() - t0);
+    CHECK(st >= 0 && WIFEXITED(st), "the coordinator did not exit within 15 s of SIGTERM");
+    if (s.pid > 0) {
+        svc_stop(&s);
+    }
+    kill(w, SIGKILL); /* never leave a stopped process behind (normally already gone) */
+}
+
 int main(void)
 {
     svc_model();
     grpc_init();
+    test_stopped_worker_exit();
     test_spawner_loss();
     test_backoff();
     test_drain();
