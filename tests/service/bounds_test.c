@@ -2,10 +2,16 @@
  * request runs, one waits, and a third is RESOURCE_EXHAUSTED at once (100 requests against
  * --max-seqs 2 used to be queued without limit); after the two end, requests are served again.
  * (B) SO_REUSEPORT off: a second coordinator on the first one's port fails to start (two could
- * bind it and split the connections). (The 4 MiB message cap: bad_input_test, worker_proto_test.)
- * Every wait has a limit. */
+ * bind it and split the connections). (C) A metrics client trickling one byte at a time is cut
+ * off (it held the single metrics thread, delaying every scrape by 15 s), and a normal scrape
+ * still works. (The 4 MiB message cap: bad_input_test, worker_proto_test.) Every wait has a
+ * limit. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -120,12 +126,76 @@ static void test_reuseport(void)
     svc_stop(&a);
 }
 
+static int connect_local(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    socklen_t l = sizeof a;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &l) == 0) {
+        port = ntohs(a.sin_port);
+    }
+    close(fd);
+    return port;
+}
+
+static void test_slow_metrics_client(void)
+{
+    int port = free_port();
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    const char *extra[] = {"--metrics-listen", listen, NULL};
+    svc s;
+    REQUIRE(port > 0 && svc_start(&s, 1, extra) == 0, "service did not start");
+    int fd = connect_local(port);
+    REQUIRE(fd >= 0, "connect to the metrics port %d", port);
+    /* one byte of "GET /metrics ..." every 200 ms: cut off long before the 30th byte */
+    const char *req = "GET /metrics HTTP/1.0 and some more bytes that never end";
+    int sent = 0, cut = 0;
+    while (sent < 30 && !cut) {
+        if (send(fd, req + sent, 1, MSG_NOSIGNAL) != 1) {
+            cut = 1;
+            break;
+        }
+        sent++;
+        struct pollfd pfd = {fd, POLLIN, 0};
+        cut = poll(&pfd, 1, 200) > 0; /* an answer or the close */
+    }
+    close(fd);
+    printf("slow metrics client: cut off after %d bytes\n", sent);
+    CHECK(cut, "a client sending one byte per 200 ms held the metrics thread for %d bytes", sent);
+    fd = connect_local(port);
+    REQUIRE(fd >= 0, "connect again");
+    const char *get = "GET /metrics HTTP/1.0\r\n\r\n";
+    ssize_t w = send(fd, get, strlen(get), MSG_NOSIGNAL);
+    char buf[512] = "";
+    struct pollfd pfd = {fd, POLLIN, 0};
+    ssize_t r = poll(&pfd, 1, 10000) > 0 ? recv(fd, buf, sizeof buf - 1, 0) : -1;
+    close(fd);
+    CHECK(w > 0 && r > 0 && strstr(buf, "200 OK"), "a normal scrape after it: '%.40s'", buf);
+    svc_stop(&s);
+}
+
 int main(void)
 {
     svc_model();
     grpc_init();
     test_queue();
     test_reuseport();
+    test_slow_metrics_client();
     grpc_shutdown();
     TEST_END();
 }
