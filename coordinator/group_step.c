@@ -130,12 +130,11 @@ static int expected_slots(const coord_step *st, int32_t *out)
 
 /* 0 when rank r's reply says exactly what was asked; else -1 with the first difference. */
 static int check_reply(const coord_group *g, int r, const Emserve__Internal__V1__StepResponse *sr,
-                       uint64_t step_id, int n_want, const int32_t *slots, int n_slots,
-                       char *why, size_t whylen)
+                       uint64_t step_id, int n_want, const int32_t *slots, int n_slots, char *why,
+                       size_t whylen)
 {
     size_t want_bytes = r == 0 ? sizeof(float) * (size_t)n_want * (size_t)g->n_vocab : 0;
-    int64_t max_entries =
-        (int64_t)g->hp.n_ctx * g->hp.n_layer * (int64_t)g->w[r].pl.n_kv_heads;
+    int64_t max_entries = (int64_t)g->hp.n_ctx * g->hp.n_layer * (int64_t)g->w[r].pl.n_kv_heads;
     if (sr->step_id != step_id) {
         snprintf(why, whylen, "reply to step %llu, expected %llu", (unsigned long long)sr->step_id,
                  (unsigned long long)step_id);
@@ -170,7 +169,8 @@ static int check_reply(const coord_group *g, int r, const Emserve__Internal__V1_
 static long step_deadline_ms(const coord_group *g, int n_tokens)
 {
     double per = g->ms_per_token > 0 ? g->ms_per_token : MS_PER_TOKEN_INITIAL;
-    double ms = (double)g->o.step_timeout_ms + DEADLINE_FACTOR * per * (n_tokens > 0 ? n_tokens : 1);
+    double ms =
+        (double)g->o.step_timeout_ms + DEADLINE_FACTOR * per * (n_tokens > 0 ? n_tokens : 1);
     return ms < 86400000.0 ? (long)ms : 86400000L;
 }
 
@@ -181,7 +181,8 @@ static void note_step_time(coord_group *g, int n_tokens, double ms)
     g->ms_per_token = per > decayed ? per : decayed;
 }
 
-/* ---- the step ---------------------------------------------------------------------------------- */
+/* ---- the step ----------------------------------------------------------------------------------
+ */
 
 /* Appends "worker r (addr): what" to err (the first failure, then "; ..."). */
 static void add_failure(coord_group *g, int r, int first, const char *what, const char *detail,

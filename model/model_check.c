@@ -88,8 +88,7 @@ static long first_bad(const kern_weight *w)
     return -1;
 }
 
-static em_status check(const kern_weight *w, const char *name, int layer, char *err,
-                       size_t errlen)
+static em_status check(const kern_weight *w, const char *name, int layer, char *err, size_t errlen)
 {
     long at = first_bad(w);
     if (at < 0) {
@@ -121,8 +120,8 @@ em_status model_check_finite(const model *m, char *err, size_t errlen)
             const kern_weight *w;
             const char *name;
         } t[] = {{&L->attn_norm, "attn_norm"}, {&L->ffn_norm, "ffn_norm"}, {&L->wq, "attn_q"},
-                 {&L->wk, "attn_k"},           {&L->wv, "attn_v"},          {&L->wo, "attn_output"},
-                 {&L->w1, "ffn_gate"},         {&L->w3, "ffn_up"},          {&L->w2, "ffn_down"}};
+                 {&L->wk, "attn_k"},           {&L->wv, "attn_v"},         {&L->wo, "attn_output"},
+                 {&L->w1, "ffn_gate"},         {&L->w3, "ffn_up"},         {&L->w2, "ffn_down"}};
         for (size_t i = 0; st == EM_OK && i < sizeof t / sizeof t[0]; i++) {
             st = check(t[i].w, t[i].name, l, err, errlen);
         }

@@ -110,8 +110,7 @@ em_status rpc_secret_read_file(const char *path, char *out, size_t len, char *er
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        snprintf(err, errlen, "cannot open the cluster secret file %s: %s", path,
-                 strerror(errno));
+        snprintf(err, errlen, "cannot open the cluster secret file %s: %s", path, strerror(errno));
         return EM_EIO;
     }
     struct stat st;

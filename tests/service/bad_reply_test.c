@@ -19,11 +19,8 @@ static const struct {
     const char *mode, *want; /* the fake's lie; a substring of the request's status message */
 } k_lies[] = {
     {"huge", "RESOURCE_EXHAUSTED"}, /* over the reply cap derived from the step: not even read */
-    {"extra-slots", "slots and"},
-    {"bad-slot", "slot 0 is"},
-    {"entries", "KV entries"},
-    {"short-logits", "logits rows"},
-    {"step-id", "reply to step"},
+    {"extra-slots", "slots and"},    {"bad-slot", "slot 0 is"},    {"entries", "KV entries"},
+    {"short-logits", "logits rows"}, {"step-id", "reply to step"},
 };
 #define N_LIES (int)(sizeof k_lies / sizeof k_lies[0])
 
@@ -62,8 +59,8 @@ int main(void)
               k_lies[i].mode);
         coord_client_result res;
         grpc_status_code st = generate(cl, &res);
-        printf("%-13s -> %s: %s\n", k_lies[i].mode, st == GRPC_STATUS_UNAVAILABLE ? "UNAVAILABLE" : "?",
-               res.message);
+        printf("%-13s -> %s: %s\n", k_lies[i].mode,
+               st == GRPC_STATUS_UNAVAILABLE ? "UNAVAILABLE" : "?", res.message);
         CHECK(st == GRPC_STATUS_UNAVAILABLE && strstr(res.message, k_lies[i].want),
               "%s: status %d '%s', want UNAVAILABLE naming '%s'", k_lies[i].mode, st, res.message,
               k_lies[i].want);

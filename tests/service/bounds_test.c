@@ -11,8 +11,8 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
-#include <sys/socket.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <grpc/grpc.h>

@@ -108,7 +108,8 @@ static void do_step(fake *f, fcall *c, const Emserve__Internal__V1__StepRequest 
     if (rq->return_logits && strcmp(mode, "short-logits") == 0 && n_want > 0) {
         n_want--;
     }
-    float *logits = rq->return_logits ? calloc(n_want * (size_t)f->vocab + 1, sizeof *logits) : NULL;
+    float *logits =
+        rq->return_logits ? calloc(n_want * (size_t)f->vocab + 1, sizeof *logits) : NULL;
     Emserve__Internal__V1__StepResponse r = EMSERVE__INTERNAL__V1__STEP_RESPONSE__INIT;
     r.step_id = rq->step_id + (strcmp(mode, "step-id") == 0);
     r.n_logits = rq->return_logits ? (int32_t)n_want : 0;

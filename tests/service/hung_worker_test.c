@@ -89,10 +89,10 @@ static void stop_mid_generation(coord_client *cl, const coord_client_info *befor
     pthread_join(t, NULL); /* bounded by the call's deadline */
     double dt = em_now_s() - t_stop;
     int health = coord_client_health(cl, 5000);
-    printf("mid-generation: stream ended %.2f s after SIGSTOP with status %d (%s); health %d\n",
-           dt, j.res.status, j.res.message, health);
-    CHECK(j.res.status == GRPC_STATUS_UNAVAILABLE, "status %d (%s), want UNAVAILABLE",
-          j.res.status, j.res.message);
+    printf("mid-generation: stream ended %.2f s after SIGSTOP with status %d (%s); health %d\n", dt,
+           j.res.status, j.res.message, health);
+    CHECK(j.res.status == GRPC_STATUS_UNAVAILABLE, "status %d (%s), want UNAVAILABLE", j.res.status,
+          j.res.message);
     CHECK(dt < DETECT_BOUND_S, "UNAVAILABLE %.2f s after SIGSTOP (bound %.0f s)", dt,
           DETECT_BOUND_S);
     CHECK(health == 0, "health %d right after the hang, want NOT_SERVING (0)", health);
@@ -125,8 +125,9 @@ int main(void)
 {
     svc_model();
     grpc_init();
-    const char *extra[] = {"--step-timeout-ms",   "1000", "--respawn-delay-ms", "1000",
-                           "--cluster-secret-file", svc_secret_file(), NULL};
+    const char *extra[] = {
+        "--step-timeout-ms", "1000", "--respawn-delay-ms", "1000", "--cluster-secret-file",
+        svc_secret_file(),   NULL};
     svc s;
     REQUIRE(svc_start(&s, 2, extra) == 0, "service did not start");
     coord_client *cl = coord_client_create(s.addr), *anon = coord_client_create(s.addr);

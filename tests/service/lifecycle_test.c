@@ -67,8 +67,8 @@ static void test_backoff(void)
     fprintf(f, "#!/bin/sh\ndate +%%s.%%N >> %s\nexit 1\n", log);
     fclose(f);
     chmod(script, 0755);
-    const char *extra[] = {"--worker-bin", script, "--respawn-delay-ms", "100",
-                           "--ready-timeout-ms", "1", NULL};
+    const char *extra[] = {
+        "--worker-bin", script, "--respawn-delay-ms", "100", "--ready-timeout-ms", "1", NULL};
     svc s;
     REQUIRE(svc_start(&s, 1, extra) == 0, "service did not start");
     usleep(5000000); /* starts at about 0, 0.1, 0.3, 0.7, 1.5, 3.1 s (without backoff: ~45) */
