@@ -21,14 +21,18 @@
 #include "coordinator/spawner.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "rpc/rpc_auth.h"
 
 typedef struct flags {
     const char *model, *listen, *worker_bin, *store_bind, *advertise, *demo_prompt, *demo_chat;
     const char *metrics;
+    const char *secret_file; /* hardening (issue 12) */
     char *addrs[COORD_MAX_WORKERS];
     int n_addrs, workers, workers_set, threads, max_batch_tokens, max_seqs, prefill_chunk;
     int respawn_delay_ms, demo_tokens, exit_after_demo, log_debug, store_port, act_quant;
     long coll_timeout_ms, ready_timeout_ms;
+    long step_timeout_ms, max_message_bytes, drain_grace_ms; /* hardening (issue 12) */
+    int max_queue;
 } flags;
 
 static volatile sig_atomic_t g_stop;
@@ -68,6 +72,19 @@ static void usage(FILE *f)
         "  --coll-timeout-ms N     gloo rendezvous/collective timeout (default 10000)\n"
         "  --ready-timeout-ms N    wait this long for the workers before serving (default 120000)\n"
         "  --metrics-listen H:P    Prometheus text endpoint (GET /metrics); off by default\n"
+        "  --cluster-secret-file F shared secret of internal traffic (workers, rendezvous store)\n"
+        "                          and of the admin view of GetServerInfo; required with\n"
+        "                          --worker-addr (give the workers the same file); default for\n"
+        "                          local workers: a random one made at start\n"
+        "  --step-timeout-ms N     floor of a step's progress deadline (default 3000; the\n"
+        "                          deadline grows with the step's tokens); a worker that misses\n"
+        "                          it is declared hung, killed and restarted\n"
+        "  --max-message-bytes N   largest request message accepted (default 4194304)\n"
+        "  --max-queue N           requests waiting for a free sequence slot before new ones\n"
+        "                          get RESOURCE_EXHAUSTED (default 256)\n"
+        "  --drain-grace-ms N      on SIGTERM, stop accepting calls and let running ones finish\n"
+        "                          for up to N ms before they end with UNAVAILABLE (default\n"
+        "                          5000; 0 = end them at once)\n"
         "  --demo-prompt TEXT      after start-up, run one generation through gRPC and print it\n"
         "  --demo-chat MESSAGE     the same with MESSAGE as a user chat message (the model's chat\n"
         "                          template; SmolLM2 and other chat models)\n"
@@ -125,6 +142,16 @@ static int set_flag(flags *f, const char *k, const char *v)
         f->demo_chat = v;
     } else if (strcmp(k, "demo-tokens") == 0) {
         f->demo_tokens = atoi(v);
+    } else if (strcmp(k, "cluster-secret-file") == 0) {
+        f->secret_file = v;
+    } else if (strcmp(k, "step-timeout-ms") == 0) {
+        f->step_timeout_ms = atol(v);
+    } else if (strcmp(k, "max-message-bytes") == 0) {
+        f->max_message_bytes = atol(v);
+    } else if (strcmp(k, "max-queue") == 0) {
+        f->max_queue = atoi(v);
+    } else if (strcmp(k, "drain-grace-ms") == 0) {
+        f->drain_grace_ms = atol(v);
     } else {
         return -1;
     }
@@ -195,9 +222,18 @@ static int parse(flags *f, int argc, char **argv)
         f->workers = f->n_addrs;
     }
     if (f->workers < 1 || f->workers > COORD_MAX_WORKERS || f->threads < 0 ||
-        f->max_batch_tokens < 1 || f->max_seqs < 1 || f->prefill_chunk < 1) {
-        fprintf(stderr, "emserve: --workers must be in [1, %d]; sizes must be positive\n",
+        f->max_batch_tokens < 1 || f->max_seqs < 1 || f->prefill_chunk < 1 ||
+        f->step_timeout_ms < 1 || f->max_message_bytes < 1024 || f->max_queue < 0 ||
+        f->drain_grace_ms < 0) {
+        fprintf(stderr,
+                "emserve: --workers must be in [1, %d]; sizes and timeouts must be positive "
+                "(--max-message-bytes at least 1024, --max-queue at least 0)\n",
                 COORD_MAX_WORKERS);
+        return -1;
+    }
+    if (f->n_addrs > 0 && f->secret_file == NULL) {
+        fprintf(stderr, "emserve: --worker-addr needs --cluster-secret-file (the workers' "
+                        "--cluster-secret-file, the same secret)\n");
         return -1;
     }
     return 0;
@@ -242,6 +278,30 @@ static void run_demo(const char *addr, const flags *f, const char *prompt, int c
     coord_client_free(c);
 }
 
+/* SIGTERM: no new calls; running requests get up to grace_ms to finish (hardening, issue 12). */
+static void drain(coord_server *srv, coord_sched *sched, long grace_ms)
+{
+    coord_sched_stats st;
+    coord_sched_get_stats(sched, &st);
+    if (st.running + st.queued == 0) {
+        return;
+    }
+    EM_LOG_INFO("draining: %d running and %d queued requests get up to %ld ms", st.running,
+                st.queued, grace_ms);
+    coord_server_drain(srv);
+    double t_end = em_now_s() + grace_ms / 1000.0;
+    while (em_now_s() < t_end) {
+        usleep(20000);
+        coord_sched_get_stats(sched, &st);
+        if (st.running + st.queued == 0) {
+            EM_LOG_INFO("drained");
+            return;
+        }
+    }
+    EM_LOG_WARN("drain grace over: ending %d running and %d queued requests with UNAVAILABLE",
+                st.running, st.queued);
+}
+
 /* The chat template of the model (tokenizer.chat_template); a model without one is fine. */
 static em_status load_chat_template(const model *m, coord_chat_template *out)
 {
@@ -270,7 +330,11 @@ int main(int argc, char **argv)
                .respawn_delay_ms = 1000,
                .demo_tokens = 40,
                .coll_timeout_ms = 10000,
-               .ready_timeout_ms = 120000};
+               .ready_timeout_ms = 120000,
+               .step_timeout_ms = 3000,
+               .max_message_bytes = 4L << 20,
+               .max_queue = 256,
+               .drain_grace_ms = 5000};
     if (parse(&f, argc, argv) != 0) {
         usage(stderr);
         return 2;
@@ -324,6 +388,17 @@ int main(int argc, char **argv)
         model_free(m);
         return 2;
     }
+    /* The cluster secret: from the file, or made now for local workers (hardening, issue 12). */
+    static char secret[RPC_SECRET_MAX + 1];
+    if ((f.secret_file ? rpc_secret_read_file(f.secret_file, secret, sizeof secret, err,
+                                              sizeof err)
+                       : rpc_secret_generate(secret, sizeof secret)) != EM_OK) {
+        fprintf(stderr, "emserve: %s\n", err[0] ? err : "cannot make a cluster secret");
+        coord_chat_template_free(&chat);
+        tok_free(tok);
+        model_free(m);
+        return 2;
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -339,7 +414,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "emserve: emserve_worker not found (use --worker-bin PATH)\n");
             return 2;
         }
-        coord_spawner_opts so = {bin, f.model, f.workers, f.threads, f.respawn_delay_ms};
+        coord_spawner_opts so = {bin,       f.model, f.workers, f.threads, f.respawn_delay_ms,
+                                 secret};
         if (coord_spawner_start(&so, &sp) != EM_OK) {
             fprintf(stderr, "emserve: cannot start the worker spawner\n");
             return 1;
@@ -357,10 +433,15 @@ int main(int argc, char **argv)
                            .max_slots = f.max_seqs,
                            .act_quant = f.act_quant,
                            .coll_timeout_ms = f.coll_timeout_ms,
+                           .step_timeout_ms = f.step_timeout_ms,
                            .store_bind = f.store_bind,
                            .store_advertise = f.advertise,
-                           .store_port = f.store_port};
-    coord_sched_opts so = {f.max_batch_tokens, f.max_seqs, f.prefill_chunk};
+                           .store_port = f.store_port,
+                           .cluster_secret = secret};
+    coord_sched_opts so = {.max_batch_tokens = f.max_batch_tokens,
+                           .max_slots = f.max_seqs,
+                           .prefill_chunk = f.prefill_chunk,
+                           .max_queue = f.max_queue};
     if (coord_group_create(&m->hp, f.workers, f.n_addrs ? (const char *const *)f.addrs : NULL, sp,
                            &go, &g, err, sizeof err) != EM_OK ||
         coord_sched_start(g, m, tok, &so, &sched) != EM_OK) {
@@ -375,7 +456,9 @@ int main(int argc, char **argv)
                             .sched = sched,
                             .group = g,
                             .max_batch_tokens = so.max_batch_tokens,
-                            .max_slots = f.max_seqs};
+                            .max_slots = f.max_seqs,
+                            .max_message_bytes = f.max_message_bytes,
+                            .admin_secret = secret};
     if (coord_server_start(&ro, &srv, &port, err, sizeof err) != EM_OK) {
         fprintf(stderr, "emserve: %s\n", err);
         goto out;
@@ -390,7 +473,7 @@ int main(int argc, char **argv)
         EM_LOG_INFO("metrics on http://%s (port %d)/metrics", f.metrics, mport);
     }
     double t_end = em_now_s() + f.ready_timeout_ms / 1000.0;
-    while (!coord_group_serving(g) && !g_stop && em_now_s() < t_end) {
+    while (!coord_group_serving(g) && !g_stop && !coord_spawner_lost(sp) && em_now_s() < t_end) {
         usleep(20000);
     }
     if (!coord_group_serving(g)) {
@@ -416,10 +499,16 @@ int main(int argc, char **argv)
     if ((f.demo_prompt || f.demo_chat) && f.exit_after_demo) {
         g_stop = 1;
     }
-    while (!g_stop) {
+    while (!g_stop && !coord_spawner_lost(sp)) {
         usleep(50000);
     }
     rc = 0;
+    if (coord_spawner_lost(sp)) { /* it cannot be forked again after grpc_init */
+        EM_LOG_ERROR("exiting with status 3 so that the supervisor restarts the service");
+        rc = 3;
+    } else if (f.drain_grace_ms > 0) {
+        drain(srv, sched, f.drain_grace_ms);
+    }
 out:
     coord_metrics_stop(mx);
     if (srv) {

@@ -11,6 +11,10 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+
+#include "common/timeutil.h"
+
+#define REQUEST_TIMEOUT_MS 1000
 #include <unistd.h>
 
 struct coord_metrics {
@@ -93,7 +97,15 @@ static void serve_conn(coord_metrics *m, int fd)
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     char req[2048];
     size_t n = 0;
+    /* the whole request within REQUEST_TIMEOUT_MS: a client trickling bytes cannot hold the
+     * (single) metrics thread and delay every other scrape (issue 12) */
+    double t_end = em_now_s() + REQUEST_TIMEOUT_MS / 1000.0;
     while (n + 1 < sizeof req) {
+        int left = (int)((t_end - em_now_s()) * 1000.0);
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (left <= 0 || poll(&pfd, 1, left) <= 0) {
+            break;
+        }
         ssize_t r = recv(fd, req + n, sizeof req - 1 - n, 0);
         if (r <= 0) {
             break;

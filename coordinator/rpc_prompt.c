@@ -158,6 +158,10 @@ em_status coord_rpc_prompt_from_proto(const Emserve__V1__GenerateRequest *rq,
     } else if (has_tokens) {
         return token_ids(rq->tokens, pc->hp, ids, n, err, errlen);
     } else if (has_text) {
+        if (rq->text[0] == 0) { /* would generate from BOS alone */
+            snprintf(err, errlen, "text: empty");
+            return EM_EINVAL;
+        }
         st = text_ids(rq->text, 1, 0, pc, ids, n, err, errlen);
     } else {
         snprintf(err, errlen, "input: set text, tokens or messages");
