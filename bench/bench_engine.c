@@ -30,7 +30,8 @@ static int parse_int(const char *s, int lo, int hi, int *out)
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_engine [--model PATH] [--label NAME] [--threads N] [--depth D]... "
-                    "[--pp 512] [--tg 32] [--reps 2] [--tests pp,tg] [--csv PATH] [KV flags]\n");
+                    "[--pp 512] [--tg 32] [--reps 2] [--tests pp,tg] [--act-quant f32|q8] [--csv PATH] "
+                    "[KV flags]\n");
     ems_config_cli_usage(stderr);
 }
 
@@ -86,6 +87,7 @@ int main(int argc, char **argv)
 {
     const char *csv = NULL, *label = NULL, *tests = "pp,tg", *path = NULL;
     int threads = 1, n_pp = 512, n_tg = 32, reps = 2;
+    kern_act_mode act = KERN_ACT_F32;
     int depths[16], n_depths = 0;
     ems_config kv;
     ems_config_default(&kv);
@@ -101,6 +103,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--tests")) tests = v;
         else if (!strcmp(a, "--csv")) csv = v;
         else if (!strcmp(a, "--threads")) ok = v && parse_int(v, 1, 128, &threads);
+        else if (!strcmp(a, "--act-quant")) ok = v && kern_act_mode_parse(v, &act);
         else if (!strcmp(a, "--pp")) ok = v && parse_int(v, 1, 1 << 16, &n_pp);
         else if (!strcmp(a, "--tg")) ok = v && parse_int(v, 1, 1 << 16, &n_tg);
         else if (!strcmp(a, "--reps")) ok = v && parse_int(v, 1, 100, &reps);
@@ -129,7 +132,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < n_depths; i++) maxd = depths[i] > maxd ? depths[i] : maxd;
     m->hp.n_ctx = maxd + n_pp + n_tg + 8; /* see the file comment */
     shard_desc sd = shard_single(m->hp.n_kv_head);
-    engine_opts eo = {.n_threads = threads, .max_batch_tokens = 512 > n_pp ? 512 : n_pp};
+    engine_opts eo = {.n_threads = threads, .max_batch_tokens = 512 > n_pp ? 512 : n_pp, .act = act};
     engine *e;
     if (engine_create(m, &sd, &eo, &e) != EM_OK) {
         fprintf(stderr, "bench_engine: engine_create failed\n");

@@ -42,20 +42,35 @@ void coll_destroy(coll_ctx *c); /* NULL ok */
 /* ---- TCP key-value store (tcpstore.c) ---------------------------------------------------
  * Server: one accept thread, one short-lived thread per request; keys live until cleared.
  * Each client operation is one TCP connection: [op u8][key] for get, [op][key][val] for set,
- * [op][timeout_ms u32][nkeys u32][keys...] for wait; strings are [len u32 LE][bytes]. */
+ * [op][timeout_ms u32][nkeys u32][keys...] for wait; strings are [len u32 LE][bytes]. A server
+ * started with a secret first requires ['A'][secret]: anything else closes the connection
+ * before an operation is read. Bounded per server: COLL_STORE_MAX_CONN connections served at
+ * once (more are closed at once), COLL_STORE_MAX_BYTES of keys and values, COLL_STORE_MAX_KEYS
+ * keys, waits of at most COLL_STORE_MAX_WAIT_MS, and a waiter whose client hung up leaves. */
+#define COLL_STORE_MAX_CONN    128
+#define COLL_STORE_MAX_BYTES   (16u << 20)
+#define COLL_STORE_MAX_KEYS    4096
+#define COLL_STORE_MAX_WAIT_MS 600000
 typedef struct coll_store_server coll_store_server;
 
 /* Listens on host:port (port 0 = pick one); *port_out gets the bound port. 0 / -1. */
 int coll_store_server_start(const char *host, int port, coll_store_server **out, int *port_out,
                             char *err, size_t errlen);
+/* The same requiring secret (NULL or "": none) on every connection. */
+int coll_store_server_start_auth(const char *host, int port, const char *secret,
+                                 coll_store_server **out, int *port_out, char *err, size_t errlen);
 /* Forgets every key (call between group formations). */
 void coll_store_server_clear(coll_store_server *s);
 /* Number of keys held (tests). */
 size_t coll_store_server_count(coll_store_server *s);
+/* Connections being served now, each on its own thread (tests). */
+int coll_store_server_active(coll_store_server *s);
 void coll_store_server_stop(coll_store_server *s); /* NULL ok; joins its threads */
 
 /* Client ops for a server at "HOST:PORT". *ops borrows addr_copy (freed by _free). 0 / -1. */
 int coll_store_client_ops(const char *addr, coll_store_ops *ops);
+/* The same presenting secret (NULL or "": none) on every connection. */
+int coll_store_client_ops_auth(const char *addr, const char *secret, coll_store_ops *ops);
 void coll_store_client_ops_free(coll_store_ops *ops);
 
 #ifdef __cplusplus

@@ -24,6 +24,7 @@
 #define VAL_MAX       (1u << 20)
 #define NKEYS_MAX     1024
 #define IO_TIMEOUT_MS 10000
+#define SECRET_MAX    256
 
 typedef struct kv_entry {
     char *key;
@@ -38,9 +39,10 @@ struct coll_store_server {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     kv_entry *head;
-    size_t count;
+    size_t count, bytes; /* keys held and their key + value bytes */
     int stopping;
     int active; /* request threads running */
+    char secret[SECRET_MAX + 1]; /* "" = none required */
 };
 
 /* ---- socket helpers ------------------------------------------------------------------ */
@@ -134,12 +136,22 @@ static void serve_set(coll_store_server *s, int fd, char *key)
     }
     pthread_mutex_lock(&s->mu);
     kv_entry *e = find(s, key);
+    size_t klen = strlen(key);
+    size_t after = s->bytes + len + (e ? 0 : klen) - (e ? e->len : 0);
+    if (after > COLL_STORE_MAX_BYTES || (!e && s->count >= COLL_STORE_MAX_KEYS)) {
+        pthread_mutex_unlock(&s->mu); /* full: refused (the client sees no ok byte) */
+        free(key);
+        free(val);
+        return;
+    }
+    s->bytes = after;
     if (e) {
         free(e->val);
         free(key);
     } else {
         e = calloc(1, sizeof *e);
         if (e == NULL) {
+            s->bytes -= len + klen;
             pthread_mutex_unlock(&s->mu);
             free(key);
             free(val);
@@ -180,11 +192,21 @@ static void serve_get(coll_store_server *s, int fd, char *key)
     free(copy);
 }
 
+/* 1 when the client closed its end (a waiter for nobody). */
+static int client_gone(int fd)
+{
+    struct pollfd pfd = {fd, POLLIN | POLLRDHUP, 0};
+    return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLIN));
+}
+
 static void serve_wait(coll_store_server *s, int fd)
 {
     uint32_t timeout_ms, nkeys;
     if (get_u32(fd, &timeout_ms) != 0 || get_u32(fd, &nkeys) != 0 || nkeys > NKEYS_MAX) {
         return;
+    }
+    if (timeout_ms > COLL_STORE_MAX_WAIT_MS) {
+        timeout_ms = COLL_STORE_MAX_WAIT_MS;
     }
     char **keys = calloc(nkeys ? nkeys : 1, sizeof *keys);
     uint32_t got = 0;
@@ -217,7 +239,22 @@ static void serve_wait(coll_store_server *s, int fd)
                 ok = 1;
                 break;
             }
-            if (s->stopping || pthread_cond_timedwait(&s->cv, &s->mu, &dl) == ETIMEDOUT) {
+            /* wake at least every 200 ms to see whether the client is still there */
+            struct timespec now, slice;
+            clock_gettime(CLOCK_REALTIME, &now);
+            slice = now;
+            slice.tv_nsec += 200000000L;
+            if (slice.tv_nsec >= 1000000000L) {
+                slice.tv_sec++;
+                slice.tv_nsec -= 1000000000L;
+            }
+            int last = slice.tv_sec > dl.tv_sec ||
+                       (slice.tv_sec == dl.tv_sec && slice.tv_nsec >= dl.tv_nsec);
+            if (s->stopping) {
+                break;
+            }
+            int rc = pthread_cond_timedwait(&s->cv, &s->mu, last ? &dl : &slice);
+            if (rc == ETIMEDOUT && (last || client_gone(fd))) {
                 break;
             }
         }
@@ -228,6 +265,17 @@ static void serve_wait(coll_store_server *s, int fd)
         free(keys[i]);
     }
     free(keys);
+}
+
+/* Constant-time comparison of two NUL-terminated strings. */
+static int secret_equal(const char *a, const char *b)
+{
+    size_t an = strlen(a), bn = strlen(b);
+    unsigned diff = (unsigned)(an ^ bn);
+    for (size_t i = 0; i < an; i++) {
+        diff |= (unsigned char)a[i] ^ (unsigned char)b[i < bn ? i : 0];
+    }
+    return diff == 0 && bn > 0;
 }
 
 typedef struct req_arg {
@@ -241,7 +289,13 @@ static void *serve_one(void *p)
     free(p);
     uint8_t op;
     set_timeouts(a.fd, IO_TIMEOUT_MS);
-    if (io_full(a.fd, &op, 1, 0) == 0) {
+    int ok = io_full(a.fd, &op, 1, 0) == 0;
+    if (ok && a.s->secret[0]) { /* ['A'][secret], then the operation */
+        char *got = op == 'A' ? get_str(a.fd, SECRET_MAX, NULL) : NULL;
+        ok = got != NULL && secret_equal(got, a.s->secret) && io_full(a.fd, &op, 1, 0) == 0;
+        free(got);
+    }
+    if (ok) {
         if (op == 'W') {
             serve_wait(a.s, a.fd);
         } else if (op == 'S' || op == 'G') {
@@ -280,14 +334,19 @@ static void *accept_loop(void *p)
         if (fd < 0) {
             continue;
         }
+        pthread_mutex_lock(&s->mu);
+        int busy = s->active >= COLL_STORE_MAX_CONN;
+        s->active += !busy;
+        pthread_mutex_unlock(&s->mu);
+        if (busy) { /* a flood of idle or waiting clients: no thread for this one */
+            close(fd);
+            continue;
+        }
         req_arg *a = malloc(sizeof *a);
         pthread_t t;
         pthread_attr_t at;
         pthread_attr_init(&at);
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        pthread_mutex_lock(&s->mu);
-        s->active++;
-        pthread_mutex_unlock(&s->mu);
         if (a == NULL || (a->s = s, a->fd = fd, pthread_create(&t, &at, serve_one, a) != 0)) {
             free(a);
             close(fd);
@@ -320,7 +379,17 @@ static int resolve(const char *host, int port, struct sockaddr_storage *ss, sock
 int coll_store_server_start(const char *host, int port, coll_store_server **out, int *port_out,
                             char *err, size_t errlen)
 {
+    return coll_store_server_start_auth(host, port, NULL, out, port_out, err, errlen);
+}
+
+int coll_store_server_start_auth(const char *host, int port, const char *secret,
+                                 coll_store_server **out, int *port_out, char *err, size_t errlen)
+{
     struct sockaddr_storage ss;
+    if (secret && strlen(secret) > SECRET_MAX) {
+        snprintf(err, errlen, "store secret longer than %d bytes", SECRET_MAX);
+        return -1;
+    }
     socklen_t sl;
     *out = NULL;
     if (resolve(host ? host : "127.0.0.1", port, &ss, &sl) != 0) {
@@ -347,6 +416,7 @@ int coll_store_server_start(const char *host, int port, coll_store_server **out,
         return -1;
     }
     s->lfd = fd;
+    snprintf(s->secret, sizeof s->secret, "%s", secret ? secret : "");
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     if (pthread_create(&s->accept_thr, NULL, accept_loop, s) != 0) {
@@ -372,6 +442,7 @@ void coll_store_server_clear(coll_store_server *s)
         free(e);
     }
     s->count = 0;
+    s->bytes = 0;
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -379,6 +450,14 @@ size_t coll_store_server_count(coll_store_server *s)
 {
     pthread_mutex_lock(&s->mu);
     size_t n = s->count;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+int coll_store_server_active(coll_store_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int n = s->active;
     pthread_mutex_unlock(&s->mu);
     return n;
 }
@@ -410,6 +489,7 @@ void coll_store_server_stop(coll_store_server *s)
 typedef struct client {
     char host[256];
     int port;
+    char secret[SECRET_MAX + 1]; /* "" = none */
 } client;
 
 static int client_connect(const client *c)
@@ -425,6 +505,12 @@ static int client_connect(const client *c)
     }
     set_timeouts(fd, IO_TIMEOUT_MS);
     if (connect(fd, (struct sockaddr *)&ss, sl) != 0) {
+        close(fd);
+        return -1;
+    }
+    uint8_t a = 'A';
+    if (c->secret[0] &&
+        (io_full(fd, &a, 1, 1) != 0 || put_str(fd, c->secret, strlen(c->secret)) != 0)) {
         close(fd);
         return -1;
     }
@@ -486,6 +572,15 @@ static int cl_wait(void *user, const char *const *keys, size_t nkeys, long timeo
 
 int coll_store_client_ops(const char *addr, coll_store_ops *ops)
 {
+    return coll_store_client_ops_auth(addr, NULL, ops);
+}
+
+int coll_store_client_ops_auth(const char *addr, const char *secret, coll_store_ops *ops)
+{
+    if (addr == NULL || (secret && strlen(secret) > SECRET_MAX)) {
+        memset(ops, 0, sizeof *ops);
+        return -1;
+    }
     const char *colon = strrchr(addr, ':');
     memset(ops, 0, sizeof *ops);
     if (colon == NULL || colon == addr || (size_t)(colon - addr) >= sizeof(((client *)0)->host)) {
@@ -507,6 +602,7 @@ int coll_store_client_ops(const char *addr, coll_store_ops *ops)
         memcpy(c->host, addr, hl);
     }
     c->port = (int)port;
+    snprintf(c->secret, sizeof c->secret, "%s", secret ? secret : "");
     ops->user = c;
     ops->set = cl_set;
     ops->get = cl_get;
@@ -516,6 +612,9 @@ int coll_store_client_ops(const char *addr, coll_store_ops *ops)
 
 void coll_store_client_ops_free(coll_store_ops *ops)
 {
+    if (ops->user) {
+        memset(ops->user, 0, sizeof(client));
+    }
     free(ops->user);
     ops->user = NULL;
 }

@@ -26,7 +26,15 @@ void em_log(em_log_level lvl, const char *func, const char *fmt, ...)
 /* A message formatted elsewhere (another library's log), when lvl passes the level. */
 void em_log_message(em_log_level lvl, const char *func, const char *msg);
 
-#define EM_LOG_DEBUG(...) do { if (em_log_get_level() <= EM_LOG_DEBUG) em_log(EM_LOG_DEBUG, __func__, __VA_ARGS__); } while (0)
-#define EM_LOG_INFO(...) do { if (em_log_get_level() <= EM_LOG_INFO) em_log(EM_LOG_INFO, __func__, __VA_ARGS__); } while (0)
-#define EM_LOG_WARN(...) em_log(EM_LOG_WARN, __func__, __VA_ARGS__)
+#define EM_LOG_DEBUG(...)                                \
+    do {                                                 \
+        if (em_log_get_level() <= EM_LOG_DEBUG)          \
+            em_log(EM_LOG_DEBUG, __func__, __VA_ARGS__); \
+    } while (0)
+#define EM_LOG_INFO(...)                                \
+    do {                                                \
+        if (em_log_get_level() <= EM_LOG_INFO)          \
+            em_log(EM_LOG_INFO, __func__, __VA_ARGS__); \
+    } while (0)
+#define EM_LOG_WARN(...)  em_log(EM_LOG_WARN, __func__, __VA_ARGS__)
 #define EM_LOG_ERROR(...) em_log(EM_LOG_ERROR, __func__, __VA_ARGS__)

@@ -16,6 +16,7 @@
 
 struct coord_client {
     grpc_channel *ch;
+    char secret[RPC_SECRET_MAX + 1]; /* admin secret for GetServerInfo ("" none) */
 };
 
 coord_client *coord_client_create(const char *addr)
@@ -421,14 +422,19 @@ int coord_client_wait_serving(coord_client *c, long timeout_ms)
     return -1;
 }
 
+void coord_client_set_admin_secret(coord_client *c, const char *secret)
+{
+    snprintf(c->secret, sizeof c->secret, "%s", secret ? secret : "");
+}
+
 int coord_client_server_info(coord_client *c, coord_client_info *out)
 {
     Emserve__V1__GetServerInfoRequest rq = EMSERVE__V1__GET_SERVER_INFO_REQUEST__INIT;
     ProtobufCMessage *resp = NULL;
     memset(out, 0, sizeof *out);
-    if (rpc_unary(c->ch, "/emserve.v1.Emserve/GetServerInfo", &rq.base,
-                        &emserve__v1__server_info__descriptor, &resp, 5000, 0, NULL,
-                        0) != GRPC_STATUS_OK) {
+    if (rpc_unary_auth(c->ch, "/emserve.v1.Emserve/GetServerInfo", &rq.base,
+                       &emserve__v1__server_info__descriptor, &resp, 5000, 0, c->secret, NULL,
+                       0) != GRPC_STATUS_OK) {
         return -1;
     }
     const Emserve__V1__ServerInfo *si = (const Emserve__V1__ServerInfo *)resp;

@@ -103,5 +103,8 @@ typedef struct coord_client_info {
     int kv_head0[64], n_kv_heads[64];
 } coord_client_info;
 
+/* The cluster secret (rpc/rpc_auth.h) GetServerInfo presents to see the workers' addresses and
+ * pids (without it they are empty / 0). NULL or "": none. */
+void coord_client_set_admin_secret(coord_client *c, const char *secret);
 /* GetServerInfo; 0 on success, -1 on RPC error. */
 int coord_client_server_info(coord_client *c, coord_client_info *out);

@@ -1,7 +1,9 @@
-/* The worker group (see group.h): placement, channels, formation, step fan-out, loss. */
+/* The worker group (see group.h): placement, channels, formation, liveness and loss; the step
+ * fan-out is in group_step.c. */
 #include "coordinator/group.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,37 +21,7 @@
 #include "engine/placement.h"
 #include "proto/emserve/internal/v1/worker.pb-c.h"
 #include "proto/worker_proto.h"
-
-typedef struct wlink {
-    coord_placement pl;
-    char addr[256];
-    int local;
-    grpc_channel *ch;
-    int64_t pid, weight_bytes;
-    int joined;
-} wlink;
-
-struct coord_group {
-    int world, n_vocab;
-    model_hparams hp;
-    wlink w[COORD_MAX_WORKERS];
-    coord_spawner *spawner;
-    coord_group_opts o;
-    char model_path[1024], store_adv[300];
-    coll_store_server *store;
-    grpc_completion_queue *cq;
-    pthread_mutex_t mu; /* guards serving, generation, w[].addr/joined/pid for snapshots */
-    int serving;
-    int64_t generation;
-    char lost_reason[512];
-    double next_form_at, last_ping;
-    uint64_t step_id;
-    float *logits;
-    size_t cap_logits;
-    int32_t *slots;
-    int64_t *entries;
-    int cap_slots;
-};
+#include "coordinator/group_impl.h"
 
 /* ---- placement, creation ----------------------------------------------------------------- */
 
@@ -60,6 +32,7 @@ static void set_addr(coord_group *g, int r, const char *addr, int64_t pid)
     snprintf(w->addr, sizeof w->addr, "%s", addr ? addr : "");
     w->pid = pid;
     w->joined = 0;
+    w->hello_timeouts = 0;
     pthread_mutex_unlock(&g->mu);
     if (w->ch) {
         grpc_channel_destroy(w->ch);
@@ -67,7 +40,7 @@ static void set_addr(coord_group *g, int r, const char *addr, int64_t pid)
     }
     if (w->addr[0]) {
         grpc_channel_credentials *cr = grpc_insecure_credentials_create();
-        w->ch = grpc_channel_create(w->addr, cr, rpc_channel_args());
+        w->ch = grpc_channel_create(w->addr, cr, &g->chargs.ca);
         grpc_channel_credentials_release(cr);
     }
 }
@@ -100,8 +73,19 @@ em_status coord_group_create(const model_hparams *hp, int world, const char *con
         g->o.coll_timeout_ms = 10000;
     }
     if (g->o.step_timeout_ms <= 0) {
-        g->o.step_timeout_ms = 60000;
+        g->o.step_timeout_ms = 3000;
     }
+    if (g->o.max_batch_tokens <= 0) {
+        g->o.max_batch_tokens = 256;
+    }
+    if (g->o.max_batch_tokens < g->o.max_slots) {
+        g->o.max_batch_tokens = g->o.max_slots; /* as the scheduler does: all decodes fit */
+    }
+    snprintf(g->secret, sizeof g->secret, "%s", o->cluster_secret ? o->cluster_secret : "");
+    g->o.cluster_secret = g->secret;
+    /* the largest reply is rank 0's logits for every token of the largest step */
+    rpc_args_init(&g->chargs,
+                  (long)sizeof(float) * g->o.max_batch_tokens * (long)hp->n_vocab + (1L << 20), 0);
     pthread_mutex_init(&g->mu, NULL);
     g->cq = grpc_completion_queue_create_for_pluck(NULL);
     int G = hp->n_head / hp->n_kv_head;
@@ -125,7 +109,8 @@ em_status coord_group_create(const model_hparams *hp, int world, const char *con
     }
     const char *bind = o->store_bind && o->store_bind[0] ? o->store_bind : "127.0.0.1";
     int port = 0;
-    if (coll_store_server_start(bind, o->store_port, &g->store, &port, err, errlen) != 0) {
+    if (coll_store_server_start_auth(bind, o->store_port, g->secret, &g->store, &port, err,
+                                     errlen) != 0) {
         coord_group_free(g);
         return EM_EIO;
     }
@@ -223,9 +208,10 @@ static int hello_all(coord_group *g, long timeout_ms, int check_gen, char *why, 
     rpc_pending p[COORD_MAX_WORKERS];
     Emserve__Internal__V1__HelloRequest rq = EMSERVE__INTERNAL__V1__HELLO_REQUEST__INIT;
     rq.protocol_version = WORKER_PROTO_VERSION;
+    int timed_out[COORD_MAX_WORKERS] = {0}, n_late = 0;
     for (int r = 0; r < g->world; r++) {
-        rpc_pending_start(g->cq, &p[r], g->w[r].ch, WORKER_METHOD_HELLO, &rq.base,
-                                timeout_ms);
+        rpc_pending_start_auth(g->cq, &p[r], g->w[r].ch, WORKER_METHOD_HELLO, &rq.base, timeout_ms,
+                               g->secret);
     }
     int bad = 0;
     for (int r = 0; r < g->world; r++) {
@@ -234,8 +220,15 @@ static int hello_all(coord_group *g, long timeout_ms, int check_gen, char *why, 
         grpc_status_code st = rpc_pending_finish(
             g->cq, &p[r], &emserve__internal__v1__hello_response__descriptor, &m, d, sizeof d);
         Emserve__Internal__V1__HelloResponse *h = (Emserve__Internal__V1__HelloResponse *)m;
+        /* a worker that does not even answer Hello, twice in a row, is hung */
+        g->w[r].hello_timeouts = st == GRPC_STATUS_DEADLINE_EXCEEDED ? g->w[r].hello_timeouts + 1 : 0;
+        timed_out[r] = g->w[r].hello_timeouts >= 2;
+        n_late += timed_out[r];
         if (st != GRPC_STATUS_OK || h == NULL || h->protocol_version != WORKER_PROTO_VERSION) {
             if (!bad) {
+                if (st == GRPC_STATUS_DEADLINE_EXCEEDED) {
+                    snprintf(d, sizeof d, "no answer to Hello within %ld ms", timeout_ms);
+                }
                 snprintf(why, whylen, "worker %d (%s): %s", r,
                          g->w[r].addr[0] ? g->w[r].addr : "not started",
                          st != GRPC_STATUS_OK ? (d[0] ? d : "unreachable") : "protocol mismatch");
@@ -257,6 +250,9 @@ static int hello_all(coord_group *g, long timeout_ms, int check_gen, char *why, 
         if (m) {
             protobuf_c_message_free_unpacked(m, NULL);
         }
+    }
+    if (n_late > 0) {
+        coord__group_kill_hung(g, timed_out, "Hello", timeout_ms);
     }
     return bad ? -1 : 0;
 }
@@ -291,10 +287,11 @@ static int form(coord_group *g)
         rq.timeout_ms = (int32_t)g->o.coll_timeout_ms;
         rq.model_path = g->model_path;
         rq.n_threads = g->o.n_threads;
+        rq.act_quant = g->o.act_quant;
         rq.max_batch_tokens = g->o.max_batch_tokens;
         rq.max_slots = g->o.max_slots;
-        rpc_pending_start(g->cq, &p[r], g->w[r].ch, WORKER_METHOD_FORM_GROUP, &rq.base,
-                                g->o.coll_timeout_ms + 60000);
+        rpc_pending_start_auth(g->cq, &p[r], g->w[r].ch, WORKER_METHOD_FORM_GROUP, &rq.base,
+                               g->o.coll_timeout_ms + 60000, g->secret);
     }
     int bad = 0;
     for (int r = 0; r < g->world; r++) {
@@ -399,145 +396,53 @@ int coord_group_tick(coord_group *g, int idle)
     return result;
 }
 
-/* ---- step -------------------------------------------------------------------------------- */
 
-static em_status grow_results(coord_group *g, int n_logits, int n_tokens)
+/* ---- hung workers ------------------------------------------------------------------------------ */
+
+/* 1 when the process is stopped (state T or t in /proc/PID/stat). */
+static int proc_stopped(int64_t pid)
 {
-    size_t need = (size_t)n_logits * (size_t)g->n_vocab;
-    if (need > g->cap_logits) {
-        free(g->logits);
-        g->logits = malloc(sizeof(float) * need);
-        g->cap_logits = g->logits ? need : 0;
-        if (!g->logits) {
-            return EM_ENOMEM;
-        }
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
     }
-    if (n_tokens + 1 > g->cap_slots) {
-        free(g->slots);
-        free(g->entries);
-        g->slots = malloc(sizeof(int32_t) * (size_t)(n_tokens + 1));
-        g->entries = malloc(sizeof(int64_t) * (size_t)(n_tokens + 1));
-        g->cap_slots = (g->slots && g->entries) ? n_tokens + 1 : 0;
-        if (!g->cap_slots) {
-            return EM_ENOMEM;
-        }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *close_paren = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
+    if (close_paren == NULL || close_paren[1] != ' ') {
+        return 0;
     }
-    return EM_OK;
+    return close_paren[2] == 'T' || close_paren[2] == 't';
 }
 
-em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_result *res, char *err,
-                           size_t errlen)
+void coord__group_kill_hung(coord_group *g, const int *timed_out, const char *what,
+                            long deadline_ms)
 {
-    memset(res, 0, sizeof *res);
-    if (!coord_group_serving(g)) {
-        snprintf(err, errlen, "worker group not serving: %s", g->lost_reason);
-        return EM_EUNAVAILABLE;
-    }
-    int n_want = 0;
-    for (int i = 0; i < st->n_tokens; i++) {
-        n_want += st->want[i] != 0;
-    }
-    if (grow_results(g, n_want, st->n_tokens) != EM_OK) {
-        snprintf(err, errlen, "out of memory");
-        return EM_ENOMEM;
-    }
-    /* One request message; only return_logits differs between ranks. */
-    Emserve__Internal__V1__StepRequest rq = EMSERVE__INTERNAL__V1__STEP_REQUEST__INIT;
-    Emserve__Internal__V1__SeqOpen opens[st->n_open + 1], *open_p[st->n_open + 1];
-    Emserve__Internal__V1__SeqPolicy pols[st->n_policy + 1], *pol_p[st->n_policy + 1];
-    int n_kv_total = 0;
-    for (int i = 0; i < st->n_open; i++) {
-        n_kv_total += st->open[i].n_kv;
-    }
-    Emserve__Internal__V1__KvParam kvs[n_kv_total + 1], *kv_p[n_kv_total + 1];
-    int k = 0;
-    for (int i = 0; i < st->n_open; i++) {
-        emserve__internal__v1__seq_open__init(&opens[i]);
-        opens[i].slot = st->open[i].slot;
-        opens[i].kv = &kv_p[k];
-        opens[i].n_kv = (size_t)st->open[i].n_kv;
-        for (int j = 0; j < st->open[i].n_kv; j++, k++) {
-            emserve__internal__v1__kv_param__init(&kvs[k]);
-            kvs[k].key = st->open[i].keys[j];
-            kvs[k].value = st->open[i].vals[j];
-            kv_p[k] = &kvs[k];
-        }
-        open_p[i] = &opens[i];
-    }
-    for (int i = 0; i < st->n_policy; i++) {
-        emserve__internal__v1__seq_policy__init(&pols[i]);
-        pols[i].slot = st->pol_slot[i];
-        pols[i].phase = st->pol_phase[i];
-        pol_p[i] = &pols[i];
-    }
-    rq.generation = g->generation;
-    rq.step_id = ++g->step_id;
-    rq.n_drop = (size_t)st->n_drop;
-    rq.drop = (int32_t *)st->drop;
-    rq.n_open = (size_t)st->n_open;
-    rq.open = open_p;
-    rq.n_tokens = rq.n_pos = rq.n_seq = (size_t)st->n_tokens;
-    rq.tokens = (int32_t *)st->tokens;
-    rq.pos = (int32_t *)st->pos;
-    rq.seq = (int32_t *)st->seq;
-    rq.want_logits.data = (uint8_t *)st->want;
-    rq.want_logits.len = (size_t)st->n_tokens;
-    rq.n_policy = (size_t)st->n_policy;
-    rq.policy = pol_p;
-    rpc_pending p[COORD_MAX_WORKERS];
+    int stopped[COORD_MAX_WORKERS] = {0}, n_stopped = 0;
     for (int r = 0; r < g->world; r++) {
-        rq.return_logits = r == 0;
-        rpc_pending_start(g->cq, &p[r], g->w[r].ch, WORKER_METHOD_STEP, &rq.base,
-                                g->o.step_timeout_ms);
+        if (timed_out[r] && g->w[r].local && g->w[r].pid > 0) {
+            stopped[r] = proc_stopped(g->w[r].pid);
+            n_stopped += stopped[r];
+        }
     }
-    int bad = 0;
     for (int r = 0; r < g->world; r++) {
-        ProtobufCMessage *m = NULL;
-        char d[512] = "";
-        grpc_status_code code = rpc_pending_finish(
-            g->cq, &p[r], &emserve__internal__v1__step_response__descriptor, &m, d, sizeof d);
-        Emserve__Internal__V1__StepResponse *sr = (Emserve__Internal__V1__StepResponse *)m;
-        if (code == GRPC_STATUS_OK && sr && sr->n_kv_entries == sr->n_kv_slots &&
-            (r == 0 ? sr->n_logits == n_want &&
-                          sr->logits.len == sizeof(float) * (size_t)n_want * (size_t)g->n_vocab
-                    : 1) &&
-            (r == 0 || (int)sr->n_kv_slots == res->n_slots)) {
-            if (r == 0) {
-                if (sr->logits.len) {
-                    memcpy(g->logits, sr->logits.data, sr->logits.len);
-                }
-                res->n_slots = (int)sr->n_kv_slots;
-                for (size_t i = 0; i < sr->n_kv_slots && i < (size_t)g->cap_slots; i++) {
-                    g->slots[i] = sr->kv_slots[i];
-                    g->entries[i] = sr->kv_entries[i];
-                }
-            } else {
-                for (size_t i = 0; i < sr->n_kv_slots; i++) {
-                    g->entries[i] += sr->kv_entries[i];
-                }
-            }
-        } else {
-            /* name every failing worker: a dead worker's peers fail their all-reduce too */
-            size_t l = bad ? strlen(err) : 0;
-            snprintf(err + l, errlen - l, "%sworker %d (%s): %s%s%s%s", bad ? "; " : "", r,
-                     g->w[r].addr,
-                     code == GRPC_STATUS_OK ? "inconsistent reply" : rpc_status_name(code),
-                     d[0] ? " (" : "", d, d[0] ? ")" : "");
-            bad = 1;
+        if (!timed_out[r]) {
+            continue;
         }
-        if (m) {
-            protobuf_c_message_free_unpacked(m, NULL);
+        if (!g->w[r].local) {
+            EM_LOG_ERROR("worker %d (%s) made no progress on a %s within %ld ms; it runs on "
+                         "another host: restart it there",
+                         r, g->w[r].addr, what, deadline_ms);
+        } else if (g->w[r].pid > 0 && (n_stopped == 0 || stopped[r])) {
+            EM_LOG_ERROR("worker %d (pid %lld%s) made no progress on a %s within %ld ms: "
+                         "killing it (the spawner restarts it)",
+                         r, (long long)g->w[r].pid, stopped[r] ? ", stopped" : "", what,
+                         deadline_ms);
+            coord_spawner_kill(g->spawner, r);
+            g->w[r].hello_timeouts = 0;
         }
     }
-    if (bad) {
-        coord_group_mark_lost(g, err);
-        return EM_EUNAVAILABLE;
-    }
-    g->last_ping = em_now_s();
-    res->logits = g->logits;
-    res->n_logits = n_want;
-    res->slots = g->slots;
-    res->entries = g->entries;
-    res->n_slots = res->n_slots;
-    return EM_OK;
 }

@@ -29,11 +29,15 @@ typedef struct coord_worker_snapshot {
 typedef struct coord_group_opts {
     const char *model_path; /* sent to workers that have no --model of their own */
     int n_threads, max_batch_tokens, max_slots;
+    int act_quant;               /* kern_act_mode of every worker (0 f32, 1 q8) */
     long coll_timeout_ms;        /* gloo rendezvous + collectives (default 10000) */
-    long step_timeout_ms;        /* one Step call (default 60000) */
+    long step_timeout_ms;        /* floor of a step's progress deadline (default 3000); the
+                                  * deadline adds 8 x the slowest recent time per token x the
+                                  * step's tokens. A worker that misses it is declared hung */
     const char *store_bind;      /* rendezvous store bind address (default 127.0.0.1) */
     const char *store_advertise; /* address workers use to reach it (default = store_bind) */
     int store_port;              /* 0 = any free port */
+    const char *cluster_secret;  /* carried by every internal call and required by the store */
 } coord_group_opts;
 
 typedef struct coord_group coord_group;
@@ -86,8 +90,11 @@ typedef struct coord_step_result {
     const int64_t *entries; /* KV entries of slots[i] summed over all workers */
 } coord_step_result;
 
-/* Runs one step on every worker. On any failure the group is marked lost and EM_EUNAVAILABLE
- * is returned with the reason in err. */
+/* Runs one step on every worker under a progress deadline (see step_timeout_ms). Every reply
+ * is checked against the request (step id, slots, entry counts within the context, logits
+ * size) before anything is copied. On any failure - an error, a late or inconsistent reply -
+ * the group is marked lost and EM_EUNAVAILABLE is returned with the reason in err; a local
+ * worker that missed the deadline is killed and restarted by the spawner. */
 em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_result *res, char *err,
                            size_t errlen);
 

@@ -71,6 +71,9 @@ static int acc_add(http_acc *a, const coord_event *ev, int keep_lps)
 
 static void gen_free(http_gen *g)
 {
+    if (g->counted) {
+        __atomic_sub_fetch(&g->h->streams, 1, __ATOMIC_SEQ_CST);
+    }
     coord__http_acc_free(&g->acc);
     free(g->full_text);
     free(g->out);
@@ -196,7 +199,7 @@ em_status coord__http_gen_start(coord_http *h, struct MHD_Connection *c, const h
     g->sched_held = 1;
     r->sink = &h->sink;
     r->sink_user = g;
-    if (!coord__http_enter(h)) {
+    if (coord__http_draining(h) || !coord__http_enter(h)) {
         coord_req_free(r);
         gen_free(g);
         snprintf(err, errlen, "server shutting down");
@@ -211,6 +214,8 @@ em_status coord__http_gen_start(coord_http *h, struct MHD_Connection *c, const h
     }
     /* generation takes as long as it takes: no idle timeout while we wait for the scheduler */
     MHD_set_connection_option(c, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+    g->counted = 1;
+    __atomic_add_fetch(&h->streams, 1, __ATOMIC_SEQ_CST);
     coord_sched_submit(h->o.sched, r); /* from here on, events may arrive */
     coord__http_leave(h);
     *out = g;

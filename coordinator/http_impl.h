@@ -19,6 +19,8 @@ struct coord_http {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int stopping, users; /* the gate (coord__http_enter) */
+    int draining;        /* no new generations (coord_http_drain) */
+    int streams;         /* generations whose reply is not fully written yet (atomic) */
     uint64_t serial;
     coord_sink sink; /* http_gen.c's emit/release */
     char model_id[256];
@@ -30,6 +32,8 @@ struct coord_http {
 
 /* 1: the caller may use the scheduler and the group until coord__http_leave; 0: shutting down
  * (do not touch them, do not call leave). */
+/* 1 while draining (new generations are refused). */
+int coord__http_draining(coord_http *h);
 int coord__http_enter(coord_http *h);
 void coord__http_leave(coord_http *h);
 
@@ -89,6 +93,7 @@ typedef struct http_gen {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int refs, sched_held;
+    int counted; /* in coord_http.streams */
     /* written by the scheduler thread under mu */
     http_acc acc;
     int done;      /* COMPLETE or ERROR seen (or released without one) */
@@ -144,7 +149,9 @@ char *coord__http_render_models(const coord_http *h, int one);
 
 /* ---- http_openai.c: POST /v1/completions and /v1/chat/completions --------------------------- */
 
+/* *hold gets a whole (not streamed) reply's generation: the caller drops it with
+ * coord__http_gen_put once the reply is written (it counts as in flight until then). */
 enum MHD_Result coord__http_generate(coord_http *h, struct MHD_Connection *c, http_api api,
-                                     const char *body, size_t len);
+                                     const char *body, size_t len, http_gen **hold);
 /* The scheduler sink of HTTP generations (http_gen.c). */
 void coord__http_sink_init(coord_sink *s);

@@ -27,7 +27,7 @@ static int failed(http_gen *g)
     return f;
 }
 
-static enum MHD_Result reply_whole(struct MHD_Connection *c, http_gen *g)
+static enum MHD_Result reply_whole(struct MHD_Connection *c, http_gen *g, http_gen **hold)
 {
     if (coord__http_gen_wait(g, 0) != 0) {
         coord__http_gen_put(g);
@@ -43,7 +43,7 @@ static enum MHD_Result reply_whole(struct MHD_Connection *c, http_gen *g)
                   : MHD_NO;
         free(body);
     }
-    coord__http_gen_put(g);
+    *hold = g; /* put when the reply has been written (or the connection closed) */
     return rc;
 }
 
@@ -69,7 +69,7 @@ static enum MHD_Result reply_stream(struct MHD_Connection *c, http_gen *g)
 }
 
 enum MHD_Result coord__http_generate(coord_http *h, struct MHD_Connection *c, http_api api,
-                                     const char *body, size_t len)
+                                     const char *body, size_t len, http_gen **hold)
 {
     char err[768] = "";
     unsigned status = MHD_HTTP_BAD_REQUEST;
@@ -86,5 +86,5 @@ enum MHD_Result coord__http_generate(coord_http *h, struct MHD_Connection *c, ht
         return coord__http_error(c, status, err[0] ? err : em_status_str(st), NULL,
                                  status == MHD_HTTP_NOT_FOUND ? "model_not_found" : NULL);
     }
-    return stream ? reply_stream(c, g) : reply_whole(c, g);
+    return stream ? reply_stream(c, g) : reply_whole(c, g, hold);
 }

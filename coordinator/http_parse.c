@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "coordinator/http_impl.h"
+#include "rpc/rpc_strings.h" /* rpc_utf8_valid */
 
 #define COMPLETIONS_MAX_TOKENS 16 /* OpenAI's default for /v1/completions */
 
@@ -533,6 +534,39 @@ static em_status parse_input(pctx *p, const cJSON *o, http_parsed *out)
 
 typedef em_status (*parse_step)(pctx *p, const cJSON *o, http_parsed *out);
 
+/* 1 when a JSON string of body escapes a NUL ("\u0000" after an even run of backslashes): C
+ * strings would end there silently. */
+static int escaped_nul(const char *body, size_t len)
+{
+    for (size_t i = 0; i + 6 <= len; i++) {
+        if (body[i] == '\\' && (body[i + 1] == 'u' || body[i + 1] == 'U') &&
+            strncmp(body + i + 2, "0000", 4) == 0) {
+            size_t run = 0;
+            while (run < i && body[i - 1 - run] == '\\') {
+                run++;
+            }
+            if (run % 2 == 0) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
+/* The same string rules as the gRPC API (rpc_strings.h): UTF-8, no NUL. */
+static em_status check_body(const char *body, size_t len, char *err, size_t errlen)
+{
+    if (!rpc_utf8_valid((const uint8_t *)body, len)) {
+        snprintf(err, errlen, "the body is not valid UTF-8");
+        return EM_EINVAL;
+    }
+    if (memchr(body, 0, len) || escaped_nul(body, len)) {
+        snprintf(err, errlen, "a string holds a NUL character");
+        return EM_EINVAL;
+    }
+    return EM_OK;
+}
+
 em_status coord__http_parse(const coord_http *h, http_api api, const char *body, size_t len,
                             http_parsed *out, unsigned *status, char *err, size_t errlen)
 {
@@ -543,6 +577,9 @@ em_status coord__http_parse(const coord_http *h, http_api api, const char *body,
     memset(out, 0, sizeof *out);
     out->api = api;
     *status = MHD_HTTP_BAD_REQUEST;
+    if (check_body(body, len, err, errlen) != EM_OK) {
+        return EM_EINVAL;
+    }
     out->root = cJSON_ParseWithLength(body, len);
     if (out->root == NULL || !cJSON_IsObject(out->root)) {
         snprintf(err, errlen, "the body must be a JSON object%s",

@@ -22,6 +22,7 @@ typedef struct http_body { /* one request's body as it arrives */
     char *data;
     size_t len, cap;
     int too_big;
+    http_gen *gen; /* a whole reply's generation, dropped when the request completes */
 } http_body;
 
 /* ---- the gate ------------------------------------------------------------------------------- */
@@ -33,6 +34,14 @@ int coord__http_enter(coord_http *h)
     h->users += ok;
     pthread_mutex_unlock(&h->mu);
     return ok;
+}
+
+int coord__http_draining(coord_http *h)
+{
+    pthread_mutex_lock(&h->mu);
+    int d = h->draining;
+    pthread_mutex_unlock(&h->mu);
+    return d;
 }
 
 void coord__http_leave(coord_http *h)
@@ -135,7 +144,9 @@ static enum MHD_Result on_ready(coord_http *h, struct MHD_Connection *c)
 {
     int serving = 0;
     char body[800];
-    if (coord__http_enter(h)) {
+    if (coord__http_draining(h)) {
+        snprintf(body, sizeof body, "{\"status\":\"draining\"}");
+    } else if (coord__http_enter(h)) {
         serving = coord_group_serving(h->o.group);
         snprintf(body, sizeof body, "{\"status\":\"%s\"}", serving ? "ready" : "not ready");
         coord__http_leave(h);
@@ -221,7 +232,7 @@ static int path_matches(const char *pattern, const char *url)
 }
 
 static enum MHD_Result dispatch(coord_http *h, struct MHD_Connection *c, const struct route *r,
-                                const char *url, const http_body *b)
+                                const char *url, http_body *b)
 {
     switch (r->id) {
     case R_LIVE:
@@ -235,15 +246,16 @@ static enum MHD_Result dispatch(coord_http *h, struct MHD_Connection *c, const s
     case R_MODEL:
         return on_models(h, c, url + strlen("/v1/models/"));
     case R_COMPLETIONS:
-        return coord__http_generate(h, c, HTTP_API_COMPLETIONS, b->data ? b->data : "", b->len);
+        return coord__http_generate(h, c, HTTP_API_COMPLETIONS, b->data ? b->data : "", b->len,
+                                    &b->gen);
     case R_CHAT:
-        return coord__http_generate(h, c, HTTP_API_CHAT, b->data ? b->data : "", b->len);
+        return coord__http_generate(h, c, HTTP_API_CHAT, b->data ? b->data : "", b->len, &b->gen);
     }
     return MHD_NO;
 }
 
 static enum MHD_Result route(coord_http *h, struct MHD_Connection *c, const char *url,
-                             const char *method, const http_body *b)
+                             const char *method, http_body *b)
 {
     const struct route *path_hit = NULL;
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
@@ -333,6 +345,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     (void)why;
     http_body *b = *con_cls;
     if (b) {
+        coord__http_gen_put(b->gen);
         free(b->data);
         free(b);
         *con_cls = NULL;
@@ -439,6 +452,20 @@ em_status coord_http_start(const coord_http_opts *o, coord_http **out, int *port
     *port = di->port;
     *out = h;
     return EM_OK;
+}
+
+void coord_http_drain(coord_http *h)
+{
+    if (h) {
+        pthread_mutex_lock(&h->mu);
+        h->draining = 1;
+        pthread_mutex_unlock(&h->mu);
+    }
+}
+
+int coord_http_streams(coord_http *h)
+{
+    return h ? __atomic_load_n(&h->streams, __ATOMIC_SEQ_CST) : 0;
 }
 
 void coord_http_shutdown(coord_http *h)

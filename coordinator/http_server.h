@@ -34,6 +34,11 @@ typedef struct coord_http_opts {
  * outlive coord_http_stop. EM_EINVAL for a bad address, EM_EIO when it cannot listen. */
 em_status coord_http_start(const coord_http_opts *o, coord_http **out, int *port, char *err,
                            size_t errlen);
+/* Graceful drain (SIGTERM): new generation requests get 503 and /health/ready says 503;
+ * running ones go on. NULL ok. */
+void coord_http_drain(coord_http *h);
+/* Generations whose reply is not fully written yet (a drain waits for 0). NULL: 0. */
+int coord_http_streams(coord_http *h);
 /* Phase 1 of shutdown (before the scheduler stops): new generation requests get 503 and no
  * thread touches the scheduler or the group any more once this returns. NULL ok. */
 void coord_http_shutdown(coord_http *h);

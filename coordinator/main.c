@@ -23,16 +23,20 @@
 #include "coordinator/spawner.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "rpc/rpc_auth.h"
 #include "rpc/rpc_log.h"
 
 typedef struct flags {
     const char *model, *listen, *worker_bin, *store_bind, *advertise, *demo_prompt, *demo_chat;
-    const char *metrics, *http, *log_format;
+    const char *metrics, *http, *log_format, *act_quant_name;
+    const char *secret_file; /* hardening (issue 12) */
     const char *addr_items[COORD_MAX_WORKERS];
     em_flag_list addrs;
     int workers, workers_set, threads, max_batch_tokens, max_seqs, prefill_chunk;
-    int respawn_delay_ms, demo_tokens, exit_after_demo, log_debug, store_port;
+    int respawn_delay_ms, demo_tokens, exit_after_demo, log_debug, store_port, act_quant;
     long coll_timeout_ms, ready_timeout_ms;
+    long step_timeout_ms, max_message_bytes, drain_grace_ms; /* hardening (issue 12) */
+    int max_queue;
 } flags;
 
 static volatile sig_atomic_t g_stop;
@@ -45,7 +49,7 @@ static void on_signal(int sig)
 
 /* ---- flags (common/flags.h: command line > EMSERVE_* environment > --config file) ------------ */
 
-#define N_FLAGS 23
+#define N_FLAGS 29
 
 static void flag_table(flags *f, em_flag *t)
 {
@@ -65,11 +69,17 @@ static void flag_table(flags *f, em_flag *t)
         {"worker-bin", EM_FLAG_STR, &f->worker_bin, 0, 0, "PATH",
          "emserve_worker binary (default: next to this binary)", 0},
         {"threads", EM_FLAG_INT, &f->threads, 0, 1024, "N", "kernel threads per worker", 0},
+        {"act-quant", EM_FLAG_STR, &f->act_quant_name, 0, 0, "f32|q8",
+         "quantized-weight matmuls: f32 activations (the f32 reference's answers) or int8 "
+         "activations (llama.cpp's numerics, faster prompt processing)",
+         0},
         {"max-batch-tokens", EM_FLAG_INT, &f->max_batch_tokens, 1, 1 << 20, "N",
          "tokens per scheduler step", 0},
         {"max-seqs", EM_FLAG_INT, &f->max_seqs, 1, 1 << 16, "N", "sequences running at once", 0},
         {"prefill-chunk", EM_FLAG_INT, &f->prefill_chunk, 1, 1 << 20, "N",
          "most prompt tokens of one request per step", 0},
+        {"max-queue", EM_FLAG_INT, &f->max_queue, 0, 1 << 20, "N",
+         "requests waiting for a sequence slot before new ones get RESOURCE_EXHAUSTED", 0},
         {"respawn-delay-ms", EM_FLAG_INT, &f->respawn_delay_ms, -1, 3600000, "N",
          "restart a dead local worker after N ms (-1 never)", 0},
         {"store-bind", EM_FLAG_STR, &f->store_bind, 0, 0, "HOST",
@@ -78,10 +88,24 @@ static void flag_table(flags *f, em_flag *t)
          "rendezvous store port (0 = any free port)", 0},
         {"advertise-host", EM_FLAG_STR, &f->advertise, 0, 0, "HOST",
          "address workers use to reach the store (default: store-bind)", 0},
+        {"cluster-secret-file", EM_FLAG_STR, &f->secret_file, 0, 0, "FILE",
+         "shared secret of internal traffic and of GetServerInfo's admin view; required with "
+         "--worker-addr (default for local workers: a random one made at start)",
+         0},
         {"coll-timeout-ms", EM_FLAG_LONG, &f->coll_timeout_ms, 1, 86400000, "N",
          "gloo rendezvous/collective timeout", 0},
+        {"step-timeout-ms", EM_FLAG_LONG, &f->step_timeout_ms, 1, 86400000, "N",
+         "floor of a step's progress deadline; a worker that misses it is declared hung, killed "
+         "and restarted",
+         0},
         {"ready-timeout-ms", EM_FLAG_LONG, &f->ready_timeout_ms, 0, 86400000, "N",
          "wait this long for the workers before serving", 0},
+        {"max-message-bytes", EM_FLAG_LONG, &f->max_message_bytes, 1024, 1L << 30, "N",
+         "largest gRPC request message accepted", 0},
+        {"drain-grace-ms", EM_FLAG_LONG, &f->drain_grace_ms, 0, 86400000, "N",
+         "on SIGTERM, stop accepting calls and let running ones finish for up to N ms (0 = end "
+         "them at once)",
+         0},
         {"demo-prompt", EM_FLAG_STR, &f->demo_prompt, 0, 0, "TEXT",
          "after start-up, run one generation through gRPC and print it", 0},
         {"demo-chat", EM_FLAG_STR, &f->demo_chat, 0, 0, "MESSAGE",
@@ -95,6 +119,43 @@ static void flag_table(flags *f, em_flag *t)
          "log lines as text or as JSON objects (local workers follow)", 0},
     };
     memcpy(t, table, sizeof table);
+}
+
+/* Checks what one flag cannot: combinations and the enumerations. 0 ok, -1 (message printed). */
+static int check(flags *f, const em_flag *table)
+{
+    for (int i = 0; i < N_FLAGS; i++) {
+        f->workers_set |= table[i].value == &f->workers && table[i].source != EM_FLAG_SRC_DEFAULT;
+    }
+    if (f->addrs.n > 0) {
+        if (f->workers_set && f->workers != f->addrs.n) {
+            fprintf(stderr, "emserve: --workers %d but %d --worker-addr given\n", f->workers,
+                    f->addrs.n);
+            return -1;
+        }
+        f->workers = f->addrs.n;
+        if (f->secret_file == NULL) {
+            fprintf(stderr, "emserve: --worker-addr needs --cluster-secret-file (the workers' "
+                            "--cluster-secret-file, the same secret)\n");
+            return -1;
+        }
+    }
+    if (strcmp(f->act_quant_name, "f32") != 0 && strcmp(f->act_quant_name, "q8") != 0) {
+        fprintf(stderr, "emserve: --act-quant: '%s' is not f32 or q8\n", f->act_quant_name);
+        return -1;
+    }
+    f->act_quant = strcmp(f->act_quant_name, "q8") == 0;
+    em_log_format lf;
+    if (em_log_format_parse(f->log_format, &lf) != EM_OK) {
+        fprintf(stderr, "emserve: --log-format: '%s' is not text or json\n", f->log_format);
+        return -1;
+    }
+    em_log_set_format(lf);
+    setenv("EMSERVE_WORKER_LOG_FORMAT", f->log_format, 0); /* for the workers we spawn */
+    if (f->log_debug) {
+        em_log_set_level(EM_LOG_DEBUG);
+    }
+    return 0;
 }
 
 /* Fills f (defaults already in it); 0 ok, 1 exit now with status 0 (--help, --version), -1 bad
@@ -122,26 +183,8 @@ static int parse(flags *f, int argc, char **argv)
     if (exit_now) {
         return 1;
     }
-    for (int i = 0; i < N_FLAGS; i++) {
-        f->workers_set |= table[i].value == &f->workers && table[i].source != EM_FLAG_SRC_DEFAULT;
-    }
-    if (f->addrs.n > 0) {
-        if (f->workers_set && f->workers != f->addrs.n) {
-            fprintf(stderr, "emserve: --workers %d but %d --worker-addr given\n", f->workers,
-                    f->addrs.n);
-            return -1;
-        }
-        f->workers = f->addrs.n;
-    }
-    em_log_format lf;
-    if (em_log_format_parse(f->log_format, &lf) != EM_OK) {
-        fprintf(stderr, "emserve: --log-format: '%s' is not text or json\n", f->log_format);
+    if (check(f, table) != 0) {
         return -1;
-    }
-    em_log_set_format(lf);
-    setenv("EMSERVE_WORKER_LOG_FORMAT", f->log_format, 0); /* for the workers we spawn */
-    if (f->log_debug) {
-        em_log_set_level(EM_LOG_DEBUG);
     }
     em_flags_log(&fl);
     return 0;
@@ -184,6 +227,37 @@ static void run_demo(const char *addr, const flags *f, const char *prompt, int c
     fflush(stdout);
     coord_client_result_free(&res);
     coord_client_free(c);
+}
+
+/* SIGTERM: no new calls; running requests get up to grace_ms to finish (hardening, issue 12). */
+/* Requests still held by the scheduler or still being written to their clients. */
+static int busy(coord_server *srv, coord_sched *sched, coord_http *const *https,
+                coord_sched_stats *st)
+{
+    coord_sched_get_stats(sched, st);
+    return st->running + st->queued + coord_server_streams(srv) + coord_http_streams(https[0]) +
+           coord_http_streams(https[1]);
+}
+
+static void drain(coord_server *srv, coord_sched *sched, coord_http *const *https, long grace_ms)
+{
+    coord_sched_stats st;
+    if (busy(srv, sched, https, &st) == 0) {
+        return;
+    }
+    EM_LOG_INFO("draining: %d running and %d queued requests get up to %ld ms", st.running,
+                st.queued, grace_ms);
+    coord_server_drain(srv);
+    double t_end = em_now_s() + grace_ms / 1000.0;
+    while (em_now_s() < t_end) {
+        usleep(20000);
+        if (busy(srv, sched, https, &st) == 0) {
+            EM_LOG_INFO("drained");
+            return;
+        }
+    }
+    EM_LOG_WARN("drain grace over: ending %d running and %d queued requests with UNAVAILABLE",
+                st.running, st.queued);
 }
 
 /* ---- HTTP (--http-listen: the API, health, metrics; --metrics-listen: health and metrics) -- */
@@ -239,6 +313,11 @@ int main(int argc, char **argv)
                .demo_tokens = 40,
                .coll_timeout_ms = 10000,
                .ready_timeout_ms = 120000,
+               .step_timeout_ms = 3000,
+               .max_message_bytes = 4L << 20,
+               .max_queue = 256,
+               .drain_grace_ms = 5000,
+               .act_quant_name = "f32",
                .log_format = "text"};
     f.addrs = (em_flag_list){f.addr_items, 0, COORD_MAX_WORKERS};
     em_log_set_role("coordinator");
@@ -291,6 +370,16 @@ int main(int argc, char **argv)
         model_free(m);
         return 2;
     }
+    /* The cluster secret: from the file, or made now for local workers (hardening, issue 12). */
+    static char secret[RPC_SECRET_MAX + 1];
+    if ((f.secret_file ? rpc_secret_read_file(f.secret_file, secret, sizeof secret, err, sizeof err)
+                       : rpc_secret_generate(secret, sizeof secret)) != EM_OK) {
+        fprintf(stderr, "emserve: %s\n", err[0] ? err : "cannot make a cluster secret");
+        coord_chat_template_free(&chat);
+        tok_free(tok);
+        model_free(m);
+        return 2;
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -306,7 +395,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "emserve: emserve_worker not found (use --worker-bin PATH)\n");
             return 2;
         }
-        coord_spawner_opts so = {bin, f.model, f.workers, f.threads, f.respawn_delay_ms};
+        coord_spawner_opts so = {bin, f.model, f.workers, f.threads, f.respawn_delay_ms, secret};
         if (coord_spawner_start(&so, &sp) != EM_OK) {
             fprintf(stderr, "emserve: cannot start the worker spawner\n");
             return 1;
@@ -319,10 +408,21 @@ int main(int argc, char **argv)
     coord_server *srv = NULL;
     coord_http *http = NULL, *mx = NULL;
     int port = 0, rc = 1;
-    coord_group_opts go = {f.model,      f.threads,         f.max_batch_tokens,
-                           f.max_seqs,   f.coll_timeout_ms, 0,
-                           f.store_bind, f.advertise,       f.store_port};
-    coord_sched_opts so = {f.max_batch_tokens, f.max_seqs, f.prefill_chunk};
+    coord_group_opts go = {.model_path = f.model,
+                           .n_threads = f.threads,
+                           .max_batch_tokens = f.max_batch_tokens,
+                           .max_slots = f.max_seqs,
+                           .act_quant = f.act_quant,
+                           .coll_timeout_ms = f.coll_timeout_ms,
+                           .step_timeout_ms = f.step_timeout_ms,
+                           .store_bind = f.store_bind,
+                           .store_advertise = f.advertise,
+                           .store_port = f.store_port,
+                           .cluster_secret = secret};
+    coord_sched_opts so = {.max_batch_tokens = f.max_batch_tokens,
+                           .max_slots = f.max_seqs,
+                           .prefill_chunk = f.prefill_chunk,
+                           .max_queue = f.max_queue};
     if (coord_group_create(&m->hp, f.workers, f.addrs.n ? f.addrs.items : NULL, sp, &go, &g, err,
                            sizeof err) != EM_OK ||
         coord_sched_start(g, m, tok, &so, &sched) != EM_OK) {
@@ -337,7 +437,9 @@ int main(int argc, char **argv)
                             .sched = sched,
                             .group = g,
                             .max_batch_tokens = so.max_batch_tokens,
-                            .max_slots = f.max_seqs};
+                            .max_slots = f.max_seqs,
+                            .max_message_bytes = f.max_message_bytes,
+                            .admin_secret = secret};
     if (coord_server_start(&ro, &srv, &port, err, sizeof err) != EM_OK) {
         fprintf(stderr, "emserve: %s\n", err);
         goto out;
@@ -355,7 +457,7 @@ int main(int argc, char **argv)
         goto out;
     }
     double t_end = em_now_s() + f.ready_timeout_ms / 1000.0;
-    while (!coord_group_serving(g) && !g_stop && em_now_s() < t_end) {
+    while (!coord_group_serving(g) && !g_stop && !coord_spawner_lost(sp) && em_now_s() < t_end) {
         usleep(20000);
     }
     if (!coord_group_serving(g)) {
@@ -381,10 +483,19 @@ int main(int argc, char **argv)
     if ((f.demo_prompt || f.demo_chat) && f.exit_after_demo) {
         g_stop = 1;
     }
-    while (!g_stop) {
+    while (!g_stop && !coord_spawner_lost(sp)) {
         usleep(50000);
     }
     rc = 0;
+    if (coord_spawner_lost(sp)) { /* it cannot be forked again after grpc_init */
+        EM_LOG_ERROR("exiting with status 3 so that the supervisor restarts the service");
+        rc = 3;
+    } else if (f.drain_grace_ms > 0) {
+        coord_http_drain(http); /* new HTTP generations 503, /health/ready 503 */
+        coord_http_drain(mx);
+        coord_http *https[2] = {http, mx};
+        drain(srv, sched, https, f.drain_grace_ms);
+    }
 out:
     coord_http_shutdown(http); /* no HTTP thread touches the scheduler after these */
     coord_http_shutdown(mx);

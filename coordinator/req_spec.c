@@ -34,6 +34,9 @@ static em_status build_prompt(const coord_req_spec *sp, const coord_req_names *n
     } else if (sp->has_tokens) {
         return coord_prompt_tokens(pc->hp, sp->tokens, sp->n_tokens, nm->token_ids, &r->prompt,
                                    &r->n_prompt, err, errlen);
+    } else if (sp->text && sp->text[0] == 0) { /* would generate from BOS alone */
+        snprintf(err, errlen, "%s: empty", nm->text);
+        return EM_EINVAL;
     } else if (sp->text) {
         st = coord_prompt_text(pc, sp->text, 1, 0, nm->text, &r->prompt, &r->n_prompt, err, errlen);
     } else {

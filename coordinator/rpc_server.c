@@ -15,10 +15,12 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "coordinator/rpc_convert.h"
-#include "rpc/rpc_serve.h"
-#include "rpc/rpc_util.h"
 #include "proto/c/emserve/v1/emserve.pb-c.h"
 #include "proto/grpc/health/v1/health.pb-c.h"
+#include "rpc/rpc_auth.h"
+#include "rpc/rpc_serve.h"
+#include "rpc/rpc_strings.h"
+#include "rpc/rpc_util.h"
 
 typedef enum {
     M_GENERATE,
@@ -57,6 +59,7 @@ struct gcall {
     int send_busy, md_sent, final_ready, final_started, dead, sched_held;
     grpc_status_code final_code;
     int watch_status; /* Health/Watch: the status last sent */
+    int counted;      /* in coord_server.streams */
     gcall *watch_next;
 };
 
@@ -68,9 +71,11 @@ struct coord_server {
     pthread_t thr;
     pthread_mutex_t mu;
     int stop, allow_cq_shutdown;
+    int drain; /* stop accepting calls, let running ones finish (SIGTERM grace) */
     uint64_t serial;
     coord_sink sink;
     gcall *watchers; /* Health/Watch calls (server thread only) */
+    int streams;     /* Generate calls not yet freed (atomic) */
 };
 
 /* ---- call lifetime ------------------------------------------------------------------------- */
@@ -96,6 +101,9 @@ static void post_request(coord_server *s)
 
 static void call_free(gcall *c)
 {
+    if (c->counted) {
+        __atomic_sub_fetch(&c->srv->streams, 1, __ATOMIC_SEQ_CST);
+    }
     if (c->inflight) {
         grpc_byte_buffer_destroy(c->inflight);
     }
@@ -286,6 +294,12 @@ static void do_server_info(coord_server *s, gcall *c)
     coord_sched_stats stats;
     coord_sched_get_stats(s->o.sched, &stats);
     int n = coord_group_snapshot(s->o.group, ws, COORD_MAX_WORKERS);
+    if (!rpc_secret_check(&c->sc.md, s->o.admin_secret)) {
+        for (int i = 0; i < n; i++) { /* where the workers are is for the admin only */
+            ws[i].addr[0] = 0;
+            ws[i].pid = 0;
+        }
+    }
     Emserve__V1__ServerInfo r = EMSERVE__V1__SERVER_INFO__INIT;
     coord_rpc_server_info(ws, n, &stats, s->o.max_batch_tokens, s->o.max_slots, &r);
     finish_unary(c, &r.base, GRPC_STATUS_OK, NULL);
@@ -430,23 +444,27 @@ static method method_of(const grpc_slice m)
 static void on_request(coord_server *s, gcall *c)
 {
     static const ProtobufCMessageDescriptor *const desc[] = {
-        &emserve__v1__generate_request__descriptor, &emserve__v1__abort_request__descriptor,
+        &emserve__v1__generate_request__descriptor,
+        &emserve__v1__abort_request__descriptor,
         &emserve__v1__get_model_info_request__descriptor,
         &emserve__v1__get_server_info_request__descriptor,
         &emserve__v1__tokenize_request__descriptor,
         &grpc__health__v1__health_check_request__descriptor,
         &grpc__health__v1__health_check_request__descriptor};
-    ProtobufCMessage *m = rpc_unpack(c->sc.request, desc[c->m]);
+    char why[300] = ""; /* a string field that is not UTF-8 or holds a NUL is named here */
+    ProtobufCMessage *m = rpc_unpack_checked(c->sc.request, desc[c->m], why, sizeof why);
     if (m == NULL) {
         if (is_stream(c->m)) {
             pthread_mutex_lock(&c->mu);
             set_final_locked(c, GRPC_STATUS_INVALID_ARGUMENT,
-                             c->m == M_GENERATE ? "malformed GenerateRequest"
-                                                : "malformed request message");
+                             why[0]               ? why
+                             : c->m == M_GENERATE ? "malformed GenerateRequest"
+                                                  : "malformed request message");
             kick_locked(c);
             pthread_mutex_unlock(&c->mu);
         } else {
-            finish_unary(c, NULL, GRPC_STATUS_INVALID_ARGUMENT, "malformed request message");
+            finish_unary(c, NULL, GRPC_STATUS_INVALID_ARGUMENT,
+                         why[0] ? why : "malformed request message");
         }
         return;
     }
@@ -489,6 +507,10 @@ static void on_main(coord_server *s, gcall *c, int ok)
         }
         post_request(s);
         c->m = method_of(c->sc.details.method);
+        if (c->m == M_GENERATE) {
+            c->counted = 1;
+            __atomic_add_fetch(&s->streams, 1, __ATOMIC_SEQ_CST);
+        }
         if (c->m == M_UNKNOWN) {
             finish_unary(c, NULL, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
             return;
@@ -567,14 +589,17 @@ static void on_close(coord_server *s, gcall *c)
 static void *server_main(void *p)
 {
     coord_server *s = p;
-    int shutting_down = 0, destroyed = 0, cq_shut = 0, shutdown_tag = 0;
+    int shutting_down = 0, cancelled = 0, destroyed = 0, cq_shut = 0, shutdown_tag = 0;
     for (;;) {
         pthread_mutex_lock(&s->mu);
-        int stop = s->stop, allow = s->allow_cq_shutdown;
+        int stop = s->stop, allow = s->allow_cq_shutdown, drain = s->drain;
         pthread_mutex_unlock(&s->mu);
-        if (stop && !shutting_down) {
+        if ((stop || drain) && !shutting_down) { /* no new calls; running ones go on */
             shutting_down = 1;
             grpc_server_shutdown_and_notify(s->server, s->cq, &shutdown_tag);
+        }
+        if (stop && !cancelled && !destroyed) {
+            cancelled = 1;
             grpc_server_cancel_all_calls(s->server);
         }
         if (destroyed && allow && !cq_shut) {
@@ -622,7 +647,7 @@ em_status coord_server_start(const coord_server_opts *o, coord_server **out, int
     s->pc = (coord_prompt_ctx){&o->m->hp, o->tok, o->chat};
     s->sink.emit = sink_emit;
     s->sink.release = sink_release;
-    s->server = rpc_server_create(o->listen_addr, &s->cq, port);
+    s->server = rpc_server_create_capped(o->listen_addr, &s->cq, port, o->max_message_bytes);
     if (s->server == NULL) {
         snprintf(err, errlen, "cannot listen on %s", o->listen_addr);
         free(s);
@@ -639,6 +664,18 @@ em_status coord_server_start(const coord_server_opts *o, coord_server **out, int
     }
     *out = s;
     return EM_OK;
+}
+
+void coord_server_drain(coord_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->drain = 1;
+    pthread_mutex_unlock(&s->mu);
+}
+
+int coord_server_streams(coord_server *s)
+{
+    return __atomic_load_n(&s->streams, __ATOMIC_SEQ_CST);
 }
 
 void coord_server_shutdown(coord_server *s)

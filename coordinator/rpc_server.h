@@ -25,11 +25,20 @@ typedef struct coord_server_opts {
     coord_sched *sched;
     coord_group *group;
     int max_batch_tokens, max_slots;
+    long max_message_bytes;   /* cap on a received message (<= 0: 4 MiB) */
+    const char *admin_secret; /* GetServerInfo shows worker addresses and pids only to calls
+                               * carrying it (rpc_auth.h); NULL: to nobody */
 } coord_server_opts;
 
 /* Binds and starts the server thread; *port gets the bound port. */
 em_status coord_server_start(const coord_server_opts *o, coord_server **out, int *port, char *err,
                              size_t errlen);
+/* Graceful drain (before phase 1): stop accepting calls (new ones are refused by the transport
+ * with UNAVAILABLE), let the running ones go on. */
+void coord_server_drain(coord_server *s);
+/* Generate calls not finished yet (their last message and status may still be on the way after
+ * the scheduler is done with them): a drain waits for 0. Thread-safe. */
+int coord_server_streams(coord_server *s);
 /* Phase 1 of shutdown: stop accepting calls and cancel running ones. Then stop the scheduler
  * (which releases its calls), then coord_server_join. */
 void coord_server_shutdown(coord_server *s);

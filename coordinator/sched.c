@@ -363,17 +363,33 @@ void coord_sched_stop(coord_sched *s)
     free(s);
 }
 
+/* Fails q before it was queued. */
+static void refuse(coord_req *q, em_status st, const char *msg)
+{
+    coord_event ev = {.kind = COORD_EV_ERROR, .request_id = q->id, .status = st, .message = msg};
+    q->sink->emit(q->sink_user, &ev);
+    q->sink->release(q->sink_user);
+    coord_req_free(q);
+}
+
+/* Requests held (queued or running). Caller holds mu. (hardening, issue 12: bounded queue) */
+static int held_locked(const coord_sched *s)
+{
+    int n = 0;
+    for (const run *r = s->inbox; r; r = r->next) {
+        n++;
+    }
+    for (const run *r = s->active; r; r = r->next) {
+        n++;
+    }
+    return n;
+}
+
 void coord_sched_submit(coord_sched *s, coord_req *q)
 {
     run *r = calloc(1, sizeof *r);
     if (r == NULL) {
-        coord_event ev = {.kind = COORD_EV_ERROR,
-                          .request_id = q->id,
-                          .status = EM_ENOMEM,
-                          .message = "out of memory"};
-        q->sink->emit(q->sink_user, &ev);
-        q->sink->release(q->sink_user);
-        coord_req_free(q);
+        refuse(q, EM_ENOMEM, "out of memory");
         return;
     }
     r->req = q;
@@ -381,6 +397,18 @@ void coord_sched_submit(coord_sched *s, coord_req *q)
     r->t_submit = em_now_s();
     r->state = RUN_QUEUED;
     pthread_mutex_lock(&s->mu);
+    if (held_locked(s) >= s->o.max_slots + s->o.max_queue) {
+        s->stats.requests_total++;
+        s->stats.requests_failed++;
+        pthread_mutex_unlock(&s->mu);
+        free(r);
+        char msg[160];
+        snprintf(msg, sizeof msg,
+                 "server busy: %d requests running and %d waiting (--max-queue); retry later",
+                 s->o.max_slots, s->o.max_queue);
+        refuse(q, EM_ENOSPC, msg);
+        return;
+    }
     if (s->inbox_tail) {
         s->inbox_tail->next = r;
     } else {

@@ -18,6 +18,8 @@ typedef struct coord_sched_opts {
     int max_batch_tokens; /* tokens per step (default 256) */
     int max_slots;        /* sequences running at once (default 64) */
     int prefill_chunk;    /* most prompt tokens of one request per step (default 256) */
+    int max_queue;        /* requests held beyond max_slots; more get RESOURCE_EXHAUSTED
+                           * (0 = none may wait) */
 } coord_sched_opts;
 
 /* Latency histogram buckets (upper bounds, ms) for TTFT and inter-token latency. */
@@ -46,7 +48,8 @@ em_status coord_sched_start(coord_group *g, const model *m, const tokenizer *tok
 /* Stops the thread; every request still held gets an UNAVAILABLE error and is released. */
 void coord_sched_stop(coord_sched *s);
 
-/* Takes ownership of r. When the group is not serving, r fails at once with EM_EUNAVAILABLE. */
+/* Takes ownership of r. When the group is not serving, r fails at once with EM_EUNAVAILABLE;
+ * when max_slots + max_queue requests are already held, with EM_ENOSPC (RESOURCE_EXHAUSTED). */
 void coord_sched_submit(coord_sched *s, coord_req *r);
 /* The client of sink_user went away: drop its request (released without further events). */
 void coord_sched_cancel(coord_sched *s, void *sink_user);

@@ -29,11 +29,21 @@ struct coord_spawner {
     pid_t pid; /* spawner process */
     char buf[1024];
     size_t n_buf;
+    int lost; /* the spawner's end closed: it died (read with __atomic from other threads) */
 };
+
+#define REPORT_TIMEOUT_S 30.0 /* a started worker must report its port by then */
+#define STABLE_S         10.0 /* a worker that ran this long resets the restart backoff */
+#define MAX_BACKOFF_S    30.0
 
 typedef struct child {
     pid_t pid;
     double respawn_at; /* 0 = not scheduled */
+    double started_at, report_by;
+    int port_fd; /* while starting: the pipe its port comes on (-1 otherwise) */
+    char line[32];
+    size_t n_line;
+    int quick_deaths; /* deaths in a row within STABLE_S of the start */
 } child;
 
 static volatile sig_atomic_t g_spawner_stop;
@@ -60,8 +70,27 @@ static void send_line(int fd, const char *line)
     }
 }
 
-/* fork/exec of one worker; reads its port from a pipe (30 s at most). Returns pid or -1. */
-static pid_t spawn_one(const coord_spawner_opts *o, int rank, int *port)
+/* In the forked child: a pipe holding the secret, its read end inherited by the worker (which
+ * reads it to EOF and closes it); -1 when it cannot be made (the worker then refuses to start). */
+static int secret_pipe(const char *secret)
+{
+    int sp[2];
+    size_t n = secret ? strlen(secret) : 0;
+    if (pipe(sp) != 0) { /* no CLOEXEC: the read end survives exec */
+        return -1;
+    }
+    ssize_t w = write(sp[1], secret ? secret : "", n); /* far below the pipe's buffer */
+    close(sp[1]);
+    if (w != (ssize_t)n) {
+        close(sp[0]);
+        return -1;
+    }
+    return sp[0];
+}
+
+/* fork/exec of one worker; *port_fd gets the read end of the pipe it reports its port on.
+ * Returns pid or -1. */
+static pid_t spawn_one(const coord_spawner_opts *o, int rank, int *port_fd)
 {
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) {
@@ -79,40 +108,144 @@ static pid_t spawn_one(const coord_spawner_opts *o, int rank, int *port)
         signal(SIGINT, SIG_DFL);
         dup2(2, 1);          /* worker stdout -> stderr: the coordinator's stdout stays its own */
         int wfd = dup(p[1]); /* without CLOEXEC */
-        char fdstr[16], threads[16], name[64];
+        int sfd = secret_pipe(o->cluster_secret);
+        char fdstr[16], threads[16], name[64], sfdstr[16];
         snprintf(fdstr, sizeof fdstr, "%d", wfd);
+        snprintf(sfdstr, sizeof sfdstr, "%d", sfd);
         snprintf(threads, sizeof threads, "%d", o->n_threads);
         snprintf(name, sizeof name, "worker %d/%d", rank, o->n_workers);
         execl(o->worker_bin, o->worker_bin, "--listen", "127.0.0.1:0", "--model", o->model_path,
-              "--threads", threads, "--report-fd", fdstr, "--name", name, (char *)NULL);
+              "--threads", threads, "--report-fd", fdstr, "--name", name, "--cluster-secret-fd",
+              sfdstr, (char *)NULL);
         fprintf(stderr, "spawner: exec %s: %s\n", o->worker_bin, strerror(errno));
         _exit(127);
     }
     close(p[1]);
-    char line[32];
-    size_t n = 0;
-    double t_end = em_now_s() + 30.0;
-    *port = -1;
-    while (n + 1 < sizeof line && em_now_s() < t_end) {
-        struct pollfd pfd = {p[0], POLLIN, 0};
-        if (poll(&pfd, 1, 100) <= 0) {
+    fcntl(p[0], F_SETFL, fcntl(p[0], F_GETFL) | O_NONBLOCK);
+    *port_fd = p[0];
+    return pid;
+}
+
+/* Starts the children that are due. */
+static void start_due(const coord_spawner_opts *o, child *kids, double now)
+{
+    for (int r = 0; r < o->n_workers; r++) {
+        child *k = &kids[r];
+        if (k->pid != 0 || k->respawn_at <= 0 || now < k->respawn_at) {
             continue;
         }
-        ssize_t r = read(p[0], line + n, sizeof line - 1 - n);
-        if (r <= 0) {
-            break;
+        k->respawn_at = 0;
+        k->pid = spawn_one(o, r, &k->port_fd);
+        if (k->pid < 0) {
+            k->pid = 0;
+            k->port_fd = -1;
+            k->respawn_at = now + 1.0;
+            continue;
         }
-        n += (size_t)r;
-        if (memchr(line, '\n', n)) {
-            break;
+        k->started_at = now;
+        k->report_by = now + REPORT_TIMEOUT_S;
+        k->n_line = 0;
+    }
+}
+
+/* Reads what a starting child reported; sends "U" once its port line is complete. A child that
+ * has not reported by its deadline is killed (reaped and restarted like any dead worker). */
+static void read_ports(int fd, const coord_spawner_opts *o, child *kids, double now)
+{
+    for (int r = 0; r < o->n_workers; r++) {
+        child *k = &kids[r];
+        if (k->port_fd < 0) {
+            continue;
+        }
+        ssize_t n = read(k->port_fd, k->line + k->n_line, sizeof k->line - 1 - k->n_line);
+        if (n > 0) {
+            k->n_line += (size_t)n;
+        }
+        k->line[k->n_line] = 0;
+        int done = memchr(k->line, '\n', k->n_line) != NULL || k->n_line == sizeof k->line - 1;
+        if (done && atoi(k->line) > 0) {
+            char msg[96];
+            snprintf(msg, sizeof msg, "U %d %d %d\n", r, (int)k->pid, atoi(k->line));
+            send_line(fd, msg);
+        }
+        if (done || n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            close(k->port_fd); /* reported, or gave up reporting (its exit is reaped) */
+            k->port_fd = -1;
+        } else if (now > k->report_by) {
+            EM_LOG_ERROR("worker %d (pid %d) did not report its port within %.0f s: killing it", r,
+                         (int)k->pid, REPORT_TIMEOUT_S);
+            kill(k->pid, SIGKILL);
+            close(k->port_fd);
+            k->port_fd = -1;
         }
     }
-    close(p[0]);
-    line[n] = 0;
-    if (n > 0) {
-        *port = atoi(line);
+}
+
+/* Reaps dead children, reports "D" and schedules the restart: the delay doubles (up to
+ * MAX_BACKOFF_S) for every death within STABLE_S of the start, and resets after a worker that
+ * ran longer. */
+static void reap(int fd, const coord_spawner_opts *o, child *kids)
+{
+    int st;
+    pid_t dead;
+    while ((dead = waitpid(-1, &st, WNOHANG)) > 0) {
+        for (int r = 0; r < o->n_workers; r++) {
+            child *k = &kids[r];
+            if (k->pid != dead) {
+                continue;
+            }
+            char line[96];
+            snprintf(line, sizeof line, "D %d %d %d\n", r, (int)dead, st);
+            send_line(fd, line);
+            double now = em_now_s(), up = now - k->started_at;
+            k->pid = 0;
+            if (k->port_fd >= 0) {
+                close(k->port_fd);
+                k->port_fd = -1;
+            }
+            k->quick_deaths = up < STABLE_S ? k->quick_deaths + 1 : 0;
+            if (o->respawn_delay_ms >= 0) {
+                double delay = o->respawn_delay_ms / 1000.0;
+                for (int i = 1; i < k->quick_deaths && delay < MAX_BACKOFF_S; i++) {
+                    delay = delay > 0 ? delay * 2 : 0.1;
+                }
+                delay = delay < MAX_BACKOFF_S ? delay : MAX_BACKOFF_S;
+                if (k->quick_deaths > 1) {
+                    EM_LOG_WARN("worker %d died %d times within %.0f s of starting: next start "
+                                "in %.1f s",
+                                r, k->quick_deaths, STABLE_S, delay);
+                }
+                k->respawn_at = now + delay + 1e-9;
+            }
+        }
     }
-    return pid;
+}
+
+/* Handles the coordinator's "K <rank>" lines; returns -1 when the coordinator is gone. */
+static int read_commands(int fd, const coord_spawner_opts *o, child *kids, char *in, size_t *n_in,
+                         size_t cap)
+{
+    ssize_t r = read(fd, in + *n_in, cap - 1 - *n_in);
+    if (r <= 0) {
+        return -1; /* coordinator gone */
+    }
+    *n_in += (size_t)r;
+    char *nl;
+    while ((nl = memchr(in, '\n', *n_in)) != NULL) {
+        *nl = 0;
+        int rank;
+        if (sscanf(in, "K %d", &rank) == 1 && rank >= 0 && rank < o->n_workers &&
+            kids[rank].pid > 0) {
+            kill(kids[rank].pid, SIGKILL);
+        }
+        size_t used = (size_t)(nl - in) + 1;
+        memmove(in, nl + 1, *n_in - used);
+        *n_in -= used;
+    }
+    if (*n_in == cap - 1) {
+        *n_in = 0;
+    }
+    return 0;
 }
 
 static void spawner_main(int fd, const coord_spawner_opts *o)
@@ -123,61 +256,23 @@ static void spawner_main(int fd, const coord_spawner_opts *o)
     memset(kids, 0, sizeof kids);
     for (int r = 0; r < o->n_workers; r++) {
         kids[r].respawn_at = 1e-9; /* due now */
+        kids[r].port_fd = -1;
     }
     while (!g_spawner_stop) {
-        double now = em_now_s();
+        start_due(o, kids, em_now_s());
+        read_ports(fd, o, kids, em_now_s());
+        reap(fd, o, kids);
+        struct pollfd pfd[SPAWN_MAX + 1];
+        int n = 0;
+        pfd[n++] = (struct pollfd){fd, POLLIN, 0};
         for (int r = 0; r < o->n_workers; r++) {
-            if (kids[r].pid == 0 && kids[r].respawn_at > 0 && now >= kids[r].respawn_at) {
-                int port = -1;
-                kids[r].respawn_at = 0;
-                kids[r].pid = spawn_one(o, r, &port);
-                char line[96];
-                if (kids[r].pid > 0 && port > 0) {
-                    snprintf(line, sizeof line, "U %d %d %d\n", r, (int)kids[r].pid, port);
-                    send_line(fd, line);
-                } else if (kids[r].pid < 0) {
-                    kids[r].pid = 0;
-                    kids[r].respawn_at = now + 1.0;
-                }
+            if (kids[r].port_fd >= 0) {
+                pfd[n++] = (struct pollfd){kids[r].port_fd, POLLIN, 0};
             }
         }
-        int st;
-        pid_t dead;
-        while ((dead = waitpid(-1, &st, WNOHANG)) > 0) {
-            for (int r = 0; r < o->n_workers; r++) {
-                if (kids[r].pid == dead) {
-                    char line[96];
-                    snprintf(line, sizeof line, "D %d %d %d\n", r, (int)dead, st);
-                    send_line(fd, line);
-                    kids[r].pid = 0;
-                    if (o->respawn_delay_ms >= 0) {
-                        kids[r].respawn_at = em_now_s() + o->respawn_delay_ms / 1000.0 + 1e-9;
-                    }
-                }
-            }
-        }
-        struct pollfd pfd = {fd, POLLIN, 0};
-        if (poll(&pfd, 1, 50) > 0) {
-            ssize_t r = read(fd, in + n_in, sizeof in - 1 - n_in);
-            if (r <= 0) {
-                break; /* coordinator gone */
-            }
-            n_in += (size_t)r;
-            char *nl;
-            while ((nl = memchr(in, '\n', n_in)) != NULL) {
-                *nl = 0;
-                int rank;
-                if (sscanf(in, "K %d", &rank) == 1 && rank >= 0 && rank < o->n_workers &&
-                    kids[rank].pid > 0) {
-                    kill(kids[rank].pid, SIGKILL);
-                }
-                size_t used = (size_t)(nl - in) + 1;
-                memmove(in, nl + 1, n_in - used);
-                n_in -= used;
-            }
-            if (n_in == sizeof in - 1) {
-                n_in = 0;
-            }
+        if (poll(pfd, (nfds_t)n, 50) > 0 && (pfd[0].revents & (POLLIN | POLLHUP)) &&
+            read_commands(fd, o, kids, in, &n_in, sizeof in) != 0) {
+            break;
         }
     }
     for (int r = 0; r < o->n_workers; r++) {
@@ -278,11 +373,24 @@ int coord_spawner_poll(coord_spawner *s, coord_spawn_event *ev)
             s->n_buf = 0;
         }
         ssize_t r = read(s->fd, s->buf + s->n_buf, sizeof s->buf - 1 - s->n_buf);
-        if (r <= 0) {
+        if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+            if (!__atomic_exchange_n(&s->lost, 1, __ATOMIC_SEQ_CST)) {
+                EM_LOG_ERROR("the worker spawner (pid %d) is gone: local workers can no longer "
+                             "be started",
+                             (int)s->pid);
+            }
+            return 0;
+        }
+        if (r < 0) {
             return 0;
         }
         s->n_buf += (size_t)r;
     }
+}
+
+int coord_spawner_lost(coord_spawner *s)
+{
+    return s != NULL && __atomic_load_n(&s->lost, __ATOMIC_SEQ_CST);
 }
 
 void coord_spawner_kill(coord_spawner *s, int rank)

@@ -1,7 +1,10 @@
 /* Local worker processes, started by a small spawner process that the coordinator forks BEFORE
- * grpc_init (gRPC forbids fork after init). The spawner is single-threaded: it fork/execs the
- * workers, reads the port each one reports, reaps dead ones and restarts them after a delay,
- * and kills them all when the coordinator goes away. Events come back over a socketpair. */
+ * grpc_init (gRPC forbids fork after init). The spawner is single-threaded and never blocks on
+ * one worker: it fork/execs the workers, reads the port each one reports (a worker that has not
+ * reported within 30 s is killed), reaps dead ones and restarts them after a delay that doubles
+ * (up to 30 s) while they keep dying within 10 s of starting, and kills them all when the
+ * coordinator goes away. Events come back over a socketpair; its end closing tells the
+ * coordinator that the spawner died (coord_spawner_lost). */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -16,6 +19,7 @@ typedef struct coord_spawner_opts {
     int n_workers;
     int n_threads;        /* --threads for each worker */
     int respawn_delay_ms; /* wait before restarting a dead worker; < 0 = never restart */
+    const char *cluster_secret; /* handed to each worker through an inherited pipe (not argv) */
 } coord_spawner_opts;
 
 typedef enum { COORD_SPAWN_UP, COORD_SPAWN_DOWN } coord_spawn_kind;
@@ -32,6 +36,10 @@ typedef struct coord_spawn_event {
 em_status coord_spawner_start(const coord_spawner_opts *o, coord_spawner **out);
 /* Non-blocking: 1 and *ev filled when an event is pending, 0 otherwise. */
 int coord_spawner_poll(coord_spawner *s, coord_spawn_event *ev);
+/* 1 once the spawner is known to be gone (a poll saw its end close); thread-safe. It cannot be
+ * restarted (gRPC forbids fork after init): the coordinator exits non-zero so that its
+ * supervisor restarts the whole service. */
+int coord_spawner_lost(coord_spawner *s);
 /* Asks the spawner to kill worker `rank` now (tests, operators); it restarts per its delay. */
 void coord_spawner_kill(coord_spawner *s, int rank);
 /* Stops every worker and the spawner; waits for it. NULL ok. */

@@ -113,14 +113,14 @@ em_status engine_create(const model *m, const shard_desc *sd, const engine_opts 
     if (opts && opts->ops) {
         e->ops = opts->ops;
     } else if (nt > 0) {
-        e->cpu_ops = kern_ops_cpu_create(nt);
+        e->cpu_ops = kern_ops_cpu_create_mode(nt, opts ? opts->act : KERN_ACT_F32);
         if (!e->cpu_ops) {
             engine_free(e);
             return EM_ENOMEM;
         }
         e->ops = e->cpu_ops;
     } else {
-        e->ops = kern_ops_ref();
+        e->ops = kern_ops_ref_mode(opts ? opts->act : KERN_ACT_F32);
     }
     st = grow_scratch(e, opts && opts->max_batch_tokens > 0 ? opts->max_batch_tokens : 64);
     if (st != EM_OK) {

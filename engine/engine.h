@@ -20,7 +20,8 @@ typedef struct engine_opts {
     int n_threads;        /* fast CPU kernels with this many threads; 0 = reference kernels */
     int max_batch_tokens; /* scratch size: tokens per forward call (default 512) */
     const kern_ops *ops;  /* optional backend (e.g. kern_ops_cuda_create); borrowed, must
-                             outlive the engine; overrides n_threads when set */
+                             outlive the engine; overrides n_threads and act when set */
+    kern_act_mode act;    /* quantized-weight matmuls: KERN_ACT_F32 (default) or KERN_ACT_Q8 */
 } engine_opts;
 
 em_status engine_create(const model *m, const shard_desc *sd, const engine_opts *opts,

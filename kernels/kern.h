@@ -108,8 +108,32 @@ static inline void kern_parallel_for(const kern_ops *o, int n,
     for (int i = 0; i < n; i++) fn(user, i, 0);
 }
 
-/* The scalar reference backend (static, thread-safe, never NULL). */
+/* How a matmul with a quantized weight (kernels/quant.h) treats its activations; a property
+ * of the backend object. f32/f16 weights are unaffected by it. */
+typedef enum {
+    KERN_ACT_F32 = 0, /* f32 activations times weights dequantised in registers (default): the
+                         result is an f32 matmul over the kern_dequant_row values */
+    KERN_ACT_Q8 = 1   /* activations quantised to int8 blocks, integer block dots (llama.cpp) */
+} kern_act_mode;
+
+/* "f32" / "q8" -> *out; 0 for anything else (the caller reports the bad value). */
+static inline int kern_act_mode_parse(const char *s, kern_act_mode *out)
+{
+    if (s && s[0] == 'f' && s[1] == '3' && s[2] == '2' && !s[3]) {
+        *out = KERN_ACT_F32;
+        return 1;
+    }
+    if (s && s[0] == 'q' && s[1] == '8' && !s[2]) {
+        *out = KERN_ACT_Q8;
+        return 1;
+    }
+    return 0;
+}
+
+/* The scalar reference backend (static, thread-safe, never NULL), KERN_ACT_F32. */
 const kern_ops *kern_ops_ref(void);
+/* The same in a given mode (static, thread-safe); NULL for a value that is not a mode. */
+const kern_ops *kern_ops_ref_mode(kern_act_mode m);
 
 /* Row `row` of an embedding table (rows=vocab, cols=dim) into out[dim] as f32, for every
  * dtype (quantized rows dequantised by kern_dequant_row, kernels/quant.h). */

@@ -14,10 +14,17 @@
  *   Q6_K  QK 256, 210 B: u8 ql[128] (low 4 bits), u8 qh[64] (high 2 bits), int8 scales[16]
  *                       (one per 16 elements), f16 d.             x = d * scales[k] * (q - 32)
  *
- * A quantized matmul (kern_ops.matmul with a quantized weight) first quantises each activation
- * row to the weight's "vec-dot" block format (kern_vecdot_type) and sums integer block dot
- * products scaled by the block scales: that is what llama.cpp does, what makes decode read
- * 4.5-8.5 bits per weight instead of 32, and what kern_ref_matmul specifies for these types.
+ * A quantized matmul (kern_ops.matmul with a quantized weight) reads the weight in its block
+ * format (4.5-8.5 bits per weight instead of 32) in one of two modes (kern_act_mode, kern.h):
+ *
+ * KERN_ACT_F32 (default): f32 activations times the dequantised weights, i.e. an f32 matmul over
+ * the kern_dequant_row values. kern_ref_matmul adds deq(W)[r][c] * X[t][c] in c order from 0.0f;
+ * the fast CPU backend sums exactly like its f32 matmul (kernels/cpu/matmul_qf.c).
+ *
+ * KERN_ACT_Q8 (llama.cpp's numerics): each activation row is first quantised to the weight's
+ * "vec-dot" block format (kern_vecdot_type) and integer block dot products are summed, scaled by
+ * the block scales. Per-32 int8 blocks lose the small activations that share a block with a huge
+ * one, which changes greedy answers of real models (SmolLM2's ffn_down inputs reach |x| ~ 3000).
  * Per output element, kern_ref_matmul adds one f32 term per weight block, in block order from 0:
  *   Q8_0 / Q4_0 (x: q8_0x)  (d_w * d_x) * isum,                isum = sum w_q[i] * x_q[i]
  *                                                   (w_q = q for Q8_0, q - 8 for Q4_0)
@@ -47,7 +54,8 @@ const char *kern_dtype_name(int t);
 /* Elements per block (1 for f32/f16) and bytes per block. */
 int kern_dtype_block_elems(kern_dtype t);
 size_t kern_dtype_block_bytes(kern_dtype t);
-/* Bytes of one row of cols elements; 0 when cols is not a multiple of the block size. */
+/* Bytes of one row of cols elements; 0 when cols <= 0, cols is not a multiple of the block size
+ * or t is not a valid dtype. */
 size_t kern_row_bytes(kern_dtype t, int cols);
 
 /* Reference dequantisation of one row (cols a multiple of the block size, or 0: nothing).

@@ -2,6 +2,7 @@
  * type, keeps matrices in the mapping in their own type (f32, f16, q4_0, q4_1, q8_0, q4_K,
  * q6_K: kernels compute on the quantized blocks) and makes f32 copies of the norm vectors. */
 #include "model/model.h"
+#include "model/model_check.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -232,10 +233,12 @@ em_status model_load(const char *path, model **out, char *err, size_t errlen)
         snprintf(err, errlen, "BOS/EOS ids out of the vocabulary");
         st = EM_EINVAL;
     }
+    if (st == EM_OK) st = model_check_hparams(&m->hp, err, errlen); /* issue 12: sanity */
     if (st == EM_OK) {
         m->layers = calloc((size_t)m->hp.n_layer, sizeof *m->layers);
         st = m->layers ? bind_all(m, err, errlen) : EM_ENOMEM;
     }
+    if (st == EM_OK) st = model_check_finite(m, err, errlen); /* issue 12: no NaN/Inf */
     if (st == EM_OK) {
         m->hp.ffn_align = ffn_align(m);
         if (m->hp.ffn_dim % m->hp.ffn_align != 0) {

@@ -3,7 +3,7 @@
  * version fails to compile. Both ends include this header. */
 #pragma once
 
-#define WORKER_PROTO_VERSION 1
+#define WORKER_PROTO_VERSION 2 /* 2: FormGroup.act_quant */
 
 typedef enum {
     WORKER_OP_HELLO = 0,  /* first call on every link: version + capabilities */
@@ -12,7 +12,7 @@ typedef enum {
     WORKER_OP_COUNT
 } worker_op;
 
-_Static_assert(WORKER_OP_COUNT == 3 && WORKER_PROTO_VERSION == 1,
+_Static_assert(WORKER_OP_COUNT == 3 && WORKER_PROTO_VERSION == 2,
                "worker protocol changed: bump WORKER_PROTO_VERSION and update this assert");
 
 #define WORKER_METHOD_HELLO      "/emserve.internal.v1.Worker/Hello"

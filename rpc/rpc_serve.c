@@ -10,7 +10,16 @@
 
 grpc_server *rpc_server_create(const char *addr, grpc_completion_queue **cq, int *port)
 {
-    grpc_server *srv = grpc_server_create(rpc_channel_args(), NULL);
+    return rpc_server_create_capped(addr, cq, port, RPC_MAX_MESSAGE_DEFAULT);
+}
+
+grpc_server *rpc_server_create_capped(const char *addr, grpc_completion_queue **cq, int *port,
+                                      long max_recv_bytes)
+{
+    rpc_args args; /* grpc_server_create copies the arguments */
+    grpc_server *srv = grpc_server_create(
+        rpc_args_init(&args, max_recv_bytes > 0 ? max_recv_bytes : RPC_MAX_MESSAGE_DEFAULT, 1),
+        NULL);
     *cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(srv, *cq, NULL);
     grpc_server_credentials *cr = grpc_insecure_server_credentials_create();

@@ -18,8 +18,12 @@ typedef struct rpc_scall {
 
 /* An insecure server on addr with a new completion queue (for next) registered; *port gets the
  * bound port. NULL when it cannot listen (nothing is left to free). Start it with
- * grpc_server_start. */
+ * grpc_server_start. Received messages are capped at RPC_MAX_MESSAGE_DEFAULT bytes (larger ones
+ * end with RESOURCE_EXHAUSTED before they are read) and SO_REUSEPORT is off. */
 grpc_server *rpc_server_create(const char *addr, grpc_completion_queue **cq, int *port);
+/* The same with another cap on received messages (<= 0: RPC_MAX_MESSAGE_DEFAULT). */
+grpc_server *rpc_server_create_capped(const char *addr, grpc_completion_queue **cq, int *port,
+                                      long max_recv_bytes);
 
 /* Waits up to ms for the next event on a queue created for next. */
 grpc_event rpc_cq_next_ms(grpc_completion_queue *cq, long ms);

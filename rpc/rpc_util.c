@@ -114,6 +114,28 @@ const grpc_channel_args *rpc_channel_args(void)
     return &ca;
 }
 
+const grpc_channel_args *rpc_args_init(rpc_args *a, long max_recv_bytes, int server)
+{
+    const grpc_channel_args *base = rpc_channel_args();
+    size_t n = 0;
+    int cap = max_recv_bytes <= 0 ? -1 : (max_recv_bytes < 0x7fffffff ? (int)max_recv_bytes : 0x7fffffff);
+    for (size_t i = 0; i < base->num_args && n < 6; i++) {
+        a->arg[n] = base->args[i];
+        if (strcmp(a->arg[n].key, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH) == 0) {
+            a->arg[n].value.integer = cap;
+        }
+        n++;
+    }
+    if (server) {
+        a->arg[n].type = GRPC_ARG_INTEGER;
+        a->arg[n].key = GRPC_ARG_ALLOW_REUSEPORT;
+        a->arg[n++].value.integer = 0;
+    }
+    a->ca.args = a->arg;
+    a->ca.num_args = n;
+    return &a->ca;
+}
+
 void rpc_slice_str(grpc_slice s, char *buf, size_t len)
 {
     if (len == 0) {
@@ -145,7 +167,7 @@ void rpc_pluck_cq_destroy(grpc_completion_queue *cq)
 /* Starts the six-op unary batch of p (tag p); md_flags go on the initial metadata. */
 static void pending_begin(grpc_completion_queue *cq, rpc_pending *p, grpc_channel *ch,
                           const char *method, const ProtobufCMessage *msg, long timeout_ms,
-                          uint32_t md_flags)
+                          uint32_t md_flags, const char *secret)
 {
     memset(p, 0, sizeof *p);
     grpc_metadata_array_init(&p->init_md);
@@ -163,6 +185,11 @@ static void pending_begin(grpc_completion_queue *cq, rpc_pending *p, grpc_channe
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[0].flags = md_flags;
+    if (secret && secret[0]) {
+        rpc_secret_metadata(secret, &p->md, p->md_value, sizeof p->md_value);
+        ops[0].data.send_initial_metadata.count = 1;
+        ops[0].data.send_initial_metadata.metadata = &p->md;
+    }
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = p->send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -182,10 +209,19 @@ grpc_status_code rpc_unary(grpc_channel *ch, const char *method, const ProtobufC
                                  ProtobufCMessage **resp, long timeout_ms, int wait_for_ready,
                                  char *details, size_t details_len)
 {
+    return rpc_unary_auth(ch, method, req, resp_desc, resp, timeout_ms, wait_for_ready, NULL,
+                          details, details_len);
+}
+
+grpc_status_code rpc_unary_auth(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                                const ProtobufCMessageDescriptor *resp_desc,
+                                ProtobufCMessage **resp, long timeout_ms, int wait_for_ready,
+                                const char *secret, char *details, size_t details_len)
+{
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     rpc_pending p;
     pending_begin(cq, &p, ch, method, req, timeout_ms,
-                  wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0);
+                  wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0, secret);
     if (p.call && !p.started) {
         p.status = GRPC_STATUS_INTERNAL; /* the batch was refused: our bug */
     }
@@ -219,7 +255,14 @@ const char *rpc_status_name(grpc_status_code code)
 void rpc_pending_start(grpc_completion_queue *cq, rpc_pending *p, grpc_channel *ch,
                              const char *method, const ProtobufCMessage *msg, long timeout_ms)
 {
-    pending_begin(cq, p, ch, method, msg, timeout_ms, 0);
+    pending_begin(cq, p, ch, method, msg, timeout_ms, 0, NULL);
+}
+
+void rpc_pending_start_auth(grpc_completion_queue *cq, rpc_pending *p, grpc_channel *ch,
+                            const char *method, const ProtobufCMessage *msg, long timeout_ms,
+                            const char *secret)
+{
+    pending_begin(cq, p, ch, method, msg, timeout_ms, 0, secret);
 }
 
 grpc_status_code rpc_pending_finish(grpc_completion_queue *cq, rpc_pending *p,

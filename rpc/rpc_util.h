@@ -9,6 +9,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "common/status.h"
+#include "rpc/rpc_auth.h"
 
 /* Packs msg into a new byte buffer (destroy after the batch that sends it completes). */
 grpc_byte_buffer *rpc_pack(const ProtobufCMessage *msg);
@@ -23,12 +24,28 @@ em_status rpc_status_to_em(grpc_status_code code);
  * Returns a pointer to static storage. */
 const grpc_channel_args *rpc_channel_args(void);
 
+/* The same arguments with bounds, in caller storage: max_recv_bytes caps every received
+ * message (<= 0: unlimited), and on a server SO_REUSEPORT is off (a second process cannot bind
+ * the same port and split the connections). Returns &a->ca. */
+#define RPC_MAX_MESSAGE_DEFAULT (4L << 20) /* servers' cap on a received message */
+
+typedef struct rpc_args {
+    grpc_arg arg[8];
+    grpc_channel_args ca;
+} rpc_args;
+const grpc_channel_args *rpc_args_init(rpc_args *a, long max_recv_bytes, int server);
+
 /* Blocking unary call on a private pluck queue. On success *resp is the unpacked reply.
  * Returns the gRPC status; details (if non-NULL) gets the status message. */
 grpc_status_code rpc_unary(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
                                  const ProtobufCMessageDescriptor *resp_desc,
                                  ProtobufCMessage **resp, long timeout_ms, int wait_for_ready,
                                  char *details, size_t details_len);
+/* The same carrying the cluster secret (rpc_auth.h) in the call's metadata (NULL/"": none). */
+grpc_status_code rpc_unary_auth(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                                const ProtobufCMessageDescriptor *resp_desc,
+                                ProtobufCMessage **resp, long timeout_ms, int wait_for_ready,
+                                const char *secret, char *details, size_t details_len);
 
 /* Copies a grpc_slice into a NUL-terminated buffer (truncating). */
 void rpc_slice_str(grpc_slice s, char *buf, size_t len);
@@ -51,11 +68,17 @@ typedef struct rpc_pending {
     grpc_status_code status;
     grpc_slice details;
     int started;
+    grpc_metadata md;            /* the secret, when the call carries one */
+    char md_value[RPC_SECRET_MAX + 8];
 } rpc_pending;
 
 /* ch may be NULL (the call then finishes at once with UNAVAILABLE). */
 void rpc_pending_start(grpc_completion_queue *cq, rpc_pending *p, grpc_channel *ch,
                              const char *method, const ProtobufCMessage *msg, long timeout_ms);
+/* The same carrying the cluster secret (NULL/"": none). */
+void rpc_pending_start_auth(grpc_completion_queue *cq, rpc_pending *p, grpc_channel *ch,
+                            const char *method, const ProtobufCMessage *msg, long timeout_ms,
+                            const char *secret);
 /* Waits for p; returns the status, the unpacked reply in *out (or NULL; free it with
  * protobuf_c_message_free_unpacked) and the status message in why. Frees the call. */
 grpc_status_code rpc_pending_finish(grpc_completion_queue *cq, rpc_pending *p,

@@ -18,6 +18,7 @@ static void usage(FILE *f)
             "usage: generate --model PATH (--prompt TEXT | --prompt-file PATH) [options]\n"
             "  -n N                 tokens to generate (default 128)\n"
             "  --threads N          CPU threads (default 1; 0 = scalar reference kernels)\n"
+            "  --act-quant f32|q8   quantized weights: f32 activations (default) or int8 (llama.cpp)\n"
             "  --ignore-eos         keep generating after EOS\n"
             "  --temp T             temperature (0 = greedy; default 0.8)\n"
             "  --top-k K            (default 40; 0 = off)\n"
@@ -69,6 +70,7 @@ static int parse_float(const char *s, float *out)
 int main(int argc, char **argv)
 {
     const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL;
+    kern_act_mode act = KERN_ACT_F32;
     int threads = 1, add_bos = -1; /* -1: tokenizer.ggml.add_bos_token */
     char err[512] = "";
     gen_params gp;
@@ -108,6 +110,8 @@ int main(int argc, char **argv)
             bad = parse_int(v, 1, 1 << 20, &gp.stop.max_tokens);
         } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
             bad = parse_int(v, 0, 256, &threads);
+        } else if (!strcmp(a, "--act-quant")) {
+            bad = !kern_act_mode_parse(v, &act);
         } else if (!strcmp(a, "--temp")) {
             bad = parse_float(v, &gp.sp.temperature);
         } else if (!strcmp(a, "--top-k")) {
@@ -196,7 +200,7 @@ int main(int argc, char **argv)
         goto out;
     }
     shard_desc sd = shard_single(m->hp.n_kv_head);
-    engine_opts eo = {.n_threads = threads, .max_batch_tokens = 512};
+    engine_opts eo = {.n_threads = threads, .max_batch_tokens = 512, .act = act};
     em_status st = engine_create(m, &sd, &eo, &e);
     if (st != EM_OK) {
         fprintf(stderr, "error: engine: %s\n", em_status_str(st));

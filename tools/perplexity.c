@@ -14,6 +14,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: perplexity --model PATH --text-file PATH [options]\n"
                "  --threads N          CPU threads (default 1; 0 = scalar reference kernels)\n"
+               "  --act-quant f32|q8   quantized weights: f32 activations (default) or int8\n"
                "  --max-tokens N       score at most N tokens (default: the model's context)\n"
                "  --no-bos             do not prepend BOS to each story\n"
                "  --quiet              no progress on stderr\n");
@@ -26,6 +27,7 @@ int main(int argc, char **argv)
 {
     const char *model_path = NULL, *text_path = NULL;
     int threads = 1, max_tokens = 0, add_bos = 1, quiet = 0;
+    kern_act_mode act = KERN_ACT_F32;
     ems_config cfg;
     ems_config_default(&cfg);
     char err[256] = "";
@@ -57,6 +59,8 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
             threads = (int)strtol(v, &end, 10);
             bad = *end || threads < 0 || threads > 256;
+        } else if (!strcmp(a, "--act-quant")) {
+            bad = !kern_act_mode_parse(v, &act);
         } else if (!strcmp(a, "--max-tokens")) {
             max_tokens = (int)strtol(v, &end, 10);
             bad = *end || max_tokens < 2;
@@ -100,7 +104,7 @@ int main(int argc, char **argv)
         goto out;
     }
     shard_desc sd = shard_single(m->hp.n_kv_head);
-    engine_opts eo = {.n_threads = threads, .max_batch_tokens = 512};
+    engine_opts eo = {.n_threads = threads, .max_batch_tokens = 512, .act = act};
     em_status st = engine_create(m, &sd, &eo, &e);
     if (st != EM_OK) {
         fprintf(stderr, "error: engine: %s\n", em_status_str(st));

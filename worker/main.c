@@ -1,6 +1,7 @@
 /* emserve_worker: holds one shard of the model (its KV heads and FFN rows) and runs the
  * coordinator's batched steps, all-reducing with the other workers through gloo.
- *   emserve_worker --listen HOST:PORT [--model PATH] [--threads N] [--gloo-host ADDR]
+ *   emserve_worker --listen HOST:PORT --cluster-secret-file F [--model PATH] [--threads N]
+ *                  [--gloo-host ADDR]
  * Started by the coordinator on one machine, or by hand on each machine of a multi-node group
  * (the coordinator then gets --worker-addr for each). Flags and wiring only. */
 #include <signal.h>
@@ -14,6 +15,7 @@
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/version.h"
+#include "rpc/rpc_auth.h"
 #include "rpc/rpc_log.h"
 #include "worker/rpc_worker.h"
 #include "worker/wstate.h"
@@ -48,48 +50,63 @@ static void on_listening(int port, void *user)
 }
 
 /* Flags (common/flags.h: command line > EMSERVE_WORKER_* environment > --config file, section
- * [emserve_worker]); 0 ok, 1 exit now with status 0 (--help, --version), -1 bad flags. */
+ * [emserve_worker]). */
 typedef struct wflags {
-    const char *listen_addr, *model_path, *gloo_host, *name, *log_format;
-    int threads, report_fd;
+    const char *listen_addr, *model_path, *gloo_host, *name, *log_format, *secret_file;
+    int threads, report_fd, secret_fd;
+    long max_msg;
 } wflags;
 
-static int parse(wflags *w, int argc, char **argv)
+#define N_WFLAGS 10
+
+static void flag_table(wflags *w, em_flag *t)
 {
-    static em_flag table[] = {
-        {"listen", EM_FLAG_STR, NULL, 0, 0, "HOST:PORT", "address of the worker's gRPC endpoint",
-         0},
-        {"model", EM_FLAG_STR, NULL, 0, 0, "PATH",
+    const em_flag table[N_WFLAGS] = {
+        {"listen", EM_FLAG_STR, &w->listen_addr, 0, 0, "HOST:PORT",
+         "address of the worker's gRPC endpoint", 0},
+        {"model", EM_FLAG_STR, &w->model_path, 0, 0, "PATH",
          "GGUF model (default: the path the coordinator sends)", 0},
-        {"threads", EM_FLAG_INT, NULL, 0, 256, "N",
+        {"threads", EM_FLAG_INT, &w->threads, 0, 256, "N",
          "CPU threads for the fast kernels (0 = reference)", 0},
-        {"gloo-host", EM_FLAG_STR, NULL, 0, 0, "ADDR",
+        {"gloo-host", EM_FLAG_STR, &w->gloo_host, 0, 0, "ADDR",
          "address gloo binds and advertises to the other workers (default: the coordinator's "
          "suggestion, 127.0.0.1 locally)",
          0},
-        {"name", EM_FLAG_STR, NULL, 0, 0, "NAME", "log name (set by the coordinator's spawner)", 0},
-        {"report-fd", EM_FLAG_INT, NULL, -1, 1 << 20, "FD",
-         "write the bound port to this descriptor (the spawner's pipe)", 0},
-        {"log-format", EM_FLAG_STR, NULL, 0, 0, "text|json", "log lines as text or JSON objects",
+        {"cluster-secret-file", EM_FLAG_STR, &w->secret_file, 0, 0, "FILE",
+         "the cluster's shared secret (the coordinator's --cluster-secret-file); required when "
+         "started by hand",
          0},
+        {"max-message-bytes", EM_FLAG_LONG, &w->max_msg, 0, 1L << 30, "N",
+         "largest request accepted (0 = 4194304)", 0},
+        {"log-format", EM_FLAG_STR, &w->log_format, 0, 0, "text|json",
+         "log lines as text or JSON objects", 0},
+        {"name", EM_FLAG_STR, &w->name, 0, 0, "NAME", "log name (set by the coordinator's spawner)",
+         0},
+        {"report-fd", EM_FLAG_INT, &w->report_fd, -1, 1 << 20, "FD",
+         "write the bound port to this descriptor (set by the spawner)", 0},
+        {"cluster-secret-fd", EM_FLAG_INT, &w->secret_fd, -1, 1 << 20, "FD",
+         "read the secret from this descriptor (set by the spawner)", 0},
     };
+    memcpy(t, table, sizeof table);
+}
+
+/* 0 ok, 1 exit now with status 0 (--help, --version), -1 bad flags (message printed). */
+static int parse(wflags *w, int argc, char **argv)
+{
+    static em_flag table[N_WFLAGS];
     static em_flags fl = {"emserve_worker",
                           "EMSERVE_WORKER_",
                           EMSERVE_VERSION,
-                          "usage: emserve_worker [--listen HOST:PORT] [--model PATH] "
-                          "[--threads N] [--gloo-host ADDR] [flags]",
+                          "usage: emserve_worker --cluster-secret-file FILE [--listen HOST:PORT] "
+                          "[--model PATH] [--threads N] [--gloo-host ADDR] [flags]",
                           table,
-                          sizeof table / sizeof table[0],
+                          N_WFLAGS,
                           NULL,
                           0,
                           0};
-    void *values[] = {&w->listen_addr, &w->model_path, &w->threads,   &w->gloo_host,
-                      &w->name,        &w->report_fd,  &w->log_format};
-    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
-        table[i].value = values[i];
-    }
     char err[512] = "";
     int exit_now = 0;
+    flag_table(w, table);
     if (em_flags_parse(&fl, argc, argv, &exit_now, err, sizeof err) != EM_OK) {
         fprintf(stderr, "emserve_worker: %s (see --help)\n", err);
         return -1;
@@ -112,14 +129,42 @@ static int parse(wflags *w, int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    wflags fw = {"127.0.0.1:0", "", "", "worker", "text", 1, -1};
+    wflags fw = {.listen_addr = "127.0.0.1:0",
+                 .model_path = "",
+                 .gloo_host = "",
+                 .name = "worker",
+                 .log_format = "text",
+                 .threads = 1,
+                 .report_fd = -1,
+                 .secret_fd = -1};
     int pr = parse(&fw, argc, argv);
     if (pr != 0) {
         return pr > 0 ? 0 : 2;
     }
     const char *listen_addr = fw.listen_addr, *model_path = fw.model_path;
-    const char *gloo_host = fw.gloo_host;
-    int threads = fw.threads, report_fd = fw.report_fd;
+    const char *gloo_host = fw.gloo_host, *secret_file = fw.secret_file;
+    int threads = fw.threads, report_fd = fw.report_fd, secret_fd = fw.secret_fd;
+    long max_msg = fw.max_msg;
+    worker_state w;
+    worker_state_init(&w, model_path, threads);
+    char err[512] = "";
+    em_status sst = EM_EINVAL;
+    if (secret_fd >= 0) {
+        sst = rpc_secret_read_fd(secret_fd, w.cluster_secret, sizeof w.cluster_secret, err,
+                                 sizeof err);
+    } else if (secret_file) {
+        sst = rpc_secret_read_file(secret_file, w.cluster_secret, sizeof w.cluster_secret, err,
+                                   sizeof err);
+    } else {
+        snprintf(err, sizeof err,
+                 "a cluster secret is required: --cluster-secret-file FILE, the same file as "
+                 "the coordinator's");
+    }
+    if (sst != EM_OK) {
+        fprintf(stderr, "emserve_worker: %s\n", err);
+        worker_state_free(&w);
+        return 2;
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -127,8 +172,6 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    worker_state w;
-    worker_state_init(&w, model_path, threads);
     snprintf(w.gloo_host, sizeof w.gloo_host, "%s", gloo_host);
     char host[256];
     snprintf(host, sizeof host, "%s", listen_addr);
@@ -139,7 +182,7 @@ int main(int argc, char **argv)
     listen_info li = {report_fd, host};
     rpc_log_route(); /* gRPC's own lines in our format */
     grpc_init();
-    em_status st = worker_rpc_serve(&w, listen_addr, &g_stop, on_listening, &li);
+    em_status st = worker_rpc_serve(&w, listen_addr, max_msg, &g_stop, on_listening, &li);
     worker_state_free(&w);
     grpc_shutdown();
     return st == EM_OK ? 0 : 1;

@@ -10,7 +10,9 @@
 #include <grpc/grpc.h>
 
 #include "common/log.h"
+#include "rpc/rpc_auth.h"
 #include "rpc/rpc_serve.h"
+#include "rpc/rpc_strings.h"
 #include "rpc/rpc_util.h"
 #include "proto/emserve/internal/v1/worker.pb-c.h"
 #include "proto/worker_proto.h"
@@ -84,7 +86,7 @@ static void do_form(server_ctx *s, wcall *c, const Emserve__Internal__V1__FormGr
     worker_form f = {rq->generation,       rq->rank,       rq->world,
                      rq->store_addr,       rq->prefix,     rq->gloo_host,
                      rq->model_path,       rq->timeout_ms, rq->n_threads,
-                     rq->max_batch_tokens, rq->max_slots};
+                     rq->max_batch_tokens, rq->max_slots,  rq->act_quant};
     em_status st = worker_group_form(s->w, &f, err, sizeof err);
     if (st != EM_OK) {
         EM_LOG_ERROR("form group %lld: %s", (long long)rq->generation, err);
@@ -198,13 +200,19 @@ static void dispatch(server_ctx *s, wcall *c)
         d = &emserve__internal__v1__step_request__descriptor;
         op = WORKER_OP_STEP;
     }
+    if (!rpc_secret_check(&c->sc.md, s->w->cluster_secret)) {
+        /* before anything else, even the method name: nothing is revealed to a stranger */
+        finish(c, NULL, GRPC_STATUS_UNAUTHENTICATED, "missing or wrong cluster secret");
+        return;
+    }
     if (d == NULL) {
         finish(c, NULL, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
         return;
     }
-    ProtobufCMessage *m = rpc_unpack(c->sc.request, d);
+    char why[256] = "";
+    ProtobufCMessage *m = rpc_unpack_checked(c->sc.request, d, why, sizeof why);
     if (m == NULL) {
-        finish(c, NULL, GRPC_STATUS_INVALID_ARGUMENT, "malformed request");
+        finish(c, NULL, GRPC_STATUS_INVALID_ARGUMENT, why[0] ? why : "malformed request");
         return;
     }
     if (op != WORKER_OP_HELLO && !s->hello_ok) {
@@ -256,12 +264,13 @@ static void on_event(server_ctx *s, wcall *c, int ok)
     }
 }
 
-em_status worker_rpc_serve(worker_state *w, const char *listen_addr, volatile sig_atomic_t *stop,
-                           void (*on_listening)(int port, void *user), void *user)
+em_status worker_rpc_serve(worker_state *w, const char *listen_addr, long max_message_bytes,
+                           volatile sig_atomic_t *stop, void (*on_listening)(int port, void *user),
+                           void *user)
 {
     server_ctx s = {NULL, NULL, w, 0};
     int port = 0;
-    s.server = rpc_server_create(listen_addr, &s.cq, &port);
+    s.server = rpc_server_create_capped(listen_addr, &s.cq, &port, max_message_bytes);
     if (s.server == NULL) {
         EM_LOG_ERROR("cannot listen on %s", listen_addr);
         return EM_EIO;

@@ -7,7 +7,9 @@
 #include "worker/wstate.h"
 
 /* Serves on listen_addr ("HOST:PORT", port 0 = pick one) until *stop becomes non-zero.
- * Calls on_listening(port) once bound (e.g. to report it to the coordinator). grpc_init and
- * grpc_shutdown are done by the caller. */
-em_status worker_rpc_serve(worker_state *w, const char *listen_addr, volatile sig_atomic_t *stop,
-                           void (*on_listening)(int port, void *user), void *user);
+ * Every call must carry w->cluster_secret (else UNAUTHENTICATED); received messages are capped
+ * at max_message_bytes (<= 0: the rpc default, 4 MiB). Calls on_listening(port) once bound
+ * (e.g. to report it to the coordinator). grpc_init and grpc_shutdown are done by the caller. */
+em_status worker_rpc_serve(worker_state *w, const char *listen_addr, long max_message_bytes,
+                           volatile sig_atomic_t *stop, void (*on_listening)(int port, void *user),
+                           void *user);

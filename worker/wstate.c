@@ -39,6 +39,9 @@ void worker_state_free(worker_state *w)
     worker_group_leave(w);
     free(w->cache);
     free(w->cfg);
+    free(w->next_pos);
+    free(w->scr_pos);
+    free(w->scr_open);
     free(w->logits);
     engine_free(w->e);
     model_free(w->m);
@@ -68,14 +71,58 @@ static em_status ensure_slots(worker_state *w, int max_slots)
     }
     free(w->cache);
     free(w->cfg);
+    free(w->next_pos);
+    free(w->scr_pos);
+    free(w->scr_open);
     w->cache = calloc((size_t)max_slots, sizeof *w->cache);
     w->cfg = calloc((size_t)max_slots, sizeof *w->cfg);
-    w->max_slots = (w->cache && w->cfg) ? max_slots : 0;
-    return w->max_slots ? EM_OK : EM_ENOMEM;
+    w->next_pos = calloc((size_t)max_slots, sizeof *w->next_pos);
+    w->scr_pos = calloc((size_t)max_slots, sizeof *w->scr_pos);
+    w->scr_open = calloc((size_t)max_slots, sizeof *w->scr_open);
+    int ok = w->cache && w->cfg && w->next_pos && w->scr_pos && w->scr_open;
+    w->max_slots = ok ? max_slots : 0;
+    return ok ? EM_OK : EM_ENOMEM;
+}
+
+/* Bounds of a FormGroup request, checked before anything changes. */
+static em_status check_form(const worker_form *f, char *err, size_t errlen)
+{
+    if (f->generation <= 0) {
+        snprintf(err, errlen, "generation must be positive (got %lld)", (long long)f->generation);
+        return EM_EINVAL;
+    }
+    if (f->world < 1 || f->rank < 0 || f->rank >= f->world) {
+        snprintf(err, errlen, "bad rank %d of world %d", f->rank, f->world);
+        return EM_EINVAL;
+    }
+    if (f->max_batch_tokens < 0 || f->max_batch_tokens > WORKER_MAX_BATCH_TOKENS ||
+        f->max_slots < 0 || f->max_slots > WORKER_MAX_SLOTS || f->n_threads < 0 ||
+        f->n_threads > WORKER_MAX_THREADS) {
+        snprintf(err, errlen,
+                 "max_batch_tokens %d, max_slots %d or n_threads %d out of range (at most %d, "
+                 "%d, %d)",
+                 f->max_batch_tokens, f->max_slots, f->n_threads, WORKER_MAX_BATCH_TOKENS,
+                 WORKER_MAX_SLOTS, WORKER_MAX_THREADS);
+        return EM_EINVAL;
+    }
+    if (f->timeout_ms < 0 || f->timeout_ms > 600000) {
+        snprintf(err, errlen, "timeout_ms %ld out of range [0, 600000]", f->timeout_ms);
+        return EM_EINVAL;
+    }
+    if (f->world > 1 && (f->store_addr == NULL || f->store_addr[0] == 0 || f->prefix == NULL ||
+                         f->prefix[0] == 0)) {
+        snprintf(err, errlen, "a group of %d needs store_addr and prefix", f->world);
+        return EM_EINVAL;
+    }
+    return EM_OK;
 }
 
 em_status worker_group_form(worker_state *w, const worker_form *f, char *err, size_t errlen)
 {
+    em_status cst = check_form(f, err, errlen);
+    if (cst != EM_OK) {
+        return cst;
+    }
     worker_group_leave(w);
     const char *path = w->model_path[0] ? w->model_path : f->model_path;
     if (w->m == NULL) {
@@ -90,18 +137,19 @@ em_status worker_group_form(worker_state *w, const worker_form *f, char *err, si
         snprintf(w->model_path, sizeof w->model_path, "%s", path);
     }
     const model_hparams *hp = &w->m->hp;
-    if (f->world < 1 || f->rank < 0 || f->rank >= f->world) {
-        snprintf(err, errlen, "bad rank %d of world %d", f->rank, f->world);
-        return EM_EINVAL;
-    }
     shard_desc sd;
     if (shard_for_rank(hp->n_kv_head, f->rank, f->world, &sd) != EM_OK) {
         snprintf(err, errlen, "%d workers cannot split the %d KV heads of the model (at most one "
                  "worker per KV head)", f->world, hp->n_kv_head);
         return EM_EINVAL;
     }
+    if (f->act_quant != KERN_ACT_F32 && f->act_quant != KERN_ACT_Q8) {
+        snprintf(err, errlen, "act_quant %d is not 0 (f32) or 1 (q8)", f->act_quant);
+        return EM_EINVAL;
+    }
     int mbt = f->max_batch_tokens > 0 ? f->max_batch_tokens : 256;
     if (w->e == NULL || w->rank != f->rank || w->world != f->world || w->max_batch_tokens != mbt ||
+        w->act_quant != f->act_quant ||
         (f->n_threads > 0 && f->n_threads != w->n_threads)) {
         engine_free(w->e);
         w->e = NULL;
@@ -110,7 +158,9 @@ em_status worker_group_form(worker_state *w, const worker_form *f, char *err, si
         }
         sd.reduce = f->world > 1 ? reduce_hook : NULL;
         sd.reduce_user = w;
-        engine_opts eo = {.n_threads = w->n_threads, .max_batch_tokens = mbt};
+        engine_opts eo = {.n_threads = w->n_threads,
+                          .max_batch_tokens = mbt,
+                          .act = (kern_act_mode)f->act_quant};
         em_status st = engine_create(w->m, &sd, &eo, &w->e);
         if (st != EM_OK) {
             snprintf(err, errlen, "engine_create: %s", em_status_str(st));
@@ -120,6 +170,7 @@ em_status worker_group_form(worker_state *w, const worker_form *f, char *err, si
         w->rank = f->rank;
         w->world = f->world;
         w->max_batch_tokens = mbt;
+        w->act_quant = f->act_quant;
         w->weight_bytes = (int64_t)engine_weight_bytes(w->e);
     }
     em_status st = ensure_slots(w, f->max_slots);
@@ -128,11 +179,15 @@ em_status worker_group_form(worker_state *w, const worker_form *f, char *err, si
         return st;
     }
     if (f->world > 1) {
-        char rdv[300];
-        snprintf(rdv, sizeof rdv, "tcp:%s", f->store_addr ? f->store_addr : "");
+        coll_store_ops ops;
+        if (coll_store_client_ops_auth(f->store_addr, w->cluster_secret, &ops) != 0) {
+            snprintf(err, errlen, "bad store address %s (want HOST:PORT)", f->store_addr);
+            return EM_EINVAL;
+        }
         const char *host = w->gloo_host[0] ? w->gloo_host : f->gloo_host;
-        w->coll = coll_init(f->rank, f->world, rdv, NULL, f->prefix, host && host[0] ? host : NULL,
+        w->coll = coll_init(f->rank, f->world, NULL, &ops, f->prefix, host && host[0] ? host : NULL,
                             f->timeout_ms > 0 ? f->timeout_ms : 10000, err, errlen);
+        coll_store_client_ops_free(&ops);
         if (w->coll == NULL) {
             return EM_EUNAVAILABLE;
         }
@@ -144,12 +199,51 @@ em_status worker_group_form(worker_state *w, const worker_form *f, char *err, si
     return EM_OK;
 }
 
-static em_status check_batch(worker_state *w, const worker_step_in *in, char *err, size_t errlen)
+static int slot_ok(const worker_state *w, int s)
+{
+    return s >= 0 && s < w->max_slots;
+}
+
+/* Checks the whole step against the state as it will be after the drops and opens, without
+ * changing anything: slot table, vocabulary, step size, and per-slot position continuity. */
+static em_status check_step(worker_state *w, const worker_step_in *in, char *err, size_t errlen)
 {
     int n_vocab = w->m->hp.n_vocab, n_ctx = w->m->hp.n_ctx;
+    if (in->n_tokens < 0 || in->n_tokens > w->max_batch_tokens) {
+        snprintf(err, errlen, "%d tokens in one step, at most %d (max_batch_tokens)",
+                 in->n_tokens, w->max_batch_tokens);
+        return EM_EINVAL;
+    }
+    if (in->n_drop > 2 * w->max_slots || in->n_open > w->max_slots ||
+        in->n_policy > in->n_tokens + w->max_slots) {
+        snprintf(err, errlen, "%d drops, %d opens, %d policy steps: more than the %d slots allow",
+                 in->n_drop, in->n_open, in->n_policy, w->max_slots);
+        return EM_EINVAL;
+    }
+    for (int s = 0; s < w->max_slots; s++) {
+        w->scr_open[s] = w->cache[s] != NULL;
+        w->scr_pos[s] = w->next_pos[s];
+    }
+    for (int i = 0; i < in->n_drop; i++) {
+        if (!slot_ok(w, in->drop[i])) {
+            snprintf(err, errlen, "drop: slot %d outside the table of %d", in->drop[i],
+                     w->max_slots);
+            return EM_EINVAL;
+        }
+        w->scr_open[in->drop[i]] = 0;
+    }
+    for (int i = 0; i < in->n_open; i++) {
+        if (!slot_ok(w, in->open[i].slot)) {
+            snprintf(err, errlen, "open: slot %d out of range (the table has %d)", in->open[i].slot,
+                     w->max_slots);
+            return EM_EINVAL;
+        }
+        w->scr_open[in->open[i].slot] = 1;
+        w->scr_pos[in->open[i].slot] = 0;
+    }
     for (int i = 0; i < in->n_tokens; i++) {
         int s = in->seq[i];
-        if (s < 0 || s >= w->max_slots || w->cache[s] == NULL) {
+        if (!slot_ok(w, s) || !w->scr_open[s]) {
             snprintf(err, errlen, "token %d: slot %d is not open", i, s);
             return EM_EINVAL;
         }
@@ -159,34 +253,44 @@ static em_status check_batch(worker_state *w, const worker_step_in *in, char *er
                      in->pos[i]);
             return EM_EINVAL;
         }
+        if (in->pos[i] != w->scr_pos[s]) {
+            snprintf(err, errlen,
+                     "token %d: position %d in slot %d, whose sequence continues at %d (positions "
+                     "are fed once each, in order)",
+                     i, in->pos[i], s, w->scr_pos[s]);
+            return EM_EINVAL;
+        }
+        w->scr_pos[s]++;
     }
     for (int i = 0; i < in->n_policy; i++) {
         int s = in->policy[i].slot;
-        if (s < 0 || s >= w->max_slots || w->cache[s] == NULL) {
+        if (!slot_ok(w, s) || !w->scr_open[s]) {
             snprintf(err, errlen, "policy: slot %d is not open", s);
+            return EM_EINVAL;
+        }
+        if (in->policy[i].phase != WORKER_PHASE_PREFILL_END &&
+            in->policy[i].phase != WORKER_PHASE_DECODE) {
+            snprintf(err, errlen, "policy: unknown phase %d", in->policy[i].phase);
             return EM_EINVAL;
         }
     }
     return EM_OK;
 }
 
+/* Applies the (checked) drops and opens. */
 static em_status open_slots(worker_state *w, const worker_step_in *in, char *err, size_t errlen)
 {
     for (int i = 0; i < in->n_drop; i++) {
         int s = in->drop[i];
-        if (s >= 0 && s < w->max_slots) {
-            ems_cache_destroy(w->cache[s]);
-            w->cache[s] = NULL;
-        }
+        ems_cache_destroy(w->cache[s]);
+        w->cache[s] = NULL;
+        w->next_pos[s] = 0;
     }
     for (int i = 0; i < in->n_open; i++) {
         const worker_open *o = &in->open[i];
-        if (o->slot < 0 || o->slot >= w->max_slots) {
-            snprintf(err, errlen, "open: slot %d out of range", o->slot);
-            return EM_EINVAL;
-        }
         ems_cache_destroy(w->cache[o->slot]);
         w->cache[o->slot] = NULL;
+        w->next_pos[o->slot] = 0;
         w->cfg[o->slot] = o->cfg;
         em_status st =
             engine_cache_create(w->e, ems_config_w_loc(&o->cfg), ems_config_wants_stats(&o->cfg),
@@ -226,9 +330,9 @@ em_status worker_step(worker_state *w, const worker_step_in *in, worker_step_out
                  (long long)w->generation);
         return EM_EUNAVAILABLE;
     }
-    em_status st = open_slots(w, in, err, errlen);
+    em_status st = check_step(w, in, err, errlen);
     if (st == EM_OK) {
-        st = check_batch(w, in, err, errlen);
+        st = open_slots(w, in, err, errlen);
     }
     if (st != EM_OK) {
         return st;
@@ -252,7 +356,11 @@ em_status worker_step(worker_state *w, const worker_step_in *in, worker_step_out
         st = engine_forward(w->e, &b, w->cache, in->return_logits ? w->logits : NULL);
         if (st != EM_OK) {
             snprintf(err, errlen, "engine_forward: %s", em_status_str(st));
-        } else if (in->return_logits) {
+        }
+        for (int i = 0; st == EM_OK && i < in->n_tokens; i++) {
+            w->next_pos[in->seq[i]] = in->pos[i] + 1;
+        }
+        if (st == EM_OK && in->return_logits) {
             out->logits = w->logits;
             out->n_logits = n_want;
         }

@@ -18,16 +18,25 @@ typedef struct worker_state {
     model *m;
     engine *e;
     shard_desc sd;
-    int rank, world, n_threads, max_batch_tokens;
+    int rank, world, n_threads, max_batch_tokens, act_quant;
     coll_ctx *coll;
     int64_t generation; /* group formation this worker is in; 0 = none */
     int max_slots;
     ems_cache **cache; /* [max_slots] NULL = free */
     ems_config *cfg;   /* [max_slots] */
+    int32_t *next_pos; /* [max_slots] position the slot's next token must have (tokens fed) */
+    int32_t *scr_pos;  /* [max_slots] scratch of the step check */
+    uint8_t *scr_open; /* [max_slots] scratch of the step check */
     float *logits;     /* [cap_logits][n_vocab] */
     int cap_logits;
     int64_t weight_bytes;
+    char cluster_secret[257]; /* every call must carry it (rpc_auth.h); set by main */
 } worker_state;
+
+/* Bounds of what a FormGroup may ask for (a forged or corrupt request is refused). */
+#define WORKER_MAX_BATCH_TOKENS 65536
+#define WORKER_MAX_SLOTS        65536
+#define WORKER_MAX_THREADS      256
 
 typedef struct worker_form {
     int64_t generation;
@@ -35,6 +44,7 @@ typedef struct worker_form {
     const char *store_addr, *prefix, *gloo_host, *model_path;
     long timeout_ms;
     int n_threads, max_batch_tokens, max_slots;
+    int act_quant; /* kern_act_mode: 0 f32 activations, 1 q8 (validated) */
 } worker_form;
 
 typedef struct worker_open {
@@ -72,16 +82,19 @@ void worker_state_init(worker_state *w, const char *model_path, int n_threads);
 void worker_state_free(worker_state *w);
 
 /* Leaves any old group, loads the model (once), builds the shard's engine and joins the new
- * gloo group. EM_EINVAL when world exceeds the KV heads or the model cannot load;
- * EM_EUNAVAILABLE when the rendezvous fails. Messages go to err. */
+ * gloo group. EM_EINVAL when world exceeds the KV heads, a size is out of bounds or the model
+ * cannot load; EM_EUNAVAILABLE when the rendezvous fails. Messages go to err. */
 em_status worker_group_form(worker_state *w, const worker_form *f, char *err, size_t errlen);
 
 /* Drops every sequence and leaves the group (after a failure). */
 void worker_group_leave(worker_state *w);
 
-/* One step: drops, opens, the batched forward, policy steps. EM_EUNAVAILABLE when the group
- * failed (the state has then left the group), EM_EINVAL for a bad batch. out's arrays are
- * freed by worker_step_out_free. */
+/* One step: drops, opens, the batched forward, policy steps. The whole request is checked
+ * before anything changes: at most max_batch_tokens tokens, slots within the table and open,
+ * ids within the vocabulary, and each slot's positions continuing its sequence without gaps or
+ * repeats (so no cache grows past the tokens fed, nor past the context). EM_EUNAVAILABLE when
+ * the group failed (the state has then left the group), EM_EINVAL for a bad batch (nothing
+ * changed). out's arrays are freed by worker_step_out_free. */
 em_status worker_step(worker_state *w, const worker_step_in *in, worker_step_out *out, char *err,
                       size_t errlen);
 void worker_step_out_free(worker_step_out *out);

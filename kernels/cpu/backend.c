@@ -7,6 +7,12 @@
 
 kern_ops *kern_ops_cpu_create(int n_threads)
 {
+    return kern_ops_cpu_create_mode(n_threads, KERN_ACT_F32);
+}
+
+kern_ops *kern_ops_cpu_create_mode(int n_threads, kern_act_mode m)
+{
+    if (m != KERN_ACT_F32 && m != KERN_ACT_Q8) return NULL;
     if (n_threads < 1) n_threads = 1;
     kern_cpu__ctx *c = calloc(1, sizeof *c);
     if (!c) return NULL;
@@ -16,9 +22,10 @@ kern_ops *kern_ops_cpu_create(int n_threads)
         return NULL;
     }
     c->n_threads = kern_cpu__pool_threads(c->pool);
+    c->act = m;
     pthread_mutex_init(&c->rope_mu, NULL);
     c->ops = (kern_ops){
-        .name = "cpu",
+        .name = m == KERN_ACT_Q8 ? "cpu-q8" : "cpu",
         .matmul = kern_cpu__matmul,
         .rmsnorm = kern_cpu__rmsnorm,
         .rope = kern_cpu__rope,

@@ -35,7 +35,8 @@ enum {
     KERN_CPU__SCRATCH_MATMUL = 1,      /* f16 weight tile converted to f32 */
     KERN_CPU__SCRATCH_MATMUL_TAIL = 2, /* zero-padded column tails of a weight tile */
     KERN_CPU__SCRATCH_QACT = 3,        /* quantised activations of a quantized matmul */
-    KERN_CPU__SCRATCH_SLOTS = 4
+    KERN_CPU__SCRATCH_QF = 4,          /* dequantised weight tile (KERN_ACT_F32 prefill) */
+    KERN_CPU__SCRATCH_SLOTS = 5
 };
 float *kern_cpu__scratch(int slot, size_t n_floats);
 
@@ -51,12 +52,21 @@ typedef struct kern_cpu__ctx {
     kern_ops ops; /* first member: kern_ops * <-> ctx */
     kern_cpu__pool *pool;
     int n_threads;
+    kern_act_mode act; /* how matmul treats the activations of a quantized weight */
     pthread_mutex_t rope_mu;
     kern_cpu__rope_slot rope[KERN_CPU__ROPE_SLOTS];
 } kern_cpu__ctx;
 
 void kern_cpu__matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n, float *y,
                       int ys);
+/* Quantized weight, KERN_ACT_F32 (matmul_qf.c). */
+void kern_cpu__matmul_qf(void *ctx, const kern_weight *w, const float *x, int xs, int n, float *y,
+                         int ys);
+/* Rows [0, nr) of an f32 weight view w (row stride cols) for n tokens, on the calling thread,
+ * with the per-element arithmetic of kern_cpu__matmul's f32 path (matmul.c): matmul_qf.c runs
+ * its dequantised weight tiles through it. */
+void kern_cpu__matmul_f32_rows(const float *w, int cols, int nr, const float *x, int xs, int n,
+                               float *y, int ys);
 void kern_cpu__rmsnorm(void *ctx, const float *x, const float *g, int n, int dim, float eps,
                        float *y);
 void kern_cpu__rope(void *ctx, float *x, int n_tok, int n_heads, int hd, int stride,

@@ -13,6 +13,9 @@ extern "C" {
  * allocation or thread-creation failure. Not thread-safe: one caller at a time (but see
  * kern_cpu_parallel_for for calling ops from several pool threads). */
 kern_ops *kern_ops_cpu_create(int n_threads);
+/* The same with a given activation mode for quantized weights (kern_ops_cpu_create is
+ * KERN_ACT_F32); NULL also for a value that is not a mode. */
+kern_ops *kern_ops_cpu_create_mode(int n_threads, kern_act_mode m);
 void kern_ops_cpu_free(kern_ops *ops); /* NULL ok */
 
 /* Number of threads of a backend made by kern_ops_cpu_create (tids are in [0, n)). */

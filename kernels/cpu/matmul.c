@@ -1,5 +1,6 @@
 /* Fast matmul Y[n][rows] = X[n][cols] . W^T for f32 and f16 weights (AVX2/FMA/F16C);
- * quantized weights go to matmul_q.c.
+ * quantized weights go to matmul_qf.c (KERN_ACT_F32, which reuses the f32 path below on
+ * dequantised tiles) or matmul_q.c (KERN_ACT_Q8).
  * Every output element is one dot product with a fixed order: one 8-lane FMA accumulator over
  * the column blocks, the last partial block zero-padded, then kern_cpu__hsum8's lane tree.
  * The micro-kernels (8 rows x 1 token for GEMV and tails, RB rows x TB tokens for prefill)
@@ -230,6 +231,12 @@ AI void matmul_rows(const void *w, int f16, int cols, int rows, int ra, int rb, 
     }
 }
 
+void kern_cpu__matmul_f32_rows(const float *w, int cols, int nr, const float *x, int xs, int n,
+                               float *y, int ys)
+{
+    matmul_rows(w, 0, cols, nr, 0, nr, x, xs, n, y, ys);
+}
+
 static void matmul_rows_any(const kern_weight *w, int ra, int rb, const float *x, int xs, int n,
                             float *y, int ys)
 {
@@ -273,7 +280,10 @@ void kern_cpu__matmul(void *ctx, const kern_weight *w, const float *x, int xs, i
 {
     kern_cpu__ctx *c = ctx;
     if (kern_dtype_is_quant(w->dtype)) {
-        kern_cpu__matmul_q(ctx, w, x, xs, n, y, ys);
+        if (c->act == KERN_ACT_Q8)
+            kern_cpu__matmul_q(ctx, w, x, xs, n, y, ys);
+        else
+            kern_cpu__matmul_qf(ctx, w, x, xs, n, y, ys);
         return;
     }
     if (n <= 0 || w->rows <= 0) return;

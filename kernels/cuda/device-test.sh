@@ -59,16 +59,17 @@ mkdir -p "$B"
 # ---- sources (keep in sync with kernels/cuda/BUILD, tests/cuda/BUILD, coll/BUILD) ----
 CU_KERNELS="kernels/cuda/add.cu kernels/cuda/attn.cu kernels/cuda/cuda_ctx.cu kernels/cuda/embed.cu
     kernels/cuda/ems_select.cu kernels/cuda/ems_step.cu kernels/cuda/kern_cuda.cu kernels/cuda/kvquant.cu kernels/cuda/matmul.cu
-    kernels/cuda/rmsnorm.cu kernels/cuda/rope.cu kernels/cuda/sample.cu kernels/cuda/swiglu.cu"
-C_BASE="common/log.c common/status.c kernels/ref/kern_ref.c kernels/cuda/ems_step_ref.c
+    kernels/cuda/matmul_q.cu kernels/cuda/rmsnorm.cu kernels/cuda/rope.cu kernels/cuda/sample.cu kernels/cuda/swiglu.cu"
+C_BASE="common/log.c common/status.c kernels/ref/kern_ref.c kernels/ref/quant_ref.c
+    kernels/ref/quant_dot_ref.c kernels/cuda/ems_step_ref.c
     kernels/cuda/kvquant_ref.c"
 C_OPS_TEST="tests/cuda/cuda_ops_test.c tests/cuda/cases_attn.c tests/cuda/cases_dense.c
     tests/cuda/cases_ems.c tests/cuda/cases_ops.c tests/cuda/harness.c tests/cuda/harness_dev.c
-    tests/cuda/perf.c"
+    tests/cuda/perf.c tests/cuda/qcheck.c"
 C_REF_TEST="tests/cuda/cuda_ref_test.c tests/cuda/harness.c"
 C_NCCL_TEST="tests/cuda/coll_nccl_test.c tests/cuda/harness.c tests/cuda/harness_dev.c"
 # End-to-end golden on stories260K through the CUDA kern_ops: model loader + the forward harness.
-C_GOLDEN="tests/cuda/cuda_golden_test.c model/model.c model/gguf.c"
+C_GOLDEN="tests/cuda/cuda_golden_test.c tests/testutil/goldens.c model/model.c model/gguf.c"
 
 obj() { echo "$B/$(echo "$1" | tr / _).o"; }
 compile() { # file -> object (skipped when the object is newer than the file and every header)

@@ -11,6 +11,7 @@
 #include "kernels/cuda/rmsnorm.h"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/swiglu.h"
+#include "kernels/quant.h"
 
 typedef struct wcache_entry {
     const void *host;
@@ -92,7 +93,8 @@ static em_status d2h_rows(kern_cuda_ctx *c, float *dst, const void *src, int n, 
 static em_status do_matmul(cuda_backend *b, const kern_weight *w, const float *x, int xs, int n,
                            float *y, int ys)
 {
-    size_t wb = (size_t)w->rows * w->cols * (w->dtype == KERN_F16 ? 2 : 4);
+    size_t wb = (size_t)w->rows * kern_row_bytes(w->dtype, w->cols);
+    if (wb == 0 || w->rows <= 0) return EM_EINVAL;
     kern_weight dw = *w;
     KERN_CUDA_TRY(weight_dev(b, w->data, wb, &dw.data));
     if (n == 0) return EM_OK;

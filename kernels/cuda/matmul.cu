@@ -1,4 +1,4 @@
-/* Matrix products: GEMV (warp per output row, up to 8 tokens at once, f32 accumulation;
+/* Matrix products (quantized weights: matmul_q.cu): GEMV (warp per output row, up to 8 tokens at once, f32 accumulation;
  * 16-byte vector loads when rows are aligned) for decode, cuBLAS SGEMM for batches (prefill). cuBLAS runs in default math mode (no TF32). */
 #include "kernels/cuda/matmul.h"
 
@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "kernels/cuda/check.cuh"
+#include "kernels/quant.h"
 
 template <typename T> static __device__ __forceinline__ float ld_f32(const T *p, size_t i);
 template <> __device__ __forceinline__ float ld_f32<float>(const float *p, size_t i)
@@ -120,6 +121,7 @@ extern "C" em_status kern_cuda_matmul(kern_cuda_ctx *c, const kern_weight *w, co
     if (n < 0 || w->rows <= 0 || w->cols <= 0 || x_stride < w->cols || y_stride < w->rows) {
         return EM_EINVAL;
     }
+    if (kern_dtype_is_quant(w->dtype)) return kern_cuda__matmul_q(c, w, x, x_stride, n, y, y_stride);
     if (w->dtype != KERN_F32 && w->dtype != KERN_F16) return EM_EUNSUPPORTED;
     if (n == 0) return EM_OK;
     cudaStream_t s = (cudaStream_t)c->stream;

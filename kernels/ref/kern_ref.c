@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "common/assert.h"
 #include "kernels/kern.h"
 #include "kernels/quant.h"
 #include "kernels/ref/kern_ref.h"
@@ -67,19 +68,65 @@ void kern_embed_row(const kern_weight *table, int row, float *out)
     kern_dequant_row(table->dtype, (const uint8_t *)table->data + (size_t)row * rb, out, table->cols);
 }
 
+/* acc + sum_i w[i] * x[i], added in i order in f32 (the one f32 dot of the reference). */
+static float dot_acc(float acc, const float *w, const float *x, int n)
+{
+    for (int i = 0; i < n; i++) acc += x[i] * w[i];
+    return acc;
+}
+
+/* Quantized weight, KERN_ACT_F32: the f32 rule below over the kern_dequant_row values,
+ * Y[t][r] = sum_c deq(W)[r][c] * X[t][c] added in c order from 0.0f (bit for bit the f32 matmul
+ * over the dequantised matrix). One weight block is dequantised at a time and added to every
+ * token; the output element carries the sum from block to block. */
+static void matmul_qf(const kern_weight *w, const float *x, int xs, int n, float *y, int ys)
+{
+    size_t rb = kern_row_bytes(w->dtype, w->cols), bb = kern_dtype_block_bytes(w->dtype);
+    EM_ASSERT(rb != 0 || w->cols == 0); /* callers validate shapes */
+    int be = kern_dtype_block_elems(w->dtype), nb = w->cols / be;
+    float wb[256];
+    EM_ASSERT(be <= 256);
+    for (int r = 0; r < w->rows; r++) {
+        for (int t = 0; t < n; t++) y[(size_t)t * ys + r] = 0.0f;
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)r * rb;
+        for (int b = 0; b < nb; b++) {
+            kern_dequant_row(w->dtype, row + (size_t)b * bb, wb, be);
+            for (int t = 0; t < n; t++) {
+                float *yt = y + (size_t)t * ys + r;
+                *yt = dot_acc(*yt, wb, x + (size_t)t * xs + (size_t)b * be, be);
+            }
+        }
+    }
+}
+
+/* The reference backend's ctx: its activation mode (NULL ctx: KERN_ACT_F32). */
+typedef struct ref_ctx {
+    kern_act_mode act;
+} ref_ctx;
+
 /* f32/f16: Y[t][r] = sum_c X[t][c] * W[r][c], summed in c order in f32. Quantized weights:
- * kern_ref__matmul_q (quant_dot_ref.c, the contract in kernels/quant.h). */
+ * matmul_qf above (KERN_ACT_F32) or kern_ref__matmul_q (KERN_ACT_Q8: quant_dot_ref.c, the
+ * contract in kernels/quant.h). */
 void kern_ref_matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n, float *y,
                      int ys)
 {
     if (kern_dtype_is_quant(w->dtype)) {
-        kern_ref__matmul_q(w, x, xs, n, y, ys);
+        if (ctx && ((const ref_ctx *)ctx)->act == KERN_ACT_Q8)
+            kern_ref__matmul_q(w, x, xs, n, y, ys);
+        else
+            matmul_qf(w, x, xs, n, y, ys);
         return;
     }
     for (int t = 0; t < n; t++) {
         for (int r = 0; r < w->rows; r++) {
+            const float *xt = x + (size_t)t * xs;
+            if (w->dtype == KERN_F32) {
+                const float *wr = (const float *)w->data + (size_t)r * (size_t)w->cols;
+                y[(size_t)t * ys + r] = dot_acc(0.0f, wr, xt, w->cols);
+                continue;
+            }
             float acc = 0.0f;
-            for (int c = 0; c < w->cols; c++) acc += x[(size_t)t * xs + c] * weight_at(w, r, c);
+            for (int c = 0; c < w->cols; c++) acc += xt[c] * weight_at(w, r, c);
             y[(size_t)t * ys + r] = acc;
         }
     }
@@ -179,14 +226,19 @@ void kern_ref_attn(void *ctx, const kern_attn_args *a)
     }
 }
 
-static const kern_ops g_ref_ops = {
-    .name = "ref",
-    .matmul = kern_ref_matmul,
-    .rmsnorm = kern_ref_rmsnorm,
-    .rope = kern_ref_rope,
-    .swiglu = kern_ref_swiglu,
-    .attn = kern_ref_attn,
-    .ctx = NULL,
-};
+static ref_ctx g_ref_ctx[2] = {{KERN_ACT_F32}, {KERN_ACT_Q8}};
 
-const kern_ops *kern_ops_ref(void) { return &g_ref_ops; }
+#define REF_OPS(nm, mode)                                                                          \
+    {                                                                                              \
+        .name = nm, .matmul = kern_ref_matmul, .rmsnorm = kern_ref_rmsnorm, .rope = kern_ref_rope, \
+        .swiglu = kern_ref_swiglu, .attn = kern_ref_attn, .ctx = &g_ref_ctx[mode],                 \
+    }
+static const kern_ops g_ref_ops[2] = {REF_OPS("ref", KERN_ACT_F32), REF_OPS("ref-q8", KERN_ACT_Q8)};
+
+const kern_ops *kern_ops_ref(void) { return &g_ref_ops[KERN_ACT_F32]; }
+
+const kern_ops *kern_ops_ref_mode(kern_act_mode m)
+{
+    if (m != KERN_ACT_F32 && m != KERN_ACT_Q8) return NULL;
+    return &g_ref_ops[m];
+}

@@ -2,6 +2,8 @@
 #pragma once
 #include "kernels/kern.h"
 
+/* ctx: NULL or kern_ops_ref_mode(m)->ctx; it picks the activation mode of a quantized weight
+ * (NULL: KERN_ACT_F32). The other ops ignore ctx. */
 void kern_ref_matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n, float *y,
                      int ys);
 void kern_ref_rmsnorm(void *ctx, const float *x, const float *g, int n, int dim, float eps,

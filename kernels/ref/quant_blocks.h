@@ -7,6 +7,10 @@
 
 #include "kernels/kern.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* Q8_0, 34 B: f16 d @0, int8 q[32] @2. */
 #define QB_Q8_0_D 0
 #define QB_Q8_0_QS 2
@@ -80,3 +84,7 @@ static inline int qb_q6k_q(const uint8_t *blk, int e)
 
 /* The quantized reference matmul behind kern_ref_matmul (quant_dot_ref.c). */
 void kern_ref__matmul_q(const kern_weight *w, const float *x, int xs, int n, float *y, int ys);
+
+#ifdef __cplusplus
+}
+#endif

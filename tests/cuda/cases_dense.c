@@ -1,5 +1,6 @@
-/* Tables for the dense ops: matmul (GEMV and cuBLAS paths, f32/f16), RMSNorm, RoPE, SwiGLU,
- * embedding lookup, softmax/argmax/sampling; plus the device-free validation checks. */
+/* Tables for the dense ops: matmul (GEMV and cuBLAS paths, f32/f16; quantized Q8_0/Q4_0/Q4_1),
+ * RMSNorm, RoPE, SwiGLU, embedding lookup (also quantized tables), softmax/argmax/sampling;
+ * plus the device-free validation checks. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,9 +14,11 @@
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/sample.h"
 #include "kernels/cuda/swiglu.h"
+#include "kernels/quant.h"
 #include "kernels/ref/kern_ref.h"
 #include "tests/cuda/cases.h"
 #include "tests/cuda/harness.h"
+#include "tests/cuda/qcheck.h"
 
 /* ---- matmul ---- */
 
@@ -63,6 +66,69 @@ static void case_matmul(kern_cuda_ctx *c, const mm_case *t, th_rng *r)
     th_report(name, bad);
     kern_cuda_free((void *)dw.data), kern_cuda_free(dx), kern_cuda_free(dy);
     free(wf), free(wh), free(x), free(yr), free(y);
+}
+
+/* ---- quantized matmul: vs kern_ref_matmul (bound in qcheck.h), tokens alone == batch ---- */
+
+typedef struct qmm_case {
+    int rows, cols, n, xs_pad, ys_pad;
+} qmm_case;
+
+static const qmm_case QMM[] = {
+    {7, 32, 1, 0, 0}, {33, 576, 3, 5, 1}, {577, 576, 8, 0, 3}, {64, 1536, 13, 3, 0},
+    {9, 96, 200, 1, 1}, {1000, 4096, 1, 0, 0}, {49152, 576, 1, 0, 0}, {16, 64, 0, 0, 0},
+};
+
+static void case_matmul_q(kern_cuda_ctx *c, kern_dtype dt, const qmm_case *t, th_rng *r)
+{
+    int xs = t->cols + t->xs_pad, ys = t->rows + t->ys_pad, n = t->n;
+    size_t wb = kern_row_bytes(dt, t->cols) * (size_t)t->rows, ny = (size_t)n * ys + 1;
+    uint8_t *w = qc_weights(dt, t->rows, t->cols, 1.0f, r);
+    float *x = malloc(sizeof(float) * ((size_t)n * xs + 1)), *yr = calloc(ny, sizeof(float));
+    th_fill(r, x, (size_t)n * xs, -1.0f, 1.0f);
+    kern_weight hw = {w, dt, t->rows, t->cols};
+    kern_ref_matmul(NULL, &hw, x, xs, n, yr, ys);
+    kern_weight dw = hw;
+    dw.data = th_dev(c, w, wb);
+    float *dx = th_dev(c, x, sizeof(float) * ((size_t)n * xs + 1));
+    float *dy = th_dev_zero(sizeof(float) * ny), *dy1 = th_dev_zero(sizeof(float) * ny);
+    int bad = kern_cuda_matmul(c, &dw, dx, xs, n, dy, ys) != EM_OK;
+    for (int k = 0; k < n && n <= 16; k++) /* batch invariance: each token alone */
+        bad += kern_cuda_matmul(c, &dw, dx + (size_t)k * xs, xs, 1, dy1 + (size_t)k * ys, ys) != EM_OK;
+    float *y = th_host(c, dy, sizeof(float) * ny), *y1 = th_host(c, dy1, sizeof(float) * ny);
+    char name[128];
+    snprintf(name, sizeof name, "matmul %s rows=%d cols=%d n=%d xs=%d ys=%d", kern_dtype_name(dt),
+             t->rows, t->cols, n, xs, ys);
+    bad += qc_check(name, dt, w, t->rows, t->cols, x, xs, n, y, yr, ys);
+    if (n <= 16 && y && y1 && memcmp(y, y1, sizeof(float) * (size_t)n * ys) != 0) {
+        printf("    tokens alone differ from the batch\n");
+        bad++;
+    }
+    th_report(name, bad);
+    kern_cuda_free((void *)dw.data), kern_cuda_free(dx), kern_cuda_free(dy), kern_cuda_free(dy1);
+    free(w), free(x), free(yr), free(y), free(y1);
+}
+
+static void case_embed_q(kern_cuda_ctx *c, kern_dtype dt, int rows, int cols, th_rng *r)
+{
+    uint8_t *w = qc_weights(dt, rows, cols, 1.0f, r);
+    size_t wb = kern_row_bytes(dt, cols) * (size_t)rows;
+    float *ref = malloc(sizeof(float) * 4 * cols);
+    kern_weight hw = {w, dt, rows, cols};
+    int32_t ids[4] = {0, rows - 1, rows / 2, 1 % rows};
+    for (int i = 0; i < 4; i++) kern_embed_row(&hw, ids[i], ref + (size_t)i * cols);
+    kern_weight dw = hw;
+    dw.data = th_dev(c, w, wb);
+    int32_t *dids = th_dev(c, ids, sizeof ids);
+    float *dout = th_dev_zero(sizeof(float) * 4 * cols);
+    int bad = kern_cuda_embed(c, &dw, dids, 4, dout, cols) != EM_OK;
+    float *out = th_host(c, dout, sizeof(float) * 4 * cols);
+    bad += th_check("row", out, ref, (size_t)4 * cols, 0.0f, 0.0f); /* exact (quant.cuh) */
+    char name[96];
+    snprintf(name, sizeof name, "embed %s vocab=%d dim=%d", kern_dtype_name(dt), rows, cols);
+    th_report(name, bad);
+    kern_cuda_free((void *)dw.data), kern_cuda_free(dids), kern_cuda_free(dout);
+    free(w), free(ref), free(out);
 }
 
 /* ---- rmsnorm / swiglu / rope ---- */
@@ -217,6 +283,11 @@ void cases_dense(kern_cuda_ctx *c)
 {
     th_rng r = {0x9E3779B97F4A7C15ull};
     for (size_t i = 0; i < sizeof MM / sizeof MM[0]; i++) case_matmul(c, &MM[i], &r);
+    static const kern_dtype qt[] = {KERN_Q8_0, KERN_Q4_0, KERN_Q4_1};
+    for (int k = 0; k < 3; k++) {
+        for (size_t i = 0; i < sizeof QMM / sizeof QMM[0]; i++) case_matmul_q(c, qt[k], &QMM[i], &r);
+        case_embed_q(c, qt[k], 49152, 576, &r);
+    }
     int rn[][2] = {{1, 8}, {5, 288}, {3, 4096}, {0, 64}};
     for (int i = 0; i < 4; i++) case_rmsnorm(c, rn[i][0], rn[i][1], &r);
     case_swiglu(c, 1, 8, &r);
@@ -251,5 +322,10 @@ void cases_no_device(void)
     bad += kern_cuda_attn(NULL, &a) != EM_EINVAL;
     kern_weight w = {NULL, KERN_F32, 4, 8};
     bad += kern_cuda_matmul(NULL, &w, NULL, 4, 1, NULL, 4) != EM_EINVAL; /* x_stride < cols */
+    kern_weight wk = {NULL, KERN_Q4_K, 4, 256}, wq = {NULL, KERN_Q4_1, 4, 48};
+    bad += kern_cuda_matmul(NULL, &wk, NULL, 256, 1, NULL, 4) != EM_EUNSUPPORTED; /* no K-quants */
+    bad += kern_cuda_matmul(NULL, &wq, NULL, 48, 1, NULL, 4) != EM_EINVAL; /* cols % 32 */
+    bad += kern_cuda_embed(NULL, &wk, NULL, 1, NULL, 256) != EM_EUNSUPPORTED;
+    bad += kern_cuda_embed(NULL, &wq, NULL, 1, NULL, 48) != EM_EINVAL;
     th_report("validation without device (status codes, no CUDA call)", bad);
 }

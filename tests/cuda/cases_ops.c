@@ -10,6 +10,7 @@
 #include "kernels/ref/kern_ref.h"
 #include "tests/cuda/cases.h"
 #include "tests/cuda/harness.h"
+#include "tests/cuda/qcheck.h"
 
 static int run_mm(const kern_ops *g, const kern_ops *ref, kern_dtype dt, int rows, int cols, int n,
                   th_rng *r)
@@ -27,6 +28,23 @@ static int run_mm(const kern_ops *g, const kern_ops *ref, kern_dtype dt, int row
     ref->matmul(ref->ctx, &w, x, cols + 2, n, y2, rows + 1);
     int bad = th_check("matmul", y1, y2, (size_t)n * (rows + 1), 2e-6f * sqrtf((float)cols), 1e-5f);
     free(wf), free(x), free(y1), free(y2), free(wh);
+    return bad;
+}
+
+/* A quantized weight through the vtable (weight cache sized by kern_row_bytes, strides). */
+static int run_mm_q(const kern_ops *g, const kern_ops *ref, kern_dtype dt, int rows, int cols,
+                    int n, th_rng *r)
+{
+    uint8_t *w = qc_weights(dt, rows, cols, 0.1f, r);
+    float *x = malloc(4 * (size_t)n * (cols + 2));
+    float *y1 = calloc((size_t)n * (rows + 1), 4), *y2 = calloc((size_t)n * (rows + 1), 4);
+    th_fill(r, x, (size_t)n * (cols + 2), -1.0f, 1.0f);
+    kern_weight kw = {w, dt, rows, cols};
+    g->matmul(g->ctx, &kw, x, cols + 2, n, y1, rows + 1);
+    g->matmul(g->ctx, &kw, x, cols + 2, n, y1, rows + 1); /* second call: cached weight */
+    ref->matmul(ref->ctx, &kw, x, cols + 2, n, y2, rows + 1);
+    int bad = qc_check("matmul", dt, w, rows, cols, x, cols + 2, n, y1, y2, rows + 1);
+    free(w), free(x), free(y1), free(y2);
     return bad;
 }
 
@@ -115,5 +133,9 @@ void cases_ops(void)
     bad += run_attn(g, ref, 1, 4, 128, 4100, 1, &r) + run_attn(g, ref, 16, 4, 128, 600, 8, &r);
     bad += kern_ops_cuda_status(g) != EM_OK;
     th_report("kern_ops cuda vs ref (dim 4096, hd 128, GQA 4, long cache)", bad);
+    bad = run_mm_q(g, ref, KERN_Q4_1, 576, 576, 1, &r) + run_mm_q(g, ref, KERN_Q8_0, 1536, 576, 9, &r);
+    bad += run_mm_q(g, ref, KERN_Q4_0, 576, 1536, 3, &r);
+    bad += kern_ops_cuda_status(g) != EM_OK;
+    th_report("kern_ops cuda vs ref (quantized matmul, SmolLM2 shapes)", bad);
     kern_ops_cuda_free(g);
 }

@@ -3,7 +3,9 @@
  * K types, with GB/s of weight bytes read), attention decode over a 2048-entry cache and the
  * pool dispatch cost. Prints one table row per (op, backend) with time per call, GFLOP/s and,
  * for the quantized section, weight GB/s.
- * Usage: kern_perf [--threads N] [--quant-only] (default: 1 and 2 threads). */
+ * Usage: kern_perf [--threads N] [--quant-only] [--cpu-time] (default: 1 and 2 threads).
+ * --cpu-time: time by the calling thread's CPU clock (robust on a shared, oversubscribed machine;
+ * meaningful for 1 thread only, so it implies --threads 1). */
 #include <stdlib.h>
 #include <time.h>
 
@@ -12,10 +14,12 @@
 #include "kernels/quant.h"
 #include "tests/kernels/kern_test_util.h"
 
+static clockid_t g_clock = CLOCK_MONOTONIC;
+
 static double now_s(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(g_clock, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -112,6 +116,7 @@ int main(int argc, char **argv)
     int tlist[4] = {1, 2}, nt = 2, quant_only = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quant-only") == 0) quant_only = 1;
+        else if (strcmp(argv[i], "--cpu-time") == 0) g_clock = CLOCK_THREAD_CPUTIME_ID, tlist[0] = 1, nt = 1;
         else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) tlist[0] = atoi(argv[++i]), nt = 1;
     }
     kt_rng r = {42};

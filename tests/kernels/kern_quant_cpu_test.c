@@ -1,4 +1,6 @@
-/* Fast quantized matmul (kernels/cpu/matmul_q.c) against the reference (kern_ref_matmul),
+/* Fast quantized matmul with int8 activations (KERN_ACT_Q8, kernels/cpu/matmul_q.c) against the
+ * reference in that mode (kern_ops_ref_mode(KERN_ACT_Q8)); both sides are made in KERN_ACT_Q8
+ * explicitly (the default mode, KERN_ACT_F32, is kern_quant_f32act_test's),
  * table-driven over every quantized type, decode (n = 1) and prefill shapes, awkward row
  * counts, x / y strides wider than the matrix, weights from kern_quant_row and from raw random
  * bytes (every bit pattern: Q8_0 -128, Q4_K high scale bits, negative Q6_K scales). Per case:
@@ -167,7 +169,7 @@ static void run_case(kern_dtype t, const qcase *c, uint64_t seed)
     float *x = make_x(c->n, c->cols, xs, &r);
     kern_weight w = {wd, t, c->rows, c->cols};
     float *ref = kt_alloc_fill(ny, KT_SENTINEL), *got[KT_N_BACKENDS], *one = kt_alloc_fill(ny, KT_SENTINEL);
-    kern_ref_matmul(NULL, &w, x, xs, c->n, ref, ys);
+    kern_matmul(kern_ops_ref_mode(KERN_ACT_Q8), &w, x, xs, c->n, ref, ys);
     int bad_same = 0, bad_pad = 0;
     for (int b = 0; b < KT_N_BACKENDS; b++) {
         got[b] = kt_alloc_fill(ny, KT_SENTINEL);
@@ -271,7 +273,7 @@ static void test_nonfinite(kern_dtype t)
 int main(void)
 {
     for (int b = 0; b < KT_N_BACKENDS; b++) {
-        g_cpu[b] = kern_ops_cpu_create(kt_threads[b]);
+        g_cpu[b] = kern_ops_cpu_create_mode(kt_threads[b], KERN_ACT_Q8);
         if (!g_cpu[b]) return 1;
     }
     static const kern_dtype t32[] = {KERN_Q4_0, KERN_Q4_1, KERN_Q8_0}, tk[] = {KERN_Q4_K, KERN_Q6_K};

@@ -262,6 +262,10 @@ static void test_act_quant(void)
 /* Dequantised activations of one row, as the matmul sees them (d_x * q_x per element). */
 static void act_dequant(kern_dtype t, const float *x, int cols, double *out)
 {
+    if (t == KERN_F32) { /* KERN_ACT_F32: x as it is */
+        for (int c = 0; c < cols; c++) out[c] = x[c];
+        return;
+    }
     if (kern_vecdot_type(t) == KERN_ACT_Q8_KX) {
         kern_q8_kx a;
         for (int b = 0; b < cols / 256; b++) {
@@ -277,12 +281,16 @@ static void act_dequant(kern_dtype t, const float *x, int cols, double *out)
     }
 }
 
-/* kern_ref_matmul vs sum_c deq(W)[r][c] * deq(x)[t][c] in double: the block-term formulas of
- * quant.h are algebraically this sum, so only f32 rounding differs: the per-block f32 terms
- * and their f32 accumulation (~nb * 2^-24 relative to sum|terms|), plus for Q4_1 the f32
- * rounding of s = d*sum(q) (2^-24 relative). Tolerance 2e-6 * sum|terms| + 1e-6 covers nb <= 48
- * with margin; a wrong term (one block of 32 off) would be ~1e-2 of the sum. */
-static void test_ref_matmul(void)
+/* kern_ref_matmul in both activation modes vs the double sum over c of deq(W)[r][c] times
+ *   KERN_ACT_Q8: deq(x)[t][c] (x's int8 blocks): the block-term formulas of quant.h are
+ *     algebraically this sum, so only f32 rounding differs: the per-block f32 terms and their f32
+ *     accumulation (~nb * 2^-24 relative to sum|terms|), plus for Q4_1 the f32 rounding of
+ *     s = d*sum(q) (2^-24 relative). Tolerance 2e-6 * sum|terms| + 1e-6 covers nb <= 48 with
+ *     margin; a wrong term (one block of 32 off) would be ~1e-2 of the sum.
+ *   KERN_ACT_F32: x[t][c] itself: cols f32 products added in c order, each add rounding by
+ *     2^-24 of a partial sum (random-signed terms: partial sums ~sqrt(c) terms, so the error is
+ *     ~1e-6 of sum|terms| at 1536 columns); tolerance 1e-5 * sum|terms| + 1e-6. */
+static void test_ref_matmul_mode(kern_act_mode mode)
 {
     static const struct { int rows, cols, n; } sh[] = {{7, 256, 3}, {33, 512, 2}, {5, 1536, 1}};
     for (int ti = 0; ti < N_QUANT; ti++) {
@@ -306,9 +314,10 @@ static void test_ref_matmul(void)
             }
             CHECK(bad == 0, "%s: kern_embed_row differs from kern_dequant_row", kern_dtype_name(t));
             kern_weight w = {wq, t, rows, cols};
-            kern_ref_matmul(NULL, &w, x, xs, n, y, rows + 1);
+            kern_matmul(kern_ops_ref_mode(mode), &w, x, xs, n, y, rows + 1);
+            double rtol = mode == KERN_ACT_Q8 ? 2e-6 : 1e-5;
             for (int tk = 0; tk < n; tk++) {
-                act_dequant(t, x + (size_t)tk * xs, cols, xd);
+                act_dequant(mode == KERN_ACT_Q8 ? t : KERN_F32, x + (size_t)tk * xs, cols, xd);
                 for (int k = 0; k < rows; k++) {
                     double s = 0, sa = 0;
                     for (int c = 0; c < cols; c++) {
@@ -316,17 +325,25 @@ static void test_ref_matmul(void)
                         s += p, sa += fabs(p);
                     }
                     double got = y[(size_t)tk * (rows + 1) + k];
-                    if (!(fabs(got - s) <= 2e-6 * sa + 1e-6) && bad++ < 3)
+                    if (!(fabs(got - s) <= rtol * sa + 1e-6) && bad++ < 3)
                         fprintf(stderr, "    %s t=%d r=%d: ref %.9g exact %.9g (sum|p| %.3g)\n", kern_dtype_name(t), tk, k, got, s, sa);
                 }
                 bad += y[(size_t)tk * (rows + 1) + rows] != KT_SENTINEL;
             }
-            CHECK(bad == 0, "%s %dx%d n=%d: reference matmul vs dequantised sum", kern_dtype_name(t), rows, cols, n);
-            printf("%s ref matmul %s %dx%d n=%d vs dequantised double sum\n", bad ? "FAIL" : "ok  ",
-                   kern_dtype_name(t), rows, cols, n);
+            const char *mn = mode == KERN_ACT_Q8 ? "q8" : "f32";
+            CHECK(bad == 0, "%s %dx%d n=%d %s activations: reference matmul vs dequantised sum",
+                  kern_dtype_name(t), rows, cols, n, mn);
+            printf("%s ref matmul %s %dx%d n=%d %s activations vs dequantised double sum\n",
+                   bad ? "FAIL" : "ok  ", kern_dtype_name(t), rows, cols, n, mn);
             free(wf), free(x), free(wd), free(y), free(xd), free(wq);
         }
     }
+}
+
+static void test_ref_matmul(void)
+{
+    test_ref_matmul_mode(KERN_ACT_F32);
+    test_ref_matmul_mode(KERN_ACT_Q8);
 }
 
 int main(void)

@@ -1,6 +1,8 @@
 /* model_load on well-formed GGUF files with hostile or inconsistent llama metadata and tensors
  * (built with gguf_write from a tiny valid base): wrong architecture, bad or missing
- * hyper-parameters, shapes that disagree with them, missing tensors, vocabulary mismatches.
+ * hyper-parameters, shapes that disagree with them, missing tensors, vocabulary mismatches,
+ * and (issue 12 item 7: corrupt files that loaded and produced garbage) a context or UNK id out
+ * of range, NaN/Inf in a norm vector or a matrix, a NaN block scale in a Q4_1 tensor.
  * Table-driven: each row changes one thing and states whether the load must succeed. */
 #include <math.h>
 #include <stdio.h>
@@ -15,7 +17,8 @@
 
 
 /* kind: 'u' u32 value, 'i' i32, 'f' f32, 's' string, '-' drop the key/tensor, 'n' tensor ne[1],
- * 't' tensor type, 'v' vocabulary size of the tokens array. NULL key = the unchanged base. */
+ * 't' tensor type, 'v' vocabulary size of the tokens array, 'x' f32 element 3 of the tensor set
+ * to num, 'q' the tensor in Q4_1 with block 1's scale a NaN. NULL key = the unchanged base. */
 typedef struct {
     const char *key;
     char kind;
@@ -73,6 +76,14 @@ static const mcase k_cases[] = {
     {"blk.0.attn_q.weight", 't', 30, "bf16", 0},
     {"blk.0.attn_norm.weight", 't', GGML_TYPE_F16, NULL, 1},
     {"token_embd.weight", 't', GGML_TYPE_F16, NULL, 1},
+    {"llama.context_length", 'u', 0x7fffffff, NULL, 0},
+    {"tokenizer.ggml.unknown_token_id", 'u', 5000, NULL, 0},
+    {"blk.0.attn_norm.weight", 'x', NAN, NULL, 0},
+    {"output_norm.weight", 'x', INFINITY, NULL, 0},
+    {"blk.0.ffn_up.weight", 'x', -INFINITY, NULL, 0},
+    {"token_embd.weight", 'x', NAN, NULL, 0},
+    {"blk.0.attn_q.weight", 'q', 0, NULL, 0},
+    {"blk.0.attn_q.weight", 'x', 1e30, NULL, 1}, /* large but finite */
 };
 
 static const mcase *g_c;
@@ -108,6 +119,7 @@ static void tensor(gguf_writer *w, const char *name, uint64_t ne0, uint64_t ne1)
         if (g_c->kind == '-') return;
         if (g_c->kind == 'n') ne1 = (uint64_t)g_c->num;
         if (g_c->kind == 't') type = (uint32_t)g_c->num;
+        if (g_c->kind == 'q') type = GGML_TYPE_Q4_1;
     }
     uint64_t ne[2] = {ne0, ne1};
     CHECK(gguf_writer_add_tensor(w, name, ne1 > 1 ? 2 : 1, ne, type, NULL) == EM_OK, "add %s", name);
@@ -117,6 +129,14 @@ static em_status fill(void *user, int idx, const char *name, void *dst, size_t n
     (void)user;
     (void)name;
     for (size_t i = 0; i < nbytes; i++) ((uint8_t *)dst)[i] = (uint8_t)(i * 7 + (size_t)idx) & 0x3f; /* finite f32/f16 */
+    if (g_c->key && strcmp(name, g_c->key) == 0 && g_c->kind == 'x' && nbytes >= 16) {
+        float v = (float)g_c->num;
+        memcpy((uint8_t *)dst + 12, &v, 4);
+    }
+    if (g_c->key && strcmp(name, g_c->key) == 0 && g_c->kind == 'q' && nbytes >= 40) {
+        ((uint8_t *)dst)[20] = 0x00; /* block 1's f16 scale d = 0x7e00, a NaN */
+        ((uint8_t *)dst)[21] = 0x7e;
+    }
     return EM_OK;
 }
 
@@ -149,6 +169,7 @@ static void build(gguf_writer *w) {
     gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", types, (uint64_t)nv);
     meta_u32(w, "tokenizer.ggml.bos_token_id", 1);
     meta_u32(w, "tokenizer.ggml.eos_token_id", 2);
+    if (is("tokenizer.ggml.unknown_token_id")) meta_u32(w, "tokenizer.ggml.unknown_token_id", 0);
     tensor(w, "token_embd.weight", 32, 260);
     tensor(w, "output_norm.weight", 32, 1);
     tensor(w, "output.weight", 32, 260);
@@ -217,6 +238,13 @@ int main(void) {
             }
         } else {
             CHECK(st != EM_OK && err[0], "case %zu %s %c: accepted (status %d)", i, what, g_c->kind, st);
+            if (g_c->kind == 'x' || g_c->kind == 'q') { /* the error names the tensor */
+                char base[64];
+                snprintf(base, sizeof base, "%.*s", (int)(strlen(g_c->key) - 7), g_c->key);
+                CHECK(strstr(err, "NaN or Inf") && strstr(err, base), "case %zu: message '%s'", i,
+                      err);
+                printf("%s: %s\n", g_c->key, err);
+            }
             if (g_c->kind == 't' && g_c->str) { /* the error names the tensor and its type */
                 CHECK(st == EM_EUNSUPPORTED && strstr(err, g_c->key) && strstr(err, g_c->str),
                       "case %zu: unsupported type message '%s'", i, err);

@@ -1,7 +1,11 @@
 /* Malformed and invalid requests: malformed protobuf bytes and every out-of-range or unsupported
  * field (chat messages included: the test model has no chat template) give INVALID_ARGUMENT with
  * a message naming the field; a flood of bad requests from several threads never crashes the
- * coordinator or a worker, and a good request still gets the golden ids afterwards. */
+ * coordinator or a worker, and a good request still gets the golden ids afterwards.
+ * Issue 12 item 7, re-expressed: an empty text prompt (was: generated from BOS alone), invalid
+ * UTF-8 in text, stop strings and request_id (a bad request_id was echoed back and broke the
+ * client's decoding), and a NUL byte in text (was: cut silently) are INVALID_ARGUMENT naming
+ * the field; a 5 MB request is RESOURCE_EXHAUSTED (the 4 MiB cap) without being read. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -202,6 +206,53 @@ static const struct {
     {"group start tag", "\x0b\x0c", 2},
 };
 
+/* Requests whose strings a C struct cannot even hold, written as wire bytes (string literals
+ * split where a hex escape would swallow the next character). */
+static const struct {
+    const char *name, *want;
+    const char *bytes;
+    size_t len;
+} k_strings[] = {
+    {"empty text", "text: empty", "\x12\x00", 2},
+    {"text not UTF-8", "text: not valid UTF-8", "\x12\x04" "ab\xff" "c", 6},
+    {"text overlong UTF-8", "text: not valid UTF-8", "\x12\x03" "a\xc0\xaf", 5},
+    {"text surrogate", "text: not valid UTF-8", "\x12\x04" "a\xed\xa0\x80", 6},
+    {"text with NUL", "text: contains a NUL byte", "\x12\x05" "ab\x00" "cd", 7},
+    {"request_id not UTF-8", "request_id: not valid UTF-8", "\x0a\x02\xc3\x28\x12\x02hi", 8},
+    {"stop string not UTF-8", "stopping.stop: not valid UTF-8",
+     "\x12\x02hi\x2a\x03\x1a\x01\x80", 9},
+    {"chat content not UTF-8", "messages.content: not valid UTF-8",
+     "\x42\x09\x0a\x04user\x12\x01\xfe", 11},
+};
+
+static void test_strings(coord_client *cl)
+{
+    for (size_t i = 0; i < sizeof k_strings / sizeof k_strings[0]; i++) {
+        char msg[256] = "";
+        grpc_status_code st =
+            coord_client_generate_raw(cl, k_strings[i].bytes, k_strings[i].len, msg, sizeof msg);
+        printf("%-30s -> %d %s\n", k_strings[i].name, st, msg);
+        CHECK(st == GRPC_STATUS_INVALID_ARGUMENT && strstr(msg, k_strings[i].want),
+              "%s: status %d '%s', want INVALID_ARGUMENT '%s'", k_strings[i].name, st, msg,
+              k_strings[i].want);
+    }
+    /* over the 4 MiB cap: refused before it is read */
+    size_t big = 5u << 20;
+    uint8_t *b = malloc(big);
+    REQUIRE(b != NULL, "out of memory");
+    memset(b, 'a', big);
+    b[0] = 0x12; /* text, length 5 MiB - 4 as a 3-byte varint */
+    size_t n = big - 4;
+    b[1] = (uint8_t)(0x80 | (n & 0x7f));
+    b[2] = (uint8_t)(0x80 | ((n >> 7) & 0x7f));
+    b[3] = (uint8_t)(n >> 14);
+    char msg[256] = "";
+    grpc_status_code st = coord_client_generate_raw(cl, b, big, msg, sizeof msg);
+    printf("%-30s -> %d %s\n", "5 MiB request", st, msg);
+    CHECK(st == GRPC_STATUS_RESOURCE_EXHAUSTED, "5 MiB request: status %d '%s'", st, msg);
+    free(b);
+}
+
 static void test_garbage(coord_client *cl)
 {
     for (size_t i = 0; i < sizeof k_garbage / sizeof k_garbage[0]; i++) {
@@ -255,6 +306,7 @@ int main(void)
     REQUIRE(svc_start(&s, 2, NULL) == 0, "service did not start");
     coord_client *cl = coord_client_create(s.addr);
     test_fields(cl);
+    test_strings(cl);
     test_garbage(cl);
 
     /* Unknown method, empty abort id. */

@@ -40,7 +40,6 @@ static const struct {
     {"h\xc3\xa9llo \xe2\x9c\x93 \xf0\x9f\x98\x80", -1, -1}, /* UTF-8 outside the vocabulary */
     {"<s> and <|im_start|> as text", -1, -1},
     {"<s> and <|im_start|> with specials parsed", -1, 1},
-    {"\xff\xfe invalid UTF-8", 0, -1},
 };
 
 static void test_tokenize_text(coord_client *cl, const tokenizer *tok)
@@ -66,6 +65,13 @@ static void test_tokenize_text(coord_client *cl, const tokenizer *tok)
         printf("tokenize %-45.45s -> %d ids%s\n", text, got.n_ids, same ? "" : "   <-- FAIL");
         coord_client_tokens_free(&got);
     }
+    /* proto3 strings are UTF-8: text that is not is refused, naming the field (issue 12) */
+    coord_client_tokenize_req bad = {"\xff\xfe invalid UTF-8", NULL, 0, 0, -1};
+    coord_client_tokens got;
+    grpc_status_code st = coord_client_tokenize(cl, &bad, &got);
+    CHECK(st == GRPC_STATUS_INVALID_ARGUMENT && strstr(got.message, "text: not valid UTF-8"),
+          "Tokenize of invalid UTF-8: status %d (%s)", st, got.message);
+    coord_client_tokens_free(&got);
     /* and the goldens' prompt ids (with BOS) */
     for (int g = 0; g < TU_N_GOLDENS; g++) {
         coord_client_tokenize_req rq = {tu_goldens[g].prompt, NULL, 0, -1, -1};

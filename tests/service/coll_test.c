@@ -1,7 +1,11 @@
 /* The gloo shim and the TCP rendezvous store: 2 forked ranks sum 1 / 1,000 / 1M floats
  * (exact integers, so the expected sums are exact), pass a barrier, re-form with a new prefix,
  * through the TCP store (hosted by the parent, as the coordinator does) and FileStore. Also:
- * a missing peer fails init within its timeout, and garbage sent to the store is harmless. */
+ * a missing peer fails init within its timeout, and garbage sent to the store is harmless.
+ * Issue 12 item 2, re-expressed: a store with the cluster secret answers nobody without it
+ * (the gloo addresses were handed to anyone), 1 MiB values stop at the byte cap (100 x 1 MiB
+ * took +103 MB), and waits with a 49-day timeout whose clients left do not keep their threads
+ * (300 were left behind). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -99,8 +103,90 @@ static void send_garbage(int port)
     }
 }
 
+/* Opens a connection that asks to wait ~49 days for an absent key, then leaves. */
+static void wait_and_leave(int port, int with_secret)
+{
+    static const char w[] = "W\xff\xff\xff\xff\x01\x00\x00\x00\x03\x00\x00\x00nop";
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0) {
+        if (with_secret) {
+            char hdr[64];
+            uint32_t n = (uint32_t)strlen("store-secret-0123456789");
+            hdr[0] = 'A';
+            memcpy(hdr + 1, &n, 4); /* little-endian host */
+            memcpy(hdr + 5, "store-secret-0123456789", n);
+            ssize_t r = send(fd, hdr, 5 + n, MSG_NOSIGNAL);
+            (void)r;
+        }
+        ssize_t r = send(fd, w, sizeof w - 1, MSG_NOSIGNAL);
+        (void)r;
+    }
+    close(fd);
+}
+
+static void test_store_auth(void)
+{
+    char err[256], addr[64];
+    int port = 0;
+    coll_store_server *srv = NULL;
+    const char *secret = "store-secret-0123456789";
+    REQUIRE(coll_store_server_start_auth("127.0.0.1", 0, secret, &srv, &port, err, sizeof err) == 0,
+            "store with a secret: %s", err);
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    coll_store_ops good, none, wrong;
+    REQUIRE(coll_store_client_ops_auth(addr, secret, &good) == 0 &&
+                coll_store_client_ops_auth(addr, NULL, &none) == 0 &&
+                coll_store_client_ops_auth(addr, "store-secret-9999999999", &wrong) == 0,
+            "store clients");
+    CHECK(good.set(good.user, "gloo/rank0", "10.0.0.1:4242", 13) == 0, "set with the secret");
+    size_t len = 0;
+    char *v = none.get(none.user, "gloo/rank0", &len);
+    CHECK(v == NULL, "get without the secret refused");
+    free(v);
+    v = wrong.get(wrong.user, "gloo/rank0", &len);
+    CHECK(v == NULL, "get with a wrong secret refused");
+    free(v);
+    CHECK(none.set(none.user, "evil", "x", 1) != 0 && coll_store_server_count(srv) == 1,
+          "set without the secret refused");
+    v = good.get(good.user, "gloo/rank0", &len);
+    CHECK(v != NULL && len == 13, "get with the secret");
+    free(v);
+    /* 1 MiB values: the store stops at its byte cap */
+    size_t mib = 1u << 20;
+    char *big = calloc(1, mib);
+    REQUIRE(big != NULL, "out of memory");
+    int stored = 0;
+    for (int i = 0; i < 40; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "big%d", i);
+        stored += good.set(good.user, key, big, mib) == 0;
+    }
+    free(big);
+    printf("store: %d of 40 1-MiB values taken (cap %u MiB)\n", stored, COLL_STORE_MAX_BYTES >> 20);
+    fflush(stdout); /* before the ranks are forked */
+    CHECK(stored < 17, "%d 1-MiB values taken past the %u MiB cap", stored,
+          COLL_STORE_MAX_BYTES >> 20);
+    /* waiters that leave (with and without the secret) do not keep a thread */
+    for (int i = 0; i < 60; i++) {
+        wait_and_leave(port, i % 2);
+    }
+    int active = -1;
+    for (int i = 0; i < 100 && active != 0; i++) {
+        usleep(50000);
+        active = coll_store_server_active(srv);
+    }
+    CHECK(active == 0, "%d store threads still waiting 5 s after their clients left", active);
+    coll_store_client_ops_free(&good);
+    coll_store_client_ops_free(&none);
+    coll_store_client_ops_free(&wrong);
+    coll_store_server_stop(srv);
+}
+
 int main(void)
 {
+    test_store_auth();
     char err[256];
     int port = 0;
     coll_store_server *srv = NULL;

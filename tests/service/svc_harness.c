@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "tests/service/svc_harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -23,6 +24,105 @@ extern char **environ;
 const char *svc_model(void)
 {
     return tu_model_path(0); /* style.md 10: golden runs are skipped, loudly, without the model */
+}
+
+const char *svc_secret(void)
+{
+    return "emserve-test-cluster-secret-0123456789";
+}
+
+const char *svc_secret_file(void)
+{
+    static char path[PATH_MAX];
+    if (path[0] == 0) {
+        char p[PATH_MAX];
+        tu_tmp_path(p, sizeof p, "cluster.secret");
+        int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0 || write(fd, svc_secret(), strlen(svc_secret())) < 0) {
+            fprintf(stderr, "cannot write %s: %s\n", p, strerror(errno));
+        }
+        if (fd >= 0) {
+            close(fd);
+        }
+        snprintf(path, sizeof path, "%s", p);
+    }
+    return path;
+}
+
+/* Parent pid of pid (from /proc/PID/stat), -1 when unknown. */
+static pid_t parent_of(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return -1;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')');
+    int ppid = -1;
+    if (p == NULL || sscanf(p + 2, "%*c %d", &ppid) != 1) {
+        return -1;
+    }
+    return (pid_t)ppid;
+}
+
+/* 1 when pid's command line has the argument `want`. */
+static int has_arg(pid_t pid, const char *want)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return 0;
+    }
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    for (size_t i = 0; i < n; i += strlen(buf + i) + 1) {
+        if (strncmp(buf + i, want, strlen(want)) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+pid_t svc_local_worker_pid(const svc *s, int rank)
+{
+    char want[32];
+    snprintf(want, sizeof want, "worker %d/", rank);
+    DIR *d = opendir("/proc");
+    pid_t found = -1;
+    struct dirent *e;
+    while (d && found < 0 && (e = readdir(d)) != NULL) {
+        pid_t pid = (pid_t)atoi(e->d_name);
+        if (pid > 0 && parent_of(parent_of(pid)) == s->pid && has_arg(pid, want)) {
+            found = pid;
+        }
+    }
+    if (d) {
+        closedir(d);
+    }
+    return found;
+}
+
+pid_t svc_spawner_pid(const svc *s)
+{
+    DIR *d = opendir("/proc");
+    pid_t found = -1;
+    struct dirent *e;
+    while (d && found < 0 && (e = readdir(d)) != NULL) {
+        pid_t pid = (pid_t)atoi(e->d_name);
+        if (pid > 0 && parent_of(pid) == s->pid) {
+            found = pid;
+        }
+    }
+    if (d) {
+        closedir(d);
+    }
+    return found;
 }
 
 int svc_golden_ok(coord_client *cl, int n_tokens, const char *what)
@@ -152,6 +252,16 @@ static int spawn_listen(const char *const *argv, svc *s)
     return -1;
 }
 
+int svc_spawn(svc *s, const char *const *argv)
+{
+    return spawn_listen(argv, s);
+}
+
+void svc_bin(const char *rel, char *out, size_t len)
+{
+    bin_path(rel, "", out, len);
+}
+
 int svc_start(svc *s, int n_workers, const char *const *extra)
 {
     return svc_start_model(s, svc_model(), n_workers, extra);
@@ -177,7 +287,8 @@ int svc_start_worker(svc *s, const char *listen)
 {
     char wbin[PATH_MAX];
     bin_path("worker/emserve_worker", "EMSERVE_WORKER_BIN", wbin, sizeof wbin);
-    const char *argv[] = {wbin, "--listen", listen, "--model", svc_model(), NULL};
+    const char *argv[] = {wbin,        "--listen", listen, "--model", svc_model(), "--cluster-secret-file",
+                          svc_secret_file(), NULL};
     return spawn_listen(argv, s);
 }
 
@@ -185,8 +296,9 @@ int svc_start_coordinator(svc *s, const char *const *worker_addrs, int n, const 
 {
     char bin[PATH_MAX];
     bin_path("coordinator/emserve", "EMSERVE_BIN", bin, sizeof bin);
-    const char *argv[64] = {bin, "--model", svc_model(), "--listen", "127.0.0.1:0"};
-    int argc = 5;
+    const char *argv[64] = {bin,           "--model", svc_model(), "--listen", "127.0.0.1:0",
+                            "--cluster-secret-file", svc_secret_file()};
+    int argc = 7;
     for (int i = 0; i < n && argc < 60; i++) {
         argv[argc++] = "--worker-addr";
         argv[argc++] = worker_addrs[i];

@@ -14,6 +14,16 @@ typedef struct svc {
     char addr[64];
 } svc;
 
+/* The cluster secret of the tests and a file (mode 0600, in the test's tmpdir) holding it.
+ * Workers started by hand and coordinators over them get --cluster-secret-file this file; a
+ * coordinator with local workers makes its own secret unless the test passes the file. */
+const char *svc_secret(void);
+const char *svc_secret_file(void);
+/* pid of local worker `rank` of the coordinator s (a grandchild: coordinator -> spawner ->
+ * worker, named "worker R/N" on its command line); -1 when there is none. */
+pid_t svc_local_worker_pid(const svc *s, int rank);
+/* pid of the coordinator's spawner (its only child), -1 when there is none. */
+pid_t svc_spawner_pid(const svc *s);
 /* Path of the test model (exits the test, loudly, when absent). */
 const char *svc_model(void);
 /* Starts emserve with --workers n and extra flags (NULL-terminated, may be NULL). 0 / -1. */
@@ -24,6 +34,10 @@ int svc_start_model(svc *s, const char *model, int n_workers, const char *const 
 int svc_start_worker(svc *s, const char *listen);
 /* A coordinator over hand-started workers (--worker-addr for each). */
 int svc_start_coordinator(svc *s, const char *const *worker_addrs, int n, const char *const *extra);
+/* Any program that prints "listening on HOST:PORT" (argv[0] from svc_bin, NULL-terminated). */
+int svc_spawn(svc *s, const char *const *argv);
+/* Path of a binary of this workspace in the test's runfiles ("tests/service/fake_worker"). */
+void svc_bin(const char *rel, char *out, size_t len);
 /* SIGTERM, then waits (SIGKILL after 10 s). Returns the exit status from waitpid. Processes
  * started by this harness and still running when the test exits are stopped this way. */
 int svc_stop(svc *s);

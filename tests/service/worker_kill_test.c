@@ -101,10 +101,12 @@ static void kill_mid_generation(coord_client *cl, pid_t pid, const char *what)
 
 static void test_local(void)
 {
-    static const char *const extra[] = {"--respawn-delay-ms", "3000", NULL};
+    const char *const extra[] = {"--respawn-delay-ms", "3000", "--cluster-secret-file",
+                                 svc_secret_file(), NULL};
     svc s;
     REQUIRE(svc_start(&s, 2, extra) == 0, "service did not start");
     coord_client *cl = coord_client_create(s.addr);
+    coord_client_set_admin_secret(cl, svc_secret()); /* the workers' pids are for the admin */
     coord_client_info before, after;
     REQUIRE(coord_client_server_info(cl, &before) == 0 && before.serving, "server info");
     kill_mid_generation(cl, (pid_t)before.pid[1], "local worker 1");

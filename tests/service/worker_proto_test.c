@@ -2,7 +2,13 @@
  * version checks), FormGroup (placement, a world that does not divide the KV heads), Step
  * (prefill + greedy decode reproduce the golden ids from the returned logits), and bad steps
  * (unknown slot, token out of range, wrong generation, bad KV parameter, inconsistent lengths,
- * a message of another type) that are refused without killing the worker. */
+ * a message of another type) that are refused without killing the worker.
+ * Issue 12 attacks, re-expressed: calls without the cluster secret or with a wrong one
+ * (forged Hello / FormGroup / Step{drop}) are UNAUTHENTICATED and change nothing; a step
+ * larger than max_batch_tokens (the 20,000-token Step), tokens injected at positions a slot
+ * already holds or past its end (the 12,288-entries-per-head cache), a drop outside the slot
+ * table, FormGroup sizes out of bounds, a KV parameter that is not UTF-8, and a message over
+ * the 4 MiB cap are refused; the running sequence is unaffected (its ids stay golden). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,13 +25,14 @@
 
 static grpc_channel *g_ch;
 static char g_msg[512];
+static const char *g_secret; /* what the calls present (the cluster's, none, a wrong one) */
 
 static grpc_status_code call(const char *method, const ProtobufCMessage *rq,
                              const ProtobufCMessageDescriptor *d, ProtobufCMessage **resp)
 {
     ProtobufCMessage *dummy = NULL;
-    grpc_status_code st =
-        rpc_unary(g_ch, method, rq, d, resp ? resp : &dummy, 30000, 0, g_msg, sizeof g_msg);
+    grpc_status_code st = rpc_unary_auth(g_ch, method, rq, d, resp ? resp : &dummy, 30000, 0,
+                                         g_secret, g_msg, sizeof g_msg);
     if (!resp && dummy) {
         protobuf_c_message_free_unpacked(dummy, NULL);
     }
@@ -40,7 +47,7 @@ static grpc_status_code hello(int version)
                 NULL);
 }
 
-static grpc_status_code form(int rank, int world, int64_t gen)
+static grpc_status_code form_sized(int rank, int world, int64_t gen, int max_slots)
 {
     Emserve__Internal__V1__FormGroupRequest rq = EMSERVE__INTERNAL__V1__FORM_GROUP_REQUEST__INIT;
     rq.generation = gen;
@@ -51,7 +58,7 @@ static grpc_status_code form(int rank, int world, int64_t gen)
     rq.gloo_host = "127.0.0.1";
     rq.timeout_ms = 2000;
     rq.max_batch_tokens = 64;
-    rq.max_slots = 4;
+    rq.max_slots = max_slots;
     ProtobufCMessage *r = NULL;
     grpc_status_code st = call(WORKER_METHOD_FORM_GROUP, &rq.base,
                                &emserve__internal__v1__form_group_response__descriptor, &r);
@@ -66,6 +73,11 @@ static grpc_status_code form(int rank, int world, int64_t gen)
         protobuf_c_message_free_unpacked(r, NULL);
     }
     return st;
+}
+
+static grpc_status_code form(int rank, int world, int64_t gen)
+{
+    return form_sized(rank, world, gen, 4);
 }
 
 typedef struct step_args {
@@ -86,7 +98,8 @@ static grpc_status_code step(const step_args *a, int32_t *next)
     Emserve__Internal__V1__KvParam kv = EMSERVE__INTERNAL__V1__KV_PARAM__INIT, *kvp[1] = {&kv};
     Emserve__Internal__V1__SeqPolicy pol = EMSERVE__INTERNAL__V1__SEQ_POLICY__INIT,
                                      *polp[1] = {&pol};
-    uint8_t want[64] = {0};
+    static uint8_t want[4096];
+    memset(want, 0, sizeof want);
     int32_t drop[1] = {a->drop_slot};
     rq.generation = a->gen;
     if (a->open_slot >= 0) {
@@ -164,6 +177,12 @@ int main(void)
     grpc_channel_credentials *cr = grpc_insecure_credentials_create();
     g_ch = grpc_channel_create(w.addr, cr, rpc_channel_args());
     grpc_channel_credentials_release(cr);
+    /* Without the cluster secret nothing is answered, not even Hello. */
+    g_secret = NULL;
+    EXPECT(hello(WORKER_PROTO_VERSION) == GRPC_STATUS_UNAUTHENTICATED, "Hello without the secret");
+    g_secret = "not-the-cluster-secret-0000";
+    EXPECT(hello(WORKER_PROTO_VERSION) == GRPC_STATUS_UNAUTHENTICATED, "Hello with a wrong secret");
+    g_secret = svc_secret();
     int32_t next = -1;
     const int32_t *p = tu_goldens[0].prompt_ids;
     int32_t pos[5] = {0, 1, 2, 3, 4}, seq[5] = {1, 1, 1, 1, 1}, seq9[5] = {9, 9, 9, 9, 9};
@@ -179,6 +198,10 @@ int main(void)
     EXPECT(step(&(step_args){1, 1, NULL, NULL, -1, p, pos, seq, 5, 5, 0}, &next) ==
                GRPC_STATUS_UNAVAILABLE,
            "Step outside a group");
+    EXPECT(form_sized(0, 1, 7, 1000000) == GRPC_STATUS_INVALID_ARGUMENT &&
+               strstr(g_msg, "max_slots"),
+           "FormGroup asking for a million slots");
+    EXPECT(form(0, 1, 0) == GRPC_STATUS_INVALID_ARGUMENT, "FormGroup with generation 0");
     EXPECT(form(0, 1, 7) == GRPC_STATUS_OK, "FormGroup 1 of 1, generation 7");
     EXPECT(step(&(step_args){6, 1, NULL, NULL, -1, p, pos, seq, 5, 5, 0}, &next) ==
                GRPC_STATUS_UNAVAILABLE,
@@ -204,17 +227,69 @@ int main(void)
         ProtobufCMessage *r = NULL;
         Emserve__Internal__V1__HelloRequest hq = EMSERVE__INTERNAL__V1__HELLO_REQUEST__INIT;
         hq.protocol_version = -1;
-        EXPECT(rpc_unary(g_ch, WORKER_METHOD_STEP, &hq.base,
-                               &emserve__internal__v1__step_response__descriptor, &r, 5000, 0,
-                               g_msg, sizeof g_msg) == GRPC_STATUS_UNAVAILABLE,
+        EXPECT(rpc_unary_auth(g_ch, WORKER_METHOD_STEP, &hq.base,
+                              &emserve__internal__v1__step_response__descriptor, &r, 5000, 0,
+                              g_secret, g_msg, sizeof g_msg) == GRPC_STATUS_UNAVAILABLE,
                "a Hello message sent as a Step (generation -1)");
     }
+    EXPECT(step(&(step_args){7, 2, "method", "\xff\xfe", -1, p, pos, seq, 5, 5, 0}, &next) ==
+                   GRPC_STATUS_INVALID_ARGUMENT &&
+               strstr(g_msg, "UTF-8"),
+           "KV parameter that is not UTF-8");
+    {
+        static int32_t big[65], bpos[65], bseq[65];
+        for (int i = 0; i < 65; i++) {
+            big[i] = p[i % 5];
+            bpos[i] = i;
+            bseq[i] = 1;
+        }
+        EXPECT(step(&(step_args){7, 1, NULL, NULL, -1, big, bpos, bseq, 65, 65, 0}, &next) ==
+                       GRPC_STATUS_INVALID_ARGUMENT &&
+                   strstr(g_msg, "max_batch_tokens"),
+               "a step of 65 tokens with max_batch_tokens 64");
+    }
+    EXPECT(step(&(step_args){7, -1, NULL, NULL, 99, NULL, NULL, NULL, 0, 0, 0}, &next) ==
+               GRPC_STATUS_INVALID_ARGUMENT,
+           "drop of slot 99 of 4");
     /* Prefill the golden prompt in slot 1, then greedy decode: the golden ids. */
     int32_t got[8];
     int fail_ids = 0;
     EXPECT(step(&(step_args){7, 1, NULL, NULL, -1, p, pos, seq, 5, 5, WORKER_PHASE_PREFILL_END},
                 &next) == GRPC_STATUS_OK,
            "prefill");
+    /* Attacks on the running sequence in slot 1 (positions 0..4 fed): each is refused and the
+     * decode below still gives the golden ids. */
+    EXPECT(step(&(step_args){7, -1, NULL, NULL, -1, p, pos, seq, 5, 5, 0}, &next) ==
+                   GRPC_STATUS_INVALID_ARGUMENT &&
+               strstr(g_msg, "continues at 5"),
+           "tokens injected again at positions 0..4 of a running slot");
+    {
+        int32_t far = 100, one = 1;
+        EXPECT(step(&(step_args){7, -1, NULL, NULL, -1, p, &far, &one, 1, 1, 0}, &next) ==
+                   GRPC_STATUS_INVALID_ARGUMENT,
+               "a token at position 100 of a slot that continues at 5");
+    }
+    g_secret = NULL;
+    EXPECT(step(&(step_args){7, -1, NULL, NULL, 1, NULL, NULL, NULL, 0, 0, 0}, &next) ==
+               GRPC_STATUS_UNAUTHENTICATED,
+           "a forged Step{drop slot 1} without the secret");
+    EXPECT(form(0, 1, 8) == GRPC_STATUS_UNAUTHENTICATED, "a forged FormGroup without the secret");
+    g_secret = svc_secret();
+    {
+        /* a message over the worker's 4 MiB cap is refused before it is read */
+        static int32_t huge[1100000];
+        Emserve__Internal__V1__StepRequest rq = EMSERVE__INTERNAL__V1__STEP_REQUEST__INIT;
+        rq.generation = 7;
+        rq.n_drop = sizeof huge / sizeof huge[0];
+        rq.drop = huge;
+        for (size_t i = 0; i < rq.n_drop; i++) {
+            huge[i] = (1 << 28) + (int32_t)i; /* 5-byte varints: 5.5 MB */
+        }
+        EXPECT(call(WORKER_METHOD_STEP, &rq.base,
+                    &emserve__internal__v1__step_response__descriptor, NULL) ==
+                   GRPC_STATUS_RESOURCE_EXHAUSTED,
+               "a 5.5 MB Step (over the 4 MiB cap)");
+    }
     for (int i = 0; i < 8; i++) {
         got[i] = next;
         fail_ids += next != tu_goldens[0].ids[i];

@@ -4,7 +4,8 @@ service names "liveness" / "readiness", HTTP /health and /health/ready). A worke
                    SERVING then NOT_SERVING; readiness is NOT_SERVING / 503, liveness SERVING /
                    200; a generation over HTTP is 503 with an OpenAI-style body.
   --phase recover: the spawner restarts the worker: Watch streams SERVING, NOT_SERVING, SERVING.
-Usage: health_watch_test.py --grpc HOST:PORT --http HOST:PORT --proto-root DIR --phase P"""
+Usage: health_watch_test.py --grpc HOST:PORT --http HOST:PORT --proto-root DIR --phase P
+                            --secret CLUSTER_SECRET"""
 import argparse
 import json
 import os
@@ -51,8 +52,9 @@ class WatchTest(unittest.TestCase):
                                  timeout=LIMIT_S).status
 
     def kill_a_worker(self):
-        si = self.stub.GetServerInfo(client_test.pb.GetServerInfoRequest(), timeout=LIMIT_S)
-        pids = [w.pid for w in si.workers if w.pid > 0]
+        si = self.stub.GetServerInfo(client_test.pb.GetServerInfoRequest(), timeout=LIMIT_S,
+                                     metadata=[("authorization", "Bearer " + ARGS.secret)])
+        pids = [w.pid for w in si.workers if w.pid > 0]  # shown with the cluster secret only
         self.assertEqual(len(pids), 2)
         os.kill(pids[1], signal.SIGKILL)
         return si.group_generation
@@ -97,6 +99,7 @@ if __name__ == "__main__":
     ap.add_argument("--http", required=True)
     ap.add_argument("--proto-root", required=True)
     ap.add_argument("--phase", choices=["lost", "recover"], required=True)
+    ap.add_argument("--secret", required=True)
     ARGS, rest = ap.parse_known_args()
     client_test.generate_stubs(ARGS.proto_root)
     unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)

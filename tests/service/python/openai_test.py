@@ -4,9 +4,12 @@ logprobs, errors as HTTP 400 with an OpenAI-style body, routes, health, and /met
 prometheus_client's own text parser while idle connections are open.
 Usage: openai_test.py --http HOST:PORT --suite stories|chat [unittest args]
   stories: a server on stories260K (no chat template), 2 workers
-  chat:    a server on SmolLM2-135M-Instruct (ChatML)"""
+  chat:    a server on SmolLM2-135M-Instruct (ChatML)
+  drain:   --pid PID of a stories260K server started with --drain-grace-ms: SIGTERMs it"""
 import argparse
 import json
+import os
+import signal
 import socket
 import sys
 import threading
@@ -19,6 +22,7 @@ import openai
 from prometheus_client.parser import text_string_to_metric_families
 
 HTTP = None
+ARGS = None
 # stories260K, greedy, "Once upon a time" (shared/models/README.md; client_test.py)
 GOLDEN = [432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 401, 396, 267, 337, 410,
           408, 419, 292, 411, 322, 265, 282, 295, 433, 426, 385, 328, 432, 358, 394, 261, 370,
@@ -241,9 +245,16 @@ class StoriesTest(Common):
                           (b'{"prompt": 5}', "prompt"), (b'{"prompt": "x", "stream": 1}', "stream"),
                           (b'{"prompt": "x", "temperature": "hot"}', "temperature"),
                           (b'{"prompt": "x", "max_tokens": 2.5}', "max_tokens"),
-                          (b'{}', "prompt: required")]:
+                          (b'{}', "prompt: required"),
+                          (b'{"prompt": ""}', "prompt: empty"),
+                          (b'{"prompt": "\xff\xfe"}', "not valid UTF-8"),
+                          (b'{"prompt": "a\\u0000b"}', "NUL"),
+                          (b'{"prompt": "a\\\\u0000b", "max_tokens": 1}', None)]:
             with self.subTest(raw=raw):
                 status, _, body = http("POST", "/v1/completions", raw=raw)
+                if want is None:  # an escaped backslash before u0000 is plain text
+                    self.assertEqual(status, 200, body)
+                    continue
                 self.assertEqual(status, 400)
                 err = json.loads(body)["error"]
                 self.assertIn(want, err["message"])
@@ -419,13 +430,40 @@ class ChatTest(Common):
         self.assert_400(lambda: self.chat(extra_body={"kv": {"method": "h2o"}}), "kv", "kv")
 
 
+class DrainTest(Common):
+    """SIGTERM with --drain-grace-ms: a running stream finishes whole, /health/ready turns 503 and
+    a new request is 503 while it does; then the server exits (checked by the shell)."""
+
+    def test_drain(self):
+        c = client()
+        stream = c.completions.create(model="stories260K", prompt="Once upon a time",
+                                      max_tokens=2000, temperature=0, stream=True,
+                                      stream_options={"include_usage": True},
+                                      extra_body={"ignore_eos": True})
+        it = iter(stream)
+        next(it)
+        os.kill(ARGS.pid, signal.SIGTERM)
+        deadline = time.time() + LIMIT_S
+        while http("GET", "/health/ready")[0] != 503 and time.time() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(http("GET", "/health/ready")[0], 503)
+        status, _, body = http("POST", "/v1/completions", {"prompt": "Once", "max_tokens": 2})
+        self.assertEqual(status, 503, body)
+        self.assertEqual(json.loads(body)["error"]["type"], "service_unavailable_error")
+        self.assertEqual(http("GET", "/health")[0], 200)  # alive while it drains
+        rest = list(it)
+        self.assertEqual(rest[-2].choices[0].finish_reason, "length")
+        self.assertEqual(rest[-1].usage.completion_tokens, 2000)  # the stream was not cut
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--http", required=True)
-    ap.add_argument("--suite", choices=["stories", "chat"], required=True)
-    args, rest = ap.parse_known_args()
-    HTTP = args.http
+    ap.add_argument("--suite", choices=["stories", "chat", "drain"], required=True)
+    ap.add_argument("--pid", type=int, default=0)  # drain: the server to SIGTERM
+    ARGS, rest = ap.parse_known_args()
+    HTTP = ARGS.http
     suite = unittest.defaultTestLoader.loadTestsFromTestCase(
-        StoriesTest if args.suite == "stories" else ChatTest)
+        {"stories": StoriesTest, "chat": ChatTest, "drain": DrainTest}[ARGS.suite])
     ok = unittest.TextTestRunner(verbosity=2).run(suite).wasSuccessful()
     sys.exit(0 if ok else 1)

@@ -17,6 +17,11 @@ echo "stories260K: http $HTTP_ADDR"
 $PY --http "$HTTP_ADDR" --suite stories || rc=1
 stop_server stories || rc=1
 
+# SIGTERM drain: a running stream finishes, new requests are 503, then a clean exit
+start_server drain "$MODEL" --workers 2 --drain-grace-ms 60000 || exit 1
+$PY --http "$HTTP_ADDR" --suite drain --pid $SRV_PID || rc=1
+wait $SRV_PID || { echo "FAIL: drained server exit status $?"; rc=1; }
+
 SMOL="${EMSERVE_MODEL_DIR:-/var/cache/emserve/models}/SmolLM2-135M-Instruct.Q4_1.gguf"
 if [ -f "$SMOL" ]; then
     start_server smollm2 "$SMOL" --workers 1 || exit 1
