@@ -40,15 +40,19 @@ for th in 1 2; do
   step "llama.cpp tg32, $th thread(s)";  llama "$th" -p 0 -n 32 -d 0,2048,8000
   step "emserve pp512, $th thread(s)";   ours "$th" --tests pp --pp 512 --depth 0 --depth 4096
   step "emserve tg32, $th thread(s)";    ours "$th" --tests tg --tg 32 --depth 0 --depth 2048 --depth 8000
+  step "emserve q8 activations, $th thread(s)"
+  ours "$th" --act-quant q8 --label emserve-q8 --tests pp,tg --pp 512 --tg 32 --depth 0
   step "emserve tg32 EMS B=256, $th thread(s)"
   ours "$th" --tests tg --tg 32 --depth 8000 --kv-method ems --kv-budget 256
 done
-sed 's/^emserve,full,/emserve,f32 kv,/' "$RAW/o.csv" >> "$CSV"
+sed 's/^emserve,full,/emserve,f32 kv,/; s/^emserve-q8,full,/emserve-q8,f32 kv,/' "$RAW/o.csv" >> "$CSV"
 step "read bandwidth"
 "$BIN/bench/membw" 2 > "$RAW/bw.csv"
 cat "$RAW/bw.csv" >&2
 
-python3 - "$CSV" "$RAW/bw.csv" "$MODEL" > "$OUT/vs_llamacpp.md" <<'PY'
+PY3=/var/cache/emserve/pyenv/bin/python
+"$PY3" -c "import gguf" 2>/dev/null || "$PY3" -m pip install -q gguf numpy >&2
+"$PY3" - "$CSV" "$RAW/bw.csv" "$MODEL" > "$OUT/vs_llamacpp.md" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 bw = {int(r["threads"]): float(r["read_GBps"]) for r in csv.DictReader(open(sys.argv[2]))}
@@ -64,8 +68,10 @@ print(f"Model `{sys.argv[3].split('/')[-1]}`: {mb['weights']/1e6:.1f} MB of weig
       f"(every matrix incl. the tied output), KV per token of context: emserve f32 "
       f"{mb['kv_f32_per_tok']/1e3:.1f} kB, llama.cpp f16 {mb['kv_f32_per_tok']/2e3:.1f} kB. "
       f"Read bandwidth: " + ", ".join(f"{t} thread(s) {b:.1f} GB/s" for t, b in sorted(bw.items())) + ".\n")
-print("| threads | test | depth | llama.cpp tok/s | emserve tok/s | emserve / llama.cpp | emserve % of memory bound | llama.cpp % of memory bound |")
-print("|---|---|---|---|---|---|---|---|")
+print("emserve runs with f32 activations (its default: the f32 reference's answers); the column "
+      "`emserve q8` is the int8-activation mode (llama.cpp's numerics), measured at depth 0.\n")
+print("| threads | test | depth | llama.cpp tok/s | emserve tok/s | emserve / llama.cpp | emserve q8 tok/s | q8 / llama.cpp | emserve % of memory bound | llama.cpp % of memory bound |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for th in (1, 2):
     for test, depths in (("pp512", (0, 4096)), ("tg32", (0, 2048, 8000))):
         for d in depths:
@@ -77,7 +83,9 @@ for th in (1, 2):
                 pct = (f"{100*o/ob:.0f} % (bound {ob:.0f})" if o else "-", f"{100*l/lb:.0f} % (bound {lb:.0f})" if l else "-")
             else:
                 pct = ("compute-bound", "compute-bound")
-            print(f"| {th} | {test} | {d} | {l or '-'} | {o or '-'} | {ratio} | {pct[0]} | {pct[1]} |")
+            q = val("emserve-q8", "f32", th, test, d)
+            qr = f"{q/l:.2f}x" if l and q else "-"
+            print(f"| {th} | {test} | {d} | {l or '-'} | {o or '-'} | {ratio} | {q or '-'} | {qr} | {pct[0]} | {pct[1]} |")
         if test == "tg32":
             e = [r for r in rows if r["engine"] == "emserve" and r["kv"].startswith("ems") and r["threads"] == str(th)]
             for r in e:
@@ -85,7 +93,7 @@ for th in (1, 2):
                 o = float(r["tok_s"])
                 ob = bw[th] * 1e9 / (mb["weights"] + mb["kv_f32_per_tok"] * 256)
                 print(f"| {th} | tg32, emserve {r['kv']} | {r['depth']} | {l or '-'} | {o} | "
-                      f"{(o/l if l else 0):.2f}x | {100*o/ob:.0f} % (bound {ob:.0f}, 256 entries/head) | - |")
+                      f"{(o/l if l else 0):.2f}x | - | - | {100*o/ob:.0f} % (bound {ob:.0f}, 256 entries/head) | - |")
 PY
 cat "$OUT/vs_llamacpp.md"
 
