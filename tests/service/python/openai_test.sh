@@ -24,7 +24,9 @@ wait $SRV_PID || { echo "FAIL: drained server exit status $?"; rc=1; }
 
 SMOL="${EMSERVE_MODEL_DIR:-/var/cache/emserve/models}/SmolLM2-135M-Instruct.Q4_1.gguf"
 if [ -f "$SMOL" ]; then
-    start_server smollm2 "$SMOL" --workers 1 || exit 1
+    # a generous step deadline: under a sanitizer SmolLM2's steps are ~20x slower, and the
+    # hung-worker detector would restart the worker mid-test
+    start_server smollm2 "$SMOL" --workers 1 --step-timeout-ms 60000 || exit 1
     echo "SmolLM2: http $HTTP_ADDR"
     $PY --http "$HTTP_ADDR" --suite chat || rc=1
     stop_server smollm2 || rc=1
