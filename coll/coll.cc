@@ -47,7 +47,7 @@ class CallbackStore : public gloo::rendezvous::Store
 
     void set(const std::string &key, const std::vector<char> &data) override
     {
-        if (ops_.set(ops_.user, key.c_str(), data.data(), data.size()) != 0) {
+        if (ops_.set(ops_.user, key.c_str(), data.data(), data.size()) != EM_OK) {
             throw std::runtime_error("store set failed for key " + key);
         }
     }
@@ -77,7 +77,7 @@ class CallbackStore : public gloo::rendezvous::Store
         for (const auto &s : keys) {
             k.push_back(s.c_str());
         }
-        if (ops_.wait(ops_.user, k.data(), k.size(), static_cast<long>(timeout.count())) != 0) {
+        if (ops_.wait(ops_.user, k.data(), k.size(), static_cast<long>(timeout.count())) != EM_OK) {
             std::string msg = "Wait timeout for key(s):";
             for (const auto &s : keys) {
                 msg += " " + s;
@@ -156,31 +156,31 @@ extern "C" coll_ctx *coll_init(int rank, int size, const char *rendezvous,
     return out;
 }
 
-// Runs op; a gloo exception becomes -1 with its message in c->last_error.
-template <typename Op> static int guarded(coll_ctx *c, Op op)
+// Runs op; a gloo exception becomes EM_EUNAVAILABLE with its message in c->last_error.
+template <typename Op> static em_status guarded(coll_ctx *c, Op op)
 {
     try {
         op();
-        return 0;
+        return EM_OK;
     } catch (const std::exception &e) {
         c->last_error = e.what();
     } catch (...) {
         c->last_error = "unknown C++ exception";
     }
-    return -1;
+    return EM_EUNAVAILABLE;
 }
 
-extern "C" int coll_allreduce_sum_float(coll_ctx *c, float *buf, size_t n)
+extern "C" em_status coll_allreduce_sum_float(coll_ctx *c, float *buf, size_t n)
 {
     if (c == nullptr) {
-        return -1;
+        return EM_EINVAL;
     }
     if (n == 0 || c->size == 1) {
-        return 0;
+        return EM_OK;
     }
     if (n > static_cast<size_t>(INT32_MAX)) {
         c->last_error = "all-reduce of more than 2^31 floats";
-        return -1;
+        return EM_EINVAL;
     }
     // Bound-buffer ring algorithm (works with sync pairs); constructing it per call only
     // registers buffers locally (both ranks take the same slots in the same order).
@@ -191,15 +191,15 @@ extern "C" int coll_allreduce_sum_float(coll_ctx *c, float *buf, size_t n)
     });
 }
 
-extern "C" int coll_reduce_hook(void *user, float *buf, size_t n)
+extern "C" em_status coll_reduce_hook(void *user, float *buf, size_t n)
 {
     return coll_allreduce_sum_float(static_cast<coll_ctx *>(user), buf, n);
 }
 
-extern "C" int coll_barrier(coll_ctx *c)
+extern "C" em_status coll_barrier(coll_ctx *c)
 {
     if (c == nullptr) {
-        return -1;
+        return EM_EINVAL;
     }
     return guarded(c, [&] {
         gloo::BarrierAllToAll barrier(c->ctx);

@@ -7,18 +7,20 @@
 #pragma once
 #include <stddef.h>
 
+#include "common/status.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 typedef struct coll_ctx coll_ctx;
 
-/* Optional store implemented in C. All callbacks return 0 on success. */
+/* Optional store implemented in C (callbacks: EM_OK on success). */
 typedef struct coll_store_ops {
     void *user;
-    int (*set)(void *user, const char *key, const void *val, size_t len);
+    em_status (*set)(void *user, const char *key, const void *val, size_t len);
     void *(*get)(void *user, const char *key, size_t *len); /* malloc'd copy or NULL */
-    int (*wait)(void *user, const char *const *keys, size_t nkeys, long timeout_ms);
+    em_status (*wait)(void *user, const char *const *keys, size_t nkeys, long timeout_ms);
 } coll_store_ops;
 
 /* Joins a group of `size` ranks as `rank`. rendezvous: "file:<dir>" (FileStore),
@@ -29,11 +31,12 @@ typedef struct coll_store_ops {
 coll_ctx *coll_init(int rank, int size, const char *rendezvous, const coll_store_ops *store_ops,
                     const char *prefix, const char *host, long timeout_ms, char *err,
                     size_t errlen);
-/* In-place sum over the group. 0 on success, -1 on failure (see coll_last_error). */
-int coll_allreduce_sum_float(coll_ctx *c, float *buf, size_t n);
+/* In-place sum over the group. EM_OK, or EM_EUNAVAILABLE (a peer failed or timed out; see
+ * coll_last_error), EM_EINVAL for a NULL context or more than 2^31 floats. */
+em_status coll_allreduce_sum_float(coll_ctx *c, float *buf, size_t n);
 /* Same with the signature of a shard reduce hook (user = coll_ctx *). */
-int coll_reduce_hook(void *user, float *buf, size_t n);
-int coll_barrier(coll_ctx *c);
+em_status coll_reduce_hook(void *user, float *buf, size_t n);
+em_status coll_barrier(coll_ctx *c);
 int coll_rank(const coll_ctx *c);
 int coll_size(const coll_ctx *c);
 const char *coll_last_error(const coll_ctx *c);
@@ -53,12 +56,14 @@ void coll_destroy(coll_ctx *c); /* NULL ok */
 #define COLL_STORE_MAX_WAIT_MS 600000
 typedef struct coll_store_server coll_store_server;
 
-/* Listens on host:port (port 0 = pick one); *port_out gets the bound port. 0 / -1. */
-int coll_store_server_start(const char *host, int port, coll_store_server **out, int *port_out,
-                            char *err, size_t errlen);
+/* Listens on host:port (port 0 = pick one); *port_out gets the bound port. EM_EINVAL (bad
+ * host or secret), EM_EIO (socket, bind), EM_ENOMEM; message in err. */
+em_status coll_store_server_start(const char *host, int port, coll_store_server **out,
+                                  int *port_out, char *err, size_t errlen);
 /* The same requiring secret (NULL or "": none) on every connection. */
-int coll_store_server_start_auth(const char *host, int port, const char *secret,
-                                 coll_store_server **out, int *port_out, char *err, size_t errlen);
+em_status coll_store_server_start_auth(const char *host, int port, const char *secret,
+                                       coll_store_server **out, int *port_out, char *err,
+                                       size_t errlen);
 /* Forgets every key (call between group formations). */
 void coll_store_server_clear(coll_store_server *s);
 /* Number of keys held (tests). */
@@ -67,10 +72,10 @@ size_t coll_store_server_count(coll_store_server *s);
 int coll_store_server_active(coll_store_server *s);
 void coll_store_server_stop(coll_store_server *s); /* NULL ok; joins its threads */
 
-/* Client ops for a server at "HOST:PORT". *ops borrows addr_copy (freed by _free). 0 / -1. */
-int coll_store_client_ops(const char *addr, coll_store_ops *ops);
+/* Client ops for a server at "HOST:PORT" (freed by _free). EM_EINVAL for a bad address. */
+em_status coll_store_client_ops(const char *addr, coll_store_ops *ops);
 /* The same presenting secret (NULL or "": none) on every connection. */
-int coll_store_client_ops_auth(const char *addr, const char *secret, coll_store_ops *ops);
+em_status coll_store_client_ops_auth(const char *addr, const char *secret, coll_store_ops *ops);
 void coll_store_client_ops_free(coll_store_ops *ops);
 
 #ifdef __cplusplus

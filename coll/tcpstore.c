@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "coll/coll.h"
+#include "common/status.h"
 
 #define KEY_MAX       4096
 #define VAL_MAX       (1u << 20)
@@ -47,7 +48,7 @@ struct coll_store_server {
 
 /* ---- socket helpers ------------------------------------------------------------------ */
 
-static int io_full(int fd, void *buf, size_t n, int writing)
+static em_status io_full(int fd, void *buf, size_t n, int writing)
 {
     char *p = buf;
     while (n > 0) {
@@ -56,47 +57,48 @@ static int io_full(int fd, void *buf, size_t n, int writing)
             continue;
         }
         if (r <= 0) {
-            return -1;
+            return EM_EIO;
         }
         p += r;
         n -= (size_t)r;
     }
-    return 0;
+    return EM_OK;
 }
 
-static int put_u32(int fd, uint32_t v)
+static em_status put_u32(int fd, uint32_t v)
 {
     uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
     return io_full(fd, b, 4, 1);
 }
 
-static int get_u32(int fd, uint32_t *v)
+static em_status get_u32(int fd, uint32_t *v)
 {
     uint8_t b[4];
-    if (io_full(fd, b, 4, 0) != 0) {
-        return -1;
+    if (io_full(fd, b, 4, 0) != EM_OK) {
+        return EM_EIO;
     }
     *v = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-    return 0;
+    return EM_OK;
 }
 
-static int put_str(int fd, const void *s, size_t n)
+static em_status put_str(int fd, const void *s, size_t n)
 {
-    return (put_u32(fd, (uint32_t)n) == 0 && io_full(fd, (void *)s, n, 1) == 0) ? 0 : -1;
+    em_status st = put_u32(fd, (uint32_t)n);
+    return st == EM_OK ? io_full(fd, (void *)s, n, 1) : st;
 }
 
 /* Reads a length-prefixed string of at most max bytes into a NUL-terminated malloc'd copy. */
 static char *get_str(int fd, size_t max, size_t *len)
 {
     uint32_t n;
-    if (get_u32(fd, &n) != 0 || n > max) {
+    if (get_u32(fd, &n) != EM_OK || n > max) {
         return NULL;
     }
     char *s = malloc((size_t)n + 1);
     if (s == NULL) {
         return NULL;
     }
-    if (n > 0 && io_full(fd, s, n, 0) != 0) {
+    if (n > 0 && io_full(fd, s, n, 0) != EM_OK) {
         free(s);
         return NULL;
     }
@@ -186,7 +188,7 @@ static void serve_get(coll_store_server *s, int fd, char *key)
     pthread_mutex_unlock(&s->mu);
     free(key);
     uint8_t found = copy != NULL;
-    if (io_full(fd, &found, 1, 1) == 0 && found) {
+    if (io_full(fd, &found, 1, 1) == EM_OK && found) {
         put_str(fd, copy, len);
     }
     free(copy);
@@ -202,7 +204,7 @@ static int client_gone(int fd)
 static void serve_wait(coll_store_server *s, int fd)
 {
     uint32_t timeout_ms, nkeys;
-    if (get_u32(fd, &timeout_ms) != 0 || get_u32(fd, &nkeys) != 0 || nkeys > NKEYS_MAX) {
+    if (get_u32(fd, &timeout_ms) != EM_OK || get_u32(fd, &nkeys) != EM_OK || nkeys > NKEYS_MAX) {
         return;
     }
     if (timeout_ms > COLL_STORE_MAX_WAIT_MS) {
@@ -289,10 +291,10 @@ static void *serve_one(void *p)
     free(p);
     uint8_t op;
     set_timeouts(a.fd, IO_TIMEOUT_MS);
-    int ok = io_full(a.fd, &op, 1, 0) == 0;
+    int ok = io_full(a.fd, &op, 1, 0) == EM_OK;
     if (ok && a.s->secret[0]) { /* ['A'][secret], then the operation */
         char *got = op == 'A' ? get_str(a.fd, SECRET_MAX, NULL) : NULL;
-        ok = got != NULL && secret_equal(got, a.s->secret) && io_full(a.fd, &op, 1, 0) == 0;
+        ok = got != NULL && secret_equal(got, a.s->secret) && io_full(a.fd, &op, 1, 0) == EM_OK;
         free(got);
     }
     if (ok) {
@@ -359,7 +361,7 @@ static void *accept_loop(void *p)
     return NULL;
 }
 
-static int resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *sl)
+static em_status resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *sl)
 {
     struct addrinfo hints, *res = NULL;
     char ps[16];
@@ -368,52 +370,52 @@ static int resolve(const char *host, int port, struct sockaddr_storage *ss, sock
     hints.ai_socktype = SOCK_STREAM;
     snprintf(ps, sizeof ps, "%d", port);
     if (getaddrinfo(host, ps, &hints, &res) != 0 || res == NULL) {
-        return -1;
+        return EM_EINVAL;
     }
     memcpy(ss, res->ai_addr, res->ai_addrlen);
     *sl = res->ai_addrlen;
     freeaddrinfo(res);
-    return 0;
+    return EM_OK;
 }
 
-int coll_store_server_start(const char *host, int port, coll_store_server **out, int *port_out,
-                            char *err, size_t errlen)
+em_status coll_store_server_start(const char *host, int port, coll_store_server **out,
+                                  int *port_out, char *err, size_t errlen)
 {
     return coll_store_server_start_auth(host, port, NULL, out, port_out, err, errlen);
 }
 
-int coll_store_server_start_auth(const char *host, int port, const char *secret,
+em_status coll_store_server_start_auth(const char *host, int port, const char *secret,
                                  coll_store_server **out, int *port_out, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     if (secret && strlen(secret) > SECRET_MAX) {
         snprintf(err, errlen, "store secret longer than %d bytes", SECRET_MAX);
-        return -1;
+        return EM_EINVAL;
     }
     socklen_t sl;
     *out = NULL;
-    if (resolve(host ? host : "127.0.0.1", port, &ss, &sl) != 0) {
+    if (resolve(host ? host : "127.0.0.1", port, &ss, &sl) != EM_OK) {
         snprintf(err, errlen, "cannot resolve store host %s", host ? host : "");
-        return -1;
+        return EM_EINVAL;
     }
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd < 0) {
         snprintf(err, errlen, "socket: %s", strerror(errno));
-        return -1;
+        return EM_EIO;
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(fd, (struct sockaddr *)&ss, sl) != 0 || listen(fd, 64) != 0 ||
         getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
         snprintf(err, errlen, "bind/listen %s:%d: %s", host, port, strerror(errno));
         close(fd);
-        return -1;
+        return EM_EIO;
     }
     coll_store_server *s = calloc(1, sizeof *s);
     if (s == NULL) {
         close(fd);
         snprintf(err, errlen, "out of memory");
-        return -1;
+        return EM_ENOMEM;
     }
     s->lfd = fd;
     snprintf(s->secret, sizeof s->secret, "%s", secret ? secret : "");
@@ -423,12 +425,12 @@ int coll_store_server_start_auth(const char *host, int port, const char *secret,
         close(fd);
         free(s);
         snprintf(err, errlen, "pthread_create failed");
-        return -1;
+        return EM_EIO;
     }
     *port_out = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                : ((struct sockaddr_in *)&ss)->sin_port);
     *out = s;
-    return 0;
+    return EM_OK;
 }
 
 void coll_store_server_clear(coll_store_server *s)
@@ -492,108 +494,112 @@ typedef struct client {
     char secret[SECRET_MAX + 1]; /* "" = none */
 } client;
 
-static int client_connect(const client *c)
+/* A connection to the store, authenticated when the client has a secret. */
+static em_status client_connect(const client *c, int *fd_out)
 {
     struct sockaddr_storage ss;
     socklen_t sl;
-    if (resolve(c->host, c->port, &ss, &sl) != 0) {
-        return -1;
+    *fd_out = -1;
+    em_status st = resolve(c->host, c->port, &ss, &sl);
+    if (st != EM_OK) {
+        return st;
     }
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        return -1;
+        return EM_EIO;
     }
     set_timeouts(fd, IO_TIMEOUT_MS);
     if (connect(fd, (struct sockaddr *)&ss, sl) != 0) {
         close(fd);
-        return -1;
+        return EM_EUNAVAILABLE;
     }
     uint8_t a = 'A';
     if (c->secret[0] &&
-        (io_full(fd, &a, 1, 1) != 0 || put_str(fd, c->secret, strlen(c->secret)) != 0)) {
+        (io_full(fd, &a, 1, 1) != EM_OK || put_str(fd, c->secret, strlen(c->secret)) != EM_OK)) {
         close(fd);
-        return -1;
+        return EM_EIO;
     }
-    return fd;
+    *fd_out = fd;
+    return EM_OK;
 }
 
-static int cl_set(void *user, const char *key, const void *val, size_t len)
+static em_status cl_set(void *user, const char *key, const void *val, size_t len)
 {
-    int fd = client_connect(user);
+    int fd;
     uint8_t op = 'S', ok = 0;
-    if (fd < 0) {
-        return -1;
+    em_status st = client_connect(user, &fd);
+    if (st != EM_OK) {
+        return st;
     }
-    int rc = (io_full(fd, &op, 1, 1) == 0 && put_str(fd, key, strlen(key)) == 0 &&
-              put_str(fd, val, len) == 0 && io_full(fd, &ok, 1, 0) == 0 && ok == 1)
-                 ? 0
-                 : -1;
+    int done = io_full(fd, &op, 1, 1) == EM_OK && put_str(fd, key, strlen(key)) == EM_OK &&
+               put_str(fd, val, len) == EM_OK && io_full(fd, &ok, 1, 0) == EM_OK && ok == 1;
     close(fd);
-    return rc;
+    return done ? EM_OK : EM_EIO;
 }
 
 static void *cl_get(void *user, const char *key, size_t *len)
 {
-    int fd = client_connect(user);
+    int fd;
     uint8_t op = 'G', found = 0;
     char *v = NULL;
-    if (fd < 0) {
+    if (client_connect(user, &fd) != EM_OK) {
         return NULL;
     }
-    if (io_full(fd, &op, 1, 1) == 0 && put_str(fd, key, strlen(key)) == 0 &&
-        io_full(fd, &found, 1, 0) == 0 && found) {
+    if (io_full(fd, &op, 1, 1) == EM_OK && put_str(fd, key, strlen(key)) == EM_OK &&
+        io_full(fd, &found, 1, 0) == EM_OK && found) {
         v = get_str(fd, VAL_MAX, len);
     }
     close(fd);
     return v;
 }
 
-static int cl_wait(void *user, const char *const *keys, size_t nkeys, long timeout_ms)
+static em_status cl_wait(void *user, const char *const *keys, size_t nkeys, long timeout_ms)
 {
     if (nkeys > NKEYS_MAX) {
-        return -1;
+        return EM_EINVAL;
     }
-    int fd = client_connect(user);
+    int fd;
     uint8_t op = 'W', ok = 0;
-    if (fd < 0) {
-        return -1;
+    em_status st = client_connect(user, &fd);
+    if (st != EM_OK) {
+        return st;
     }
     /* The server answers by the deadline; allow it a margin on the socket. */
     set_timeouts(fd, (int)(timeout_ms + 5000 < 0x7fffffff ? timeout_ms + 5000 : 0x7fffffff));
-    int rc = io_full(fd, &op, 1, 1) == 0 && put_u32(fd, (uint32_t)timeout_ms) == 0 &&
-             put_u32(fd, (uint32_t)nkeys) == 0;
+    int rc = io_full(fd, &op, 1, 1) == EM_OK && put_u32(fd, (uint32_t)timeout_ms) == EM_OK &&
+             put_u32(fd, (uint32_t)nkeys) == EM_OK;
     for (size_t i = 0; rc && i < nkeys; i++) {
-        rc = put_str(fd, keys[i], strlen(keys[i])) == 0;
+        rc = put_str(fd, keys[i], strlen(keys[i])) == EM_OK;
     }
-    rc = rc && io_full(fd, &ok, 1, 0) == 0 && ok == 1;
+    rc = rc && io_full(fd, &ok, 1, 0) == EM_OK && ok == 1;
     close(fd);
-    return rc ? 0 : -1;
+    return rc ? EM_OK : EM_ETIMEDOUT;
 }
 
-int coll_store_client_ops(const char *addr, coll_store_ops *ops)
+em_status coll_store_client_ops(const char *addr, coll_store_ops *ops)
 {
     return coll_store_client_ops_auth(addr, NULL, ops);
 }
 
-int coll_store_client_ops_auth(const char *addr, const char *secret, coll_store_ops *ops)
+em_status coll_store_client_ops_auth(const char *addr, const char *secret, coll_store_ops *ops)
 {
     if (addr == NULL || (secret && strlen(secret) > SECRET_MAX)) {
         memset(ops, 0, sizeof *ops);
-        return -1;
+        return EM_EINVAL;
     }
     const char *colon = strrchr(addr, ':');
     memset(ops, 0, sizeof *ops);
     if (colon == NULL || colon == addr || (size_t)(colon - addr) >= sizeof(((client *)0)->host)) {
-        return -1;
+        return EM_EINVAL;
     }
     char *end;
     long port = strtol(colon + 1, &end, 10);
     if (*end != 0 || port <= 0 || port > 65535) {
-        return -1;
+        return EM_EINVAL;
     }
     client *c = calloc(1, sizeof *c);
     if (c == NULL) {
-        return -1;
+        return EM_ENOMEM;
     }
     size_t hl = (size_t)(colon - addr);
     if (addr[0] == '[' && hl >= 2 && addr[hl - 1] == ']') { /* [v6]:port */
@@ -607,7 +613,7 @@ int coll_store_client_ops_auth(const char *addr, const char *secret, coll_store_
     ops->set = cl_set;
     ops->get = cl_get;
     ops->wait = cl_wait;
-    return 0;
+    return EM_OK;
 }
 
 void coll_store_client_ops_free(coll_store_ops *ops)

@@ -110,7 +110,7 @@ em_status coord_group_create(const model_hparams *hp, int world, const char *con
     const char *bind = o->store_bind && o->store_bind[0] ? o->store_bind : "127.0.0.1";
     int port = 0;
     if (coll_store_server_start_auth(bind, o->store_port, g->secret, &g->store, &port, err,
-                                     errlen) != 0) {
+                                     errlen) != EM_OK) {
         coord_group_free(g);
         return EM_EIO;
     }

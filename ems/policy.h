@@ -23,9 +23,9 @@ extern "C" {
 enum { EMS_PHASE_PREFILL_END = 0, EMS_PHASE_DECODE = 1 };
 
 typedef struct ems_reduce {
-    /* all-reduce (sum) of n floats in place over worker processes; 0 on success.
+    /* all-reduce (sum) of n floats in place over worker processes; EM_OK on success.
      * NULL = a single process. */
-    int (*fn)(void *user, float *buf, size_t n);
+    em_status (*fn)(void *user, float *buf, size_t n);
     void *user;
     int n_head_kv_global; /* KV heads of the model (0 = c->n_head_kv, one process) */
 } ems_reduce;

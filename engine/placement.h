@@ -20,8 +20,9 @@
 #include "common/status.h"
 #include "model/model.h"
 
-/* All-reduce (sum) of n floats in place over the shard group; 0 on success. NULL = one process. */
-typedef int (*shard_reduce_fn)(void *user, float *buf, size_t n);
+/* All-reduce (sum) of n floats in place over the shard group; EM_OK on success. NULL = one
+ * process. */
+typedef em_status (*shard_reduce_fn)(void *user, float *buf, size_t n);
 
 typedef struct shard_desc {
     int n_units;       /* total units = n_kv_head */

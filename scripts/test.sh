@@ -4,7 +4,9 @@
 #   2. bazel test --config=asan_ubsan //...  (the whole suite under ASan + UBSan, but the
 #      tests tagged smollm2: a 135M-parameter model under ASan takes minutes; its kernels are
 #      covered by //tests/kernels there)
+#   2b. bazel test --config=tsan //tests/service/... (ThreadSanitizer; tests/tsan.supp)
 #   3. bazel build --config=cuda //...       (every .cu compiles and links; skipped without nvcc)
+#      kernels/cuda/device-test.sh --build-only (the GPU machine's Bazel-free build)
 #      bazel test --config=cuda //tests/cuda/... (CUDA-vs-CPU tests: "skipped: no CUDA device"
 #                                                 and pass on a machine without a GPU)
 # Prints one final line "N passed, M failed, K skipped". A test that passed but printed a line
@@ -59,6 +61,23 @@ if [ "${EMSERVE_SKIP_SANITIZERS:-0}" != 1 ]; then
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 3 ]; then total_fail=$((total_fail + 1)); echo "   -> build failed (rc $rc)"; fi
 fi
 
+if [ "${EMSERVE_SKIP_SANITIZERS:-0}" != 1 ]; then
+  # ThreadSanitizer over the multi-threaded parts: the service (coordinator threads, workers,
+  # gloo) and the engine's tensor-parallel test. gRPC, gloo and protobuf-c are not built with
+  # TSan; tests/tsan.supp silences only reports whose stacks reach those libraries.
+  echo "== bazel test --config=tsan //tests/service/... tp_equivalence_test =="
+  bazel test --config=ci --config=tsan --test_tag_filters=-smollm2 \
+    --test_env=TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp second_deadlock_stack=1" \
+    //tests/service/... //tests/engine:tp_equivalence_test 2>&1 | tee "$LOG.5"
+  rc=${PIPESTATUS[0]}; [ "$rc" -eq 0 ] || rc_all=$rc
+  count "$LOG.5"
+  if grep -q "WARNING: ThreadSanitizer" bazel-testlogs/tests/service/*/test.log \
+      bazel-testlogs/tests/engine/tp_equivalence_test/test.log 2>/dev/null; then
+    total_fail=$((total_fail + 1)); rc_all=1
+    echo "   -> ThreadSanitizer reports:"; grep -l "WARNING: ThreadSanitizer" bazel-testlogs/tests/*/*/test.log
+  fi
+fi
+
 echo "== scripts/check-deps.sh (package graph: no cycle, no upward edge) =="
 if bash scripts/check-deps.sh; then
   total_pass=$((total_pass + 1))
@@ -79,6 +98,13 @@ if [ -x /usr/local/cuda/bin/nvcc ]; then
     count "$LOG.4"
   else
     total_fail=$((total_fail + 1)); rc_all=1; echo "   -> cuda build FAILED"
+  fi
+  # The GPU machine has no Bazel: its script must keep building (nvcc + gcc alone).
+  echo "== kernels/cuda/device-test.sh --build-only =="
+  if BUILD_DIR="$(mktemp -d)" CUDA_ARCH=90 bash kernels/cuda/device-test.sh --build-only > "$LOG.6" 2>&1; then
+    total_pass=$((total_pass + 1)); echo "   -> device script build passed"
+  else
+    tail -20 "$LOG.6"; total_fail=$((total_fail + 1)); rc_all=1; echo "   -> device script build FAILED"
   fi
 else
   echo "== no /usr/local/cuda/bin/nvcc: CUDA build skipped =="

@@ -48,17 +48,18 @@ void worker_state_free(worker_state *w)
     memset(w, 0, sizeof *w);
 }
 
-static int reduce_hook(void *user, float *buf, size_t n)
+static em_status reduce_hook(void *user, float *buf, size_t n)
 {
     worker_state *w = user;
-    if (w->coll == NULL) {
-        return -1;
+    if (w->coll == NULL) { /* the group was torn down under a running step */
+        return EM_EUNAVAILABLE;
     }
-    if (coll_allreduce_sum_float(w->coll, buf, n) != 0) {
+    em_status st = coll_allreduce_sum_float(w->coll, buf, n);
+    if (st != EM_OK) {
         EM_LOG_ERROR("all-reduce of %zu floats failed: %s", n, coll_last_error(w->coll));
-        return -1;
+        return st;
     }
-    return 0;
+    return EM_OK;
 }
 
 static em_status ensure_slots(worker_state *w, int max_slots)
@@ -180,7 +181,7 @@ em_status worker_group_form(worker_state *w, const worker_form *f, char *err, si
     }
     if (f->world > 1) {
         coll_store_ops ops;
-        if (coll_store_client_ops_auth(f->store_addr, w->cluster_secret, &ops) != 0) {
+        if (coll_store_client_ops_auth(f->store_addr, w->cluster_secret, &ops) != EM_OK) {
             snprintf(err, errlen, "bad store address %s (want HOST:PORT)", f->store_addr);
             return EM_EINVAL;
         }

@@ -32,7 +32,7 @@ typedef struct rank_ctx {
     uint64_t entries; /* KV entries this rank holds at the end */
 } rank_ctx;
 
-static int fake_allreduce(void *user, float *buf, size_t n)
+static em_status fake_allreduce(void *user, float *buf, size_t n)
 {
     rank_ctx *r = user;
     group *g = r->g;
@@ -49,7 +49,7 @@ static int fake_allreduce(void *user, float *buf, size_t n)
     memcpy(buf, tmp, sizeof(float) * n);
     free(tmp);
     pthread_barrier_wait(&g->bar);
-    return 0;
+    return EM_OK;
 }
 
 #define STEPS 40

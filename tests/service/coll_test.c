@@ -37,7 +37,7 @@ static void run_rank(int rank, const char *rdv, const char *prefix)
             /* rank 0 holds i % 1000, rank 1 holds 2 * (i % 1000): sum is 3 * (i % 1000) */
             buf[i] = (float)((rank + 1) * (int)(i % 1000));
         }
-        int rc = coll_allreduce_sum_float(c, buf, n);
+        em_status rc = coll_allreduce_sum_float(c, buf, n);
         CHECK(rc == 0, "rank %d: allreduce n=%zu: %s", rank, n, coll_last_error(c));
         for (size_t i = 0; rc == 0 && i < n; i++) {
             if (buf[i] != (float)(3 * (int)(i % 1000))) {
@@ -48,7 +48,7 @@ static void run_rank(int rank, const char *rdv, const char *prefix)
         }
         free(buf);
     }
-    CHECK(coll_barrier(c) == 0, "rank %d: barrier: %s", rank, coll_last_error(c));
+    CHECK(coll_barrier(c) == EM_OK, "rank %d: barrier: %s", rank, coll_last_error(c));
     CHECK(coll_rank(c) == rank && coll_size(c) == 2, "rank %d: rank %d of %d", rank,
           coll_rank(c), coll_size(c));
     coll_destroy(c);
@@ -132,13 +132,13 @@ static void test_store_auth(void)
     int port = 0;
     coll_store_server *srv = NULL;
     const char *secret = "store-secret-0123456789";
-    REQUIRE(coll_store_server_start_auth("127.0.0.1", 0, secret, &srv, &port, err, sizeof err) == 0,
+    REQUIRE(coll_store_server_start_auth("127.0.0.1", 0, secret, &srv, &port, err, sizeof err) == EM_OK,
             "store with a secret: %s", err);
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     coll_store_ops good, none, wrong;
-    REQUIRE(coll_store_client_ops_auth(addr, secret, &good) == 0 &&
-                coll_store_client_ops_auth(addr, NULL, &none) == 0 &&
-                coll_store_client_ops_auth(addr, "store-secret-9999999999", &wrong) == 0,
+    REQUIRE(coll_store_client_ops_auth(addr, secret, &good) == EM_OK &&
+                coll_store_client_ops_auth(addr, NULL, &none) == EM_OK &&
+                coll_store_client_ops_auth(addr, "store-secret-9999999999", &wrong) == EM_OK,
             "store clients");
     CHECK(good.set(good.user, "gloo/rank0", "10.0.0.1:4242", 13) == 0, "set with the secret");
     size_t len = 0;
@@ -270,7 +270,7 @@ int main(void)
     c = coll_init(0, 1, NULL, NULL, "x", NULL, 100, err, sizeof err);
     CHECK(c == NULL, "no rendezvous refused");
     coll_destroy(c);
-    CHECK(coll_allreduce_sum_float(NULL, NULL, 0) != 0, "all-reduce without a group refused");
+    CHECK(coll_allreduce_sum_float(NULL, NULL, 0) == EM_EINVAL, "all-reduce without a group refused");
 
     close(cp[1]);
     int st = 0;
