@@ -179,9 +179,11 @@ void coord_group_mark_lost(coord_group *g, const char *why)
     g->next_form_at = em_now_s() + 0.2;
 }
 
-const char *coord_group_lost_reason(coord_group *g)
+void coord_group_lost_reason(coord_group *g, char *out, size_t len)
 {
-    return g->lost_reason;
+    pthread_mutex_lock(&g->mu);
+    snprintf(out, len, "%s", g->lost_reason);
+    pthread_mutex_unlock(&g->mu);
 }
 
 int coord_group_snapshot(coord_group *g, coord_worker_snapshot *out, int cap)

@@ -61,8 +61,8 @@ int coord_group_tick(coord_group *g, int idle);
 
 /* Marks the group lost (a step failed, a worker died): health goes NOT_SERVING. */
 void coord_group_mark_lost(coord_group *g, const char *why);
-/* Why the group was last lost ("" if never). */
-const char *coord_group_lost_reason(coord_group *g);
+/* Why the group was last lost ("" if never), copied into out (any thread). */
+void coord_group_lost_reason(coord_group *g, char *out, size_t len);
 
 typedef struct coord_step_open {
     int slot;

@@ -198,7 +198,9 @@ em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_resu
 {
     memset(res, 0, sizeof *res);
     if (!coord_group_serving(g)) {
-        snprintf(err, errlen, "worker group not serving: %s", g->lost_reason);
+        char why[512];
+        coord_group_lost_reason(g, why, sizeof why);
+        snprintf(err, errlen, "worker group not serving: %s", why);
         return EM_EUNAVAILABLE;
     }
     int n_want = 0;

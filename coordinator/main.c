@@ -461,8 +461,10 @@ int main(int argc, char **argv)
         usleep(20000);
     }
     if (!coord_group_serving(g)) {
+        char why[512];
+        coord_group_lost_reason(g, why, sizeof why);
         EM_LOG_WARN("workers not ready after %ld ms (%s); serving anyway (health: NOT_SERVING)",
-                    f.ready_timeout_ms, coord_group_lost_reason(g));
+                    f.ready_timeout_ms, why);
     }
     char host[256], addr[300];
     snprintf(host, sizeof host, "%s", f.listen);

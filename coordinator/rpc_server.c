@@ -499,7 +499,10 @@ static void on_request(coord_server *s, gcall *c)
 static void on_main(coord_server *s, gcall *c, int ok)
 {
     grpc_op op;
-    switch (c->state) {
+    pthread_mutex_lock(&c->mu); /* kick_locked may have moved it to ST_FINISH on another thread */
+    int state = c->state;
+    pthread_mutex_unlock(&c->mu);
+    switch (state) {
     case ST_NEW:
         if (!ok) { /* shutting down */
             call_free(c);

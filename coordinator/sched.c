@@ -266,9 +266,9 @@ static void *sched_main(void *p)
         int ev = coord_group_tick(s->g, idle);
         if (ev == -1 || !coord_group_serving(s->g)) {
             if (s->active) {
-                char msg[700];
-                snprintf(msg, sizeof msg, "worker group unavailable: %s",
-                         coord_group_lost_reason(s->g));
+                char msg[700], why[512];
+                coord_group_lost_reason(s->g, why, sizeof why);
+                snprintf(msg, sizeof msg, "worker group unavailable: %s", why);
                 fail_all(s, EM_EUNAVAILABLE, msg);
             }
             idle = 1;

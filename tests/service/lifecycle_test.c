@@ -145,7 +145,7 @@ static int sigterm_mid_stream(const char *grace, int max_tokens, job *j, grpc_st
     while (__atomic_load_n(&j->n_chunks, __ATOMIC_SEQ_CST) < 5 && em_now_s() - t0 < 30) {
         usleep(1000);
     }
-    CHECK(j->n_chunks >= 5, "no 5 chunks within 30 s");
+    CHECK(__atomic_load_n(&j->n_chunks, __ATOMIC_SEQ_CST) >= 5, "no 5 chunks within 30 s");
     kill(s.pid, SIGTERM);
     usleep(100000);
     coord_client *late_cl = coord_client_create(s.addr); /* a new caller during the drain */
