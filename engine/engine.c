@@ -185,6 +185,7 @@ static void attn_fail(attn_task *t, em_status st)
 static void attn_one(void *user, int idx, int tid)
 {
     attn_task *t = user;
+    if (__atomic_load_n(&t->status, __ATOMIC_RELAXED) != EM_OK) return; /* the pass failed */
     engine *e = t->e;
     int r = idx / e->n_local, i = idx % e->n_local;
     int t0 = t->run_start[r], t1 = t->run_start[r + 1], n = t1 - t0;
