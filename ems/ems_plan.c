@@ -223,7 +223,11 @@ static em_status classify(const ems__ctx *x, ems_head *h, ems__plan *p, const wo
         kk[j] = sqnorm(h->k + (size_t)j * hd, hd);
         vv[j] = sqnorm(h->v + (size_t)j * hd, hd);
     }
-    p->k = ems__topk(s + lo, m, p->k, p->cent);
+    em_status st = ems__topk(s + lo, m, p->k, p->cent, &p->k);
+    if (st != EM_OK) {
+        free(best_s), free(best_c), free(kk), free(vv);
+        return st;
+    }
     for (int i = 0; i < p->k; i++)
         p->cent[i] += lo;
     for (int j = 0; j < p->len; j++) {
@@ -285,7 +289,8 @@ static em_status classify(const ems__ctx *x, ems_head *h, ems__plan *p, const wo
             ds[nd++] = s[j];
         }
     }
-    int nt = ems__topk(ds, nd, n_tbm, tsel);
+    int nt;
+    st = ems__topk(ds, nd, n_tbm, tsel, &nt);
     for (int t = 0; t < nt; t++) {
         int j = di[tsel[t]];
         if (cfg->ems_strategy == EMS_STRAT_MERGE || best_s[j] >= cfg->ems_tau) {
@@ -295,7 +300,7 @@ static em_status classify(const ems__ctx *x, ems_head *h, ems__plan *p, const wo
     free(ds), free(di), free(tsel);
 done:
     free(best_s), free(best_c), free(kk), free(vv);
-    return EM_OK;
+    return st;
 }
 
 em_status ems__ems_plan_layer(ems__ctx *x, int l, ems__plan **plans, int *n_due)
