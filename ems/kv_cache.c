@@ -3,6 +3,8 @@
 
 #include "ems/quant.h"
 
+#include "common/assert.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -163,6 +165,7 @@ em_status ems_head_attn_begin(ems_head *h, int n_q, kern_attn_args *a, kern_attn
     stats->col_cnt = h->cnt;
     stats->group_max = group_max;
     int nr = n_q < h->w_loc ? n_q : h->w_loc;
+    EM_ASSERT(nr <= 0 || rowbuf); /* the caller's room for the ring rows */
     if (nr > 0) {
         /* The last nr queries go to the next nr ring slots, oldest first. */
         for (int r = 0; r < nr; r++) {
@@ -181,8 +184,10 @@ em_status ems_head_attn_begin(ems_head *h, int n_q, kern_attn_args *a, kern_attn
 void ems_head_compact(ems_head *h, const int *keep, int n)
 {
     size_t row = sizeof(float) * (size_t)h->hd;
+    EM_ASSERT(n >= 0 && n <= h->len); /* keep lists come from our policies */
     for (int i = 0; i < n; i++) {
         int j = keep[i];
+        EM_ASSERT(j >= i && j < h->len && (i == 0 || j > keep[i - 1])); /* increasing */
         if (j == i)
             continue;
         memmove(h->k + (size_t)i * h->hd, h->k + (size_t)j * h->hd, row);

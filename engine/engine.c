@@ -341,6 +341,13 @@ static em_status logits_forward(engine *e, const engine_batch *b, const int *run
     return kern_matmul(o, &e->m->output, e->xn, hp->dim, nl, logits_out, hp->n_vocab);
 }
 
+/* 1 when c was made by engine_cache_create of an engine with e's shape and shard. */
+static int cache_fits(const engine *e, const ems_cache *c)
+{
+    return c && c->n_layer == e->m->hp.n_layer && c->n_head_kv == e->n_local &&
+           c->kv_head0 == e->sd.unit0 && c->hd == e->hd;
+}
+
 em_status engine_forward(engine *e, const engine_batch *b, ems_cache **caches, float *logits_out)
 {
     const model_hparams *hp = &e->m->hp;
@@ -348,7 +355,7 @@ em_status engine_forward(engine *e, const engine_batch *b, ems_cache **caches, f
     if (n <= 0) return EM_EINVAL;
     for (int t = 0; t < n; t++) {
         if (b->tokens[t] < 0 || b->tokens[t] >= hp->n_vocab || b->pos[t] < 0 ||
-            b->pos[t] >= hp->n_ctx || b->seq[t] < 0 || !caches[b->seq[t]]) {
+            b->pos[t] >= hp->n_ctx || b->seq[t] < 0 || !cache_fits(e, caches[b->seq[t]])) {
             return EM_EINVAL;
         }
     }

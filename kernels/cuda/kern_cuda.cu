@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/assert.h"
+
 #include "kernels/cuda/attn.h"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/matmul.h"
@@ -57,13 +59,14 @@ static em_status weight_dev(cuda_backend *b, const void *host, size_t bytes, con
 /* Per-call device buffers carved from scratch slot OPS (256-byte aligned). */
 typedef struct carve {
     char *base;
-    size_t off;
+    size_t off, cap; /* cap: the bytes the op asked the scratch for */
 } carve;
 
 static void *take(carve *cv, size_t bytes)
 {
     void *p = cv->base + cv->off;
     cv->off += (bytes + 255) / 256 * 256;
+    EM_ASSERT(cv->off <= cv->cap); /* each op sizes `need` as the sum of its takes */
     return p;
 }
 
@@ -95,6 +98,7 @@ static em_status do_matmul(cuda_backend *b, const kern_weight *w, const float *x
 {
     KERN_CUDA_TRY(kern_check_matmul(w, x, xs, n, y, ys));
     if (n == 0 || w->rows == 0) return EM_OK;
+    if (n == 1) xs = w->cols, ys = w->rows; /* unused by the contract: keep the 2-D copies legal */
     if (w->cols == 0) { /* empty sums */
         for (int t = 0; t < n; t++) memset(y + (size_t)t * ys, 0, sizeof(float) * w->rows);
         return EM_OK;
@@ -102,8 +106,8 @@ static em_status do_matmul(cuda_backend *b, const kern_weight *w, const float *x
     size_t wb = (size_t)w->rows * kern_row_bytes(w->dtype, w->cols);
     kern_weight dw = *w;
     KERN_CUDA_TRY(weight_dev(b, w->data, wb, &dw.data));
-    carve cv = {NULL, 0};
     size_t need = rnd(sizeof(float) * (size_t)n * xs) + rnd(sizeof(float) * (size_t)n * ys);
+    carve cv = {NULL, 0, need};
     KERN_CUDA_TRY(kern_cuda__scratch(b->c, KERN_CUDA_SCR_OPS, need, (void **)&cv.base));
     float *dx = (float *)take(&cv, sizeof(float) * (size_t)n * xs);
     float *dy = (float *)take(&cv, sizeof(float) * (size_t)n * ys);
@@ -131,8 +135,9 @@ static em_status do_rope(cuda_backend *b, float *x, int n_tok, int n_heads, int 
 {
     KERN_CUDA_TRY(kern_check_rope(x, n_tok, n_heads, hd, stride, pos, rope_dim));
     if (n_tok == 0 || n_heads == 0 || rope_dim == 0) return EM_OK;
-    carve cv = {NULL, 0};
+    if (n_tok == 1) stride = n_heads * hd; /* unused by the contract: keep the copies legal */
     size_t need = rnd(sizeof(float) * (size_t)n_tok * stride) + rnd(sizeof(int32_t) * n_tok);
+    carve cv = {NULL, 0, need};
     KERN_CUDA_TRY(kern_cuda__scratch(b->c, KERN_CUDA_SCR_OPS, need, (void **)&cv.base));
     float *dx = (float *)take(&cv, sizeof(float) * (size_t)n_tok * stride);
     int32_t *dp = (int32_t *)take(&cv, sizeof(int32_t) * n_tok);
@@ -158,17 +163,20 @@ static em_status do_swiglu(cuda_backend *b, const float *gate, const float *up, 
     return d2h_rows(b->c, out, d, n, dim, dim);
 }
 
-static em_status do_attn(cuda_backend *b, const kern_attn_args *a)
+static em_status do_attn(cuda_backend *b, const kern_attn_args *args)
 {
-    KERN_CUDA_TRY(kern_check_attn(a));
-    if (a->n_q == 0) return EM_OK;
+    KERN_CUDA_TRY(kern_check_attn(args));
+    if (args->n_q == 0) return EM_OK;
+    kern_attn_args one = *args;
+    if (one.n_q == 1) one.q_stride = one.o_stride = one.G * one.hd; /* unused: legal copies */
+    const kern_attn_args *a = &one;
     kern_attn_stats *st = a->stats;
     int nr = st && st->row_ptrs ? st->n_rows : 0, len = a->len, hd = a->hd;
     size_t qn = (size_t)(a->n_q - 1) * a->q_stride + (size_t)a->G * hd;
     size_t on = (size_t)(a->n_q - 1) * a->o_stride + (size_t)a->G * hd;
     size_t need = rnd(4 * qn) + rnd(4 * on) + rnd(4 * (size_t)a->n_q) + 2 * rnd(4 * (size_t)len * hd) +
                   5 * rnd(4 * (size_t)len) + rnd(4 * (size_t)nr * len);
-    carve cv = {NULL, 0};
+    carve cv = {NULL, 0, need};
     kern_cuda_ctx *c = b->c;
     cudaStream_t s = (cudaStream_t)c->stream;
     KERN_CUDA_TRY(kern_cuda__scratch(c, KERN_CUDA_SCR_OPS, need, (void **)&cv.base));

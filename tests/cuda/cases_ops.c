@@ -138,6 +138,9 @@ static int run_bad_args(const kern_ops *g, const kern_ops *ref, th_rng *r)
     }
     bad += kern_ops_cuda_status(g) != EM_OK;
     bad += kern_matmul(g, &w, x, 64, 3, y, 40) != EM_OK; /* still works */
+    bad += kern_matmul(g, &w, x, 0, 1, y, 0) != EM_OK;   /* one token: strides unused */
+    bad += kern_rope(g, x, 1, 8, 8, 0, pos, 1e4f, 8) != EM_OK;
+    bad += kern_ops_cuda_status(g) != EM_OK;
     return bad;
 }
 

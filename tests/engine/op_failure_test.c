@@ -273,12 +273,33 @@ static void run_backend(const model *m, const kern_ops *inner, const char *name)
     free(clean);
 }
 
+/* A cache of another shape (here: another head size) is EM_EINVAL before any op runs. */
+static void foreign_cache(const model *m)
+{
+    shard_desc sd = shard_single(m->hp.n_kv_head);
+    engine_opts eo = {.n_threads = 0};
+    engine *e;
+    ems_cache *c;
+    REQUIRE(engine_create(m, &sd, &eo, &e) == EM_OK, "engine_create");
+    REQUIRE(ems_cache_create(m->hp.n_layer, m->hp.n_kv_head, 0, m->hp.head_dim + 1, 0, 0, &c) ==
+                EM_OK,
+            "ems_cache_create");
+    int32_t tok = 5, pos = 0, seq = 0;
+    engine_batch b = {1, &tok, &pos, &seq, NULL};
+    em_status st = engine_forward(e, &b, &c, NULL);
+    CHECK(st == EM_EINVAL && ems_cache_head(c, 0, 0)->len == 0,
+          "a cache with head size %d: %s", m->hp.head_dim + 1, em_status_str(st));
+    ems_cache_destroy(c);
+    engine_free(e);
+}
+
 int main(void)
 {
     const char *path = tu_model_path(0);
     char err[256] = "";
     model *m = NULL;
     REQUIRE(model_load(path, &m, err, sizeof err) == EM_OK, "model_load: %s", err);
+    foreign_cache(m);
     run_backend(m, kern_ops_ref(), "reference ops");
     kern_ops *cpu = kern_ops_cpu_create(3);
     REQUIRE(cpu != NULL, "kern_ops_cpu_create");
