@@ -10,14 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-void ems__ems_score(const ems_config *cfg, const ems_head *h, int lo, int hi, float *s)
+em_status ems__ems_score(const ems_config *cfg, const ems_head *h, int lo, int hi, float *s)
 {
     int m = hi - lo;
     if (m <= 0)
-        return;
+        return EM_OK;
     float *loc = malloc(sizeof(float) * (size_t)h->len);
     if (!loc)
-        return;
+        return EM_ENOMEM;
     ems__local_score(h, loc);
     double mg = 0.0, ml = 0.0;
     for (int j = lo; j < hi; j++) {
@@ -51,6 +51,7 @@ void ems__ems_score(const ems_config *cfg, const ems_head *h, int lo, int hi, fl
         }
     }
     free(loc);
+    return EM_OK;
 }
 
 static float cosine(const float *a, const float *b, int n)
@@ -358,7 +359,7 @@ em_status ems__ems_plan_layer(ems__ctx *x, int l, ems__plan **plans, int *n_due)
         if (!wk[i].s || !p->cls || !p->is_centre || !p->wt || !p->keep)
             st = EM_ENOMEM;
         else
-            ems__ems_score(cfg, hh, wk[i].lo, wk[i].hi, wk[i].s);
+            st = ems__ems_score(cfg, hh, wk[i].lo, wk[i].hi, wk[i].s);
         p->k = kglob;
         i++;
     }

@@ -170,27 +170,29 @@ em_status ems__pyramid_layer(ems__ctx *x, int l)
     return each_head(x, l, pyramid_head);
 }
 
-/* TOVA: per head, or one head-averaged selection per layer (reduced over workers). */
+static em_status tova_head(ems__ctx *x, ems_head *hh, int l, scratch *sc)
+{
+    (void)l;
+    const float *row = ems__newest_row(hh);
+    if (!row || !ems__due(x, hh->len, x->B))
+        return EM_OK;
+    return keep_top(x, hh, row, x->B, 0, 0, sc);
+}
+
+/* TOVA: per head (each head decides when it is due: after a failed step some heads of a
+ * layer may be compressed and others not), or one head-averaged selection per layer (reduced
+ * over workers; the heads of a layer stay aligned). */
 em_status ems__tova_layer(ems__ctx *x, int l)
 {
     ems_cache *c = x->c;
+    if (x->cfg->tova_per_head)
+        return each_head(x, l, tova_head);
     int len = head(x, l, 0)->len;
     if (!ems__due(x, len, x->B))
         return EM_OK;
     scratch sc;
     em_status st = scratch_get(&sc, x, l);
     if (st != EM_OK) {
-        scratch_free(&sc);
-        return st;
-    }
-    if (x->cfg->tova_per_head) {
-        for (int h = 0; h < c->n_head_kv && st == EM_OK; h++) {
-            ems_head *hh = head(x, l, h);
-            const float *row = ems__newest_row(hh);
-            if (!row || !ems__due(x, hh->len, x->B))
-                continue;
-            st = keep_top(x, hh, row, x->B, 0, 0, &sc);
-        }
         scratch_free(&sc);
         return st;
     }
