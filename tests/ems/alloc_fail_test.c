@@ -45,19 +45,19 @@ static void arm(long fail_at)
 
 #define N_LAYER 2
 #define N_HEAD 4
-#define N_TOK 150
+#define N_TOK 72
 
 static const char *const k_cases[][5] = {
     {"method=h2o", "budget=16"},
-    {"method=snapkv", "budget=32"},
-    {"method=pyramidkv", "budget=32"},
+    {"method=snapkv", "budget=24"},
+    {"method=pyramidkv", "budget=24"},
     {"method=tova", "budget=16"},
     {"method=tova", "budget=16", "tova.scope=head"},
-    {"method=roco", "budget=32"},
+    {"method=roco", "budget=24"},
     {"method=streamingllm", "budget=16"},
     {"method=simlayerkv", "budget=24", "simlayerkv.delta=0"},
     {"method=ems", "budget=16"},
-    {"method=ems", "budget=32", "ems.headwise=0"},
+    {"method=ems", "budget=24", "ems.headwise=0"},
     {"method=ems", "budget=24", "ems.strategy=merge"},
     {"method=h2o", "budget=16", "quant=int4", "quant.group=8", "quant.residual=4"},
 };
