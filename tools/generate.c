@@ -35,16 +35,17 @@ static void usage(FILE *f)
     ems_config_help(f);
 }
 
-static int on_token(void *user, int32_t id, const char *text, size_t len)
+/* Appends the token's text to the NUL-terminated string *user. */
+static em_status on_token(void *user, int32_t id, const char *text, size_t len)
 {
     char **acc = user;
     size_t old = *acc ? strlen(*acc) : 0;
     char *n = realloc(*acc, old + len + 1);
-    if (!n) return 1;
+    if (!n) return EM_ENOMEM;
     memcpy(n + old, text, len);
     n[old + len] = 0;
     *acc = n;
-    return 0;
+    return EM_OK;
 }
 
 /* A decimal integer in [lo, hi]; EM_EINVAL for anything else. */
