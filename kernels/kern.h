@@ -157,8 +157,10 @@ uint16_t kern_f32_to_f16(float f);
 
 /* Argument checks of the op contracts above, run first by every backend: EM_OK, or EM_EINVAL
  * for an unknown dtype, columns that are not whole blocks of it, a negative count, a missing
- * pointer where there is work, or a stride shorter than its row (rows may overlap only where
- * one row is read). Shared so that every backend rejects exactly the same calls. */
+ * pointer where there is work, a stride shorter than its row (checked only when there are
+ * several rows: one row's stride is unused), RoPE's rope_dim odd or above hd, or more
+ * attention statistic rows than queries. Shared so that every backend rejects exactly the same
+ * calls. */
 em_status kern_check_matmul(const kern_weight *w, const float *x, int x_stride, int n,
                             const float *y, int y_stride);
 em_status kern_check_rows(const float *a, const float *b, int n, int dim, const float *out);
