@@ -281,6 +281,10 @@ em_status kern_cpu__matmul(void *ctx, const kern_weight *w, const float *x, int 
     kern_cpu__ctx *c = ctx;
     em_status st = kern_check_matmul(w, x, xs, n, y, ys);
     if (st != EM_OK || n == 0 || w->rows == 0) return st;
+    if (w->cols == 0) { /* empty sums (no block to read) */
+        for (int t = 0; t < n; t++) memset(y + (size_t)t * ys, 0, sizeof(float) * (size_t)w->rows);
+        return EM_OK;
+    }
     if (kern_dtype_is_quant(w->dtype)) {
         if (c->act == KERN_ACT_Q8)
             kern_cpu__matmul_q(ctx, w, x, xs, n, y, ys);

@@ -37,6 +37,7 @@ MM(mm_neg_rows, KERN_F32, -2, COLS, COLS, N, ROWS)
 MM(mm_short_xs, KERN_F32, ROWS, COLS, COLS - 1, N, ROWS)
 MM(mm_short_ys, KERN_F32, ROWS, COLS, COLS, N, ROWS - 1)
 MM(mm_zero_n, KERN_F32, ROWS, COLS, COLS, 0, ROWS)      /* nothing to do */
+MM(mm_zero_cols_q, KERN_Q4_0, ROWS, 0, 0, N, ROWS)       /* empty sums: zeros */
 MM(mm_one_tok_any_stride, KERN_F32, ROWS, COLS, 0, 1, 0) /* strides unused for one token */
 
 static em_status mm_null_y(const kern_ops *o, bufs *b)
@@ -163,6 +164,7 @@ static const call k_calls[] = {
     {"attn: n_q < 0", EM_EINVAL, attn_nq},
     /* valid calls with nothing (or little) to do */
     {"matmul: n = 0", EM_OK, mm_zero_n},
+    {"matmul: q4_0 with 0 columns", EM_OK, mm_zero_cols_q},
     {"matmul: one token, strides 0", EM_OK, mm_one_tok_any_stride},
     {"rmsnorm: n = 0", EM_OK, rms_zero},
     {"rope: rope_dim = 0", EM_OK, rope_none},
@@ -192,6 +194,9 @@ int main(void)
             if (k_calls[c].want != EM_OK)
                 CHECK(memcmp(&y_before, &b, sizeof b) == 0, "%s on %s: wrote its outputs",
                       k_calls[c].what, backends[bi]->name);
+            for (int i = 0; k_calls[c].run == mm_zero_cols_q && i < N * ROWS; i++)
+                CHECK(b.y[i] == 0.0f, "%s on %s: y[%d] = %g", k_calls[c].what,
+                      backends[bi]->name, i, b.y[i]);
         }
     }
     printf("%d calls over %zu backends\n", n, sizeof backends / sizeof backends[0]);
