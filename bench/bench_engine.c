@@ -56,31 +56,35 @@ static em_status fill(const bench *b, ems_cache *c, int depth)
     return st == EM_OK ? ems_policy_step(c, b->kv, EMS_PHASE_PREFILL_END, NULL) : st;
 }
 
-static double run_pp(const bench *b, int d, int n_pp)
+/* Prompt processing of n_pp tokens after a cache of depth d: *tok_s tokens per second. */
+static em_status run_pp(const bench *b, int d, int n_pp, double *tok_s)
 {
-    ems_cache *c;
-    if (new_cache(b, &c) != EM_OK || fill(b, c, d) != EM_OK) return -1;
+    ems_cache *c = NULL;
+    em_status st = new_cache(b, &c);
+    if (st == EM_OK) st = fill(b, c, d);
     double t0 = em_now_s();
-    em_status st = engine_forward_seq(b->e, c, b->ids + d, n_pp, d, n_pp, b->logits);
-    double r = n_pp / (em_now_s() - t0);
+    if (st == EM_OK) st = engine_forward_seq(b->e, c, b->ids + d, n_pp, d, n_pp, b->logits);
+    *tok_s = st == EM_OK ? n_pp / (em_now_s() - t0) : 0.0;
     ems_cache_destroy(c);
-    return st == EM_OK ? r : -1;
+    return st;
 }
 
-static double run_tg(const bench *b, int d, int n_tg, uint64_t *entries)
+/* n_tg decode steps (with the policy) after a cache of depth d: *tok_s tokens per second and
+ * the KV entries kept at the end. */
+static em_status run_tg(const bench *b, int d, int n_tg, double *tok_s, uint64_t *entries)
 {
-    ems_cache *c;
-    if (new_cache(b, &c) != EM_OK || fill(b, c, d) != EM_OK) return -1;
-    em_status st = EM_OK;
+    ems_cache *c = NULL;
+    em_status st = new_cache(b, &c);
+    if (st == EM_OK) st = fill(b, c, d);
     double t0 = em_now_s();
     for (int i = 0; i < n_tg && st == EM_OK; i++) {
         st = engine_forward_seq(b->e, c, b->ids + d + i, 1, d + i, 1, b->logits);
         if (st == EM_OK) st = ems_policy_step(c, b->kv, EMS_PHASE_DECODE, NULL);
     }
-    double r = n_tg / (em_now_s() - t0);
-    *entries = ems_cache_entries(c);
+    *tok_s = st == EM_OK ? n_tg / (em_now_s() - t0) : 0.0;
+    *entries = c ? ems_cache_entries(c) : 0;
     ems_cache_destroy(c);
-    return st == EM_OK ? r : -1;
+    return st;
 }
 
 int main(int argc, char **argv)
@@ -158,9 +162,14 @@ int main(int argc, char **argv)
         int d = depths[di];
         double best_pp = 0, best_tg = 0;
         uint64_t ent = 0;
-        for (int rep = 0; rep < reps; rep++) {
-            double pp = do_pp ? run_pp(&b, d, n_pp) : 0, tg = do_tg ? run_tg(&b, d, n_tg, &ent) : 0;
-            if (pp < 0 || tg < 0) rc = 1;
+        for (int rep = 0; rep < reps && rc == 0; rep++) {
+            double pp = 0, tg = 0;
+            em_status st = do_pp ? run_pp(&b, d, n_pp, &pp) : EM_OK;
+            if (st == EM_OK && do_tg) st = run_tg(&b, d, n_tg, &tg, &ent);
+            if (st != EM_OK) {
+                fprintf(stderr, "bench_engine: a forward pass failed: %s\n", em_status_str(st));
+                rc = 1;
+            }
             if (pp > best_pp) best_pp = pp;
             if (tg > best_tg) best_tg = tg;
         }
@@ -172,7 +181,6 @@ int main(int argc, char **argv)
         if (fc && do_tg) fprintf(fc, "%s,%s,%d,tg%d,%d,%.2f\n", label, kvdesc, threads, n_tg, d, best_tg);
         if (fc) fflush(fc);
     }
-    if (rc) fprintf(stderr, "bench_engine: a forward pass failed\n");
     if (fc) fclose(fc);
     free(ids);
     free(logits);

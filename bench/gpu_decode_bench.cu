@@ -287,7 +287,8 @@ static em_status bench_one(kern_cuda_ctx *ctx, const cfg &c, model_dev &m, int m
     return EM_OK;
 }
 
-static int parse(int argc, char **argv, cfg &c)
+/* The flags into c; EM_EINVAL for an unknown flag, a missing value or an unusable shape. */
+static em_status parse(int argc, char **argv, cfg &c)
 {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -296,21 +297,21 @@ static int parse(int argc, char **argv, cfg &c)
                 : !strcmp(a, "--dim") ? &c.dim : !strcmp(a, "--heads") ? &c.heads
                 : !strcmp(a, "--kv-heads") ? &c.kv_heads : !strcmp(a, "--hd") ? &c.hd
                 : !strcmp(a, "--ffn") ? &c.ffn : !strcmp(a, "--vocab") ? &c.vocab : NULL;
-        if (!v) return -1;
+        if (!v) return EM_EINVAL;
         if (!strcmp(a, "--out")) {
             c.out = v;
         } else if (ip) {
             *ip = atoi(v);
         } else {
-            return -1;
+            return EM_EINVAL;
         }
         i++;
     }
-    if (c.layers < 1 || c.steps < 1 || c.budget < 32 || c.heads % c.kv_heads || c.heads * c.hd < 1 ||
-        c.kv_heads > 256 || kern_kv_check(KERN_KV_Q4, c.hd) != EM_OK || c.max_ctx < 1024) {
-        return -1;
+    if (c.layers < 1 || c.steps < 1 || c.budget < 32 || c.kv_heads < 1 || c.heads % c.kv_heads ||
+        c.heads * c.hd < 1 || c.kv_heads > 256 || kern_kv_check(KERN_KV_Q4, c.hd) != EM_OK || c.max_ctx < 1024) {
+        return EM_EINVAL;
     }
-    return 0;
+    return EM_OK;
 }
 
 static void write_plots(const cfg &c, const char *gpu)
@@ -347,7 +348,7 @@ static void write_plots(const cfg &c, const char *gpu)
 extern "C" int gpu_decode_bench_main(int argc, char **argv)
 {
     cfg c;
-    if (parse(argc, argv, c) != 0) {
+    if (parse(argc, argv, c) != EM_OK) {
         fprintf(stderr, "usage: gpu_decode_bench [--out DIR] [--layers N] [--steps N] [--budget B] "
                         "[--max-ctx N>=1024] [--dim D] [--heads H] [--kv-heads K] [--hd D] [--ffn F] [--vocab V]\n");
         return 2;

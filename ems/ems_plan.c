@@ -10,14 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-void ems__ems_score(const ems_config *cfg, const ems_head *h, int lo, int hi, float *s)
+em_status ems__ems_score(const ems_config *cfg, const ems_head *h, int lo, int hi, float *s)
 {
     int m = hi - lo;
     if (m <= 0)
-        return;
+        return EM_OK;
     float *loc = malloc(sizeof(float) * (size_t)h->len);
     if (!loc)
-        return;
+        return EM_ENOMEM;
     ems__local_score(h, loc);
     double mg = 0.0, ml = 0.0;
     for (int j = lo; j < hi; j++) {
@@ -51,6 +51,7 @@ void ems__ems_score(const ems_config *cfg, const ems_head *h, int lo, int hi, fl
         }
     }
     free(loc);
+    return EM_OK;
 }
 
 static float cosine(const float *a, const float *b, int n)
@@ -223,7 +224,11 @@ static em_status classify(const ems__ctx *x, ems_head *h, ems__plan *p, const wo
         kk[j] = sqnorm(h->k + (size_t)j * hd, hd);
         vv[j] = sqnorm(h->v + (size_t)j * hd, hd);
     }
-    p->k = ems__topk(s + lo, m, p->k, p->cent);
+    em_status st = ems__topk(s + lo, m, p->k, p->cent, &p->k);
+    if (st != EM_OK) {
+        free(best_s), free(best_c), free(kk), free(vv);
+        return st;
+    }
     for (int i = 0; i < p->k; i++)
         p->cent[i] += lo;
     for (int j = 0; j < p->len; j++) {
@@ -285,7 +290,8 @@ static em_status classify(const ems__ctx *x, ems_head *h, ems__plan *p, const wo
             ds[nd++] = s[j];
         }
     }
-    int nt = ems__topk(ds, nd, n_tbm, tsel);
+    int nt;
+    st = ems__topk(ds, nd, n_tbm, tsel, &nt);
     for (int t = 0; t < nt; t++) {
         int j = di[tsel[t]];
         if (cfg->ems_strategy == EMS_STRAT_MERGE || best_s[j] >= cfg->ems_tau) {
@@ -295,7 +301,7 @@ static em_status classify(const ems__ctx *x, ems_head *h, ems__plan *p, const wo
     free(ds), free(di), free(tsel);
 done:
     free(best_s), free(best_c), free(kk), free(vv);
-    return EM_OK;
+    return st;
 }
 
 em_status ems__ems_plan_layer(ems__ctx *x, int l, ems__plan **plans, int *n_due)
@@ -353,7 +359,7 @@ em_status ems__ems_plan_layer(ems__ctx *x, int l, ems__plan **plans, int *n_due)
         if (!wk[i].s || !p->cls || !p->is_centre || !p->wt || !p->keep)
             st = EM_ENOMEM;
         else
-            ems__ems_score(cfg, hh, wk[i].lo, wk[i].hi, wk[i].s);
+            st = ems__ems_score(cfg, hh, wk[i].lo, wk[i].hi, wk[i].s);
         p->k = kglob;
         i++;
     }

@@ -21,7 +21,8 @@ typedef struct ems__plan {
 em_status ems__ems_plan_layer(ems__ctx *x, int l, ems__plan **plans, int *n_due);
 void ems__plans_free(ems__plan *p, int n);
 
-/* EMS score over candidates [lo, hi) of h into s[lo..hi) (other entries untouched). */
-void ems__ems_score(const ems_config *cfg, const ems_head *h, int lo, int hi, float *s);
+/* EMS score over candidates [lo, hi) of h into s[lo..hi) (other entries untouched);
+ * EM_ENOMEM (s untouched) when its local-score row cannot be allocated. */
+em_status ems__ems_score(const ems_config *cfg, const ems_head *h, int lo, int hi, float *s);
 /* Assignment similarity of entries a, b of h. */
 float ems__ems_sim(const ems_config *cfg, const ems_head *h, int a, int b);

@@ -24,7 +24,8 @@ typedef struct scratch {
     int *sel, *keep;
 } scratch;
 
-static int scratch_get(scratch *sc, ems__ctx *x, int l)
+/* EM_ENOMEM when a buffer cannot be allocated (scratch_free is needed either way). */
+static em_status scratch_get(scratch *sc, ems__ctx *x, int l)
 {
     int n = 1;
     for (int h = 0; h < x->c->n_head_kv; h++) {
@@ -35,7 +36,7 @@ static int scratch_get(scratch *sc, ems__ctx *x, int l)
     sc->t = malloc(sizeof(float) * (size_t)n);
     sc->sel = malloc(sizeof(int) * (size_t)n);
     sc->keep = malloc(sizeof(int) * (size_t)n);
-    return sc->s && sc->t && sc->sel && sc->keep ? 0 : -1;
+    return sc->s && sc->t && sc->sel && sc->keep ? EM_OK : EM_ENOMEM;
 }
 
 static void scratch_free(scratch *sc)
@@ -47,32 +48,33 @@ static void scratch_free(scratch *sc)
 }
 
 /* Runs fn on every KV head of layer l (fn decides whether the head is due), with one scratch
- * sized for the layer. */
-typedef void (*head_fn)(ems__ctx *x, ems_head *hh, int l, scratch *sc);
+ * sized for the layer; stops at the first failure and returns it. */
+typedef em_status (*head_fn)(ems__ctx *x, ems_head *hh, int l, scratch *sc);
 
 static em_status each_head(ems__ctx *x, int l, head_fn fn)
 {
     scratch sc;
-    if (scratch_get(&sc, x, l)) {
-        scratch_free(&sc);
-        return EM_ENOMEM;
-    }
-    for (int h = 0; h < x->c->n_head_kv; h++)
-        fn(x, head(x, l, h), l, &sc);
+    em_status st = scratch_get(&sc, x, l);
+    for (int h = 0; h < x->c->n_head_kv && st == EM_OK; h++)
+        st = fn(x, head(x, l, h), l, &sc);
     scratch_free(&sc);
-    return EM_OK;
+    return st;
 }
 
-/* top (B - w - sinks) of score among [sinks, len - w), plus sinks and window */
-static void keep_top(ems__ctx *x, ems_head *hh, const float *score, int B, int w, int sinks,
-                     scratch *sc)
+/* top (B - w - sinks) of score among [sinks, len - w), plus sinks and window; the head is
+ * unchanged on failure */
+static em_status keep_top(ems__ctx *x, ems_head *hh, const float *score, int B, int w,
+                          int sinks, scratch *sc)
 {
-    int m = hh->len - w - sinks;
-    int k = ems__topk(score + sinks, m, B - w - sinks, sc->sel);
+    int m = hh->len - w - sinks, k;
+    em_status st = ems__topk(score + sinks, m, B - w - sinks, sc->sel, &k);
+    if (st != EM_OK)
+        return st;
     for (int i = 0; i < k; i++)
         sc->sel[i] += sinks;
     int n = ems__keep_union(hh->len, sinks, sc->sel, k, w, sc->keep);
     ems__apply_keep(x, hh, sc->keep, n);
+    return EM_OK;
 }
 
 em_status ems__streaming_layer(ems__ctx *x, int l)
@@ -92,11 +94,12 @@ em_status ems__streaming_layer(ems__ctx *x, int l)
     return EM_OK;
 }
 
-static void h2o_head(ems__ctx *x, ems_head *hh, int l, scratch *sc)
+static em_status h2o_head(ems__ctx *x, ems_head *hh, int l, scratch *sc)
 {
     (void)l;
-    if (ems__due(x, hh->len, x->B))
-        keep_top(x, hh, hh->s_glo, x->B, ems_config_window(x->cfg, x->B), 0, sc);
+    if (!ems__due(x, hh->len, x->B))
+        return EM_OK;
+    return keep_top(x, hh, hh->s_glo, x->B, ems_config_window(x->cfg, x->B), 0, sc);
 }
 
 em_status ems__h2o_layer(ems__ctx *x, int l)
@@ -116,19 +119,20 @@ void ems__snapkv_pool(const float *v, int m, int kernel, int avg, float *out)
     }
 }
 
-static void snapkv_head(ems__ctx *x, ems_head *hh, int B, int w, scratch *sc)
+static em_status snapkv_head(ems__ctx *x, ems_head *hh, int B, int w, scratch *sc)
 {
     ems__local_score(hh, sc->s);
     int m = hh->len - w;
     ems__snapkv_pool(sc->s, m, x->cfg->snapkv_kernel, x->cfg->snapkv_avgpool, sc->t);
-    keep_top(x, hh, sc->t, B, w, 0, sc);
+    return keep_top(x, hh, sc->t, B, w, 0, sc);
 }
 
-static void snapkv_due_head(ems__ctx *x, ems_head *hh, int l, scratch *sc)
+static em_status snapkv_due_head(ems__ctx *x, ems_head *hh, int l, scratch *sc)
 {
     (void)l;
-    if (ems__due(x, hh->len, x->B))
-        snapkv_head(x, hh, x->B, ems_config_window(x->cfg, x->B), sc);
+    if (!ems__due(x, hh->len, x->B))
+        return EM_OK;
+    return snapkv_head(x, hh, x->B, ems_config_window(x->cfg, x->B), sc);
 }
 
 em_status ems__snapkv_layer(ems__ctx *x, int l)
@@ -150,14 +154,15 @@ int ems__pyramid_keep(int B, int w, int n, int L, int beta, int l)
     return mx - l * step;
 }
 
-static void pyramid_head(ems__ctx *x, ems_head *hh, int l, scratch *sc)
+static em_status pyramid_head(ems__ctx *x, ems_head *hh, int l, scratch *sc)
 {
     int w = ems_config_window(x->cfg, x->B);
     int Bl = w + ems__pyramid_keep(x->B, w, hh->len, x->c->n_layer, x->cfg->pyramid_beta, l);
     if (Bl < 1)
         Bl = 1;
-    if (ems__due(x, hh->len, Bl))
-        snapkv_head(x, hh, Bl, w, sc);
+    if (!ems__due(x, hh->len, Bl))
+        return EM_OK;
+    return snapkv_head(x, hh, Bl, w, sc);
 }
 
 em_status ems__pyramid_layer(ems__ctx *x, int l)
@@ -165,29 +170,31 @@ em_status ems__pyramid_layer(ems__ctx *x, int l)
     return each_head(x, l, pyramid_head);
 }
 
-/* TOVA: per head, or one head-averaged selection per layer (reduced over workers). */
+static em_status tova_head(ems__ctx *x, ems_head *hh, int l, scratch *sc)
+{
+    (void)l;
+    const float *row = ems__newest_row(hh);
+    if (!row || !ems__due(x, hh->len, x->B))
+        return EM_OK;
+    return keep_top(x, hh, row, x->B, 0, 0, sc);
+}
+
+/* TOVA: per head (each head decides when it is due: after a failed step some heads of a
+ * layer may be compressed and others not), or one head-averaged selection per layer (reduced
+ * over workers; the heads of a layer stay aligned). */
 em_status ems__tova_layer(ems__ctx *x, int l)
 {
     ems_cache *c = x->c;
+    if (x->cfg->tova_per_head)
+        return each_head(x, l, tova_head);
     int len = head(x, l, 0)->len;
     if (!ems__due(x, len, x->B))
         return EM_OK;
     scratch sc;
-    if (scratch_get(&sc, x, l)) {
+    em_status st = scratch_get(&sc, x, l);
+    if (st != EM_OK) {
         scratch_free(&sc);
-        return EM_ENOMEM;
-    }
-    em_status st = EM_OK;
-    if (x->cfg->tova_per_head) {
-        for (int h = 0; h < c->n_head_kv; h++) {
-            ems_head *hh = head(x, l, h);
-            const float *row = ems__newest_row(hh);
-            if (!row || !ems__due(x, hh->len, x->B))
-                continue;
-            keep_top(x, hh, row, x->B, 0, 0, &sc);
-        }
-        scratch_free(&sc);
-        return EM_OK;
+        return st;
     }
     for (int h = 1; h < c->n_head_kv; h++) {
         if (head(x, l, h)->len != len)
@@ -212,8 +219,9 @@ em_status ems__tova_layer(ems__ctx *x, int l)
                 s += buf[(size_t)g * len + j];
             sc.s[j] = s / (float)x->H;
         }
-        int k = ems__topk(sc.s, len, x->B, sc.sel);
-        for (int h = 0; h < c->n_head_kv; h++)
+        int k;
+        st = ems__topk(sc.s, len, x->B, sc.sel, &k);
+        for (int h = 0; h < c->n_head_kv && st == EM_OK; h++)
             ems__apply_keep(x, head(x, l, h), sc.sel, k);
     }
     free(buf);
@@ -223,7 +231,7 @@ em_status ems__tova_layer(ems__ctx *x, int l)
 
 /* RoCo (EasyKV): iteratively evict the lowest mean attention inside the scope of the K entries
  * with the smallest std (sinks and the last `protect` entries have std = +inf). */
-static void roco_head(ems__ctx *x, ems_head *hh, scratch *sc)
+static em_status roco_head(ems__ctx *x, ems_head *hh, scratch *sc)
 {
     const ems_config *cfg = x->cfg;
     int B = x->B;
@@ -234,7 +242,7 @@ static void roco_head(ems__ctx *x, ems_head *hh, scratch *sc)
     if (!order || !gone) {
         free(order);
         free(gone);
-        return;
+        return EM_ENOMEM;
     }
     while (hh->len > B) {
         int n = hh->len;
@@ -280,13 +288,15 @@ static void roco_head(ems__ctx *x, ems_head *hh, scratch *sc)
     }
     free(order);
     free(gone);
+    return EM_OK;
 }
 
-static void roco_due_head(ems__ctx *x, ems_head *hh, int l, scratch *sc)
+static em_status roco_due_head(ems__ctx *x, ems_head *hh, int l, scratch *sc)
 {
     (void)l;
-    if (ems__due(x, hh->len, x->B))
-        roco_head(x, hh, sc);
+    if (!ems__due(x, hh->len, x->B))
+        return EM_OK;
+    return roco_head(x, hh, sc);
 }
 
 em_status ems__roco_layer(ems__ctx *x, int l)

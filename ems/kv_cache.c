@@ -3,6 +3,8 @@
 
 #include "ems/quant.h"
 
+#include "common/assert.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,14 +65,15 @@ void ems_cache_destroy(ems_cache *c)
     free(c);
 }
 
-static int grow(void **p, size_t elem, int old_cap, int new_cap)
+/* *p (old_cap elements of elem bytes) grown to new_cap, the new elements zeroed. */
+static em_status grow(void **p, size_t elem, int old_cap, int new_cap)
 {
     void *q = realloc(*p, elem * (size_t)new_cap);
     if (!q)
-        return -1;
+        return EM_ENOMEM;
     memset((char *)q + elem * (size_t)old_cap, 0, elem * (size_t)(new_cap - old_cap));
     *p = q;
-    return 0;
+    return EM_OK;
 }
 
 static em_status head_reserve(ems_head *h, int need)
@@ -81,14 +84,21 @@ static em_status head_reserve(ems_head *h, int need)
     while (nc < need)
         nc *= 2;
     size_t row = sizeof(float) * (size_t)h->hd;
-    if (grow((void **)&h->k, row, h->cap, nc) || grow((void **)&h->v, row, h->cap, nc) ||
-        grow((void **)&h->pos, sizeof(int32_t), h->cap, nc) ||
-        grow((void **)&h->s_glo, sizeof(float), h->cap, nc) ||
-        grow((void **)&h->s_sq, sizeof(float), h->cap, nc) ||
-        grow((void **)&h->mass, sizeof(float), h->cap, nc) ||
-        grow((void **)&h->kbias, sizeof(float), h->cap, nc) ||
-        grow((void **)&h->cnt, sizeof(int32_t), h->cap, nc)) {
-        return EM_ENOMEM;
+    struct {
+        void **p;
+        size_t elem;
+    } arr[] = {{(void **)&h->k, row},
+               {(void **)&h->v, row},
+               {(void **)&h->pos, sizeof(int32_t)},
+               {(void **)&h->s_glo, sizeof(float)},
+               {(void **)&h->s_sq, sizeof(float)},
+               {(void **)&h->mass, sizeof(float)},
+               {(void **)&h->kbias, sizeof(float)},
+               {(void **)&h->cnt, sizeof(int32_t)}};
+    for (size_t i = 0; i < sizeof arr / sizeof arr[0]; i++) {
+        em_status st = grow(arr[i].p, arr[i].elem, h->cap, nc);
+        if (st != EM_OK)
+            return st; /* the arrays grown so far stay valid at their larger size */
     }
     if (h->w_loc > 0) {
         float *nl = calloc((size_t)h->w_loc * nc, sizeof(float));
@@ -155,6 +165,7 @@ em_status ems_head_attn_begin(ems_head *h, int n_q, kern_attn_args *a, kern_attn
     stats->col_cnt = h->cnt;
     stats->group_max = group_max;
     int nr = n_q < h->w_loc ? n_q : h->w_loc;
+    EM_ASSERT(nr <= 0 || rowbuf); /* the caller's room for the ring rows */
     if (nr > 0) {
         /* The last nr queries go to the next nr ring slots, oldest first. */
         for (int r = 0; r < nr; r++) {
@@ -173,8 +184,10 @@ em_status ems_head_attn_begin(ems_head *h, int n_q, kern_attn_args *a, kern_attn
 void ems_head_compact(ems_head *h, const int *keep, int n)
 {
     size_t row = sizeof(float) * (size_t)h->hd;
+    EM_ASSERT(n >= 0 && n <= h->len); /* keep lists come from our policies */
     for (int i = 0; i < n; i++) {
         int j = keep[i];
+        EM_ASSERT(j >= i && j < h->len && (i == 0 || j > keep[i - 1])); /* increasing */
         if (j == i)
             continue;
         memmove(h->k + (size_t)i * h->hd, h->k + (size_t)j * h->hd, row);

@@ -67,8 +67,9 @@ em_status ems_head_append(ems_head *h, const float *k, const float *v, int strid
 em_status ems_head_attn_begin(ems_head *h, int n_q, kern_attn_args *a, kern_attn_stats *stats,
                               float **rowbuf, int group_max);
 
-/* Keeps entries keep[0..n) (indices in increasing order) and drops the rest, moving every
- * per-entry array including the local rows. */
+/* Keeps entries keep[0..n) (strictly increasing indices below len: our policies make them,
+ * and it is asserted) and drops the rest, moving every per-entry array including the local
+ * rows. */
 void ems_head_compact(ems_head *h, const int *keep, int n);
 
 /* Bytes of KV data held (K and V payload only, quantized size when quantized). */

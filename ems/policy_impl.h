@@ -41,8 +41,9 @@ int ems__due(const ems__ctx *x, int len, int B);
 em_status ems__reduce(const ems__ctx *x, float *buf, size_t n);
 
 /* Top-k of s over candidate indices [0, n): largest first, ties -> smaller index. Writes the k
- * chosen indices to out in INCREASING index order. k is clamped to [0, n]; returns k. */
-int ems__topk(const float *s, int n, int k, int *out);
+ * chosen indices to out in INCREASING index order and their count (k clamped to [0, n]) to
+ * *n_out. EM_ENOMEM (and *n_out = 0) when its index scratch cannot be allocated. */
+em_status ems__topk(const float *s, int n, int k, int *out, int *n_out);
 /* Indices [0, n) ordered by s descending, ties -> smaller index (full ranking). */
 void ems__rank(const float *s, int n, int *order);
 /* Local score: sum of the head's ring rows (the last w_loc queries), out[len]. */

@@ -68,10 +68,11 @@ static inline int get(const uint8_t *row, int d, int bits)
     return bits == 8 ? row[d] : (d & 1) ? row[d >> 1] >> 4 : row[d >> 1] & 0x0f;
 }
 
-static int reserve(qstate *q, int need)
+/* Room for need entries; EM_ENOMEM (cap unchanged, arrays grown so far kept) on failure. */
+static em_status reserve(qstate *q, int need)
 {
     if (need <= q->cap)
-        return 0;
+        return EM_OK;
     int nc = q->cap ? q->cap : 64;
     while (nc < need)
         nc *= 2;
@@ -91,9 +92,9 @@ static int reserve(qstate *q, int need)
     if (e)
         q->vscale = e;
     if (!a || !b || !c || !d || !e)
-        return -1;
+        return EM_ENOMEM;
     q->cap = nc;
-    return 0;
+    return EM_OK;
 }
 
 static void dequant_key(const qstate *q, int j, float *out)
@@ -147,8 +148,9 @@ static void encode_key(qstate *q, ems_head *h, int j)
 /* Quantizes the block [nq, nq + group) as one new key group. */
 static em_status quant_block(qstate *q, ems_head *h)
 {
-    if (reserve(q, q->nq + q->group))
-        return EM_ENOMEM;
+    em_status st = reserve(q, q->nq + q->group);
+    if (st != EM_OK)
+        return st;
     if (q->ngrp == q->gcap) {
         int nc = q->gcap ? 2 * q->gcap : 16;
         uint16_t *a = realloc(q->kzero, sizeof(uint16_t) * nc * q->hd);

@@ -61,15 +61,16 @@ static void select_k(const float *s, int *idx, int n, int k)
     }
 }
 
-int ems__topk(const float *s, int n, int k, int *out)
+em_status ems__topk(const float *s, int n, int k, int *out, int *n_out)
 {
+    *n_out = 0;
     if (k > n)
         k = n;
     if (k <= 0)
-        return 0;
+        return EM_OK;
     int *idx = malloc(sizeof(int) * (size_t)n);
     if (!idx)
-        return -1;
+        return EM_ENOMEM;
     for (int i = 0; i < n; i++)
         idx[i] = i;
     if (k < n)
@@ -77,7 +78,8 @@ int ems__topk(const float *s, int n, int k, int *out)
     memcpy(out, idx, sizeof(int) * (size_t)k);
     free(idx);
     qsort(out, (size_t)k, sizeof(int), cmp_int);
-    return k;
+    *n_out = k;
+    return EM_OK;
 }
 
 /* qsort_r comparator: the scores travel as the context, so ranking is thread-safe (several

@@ -171,12 +171,21 @@ typedef struct attn_task {
     const engine_batch *b;
     const int *run_start; /* [n_runs+1] */
     int n_runs, layer;
-    em_status status;
+    em_status status; /* the first failure of any task (set once, atomically) */
 } attn_task;
+
+/* Records st as the task's status unless a failure is already recorded (tasks may run on
+ * several pool threads at once). */
+static void attn_fail(attn_task *t, em_status st)
+{
+    em_status ok = EM_OK;
+    __atomic_compare_exchange_n(&t->status, &ok, st, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
 
 static void attn_one(void *user, int idx, int tid)
 {
     attn_task *t = user;
+    if (__atomic_load_n(&t->status, __ATOMIC_RELAXED) != EM_OK) return; /* the pass failed */
     engine *e = t->e;
     int r = idx / e->n_local, i = idx % e->n_local;
     int t0 = t->run_start[r], t1 = t->run_start[r + 1], n = t1 - t0;
@@ -186,7 +195,7 @@ static void attn_one(void *user, int idx, int tid)
     em_status st = ems_head_append(h, e->k + (size_t)t0 * kd + (size_t)i * e->hd,
                                    e->v + (size_t)t0 * kd + (size_t)i * e->hd, kd, t->b->pos + t0, n);
     if (st != EM_OK) {
-        t->status = st;
+        attn_fail(t, st);
         return;
     }
     kern_attn_args a = {0};
@@ -202,11 +211,8 @@ static void attn_one(void *user, int idx, int tid)
     a.o_stride = qd;
     a.scale = 1.0f / sqrtf((float)e->hd);
     st = ems_head_attn_begin(h, n, &a, c->want_stats ? &stats : NULL, rowbuf, c->group_max);
-    if (st != EM_OK) {
-        t->status = st;
-        return;
-    }
-    e->ops->attn(e->ops->ctx, &a);
+    if (st == EM_OK) st = kern_attn(e->ops, &a);
+    if (st != EM_OK) attn_fail(t, st);
 }
 
 /* Zeroes the planes of units other processes own (local planes are overwritten by the unit
@@ -239,6 +245,54 @@ static em_status reduce_add(engine *e, int n)
     return EM_OK;
 }
 
+/* Attention of layer l over every (sequence run, local KV head): appends the run's K/V to its
+ * head and attends. One task per pair (heads own disjoint caches); the first failure wins. */
+static em_status attention(engine *e, int l, const engine_batch *b, ems_cache **caches,
+                           const int *run_start, int n_runs)
+{
+    int nlc = e->n_local;
+    attn_task task = {e, caches, b, run_start, n_runs, l, EM_OK};
+    /* Small attention work (tiny heads, short caches) runs inline: a pool dispatch costs more
+     * than it saves. */
+    long work = 0;
+    for (int r = 0; r < n_runs; r++) {
+        int t0 = run_start[r], nq = run_start[r + 1] - t0;
+        long len = ems_cache_head(caches[b->seq[t0]], l, 0)->len + nq;
+        work += (long)nq * len * e->G * e->hd * nlc;
+    }
+    if (n_runs * nlc > 1 && work >= ENGINE_ATTN_PAR_MIN) {
+        kern_parallel_for(e->ops, n_runs * nlc, attn_one, &task);
+    } else {
+        for (int idx = 0; idx < n_runs * nlc; idx++) attn_one(&task, idx, 0);
+    }
+    return __atomic_load_n(&task.status, __ATOMIC_RELAXED);
+}
+
+/* part[unit] = src's columns of each local unit times that unit's weight (wo or w2). */
+static em_status unit_matmuls(engine *e, int l, int which_w2, const float *src, int src_stride,
+                              int n)
+{
+    const kern_ops *o = e->ops;
+    int dim = e->m->hp.dim, nlc = e->n_local, gq = e->G * e->hd;
+    size_t plane = (size_t)n * dim;
+    zero_remote_planes(e, plane);
+    for (int i = 0; i < nlc; i++) {
+        const shard_unit_weights *uw = &e->sw->units[l * nlc + i];
+        float *dst = e->part + (size_t)(e->sd.unit0 + i) * plane;
+        const float *in = src + (which_w2 ? (size_t)e->ffn_off[i] : (size_t)i * gq);
+        em_status st = kern_matmul(o, which_w2 ? &uw->w2 : &uw->wo, in, src_stride, n, dst, dim);
+        if (st != EM_OK) return st;
+    }
+    return EM_OK;
+}
+
+/* Every op's status is checked; the first failure ends the layer and is returned. */
+#define TRY(expr)                                  \
+    do {                                           \
+        em_status try_st_ = (expr);                \
+        if (try_st_ != EM_OK) return try_st_;      \
+    } while (0)
+
 static em_status layer_forward(engine *e, int l, const engine_batch *b, ems_cache **caches,
                                const int *run_start, int n_runs)
 {
@@ -247,51 +301,51 @@ static em_status layer_forward(engine *e, int l, const engine_batch *b, ems_cach
     const kern_ops *o = e->ops;
     int n = b->n_tokens, dim = hp->dim, hd = e->hd, G = e->G, nlc = e->n_local;
     int qd = nlc * G * hd, kd = nlc * hd;
-    size_t plane = (size_t)n * dim;
 
-    o->rmsnorm(o->ctx, e->x, L->attn_norm.data, n, dim, hp->norm_eps, e->xb);
-    o->matmul(o->ctx, &e->wq[l], e->xb, dim, n, e->q, qd);
-    o->matmul(o->ctx, &e->wk[l], e->xb, dim, n, e->k, kd);
-    o->matmul(o->ctx, &e->wv[l], e->xb, dim, n, e->v, kd);
-    o->rope(o->ctx, e->q, n, nlc * G, hd, qd, b->pos, hp->rope_base, hp->rope_dim);
-    o->rope(o->ctx, e->k, n, nlc, hd, kd, b->pos, hp->rope_base, hp->rope_dim);
+    TRY(kern_rmsnorm(o, e->x, L->attn_norm.data, n, dim, hp->norm_eps, e->xb));
+    TRY(kern_matmul(o, &e->wq[l], e->xb, dim, n, e->q, qd));
+    TRY(kern_matmul(o, &e->wk[l], e->xb, dim, n, e->k, kd));
+    TRY(kern_matmul(o, &e->wv[l], e->xb, dim, n, e->v, kd));
+    TRY(kern_rope(o, e->q, n, nlc * G, hd, qd, b->pos, hp->rope_base, hp->rope_dim));
+    TRY(kern_rope(o, e->k, n, nlc, hd, kd, b->pos, hp->rope_base, hp->rope_dim));
+    TRY(attention(e, l, b, caches, run_start, n_runs));
+    TRY(unit_matmuls(e, l, 0, e->att, qd, n));
+    TRY(reduce_add(e, n));
 
-    attn_task task = {e, caches, b, run_start, n_runs, l, EM_OK};
-    /* One task per (sequence run, local KV head): heads own disjoint caches. Small attention
-     * work (tiny heads, short caches) runs inline: a pool dispatch costs more than it saves. */
-    long work = 0;
-    for (int r = 0; r < n_runs; r++) {
-        int t0 = run_start[r], nq = run_start[r + 1] - t0;
-        long len = ems_cache_head(caches[b->seq[t0]], l, 0)->len + nq;
-        work += (long)nq * len * G * hd * nlc;
-    }
-    if (n_runs * nlc > 1 && work >= ENGINE_ATTN_PAR_MIN) {
-        kern_parallel_for(o, n_runs * nlc, attn_one, &task);
-    } else {
-        for (int idx = 0; idx < n_runs * nlc; idx++) attn_one(&task, idx, 0);
-    }
-    if (task.status != EM_OK) return task.status;
-
-    zero_remote_planes(e, plane);
-    for (int i = 0; i < nlc; i++) {
-        const shard_unit_weights *uw = &e->sw->units[l * nlc + i];
-        float *dst = e->part + (size_t)(e->sd.unit0 + i) * plane;
-        o->matmul(o->ctx, &uw->wo, e->att + (size_t)i * G * hd, qd, n, dst, dim);
-    }
-    em_status st = reduce_add(e, n);
-    if (st != EM_OK) return st;
-
-    o->rmsnorm(o->ctx, e->x, L->ffn_norm.data, n, dim, hp->norm_eps, e->xb);
-    o->matmul(o->ctx, &e->w1[l], e->xb, dim, n, e->h1, e->ffn_local);
-    o->matmul(o->ctx, &e->w3[l], e->xb, dim, n, e->h3, e->ffn_local);
-    o->swiglu(o->ctx, e->h1, e->h3, n, e->ffn_local, e->h1);
-    zero_remote_planes(e, plane);
-    for (int i = 0; i < nlc; i++) {
-        const shard_unit_weights *uw = &e->sw->units[l * nlc + i];
-        float *dst = e->part + (size_t)(e->sd.unit0 + i) * plane;
-        o->matmul(o->ctx, &uw->w2, e->h1 + e->ffn_off[i], e->ffn_local, n, dst, dim);
-    }
+    TRY(kern_rmsnorm(o, e->x, L->ffn_norm.data, n, dim, hp->norm_eps, e->xb));
+    TRY(kern_matmul(o, &e->w1[l], e->xb, dim, n, e->h1, e->ffn_local));
+    TRY(kern_matmul(o, &e->w3[l], e->xb, dim, n, e->h3, e->ffn_local));
+    TRY(kern_swiglu(o, e->h1, e->h3, n, e->ffn_local, e->h1));
+    TRY(unit_matmuls(e, l, 1, e->h1, e->ffn_local, n));
     return reduce_add(e, n);
+}
+
+/* Logits of the tokens that want them (b->logits, else the last of each run), in batch order. */
+static em_status logits_forward(engine *e, const engine_batch *b, const int *run_start,
+                                int n_runs, float *logits_out)
+{
+    const model_hparams *hp = &e->m->hp;
+    int nl = 0;
+    for (int r = 0; r < n_runs; r++) {
+        for (int t = run_start[r]; t < run_start[r + 1]; t++) {
+            int want = b->logits ? b->logits[t] : (t == run_start[r + 1] - 1);
+            if (!want) continue;
+            memcpy(e->xn + (size_t)nl * hp->dim, e->x + (size_t)t * hp->dim,
+                   sizeof(float) * hp->dim);
+            nl++;
+        }
+    }
+    if (nl == 0) return EM_OK;
+    const kern_ops *o = e->ops;
+    TRY(kern_rmsnorm(o, e->xn, e->m->out_norm.data, nl, hp->dim, hp->norm_eps, e->xn));
+    return kern_matmul(o, &e->m->output, e->xn, hp->dim, nl, logits_out, hp->n_vocab);
+}
+
+/* 1 when c was made by engine_cache_create of an engine with e's shape and shard. */
+static int cache_fits(const engine *e, const ems_cache *c)
+{
+    return c && c->n_layer == e->m->hp.n_layer && c->n_head_kv == e->n_local &&
+           c->kv_head0 == e->sd.unit0 && c->hd == e->hd;
 }
 
 em_status engine_forward(engine *e, const engine_batch *b, ems_cache **caches, float *logits_out)
@@ -301,7 +355,7 @@ em_status engine_forward(engine *e, const engine_batch *b, ems_cache **caches, f
     if (n <= 0) return EM_EINVAL;
     for (int t = 0; t < n; t++) {
         if (b->tokens[t] < 0 || b->tokens[t] >= hp->n_vocab || b->pos[t] < 0 ||
-            b->pos[t] >= hp->n_ctx || b->seq[t] < 0 || !caches[b->seq[t]]) {
+            b->pos[t] >= hp->n_ctx || b->seq[t] < 0 || !cache_fits(e, caches[b->seq[t]])) {
             return EM_EINVAL;
         }
     }
@@ -318,25 +372,9 @@ em_status engine_forward(engine *e, const engine_batch *b, ems_cache **caches, f
     for (int l = 0; l < hp->n_layer && st == EM_OK; l++) {
         st = layer_forward(e, l, b, caches, run_start, n_runs);
     }
+    if (st == EM_OK && logits_out) st = logits_forward(e, b, run_start, n_runs, logits_out);
     if (st == EM_OK) {
         for (int t = 0; t < n; t++) caches[b->seq[t]]->n_seen++;
-    }
-    if (st == EM_OK && logits_out) {
-        int nl = 0;
-        for (int r = 0; r < n_runs; r++) {
-            for (int t = run_start[r]; t < run_start[r + 1]; t++) {
-                int want = b->logits ? b->logits[t] : (t == run_start[r + 1] - 1);
-                if (!want) continue;
-                memcpy(e->xn + (size_t)nl * hp->dim, e->x + (size_t)t * hp->dim,
-                       sizeof(float) * hp->dim);
-                nl++;
-            }
-        }
-        if (nl > 0) {
-            const kern_ops *o = e->ops;
-            o->rmsnorm(o->ctx, e->xn, e->m->out_norm.data, nl, hp->dim, hp->norm_eps, e->xn);
-            o->matmul(o->ctx, &e->m->output, e->xn, hp->dim, nl, logits_out, hp->n_vocab);
-        }
     }
     free(run_start);
     return st;

@@ -48,9 +48,13 @@ typedef struct engine_batch {
 
 /* Runs all layers. caches[seq[i]] receive the new K/V of their tokens (and statistics).
  * logits_out: [n_logits][n_vocab] for tokens with logits requested, in batch order;
- * may be NULL on processes that do not sample. Returns EM_EINVAL on bad token ids/positions,
- * EM_EUNAVAILABLE when the reduce hook fails. On error the caches may hold partial K/V of this
- * batch: the caller must drop those sequences. */
+ * may be NULL on processes that do not sample. Returns EM_EINVAL on bad token ids/positions
+ * or a cache not made by engine_cache_create for this model and shard, EM_EUNAVAILABLE when
+ * the reduce hook fails, and the status of the first kernel op or cache
+ * append that fails (kernels/kern.h: EM_ENOMEM, EM_EDEVICE, ...); nothing runs after it. On
+ * error no cache's n_seen moves, but the layers before the failure may hold this batch's K/V
+ * (and statistics): the caller must drop those sequences (ems_cache_destroy). The engine
+ * itself stays usable. */
 em_status engine_forward(engine *e, const engine_batch *b, ems_cache **caches, float *logits_out);
 
 /* Tokens ids[0, n) of ONE sequence at positions pos0, pos0+1, ... through engine_forward in

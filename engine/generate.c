@@ -57,7 +57,11 @@ em_status gen_run(engine *e, const tokenizer *tok, const int32_t *prompt, int n_
     while (st == EM_OK && tk.reason == STOP_NONE) {
         decode_seq_step(&d, logits, &tk);
         res->ids[res->n_ids++] = tk.id;
-        if (cb && cb(user, tk.id, tk.text, tk.text_len)) break;
+        em_status cb_st = cb ? cb(user, tk.id, tk.text, tk.text_len) : EM_OK;
+        if (cb_st != EM_OK) {
+            if (cb_st != EM_ECANCELED) st = cb_st;
+            break;
+        }
         if (tk.reason != STOP_NONE) break;
         int32_t id = tk.id, pos = d.n_hist - 1, seq = 0;
         engine_batch b = {1, &id, &pos, &seq, NULL};

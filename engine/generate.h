@@ -33,8 +33,9 @@ typedef struct gen_result {
 } gen_result;
 
 /* Called for each generated token with the text that became safe to print (may be empty).
- * Return non-zero to stop early (reason STOP_NONE). */
-typedef int (*gen_on_token)(void *user, int32_t id, const char *text, size_t len);
+ * Returns EM_OK to go on, EM_ECANCELED to stop early (reason STOP_NONE, gen_run returns EM_OK),
+ * any other status to fail: gen_run stops and returns it. */
+typedef em_status (*gen_on_token)(void *user, int32_t id, const char *text, size_t len);
 
 /* Runs one generation. tok may be NULL (no text, no stop strings). */
 em_status gen_run(engine *e, const tokenizer *tok, const int32_t *prompt, int n_prompt,

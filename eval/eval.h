@@ -15,9 +15,10 @@ typedef struct ev_policy {
     ems_config cfg;
 } ev_policy;
 
-/* Builds a policy from "method" and extra key=value settings (NULL-terminated); budget B. */
-int ev_policy_make(ev_policy *p, const char *name, const char *method, int B,
-                   const char *const *kv);
+/* Builds a policy from "method" and extra key=value settings (NULL-terminated); budget B.
+ * A setting ems_config rejects: its status, after a message on stderr. */
+em_status ev_policy_make(ev_policy *p, const char *name, const char *method, int B,
+                         const char *const *kv);
 
 /* Samples a text of n tokens from the model with the full cache (temperature 1, seeded):
  * starts with BOS; when EOS is drawn, EOS then BOS are appended and sampling continues. */
@@ -32,8 +33,10 @@ typedef struct ev_rcase {
     int dist_idx; /* index into the requested distances */
     char name[16];
 } ev_rcase;
-int ev_retrieval_cases(const tokenizer *tok, const int *distances, int n_dist, ev_rcase *out,
-                       int cap);
+/* Up to cap cases, 16 names per distance; a case whose name does not tokenize as a clean
+ * suffix of its prompt is left out. *n_out: the number made. A tokenizer failure: its status. */
+em_status ev_retrieval_cases(const tokenizer *tok, const int *distances, int n_dist, ev_rcase *out,
+                             int cap, int *n_out);
 /* 1 when, teacher-forced, the greedy token equals each name token. stream = 1: the prompt is
  * fed token by token with compression as it streams; 0: one prefill chunk, then prefill-end
  * compression. */

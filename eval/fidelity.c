@@ -17,7 +17,7 @@ typedef struct fwd {
     float *x, *xn, *q, *att, *tmp, *h1, *h3, *out_c, *logits;
 } fwd;
 
-static void attn_head(const fwd *f, ems_head *h, const float *q, int32_t qpos, float *out)
+static em_status attn_head(const fwd *f, ems_head *h, const float *q, int32_t qpos, float *out)
 {
     const model_hparams *hp = &f->m->hp;
     int G = hp->n_head / hp->n_kv_head;
@@ -31,46 +31,66 @@ static void attn_head(const fwd *f, ems_head *h, const float *q, int32_t qpos, f
     a.out = out;
     a.o_stride = G * hp->head_dim;
     a.scale = 1.0f / sqrtf((float)hp->head_dim);
-    ems_head_attn_begin(h, 1, &a, NULL, NULL, 0);
-    kern_ops_ref()->attn(NULL, &a);
+    em_status st = ems_head_attn_begin(h, 1, &a, NULL, NULL, 0);
+    return st == EM_OK ? kern_attn(f->o, &a) : st;
+}
+
+#define TRY(expr)                                  \
+    do {                                           \
+        em_status try_st_ = (expr);                \
+        if (try_st_ != EM_OK)                      \
+            return try_st_;                        \
+    } while (0)
+
+/* Attention of layer l for the query rows f->q over both caches: the full cache's output into
+ * f->att, the relative squared error of the compressed one added to num/den. */
+static em_status probe_attn(fwd *f, ems_cache *full, ems_cache *cmp, int l, int32_t pos,
+                            double *num, double *den)
+{
+    const model_hparams *hp = &f->m->hp;
+    int gq = hp->n_head / hp->n_kv_head * hp->head_dim;
+    for (int h = 0; h < hp->n_kv_head; h++) {
+        const float *q = f->q + (size_t)h * gq;
+        float *ref = f->att + (size_t)h * gq;
+        TRY(attn_head(f, ems_cache_head(full, l, h), q, pos, ref));
+        TRY(attn_head(f, ems_cache_head(cmp, l, h), q, pos, f->out_c));
+        for (int i = 0; i < gq; i++) {
+            double d = (double)f->out_c[i] - ref[i];
+            num[l] += d * d;
+            den[l] += (double)ref[i] * ref[i];
+        }
+    }
+    return EM_OK;
 }
 
 /* Forward of token `tok` at `pos` whose K/V are already the last entries of both caches. */
-static void probe(fwd *f, ems_cache *full, ems_cache *cmp, int32_t tok, int32_t pos, double *num,
-                  double *den)
+static em_status probe(fwd *f, ems_cache *full, ems_cache *cmp, int32_t tok, int32_t pos,
+                       double *num, double *den)
 {
     const model *m = f->m;
     const model_hparams *hp = &m->hp;
-    int dim = hp->dim, hd = hp->head_dim, G = hp->n_head / hp->n_kv_head, qd = hp->n_head * hd;
+    const kern_ops *o = f->o;
+    int dim = hp->dim, hd = hp->head_dim, qd = hp->n_head * hd;
     kern_embed_row(&m->tok_embd, tok, f->x);
     for (int l = 0; l < hp->n_layer; l++) {
         const model_layer *L = &m->layers[l];
-        f->o->rmsnorm(NULL, f->x, L->attn_norm.data, 1, dim, hp->norm_eps, f->xn);
-        kern_matmul(f->o, &L->wq, f->xn, dim, 1, f->q, qd);
-        f->o->rope(NULL, f->q, 1, hp->n_head, hd, qd, &pos, hp->rope_base, hp->rope_dim);
-        for (int h = 0; h < hp->n_kv_head; h++) {
-            const float *q = f->q + (size_t)h * G * hd;
-            attn_head(f, ems_cache_head(full, l, h), q, pos, f->att + (size_t)h * G * hd);
-            attn_head(f, ems_cache_head(cmp, l, h), q, pos, f->out_c);
-            for (int i = 0; i < G * hd; i++) {
-                double d = (double)f->out_c[i] - f->att[(size_t)h * G * hd + i];
-                num[l] += d * d;
-                den[l] += (double)f->att[(size_t)h * G * hd + i] * f->att[(size_t)h * G * hd + i];
-            }
-        }
-        kern_matmul(f->o, &L->wo, f->att, qd, 1, f->tmp, dim);
+        TRY(kern_rmsnorm(o, f->x, L->attn_norm.data, 1, dim, hp->norm_eps, f->xn));
+        TRY(kern_matmul(o, &L->wq, f->xn, dim, 1, f->q, qd));
+        TRY(kern_rope(o, f->q, 1, hp->n_head, hd, qd, &pos, hp->rope_base, hp->rope_dim));
+        TRY(probe_attn(f, full, cmp, l, pos, num, den));
+        TRY(kern_matmul(o, &L->wo, f->att, qd, 1, f->tmp, dim));
         for (int i = 0; i < dim; i++)
             f->x[i] += f->tmp[i];
-        f->o->rmsnorm(NULL, f->x, L->ffn_norm.data, 1, dim, hp->norm_eps, f->xn);
-        kern_matmul(f->o, &L->w1, f->xn, dim, 1, f->h1, hp->ffn_dim);
-        kern_matmul(f->o, &L->w3, f->xn, dim, 1, f->h3, hp->ffn_dim);
-        f->o->swiglu(NULL, f->h1, f->h3, 1, hp->ffn_dim, f->h1);
-        kern_matmul(f->o, &L->w2, f->h1, hp->ffn_dim, 1, f->tmp, dim);
+        TRY(kern_rmsnorm(o, f->x, L->ffn_norm.data, 1, dim, hp->norm_eps, f->xn));
+        TRY(kern_matmul(o, &L->w1, f->xn, dim, 1, f->h1, hp->ffn_dim));
+        TRY(kern_matmul(o, &L->w3, f->xn, dim, 1, f->h3, hp->ffn_dim));
+        TRY(kern_swiglu(o, f->h1, f->h3, 1, hp->ffn_dim, f->h1));
+        TRY(kern_matmul(o, &L->w2, f->h1, hp->ffn_dim, 1, f->tmp, dim));
         for (int i = 0; i < dim; i++)
             f->x[i] += f->tmp[i];
     }
-    f->o->rmsnorm(NULL, f->x, m->out_norm.data, 1, dim, hp->norm_eps, f->xn);
-    kern_matmul(f->o, &m->output, f->xn, dim, 1, f->logits, hp->n_vocab);
+    TRY(kern_rmsnorm(o, f->x, m->out_norm.data, 1, dim, hp->norm_eps, f->xn));
+    return kern_matmul(o, &m->output, f->xn, dim, 1, f->logits, hp->n_vocab);
 }
 
 em_status ev_fidelity(engine *e, const model *m, const ems_config *cfg, const int32_t *ids, int n,
@@ -101,6 +121,9 @@ em_status ev_fidelity(engine *e, const model *m, const ems_config *cfg, const in
     float *lg = malloc(sizeof(float) * hp->n_vocab);
     double *num = calloc((size_t)hp->n_layer, sizeof(double)),
            *den = calloc((size_t)hp->n_layer, sizeof(double));
+    if (st == EM_OK && (!f.x || !f.xn || !f.q || !f.att || !f.tmp || !f.h1 || !f.h3 ||
+                        !f.out_c || !f.logits || !lg || !num || !den))
+        st = EM_ENOMEM;
     *logit_check = 0.0;
     for (int i = 0; i < n && st == EM_OK; i++) {
         int32_t pos = i, sq = 0;
@@ -108,18 +131,18 @@ em_status ev_fidelity(engine *e, const model *m, const ems_config *cfg, const in
         st = engine_forward(e, &b, &cf, lg);
         if (st == EM_OK)
             st = engine_forward(e, &b, &cc, NULL);
-        if (st == EM_OK && i >= first && (i - first) % every == 0) {
-            probe(&f, cf, cc, ids[i], pos, num, den);
-            for (int v = 0; v < hp->n_vocab; v++) {
-                double d = fabs((double)f.logits[v] - lg[v]);
-                if (d > *logit_check)
-                    *logit_check = d;
-            }
+        int probe_now = i >= first && (i - first) % every == 0;
+        if (st == EM_OK && probe_now)
+            st = probe(&f, cf, cc, ids[i], pos, num, den);
+        for (int v = 0; st == EM_OK && probe_now && v < hp->n_vocab; v++) {
+            double d = fabs((double)f.logits[v] - lg[v]);
+            if (d > *logit_check)
+                *logit_check = d;
         }
         if (st == EM_OK)
             st = ems_policy_step(cc, cfg, EMS_PHASE_DECODE, NULL);
     }
-    for (int l = 0; l < hp->n_layer; l++)
+    for (int l = 0; l < hp->n_layer && num && den; l++)
         err[l] = den[l] > 0 ? sqrt(num[l] / den[l]) : 0.0;
     ems_cache_destroy(cf);
     ems_cache_destroy(cc);

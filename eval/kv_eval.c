@@ -118,14 +118,22 @@ static const char *const k_methods[] = {"streamingllm", "h2o",        "snapkv", 
 #define N_METHODS (int)(sizeof k_methods / sizeof k_methods[0])
 static const char *const k_q4[] = {"quant=int4", "quant.group=8", "quant.residual=8", NULL};
 
+/* ev_policy_make, or the end of the run (the harness' own policy lists are wrong). */
+static void policy_or_exit(ev_policy *p, const char *name, const char *method, int B,
+                           const char *const *kv)
+{
+    if (ev_policy_make(p, name, method, B, kv) != EM_OK)
+        exit(1);
+}
+
 /* Policy i of the compared list at budget B: k_methods, then ems+int4, then h2o+int4. */
 static void compared_policy(ev_policy *p, int i, int B)
 {
     static const char *const k_quantized[][2] = {{"ems+int4", "ems"}, {"h2o+int4", "h2o"}};
     if (i < N_METHODS)
-        ev_policy_make(p, k_methods[i], k_methods[i], B, NULL);
+        policy_or_exit(p, k_methods[i], k_methods[i], B, NULL);
     else
-        ev_policy_make(p, k_quantized[i - N_METHODS][0], k_quantized[i - N_METHODS][1], B, k_q4);
+        policy_or_exit(p, k_quantized[i - N_METHODS][0], k_quantized[i - N_METHODS][1], B, k_q4);
 }
 
 static void experiment_quality(harness *H, const int *budgets, int n_b)
@@ -137,7 +145,7 @@ static void experiment_quality(harness *H, const int *budgets, int n_b)
                        "policy,budget,ppl_sampled,ppl_data,kl_sampled,kl_data,top1_sampled,"
                        "kv_bytes_mean,kv_frac_of_full,compress_us_per_token");
     ev_policy full;
-    ev_policy_make(&full, "full", "full", 0, NULL);
+    policy_or_exit(&full, "full", "full", 0, NULL);
     quality qf;
     run_quality(H, &full, 0, f, &qf);
     double full_bytes = qf.bytes;
@@ -258,14 +266,13 @@ static void experiment_ablation(harness *H, int B)
                        "retrieval_prefill,retrieval_stream,kv_bytes_mean,kv_frac_of_full,"
                        "compress_us_per_token,lazy_layers");
     ev_policy full;
-    ev_policy_make(&full, "full", "full", 0, NULL);
+    policy_or_exit(&full, "full", "full", 0, NULL);
     quality qf;
     run_quality(H, &full, 0, NULL, &qf);
     for (size_t i = 0; i < sizeof k_abl / sizeof k_abl[0]; i++) {
         ev_policy p;
         int b = strcmp(k_abl[i].method, "full") ? B : 0;
-        if (ev_policy_make(&p, k_abl[i].name, k_abl[i].method, b, k_abl[i].kv))
-            exit(1);
+        policy_or_exit(&p, k_abl[i].name, k_abl[i].method, b, k_abl[i].kv);
         quality q;
         run_quality(H, &p, b, NULL, &q);
         double rp = run_retrieval(H, &p, 0, NULL, 0, NULL);
@@ -361,7 +368,7 @@ int main(int argc, char **argv)
             return 1;
     }
     ev_policy full;
-    ev_policy_make(&full, "full", "full", 0, NULL);
+    policy_or_exit(&full, "full", "full", 0, NULL);
     for (int t = 0; t < H.n_texts; t++) {
         H.ref_logits[t] = malloc(sizeof(float) * (size_t)H.text_len[t] * H.m->hp.n_vocab);
         ev_stream_opts o = {0};
@@ -376,10 +383,13 @@ int main(int argc, char **argv)
     static const int dists[] = {16, 32, 64, 96, 128};
     int n_dist = quick ? 3 : 5;
     H.cases = calloc(MAX_CASES, sizeof(ev_rcase));
-    H.n_cases = ev_retrieval_cases(H.tok, dists, n_dist, H.cases, MAX_CASES);
+    if (!H.cases ||
+        ev_retrieval_cases(H.tok, dists, n_dist, H.cases, MAX_CASES, &H.n_cases) != EM_OK)
+        return 1;
     int n_full_ok = 0;
     for (int i = 0; i < H.n_cases; i++) {
-        ev_retrieval_run(H.e, &full.cfg, &H.cases[i], 0, &H.full_ok[i]);
+        if (ev_retrieval_run(H.e, &full.cfg, &H.cases[i], 0, &H.full_ok[i]) != EM_OK)
+            return 1;
         n_full_ok += H.full_ok[i];
     }
     fprintf(stderr, "retrieval: %d cases, the full cache reproduces the name in %d\n", H.n_cases,

@@ -45,41 +45,53 @@ static void fill_sentence(char *out, size_t cap, const char *tmpl, int girl)
     out[o] = 0;
 }
 
-static int encode(const tokenizer *tok, const char *s, int32_t *ids, int cap)
+/* s as ids (with BOS when the model adds one) into ids[cap]; *n their count. */
+static em_status encode(const tokenizer *tok, const char *s, int32_t *ids, int cap, int *n)
 {
-    int n = 0;
-    if (tok_encode_ex(tok, s, strlen(s), tok_add_bos_default(tok) ? TOK_ADD_BOS : 0, ids, cap, &n) != EM_OK)
-        return -1;
-    return n;
+    *n = 0;
+    return tok_encode_ex(tok, s, strlen(s), tok_add_bos_default(tok) ? TOK_ADD_BOS : 0, ids, cap,
+                         n);
 }
 
-int ev_retrieval_cases(const tokenizer *tok, const int *distances, int n_dist, ev_rcase *out,
-                       int cap)
+/* "Once upon a time ... <name>.", filler sentences until the name is `distance` tokens back,
+ * then the cue " One day," (prompt, np ids in a) and the cue + " <name>" (nf ids in b). */
+static em_status make_texts(const tokenizer *tok, int ni, int distance, int32_t *a, int32_t *b,
+                            int cap, int *np, int *nf, int *dist)
 {
-    int nc = 0;
     static char text[8192], intro[256], tmp[256];
+    int girl = ni < 8, n_intro, n;
+    const char *name = girl ? k_girls[ni] : k_boys[ni - 8];
+    snprintf(intro, sizeof intro, "Once upon a time, there was a little %s named %s.",
+             girl ? "girl" : "boy", name);
+    em_status st = encode(tok, intro, a, cap, &n_intro);
+    snprintf(text, sizeof text, "%s", intro);
+    *dist = 0;
+    for (int k = 0; st == EM_OK && *dist < distance && k < 200; k++) {
+        fill_sentence(tmp, sizeof tmp, k_fill[(ni + k) % N_FILL], girl);
+        strncat(text, " ", sizeof text - strlen(text) - 1);
+        strncat(text, tmp, sizeof text - strlen(text) - 1);
+        st = encode(tok, text, a, cap, &n);
+        *dist = n - n_intro;
+    }
+    strncat(text, " One day,", sizeof text - strlen(text) - 1);
+    if (st == EM_OK) st = encode(tok, text, a, cap, np);
+    strncat(text, " ", sizeof text - strlen(text) - 1);
+    strncat(text, name, sizeof text - strlen(text) - 1);
+    return st == EM_OK ? encode(tok, text, b, cap, nf) : st;
+}
+
+em_status ev_retrieval_cases(const tokenizer *tok, const int *distances, int n_dist, ev_rcase *out,
+                             int cap, int *n_out)
+{
     static int32_t a[2048], b[2048];
+    int nc = 0;
+    *n_out = 0;
     for (int di = 0; di < n_dist; di++) {
         for (int ni = 0; ni < 16 && nc < cap; ni++) {
-            int girl = ni < 8;
-            const char *name = girl ? k_girls[ni] : k_boys[ni - 8];
-            snprintf(intro, sizeof intro, "Once upon a time, there was a little %s named %s.",
-                     girl ? "girl" : "boy", name);
-            int n_intro = encode(tok, intro, a, 2048);
-            snprintf(text, sizeof text, "%s", intro);
-            int k = 0, dist = 0;
-            while (dist < distances[di] && k < 200) {
-                fill_sentence(tmp, sizeof tmp, k_fill[(ni + k) % N_FILL], girl);
-                strncat(text, " ", sizeof text - strlen(text) - 1);
-                strncat(text, tmp, sizeof text - strlen(text) - 1);
-                k++;
-                dist = encode(tok, text, a, 2048) - n_intro;
-            }
-            strncat(text, " One day,", sizeof text - strlen(text) - 1);
-            int np = encode(tok, text, a, 2048);
-            strncat(text, " ", sizeof text - strlen(text) - 1);
-            strncat(text, name, sizeof text - strlen(text) - 1);
-            int nf = encode(tok, text, b, 2048);
+            int np, nf, dist;
+            em_status st = make_texts(tok, ni, distances[di], a, b, 2048, &np, &nf, &dist);
+            if (st != EM_OK)
+                return st;
             if (np <= 0 || nf <= np || nf > (int)(sizeof out->ids / sizeof out->ids[0]) ||
                 memcmp(a, b, sizeof(int32_t) * (size_t)np) != 0) {
                 continue; /* the name did not tokenize as a clean suffix */
@@ -90,10 +102,11 @@ int ev_retrieval_cases(const tokenizer *tok, const int *distances, int n_dist, e
             rc->n_name = nf - np;
             rc->distance = dist;
             rc->dist_idx = di;
-            snprintf(rc->name, sizeof rc->name, "%s", name);
+            snprintf(rc->name, sizeof rc->name, "%s", ni < 8 ? k_girls[ni] : k_boys[ni - 8]);
         }
     }
-    return nc;
+    *n_out = nc;
+    return EM_OK;
 }
 
 static int argmax(const float *x, int n)

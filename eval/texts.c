@@ -6,27 +6,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-int ev_policy_make(ev_policy *p, const char *name, const char *method, int B, const char *const *kv)
+em_status ev_policy_make(ev_policy *p, const char *name, const char *method, int B,
+                         const char *const *kv)
 {
     char err[256], b[16];
+    em_status st;
     memset(p, 0, sizeof *p);
     snprintf(p->name, sizeof p->name, "%s", name);
     ems_config_default(&p->cfg);
-    if (ems_config_set(&p->cfg, "method", method, err, sizeof err) != EM_OK)
+    if ((st = ems_config_set(&p->cfg, "method", method, err, sizeof err)) != EM_OK)
         goto bad;
     snprintf(b, sizeof b, "%d", B);
-    if (B > 0 && ems_config_set(&p->cfg, "budget", b, err, sizeof err) != EM_OK)
+    if (B > 0 && (st = ems_config_set(&p->cfg, "budget", b, err, sizeof err)) != EM_OK)
         goto bad;
     for (int i = 0; kv && kv[i]; i++) {
-        if (ems_config_set_kv(&p->cfg, kv[i], err, sizeof err) != EM_OK)
+        if ((st = ems_config_set_kv(&p->cfg, kv[i], err, sizeof err)) != EM_OK)
             goto bad;
     }
-    if (ems_config_validate(&p->cfg, err, sizeof err) != EM_OK)
+    if ((st = ems_config_validate(&p->cfg, err, sizeof err)) != EM_OK)
         goto bad;
-    return 0;
+    return EM_OK;
 bad:
     fprintf(stderr, "policy %s: %s\n", name, err);
-    return -1;
+    return st;
 }
 
 static uint64_t rng_next(uint64_t *s)

@@ -9,10 +9,20 @@
  *
  * Determinism contract (tensor parallelism relies on it): every output element is computed by
  * exactly one thread with a fixed summation order that does not depend on the thread count,
- * so results are bit-identical for any --threads value. */
+ * so results are bit-identical for any --threads value.
+ *
+ * Errors: every op returns em_status. EM_EINVAL for arguments a caller could get wrong (an
+ * unknown dtype, columns that are not whole blocks, negative counts, strides shorter than a
+ * row: the kern_check_* functions below, which every backend runs first), EM_ENOMEM when a
+ * backend has no memory left for its scratch (where no slower path without it exists),
+ * EM_EDEVICE when an accelerator failed (then every later op of that backend fails too),
+ * EM_EUNSUPPORTED for valid arguments a backend does not implement. On an error the outputs
+ * hold unspecified values. */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
+
+#include "common/status.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -77,19 +87,21 @@ typedef struct kern_attn_args {
 typedef struct kern_ops {
     const char *name;
     /* Y[n][W.rows] = X[n][W.cols] . W^T  (x_stride, y_stride in floats) */
-    void (*matmul)(void *ctx, const kern_weight *w, const float *x, int x_stride, int n, float *y,
-                   int y_stride);
+    em_status (*matmul)(void *ctx, const kern_weight *w, const float *x, int x_stride, int n,
+                        float *y, int y_stride);
     /* y[i] = x[i] / sqrt(mean(x^2) + eps) * g, for n rows of dim floats (y may alias x) */
-    void (*rmsnorm)(void *ctx, const float *x, const float *g, int n, int dim, float eps, float *y);
+    em_status (*rmsnorm)(void *ctx, const float *x, const float *g, int n, int dim, float eps,
+                         float *y);
     /* Interleaved-pair RoPE (GGUF llama): for each token t, head h, pair i < rope_dim/2:
      * theta = pos[t] * base^(-2i/rope_dim); rotate (x[2i], x[2i+1]). In place.
      * x + t*stride + h*hd is head h of token t. */
-    void (*rope)(void *ctx, float *x, int n_tok, int n_heads, int hd, int stride,
-                 const int32_t *pos, float base, int rope_dim);
+    em_status (*rope)(void *ctx, float *x, int n_tok, int n_heads, int hd, int stride,
+                      const int32_t *pos, float base, int rope_dim);
     /* out[i] = silu(gate[i]) * up[i], n rows of dim (strides equal dim) */
-    void (*swiglu)(void *ctx, const float *gate, const float *up, int n, int dim, float *out);
+    em_status (*swiglu)(void *ctx, const float *gate, const float *up, int n, int dim,
+                        float *out);
     /* see kern_attn_args */
-    void (*attn)(void *ctx, const kern_attn_args *a);
+    em_status (*attn)(void *ctx, const kern_attn_args *a);
     /* Optional (NULL: the caller runs the items itself): runs fn(user, i, tid) for every i in
      * [0, n) on the backend's workers, tid in [0, n_threads); the ops above may be called from
      * fn (they then run on that thread alone). Used for attention over sequences x KV heads. */
@@ -143,11 +155,53 @@ void kern_embed_row(const kern_weight *table, int row, float *out);
 float kern_f16_to_f32(uint16_t h);
 uint16_t kern_f32_to_f16(float f);
 
-/* Convenience wrappers. */
-static inline void kern_matmul(const kern_ops *o, const kern_weight *w, const float *x, int xs,
-                               int n, float *y, int ys)
+/* Argument checks of the op contracts above, run first by every backend: EM_OK, or EM_EINVAL
+ * for an unknown dtype, columns that are not whole blocks of it, a negative count, a missing
+ * pointer where there is work, a stride shorter than its row (checked only when there are
+ * several rows: one row's stride is unused), RoPE's rope_dim odd or above hd, or more
+ * attention statistic rows than queries. Shared so that every backend rejects exactly the same
+ * calls. */
+em_status kern_check_matmul(const kern_weight *w, const float *x, int x_stride, int n,
+                            const float *y, int y_stride);
+em_status kern_check_rows(const float *a, const float *b, int n, int dim, const float *out);
+em_status kern_check_rope(const float *x, int n_tok, int n_heads, int hd, int stride,
+                          const int32_t *pos, int rope_dim);
+em_status kern_check_attn(const kern_attn_args *a);
+
+/* Convenience wrappers: the same calls without spelling out the ctx. Their status must be
+ * looked at. */
+#define KERN_MUST_CHECK __attribute__((warn_unused_result))
+
+static inline KERN_MUST_CHECK em_status kern_matmul(const kern_ops *o, const kern_weight *w,
+                                                    const float *x, int xs, int n, float *y,
+                                                    int ys)
 {
-    o->matmul(o->ctx, w, x, xs, n, y, ys);
+    return o->matmul(o->ctx, w, x, xs, n, y, ys);
+}
+
+static inline KERN_MUST_CHECK em_status kern_rmsnorm(const kern_ops *o, const float *x,
+                                                     const float *g, int n, int dim, float eps,
+                                                     float *y)
+{
+    return o->rmsnorm(o->ctx, x, g, n, dim, eps, y);
+}
+
+static inline KERN_MUST_CHECK em_status kern_rope(const kern_ops *o, float *x, int n_tok,
+                                                  int n_heads, int hd, int stride,
+                                                  const int32_t *pos, float base, int rope_dim)
+{
+    return o->rope(o->ctx, x, n_tok, n_heads, hd, stride, pos, base, rope_dim);
+}
+
+static inline KERN_MUST_CHECK em_status kern_swiglu(const kern_ops *o, const float *gate,
+                                                    const float *up, int n, int dim, float *out)
+{
+    return o->swiglu(o->ctx, gate, up, n, dim, out);
+}
+
+static inline KERN_MUST_CHECK em_status kern_attn(const kern_ops *o, const kern_attn_args *a)
+{
+    return o->attn(o->ctx, a);
 }
 
 #ifdef __cplusplus

@@ -34,22 +34,24 @@ static em_status fail(cursor *c, const char *fmt, ...)
 
 static size_t left(const cursor *c) { return (size_t)(c->end - c->p); }
 
-static int rd(cursor *c, void *dst, size_t n)
+/* n bytes from the cursor; EM_EINVAL when fewer are left (the file is truncated). */
+static em_status rd(cursor *c, void *dst, size_t n)
 {
-    if (left(c) < n) return -1;
+    if (left(c) < n) return EM_EINVAL;
     memcpy(dst, c->p, n);
     c->p += n;
-    return 0;
+    return EM_OK;
 }
 
-static int rd_str(cursor *c, gguf_str *s)
+/* A length-prefixed string (a view into the mapping); EM_EINVAL when it runs past the end. */
+static em_status rd_str(cursor *c, gguf_str *s)
 {
     uint64_t len;
-    if (rd(c, &len, 8) || len > left(c)) return -1;
+    if (rd(c, &len, 8) != EM_OK || len > left(c)) return EM_EINVAL;
     s->len = len;
     s->data = (const char *)c->p;
     c->p += len;
-    return 0;
+    return EM_OK;
 }
 
 static size_t scalar_size(uint32_t t)
@@ -69,14 +71,18 @@ static em_status skip_value(cursor *c, gguf_kv *kv, uint32_t t)
     if (t == GGUF_TYPE_STRING) {
         gguf_str s;
         kv->val = c->p;
-        if (rd_str(c, &s)) return fail(c, "string value of '%.*s' runs past the end of the file",
-                                       (int)kv->key.len, kv->key.data);
+        if (rd_str(c, &s) != EM_OK) {
+            return fail(c, "string value of '%.*s' runs past the end of the file",
+                        (int)kv->key.len, kv->key.data);
+        }
         return EM_OK;
     }
     if (t == GGUF_TYPE_ARRAY) {
         uint32_t at;
         uint64_t n;
-        if (rd(c, &at, 4) || rd(c, &n, 8)) return fail(c, "truncated array header");
+        if (rd(c, &at, 4) != EM_OK || rd(c, &n, 8) != EM_OK) {
+            return fail(c, "truncated array header");
+        }
         kv->arr_type = (gguf_type)at;
         kv->arr_len = n;
         kv->val = c->p;
@@ -86,9 +92,10 @@ static em_status skip_value(cursor *c, gguf_kv *kv, uint32_t t)
                                              (unsigned long long)n);
             for (uint64_t i = 0; i < n; i++) {
                 gguf_str s;
-                if (rd_str(c, &s)) return fail(c, "string %llu of array '%.*s' runs past the end",
-                                               (unsigned long long)i, (int)kv->key.len,
-                                               kv->key.data);
+                if (rd_str(c, &s) != EM_OK) {
+                    return fail(c, "string %llu of array '%.*s' runs past the end",
+                                (unsigned long long)i, (int)kv->key.len, kv->key.data);
+                }
             }
             return EM_OK;
         }
@@ -158,22 +165,26 @@ static em_status parse_tensors(cursor *c, gguf_file *f)
     const uint64_t max_ne = (uint64_t)1 << 40;
     for (uint64_t i = 0; i < f->n_tensors; i++) {
         gguf_tensor_info *t = &f->tensors[i];
-        if (rd_str(c, &t->name)) return fail(c, "tensor %llu: name runs past the end",
-                                             (unsigned long long)i);
-        if (rd(c, &t->n_dims, 4)) return fail(c, "tensor %llu: truncated", (unsigned long long)i);
+        if (rd_str(c, &t->name) != EM_OK) {
+            return fail(c, "tensor %llu: name runs past the end", (unsigned long long)i);
+        }
+        if (rd(c, &t->n_dims, 4) != EM_OK) {
+            return fail(c, "tensor %llu: truncated", (unsigned long long)i);
+        }
         if (t->n_dims < 1 || t->n_dims > 4) return fail(c, "tensor '%.*s': %u dimensions (1-4 allowed)",
                                                          (int)t->name.len, t->name.data, t->n_dims);
         uint64_t nel = 1;
         for (int d = 0; d < 4; d++) t->ne[d] = 1;
         for (uint32_t d = 0; d < t->n_dims; d++) {
-            if (rd(c, &t->ne[d], 8)) return fail(c, "tensor '%.*s': truncated shape",
-                                                 (int)t->name.len, t->name.data);
+            if (rd(c, &t->ne[d], 8) != EM_OK) {
+                return fail(c, "tensor '%.*s': truncated shape", (int)t->name.len, t->name.data);
+            }
             if (t->ne[d] == 0 || t->ne[d] > max_ne || nel > max_ne / t->ne[d]) {
                 return fail(c, "tensor '%.*s': shape out of range", (int)t->name.len, t->name.data);
             }
             nel *= t->ne[d];
         }
-        if (rd(c, &t->type, 4) || rd(c, &t->offset, 8)) {
+        if (rd(c, &t->type, 4) != EM_OK || rd(c, &t->offset, 8) != EM_OK) {
             return fail(c, "tensor '%.*s': truncated", (int)t->name.len, t->name.data);
         }
         int ok;
@@ -193,10 +204,14 @@ static em_status parse(const uint8_t *buf, size_t size, gguf_file *f, char *err,
 {
     cursor c = {buf, buf + size, err, errlen};
     char magic[4];
-    if (rd(&c, magic, 4) || memcmp(magic, "GGUF", 4) != 0) return fail(&c, "not a GGUF file (bad magic)");
-    if (rd(&c, &f->version, 4)) return fail(&c, "truncated header");
+    if (rd(&c, magic, 4) != EM_OK || memcmp(magic, "GGUF", 4) != 0) {
+        return fail(&c, "not a GGUF file (bad magic)");
+    }
+    if (rd(&c, &f->version, 4) != EM_OK) return fail(&c, "truncated header");
     if (f->version != 3) return fail(&c, "GGUF version %u not supported (need 3)", f->version);
-    if (rd(&c, &f->n_tensors, 8) || rd(&c, &f->n_kv, 8)) return fail(&c, "truncated header");
+    if (rd(&c, &f->n_tensors, 8) != EM_OK || rd(&c, &f->n_kv, 8) != EM_OK) {
+        return fail(&c, "truncated header");
+    }
     /* Each kv needs >= 12 bytes, each tensor info >= 8+4+8+4+8 bytes. */
     if (f->n_kv > left(&c) / 12) return fail(&c, "n_kv %llu cannot fit in the file",
                                              (unsigned long long)f->n_kv);
@@ -209,8 +224,12 @@ static em_status parse(const uint8_t *buf, size_t size, gguf_file *f, char *err,
     for (uint64_t i = 0; i < f->n_kv; i++) {
         gguf_kv *kv = &f->kv[i];
         uint32_t t;
-        if (rd_str(&c, &kv->key)) return fail(&c, "key %llu runs past the end", (unsigned long long)i);
-        if (rd(&c, &t, 4)) return fail(&c, "truncated key/value %llu", (unsigned long long)i);
+        if (rd_str(&c, &kv->key) != EM_OK) {
+            return fail(&c, "key %llu runs past the end", (unsigned long long)i);
+        }
+        if (rd(&c, &t, 4) != EM_OK) {
+            return fail(&c, "truncated key/value %llu", (unsigned long long)i);
+        }
         kv->type = (gguf_type)t;
         em_status st = skip_value(&c, kv, t);
         if (st != EM_OK) return st;

@@ -198,8 +198,9 @@ static void write_header(const gguf_writer *w, gguf_buf *b) {
     gguf_buf_pad(b, w->alignment);
 }
 
-/* Calls sink(ctx, bytes, n) for the header and every tensor (plus padding) in order. */
-typedef int (*sink_fn)(void *ctx, const void *p, size_t n);
+/* Calls sink(ctx, bytes, n) for the header and every tensor (plus padding) in order; a sink
+ * returns EM_EIO (errno set) or EM_ENOMEM when it cannot take the bytes. */
+typedef em_status (*sink_fn)(void *ctx, const void *p, size_t n);
 
 static em_status emit_all(const gguf_writer *w, gguf_fill_fn fill, void *user, sink_fn sink, void *ctx,
                           char *err, size_t errlen) {
@@ -210,9 +211,7 @@ static em_status emit_all(const gguf_writer *w, gguf_fill_fn fill, void *user, s
         snprintf(err, errlen, "gguf_write: out of memory");
         return EM_ENOMEM;
     }
-    em_status st = EM_OK;
-    int io_err = sink(ctx, h.p, h.n) != 0;
-    if (io_err) st = EM_EIO;
+    em_status io = sink(ctx, h.p, h.n), st = io; /* io: the status of the last write */
     gguf_buf_free(&h);
     void *scratch = NULL;
     size_t scap = 0;
@@ -244,24 +243,27 @@ static em_status emit_all(const gguf_writer *w, gguf_fill_fn fill, void *user, s
             data = scratch;
         }
         size_t pad = align_up(t->nbytes, w->alignment) - t->nbytes;
-        io_err = sink(ctx, data, t->nbytes) != 0;
-        for (size_t k; pad && !io_err; pad -= k) {
+        io = sink(ctx, data, t->nbytes);
+        for (size_t k; pad && io == EM_OK; pad -= k) {
             k = pad < sizeof zeros ? pad : sizeof zeros;
-            io_err = sink(ctx, zeros, k) != 0;
+            io = sink(ctx, zeros, k);
         }
-        if (io_err) st = EM_EIO;
+        st = io;
     }
     free(scratch);
-    if (io_err) snprintf(err, errlen, "gguf_write: write failed: %s", strerror(errno));
+    if (io == EM_ENOMEM) snprintf(err, errlen, "gguf_write: out of memory");
+    else if (io != EM_OK) snprintf(err, errlen, "gguf_write: write failed: %s", strerror(errno));
     return st;
 }
 
-static int file_sink(void *ctx, const void *p, size_t n) { return fwrite(p, 1, n, (FILE *)ctx) == n ? 0 : -1; }
+static em_status file_sink(void *ctx, const void *p, size_t n) {
+    return fwrite(p, 1, n, (FILE *)ctx) == n ? EM_OK : EM_EIO;
+}
 
-static int mem_sink(void *ctx, const void *p, size_t n) {
+static em_status mem_sink(void *ctx, const void *p, size_t n) {
     gguf_buf *b = ctx;
     gguf_buf_put(b, p, n);
-    return b->oom ? -1 : 0;
+    return b->oom ? EM_ENOMEM : EM_OK;
 }
 
 em_status gguf_writer_write_file(const gguf_writer *w, const char *path, gguf_fill_fn fill, void *user,
@@ -284,10 +286,6 @@ em_status gguf_writer_write_mem(const gguf_writer *w, gguf_fill_fn fill, void *u
                                 size_t *size, char *err, size_t errlen) {
     gguf_buf b = {0};
     em_status st = emit_all(w, fill, user, mem_sink, &b, err, errlen);
-    if (st == EM_EIO && b.oom) {
-        snprintf(err, errlen, "gguf_write: out of memory");
-        st = EM_ENOMEM;
-    }
     if (st != EM_OK) {
         gguf_buf_free(&b);
         return st;

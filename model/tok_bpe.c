@@ -179,12 +179,12 @@ static int bp_before(const bpair *a, const bpair *b)
 
 typedef struct { bpair *v; size_t n, cap; } bheap;
 
-static int bheap_push(bheap *h, bpair p)
+static em_status bheap_push(bheap *h, bpair p)
 {
     if (h->n == h->cap) {
         size_t nc = h->cap ? 2 * h->cap : 64;
         bpair *nv = realloc(h->v, nc * sizeof *nv);
-        if (!nv) return -1;
+        if (!nv) return EM_ENOMEM;
         h->v = nv;
         h->cap = nc;
     }
@@ -196,7 +196,7 @@ static int bheap_push(bheap *h, bpair p)
         i = up;
     }
     h->v[i] = p;
-    return 0;
+    return EM_OK;
 }
 
 static bpair bheap_pop(bheap *h)
@@ -222,11 +222,12 @@ typedef struct {
     bheap h;
 } bpe_work;
 
-static int push_pair(bpe_work *w, int l, int r)
+/* Queues the merge of symbols l and r when there is one. */
+static em_status push_pair(bpe_work *w, int l, int r)
 {
-    if (l < 0 || r < 0 || w->sy[l].id < 0 || w->sy[r].id < 0) return 0;
+    if (l < 0 || r < 0 || w->sy[l].id < 0 || w->sy[r].id < 0) return EM_OK;
     const merge_slot *m = find_merge(w->b, w->sy[l].id, w->sy[r].id);
-    if (!m) return 0;
+    if (!m) return EM_OK;
     bpair p = {m->rank, m->result, l, r, w->sy[l].len + w->sy[r].len};
     return bheap_push(&w->h, p);
 }
@@ -237,7 +238,7 @@ static em_status merge_word(bpe_work *w, int ns)
     bsym *sy = w->sy;
     w->h.n = 0;
     for (int i = 0; i + 1 < ns; i++)
-        if (push_pair(w, i, i + 1) != 0) return EM_ENOMEM;
+        if (push_pair(w, i, i + 1) != EM_OK) return EM_ENOMEM;
     while (w->h.n > 0) {
         bpair p = bheap_pop(&w->h);
         bsym *l = &sy[p.left], *r = &sy[p.right];
@@ -247,7 +248,7 @@ static em_status merge_word(bpe_work *w, int ns)
         r->len = 0;
         l->next = r->next;
         if (r->next >= 0) sy[r->next].prev = p.left;
-        if (push_pair(w, l->prev, p.left) != 0 || push_pair(w, p.left, l->next) != 0)
+        if (push_pair(w, l->prev, p.left) != EM_OK || push_pair(w, p.left, l->next) != EM_OK)
             return EM_ENOMEM;
     }
     return EM_OK;

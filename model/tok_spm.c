@@ -92,12 +92,12 @@ static int bg_before(const bigram *a, const bigram *b)
 
 typedef struct { bigram *v; size_t n, cap; } heap;
 
-static int heap_push(heap *h, bigram b)
+static em_status heap_push(heap *h, bigram b)
 {
     if (h->n == h->cap) {
         size_t nc = h->cap ? 2 * h->cap : 64;
         bigram *nv = realloc(h->v, nc * sizeof *nv);
-        if (!nv) return -1;
+        if (!nv) return EM_ENOMEM;
         h->v = nv;
         h->cap = nc;
     }
@@ -128,12 +128,14 @@ static bigram heap_pop(heap *h)
     return top;
 }
 
-static int try_bigram(const tokenizer *t, const char *text, const sym *sy, int l, int r, heap *h)
+/* Queues the merge of symbols l and r when their concatenation is a piece. */
+static em_status try_bigram(const tokenizer *t, const char *text, const sym *sy, int l, int r,
+                            heap *h)
 {
-    if (l < 0 || r < 0) return 0;
+    if (l < 0 || r < 0) return EM_OK;
     uint32_t len = sy[l].len + sy[r].len;
     int32_t id = spm_lookup(t, text + sy[l].off, len);
-    if (id < 0) return 0;
+    if (id < 0) return EM_OK;
     bigram b = {l, r, t->spm->score[id], len};
     return heap_push(h, b);
 }
@@ -179,7 +181,7 @@ static em_status merge_all(const tokenizer *t, const char *buf, sym *sy, int ns)
     heap h = {0};
     em_status st = EM_OK;
     for (int i = 0; i + 1 < ns && st == EM_OK; i++)
-        if (try_bigram(t, buf, sy, i, i + 1, &h) != 0) st = EM_ENOMEM;
+        st = try_bigram(t, buf, sy, i, i + 1, &h);
     while (h.n > 0 && st == EM_OK) {
         bigram b = heap_pop(&h);
         sym *l = &sy[b.left], *r = &sy[b.right];
@@ -188,9 +190,8 @@ static em_status merge_all(const tokenizer *t, const char *buf, sym *sy, int ns)
         r->len = 0;
         l->next = r->next;
         if (r->next >= 0) sy[r->next].prev = b.left;
-        if (try_bigram(t, buf, sy, l->prev, b.left, &h) != 0 ||
-            try_bigram(t, buf, sy, b.left, l->next, &h) != 0)
-            st = EM_ENOMEM;
+        st = try_bigram(t, buf, sy, l->prev, b.left, &h);
+        if (st == EM_OK) st = try_bigram(t, buf, sy, b.left, l->next, &h);
     }
     free(h.v);
     return st;

@@ -102,17 +102,17 @@ int tok_is_special(const tokenizer *t, int32_t id)
 typedef struct { size_t off, len; int32_t id; } frag;
 typedef struct { frag *v; size_t n, cap; } frag_list;
 
-static int frag_add(frag_list *l, size_t off, size_t len, int32_t id)
+static em_status frag_add(frag_list *l, size_t off, size_t len, int32_t id)
 {
     if (l->n == l->cap) {
         size_t nc = l->cap ? 2 * l->cap : 16;
         frag *nv = realloc(l->v, nc * sizeof *nv);
-        if (!nv) return -1;
+        if (!nv) return EM_ENOMEM;
         l->v = nv;
         l->cap = nc;
     }
     l->v[l->n++] = (frag){off, len, id};
-    return 0;
+    return EM_OK;
 }
 
 /* Splits every raw fragment of *in at each (non-overlapping, leftmost first) occurrence of the
@@ -125,20 +125,21 @@ static em_status split_on(const tokenizer *t, const char *text, frag_list *in, i
     for (size_t i = 0; i < in->n; i++) {
         frag f = in->v[i];
         const char *at = text + f.off, *end = at + f.len, *hit;
-        int bad = 0;
+        em_status st = EM_OK;
         if (f.id >= 0) {
-            bad = frag_add(&out, f.off, f.len, f.id);
+            st = frag_add(&out, f.off, f.len, f.id);
         } else {
-            while ((hit = memmem(at, (size_t)(end - at), p, pn)) != NULL && !bad) {
-                if (hit > at) bad |= frag_add(&out, (size_t)(at - text), (size_t)(hit - at), -1);
-                bad |= frag_add(&out, (size_t)(hit - text), pn, id);
+            while (st == EM_OK && (hit = memmem(at, (size_t)(end - at), p, pn)) != NULL) {
+                if (hit > at) st = frag_add(&out, (size_t)(at - text), (size_t)(hit - at), -1);
+                if (st == EM_OK) st = frag_add(&out, (size_t)(hit - text), pn, id);
                 at = hit + pn;
             }
-            if (at < end && !bad) bad = frag_add(&out, (size_t)(at - text), (size_t)(end - at), -1);
+            if (at < end && st == EM_OK)
+                st = frag_add(&out, (size_t)(at - text), (size_t)(end - at), -1);
         }
-        if (bad) {
+        if (st != EM_OK) {
             free(out.v);
-            return EM_ENOMEM;
+            return st;
         }
     }
     free(in->v);
@@ -151,7 +152,7 @@ static em_status split_on(const tokenizer *t, const char *text, frag_list *in, i
 static em_status partition(const tokenizer *t, const char *text, size_t len, int parse_special,
                            frag_list *l)
 {
-    if (len > 0 && frag_add(l, 0, len, -1) != 0) return EM_ENOMEM;
+    if (len > 0 && frag_add(l, 0, len, -1) != EM_OK) return EM_ENOMEM;
     for (int k = 0; k < t->v.n_specials && l->n > 0; k++) {
         int32_t id = t->v.specials[k];
         if (!parse_special && t->v.type[id] != TOK_USER) continue;

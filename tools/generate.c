@@ -35,36 +35,39 @@ static void usage(FILE *f)
     ems_config_help(f);
 }
 
-static int on_token(void *user, int32_t id, const char *text, size_t len)
+/* Appends the token's text to the NUL-terminated string *user. */
+static em_status on_token(void *user, int32_t id, const char *text, size_t len)
 {
     char **acc = user;
     size_t old = *acc ? strlen(*acc) : 0;
     char *n = realloc(*acc, old + len + 1);
-    if (!n) return 1;
+    if (!n) return EM_ENOMEM;
     memcpy(n + old, text, len);
     n[old + len] = 0;
     *acc = n;
-    return 0;
+    return EM_OK;
 }
 
-static int parse_int(const char *s, long lo, long hi, int *out)
+/* A decimal integer in [lo, hi]; EM_EINVAL for anything else. */
+static em_status parse_int(const char *s, long lo, long hi, int *out)
 {
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return -1;
+    if (errno || end == s || *end || v < lo || v > hi) return EM_EINVAL;
     *out = (int)v;
-    return 0;
+    return EM_OK;
 }
 
-static int parse_float(const char *s, float *out)
+/* A float (range checks are the sampler's); EM_EINVAL when s is not one. */
+static em_status parse_float(const char *s, float *out)
 {
     char *end;
     errno = 0;
     float v = strtof(s, &end);
-    if (errno || end == s || *end) return -1;
+    if (errno || end == s || *end) return EM_EINVAL;
     *out = v;
-    return 0;
+    return EM_OK;
 }
 
 int main(int argc, char **argv)
@@ -107,21 +110,21 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--prompt-file") || !strcmp(a, "-f")) {
             prompt_file = v;
         } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
-            bad = parse_int(v, 1, 1 << 20, &gp.stop.max_tokens);
+            bad = parse_int(v, 1, 1 << 20, &gp.stop.max_tokens) != EM_OK;
         } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
-            bad = parse_int(v, 0, 256, &threads);
+            bad = parse_int(v, 0, 256, &threads) != EM_OK;
         } else if (!strcmp(a, "--act-quant")) {
             bad = !kern_act_mode_parse(v, &act);
         } else if (!strcmp(a, "--temp")) {
-            bad = parse_float(v, &gp.sp.temperature);
+            bad = parse_float(v, &gp.sp.temperature) != EM_OK;
         } else if (!strcmp(a, "--top-k")) {
-            bad = parse_int(v, 0, 1 << 30, &gp.sp.top_k);
+            bad = parse_int(v, 0, 1 << 30, &gp.sp.top_k) != EM_OK;
         } else if (!strcmp(a, "--top-p")) {
-            bad = parse_float(v, &gp.sp.top_p);
+            bad = parse_float(v, &gp.sp.top_p) != EM_OK;
         } else if (!strcmp(a, "--min-p")) {
-            bad = parse_float(v, &gp.sp.min_p);
+            bad = parse_float(v, &gp.sp.min_p) != EM_OK;
         } else if (!strcmp(a, "--repeat-penalty")) {
-            bad = parse_float(v, &gp.sp.repetition_penalty);
+            bad = parse_float(v, &gp.sp.repetition_penalty) != EM_OK;
         } else if (!strcmp(a, "--seed")) {
             char *end;
             gp.sp.seed = strtoull(v, &end, 10);
@@ -129,7 +132,8 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--stop")) {
             bad = stop_params_add_string(&gp.stop, v, strlen(v), err, sizeof err) != EM_OK;
         } else if (!strcmp(a, "--stop-id")) {
-            bad = n_stop_ids >= STOP_MAX_IDS || parse_int(v, 0, 1 << 30, &stop_ids[n_stop_ids++]);
+            bad = n_stop_ids >= STOP_MAX_IDS ||
+                  parse_int(v, 0, 1 << 30, &stop_ids[n_stop_ids++]) != EM_OK;
         } else if (ems_config_cli(&gp.kv, a, v, &kst, err, sizeof err)) {
             bad = kst != EM_OK;
         } else {

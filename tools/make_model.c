@@ -213,13 +213,14 @@ static em_status build(const spec *sp, const char *out, char *err, size_t errlen
 
 /* ---------------------------------------------------------------- flags */
 
-static int parse_long(const char *s, long lo, long hi, long *v) {
+/* A decimal integer in [lo, hi]; EM_EINVAL for anything else. */
+static em_status parse_long(const char *s, long lo, long hi, long *v) {
     char *end;
     errno = 0;
     long x = strtol(s, &end, 10);
-    if (errno || end == s || *end || x < lo || x > hi) return -1;
+    if (errno || end == s || *end || x < lo || x > hi) return EM_EINVAL;
     *v = x;
-    return 0;
+    return EM_OK;
 }
 
 static void usage(void) {
@@ -278,7 +279,7 @@ int main(int argc, char **argv) {
         size_t k = 0, nk = sizeof k_ints / sizeof k_ints[0];
         while (k < nk && strcmp(k_ints[k].flag, f) != 0) k++;
         if (k == nk) { fprintf(stderr, "make_model: unknown flag '%s'\n", f); usage(); return 2; }
-        if (parse_long(v, k_ints[k].lo, k_ints[k].hi, (long *)((char *)&sp + k_ints[k].off))) {
+        if (parse_long(v, k_ints[k].lo, k_ints[k].hi, (long *)((char *)&sp + k_ints[k].off)) != EM_OK) {
             fprintf(stderr, "make_model: %s must be an integer in [%ld, %ld]\n", f, k_ints[k].lo, k_ints[k].hi);
             return 2;
         }

@@ -474,14 +474,15 @@ static void big_query(const kern_attn_args *a, attn_ws *w, int i, int tend)
     }
 }
 
-void kern_cpu__attn(void *ctx, const kern_attn_args *a)
+em_status kern_cpu__attn(void *ctx, const kern_attn_args *a)
 {
+    em_status status = kern_check_attn(a);
+    if (status != EM_OK || a->n_q == 0) return status;
     int G = a->G, hd = a->hd, len = a->len, n_q = a->n_q;
-    if (n_q <= 0 || G <= 0 || hd <= 0) return;
     kern_attn_stats *st = a->stats;
     if (len == 0) {
         for (int i = 0; i < n_q; i++) zero_out(a, i);
-        return;
+        return EM_OK;
     }
     attn_ws w;
     w.T = (len + 7) / 8;
@@ -489,10 +490,8 @@ void kern_cpu__attn(void *ctx, const kern_attn_args *a)
     size_t lenp = (size_t)8 * w.T;
     size_t need = lenp * (3 + (a->kbias ? 1 : 0) + (size_t)G + (small ? 2 * (size_t)hd : 0));
     float *buf = G <= 64 ? kern_cpu__scratch(KERN_CPU__SCRATCH_ATTN, need) : NULL;
-    if (!buf) { /* out of memory or a huge group: the reference needs no scratch */
-        kern_ref_attn(NULL, a);
-        return;
-    }
+    if (!buf) /* out of memory or a huge group: the reference needs only two rows */
+        return kern_ref_attn(NULL, a);
     w.kp = (int32_t *)buf;
     w.mk = (int32_t *)(buf + lenp);
     w.pr = buf + 2 * lenp;
@@ -533,4 +532,5 @@ void kern_cpu__attn(void *ctx, const kern_attn_args *a)
             if (row >= 0) memcpy(st->row_ptrs[row], w.pr, sizeof(float) * (size_t)len);
         }
     }
+    return EM_OK;
 }

@@ -57,9 +57,11 @@ typedef struct kern_cpu__ctx {
     kern_cpu__rope_slot rope[KERN_CPU__ROPE_SLOTS];
 } kern_cpu__ctx;
 
-void kern_cpu__matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n, float *y,
-                      int ys);
-/* Quantized weight, KERN_ACT_F32 (matmul_qf.c). */
+/* The kern_ops entry points: kern_check_* first, then the fast paths. */
+em_status kern_cpu__matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n,
+                           float *y, int ys);
+/* Quantized weight, KERN_ACT_F32 (matmul_qf.c), on arguments kern_check_matmul accepted; no
+ * failure (a scratch shortage falls back to the GEMV path, same bits). */
 void kern_cpu__matmul_qf(void *ctx, const kern_weight *w, const float *x, int xs, int n, float *y,
                          int ys);
 /* Rows [0, nr) of an f32 weight view w (row stride cols) for n tokens, on the calling thread,
@@ -67,10 +69,12 @@ void kern_cpu__matmul_qf(void *ctx, const kern_weight *w, const float *x, int xs
  * its dequantised weight tiles through it. */
 void kern_cpu__matmul_f32_rows(const float *w, int cols, int nr, const float *x, int xs, int n,
                                float *y, int ys);
-void kern_cpu__rmsnorm(void *ctx, const float *x, const float *g, int n, int dim, float eps,
-                       float *y);
-void kern_cpu__rope(void *ctx, float *x, int n_tok, int n_heads, int hd, int stride,
-                    const int32_t *pos, float base, int rope_dim);
-void kern_cpu__swiglu(void *ctx, const float *gate, const float *up, int n, int dim, float *out);
-void kern_cpu__attn(void *ctx, const kern_attn_args *a);
+em_status kern_cpu__rmsnorm(void *ctx, const float *x, const float *g, int n, int dim, float eps,
+                            float *y);
+em_status kern_cpu__rope(void *ctx, float *x, int n_tok, int n_heads, int hd, int stride,
+                         const int32_t *pos, float base, int rope_dim);
+em_status kern_cpu__swiglu(void *ctx, const float *gate, const float *up, int n, int dim,
+                           float *out);
+/* EM_ENOMEM only when neither its scratch nor the reference's two rows can be allocated. */
+em_status kern_cpu__attn(void *ctx, const kern_attn_args *a);
 void kern_cpu__parallel_for(void *ctx, int n, void (*fn)(void *user, int i, int tid), void *user);

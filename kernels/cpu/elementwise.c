@@ -56,31 +56,41 @@ static void rms_item(void *user, int i, int tid)
     rms_rows(j, a, b);
 }
 
-void kern_cpu__rmsnorm(void *ctx, const float *x, const float *g, int n, int dim, float eps,
-                       float *y)
+em_status kern_cpu__rmsnorm(void *ctx, const float *x, const float *g, int n, int dim, float eps,
+                            float *y)
 {
     kern_cpu__ctx *c = ctx;
+    em_status st = kern_check_rows(x, g, n, dim, y);
+    if (st != EM_OK || n == 0 || dim == 0) return st;
     rms_job j = {x, g, y, n, dim, eps, kern_cpu__n_items(c->n_threads, n)};
     if (c->n_threads == 1 || n < 2 || (long)n * dim < ELEM_PAR_MIN)
         rms_rows(&j, 0, n);
     else
         kern_cpu__pool_for(c->pool, j.n_items, rms_item, &j);
+    return EM_OK;
 }
 
 /* ---- RoPE ---- */
 
-/* Frequencies base^(-2i/rope_dim), computed exactly as the reference does. Returns a cached
- * table, or fills `tmp` when the cache is full or allocation fails. */
-static const float *rope_freq(kern_cpu__ctx *c, float base, int rope_dim, float *tmp)
+#define ROPE_CHUNK 64 /* pairs whose cos/sin one stack table holds */
+
+/* Frequency i: base^(-2i/rope_dim), the reference's expression. */
+static float rope_freq_at(float base, int rope_dim, int i)
+{
+    return powf(base, -2.0f * (float)i / (float)rope_dim);
+}
+
+/* The cached table of rope_freq_at over i < rope_dim / 2 for (base, rope_dim), made on first
+ * use; NULL when the cache is full or the table cannot be allocated (the caller then computes
+ * each frequency where it needs it: the same values). */
+static const float *rope_freq(kern_cpu__ctx *c, float base, int rope_dim)
 {
     for (int s = 0; s < KERN_CPU__ROPE_SLOTS; s++) {
         kern_cpu__rope_slot *sl = &c->rope[s];
         if (!__atomic_load_n(&sl->ready, __ATOMIC_ACQUIRE)) break;
         if (sl->base == base && sl->rope_dim == rope_dim) return sl->freq;
     }
-    const float *res = tmp;
-    for (int i = 0; i < rope_dim / 2; i++)
-        tmp[i] = powf(base, -2.0f * (float)i / (float)rope_dim);
+    const float *res = NULL;
     pthread_mutex_lock(&c->rope_mu);
     for (int s = 0; s < KERN_CPU__ROPE_SLOTS; s++) {
         kern_cpu__rope_slot *sl = &c->rope[s];
@@ -93,7 +103,7 @@ static const float *rope_freq(kern_cpu__ctx *c, float base, int rope_dim, float 
         }
         float *f = malloc(sizeof(float) * (size_t)(rope_dim / 2 > 0 ? rope_dim / 2 : 1));
         if (!f) break;
-        for (int i = 0; i < rope_dim / 2; i++) f[i] = tmp[i];
+        for (int i = 0; i < rope_dim / 2; i++) f[i] = rope_freq_at(base, rope_dim, i);
         sl->base = base;
         sl->rope_dim = rope_dim;
         sl->freq = f;
@@ -109,38 +119,50 @@ typedef struct rope_job {
     float *x;
     int n_tok, n_heads, hd, stride, rope_dim;
     const int32_t *pos;
-    const float *freq;
+    const float *freq; /* NULL: rope_freq_at on the fly */
+    float base;
     int n_items;
 } rope_job;
 
-static void rope_tokens(const rope_job *j, int ta, int tb)
+/* Pairs [p0, p1) (p1 - p0 <= ROPE_CHUNK, p0 a multiple of ROPE_CHUNK) of every head of token
+ * t. Elements below n8 = (rope_dim & ~7) go through the vector code, the rest through the
+ * scalar twin, whatever the chunking. */
+static void rope_pairs(const rope_job *j, int t, int p0, int p1)
 {
-    int np = j->rope_dim / 2, n8 = (2 * np) & ~7;
-    float cc[2 * np + 8], ss[2 * np + 8];
-    for (int t = ta; t < tb; t++) {
-        for (int i = 0; i < np; i++) {
-            float th = (float)j->pos[t] * j->freq[i], c = cosf(th), s = sinf(th);
-            cc[2 * i] = cc[2 * i + 1] = c;
-            ss[2 * i] = -s;
-            ss[2 * i + 1] = s;
+    float cc[2 * ROPE_CHUNK], ss[2 * ROPE_CHUNK];
+    for (int i = p0; i < p1; i++) {
+        float fr = j->freq ? j->freq[i] : rope_freq_at(j->base, j->rope_dim, i);
+        float th = (float)j->pos[t] * fr, c = cosf(th), s = sinf(th);
+        int o = 2 * (i - p0);
+        cc[o] = cc[o + 1] = c;
+        ss[o] = -s;
+        ss[o + 1] = s;
+    }
+    int k0 = 2 * p0, k1 = 2 * p1, n8 = j->rope_dim & ~7, kv = k1 < n8 ? k1 : n8;
+    for (int h = 0; h < j->n_heads; h++) {
+        float *v = j->x + (size_t)t * j->stride + (size_t)h * j->hd;
+        int k = k0;
+        for (; k < kv; k += 8) {
+            __m256 a = _mm256_loadu_ps(v + k);
+            __m256 sw = _mm256_permute_ps(a, 0xB1); /* (b0 a0 b1 a1 ...) */
+            __m256 r = _mm256_fmadd_ps(a, _mm256_loadu_ps(cc + k - k0),
+                                       _mm256_mul_ps(sw, _mm256_loadu_ps(ss + k - k0)));
+            _mm256_storeu_ps(v + k, r);
         }
-        for (int h = 0; h < j->n_heads; h++) {
-            float *v = j->x + (size_t)t * j->stride + (size_t)h * j->hd;
-            int k = 0;
-            for (; k < n8; k += 8) {
-                __m256 a = _mm256_loadu_ps(v + k);
-                __m256 sw = _mm256_permute_ps(a, 0xB1); /* (b0 a0 b1 a1 ...) */
-                __m256 r = _mm256_fmadd_ps(a, _mm256_loadu_ps(cc + k),
-                                           _mm256_mul_ps(sw, _mm256_loadu_ps(ss + k)));
-                _mm256_storeu_ps(v + k, r);
-            }
-            for (; k < 2 * np; k += 2) {
-                float a = v[k], b = v[k + 1];
-                v[k] = fmaf(a, cc[k], b * ss[k]);
-                v[k + 1] = fmaf(b, cc[k + 1], a * ss[k + 1]);
-            }
+        for (; k < k1; k += 2) {
+            float a = v[k], b = v[k + 1];
+            v[k] = fmaf(a, cc[k - k0], b * ss[k - k0]);
+            v[k + 1] = fmaf(b, cc[k - k0 + 1], a * ss[k - k0 + 1]);
         }
     }
+}
+
+static void rope_tokens(const rope_job *j, int ta, int tb)
+{
+    int np = j->rope_dim / 2;
+    for (int t = ta; t < tb; t++)
+        for (int p0 = 0; p0 < np; p0 += ROPE_CHUNK)
+            rope_pairs(j, t, p0, p0 + ROPE_CHUNK < np ? p0 + ROPE_CHUNK : np);
 }
 
 static void rope_item(void *user, int i, int tid)
@@ -151,18 +173,19 @@ static void rope_item(void *user, int i, int tid)
     rope_tokens(j, a, b);
 }
 
-void kern_cpu__rope(void *ctx, float *x, int n_tok, int n_heads, int hd, int stride,
-                    const int32_t *pos, float base, int rope_dim)
+em_status kern_cpu__rope(void *ctx, float *x, int n_tok, int n_heads, int hd, int stride,
+                         const int32_t *pos, float base, int rope_dim)
 {
     kern_cpu__ctx *c = ctx;
-    if (n_tok <= 0 || rope_dim < 2) return;
-    float tmp[rope_dim / 2];
-    rope_job j = {x, n_tok, n_heads, hd, stride, rope_dim, pos, rope_freq(c, base, rope_dim, tmp),
-                  kern_cpu__n_items(c->n_threads, n_tok)};
+    em_status st = kern_check_rope(x, n_tok, n_heads, hd, stride, pos, rope_dim);
+    if (st != EM_OK || n_tok == 0 || n_heads == 0 || rope_dim == 0) return st;
+    rope_job j = {x, n_tok, n_heads, hd, stride, rope_dim, pos, rope_freq(c, base, rope_dim),
+                  base, kern_cpu__n_items(c->n_threads, n_tok)};
     if (c->n_threads == 1 || n_tok < 2 || (long)n_tok * n_heads * rope_dim < ELEM_PAR_MIN)
         rope_tokens(&j, 0, n_tok);
     else
         kern_cpu__pool_for(c->pool, j.n_items, rope_item, &j);
+    return EM_OK;
 }
 
 /* ---- SwiGLU ---- */
@@ -202,13 +225,17 @@ static void swiglu_item(void *user, int i, int tid)
     if (a < b) swiglu_range(j, a, b);
 }
 
-void kern_cpu__swiglu(void *ctx, const float *gate, const float *up, int n, int dim, float *out)
+em_status kern_cpu__swiglu(void *ctx, const float *gate, const float *up, int n, int dim,
+                           float *out)
 {
     kern_cpu__ctx *c = ctx;
-    swiglu_job j = {gate, up, out, (size_t)(n > 0 ? n : 0) * (size_t)(dim > 0 ? dim : 0), 0};
+    em_status st = kern_check_rows(gate, up, n, dim, out);
+    if (st != EM_OK) return st;
+    swiglu_job j = {gate, up, out, (size_t)n * (size_t)dim, 0};
     j.n_items = kern_cpu__n_items(c->n_threads, 1 << 20);
     if (c->n_threads == 1 || j.n < 2 * ELEM_PAR_MIN)
         swiglu_range(&j, 0, j.n);
     else
         kern_cpu__pool_for(c->pool, j.n_items, swiglu_item, &j);
+    return EM_OK;
 }

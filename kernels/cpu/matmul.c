@@ -275,26 +275,32 @@ static void matmul_item(void *user, int i, int tid)
     if (ra < rb) matmul_rows_any(j->w, ra, rb, j->x, j->xs, j->n, j->y, j->ys);
 }
 
-void kern_cpu__matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n, float *y,
-                      int ys)
+em_status kern_cpu__matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n,
+                           float *y, int ys)
 {
     kern_cpu__ctx *c = ctx;
+    em_status st = kern_check_matmul(w, x, xs, n, y, ys);
+    if (st != EM_OK || n == 0 || w->rows == 0) return st;
+    if (w->cols == 0) { /* empty sums (no block to read) */
+        for (int t = 0; t < n; t++) memset(y + (size_t)t * ys, 0, sizeof(float) * (size_t)w->rows);
+        return EM_OK;
+    }
     if (kern_dtype_is_quant(w->dtype)) {
         if (c->act == KERN_ACT_Q8)
             kern_cpu__matmul_q(ctx, w, x, xs, n, y, ys);
         else
             kern_cpu__matmul_qf(ctx, w, x, xs, n, y, ys);
-        return;
+        return EM_OK;
     }
-    if (n <= 0 || w->rows <= 0) return;
     double work = (double)w->rows * (double)w->cols * (double)n;
     if (c->n_threads == 1 || work < MATMUL_PAR_MIN || (w->rows < 16 && n < 2 * TB)) {
         matmul_rows_any(w, 0, w->rows, x, xs, n, y, ys);
-        return;
+        return EM_OK;
     }
     matmul_job j = {w, x, y, xs, n, ys, 0, 0};
     int units = (w->rows + 7) / 8, blocks = (n + TB - 1) / TB;
     j.by_tokens = units < c->n_threads && blocks >= 2;
     j.n_items = kern_cpu__n_items(c->n_threads, j.by_tokens ? blocks : units);
     kern_cpu__pool_for(c->pool, j.n_items, matmul_item, &j);
+    return EM_OK;
 }

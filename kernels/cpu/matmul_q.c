@@ -17,7 +17,7 @@
 #include "kernels/cpu/quant_cpu.h"
 #include "kernels/cpu/simd.h"
 #include "kernels/quant.h"
-#include "kernels/ref/kern_ref.h"
+#include "kernels/ref/quant_blocks.h"
 
 #ifndef QMM_PAR_MIN
 #define QMM_PAR_MIN (1 << 16) /* multiply-adds below which the caller works alone */
@@ -151,7 +151,8 @@ void kern_cpu__qmm_rows(const kern_weight *w, const kern_cpu__qact *a, int ra, i
     case KERN_Q8_0: qmm_rows_q8_0(wd, rbytes, w->rows, a, ra, rb, t0, t1, y, ys); break;
     case KERN_Q4_K: qmm_rows_q4_k(wd, rbytes, w->rows, a, ra, rb, t0, t1, y, ys); break;
     case KERN_Q6_K: qmm_rows_q6_k(wd, rbytes, w->rows, a, ra, rb, t0, t1, y, ys); break;
-    default: EM_ABORT("kern_cpu__qmm_rows: dtype %d", (int)w->dtype);
+    default: EM_ABORT("kern_cpu__qmm_rows: dtype %d (kern_check_matmul lets no other through)",
+                      (int)w->dtype);
     }
 }
 
@@ -224,8 +225,7 @@ static void matmul_q_tokens(kern_cpu__ctx *c, const kern_weight *w, const float 
 void kern_cpu__matmul_q(void *ctx, const kern_weight *w, const float *x, int xs, int n, float *y,
                         int ys)
 {
-    if (n <= 0 || w->rows <= 0) return;
-    EM_ASSERT(kern_row_bytes(w->dtype, w->cols) != 0); /* callers validate shapes */
+    EM_ASSERT(n > 0 && w->rows > 0 && kern_row_bytes(w->dtype, w->cols) != 0); /* checked */
     size_t need = kern_cpu__qact_bytes(w->dtype, n, w->cols);
     void *buf = kern_cpu__scratch(KERN_CPU__SCRATCH_QACT, (need + 3) / 4);
     if (buf) {
@@ -233,12 +233,13 @@ void kern_cpu__matmul_q(void *ctx, const kern_weight *w, const float *x, int xs,
         return;
     }
     /* Out of memory for all tokens: one token at a time gives the same bits (batch
-     * invariance); without even that, the reference (same values to f32 rounding). */
+     * invariance); without even that, the KERN_ACT_Q8 reference (same values to f32
+     * rounding), which needs no memory. */
     buf = kern_cpu__scratch(KERN_CPU__SCRATCH_QACT, (kern_cpu__qact_bytes(w->dtype, 1, w->cols) + 3) / 4);
     for (int t = 0; t < n; t++) {
         if (buf)
             matmul_q_tokens(ctx, w, x + (size_t)t * xs, xs, 1, y + (size_t)t * ys, ys, buf);
         else
-            kern_ref_matmul(NULL, w, x + (size_t)t * xs, xs, 1, y + (size_t)t * ys, ys);
+            kern_ref__matmul_q(w, x + (size_t)t * xs, xs, 1, y + (size_t)t * ys, ys);
     }
 }

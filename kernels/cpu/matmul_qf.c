@@ -269,7 +269,8 @@ static void qf_rows_any(const kern_weight *w, int ra, int rb, const float *x, in
         qf_rows_q6_k(w, ra, rb, x, xs, n, y, ys);
         break;
     default:
-        EM_ABORT("kern_cpu__matmul_qf: dtype %d", (int)w->dtype);
+        EM_ABORT("kern_cpu__matmul_qf: dtype %d (kern_check_matmul lets no other through)",
+                 (int)w->dtype);
     }
 }
 
@@ -306,9 +307,7 @@ void kern_cpu__matmul_qf(void *ctx, const kern_weight *w, const float *x, int xs
                          int ys)
 {
     kern_cpu__ctx *c = ctx;
-    if (n <= 0 || w->rows <= 0)
-        return;
-    EM_ASSERT(kern_row_bytes(w->dtype, w->cols) != 0); /* callers validate shapes */
+    EM_ASSERT(n > 0 && w->rows > 0 && kern_row_bytes(w->dtype, w->cols) != 0); /* checked */
     double work = (double)w->rows * (double)w->cols * (double)n;
     if (c->n_threads == 1 || work < QF_PAR_MIN) {
         qf_rows_any(w, 0, w->rows, x, xs, n, y, ys);

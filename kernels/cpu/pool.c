@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include <x86intrin.h>
 
+#include "common/assert.h"
 #include "kernels/cpu/cpu_impl.h"
 
 /* Spin budget in TSC ticks before sleeping (~30-60 us on 2-3 GHz parts). */
@@ -199,4 +200,6 @@ void kern_cpu__pool_for(kern_cpu__pool *p, int n, void (*fn)(void *user, int i, 
     run_items(p, 0);
     tls_in_pool = 0;
     pool_close_wait(p);
+    /* the caller runs items until none is left, so every item was handed out */
+    EM_ASSERT(__atomic_load_n(&p->next, __ATOMIC_RELAXED) >= n);
 }

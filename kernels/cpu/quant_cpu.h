@@ -39,6 +39,8 @@ void kern_cpu__qact_fill(const kern_cpu__qact *a, const float *x, int xs, int t0
 /* Y[t][r] for rows [ra, rb) and tokens [t0, t1) of an n-token call (see matmul_q.c). */
 void kern_cpu__qmm_rows(const kern_weight *w, const kern_cpu__qact *a, int ra, int rb, int t0,
                         int t1, float *y, int ys);
-/* The quantized matmul behind kern_cpu__matmul (threads, scratch, fallbacks). */
+/* The quantized matmul behind kern_cpu__matmul (threads, scratch, fallbacks), on arguments
+ * kern_check_matmul accepted; no failure (without scratch: token by token, then the
+ * reference). */
 void kern_cpu__matmul_q(void *ctx, const kern_weight *w, const float *x, int xs, int n, float *y,
                         int ys);

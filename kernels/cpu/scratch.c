@@ -3,6 +3,7 @@
  * pthread key destructor when the thread exits (pool workers, engine threads, main). */
 #include <stdlib.h>
 
+#include "common/assert.h"
 #include "kernels/cpu/cpu_impl.h"
 
 typedef struct scratch_set {
@@ -24,6 +25,7 @@ static void key_init(void) { pthread_key_create(&g_key, set_free); }
 
 float *kern_cpu__scratch(int slot, size_t n)
 {
+    EM_ASSERT(slot >= 0 && slot < KERN_CPU__SCRATCH_SLOTS);
     pthread_once(&g_once, key_init);
     scratch_set *s = pthread_getspecific(g_key);
     if (!s) {

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/assert.h"
+
 #include "kernels/cuda/attn.h"
 #include "kernels/cuda/check.cuh"
 #include "kernels/cuda/matmul.h"
@@ -22,7 +24,7 @@ typedef struct wcache_entry {
 typedef struct cuda_backend {
     kern_ops ops; /* first member: ops->ctx points back here */
     kern_cuda_ctx *c;
-    em_status status;
+    em_status status; /* EM_OK, or EM_EDEVICE for ever once an op hit a device error */
     wcache_entry *w;
     int n_w, cap_w;
 } cuda_backend;
@@ -57,13 +59,14 @@ static em_status weight_dev(cuda_backend *b, const void *host, size_t bytes, con
 /* Per-call device buffers carved from scratch slot OPS (256-byte aligned). */
 typedef struct carve {
     char *base;
-    size_t off;
+    size_t off, cap; /* cap: the bytes the op asked the scratch for */
 } carve;
 
 static void *take(carve *cv, size_t bytes)
 {
     void *p = cv->base + cv->off;
     cv->off += (bytes + 255) / 256 * 256;
+    EM_ASSERT(cv->off <= cv->cap); /* each op sizes `need` as the sum of its takes */
     return p;
 }
 
@@ -93,13 +96,18 @@ static em_status d2h_rows(kern_cuda_ctx *c, float *dst, const void *src, int n, 
 static em_status do_matmul(cuda_backend *b, const kern_weight *w, const float *x, int xs, int n,
                            float *y, int ys)
 {
+    KERN_CUDA_TRY(kern_check_matmul(w, x, xs, n, y, ys));
+    if (n == 0 || w->rows == 0) return EM_OK;
+    if (n == 1) xs = w->cols, ys = w->rows; /* unused by the contract: keep the 2-D copies legal */
+    if (w->cols == 0) { /* empty sums */
+        for (int t = 0; t < n; t++) memset(y + (size_t)t * ys, 0, sizeof(float) * w->rows);
+        return EM_OK;
+    }
     size_t wb = (size_t)w->rows * kern_row_bytes(w->dtype, w->cols);
-    if (wb == 0 || w->rows <= 0) return EM_EINVAL;
     kern_weight dw = *w;
     KERN_CUDA_TRY(weight_dev(b, w->data, wb, &dw.data));
-    if (n == 0) return EM_OK;
-    carve cv = {NULL, 0};
     size_t need = rnd(sizeof(float) * (size_t)n * xs) + rnd(sizeof(float) * (size_t)n * ys);
+    carve cv = {NULL, 0, need};
     KERN_CUDA_TRY(kern_cuda__scratch(b->c, KERN_CUDA_SCR_OPS, need, (void **)&cv.base));
     float *dx = (float *)take(&cv, sizeof(float) * (size_t)n * xs);
     float *dy = (float *)take(&cv, sizeof(float) * (size_t)n * ys);
@@ -111,9 +119,10 @@ static em_status do_matmul(cuda_backend *b, const kern_weight *w, const float *x
 static em_status do_rmsnorm(cuda_backend *b, const float *x, const float *g, int n, int dim,
                             float eps, float *y)
 {
+    KERN_CUDA_TRY(kern_check_rows(x, g, n, dim, y));
+    if (n == 0 || dim == 0) return EM_OK;
     const void *dg;
     KERN_CUDA_TRY(weight_dev(b, g, sizeof(float) * dim, &dg));
-    if (n == 0) return EM_OK;
     float *dx;
     KERN_CUDA_TRY(kern_cuda__scratch(b->c, KERN_CUDA_SCR_OPS, sizeof(float) * n * dim, (void **)&dx));
     KERN_CUDA_TRY(h2d_rows(b->c, dx, x, n, dim, dim));
@@ -124,9 +133,11 @@ static em_status do_rmsnorm(cuda_backend *b, const float *x, const float *g, int
 static em_status do_rope(cuda_backend *b, float *x, int n_tok, int n_heads, int hd, int stride,
                          const int32_t *pos, float base, int rope_dim)
 {
-    if (n_tok == 0) return EM_OK;
-    carve cv = {NULL, 0};
+    KERN_CUDA_TRY(kern_check_rope(x, n_tok, n_heads, hd, stride, pos, rope_dim));
+    if (n_tok == 0 || n_heads == 0 || rope_dim == 0) return EM_OK;
+    if (n_tok == 1) stride = n_heads * hd; /* unused by the contract: keep the copies legal */
     size_t need = rnd(sizeof(float) * (size_t)n_tok * stride) + rnd(sizeof(int32_t) * n_tok);
+    carve cv = {NULL, 0, need};
     KERN_CUDA_TRY(kern_cuda__scratch(b->c, KERN_CUDA_SCR_OPS, need, (void **)&cv.base));
     float *dx = (float *)take(&cv, sizeof(float) * (size_t)n_tok * stride);
     int32_t *dp = (int32_t *)take(&cv, sizeof(int32_t) * n_tok);
@@ -140,6 +151,7 @@ static em_status do_rope(cuda_backend *b, float *x, int n_tok, int n_heads, int 
 static em_status do_swiglu(cuda_backend *b, const float *gate, const float *up, int n, int dim,
                            float *out)
 {
+    KERN_CUDA_TRY(kern_check_rows(gate, up, n, dim, out));
     size_t cnt = (size_t)n * dim;
     if (cnt == 0) return EM_OK;
     float *d;
@@ -151,16 +163,20 @@ static em_status do_swiglu(cuda_backend *b, const float *gate, const float *up, 
     return d2h_rows(b->c, out, d, n, dim, dim);
 }
 
-static em_status do_attn(cuda_backend *b, const kern_attn_args *a)
+static em_status do_attn(cuda_backend *b, const kern_attn_args *args)
 {
-    if (a->n_q == 0) return EM_OK;
+    KERN_CUDA_TRY(kern_check_attn(args));
+    if (args->n_q == 0) return EM_OK;
+    kern_attn_args one = *args;
+    if (one.n_q == 1) one.q_stride = one.o_stride = one.G * one.hd; /* unused: legal copies */
+    const kern_attn_args *a = &one;
     kern_attn_stats *st = a->stats;
     int nr = st && st->row_ptrs ? st->n_rows : 0, len = a->len, hd = a->hd;
     size_t qn = (size_t)(a->n_q - 1) * a->q_stride + (size_t)a->G * hd;
     size_t on = (size_t)(a->n_q - 1) * a->o_stride + (size_t)a->G * hd;
     size_t need = rnd(4 * qn) + rnd(4 * on) + rnd(4 * (size_t)a->n_q) + 2 * rnd(4 * (size_t)len * hd) +
                   5 * rnd(4 * (size_t)len) + rnd(4 * (size_t)nr * len);
-    carve cv = {NULL, 0};
+    carve cv = {NULL, 0, need};
     kern_cuda_ctx *c = b->c;
     cudaStream_t s = (cudaStream_t)c->stream;
     KERN_CUDA_TRY(kern_cuda__scratch(c, KERN_CUDA_SCR_OPS, need, (void **)&cv.base));
@@ -219,42 +235,54 @@ static em_status do_attn(cuda_backend *b, const kern_attn_args *a)
     return EM_OK;
 }
 
-/* ---- vtable entries: sticky status, then dispatch ---- */
+/* ---- vtable entries: a device error is sticky, then dispatch ---- */
 
-static void keep(cuda_backend *b, em_status st)
+/* The status of one op; a device error is kept, and every later op returns it unrun (CUDA
+ * errors poison the context). Other errors (EM_EINVAL, EM_ENOMEM, EM_EUNSUPPORTED) belong to
+ * the call that hit them alone. */
+static em_status keep(cuda_backend *b, em_status st)
 {
-    if (st != EM_OK && b->status == EM_OK) b->status = st;
+    if (st == EM_EDEVICE && b->status == EM_OK) b->status = st;
+    return st;
 }
 
-static void op_matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n, float *y, int ys)
+static em_status op_matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n,
+                           float *y, int ys)
 {
     cuda_backend *b = (cuda_backend *)ctx;
-    if (b->status == EM_OK) keep(b, do_matmul(b, w, x, xs, n, y, ys));
+    if (b->status != EM_OK) return b->status;
+    return keep(b, do_matmul(b, w, x, xs, n, y, ys));
 }
 
-static void op_rmsnorm(void *ctx, const float *x, const float *g, int n, int dim, float eps, float *y)
+static em_status op_rmsnorm(void *ctx, const float *x, const float *g, int n, int dim, float eps,
+                            float *y)
 {
     cuda_backend *b = (cuda_backend *)ctx;
-    if (b->status == EM_OK) keep(b, do_rmsnorm(b, x, g, n, dim, eps, y));
+    if (b->status != EM_OK) return b->status;
+    return keep(b, do_rmsnorm(b, x, g, n, dim, eps, y));
 }
 
-static void op_rope(void *ctx, float *x, int n_tok, int n_heads, int hd, int stride,
-                    const int32_t *pos, float base, int rope_dim)
+static em_status op_rope(void *ctx, float *x, int n_tok, int n_heads, int hd, int stride,
+                         const int32_t *pos, float base, int rope_dim)
 {
     cuda_backend *b = (cuda_backend *)ctx;
-    if (b->status == EM_OK) keep(b, do_rope(b, x, n_tok, n_heads, hd, stride, pos, base, rope_dim));
+    if (b->status != EM_OK) return b->status;
+    return keep(b, do_rope(b, x, n_tok, n_heads, hd, stride, pos, base, rope_dim));
 }
 
-static void op_swiglu(void *ctx, const float *gate, const float *up, int n, int dim, float *out)
+static em_status op_swiglu(void *ctx, const float *gate, const float *up, int n, int dim,
+                           float *out)
 {
     cuda_backend *b = (cuda_backend *)ctx;
-    if (b->status == EM_OK) keep(b, do_swiglu(b, gate, up, n, dim, out));
+    if (b->status != EM_OK) return b->status;
+    return keep(b, do_swiglu(b, gate, up, n, dim, out));
 }
 
-static void op_attn(void *ctx, const kern_attn_args *a)
+static em_status op_attn(void *ctx, const kern_attn_args *a)
 {
     cuda_backend *b = (cuda_backend *)ctx;
-    if (b->status == EM_OK) keep(b, do_attn(b, a));
+    if (b->status != EM_OK) return b->status;
+    return keep(b, do_attn(b, a));
 }
 
 extern "C" kern_ops *kern_ops_cuda_create(int device)

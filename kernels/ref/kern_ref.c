@@ -1,6 +1,7 @@
 /* Scalar reference ops: the specification every fast backend is tested against.
  * Single-threaded, straightforward loops, double accumulators only where stated. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/assert.h"
@@ -82,7 +83,7 @@ static float dot_acc(float acc, const float *w, const float *x, int n)
 static void matmul_qf(const kern_weight *w, const float *x, int xs, int n, float *y, int ys)
 {
     size_t rb = kern_row_bytes(w->dtype, w->cols), bb = kern_dtype_block_bytes(w->dtype);
-    EM_ASSERT(rb != 0 || w->cols == 0); /* callers validate shapes */
+    EM_ASSERT(rb != 0 || w->cols == 0); /* kern_check_matmul passed */
     int be = kern_dtype_block_elems(w->dtype), nb = w->cols / be;
     float wb[256];
     EM_ASSERT(be <= 256);
@@ -107,15 +108,17 @@ typedef struct ref_ctx {
 /* f32/f16: Y[t][r] = sum_c X[t][c] * W[r][c], summed in c order in f32. Quantized weights:
  * matmul_qf above (KERN_ACT_F32) or kern_ref__matmul_q (KERN_ACT_Q8: quant_dot_ref.c, the
  * contract in kernels/quant.h). */
-void kern_ref_matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n, float *y,
-                     int ys)
+em_status kern_ref_matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n,
+                          float *y, int ys)
 {
+    em_status st = kern_check_matmul(w, x, xs, n, y, ys);
+    if (st != EM_OK) return st;
     if (kern_dtype_is_quant(w->dtype)) {
         if (ctx && ((const ref_ctx *)ctx)->act == KERN_ACT_Q8)
             kern_ref__matmul_q(w, x, xs, n, y, ys);
         else
             matmul_qf(w, x, xs, n, y, ys);
-        return;
+        return EM_OK;
     }
     for (int t = 0; t < n; t++) {
         for (int r = 0; r < w->rows; r++) {
@@ -130,11 +133,14 @@ void kern_ref_matmul(void *ctx, const kern_weight *w, const float *x, int xs, in
             y[(size_t)t * ys + r] = acc;
         }
     }
+    return EM_OK;
 }
 
-void kern_ref_rmsnorm(void *ctx, const float *x, const float *g, int n, int dim, float eps,
-                      float *y)
+em_status kern_ref_rmsnorm(void *ctx, const float *x, const float *g, int n, int dim, float eps,
+                           float *y)
 {
+    em_status st = kern_check_rows(x, g, n, dim, y);
+    if (st != EM_OK) return st;
     for (int t = 0; t < n; t++) {
         const float *xr = x + (size_t)t * dim;
         float *yr = y + (size_t)t * dim;
@@ -143,11 +149,14 @@ void kern_ref_rmsnorm(void *ctx, const float *x, const float *g, int n, int dim,
         float inv = 1.0f / sqrtf(ss / (float)dim + eps);
         for (int i = 0; i < dim; i++) yr[i] = xr[i] * inv * g[i];
     }
+    return EM_OK;
 }
 
-void kern_ref_rope(void *ctx, float *x, int n_tok, int n_heads, int hd, int stride,
-                   const int32_t *pos, float base, int rope_dim)
+em_status kern_ref_rope(void *ctx, float *x, int n_tok, int n_heads, int hd, int stride,
+                        const int32_t *pos, float base, int rope_dim)
 {
+    em_status st = kern_check_rope(x, n_tok, n_heads, hd, stride, pos, rope_dim);
+    if (st != EM_OK) return st;
     for (int t = 0; t < n_tok; t++) {
         for (int h = 0; h < n_heads; h++) {
             float *v = x + (size_t)t * stride + (size_t)h * hd;
@@ -160,21 +169,41 @@ void kern_ref_rope(void *ctx, float *x, int n_tok, int n_heads, int hd, int stri
             }
         }
     }
+    return EM_OK;
 }
 
-void kern_ref_swiglu(void *ctx, const float *gate, const float *up, int n, int dim, float *out)
+em_status kern_ref_swiglu(void *ctx, const float *gate, const float *up, int n, int dim,
+                          float *out)
 {
+    em_status st = kern_check_rows(gate, up, n, dim, out);
+    if (st != EM_OK) return st;
     for (size_t i = 0; i < (size_t)n * dim; i++) {
         float g = gate[i];
         out[i] = g / (1.0f + expf(-g)) * up[i];
     }
+    return EM_OK;
 }
 
-/* Plain two-pass softmax attention per query and head; statistics from the probabilities. */
-void kern_ref_attn(void *ctx, const kern_attn_args *a)
+static void attn_rows(const kern_attn_args *a, float *p, float *pr);
+
+/* Plain two-pass softmax attention per query and head; statistics from the probabilities.
+ * Scores and the group's probabilities of one query live in two heap rows of len floats. */
+em_status kern_ref_attn(void *ctx, const kern_attn_args *a)
+{
+    em_status st = kern_check_attn(a);
+    if (st != EM_OK || a->n_q == 0) return st;
+    size_t n = a->len > 0 ? (size_t)a->len : 1;
+    float *p = malloc(sizeof(float) * n), *pr = malloc(sizeof(float) * n);
+    if (p && pr) attn_rows(a, p, pr);
+    st = p && pr ? EM_OK : EM_ENOMEM;
+    free(p);
+    free(pr);
+    return st;
+}
+
+static void attn_rows(const kern_attn_args *a, float *p, float *pr)
 {
     int hd = a->hd, len = a->len;
-    float p[a->len > 0 ? a->len : 1], pr[a->len > 0 ? a->len : 1];
     for (int i = 0; i < a->n_q; i++) {
         int row = a->stats && a->stats->row_ptrs ? i - (a->n_q - a->stats->n_rows) : -1;
         if (len > 0) memset(pr, 0, sizeof(float) * (size_t)len);

@@ -152,7 +152,7 @@ static void case_attn(kern_cuda_ctx *c, const attn_case *t, th_rng *r)
         kern_attn_args a = {t->n_q, t->G, hd, d->len, q + (size_t)h * t->G * hd, qs, qpos,
                             d->kd, d->vd, d->kpos, NULL, oref + (size_t)h * t->G * hd, qs,
                             1.0f / sqrtf((float)hd), t->stats ? &st : NULL};
-        kern_ref_attn(NULL, &a);
+        bad += kern_ref_attn(NULL, &a) != EM_OK;
     }
     float *dq = th_dev(c, q, sizeof(float) * qn), *dout = th_dev_zero(sizeof(float) * qn);
     int32_t *dqpos = th_dev(c, qpos, sizeof(int32_t) * t->n_q);

@@ -48,14 +48,14 @@ static void case_matmul(kern_cuda_ctx *c, const mm_case *t, th_rng *r)
     th_fill(r, x, (size_t)n * xs, -1.0f, 1.0f);
     for (size_t i = 0; i < wn; i++) wh[i] = kern_f32_to_f16(wf[i]);
     kern_weight w = {t->dt == KERN_F16 ? (const void *)wh : wf, t->dt, t->rows, t->cols};
-    kern_ref_matmul(NULL, &w, x, xs, n, yr, ys);
+    int bad = kern_ref_matmul(NULL, &w, x, xs, n, yr, ys) != EM_OK;
     kern_weight dw = w;
     dw.data = th_dev(c, w.data, wn * (t->dt == KERN_F16 ? 2 : 4));
     float *dx = th_dev(c, x, sizeof(float) * ((size_t)n * xs + 1));
     float *dy = th_dev_zero(sizeof(float) * ((size_t)n * ys + 1));
     em_status st = kern_cuda_matmul(c, &dw, dx, xs, n, dy, ys);
     float *y = th_host(c, dy, sizeof(float) * ((size_t)n * ys + 1));
-    int bad = st != EM_OK;
+    bad += st != EM_OK;
     for (int i = 0; i < n && !bad; i++) {
         bad += th_check("y", y + (size_t)i * ys, yr + (size_t)i * ys, (size_t)t->rows,
                         2e-6f * sqrtf((float)t->cols), 1e-5f);
@@ -87,12 +87,12 @@ static void case_matmul_q(kern_cuda_ctx *c, kern_dtype dt, const qmm_case *t, th
     float *x = malloc(sizeof(float) * ((size_t)n * xs + 1)), *yr = calloc(ny, sizeof(float));
     th_fill(r, x, (size_t)n * xs, -1.0f, 1.0f);
     kern_weight hw = {w, dt, t->rows, t->cols};
-    kern_ref_matmul(NULL, &hw, x, xs, n, yr, ys);
+    int bad = kern_ref_matmul(NULL, &hw, x, xs, n, yr, ys) != EM_OK;
     kern_weight dw = hw;
     dw.data = th_dev(c, w, wb);
     float *dx = th_dev(c, x, sizeof(float) * ((size_t)n * xs + 1));
     float *dy = th_dev_zero(sizeof(float) * ny), *dy1 = th_dev_zero(sizeof(float) * ny);
-    int bad = kern_cuda_matmul(c, &dw, dx, xs, n, dy, ys) != EM_OK;
+    bad += kern_cuda_matmul(c, &dw, dx, xs, n, dy, ys) != EM_OK;
     for (int k = 0; k < n && n <= 16; k++) /* batch invariance: each token alone */
         bad += kern_cuda_matmul(c, &dw, dx + (size_t)k * xs, xs, 1, dy1 + (size_t)k * ys, ys) != EM_OK;
     float *y = th_host(c, dy, sizeof(float) * ny), *y1 = th_host(c, dy1, sizeof(float) * ny);
@@ -140,9 +140,9 @@ static void case_rmsnorm(kern_cuda_ctx *c, int n, int dim, th_rng *r)
     float *yr = malloc(sizeof(float) * (cnt + 1));
     th_fill(r, x, cnt, -2.0f, 2.0f);
     th_fill(r, g, (size_t)dim, 0.5f, 1.5f);
-    kern_ref_rmsnorm(NULL, x, g, n, dim, 1e-5f, yr);
+    int bad = kern_ref_rmsnorm(NULL, x, g, n, dim, 1e-5f, yr) != EM_OK;
     float *dx = th_dev(c, x, sizeof(float) * (cnt + 1)), *dg = th_dev(c, g, sizeof(float) * dim);
-    int bad = kern_cuda_rmsnorm(c, dx, dg, n, dim, 1e-5f, dx) != EM_OK; /* in place */
+    bad += kern_cuda_rmsnorm(c, dx, dg, n, dim, 1e-5f, dx) != EM_OK; /* in place */
     float *y = th_host(c, dx, sizeof(float) * (cnt + 1));
     /* one sum of dim squares: relative error ~ sqrt(dim) 2^-24; 1e-5 relative is ample */
     bad += th_check("y", y, yr, cnt, 1e-6f, 1e-5f);
@@ -159,10 +159,10 @@ static void case_swiglu(kern_cuda_ctx *c, int n, int dim, th_rng *r)
     float *yr = malloc(sizeof(float) * (cnt + 1));
     th_fill(r, g, cnt, -8.0f, 8.0f);
     th_fill(r, u, cnt, -2.0f, 2.0f);
-    kern_ref_swiglu(NULL, g, u, n, dim, yr);
+    int bad = kern_ref_swiglu(NULL, g, u, n, dim, yr) != EM_OK;
     float *dg = th_dev(c, g, sizeof(float) * (cnt + 1)), *du = th_dev(c, u, sizeof(float) * (cnt + 1));
     float *dy = th_dev_zero(sizeof(float) * (cnt + 1));
-    int bad = kern_cuda_swiglu(c, dg, du, n, dim, dy) != EM_OK;
+    bad += kern_cuda_swiglu(c, dg, du, n, dim, dy) != EM_OK;
     float *y = th_host(c, dy, sizeof(float) * (cnt + 1));
     bad += th_check("y", y, yr, cnt, 1e-6f, 1e-6f); /* expf: CUDA <= 2 ulp vs glibc */
     char name[96];
@@ -193,10 +193,11 @@ static void case_rope(kern_cuda_ctx *c, const rope_case *t, th_rng *r)
     th_fill(r, x, cnt, -1.0f, 1.0f);
     for (int i = 0; i < t->n_tok; i++) pos[i] = i == 0 ? t->pos_max : (int32_t)(th_uniform(r, 0, 1) * t->pos_max);
     memcpy(xr, x, sizeof(float) * cnt);
-    kern_ref_rope(NULL, xr, t->n_tok, t->n_heads, t->hd, stride, pos, 10000.0f, t->rope_dim);
+    int bad = kern_ref_rope(NULL, xr, t->n_tok, t->n_heads, t->hd, stride, pos, 10000.0f,
+                            t->rope_dim) != EM_OK;
     float *dx = th_dev(c, x, sizeof(float) * cnt);
     int32_t *dp = th_dev(c, pos, sizeof(int32_t) * t->n_tok);
-    int bad = kern_cuda_rope(c, dx, t->n_tok, t->n_heads, t->hd, stride, dp, 10000.0f,
+    bad += kern_cuda_rope(c, dx, t->n_tok, t->n_heads, t->hd, stride, dp, 10000.0f,
                              t->rope_dim) != EM_OK;
     float *y = th_host(c, dx, sizeof(float) * cnt);
     bad += th_check("x", y, xr, cnt, t->atol, 0.0f);

@@ -23,10 +23,10 @@ static int run_mm(const kern_ops *g, const kern_ops *ref, kern_dtype dt, int row
     th_fill(r, x, (size_t)n * (cols + 2), -1.0f, 1.0f);
     for (size_t i = 0; i < wn; i++) wh[i] = kern_f32_to_f16(wf[i]);
     kern_weight w = {dt == KERN_F16 ? (const void *)wh : wf, dt, rows, cols};
-    g->matmul(g->ctx, &w, x, cols + 2, n, y1, rows + 1);
-    g->matmul(g->ctx, &w, x, cols + 2, n, y1, rows + 1); /* second call: cached weight */
-    ref->matmul(ref->ctx, &w, x, cols + 2, n, y2, rows + 1);
-    int bad = th_check("matmul", y1, y2, (size_t)n * (rows + 1), 2e-6f * sqrtf((float)cols), 1e-5f);
+    int bad = kern_matmul(g, &w, x, cols + 2, n, y1, rows + 1) != EM_OK;
+    bad += kern_matmul(g, &w, x, cols + 2, n, y1, rows + 1) != EM_OK; /* cached weight */
+    bad += kern_matmul(ref, &w, x, cols + 2, n, y2, rows + 1) != EM_OK;
+    bad += th_check("matmul", y1, y2, (size_t)n * (rows + 1), 2e-6f * sqrtf((float)cols), 1e-5f);
     free(wf), free(x), free(y1), free(y2), free(wh);
     return bad;
 }
@@ -40,10 +40,10 @@ static int run_mm_q(const kern_ops *g, const kern_ops *ref, kern_dtype dt, int r
     float *y1 = calloc((size_t)n * (rows + 1), 4), *y2 = calloc((size_t)n * (rows + 1), 4);
     th_fill(r, x, (size_t)n * (cols + 2), -1.0f, 1.0f);
     kern_weight kw = {w, dt, rows, cols};
-    g->matmul(g->ctx, &kw, x, cols + 2, n, y1, rows + 1);
-    g->matmul(g->ctx, &kw, x, cols + 2, n, y1, rows + 1); /* second call: cached weight */
-    ref->matmul(ref->ctx, &kw, x, cols + 2, n, y2, rows + 1);
-    int bad = qc_check("matmul", dt, w, rows, cols, x, cols + 2, n, y1, y2, rows + 1);
+    int bad = kern_matmul(g, &kw, x, cols + 2, n, y1, rows + 1) != EM_OK;
+    bad += kern_matmul(g, &kw, x, cols + 2, n, y1, rows + 1) != EM_OK; /* cached weight */
+    bad += kern_matmul(ref, &kw, x, cols + 2, n, y2, rows + 1) != EM_OK;
+    bad += qc_check("matmul", dt, w, rows, cols, x, cols + 2, n, y1, y2, rows + 1);
     free(w), free(x), free(y1), free(y2);
     return bad;
 }
@@ -59,15 +59,15 @@ static int run_small_ops(const kern_ops *g, const kern_ops *ref, int n, int dim,
     th_fill(r, u, cnt, -1.0f, 1.0f);
     for (int i = 0; i < n; i++) pos[i] = 7 * i;
     int bad = 0;
-    g->rmsnorm(g->ctx, x, gn, n, dim, 1e-5f, a);
-    ref->rmsnorm(ref->ctx, x, gn, n, dim, 1e-5f, b);
+    bad += kern_rmsnorm(g, x, gn, n, dim, 1e-5f, a) != EM_OK;
+    bad += kern_rmsnorm(ref, x, gn, n, dim, 1e-5f, b) != EM_OK;
     bad += th_check("rmsnorm", a, b, cnt, 1e-6f, 1e-5f);
     memcpy(a, x, 4 * cnt), memcpy(b, x, 4 * cnt);
-    g->rope(g->ctx, a, n, dim / 8, 8, dim, pos, 10000.0f, 8);
-    ref->rope(ref->ctx, b, n, dim / 8, 8, dim, pos, 10000.0f, 8);
+    bad += kern_rope(g, a, n, dim / 8, 8, dim, pos, 10000.0f, 8) != EM_OK;
+    bad += kern_rope(ref, b, n, dim / 8, 8, dim, pos, 10000.0f, 8) != EM_OK;
     bad += th_check("rope", a, b, cnt, 1e-4f, 0.0f); /* positions < 7n: powf ulps * pos */
-    g->swiglu(g->ctx, x, u, n, dim, a);
-    ref->swiglu(ref->ctx, x, u, n, dim, b);
+    bad += kern_swiglu(g, x, u, n, dim, a) != EM_OK;
+    bad += kern_swiglu(ref, x, u, n, dim, b) != EM_OK;
     bad += th_check("swiglu", a, b, cnt, 1e-6f, 1e-6f);
     free(x), free(gn), free(a), free(b), free(u), free(pos);
     return bad;
@@ -98,10 +98,10 @@ static int run_attn(const kern_ops *g, const kern_ops *ref, int n_q, int G, int 
         s[b] = (kern_attn_stats){st[b][0], st[b][1], cnt[b], rp[b], n_rows, 0};
     }
     kern_attn_args a = {n_q, G, hd, len, q, qs, qp, k, v, kp, NULL, o1, qs, 1.0f / sqrtf((float)hd), &s[0]};
-    g->attn(g->ctx, &a);
+    int bad = kern_attn(g, &a) != EM_OK;
     a.out = o2, a.stats = &s[1];
-    ref->attn(ref->ctx, &a);
-    int bad = th_check("attn out", o1, o2, (size_t)n_q * qs, 2e-5f, 1e-4f);
+    bad += kern_attn(ref, &a) != EM_OK;
+    bad += th_check("attn out", o1, o2, (size_t)n_q * qs, 2e-5f, 1e-4f);
     bad += th_check("col_sum", st[0][0], st[1][0], (size_t)len, 1e-6f, 1e-4f);
     bad += th_check("col_sqsum", st[0][1], st[1][1], (size_t)len, 1e-7f, 2e-4f);
     bad += th_check_i32("col_cnt", cnt[0], cnt[1], (size_t)len);
@@ -111,6 +111,36 @@ static int run_attn(const kern_ops *g, const kern_ops *ref, int n_q, int G, int 
         for (int i = 0; i < n_rows; i++) free(rows[b][i]);
     }
     free(q), free(k), free(v), free(o1), free(o2), free(qp), free(kp);
+    return bad;
+}
+
+/* Calls kern_check_* rejects get EM_EINVAL from the CUDA backend as from the reference, run
+ * nothing, and leave the backend working (only a device error is sticky). */
+static int run_bad_args(const kern_ops *g, const kern_ops *ref, th_rng *r)
+{
+    float wf[64 * 40], x[3 * 64], y[3 * 40], gn[64];
+    int32_t pos[3] = {0, 1, 2};
+    th_fill(r, wf, 64 * 40, -0.1f, 0.1f);
+    th_fill(r, x, 3 * 64, -1.0f, 1.0f);
+    th_fill(r, gn, 64, 0.5f, 1.5f);
+    kern_weight bad_type = {wf, (kern_dtype)7, 40, 64}, part_block = {wf, KERN_Q8_0, 40, 48};
+    kern_weight w = {wf, KERN_F32, 40, 64};
+    int bad = 0;
+    for (int b = 0; b < 2; b++) {
+        const kern_ops *o = b ? ref : g;
+        bad += kern_matmul(o, &bad_type, x, 64, 3, y, 40) != EM_EINVAL;
+        bad += kern_matmul(o, &part_block, x, 64, 3, y, 40) != EM_EINVAL;
+        bad += kern_matmul(o, &w, x, 32, 3, y, 40) != EM_EINVAL; /* x rows overlap */
+        bad += kern_rmsnorm(o, x, gn, -1, 64, 1e-5f, y) != EM_EINVAL;
+        bad += kern_rope(o, x, 3, 8, 8, 64, pos, 1e4f, 7) != EM_EINVAL; /* odd rope_dim */
+        bad += kern_rope(o, x, 3, 8, 8, 64, pos, 1e4f, 10) != EM_EINVAL; /* rope_dim > hd */
+        bad += kern_swiglu(o, x, x, 2, -3, y) != EM_EINVAL;
+    }
+    bad += kern_ops_cuda_status(g) != EM_OK;
+    bad += kern_matmul(g, &w, x, 64, 3, y, 40) != EM_OK; /* still works */
+    bad += kern_matmul(g, &w, x, 0, 1, y, 0) != EM_OK;   /* one token: strides unused */
+    bad += kern_rope(g, x, 1, 8, 8, 0, pos, 1e4f, 8) != EM_OK;
+    bad += kern_ops_cuda_status(g) != EM_OK;
     return bad;
 }
 
@@ -137,5 +167,7 @@ void cases_ops(void)
     bad += run_mm_q(g, ref, KERN_Q4_0, 576, 1536, 3, &r);
     bad += kern_ops_cuda_status(g) != EM_OK;
     th_report("kern_ops cuda vs ref (quantized matmul, SmolLM2 shapes)", bad);
+    th_report("kern_ops cuda: bad arguments fail that call alone (EM_EINVAL, not sticky)",
+              run_bad_args(g, ref, &r));
     kern_ops_cuda_free(g);
 }

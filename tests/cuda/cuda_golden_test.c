@@ -30,8 +30,34 @@ static void add(float *x, const float *y, size_t n)
     for (size_t i = 0; i < n; i++) x[i] += y[i];
 }
 
+#define TRY(expr)                                  \
+    do {                                           \
+        em_status try_st_ = (expr);                \
+        if (try_st_ != EM_OK) return try_st_;      \
+    } while (0)
+
+/* Attention of layer l over the first len + n cached entries, one call per KV head. */
+static em_status attention(fwd *f, int l, const int32_t *pos, int n)
+{
+    const model_hparams *hp = &f->m->hp;
+    int hd = f->hd, qd = hp->n_head * hd, kd = hp->n_kv_head * hd;
+    for (int h = 0; h < hp->n_kv_head; h++) {
+        float *kc = f->kc + ((size_t)l * hp->n_kv_head + h) * f->cap * hd;
+        float *vc = f->vc + ((size_t)l * hp->n_kv_head + h) * f->cap * hd;
+        for (int t = 0; t < n; t++) {
+            memcpy(kc + (size_t)(f->len + t) * hd, f->k + (size_t)t * kd + h * hd, 4 * hd);
+            memcpy(vc + (size_t)(f->len + t) * hd, f->v + (size_t)t * kd + h * hd, 4 * hd);
+        }
+        kern_attn_args a = {n, f->G, hd, f->len + n, f->q + h * f->G * hd, qd, pos, kc, vc,
+                            f->kpos, NULL, f->att + h * f->G * hd, qd, 1.0f / sqrtf((float)hd),
+                            NULL};
+        TRY(kern_attn(f->o, &a));
+    }
+    return EM_OK;
+}
+
 /* Runs n tokens at positions len.. and leaves the last token's logits in f->logits. */
-static void forward(fwd *f, const int32_t *tok, int n)
+static em_status forward(fwd *f, const int32_t *tok, int n)
 {
     const model_hparams *hp = &f->m->hp;
     const kern_ops *o = f->o;
@@ -41,36 +67,27 @@ static void forward(fwd *f, const int32_t *tok, int n)
     for (int t = 0; t < n; t++) pos[t] = f->len + t, f->kpos[f->len + t] = f->len + t;
     for (int l = 0; l < hp->n_layer; l++) {
         const model_layer *L = &f->m->layers[l];
-        o->rmsnorm(o->ctx, f->x, L->attn_norm.data, n, dim, hp->norm_eps, f->xb);
-        o->matmul(o->ctx, &L->wq, f->xb, dim, n, f->q, qd);
-        o->matmul(o->ctx, &L->wk, f->xb, dim, n, f->k, kd);
-        o->matmul(o->ctx, &L->wv, f->xb, dim, n, f->v, kd);
-        o->rope(o->ctx, f->q, n, hp->n_head, hd, qd, pos, hp->rope_base, hp->rope_dim);
-        o->rope(o->ctx, f->k, n, hp->n_kv_head, hd, kd, pos, hp->rope_base, hp->rope_dim);
-        for (int h = 0; h < hp->n_kv_head; h++) {
-            float *kc = f->kc + ((size_t)l * hp->n_kv_head + h) * f->cap * hd;
-            float *vc = f->vc + ((size_t)l * hp->n_kv_head + h) * f->cap * hd;
-            for (int t = 0; t < n; t++) {
-                memcpy(kc + (size_t)(f->len + t) * hd, f->k + (size_t)t * kd + h * hd, 4 * hd);
-                memcpy(vc + (size_t)(f->len + t) * hd, f->v + (size_t)t * kd + h * hd, 4 * hd);
-            }
-            kern_attn_args a = {n, f->G, hd, f->len + n, f->q + h * f->G * hd, qd, pos, kc, vc,
-                                f->kpos, NULL, f->att + h * f->G * hd, qd, 1.0f / sqrtf((float)hd),
-                                NULL};
-            o->attn(o->ctx, &a);
-        }
-        o->matmul(o->ctx, &L->wo, f->att, qd, n, f->y, dim);
+        TRY(kern_rmsnorm(o, f->x, L->attn_norm.data, n, dim, hp->norm_eps, f->xb));
+        TRY(kern_matmul(o, &L->wq, f->xb, dim, n, f->q, qd));
+        TRY(kern_matmul(o, &L->wk, f->xb, dim, n, f->k, kd));
+        TRY(kern_matmul(o, &L->wv, f->xb, dim, n, f->v, kd));
+        TRY(kern_rope(o, f->q, n, hp->n_head, hd, qd, pos, hp->rope_base, hp->rope_dim));
+        TRY(kern_rope(o, f->k, n, hp->n_kv_head, hd, kd, pos, hp->rope_base, hp->rope_dim));
+        TRY(attention(f, l, pos, n));
+        TRY(kern_matmul(o, &L->wo, f->att, qd, n, f->y, dim));
         add(f->x, f->y, (size_t)n * dim);
-        o->rmsnorm(o->ctx, f->x, L->ffn_norm.data, n, dim, hp->norm_eps, f->xb);
-        o->matmul(o->ctx, &L->w1, f->xb, dim, n, f->h1, ff);
-        o->matmul(o->ctx, &L->w3, f->xb, dim, n, f->h3, ff);
-        o->swiglu(o->ctx, f->h1, f->h3, n, ff, f->h1);
-        o->matmul(o->ctx, &L->w2, f->h1, ff, n, f->y, dim);
+        TRY(kern_rmsnorm(o, f->x, L->ffn_norm.data, n, dim, hp->norm_eps, f->xb));
+        TRY(kern_matmul(o, &L->w1, f->xb, dim, n, f->h1, ff));
+        TRY(kern_matmul(o, &L->w3, f->xb, dim, n, f->h3, ff));
+        TRY(kern_swiglu(o, f->h1, f->h3, n, ff, f->h1));
+        TRY(kern_matmul(o, &L->w2, f->h1, ff, n, f->y, dim));
         add(f->x, f->y, (size_t)n * dim);
     }
-    o->rmsnorm(o->ctx, f->x + (size_t)(n - 1) * dim, f->m->out_norm.data, 1, dim, hp->norm_eps, f->xb);
-    o->matmul(o->ctx, &f->m->output, f->xb, dim, 1, f->logits, hp->n_vocab);
+    TRY(kern_rmsnorm(o, f->x + (size_t)(n - 1) * dim, f->m->out_norm.data, 1, dim, hp->norm_eps,
+                     f->xb));
+    TRY(kern_matmul(o, &f->m->output, f->xb, dim, 1, f->logits, hp->n_vocab));
     f->len += n;
+    return EM_OK;
 }
 
 static int argmax(const float *x, int n)
@@ -92,23 +109,28 @@ static int run_golden(const model *m, const kern_ops *o, const tu_golden *g)
     float **bufs[] = {&f.x, &f.xb, &f.q, &f.k, &f.v, &f.att, &f.h1, &f.h3, &f.y};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) *bufs[i] = calloc(T * big, 4);
     f.logits = calloc((size_t)hp->n_vocab, 4);
-    forward(&f, g->prompt_ids, g->n_prompt);
-    int bad = 0;
-    for (int i = 0; i < 5; i++) {
+    em_status st = forward(&f, g->prompt_ids, g->n_prompt);
+    int bad = st != EM_OK;
+    if (st != EM_OK) printf("    %s: prompt forward failed: %s\n", o->name, em_status_str(st));
+    for (int i = 0; i < 5 && st == EM_OK; i++) {
         float lg = f.logits[g->top5_id[i]];
         if (fabsf(lg - g->top5_logit[i]) > 1e-3f) {
             printf("    %s: logit[%d] = %.5f, golden %.5f\n", o->name, g->top5_id[i], lg, g->top5_logit[i]);
             bad++;
         }
     }
-    for (int i = 0; i < g->n_ids; i++) {
+    for (int i = 0; i < g->n_ids && st == EM_OK; i++) {
         int32_t id = argmax(f.logits, hp->n_vocab);
         if (id != g->ids[i]) {
             printf("    %s: greedy id %d = %d, golden %d\n", o->name, i, id, g->ids[i]);
             bad++;
             break;
         }
-        forward(&f, &id, 1);
+        st = forward(&f, &id, 1);
+        if (st != EM_OK) {
+            printf("    %s: forward of id %d failed: %s\n", o->name, i, em_status_str(st));
+            bad++;
+        }
     }
     free(f.kc), free(f.vc), free(f.kpos), free(f.logits);
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(*bufs[i]);

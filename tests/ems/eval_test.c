@@ -16,7 +16,7 @@ static ev_stream_result run(engine *e, const char *method, int B, const char *kv
 {
     ev_policy p;
     const char *extra[] = {kv, NULL};
-    CHECK(ev_policy_make(&p, method, method, B, kv ? extra : NULL) == 0, "policy %s", method);
+    CHECK(ev_policy_make(&p, method, method, B, kv ? extra : NULL) == EM_OK, "policy %s", method);
     ev_stream_opts o = {0};
     o.ref_logits = ref;
     ev_stream_result r;
@@ -51,7 +51,7 @@ int main(void)
     int V = m->hp.n_vocab;
     float *ref = malloc(sizeof(float) * (size_t)n * V);
     ev_policy full;
-    ev_policy_make(&full, "full", "full", 0, NULL);
+    CHECK(ev_policy_make(&full, "full", "full", 0, NULL) == EM_OK, "policy full");
     ev_stream_opts o = {0};
     o.logits_out = ref;
     ev_stream_result rf;
@@ -82,13 +82,14 @@ int main(void)
     for (int l = 0; l < m->hp.n_layer; l++)
         CHECK(errl[l] == 0.0, "full layer %d err %g", l, errl[l]);
     ev_policy ems;
-    ev_policy_make(&ems, "ems", "ems", 16, NULL);
+    CHECK(ev_policy_make(&ems, "ems", "ems", 16, NULL) == EM_OK, "policy ems");
     CHECK(ev_fidelity(e, m, &ems.cfg, ids, 120, 40, 20, errl, &chk) == EM_OK, "fidelity ems");
     CHECK(errl[0] > 0.0 && errl[0] < 2.0, "ems layer 0 err %g", errl[0]);
     /* retrieval: the full cache reproduces most names */
     static ev_rcase cases[32];
     int dist[] = {16, 48};
-    int nc = ev_retrieval_cases(tok, dist, 2, cases, 32), ok_n = 0;
+    int nc = 0, ok_n = 0;
+    CHECK(ev_retrieval_cases(tok, dist, 2, cases, 32, &nc) == EM_OK, "retrieval cases");
     for (int i = 0; i < nc; i++) {
         int ok = 0;
         CHECK(ev_retrieval_run(e, &full.cfg, &cases[i], i % 2, &ok) == EM_OK, "retrieval");

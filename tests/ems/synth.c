@@ -2,6 +2,7 @@
 #include "tests/ems/synth.h"
 
 #include "kernels/kern.h"
+#include "tests/testutil/testutil.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -70,7 +71,7 @@ void synth_step(ems_cache *c, const synth_spec *sp, int t0, int n)
                 for (int g = 0; g < G; g++)
                     synth_query(sp, l, gh, g, t0 + i, q + ((size_t)i * G + g) * hd);
             }
-            ems_head_append(hh, k, v, hd, pos, n);
+            REQUIRE(ems_head_append(hh, k, v, hd, pos, n) == EM_OK, "synth append");
             kern_attn_args a = {0};
             kern_attn_stats st;
             float *rows[4096];
@@ -83,8 +84,10 @@ void synth_step(ems_cache *c, const synth_spec *sp, int t0, int n)
             a.out = o;
             a.o_stride = G * hd;
             a.scale = 1.0f / sqrtf((float)hd);
-            ems_head_attn_begin(hh, n, &a, c->want_stats ? &st : NULL, rows, sp->group_max);
-            kern_ops_ref()->attn(NULL, &a);
+            REQUIRE(ems_head_attn_begin(hh, n, &a, c->want_stats ? &st : NULL, rows,
+                                        sp->group_max) == EM_OK,
+                    "synth attention setup");
+            REQUIRE(kern_attn(kern_ops_ref(), &a) == EM_OK, "synth attention");
         }
     }
     c->n_seen = t0 + n;
@@ -120,8 +123,9 @@ double synth_attn_err(const synth_spec *sp, ems_cache *cmp, ems_cache *full, int
         a.out = pass ? of : oc;
         a.o_stride = G * hd;
         a.scale = 1.0f / sqrtf((float)hd);
-        ems_head_attn_begin(hh, n_probe, &a, NULL, NULL, 0);
-        kern_ops_ref()->attn(NULL, &a);
+        REQUIRE(ems_head_attn_begin(hh, n_probe, &a, NULL, NULL, 0) == EM_OK,
+                "probe attention setup");
+        REQUIRE(kern_attn(kern_ops_ref(), &a) == EM_OK, "probe attention");
     }
     for (size_t i = 0; i < (size_t)n_probe * G * hd; i++) {
         num += (double)(oc[i] - of[i]) * (oc[i] - of[i]);

@@ -35,7 +35,7 @@ static void attend(const kern_ops *o, const float *q, int len, const float *k, c
     a.q = q, a.q_stride = NG * HD, a.q_pos = &qp;
     a.k = k, a.v = v, a.kpos = pos, a.kbias = bias;
     a.out = out, a.o_stride = NG * HD, a.scale = 1.0f / sqrtf((float)HD);
-    o->attn(o->ctx, &a);
+    CHECK(kern_attn(o, &a) == EM_OK, "%s attention", o->name);
 }
 
 static float max_abs_diff(const float *a, const float *b, int n)

@@ -81,15 +81,15 @@ static void bufs_free(attn_bufs *b)
     free(b->col_cnt);
 }
 
-static void run_attn(const kern_ops *o, const kern_attn_args *tmpl, const attn_case *c,
-                     attn_bufs *b)
+static em_status run_attn(const kern_ops *o, const kern_attn_args *tmpl, const attn_case *c,
+                          attn_bufs *b)
 {
     kern_attn_args a = *tmpl;
     kern_attn_stats st = {b->col_sum, b->col_sqsum, b->col_cnt, c->n_rows ? b->row_ptr : NULL,
                           c->n_rows, c->group_max};
     a.out = b->out;
     a.stats = c->stats ? &st : NULL;
-    o->attn(o->ctx, &a);
+    return kern_attn(o, &a);
 }
 
 static int cmp_attn(const attn_bufs *ref, const attn_bufs *got, const attn_case *c, size_t n_out)
@@ -160,11 +160,10 @@ static void test_attn(int ci, const attn_case *c)
                         .scale = 1.0f / sqrtf((float)hd)};
     attn_bufs ref, got[KT_N_BACKENDS];
     bufs_init(&ref, c, n_out, cs0, csq0, cnt0);
-    run_attn(kern_ops_ref(), &a, c, &ref);
-    int bad = 0;
+    int bad = run_attn(kern_ops_ref(), &a, c, &ref) != EM_OK;
     for (int t = 0; t < KT_N_BACKENDS; t++) {
         bufs_init(&got[t], c, n_out, cs0, csq0, cnt0);
-        run_attn(kt_cpu[t], &a, c, &got[t]);
+        bad |= run_attn(kt_cpu[t], &a, c, &got[t]) != EM_OK;
         if (t > 0) {
             bad |= kt_check_same("out", t, got[t].out, got[0].out, n_out * sizeof(float));
             bad |= kt_check_same("col_sum", t, got[t].col_sum, got[0].col_sum, lenz * 4);
@@ -185,7 +184,7 @@ static void test_attn(int ci, const attn_case *c)
             a1.q_pos = qpos + i;
             a1.out = one.out + (size_t)i * os;
             a1.stats = c->stats ? &st1 : NULL;
-            kt_cpu[1]->attn(kt_cpu[1]->ctx, &a1);
+            bad |= kern_attn(kt_cpu[1], &a1) != EM_OK;
         }
         int diff = memcmp(one.out, got[0].out, n_out * sizeof(float)) != 0;
         diff |= memcmp(one.col_sum, got[0].col_sum, lenz * 4) != 0;
@@ -219,6 +218,7 @@ typedef struct pf_user {
     const kern_weight *w;
     const float *x;
     float *y; /* [n][w->rows] */
+    int failed; /* an op returned an error */
 } pf_user;
 
 static void pf_body(void *user, int i, int tid)
@@ -227,8 +227,9 @@ static void pf_body(void *user, int i, int tid)
     __atomic_fetch_add(&u->hits[i], 1, __ATOMIC_RELAXED);
     u->tids[i] = tid;
     /* a nested op: must run inline on this thread and give the same bits */
-    kern_matmul(u->ops, u->w, u->x + (size_t)i * u->w->cols, u->w->cols, 1,
-                u->y + (size_t)i * u->w->rows, u->w->rows);
+    if (kern_matmul(u->ops, u->w, u->x + (size_t)i * u->w->cols, u->w->cols, 1,
+                    u->y + (size_t)i * u->w->rows, u->w->rows) != EM_OK)
+        __atomic_store_n(&u->failed, 1, __ATOMIC_RELAXED);
 }
 
 static void count_body(void *user, int i, int tid)
@@ -245,20 +246,20 @@ static int test_parallel_for(void)
     kt_fill(&r, x, (size_t)N * COLS, -1, 1);
     kern_weight w = {wd, KERN_F32, ROWS, COLS};
     float *y0 = kt_alloc_fill((size_t)N * ROWS, 0), *y = kt_alloc_fill((size_t)N * ROWS, 0);
-    kern_matmul(kt_cpu[0], &w, x, COLS, N, y0, ROWS);
-    int cases = 0;
+    int cases = 0, bad0 = kern_matmul(kt_cpu[0], &w, x, COLS, N, y0, ROWS) != EM_OK;
     for (int t = 0; t < KT_N_BACKENDS; t++) {
         int hits[N] = {0}, tids[N];
-        pf_user u = {hits, tids, kt_threads[t], kt_cpu[t], &w, x, y};
+        pf_user u = {hits, tids, kt_threads[t], kt_cpu[t], &w, x, y, 0};
         memset(y, 0, sizeof(float) * N * ROWS);
         kern_cpu_parallel_for(kt_cpu[t], N, pf_body, &u);
-        int bad = kern_cpu_n_threads(kt_cpu[t]) != kt_threads[t];
+        int bad = bad0 || kern_cpu_n_threads(kt_cpu[t]) != kt_threads[t];
         for (int i = 0; i < N; i++) {
             if (hits[i] != 1 || tids[i] < 0 || tids[i] >= kt_threads[t]) {
                 fprintf(stderr, "    item %d: hits=%d tid=%d\n", i, hits[i], tids[i]);
                 bad = 1;
             }
         }
+        bad |= u.failed;
         bad |= kt_check_same("nested matmul", t, y, y0, sizeof(float) * N * ROWS);
         kern_cpu_parallel_for(kt_cpu[t], 0, pf_body, &u); /* n = 0: no call */
         /* many small back-to-back jobs (late workers must skip closed jobs, never run an item
@@ -291,12 +292,13 @@ static int test_parallel_for(void)
 typedef struct pa_user {
     const kern_ops *ops;
     kern_attn_args *args; /* [H] */
+    int failed;           /* an op returned an error */
 } pa_user;
 
 static void pa_body(void *user, int i, int tid)
 {
     pa_user *u = user;
-    u->ops->attn(u->ops->ctx, &u->args[i]);
+    if (kern_attn(u->ops, &u->args[i]) != EM_OK) __atomic_store_n(&u->failed, 1, __ATOMIC_RELAXED);
 }
 
 static int test_parallel_attn(void)
@@ -325,9 +327,10 @@ static int test_parallel_attn(void)
                                            .scale = 0.25f, .stats = &st[m][h]};
             }
         }
-        for (int h = 0; h < H; h++) kt_cpu[t]->attn(kt_cpu[t]->ctx, &a[0][h]);
-        pa_user u = {kt_cpu[t], a[1]};
+        for (int h = 0; h < H; h++) bad |= kern_attn(kt_cpu[t], &a[0][h]) != EM_OK;
+        pa_user u = {kt_cpu[t], a[1], 0};
         kern_cpu_parallel_for(kt_cpu[t], H, pa_body, &u);
+        bad |= u.failed;
         bad |= kt_check_same("parallel attn out", t, out[1], out[0], H * nqh * sizeof(float));
         bad |= kt_check_same("parallel attn col_sum", t, cs[1], cs[0], H * LEN * sizeof(float));
         for (int m = 0; m < 2; m++) free(out[m]), free(cs[m]);

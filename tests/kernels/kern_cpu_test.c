@@ -59,18 +59,18 @@ static void test_matmul(int ci, const mm_case *c)
     kt_fill(&r, x, (size_t)c->n * xs, -1.0f, 1.0f);
     size_t ny = (size_t)c->n * ys;
     float *ref = alloc_fill(ny, SENTINEL), *got[N_BACKENDS];
-    kern_matmul(kern_ops_ref(), &w, x, xs, c->n, ref, ys);
-    int bad = 0;
+    int bad = kern_matmul(kern_ops_ref(), &w, x, xs, c->n, ref, ys) != EM_OK;
     for (int t = 0; t < N_BACKENDS; t++) {
         got[t] = alloc_fill(ny, SENTINEL);
-        kern_matmul(g_cpu[t], &w, x, xs, c->n, got[t], ys);
+        bad |= kern_matmul(g_cpu[t], &w, x, xs, c->n, got[t], ys) != EM_OK;
         if (t > 0) bad |= check_same("y", t, got[t], got[0], ny * sizeof(float));
     }
     /* batch invariance: each token alone (GEMV path) gives the same bits as in the batch */
     if (c->n > 1) {
         float *one = alloc_fill(ny, SENTINEL);
         for (int t = 0; t < c->n; t++)
-            kern_matmul(g_cpu[1], &w, x + (size_t)t * xs, xs, 1, one + (size_t)t * ys, ys);
+            bad |= kern_matmul(g_cpu[1], &w, x + (size_t)t * xs, xs, 1, one + (size_t)t * ys,
+                               ys) != EM_OK;
         if (memcmp(one, got[0], ny * sizeof(float)) != 0) {
             fprintf(stderr, "    BATCH INVARIANCE: n=%d differs from n=1 calls\n", c->n);
             bad = 1;
@@ -107,10 +107,10 @@ static int test_matmul_nonfinite(void)
         float *x = alloc_fill((size_t)N * COLS, 0);
         kt_fill(&r, x, (size_t)N * COLS, -1, 1);
         float ref[N * ROWS], got[N * ROWS], one[N * ROWS];
-        kern_matmul(kern_ops_ref(), &w, x, COLS, N, ref, ROWS);
-        kern_matmul(g_cpu[0], &w, x, COLS, N, got, ROWS);
-        for (int t = 0; t < N; t++) kern_matmul(g_cpu[0], &w, x + t * COLS, COLS, 1, one + t * ROWS, ROWS);
-        int bad = 0;
+        int bad = kern_matmul(kern_ops_ref(), &w, x, COLS, N, ref, ROWS) != EM_OK;
+        bad |= kern_matmul(g_cpu[0], &w, x, COLS, N, got, ROWS) != EM_OK;
+        for (int t = 0; t < N; t++)
+            bad |= kern_matmul(g_cpu[0], &w, x + t * COLS, COLS, 1, one + t * ROWS, ROWS) != EM_OK;
         for (int t = 0; t < N; t++)
             for (int k = 0; k < ROWS; k++) {
                 float a = ref[t * ROWS + k], b = got[t * ROWS + k], c = one[t * ROWS + k];
@@ -151,12 +151,13 @@ static void test_rmsnorm(int ci, const rms_case *c)
     kt_fill(&r, g, (size_t)c->dim, 0.5f, 1.5f);
     float *ref = alloc_fill(nx, 0), *got[N_BACKENDS];
     memcpy(ref, x, nx * sizeof(float));
-    kern_ops_ref()->rmsnorm(NULL, c->in_place ? ref : x, g, c->n, c->dim, 1e-5f, ref);
-    int bad = 0;
+    int bad =
+        kern_rmsnorm(kern_ops_ref(), c->in_place ? ref : x, g, c->n, c->dim, 1e-5f, ref) != EM_OK;
     for (int t = 0; t < N_BACKENDS; t++) {
         got[t] = alloc_fill(nx, SENTINEL);
         if (c->in_place) memcpy(got[t], x, nx * sizeof(float));
-        g_cpu[t]->rmsnorm(g_cpu[t]->ctx, c->in_place ? got[t] : x, g, c->n, c->dim, 1e-5f, got[t]);
+        bad |= kern_rmsnorm(g_cpu[t], c->in_place ? got[t] : x, g, c->n, c->dim, 1e-5f,
+                            got[t]) != EM_OK;
         if (t > 0) bad |= check_same("y", t, got[t], got[0], nx * sizeof(float));
     }
     /* sum of squares reassociated over dim (relative error ~dim * 6e-8 at most), then one
@@ -180,6 +181,8 @@ static const rope_case rope_cases[] = {
     {1, 1, 8, 8, 0, 10, 10000.0f},      {7, 8, 8, 8, 0, 600, 10000.0f},
     {3, 4, 128, 128, 5, 4000, 10000.0f}, {5, 2, 64, 32, 0, 100000, 500000.0f},
     {300, 8, 128, 128, 0, 2048, 10000.0f}, {64, 6, 10, 6, 3, 50, 10000.0f},
+    /* more pairs than one cos/sin chunk (64): whole chunks, and a chunk + a scalar tail */
+    {3, 2, 256, 256, 1, 5000, 10000.0f},  {70, 3, 200, 196, 0, 3000, 1000000.0f},
 };
 
 static void test_rope(int ci, const rope_case *c)
@@ -196,14 +199,14 @@ static void test_rope(int ci, const rope_case *c)
     for (int t = 0; t < c->n_tok; t++) pos[t] = kt_int(&r, c->max_pos + 1);
     float *ref = alloc_fill(nx, 0), *got[N_BACKENDS];
     memcpy(ref, x, nx * sizeof(float));
-    kern_ops_ref()->rope(NULL, ref, c->n_tok, c->n_heads, c->hd, stride, pos, c->base, c->rope_dim);
-    int bad = 0;
+    int bad = kern_rope(kern_ops_ref(), ref, c->n_tok, c->n_heads, c->hd, stride, pos, c->base,
+                        c->rope_dim) != EM_OK;
     for (int t = 0; t < N_BACKENDS; t++) {
         got[t] = alloc_fill(nx, 0);
         for (int rep = 0; rep < 2; rep++) { /* the second call uses the cached frequencies */
             memcpy(got[t], x, nx * sizeof(float));
-            g_cpu[t]->rope(g_cpu[t]->ctx, got[t], c->n_tok, c->n_heads, c->hd, stride, pos,
-                           c->base, c->rope_dim);
+            bad |= kern_rope(g_cpu[t], got[t], c->n_tok, c->n_heads, c->hd, stride, pos, c->base,
+                             c->rope_dim) != EM_OK;
         }
         if (t > 0) bad |= check_same("x", t, got[t], got[0], nx * sizeof(float));
     }
@@ -237,11 +240,10 @@ static void test_swiglu(int ci, const swiglu_case *c)
     kt_fill(&r, gate, nx, -c->range, c->range);
     kt_fill(&r, up, nx, -2.0f, 2.0f);
     float *ref = alloc_fill(nx + 1, SENTINEL), *got[N_BACKENDS];
-    kern_ops_ref()->swiglu(NULL, gate, up, c->n, c->dim, ref);
-    int bad = 0;
+    int bad = kern_swiglu(kern_ops_ref(), gate, up, c->n, c->dim, ref) != EM_OK;
     for (int t = 0; t < N_BACKENDS; t++) {
         got[t] = alloc_fill(nx + 1, SENTINEL);
-        g_cpu[t]->swiglu(g_cpu[t]->ctx, gate, up, c->n, c->dim, got[t]);
+        bad |= kern_swiglu(g_cpu[t], gate, up, c->n, c->dim, got[t]) != EM_OK;
         if (t > 0) bad |= check_same("out", t, got[t], got[0], (nx + 1) * sizeof(float));
     }
     /* vector exp (Cephes polynomial, ~2 ulp) vs libm expf, then one divide and one product:

@@ -49,13 +49,21 @@ typedef struct mm_arg {
     int n;
 } mm_arg;
 
+/* A timed op that fails measures nothing: stop. */
+static void must(em_status st, const char *op)
+{
+    if (st == EM_OK) return;
+    fprintf(stderr, "kern_perf: %s failed: %s\n", op, em_status_str(st));
+    exit(1);
+}
+
 static void mm_run(const kern_ops *o, void *p)
 {
     mm_arg *a = p;
-    kern_matmul(o, &a->w, a->x, a->w.cols, a->n, a->y, a->w.rows);
+    must(kern_matmul(o, &a->w, a->x, a->w.cols, a->n, a->y, a->w.rows), "matmul");
 }
 
-static void attn_run(const kern_ops *o, void *p) { o->attn(o->ctx, p); }
+static void attn_run(const kern_ops *o, void *p) { must(kern_attn(o, p), "attn"); }
 
 static void noop_item(void *user, int i, int tid) { (void)user, (void)i, (void)tid; }
 static void pf_run(const kern_ops *o, void *p)

@@ -28,8 +28,13 @@ static double best_time(const kern_ops *o, const kern_weight *w, const float *x,
     double best = 1e9;
     for (int k = 0; k < 5; k++) {
         double t0 = now();
-        for (int i = 0; i < reps; i++)
-            kern_matmul(o, w, x, w->cols, n, y, w->rows);
+        for (int i = 0; i < reps; i++) {
+            em_status st = kern_matmul(o, w, x, w->cols, n, y, w->rows);
+            if (st != EM_OK) { /* a failing op measures nothing */
+                fprintf(stderr, "kern_qf_perf: matmul failed: %s\n", em_status_str(st));
+                exit(1);
+            }
+        }
         double t = (now() - t0) / reps;
         if (t < best)
             best = t;

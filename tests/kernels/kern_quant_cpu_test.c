@@ -169,15 +169,18 @@ static void run_case(kern_dtype t, const qcase *c, uint64_t seed)
     float *x = make_x(c->n, c->cols, xs, &r);
     kern_weight w = {wd, t, c->rows, c->cols};
     float *ref = kt_alloc_fill(ny, KT_SENTINEL), *got[KT_N_BACKENDS], *one = kt_alloc_fill(ny, KT_SENTINEL);
-    kern_matmul(kern_ops_ref_mode(KERN_ACT_Q8), &w, x, xs, c->n, ref, ys);
+    CHECK(kern_matmul(kern_ops_ref_mode(KERN_ACT_Q8), &w, x, xs, c->n, ref, ys) == EM_OK,
+          "matmul status");
     int bad_same = 0, bad_pad = 0;
     for (int b = 0; b < KT_N_BACKENDS; b++) {
         got[b] = kt_alloc_fill(ny, KT_SENTINEL);
-        kern_matmul(g_cpu[b], &w, x, xs, c->n, got[b], ys);
+        CHECK(kern_matmul(g_cpu[b], &w, x, xs, c->n, got[b], ys) == EM_OK, "matmul status");
         if (b > 0) bad_same += kt_check_same("y", b, got[b], got[0], ny * sizeof(float));
     }
     for (int tk = 0; tk < c->n; tk++) {
-        kern_matmul(g_cpu[1], &w, x + (size_t)tk * xs, xs, 1, one + (size_t)tk * ys, ys);
+        CHECK(kern_matmul(g_cpu[1], &w, x + (size_t)tk * xs, xs, 1, one + (size_t)tk * ys,
+                          ys) == EM_OK,
+              "matmul status");
         for (int k = c->rows; k < ys; k++) bad_pad += got[0][(size_t)tk * ys + k] != KT_SENTINEL;
     }
     int bad_batch = memcmp(one, got[0], ny * sizeof(float)) != 0;
@@ -257,7 +260,7 @@ static void test_nonfinite(kern_dtype t)
     kern_weight w = {wd, t, ROWS, cols};
     int bad = 0;
     for (int b = 0; b < KT_N_BACKENDS; b++) {
-        kern_matmul(g_cpu[b], &w, x, cols, N, y, ROWS);
+        CHECK(kern_matmul(g_cpu[b], &w, x, cols, N, y, ROWS) == EM_OK, "matmul status");
         for (int tk = 0; tk < N; tk++)
             for (int k = 0; k < ROWS; k++) {
                 int expect_finite = tk != 2 && k != 5; /* inf * 0-block may be NaN or inf: either */

@@ -154,18 +154,20 @@ static void run_case(kern_dtype t, const qcase *c, uint64_t seed)
     float *ref = kt_alloc_fill(ny, KT_SENTINEL), *ref32 = kt_alloc_fill(ny, KT_SENTINEL);
     float *got[KT_N_BACKENDS], *f32 = kt_alloc_fill(ny, KT_SENTINEL);
     float *one = kt_alloc_fill(ny, KT_SENTINEL);
-    kern_matmul(kern_ops_ref(), &w, x, xs, c->n, ref, ys);
-    kern_matmul(kern_ops_ref(), &w32, x, xs, c->n, ref32, ys);
-    kern_matmul(g_cpu[0], &w32, x, xs, c->n, f32, ys);
+    CHECK(kern_matmul(kern_ops_ref(), &w, x, xs, c->n, ref, ys) == EM_OK, "matmul status");
+    CHECK(kern_matmul(kern_ops_ref(), &w32, x, xs, c->n, ref32, ys) == EM_OK, "matmul status");
+    CHECK(kern_matmul(g_cpu[0], &w32, x, xs, c->n, f32, ys) == EM_OK, "matmul status");
     int bad_same = 0, bad_pad = 0;
     for (int b = 0; b < KT_N_BACKENDS; b++) {
         got[b] = kt_alloc_fill(ny, KT_SENTINEL);
-        kern_matmul(g_cpu[b], &w, x, xs, c->n, got[b], ys);
+        CHECK(kern_matmul(g_cpu[b], &w, x, xs, c->n, got[b], ys) == EM_OK, "matmul status");
         if (b > 0)
             bad_same += kt_check_same("y", b, got[b], got[0], yb);
     }
     for (int tk = 0; tk < c->n; tk++) {
-        kern_matmul(g_cpu[1], &w, x + (size_t)tk * xs, xs, 1, one + (size_t)tk * ys, ys);
+        CHECK(kern_matmul(g_cpu[1], &w, x + (size_t)tk * xs, xs, 1, one + (size_t)tk * ys,
+                          ys) == EM_OK,
+              "matmul status");
         for (int k = c->rows; k < ys; k++)
             bad_pad += got[0][(size_t)tk * ys + k] != KT_SENTINEL;
     }
@@ -204,10 +206,11 @@ static void test_one_hot(kern_dtype t)
     float *y = kt_alloc_fill((size_t)cols * ROWS, KT_SENTINEL), y1[ROWS];
     for (int c = 0; c < cols; c++)
         x[(size_t)c * cols + c] = 1.0f;
-    kern_matmul(g_cpu[1], &w, x, cols, cols, y, ROWS);
+    CHECK(kern_matmul(g_cpu[1], &w, x, cols, cols, y, ROWS) == EM_OK, "matmul status");
     int bad = 0;
     for (int c = 0; c < cols; c++) {
-        kern_matmul(g_cpu[0], &w, x + (size_t)c * cols, cols, 1, y1, ROWS);
+        CHECK(kern_matmul(g_cpu[0], &w, x + (size_t)c * cols, cols, 1, y1, ROWS) == EM_OK,
+              "matmul status");
         for (int k = 0; k < ROWS; k++) {
             float want = wf[(size_t)k * cols + c];
             bad += y[(size_t)c * ROWS + k] != want || y1[k] != want;
@@ -236,7 +239,9 @@ static void test_nonfinite(kern_dtype t)
     for (int b = 0; b < KT_N_BACKENDS; b++) {
         for (int n = 1; n <= N; n += N - 1) { /* GEMV token by token, then all at once */
             for (int t0 = 0; t0 < N; t0 += n)
-                kern_matmul(g_cpu[b], &w, x + (size_t)t0 * cols, cols, n, y + t0 * ROWS, ROWS);
+                CHECK(kern_matmul(g_cpu[b], &w, x + (size_t)t0 * cols, cols, n, y + t0 * ROWS,
+                                  ROWS) == EM_OK,
+                      "matmul status");
             for (int tk = 0; tk < N; tk++)
                 for (int k = 0; k < ROWS; k++)
                     bad += (tk != 2 && k != 5) != (isfinite(y[tk * ROWS + k]) != 0);
@@ -272,11 +277,12 @@ static void test_modes(void)
         wh[i] = kern_f32_to_f16(wf[i]);
     float ya[N * ROWS], yb[N * ROWS], yq[N * ROWS];
     kern_weight wq = {wd, KERN_Q4_1, ROWS, COLS};
-    kern_matmul(g_cpu[1], &wq, x, COLS, N, ya, ROWS);
-    kern_matmul(f32m, &wq, x, COLS, N, yb, ROWS);
+    CHECK(kern_matmul(g_cpu[1], &wq, x, COLS, N, ya, ROWS) == EM_OK, "matmul status");
+    CHECK(kern_matmul(f32m, &wq, x, COLS, N, yb, ROWS) == EM_OK, "matmul status");
     CHECK(memcmp(ya, yb, sizeof ya) == 0, "kern_ops_cpu_create is not KERN_ACT_F32");
-    kern_matmul(q8m, &wq, x, COLS, N, yb, ROWS);
-    kern_matmul(kern_ops_ref_mode(KERN_ACT_Q8), &wq, x, COLS, N, yq, ROWS);
+    CHECK(kern_matmul(q8m, &wq, x, COLS, N, yb, ROWS) == EM_OK, "matmul status");
+    CHECK(kern_matmul(kern_ops_ref_mode(KERN_ACT_Q8), &wq, x, COLS, N, yq, ROWS) == EM_OK,
+          "matmul status");
     float *wqf = dequant_matrix(&wq);
     int bad_q8 = 0; /* within 1e-5 * sum|w x| (x's int8 rounding moves that sum by < 1%) */
     for (int tk = 0; tk < N; tk++)
@@ -293,11 +299,12 @@ static void test_modes(void)
     int bad_dense = 0;
     for (int d = 0; d < 2; d++) {
         kern_weight wdn = {d ? (const void *)wh : wf, d ? KERN_F16 : KERN_F32, ROWS, COLS};
-        kern_matmul(f32m, &wdn, x, COLS, N, ya, ROWS);
-        kern_matmul(q8m, &wdn, x, COLS, N, yb, ROWS);
+        CHECK(kern_matmul(f32m, &wdn, x, COLS, N, ya, ROWS) == EM_OK, "matmul status");
+        CHECK(kern_matmul(q8m, &wdn, x, COLS, N, yb, ROWS) == EM_OK, "matmul status");
         bad_dense += memcmp(ya, yb, sizeof ya) != 0;
-        kern_matmul(kern_ops_ref(), &wdn, x, COLS, N, ya, ROWS);
-        kern_matmul(kern_ops_ref_mode(KERN_ACT_Q8), &wdn, x, COLS, N, yb, ROWS);
+        CHECK(kern_matmul(kern_ops_ref(), &wdn, x, COLS, N, ya, ROWS) == EM_OK, "matmul status");
+        CHECK(kern_matmul(kern_ops_ref_mode(KERN_ACT_Q8), &wdn, x, COLS, N, yb, ROWS) == EM_OK,
+              "matmul status");
         bad_dense += memcmp(ya, yb, sizeof ya) != 0;
     }
     CHECK(bad_dense == 0, "the activation mode changes f32 / f16 weights");
@@ -325,8 +332,8 @@ static void test_outlier(void)
         float *wf = dequant_matrix(&w), x[COLS], yf[ROWS], yq[ROWS];
         kt_fill(&r, x, COLS, -0.5f, 0.5f);
         x[300] = 3000.0f;
-        kern_matmul(g_cpu[0], &w, x, COLS, 1, yf, ROWS);
-        kern_matmul(q8m, &w, x, COLS, 1, yq, ROWS);
+        CHECK(kern_matmul(g_cpu[0], &w, x, COLS, 1, yf, ROWS) == EM_OK, "matmul status");
+        CHECK(kern_matmul(q8m, &w, x, COLS, 1, yq, ROWS) == EM_OK, "matmul status");
         for (int k = 0; k < ROWS; k++) {
             double s = 0, m = 0;
             for (int c = 0; c < COLS; c++) {

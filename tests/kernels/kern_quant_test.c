@@ -314,7 +314,8 @@ static void test_ref_matmul_mode(kern_act_mode mode)
             }
             CHECK(bad == 0, "%s: kern_embed_row differs from kern_dequant_row", kern_dtype_name(t));
             kern_weight w = {wq, t, rows, cols};
-            kern_matmul(kern_ops_ref_mode(mode), &w, x, xs, n, y, rows + 1);
+            CHECK(kern_matmul(kern_ops_ref_mode(mode), &w, x, xs, n, y, rows + 1) == EM_OK,
+                  "matmul status");
             double rtol = mode == KERN_ACT_Q8 ? 2e-6 : 1e-5;
             for (int tk = 0; tk < n; tk++) {
                 act_dequant(mode == KERN_ACT_Q8 ? t : KERN_F32, x + (size_t)tk * xs, cols, xd);

@@ -58,14 +58,16 @@ static size_t unescape(char *s)
     return o;
 }
 
-static int parse_row(char *line, row *r)
+/* One tab-separated table row into r (text fields unescaped in place); EM_EINVAL when a
+ * field is missing or an id is not a number. */
+static em_status parse_row(char *line, row *r)
 {
     char *f[6];
     for (int i = 0; i < 6; i++) {
         f[i] = line;
         char *tab = strchr(line, '\t');
         if (i < 5) {
-            if (!tab) return -1;
+            if (!tab) return EM_EINVAL;
             *tab = 0;
             line = tab + 1;
         }
@@ -80,9 +82,9 @@ static int parse_row(char *line, row *r)
     r->n_ids = 0;
     for (char *p = f[4], *end; *p && r->n_ids < MAX_IDS; p = end) {
         r->ids[r->n_ids++] = (int32_t)strtol(p, &end, 10);
-        if (end == p) return -1;
+        if (end == p) return EM_EINVAL;
     }
-    return 0;
+    return EM_OK;
 }
 
 static char *slurp(const char *path, size_t *n)
@@ -110,7 +112,7 @@ static row *load_table(char *buf, int *n_rows)
         nl = strchr(line, '\n');
         if (nl) *nl++ = 0;
         if (line[0] == '#' || !line[0]) continue;
-        CHECK(parse_row(line, &rows[n]) == 0, "malformed table row %d", n + 1);
+        CHECK(parse_row(line, &rows[n]) == EM_OK, "malformed table row %d", n + 1);
         n++;
     }
     *n_rows = n;
