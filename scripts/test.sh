@@ -66,7 +66,7 @@ if [ "${EMSERVE_SKIP_SANITIZERS:-0}" != 1 ]; then
   # gloo) and the engine's tensor-parallel test. gRPC, gloo and protobuf-c are not built with
   # TSan; tests/tsan.supp silences only reports whose stacks reach those libraries.
   echo "== bazel test --config=tsan //tests/service/... tp_equivalence_test =="
-  bazel test --config=ci --config=tsan --test_tag_filters=-smollm2 \
+  bazel test --config=ci --config=tsan --test_tag_filters=-smollm2,-no_tsan \
     --test_env=TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp second_deadlock_stack=1" \
     //tests/service/... //tests/engine:tp_equivalence_test 2>&1 | tee "$LOG.5"
   rc=${PIPESTATUS[0]}; [ "$rc" -eq 0 ] || rc_all=$rc
