@@ -4,10 +4,10 @@
  * Arithmetic: exactly the f32 path of matmul.c over the kern_dequant_row values: per output
  * element one 8-lane FMA accumulator acc = fma(w[c..c+8), x[c..c+8), acc) over the columns in
  * order from c = 0, then kern_cpu__hsum8's lane tree. Every dequantised weight is exact f32
- * arithmetic up to one rounding (quant_ref.c), and deq8 below computes the same value in one
- * instruction (a product of an f16 scale and a small integer is exact, so d*q+m rounds once
- * whether fused or not). Hence the result equals kern_cpu__matmul on the dequantised f32 matrix
- * bit for bit, whichever of the two paths below computes it:
+ * arithmetic up to one rounding (quant_ref.c), and qf_deq8 below computes the same values, signs
+ * of zeros included (a product of an f16 scale and a small integer is exact, so d*q+m rounds
+ * once whether fused or not). Hence the result equals kern_cpu__matmul on the dequantised f32
+ * matrix bit for bit, whichever of the two paths below computes it:
  *   decode / few tokens (GEMV): 8 rows per pass share the x loads; each weight block is
  *     dequantised in registers (nibbles or int8 -> f32 times the block scale) right before its
  *     FMAs, so the matrix is read once in its quantized form and never written out;
