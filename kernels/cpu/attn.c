@@ -22,6 +22,7 @@
 #include "kernels/ref/kern_ref.h"
 
 #define AI static inline __attribute__((always_inline))
+#define NI static __attribute__((noinline)) /* a pass of its own (keeps register allocation local) */
 #define SMALL_HD 16   /* heads up to this size take the transposed path */
 #define VT_MIN_ROWS 6 /* rows (queries x G) above which V is transposed too */
 #ifndef EW_U
@@ -497,12 +498,22 @@ static void zero_out(const kern_attn_args *a, int i)
 #ifndef BLK_MIN_ROWS
 #define BLK_MIN_ROWS 2
 #endif
+#ifndef BLK_ROWS
 #define BLK_ROWS 48 /* rows per block, rounded down to whole queries (at least one) */
-#define BLK_MAX 64  /* rows per block at most: max(BLK_ROWS, G) with G <= 64 */
-#define SR 3        /* rows per score micro-kernel */
-#define VR 4        /* rows per weighted-sum micro-kernel */
-#define VD 2        /* 8-float vectors of dimensions per weighted-sum micro-kernel */
-#define VJ 64       /* keys per weighted-sum chunk */
+#endif
+#define BLK_MAX 64 /* rows per block at most: max(BLK_ROWS, G) with G <= 64 */
+#ifndef SR
+#define SR 3 /* rows per score micro-kernel */
+#endif
+#ifndef VR
+#define VR 4 /* rows per weighted-sum micro-kernel */
+#endif
+#ifndef VD
+#define VD 2 /* 8-float vectors of dimensions per weighted-sum micro-kernel */
+#endif
+#ifndef VJ
+#define VJ 64 /* keys per weighted-sum chunk */
+#endif
 
 typedef struct blk_row {
     const float *q;
@@ -553,7 +564,7 @@ AI void tile_dots(const blk_row *rows, int R, const float *k, int hd, __m256 *re
 
 /* Pass A of the block's rows over tiles [0, tmax): big_scores' values (-inf where masked) into
  * each row's s, the running lane max into mxv[r]. */
-static void block_scores(const kern_attn_args *a, const attn_ws *w, const blk_row *rows, int nr,
+NI void block_scores(const kern_attn_args *a, const attn_ws *w, const blk_row *rows, int nr,
                          int tmax, __m256 *mxv)
 {
     const int hd = a->hd, len = a->len;
@@ -568,12 +579,14 @@ static void block_scores(const kern_attn_args *a, const attn_ws *w, const blk_ro
             const blk_row *br = rows + r0;
             __m256 x[SR];
             if (full) {
-                switch (R) {
+                switch (R) { /* R a constant in each inlined micro-kernel */
                 case SR: tile_dots(br, SR, k, hd, x); break;
 #if SR > 3
                 case 3: tile_dots(br, 3, k, hd, x); break;
 #endif
+#if SR > 2
                 case 2: tile_dots(br, 2, k, hd, x); break;
+#endif
                 default: tile_dots(br, 1, k, hd, x); break;
                 }
             }
@@ -596,37 +609,54 @@ static void block_scores(const kern_attn_args *a, const attn_ws *w, const blk_ro
     }
 }
 
-/* Keys [j0, j1) of R rows into their accumulators out[d0, d0 + 8 VD) (big_wsum's chains). */
-AI void wsum_kernel(const blk_row *rows, int R, const float *v, int hd, int d0, int j0, int j1)
+/* Keys [j0, j1) of R rows into their accumulators out[d0, d0 + 8 D) (big_wsum's chains): D
+ * vectors of V loaded per key for the R rows. */
+AI void wsum_kernel(const blk_row *rows, int R, int D, const float *v, int hd, int d0, int j0,
+                    int j1)
 {
-    __m256 acc[VR][VD];
+    __m256 acc[VR][8];
     const float *p[VR];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
         p[r] = rows[r].s;
-#pragma GCC unroll 4
-        for (int e = 0; e < VD; e++) acc[r][e] = _mm256_loadu_ps(rows[r].out + d0 + 8 * e);
+#pragma GCC unroll 8
+        for (int e = 0; e < D; e++) acc[r][e] = _mm256_loadu_ps(rows[r].out + d0 + 8 * e);
     }
     for (int j = j0; j < j1; j++) {
         const float *vj = v + (size_t)j * hd + d0;
-        __m256 vv[VD];
-#pragma GCC unroll 4
-        for (int e = 0; e < VD; e++) vv[e] = _mm256_loadu_ps(vj + 8 * e);
-#pragma GCC unroll 4
+        __m256 vv[8];
+#pragma GCC unroll 8
+        for (int e = 0; e < D; e++) vv[e] = _mm256_loadu_ps(vj + 8 * e);
+#pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             __m256 b = _mm256_broadcast_ss(p[r] + j);
-#pragma GCC unroll 4
-            for (int e = 0; e < VD; e++) acc[r][e] = _mm256_fmadd_ps(b, vv[e], acc[r][e]);
+#pragma GCC unroll 8
+            for (int e = 0; e < D; e++) acc[r][e] = _mm256_fmadd_ps(b, vv[e], acc[r][e]);
         }
     }
-#pragma GCC unroll 4
+#pragma GCC unroll 8
     for (int r = 0; r < R; r++)
-#pragma GCC unroll 4
-        for (int e = 0; e < VD; e++) _mm256_storeu_ps(rows[r].out + d0 + 8 * e, acc[r][e]);
+#pragma GCC unroll 8
+        for (int e = 0; e < D; e++) _mm256_storeu_ps(rows[r].out + d0 + 8 * e, acc[r][e]);
+}
+
+/* Keys [j0, j1) of the rows [0, R), R <= VR, into out[d0, d0 + 64): VR rows x VD vectors, or
+ * for fewer rows more vectors per key, so that enough chains are in flight. */
+NI void wsum_rows(const blk_row *rows, int R, const float *v, int hd, int d0, int j0, int j1)
+{
+    if (R == VR) {
+        for (int e = 0; e < 8; e += VD) wsum_kernel(rows, VR, VD, v, hd, d0 + 8 * e, j0, j1);
+    } else if (R == 3) {
+        for (int e = 0; e < 8; e += 2) wsum_kernel(rows, 3, 2, v, hd, d0 + 8 * e, j0, j1);
+    } else if (R == 2) {
+        for (int e = 0; e < 8; e += 4) wsum_kernel(rows, 2, 4, v, hd, d0 + 8 * e, j0, j1);
+    } else {
+        for (int r = 0; r < R; r++) wsum_kernel(rows + r, 1, 8, v, hd, d0, j0, j1);
+    }
 }
 
 /* Pass C: out = (sum_j e[j] v[j]) / tot for the block's rows, big_wsum's arithmetic. */
-static void block_wsum(const kern_attn_args *a, const blk_row *rows, int nr, const float *tot)
+NI void block_wsum(const kern_attn_args *a, const blk_row *rows, int nr, const float *tot)
 {
     int hd = a->hd, d64 = hd & ~63, n = 0;
     for (int r = 0; r < nr; r++) {
@@ -635,18 +665,11 @@ static void block_wsum(const kern_attn_args *a, const blk_row *rows, int nr, con
     }
     for (int j0 = 0; j0 < n && d64 > 0; j0 += VJ) {
         int j1 = j0 + VJ < n ? j0 + VJ : n;
+        int nfull = nr - nr % VR;
         for (int d0 = 0; d0 < d64; d0 += 8 * VD)
-            for (int r0 = 0; r0 < nr; r0 += VR) {
-                int R = nr - r0 < VR ? nr - r0 : VR;
-                switch (R) {
-                case VR: wsum_kernel(rows + r0, VR, a->v, hd, d0, j0, j1); break;
-#if VR > 3
-                case 3: wsum_kernel(rows + r0, 3, a->v, hd, d0, j0, j1); break;
-#endif
-                case 2: wsum_kernel(rows + r0, 2, a->v, hd, d0, j0, j1); break;
-                default: wsum_kernel(rows + r0, 1, a->v, hd, d0, j0, j1); break;
-                }
-            }
+            for (int r0 = 0; r0 < nfull; r0 += VR) wsum_kernel(rows + r0, VR, VD, a->v, hd, d0, j0, j1);
+        if (nfull < nr)
+            for (int d0 = 0; d0 < d64; d0 += 64) wsum_rows(rows + nfull, nr - nfull, a->v, hd, d0, j0, j1);
     }
     for (int r = 0; r < nr; r++) {
         float inv = 1.0f / tot[r];
