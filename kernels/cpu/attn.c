@@ -22,6 +22,7 @@
 #include "kernels/ref/kern_ref.h"
 
 #define AI static inline __attribute__((always_inline))
+#define NI static __attribute__((noinline)) /* a pass of its own (keeps register allocation local) */
 #define SMALL_HD 16   /* heads up to this size take the transposed path */
 #define VT_MIN_ROWS 6 /* rows (queries x G) above which V is transposed too */
 #ifndef EW_U
@@ -322,7 +323,21 @@ AI float dot1(const float *q, const float *k, int hd)
     return kern_cpu__hsum(acc);
 }
 
-/* Pass A for row-major keys: full tiles by dot8, the tail tile key by key (dot1). */
+/* Scaled dot products of q with the keys of the last, partial tile t (8t + 8 > len), key by
+ * key (dot1); 0 for the padding and the keys masked in mk (8 entries of the tile). */
+static __m256 tail_dots(const float *q, int hd, const float *k, int len, int t, const int32_t *mk,
+                        float scale)
+{
+    float tmp[8];
+    for (int l = 0; l < 8; l++) {
+        int j = 8 * t + l;
+        tmp[l] = j < len && mk[l] == 0 ? dot1(q, k + (size_t)j * hd, hd) * scale : 0.0f;
+    }
+    return _mm256_loadu_ps(tmp);
+}
+
+/* Pass A for row-major keys: full tiles by dot8 times scale, the tail tile by tail_dots; plus
+ * kbias, masked entries -inf; returns the max. */
 static float big_scores(const float *q, int hd, const float *k, int len, const attn_ws *w,
                         int tend, float scale, float *s)
 {
@@ -330,16 +345,8 @@ static float big_scores(const float *q, int hd, const float *k, int len, const a
     __m256 mx = ninf;
     for (int t = 0; t < tend; t++) {
         __m256 inv = _mm256_load_ps((const float *)w->mk + 8 * t), x;
-        if (8 * t + 8 <= len) {
-            x = _mm256_mul_ps(dot8(q, k + (size_t)t * 8 * hd, hd), vscale);
-        } else {
-            float tmp[8];
-            for (int l = 0; l < 8; l++) {
-                int j = 8 * t + l;
-                tmp[l] = j < len && w->mk[j] == 0 ? dot1(q, k + (size_t)j * hd, hd) * scale : 0.0f;
-            }
-            x = _mm256_loadu_ps(tmp);
-        }
+        if (8 * t + 8 <= len) x = _mm256_mul_ps(dot8(q, k + (size_t)t * 8 * hd, hd), vscale);
+        else x = tail_dots(q, hd, k, len, t, w->mk + 8 * t, scale);
         if (w->kb) x = _mm256_add_ps(x, _mm256_load_ps(w->kb + 8 * t));
         x = _mm256_blendv_ps(x, ninf, inv);
         mx = _mm256_max_ps(mx, x);
@@ -348,24 +355,13 @@ static float big_scores(const float *q, int hd, const float *k, int len, const a
     return hmax(mx);
 }
 
-/* o[0, hd) = (sum_j p[j] * v[j]) * inv over j < len (masked entries have p = 0). */
-static void big_wsum(const float *p, const float *v, int len, int hd, float inv, float *o)
+/* o[d0, hd) for the dimensions past the multiples of 64: vectors one at a time, last one
+ * masked; four accumulators over j (key j < 4 floor(len / 4) goes to j % 4, the rest to the
+ * first: fixed order) hide the FMA latency, summed (0 + 1) + (2 + 3), times inv. */
+static void wsum_tail(const float *p, const float *v, int len, int hd, int d0, float inv, float *o)
 {
     __m256 vinv = _mm256_set1_ps(inv);
-    int d0 = 0;
-    for (; d0 + 64 <= hd; d0 += 64) { /* 8 accumulators in registers */
-        __m256 acc[8];
-        for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
-        for (int j = 0; j < len; j++) {
-            __m256 pv = _mm256_broadcast_ss(p + j);
-            const float *vj = v + (size_t)j * hd + d0;
-#pragma GCC unroll 8
-            for (int r = 0; r < 8; r++) acc[r] = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vj + 8 * r), acc[r]);
-        }
-        for (int r = 0; r < 8; r++) _mm256_storeu_ps(o + d0 + 8 * r, _mm256_mul_ps(acc[r], vinv));
-    }
-    for (; d0 < hd; d0 += 8) { /* remaining vectors one at a time, last one masked; four
-                                  accumulators over j (fixed order) hide the FMA latency */
+    for (; d0 < hd; d0 += 8) {
         __m256i m = kern_cpu__mask(hd - d0 < 8 ? hd - d0 : 8);
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         const float *vd = v + d0;
@@ -391,22 +387,44 @@ static void big_wsum(const float *p, const float *v, int len, int hd, float inv,
     }
 }
 
+/* o[0, hd) = (sum_j p[j] * v[j]) * inv over j < len (masked entries have p = 0): each
+ * dimension of the multiples of 64 is one FMA chain over j from +0 in order, times inv;
+ * the rest by wsum_tail. */
+static void big_wsum(const float *p, const float *v, int len, int hd, float inv, float *o)
+{
+    __m256 vinv = _mm256_set1_ps(inv);
+    int d0 = 0;
+    for (; d0 + 64 <= hd; d0 += 64) { /* 8 accumulators in registers */
+        __m256 acc[8];
+        for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
+        for (int j = 0; j < len; j++) {
+            __m256 pv = _mm256_broadcast_ss(p + j);
+            const float *vj = v + (size_t)j * hd + d0;
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++) acc[r] = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vj + 8 * r), acc[r]);
+        }
+        for (int r = 0; r < 8; r++) _mm256_storeu_ps(o + d0 + 8 * r, _mm256_mul_ps(acc[r], vinv));
+    }
+    wsum_tail(p, v, len, hd, d0, inv, o);
+}
+
 /* ---- statistics ---- */
 
 /* pr[8t..] = mean (p / G summed in g order, as the reference) or max over the group of
- * p = e / tot[g], for tiles t < tend. */
-static void stats_reduce(const attn_ws *w, int tend, int G, int group_max)
+ * p = e / tot[g], for tiles t < tend; head g's exp values at s + g * lenp. */
+static void stats_reduce(const float *s, size_t lenp, const float *tot, float *pr, int tend, int G,
+                         int group_max)
 {
-    int lenp = 8 * w->T, pow2 = (G & (G - 1)) == 0; /* then p * (1/G) == p / G exactly */
+    int pow2 = (G & (G - 1)) == 0; /* then p * (1/G) == p / G exactly */
     __m256 vg = _mm256_set1_ps((float)G), vinv = _mm256_set1_ps(1.0f / (float)G);
     for (int j = 0; j < 8 * tend; j += 8) {
         __m256 r = _mm256_setzero_ps();
         for (int g = 0; g < G; g++) {
-            __m256 p = _mm256_div_ps(_mm256_load_ps(w->s + (size_t)g * lenp + j), _mm256_set1_ps(w->tot[g]));
+            __m256 p = _mm256_div_ps(_mm256_load_ps(s + (size_t)g * lenp + j), _mm256_set1_ps(tot[g]));
             if (group_max) r = _mm256_max_ps(r, p);
             else r = _mm256_add_ps(r, pow2 ? _mm256_mul_ps(p, vinv) : _mm256_div_ps(p, vg));
         }
-        _mm256_store_ps(w->pr + j, r);
+        _mm256_store_ps(pr + j, r);
     }
 }
 
@@ -443,10 +461,277 @@ static void stats_accumulate(kern_attn_stats *st, const float *pr, const int32_t
     }
 }
 
+/* The statistics of query i (exp values of its G heads at s + g * lenp, sums tot[g]) and its
+ * kern_attn_stats.row_ptrs row. */
+static void query_stats(const kern_attn_args *a, attn_ws *w, int i, int tend, const float *s,
+                        const float *tot)
+{
+    kern_attn_stats *st = a->stats;
+    int len = a->len, n = 8 * tend < len ? 8 * tend : len;
+    int row = st->row_ptrs ? i - (a->n_q - st->n_rows) : -1;
+    stats_reduce(s, (size_t)8 * w->T, tot, w->pr, tend, a->G, st->group_max);
+    if (n < len) memset(w->pr + n, 0, sizeof(float) * (size_t)(len - n));
+    stats_accumulate(st, w->pr, a->kpos, a->q_pos[i], n);
+    if (row >= 0) memcpy(st->row_ptrs[row], w->pr, sizeof(float) * (size_t)len);
+}
+
 static void zero_out(const kern_attn_args *a, int i)
 {
     for (int g = 0; g < a->G; g++)
         memset(a->out + (size_t)i * a->o_stride + (size_t)g * a->hd, 0, sizeof(float) * (size_t)a->hd);
+}
+
+/* ---- larger heads, many rows: register-blocked ---- */
+
+/* Calls with at least BLK_MIN_ROWS rows (queries x G) and hd % 8 == 0 run their rows in blocks
+ * of whole queries (about BLK_ROWS rows). Each row does exactly big_query's arithmetic (same
+ * chains, same order, so a row's bits do not depend on the path, the block or the other
+ * rows), but K and V are read once per micro-kernel of several rows instead of once per row:
+ *   scores  - tile by tile; SR rows x 4 keys of dot8 accumulators per step, then dot8's
+ *             kern_cpu__hsum8 tree; the tile stays in L1 for all the block's rows;
+ *   softmax - per row (row_exp), then the statistics per query in query order;
+ *   V       - chunks of VJ keys (in L1) x VD vectors of 8 dims x VR rows: each dimension's
+ *             chain over the keys in order, its accumulator kept in the output row between
+ *             chunks; dimensions past the multiples of 64 by wsum_tail per row.
+ * Rows of a block that see fewer tiles than the block's last one get -inf scores, then zero
+ * probabilities there: max, sums and FMA chains are unchanged by them (+0 terms). */
+#ifndef BLK_MIN_ROWS
+#define BLK_MIN_ROWS 2
+#endif
+#ifndef BLK_ROWS
+#define BLK_ROWS 48 /* rows per block, rounded down to whole queries (at least one) */
+#endif
+#define BLK_MAX 64 /* rows per block at most: max(BLK_ROWS, G) with G <= 64 */
+#ifndef SR
+#define SR 3 /* rows per score micro-kernel */
+#endif
+#ifndef VR
+#define VR 4 /* rows per weighted-sum micro-kernel */
+#endif
+#ifndef VD
+#define VD 2 /* 8-float vectors of dimensions per weighted-sum micro-kernel */
+#endif
+#ifndef VJ
+#define VJ 64 /* keys per weighted-sum chunk */
+#endif
+
+typedef struct blk_row {
+    const float *q;
+    float *s, *out; /* [8T] scores, then exp values; output row (hd floats) */
+    int32_t qp;
+    int n; /* keys of the weighted sum: min(8 tend, len) */
+} blk_row;
+
+static int blk_queries(int G) { return BLK_ROWS / G > 1 ? BLK_ROWS / G : 1; }
+
+/* Raw dot products of R rows with the 8 keys of a full tile (k: 8 rows of hd floats,
+ * hd % 8 == 0): lane l of res[r] is dot8(q[r], k, hd)'s lane l bit for bit (a chain per lane
+ * over the 8-float chunks of d in order, then kern_cpu__hsum8's tree in two halves), each K
+ * vector loaded once for the R rows. */
+AI void tile_dots(const blk_row *rows, int R, const float *k, int hd, __m256 *res)
+{
+    __m256 u[2][SR];
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++) {
+        __m256 acc[SR][4];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+            for (int l = 0; l < 4; l++) acc[r][l] = _mm256_setzero_ps();
+        const float *kh = k + (size_t)4 * h * hd;
+        for (int d = 0; d < hd; d += 8) {
+            __m256 qv[SR];
+#pragma GCC unroll 4
+            for (int r = 0; r < R; r++) qv[r] = _mm256_loadu_ps(rows[r].q + d);
+#pragma GCC unroll 4
+            for (int l = 0; l < 4; l++) {
+                __m256 kv = _mm256_loadu_ps(kh + (size_t)l * hd + d);
+#pragma GCC unroll 4
+                for (int r = 0; r < R; r++) acc[r][l] = _mm256_fmadd_ps(qv[r], kv, acc[r][l]);
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < R; r++)
+            u[h][r] = _mm256_hadd_ps(_mm256_hadd_ps(acc[r][0], acc[r][1]), _mm256_hadd_ps(acc[r][2], acc[r][3]));
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; r++) { /* kern_cpu__hsum8's last step */
+        __m256 lo = _mm256_insertf128_ps(u[0][r], _mm256_castps256_ps128(u[1][r]), 1);
+        __m256 hi = _mm256_insertf128_ps(u[1][r], _mm256_extractf128_ps(u[0][r], 1), 0);
+        res[r] = _mm256_add_ps(lo, hi);
+    }
+}
+
+/* Pass A of the block's rows over tiles [0, tmax): big_scores' values (-inf where masked) into
+ * each row's s, the running lane max into mxv[r]. */
+NI void block_scores(const kern_attn_args *a, const attn_ws *w, const blk_row *rows, int nr,
+                         int tmax, __m256 *mxv)
+{
+    const int hd = a->hd, len = a->len;
+    const __m256 vscale = _mm256_set1_ps(a->scale), ninf = _mm256_set1_ps(-INFINITY);
+    for (int r = 0; r < nr; r++) mxv[r] = ninf;
+    for (int t = 0; t < tmax; t++) {
+        const float *k = a->k + (size_t)t * 8 * hd;
+        __m256i kp = _mm256_load_si256((const __m256i *)(w->kp + 8 * t));
+        int full = 8 * t + 8 <= len;
+        for (int r0 = 0; r0 < nr; r0 += SR) {
+            int R = nr - r0 < SR ? nr - r0 : SR;
+            const blk_row *br = rows + r0;
+            __m256 x[SR];
+            if (full) {
+                switch (R) { /* R a constant in each inlined micro-kernel */
+                case SR: tile_dots(br, SR, k, hd, x); break;
+#if SR > 3
+                case 3: tile_dots(br, 3, k, hd, x); break;
+#endif
+#if SR > 2
+                case 2: tile_dots(br, 2, k, hd, x); break;
+#endif
+                default: tile_dots(br, 1, k, hd, x); break;
+                }
+            }
+            for (int r = 0; r < R; r++) {
+                __m256i invi = _mm256_cmpgt_epi32(kp, _mm256_set1_epi32(br[r].qp));
+                __m256 inv = _mm256_castsi256_ps(invi), y;
+                if (full) {
+                    y = _mm256_mul_ps(x[r], vscale);
+                } else {
+                    int32_t mk[8];
+                    _mm256_storeu_si256((__m256i *)mk, invi);
+                    y = tail_dots(br[r].q, hd, a->k, len, t, mk, a->scale);
+                }
+                if (w->kb) y = _mm256_add_ps(y, _mm256_load_ps(w->kb + 8 * t));
+                y = _mm256_blendv_ps(y, ninf, inv);
+                mxv[r0 + r] = _mm256_max_ps(mxv[r0 + r], y);
+                _mm256_store_ps(br[r].s + 8 * t, y);
+            }
+        }
+    }
+}
+
+/* Keys [j0, j1) of R rows into their accumulators out[d0, d0 + 8 D) (big_wsum's chains): D
+ * vectors of V loaded per key for the R rows. */
+AI void wsum_kernel(const blk_row *rows, int R, int D, const float *v, int hd, int d0, int j0,
+                    int j1)
+{
+    __m256 acc[VR][8];
+    const float *p[VR];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        p[r] = rows[r].s;
+#pragma GCC unroll 8
+        for (int e = 0; e < D; e++) acc[r][e] = _mm256_loadu_ps(rows[r].out + d0 + 8 * e);
+    }
+    for (int j = j0; j < j1; j++) {
+        const float *vj = v + (size_t)j * hd + d0;
+        __m256 vv[8];
+#pragma GCC unroll 8
+        for (int e = 0; e < D; e++) vv[e] = _mm256_loadu_ps(vj + 8 * e);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            __m256 b = _mm256_broadcast_ss(p[r] + j);
+#pragma GCC unroll 8
+            for (int e = 0; e < D; e++) acc[r][e] = _mm256_fmadd_ps(b, vv[e], acc[r][e]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++)
+#pragma GCC unroll 8
+        for (int e = 0; e < D; e++) _mm256_storeu_ps(rows[r].out + d0 + 8 * e, acc[r][e]);
+}
+
+/* Keys [j0, j1) of the rows [0, R), R <= VR, into out[d0, d0 + 64): VR rows x VD vectors, or
+ * for fewer rows more vectors per key, so that enough chains are in flight. */
+NI void wsum_rows(const blk_row *rows, int R, const float *v, int hd, int d0, int j0, int j1)
+{
+    if (R == VR) {
+        for (int e = 0; e < 8; e += VD) wsum_kernel(rows, VR, VD, v, hd, d0 + 8 * e, j0, j1);
+    } else if (R == 3) {
+        for (int e = 0; e < 8; e += 2) wsum_kernel(rows, 3, 2, v, hd, d0 + 8 * e, j0, j1);
+    } else if (R == 2) {
+        for (int e = 0; e < 8; e += 4) wsum_kernel(rows, 2, 4, v, hd, d0 + 8 * e, j0, j1);
+    } else {
+        for (int r = 0; r < R; r++) wsum_kernel(rows + r, 1, 8, v, hd, d0, j0, j1);
+    }
+}
+
+/* Pass C: out = (sum_j e[j] v[j]) / tot for the block's rows, big_wsum's arithmetic. */
+NI void block_wsum(const kern_attn_args *a, const blk_row *rows, int nr, const float *tot)
+{
+    int hd = a->hd, d64 = hd & ~63, n = 0;
+    for (int r = 0; r < nr; r++) {
+        if (rows[r].n > n) n = rows[r].n;
+        memset(rows[r].out, 0, sizeof(float) * (size_t)d64);
+    }
+    for (int j0 = 0; j0 < n && d64 > 0; j0 += VJ) {
+        int j1 = j0 + VJ < n ? j0 + VJ : n;
+        int nfull = nr - nr % VR;
+        for (int d0 = 0; d0 < d64; d0 += 8 * VD)
+            for (int r0 = 0; r0 < nfull; r0 += VR) wsum_kernel(rows + r0, VR, VD, a->v, hd, d0, j0, j1);
+        if (nfull < nr)
+            for (int d0 = 0; d0 < d64; d0 += 64) wsum_rows(rows + nfull, nr - nfull, a->v, hd, d0, j0, j1);
+    }
+    for (int r = 0; r < nr; r++) {
+        float inv = 1.0f / tot[r];
+        __m256 vinv = _mm256_set1_ps(inv);
+        for (int d = 0; d < d64; d += 8)
+            _mm256_storeu_ps(rows[r].out + d, _mm256_mul_ps(_mm256_loadu_ps(rows[r].out + d), vinv));
+        wsum_tail(rows[r].s, a->v, rows[r].n, hd, d64, inv, rows[r].out);
+    }
+}
+
+/* Queries [i0, i1) (all of which see some entry) as one block. */
+static void block_run(const kern_attn_args *a, attn_ws *w, const int *qi, int nq)
+{
+    int G = a->G, hd = a->hd, nr = nq * G, tmax = 0;
+    size_t lenp = (size_t)8 * w->T;
+    blk_row rows[BLK_MAX];
+    __m256 mxv[BLK_MAX];
+    float tot[BLK_MAX];
+    for (int b = 0; b < nq; b++) {
+        int i = qi[b], tend = query_mask(w, a->q_pos[i]);
+        if (tend > tmax) tmax = tend;
+        for (int g = 0; g < G; g++) {
+            blk_row *r = rows + b * G + g;
+            r->q = a->q + (size_t)i * a->q_stride + (size_t)g * hd;
+            r->out = a->out + (size_t)i * a->o_stride + (size_t)g * hd;
+            r->s = w->s + (size_t)(b * G + g) * lenp;
+            r->qp = a->q_pos[i];
+            r->n = 8 * tend < a->len ? 8 * tend : a->len;
+        }
+    }
+    block_scores(a, w, rows, nr, tmax, mxv);
+    for (int b = 0; b < nq; b++) { /* softmax, statistics in query order */
+        int tend = query_mask(w, rows[b * G].qp);
+        for (int g = 0; g < G; g++) {
+            int r = b * G + g;
+            tot[r] = row_exp(rows[r].s, w->mk, tend, hmax(mxv[r]));
+            memset(rows[r].s + 8 * tend, 0, sizeof(float) * 8 * (size_t)(tmax - tend));
+        }
+        if (a->stats) query_stats(a, w, qi[b], tend, rows[b * G].s, tot + b * G);
+    }
+    block_wsum(a, rows, nr, tot);
+}
+
+/* Every query of the call through blocks of up to blk_queries(G) queries; a query that sees
+ * nothing gets its zero output (and row) at once. */
+static void block_all(const kern_attn_args *a, attn_ws *w)
+{
+    int qi[BLK_MAX], nq = 0, cap = blk_queries(a->G);
+    kern_attn_stats *st = a->stats;
+    for (int i = 0; i < a->n_q; i++) {
+        if (query_mask(w, a->q_pos[i]) == 0) {
+            int row = st && st->row_ptrs ? i - (a->n_q - st->n_rows) : -1;
+            zero_out(a, i);
+            if (row >= 0) memset(st->row_ptrs[row], 0, sizeof(float) * (size_t)a->len);
+        } else {
+            qi[nq++] = i;
+        }
+        if (nq == cap || (i == a->n_q - 1 && nq > 0)) {
+            block_run(a, w, qi, nq);
+            nq = 0;
+        }
+    }
 }
 
 /* ---- entry ---- */
@@ -487,8 +772,9 @@ em_status kern_cpu__attn(void *ctx, const kern_attn_args *a)
     attn_ws w;
     w.T = (len + 7) / 8;
     int small = hd <= SMALL_HD;
-    size_t lenp = (size_t)8 * w.T;
-    size_t need = lenp * (3 + (a->kbias ? 1 : 0) + (size_t)G + (small ? 2 * (size_t)hd : 0));
+    int blocked = !small && (hd & 7) == 0 && (long)n_q * G >= BLK_MIN_ROWS;
+    size_t lenp = (size_t)8 * w.T, srows = (size_t)(blocked ? blk_queries(G) * G : G);
+    size_t need = lenp * (3 + (a->kbias ? 1 : 0) + srows + (small ? 2 * (size_t)hd : 0));
     float *buf = G <= 64 ? kern_cpu__scratch(KERN_CPU__SCRATCH_ATTN, need) : NULL;
     if (!buf) /* out of memory or a huge group: the reference needs only two rows */
         return kern_ref_attn(NULL, a);
@@ -496,20 +782,24 @@ em_status kern_cpu__attn(void *ctx, const kern_attn_args *a)
     w.mk = (int32_t *)(buf + lenp);
     w.pr = buf + 2 * lenp;
     w.s = buf + 3 * lenp;
-    w.kt = small ? w.s + (size_t)G * lenp : NULL;
+    w.kt = small ? w.s + srows * lenp : NULL;
     /* V transposed only when enough rows share it (else its row-major twin) */
     w.vt = small && (long)n_q * G > VT_MIN_ROWS ? w.kt + lenp * hd : NULL;
     memcpy(w.kp, a->kpos, sizeof(int32_t) * (size_t)len);
     for (size_t j = (size_t)len; j < lenp; j++) w.kp[j] = INT32_MAX;
     w.kb = NULL;
-    if (a->kbias) { /* after the other buffers (kt/vt end at s + (G + 2 hd) * lenp) */
-        w.kb = w.s + lenp * ((size_t)G + (small ? 2 * (size_t)hd : 0));
+    if (a->kbias) { /* after the other buffers (kt/vt end at s + (srows + 2 hd) * lenp) */
+        w.kb = w.s + lenp * (srows + (small ? 2 * (size_t)hd : 0));
         memcpy(w.kb, a->kbias, sizeof(float) * (size_t)len);
         for (size_t j = (size_t)len; j < lenp; j++) w.kb[j] = 0.0f;
     }
     if (small) {
         transpose_kv(a->k, len, hd, w.T, w.kt);
         if (w.vt) transpose_kv(a->v, len, hd, w.T, w.vt);
+    }
+    if (blocked) {
+        block_all(a, &w);
+        return;
     }
     for (int i = 0; i < n_q; i++) {
         int row = st && st->row_ptrs ? i - (n_q - st->n_rows) : -1;
@@ -524,13 +814,7 @@ em_status kern_cpu__attn(void *ctx, const kern_attn_args *a)
         else if (hd == 16) small_query(a, &w, i, tend, 16);
         else if (small) small_query(a, &w, i, tend, hd);
         else big_query(a, &w, i, tend);
-        if (st) {
-            int n = 8 * tend < len ? 8 * tend : len;
-            stats_reduce(&w, tend, G, st->group_max);
-            if (n < len) memset(w.pr + n, 0, sizeof(float) * (size_t)(len - n));
-            stats_accumulate(st, w.pr, a->kpos, qp, n);
-            if (row >= 0) memcpy(st->row_ptrs[row], w.pr, sizeof(float) * (size_t)len);
-        }
+        if (st) query_stats(a, &w, i, tend, w.s, w.tot);
     }
     return EM_OK;
 }

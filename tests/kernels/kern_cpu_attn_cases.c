@@ -1,8 +1,9 @@
 /* Attention cases of the kernel test: fast attention (with every kern_attn_stats output)
- * against the reference over head sizes 8..128, GQA ratios 1/2/8, one token, cache lengths
- * 0/1/7/33/1000, ragged and shuffled key positions, queries that see part or none of the
- * cache, causal prefill shapes of the test models; plus kern_cpu_parallel_for (each index
- * exactly once, any thread count). */
+ * against the reference over head sizes 4..128, GQA ratios 1/2/3/5/8, one token to 600,
+ * cache lengths 0/1/5/7/8/33/1000/2049, ragged and shuffled key positions, queries that see
+ * part or none of the cache, causal prefill shapes of the test models and of SmolLM2 (hd 64,
+ * G 3); each case also checks that every query alone gives the bits it gets in the batch;
+ * plus kern_cpu_parallel_for (each index exactly once, any thread count). */
 #include <stdlib.h>
 
 #include "kernels/cpu/kern_cpu.h"
@@ -49,6 +50,29 @@ static const attn_case attn_cases[] = {
     {1, 2, 8, 37, KPOS_RAGGED, QPOS_ALL, 1, 0, 1, 0, 2.0f, 1},
     {50, 2, 8, 90, KPOS_CONTIG, QPOS_CAUSAL, 1, 1, 2, 0, 2.0f, 1},
     {9, 1, 64, 70, KPOS_RAGGED, QPOS_RANDOM, 1, 0, 1, 1, 2.0f, 1},
+    /* register-blocked rows (hd % 8 == 0, hd > 16): blocks of whole queries with a remainder
+     * block, rows of a block that see different numbers of tiles, queries that see nothing
+     * inside a block, remainder micro-kernels (rows % 3, % 4), dimensions past the multiples
+     * of 64 (96, 40, 32, 24); G = 1 also checks the one-row calls of the query-invariance
+     * check (the per-row path) against the blocked batch bit for bit */
+    {600, 3, 64, 700, KPOS_CONTIG, QPOS_CAUSAL, 1, 0, 16, 0, 2.0f, 0},
+    {200, 3, 64, 333, KPOS_RAGGED, QPOS_RANDOM, 1, 1, 5, 3, 3.0f, 1},
+    {100, 8, 128, 150, KPOS_RAGGED, QPOS_CAUSAL, 1, 0, 4, 0, 2.0f, 0},
+    {37, 3, 96, 200, KPOS_CONTIG, QPOS_RANDOM, 1, 1, 3, 2, 2.0f, 1},
+    {130, 1, 64, 129, KPOS_CONTIG, QPOS_CAUSAL, 1, 1, 7, 0, 2.0f, 0},
+    {50, 1, 128, 77, KPOS_RAGGED, QPOS_RANDOM, 1, 0, 2, 1, 2.0f, 1},
+    {5, 1, 64, 81, KPOS_RAGGED, QPOS_RANDOM, 1, 0, 2, 0, 2.0f, 0},
+    {1, 3, 64, 300, KPOS_CONTIG, QPOS_ALL, 1, 1, 1, 0, 2.0f, 1},
+    {1, 8, 128, 1000, KPOS_RAGGED, QPOS_ALL, 1, 0, 1, 1, 2.0f, 0},
+    {2, 3, 64, 2049, KPOS_CONTIG, QPOS_CAUSAL, 1, 0, 2, 0, 2.0f, 0},
+    {23, 8, 40, 64, KPOS_RAGGED, QPOS_RANDOM, 1, 1, 2, 0, 2.0f, 0},
+    {9, 3, 32, 55, KPOS_CONTIG, QPOS_CAUSAL, 1, 0, 1, 4, 2.0f, 1},
+    {70, 2, 24, 90, KPOS_RAGGED, QPOS_RANDOM, 1, 0, 3, 0, 2.0f, 0},
+    {20, 3, 64, 5, KPOS_RAGGED, QPOS_RANDOM, 1, 1, 2, 0, 2.0f, 1},
+    {17, 5, 64, 8, KPOS_CONTIG, QPOS_CAUSAL, 1, 0, 3, 0, 2.0f, 0},
+    {11, 3, 64, 1, KPOS_CONTIG, QPOS_ALL, 1, 0, 1, 0, 2.0f, 0},
+    {64, 3, 64, 256, KPOS_CONTIG, QPOS_ALL, 1, 1, 2, 0, 8.0f, 0}, /* peaky */
+    {3, 3, 64, 40, KPOS_CONTIG, QPOS_ALL, 0, 0, 0, 0, 2.0f, 0},
 };
 
 typedef struct attn_bufs {
