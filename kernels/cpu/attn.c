@@ -799,7 +799,7 @@ em_status kern_cpu__attn(void *ctx, const kern_attn_args *a)
     }
     if (blocked) {
         block_all(a, &w);
-        return;
+        return EM_OK;
     }
     for (int i = 0; i < n_q; i++) {
         int row = st && st->row_ptrs ? i - (n_q - st->n_rows) : -1;
