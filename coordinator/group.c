@@ -48,6 +48,8 @@ struct coord_group {
     size_t cap_logits;
     int32_t *slots;
     int64_t *entries;
+    int64_t *kv_bytes; /* [cap_slots][world] (KV memory budget) */
+    int64_t kv_peak[COORD_MAX_WORKERS];
     int cap_slots;
 };
 
@@ -153,6 +155,7 @@ void coord_group_free(coord_group *g)
     free(g->logits);
     free(g->slots);
     free(g->entries);
+    free(g->kv_bytes);
     pthread_mutex_destroy(&g->mu);
     free(g);
 }
@@ -399,6 +402,11 @@ int coord_group_tick(coord_group *g, int idle)
     return result;
 }
 
+int coord_group_kv_heads(const coord_group *g, int rank)
+{
+    return g->w[rank].pl.n_kv_heads;
+}
+
 /* ---- step -------------------------------------------------------------------------------- */
 
 static em_status grow_results(coord_group *g, int n_logits, int n_tokens)
@@ -415,9 +423,11 @@ static em_status grow_results(coord_group *g, int n_logits, int n_tokens)
     if (n_tokens + 1 > g->cap_slots) {
         free(g->slots);
         free(g->entries);
+        free(g->kv_bytes);
         g->slots = malloc(sizeof(int32_t) * (size_t)(n_tokens + 1));
         g->entries = malloc(sizeof(int64_t) * (size_t)(n_tokens + 1));
-        g->cap_slots = (g->slots && g->entries) ? n_tokens + 1 : 0;
+        g->kv_bytes = malloc(sizeof(int64_t) * (size_t)(n_tokens + 1) * (size_t)g->world);
+        g->cap_slots = (g->slots && g->entries && g->kv_bytes) ? n_tokens + 1 : 0;
         if (!g->cap_slots) {
             return EM_ENOMEM;
         }
@@ -498,6 +508,7 @@ em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_resu
             g->cq, &p[r], &emserve__internal__v1__step_response__descriptor, &m, d, sizeof d);
         Emserve__Internal__V1__StepResponse *sr = (Emserve__Internal__V1__StepResponse *)m;
         if (code == GRPC_STATUS_OK && sr && sr->n_kv_entries == sr->n_kv_slots &&
+            sr->n_kv_bytes == sr->n_kv_slots && sr->n_kv_slots <= (size_t)g->cap_slots &&
             (r == 0 ? sr->n_logits == n_want &&
                           sr->logits.len == sizeof(float) * (size_t)n_want * (size_t)g->n_vocab
                     : 1) &&
@@ -516,6 +527,10 @@ em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_resu
                     g->entries[i] += sr->kv_entries[i];
                 }
             }
+            for (size_t i = 0; i < sr->n_kv_slots; i++) {
+                g->kv_bytes[i * (size_t)g->world + (size_t)r] = sr->kv_bytes[i];
+            }
+            g->kv_peak[r] = sr->kv_bytes_peak;
         } else {
             /* name every failing worker: a dead worker's peers fail their all-reduce too */
             size_t l = bad ? strlen(err) : 0;
@@ -538,6 +553,7 @@ em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_resu
     res->n_logits = n_want;
     res->slots = g->slots;
     res->entries = g->entries;
-    res->n_slots = res->n_slots;
+    res->bytes = g->kv_bytes;
+    res->peak = g->kv_peak;
     return EM_OK;
 }

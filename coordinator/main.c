@@ -18,6 +18,7 @@
 #include "coordinator/metrics.h"
 #include "coordinator/rpc_server.h"
 #include "coordinator/sched.h"
+#include "coordinator/sched_kv.h"
 #include "coordinator/spawner.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
@@ -29,6 +30,7 @@ typedef struct flags {
     int n_addrs, workers, workers_set, threads, max_batch_tokens, max_seqs, prefill_chunk;
     int respawn_delay_ms, demo_tokens, exit_after_demo, log_debug, store_port;
     long coll_timeout_ms, ready_timeout_ms;
+    const char *kv_memory, *kv_reserve; /* KV memory budget (coordinator/sched_kv.h) */
 } flags;
 
 static volatile sig_atomic_t g_stop;
@@ -65,6 +67,12 @@ static void usage(FILE *f)
         "  --coll-timeout-ms N     gloo rendezvous/collective timeout (default 10000)\n"
         "  --ready-timeout-ms N    wait this long for the workers before serving (default 120000)\n"
         "  --metrics-listen H:P    Prometheus text endpoint (GET /metrics); off by default\n"
+        "  --kv-memory BYTES       KV cache budget per worker: BYTES or N{K,M,G} (default\n"
+        "                          $EMSERVE_KV_MEMORY, else half the RAM split between the\n"
+        "                          workers; 0 = no budget). Requests wait until theirs fits\n"
+        "  --kv-reserve F          share of max_tokens reserved at admission, 0..1 (default 1:\n"
+        "                          never overcommit; lower admits more and preempts by\n"
+        "                          recompute when the memory runs out)\n"
         "  --demo-prompt TEXT      after start-up, run one generation through gRPC and print it\n"
         "  --demo-chat MESSAGE     the same with MESSAGE as a user chat message (the model's chat\n"
         "                          template; SmolLM2 and other chat models)\n"
@@ -111,6 +119,10 @@ static int set_flag(flags *f, const char *k, const char *v)
         f->ready_timeout_ms = atol(v);
     } else if (strcmp(k, "metrics-listen") == 0) {
         f->metrics = v;
+    } else if (strcmp(k, "kv-memory") == 0) {
+        f->kv_memory = v;
+    } else if (strcmp(k, "kv-reserve") == 0) {
+        f->kv_reserve = v;
     } else if (strcmp(k, "demo-prompt") == 0) {
         f->demo_prompt = v;
     } else if (strcmp(k, "demo-chat") == 0) {
@@ -234,6 +246,32 @@ static void run_demo(const char *addr, const flags *f, const char *prompt, int c
     coord_client_free(c);
 }
 
+/* --kv-memory (or $EMSERVE_KV_MEMORY, or the default share of RAM) and --kv-reserve. */
+static em_status kv_budget_opts(const flags *f, coord_sched_opts *so, char *err, size_t errlen)
+{
+    const char *mem = f->kv_memory ? f->kv_memory : getenv("EMSERVE_KV_MEMORY");
+    if (mem && mem[0]) {
+        em_status st = coord_kv_memory_parse(mem, &so->kv_memory, err, errlen);
+        if (st != EM_OK) {
+            return st;
+        }
+    } else {
+        so->kv_memory = coord_kv_memory_default(f->workers);
+    }
+    if (f->kv_reserve) {
+        char *end;
+        double r = strtod(f->kv_reserve, &end);
+        if (end == f->kv_reserve || *end || !(r >= 0 && r <= 1)) {
+            snprintf(err, errlen, "--kv-reserve '%s': want a number in [0, 1]", f->kv_reserve);
+            return EM_EINVAL;
+        }
+        so->kv_overcommit = 1.0 - r;
+    }
+    EM_LOG_INFO("KV memory budget: %lld bytes per worker%s", (long long)so->kv_memory,
+                so->kv_memory == 0 ? " (none)" : "");
+    return EM_OK;
+}
+
 /* The chat template of the model (tokenizer.chat_template); a model without one is fine. */
 static em_status load_chat_template(const model *m, coord_chat_template *out)
 {
@@ -346,7 +384,11 @@ int main(int argc, char **argv)
     coord_group_opts go = {f.model,      f.threads,         f.max_batch_tokens,
                            f.max_seqs,   f.coll_timeout_ms, 0,
                            f.store_bind, f.advertise,       f.store_port};
-    coord_sched_opts so = {f.max_batch_tokens, f.max_seqs, f.prefill_chunk};
+    coord_sched_opts so = {f.max_batch_tokens, f.max_seqs, f.prefill_chunk, 0, 0};
+    if (kv_budget_opts(&f, &so, err, sizeof err) != EM_OK) {
+        fprintf(stderr, "emserve: %s\n", err);
+        goto out;
+    }
     if (coord_group_create(&m->hp, f.workers, f.n_addrs ? (const char *const *)f.addrs : NULL, sp,
                            &go, &g, err, sizeof err) != EM_OK ||
         coord_sched_start(g, m, tok, &so, &sched) != EM_OK) {

@@ -44,7 +44,7 @@ static int pred_all(run *r)
 
 static int pred_flagged(run *r)
 {
-    return r->cancel_req || r->abort_req || r->oom ||
+    return r->cancel_req || r->abort_req || r->oom || r->kv_fail ||
            (r->req->deadline_us > 0 && em_now_us() > r->req->deadline_us);
 }
 
@@ -65,6 +65,8 @@ static void end_flagged(coord_sched *s, run *list)
             coord__run_complete(s, r, "abort", NULL, -1);
         } else if (r->oom) {
             coord__run_fail(s, r, EM_ENOMEM, "out of memory for this request");
+        } else if (r->kv_fail) {
+            coord__run_fail(s, r, EM_ENOMEM, r->kv_msg);
         } else {
             coord__run_fail(s, r, EM_ETIMEDOUT, "deadline exceeded");
         }
@@ -103,25 +105,99 @@ static void batch_add_open(batch *b, run *r)
     r->opened = 1;
 }
 
-/* Decodes first (one token each), then prefill chunks in arrival order. */
-static void batch_build(coord_sched *s, batch *b)
+/* Bytes charged on each worker for the runs holding a slot (sched_kv.h). */
+static void kv_used(coord_sched *s, int64_t *used)
+{
+    for (int w = 0; w < s->kv.world; w++) {
+        used[w] = 0;
+    }
+    for (run *r = s->active; r; r = r->next) {
+        if (r->state == RUN_QUEUED) {
+            continue;
+        }
+        coord_kv_seq q;
+        coord__run_kv_seq(s, r, &q);
+        for (int w = 0; w < s->kv.world; w++) {
+            used[w] += coord_kv_charge(&s->kv, &q, w, 0);
+        }
+    }
+}
+
+/* Admission under the KV memory budget: 1 when r's charge fits next to used on every worker
+ * (then added to used), 0 when it must wait, -1 when it can never fit (message in r->kv_msg). */
+static int kv_admit(coord_sched *s, run *r, int64_t *used)
+{
+    if (s->kv.bytes <= 0) {
+        return 1;
+    }
+    coord_kv_seq q;
+    coord__run_kv_seq(s, r, &q);
+    int64_t c[COORD_MAX_WORKERS];
+    int fits = 1;
+    for (int w = 0; w < s->kv.world; w++) {
+        int64_t whole = coord_kv_charge(&s->kv, &q, w, 1);
+        if (whole > s->kv.bytes) {
+            snprintf(r->kv_msg, sizeof r->kv_msg,
+                     "request needs %lld bytes of KV memory on worker %d (%d prompt + %d "
+                     "generated tokens under its kv settings); the budget is %lld bytes per worker "
+                     "(--kv-memory)",
+                     (long long)whole, w, r->req->n_prompt, q.n_end + 1 - r->req->n_prompt,
+                     (long long)s->kv.bytes);
+            return -1;
+        }
+        c[w] = coord_kv_charge(&s->kv, &q, w, 0);
+        fits &= used[w] + c[w] <= s->kv.bytes;
+    }
+    if (fits) {
+        for (int w = 0; w < s->kv.world; w++) {
+            used[w] += c[w];
+        }
+    }
+    return fits;
+}
+
+/* Decodes (and replays) first, one token each, then prefill chunks in arrival order. */
+static void batch_build(coord_sched *s, batch *b, int admit)
 {
     int budget = s->o.max_batch_tokens;
     b->n = b->n_open = b->n_pol = b->n_want = 0;
     for (run *r = s->active; r && b->n < budget; r = r->next) {
-        if (r->state != RUN_DECODE) {
+        if (r->state != RUN_DECODE && r->state != RUN_REPLAY) {
             continue;
         }
-        b->tokens[b->n] = r->pending;
-        b->pos[b->n] = r->dec.n_hist - 1;
+        int replay = r->state == RUN_REPLAY;
+        b->tokens[b->n] = replay ? r->dec.hist[r->n_done] : r->pending;
+        b->pos[b->n] = replay ? r->n_done : r->dec.n_hist - 1;
         b->seq[b->n] = r->slot;
-        b->want[b->n++] = 1;
-        b->want_run[b->n_want++] = r;
+        b->want[b->n++] = !replay;
+        if (!replay) {
+            b->want_run[b->n_want++] = r;
+        } else if (++r->n_done == r->dec.n_hist - 1) {
+            r->state = RUN_DECODE; /* the cache is as it was: pending goes next */
+        }
         b->pol_slot[b->n_pol] = r->slot;
         b->pol_phase[b->n_pol++] = WORKER_PHASE_DECODE;
     }
+    int64_t used[COORD_MAX_WORKERS];
+    if (s->kv.bytes > 0) {
+        kv_used(s, used);
+    }
     for (run *r = s->active; r && b->n < budget; r = r->next) {
+        if (r->kv_fail) {
+            continue;
+        }
         if (r->state == RUN_QUEUED) {
+            if (!admit) {
+                break;
+            }
+            int fit = kv_admit(s, r, used);
+            if (fit < 0) {
+                r->kv_fail = 1; /* failed with RESOURCE_EXHAUSTED on the next turn */
+                continue;
+            }
+            if (fit == 0) {
+                break; /* waits for memory: keep arrival order */
+            }
             int a = coord__run_admit(s, r);
             if (a == -1) {
                 break; /* no free slot: keep arrival order */
@@ -131,10 +207,10 @@ static void batch_build(coord_sched *s, batch *b)
                 continue;
             }
         }
-        if (r->state != RUN_PREFILL) {
+        if (r->state != RUN_PREFILL || r->n_done == r->n_prefill) {
             continue;
         }
-        int left = r->req->n_prompt - r->n_done;
+        int left = r->n_prefill - r->n_done;
         int chunk = left < s->o.prefill_chunk ? left : s->o.prefill_chunk;
         if (chunk > budget - b->n) {
             chunk = budget - b->n;
@@ -143,18 +219,106 @@ static void batch_build(coord_sched *s, batch *b)
             batch_add_open(b, r);
         }
         for (int i = 0; i < chunk; i++) {
-            b->tokens[b->n] = r->req->prompt[r->n_done + i];
+            b->tokens[b->n] = r->dec.hist[r->n_done + i];
             b->pos[b->n] = r->n_done + i;
             b->seq[b->n] = r->slot;
             b->want[b->n++] = 0;
         }
         r->n_done += chunk;
-        if (r->n_done == r->req->n_prompt) {
-            b->want[b->n - 1] = 1;
-            b->want_run[b->n_want++] = r;
+        if (r->n_done == r->n_prefill) {
             b->pol_slot[b->n_pol] = r->slot;
             b->pol_phase[b->n_pol++] = WORKER_PHASE_PREFILL_END;
+            if (r->n_done == r->dec.n_hist) { /* nothing sampled yet: sample from this row */
+                b->want[b->n - 1] = 1;
+                b->want_run[b->n_want++] = r;
+            } else { /* a recompute: the next token was sampled before the preemption */
+                r->state = r->n_done < r->dec.n_hist - 1 ? RUN_REPLAY : RUN_DECODE;
+            }
         }
+    }
+}
+
+/* ---- preemption -------------------------------------------------------------------------------
+ * Before each step: when what the running sequences hold plus what the step can add exceeds a
+ * worker's budget (possible only with --kv-reserve < 1, or when a projection was wrong), the
+ * most recently admitted sequence is preempted by recompute: its caches are dropped, its slot
+ * freed, and it goes back to waiting with everything it generated kept (the stream to its
+ * client simply pauses). When readmitted, its prefill rebuilds the cache: a full cache by one
+ * prefill of every id fed before; a compressing or quantized one by a prefill of the prompt and
+ * then the generated ids one per step through the decode path, so the policies take the same
+ * decisions and the greedy continuation is the one an unpreempted run produces. A sequence that
+ * outgrows the budget alone fails with RESOURCE_EXHAUSTED. */
+
+static void kv_step_need(coord_sched *s, int64_t *need, run **newest, int *n_running)
+{
+    *newest = NULL;
+    *n_running = 0;
+    for (int w = 0; w < s->kv.world; w++) {
+        need[w] = 0;
+    }
+    for (run *r = s->active; r; r = r->next) {
+        if (r->state == RUN_QUEUED) {
+            continue;
+        }
+        coord_kv_seq q;
+        coord__run_kv_seq(s, r, &q);
+        for (int w = 0; w < s->kv.world; w++) {
+            need[w] += r->held[w] + coord_kv_step_growth(&s->kv, &q, w);
+        }
+        (*n_running)++;
+        if (*newest == NULL || r->admit_seq > (*newest)->admit_seq) {
+            *newest = r;
+        }
+    }
+}
+
+static void preempt(coord_sched *s, run *r)
+{
+    if (r->opened) {
+        s->drops[s->n_drops++] = r->slot;
+    }
+    s->slot_used[r->slot] = 0;
+    r->slot = -1;
+    r->opened = 0;
+    r->state = RUN_QUEUED;
+    r->resumed = 1;
+    r->n_done = 0;
+    r->kv_entries = 0;
+    memset(r->held, 0, sizeof r->held);
+    pthread_mutex_lock(&s->mu);
+    s->stats.preemptions++;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Returns the number of sequences preempted (none are admitted in the same turn). */
+static int kv_preempt(coord_sched *s)
+{
+    if (s->kv.bytes <= 0) {
+        return 0;
+    }
+    for (int n = 0;; n++) {
+        int64_t need[COORD_MAX_WORKERS];
+        run *victim;
+        int n_running, over = -1;
+        kv_step_need(s, need, &victim, &n_running);
+        for (int w = 0; w < s->kv.world && over < 0; w++) {
+            over = need[w] > s->kv.bytes ? w : -1;
+        }
+        if (over < 0 || victim == NULL) {
+            return n;
+        }
+        if (n_running == 1) {
+            snprintf(victim->kv_msg, sizeof victim->kv_msg,
+                     "KV memory budget exhausted: this request alone needs %lld bytes on worker "
+                     "%d; the budget is %lld bytes per worker (--kv-memory)",
+                     (long long)need[over], over, (long long)s->kv.bytes);
+            victim->kv_fail = 1;
+            preempt(s, victim); /* releases its memory; it fails on the next turn */
+            continue;
+        }
+        EM_LOG_INFO("KV memory: worker %d would need %lld of %lld bytes; preempting request %s",
+                    over, (long long)need[over], (long long)s->kv.bytes, victim->req->id);
+        preempt(s, victim);
     }
 }
 
@@ -178,9 +342,17 @@ static void step_once(coord_sched *s, batch *b)
         for (int i = 0; i < res.n_slots; i++) {
             if (r->opened && res.slots[i] == r->slot) {
                 r->kv_entries = res.entries[i];
+                for (int w = 0; w < s->kv.world; w++) {
+                    r->held[w] = res.bytes[(size_t)i * (size_t)s->kv.world + (size_t)w];
+                }
             }
         }
     }
+    pthread_mutex_lock(&s->mu);
+    for (int w = 0; w < s->kv.world; w++) {
+        s->stats.kv_peak = res.peak[w] > s->stats.kv_peak ? res.peak[w] : s->stats.kv_peak;
+    }
+    pthread_mutex_unlock(&s->mu);
     int n_vocab = s->m->hp.n_vocab, n_fin = 0;
     for (int j = 0; j < b->n_want && j < res.n_logits; j++) {
         float *row = (float *)res.logits + (size_t)j * (size_t)n_vocab;
@@ -203,12 +375,20 @@ static void update_stats(coord_sched *s)
 {
     pthread_mutex_lock(&s->mu);
     int running = 0, queued = 0;
-    int64_t kv = 0;
+    int64_t kv = 0, held[COORD_MAX_WORKERS] = {0}, held_max = 0;
     for (run *r = s->active; r; r = r->next) {
         running += r->state != RUN_QUEUED;
         queued += r->state == RUN_QUEUED;
         kv += r->kv_entries;
+        for (int w = 0; w < s->kv.world; w++) {
+            held[w] += r->held[w];
+        }
     }
+    for (int w = 0; w < s->kv.world; w++) {
+        held_max = held[w] > held_max ? held[w] : held_max;
+    }
+    s->stats.kv_held = held_max;
+    s->stats.running_max = running > s->stats.running_max ? running : s->stats.running_max;
     for (run *r = s->inbox; r; r = r->next) {
         queued++;
     }
@@ -274,7 +454,8 @@ static void *sched_main(void *p)
             idle = 1;
             continue;
         }
-        batch_build(s, &b);
+        int preempted = kv_preempt(s);
+        batch_build(s, &b, preempted == 0);
         if (b.n == 0 && s->n_drops == 0) {
             idle = 1;
             continue;
@@ -321,6 +502,15 @@ em_status coord_sched_start(coord_group *g, const model *m, const tokenizer *tok
     if (s->o.prefill_chunk <= 0) {
         s->o.prefill_chunk = s->o.max_batch_tokens;
     }
+    s->kv.bytes = s->o.kv_memory > 0 ? s->o.kv_memory : 0;
+    s->kv.reserve = s->o.kv_overcommit > 0 && s->o.kv_overcommit <= 1 ? 1.0 - s->o.kv_overcommit
+                                                                       : 1.0;
+    s->kv.world = coord_group_world(g);
+    for (int w = 0; w < s->kv.world; w++) {
+        s->kv.shape[w] = (ems_footprint_shape){m->hp.n_layer, m->hp.head_dim, m->hp.n_kv_head,
+                                               coord_group_kv_heads(g, w)};
+    }
+    s->stats.kv_budget = s->kv.bytes;
     s->slot_used = calloc((size_t)s->o.max_slots, 1);
     s->drops = malloc(sizeof(int32_t) * (size_t)s->o.max_slots * 2);
     s->raw = malloc(sizeof(float) * (size_t)m->hp.n_vocab);

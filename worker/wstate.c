@@ -203,7 +203,8 @@ static em_status collect(worker_state *w, const worker_step_in *in, worker_step_
 {
     out->slots = malloc(sizeof(int32_t) * (size_t)(in->n_tokens + 1));
     out->entries = malloc(sizeof(int64_t) * (size_t)(in->n_tokens + 1));
-    if (!out->slots || !out->entries) {
+    out->bytes = malloc(sizeof(int64_t) * (size_t)(in->n_tokens + 1));
+    if (!out->slots || !out->entries || !out->bytes) {
         return EM_ENOMEM;
     }
     for (int i = 0; i < in->n_tokens; i++) {
@@ -212,6 +213,7 @@ static em_status collect(worker_state *w, const worker_step_in *in, worker_step_
             continue;
         }
         out->slots[out->n_slots] = s;
+        out->bytes[out->n_slots] = (int64_t)ems_cache_held_bytes(w->cache[s]);
         out->entries[out->n_slots++] = (int64_t)ems_cache_entries(w->cache[s]);
     }
     return EM_OK;
@@ -257,6 +259,10 @@ em_status worker_step(worker_state *w, const worker_step_in *in, worker_step_out
             out->n_logits = n_want;
         }
     }
+    /* KV memory budget: the step's peak is after the forward appended, before compression */
+    for (int i = 0; i < w->max_slots; i++) {
+        out->peak_bytes += w->cache[i] ? (int64_t)ems_cache_held_bytes(w->cache[i]) : 0;
+    }
     ems_reduce red = {w->world > 1 ? reduce_hook : NULL, w, w->m->hp.n_kv_head};
     for (int i = 0; st == EM_OK && i < in->n_policy; i++) {
         const worker_policy *p = &in->policy[i];
@@ -281,5 +287,6 @@ void worker_step_out_free(worker_step_out *out)
 {
     free(out->slots);
     free(out->entries);
+    free(out->bytes);
     memset(out, 0, sizeof *out);
 }
