@@ -259,7 +259,8 @@ em_status worker_step(worker_state *w, const worker_step_in *in, worker_step_out
             out->n_logits = n_want;
         }
     }
-    /* KV memory budget: the step's peak is after the forward appended, before compression */
+    /* KV memory budget: the step's peak is after the forward appended, before compression
+     * (or after the policies, below, when they attached a quantized store) */
     for (int i = 0; i < w->max_slots; i++) {
         out->peak_bytes += w->cache[i] ? (int64_t)ems_cache_held_bytes(w->cache[i]) : 0;
     }
@@ -275,6 +276,12 @@ em_status worker_step(worker_state *w, const worker_step_in *in, worker_step_out
     }
     if (st == EM_OK) {
         st = collect(w, in, out);
+        /* attaching a quantized store at the prompt's end adds memory: that counts too */
+        int64_t after = 0;
+        for (int i = 0; i < w->max_slots; i++) {
+            after += w->cache[i] ? (int64_t)ems_cache_held_bytes(w->cache[i]) : 0;
+        }
+        out->peak_bytes = after > out->peak_bytes ? after : out->peak_bytes;
     }
     if (st == EM_EUNAVAILABLE) {
         EM_LOG_ERROR("group generation %lld failed: %s", (long long)w->generation, err);
