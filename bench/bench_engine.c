@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/timeutil.h"
 #include "ems/config.h"
@@ -66,17 +67,30 @@ static double run_pp(const bench *b, int d, int n_pp)
     return st == EM_OK ? r : -1;
 }
 
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Decode n_tg tokens after depth d. Also reports (stderr) CPU time per token, total and in the
+ * policy step: on a shared machine CPU time tracks the work better than wall time. */
 static double run_tg(const bench *b, int d, int n_tg, uint64_t *entries)
 {
     ems_cache *c;
     if (new_cache(b, &c) != EM_OK || fill(b, c, d) != EM_OK) return -1;
     em_status st = EM_OK;
-    double t0 = em_now_s();
+    double t0 = em_now_s(), c0 = cpu_s(), pol = 0;
     for (int i = 0; i < n_tg && st == EM_OK; i++) {
         st = engine_forward_seq(b->e, c, b->ids + d + i, 1, d + i, 1, b->logits);
+        double p0 = cpu_s();
         if (st == EM_OK) st = ems_policy_step(c, b->kv, EMS_PHASE_DECODE, NULL);
+        pol += cpu_s() - p0;
     }
     double r = n_tg / (em_now_s() - t0);
+    fprintf(stderr, "tg depth %d: %.2f ms CPU per token, %.3f of them in ems_policy_step\n", d,
+            (cpu_s() - c0) * 1e3 / n_tg, pol * 1e3 / n_tg);
     *entries = ems_cache_entries(c);
     ems_cache_destroy(c);
     return st == EM_OK ? r : -1;
