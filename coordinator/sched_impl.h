@@ -72,6 +72,17 @@ void coord__run_complete(coord_sched *s, run *r, const char *reason, const char 
 /* Takes a free slot and prepares sampling (once: a resumed run keeps its state): 0 ok, -1 no
  * free slot, -2 out of memory. */
 int coord__run_admit(coord_sched *s, run *r);
+/* ---- sched_mem.c: the KV memory budget in the scheduler -------------------------------------- */
+
+/* Bytes charged on each worker ([world]) for the runs holding a slot. */
+void coord__kv_used(coord_sched *s, int64_t *used);
+/* 1 when waiting run r's charge fits next to used on every worker (then added to used), 0 when
+ * it must wait, -1 when it can never fit (message in r->kv_msg). */
+int coord__kv_admit(coord_sched *s, run *r, int64_t *used);
+/* Preempts running sequences until the next step fits every worker's budget; returns how many
+ * (none is admitted in the same turn). */
+int coord__kv_preempt(coord_sched *s);
+
 /* The KV memory budget's view of a run (sched_kv.h). */
 void coord__run_kv_seq(const coord_sched *s, const run *r, coord_kv_seq *q);
 /* History tokens the run's prefill feeds: the prompt; after a preemption of a full-cache run,

@@ -19,7 +19,6 @@
 #include <stdint.h>
 
 #include "common/status.h"
-
 #include "coordinator/group.h"
 #include "ems/config.h"
 #include "ems/footprint.h"
@@ -34,11 +33,11 @@ typedef struct coord_kv_budget {
 /* One sequence as the budget sees it. */
 typedef struct coord_kv_seq {
     const ems_config *cfg;
-    int n_prompt;     /* tokens fed by its prefill (prompt, or what a recompute re-feeds) */
-    int n_fed;        /* tokens fed so far (in its current cache) */
-    int n_end;        /* most tokens it will have fed when it finishes */
-    int prompt_ahead; /* 1 until its first decode-phase token has been fed */
-    int next_tokens;  /* most tokens its next step feeds */
+    int n_prompt;        /* tokens fed by its prefill (prompt, or what a recompute re-feeds) */
+    int n_fed;           /* tokens fed so far (in its current cache) */
+    int n_end;           /* most tokens it will have fed when it finishes */
+    int prompt_ahead;    /* 1 until its first decode-phase token has been fed */
+    int next_tokens;     /* most tokens its next step feeds */
     const int64_t *held; /* [world] bytes now; NULL = nothing held yet */
 } coord_kv_seq;
 

@@ -19,9 +19,9 @@
  *                           compressed back to H B once it reaches H (B + N), and each of the
  *                           other H - h heads keeps at least its window w and floor F. */
 #pragma once
-#include "ems/config.h"
-
 #include <stdint.h>
+
+#include "ems/config.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -54,20 +54,34 @@ static int parse(opts *o, int argc, char **argv)
 {
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
-        if (!strcmp(k, "--addr")) o->addr = v;
-        else if (!strcmp(k, "--text")) o->text = v;
-        else if (!strcmp(k, "--csv")) o->csv = v;
-        else if (!strcmp(k, "--metrics")) o->metrics = v;
-        else if (!strcmp(k, "--kv-method")) o->method = v;
-        else if (!strcmp(k, "--kv-quant")) o->quant = v;
-        else if (!strcmp(k, "--context")) o->context = atoi(v);
-        else if (!strcmp(k, "--requests")) o->requests = atoi(v);
-        else if (!strcmp(k, "--max-tokens")) o->max_tokens = atoi(v);
-        else if (!strcmp(k, "--kv-budget")) o->budget = atoi(v);
-        else if (!strcmp(k, "--workers")) o->workers = atoi(v);
-        else if (!strcmp(k, "--head-dim")) o->head_dim = atoi(v);
-        else if (!strcmp(k, "--kv-memory")) o->kv_memory = atoll(v);
-        else return -1;
+        if (!strcmp(k, "--addr"))
+            o->addr = v;
+        else if (!strcmp(k, "--text"))
+            o->text = v;
+        else if (!strcmp(k, "--csv"))
+            o->csv = v;
+        else if (!strcmp(k, "--metrics"))
+            o->metrics = v;
+        else if (!strcmp(k, "--kv-method"))
+            o->method = v;
+        else if (!strcmp(k, "--kv-quant"))
+            o->quant = v;
+        else if (!strcmp(k, "--context"))
+            o->context = atoi(v);
+        else if (!strcmp(k, "--requests"))
+            o->requests = atoi(v);
+        else if (!strcmp(k, "--max-tokens"))
+            o->max_tokens = atoi(v);
+        else if (!strcmp(k, "--kv-budget"))
+            o->budget = atoi(v);
+        else if (!strcmp(k, "--workers"))
+            o->workers = atoi(v);
+        else if (!strcmp(k, "--head-dim"))
+            o->head_dim = atoi(v);
+        else if (!strcmp(k, "--kv-memory"))
+            o->kv_memory = atoll(v);
+        else
+            return -1;
     }
     return (argc % 2 == 1 && o->addr && o->text && o->context > 0 && o->requests > 0) ? 0 : -1;
 }
@@ -110,8 +124,8 @@ static void build_prompt(coord_client *cl, const opts *o, const int32_t *fill, i
 {
     snprintf(j->key, sizeof j->key, "%05d", (int)((i * 7919L + 12345) % 90000 + 10000));
     char needle[160];
-    snprintf(needle, sizeof needle, " The pass key is %s. Remember it. %s is the pass key. ", j->key,
-             j->key);
+    snprintf(needle, sizeof needle, " The pass key is %s. Remember it. %s is the pass key. ",
+             j->key, j->key);
     int nh, nn, nq;
     int32_t *head = tokenize(cl,
                              "There is an important piece of information hidden inside a lot of "
@@ -181,7 +195,8 @@ static int cmp_d(const void *a, const void *b)
 
 static double pct(double *v, int n, double p)
 {
-    if (n == 0) return -1;
+    if (n == 0)
+        return -1;
     qsort(v, (size_t)n, sizeof *v, cmp_d);
     int i = (int)(p * (n - 1) + 0.5);
     return v[i];
@@ -193,10 +208,12 @@ static long long metric(const char *hostport, const char *name)
     char host[256];
     snprintf(host, sizeof host, "%s", hostport);
     char *c = strrchr(host, ':');
-    if (!c) return -1;
+    if (!c)
+        return -1;
     *c = 0;
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
-    if (getaddrinfo(host, c + 1, &hints, &ai) != 0) return -1;
+    if (getaddrinfo(host, c + 1, &hints, &ai) != 0)
+        return -1;
     int fd = socket(ai->ai_family, SOCK_STREAM, 0);
     long long v = -1;
     if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
@@ -204,14 +221,16 @@ static long long metric(const char *hostport, const char *name)
         static char buf[65536];
         size_t n = 0;
         ssize_t r;
-        while (n + 1 < sizeof buf && (r = read(fd, buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)r;
+        while (n + 1 < sizeof buf && (r = read(fd, buf + n, sizeof buf - 1 - n)) > 0)
+            n += (size_t)r;
         buf[n] = 0;
         char key[128];
         snprintf(key, sizeof key, "\n%s ", name);
         const char *p = strstr(buf, key);
         v = p ? atoll(p + strlen(key)) : -1;
     }
-    if (fd >= 0) close(fd);
+    if (fd >= 0)
+        close(fd);
     freeaddrinfo(ai);
     return v;
 }
@@ -237,12 +256,14 @@ int main(int argc, char **argv)
         jobs[i].o = &o;
         build_prompt(cl, &o, fill, n_fill, i, &jobs[i]);
     }
-    fprintf(stderr, "%s B=%d %s: %d requests of %d tokens, %d generated each ", o.method,
-            o.budget, o.quant ? o.quant : "", o.requests, o.context, o.max_tokens);
+    fprintf(stderr, "%s B=%d %s: %d requests of %d tokens, %d generated each ", o.method, o.budget,
+            o.quant ? o.quant : "", o.requests, o.context, o.max_tokens);
     pthread_t *th = malloc(sizeof(pthread_t) * (size_t)o.requests);
     double t0 = em_now_s();
-    for (int i = 0; i < o.requests; i++) pthread_create(&th[i], NULL, run_job, &jobs[i]);
-    for (int i = 0; i < o.requests; i++) pthread_join(th[i], NULL);
+    for (int i = 0; i < o.requests; i++)
+        pthread_create(&th[i], NULL, run_job, &jobs[i]);
+    for (int i = 0; i < o.requests; i++)
+        pthread_join(th[i], NULL);
     double wall = em_now_s() - t0;
 
     ems_config cfg;
@@ -254,7 +275,8 @@ int main(int argc, char **argv)
         snprintf(b, sizeof b, "%d", o.budget);
         ems_config_set(&cfg, "budget", b, err, sizeof err);
     }
-    if (o.quant && o.quant[0]) ems_config_set(&cfg, "quant", o.quant, err, sizeof err);
+    if (o.quant && o.quant[0])
+        ems_config_set(&cfg, "quant", o.quant, err, sizeof err);
     double entry_bytes = (double)ems_footprint_entry_bytes(&cfg, o.head_dim);
 
     double *ttft = malloc(sizeof(double) * (size_t)o.requests), *itl = NULL, kv = 0;
@@ -270,7 +292,8 @@ int main(int argc, char **argv)
         tokens += r->n_output;
         ttft[n_ttft++] = r->t_first_s * 1e3;
         itl = realloc(itl, sizeof(double) * (size_t)(n_itl + r->n_chunks));
-        for (int k = 1; k < r->n_chunks; k++) itl[n_itl++] = (r->t_chunk_s[k] - r->t_chunk_s[k - 1]) * 1e3;
+        for (int k = 1; k < r->n_chunks; k++)
+            itl[n_itl++] = (r->t_chunk_s[k] - r->t_chunk_s[k - 1]) * 1e3;
         kv += (double)r->kv_entries_kept * entry_bytes;
         ok += r->text && strstr(r->text, jobs[i].key) != NULL;
     }
@@ -280,9 +303,10 @@ int main(int argc, char **argv)
             tokens / wall, ok, n_done, running);
     FILE *f = o.csv ? fopen(o.csv, "a") : stdout;
     if (f && o.csv && ftell(f) == 0) {
-        fprintf(f, "method,budget,context,workers,kv_memory_bytes,out_tok_s,ttft_p50_ms,ttft_p99_ms,"
-                   "itl_p50_ms,itl_p99_ms,kv_bytes_per_req,running_max,passkey_ok,passkey_n,"
-                   "requests,max_tokens,failed,wall_s\n");
+        fprintf(f,
+                "method,budget,context,workers,kv_memory_bytes,out_tok_s,ttft_p50_ms,ttft_p99_ms,"
+                "itl_p50_ms,itl_p99_ms,kv_bytes_per_req,running_max,passkey_ok,passkey_n,"
+                "requests,max_tokens,failed,wall_s\n");
     }
     const char *label = o.quant && o.quant[0] && !strcmp(o.method, "full") ? o.quant : o.method;
     char mlabel[64];
@@ -294,7 +318,8 @@ int main(int argc, char **argv)
             o.budget, o.context, o.workers, o.kv_memory, tokens / wall, pct(ttft, n_ttft, 0.5),
             pct(ttft, n_ttft, 0.99), pct(itl, n_itl, 0.5), pct(itl, n_itl, 0.99),
             n_done ? kv / n_done : 0, running, ok, n_done, o.requests, o.max_tokens, failed, wall);
-    if (o.csv) fclose(f);
+    if (o.csv)
+        fclose(f);
     coord_client_free(cl);
     grpc_shutdown();
     return failed ? 1 : 0;

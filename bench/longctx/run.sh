@@ -14,8 +14,11 @@
 #     --quick       contexts 1K/2K, full / EMS B=256 / int4, 1 worker, 4 requests of 32 tokens
 #     --addr        drive a running deployment instead (its own --kv-memory and workers; pass
 #                   --metrics HOST:PORT for running_max, -1 otherwise)
+#     --plot-only   tables and plots from the existing CSV (same grid variables)
 #   env: EMSERVE_LONGCTX_MEMORY (total KV bytes, default 1073741824), EMSERVE_MODEL,
-#        LONGCTX_CONTEXTS, LONGCTX_WORKERS, LONGCTX_REQUESTS, LONGCTX_MAX_TOKENS override the grid.
+#        LONGCTX_CONTEXTS, LONGCTX_WORKERS, LONGCTX_REQUESTS, LONGCTX_MAX_TOKENS,
+#        LONGCTX_METHODS ("method:budget:quant ...", quant "-" = none) override the grid;
+#        LONGCTX_NAME (default longctx) names the output files.
 #
 # CSV columns: method,budget,context,workers,kv_memory_bytes,out_tok_s,ttft_p50_ms,ttft_p99_ms,
 # itl_p50_ms,itl_p99_ms,kv_bytes_per_req,running_max,passkey_ok,passkey_n,requests,max_tokens,
@@ -23,17 +26,20 @@
 # x bytes per entry, summed over workers; running_max from emserve_num_requests_running_max).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-QUICK=0 ADDR="" METRICS=""
+QUICK=0 ADDR="" METRICS="" PLOT_ONLY=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1; shift ;;
+    --plot-only) PLOT_ONLY=1; shift ;;
     --addr) ADDR=$2; shift 2 ;;
     --metrics) METRICS=$2; shift 2 ;;
-    *) echo "usage: $0 [--quick] [--addr HOST:PORT] [--metrics HOST:PORT]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--quick] [--addr HOST:PORT] [--metrics HOST:PORT] [--plot-only]" >&2
+       exit 2 ;;
   esac
 done
 OUT=bench/results
-CSV=$OUT/longctx.csv
+NAME=${LONGCTX_NAME:-longctx}
+CSV=$OUT/$NAME.csv
 MEM=${EMSERVE_LONGCTX_MEMORY:-1073741824}
 MODEL=${EMSERVE_MODEL:-/var/cache/emserve/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 if [ $QUICK = 1 ]; then
@@ -46,60 +52,68 @@ else
   METHODS=("full 0 -" "ems 128 -" "ems 256 -" "ems 512 -" "snapkv 256 -" "full 0 int4"
            "ems 256 int4")
 fi
+if [ -n "${LONGCTX_METHODS:-}" ]; then # e.g. "full:0:- ems:256:- full:0:int4"
+  METHODS=()
+  for m in $LONGCTX_METHODS; do METHODS+=("${m//:/ }"); done
+fi
 mkdir -p "$OUT"
-TEXT=$(mktemp)
-cat README.md deploy/README.md eval/README.md ems/README.md > "$TEXT"
-bazel build -c opt //bench/longctx:longctx_bench //coordinator:emserve //worker:emserve_worker >&2
-BIN=$(bazel info -c opt bazel-bin 2>/dev/null)
-rm -f "$CSV"
-SERVER_PID=""
-stop_server() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null; SERVER_PID=""; }
-trap 'stop_server; rm -f "$TEXT"' EXIT
+# Runs every point of the grid into $CSV.
+measure() {
+  TEXT=$(mktemp)
+  cat README.md deploy/README.md eval/README.md ems/README.md > "$TEXT"
+  bazel build -c opt //bench/longctx:longctx_bench //coordinator:emserve //worker:emserve_worker >&2
+  BIN=$(bazel info -c opt bazel-bin 2>/dev/null)
+  rm -f "$CSV"
+  SERVER_PID=""
+  stop_server() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null; SERVER_PID=""; }
+  trap 'stop_server; rm -f "$TEXT"' EXIT
 
-start_server() { # workers -> sets SERVE_ADDR, SERVE_METRICS
-  local w=$1 log
-  log=$(mktemp)
-  local port=$((20000 + RANDOM % 20000))
-  "$BIN/coordinator/emserve" --model "$MODEL" --workers "$w" --listen 127.0.0.1:0 \
-      --kv-memory $((MEM / w)) --metrics-listen "127.0.0.1:$port" \
-      --worker-bin "$BIN/worker/emserve_worker" > "$log" 2>"$log.err" &
-  SERVER_PID=$!
-  for _ in $(seq 600); do
-    grep -q "^listening on" "$log" && break
-    kill -0 "$SERVER_PID" 2>/dev/null || { cat "$log.err" >&2; exit 1; }
-    sleep 0.5
-  done
-  SERVE_ADDR=$(sed -n 's/^listening on //p' "$log" | head -1)
-  SERVE_METRICS=127.0.0.1:$port
-  rm -f "$log" "$log.err"
-}
+  start_server() { # workers -> sets SERVE_ADDR, SERVE_METRICS
+    local w=$1 log
+    log=$(mktemp)
+    local port=$((20000 + RANDOM % 20000))
+    "$BIN/coordinator/emserve" --model "$MODEL" --workers "$w" --listen 127.0.0.1:0 \
+        --kv-memory $((MEM / w)) --metrics-listen "127.0.0.1:$port" \
+        --worker-bin "$BIN/worker/emserve_worker" > "$log" 2>"$log.err" &
+    SERVER_PID=$!
+    for _ in $(seq 600); do
+      grep -q "^listening on" "$log" && break
+      kill -0 "$SERVER_PID" 2>/dev/null || { cat "$log.err" >&2; exit 1; }
+      sleep 0.5
+    done
+    SERVE_ADDR=$(sed -n 's/^listening on //p' "$log" | head -1)
+    SERVE_METRICS=127.0.0.1:$port
+    rm -f "$log" "$log.err"
+  }
 
-total=0
-for w in $WORKERS; do for m in "${METHODS[@]}"; do for c in $CONTEXTS; do total=$((total + 1)); done; done; done
-n=0
-for w in $WORKERS; do
-  for m in "${METHODS[@]}"; do
-    read -r method budget quant <<< "$m"
-    for c in $CONTEXTS; do
-      n=$((n + 1))
-      echo "[$n/$total] workers $w, $method B=$budget quant=$quant, context $c" >&2
-      if [ -n "$ADDR" ]; then
-        A=$ADDR; MX=$METRICS
-      else
-        start_server "$w"; A=$SERVE_ADDR; MX=$SERVE_METRICS
-      fi
-      args=(--addr "$A" --text "$TEXT" --context "$c" --requests "$REQ" --max-tokens "$GEN"
-            --kv-method "$method" --workers "$w" --kv-memory "$MEM" --csv "$CSV")
-      [ "$budget" != 0 ] && args+=(--kv-budget "$budget")
-      [ "$quant" != - ] && args+=(--kv-quant "$quant")
-      [ -n "$MX" ] && args+=(--metrics "$MX")
-      "$BIN/bench/longctx/longctx_bench" "${args[@]}" || echo "  (some requests failed)" >&2
-      [ -z "$ADDR" ] && stop_server
+  total=0
+  for w in $WORKERS; do for m in "${METHODS[@]}"; do for c in $CONTEXTS; do total=$((total + 1)); done; done; done
+  n=0
+  for w in $WORKERS; do
+    for m in "${METHODS[@]}"; do
+      read -r method budget quant <<< "$m"
+      for c in $CONTEXTS; do
+        n=$((n + 1))
+        echo "[$n/$total] workers $w, $method B=$budget quant=$quant, context $c" >&2
+        if [ -n "$ADDR" ]; then
+          A=$ADDR; MX=$METRICS
+        else
+          start_server "$w"; A=$SERVE_ADDR; MX=$SERVE_METRICS
+        fi
+        args=(--addr "$A" --text "$TEXT" --context "$c" --requests "$REQ" --max-tokens "$GEN"
+              --kv-method "$method" --workers "$w" --kv-memory "$MEM" --csv "$CSV")
+        [ "$budget" != 0 ] && args+=(--kv-budget "$budget")
+        [ "$quant" != - ] && args+=(--kv-quant "$quant")
+        [ -n "$MX" ] && args+=(--metrics "$MX")
+        "$BIN/bench/longctx/longctx_bench" "${args[@]}" || echo "  (some requests failed)" >&2
+        [ -z "$ADDR" ] && stop_server
+      done
     done
   done
-done
+}
+[ $PLOT_ONLY = 1 ] || measure
 
-python3 - "$CSV" > "$OUT/longctx.md" <<'PY'
+python3 - "$CSV" > "$OUT/$NAME.md" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 print("| method | B | context | workers | out tok/s | TTFT p50 / p99 ms | ITL p50 / p99 ms "
@@ -112,7 +126,7 @@ for r in rows:
           f"| {float(r['kv_bytes_per_req'])/2**20:.1f} | {r['running_max']} "
           f"| {r['passkey_ok']}/{r['passkey_n']} |")
 PY
-cat "$OUT/longctx.md"
+cat "$OUT/$NAME.md"
 
 command -v gnuplot >/dev/null || { echo "gnuplot not installed: tables only" >&2; exit 0; }
 PLOT=$(mktemp -d)
@@ -137,15 +151,23 @@ set terminal pngcairo size 900,560 noenhanced
 set key top right
 set grid
 set ylabel "output tokens/s (all requests)"
-set output "$OUT/longctx_context.png"
+set output "$OUT/${NAME}_context.png"
 set title "emserve, SmolLM2-135M: output tokens/s vs prompt length, $w1 worker(s), KV memory $((MEM / 1048576)) MiB ($(nproc) cores)"
 set xlabel "prompt tokens"
 plot ${ctx_plot%, }
-set output "$OUT/longctx_workers.png"
+GP
+if [ "$(echo $WORKERS | wc -w)" -gt 1 ]; then
+  gnuplot <<GP
+set terminal pngcairo size 900,560 noenhanced
+set key top right
+set grid
+set ylabel "output tokens/s (all requests)"
+set output "$OUT/${NAME}_workers.png"
 set title "output tokens/s vs workers, prompts of $cmax tokens, KV memory $((MEM / 1048576)) MiB"
 set xlabel "workers"
 set xtics 1
 plot ${wk_plot%, }
 GP
+fi
 rm -rf "$PLOT"
-echo "wrote $CSV, $OUT/longctx.md, $OUT/longctx_context.png, $OUT/longctx_workers.png" >&2
+echo "wrote $CSV, $OUT/$NAME.md and the plots" >&2

@@ -11,11 +11,11 @@
 
 typedef struct fake_group_log {
     int steps;
-    int running_max;      /* most open sequences after a step */
-    int64_t peak_max;     /* most bytes of all sequences at any step's peak */
+    int running_max;             /* most open sequences after a step */
+    int64_t peak_max;            /* most bytes of all sequences at any step's peak */
     int opens[EMS_METHOD_COUNT]; /* sequences opened, by KV method (recomputes open again) */
     int drops;
-    int held_mismatch;    /* steps where a reported slot's bytes != ems_cache_held_bytes */
+    int held_mismatch; /* steps where a reported slot's bytes != ems_cache_held_bytes */
 } fake_group_log;
 
 /* Loads the model into a world-1 worker state; max_slots as the scheduler's. */

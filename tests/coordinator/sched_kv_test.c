@@ -158,11 +158,11 @@ static void run(const model *m, const tokenizer *tok, const scenario *sc, outcom
     CHECK(o->st.kv_peak == o->log.peak_max, "%s: stats peak %lld, steps' peak %lld", sc->name,
           (long long)o->st.kv_peak, (long long)o->log.peak_max);
     if (sc->kv_memory > 0) {
-        CHECK(o->log.peak_max <= sc->kv_memory, "%s: a step held %lld bytes, budget %lld",
-              sc->name, (long long)o->log.peak_max, (long long)sc->kv_memory);
+        CHECK(o->log.peak_max <= sc->kv_memory, "%s: a step held %lld bytes, budget %lld", sc->name,
+              (long long)o->log.peak_max, (long long)sc->kv_memory);
     }
-    printf("%s: running at most %d, %d preemptions, peak %lld of %lld bytes, %d steps\n",
-           sc->name, o->log.running_max, (int)o->st.preemptions, (long long)o->log.peak_max,
+    printf("%s: running at most %d, %d preemptions, peak %lld of %lld bytes, %d steps\n", sc->name,
+           o->log.running_max, (int)o->st.preemptions, (long long)o->log.peak_max,
            (long long)sc->kv_memory, o->log.steps);
 }
 
@@ -216,7 +216,8 @@ int main(void)
           adm_full.st.running_max);
     CHECK(adm_full.st.preemptions == 0, "reserve 1 never preempts (%lld)",
           (long long)adm_full.st.preemptions);
-    CHECK(adm_full.st.queue.n == 5, "queue time recorded %lld times", (long long)adm_full.st.queue.n);
+    CHECK(adm_full.st.queue.n == 5, "queue time recorded %lld times",
+          (long long)adm_full.st.queue.n);
     check_same_ids("full, budget", &adm_full, &ref_full, 5);
 
     scenario s_ref_ems = {"ems B=16, no budget", 12, {0}, 0, 0};
@@ -232,10 +233,9 @@ int main(void)
     check_same_ids("ems, budget", &adm_ems, &ref_ems, 12);
 
     /* Overcommit: admitted on their prompts alone; full caches outgrow the budget. */
-    static const char *const mix[8] = {"method=full", "method=ems budget=16",
-                                       "method=full", "method=ems budget=16 quant=int4",
-                                       "method=full", "method=ems budget=16",
-                                       "method=full", "method=ems budget=16 quant=int4"};
+    static const char *const mix[8] = {
+        "method=full", "method=ems budget=16", "method=full", "method=ems budget=16 quant=int4",
+        "method=full", "method=ems budget=16", "method=full", "method=ems budget=16 quant=int4"};
     scenario s_ref_mix = {"mix, no budget", 8, {0}, 0, 0};
     scenario s_pre_mix = {"mix, reserve 0", 8, {0}, two, 1.0};
     for (int i = 0; i < 8; i++) {

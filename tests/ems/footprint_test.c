@@ -7,14 +7,14 @@
  * local heads, and ems_cache_held_bytes equals the per-entry arrays it claims to count. For the
  * methods whose bound is exact the largest observed size equals it (the bound is not vacuous).
  * Capacity stays within held + 25 % + 128 entries per head after compactions. */
+#include <stdio.h>
+#include <string.h>
+
 #include "ems/footprint.h"
 #include "ems/policy.h"
 #include "ems/quant.h"
 #include "tests/ems/synth.h"
 #include "tests/testutil/testutil.h"
-
-#include <stdio.h>
-#include <string.h>
 
 enum { H = 4, P = 100, CHUNK = 30, GEN = 80 };
 
@@ -65,8 +65,13 @@ static void run_case(const char *const *kv, int exact)
     REQUIRE(ems_config_validate(&cfg, err, sizeof err) == EM_OK, "%s", err);
     char name[128];
     ems_config_describe(&cfg, name, sizeof name);
-    synth_spec sp = {.n_layer = 3, .hd = 8, .G = 2, .seed = 7, .dup_frac = 0.3f,
-                     .dup_noise = 0.1f, .key_scale = 2.5f};
+    synth_spec sp = {.n_layer = 3,
+                     .hd = 8,
+                     .G = 2,
+                     .seed = 7,
+                     .dup_frac = 0.3f,
+                     .dup_noise = 0.1f,
+                     .key_scale = 2.5f};
     tracker t;
     memset(&t, 0, sizeof t);
     t.cfg = &cfg;
@@ -74,7 +79,8 @@ static void run_case(const char *const *kv, int exact)
     t.name = name;
     ems_cache *c;
     REQUIRE(ems_cache_create(sp.n_layer, H, 0, sp.hd, ems_config_w_loc(&cfg),
-                             ems_config_wants_stats(&cfg), &c) == EM_OK, "create");
+                             ems_config_wants_stats(&cfg), &c) == EM_OK,
+            "create");
     for (int t0 = 0; t0 < P; t0 += CHUNK) {
         synth_step(c, &sp, t0, t0 + CHUNK <= P ? CHUNK : P - t0);
         observe(&t, c, 1, "prefill");

@@ -104,8 +104,7 @@ int main(void)
     REQUIRE(model_load(svc_model(), &m, err, sizeof err) == EM_OK, "%s", err);
     ems_config full;
     ems_config_default(&full);
-    ems_footprint_shape sh = {m->hp.n_layer, m->hp.head_dim, m->hp.n_kv_head,
-                              m->hp.n_kv_head / 2};
+    ems_footprint_shape sh = {m->hp.n_layer, m->hp.head_dim, m->hp.n_kv_head, m->hp.n_kv_head / 2};
     long long one = (long long)ems_footprint_peak_bytes(&full, &sh, P, P + GEN - 1, 1);
     long long budget = 2 * one + one / 2;
     int n_vocab = m->hp.n_vocab;
@@ -136,8 +135,8 @@ int main(void)
     }
     for (int i = 0; i < N_REQ; i++) {
         coord_client_result *r = &calls[i].res;
-        CHECK(r->status == GRPC_STATUS_OK && r->n_output == GEN, "request %d: status %d (%s), %d ids",
-              i, r->status, r->message, r->n_output);
+        CHECK(r->status == GRPC_STATUS_OK && r->n_output == GEN,
+              "request %d: status %d (%s), %d ids", i, r->status, r->message, r->n_output);
         CHECK(r->n_output == calls[0].res.n_output &&
                   memcmp(r->output_ids, calls[0].res.output_ids,
                          sizeof(int32_t) * (size_t)r->n_output) == 0,
@@ -155,7 +154,8 @@ int main(void)
     CHECK(peak > 0 && peak <= budget, "a worker held %lld bytes, budget %lld", peak, budget);
     CHECK(running >= 1 && running <= 2, "%lld requests ran at once", running);
     CHECK(metric(mport, "emserve_request_queue_time_seconds_count") == N_REQ,
-          "queue time counted %lld times", metric(mport, "emserve_request_queue_time_seconds_count"));
+          "queue time counted %lld times",
+          metric(mport, "emserve_request_queue_time_seconds_count"));
 
     for (int i = 0; i <= N_REQ; i++) {
         coord_client_result_free(&calls[i].res);
