@@ -138,6 +138,7 @@ void coord_group_free(coord_group *g)
     free(g->logits);
     free(g->slots);
     free(g->entries);
+    free(g->kv_bytes);
     pthread_mutex_destroy(&g->mu);
     free(g);
 }
@@ -398,6 +399,10 @@ int coord_group_tick(coord_group *g, int idle)
     return result;
 }
 
+int coord_group_kv_heads(const coord_group *g, int rank)
+{
+    return g->w[rank].pl.n_kv_heads;
+}
 
 /* ---- hung workers ------------------------------------------------------------------------------ */
 

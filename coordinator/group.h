@@ -88,6 +88,9 @@ typedef struct coord_step_result {
     int n_slots;
     const int32_t *slots;   /* owned by the group */
     const int64_t *entries; /* KV entries of slots[i] summed over all workers */
+    const int64_t *bytes;   /* [n_slots][world]: KV bytes worker r holds for slots[i] */
+    const int64_t *peak;    /* [world]: KV bytes of all of worker r's sequences at the step's
+                               peak (after the forward, before compression) */
 } coord_step_result;
 
 /* Runs one step on every worker under a progress deadline (see step_timeout_ms). Every reply
@@ -97,6 +100,9 @@ typedef struct coord_step_result {
  * worker that missed the deadline is killed and restarted by the spawner. */
 em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_result *res, char *err,
                            size_t errlen);
+
+/* Local KV heads of worker rank (its placement), for the KV memory budget. */
+int coord_group_kv_heads(const coord_group *g, int rank);
 
 /* Copies the per-worker view (thread-safe). Returns the number of workers. */
 int coord_group_snapshot(coord_group *g, coord_worker_snapshot *out, int cap);

@@ -44,6 +44,8 @@ struct coord_group {
     size_t cap_logits;
     int32_t *slots;
     int64_t *entries;
+    int64_t *kv_bytes; /* [cap_slots][world] KV bytes worker r holds per slot (KV budget) */
+    int64_t kv_peak[COORD_MAX_WORKERS];
     int cap_slots;
 };
 

@@ -106,9 +106,11 @@ static em_status grow_results(coord_group *g, int n_logits, int n_tokens)
     if (n_tokens + 1 > g->cap_slots) {
         free(g->slots);
         free(g->entries);
+        free(g->kv_bytes);
         g->slots = malloc(sizeof(int32_t) * (size_t)(n_tokens + 1));
         g->entries = malloc(sizeof(int64_t) * (size_t)(n_tokens + 1));
-        g->cap_slots = (g->slots && g->entries) ? n_tokens + 1 : 0;
+        g->kv_bytes = malloc(sizeof(int64_t) * (size_t)(n_tokens + 1) * (size_t)g->world);
+        g->cap_slots = (g->slots && g->entries && g->kv_bytes) ? n_tokens + 1 : 0;
         if (!g->cap_slots) {
             return EM_ENOMEM;
         }
@@ -140,9 +142,14 @@ static int check_reply(const coord_group *g, int r, const Emserve__Internal__V1_
                  (unsigned long long)step_id);
         return -1;
     }
-    if (sr->n_kv_slots != (size_t)n_slots || sr->n_kv_entries != (size_t)n_slots) {
-        snprintf(why, whylen, "%zu slots and %zu entry counts, expected %d", sr->n_kv_slots,
-                 sr->n_kv_entries, n_slots);
+    if (sr->n_kv_slots != (size_t)n_slots || sr->n_kv_entries != (size_t)n_slots ||
+        sr->n_kv_bytes != (size_t)n_slots) {
+        snprintf(why, whylen, "%zu slots and %zu entry counts (%zu byte counts), expected %d",
+                 sr->n_kv_slots, sr->n_kv_entries, sr->n_kv_bytes, n_slots);
+        return -1;
+    }
+    if (sr->kv_bytes_peak < 0) {
+        snprintf(why, whylen, "negative KV byte peak %lld", (long long)sr->kv_bytes_peak);
         return -1;
     }
     for (int i = 0; i < n_slots; i++) {
@@ -234,7 +241,10 @@ em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_resu
             check_reply(g, r, sr, m.rq.step_id, n_want, g->slots, n_slots, why, sizeof why) == 0) {
             for (int i = 0; i < n_slots; i++) {
                 g->entries[i] = (r == 0 ? 0 : g->entries[i]) + sr->kv_entries[i];
+                g->kv_bytes[(size_t)i * (size_t)g->world + (size_t)r] =
+                    sr->kv_bytes[i] < 0 ? 0 : sr->kv_bytes[i];
             }
+            g->kv_peak[r] = sr->kv_bytes_peak;
             if (r == 0 && sr->logits.len) {
                 memcpy(g->logits, sr->logits.data, sr->logits.len);
             }
@@ -273,5 +283,7 @@ em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_resu
     res->n_slots = n_slots;
     res->slots = g->slots;
     res->entries = g->entries;
+    res->bytes = g->kv_bytes;
+    res->peak = g->kv_peak;
     return EM_OK;
 }

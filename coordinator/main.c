@@ -20,6 +20,7 @@
 #include "coordinator/http_server.h"
 #include "coordinator/rpc_server.h"
 #include "coordinator/sched.h"
+#include "coordinator/sched_kv.h"
 #include "coordinator/spawner.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
@@ -37,6 +38,7 @@ typedef struct flags {
     long coll_timeout_ms, ready_timeout_ms;
     long step_timeout_ms, max_message_bytes, drain_grace_ms; /* hardening (issue 12) */
     int max_queue;
+    const char *kv_memory, *kv_reserve; /* KV memory budget (coordinator/sched_kv.h) */
 } flags;
 
 static volatile sig_atomic_t g_stop;
@@ -49,7 +51,7 @@ static void on_signal(int sig)
 
 /* ---- flags (common/flags.h: command line > EMSERVE_* environment > --config file) ------------ */
 
-#define N_FLAGS 29
+#define N_FLAGS 31
 
 static void flag_table(flags *f, em_flag *t)
 {
@@ -105,6 +107,14 @@ static void flag_table(flags *f, em_flag *t)
         {"drain-grace-ms", EM_FLAG_LONG, &f->drain_grace_ms, 0, 86400000, "N",
          "on SIGTERM, stop accepting calls and let running ones finish for up to N ms (0 = end "
          "them at once)",
+         0},
+        {"kv-memory", EM_FLAG_STR, &f->kv_memory, 0, 0, "BYTES",
+         "KV cache budget per worker: BYTES or N{K,M,G} (default: half the RAM split between the "
+         "workers; 0 = no budget); requests wait until theirs fits",
+         0},
+        {"kv-reserve", EM_FLAG_STR, &f->kv_reserve, 0, 0, "F",
+         "share of max_tokens reserved at admission, 0..1 (default 1: never overcommit; lower "
+         "admits more and preempts by recompute when memory runs out)",
          0},
         {"demo-prompt", EM_FLAG_STR, &f->demo_prompt, 0, 0, "TEXT",
          "after start-up, run one generation through gRPC and print it", 0},
@@ -284,6 +294,32 @@ static int start_http(const char *addr, int api, coord_http_opts o, coord_http *
     return 0;
 }
 
+/* --kv-memory (or $EMSERVE_KV_MEMORY, or the default share of RAM) and --kv-reserve. */
+static em_status kv_budget_opts(const flags *f, coord_sched_opts *so, char *err, size_t errlen)
+{
+    const char *mem = f->kv_memory; /* the flag or its twin $EMSERVE_KV_MEMORY */
+    if (mem && mem[0]) {
+        em_status st = coord_kv_memory_parse(mem, &so->kv_memory, err, errlen);
+        if (st != EM_OK) {
+            return st;
+        }
+    } else {
+        so->kv_memory = coord_kv_memory_default(f->workers);
+    }
+    if (f->kv_reserve) {
+        char *end;
+        double r = strtod(f->kv_reserve, &end);
+        if (end == f->kv_reserve || *end || !(r >= 0 && r <= 1)) {
+            snprintf(err, errlen, "--kv-reserve '%s': want a number in [0, 1]", f->kv_reserve);
+            return EM_EINVAL;
+        }
+        so->kv_overcommit = 1.0 - r;
+    }
+    EM_LOG_INFO("KV memory budget: %lld bytes per worker%s", (long long)so->kv_memory,
+                so->kv_memory == 0 ? " (none)" : "");
+    return EM_OK;
+}
+
 /* The chat template of the model (tokenizer.chat_template); a model without one is fine. */
 static em_status load_chat_template(const model *m, coord_chat_template *out)
 {
@@ -423,6 +459,10 @@ int main(int argc, char **argv)
                            .max_slots = f.max_seqs,
                            .prefill_chunk = f.prefill_chunk,
                            .max_queue = f.max_queue};
+    if (kv_budget_opts(&f, &so, err, sizeof err) != EM_OK) {
+        fprintf(stderr, "emserve: %s\n", err);
+        goto out;
+    }
     if (coord_group_create(&m->hp, f.workers, f.addrs.n ? f.addrs.items : NULL, sp, &go, &g, err,
                            sizeof err) != EM_OK ||
         coord_sched_start(g, m, tok, &so, &sched) != EM_OK) {

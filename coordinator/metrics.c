@@ -3,6 +3,35 @@
 
 #include <stdio.h>
 
+/* The KV memory budget's gauges and counters (coordinator/sched_kv.h). */
+static size_t render_kv_budget(const coord_sched_stats *st, char *buf, size_t cap)
+{
+    int n = snprintf(
+        buf, cap,
+        "# HELP emserve_kv_memory_budget_bytes KV memory budget per worker (0 = none).\n"
+        "# TYPE emserve_kv_memory_budget_bytes gauge\n"
+        "emserve_kv_memory_budget_bytes %lld\n"
+        "# HELP emserve_kv_memory_used_bytes KV bytes held for running sequences on the fullest "
+        "worker.\n"
+        "# TYPE emserve_kv_memory_used_bytes gauge\n"
+        "emserve_kv_memory_used_bytes %lld\n"
+        "# HELP emserve_kv_memory_peak_bytes Most KV bytes any worker held at any step so far.\n"
+        "# TYPE emserve_kv_memory_peak_bytes gauge\n"
+        "emserve_kv_memory_peak_bytes %lld\n"
+        "# HELP emserve_num_requests_running_max Most requests running at once so far.\n"
+        "# TYPE emserve_num_requests_running_max gauge\n"
+        "emserve_num_requests_running_max %d\n"
+        "# HELP emserve_preemptions_total Sequences preempted for KV memory (recomputed).\n"
+        "# TYPE emserve_preemptions_total counter\n"
+        "emserve_preemptions_total %lld\n",
+        (long long)st->kv_budget, (long long)st->kv_held, (long long)st->kv_peak, st->running_max,
+        (long long)st->preemptions);
+    if (n < 0) {
+        return 0;
+    }
+    return (size_t)n < cap ? (size_t)n : cap;
+}
+
 size_t coord_metrics_render(const coord_sched_stats *st, int64_t kv_capacity, char *buf, size_t cap)
 {
     double usage = kv_capacity > 0 ? (double)st->kv_entries / (double)kv_capacity : 0.0;
@@ -44,10 +73,15 @@ size_t coord_metrics_render(const coord_sched_stats *st, int64_t kv_capacity, ch
         return n < 0 ? 0 : cap - 1;
     }
     size_t len = (size_t)n;
-    const coord_lat_hist *hs[2] = {&st->ttft, &st->itl};
-    static const char *const names[2] = {"emserve_time_to_first_token_seconds",
-                                         "emserve_time_per_output_token_seconds"};
-    for (int h = 0; h < 2 && len < cap; h++) {
+    len += render_kv_budget(st, buf + len, cap - len);
+    if (len >= cap) {
+        return cap - 1;
+    }
+    const coord_lat_hist *hs[3] = {&st->ttft, &st->itl, &st->queue};
+    static const char *const names[3] = {"emserve_time_to_first_token_seconds",
+                                         "emserve_time_per_output_token_seconds",
+                                         "emserve_request_queue_time_seconds"};
+    for (int h = 0; h < 3 && len < cap; h++) {
         int64_t cum = 0;
         len += (size_t)snprintf(buf + len, cap - len, "# TYPE %s histogram\n", names[h]);
         for (int b = 0; b <= COORD_LAT_BUCKETS && len < cap; b++) {

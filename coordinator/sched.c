@@ -44,7 +44,7 @@ static int pred_all(run *r)
 
 static int pred_flagged(run *r)
 {
-    return r->cancel_req || r->abort_req || r->oom ||
+    return r->cancel_req || r->abort_req || r->oom || r->kv_fail ||
            (r->req->deadline_us > 0 && em_now_us() > r->req->deadline_us);
 }
 
@@ -65,6 +65,8 @@ static void end_flagged(coord_sched *s, run *list)
             coord__run_complete(s, r, "abort", NULL, -1);
         } else if (r->oom) {
             coord__run_fail(s, r, EM_ENOMEM, "out of memory for this request");
+        } else if (r->kv_fail) {
+            coord__run_fail(s, r, EM_ENOMEM, r->kv_msg);
         } else {
             coord__run_fail(s, r, EM_ETIMEDOUT, "deadline exceeded");
         }
@@ -103,25 +105,48 @@ static void batch_add_open(batch *b, run *r)
     r->opened = 1;
 }
 
-/* Decodes first (one token each), then prefill chunks in arrival order. */
-static void batch_build(coord_sched *s, batch *b)
+/* Decodes (and replays) first, one token each, then prefill chunks in arrival order. */
+static void batch_build(coord_sched *s, batch *b, int admit)
 {
     int budget = s->o.max_batch_tokens;
     b->n = b->n_open = b->n_pol = b->n_want = 0;
     for (run *r = s->active; r && b->n < budget; r = r->next) {
-        if (r->state != RUN_DECODE) {
+        if (r->state != RUN_DECODE && r->state != RUN_REPLAY) {
             continue;
         }
-        b->tokens[b->n] = r->pending;
-        b->pos[b->n] = r->dec.n_hist - 1;
+        int replay = r->state == RUN_REPLAY;
+        b->tokens[b->n] = replay ? r->dec.hist[r->n_done] : r->pending;
+        b->pos[b->n] = replay ? r->n_done : r->dec.n_hist - 1;
         b->seq[b->n] = r->slot;
-        b->want[b->n++] = 1;
-        b->want_run[b->n_want++] = r;
+        b->want[b->n++] = !replay;
+        if (!replay) {
+            b->want_run[b->n_want++] = r;
+        } else if (++r->n_done == r->dec.n_hist - 1) {
+            r->state = RUN_DECODE; /* the cache is as it was: pending goes next */
+        }
         b->pol_slot[b->n_pol] = r->slot;
         b->pol_phase[b->n_pol++] = WORKER_PHASE_DECODE;
     }
+    int64_t used[COORD_MAX_WORKERS];
+    if (s->kv.bytes > 0) {
+        coord__kv_used(s, used);
+    }
     for (run *r = s->active; r && b->n < budget; r = r->next) {
+        if (r->kv_fail) {
+            continue;
+        }
         if (r->state == RUN_QUEUED) {
+            if (!admit) {
+                break;
+            }
+            int fit = coord__kv_admit(s, r, used);
+            if (fit < 0) {
+                r->kv_fail = 1; /* failed with RESOURCE_EXHAUSTED on the next turn */
+                continue;
+            }
+            if (fit == 0) {
+                break; /* waits for memory: keep arrival order */
+            }
             int a = coord__run_admit(s, r);
             if (a == -1) {
                 break; /* no free slot: keep arrival order */
@@ -131,10 +156,10 @@ static void batch_build(coord_sched *s, batch *b)
                 continue;
             }
         }
-        if (r->state != RUN_PREFILL) {
+        if (r->state != RUN_PREFILL || r->n_done == r->n_prefill) {
             continue;
         }
-        int left = r->req->n_prompt - r->n_done;
+        int left = r->n_prefill - r->n_done;
         int chunk = left < s->o.prefill_chunk ? left : s->o.prefill_chunk;
         if (chunk > budget - b->n) {
             chunk = budget - b->n;
@@ -143,17 +168,21 @@ static void batch_build(coord_sched *s, batch *b)
             batch_add_open(b, r);
         }
         for (int i = 0; i < chunk; i++) {
-            b->tokens[b->n] = r->req->prompt[r->n_done + i];
+            b->tokens[b->n] = r->dec.hist[r->n_done + i];
             b->pos[b->n] = r->n_done + i;
             b->seq[b->n] = r->slot;
             b->want[b->n++] = 0;
         }
         r->n_done += chunk;
-        if (r->n_done == r->req->n_prompt) {
-            b->want[b->n - 1] = 1;
-            b->want_run[b->n_want++] = r;
+        if (r->n_done == r->n_prefill) {
             b->pol_slot[b->n_pol] = r->slot;
             b->pol_phase[b->n_pol++] = WORKER_PHASE_PREFILL_END;
+            if (r->n_done == r->dec.n_hist) { /* nothing sampled yet: sample from this row */
+                b->want[b->n - 1] = 1;
+                b->want_run[b->n_want++] = r;
+            } else { /* a recompute: the next token was sampled before the preemption */
+                r->state = r->n_done < r->dec.n_hist - 1 ? RUN_REPLAY : RUN_DECODE;
+            }
         }
     }
 }
@@ -178,9 +207,17 @@ static void step_once(coord_sched *s, batch *b)
         for (int i = 0; i < res.n_slots; i++) {
             if (r->opened && res.slots[i] == r->slot) {
                 r->kv_entries = res.entries[i];
+                for (int w = 0; w < s->kv.world; w++) {
+                    r->held[w] = res.bytes[(size_t)i * (size_t)s->kv.world + (size_t)w];
+                }
             }
         }
     }
+    pthread_mutex_lock(&s->mu);
+    for (int w = 0; w < s->kv.world; w++) {
+        s->stats.kv_peak = res.peak[w] > s->stats.kv_peak ? res.peak[w] : s->stats.kv_peak;
+    }
+    pthread_mutex_unlock(&s->mu);
     int n_vocab = s->m->hp.n_vocab, n_fin = 0;
     for (int j = 0; j < b->n_want && j < res.n_logits; j++) {
         float *row = (float *)res.logits + (size_t)j * (size_t)n_vocab;
@@ -203,12 +240,20 @@ static void update_stats(coord_sched *s)
 {
     pthread_mutex_lock(&s->mu);
     int running = 0, queued = 0;
-    int64_t kv = 0;
+    int64_t kv = 0, held[COORD_MAX_WORKERS] = {0}, held_max = 0;
     for (run *r = s->active; r; r = r->next) {
         running += r->state != RUN_QUEUED;
         queued += r->state == RUN_QUEUED;
         kv += r->kv_entries;
+        for (int w = 0; w < s->kv.world; w++) {
+            held[w] += r->held[w];
+        }
     }
+    for (int w = 0; w < s->kv.world; w++) {
+        held_max = held[w] > held_max ? held[w] : held_max;
+    }
+    s->stats.kv_held = held_max;
+    s->stats.running_max = running > s->stats.running_max ? running : s->stats.running_max;
     for (run *r = s->inbox; r; r = r->next) {
         queued++;
     }
@@ -274,7 +319,8 @@ static void *sched_main(void *p)
             idle = 1;
             continue;
         }
-        batch_build(s, &b);
+        int preempted = coord__kv_preempt(s);
+        batch_build(s, &b, preempted == 0);
         if (b.n == 0 && s->n_drops == 0) {
             idle = 1;
             continue;
@@ -321,6 +367,15 @@ em_status coord_sched_start(coord_group *g, const model *m, const tokenizer *tok
     if (s->o.prefill_chunk <= 0) {
         s->o.prefill_chunk = s->o.max_batch_tokens;
     }
+    s->kv.bytes = s->o.kv_memory > 0 ? s->o.kv_memory : 0;
+    s->kv.reserve = s->o.kv_overcommit > 0 && s->o.kv_overcommit <= 1 ? 1.0 - s->o.kv_overcommit
+                                                                       : 1.0;
+    s->kv.world = coord_group_world(g);
+    for (int w = 0; w < s->kv.world; w++) {
+        s->kv.shape[w] = (ems_footprint_shape){m->hp.n_layer, m->hp.head_dim, m->hp.n_kv_head,
+                                               coord_group_kv_heads(g, w)};
+    }
+    s->stats.kv_budget = s->kv.bytes;
     s->slot_used = calloc((size_t)s->o.max_slots, 1);
     s->drops = malloc(sizeof(int32_t) * (size_t)s->o.max_slots * 2);
     s->raw = malloc(sizeof(float) * (size_t)m->hp.n_vocab);

@@ -20,6 +20,9 @@ typedef struct coord_sched_opts {
     int prefill_chunk;    /* most prompt tokens of one request per step (default 256) */
     int max_queue;        /* requests held beyond max_slots; more get RESOURCE_EXHAUSTED
                            * (0 = none may wait) */
+    int64_t kv_memory;    /* KV bytes per worker (sched_kv.h); 0 = no budget */
+    double kv_overcommit; /* share of the tokens a request may generate NOT reserved at
+                             admission, [0, 1]; 0 (default) reserves them all (sched_kv.h) */
 } coord_sched_opts;
 
 /* Latency histogram buckets (upper bounds, ms) for TTFT and inter-token latency. */
@@ -40,6 +43,13 @@ typedef struct coord_sched_stats {
     int64_t requests_total, requests_failed, tokens_generated, prompt_tokens, steps;
     int64_t kv_entries;       /* KV entries held for running sequences, summed over workers */
     coord_lat_hist ttft, itl; /* submit -> first token; between tokens (scheduler side) */
+    /* KV memory budget */
+    int64_t kv_budget;       /* bytes per worker (0 = none) */
+    int64_t kv_held;         /* bytes held for running sequences, on the fullest worker */
+    int64_t kv_peak;         /* most bytes any worker held at any step so far (its report) */
+    int64_t preemptions;     /* sequences preempted (dropped and recomputed) */
+    int running_max;         /* most sequences running at once so far */
+    coord_lat_hist queue;    /* submit -> first admission */
 } coord_sched_stats;
 
 /* Starts the scheduler thread. g, m and tok are borrowed (must outlive it). */

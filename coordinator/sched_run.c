@@ -85,7 +85,7 @@ void coord__run_complete(coord_sched *s, run *r, const char *reason, const char 
     ev.prompt_tokens = r->req->n_prompt;
     ev.completion_tokens = n_out;
     const model_hparams *hp = &s->m->hp;
-    int64_t seen = r->n_done + (n_out > 0 ? n_out - 1 : 0);
+    int64_t seen = r->dec.n_hist > 0 ? r->dec.n_hist - 1 : 0; /* the last sampled id is not fed */
     ev.kv_entries_kept = r->kv_entries;
     ev.kv_entries_full = seen * hp->n_layer * hp->n_kv_head;
     r->req->sink->emit(r->req->sink_user, &ev);
@@ -106,14 +106,66 @@ int coord__run_admit(coord_sched *s, run *r)
         return -1;
     }
     coord_req *q = r->req;
-    if (decode_seq_init(&r->dec, &s->m->hp, s->tok, &q->sp, &q->stop, q->prompt, q->n_prompt) !=
-        EM_OK) {
+    if (!r->resumed &&
+        decode_seq_init(&r->dec, &s->m->hp, s->tok, &q->sp, &q->stop, q->prompt, q->n_prompt) !=
+            EM_OK) {
         return -2; /* the prompt was validated by the rpc layer: only allocation can fail */
     }
     s->slot_used[slot] = 1;
     r->slot = slot;
     r->state = RUN_PREFILL;
+    r->n_done = 0;
+    r->n_prefill = coord__run_prefill_len(r);
+    r->admit_seq = ++s->admit_count;
+    if (!r->queue_timed) {
+        r->queue_timed = 1;
+        pthread_mutex_lock(&s->mu);
+        hist_add(&s->stats.queue, (em_now_s() - r->t_submit) * 1e3);
+        pthread_mutex_unlock(&s->mu);
+    }
     return 0;
+}
+
+/* ---- the KV memory budget's view of a run ---------------------------------------------------- */
+
+int coord__run_prefill_len(const run *r)
+{
+    const ems_config *kv = &r->req->kv;
+    int generated = r->resumed && r->dec.n_hist > r->req->n_prompt;
+    if (generated && kv->method == EMS_METHOD_FULL && kv->quant == EMS_QUANT_NONE) {
+        return r->dec.n_hist - 1; /* a full cache is the same however it was fed */
+    }
+    return r->req->n_prompt; /* the rest is replayed one token per step */
+}
+
+int coord__run_fed(const run *r)
+{
+    if (r->state == RUN_QUEUED) {
+        return 0;
+    }
+    return r->state == RUN_DECODE ? r->dec.n_hist - 1 : r->n_done;
+}
+
+void coord__run_kv_seq(const coord_sched *s, const run *r, coord_kv_seq *q)
+{
+    const coord_req *rq = r->req;
+    int n_ctx = s->m->hp.n_ctx;
+    int max_new = rq->stop.max_tokens < n_ctx - rq->n_prompt ? rq->stop.max_tokens
+                                                             : n_ctx - rq->n_prompt;
+    int queued = r->state == RUN_QUEUED;
+    int n_prefill = queued ? coord__run_prefill_len(r) : r->n_prefill;
+    q->cfg = &rq->kv;
+    q->n_prompt = n_prefill;
+    q->n_fed = coord__run_fed(r);
+    q->n_end = rq->n_prompt + max_new - 1;
+    q->prompt_ahead = q->n_fed <= n_prefill;
+    q->held = queued ? NULL : r->held;
+    if (queued || r->state == RUN_PREFILL) {
+        int left = n_prefill - q->n_fed;
+        q->next_tokens = left < s->o.prefill_chunk ? left : s->o.prefill_chunk;
+    } else {
+        q->next_tokens = 1;
+    }
 }
 
 /* ---- one token: the shared decode step, then the stream event and latency statistics ------ */

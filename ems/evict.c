@@ -1,6 +1,7 @@
 /* Eviction baselines, one layer function each (fast path: scores for all due heads of a layer,
  * deterministic top-k by selection). Specifications: methods.md section 4 and 2-3; the scalar
  * references in ems/ref/baseline_ref.c are what tests compare these against. */
+#include "ems/footprint.h"
 #include "ems/policy_impl.h"
 
 #include <math.h>
@@ -142,16 +143,7 @@ em_status ems__snapkv_layer(ems__ctx *x, int l)
 
 int ems__pyramid_keep(int B, int w, int n, int L, int beta, int l)
 {
-    int k = B - w;
-    if (L <= 1 || n < 2 * k)
-        return k;
-    int mn = k / beta, mx = 2 * k - mn;
-    if (mx >= n - w) {
-        mx = n - w;
-        mn = 2 * k - mx;
-    }
-    int step = (mx - mn) / (L - 1);
-    return mx - l * step;
+    return ems_pyramid_keep(B, w, n, L, beta, l);
 }
 
 static em_status pyramid_head(ems__ctx *x, ems_head *hh, int l, scratch *sc)

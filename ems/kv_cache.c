@@ -65,14 +65,67 @@ void ems_cache_destroy(ems_cache *c)
     free(c);
 }
 
-/* *p (old_cap elements of elem bytes) grown to new_cap, the new elements zeroed. */
-static em_status grow(void **p, size_t elem, int old_cap, int new_cap)
+/* Reallocates *p from old_cap to new_cap elements, zeroing the new tail. A failed shrink keeps
+ * the (larger, still valid) block and succeeds; a failed growth leaves *p unchanged. */
+static em_status resize(void **p, size_t elem, int old_cap, int new_cap)
 {
     void *q = realloc(*p, elem * (size_t)new_cap);
     if (!q)
-        return EM_ENOMEM;
-    memset((char *)q + elem * (size_t)old_cap, 0, elem * (size_t)(new_cap - old_cap));
+        return new_cap < old_cap ? EM_OK : EM_ENOMEM;
+    if (new_cap > old_cap)
+        memset((char *)q + elem * (size_t)old_cap, 0, elem * (size_t)(new_cap - old_cap));
     *p = q;
+    return EM_OK;
+}
+
+int ems_cache_grow_cap(int cap, int need)
+{
+    if (need <= cap)
+        return cap;
+    int64_t nc = (int64_t)cap + cap / 4;
+    if (nc < need)
+        nc = need;
+    nc = (nc + 63) / 64 * 64;
+    return nc > INT32_MAX ? INT32_MAX : (int)nc;
+}
+
+int ems_cache_fit_cap(int cap, int len)
+{
+    if (cap <= (int64_t)len + len / 4 + 128)
+        return cap;
+    int64_t nc = ((int64_t)len + len / 8 + 64 + 63) / 64 * 64;
+    return nc < cap ? (int)nc : cap;
+}
+
+/* Sets the capacity of every per-entry array (grow or shrink; nc >= len). On failure the head
+ * is unchanged in meaning (arrays that grew keep their old contents, cap stays). */
+static em_status head_resize(ems_head *h, int nc)
+{
+    float *nl = NULL;
+    if (h->w_loc > 0) { /* the ring's rows are strided by cap: rebuild it first */
+        nl = calloc((size_t)h->w_loc * nc, sizeof(float));
+        if (!nl)
+            return EM_ENOMEM;
+    }
+    size_t row = sizeof(float) * (size_t)h->hd;
+    if (resize((void **)&h->k, row, h->cap, nc) || resize((void **)&h->v, row, h->cap, nc) ||
+        resize((void **)&h->pos, sizeof(int32_t), h->cap, nc) ||
+        resize((void **)&h->s_glo, sizeof(float), h->cap, nc) ||
+        resize((void **)&h->s_sq, sizeof(float), h->cap, nc) ||
+        resize((void **)&h->mass, sizeof(float), h->cap, nc) ||
+        resize((void **)&h->kbias, sizeof(float), h->cap, nc) ||
+        resize((void **)&h->cnt, sizeof(int32_t), h->cap, nc)) {
+        free(nl);
+        return EM_ENOMEM;
+    }
+    if (nl) {
+        int keep = h->len < nc ? h->len : nc;
+        for (int r = 0; r < h->w_loc && h->loc; r++)
+            memcpy(nl + (size_t)r * nc, h->loc + (size_t)r * h->cap, sizeof(float) * keep);
+        free(h->loc);
+        h->loc = nl;
+    }
+    h->cap = nc;
     return EM_OK;
 }
 
@@ -80,38 +133,7 @@ static em_status head_reserve(ems_head *h, int need)
 {
     if (need <= h->cap)
         return EM_OK;
-    int nc = h->cap ? h->cap : 64;
-    while (nc < need)
-        nc *= 2;
-    size_t row = sizeof(float) * (size_t)h->hd;
-    struct {
-        void **p;
-        size_t elem;
-    } arr[] = {{(void **)&h->k, row},
-               {(void **)&h->v, row},
-               {(void **)&h->pos, sizeof(int32_t)},
-               {(void **)&h->s_glo, sizeof(float)},
-               {(void **)&h->s_sq, sizeof(float)},
-               {(void **)&h->mass, sizeof(float)},
-               {(void **)&h->kbias, sizeof(float)},
-               {(void **)&h->cnt, sizeof(int32_t)}};
-    for (size_t i = 0; i < sizeof arr / sizeof arr[0]; i++) {
-        em_status st = grow(arr[i].p, arr[i].elem, h->cap, nc);
-        if (st != EM_OK)
-            return st; /* the arrays grown so far stay valid at their larger size */
-    }
-    if (h->w_loc > 0) {
-        float *nl = calloc((size_t)h->w_loc * nc, sizeof(float));
-        if (!nl)
-            return EM_ENOMEM;
-        for (int r = 0; r < h->w_loc && h->loc; r++) {
-            memcpy(nl + (size_t)r * nc, h->loc + (size_t)r * h->cap, sizeof(float) * h->len);
-        }
-        free(h->loc);
-        h->loc = nl;
-    }
-    h->cap = nc;
-    return EM_OK;
+    return head_resize(h, ems_cache_grow_cap(h->cap, need));
 }
 
 em_status ems_head_append(ems_head *h, const float *k, const float *v, int stride,
@@ -206,6 +228,9 @@ void ems_head_compact(ems_head *h, const int *keep, int n)
     h->len = n;
     if (h->qstate)
         ems_quant_on_compact(h, keep, n);
+    int nc = ems_cache_fit_cap(h->cap, n);
+    if (nc < h->cap)
+        (void)head_resize(h, nc); /* shrinking: a failed realloc keeps the larger arrays */
 }
 
 uint64_t ems_cache_kv_bytes(const ems_cache *c)
@@ -214,6 +239,25 @@ uint64_t ems_cache_kv_bytes(const ems_cache *c)
     for (int i = 0; i < c->n_layer * c->n_head_kv; i++) {
         const ems_head *h = &c->heads[i];
         b += h->qstate ? ems_quant_bytes(h) : 2ull * sizeof(float) * h->hd * (uint64_t)h->len;
+    }
+    return b;
+}
+
+uint64_t ems_head_entry_bytes(int hd, int w_loc)
+{
+    /* k, v; pos, cnt; s_glo, s_sq, mass, kbias; the local ring */
+    return 2ull * sizeof(float) * (uint64_t)hd + 2 * sizeof(int32_t) + 4 * sizeof(float) +
+           sizeof(float) * (uint64_t)w_loc;
+}
+
+uint64_t ems_cache_held_bytes(const ems_cache *c)
+{
+    uint64_t b = 0;
+    for (int i = 0; i < c->n_layer * c->n_head_kv; i++) {
+        const ems_head *h = &c->heads[i];
+        b += (uint64_t)h->len * ems_head_entry_bytes(h->hd, h->w_loc);
+        if (h->qstate)
+            b += ems_quant_held_bytes(h);
     }
     return b;
 }

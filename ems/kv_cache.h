@@ -72,7 +72,24 @@ em_status ems_head_attn_begin(ems_head *h, int n_q, kern_attn_args *a, kern_attn
  * rows. */
 void ems_head_compact(ems_head *h, const int *keep, int n);
 
-/* Bytes of KV data held (K and V payload only, quantized size when quantized). */
+/* Bytes of KV data held (K and V payload only, quantized size when quantized): the size of the
+ * compressed representation, what the quality tables report. */
 uint64_t ems_cache_kv_bytes(const ems_cache *c);
+
+/* Bytes of memory the cache's entries hold: for every entry of every head, K and V (f32), its
+ * position, the policies' statistics (s_glo, s_sq, cnt, mass, kbias) and its column of the
+ * local ring (w_loc floats) -- ems_head_entry_bytes -- plus, on quantized heads, the packed
+ * codes, value scales, key-group scales and the dequantised view (ems_quant_held_bytes; today
+ * a quantized head also keeps its f32 K/V, so quantization adds memory rather than saving it).
+ * This is what the service's KV memory budget counts. Capacity beyond the entries is not
+ * counted: arrays grow by 25 % (rounded to 64 entries) and shrink after a compaction, so each
+ * head allocates at most held + 25 % + 128 entries (ems_cache_grow_cap, ems_cache_fit_cap). */
+uint64_t ems_cache_held_bytes(const ems_cache *c);
+/* Bytes one entry of an unquantized head holds (see ems_cache_held_bytes). */
+uint64_t ems_head_entry_bytes(int hd, int w_loc);
+/* Capacity policy: the capacity after growing from cap to hold need entries, and the capacity
+ * a head holding len entries is trimmed to after a compaction (cap when already tight). */
+int ems_cache_grow_cap(int cap, int need);
+int ems_cache_fit_cap(int cap, int len);
 /* Total entries held over all layers and heads. */
 uint64_t ems_cache_entries(const ems_cache *c);

@@ -68,14 +68,11 @@ static inline int get(const uint8_t *row, int d, int bits)
     return bits == 8 ? row[d] : (d & 1) ? row[d >> 1] >> 4 : row[d >> 1] & 0x0f;
 }
 
-/* Room for need entries; EM_ENOMEM (cap unchanged, arrays grown so far kept) on failure. */
-static em_status reserve(qstate *q, int need)
+/* Sets the per-entry capacity (grow or shrink, nc >= nq). A failed shrink keeps the larger
+ * blocks (still valid) and succeeds; a failed growth returns EM_ENOMEM with q->cap unchanged
+ * (the blocks grown so far are kept). */
+static em_status set_cap(qstate *q, int nc)
 {
-    if (need <= q->cap)
-        return EM_OK;
-    int nc = q->cap ? q->cap : 64;
-    while (nc < need)
-        nc *= 2;
     void *a = realloc(q->kcode, (size_t)nc * q->row_bytes);
     if (a)
         q->kcode = a;
@@ -91,10 +88,18 @@ static em_status reserve(qstate *q, int need)
     void *e = realloc(q->vscale, sizeof(uint16_t) * nc * q->n_vg);
     if (e)
         q->vscale = e;
-    if (!a || !b || !c || !d || !e)
+    if (!(a && b && c && d && e) && nc > q->cap)
         return EM_ENOMEM;
     q->cap = nc;
     return EM_OK;
+}
+
+/* Room for need entries (EM_ENOMEM, cap unchanged, on failure). */
+static em_status reserve(qstate *q, int need)
+{
+    if (need <= q->cap)
+        return EM_OK;
+    return set_cap(q, ems_cache_grow_cap(q->cap, need));
 }
 
 static void dequant_key(const qstate *q, int j, float *out)
@@ -242,6 +247,9 @@ void ems_quant_on_compact(ems_head *h, const int *keep, int n)
                 sizeof(uint16_t) * q->n_vg);
     }
     q->nq = nq;
+    int nc = ems_cache_fit_cap(q->cap, nq);
+    if (nc < q->cap)
+        (void)set_cap(q, nc);
 }
 
 em_status ems_quant_on_update(ems_head *h, const int *idx, int n)
@@ -259,7 +267,7 @@ em_status ems_quant_on_update(ems_head *h, const int *idx, int n)
 em_status ems_quant_view(ems_head *h, const float **k, const float **v)
 {
     qstate *q = h->qstate;
-    if (h->view_cap < h->len) {
+    if (h->view_cap < h->len || h->view_cap > h->cap) { /* follows the head's capacity */
         int nc = h->cap > h->len ? h->cap : h->len;
         float *a = realloc(h->kview, sizeof(float) * (size_t)nc * h->hd);
         if (a)
@@ -303,6 +311,25 @@ uint64_t ems_quant_bytes(const ems_head *h)
     b += (uint64_t)q->nq * q->n_vg * 2 * sizeof(uint16_t);          /* value zero + scale (f16) */
     b += 2ull * sizeof(float) * h->hd * (uint64_t)(h->len - q->nq); /* f32 residual */
     return b;
+}
+
+uint64_t ems_quant_entry_bytes(int bits, int group, int hd)
+{
+    int vgroup = group < hd ? group : hd, n_vg = (hd + vgroup - 1) / vgroup;
+    uint64_t row_bytes = ((uint64_t)hd * (uint64_t)bits + 7) / 8;
+    /* K and V codes, key group id, value zero + scale (f16), dequantised K and V view (f32) */
+    return 2 * row_bytes + sizeof(int32_t) + 2 * sizeof(uint16_t) * (uint64_t)n_vg +
+           2 * sizeof(float) * (uint64_t)hd;
+}
+
+uint64_t ems_quant_held_bytes(const ems_head *h)
+{
+    const qstate *q = h->qstate;
+    if (!q)
+        return 0;
+    uint64_t codes = 2ull * q->row_bytes + sizeof(int32_t) + 2 * sizeof(uint16_t) * (uint64_t)q->n_vg;
+    return (uint64_t)q->nq * codes + (uint64_t)q->ngrp * q->hd * 2 * sizeof(uint16_t) +
+           (uint64_t)h->len * 2 * sizeof(float) * q->hd;
 }
 
 int ems_quant_count(const ems_head *h)

@@ -31,6 +31,12 @@ em_status ems_quant_on_update(ems_head *h, const int *idx, int n);
 em_status ems_quant_view(ems_head *h, const float **k, const float **v);
 /* Bytes held by K and V of this head (packed codes + scales + f32 residual). */
 uint64_t ems_quant_bytes(const ems_head *h);
+/* Bytes of memory the quantized store adds to the head's f32 entries: packed K/V codes, key
+ * group ids and value scales of every entry, the key-group scales, and the dequantised view
+ * (K and V, f32, one row per entry). See ems_cache_held_bytes. */
+uint64_t ems_quant_held_bytes(const ems_head *h);
+/* The same per entry (without the key-group scales), for a quantized head of hd channels. */
+uint64_t ems_quant_entry_bytes(int bits, int group, int hd);
 /* Number of quantized entries (a prefix [0, n) of the head). */
 int ems_quant_count(const ems_head *h);
 

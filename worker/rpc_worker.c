@@ -179,6 +179,9 @@ static void do_step(server_ctx *s, wcall *c, const Emserve__Internal__V1__StepRe
         r.kv_slots = out.slots;
         r.n_kv_entries = (size_t)out.n_slots;
         r.kv_entries = out.entries;
+        r.n_kv_bytes = (size_t)out.n_slots;
+        r.kv_bytes = out.bytes;
+        r.kv_bytes_peak = out.peak_bytes;
         finish(c, &r.base, GRPC_STATUS_OK, NULL);
     }
     worker_step_out_free(&out);

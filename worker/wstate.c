@@ -308,7 +308,8 @@ static em_status collect(worker_state *w, const worker_step_in *in, worker_step_
 {
     out->slots = malloc(sizeof(int32_t) * (size_t)(in->n_tokens + 1));
     out->entries = malloc(sizeof(int64_t) * (size_t)(in->n_tokens + 1));
-    if (!out->slots || !out->entries) {
+    out->bytes = malloc(sizeof(int64_t) * (size_t)(in->n_tokens + 1));
+    if (!out->slots || !out->entries || !out->bytes) {
         return EM_ENOMEM;
     }
     for (int i = 0; i < in->n_tokens; i++) {
@@ -317,6 +318,7 @@ static em_status collect(worker_state *w, const worker_step_in *in, worker_step_
             continue;
         }
         out->slots[out->n_slots] = s;
+        out->bytes[out->n_slots] = (int64_t)ems_cache_held_bytes(w->cache[s]);
         out->entries[out->n_slots++] = (int64_t)ems_cache_entries(w->cache[s]);
     }
     return EM_OK;
@@ -366,6 +368,11 @@ em_status worker_step(worker_state *w, const worker_step_in *in, worker_step_out
             out->n_logits = n_want;
         }
     }
+    /* KV memory budget: the step's peak is after the forward appended, before compression
+     * (or after the policies, below, when they attached a quantized store) */
+    for (int i = 0; i < w->max_slots; i++) {
+        out->peak_bytes += w->cache[i] ? (int64_t)ems_cache_held_bytes(w->cache[i]) : 0;
+    }
     ems_reduce red = {w->world > 1 ? reduce_hook : NULL, w, w->m->hp.n_kv_head};
     for (int i = 0; st == EM_OK && i < in->n_policy; i++) {
         const worker_policy *p = &in->policy[i];
@@ -378,6 +385,12 @@ em_status worker_step(worker_state *w, const worker_step_in *in, worker_step_out
     }
     if (st == EM_OK) {
         st = collect(w, in, out);
+        /* attaching a quantized store at the prompt's end adds memory: that counts too */
+        int64_t after = 0;
+        for (int i = 0; i < w->max_slots; i++) {
+            after += w->cache[i] ? (int64_t)ems_cache_held_bytes(w->cache[i]) : 0;
+        }
+        out->peak_bytes = after > out->peak_bytes ? after : out->peak_bytes;
     }
     if (st == EM_EUNAVAILABLE) {
         EM_LOG_ERROR("group generation %lld failed: %s", (long long)w->generation, err);
@@ -390,5 +403,6 @@ void worker_step_out_free(worker_step_out *out)
 {
     free(out->slots);
     free(out->entries);
+    free(out->bytes);
     memset(out, 0, sizeof *out);
 }

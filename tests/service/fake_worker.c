@@ -88,9 +88,11 @@ static void do_step(fake *f, fcall *c, const Emserve__Internal__V1__StepRequest 
     size_t cap = huge ? HUGE_SLOTS : nt + 2;
     int32_t *slots = calloc(cap, sizeof *slots);
     int64_t *entries = calloc(cap, sizeof *entries);
+    int64_t *bytes = calloc(cap, sizeof *bytes); /* KV bytes per slot (the memory budget) */
     for (size_t i = 0; i < nt; i++) {
         if (i == 0 || rq->seq[i] != rq->seq[i - 1]) {
             slots[n_slots] = rq->seq[i];
+            bytes[n_slots] = 1024;
             entries[n_slots++] = 1;
         }
         n_want += rq->want_logits.len == nt ? rq->want_logits.data[i] != 0 : 0;
@@ -99,6 +101,7 @@ static void do_step(fake *f, fcall *c, const Emserve__Internal__V1__StepRequest 
         n_slots = HUGE_SLOTS;
     } else if (strcmp(mode, "extra-slots") == 0) {
         slots[n_slots] = 0;
+        bytes[n_slots] = 1024;
         entries[n_slots++] = 1;
     } else if (strcmp(mode, "bad-slot") == 0 && n_slots > 0) {
         slots[0] += 1000;
@@ -115,12 +118,14 @@ static void do_step(fake *f, fcall *c, const Emserve__Internal__V1__StepRequest 
     r.n_logits = rq->return_logits ? (int32_t)n_want : 0;
     r.logits.data = (uint8_t *)logits;
     r.logits.len = logits ? sizeof(float) * n_want * (size_t)f->vocab : 0;
-    r.n_kv_slots = r.n_kv_entries = n_slots;
+    r.n_kv_slots = r.n_kv_entries = r.n_kv_bytes = n_slots;
     r.kv_slots = slots;
     r.kv_entries = entries;
+    r.kv_bytes = bytes;
     reply(c, &r.base, GRPC_STATUS_OK, NULL); /* packs at once */
     free(slots);
     free(entries);
+    free(bytes);
     free(logits);
 }
 

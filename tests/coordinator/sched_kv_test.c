@@ -1,0 +1,275 @@
+/* The scheduler's KV memory budget, driven through the real scheduler, engine and caches on
+ * stories260K with an in-process worker group (fake_group.h; steps are synchronous, so every
+ * outcome below is deterministic -- no timing is asserted):
+ *   - admission never overcommits: a budget that fits 2 full-cache requests (of 40 + 200 tokens)
+ *     runs 2 at once and queues the rest, and no step ever holds more than the budget;
+ *   - with EMS (B = 16) the same budget runs many more at once;
+ *   - greedy ids are the same with and without a budget;
+ *   - with --kv-reserve 0 (overcommit) memory runs out mid-generation: sequences are preempted by
+ *     recompute (full, EMS and EMS + int4) and every one ends with the ids of an unpreempted run;
+ *   - a request that can never fit fails with RESOURCE_EXHAUSTED naming --kv-memory, while the
+ *     others are served;
+ *   - every held-bytes report equals ems_cache_held_bytes; queue time and preemptions are
+ *     counted. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coordinator/metrics.h"
+#include "coordinator/sched.h"
+#include "ems/footprint.h"
+#include "model/model.h"
+#include "model/tokenizer.h"
+#include "tests/coordinator/fake_group.h"
+#include "tests/testutil/testutil.h"
+
+enum { P = 40, GEN = 200, MAX_REQ = 16, BATCH = 256, SLOTS = 32 };
+
+typedef struct result {
+    int done, ok, finished;
+    em_status status;
+    char message[300];
+    int32_t ids[GEN];
+    int n_ids;
+} result;
+
+typedef struct board {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int released;
+    result res[MAX_REQ];
+} board;
+
+typedef struct sink_user {
+    board *b;
+    int i;
+} sink_user;
+
+static void on_emit(void *user, const coord_event *ev)
+{
+    sink_user *u = user;
+    result *r = &u->b->res[u->i];
+    if (ev->kind == COORD_EV_COMPLETE) {
+        r->finished = 1;
+        r->ok = 1;
+        r->n_ids = ev->n_output < GEN ? ev->n_output : GEN;
+        memcpy(r->ids, ev->output_ids, sizeof(int32_t) * (size_t)r->n_ids);
+    } else if (ev->kind == COORD_EV_ERROR) {
+        r->finished = 1;
+        r->status = ev->status;
+        snprintf(r->message, sizeof r->message, "%s", ev->message ? ev->message : "");
+    }
+}
+
+static void on_release(void *user)
+{
+    sink_user *u = user;
+    pthread_mutex_lock(&u->b->mu);
+    u->b->res[u->i].done = 1;
+    u->b->released++;
+    pthread_cond_broadcast(&u->b->cv);
+    pthread_mutex_unlock(&u->b->mu);
+}
+
+static const coord_sink k_sink = {on_emit, on_release};
+
+/* Request i: prompt of P ids, greedy, exactly GEN tokens, KV settings "k=v k=v". */
+static coord_req *make_req(const model *m, int i, const char *kv, sink_user *u)
+{
+    coord_req *q = calloc(1, sizeof *q);
+    snprintf(q->id, sizeof q->id, "req-%d", i);
+    q->prompt = malloc(sizeof(int32_t) * P);
+    for (int j = 0; j < P; j++) {
+        q->prompt[j] = 3 + (7 * j + 13 * i + j * j) % (m->hp.n_vocab - 3);
+    }
+    q->n_prompt = P;
+    sampler_params_default(&q->sp);
+    q->sp.temperature = 0;
+    stop_params_default(&q->stop);
+    q->stop.max_tokens = GEN;
+    q->stop.ignore_eos = 1;
+    ems_config_default(&q->kv);
+    char buf[256], err[256];
+    snprintf(buf, sizeof buf, "%s", kv);
+    for (char *save, *t = strtok_r(buf, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
+        char *eq = strchr(t, '=');
+        REQUIRE(eq != NULL, "bad kv %s", t);
+        *eq = 0;
+        REQUIRE(ems_config_set(&q->kv, t, eq + 1, err, sizeof err) == EM_OK, "%s", err);
+        q->kv_key[q->n_kv] = strdup(t);
+        q->kv_val[q->n_kv++] = strdup(eq + 1);
+    }
+    q->sink = &k_sink;
+    q->sink_user = u;
+    return q;
+}
+
+typedef struct scenario {
+    const char *name;
+    int n;
+    const char *kv[MAX_REQ]; /* per request */
+    int64_t kv_memory;
+    double overcommit;
+} scenario;
+
+typedef struct outcome {
+    board b;
+    coord_sched_stats st;
+    fake_group_log log;
+} outcome;
+
+/* Runs every request of sc at once (queued before the first step) to completion. */
+static void run(const model *m, const tokenizer *tok, const scenario *sc, outcome *o)
+{
+    char err[256];
+    coord_group *g;
+    REQUIRE(fake_group_create(tu_model_path(1), BATCH, SLOTS, &g, err, sizeof err) == EM_OK, "%s",
+            err);
+    memset(o, 0, sizeof *o);
+    pthread_mutex_init(&o->b.mu, NULL);
+    pthread_cond_init(&o->b.cv, NULL);
+    coord_sched_opts so = {.max_batch_tokens = BATCH,
+                           .max_slots = SLOTS,
+                           .prefill_chunk = BATCH,
+                           .kv_memory = sc->kv_memory,
+                           .kv_overcommit = sc->overcommit};
+    fake_group_hold(g, 1);
+    coord_sched *s;
+    REQUIRE(coord_sched_start(g, m, tok, &so, &s) == EM_OK, "sched start");
+    fake_group_wait_held(g);
+    sink_user users[MAX_REQ];
+    for (int i = 0; i < sc->n; i++) {
+        users[i] = (sink_user){&o->b, i};
+        coord_sched_submit(s, make_req(m, i, sc->kv[i], &users[i]));
+    }
+    fake_group_hold(g, 0);
+    pthread_mutex_lock(&o->b.mu);
+    while (o->b.released < sc->n) {
+        pthread_cond_wait(&o->b.cv, &o->b.mu);
+    }
+    pthread_mutex_unlock(&o->b.mu);
+    coord_sched_get_stats(s, &o->st);
+    coord_sched_stop(s);
+    fake_group_get_log(g, &o->log);
+    fake_group_free(g);
+    CHECK(o->log.held_mismatch == 0, "%s: %d held-bytes reports differ from the caches", sc->name,
+          o->log.held_mismatch);
+    CHECK(o->st.kv_peak == o->log.peak_max, "%s: stats peak %lld, steps' peak %lld", sc->name,
+          (long long)o->st.kv_peak, (long long)o->log.peak_max);
+    if (sc->kv_memory > 0) {
+        CHECK(o->log.peak_max <= sc->kv_memory, "%s: a step held %lld bytes, budget %lld", sc->name,
+              (long long)o->log.peak_max, (long long)sc->kv_memory);
+    }
+    printf("%s: running at most %d, %d preemptions, peak %lld of %lld bytes, %d steps\n", sc->name,
+           o->log.running_max, (int)o->st.preemptions, (long long)o->log.peak_max,
+           (long long)sc->kv_memory, o->log.steps);
+}
+
+static int n_ok(const outcome *o, int n)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        k += o->b.res[i].ok && o->b.res[i].n_ids == GEN;
+    }
+    return k;
+}
+
+static void check_same_ids(const char *what, const outcome *a, const outcome *b, int n)
+{
+    for (int i = 0; i < n; i++) {
+        CHECK(a->b.res[i].n_ids == b->b.res[i].n_ids &&
+                  memcmp(a->b.res[i].ids, b->b.res[i].ids,
+                         sizeof(int32_t) * (size_t)a->b.res[i].n_ids) == 0,
+              "%s: request %d's ids differ from the unbudgeted run", what, i);
+    }
+}
+
+int main(void)
+{
+    const char *path = tu_model_path(0);
+    char err[256];
+    model *m;
+    tokenizer *tok;
+    REQUIRE(model_load(path, &m, err, sizeof err) == EM_OK, "%s", err);
+    REQUIRE(tok_create(m->gguf, &tok, err, sizeof err) == EM_OK, "%s", err);
+
+    /* A budget that fits two full-cache requests (their peak: every token, every head). */
+    ems_config full;
+    ems_config_default(&full);
+    ems_footprint_shape sh = {m->hp.n_layer, m->hp.head_dim, m->hp.n_kv_head, m->hp.n_kv_head};
+    int64_t one = (int64_t)ems_footprint_peak_bytes(&full, &sh, P, P + GEN - 1, 1);
+    int64_t two = 2 * one + one / 2;
+
+    static outcome ref_full, adm_full, ref_ems, adm_ems, ref_mix, pre_mix, big;
+    scenario s_ref_full = {"full, no budget", 5, {0}, 0, 0};
+    scenario s_adm_full = {"full, budget for 2", 5, {0}, two, 0};
+    for (int i = 0; i < 5; i++) {
+        s_ref_full.kv[i] = s_adm_full.kv[i] = "method=full";
+    }
+    run(m, tok, &s_ref_full, &ref_full);
+    run(m, tok, &s_adm_full, &adm_full);
+    CHECK(ref_full.log.running_max == 5, "no budget: %d at once", ref_full.log.running_max);
+    CHECK(n_ok(&adm_full, 5) == 5, "budget for 2: %d of 5 completed", n_ok(&adm_full, 5));
+    CHECK(adm_full.log.running_max == 2 && adm_full.st.running_max == 2,
+          "budget for 2 full requests ran %d (stats %d) at once", adm_full.log.running_max,
+          adm_full.st.running_max);
+    CHECK(adm_full.st.preemptions == 0, "reserve 1 never preempts (%lld)",
+          (long long)adm_full.st.preemptions);
+    CHECK(adm_full.st.queue.n == 5, "queue time recorded %lld times",
+          (long long)adm_full.st.queue.n);
+    check_same_ids("full, budget", &adm_full, &ref_full, 5);
+
+    scenario s_ref_ems = {"ems B=16, no budget", 12, {0}, 0, 0};
+    scenario s_adm_ems = {"ems B=16, budget for 2 full", 12, {0}, two, 0};
+    for (int i = 0; i < 12; i++) {
+        s_ref_ems.kv[i] = s_adm_ems.kv[i] = "method=ems budget=16";
+    }
+    run(m, tok, &s_ref_ems, &ref_ems);
+    run(m, tok, &s_adm_ems, &adm_ems);
+    CHECK(n_ok(&adm_ems, 12) == 12, "ems: %d of 12 completed", n_ok(&adm_ems, 12));
+    CHECK(adm_ems.log.running_max >= 6, "ems B=16 ran only %d at once under the budget of 2 full",
+          adm_ems.log.running_max);
+    check_same_ids("ems, budget", &adm_ems, &ref_ems, 12);
+
+    /* Overcommit: admitted on their prompts alone; full caches outgrow the budget. */
+    static const char *const mix[8] = {
+        "method=full", "method=ems budget=16", "method=full", "method=ems budget=16 quant=int4",
+        "method=full", "method=ems budget=16", "method=full", "method=ems budget=16 quant=int4"};
+    scenario s_ref_mix = {"mix, no budget", 8, {0}, 0, 0};
+    scenario s_pre_mix = {"mix, reserve 0", 8, {0}, two, 1.0};
+    for (int i = 0; i < 8; i++) {
+        s_ref_mix.kv[i] = s_pre_mix.kv[i] = mix[i];
+    }
+    run(m, tok, &s_ref_mix, &ref_mix);
+    run(m, tok, &s_pre_mix, &pre_mix);
+    CHECK(n_ok(&pre_mix, 8) == 8, "mix: %d of 8 completed", n_ok(&pre_mix, 8));
+    CHECK(pre_mix.st.preemptions > 0, "reserve 0 never ran out of memory");
+    CHECK(pre_mix.log.opens[EMS_METHOD_EMS] > 4 && pre_mix.log.opens[EMS_METHOD_FULL] > 4,
+          "recomputes: ems opened %d times, full %d (4 requests each)",
+          pre_mix.log.opens[EMS_METHOD_EMS], pre_mix.log.opens[EMS_METHOD_FULL]);
+    check_same_ids("preempted", &pre_mix, &ref_mix, 8);
+    char text[16384], want[128];
+    coord_metrics_render(&pre_mix.st, 0, text, sizeof text);
+    snprintf(want, sizeof want, "emserve_preemptions_total %lld\n",
+             (long long)pre_mix.st.preemptions);
+    CHECK(strstr(text, want) != NULL, "metrics lack '%s'", want);
+    CHECK(strstr(text, "emserve_request_queue_time_seconds_count 8\n") != NULL,
+          "metrics lack the queue time of 8 requests");
+    snprintf(want, sizeof want, "emserve_kv_memory_budget_bytes %lld\n", (long long)two);
+    CHECK(strstr(text, want) != NULL, "metrics lack '%s'", want);
+
+    /* A request that can never fit fails; the one behind it is served. */
+    scenario s_big = {"too big", 2, {"method=full", "method=ems budget=16"}, one / 2, 0};
+    run(m, tok, &s_big, &big);
+    CHECK(!big.b.res[0].ok && big.b.res[0].status == EM_ENOMEM &&
+              strstr(big.b.res[0].message, "--kv-memory") != NULL,
+          "too big: ok %d status %d '%s'", big.b.res[0].ok, big.b.res[0].status,
+          big.b.res[0].message);
+    CHECK(big.b.res[1].ok && big.b.res[1].n_ids == GEN, "the request behind it: ok %d",
+          big.b.res[1].ok);
+
+    tok_free(tok);
+    model_free(m);
+    TEST_END();
+}
