@@ -22,7 +22,7 @@ typedef struct opts {
     double depths[MAXV];
     int n_depths, keys, budgets[MAXV], n_budgets, threads, max_new;
     const char *texts[MAXV];
-    int n_texts, kl_window, kl_budgets[MAXV], n_kl_budgets, do_passkey, do_kl, quick;
+    int n_texts, kl_window, kl_budgets[MAXV], n_kl_budgets, do_passkey, do_kl, quick, summarize;
 } opts;
 
 /* methods compared at every budget; the last one is EMS with int4 */
@@ -172,16 +172,103 @@ static int run_passkey(const opts *o, engine *e, const tokenizer *tok)
         }
     }
     fclose(f);
-    /* summary: accuracy + CI, bytes, equal-memory flag, paired EMS - baseline */
+    free(acc);
+    free(full_bytes);
+    return rc;
+}
+
+/* ---- passkey summary (from passkey_cases.csv, so a partial run can be summarised) ------- */
+
+typedef struct pk_row {
+    char method[24];
+    int budget, ok, tokens;
+    char cid[48]; /* tokens/depth/key */
+    double bytes, peak;
+} pk_row;
+
+static int policy_index(const char *method, int budget, const opts *o)
+{
+    if (!strcmp(method, "full"))
+        return 0;
+    for (int b = 0; b < o->n_budgets; b++) {
+        for (int mi = 0; mi < N_METHODS; mi++) {
+            if (o->budgets[b] == budget && !strcmp(method, k_methods[mi]))
+                return 1 + b * N_METHODS + mi;
+        }
+    }
+    return -1;
+}
+
+/* Rows of the cases CSV; *n rows. Answers (quoted text) are skipped over. */
+static pk_row *read_cases(const opts *o, int *n)
+{
+    char p[1024], line[4096];
+    snprintf(p, sizeof p, "%s/passkey_cases.csv", o->out);
+    FILE *f = fopen(p, "r");
+    *n = 0;
+    if (!f)
+        return NULL;
+    int cap = 4096;
+    pk_row *r = calloc(cap, sizeof *r);
+    while (r && fgets(line, sizeof line, f) && *n < cap) {
+        pk_row x = {0};
+        double depth, pct;
+        int ptok, key;
+        char *q = strrchr(line, '"'); /* after the answer */
+        if (sscanf(line, "%d,%d,%lf,%d,%23[^,],%d,%lf,%d,", &x.tokens, &ptok, &depth, &key,
+                   x.method, &x.budget, &pct, &x.ok) != 8 ||
+            !q || sscanf(q + 1, ",%lf,%lf", &x.bytes, &x.peak) != 2)
+            continue;
+        snprintf(x.cid, sizeof x.cid, "%d/%.2f/%d", x.tokens, depth, key);
+        r[(*n)++] = x;
+    }
+    fclose(f);
+    return r;
+}
+
+static int summarize_passkey(const opts *o)
+{
+    int nr = 0, n_pol = 1 + N_METHODS * o->n_budgets;
+    pk_row *rows = read_cases(o, &nr);
+    pk_acc *acc = calloc((size_t)n_pol, sizeof *acc);
+    int *seen = calloc((size_t)n_pol, sizeof(int));
+    if (!rows || !acc || !seen || nr == 0) {
+        fprintf(stderr, "error: no passkey cases in %s\n", o->out);
+        return 1;
+    }
+    int n_used = 0, n_cases = 0, want = 0;
+    for (int pi = 0; pi < n_pol; pi++)
+        want += pi == 0 || g_use[(pi - 1) % N_METHODS];
+    double fb = 0;
+    for (int i = 0; i < nr;) { /* one case = consecutive rows with the same id */
+        int j = i;
+        while (j < nr && !strcmp(rows[j].cid, rows[i].cid))
+            j++;
+        if (j - i == want) { /* complete cases only */
+            for (int k = i; k < j; k++) {
+                int pi = policy_index(rows[k].method, rows[k].budget, o);
+                if (pi < 0)
+                    continue;
+                lc_answer a = {.bytes_mean = rows[k].bytes, .bytes_peak = (uint64_t)rows[k].peak};
+                pk_add(&acc[pi], rows[k].ok, &a);
+                fb += pi == 0 ? rows[k].bytes : 0;
+            }
+            n_used++;
+        }
+        n_cases++;
+        i = j;
+    }
+    if (!n_used) {
+        fprintf(stderr, "error: no complete passkey case\n");
+        return 1;
+    }
+    fb /= n_used;
     FILE *s = open_out(o, "passkey.csv"), *md = open_out(o, "passkey.md");
     if (!s || !md)
         return 1;
-    double fb = 0;
-    for (int i = 0; i < acc[0].n; i++)
-        fb += full_bytes[i];
-    fb /= acc[0].n;
     fprintf(s, "method,budget,n_cases,accuracy,ci_lo,ci_hi,kv_bytes_mean,kv_bytes_peak,"
                "frac_of_full,bytes_vs_ems,ems_minus_this,diff_lo,diff_hi\n");
+    fprintf(md, "%d complete cases (of %d in passkey_cases.csv)\n\n", n_used, n_cases);
     fprintf(md, "| method | B | accuracy [95%% CI] | KV MiB mean (peak) | %% of full | bytes / EMS's | "
                 "EMS - method [95%% CI] |\n|---|---|---|---|---|---|---|\n");
     for (int pi = 0; pi < n_pol; pi++) {
@@ -197,7 +284,7 @@ static int run_passkey(const opts *o, engine *e, const tokenizer *tok)
         lc_boot_ci(a->ok, a->n, 1, N_BOOT, 7, &lo, &hi);
         pk_acc *ea = &acc[1 + bi * N_METHODS + EMS_IDX];
         double bytes = a->bytes / a->n, ratio = pi ? bytes / (ea->bytes / ea->n) : NAN;
-        if (pi && mi != EMS_IDX) {
+        if (pi && mi != EMS_IDX && ea->n == a->n) {
             double d[1024];
             dm = 0;
             for (int i = 0; i < a->n; i++)
@@ -206,12 +293,12 @@ static int run_passkey(const opts *o, engine *e, const tokenizer *tok)
             lc_boot_ci(d, a->n, 1, N_BOOT, 11, &dlo, &dhi);
         }
         const char *name = mi < 0 ? "full" : k_methods[mi];
+        int flag = pi && fabs(ratio - 1) > 0.05;
         fprintf(s, "%s,%d,%d,%.4f,%.4f,%.4f,%.0f,%.0f,%.4f,%.4f,%.4f,%.4f,%.4f\n", name, B, a->n,
                 m, lo, hi, bytes, a->peak_max, bytes / fb, ratio, dm, dlo, dhi);
         fprintf(md, "| %s | %d | %.2f [%.2f, %.2f] | %.2f (%.2f) | %.1f | %s%.2f%s | ", name, B, m,
                 lo, hi, bytes / 1048576.0, a->peak_max / 1048576.0, 100.0 * bytes / fb,
-                pi && fabs(ratio - 1) > 0.05 ? "**" : "", pi ? ratio : 1.0,
-                pi && fabs(ratio - 1) > 0.05 ? "**" : "");
+                flag ? "**" : "", pi ? ratio : 1.0, flag ? "**" : "");
         if (isnan(dm))
             fprintf(md, " |\n");
         else
@@ -220,9 +307,8 @@ static int run_passkey(const opts *o, engine *e, const tokenizer *tok)
     }
     fclose(s);
     fclose(md);
-    free(acc);
-    free(full_bytes);
-    return rc;
+    free(rows), free(acc), free(seen);
+    return 0;
 }
 
 /* ---- KL on prose ------------------------------------------------------------------------ */
@@ -333,6 +419,29 @@ static int run_kl(const opts *o, engine *e, const tokenizer *tok)
     return rc;
 }
 
+/* ---- plots ------------------------------------------------------------------------------ */
+
+static void write_plots(const opts *o)
+{
+    ev_gnuplot(o->out,
+               "set terminal pngcairo size 900,600\nset datafile separator ','\nset key off\n"
+               "set grid\nset xlabel 'KV cache held, MiB (mean over the answer)'\n"
+               "if (system('test -s passkey.csv && echo 1') eq '1') {\n"
+               "set output 'passkey_acc_bytes.png'\n"
+               "set title 'SmolLM2 passkey, end-of-prompt compression: accuracy vs KV bytes "
+               "(bars: 95% bootstrap CI)'\nset ylabel 'retrieval accuracy'\nset yrange [-0.05:1.1]\n"
+               "plot 'passkey.csv' every ::1 using ($7/1048576):4:6:5 with yerrorbars pt 7, \\\n"
+               "     '' every ::1 using ($7/1048576):4:(sprintf('%s B%d', strcol(1), $2)) "
+               "with labels rotate by 35 left offset 0.5,0.3 font ',8'\n}\n"
+               "if (system('test -s kl.csv && echo 1') eq '1') {\n"
+               "set output 'kl_bytes.png'\nset autoscale y\nset logscale y\n"
+               "set title 'SmolLM2 decode-time KL(full || compressed) on prose vs KV bytes "
+               "(bars: 95% block-bootstrap CI)'\nset ylabel 'mean KL (nats)'\n"
+               "plot 'kl.csv' every ::1 using ($8/1048576):4:6:5 with yerrorbars pt 7, \\\n"
+               "     '' every ::1 using ($8/1048576):4:(sprintf('%s B%d', strcol(1), $2)) "
+               "with labels rotate by 35 left offset 0.5,0.3 font ',8'\n}\n");
+}
+
 /* ---- main ------------------------------------------------------------------------------- */
 
 static void usage(void)
@@ -341,7 +450,7 @@ static void usage(void)
             "usage: longctx [--model M] [--out DIR] [--quick] [--task passkey|kl|all]\n"
             "  [--sizes 1024,2048,4096] [--depths 10,50,90] [--keys 2] [--budgets 128,256]\n"
             "  [--text FILE]... [--kl-window 1024] [--kl-budgets 128,256] [--threads 1]\n"
-            "  [--max-new 12]\n");
+            "  [--max-new 12] [--summarize]\n");
 }
 
 static int parse_args(int argc, char **argv, opts *o)
@@ -361,6 +470,10 @@ static int parse_args(int argc, char **argv, opts *o)
             o->kl_window = 128;
             for (int k = 0; k < N_METHODS; k++)
                 g_use[k] = k == 0 || k == 1 || k == EMS_IDX;
+            continue;
+        }
+        if (!strcmp(a, "--summarize")) { /* tables again from passkey_cases.csv, no model run */
+            o->summarize = 1;
             continue;
         }
         if (!v) {
@@ -434,11 +547,14 @@ int main(int argc, char **argv)
     }
     double t0 = em_now_s();
     int rc = 0;
-    if (o.do_passkey)
+    if (o.do_passkey && !o.summarize)
         rc |= run_passkey(&o, e, tok);
+    if (o.do_passkey)
+        rc |= summarize_passkey(&o);
     double t1 = em_now_s();
-    if (o.do_kl)
+    if (o.do_kl && !o.summarize)
         rc |= run_kl(&o, e, tok);
+    write_plots(&o);
     fprintf(stderr, "done: passkey %.0fs, kl %.0fs\n", t1 - t0, em_now_s() - t1);
     engine_free(e);
     tok_free(tok);
