@@ -22,7 +22,7 @@ typedef struct opts {
     double depths[MAXV];
     int n_depths, keys, budgets[MAXV], n_budgets, threads, max_new;
     const char *texts[MAXV];
-    int n_texts, kl_window, kl_budgets[MAXV], n_kl_budgets, do_passkey, do_kl, quick, summarize;
+    int n_texts, kl_window, kl_budgets[MAXV], n_kl_budgets, do_passkey, do_kl, quick, summarize, first_key;
 } opts;
 
 /* methods compared at every budget; the last one is EMS with int4 */
@@ -90,7 +90,7 @@ static int has_key(const tokenizer *tok, const int32_t *ids, int n, int key)
 typedef struct pk_acc {
     double ok[1024];
     int n;
-    double bytes, peak_max;
+    double bytes, peak_max, ms;
 } pk_acc;
 
 static void pk_add(pk_acc *a, int ok, const lc_answer *ans)
@@ -121,7 +121,7 @@ static int run_passkey(const opts *o, engine *e, const tokenizer *tok)
     }
     for (int si = 0; si < o->n_sizes; si++) {
         for (int di = 0; di < o->n_depths; di++) {
-            for (int k = 0; k < o->keys; k++, case_i++) {
+            for (int k = o->first_key; k < o->first_key + o->keys; k++, case_i++) {
                 int key = 10000 + (int)((case_i * 7919u + 12345u * (k + 1)) % 90000u);
                 int32_t *ids = NULL;
                 int n = 0;
@@ -183,7 +183,7 @@ typedef struct pk_row {
     char method[24];
     int budget, ok, tokens;
     char cid[48]; /* tokens/depth/key */
-    double bytes, peak;
+    double bytes, peak, ms;
 } pk_row;
 
 static int policy_index(const char *method, int budget, const opts *o)
@@ -212,12 +212,12 @@ static pk_row *read_cases(const opts *o, int *n)
     pk_row *r = calloc(cap, sizeof *r);
     while (r && fgets(line, sizeof line, f) && *n < cap) {
         pk_row x = {0};
-        double depth, pct;
+        double depth, pct, ent;
         int ptok, key;
         char *q = strrchr(line, '"'); /* after the answer */
         if (sscanf(line, "%d,%d,%lf,%d,%23[^,],%d,%lf,%d,", &x.tokens, &ptok, &depth, &key,
                    x.method, &x.budget, &pct, &x.ok) != 8 ||
-            !q || sscanf(q + 1, ",%lf,%lf", &x.bytes, &x.peak) != 2)
+            !q || sscanf(q + 1, ",%lf,%lf,%lf,%lf", &x.bytes, &x.peak, &ent, &x.ms) != 4)
             continue;
         snprintf(x.cid, sizeof x.cid, "%d/%.2f/%d", x.tokens, depth, key);
         r[(*n)++] = x;
@@ -251,6 +251,7 @@ static int summarize_passkey(const opts *o)
                     continue;
                 lc_answer a = {.bytes_mean = rows[k].bytes, .bytes_peak = (uint64_t)rows[k].peak};
                 pk_add(&acc[pi], rows[k].ok, &a);
+                acc[pi].ms += rows[k].ms;
                 fb += pi == 0 ? rows[k].bytes : 0;
             }
             n_used++;
@@ -267,10 +268,11 @@ static int summarize_passkey(const opts *o)
     if (!s || !md)
         return 1;
     fprintf(s, "method,budget,n_cases,accuracy,ci_lo,ci_hi,kv_bytes_mean,kv_bytes_peak,"
-               "frac_of_full,bytes_vs_ems,ems_minus_this,diff_lo,diff_hi\n");
+               "frac_of_full,bytes_vs_ems,ems_minus_this,diff_lo,diff_hi,compress_ms\n");
     fprintf(md, "%d complete cases (of %d in passkey_cases.csv)\n\n", n_used, n_cases);
     fprintf(md, "| method | B | accuracy [95%% CI] | KV MiB mean (peak) | %% of full | bytes / EMS's | "
-                "EMS - method [95%% CI] |\n|---|---|---|---|---|---|---|\n");
+                "EMS - method [95%% CI] | prefill-end compression, ms |\n"
+                "|---|---|---|---|---|---|---|---|\n");
     for (int pi = 0; pi < n_pol; pi++) {
         pk_acc *a = &acc[pi];
         int mi = pi == 0 ? -1 : (pi - 1) % N_METHODS, bi = pi == 0 ? 0 : (pi - 1) / N_METHODS;
@@ -294,16 +296,16 @@ static int summarize_passkey(const opts *o)
         }
         const char *name = mi < 0 ? "full" : k_methods[mi];
         int flag = pi && fabs(ratio - 1) > 0.05;
-        fprintf(s, "%s,%d,%d,%.4f,%.4f,%.4f,%.0f,%.0f,%.4f,%.4f,%.4f,%.4f,%.4f\n", name, B, a->n,
-                m, lo, hi, bytes, a->peak_max, bytes / fb, ratio, dm, dlo, dhi);
+        fprintf(s, "%s,%d,%d,%.4f,%.4f,%.4f,%.0f,%.0f,%.4f,%.4f,%.4f,%.4f,%.4f,%.1f\n", name, B,
+                a->n, m, lo, hi, bytes, a->peak_max, bytes / fb, ratio, dm, dlo, dhi, a->ms / a->n);
         fprintf(md, "| %s | %d | %.2f [%.2f, %.2f] | %.2f (%.2f) | %.1f | %s%.2f%s | ", name, B, m,
                 lo, hi, bytes / 1048576.0, a->peak_max / 1048576.0, 100.0 * bytes / fb,
                 flag ? "**" : "", pi ? ratio : 1.0, flag ? "**" : "");
         if (isnan(dm))
-            fprintf(md, " |\n");
+            fprintf(md, " | %.0f |\n", a->ms / a->n);
         else
-            fprintf(md, "%+.2f [%+.2f, %+.2f]%s |\n", dm, dlo, dhi,
-                    dlo > 0 ? " win" : dhi < 0 ? " loss" : "");
+            fprintf(md, "%+.2f [%+.2f, %+.2f]%s | %.0f |\n", dm, dlo, dhi,
+                    dlo > 0 ? " win" : dhi < 0 ? " loss" : "", a->ms / a->n);
     }
     fclose(s);
     fclose(md);
@@ -448,7 +450,7 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: longctx [--model M] [--out DIR] [--quick] [--task passkey|kl|all]\n"
-            "  [--sizes 1024,2048,4096] [--depths 10,50,90] [--keys 2] [--budgets 128,256]\n"
+            "  [--sizes 1024,2048,4096] [--depths 10,50,90] [--keys 2] [--first-key 0] [--budgets 128,256]\n"
             "  [--text FILE]... [--kl-window 1024] [--kl-budgets 128,256] [--threads 1]\n"
             "  [--max-new 12] [--summarize]\n");
 }
@@ -514,7 +516,7 @@ static int parse_args(int argc, char **argv, opts *o)
     }
     if (!o->n_texts)
         o->texts[o->n_texts++] = "/usr/share/common-licenses/GPL-3";
-    int bad = !o->model || o->keys < 1 || o->keys > 16 || o->threads < 1 || o->max_new < 1 ||
+    int bad = !o->model || o->keys < 1 || o->keys > 16 || o->first_key < 0 || o->threads < 1 || o->max_new < 1 ||
               o->max_new > LC_MAX_ANSWER || o->kl_window < 64;
     for (int k = 0; k < o->n_budgets; k++)
         bad |= o->budgets[k] < 8;
