@@ -497,6 +497,8 @@ static int parse_args(int argc, char **argv, opts *o)
                 o->depths[k] = dep[k] / 100.0;
         } else if (!strcmp(a, "--keys"))
             o->keys = atoi(v);
+        else if (!strcmp(a, "--first-key")) /* index of the first key per cell */
+            o->first_key = atoi(v);
         else if (!strcmp(a, "--budgets"))
             o->n_budgets = parse_ints(v, o->budgets);
         else if (!strcmp(a, "--kl-budgets"))
