@@ -33,15 +33,47 @@ static const char *k_methods[] = {"streamingllm", "h2o",  "snapkv", "pyramidkv",
 /* methods run (all by default; --quick: streamingllm, h2o, ems) */
 static int g_use[N_METHODS] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
 
+/* --ems-param settings added to both EMS rows (ablations; none by default) */
+static const char *g_ems_kv[10];
+static int g_n_ems_kv;
+
 static int make_cfg(int mi, int B, ems_config *cfg)
 {
-    static const char *const q4[] = {"quant=int4", NULL};
+    const char *kv[12] = {0};
+    int n = 0;
+    if (mi == EMS_IDX || mi == N_METHODS - 1) {
+        for (int i = 0; i < g_n_ems_kv; i++)
+            kv[n++] = g_ems_kv[i];
+    }
+    if (mi == N_METHODS - 1)
+        kv[n++] = "quant=int4";
     ev_policy p;
-    int ok = mi < 0 ? ev_policy_make(&p, "full", "full", 0, NULL)
-             : mi == N_METHODS - 1 ? ev_policy_make(&p, k_methods[mi], "ems", B, q4)
-                                   : ev_policy_make(&p, k_methods[mi], k_methods[mi], B, NULL);
+    int bad = mi < 0 ? ev_policy_make(&p, "full", "full", 0, NULL)
+                     : ev_policy_make(&p, k_methods[mi], mi == N_METHODS - 1 ? "ems" : k_methods[mi],
+                                      B, kv);
     *cfg = p.cfg;
-    return ok;
+    return bad;
+}
+
+/* --methods a,b,...: only these rows (EMS is always run: it is the paired reference) */
+static int set_methods(const char *list)
+{
+    for (int k = 0; k < N_METHODS; k++)
+        g_use[k] = k == EMS_IDX;
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", list);
+    for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
+        int found = 0;
+        for (int k = 0; k < N_METHODS; k++) {
+            if (!strcmp(t, k_methods[k]))
+                g_use[k] = 1, found = 1;
+        }
+        if (!found) {
+            fprintf(stderr, "error: unknown method %s\n", t);
+            return 1;
+        }
+    }
+    return 0;
 }
 
 static int parse_ints(const char *s, int *v)
@@ -452,7 +484,7 @@ static void usage(void)
             "usage: longctx [--model M] [--out DIR] [--quick] [--task passkey|kl|all]\n"
             "  [--sizes 1024,2048,4096] [--depths 10,50,90] [--keys 2] [--first-key 0] [--budgets 128,256]\n"
             "  [--text FILE]... [--kl-window 1024] [--kl-budgets 128,256] [--threads 1]\n"
-            "  [--max-new 12] [--summarize]\n");
+            "  [--max-new 12] [--summarize] [--methods ems,snapkv,...] [--ems-param KEY=VALUE]...\n");
 }
 
 static int parse_args(int argc, char **argv, opts *o)
@@ -499,6 +531,11 @@ static int parse_args(int argc, char **argv, opts *o)
             o->keys = atoi(v);
         else if (!strcmp(a, "--first-key")) /* index of the first key per cell */
             o->first_key = atoi(v);
+        else if (!strcmp(a, "--methods")) {
+            if (set_methods(v))
+                return 1;
+        } else if (!strcmp(a, "--ems-param") && g_n_ems_kv < 8)
+            g_ems_kv[g_n_ems_kv++] = v;
         else if (!strcmp(a, "--budgets"))
             o->n_budgets = parse_ints(v, o->budgets);
         else if (!strcmp(a, "--kl-budgets"))
