@@ -459,9 +459,10 @@ static void write_plots(const opts *o)
 {
     ev_gnuplot(o->out,
                "set terminal pngcairo size 900,600\nset datafile separator ','\nset key off\n"
-               "set grid\nset xlabel 'KV cache held, MiB (mean over the answer)'\n"
+               "set grid\n"
                "if (system('test -s passkey.csv && echo 1') eq '1') {\n"
                "set output 'passkey_acc_bytes.png'\n"
+               "set xlabel 'KV cache held, MiB (mean over the answer tokens)'\n"
                "set title 'SmolLM2 passkey, end-of-prompt compression: accuracy vs KV bytes "
                "(bars: 95% bootstrap CI)'\nset ylabel 'retrieval accuracy'\nset yrange [-0.05:1.1]\n"
                "plot 'passkey.csv' every ::1 using ($7/1048576):4:6:5 with yerrorbars pt 7, \\\n"
@@ -469,6 +470,7 @@ static void write_plots(const opts *o)
                "with labels rotate by 35 left offset 0.5,0.3 font ',8'\n}\n"
                "if (system('test -s kl.csv && echo 1') eq '1') {\n"
                "set output 'kl_bytes.png'\nset autoscale y\nset logscale y\n"
+               "set xlabel 'KV cache held, MiB (mean over the streamed tokens)'\n"
                "set title 'SmolLM2 decode-time KL(full || compressed) on prose vs KV bytes "
                "(bars: 95% block-bootstrap CI)'\nset ylabel 'mean KL (nats)'\n"
                "plot 'kl.csv' every ::1 using ($8/1048576):4:6:5 with yerrorbars pt 7, \\\n"
