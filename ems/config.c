@@ -127,6 +127,9 @@ static const param g_params[] = {
      "1: evict+merge as one batched scatter over all heads; 0: two sequential per-head passes"},
     {"ems.prop_attn", P_ENUM, OFF(ems_prop_attn), 0, 0, n_bool, NULL, "0",
      "proportional attention: a centre that merged m tokens gets log(m) added to its logit"},
+    {"ems.pool", P_INT, OFF(ems_pool), 1, 63, NULL, NULL, "1",
+     "max-pool the score over this many neighbouring candidates (odd; 1 = off; SnapKV's 7 keeps "
+     "runs such as a number's digits)"},
     {"snapkv.kernel", P_INT, OFF(snapkv_kernel), 1, 63, NULL, NULL, "7",
      "pooling kernel size (odd)"},
     {"snapkv.pool", P_ENUM, OFF(snapkv_avgpool), 0, 0, n_pool, NULL, "max", "pooling"},
@@ -378,6 +381,10 @@ em_status ems_config_validate(const ems_config *cfg, char *err, size_t errlen)
     if (cfg->method == EMS_METHOD_EMS && cfg->ems_score != EMS_SCORE_GLOBAL && cfg->w_loc == 0) {
         snprintf(err, errlen, "w_loc: ems.score=%s needs a local window (w_loc > 0)",
                  cfg->ems_score == EMS_SCORE_GL ? "gl" : "local");
+        return EM_EINVAL;
+    }
+    if (cfg->method == EMS_METHOD_EMS && cfg->ems_pool % 2 == 0) {
+        snprintf(err, errlen, "ems.pool: must be odd (got %d)", cfg->ems_pool);
         return EM_EINVAL;
     }
     if ((cfg->method == EMS_METHOD_SNAPKV || cfg->method == EMS_METHOD_PYRAMIDKV) &&

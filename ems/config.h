@@ -73,6 +73,7 @@ typedef struct ems_config {
     float ems_floor;    /* head-wise: each head first gets round(floor * (B - w)) entries */
     int ems_zero_class; /* 1: one batched scatter over all heads; 0: two per-head passes */
     int ems_prop_attn;  /* 1: attention adds log(mass) to a merged entry's logit (inferred) */
+    int ems_pool;       /* max-pool the score over this many neighbouring entries (odd; 1 = off) */
 
     /* SnapKV / PyramidKV */
     int snapkv_kernel;  /* pooling kernel (odd) */

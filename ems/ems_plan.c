@@ -50,6 +50,17 @@ em_status ems__ems_score(const ems_config *cfg, const ems_head *h, int lo, int h
             }
         }
     }
+    if (cfg->ems_pool > 1) { /* max over [j - r, j + r] inside the candidates */
+        int r = cfg->ems_pool / 2;
+        memcpy(loc + lo, s + lo, sizeof(float) * (size_t)m);
+        for (int j = lo; j < hi; j++) {
+            int a = j - r < lo ? lo : j - r, b = j + r >= hi ? hi - 1 : j + r;
+            float mx = loc[a];
+            for (int t = a + 1; t <= b; t++)
+                mx = loc[t] > mx ? loc[t] : mx;
+            s[j] = mx;
+        }
+    }
     free(loc);
     return EM_OK;
 }

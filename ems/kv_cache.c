@@ -1,6 +1,7 @@
 /* KV storage per (layer, KV head): growth, append, attention views, compaction. */
 #include "ems/kv_cache.h"
 
+#include "ems/policy.h"
 #include "ems/quant.h"
 
 #include "common/assert.h"
@@ -63,6 +64,69 @@ void ems_cache_destroy(ems_cache *c)
     if (c->policy)
         free(c->policy);
     free(c);
+}
+
+static em_status head_reserve(ems_head *h, int need);
+
+/* Copies entries, statistics and the newest w_loc ring rows of s into the empty head d. */
+static em_status head_copy(ems_head *d, const ems_head *s, int w_loc)
+{
+    d->w_loc = w_loc;
+    d->prop_attn = s->prop_attn;
+    em_status st = head_reserve(d, s->len > 0 ? s->len : 1);
+    if (st != EM_OK)
+        return st;
+    int n = s->len;
+    memcpy(d->k, s->k, sizeof(float) * (size_t)n * s->hd);
+    memcpy(d->v, s->v, sizeof(float) * (size_t)n * s->hd);
+    memcpy(d->pos, s->pos, sizeof(int32_t) * (size_t)n);
+    memcpy(d->s_glo, s->s_glo, sizeof(float) * (size_t)n);
+    memcpy(d->s_sq, s->s_sq, sizeof(float) * (size_t)n);
+    memcpy(d->mass, s->mass, sizeof(float) * (size_t)n);
+    memcpy(d->kbias, s->kbias, sizeof(float) * (size_t)n);
+    memcpy(d->cnt, s->cnt, sizeof(int32_t) * (size_t)n);
+    d->len = n;
+    int rows = s->loc_count < w_loc ? s->loc_count : w_loc;
+    /* A row keeps its slot modulo w_loc when the source ring is a multiple of w_loc (the newest
+     * w_loc rows then have distinct slots mod w_loc, and a ring of w_loc fed the same queries in
+     * calls of 1 or >= the source's ring would have put them there); else oldest first. */
+    int keep_slots = rows > 0 && s->w_loc % w_loc == 0;
+    for (int a = 0; a < rows; a++) { /* a = age, 0 = newest */
+        int from = ((s->loc_newest - a) % s->w_loc + s->w_loc) % s->w_loc;
+        int to = keep_slots ? from % w_loc : rows - 1 - a;
+        memcpy(d->loc + (size_t)to * d->cap, s->loc + (size_t)from * s->cap, sizeof(float) * n);
+    }
+    d->loc_count = rows;
+    d->loc_newest = rows == 0 ? -1 : keep_slots ? s->loc_newest % w_loc : rows - 1;
+    return EM_OK;
+}
+
+em_status ems_cache_clone(const ems_cache *src, int w_loc, ems_cache **out)
+{
+    *out = NULL;
+    if (!src || w_loc < 0 || w_loc > src->heads[0].w_loc)
+        return EM_EINVAL;
+    for (int i = 0; i < src->n_layer * src->n_head_kv; i++) {
+        if (src->heads[i].qstate)
+            return EM_EUNSUPPORTED;
+    }
+    ems_cache *c = NULL;
+    em_status st = ems_cache_create(src->n_layer, src->n_head_kv, src->kv_head0, src->hd, w_loc,
+                                    src->want_stats, &c);
+    if (st != EM_OK)
+        return st;
+    c->group_max = src->group_max;
+    c->n_seen = src->n_seen;
+    for (int i = 0; i < src->n_layer * src->n_head_kv && st == EM_OK; i++)
+        st = head_copy(&c->heads[i], &src->heads[i], w_loc);
+    if (st == EM_OK)
+        st = ems_policy_copy_state(src, c);
+    if (st != EM_OK) {
+        ems_cache_destroy(c);
+        return st;
+    }
+    *out = c;
+    return EM_OK;
 }
 
 /* Reallocates *p from old_cap to new_cap elements, zeroing the new tail. A failed shrink keeps

@@ -51,6 +51,16 @@ em_status ems_cache_create(int n_layer, int n_head_kv, int kv_head0, int hd, int
                            int want_stats, ems_cache **out);
 void ems_cache_destroy(ems_cache *c); /* NULL ok */
 
+/* Deep copy of src (entries, positions, statistics, policy state) whose local ring keeps the
+ * newest min(w_loc, rows held) attention rows of src, so the copy holds what a cache created
+ * with ring size w_loc would hold after the same queries. Bit-identical slot layout too (so
+ * policies that sum ring rows round alike) when src's ring is a multiple of w_loc and every
+ * forward call had 1 token or at least src's ring of them (a prefill in large chunks, then
+ * decode steps); otherwise rows are stored oldest first. Used to fork one prompt's cache for
+ * several policies. EM_EINVAL when w_loc < 0 or w_loc > the ring of src; EM_EUNSUPPORTED when
+ * a head of src is quantized (fork before the first quantizing policy step); EM_ENOMEM. */
+em_status ems_cache_clone(const ems_cache *src, int w_loc, ems_cache **out);
+
 static inline ems_head *ems_cache_head(ems_cache *c, int layer, int h)
 {
     return &c->heads[layer * c->n_head_kv + h];

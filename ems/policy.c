@@ -34,6 +34,21 @@ void ems_policy_get_stats(const ems_cache *c, ems_policy_stats *out)
         *out = ps->st;
 }
 
+em_status ems_policy_copy_state(const ems_cache *src, ems_cache *dst)
+{
+    if (!src || !dst || dst->policy || src->n_layer != dst->n_layer)
+        return EM_EINVAL;
+    const ems__pstate *ps = src->policy;
+    if (!ps)
+        return EM_OK;
+    size_t bytes = sizeof *ps + sizeof(ems__layer_state) * (size_t)ps->n_layer;
+    dst->policy = malloc(bytes);
+    if (!dst->policy)
+        return EM_ENOMEM;
+    memcpy(dst->policy, ps, bytes);
+    return EM_OK;
+}
+
 static em_status attach_quant(ems_cache *c, const ems_config *cfg)
 {
     for (int i = 0; i < c->n_layer * c->n_head_kv; i++) {

@@ -46,6 +46,20 @@ void ems_ref_ems_score(const ems_config *cfg, const ems_head *h, int lo, int hi,
                    (1.0f - cfg->ems_lambda) * (loc[j] - (float)ml + (float)mg);
         }
     }
+    if (cfg->ems_pool > 1) { /* ems.pool: max over the neighbours j-r..j+r among candidates */
+        int r = cfg->ems_pool / 2;
+        float *raw = malloc(sizeof(float) * (size_t)h->len);
+        memcpy(raw, s, sizeof(float) * (size_t)h->len);
+        for (int j = lo; j < hi; j++) {
+            float mx = raw[j];
+            for (int t = j - r; t <= j + r; t++) {
+                if (t >= lo && t < hi && raw[t] > mx)
+                    mx = raw[t];
+            }
+            s[j] = mx;
+        }
+        free(raw);
+    }
     free(glo), free(loc);
 }
 

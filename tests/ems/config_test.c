@@ -19,6 +19,7 @@ static const bad_case k_bad[] = {
     {"quant", "int3", "quant"},
     {"no.such", "1", "no.such"},
     {"snapkv.kernel", "7x", "snapkv.kernel"},
+    {"ems.pool", "0", "ems.pool"},
     {"group_reduce", "sum", "group_reduce"},
     {"budget_frac", "nan", "budget_frac"},
 };
@@ -34,6 +35,7 @@ static const combo_case k_combo[] = {
     {{"method=h2o", "budget=32", "window=32", NULL}, "window"},
     {{"method=ems", "budget=32", "budget_frac=0.5", NULL}, "budget_frac"},
     {{"method=snapkv", "budget=32", "snapkv.kernel=4", NULL}, "snapkv.kernel"},
+    {{"method=ems", "budget=32", "ems.pool=4", NULL}, "ems.pool"},
     {{"method=simlayerkv", "budget=16", "simlayerkv.recent=20", NULL}, "simlayerkv.recent"},
     {{"method=ems", "budget=16", "w_loc=0", NULL}, "w_loc"},
     {{"method=ems", "budget=16", "w_loc=0", "ems.score=global"}, NULL},

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# //eval:longctx --quick end to end on SmolLM2 (CI size: one 300-token passkey prompt, one
+# 128-token KL window, 3 methods at B = 64): it must exit 0, write every table, retrieve the
+# key with the full cache, and report compressed methods at a fraction of the full bytes.
+# Prints SKIPPED when SmolLM2 is not installed.
+set -euo pipefail
+BIN=$1
+MODEL=${EMSERVE_MODEL:-${EMSERVE_MODEL_DIR:-/var/cache/emserve/models}/SmolLM2-135M-Instruct.Q4_1.gguf}
+if [ ! -f "$MODEL" ]; then echo "SKIPPED: SmolLM2 not installed"; exit 0; fi
+OUT=${TEST_TMPDIR:-$(mktemp -d)}/longctx
+mkdir -p "$OUT"
+"$BIN" --quick --model "$MODEL" --out "$OUT" 2> "$OUT/log" || { cat "$OUT/log"; exit 1; }
+for f in passkey_cases.csv passkey.csv passkey.md kl_windows.csv kl.csv kl.md; do
+  [ -s "$OUT/$f" ] || { echo "FAIL: $f missing"; exit 1; }
+done
+grep -q '^full,0,1,1.0000,' "$OUT/passkey.csv" || { echo "FAIL: full cache missed the key"; cat "$OUT/passkey.csv"; exit 1; }
+# compressed rows hold < 40 % of the full bytes (frac_of_full, column 9)
+awk -F, 'NR > 2 && $9 >= 0.4 { bad = 1; print "FAIL: " $0 } END { exit bad }' "$OUT/passkey.csv"
+[ "$(wc -l < "$OUT/kl.csv")" -eq 4 ] || { echo "FAIL: kl.csv rows"; cat "$OUT/kl.csv"; exit 1; }
+echo "ok: longctx --quick"
