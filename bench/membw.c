@@ -44,7 +44,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "membw: out of memory\n");
         return 1;
     }
-    for (size_t i = 0; i < n; i++) buf[i] = (float)(i & 7);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (float)(i & 7);
     printf("threads,read_GBps\n");
     for (int th = 1; th <= max_threads; th++) {
         double best = 0;
@@ -63,7 +64,8 @@ int main(int argc, char **argv)
                 s += parts[k].sum;
             }
             double gbps = (double)per * th * sizeof(float) / (em_now_s() - t0) / 1e9;
-            if (gbps > best && s >= 0) best = gbps;
+            if (gbps > best && s >= 0)
+                best = gbps;
         }
         printf("%d,%.2f\n", th, best);
     }

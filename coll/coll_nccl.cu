@@ -1,15 +1,21 @@
 /* NCCL communicator wrapper and the host-staging adapter (see coll_nccl.h). */
-#include "coll/coll_nccl.h"
-
-#include <nccl.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <nccl.h>
+
+#include "coll/coll_nccl.h"
 #include "kernels/cuda/check.cuh"
 
 /* NCCL results through the same KERN_CUDA_CHECK as CUDA and cuBLAS. */
-static inline bool kern_cuda__ok(ncclResult_t e) { return e == ncclSuccess; }
-static inline const char *kern_cuda__str(ncclResult_t e) { return ncclGetErrorString(e); }
+static inline bool kern_cuda__ok(ncclResult_t e)
+{
+    return e == ncclSuccess;
+}
+static inline const char *kern_cuda__str(ncclResult_t e)
+{
+    return ncclGetErrorString(e);
+}
 
 struct coll_nccl {
     ncclComm_t comm;
@@ -50,7 +56,8 @@ extern "C" em_status coll_nccl_create(const uint8_t id[COLL_NCCL_ID_BYTES], int 
         return EM_EINVAL;
     }
     coll_nccl *c = (coll_nccl *)calloc(1, sizeof *c);
-    if (!c) return EM_ENOMEM;
+    if (!c)
+        return EM_ENOMEM;
     c->rank = rank, c->world = world, c->device = device;
     em_status st = init(c, id, stream);
     if (st != EM_OK) {
@@ -63,20 +70,30 @@ extern "C" em_status coll_nccl_create(const uint8_t id[COLL_NCCL_ID_BYTES], int 
 
 extern "C" em_status coll_nccl_allreduce_sum_f32(coll_nccl *c, float *dev_buf, size_t n)
 {
-    if (n == 0) return EM_OK;
+    if (n == 0)
+        return EM_OK;
     KERN_CUDA_CHECK(ncclAllReduce(dev_buf, dev_buf, n, ncclFloat32, ncclSum, c->comm, c->stream));
     KERN_CUDA_CHECK(cudaStreamSynchronize(c->stream));
     return EM_OK;
 }
 
-extern "C" int coll_nccl_rank(const coll_nccl *c) { return c->rank; }
-extern "C" int coll_nccl_world(const coll_nccl *c) { return c->world; }
+extern "C" int coll_nccl_rank(const coll_nccl *c)
+{
+    return c->rank;
+}
+extern "C" int coll_nccl_world(const coll_nccl *c)
+{
+    return c->world;
+}
 
 extern "C" void coll_nccl_destroy(coll_nccl *c)
 {
-    if (!c) return;
-    if (c->comm) ncclCommDestroy(c->comm);
-    if (c->own_stream && c->stream) cudaStreamDestroy(c->stream);
+    if (!c)
+        return;
+    if (c->comm)
+        ncclCommDestroy(c->comm);
+    if (c->own_stream && c->stream)
+        cudaStreamDestroy(c->stream);
     free(c);
 }
 
@@ -98,10 +115,13 @@ extern "C" em_status coll_staged_allreduce_sum_f32(float *dev_buf, size_t n, flo
                                                    coll_host_allreduce_fn fn, void *user,
                                                    void *stream)
 {
-    if (n == 0) return EM_OK;
+    if (n == 0)
+        return EM_OK;
     float *h = host_buf ? host_buf : (float *)malloc(sizeof(float) * n);
-    if (!h) return EM_ENOMEM;
+    if (!h)
+        return EM_ENOMEM;
     em_status st = staged(dev_buf, n, h, fn, user, (cudaStream_t)stream);
-    if (!host_buf) free(h);
+    if (!host_buf)
+        free(h);
     return st;
 }

@@ -42,7 +42,7 @@ struct coll_store_server {
     kv_entry *head;
     size_t count, bytes; /* keys held and their key + value bytes */
     int stopping;
-    int active; /* request threads running */
+    int active;                  /* request threads running */
     char secret[SECRET_MAX + 1]; /* "" = none required */
 };
 
@@ -385,7 +385,8 @@ em_status coll_store_server_start(const char *host, int port, coll_store_server 
 }
 
 em_status coll_store_server_start_auth(const char *host, int port, const char *secret,
-                                 coll_store_server **out, int *port_out, char *err, size_t errlen)
+                                       coll_store_server **out, int *port_out, char *err,
+                                       size_t errlen)
 {
     struct sockaddr_storage ss;
     if (secret && strlen(secret) > SECRET_MAX) {

@@ -10,7 +10,8 @@ em_status em_read_file(const char *path, char **data, size_t *len)
     *data = NULL;
     *len = 0;
     FILE *f = fopen(path, "rb");
-    if (!f) return EM_EIO;
+    if (!f)
+        return EM_EIO;
     size_t cap = 4096, n = 0;
     char *buf = malloc(cap);
     em_status st = buf ? EM_OK : EM_ENOMEM;
@@ -18,7 +19,8 @@ em_status em_read_file(const char *path, char **data, size_t *len)
         size_t r = fread(buf + n, 1, cap - n - 1, f);
         n += r;
         if (r == 0) {
-            if (ferror(f)) st = EM_EIO;
+            if (ferror(f))
+                st = EM_EIO;
             break;
         }
         if (n + 1 == cap) {

@@ -10,9 +10,9 @@
 #include <grpc/support/time.h>
 
 #include "common/timeutil.h"
-#include "rpc/rpc_util.h"
 #include "proto/c/emserve/v1/emserve.pb-c.h"
 #include "proto/grpc/health/v1/health.pb-c.h"
+#include "rpc/rpc_util.h"
 
 struct coord_client {
     grpc_channel *ch;
@@ -343,8 +343,8 @@ grpc_status_code coord_client_tokenize(coord_client *c, const coord_client_token
     }
     ProtobufCMessage *resp = NULL;
     out->status = rpc_unary(c->ch, "/emserve.v1.Emserve/Tokenize", &m.base,
-                                  &emserve__v1__tokenize_response__descriptor, &resp, 30000, 0,
-                                  out->message, sizeof out->message);
+                            &emserve__v1__tokenize_response__descriptor, &resp, 30000, 0,
+                            out->message, sizeof out->message);
     free(msgs);
     free(mp);
     if (out->status == GRPC_STATUS_OK && resp == NULL) {
@@ -385,7 +385,7 @@ int coord_client_abort(coord_client *c, const char *request_id)
     ProtobufCMessage *resp = NULL;
     grpc_status_code st =
         rpc_unary(c->ch, "/emserve.v1.Emserve/Abort", &rq.base,
-                        &emserve__v1__abort_response__descriptor, &resp, 5000, 0, NULL, 0);
+                  &emserve__v1__abort_response__descriptor, &resp, 5000, 0, NULL, 0);
     if (st != GRPC_STATUS_OK) {
         return -1;
     }
@@ -399,8 +399,8 @@ int coord_client_health(coord_client *c, long timeout_ms)
     Grpc__Health__V1__HealthCheckRequest rq = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     ProtobufCMessage *resp = NULL;
     grpc_status_code st = rpc_unary(c->ch, "/grpc.health.v1.Health/Check", &rq.base,
-                                          &grpc__health__v1__health_check_response__descriptor,
-                                          &resp, timeout_ms, 0, NULL, 0);
+                                    &grpc__health__v1__health_check_response__descriptor, &resp,
+                                    timeout_ms, 0, NULL, 0);
     if (st != GRPC_STATUS_OK) {
         return -1;
     }

@@ -18,9 +18,9 @@ typedef struct coord_client_req {
     int n_ids;
     const coord_chat_msg *messages; /* ... or chat messages (sent whenever n_messages > 0, so a */
     int n_messages;                 /* test can send them together with text or ids) */
-    int max_tokens;    /* < 0: server default (16); 0 is sent (and rejected) */
-    float temperature; /* < 0: server default */
-    int top_k;         /* < 0: unset */
+    int max_tokens;                 /* < 0: server default (16); 0 is sent (and rejected) */
+    float temperature;              /* < 0: server default */
+    int top_k;                      /* < 0: unset */
     uint64_t seed;
     int has_seed;
     int ignore_eos;

@@ -16,15 +16,16 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: emserve_client [--addr HOST:PORT] --prompt TEXT [-n N] [--temperature T]\n"
-               "                      [--seed S] [--kv-method M] [--kv-budget B] [--kv key=value]\n"
-               "                      [--ids \"1 2 3\"] [--id REQUEST_ID] [--timeout-ms N] "
-               "[--ignore-eos]\n"
-               "       emserve_client [--addr HOST:PORT] --chat MESSAGE [--system TEXT] [options]\n"
-               "                      (a chat with the model's chat template)\n"
-               "       emserve_client [--addr HOST:PORT] --tokenize (--prompt TEXT | --chat MESSAGE\n"
-               "                      [--system TEXT])   (the prompt ids, no generation)\n"
-               "       emserve_client [--addr HOST:PORT] --health | --abort REQUEST_ID\n");
+    fprintf(f,
+            "usage: emserve_client [--addr HOST:PORT] --prompt TEXT [-n N] [--temperature T]\n"
+            "                      [--seed S] [--kv-method M] [--kv-budget B] [--kv key=value]\n"
+            "                      [--ids \"1 2 3\"] [--id REQUEST_ID] [--timeout-ms N] "
+            "[--ignore-eos]\n"
+            "       emserve_client [--addr HOST:PORT] --chat MESSAGE [--system TEXT] [options]\n"
+            "                      (a chat with the model's chat template)\n"
+            "       emserve_client [--addr HOST:PORT] --tokenize (--prompt TEXT | --chat MESSAGE\n"
+            "                      [--system TEXT])   (the prompt ids, no generation)\n"
+            "       emserve_client [--addr HOST:PORT] --health | --abort REQUEST_ID\n");
 }
 
 /* --tokenize: the ids (and the rendered chat prompt) of the prompt rq would send. */

@@ -17,11 +17,11 @@
 #include "coll/coll.h"
 #include "common/log.h"
 #include "common/timeutil.h"
-#include "rpc/rpc_util.h"
+#include "coordinator/group_impl.h"
 #include "engine/placement.h"
 #include "proto/emserve/internal/v1/worker.pb-c.h"
 #include "proto/worker_proto.h"
-#include "coordinator/group_impl.h"
+#include "rpc/rpc_util.h"
 
 /* ---- placement, creation ----------------------------------------------------------------- */
 
@@ -224,7 +224,8 @@ static int hello_all(coord_group *g, long timeout_ms, int check_gen, char *why, 
             g->cq, &p[r], &emserve__internal__v1__hello_response__descriptor, &m, d, sizeof d);
         Emserve__Internal__V1__HelloResponse *h = (Emserve__Internal__V1__HelloResponse *)m;
         /* a worker that does not even answer Hello, twice in a row, is hung */
-        g->w[r].hello_timeouts = st == GRPC_STATUS_DEADLINE_EXCEEDED ? g->w[r].hello_timeouts + 1 : 0;
+        g->w[r].hello_timeouts =
+            st == GRPC_STATUS_DEADLINE_EXCEEDED ? g->w[r].hello_timeouts + 1 : 0;
         timed_out[r] = g->w[r].hello_timeouts >= 2;
         n_late += timed_out[r];
         if (st != GRPC_STATUS_OK || h == NULL || h->protocol_version != WORKER_PROTO_VERSION) {
@@ -344,7 +345,8 @@ static int form(coord_group *g)
     pthread_mutex_unlock(&g->mu);
     char heads[128] = "";
     for (int r = 0, o = 0; r < g->world && o < (int)sizeof heads - 8; r++) {
-        o += snprintf(heads + o, sizeof heads - (size_t)o, "%s%d", r ? " + " : "", g->w[r].pl.n_kv_heads);
+        o += snprintf(heads + o, sizeof heads - (size_t)o, "%s%d", r ? " + " : "",
+                      g->w[r].pl.n_kv_heads);
     }
     EM_LOG_INFO("worker group generation %lld formed: %d worker(s), KV heads %s", (long long)gen,
                 g->world, heads);
@@ -404,7 +406,8 @@ int coord_group_kv_heads(const coord_group *g, int rank)
     return g->w[rank].pl.n_kv_heads;
 }
 
-/* ---- hung workers ------------------------------------------------------------------------------ */
+/* ---- hung workers ------------------------------------------------------------------------------
+ */
 
 /* 1 when the process is stopped (state T or t in /proc/PID/stat). */
 static int proc_stopped(int64_t pid)

@@ -43,8 +43,9 @@ typedef struct coord_group_opts {
 typedef struct coord_group coord_group;
 
 /* Computes the placement for world workers; EM_EINVAL (message in err) when world exceeds
- * the model's KV heads (units are dealt out 2 + 1 etc., see engine/shard.h). Starts the rendezvous store. addrs[r] may be NULL or "" for
- * local workers whose address the spawner will report; spawner may be NULL. */
+ * the model's KV heads (units are dealt out 2 + 1 etc., see engine/shard.h). Starts the rendezvous
+ * store. addrs[r] may be NULL or "" for local workers whose address the spawner will report;
+ * spawner may be NULL. */
 em_status coord_group_create(const model_hparams *hp, int world, const char *const *addrs,
                              coord_spawner *spawner, const coord_group_opts *o, coord_group **out,
                              char *err, size_t errlen);

@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/rpc_server.h"
-#include "rpc/rpc_util.h"
 #include "coordinator/req_spec.h"
+#include "coordinator/rpc_server.h"
 #include "ems/config.h"
 #include "proto/worker_proto.h"
+#include "rpc/rpc_util.h"
 
 /* The proto's KvConfig params as two arrays of strings (malloc'd; strings borrowed). */
 static em_status kv_params(const Emserve__V1__KvConfig *kv, coord_req_spec *sp)

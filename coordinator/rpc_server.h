@@ -44,4 +44,3 @@ int coord_server_streams(coord_server *s);
 void coord_server_shutdown(coord_server *s);
 /* Phase 2: waits for every call to be freed and the thread to exit; frees s. */
 void coord_server_join(coord_server *s);
-

@@ -2,7 +2,6 @@
  * inbox and the per-run request flags under `mu`; everything else (runs, slots, the worker
  * group, sampling) belongs to the scheduler thread. */
 #include "coordinator/sched.h"
-#include "coordinator/sched_impl.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -11,6 +10,7 @@
 
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "coordinator/sched_impl.h"
 #include "proto/worker_proto.h"
 
 /* ---- the loop -------------------------------------------------------------------------------- */
@@ -368,8 +368,8 @@ em_status coord_sched_start(coord_group *g, const model *m, const tokenizer *tok
         s->o.prefill_chunk = s->o.max_batch_tokens;
     }
     s->kv.bytes = s->o.kv_memory > 0 ? s->o.kv_memory : 0;
-    s->kv.reserve = s->o.kv_overcommit > 0 && s->o.kv_overcommit <= 1 ? 1.0 - s->o.kv_overcommit
-                                                                       : 1.0;
+    s->kv.reserve =
+        s->o.kv_overcommit > 0 && s->o.kv_overcommit <= 1 ? 1.0 - s->o.kv_overcommit : 1.0;
     s->kv.world = coord_group_world(g);
     for (int w = 0; w < s->kv.world; w++) {
         s->kv.shape[w] = (ems_footprint_shape){m->hp.n_layer, m->hp.head_dim, m->hp.n_kv_head,

@@ -44,12 +44,12 @@ typedef struct coord_sched_stats {
     int64_t kv_entries;       /* KV entries held for running sequences, summed over workers */
     coord_lat_hist ttft, itl; /* submit -> first token; between tokens (scheduler side) */
     /* KV memory budget */
-    int64_t kv_budget;       /* bytes per worker (0 = none) */
-    int64_t kv_held;         /* bytes held for running sequences, on the fullest worker */
-    int64_t kv_peak;         /* most bytes any worker held at any step so far (its report) */
-    int64_t preemptions;     /* sequences preempted (dropped and recomputed) */
-    int running_max;         /* most sequences running at once so far */
-    coord_lat_hist queue;    /* submit -> first admission */
+    int64_t kv_budget;    /* bytes per worker (0 = none) */
+    int64_t kv_held;      /* bytes held for running sequences, on the fullest worker */
+    int64_t kv_peak;      /* most bytes any worker held at any step so far (its report) */
+    int64_t preemptions;  /* sequences preempted (dropped and recomputed) */
+    int running_max;      /* most sequences running at once so far */
+    coord_lat_hist queue; /* submit -> first admission */
 } coord_sched_stats;
 
 /* Starts the scheduler thread. g, m and tok are borrowed (must outlive it). */

@@ -26,11 +26,11 @@ typedef struct run {
     int64_t held[COORD_MAX_WORKERS]; /* KV bytes each worker holds for it (last report) */
     int64_t admit_seq;               /* admission order: the newest is preempted first */
     int queue_timed;                 /* its first admission went into the queue-time histogram */
-    int cancel_req, abort_req;            /* set by other threads under mu */
+    int cancel_req, abort_req;       /* set by other threads under mu */
     const char *fin_reason, *fin_matched; /* set when sampling finished the run */
     int fin_token;
     int oom;
-    int kv_fail;      /* can never fit the KV memory budget: fails with kv_msg */
+    int kv_fail; /* can never fit the KV memory budget: fails with kv_msg */
     char kv_msg[256];
     double t_submit, t_last; /* em_now_s of submission / of the last token */
     struct run *next;
@@ -52,12 +52,10 @@ struct coord_sched {
     uint8_t *slot_used;
     int32_t *drops;
     int n_drops;
-    float *raw; /* [n_vocab] logits copy for logprobs */
+    float *raw;         /* [n_vocab] logits copy for logprobs */
     coord_kv_budget kv; /* KV memory budget per worker (sched_kv.h) */
     int64_t admit_count;
 };
-
-
 
 /* ---- sched_run.c: one request's life and its sampling --------------------------------------- */
 

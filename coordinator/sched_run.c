@@ -106,9 +106,8 @@ int coord__run_admit(coord_sched *s, run *r)
         return -1;
     }
     coord_req *q = r->req;
-    if (!r->resumed &&
-        decode_seq_init(&r->dec, &s->m->hp, s->tok, &q->sp, &q->stop, q->prompt, q->n_prompt) !=
-            EM_OK) {
+    if (!r->resumed && decode_seq_init(&r->dec, &s->m->hp, s->tok, &q->sp, &q->stop, q->prompt,
+                                       q->n_prompt) != EM_OK) {
         return -2; /* the prompt was validated by the rpc layer: only allocation can fail */
     }
     s->slot_used[slot] = 1;
@@ -150,8 +149,8 @@ void coord__run_kv_seq(const coord_sched *s, const run *r, coord_kv_seq *q)
 {
     const coord_req *rq = r->req;
     int n_ctx = s->m->hp.n_ctx;
-    int max_new = rq->stop.max_tokens < n_ctx - rq->n_prompt ? rq->stop.max_tokens
-                                                             : n_ctx - rq->n_prompt;
+    int max_new =
+        rq->stop.max_tokens < n_ctx - rq->n_prompt ? rq->stop.max_tokens : n_ctx - rq->n_prompt;
     int queued = r->state == RUN_QUEUED;
     int n_prefill = queued ? coord__run_prefill_len(r) : r->n_prefill;
     q->cfg = &rq->kv;

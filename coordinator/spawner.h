@@ -17,8 +17,8 @@ typedef struct coord_spawner_opts {
     const char *worker_bin;
     const char *model_path;
     int n_workers;
-    int n_threads;        /* --threads for each worker */
-    int respawn_delay_ms; /* wait before restarting a dead worker; < 0 = never restart */
+    int n_threads;              /* --threads for each worker */
+    int respawn_delay_ms;       /* wait before restarting a dead worker; < 0 = never restart */
     const char *cluster_secret; /* handed to each worker through an inherited pipe (not argv) */
 } coord_spawner_opts;
 

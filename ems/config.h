@@ -4,10 +4,10 @@
  * (ems/policy.h) interprets it. Every parameter has a documented default (ems_config_help);
  * details that methods.md marks as inferred or unknown are parameters, never hidden constants. */
 #pragma once
-#include "common/status.h"
-
 #include <stddef.h>
 #include <stdio.h>
+
+#include "common/status.h"
 
 #ifdef __cplusplus
 extern "C" {

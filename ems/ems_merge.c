@@ -4,12 +4,12 @@
  * whatever each head's split. With ems.zero_class = 0 the same classes are applied as two
  * sequential per-head passes (evict, then merge each centre's members). Both accumulate
  * members in increasing entry order, so they give bit-identical caches. */
-#include "ems/ems_plan.h"
-#include "ems/quant.h"
-
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "ems/ems_plan.h"
+#include "ems/quant.h"
 
 typedef struct slot_acc {
     double w, knorm, sq, mass;

@@ -1,12 +1,12 @@
 /* Eviction baselines, one layer function each (fast path: scores for all due heads of a layer,
  * deterministic top-k by selection). Specifications: methods.md section 4 and 2-3; the scalar
  * references in ems/ref/baseline_ref.c are what tests compare these against. */
-#include "ems/footprint.h"
-#include "ems/policy_impl.h"
-
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "ems/footprint.h"
+#include "ems/policy_impl.h"
 
 static int cmp_int(const void *a, const void *b)
 {
@@ -64,8 +64,8 @@ static em_status each_head(ems__ctx *x, int l, head_fn fn)
 
 /* top (B - w - sinks) of score among [sinks, len - w), plus sinks and window; the head is
  * unchanged on failure */
-static em_status keep_top(ems__ctx *x, ems_head *hh, const float *score, int B, int w,
-                          int sinks, scratch *sc)
+static em_status keep_top(ems__ctx *x, ems_head *hh, const float *score, int B, int w, int sinks,
+                          scratch *sc)
 {
     int m = hh->len - w - sinks, k;
     em_status st = ems__topk(score + sinks, m, B - w - sinks, sc->sel, &k);

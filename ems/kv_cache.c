@@ -1,13 +1,12 @@
 /* KV storage per (layer, KV head): growth, append, attention views, compaction. */
 #include "ems/kv_cache.h"
 
-#include "ems/policy.h"
-#include "ems/quant.h"
-
-#include "common/assert.h"
-
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/assert.h"
+#include "ems/policy.h"
+#include "ems/quant.h"
 
 em_status ems_cache_create(int n_layer, int n_head_kv, int kv_head0, int hd, int w_loc,
                            int want_stats, ems_cache **out)

@@ -15,10 +15,10 @@
  *                     TOVA uses the newest row); loc_newest is the newest row's slot.
  * Attention probabilities are per KV head: reduced over the GQA group (mean by default). */
 #pragma once
+#include <stdint.h>
+
 #include "common/status.h"
 #include "kernels/kern.h"
-
-#include <stdint.h>
 
 typedef struct ems_head {
     int len, cap, hd;

@@ -2,12 +2,12 @@
  * dispatch to the per-method layer functions (evict.c, ems_merge.c). */
 #include "ems/policy.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "common/timeutil.h"
 #include "ems/policy_impl.h"
 #include "ems/quant.h"
-
-#include <stdlib.h>
-#include <string.h>
 
 static ems__pstate *pstate_get(ems_cache *c)
 {

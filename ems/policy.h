@@ -9,12 +9,12 @@
  * ems_policy_step for the same sequence at the same point (the hook is called the same number
  * of times on each). */
 #pragma once
+#include <stddef.h>
+#include <stdint.h>
+
 #include "common/status.h"
 #include "ems/config.h"
 #include "ems/kv_cache.h"
-
-#include <stddef.h>
-#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {

@@ -2,11 +2,11 @@
  * selection helpers and one layer function per method. A layer function compresses the due
  * heads of one layer of the local cache; cross-head methods use ems__reduce. */
 #pragma once
+#include <stdint.h>
+
 #include "ems/config.h"
 #include "ems/kv_cache.h"
 #include "ems/policy.h"
-
-#include <stdint.h>
 
 /* Policy state kept in c->policy (one allocation: freed by ems_cache_destroy with free()). */
 typedef struct ems__layer_state {

@@ -4,11 +4,11 @@
  * merging never re-group. */
 #include "ems/quant.h"
 
-#include "kernels/kern.h" /* kern_f32_to_f16, kern_f16_to_f32 */
-
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "kernels/kern.h" /* kern_f32_to_f16, kern_f16_to_f32 */
 
 typedef struct qstate {
     int bits, group, residual, hd, vgroup, n_vg, row_bytes;
@@ -327,7 +327,8 @@ uint64_t ems_quant_held_bytes(const ems_head *h)
     const qstate *q = h->qstate;
     if (!q)
         return 0;
-    uint64_t codes = 2ull * q->row_bytes + sizeof(int32_t) + 2 * sizeof(uint16_t) * (uint64_t)q->n_vg;
+    uint64_t codes =
+        2ull * q->row_bytes + sizeof(int32_t) + 2 * sizeof(uint16_t) * (uint64_t)q->n_vg;
     return (uint64_t)q->nq * codes + (uint64_t)q->ngrp * q->hd * 2 * sizeof(uint16_t) +
            (uint64_t)h->len * 2 * sizeof(float) * q->hd;
 }

@@ -11,10 +11,10 @@
  * (ems_quant_bytes) counts the packed representation only.
  * Called by kv_cache.c only when h->qstate != NULL. */
 #pragma once
+#include <stdint.h>
+
 #include "common/status.h"
 #include "ems/kv_cache.h"
-
-#include <stdint.h>
 
 /* Makes h quantized (bits 8 or 4) and quantizes the entries already older than the residual.
  * No-op when h is already quantized. EM_EINVAL for bad parameters. */

@@ -2,10 +2,10 @@
  * ranking, local score from the ring of recent attention rows, keep-set assembly and
  * compaction with accounting. */
 #define _GNU_SOURCE /* qsort_r */
-#include "ems/policy_impl.h"
-
 #include <stdlib.h>
 #include <string.h>
+
+#include "ems/policy_impl.h"
 
 /* a ranks before b: larger score, ties -> smaller index */
 static inline int before(const float *s, int a, int b)

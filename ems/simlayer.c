@@ -5,10 +5,10 @@
  * Decision time: the first decode step after prefill (official), or with simlayerkv.decide =
  * prefill at the end of prefill from the last n_last queries. A sequence streamed without a
  * prefill decides on the first step at which the layer is over budget + N. */
-#include "ems/policy_impl.h"
-
 #include <stdlib.h>
 #include <string.h>
+
+#include "ems/policy_impl.h"
 
 static int recent_of(const ems__ctx *x)
 {

@@ -30,12 +30,12 @@ struct engine {
     int *ffn_off;                        /* [n_local+1] row offset of each local unit's chunk */
     /* scratch, capacity cap_tok tokens */
     int cap_tok;
-    float *x, *xb;    /* [cap][dim] residual, normed */
-    float *q, *att;   /* [cap][n_local*G*hd] */
-    float *k, *v;     /* [cap][n_local*hd] */
-    float *h1, *h3;   /* [cap][ffn_local] */
-    float *part;      /* [n_units][cap][dim] per-unit partial sums */
-    float *xn;        /* [cap][dim] final norm rows for logits */
+    float *x, *xb;  /* [cap][dim] residual, normed */
+    float *q, *att; /* [cap][n_local*G*hd] */
+    float *k, *v;   /* [cap][n_local*hd] */
+    float *h1, *h3; /* [cap][ffn_local] */
+    float *part;    /* [n_units][cap][dim] per-unit partial sums */
+    float *xn;      /* [cap][dim] final norm rows for logits */
 };
 
 static kern_weight rows_of(const kern_weight *w, int r0, int n)
@@ -48,29 +48,40 @@ static kern_weight rows_of(const kern_weight *w, int r0, int n)
 
 static em_status grow_scratch(engine *e, int n)
 {
-    if (n <= e->cap_tok) return EM_OK;
+    if (n <= e->cap_tok)
+        return EM_OK;
     const model_hparams *hp = &e->m->hp;
     size_t c = (size_t)n, dim = (size_t)hp->dim, qd = (size_t)e->n_local * e->G * e->hd,
            kd = (size_t)e->n_local * e->hd;
-    float **bufs[] = {&e->x, &e->xb, &e->q, &e->att, &e->k, &e->v, &e->h1, &e->h3, &e->part, &e->xn};
-    size_t sizes[] = {c * dim, c * dim, c * qd, c * qd, c * kd, c * kd, c * (size_t)e->ffn_local,
-                      c * (size_t)e->ffn_local, (size_t)e->sd.n_units * c * dim, c * dim};
+    float **bufs[] = {&e->x, &e->xb, &e->q,  &e->att,  &e->k,
+                      &e->v, &e->h1, &e->h3, &e->part, &e->xn};
+    size_t sizes[] = {c * dim,
+                      c * dim,
+                      c * qd,
+                      c * qd,
+                      c * kd,
+                      c * kd,
+                      c * (size_t)e->ffn_local,
+                      c * (size_t)e->ffn_local,
+                      (size_t)e->sd.n_units * c * dim,
+                      c * dim};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         float *p = realloc(*bufs[i], (sizes[i] ? sizes[i] : 1) * sizeof(float));
-        if (!p) return EM_ENOMEM;
+        if (!p)
+            return EM_ENOMEM;
         *bufs[i] = p;
     }
     e->cap_tok = n;
     return EM_OK;
 }
 
-em_status engine_create(const model *m, const shard_desc *sd, const engine_opts *opts,
-                        engine **out)
+em_status engine_create(const model *m, const shard_desc *sd, const engine_opts *opts, engine **out)
 {
     *out = NULL;
     const model_hparams *hp = &m->hp;
     engine *e = calloc(1, sizeof *e);
-    if (!e) return EM_ENOMEM;
+    if (!e)
+        return EM_ENOMEM;
     e->m = m;
     e->sd = *sd;
     e->G = hp->n_head / hp->n_kv_head;
@@ -133,7 +144,8 @@ em_status engine_create(const model *m, const shard_desc *sd, const engine_opts 
 
 void engine_free(engine *e)
 {
-    if (!e) return;
+    if (!e)
+        return;
     shard_weights_free(e->sw);
     kern_ops_cpu_free(e->cpu_ops);
     free(e->wq);
@@ -143,23 +155,38 @@ void engine_free(engine *e)
     free(e->w3);
     free(e->ffn_off);
     float *bufs[] = {e->x, e->xb, e->q, e->att, e->k, e->v, e->h1, e->h3, e->part, e->xn};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(bufs[i]);
     free(e);
 }
 
-const model_hparams *engine_hparams(const engine *e) { return &e->m->hp; }
-const shard_desc *engine_shard(const engine *e) { return &e->sd; }
-const kern_ops *engine_ops(const engine *e) { return e->ops; }
-size_t engine_weight_bytes(const engine *e) { return shard_weights_bytes(e->sw); }
+const model_hparams *engine_hparams(const engine *e)
+{
+    return &e->m->hp;
+}
+const shard_desc *engine_shard(const engine *e)
+{
+    return &e->sd;
+}
+const kern_ops *engine_ops(const engine *e)
+{
+    return e->ops;
+}
+size_t engine_weight_bytes(const engine *e)
+{
+    return shard_weights_bytes(e->sw);
+}
 
 em_status engine_cache_create(const engine *e, int w_loc, int want_stats, int group_max,
                               ems_cache **out)
 {
     *out = NULL;
-    if (w_loc < 0 || w_loc > EMS_MAX_W_LOC) return EM_EINVAL; /* attn_one's row buffer */
-    em_status st = ems_cache_create(e->m->hp.n_layer, e->n_local, e->sd.unit0, e->hd, w_loc,
-                                    want_stats, out);
-    if (st == EM_OK) (*out)->group_max = group_max;
+    if (w_loc < 0 || w_loc > EMS_MAX_W_LOC)
+        return EM_EINVAL; /* attn_one's row buffer */
+    em_status st =
+        ems_cache_create(e->m->hp.n_layer, e->n_local, e->sd.unit0, e->hd, w_loc, want_stats, out);
+    if (st == EM_OK)
+        (*out)->group_max = group_max;
     return st;
 }
 
@@ -185,15 +212,17 @@ static void attn_fail(attn_task *t, em_status st)
 static void attn_one(void *user, int idx, int tid)
 {
     attn_task *t = user;
-    if (__atomic_load_n(&t->status, __ATOMIC_RELAXED) != EM_OK) return; /* the pass failed */
+    if (__atomic_load_n(&t->status, __ATOMIC_RELAXED) != EM_OK)
+        return; /* the pass failed */
     engine *e = t->e;
     int r = idx / e->n_local, i = idx % e->n_local;
     int t0 = t->run_start[r], t1 = t->run_start[r + 1], n = t1 - t0;
     ems_cache *c = t->caches[t->b->seq[t0]];
     ems_head *h = ems_cache_head(c, t->layer, i);
     int kd = e->n_local * e->hd, qd = e->n_local * e->G * e->hd;
-    em_status st = ems_head_append(h, e->k + (size_t)t0 * kd + (size_t)i * e->hd,
-                                   e->v + (size_t)t0 * kd + (size_t)i * e->hd, kd, t->b->pos + t0, n);
+    em_status st =
+        ems_head_append(h, e->k + (size_t)t0 * kd + (size_t)i * e->hd,
+                        e->v + (size_t)t0 * kd + (size_t)i * e->hd, kd, t->b->pos + t0, n);
     if (st != EM_OK) {
         attn_fail(t, st);
         return;
@@ -211,8 +240,10 @@ static void attn_one(void *user, int idx, int tid)
     a.o_stride = qd;
     a.scale = 1.0f / sqrtf((float)e->hd);
     st = ems_head_attn_begin(h, n, &a, c->want_stats ? &stats : NULL, rowbuf, c->group_max);
-    if (st == EM_OK) st = kern_attn(e->ops, &a);
-    if (st != EM_OK) attn_fail(t, st);
+    if (st == EM_OK)
+        st = kern_attn(e->ops, &a);
+    if (st != EM_OK)
+        attn_fail(t, st);
 }
 
 /* Zeroes the planes of units other processes own (local planes are overwritten by the unit
@@ -220,9 +251,11 @@ static void attn_one(void *user, int idx, int tid)
 static void zero_remote_planes(engine *e, size_t plane)
 {
     int u0 = e->sd.unit0, u1 = e->sd.unit0 + e->sd.n_units_local;
-    if (u0 > 0) memset(e->part, 0, sizeof(float) * plane * (size_t)u0);
+    if (u0 > 0)
+        memset(e->part, 0, sizeof(float) * plane * (size_t)u0);
     if (u1 < e->sd.n_units) {
-        memset(e->part + plane * (size_t)u1, 0, sizeof(float) * plane * (size_t)(e->sd.n_units - u1));
+        memset(e->part + plane * (size_t)u1, 0,
+               sizeof(float) * plane * (size_t)(e->sd.n_units - u1));
     }
 }
 
@@ -239,7 +272,8 @@ static em_status reduce_add(engine *e, int n)
     }
     for (size_t j = 0; j < plane; j++) {
         float s = e->part[j];
-        for (int u = 1; u < e->sd.n_units; u++) s += e->part[(size_t)u * plane + j];
+        for (int u = 1; u < e->sd.n_units; u++)
+            s += e->part[(size_t)u * plane + j];
         e->x[j] += s;
     }
     return EM_OK;
@@ -263,7 +297,8 @@ static em_status attention(engine *e, int l, const engine_batch *b, ems_cache **
     if (n_runs * nlc > 1 && work >= ENGINE_ATTN_PAR_MIN) {
         kern_parallel_for(e->ops, n_runs * nlc, attn_one, &task);
     } else {
-        for (int idx = 0; idx < n_runs * nlc; idx++) attn_one(&task, idx, 0);
+        for (int idx = 0; idx < n_runs * nlc; idx++)
+            attn_one(&task, idx, 0);
     }
     return __atomic_load_n(&task.status, __ATOMIC_RELAXED);
 }
@@ -281,16 +316,18 @@ static em_status unit_matmuls(engine *e, int l, int which_w2, const float *src, 
         float *dst = e->part + (size_t)(e->sd.unit0 + i) * plane;
         const float *in = src + (which_w2 ? (size_t)e->ffn_off[i] : (size_t)i * gq);
         em_status st = kern_matmul(o, which_w2 ? &uw->w2 : &uw->wo, in, src_stride, n, dst, dim);
-        if (st != EM_OK) return st;
+        if (st != EM_OK)
+            return st;
     }
     return EM_OK;
 }
 
 /* Every op's status is checked; the first failure ends the layer and is returned. */
-#define TRY(expr)                                  \
-    do {                                           \
-        em_status try_st_ = (expr);                \
-        if (try_st_ != EM_OK) return try_st_;      \
+#define TRY(expr)                   \
+    do {                            \
+        em_status try_st_ = (expr); \
+        if (try_st_ != EM_OK)       \
+            return try_st_;         \
     } while (0)
 
 static em_status layer_forward(engine *e, int l, const engine_batch *b, ems_cache **caches,
@@ -321,21 +358,23 @@ static em_status layer_forward(engine *e, int l, const engine_batch *b, ems_cach
 }
 
 /* Logits of the tokens that want them (b->logits, else the last of each run), in batch order. */
-static em_status logits_forward(engine *e, const engine_batch *b, const int *run_start,
-                                int n_runs, float *logits_out)
+static em_status logits_forward(engine *e, const engine_batch *b, const int *run_start, int n_runs,
+                                float *logits_out)
 {
     const model_hparams *hp = &e->m->hp;
     int nl = 0;
     for (int r = 0; r < n_runs; r++) {
         for (int t = run_start[r]; t < run_start[r + 1]; t++) {
             int want = b->logits ? b->logits[t] : (t == run_start[r + 1] - 1);
-            if (!want) continue;
+            if (!want)
+                continue;
             memcpy(e->xn + (size_t)nl * hp->dim, e->x + (size_t)t * hp->dim,
                    sizeof(float) * hp->dim);
             nl++;
         }
     }
-    if (nl == 0) return EM_OK;
+    if (nl == 0)
+        return EM_OK;
     const kern_ops *o = e->ops;
     TRY(kern_rmsnorm(o, e->xn, e->m->out_norm.data, nl, hp->dim, hp->norm_eps, e->xn));
     return kern_matmul(o, &e->m->output, e->xn, hp->dim, nl, logits_out, hp->n_vocab);
@@ -352,7 +391,8 @@ em_status engine_forward(engine *e, const engine_batch *b, ems_cache **caches, f
 {
     const model_hparams *hp = &e->m->hp;
     int n = b->n_tokens;
-    if (n <= 0) return EM_EINVAL;
+    if (n <= 0)
+        return EM_EINVAL;
     for (int t = 0; t < n; t++) {
         if (b->tokens[t] < 0 || b->tokens[t] >= hp->n_vocab || b->pos[t] < 0 ||
             b->pos[t] >= hp->n_ctx || b->seq[t] < 0 || !cache_fits(e, caches[b->seq[t]])) {
@@ -360,21 +400,27 @@ em_status engine_forward(engine *e, const engine_batch *b, ems_cache **caches, f
         }
     }
     em_status st = grow_scratch(e, n);
-    if (st != EM_OK) return st;
+    if (st != EM_OK)
+        return st;
     int *run_start = malloc(sizeof(int) * (size_t)(n + 1));
-    if (!run_start) return EM_ENOMEM;
+    if (!run_start)
+        return EM_ENOMEM;
     int n_runs = 0;
     for (int t = 0; t < n; t++) {
-        if (t == 0 || b->seq[t] != b->seq[t - 1]) run_start[n_runs++] = t;
+        if (t == 0 || b->seq[t] != b->seq[t - 1])
+            run_start[n_runs++] = t;
     }
     run_start[n_runs] = n;
-    for (int t = 0; t < n; t++) kern_embed_row(&e->m->tok_embd, b->tokens[t], e->x + (size_t)t * hp->dim);
+    for (int t = 0; t < n; t++)
+        kern_embed_row(&e->m->tok_embd, b->tokens[t], e->x + (size_t)t * hp->dim);
     for (int l = 0; l < hp->n_layer && st == EM_OK; l++) {
         st = layer_forward(e, l, b, caches, run_start, n_runs);
     }
-    if (st == EM_OK && logits_out) st = logits_forward(e, b, run_start, n_runs, logits_out);
+    if (st == EM_OK && logits_out)
+        st = logits_forward(e, b, run_start, n_runs, logits_out);
     if (st == EM_OK) {
-        for (int t = 0; t < n; t++) caches[b->seq[t]]->n_seen++;
+        for (int t = 0; t < n; t++)
+            caches[b->seq[t]]->n_seen++;
     }
     free(run_start);
     return st;
@@ -383,8 +429,10 @@ em_status engine_forward(engine *e, const engine_batch *b, ems_cache **caches, f
 em_status engine_forward_seq(engine *e, ems_cache *c, const int32_t *ids, int n, int pos0,
                              int chunk, float *logits)
 {
-    if (n <= 0 || chunk <= 0) return EM_EINVAL;
-    if (chunk > n) chunk = n;
+    if (n <= 0 || chunk <= 0)
+        return EM_EINVAL;
+    if (chunk > n)
+        chunk = n;
     int32_t *pos = malloc(sizeof(int32_t) * (size_t)chunk);
     int32_t *seq = calloc((size_t)chunk, sizeof(int32_t));
     if (!pos || !seq) {
@@ -395,7 +443,8 @@ em_status engine_forward_seq(engine *e, ems_cache *c, const int32_t *ids, int n,
     em_status st = EM_OK;
     for (int s = 0; s < n && st == EM_OK; s += chunk) {
         int m = n - s < chunk ? n - s : chunk;
-        for (int i = 0; i < m; i++) pos[i] = pos0 + s + i;
+        for (int i = 0; i < m; i++)
+            pos[i] = pos0 + s + i;
         engine_batch b = {m, ids + s, pos, seq, NULL};
         st = engine_forward(e, &b, &c, s + m == n ? logits : NULL);
     }

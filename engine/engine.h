@@ -43,7 +43,8 @@ typedef struct engine_batch {
     const int32_t *tokens; /* [n_tokens] */
     const int32_t *pos;    /* [n_tokens] position of each token */
     const int32_t *seq;    /* [n_tokens] index into caches[] */
-    const uint8_t *logits; /* [n_tokens] 1 = produce logits for this token (NULL: last of each run) */
+    const uint8_t
+        *logits; /* [n_tokens] 1 = produce logits for this token (NULL: last of each run) */
 } engine_batch;
 
 /* Runs all layers. caches[seq[i]] receive the new K/V of their tokens (and statistics).

@@ -48,9 +48,11 @@ em_status gen_run(engine *e, const tokenizer *tok, const int32_t *prompt, int n_
         double t0 = em_now_s();
         int chunk = gp->prefill_chunk > 0 ? gp->prefill_chunk : 512;
         st = engine_forward_seq(e, c, prompt, n_prompt, 0, chunk, logits);
-        if (st == EM_OK) st = ems_policy_step(c, &gp->kv, EMS_PHASE_PREFILL_END, NULL);
+        if (st == EM_OK)
+            st = ems_policy_step(c, &gp->kv, EMS_PHASE_PREFILL_END, NULL);
         res->prefill_s = em_now_s() - t0;
-        if (st == EM_OK) memcpy(res->prompt_logits, logits, sizeof(float) * (size_t)hp->n_vocab);
+        if (st == EM_OK)
+            memcpy(res->prompt_logits, logits, sizeof(float) * (size_t)hp->n_vocab);
     }
     double t1 = em_now_s();
     decode_token tk = {.reason = STOP_NONE};
@@ -59,14 +61,17 @@ em_status gen_run(engine *e, const tokenizer *tok, const int32_t *prompt, int n_
         res->ids[res->n_ids++] = tk.id;
         em_status cb_st = cb ? cb(user, tk.id, tk.text, tk.text_len) : EM_OK;
         if (cb_st != EM_OK) {
-            if (cb_st != EM_ECANCELED) st = cb_st;
+            if (cb_st != EM_ECANCELED)
+                st = cb_st;
             break;
         }
-        if (tk.reason != STOP_NONE) break;
+        if (tk.reason != STOP_NONE)
+            break;
         int32_t id = tk.id, pos = d.n_hist - 1, seq = 0;
         engine_batch b = {1, &id, &pos, &seq, NULL};
         st = engine_forward(e, &b, &c, logits);
-        if (st == EM_OK) st = ems_policy_step(c, &gp->kv, EMS_PHASE_DECODE, NULL);
+        if (st == EM_OK)
+            st = ems_policy_step(c, &gp->kv, EMS_PHASE_DECODE, NULL);
     }
     res->decode_s = em_now_s() - t1;
     res->reason = tk.reason;
@@ -78,6 +83,7 @@ em_status gen_run(engine *e, const tokenizer *tok, const int32_t *prompt, int n_
     ems_cache_destroy(c);
     decode_seq_free(&d);
     free(logits);
-    if (st != EM_OK) gen_result_free(res);
+    if (st != EM_OK)
+        gen_result_free(res);
     return st;
 }

@@ -52,4 +52,3 @@ static inline shard_desc shard_single(int n_kv_head)
 /* Shard rank of world: units [unit0, unit0 + n) with the first n_kv_head % world ranks taking
  * one unit more. EM_EINVAL unless 1 <= world <= n_kv_head and 0 <= rank < world. */
 em_status shard_for_rank(int n_kv_head, int rank, int world, shard_desc *out);
-

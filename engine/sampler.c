@@ -48,7 +48,8 @@ em_status sampler_init(sampler *s, const sampler_params *p, int n_vocab)
     s->p = *p;
     s->n_vocab = n_vocab;
     s->rng = p->seed * 0x9E3779B97F4A7C15ull + 0x2545F4914F6CDD1Dull;
-    if (!s->rng) s->rng = 1;
+    if (!s->rng)
+        s->rng = 1;
     s->idx = malloc(sizeof(int) * (size_t)n_vocab);
     s->prob = calloc((size_t)n_vocab, sizeof(float));
     if (!s->idx || !s->prob) {
@@ -70,7 +71,8 @@ int32_t sampler_argmax(const float *logits, int n)
 {
     int best = 0;
     for (int i = 1; i < n; i++) {
-        if (logits[i] > logits[best]) best = i;
+        if (logits[i] > logits[best])
+            best = i;
     }
     return best;
 }
@@ -87,7 +89,8 @@ static int cmp_desc(const void *a, const void *b, void *ctx)
 {
     const float *lg = ctx;
     float x = lg[*(const int *)a], y = lg[*(const int *)b];
-    if (x != y) return x < y ? 1 : -1;
+    if (x != y)
+        return x < y ? 1 : -1;
     return *(const int *)a - *(const int *)b;
 }
 
@@ -99,18 +102,22 @@ int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, int n_
         int from = n_hist - p->repetition_last_n;
         for (int i = from < 0 ? 0 : from; i < n_hist; i++) {
             int id = history[i];
-            if (id < 0 || id >= n) continue;
+            if (id < 0 || id >= n)
+                continue;
             /* Applied once per distinct id: mark by flipping into a scratch flag. */
-            if (s->prob[id] == -1.0f) continue;
+            if (s->prob[id] == -1.0f)
+                continue;
             s->prob[id] = -1.0f;
             logits[id] = logits[id] > 0 ? logits[id] / p->repetition_penalty
                                         : logits[id] * p->repetition_penalty;
         }
         for (int i = from < 0 ? 0 : from; i < n_hist; i++) {
-            if (history[i] >= 0 && history[i] < n) s->prob[history[i]] = 0.0f;
+            if (history[i] >= 0 && history[i] < n)
+                s->prob[history[i]] = 0.0f;
         }
     }
-    if (p->temperature == 0.0f) return sampler_argmax(logits, n);
+    if (p->temperature == 0.0f)
+        return sampler_argmax(logits, n);
     for (int i = 0; i < n; i++) {
         logits[i] /= p->temperature;
         s->idx[i] = i;
@@ -122,7 +129,8 @@ int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, int n_
         qsort_r(s->idx, (size_t)n, sizeof(int), cmp_desc, logits);
     }
     float mx = -INFINITY;
-    for (int i = 0; i < k; i++) mx = fmaxf(mx, logits[s->idx[i]]);
+    for (int i = 0; i < k; i++)
+        mx = fmaxf(mx, logits[s->idx[i]]);
     double sum = 0.0;
     for (int i = 0; i < k; i++) {
         s->prob[i] = expf(logits[s->idx[i]] - mx);
@@ -142,11 +150,13 @@ int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, int n_
     if (p->min_p > 0.0f) {
         float thr = p->min_p * s->prob[0]; /* prob[0] is the max when sorted */
         int mm = 1;
-        while (mm < m && s->prob[mm] >= thr) mm++;
+        while (mm < m && s->prob[mm] >= thr)
+            mm++;
         m = mm;
     }
     double tot = 0.0;
-    for (int i = 0; i < m; i++) tot += s->prob[i];
+    for (int i = 0; i < m; i++)
+        tot += s->prob[i];
     double r = rng_uniform(s) * tot, c = 0.0;
     int pick = s->idx[m - 1];
     for (int i = 0; i < m; i++) {
@@ -156,6 +166,7 @@ int32_t sampler_sample(sampler *s, float *logits, const int32_t *history, int n_
             break;
         }
     }
-    for (int i = 0; i < n; i++) s->prob[i] = 0.0f;
+    for (int i = 0; i < n; i++)
+        s->prob[i] = 0.0f;
     return pick;
 }

@@ -12,12 +12,14 @@ static void *own(shard_weights *w, size_t bytes)
     if (w->n_owned == w->cap_owned) {
         int nc = w->cap_owned ? w->cap_owned * 2 : 64;
         void **no = realloc(w->owned, sizeof(void *) * (size_t)nc);
-        if (!no) return NULL;
+        if (!no)
+            return NULL;
         w->owned = no;
         w->cap_owned = nc;
     }
     void *p = malloc(bytes ? bytes : 1);
-    if (p) w->owned[w->n_owned++] = p;
+    if (p)
+        w->owned[w->n_owned++] = p;
     return p;
 }
 
@@ -32,18 +34,22 @@ static kern_weight rows_view(const kern_weight *src, int r0, int n)
 
 /* Columns [c0, c0+n) of a weight: a contiguous copy (rows, n), in the weight's type when the
  * cut falls on block boundaries, else dequantised to f32. */
-static em_status cols_copy(shard_weights *w, const kern_weight *src, int c0, int n, kern_weight *out)
+static em_status cols_copy(shard_weights *w, const kern_weight *src, int c0, int n,
+                           kern_weight *out)
 {
     int be = kern_dtype_block_elems(src->dtype);
     size_t in_row = kern_row_bytes(src->dtype, src->cols);
     *out = *src;
     out->cols = n;
     if (c0 % be == 0 && n % be == 0) {
-        size_t out_row = kern_row_bytes(src->dtype, n), off = (size_t)c0 / be * kern_dtype_block_bytes(src->dtype);
+        size_t out_row = kern_row_bytes(src->dtype, n),
+               off = (size_t)c0 / be * kern_dtype_block_bytes(src->dtype);
         char *dst = own(w, (size_t)src->rows * out_row);
-        if (!dst) return EM_ENOMEM;
+        if (!dst)
+            return EM_ENOMEM;
         for (int r = 0; r < src->rows; r++) {
-            memcpy(dst + (size_t)r * out_row, (const char *)src->data + (size_t)r * in_row + off, out_row);
+            memcpy(dst + (size_t)r * out_row, (const char *)src->data + (size_t)r * in_row + off,
+                   out_row);
         }
         out->data = dst;
         return EM_OK;
@@ -73,7 +79,8 @@ em_status shard_weights_create(const model *m, const shard_desc *sd, shard_weigh
         return EM_EINVAL;
     }
     shard_weights *w = calloc(1, sizeof *w);
-    if (!w) return EM_ENOMEM;
+    if (!w)
+        return EM_ENOMEM;
     w->m = m;
     w->sd = *sd;
     w->units = calloc((size_t)hp->n_layer * sd->n_units_local, sizeof *w->units);
@@ -96,7 +103,8 @@ em_status shard_weights_create(const model *m, const shard_desc *sd, shard_weigh
             uw->w1 = rows_view(&L->w1, lo, hi - lo);
             uw->w3 = rows_view(&L->w3, lo, hi - lo);
             st = cols_copy(w, &L->wo, u * G * hd, G * hd, &uw->wo);
-            if (st == EM_OK) st = cols_copy(w, &L->w2, lo, hi - lo, &uw->w2);
+            if (st == EM_OK)
+                st = cols_copy(w, &L->w2, lo, hi - lo, &uw->w2);
         }
     }
     if (st != EM_OK) {
@@ -109,8 +117,10 @@ em_status shard_weights_create(const model *m, const shard_desc *sd, shard_weigh
 
 void shard_weights_free(shard_weights *w)
 {
-    if (!w) return;
-    for (int i = 0; i < w->n_owned; i++) free(w->owned[i]);
+    if (!w)
+        return;
+    for (int i = 0; i < w->n_owned; i++)
+        free(w->owned[i]);
     free(w->owned);
     free(w->units);
     free(w);
@@ -123,7 +133,8 @@ size_t shard_weights_bytes(const shard_weights *w)
     for (int i = 0; i < n; i++) {
         const shard_unit_weights *u = &w->units[i];
         const kern_weight *ws[] = {&u->wq, &u->wk, &u->wv, &u->wo, &u->w1, &u->w3, &u->w2};
-        for (int j = 0; j < 7; j++) b += (size_t)ws[j]->rows * kern_row_bytes(ws[j]->dtype, ws[j]->cols);
+        for (int j = 0; j < 7; j++)
+            b += (size_t)ws[j]->rows * kern_row_bytes(ws[j]->dtype, ws[j]->cols);
     }
     return b;
 }

@@ -12,7 +12,8 @@ void stop_params_default(stop_params *p)
     p->max_tokens = 256;
 }
 
-em_status stop_params_add_string(stop_params *p, const char *s, size_t len, char *err, size_t errlen)
+em_status stop_params_add_string(stop_params *p, const char *s, size_t len, char *err,
+                                 size_t errlen)
 {
     if (p->n_stop >= STOP_MAX_STRINGS) {
         snprintf(err, errlen, "stop: at most %d stop strings", STOP_MAX_STRINGS);
@@ -60,7 +61,8 @@ em_status stop_state_init(stop_state *s, const stop_params *p, int eos_id)
     s->matched = -1;
     s->cap = 256;
     s->text = malloc(s->cap);
-    if (!s->text) return EM_ENOMEM;
+    if (!s->text)
+        return EM_ENOMEM;
     s->text[0] = 0;
     return EM_OK;
 }
@@ -76,9 +78,11 @@ stop_reason stop_state_append_text(stop_state *s, const char *piece, size_t piec
     const stop_params *p = s->p;
     if (s->len + piece_len + 1 > s->cap) {
         size_t nc = s->cap;
-        while (s->len + piece_len + 1 > nc) nc *= 2;
+        while (s->len + piece_len + 1 > nc)
+            nc *= 2;
         char *t = realloc(s->text, nc);
-        if (!t) return STOP_LENGTH; /* out of memory: end the generation cleanly */
+        if (!t)
+            return STOP_LENGTH; /* out of memory: end the generation cleanly */
         s->text = t;
         s->cap = nc;
     }
@@ -89,7 +93,8 @@ stop_reason stop_state_append_text(stop_state *s, const char *piece, size_t piec
     for (int i = 0; i < p->n_stop; i++) {
         size_t sl = strlen(p->stop[i]);
         size_t from = s->len > piece_len + sl ? s->len - piece_len - sl : 0;
-        if (from < s->emitted) from = s->emitted;
+        if (from < s->emitted)
+            from = s->emitted;
         char *hit = memmem(s->text + from, s->len - from, p->stop[i], sl);
         if (hit) {
             s->len = (size_t)(hit - s->text);
@@ -105,13 +110,17 @@ stop_reason stop_state_feed(stop_state *s, int32_t id, const char *piece, size_t
 {
     const stop_params *p = s->p;
     s->n_generated++;
-    if (id == s->eos_id && !p->ignore_eos) return STOP_EOS;
+    if (id == s->eos_id && !p->ignore_eos)
+        return STOP_EOS;
     for (int i = 0; i < p->n_stop_ids; i++) {
-        if (p->stop_ids[i] == id) return STOP_TOKEN;
+        if (p->stop_ids[i] == id)
+            return STOP_TOKEN;
     }
     stop_reason r = stop_state_append_text(s, piece, piece_len);
-    if (r != STOP_NONE) return r;
-    if (s->n_generated >= p->max_tokens) return STOP_LENGTH;
+    if (r != STOP_NONE)
+        return r;
+    if (s->n_generated >= p->max_tokens)
+        return STOP_LENGTH;
     return STOP_NONE;
 }
 
@@ -124,13 +133,15 @@ void stop_state_take(stop_state *s, int final, const char **out, size_t *n)
             size_t sl = strlen(s->p->stop[i]);
             for (size_t k = sl - 1; k > 0; k--) {
                 if (k <= s->len && memcmp(s->text + s->len - k, s->p->stop[i], k) == 0) {
-                    if (s->len - k < safe) safe = s->len - k;
+                    if (s->len - k < safe)
+                        safe = s->len - k;
                     break;
                 }
             }
         }
     }
-    if (safe < s->emitted) safe = s->emitted;
+    if (safe < s->emitted)
+        safe = s->emitted;
     *out = s->text + s->emitted;
     *n = safe - s->emitted;
     s->emitted = safe;
@@ -139,8 +150,13 @@ void stop_state_take(stop_state *s, int final, const char **out, size_t *n)
 const char *stop_reason_str(stop_reason r)
 {
     switch (r) {
-    case STOP_EOS: case STOP_TOKEN: case STOP_STRING: return "stop";
-    case STOP_LENGTH: return "length";
-    default: return "";
+    case STOP_EOS:
+    case STOP_TOKEN:
+    case STOP_STRING:
+        return "stop";
+    case STOP_LENGTH:
+        return "length";
+    default:
+        return "";
     }
 }

@@ -7,8 +7,8 @@
 
 #include "common/status.h"
 
-#define STOP_MAX_STRINGS 16
-#define STOP_MAX_IDS 64
+#define STOP_MAX_STRINGS    16
+#define STOP_MAX_IDS        64
 #define STOP_MAX_STRING_LEN 256
 
 typedef struct stop_params {
@@ -22,15 +22,16 @@ typedef struct stop_params {
 
 typedef enum {
     STOP_NONE = 0,
-    STOP_EOS,     /* finish_reason "stop" */
-    STOP_TOKEN,   /* a stop token id: "stop" */
-    STOP_STRING,  /* a stop string: "stop" */
-    STOP_LENGTH   /* max_tokens reached: "length" */
+    STOP_EOS,    /* finish_reason "stop" */
+    STOP_TOKEN,  /* a stop token id: "stop" */
+    STOP_STRING, /* a stop string: "stop" */
+    STOP_LENGTH  /* max_tokens reached: "length" */
 } stop_reason;
 
 void stop_params_default(stop_params *p);
 /* Adds a stop string / id; EM_EINVAL (message names the field) when over the limits. */
-em_status stop_params_add_string(stop_params *p, const char *s, size_t len, char *err, size_t errlen);
+em_status stop_params_add_string(stop_params *p, const char *s, size_t len, char *err,
+                                 size_t errlen);
 em_status stop_params_add_id(stop_params *p, int32_t id, int n_vocab, char *err, size_t errlen);
 em_status stop_params_validate(const stop_params *p, int max_ctx_tokens, char *err, size_t errlen);
 
@@ -38,10 +39,10 @@ typedef struct stop_state {
     const stop_params *p;
     int eos_id;
     int n_generated;
-    char *text;      /* generated text so far (NUL-terminated) */
+    char *text; /* generated text so far (NUL-terminated) */
     size_t len, cap;
-    size_t emitted;  /* bytes already handed out */
-    int matched;     /* index of the matched stop string, -1 none */
+    size_t emitted; /* bytes already handed out */
+    int matched;    /* index of the matched stop string, -1 none */
 } stop_state;
 
 em_status stop_state_init(stop_state *s, const stop_params *p, int eos_id);

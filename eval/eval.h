@@ -1,13 +1,13 @@
 /* Internals of //eval:kv_eval: sampled texts, retrieval cases, per-layer attention fidelity,
  * CSV/plot output. Each experiment writes one CSV under the output directory. */
 #pragma once
+#include <stdint.h>
+#include <stdio.h>
+
 #include "ems/config.h"
 #include "engine/engine.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
-
-#include <stdint.h>
-#include <stdio.h>
 
 /* One named policy configuration of the harness. */
 typedef struct ev_policy {

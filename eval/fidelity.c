@@ -4,12 +4,12 @@
  * layer's attention output is computed over the full and over the compressed cache with the
  * same queries, isolating what compression does to that layer. The forward's logits are
  * checked against the engine's (logit_check = max |difference|). */
-#include "ems/policy.h"
-#include "eval/eval.h"
-
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "ems/policy.h"
+#include "eval/eval.h"
 
 typedef struct fwd {
     const model *m;
@@ -35,11 +35,11 @@ static em_status attn_head(const fwd *f, ems_head *h, const float *q, int32_t qp
     return st == EM_OK ? kern_attn(f->o, &a) : st;
 }
 
-#define TRY(expr)                                  \
-    do {                                           \
-        em_status try_st_ = (expr);                \
-        if (try_st_ != EM_OK)                      \
-            return try_st_;                        \
+#define TRY(expr)                   \
+    do {                            \
+        em_status try_st_ = (expr); \
+        if (try_st_ != EM_OK)       \
+            return try_st_;         \
     } while (0)
 
 /* Attention of layer l for the query rows f->q over both caches: the full cache's output into
@@ -121,8 +121,8 @@ em_status ev_fidelity(engine *e, const model *m, const ems_config *cfg, const in
     float *lg = malloc(sizeof(float) * hp->n_vocab);
     double *num = calloc((size_t)hp->n_layer, sizeof(double)),
            *den = calloc((size_t)hp->n_layer, sizeof(double));
-    if (st == EM_OK && (!f.x || !f.xn || !f.q || !f.att || !f.tmp || !f.h1 || !f.h3 ||
-                        !f.out_c || !f.logits || !lg || !num || !den))
+    if (st == EM_OK && (!f.x || !f.xn || !f.q || !f.att || !f.tmp || !f.h1 || !f.h3 || !f.out_c ||
+                        !f.logits || !lg || !num || !den))
         st = EM_ENOMEM;
     *logit_check = 0.0;
     for (int i = 0; i < n && st == EM_OK; i++) {

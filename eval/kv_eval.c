@@ -6,10 +6,6 @@
  *   fidelity.csv                      per-layer attention-output relative error vs full cache
  *   ablation.csv                      EMS and SimLayerKV variants, quantization combinations
  * Texts: the sample in ../shared/data plus texts sampled from the model with fixed seeds. */
-#include "common/timeutil.h"
-#include "eval/eval.h"
-#include "eval/stream.h"
-
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +13,10 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "common/timeutil.h"
+#include "eval/eval.h"
+#include "eval/stream.h"
 
 #define MAX_TEXTS 6
 #define MAX_CASES 128

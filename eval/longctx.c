@@ -2,13 +2,13 @@
  * prompt, decode-time KL stream, full-cache logits, bootstrap intervals. */
 #include "eval/longctx.h"
 
-#include "common/timeutil.h"
-#include "ems/policy.h"
-
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/timeutil.h"
+#include "ems/policy.h"
 
 static int argmax(const float *x, int n)
 {
@@ -41,9 +41,9 @@ static em_status forward_one(engine *e, ems_cache *c, int32_t tok, int pos, floa
     return engine_forward(e, &b, &c, logits);
 }
 
-em_status lc_answer_fork(engine *e, const ems_cache *base, const ems_config *cfg,
-                         int32_t last_tok, int last_pos, int max_new, int32_t stop_id,
-                         lc_answer *a, float *first_logits)
+em_status lc_answer_fork(engine *e, const ems_cache *base, const ems_config *cfg, int32_t last_tok,
+                         int last_pos, int max_new, int32_t stop_id, lc_answer *a,
+                         float *first_logits)
 {
     memset(a, 0, sizeof *a);
     if (max_new < 1 || max_new > LC_MAX_ANSWER)
@@ -93,7 +93,8 @@ em_status lc_answer_fork(engine *e, const ems_cache *base, const ems_config *cfg
 
 static const char k_filler[] =
     "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. ";
-static const char k_system[] = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
+static const char k_system[] =
+    "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
 
 static char *passkey_text(int key, int reps, double depth)
 {
@@ -109,8 +110,8 @@ static char *passkey_text(int key, int reps, double depth)
                                 k_system);
     for (int i = 0; i < reps; i++) {
         if (i == at)
-            n += (size_t)snprintf(s + n, cap - n,
-                                  "The pass key is %d. Remember it. %d is the pass key. ", key, key);
+            n += (size_t)snprintf(
+                s + n, cap - n, "The pass key is %d. Remember it. %d is the pass key. ", key, key);
         memcpy(s + n, k_filler, sizeof k_filler - 1);
         n += sizeof k_filler - 1;
     }
@@ -149,8 +150,8 @@ static int count_tokens(const tokenizer *tok, int key, int reps, double depth)
     return n;
 }
 
-em_status lc_passkey_prompt(const tokenizer *tok, int key, int tokens, double depth,
-                            int32_t **ids, int *n)
+em_status lc_passkey_prompt(const tokenizer *tok, int key, int tokens, double depth, int32_t **ids,
+                            int *n)
 {
     *ids = NULL;
     if (key < 10000 || key > 99999 || tokens < 64 || depth < 0 || depth > 1)
@@ -270,8 +271,7 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-void lc_boot_ci(const double *x, int n, int block, int reps, uint64_t seed, double *lo,
-                double *hi)
+void lc_boot_ci(const double *x, int n, int block, int reps, uint64_t seed, double *lo, double *hi)
 {
     *lo = *hi = NAN;
     if (n < 1 || reps < 20)

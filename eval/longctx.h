@@ -13,13 +13,13 @@
  * KV bytes are read with ems_cache_kv_bytes (packed codes + f16 scales + f32 residual when
  * quantized) after every policy step of the answer (mean and peak over the answer). */
 #pragma once
+#include <stdint.h>
+
 #include "common/status.h"
 #include "ems/config.h"
 #include "ems/kv_cache.h"
 #include "engine/engine.h"
 #include "model/tokenizer.h"
-
-#include <stdint.h>
 
 #define LC_MAX_ANSWER 32
 
@@ -30,25 +30,25 @@ em_status lc_prompt_cache(engine *e, const int32_t *ids, int n, int w_loc, int c
 typedef struct lc_answer {
     int32_t ids[LC_MAX_ANSWER];
     int n;
-    double bytes_mean;      /* KV bytes after each policy step of the answer, averaged */
-    uint64_t bytes_peak;    /* largest of them, and of the caches right before those steps */
-    uint64_t bytes_prompt;  /* right after the prefill-end compression */
+    double bytes_mean;     /* KV bytes after each policy step of the answer, averaged */
+    uint64_t bytes_peak;   /* largest of them, and of the caches right before those steps */
+    uint64_t bytes_prompt; /* right after the prefill-end compression */
     uint64_t entries_prompt;
-    double compress_s;      /* inside the prefill-end step */
+    double compress_s; /* inside the prefill-end step */
 } lc_answer;
 
 /* Steps 2-3 above: base = lc_prompt_cache of ids[0, last_pos); last_tok at last_pos.
  * Greedy, at most max_new (<= LC_MAX_ANSWER) tokens, stops after stop_id (-1: none).
  * first_logits (may be NULL) receives the logits of the first answer token. */
-em_status lc_answer_fork(engine *e, const ems_cache *base, const ems_config *cfg,
-                         int32_t last_tok, int last_pos, int max_new, int32_t stop_id,
-                         lc_answer *a, float *first_logits);
+em_status lc_answer_fork(engine *e, const ems_cache *base, const ems_config *cfg, int32_t last_tok,
+                         int last_pos, int max_new, int32_t stop_id, lc_answer *a,
+                         float *first_logits);
 
 /* The passkey prompt of eval/passkey/prompt.py (SmolLM2's ChatML with its default system
  * message): repetitive filler with the needle at `depth` (0..1), about `tokens` tokens.
  * *ids (owned by the caller) gets the ids with special tokens parsed. */
-em_status lc_passkey_prompt(const tokenizer *tok, int key, int tokens, double depth,
-                            int32_t **ids, int *n);
+em_status lc_passkey_prompt(const tokenizer *tok, int key, int tokens, double depth, int32_t **ids,
+                            int *n);
 
 /* Decode-time mode over one window ids[0, n): ids[0, n_pre) prefilled in one call (a head then
  * holds n_pre <= budget entries: nothing is due), then ids[n_pre, n-1) streamed one token at
@@ -68,5 +68,4 @@ em_status lc_full_logits(engine *e, const int32_t *ids, int n, int chunk, float 
 
 /* Percentile bootstrap 95 % interval of the mean of x[0, n) (resampling blocks of `block`
  * consecutive values; 1 = iid), reps resamples, fixed seed. */
-void lc_boot_ci(const double *x, int n, int block, int reps, uint64_t seed, double *lo,
-                double *hi);
+void lc_boot_ci(const double *x, int n, int block, int reps, uint64_t seed, double *lo, double *hi);

@@ -2,18 +2,18 @@
  *   passkey retrieval with end-of-prompt compression (longctx.h protocol) and decode-time
  *   KL(full || compressed) on real prose, with bootstrap 95 % intervals and KV bytes held.
  * Writes CSV + markdown + gnuplot PNGs under --out; progress on stderr. See eval/README.md. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "common/timeutil.h"
 #include "eval/eval.h"
 #include "eval/longctx.h"
 #include "eval/stream.h"
 #include "model/model.h"
 
-#include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-#define MAXV 16
+#define MAXV   16
 #define N_BOOT 2000
 
 typedef struct opts {
@@ -22,14 +22,15 @@ typedef struct opts {
     double depths[MAXV];
     int n_depths, keys, budgets[MAXV], n_budgets, threads, max_new;
     const char *texts[MAXV];
-    int n_texts, kl_window, kl_budgets[MAXV], n_kl_budgets, do_passkey, do_kl, quick, summarize, first_key;
+    int n_texts, kl_window, kl_budgets[MAXV], n_kl_budgets, do_passkey, do_kl, quick, summarize,
+        first_key;
 } opts;
 
 /* methods compared at every budget; the last one is EMS with int4 */
 static const char *k_methods[] = {"streamingllm", "h2o",  "snapkv", "pyramidkv", "tova",
                                   "simlayerkv",   "roco", "ems",    "ems+int4"};
 #define N_METHODS ((int)(sizeof k_methods / sizeof k_methods[0]))
-#define EMS_IDX 7
+#define EMS_IDX   7
 /* methods run (all by default; --quick: streamingllm, h2o, ems) */
 static int g_use[N_METHODS] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
 
@@ -49,8 +50,8 @@ static int make_cfg(int mi, int B, ems_config *cfg)
         kv[n++] = "quant=int4";
     ev_policy p;
     int bad = mi < 0 ? ev_policy_make(&p, "full", "full", 0, NULL)
-                     : ev_policy_make(&p, k_methods[mi], mi == N_METHODS - 1 ? "ems" : k_methods[mi],
-                                      B, kv);
+                     : ev_policy_make(&p, k_methods[mi],
+                                      mi == N_METHODS - 1 ? "ems" : k_methods[mi], B, kv);
     *cfg = p.cfg;
     return bad;
 }
@@ -177,8 +178,8 @@ static int run_passkey(const opts *o, engine *e, const tokenizer *tok)
                         continue;
                     make_cfg(mi, B, &cfg);
                     lc_answer a;
-                    em_status st =
-                        lc_answer_fork(e, base, &cfg, ids[n - 1], n - 1, o->max_new, stop, &a, NULL);
+                    em_status st = lc_answer_fork(e, base, &cfg, ids[n - 1], n - 1, o->max_new,
+                                                  stop, &a, NULL);
                     if (st != EM_OK) {
                         fprintf(stderr, "error: %s B=%d: %s\n", mi < 0 ? "full" : k_methods[mi], B,
                                 em_status_str(st));
@@ -302,9 +303,10 @@ static int summarize_passkey(const opts *o)
     fprintf(s, "method,budget,n_cases,accuracy,ci_lo,ci_hi,kv_bytes_mean,kv_bytes_peak,"
                "frac_of_full,bytes_vs_ems,ems_minus_this,diff_lo,diff_hi,compress_ms\n");
     fprintf(md, "%d complete cases (of %d in passkey_cases.csv)\n\n", n_used, n_cases);
-    fprintf(md, "| method | B | accuracy [95%% CI] | KV MiB mean (peak) | %% of full | bytes / EMS's | "
-                "EMS - method [95%% CI] | prefill-end compression, ms |\n"
-                "|---|---|---|---|---|---|---|---|\n");
+    fprintf(md,
+            "| method | B | accuracy [95%% CI] | KV MiB mean (peak) | %% of full | bytes / EMS's | "
+            "EMS - method [95%% CI] | prefill-end compression, ms |\n"
+            "|---|---|---|---|---|---|---|---|\n");
     for (int pi = 0; pi < n_pol; pi++) {
         pk_acc *a = &acc[pi];
         int mi = pi == 0 ? -1 : (pi - 1) % N_METHODS, bi = pi == 0 ? 0 : (pi - 1) / N_METHODS;
@@ -337,7 +339,10 @@ static int summarize_passkey(const opts *o)
             fprintf(md, " | %.0f |\n", a->ms / a->n);
         else
             fprintf(md, "%+.2f [%+.2f, %+.2f]%s | %.0f |\n", dm, dlo, dhi,
-                    dlo > 0 ? " win" : dhi < 0 ? " loss" : "", a->ms / a->n);
+                    dlo > 0   ? " win"
+                    : dhi < 0 ? " loss"
+                              : "",
+                    a->ms / a->n);
     }
     fclose(s);
     fclose(md);
@@ -438,14 +443,17 @@ static int run_kl(const opts *o, engine *e, const tokenizer *tok)
         }
         fprintf(s, "%s,%d,%d,%.6f,%.6f,%.6f,%.4f,%.0f,%.0f,%.4f,%.6f,%.6f,%.6f\n", k_methods[mi],
                 o->kl_budgets[bi], n, m, lo, hi, a, bytes[pi] / n, peak[pi], ratio, dm, dlo, dhi);
-        fprintf(md, "| %s | %d | %.4f [%.4f, %.4f] | %.3f | %.2f (%.2f) | %s%.2f%s | ", k_methods[mi],
-                o->kl_budgets[bi], m, lo, hi, a, bytes[pi] / n / 1048576.0, peak[pi] / 1048576.0,
-                fabs(ratio - 1) > 0.05 ? "**" : "", ratio, fabs(ratio - 1) > 0.05 ? "**" : "");
+        fprintf(md, "| %s | %d | %.4f [%.4f, %.4f] | %.3f | %.2f (%.2f) | %s%.2f%s | ",
+                k_methods[mi], o->kl_budgets[bi], m, lo, hi, a, bytes[pi] / n / 1048576.0,
+                peak[pi] / 1048576.0, fabs(ratio - 1) > 0.05 ? "**" : "", ratio,
+                fabs(ratio - 1) > 0.05 ? "**" : "");
         if (isnan(dm))
             fprintf(md, " |\n");
         else
             fprintf(md, "%+.4f [%+.4f, %+.4f]%s |\n", dm, dlo, dhi,
-                    dhi < 0 ? " EMS lower" : dlo > 0 ? " EMS higher" : "");
+                    dhi < 0   ? " EMS lower"
+                    : dlo > 0 ? " EMS higher"
+                              : "");
     }
     fclose(s);
     fclose(md);
@@ -457,44 +465,58 @@ static int run_kl(const opts *o, engine *e, const tokenizer *tok)
 
 static void write_plots(const opts *o)
 {
-    ev_gnuplot(o->out,
-               "set terminal pngcairo size 900,600\nset datafile separator ','\nset key off\n"
-               "set grid\n"
-               "if (system('test -s passkey.csv && echo 1') eq '1') {\n"
-               "set output 'passkey_acc_bytes.png'\n"
-               "set xlabel 'KV cache held, MiB (mean over the answer tokens)'\n"
-               "set title 'SmolLM2 passkey, end-of-prompt compression: accuracy vs KV bytes "
-               "(bars: 95% bootstrap CI)'\nset ylabel 'retrieval accuracy'\nset yrange [-0.05:1.1]\n"
-               "plot 'passkey.csv' every ::1 using ($7/1048576):4:6:5 with yerrorbars pt 7, \\\n"
-               "     '' every ::1 using ($7/1048576):4:(sprintf('%s B%d', strcol(1), $2)) "
-               "with labels rotate by 35 left offset 0.5,0.3 font ',8'\n}\n"
-               "if (system('test -s kl.csv && echo 1') eq '1') {\n"
-               "set output 'kl_bytes.png'\nset autoscale y\nset logscale y\n"
-               "set xlabel 'KV cache held, MiB (mean over the streamed tokens)'\n"
-               "set title 'SmolLM2 decode-time KL(full || compressed) on prose vs KV bytes "
-               "(bars: 95% block-bootstrap CI)'\nset ylabel 'mean KL (nats)'\n"
-               "plot 'kl.csv' every ::1 using ($8/1048576):4:6:5 with yerrorbars pt 7, \\\n"
-               "     '' every ::1 using ($8/1048576):4:(sprintf('%s B%d', strcol(1), $2)) "
-               "with labels rotate by 35 left offset 0.5,0.3 font ',8'\n}\n");
+    ev_gnuplot(
+        o->out,
+        "set terminal pngcairo size 900,600\nset datafile separator ','\nset key off\n"
+        "set grid\n"
+        "if (system('test -s passkey.csv && echo 1') eq '1') {\n"
+        "set output 'passkey_acc_bytes.png'\n"
+        "set xlabel 'KV cache held, MiB (mean over the answer tokens)'\n"
+        "set title 'SmolLM2 passkey, end-of-prompt compression: accuracy vs KV bytes "
+        "(bars: 95% bootstrap CI)'\nset ylabel 'retrieval accuracy'\nset yrange [-0.05:1.1]\n"
+        "plot 'passkey.csv' every ::1 using ($7/1048576):4:6:5 with yerrorbars pt 7, \\\n"
+        "     '' every ::1 using ($7/1048576):4:(sprintf('%s B%d', strcol(1), $2)) "
+        "with labels rotate by 35 left offset 0.5,0.3 font ',8'\n}\n"
+        "if (system('test -s kl.csv && echo 1') eq '1') {\n"
+        "set output 'kl_bytes.png'\nset autoscale y\nset logscale y\n"
+        "set xlabel 'KV cache held, MiB (mean over the streamed tokens)'\n"
+        "set title 'SmolLM2 decode-time KL(full || compressed) on prose vs KV bytes "
+        "(bars: 95% block-bootstrap CI)'\nset ylabel 'mean KL (nats)'\n"
+        "plot 'kl.csv' every ::1 using ($8/1048576):4:6:5 with yerrorbars pt 7, \\\n"
+        "     '' every ::1 using ($8/1048576):4:(sprintf('%s B%d', strcol(1), $2)) "
+        "with labels rotate by 35 left offset 0.5,0.3 font ',8'\n}\n");
 }
 
 /* ---- main ------------------------------------------------------------------------------- */
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: longctx [--model M] [--out DIR] [--quick] [--task passkey|kl|all]\n"
-            "  [--sizes 1024,2048,4096] [--depths 10,50,90] [--keys 2] [--first-key 0] [--budgets 128,256]\n"
-            "  [--text FILE]... [--kl-window 1024] [--kl-budgets 128,256] [--threads 1]\n"
-            "  [--max-new 12] [--summarize] [--methods ems,snapkv,...] [--ems-param KEY=VALUE]...\n");
+    fprintf(
+        stderr,
+        "usage: longctx [--model M] [--out DIR] [--quick] [--task passkey|kl|all]\n"
+        "  [--sizes 1024,2048,4096] [--depths 10,50,90] [--keys 2] [--first-key 0] [--budgets "
+        "128,256]\n"
+        "  [--text FILE]... [--kl-window 1024] [--kl-budgets 128,256] [--threads 1]\n"
+        "  [--max-new 12] [--summarize] [--methods ems,snapkv,...] [--ems-param KEY=VALUE]...\n");
 }
 
 static int parse_args(int argc, char **argv, opts *o)
 {
-    *o = (opts){.model = model_find_default(), .out = "eval/results", .n_sizes = 3,
-                .sizes = {1024, 2048, 4096}, .n_depths = 3, .depths = {0.1, 0.5, 0.9}, .keys = 2,
-                .n_budgets = 2, .budgets = {128, 256}, .threads = 1, .max_new = 12,
-                .kl_window = 1024, .n_kl_budgets = 2, .kl_budgets = {128, 256}, .do_passkey = 1,
+    *o = (opts){.model = model_find_default(),
+                .out = "eval/results",
+                .n_sizes = 3,
+                .sizes = {1024, 2048, 4096},
+                .n_depths = 3,
+                .depths = {0.1, 0.5, 0.9},
+                .keys = 2,
+                .n_budgets = 2,
+                .budgets = {128, 256},
+                .threads = 1,
+                .max_new = 12,
+                .kl_window = 1024,
+                .n_kl_budgets = 2,
+                .kl_budgets = {128, 256},
+                .do_passkey = 1,
                 .do_kl = 1};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -557,8 +579,8 @@ static int parse_args(int argc, char **argv, opts *o)
     }
     if (!o->n_texts)
         o->texts[o->n_texts++] = "/usr/share/common-licenses/GPL-3";
-    int bad = !o->model || o->keys < 1 || o->keys > 16 || o->first_key < 0 || o->threads < 1 || o->max_new < 1 ||
-              o->max_new > LC_MAX_ANSWER || o->kl_window < 64;
+    int bad = !o->model || o->keys < 1 || o->keys > 16 || o->first_key < 0 || o->threads < 1 ||
+              o->max_new < 1 || o->max_new > LC_MAX_ANSWER || o->kl_window < 64;
     for (int k = 0; k < o->n_budgets; k++)
         bad |= o->budgets[k] < 8;
     for (int k = 0; k < o->n_kl_budgets; k++)

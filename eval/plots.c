@@ -1,9 +1,9 @@
 /* gnuplot scripts for the harness's CSVs (PNG, pngcairo when available). */
-#include "eval/eval.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "eval/eval.h"
 
 static const char *k_head =
     "set datafile separator ','\n"

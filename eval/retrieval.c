@@ -1,11 +1,11 @@
 /* Retrieval cases: "Once upon a time, there was a little girl named NAME." + neutral filler of
  * a given length in tokens + " One day," -> the model should continue with NAME (it copies
  * names it has seen). Success = every name token is the greedy choice, teacher-forced. */
-#include "ems/policy.h"
-#include "eval/eval.h"
-
 #include <stdlib.h>
 #include <string.h>
+
+#include "ems/policy.h"
+#include "eval/eval.h"
 
 static const char *const k_girls[] = {"Lily", "Sue",  "Kitty", "Anna",
                                       "Mia",  "Lucy", "Sara",  "Jane"};
@@ -74,7 +74,8 @@ static em_status make_texts(const tokenizer *tok, int ni, int distance, int32_t 
         *dist = n - n_intro;
     }
     strncat(text, " One day,", sizeof text - strlen(text) - 1);
-    if (st == EM_OK) st = encode(tok, text, a, cap, np);
+    if (st == EM_OK)
+        st = encode(tok, text, a, cap, np);
     strncat(text, " ", sizeof text - strlen(text) - 1);
     strncat(text, name, sizeof text - strlen(text) - 1);
     return st == EM_OK ? encode(tok, text, b, cap, nf) : st;

@@ -1,13 +1,13 @@
 /* Streaming evaluation core (see stream.h). */
 #include "eval/stream.h"
 
-#include "common/timeutil.h"
-#include "ems/policy.h"
-
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/timeutil.h"
+#include "ems/policy.h"
 
 static int argmax(const float *x, int n)
 {

@@ -4,12 +4,12 @@
  * and top-1 agreement against reference logits, KV memory and compression time. Also text
  * loading (stories separated by <|endoftext|>, each starting with BOS). */
 #pragma once
+#include <stdint.h>
+
 #include "common/status.h"
 #include "ems/config.h"
 #include "engine/engine.h"
 #include "model/tokenizer.h"
-
-#include <stdint.h>
 
 typedef struct ev_stream_opts {
     const float *ref_logits; /* [n][n_vocab] logits of the full cache (KL/top-1); NULL = none */

@@ -1,10 +1,10 @@
 /* Texts sampled from the model with fixed seeds (full cache, temperature 1, no truncation),
  * stories chained EOS -> BOS as in the TinyStories data. Also the policy helper. */
-#include "eval/eval.h"
-
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "eval/eval.h"
 
 em_status ev_policy_make(ev_policy *p, const char *name, const char *method, int B,
                          const char *const *kv)

@@ -65,10 +65,10 @@ typedef struct kern_attn_stats {
 
 /* One KV head's attention for a group of G query heads.
  *   q      [n_q][q_stride] : query i, head g at q + i*q_stride + g*hd (post-RoPE)
- *   q_pos  [n_q]           : position of query i (causal mask: entry j visible iff pos[j] <= q_pos[i])
- *   k, v   [len][hd]       : cache entries (post-RoPE keys), kpos [len] their positions
- *   out    [n_q][o_stride] : out + i*o_stride + g*hd receives the attention output
- * scale = 1/sqrt(hd). A query that sees no entry gets a zero output. */
+ *   q_pos  [n_q]           : position of query i (causal mask: entry j visible iff pos[j] <=
+ * q_pos[i]) k, v   [len][hd]       : cache entries (post-RoPE keys), kpos [len] their positions out
+ * [n_q][o_stride] : out + i*o_stride + g*hd receives the attention output scale = 1/sqrt(hd). A
+ * query that sees no entry gets a zero output. */
 typedef struct kern_attn_args {
     int n_q, G, hd, len;
     const float *q;
@@ -98,8 +98,7 @@ typedef struct kern_ops {
     em_status (*rope)(void *ctx, float *x, int n_tok, int n_heads, int hd, int stride,
                       const int32_t *pos, float base, int rope_dim);
     /* out[i] = silu(gate[i]) * up[i], n rows of dim (strides equal dim) */
-    em_status (*swiglu)(void *ctx, const float *gate, const float *up, int n, int dim,
-                        float *out);
+    em_status (*swiglu)(void *ctx, const float *gate, const float *up, int n, int dim, float *out);
     /* see kern_attn_args */
     em_status (*attn)(void *ctx, const kern_attn_args *a);
     /* Optional (NULL: the caller runs the items itself): runs fn(user, i, tid) for every i in
@@ -117,7 +116,8 @@ static inline void kern_parallel_for(const kern_ops *o, int n,
         o->parallel_for(o->ctx, n, fn, user);
         return;
     }
-    for (int i = 0; i < n; i++) fn(user, i, 0);
+    for (int i = 0; i < n; i++)
+        fn(user, i, 0);
 }
 
 /* How a matmul with a quantized weight (kernels/quant.h) treats its activations; a property
@@ -173,8 +173,7 @@ em_status kern_check_attn(const kern_attn_args *a);
 #define KERN_MUST_CHECK __attribute__((warn_unused_result))
 
 static inline KERN_MUST_CHECK em_status kern_matmul(const kern_ops *o, const kern_weight *w,
-                                                    const float *x, int xs, int n, float *y,
-                                                    int ys)
+                                                    const float *x, int xs, int n, float *y, int ys)
 {
     return o->matmul(o->ctx, w, x, xs, n, y, ys);
 }

@@ -32,10 +32,10 @@
  *   Q4_K (x: q8_kx)         (d_w * d_x) * isum - (dmin_w * d_x) * imin,
  *                           isum = sum_j sc[j] * sum_{i in j} q[i] x_q[i],
  *                           imin = sum_j mn[j] * sum_{i in j} x_q[i]    (j: sub-blocks of 32)
- *   Q6_K (x: q8_kx)         (d_w * d_x) * isum,  isum = sum_k scales[k] * sum_{i in k} (q[i] - 32) x_q[i]
- *                                                                        (k: groups of 16)
- * (integer sums are exact). Fast backends may add the same terms in another fixed order (e.g.
- * 8 f32 lanes, then a lane tree): they agree with the reference to f32 reassociation error. */
+ *   Q6_K (x: q8_kx)         (d_w * d_x) * isum,  isum = sum_k scales[k] * sum_{i in k} (q[i] - 32)
+ * x_q[i] (k: groups of 16) (integer sums are exact). Fast backends may add the same terms in
+ * another fixed order (e.g. 8 f32 lanes, then a lane tree): they agree with the reference to f32
+ * reassociation error. */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -66,9 +66,20 @@ void kern_dequant_row(kern_dtype t, const void *row, float *out, int cols);
 void kern_quant_row(kern_dtype t, const float *x, void *out, int cols);
 
 /* Activation blocks (the vec-dot side of a quantized matmul), f32 scale kept exact. */
-typedef struct kern_q8_0x { float d; int8_t q[32]; } kern_q8_0x;          /* for Q4_0, Q8_0 */
-typedef struct kern_q8_1x { float d; float s; int8_t q[32]; } kern_q8_1x; /* Q4_1: s = d*sum(q) */
-typedef struct kern_q8_kx { float d; int8_t q[256]; int16_t bsums[16]; } kern_q8_kx; /* K-quants */
+typedef struct kern_q8_0x {
+    float d;
+    int8_t q[32];
+} kern_q8_0x; /* for Q4_0, Q8_0 */
+typedef struct kern_q8_1x {
+    float d;
+    float s;
+    int8_t q[32];
+} kern_q8_1x; /* Q4_1: s = d*sum(q) */
+typedef struct kern_q8_kx {
+    float d;
+    int8_t q[256];
+    int16_t bsums[16];
+} kern_q8_kx; /* K-quants */
 
 /* The activation format a quantized weight type is multiplied with (KERN_ACT_NONE for f32/f16:
  * those multiply f32 activations directly). */

@@ -32,12 +32,16 @@ static em_status fail(cursor *c, const char *fmt, ...)
     return EM_EINVAL;
 }
 
-static size_t left(const cursor *c) { return (size_t)(c->end - c->p); }
+static size_t left(const cursor *c)
+{
+    return (size_t)(c->end - c->p);
+}
 
 /* n bytes from the cursor; EM_EINVAL when fewer are left (the file is truncated). */
 static em_status rd(cursor *c, void *dst, size_t n)
 {
-    if (left(c) < n) return EM_EINVAL;
+    if (left(c) < n)
+        return EM_EINVAL;
     memcpy(dst, c->p, n);
     c->p += n;
     return EM_OK;
@@ -47,7 +51,8 @@ static em_status rd(cursor *c, void *dst, size_t n)
 static em_status rd_str(cursor *c, gguf_str *s)
 {
     uint64_t len;
-    if (rd(c, &len, 8) != EM_OK || len > left(c)) return EM_EINVAL;
+    if (rd(c, &len, 8) != EM_OK || len > left(c))
+        return EM_EINVAL;
     s->len = len;
     s->data = (const char *)c->p;
     c->p += len;
@@ -57,11 +62,23 @@ static em_status rd_str(cursor *c, gguf_str *s)
 static size_t scalar_size(uint32_t t)
 {
     switch (t) {
-    case GGUF_TYPE_UINT8: case GGUF_TYPE_INT8: case GGUF_TYPE_BOOL: return 1;
-    case GGUF_TYPE_UINT16: case GGUF_TYPE_INT16: return 2;
-    case GGUF_TYPE_UINT32: case GGUF_TYPE_INT32: case GGUF_TYPE_FLOAT32: return 4;
-    case GGUF_TYPE_UINT64: case GGUF_TYPE_INT64: case GGUF_TYPE_FLOAT64: return 8;
-    default: return 0;
+    case GGUF_TYPE_UINT8:
+    case GGUF_TYPE_INT8:
+    case GGUF_TYPE_BOOL:
+        return 1;
+    case GGUF_TYPE_UINT16:
+    case GGUF_TYPE_INT16:
+        return 2;
+    case GGUF_TYPE_UINT32:
+    case GGUF_TYPE_INT32:
+    case GGUF_TYPE_FLOAT32:
+        return 4;
+    case GGUF_TYPE_UINT64:
+    case GGUF_TYPE_INT64:
+    case GGUF_TYPE_FLOAT64:
+        return 8;
+    default:
+        return 0;
     }
 }
 
@@ -72,8 +89,8 @@ static em_status skip_value(cursor *c, gguf_kv *kv, uint32_t t)
         gguf_str s;
         kv->val = c->p;
         if (rd_str(c, &s) != EM_OK) {
-            return fail(c, "string value of '%.*s' runs past the end of the file",
-                        (int)kv->key.len, kv->key.data);
+            return fail(c, "string value of '%.*s' runs past the end of the file", (int)kv->key.len,
+                        kv->key.data);
         }
         return EM_OK;
     }
@@ -86,10 +103,12 @@ static em_status skip_value(cursor *c, gguf_kv *kv, uint32_t t)
         kv->arr_type = (gguf_type)at;
         kv->arr_len = n;
         kv->val = c->p;
-        if (at == GGUF_TYPE_ARRAY) return fail(c, "nested arrays are not supported");
+        if (at == GGUF_TYPE_ARRAY)
+            return fail(c, "nested arrays are not supported");
         if (at == GGUF_TYPE_STRING) {
-            if (n > left(c) / 8) return fail(c, "array of %llu strings cannot fit in the file",
-                                             (unsigned long long)n);
+            if (n > left(c) / 8)
+                return fail(c, "array of %llu strings cannot fit in the file",
+                            (unsigned long long)n);
             for (uint64_t i = 0; i < n; i++) {
                 gguf_str s;
                 if (rd_str(c, &s) != EM_OK) {
@@ -100,17 +119,19 @@ static em_status skip_value(cursor *c, gguf_kv *kv, uint32_t t)
             return EM_OK;
         }
         size_t es = scalar_size(at);
-        if (!es) return fail(c, "array of unknown type %u", at);
-        if (n > left(c) / es) return fail(c, "array '%.*s' (%llu elements) runs past the end",
-                                          (int)kv->key.len, kv->key.data, (unsigned long long)n);
+        if (!es)
+            return fail(c, "array of unknown type %u", at);
+        if (n > left(c) / es)
+            return fail(c, "array '%.*s' (%llu elements) runs past the end", (int)kv->key.len,
+                        kv->key.data, (unsigned long long)n);
         c->p += n * es;
         return EM_OK;
     }
     size_t sz = scalar_size(t);
-    if (!sz) return fail(c, "key '%.*s' has unknown value type %u", (int)kv->key.len, kv->key.data,
-                         t);
-    if (left(c) < sz) return fail(c, "value of '%.*s' runs past the end", (int)kv->key.len,
-                                  kv->key.data);
+    if (!sz)
+        return fail(c, "key '%.*s' has unknown value type %u", (int)kv->key.len, kv->key.data, t);
+    if (left(c) < sz)
+        return fail(c, "value of '%.*s' runs past the end", (int)kv->key.len, kv->key.data);
     kv->val = c->p;
     c->p += sz;
     return EM_OK;
@@ -133,17 +154,21 @@ static size_t type_nbytes(uint32_t type, uint64_t nel, int *ok)
  * of a few MB with ~10^5 tiny tensors would stall the loader for minutes. */
 static em_status check_unique_names(cursor *c, const gguf_file *f)
 {
-    if (f->n_tensors < 2) return EM_OK;
+    if (f->n_tensors < 2)
+        return EM_OK;
     size_t cap = 16;
-    while (cap < 2 * f->n_tensors) cap <<= 1;
+    while (cap < 2 * f->n_tensors)
+        cap <<= 1;
     uint64_t *slot = malloc(cap * sizeof *slot); /* tensor index + 1, 0 = empty */
-    if (!slot) return EM_ENOMEM;
+    if (!slot)
+        return EM_ENOMEM;
     memset(slot, 0, cap * sizeof *slot);
     em_status st = EM_OK;
     for (uint64_t i = 0; i < f->n_tensors && st == EM_OK; i++) {
         gguf_str n = f->tensors[i].name;
         uint64_t h = 1469598103934665603ull;
-        for (uint64_t k = 0; k < n.len; k++) h = (h ^ (uint8_t)n.data[k]) * 1099511628211ull;
+        for (uint64_t k = 0; k < n.len; k++)
+            h = (h ^ (uint8_t)n.data[k]) * 1099511628211ull;
         for (size_t j = (size_t)h & (cap - 1);; j = (j + 1) & (cap - 1)) {
             if (!slot[j]) {
                 slot[j] = i + 1;
@@ -171,10 +196,12 @@ static em_status parse_tensors(cursor *c, gguf_file *f)
         if (rd(c, &t->n_dims, 4) != EM_OK) {
             return fail(c, "tensor %llu: truncated", (unsigned long long)i);
         }
-        if (t->n_dims < 1 || t->n_dims > 4) return fail(c, "tensor '%.*s': %u dimensions (1-4 allowed)",
-                                                         (int)t->name.len, t->name.data, t->n_dims);
+        if (t->n_dims < 1 || t->n_dims > 4)
+            return fail(c, "tensor '%.*s': %u dimensions (1-4 allowed)", (int)t->name.len,
+                        t->name.data, t->n_dims);
         uint64_t nel = 1;
-        for (int d = 0; d < 4; d++) t->ne[d] = 1;
+        for (int d = 0; d < 4; d++)
+            t->ne[d] = 1;
         for (uint32_t d = 0; d < t->n_dims; d++) {
             if (rd(c, &t->ne[d], 8) != EM_OK) {
                 return fail(c, "tensor '%.*s': truncated shape", (int)t->name.len, t->name.data);
@@ -194,8 +221,9 @@ static em_status parse_tensors(cursor *c, gguf_file *f)
                         (int)t->name.len, t->name.data, (unsigned long long)nel,
                         ggml_type_get(t->type).name);
         }
-        if (!ok) return fail(c, "tensor '%.*s': unknown ggml type %u", (int)t->name.len,
-                             t->name.data, t->type);
+        if (!ok)
+            return fail(c, "tensor '%.*s': unknown ggml type %u", (int)t->name.len, t->name.data,
+                        t->type);
     }
     return check_unique_names(c, f);
 }
@@ -207,19 +235,22 @@ static em_status parse(const uint8_t *buf, size_t size, gguf_file *f, char *err,
     if (rd(&c, magic, 4) != EM_OK || memcmp(magic, "GGUF", 4) != 0) {
         return fail(&c, "not a GGUF file (bad magic)");
     }
-    if (rd(&c, &f->version, 4) != EM_OK) return fail(&c, "truncated header");
-    if (f->version != 3) return fail(&c, "GGUF version %u not supported (need 3)", f->version);
+    if (rd(&c, &f->version, 4) != EM_OK)
+        return fail(&c, "truncated header");
+    if (f->version != 3)
+        return fail(&c, "GGUF version %u not supported (need 3)", f->version);
     if (rd(&c, &f->n_tensors, 8) != EM_OK || rd(&c, &f->n_kv, 8) != EM_OK) {
         return fail(&c, "truncated header");
     }
     /* Each kv needs >= 12 bytes, each tensor info >= 8+4+8+4+8 bytes. */
-    if (f->n_kv > left(&c) / 12) return fail(&c, "n_kv %llu cannot fit in the file",
-                                             (unsigned long long)f->n_kv);
-    if (f->n_tensors > left(&c) / 32) return fail(&c, "n_tensors %llu cannot fit in the file",
-                                                  (unsigned long long)f->n_tensors);
+    if (f->n_kv > left(&c) / 12)
+        return fail(&c, "n_kv %llu cannot fit in the file", (unsigned long long)f->n_kv);
+    if (f->n_tensors > left(&c) / 32)
+        return fail(&c, "n_tensors %llu cannot fit in the file", (unsigned long long)f->n_tensors);
     f->kv = calloc(f->n_kv ? f->n_kv : 1, sizeof *f->kv);
     f->tensors = calloc(f->n_tensors ? f->n_tensors : 1, sizeof *f->tensors);
-    if (!f->kv || !f->tensors) return EM_ENOMEM;
+    if (!f->kv || !f->tensors)
+        return EM_ENOMEM;
     f->alignment = 32;
     for (uint64_t i = 0; i < f->n_kv; i++) {
         gguf_kv *kv = &f->kv[i];
@@ -232,9 +263,11 @@ static em_status parse(const uint8_t *buf, size_t size, gguf_file *f, char *err,
         }
         kv->type = (gguf_type)t;
         em_status st = skip_value(&c, kv, t);
-        if (st != EM_OK) return st;
+        if (st != EM_OK)
+            return st;
         if (str_eq(kv->key, "general.alignment")) {
-            if (t != GGUF_TYPE_UINT32) return fail(&c, "general.alignment must be uint32");
+            if (t != GGUF_TYPE_UINT32)
+                return fail(&c, "general.alignment must be uint32");
             memcpy(&f->alignment, kv->val, 4);
             if (f->alignment == 0 || (f->alignment & (f->alignment - 1)) || f->alignment > 65536) {
                 return fail(&c, "bad alignment %u", f->alignment);
@@ -242,18 +275,21 @@ static em_status parse(const uint8_t *buf, size_t size, gguf_file *f, char *err,
         }
     }
     em_status st = parse_tensors(&c, f);
-    if (st != EM_OK) return st;
+    if (st != EM_OK)
+        return st;
     size_t hdr = (size_t)(c.p - buf);
     size_t data_off = (hdr + f->alignment - 1) / f->alignment * f->alignment;
-    if (data_off > size) return fail(&c, "data section starts past the end of the file");
+    if (data_off > size)
+        return fail(&c, "data section starts past the end of the file");
     size_t data_size = size - data_off;
     for (uint64_t i = 0; i < f->n_tensors; i++) {
         gguf_tensor_info *t = &f->tensors[i];
-        if (t->offset % f->alignment) return fail(&c, "tensor '%.*s': misaligned offset",
-                                                  (int)t->name.len, t->name.data);
+        if (t->offset % f->alignment)
+            return fail(&c, "tensor '%.*s': misaligned offset", (int)t->name.len, t->name.data);
         if (t->offset > data_size || t->nbytes > data_size - t->offset) {
-            return fail(&c, "tensor '%.*s': data (offset %llu, %zu bytes) runs past the end of the file",
-                        (int)t->name.len, t->name.data, (unsigned long long)t->offset, t->nbytes);
+            return fail(
+                &c, "tensor '%.*s': data (offset %llu, %zu bytes) runs past the end of the file",
+                (int)t->name.len, t->name.data, (unsigned long long)t->offset, t->nbytes);
         }
         t->data = buf + data_off + t->offset;
     }
@@ -264,7 +300,8 @@ em_status gguf_open_buffer(const void *buf, size_t size, gguf_file **out, char *
 {
     *out = NULL;
     gguf_file *f = calloc(1, sizeof *f);
-    if (!f) return EM_ENOMEM;
+    if (!f)
+        return EM_ENOMEM;
     em_status st = parse(buf, size, f, err, errlen);
     if (st != EM_OK) {
         gguf_close(f);
@@ -316,8 +353,10 @@ em_status gguf_open(const char *path, gguf_file **out, char *err, size_t errlen)
 
 void gguf_close(gguf_file *f)
 {
-    if (!f) return;
-    if (f->map) munmap(f->map, f->size);
+    if (!f)
+        return;
+    if (f->map)
+        munmap(f->map, f->size);
     free(f->kv);
     free(f->tensors);
     free(f);
@@ -326,7 +365,8 @@ void gguf_close(gguf_file *f)
 const gguf_kv *gguf_find_kv(const gguf_file *f, const char *key)
 {
     for (uint64_t i = 0; i < f->n_kv; i++) {
-        if (str_eq(f->kv[i].key, key)) return &f->kv[i];
+        if (str_eq(f->kv[i].key, key))
+            return &f->kv[i];
     }
     return NULL;
 }
@@ -334,7 +374,8 @@ const gguf_kv *gguf_find_kv(const gguf_file *f, const char *key)
 const gguf_tensor_info *gguf_find_tensor(const gguf_file *f, const char *name)
 {
     for (uint64_t i = 0; i < f->n_tensors; i++) {
-        if (str_eq(f->tensors[i].name, name)) return &f->tensors[i];
+        if (str_eq(f->tensors[i].name, name))
+            return &f->tensors[i];
     }
     return NULL;
 }
@@ -342,19 +383,24 @@ const gguf_tensor_info *gguf_find_tensor(const gguf_file *f, const char *name)
 em_status gguf_get_u32(const gguf_file *f, const char *key, uint32_t *v)
 {
     const gguf_kv *kv = gguf_find_kv(f, key);
-    if (!kv) return EM_EINVAL;
+    if (!kv)
+        return EM_EINVAL;
     switch (kv->type) {
-    case GGUF_TYPE_UINT32: case GGUF_TYPE_INT32: {
+    case GGUF_TYPE_UINT32:
+    case GGUF_TYPE_INT32: {
         int32_t x;
         memcpy(&x, kv->val, 4);
-        if (kv->type == GGUF_TYPE_INT32 && x < 0) return EM_EINVAL;
+        if (kv->type == GGUF_TYPE_INT32 && x < 0)
+            return EM_EINVAL;
         *v = (uint32_t)x;
         return EM_OK;
     }
-    case GGUF_TYPE_UINT64: case GGUF_TYPE_INT64: {
+    case GGUF_TYPE_UINT64:
+    case GGUF_TYPE_INT64: {
         uint64_t x;
         memcpy(&x, kv->val, 8);
-        if (x > 0xffffffffu) return EM_EINVAL;
+        if (x > 0xffffffffu)
+            return EM_EINVAL;
         *v = (uint32_t)x;
         return EM_OK;
     }
@@ -364,14 +410,16 @@ em_status gguf_get_u32(const gguf_file *f, const char *key, uint32_t *v)
         *v = x;
         return EM_OK;
     }
-    default: return EM_EINVAL;
+    default:
+        return EM_EINVAL;
     }
 }
 
 em_status gguf_get_f32(const gguf_file *f, const char *key, float *v)
 {
     const gguf_kv *kv = gguf_find_kv(f, key);
-    if (!kv) return EM_EINVAL;
+    if (!kv)
+        return EM_EINVAL;
     if (kv->type == GGUF_TYPE_FLOAT32) {
         memcpy(v, kv->val, 4);
         return EM_OK;
@@ -388,7 +436,8 @@ em_status gguf_get_f32(const gguf_file *f, const char *key, float *v)
 em_status gguf_get_arr_str(const gguf_file *f, const gguf_kv *kv, uint64_t i, gguf_str *s)
 {
     (void)f;
-    if (!kv) return EM_EINVAL;
+    if (!kv)
+        return EM_EINVAL;
     if (kv->type == GGUF_TYPE_STRING && i == 0) {
         memcpy(&s->len, kv->val, 8);
         s->data = (const char *)kv->val + 8;
@@ -413,7 +462,8 @@ em_status gguf_get_arr_str(const gguf_file *f, const gguf_kv *kv, uint64_t i, gg
 
 em_status gguf_get_arr_strs(const gguf_kv *kv, gguf_str *out)
 {
-    if (!kv || kv->type != GGUF_TYPE_ARRAY || kv->arr_type != GGUF_TYPE_STRING) return EM_EINVAL;
+    if (!kv || kv->type != GGUF_TYPE_ARRAY || kv->arr_type != GGUF_TYPE_STRING)
+        return EM_EINVAL;
     const uint8_t *p = kv->val;
     for (uint64_t j = 0; j < kv->arr_len; j++) {
         uint64_t len;

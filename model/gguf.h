@@ -8,9 +8,18 @@
 #include "common/status.h"
 
 typedef enum {
-    GGUF_TYPE_UINT8 = 0, GGUF_TYPE_INT8 = 1, GGUF_TYPE_UINT16 = 2, GGUF_TYPE_INT16 = 3,
-    GGUF_TYPE_UINT32 = 4, GGUF_TYPE_INT32 = 5, GGUF_TYPE_FLOAT32 = 6, GGUF_TYPE_BOOL = 7,
-    GGUF_TYPE_STRING = 8, GGUF_TYPE_ARRAY = 9, GGUF_TYPE_UINT64 = 10, GGUF_TYPE_INT64 = 11,
+    GGUF_TYPE_UINT8 = 0,
+    GGUF_TYPE_INT8 = 1,
+    GGUF_TYPE_UINT16 = 2,
+    GGUF_TYPE_INT16 = 3,
+    GGUF_TYPE_UINT32 = 4,
+    GGUF_TYPE_INT32 = 5,
+    GGUF_TYPE_FLOAT32 = 6,
+    GGUF_TYPE_BOOL = 7,
+    GGUF_TYPE_STRING = 8,
+    GGUF_TYPE_ARRAY = 9,
+    GGUF_TYPE_UINT64 = 10,
+    GGUF_TYPE_INT64 = 11,
     GGUF_TYPE_FLOAT64 = 12
 } gguf_type;
 
@@ -55,7 +64,7 @@ typedef struct gguf_file {
     uint32_t version;
     uint32_t alignment;
     uint64_t n_kv, n_tensors;
-    gguf_kv *kv;              /* [n_kv] */
+    gguf_kv *kv;               /* [n_kv] */
     gguf_tensor_info *tensors; /* [n_tensors] */
 } gguf_file;
 
@@ -68,7 +77,8 @@ void gguf_close(gguf_file *f); /* NULL ok */
 /* Lookups (NULL / -1 when absent or of another type). */
 const gguf_kv *gguf_find_kv(const gguf_file *f, const char *key);
 const gguf_tensor_info *gguf_find_tensor(const gguf_file *f, const char *name);
-/* Scalar getters: return EM_OK and write *v when key exists with a compatible integer/float type. */
+/* Scalar getters: return EM_OK and write *v when key exists with a compatible integer/float type.
+ */
 em_status gguf_get_u32(const gguf_file *f, const char *key, uint32_t *v);
 em_status gguf_get_f32(const gguf_file *f, const char *key, float *v);
 /* i-th string of a string array, or the string value itself when i == 0 and it is a string. */

@@ -30,7 +30,8 @@ size_t gguf_type_nbytes(uint32_t type, uint64_t n);
 typedef struct gguf_writer gguf_writer;
 
 /* alignment: data alignment used for layout (a power of two; GGUF default 32). The caller adds
- * the general.alignment key itself when it wants one (tests may deliberately omit or falsify it). */
+ * the general.alignment key itself when it wants one (tests may deliberately omit or falsify it).
+ */
 em_status gguf_writer_create(uint32_t alignment, gguf_writer **out);
 void gguf_writer_free(gguf_writer *w); /* NULL ok */
 
@@ -41,21 +42,22 @@ em_status gguf_writer_set_f32(gguf_writer *w, const char *key, float v);
 em_status gguf_writer_set_u64(gguf_writer *w, const char *key, uint64_t v);
 em_status gguf_writer_set_bool(gguf_writer *w, const char *key, int v);
 em_status gguf_writer_set_str(gguf_writer *w, const char *key, const char *v);
-em_status gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *v, uint64_t n);
+em_status gguf_writer_set_arr_str(gguf_writer *w, const char *key, const char *const *v,
+                                  uint64_t n);
 em_status gguf_writer_set_arr_f32(gguf_writer *w, const char *key, const float *v, uint64_t n);
 em_status gguf_writer_set_arr_i32(gguf_writer *w, const char *key, const int32_t *v, uint64_t n);
 
 /* Adds a tensor (ne[0] fastest, unused dims ignored). data: nbytes (gguf_type_nbytes) bytes,
  * borrowed until the write, or NULL to have the write callback produce it. */
-em_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t n_dims, const uint64_t *ne,
-                                 uint32_t type, const void *data);
+em_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t n_dims,
+                                 const uint64_t *ne, uint32_t type, const void *data);
 
 /* Produces tensor idx (in add order) into dst (nbytes). Non-OK aborts the write. */
 typedef em_status (*gguf_fill_fn)(void *user, int idx, const char *name, void *dst, size_t nbytes);
 
 /* Writes the whole file; fill may be NULL when every tensor has data. */
-em_status gguf_writer_write_file(const gguf_writer *w, const char *path, gguf_fill_fn fill, void *user,
-                                 char *err, size_t errlen);
+em_status gguf_writer_write_file(const gguf_writer *w, const char *path, gguf_fill_fn fill,
+                                 void *user, char *err, size_t errlen);
 /* Same into a malloc'd buffer (*buf, *size) that the caller frees. */
 em_status gguf_writer_write_mem(const gguf_writer *w, gguf_fill_fn fill, void *user, void **buf,
                                 size_t *size, char *err, size_t errlen);

@@ -2,7 +2,6 @@
  * type, keeps matrices in the mapping in their own type (f32, f16, q4_0, q4_1, q8_0, q4_K,
  * q6_K: kernels compute on the quantized blocks) and makes f32 copies of the norm vectors. */
 #include "model/model.h"
-#include "model/model_check.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -13,6 +12,7 @@
 #include "kernels/kern.h"
 #include "kernels/quant.h"
 #include "model/ggml_types.h"
+#include "model/model_check.h"
 
 static em_status get_u32(const gguf_file *f, const char *key, int required, int def, int *out,
                          char *err, size_t errlen)
@@ -55,15 +55,18 @@ static em_status read_hparams(const gguf_file *f, model_hparams *hp, char *err, 
         (st = get_u32(f, "tokenizer.ggml.unknown_token_id", 0, 0, &hp->unk_id, err, errlen))) {
         return st;
     }
-    if (hp->n_kv_head == 0) hp->n_kv_head = hp->n_head;
-    if (hp->dim <= 0 || hp->n_layer <= 0 || hp->n_head <= 0 || hp->ffn_dim <= 0 ||
-        hp->n_ctx <= 0 || hp->dim % hp->n_head || hp->n_head % hp->n_kv_head || hp->n_layer > 1024) {
-        snprintf(err, errlen, "inconsistent hyper-parameters (dim %d, layers %d, heads %d/%d, ffn %d)",
-                 hp->dim, hp->n_layer, hp->n_head, hp->n_kv_head, hp->ffn_dim);
+    if (hp->n_kv_head == 0)
+        hp->n_kv_head = hp->n_head;
+    if (hp->dim <= 0 || hp->n_layer <= 0 || hp->n_head <= 0 || hp->ffn_dim <= 0 || hp->n_ctx <= 0 ||
+        hp->dim % hp->n_head || hp->n_head % hp->n_kv_head || hp->n_layer > 1024) {
+        snprintf(err, errlen,
+                 "inconsistent hyper-parameters (dim %d, layers %d, heads %d/%d, ffn %d)", hp->dim,
+                 hp->n_layer, hp->n_head, hp->n_kv_head, hp->ffn_dim);
         return EM_EINVAL;
     }
     hp->head_dim = hp->dim / hp->n_head;
-    if ((st = get_u32(f, "llama.rope.dimension_count", 0, hp->head_dim, &hp->rope_dim, err, errlen))) {
+    if ((st = get_u32(f, "llama.rope.dimension_count", 0, hp->head_dim, &hp->rope_dim, err,
+                      errlen))) {
         return st;
     }
     if (hp->rope_dim <= 0 || hp->rope_dim > hp->head_dim || hp->rope_dim % 2) {
@@ -96,7 +99,8 @@ static float *own_f32(model *m, size_t n)
     void **no = realloc(m->owned, sizeof(void *) * (size_t)(m->n_owned + 1));
     if (!dst || !no) {
         free(dst);
-        if (no) m->owned = no;
+        if (no)
+            m->owned = no;
         return NULL;
     }
     m->owned = no;
@@ -111,11 +115,13 @@ static em_status bind(model *m, const char *name, int optional, int rows, int co
 {
     const gguf_tensor_info *t = gguf_find_tensor(m->gguf, name);
     if (!t) {
-        if (optional) return EM_OK;
+        if (optional)
+            return EM_OK;
         snprintf(err, errlen, "missing tensor '%s'", name);
         return EM_EINVAL;
     }
-    if (t->ne[0] != (uint64_t)cols || t->ne[1] != (uint64_t)rows || t->ne[2] != 1 || t->ne[3] != 1) {
+    if (t->ne[0] != (uint64_t)cols || t->ne[1] != (uint64_t)rows || t->ne[2] != 1 ||
+        t->ne[3] != 1) {
         snprintf(err, errlen, "tensor '%s' has shape [%llu, %llu, %llu, %llu], expected [%d, %d]",
                  name, (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
                  (unsigned long long)t->ne[2], (unsigned long long)t->ne[3], cols, rows);
@@ -143,7 +149,8 @@ static em_status bind(model *m, const char *name, int optional, int rows, int co
         return EM_OK;
     }
     float *dst = own_f32(m, (size_t)rows * cols);
-    if (!dst) return EM_ENOMEM;
+    if (!dst)
+        return EM_ENOMEM;
     for (int r = 0; r < rows; r++) {
         kern_dequant_row(dt, (const char *)t->data + (size_t)r * kern_row_bytes(dt, cols),
                          dst + (size_t)r * cols, cols);
@@ -159,7 +166,8 @@ static int ffn_align(const model *m)
     int a = 1;
     for (int l = 0; l < m->hp.n_layer; l++) {
         int b = kern_dtype_block_elems(m->layers[l].w2.dtype);
-        if (b > a) a = b;
+        if (b > a)
+            a = b;
     }
     return a;
 }
@@ -169,18 +177,21 @@ static em_status bind_all(model *m, char *err, size_t errlen)
     const model_hparams *hp = &m->hp;
     int hd = hp->head_dim, dq = hp->n_head * hd, dkv = hp->n_kv_head * hd;
     em_status st;
-    if ((st = bind(m, "token_embd.weight", 0, hp->n_vocab, hp->dim, 0, &m->tok_embd, err, errlen)) ||
+    if ((st =
+             bind(m, "token_embd.weight", 0, hp->n_vocab, hp->dim, 0, &m->tok_embd, err, errlen)) ||
         (st = bind(m, "output_norm.weight", 0, 1, hp->dim, 1, &m->out_norm, err, errlen)) ||
         (st = bind(m, "output.weight", 1, hp->n_vocab, hp->dim, 0, &m->output, err, errlen))) {
         return st;
     }
-    if (!m->output.data) m->output = m->tok_embd; /* tied embeddings */
+    if (!m->output.data)
+        m->output = m->tok_embd; /* tied embeddings */
     for (int l = 0; l < hp->n_layer; l++) {
         model_layer *L = &m->layers[l];
         char nm[96];
-#define B(field, suffix, rows, cols, vec)                                                   \
-    snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, suffix);                                 \
-    if ((st = bind(m, nm, 0, rows, cols, vec, &L->field, err, errlen)) != EM_OK) return st;
+#define B(field, suffix, rows, cols, vec)                                        \
+    snprintf(nm, sizeof nm, "blk.%d.%s.weight", l, suffix);                      \
+    if ((st = bind(m, nm, 0, rows, cols, vec, &L->field, err, errlen)) != EM_OK) \
+        return st;
         B(attn_norm, "attn_norm", 1, hp->dim, 1)
         B(wq, "attn_q", dq, hp->dim, 0)
         B(wk, "attn_k", dkv, hp->dim, 0)
@@ -200,7 +211,8 @@ static em_status bind_all(model *m, char *err, size_t errlen)
 static const char *resolve_path(const char *path, char *buf, size_t cap)
 {
     const char *wd = getenv("BUILD_WORKING_DIRECTORY");
-    if (path[0] == '/' || access(path, F_OK) == 0 || !wd || !*wd) return path;
+    if (path[0] == '/' || access(path, F_OK) == 0 || !wd || !*wd)
+        return path;
     snprintf(buf, cap, "%s/%s", wd, path);
     return access(buf, F_OK) == 0 ? buf : path;
 }
@@ -209,11 +221,13 @@ em_status model_load(const char *path, model **out, char *err, size_t errlen)
 {
     *out = NULL;
     model *m = calloc(1, sizeof *m);
-    if (!m) return EM_ENOMEM;
+    if (!m)
+        return EM_ENOMEM;
     char rbuf[4096];
     path = resolve_path(path, rbuf, sizeof rbuf);
     em_status st = gguf_open(path, &m->gguf, err, errlen);
-    if (st == EM_OK) st = read_hparams(m->gguf, &m->hp, err, errlen);
+    if (st == EM_OK)
+        st = read_hparams(m->gguf, &m->hp, err, errlen);
     if (st == EM_OK) {
         const gguf_tensor_info *te = gguf_find_tensor(m->gguf, "token_embd.weight");
         const gguf_kv *toks = gguf_find_kv(m->gguf, "tokenizer.ggml.tokens");
@@ -233,12 +247,14 @@ em_status model_load(const char *path, model **out, char *err, size_t errlen)
         snprintf(err, errlen, "BOS/EOS ids out of the vocabulary");
         st = EM_EINVAL;
     }
-    if (st == EM_OK) st = model_check_hparams(&m->hp, err, errlen); /* issue 12: sanity */
+    if (st == EM_OK)
+        st = model_check_hparams(&m->hp, err, errlen); /* issue 12: sanity */
     if (st == EM_OK) {
         m->layers = calloc((size_t)m->hp.n_layer, sizeof *m->layers);
         st = m->layers ? bind_all(m, err, errlen) : EM_ENOMEM;
     }
-    if (st == EM_OK) st = model_check_finite(m, err, errlen); /* issue 12: no NaN/Inf */
+    if (st == EM_OK)
+        st = model_check_finite(m, err, errlen); /* issue 12: no NaN/Inf */
     if (st == EM_OK) {
         m->hp.ffn_align = ffn_align(m);
         if (m->hp.ffn_dim % m->hp.ffn_align != 0) {
@@ -257,8 +273,10 @@ em_status model_load(const char *path, model **out, char *err, size_t errlen)
 
 void model_free(model *m)
 {
-    if (!m) return;
-    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    if (!m)
+        return;
+    for (int i = 0; i < m->n_owned; i++)
+        free(m->owned[i]);
     free(m->owned);
     free(m->layers);
     gguf_close(m->gguf);
@@ -270,11 +288,14 @@ static const char *search_up(char *dir, char *buf, size_t cap)
 {
     for (int depth = 0; depth < 12; depth++) {
         snprintf(buf, cap, "%s/shared/models/stories260K.gguf", dir);
-        if (access(buf, R_OK) == 0) return buf;
+        if (access(buf, R_OK) == 0)
+            return buf;
         snprintf(buf, cap, "%s/../shared/models/stories260K.gguf", dir);
-        if (access(buf, R_OK) == 0) return buf;
+        if (access(buf, R_OK) == 0)
+            return buf;
         char *slash = strrchr(dir, '/');
-        if (!slash || slash == dir) break;
+        if (!slash || slash == dir)
+            break;
         *slash = '\0';
     }
     return NULL;
@@ -284,7 +305,8 @@ const char *model_find_default(void)
 {
     static char path[4096];
     const char *env = getenv("EMSERVE_MODEL");
-    if (env && *env) return env;
+    if (env && *env)
+        return env;
     const char *dir = getenv("EMSERVE_MODEL_DIR");
     snprintf(path, sizeof path, "%s/%s", dir && *dir ? dir : MODEL_INSTALL_DIR, MODEL_DEFAULT_FILE);
     return access(path, R_OK) == 0 ? path : NULL;
@@ -294,14 +316,17 @@ const char *model_find_test_small(void)
 {
     static char path[4096];
     const char *env = getenv("EMSERVE_TEST_MODEL");
-    if (env && *env) return env;
+    if (env && *env)
+        return env;
     char dir[4096];
     const char *wd = getenv("BUILD_WORKING_DIRECTORY"); /* set by `bazel run` */
     if (wd && *wd) {
         snprintf(dir, sizeof dir, "%s", wd);
-        if (search_up(dir, path, sizeof path)) return path;
+        if (search_up(dir, path, sizeof path))
+            return path;
     }
-    if (getcwd(dir, sizeof dir) && search_up(dir, path, sizeof path)) return path;
+    if (getcwd(dir, sizeof dir) && search_up(dir, path, sizeof path))
+        return path;
     /* Under Bazel the cwd is the runfiles tree; the executable's real path lies in the
      * output base, so also search upward from the workspace the runfiles link back to. */
     const char *srcdir = getenv("TEST_SRCDIR");
@@ -310,14 +335,17 @@ const char *model_find_test_small(void)
         snprintf(dir, sizeof dir, "%s/emserve/WORKSPACE", srcdir);
         if (realpath(dir, ws)) {
             char *slash = strrchr(ws, '/');
-            if (slash) *slash = '\0';
-            if (search_up(ws, path, sizeof path)) return path;
+            if (slash)
+                *slash = '\0';
+            if (search_up(ws, path, sizeof path))
+                return path;
         }
     }
     ssize_t n = readlink("/proc/self/exe", dir, sizeof dir - 1);
     if (n > 0) {
         dir[n] = '\0';
-        if (search_up(dir, path, sizeof path)) return path;
+        if (search_up(dir, path, sizeof path))
+            return path;
     }
     return NULL;
 }

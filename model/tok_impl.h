@@ -9,7 +9,14 @@
 #include "model/tokenizer.h"
 
 /* tokenizer.ggml.token_type values (llama.cpp's llama_token_type). */
-enum { TOK_NORMAL = 1, TOK_UNKNOWN = 2, TOK_CONTROL = 3, TOK_USER = 4, TOK_UNUSED = 5, TOK_BYTE = 6 };
+enum {
+    TOK_NORMAL = 1,
+    TOK_UNKNOWN = 2,
+    TOK_CONTROL = 3,
+    TOK_USER = 4,
+    TOK_UNUSED = 5,
+    TOK_BYTE = 6
+};
 
 /* Longest piece accepted (bytes). */
 #define TOK_MAX_PIECE 4096
@@ -49,7 +56,8 @@ typedef struct tok_emitter {
 
 static inline void tok_emit(tok_emitter *e, int32_t id)
 {
-    if (e->n < e->cap) e->ids[e->n] = id;
+    if (e->n < e->cap)
+        e->ids[e->n] = id;
     e->n++;
 }
 
@@ -59,14 +67,15 @@ static inline const char *tok_piece(const tok_vocab *v, int32_t id, size_t *len)
     return v->arena + v->off[id];
 }
 
-void tok_seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void tok_seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* tok_vocab.c */
 em_status tok_vocab_load(tok_vocab *v, const gguf_file *f, char *err, size_t errlen);
 void tok_vocab_free(tok_vocab *v);
 int32_t tok_vocab_find(const tok_vocab *v, const char *s, size_t n); /* -1 if absent */
-uint32_t tok_hash(const char *s, size_t n);                           /* FNV-1a */
-int tok_parse_byte_piece(const char *s, size_t n);                    /* "<0xAB>" -> 0xAB, else -1 */
+uint32_t tok_hash(const char *s, size_t n);                          /* FNV-1a */
+int tok_parse_byte_piece(const char *s, size_t n);                   /* "<0xAB>" -> 0xAB, else -1 */
 
 /* tok_spm.c: SentencePiece BPE over scores with <0xXX> byte fallback. */
 em_status tok_spm_create(tokenizer *t, const gguf_file *f, char *err, size_t errlen);

@@ -8,8 +8,9 @@
 
 /* tokenizer.ggml.pre names llama.cpp gives the plain GPT-2 regex / the \p{N} + GPT-2 pair. */
 static const char *const k_gpt2_names[] = {
-    "gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0",
-    "mellum", "modern-bert", "mpt", "olmo", "jais", "trillion", "granite-docling",
+    "gpt-2",      "phi-2",      "jina-es", "jina-de",  "gigachat",
+    "jina-v2-es", "jina-v2-de", "a.x-4.0", "mellum",   "modern-bert",
+    "mpt",        "olmo",       "jais",    "trillion", "granite-docling",
 };
 static const char *const k_smollm_names[] = {
     "smollm", "starcoder", "refact", "command-r", "codeshell", "exaone", "minerva", "mellum2",
@@ -18,7 +19,8 @@ static const char *const k_smollm_names[] = {
 static int in_list(const char *const *list, size_t n_list, const char *name, size_t len)
 {
     for (size_t i = 0; i < n_list; i++)
-        if (strlen(list[i]) == len && memcmp(list[i], name, len) == 0) return 1;
+        if (strlen(list[i]) == len && memcmp(list[i], name, len) == 0)
+            return 1;
     return 0;
 }
 
@@ -49,14 +51,19 @@ enum { C_NONE = 0, C_LETTER = 1, C_NUMBER = 2, C_SPACE = 3, C_OTHER = 4 };
 
 static int cls(const pretok_iter *it, size_t pos)
 {
-    if (pos >= it->chunk_end) return C_NONE;
+    if (pos >= it->chunk_end)
+        return C_NONE;
     uint32_t cp = it->cps[pos];
-    if (ucat_is_space(cp)) return C_SPACE;
+    if (ucat_is_space(cp))
+        return C_SPACE;
     uint8_t f = ucat_flags(cp);
     return f == UCAT_LETTER ? C_LETTER : f == UCAT_NUMBER ? C_NUMBER : C_OTHER;
 }
 
-static int is_number(uint32_t cp) { return ucat_flags(cp) == UCAT_NUMBER; }
+static int is_number(uint32_t cp)
+{
+    return ucat_flags(cp) == UCAT_NUMBER;
+}
 
 /* One GPT-2 regex match starting at pos (inside the chunk); returns its end. */
 static size_t gpt2_match(const pretok_iter *it, size_t pos)
@@ -65,7 +72,8 @@ static size_t gpt2_match(const pretok_iter *it, size_t pos)
     const uint32_t c = it->cps[pos];
     if (c == '\'' && pos + 1 < end) { /* 's|'t|'re|'ve|'m|'ll|'d */
         uint32_t c1 = it->cps[pos + 1];
-        if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd') return pos + 2;
+        if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd')
+            return pos + 2;
         if (pos + 2 < end) {
             uint32_t c2 = it->cps[pos + 2];
             if ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') || (c1 == 'l' && c2 == 'l'))
@@ -73,21 +81,27 @@ static size_t gpt2_match(const pretok_iter *it, size_t pos)
         }
     }
     int k = c == ' ' ? cls(it, pos + 1) : cls(it, pos);
-    if (k == C_LETTER || k == C_NUMBER || k == C_OTHER) { /* ' ?\p{L}+', ' ?\p{N}+', ' ?[^\s\p{L}\p{N}]+' */
+    if (k == C_LETTER || k == C_NUMBER ||
+        k == C_OTHER) { /* ' ?\p{L}+', ' ?\p{N}+', ' ?[^\s\p{L}\p{N}]+' */
         size_t p = pos + (c == ' ');
-        while (cls(it, p) == k) p++;
+        while (cls(it, p) == k)
+            p++;
         return p;
     }
     size_t n_ws = 0;
-    while (cls(it, pos + n_ws) == C_SPACE) n_ws++;
-    if (n_ws > 1 && pos + n_ws < end) return pos + n_ws - 1; /* \s+(?!\S) */
-    if (n_ws > 0) return pos + n_ws;                          /* \s+ */
+    while (cls(it, pos + n_ws) == C_SPACE)
+        n_ws++;
+    if (n_ws > 1 && pos + n_ws < end)
+        return pos + n_ws - 1; /* \s+(?!\S) */
+    if (n_ws > 0)
+        return pos + n_ws; /* \s+ */
     return pos + 1;
 }
 
 int pretok_next(pretok_iter *it, size_t *start, size_t *end)
 {
-    if (it->pos >= it->n) return 0;
+    if (it->pos >= it->n)
+        return 0;
     if (it->pos >= it->chunk_end) {
         if (it->kind == PRETOK_SMOLLM && is_number(it->cps[it->pos])) {
             *start = it->pos;
@@ -97,7 +111,8 @@ int pretok_next(pretok_iter *it, size_t *start, size_t *end)
         }
         size_t e = it->pos + 1;
         if (it->kind == PRETOK_SMOLLM)
-            while (e < it->n && !is_number(it->cps[e])) e++;
+            while (e < it->n && !is_number(it->cps[e]))
+                e++;
         else
             e = it->n;
         it->chunk_end = e;

@@ -1,10 +1,10 @@
 /* Pre-tokenizers of the byte-level BPE tokenizer: llama.cpp's word splits for
  * tokenizer.ggml.pre, on code points.
- *   gpt2   'the GPT-2 regex  's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
- *          (llama.cpp's hand-written matcher: the contractions are lower case only, \s is the
- *          White_Space property)
- *   smollm  first every \p{N} code point on its own, then the GPT-2 regex inside each stretch
- *          between them (a regex match never crosses a stretch boundary) */
+ *   gpt2   'the GPT-2 regex  's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+|
+ * ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ (llama.cpp's hand-written matcher: the contractions are lower
+ * case only, \s is the White_Space property) smollm  first every \p{N} code point on its own, then
+ * the GPT-2 regex inside each stretch between them (a regex match never crosses a stretch boundary)
+ */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>

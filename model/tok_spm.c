@@ -12,7 +12,7 @@ struct tok_spm {
     float *score;      /* [n] */
     int16_t *byte_val; /* [n] decoded byte of a byte piece, else -1 */
     int32_t byte_id[256];
-    int32_t *slots;    /* open addressing: mergeable piece -> id (the first of equal pieces) */
+    int32_t *slots; /* open addressing: mergeable piece -> id (the first of equal pieces) */
     uint32_t mask;
 };
 
@@ -21,10 +21,12 @@ static int32_t spm_lookup(const tokenizer *t, const char *s, size_t n)
     const tok_spm *m = t->spm;
     for (uint32_t i = tok_hash(s, n) & m->mask;; i = (i + 1) & m->mask) {
         int32_t id = m->slots[i];
-        if (id < 0) return -1;
+        if (id < 0)
+            return -1;
         size_t len;
         const char *p = tok_piece(&t->v, id, &len);
-        if (len == n && memcmp(p, s, n) == 0) return id;
+        if (len == n && memcmp(p, s, n) == 0)
+            return id;
     }
 }
 
@@ -32,35 +34,43 @@ em_status tok_spm_create(tokenizer *t, const gguf_file *f, char *err, size_t err
 {
     tok_vocab *v = &t->v;
     tok_spm *m = calloc(1, sizeof *m);
-    if (!m) goto oom;
+    if (!m)
+        goto oom;
     t->spm = m;
     uint32_t cap = 16;
-    while (cap < 2u * (uint32_t)v->n) cap <<= 1;
+    while (cap < 2u * (uint32_t)v->n)
+        cap <<= 1;
     m->mask = cap - 1;
     m->score = calloc((size_t)v->n, sizeof *m->score);
     m->byte_val = malloc((size_t)v->n * sizeof *m->byte_val);
     m->slots = malloc((size_t)cap * sizeof *m->slots);
-    if (!m->score || !m->byte_val || !m->slots) goto oom;
+    if (!m->score || !m->byte_val || !m->slots)
+        goto oom;
     memset(m->slots, 0xff, (size_t)cap * sizeof *m->slots);
     const gguf_kv *sk = gguf_find_kv(f, "tokenizer.ggml.scores");
     if (sk && (sk->type != GGUF_TYPE_ARRAY || sk->arr_type != GGUF_TYPE_FLOAT32 ||
                sk->arr_len != (uint64_t)v->n))
         sk = NULL;
-    for (int i = 0; i < 256; i++) m->byte_id[i] = -1;
+    for (int i = 0; i < 256; i++)
+        m->byte_id[i] = -1;
     for (int i = 0; i < v->n; i++) {
         size_t n;
         const char *s = tok_piece(v, i, &n);
-        if (sk) memcpy(&m->score[i], sk->val + 4 * (size_t)i, 4);
+        if (sk)
+            memcpy(&m->score[i], sk->val + 4 * (size_t)i, 4);
         int bv = tok_parse_byte_piece(s, n);
-        if (!v->has_types && bv >= 0) v->type[i] = TOK_BYTE;
+        if (!v->has_types && bv >= 0)
+            v->type[i] = TOK_BYTE;
         m->byte_val[i] = (int16_t)(v->type[i] == TOK_BYTE ? bv : -1);
-        if (m->byte_val[i] >= 0 && m->byte_id[bv] < 0) m->byte_id[bv] = i;
+        if (m->byte_val[i] >= 0 && m->byte_id[bv] < 0)
+            m->byte_id[bv] = i;
         /* Only normal and user-defined pieces take part in merging (as SentencePiece does):
          * literal "<s>" or "<0x41>" in the text must not turn into control or byte tokens. */
         if ((v->type[i] == TOK_NORMAL || v->type[i] == TOK_USER) && n > 0 &&
             spm_lookup(t, s, n) < 0) {
             uint32_t h = tok_hash(s, n) & m->mask;
-            while (m->slots[h] >= 0) h = (h + 1) & m->mask;
+            while (m->slots[h] >= 0)
+                h = (h + 1) & m->mask;
             m->slots[h] = i;
         }
     }
@@ -72,7 +82,8 @@ oom:
 
 void tok_spm_free(tok_spm *m)
 {
-    if (!m) return;
+    if (!m)
+        return;
     free(m->score);
     free(m->byte_val);
     free(m->slots);
@@ -81,8 +92,15 @@ void tok_spm_free(tok_spm *m)
 
 /* ---------------------------------------------------------------- encoding */
 
-typedef struct { int prev, next; uint32_t off, len; } sym;
-typedef struct { int left, right; float score; uint32_t len; } bigram;
+typedef struct {
+    int prev, next;
+    uint32_t off, len;
+} sym;
+typedef struct {
+    int left, right;
+    float score;
+    uint32_t len;
+} bigram;
 
 /* Max-heap on (score, then smaller left index). */
 static int bg_before(const bigram *a, const bigram *b)
@@ -90,21 +108,26 @@ static int bg_before(const bigram *a, const bigram *b)
     return a->score > b->score || (a->score == b->score && a->left < b->left);
 }
 
-typedef struct { bigram *v; size_t n, cap; } heap;
+typedef struct {
+    bigram *v;
+    size_t n, cap;
+} heap;
 
 static em_status heap_push(heap *h, bigram b)
 {
     if (h->n == h->cap) {
         size_t nc = h->cap ? 2 * h->cap : 64;
         bigram *nv = realloc(h->v, nc * sizeof *nv);
-        if (!nv) return EM_ENOMEM;
+        if (!nv)
+            return EM_ENOMEM;
         h->v = nv;
         h->cap = nc;
     }
     size_t i = h->n++;
     while (i > 0) {
         size_t p = (i - 1) / 2;
-        if (!bg_before(&b, &h->v[p])) break;
+        if (!bg_before(&b, &h->v[p]))
+            break;
         h->v[i] = h->v[p];
         i = p;
     }
@@ -118,13 +141,17 @@ static bigram heap_pop(heap *h)
     size_t i = 0;
     for (;;) {
         size_t c = 2 * i + 1;
-        if (c >= h->n) break;
-        if (c + 1 < h->n && bg_before(&h->v[c + 1], &h->v[c])) c++;
-        if (!bg_before(&h->v[c], &last)) break;
+        if (c >= h->n)
+            break;
+        if (c + 1 < h->n && bg_before(&h->v[c + 1], &h->v[c]))
+            c++;
+        if (!bg_before(&h->v[c], &last))
+            break;
         h->v[i] = h->v[c];
         i = c;
     }
-    if (h->n) h->v[i] = last;
+    if (h->n)
+        h->v[i] = last;
     return top;
 }
 
@@ -132,10 +159,12 @@ static bigram heap_pop(heap *h)
 static em_status try_bigram(const tokenizer *t, const char *text, const sym *sy, int l, int r,
                             heap *h)
 {
-    if (l < 0 || r < 0) return EM_OK;
+    if (l < 0 || r < 0)
+        return EM_OK;
     uint32_t len = sy[l].len + sy[r].len;
     int32_t id = spm_lookup(t, text + sy[l].off, len);
-    if (id < 0) return EM_OK;
+    if (id < 0)
+        return EM_OK;
     bigram b = {l, r, t->spm->score[id], len};
     return heap_push(h, b);
 }
@@ -185,13 +214,16 @@ static em_status merge_all(const tokenizer *t, const char *buf, sym *sy, int ns)
     while (h.n > 0 && st == EM_OK) {
         bigram b = heap_pop(&h);
         sym *l = &sy[b.left], *r = &sy[b.right];
-        if (l->len == 0 || r->len == 0 || l->len + r->len != b.len) continue; /* stale */
+        if (l->len == 0 || r->len == 0 || l->len + r->len != b.len)
+            continue; /* stale */
         l->len += r->len;
         r->len = 0;
         l->next = r->next;
-        if (r->next >= 0) sy[r->next].prev = b.left;
+        if (r->next >= 0)
+            sy[r->next].prev = b.left;
         st = try_bigram(t, buf, sy, l->prev, b.left, &h);
-        if (st == EM_OK) st = try_bigram(t, buf, sy, b.left, l->next, &h);
+        if (st == EM_OK)
+            st = try_bigram(t, buf, sy, b.left, l->next, &h);
     }
     free(h.v);
     return st;
@@ -200,8 +232,10 @@ static em_status merge_all(const tokenizer *t, const char *buf, sym *sy, int ns)
 em_status tok_spm_encode(const tokenizer *t, const char *text, size_t len, int add_prefix,
                          tok_emitter *e)
 {
-    if (len == 0 && !add_prefix) return EM_OK;
-    if (len > (SIZE_MAX - 3) / 3 || len > (size_t)INT32_MAX / 4) return EM_EINVAL;
+    if (len == 0 && !add_prefix)
+        return EM_OK;
+    if (len > (SIZE_MAX - 3) / 3 || len > (size_t)INT32_MAX / 4)
+        return EM_EINVAL;
     char *buf = malloc(3 * len + 3);
     sym *sy = malloc((len + 1) * sizeof *sy);
     if (!buf || !sy) {
@@ -220,7 +254,8 @@ em_status tok_spm_encode(const tokenizer *t, const char *text, size_t len, int a
         }
         for (uint32_t k = 0; k < sy[i].len; k++) {
             int32_t bid = t->spm->byte_id[(uint8_t)buf[sy[i].off + k]];
-            if (bid >= 0 || t->unk >= 0) tok_emit(e, bid >= 0 ? bid : t->unk);
+            if (bid >= 0 || t->unk >= 0)
+                tok_emit(e, bid >= 0 ? bid : t->unk);
         }
     }
     free(sy);
@@ -237,7 +272,8 @@ size_t tok_spm_piece(const tokenizer *t, int32_t prev, int32_t id, char *buf, si
         buf[0] = (char)t->spm->byte_val[id];
         return 1;
     }
-    if (ty != TOK_NORMAL && ty != TOK_USER) return 0; /* control / unknown / unused: no text */
+    if (ty != TOK_NORMAL && ty != TOK_USER)
+        return 0; /* control / unknown / unused: no text */
     size_t n, o = 0;
     const char *p = tok_piece(&t->v, id, &n);
     int first = 1;
@@ -248,9 +284,11 @@ size_t tok_spm_piece(const tokenizer *t, int32_t prev, int32_t id, char *buf, si
                 first = 0;
                 continue;
             }
-            if (o < cap) buf[o++] = ' ';
+            if (o < cap)
+                buf[o++] = ' ';
         } else {
-            if (o < cap) buf[o++] = p[i];
+            if (o < cap)
+                buf[o++] = p[i];
             i++;
         }
         first = 0;

@@ -13,11 +13,15 @@ void tok_stream_init(tok_stream *s, const tokenizer *t, int32_t prev_id)
     s->prev = prev_id;
 }
 
-typedef struct { char *out; size_t cap, n; } sink;
+typedef struct {
+    char *out;
+    size_t cap, n;
+} sink;
 
 static void put(sink *k, const char *p, size_t n)
 {
-    if (k->cap == 0 || k->n + n > k->cap - 1) return; /* never split a character */
+    if (k->cap == 0 || k->n + n > k->cap - 1)
+        return; /* never split a character */
     memcpy(k->out + k->n, p, n);
     k->n += n;
 }
@@ -54,7 +58,8 @@ size_t tok_stream_feed(tok_stream *s, int32_t id, char *out, size_t cap)
     s->prev = id;
     sink k = {out, cap, 0};
     drain(s, buf, n, &k, 0);
-    if (cap) out[k.n] = 0;
+    if (cap)
+        out[k.n] = 0;
     return k.n;
 }
 
@@ -65,6 +70,7 @@ size_t tok_stream_flush(tok_stream *s, char *out, size_t cap)
     memcpy(buf, s->pend, (size_t)np);
     sink k = {out, cap, 0};
     drain(s, buf, (size_t)np, &k, 1);
-    if (cap) out[k.n] = 0;
+    if (cap)
+        out[k.n] = 0;
     return k.n;
 }

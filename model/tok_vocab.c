@@ -9,9 +9,11 @@
 
 void tok_seterr(char *err, size_t errlen, const char *fmt, ...)
 {
-    if (!err || !errlen) return;
+    if (!err || !errlen)
+        return;
     int n = snprintf(err, errlen, "tokenizer: ");
-    if (n < 0 || (size_t)n >= errlen) return;
+    if (n < 0 || (size_t)n >= errlen)
+        return;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
@@ -21,19 +23,24 @@ void tok_seterr(char *err, size_t errlen, const char *fmt, ...)
 uint32_t tok_hash(const char *s, size_t n)
 {
     uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)s[i]) * 16777619u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 16777619u;
     return h;
 }
 
 int tok_parse_byte_piece(const char *s, size_t n)
 {
-    if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return -1;
+    if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>')
+        return -1;
     int v = 0;
     for (int i = 3; i < 5; i++) {
         char c = s[i];
-        int d = (c >= '0' && c <= '9') ? c - '0' : (c >= 'A' && c <= 'F') ? c - 'A' + 10
-              : (c >= 'a' && c <= 'f') ? c - 'a' + 10 : -1;
-        if (d < 0) return -1;
+        int d = (c >= '0' && c <= '9')   ? c - '0'
+                : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+                : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                                         : -1;
+        if (d < 0)
+            return -1;
         v = v * 16 + d;
     }
     return v;
@@ -43,10 +50,12 @@ int32_t tok_vocab_find(const tok_vocab *v, const char *s, size_t n)
 {
     for (uint32_t i = tok_hash(s, n) & v->mask;; i = (i + 1) & v->mask) {
         int32_t id = v->slots[i];
-        if (id < 0) return -1;
+        if (id < 0)
+            return -1;
         size_t len;
         const char *p = tok_piece(v, id, &len);
-        if (len == n && memcmp(p, s, n) == 0) return id;
+        if (len == n && memcmp(p, s, n) == 0)
+            return id;
     }
 }
 
@@ -59,7 +68,8 @@ static void hash_put(tok_vocab *v, int32_t id)
     for (; v->slots[i] >= 0; i = (i + 1) & v->mask) {
         size_t len;
         const char *p = tok_piece(v, v->slots[i], &len);
-        if (len == n && memcmp(p, s, n) == 0) break;
+        if (len == n && memcmp(p, s, n) == 0)
+            break;
     }
     v->slots[i] = id;
 }
@@ -67,16 +77,21 @@ static void hash_put(tok_vocab *v, int32_t id)
 static const gguf_kv *find_types(const gguf_file *f, uint64_t n)
 {
     const gguf_kv *kv = gguf_find_kv(f, "tokenizer.ggml.token_type");
-    if (!kv || kv->type != GGUF_TYPE_ARRAY || kv->arr_len != n) return NULL;
+    if (!kv || kv->type != GGUF_TYPE_ARRAY || kv->arr_len != n)
+        return NULL;
     return kv->arr_type == GGUF_TYPE_INT32 || kv->arr_type == GGUF_TYPE_UINT32 ? kv : NULL;
 }
 
-typedef struct { uint32_t len; int32_t id; } len_id;
+typedef struct {
+    uint32_t len;
+    int32_t id;
+} len_id;
 
 static int longest_first(const void *a, const void *b)
 {
     const len_id *x = a, *y = b;
-    if (x->len != y->len) return x->len > y->len ? -1 : 1;
+    if (x->len != y->len)
+        return x->len > y->len ? -1 : 1;
     return (x->id > y->id) - (x->id < y->id);
 }
 
@@ -96,7 +111,8 @@ static em_status collect_specials(tok_vocab *v)
             tmp[k++] = (len_id){len, id};
     }
     qsort(tmp, (size_t)k, sizeof *tmp, longest_first);
-    for (int i = 0; i < k; i++) v->specials[i] = tmp[i].id;
+    for (int i = 0; i < k; i++)
+        v->specials[i] = tmp[i].id;
     v->n_specials = k;
     free(tmp);
     return EM_OK;
@@ -119,7 +135,8 @@ static em_status copy_pieces(tok_vocab *v, const gguf_str *strs, char *err, size
         return EM_EINVAL;
     }
     v->arena = malloc(total + 1);
-    if (!v->arena) return EM_ENOMEM;
+    if (!v->arena)
+        return EM_ENOMEM;
     uint32_t pos = 0;
     for (int i = 0; i < v->n; i++) {
         v->off[i] = pos;
@@ -146,28 +163,34 @@ em_status tok_vocab_load(tok_vocab *v, const gguf_file *f, char *err, size_t err
     const gguf_kv *yk = find_types(f, tk->arr_len);
     v->has_types = yk != NULL;
     uint32_t cap = 16;
-    while (cap < 2u * (uint32_t)v->n) cap <<= 1;
+    while (cap < 2u * (uint32_t)v->n)
+        cap <<= 1;
     v->mask = cap - 1;
     gguf_str *strs = malloc((size_t)v->n * sizeof *strs);
     v->off = malloc(((size_t)v->n + 1) * sizeof *v->off);
     v->type = malloc((size_t)v->n);
     v->slots = malloc((size_t)cap * sizeof *v->slots);
     em_status st = EM_ENOMEM;
-    if (!strs || !v->off || !v->type || !v->slots) goto out;
+    if (!strs || !v->off || !v->type || !v->slots)
+        goto out;
     gguf_get_arr_strs(tk, strs);
-    if ((st = copy_pieces(v, strs, err, errlen)) != EM_OK) goto out;
+    if ((st = copy_pieces(v, strs, err, errlen)) != EM_OK)
+        goto out;
     memset(v->slots, 0xff, (size_t)cap * sizeof *v->slots);
     for (int i = 0; i < v->n; i++) {
         int32_t ty = TOK_NORMAL;
-        if (yk) memcpy(&ty, yk->val + 4 * (size_t)i, 4);
+        if (yk)
+            memcpy(&ty, yk->val + 4 * (size_t)i, 4);
         v->type[i] = (uint8_t)(ty >= TOK_NORMAL && ty <= TOK_BYTE ? ty : TOK_UNUSED);
         hash_put(v, i);
     }
     st = collect_specials(v);
 out:
     free(strs);
-    if (st == EM_ENOMEM) tok_seterr(err, errlen, "out of memory");
-    if (st != EM_OK) tok_vocab_free(v);
+    if (st == EM_ENOMEM)
+        tok_seterr(err, errlen, "out of memory");
+    if (st != EM_OK)
+        tok_vocab_free(v);
     return st;
 }
 

@@ -29,9 +29,10 @@ int tok_eos(const tokenizer *t); /* -1 if none */
 /* tokenizer.ggml.add_bos_token (default: 1 for "llama", 0 for "gpt2"). */
 int tok_add_bos_default(const tokenizer *t);
 
-#define TOK_ADD_BOS 1u       /* prepend BOS */
-#define TOK_PARSE_SPECIAL 2u /* control/user-defined token texts (e.g. <|im_start|>) in the text
-                                become their ids; user-defined ones always do (as llama.cpp) */
+#define TOK_ADD_BOS 1u /* prepend BOS */
+#define TOK_PARSE_SPECIAL                                                  \
+    2u /* control/user-defined token texts (e.g. <|im_start|>) in the text \
+          become their ids; user-defined ones always do (as llama.cpp) */
 
 /* Encodes len bytes of text (any bytes; invalid UTF-8 goes through byte fallback ("llama") or
  * becomes U+FFFD ("gpt2"), as in llama.cpp). Writes up to cap ids; *n_out gets the full count
@@ -68,4 +69,3 @@ void tok_stream_init(tok_stream *s, const tokenizer *t, int32_t prev_id);
 /* Appends the text for id to out (cap bytes, NUL-terminated); returns bytes written. */
 size_t tok_stream_feed(tok_stream *s, int32_t id, char *out, size_t cap);
 size_t tok_stream_flush(tok_stream *s, char *out, size_t cap);
-

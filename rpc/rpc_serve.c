@@ -45,8 +45,7 @@ grpc_event rpc_cq_next_ms(grpc_completion_queue *cq, long ms)
         NULL);
 }
 
-int rpc_scall_request(grpc_server *srv, grpc_completion_queue *cq, rpc_scall *sc,
-                            void *tag)
+int rpc_scall_request(grpc_server *srv, grpc_completion_queue *cq, rpc_scall *sc, void *tag)
 {
     memset(sc, 0, sizeof *sc);
     grpc_call_details_init(&sc->details);
@@ -69,7 +68,7 @@ int rpc_scall_recv(rpc_scall *sc, void *tag)
 }
 
 int rpc_scall_reply(rpc_scall *sc, const ProtobufCMessage *msg, grpc_status_code code,
-                          const char *why, void *tag)
+                    const char *why, void *tag)
 {
     grpc_op ops[4];
     int n = 0;

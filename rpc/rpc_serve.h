@@ -30,8 +30,7 @@ grpc_event rpc_cq_next_ms(grpc_completion_queue *cq, long ms);
 
 /* Initialises sc and asks srv for its next call, completing on cq with tag. Returns 0 when it
  * could not be asked (sc is then released). */
-int rpc_scall_request(grpc_server *srv, grpc_completion_queue *cq, rpc_scall *sc,
-                            void *tag);
+int rpc_scall_request(grpc_server *srv, grpc_completion_queue *cq, rpc_scall *sc, void *tag);
 
 /* Starts receiving the request message into sc->request. 0: not started (no completion). */
 int rpc_scall_recv(rpc_scall *sc, void *tag);
@@ -39,7 +38,7 @@ int rpc_scall_recv(rpc_scall *sc, void *tag);
 /* Unary reply on tag: initial metadata, msg (only when non-NULL and code is OK), the status with
  * why (NULL = ""), and close. 0: not started (no completion will come for tag). */
 int rpc_scall_reply(rpc_scall *sc, const ProtobufCMessage *msg, grpc_status_code code,
-                          const char *why, void *tag);
+                    const char *why, void *tag);
 
 /* Releases what sc holds (not sc itself). */
 void rpc_scall_release(rpc_scall *sc);

@@ -118,7 +118,8 @@ const grpc_channel_args *rpc_args_init(rpc_args *a, long max_recv_bytes, int ser
 {
     const grpc_channel_args *base = rpc_channel_args();
     size_t n = 0;
-    int cap = max_recv_bytes <= 0 ? -1 : (max_recv_bytes < 0x7fffffff ? (int)max_recv_bytes : 0x7fffffff);
+    int cap =
+        max_recv_bytes <= 0 ? -1 : (max_recv_bytes < 0x7fffffff ? (int)max_recv_bytes : 0x7fffffff);
     for (size_t i = 0; i < base->num_args && n < 6; i++) {
         a->arg[n] = base->args[i];
         if (strcmp(a->arg[n].key, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH) == 0) {
@@ -205,9 +206,8 @@ static void pending_begin(grpc_completion_queue *cq, rpc_pending *p, grpc_channe
 }
 
 grpc_status_code rpc_unary(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
-                                 const ProtobufCMessageDescriptor *resp_desc,
-                                 ProtobufCMessage **resp, long timeout_ms, int wait_for_ready,
-                                 char *details, size_t details_len)
+                           const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                           long timeout_ms, int wait_for_ready, char *details, size_t details_len)
 {
     return rpc_unary_auth(ch, method, req, resp_desc, resp, timeout_ms, wait_for_ready, NULL,
                           details, details_len);
@@ -225,8 +225,7 @@ grpc_status_code rpc_unary_auth(grpc_channel *ch, const char *method, const Prot
     if (p.call && !p.started) {
         p.status = GRPC_STATUS_INTERNAL; /* the batch was refused: our bug */
     }
-    grpc_status_code status =
-        rpc_pending_finish(cq, &p, resp_desc, resp, details, details_len);
+    grpc_status_code status = rpc_pending_finish(cq, &p, resp_desc, resp, details, details_len);
     rpc_pluck_cq_destroy(cq);
     return status;
 }
@@ -253,7 +252,7 @@ const char *rpc_status_name(grpc_status_code code)
     return (code >= 0 && code < (int)(sizeof names / sizeof names[0])) ? names[code] : "?";
 }
 void rpc_pending_start(grpc_completion_queue *cq, rpc_pending *p, grpc_channel *ch,
-                             const char *method, const ProtobufCMessage *msg, long timeout_ms)
+                       const char *method, const ProtobufCMessage *msg, long timeout_ms)
 {
     pending_begin(cq, p, ch, method, msg, timeout_ms, 0, NULL);
 }
@@ -266,8 +265,8 @@ void rpc_pending_start_auth(grpc_completion_queue *cq, rpc_pending *p, grpc_chan
 }
 
 grpc_status_code rpc_pending_finish(grpc_completion_queue *cq, rpc_pending *p,
-                                          const ProtobufCMessageDescriptor *d,
-                                          ProtobufCMessage **out, char *why, size_t whylen)
+                                    const ProtobufCMessageDescriptor *d, ProtobufCMessage **out,
+                                    char *why, size_t whylen)
 {
     *out = NULL;
     if (p->started) {

@@ -38,9 +38,8 @@ const grpc_channel_args *rpc_args_init(rpc_args *a, long max_recv_bytes, int ser
 /* Blocking unary call on a private pluck queue. On success *resp is the unpacked reply.
  * Returns the gRPC status; details (if non-NULL) gets the status message. */
 grpc_status_code rpc_unary(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
-                                 const ProtobufCMessageDescriptor *resp_desc,
-                                 ProtobufCMessage **resp, long timeout_ms, int wait_for_ready,
-                                 char *details, size_t details_len);
+                           const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                           long timeout_ms, int wait_for_ready, char *details, size_t details_len);
 /* The same carrying the cluster secret (rpc_auth.h) in the call's metadata (NULL/"": none). */
 grpc_status_code rpc_unary_auth(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
                                 const ProtobufCMessageDescriptor *resp_desc,
@@ -68,13 +67,13 @@ typedef struct rpc_pending {
     grpc_status_code status;
     grpc_slice details;
     int started;
-    grpc_metadata md;            /* the secret, when the call carries one */
+    grpc_metadata md; /* the secret, when the call carries one */
     char md_value[RPC_SECRET_MAX + 8];
 } rpc_pending;
 
 /* ch may be NULL (the call then finishes at once with UNAVAILABLE). */
 void rpc_pending_start(grpc_completion_queue *cq, rpc_pending *p, grpc_channel *ch,
-                             const char *method, const ProtobufCMessage *msg, long timeout_ms);
+                       const char *method, const ProtobufCMessage *msg, long timeout_ms);
 /* The same carrying the cluster secret (NULL/"": none). */
 void rpc_pending_start_auth(grpc_completion_queue *cq, rpc_pending *p, grpc_channel *ch,
                             const char *method, const ProtobufCMessage *msg, long timeout_ms,
@@ -82,5 +81,5 @@ void rpc_pending_start_auth(grpc_completion_queue *cq, rpc_pending *p, grpc_chan
 /* Waits for p; returns the status, the unpacked reply in *out (or NULL; free it with
  * protobuf_c_message_free_unpacked) and the status message in why. Frees the call. */
 grpc_status_code rpc_pending_finish(grpc_completion_queue *cq, rpc_pending *p,
-                                          const ProtobufCMessageDescriptor *d,
-                                          ProtobufCMessage **out, char *why, size_t whylen);
+                                    const ProtobufCMessageDescriptor *d, ProtobufCMessage **out,
+                                    char *why, size_t whylen);

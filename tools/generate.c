@@ -1,6 +1,8 @@
 /* //tools:generate — command-line text generation on one process.
  * Prints the generated ids on a line starting with "ids:" and then the text; statistics go to
  * stderr. Errors go to stderr with a non-zero exit. */
+#include "engine/generate.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,28 +10,29 @@
 
 #include "common/file.h"
 #include "common/log.h"
-#include "engine/generate.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: generate --model PATH (--prompt TEXT | --prompt-file PATH) [options]\n"
-            "  -n N                 tokens to generate (default 128)\n"
-            "  --threads N          CPU threads (default 1; 0 = scalar reference kernels)\n"
-            "  --act-quant f32|q8   quantized weights: f32 activations (default) or int8 (llama.cpp)\n"
-            "  --ignore-eos         keep generating after EOS\n"
-            "  --temp T             temperature (0 = greedy; default 0.8)\n"
-            "  --top-k K            (default 40; 0 = off)\n"
-            "  --top-p P            (default 0.95; 1 = off)\n"
-            "  --min-p P            (default 0.05; 0 = off)\n"
-            "  --repeat-penalty R   (default 1.0 = off)\n"
-            "  --seed S             (default 42)\n"
-            "  --stop TEXT          stop string (repeatable)\n"
-            "  --stop-id ID         stop token id (repeatable)\n"
-            "  --bos / --no-bos     prepend BOS or not (default: as the model asks)\n"
-            "  The prompt is taken byte for byte; special-token texts (<|im_start|>) become their ids.\n");
+    fprintf(
+        f,
+        "usage: generate --model PATH (--prompt TEXT | --prompt-file PATH) [options]\n"
+        "  -n N                 tokens to generate (default 128)\n"
+        "  --threads N          CPU threads (default 1; 0 = scalar reference kernels)\n"
+        "  --act-quant f32|q8   quantized weights: f32 activations (default) or int8 (llama.cpp)\n"
+        "  --ignore-eos         keep generating after EOS\n"
+        "  --temp T             temperature (0 = greedy; default 0.8)\n"
+        "  --top-k K            (default 40; 0 = off)\n"
+        "  --top-p P            (default 0.95; 1 = off)\n"
+        "  --min-p P            (default 0.05; 0 = off)\n"
+        "  --repeat-penalty R   (default 1.0 = off)\n"
+        "  --seed S             (default 42)\n"
+        "  --stop TEXT          stop string (repeatable)\n"
+        "  --stop-id ID         stop token id (repeatable)\n"
+        "  --bos / --no-bos     prepend BOS or not (default: as the model asks)\n"
+        "  The prompt is taken byte for byte; special-token texts (<|im_start|>) become their "
+        "ids.\n");
     ems_config_cli_usage(f);
     fputc('\n', f);
     ems_config_help(f);
@@ -41,7 +44,8 @@ static em_status on_token(void *user, int32_t id, const char *text, size_t len)
     char **acc = user;
     size_t old = *acc ? strlen(*acc) : 0;
     char *n = realloc(*acc, old + len + 1);
-    if (!n) return EM_ENOMEM;
+    if (!n)
+        return EM_ENOMEM;
     memcpy(n + old, text, len);
     n[old + len] = 0;
     *acc = n;
@@ -54,7 +58,8 @@ static em_status parse_int(const char *s, long lo, long hi, int *out)
     char *end;
     errno = 0;
     long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi) return EM_EINVAL;
+    if (errno || end == s || *end || v < lo || v > hi)
+        return EM_EINVAL;
     *out = (int)v;
     return EM_OK;
 }
@@ -65,7 +70,8 @@ static em_status parse_float(const char *s, float *out)
     char *end;
     errno = 0;
     float v = strtof(s, &end);
-    if (errno || end == s || *end) return EM_EINVAL;
+    if (errno || end == s || *end)
+        return EM_EINVAL;
     *out = v;
     return EM_OK;
 }
@@ -146,7 +152,8 @@ int main(int argc, char **argv)
         }
         i += used;
     }
-    if (!model_path) model_path = model_find_default();
+    if (!model_path)
+        model_path = model_find_default();
     if (!model_path) {
         fprintf(stderr, "error: --model PATH is required (or set EMSERVE_MODEL)\n");
         return 2;
@@ -190,7 +197,8 @@ int main(int argc, char **argv)
     }
     int cap = (int)plen + 8, n_prompt = 0;
     int32_t *ids = malloc(sizeof(int32_t) * (size_t)cap);
-    if (add_bos < 0) add_bos = tok_add_bos_default(tok);
+    if (add_bos < 0)
+        add_bos = tok_add_bos_default(tok);
     unsigned tflags = TOK_PARSE_SPECIAL | (add_bos ? TOK_ADD_BOS : 0);
     if (!ids || tok_encode_ex(tok, ptext, plen, tflags, ids, cap, &n_prompt) != EM_OK) {
         fprintf(stderr, "error: cannot tokenize the prompt\n");
@@ -221,13 +229,14 @@ int main(int argc, char **argv)
         goto out;
     }
     printf("ids:");
-    for (int i = 0; i < res.n_ids; i++) printf(" %d", res.ids[i]);
+    for (int i = 0; i < res.n_ids; i++)
+        printf(" %d", res.ids[i]);
     printf("\n%.*s%s\n", (int)plen, ptext, text ? text : "");
     fprintf(stderr,
             "prompt %d tokens in %.3f s (%.1f tok/s), generated %d tokens in %.3f s (%.1f tok/s), "
             "finish %s, kv entries %llu of %llu (%.1f KiB)\n",
-            n_prompt, res.prefill_s, n_prompt / (res.prefill_s > 0 ? res.prefill_s : 1e-9), res.n_ids,
-            res.decode_s, res.n_ids / (res.decode_s > 0 ? res.decode_s : 1e-9),
+            n_prompt, res.prefill_s, n_prompt / (res.prefill_s > 0 ? res.prefill_s : 1e-9),
+            res.n_ids, res.decode_s, res.n_ids / (res.decode_s > 0 ? res.decode_s : 1e-9),
             stop_reason_str(res.reason)[0] ? stop_reason_str(res.reason) : "abort",
             (unsigned long long)res.kv_entries, (unsigned long long)res.kv_entries_full,
             res.kv_bytes / 1024.0);

@@ -2,13 +2,13 @@
  * KV cache whenever the policy says so (--kv-method/--kv-budget/--kv-quant/--kv-param, as in
  * //tools:generate), and prints the perplexity; the last line is "ppl: <value>". Stories in the
  * file separated by <|endoftext|> are each encoded with BOS. Progress goes to stderr. */
-#include "eval/stream.h"
-#include "model/model.h"
-
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "eval/stream.h"
+#include "model/model.h"
 
 static void usage(FILE *f)
 {

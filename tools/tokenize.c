@@ -45,7 +45,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!model_path) model_path = model_find_default();
+    if (!model_path)
+        model_path = model_find_default();
     if (!model_path || !text_path) {
         usage(stderr);
         return 2;
@@ -74,7 +75,8 @@ int main(int argc, char **argv)
         free(ids);
         ids = malloc((size_t)cap * sizeof *ids);
         st = ids ? tok_encode_ex(t, text, len, flags, ids, cap, &n) : EM_ENOMEM;
-        if (st != EM_ENOSPC) break;
+        if (st != EM_ENOSPC)
+            break;
         cap = n;
     }
     if (st != EM_OK) {
@@ -82,7 +84,8 @@ int main(int argc, char **argv)
         goto out;
     }
     printf("ids:");
-    for (int i = 0; i < n; i++) printf(" %d", ids[i]);
+    for (int i = 0; i < n; i++)
+        printf(" %d", ids[i]);
     printf("\n");
     rc = 0;
 out:

@@ -10,12 +10,12 @@
 #include <grpc/grpc.h>
 
 #include "common/log.h"
+#include "proto/emserve/internal/v1/worker.pb-c.h"
+#include "proto/worker_proto.h"
 #include "rpc/rpc_auth.h"
 #include "rpc/rpc_serve.h"
 #include "rpc/rpc_strings.h"
 #include "rpc/rpc_util.h"
-#include "proto/emserve/internal/v1/worker.pb-c.h"
-#include "proto/worker_proto.h"
 
 typedef enum { CALL_NEW, CALL_GOT_REQUEST, CALL_FINISHING } call_state;
 

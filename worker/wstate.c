@@ -140,8 +140,10 @@ em_status worker_group_form(worker_state *w, const worker_form *f, char *err, si
     const model_hparams *hp = &w->m->hp;
     shard_desc sd;
     if (shard_for_rank(hp->n_kv_head, f->rank, f->world, &sd) != EM_OK) {
-        snprintf(err, errlen, "%d workers cannot split the %d KV heads of the model (at most one "
-                 "worker per KV head)", f->world, hp->n_kv_head);
+        snprintf(err, errlen,
+                 "%d workers cannot split the %d KV heads of the model (at most one "
+                 "worker per KV head)",
+                 f->world, hp->n_kv_head);
         return EM_EINVAL;
     }
     if (f->act_quant != KERN_ACT_F32 && f->act_quant != KERN_ACT_Q8) {
@@ -150,8 +152,7 @@ em_status worker_group_form(worker_state *w, const worker_form *f, char *err, si
     }
     int mbt = f->max_batch_tokens > 0 ? f->max_batch_tokens : 256;
     if (w->e == NULL || w->rank != f->rank || w->world != f->world || w->max_batch_tokens != mbt ||
-        w->act_quant != f->act_quant ||
-        (f->n_threads > 0 && f->n_threads != w->n_threads)) {
+        w->act_quant != f->act_quant || (f->n_threads > 0 && f->n_threads != w->n_threads)) {
         engine_free(w->e);
         w->e = NULL;
         if (f->n_threads > 0) {
@@ -159,9 +160,8 @@ em_status worker_group_form(worker_state *w, const worker_form *f, char *err, si
         }
         sd.reduce = f->world > 1 ? reduce_hook : NULL;
         sd.reduce_user = w;
-        engine_opts eo = {.n_threads = w->n_threads,
-                          .max_batch_tokens = mbt,
-                          .act = (kern_act_mode)f->act_quant};
+        engine_opts eo = {
+            .n_threads = w->n_threads, .max_batch_tokens = mbt, .act = (kern_act_mode)f->act_quant};
         em_status st = engine_create(w->m, &sd, &eo, &w->e);
         if (st != EM_OK) {
             snprintf(err, errlen, "engine_create: %s", em_status_str(st));
@@ -211,8 +211,8 @@ static em_status check_step(worker_state *w, const worker_step_in *in, char *err
 {
     int n_vocab = w->m->hp.n_vocab, n_ctx = w->m->hp.n_ctx;
     if (in->n_tokens < 0 || in->n_tokens > w->max_batch_tokens) {
-        snprintf(err, errlen, "%d tokens in one step, at most %d (max_batch_tokens)",
-                 in->n_tokens, w->max_batch_tokens);
+        snprintf(err, errlen, "%d tokens in one step, at most %d (max_batch_tokens)", in->n_tokens,
+                 w->max_batch_tokens);
         return EM_EINVAL;
     }
     if (in->n_drop > 2 * w->max_slots || in->n_open > w->max_slots ||

@@ -74,9 +74,9 @@ typedef struct worker_step_out {
     const float *logits; /* [n_logits][n_vocab], owned by the state (valid until next step) */
     int n_logits;
     int n_slots;
-    int32_t *slots;   /* distinct slots of the batch, in first-appearance order (owned) */
-    int64_t *entries; /* KV entries this worker holds for slots[i] (owned) */
-    int64_t *bytes;   /* bytes this worker holds for slots[i]: ems_cache_held_bytes (owned) */
+    int32_t *slots;     /* distinct slots of the batch, in first-appearance order (owned) */
+    int64_t *entries;   /* KV entries this worker holds for slots[i] (owned) */
+    int64_t *bytes;     /* bytes this worker holds for slots[i]: ems_cache_held_bytes (owned) */
     int64_t peak_bytes; /* all open slots together after the forward, before the policies ran:
                            the most this step held (what the KV memory budget bounds) */
 } worker_step_out;

@@ -1,10 +1,10 @@
 /* Scalar references of the eviction baselines (methods.md 2-4). Top-k is done the slow, obvious
  * way: repeated arg-max, ties -> the earlier entry. */
-#include "ems/ref/ems_ref.h"
-
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "ems/ref/ems_ref.h"
 
 /* Marks the k best of s over [lo, hi) in mark[] (repeated arg-max, ties: earlier index). */
 static void ref_topk(const float *s, int lo, int hi, int k, char *mark)

@@ -22,9 +22,10 @@
 #include "kernels/ref/kern_ref.h"
 
 #define AI static inline __attribute__((always_inline))
-#define NI static __attribute__((noinline)) /* a pass of its own (keeps register allocation local) */
-#define SMALL_HD 16   /* heads up to this size take the transposed path */
-#define VT_MIN_ROWS 6 /* rows (queries x G) above which V is transposed too */
+#define NI \
+    static __attribute__((noinline)) /* a pass of its own (keeps register allocation local) */
+#define SMALL_HD    16               /* heads up to this size take the transposed path */
+#define VT_MIN_ROWS 6                /* rows (queries x G) above which V is transposed too */
 #ifndef EW_U
 #define EW_U 4 /* tiles per step of the fused exp + weighted sum */
 #endif
@@ -50,16 +51,16 @@ AI float hmax(__m256 v)
 /* ---- per-call layout ---- */
 
 typedef struct attn_ws {
-    int T;           /* tiles: ceil(len / 8) */
-    int32_t *kp;     /* [8T] key positions, INT32_MAX in the padding */
-    int32_t *mk;     /* [8T] per query: -1 where invisible */
-    float *kt, *vt;  /* small path: [T][hd][8] transposed K and V (zero padding) */
-    float *s;        /* [G][8T] scores, then exp values */
-    float *pr;       /* [8T] reduced probabilities (statistics) */
-    float *kb;       /* [8T] kern_attn_args.kbias zero-padded, or NULL */
-    int tfull;       /* per query: leading tiles with every entry visible (masking them is
-                        the identity, so the small path skips it there) */
-    float tot[64];   /* per head: sum of the exp values (G <= 64 on the fast path) */
+    int T;          /* tiles: ceil(len / 8) */
+    int32_t *kp;    /* [8T] key positions, INT32_MAX in the padding */
+    int32_t *mk;    /* [8T] per query: -1 where invisible */
+    float *kt, *vt; /* small path: [T][hd][8] transposed K and V (zero padding) */
+    float *s;       /* [G][8T] scores, then exp values */
+    float *pr;      /* [8T] reduced probabilities (statistics) */
+    float *kb;      /* [8T] kern_attn_args.kbias zero-padded, or NULL */
+    int tfull;      /* per query: leading tiles with every entry visible (masking them is
+                       the identity, so the small path skips it there) */
+    float tot[64];  /* per head: sum of the exp values (G <= 64 on the fast path) */
 } attn_ws;
 
 /* 8 rows of 8 floats (row stride `stride`) -> dst[d*8 + r] = src[r*stride + d]. */
@@ -69,9 +70,9 @@ AI void transpose8x8(const float *src, size_t stride, float *dst)
     for (int i = 0; i < 4; i++) {
         r[i] = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(src + (size_t)i * stride)),
                                     _mm_loadu_ps(src + (size_t)(i + 4) * stride), 1);
-        r[i + 4] = _mm256_insertf128_ps(
-            _mm256_castps128_ps256(_mm_loadu_ps(src + (size_t)i * stride + 4)),
-            _mm_loadu_ps(src + (size_t)(i + 4) * stride + 4), 1);
+        r[i + 4] =
+            _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(src + (size_t)i * stride + 4)),
+                                 _mm_loadu_ps(src + (size_t)(i + 4) * stride + 4), 1);
     }
     for (int h = 0; h < 2; h++) {
         __m256 *a = r + 4 * h;
@@ -92,7 +93,8 @@ static void transpose_kv(const float *x, int len, int hd, int T, float *xt)
         float *dst = xt + (size_t)t * hd * 8;
         const float *src = x + (size_t)t * 8 * hd;
         if (8 * t + 8 <= len && (hd & 7) == 0) {
-            for (int d = 0; d < hd; d += 8) transpose8x8(src + d, (size_t)hd, dst + (size_t)d * 8);
+            for (int d = 0; d < hd; d += 8)
+                transpose8x8(src + d, (size_t)hd, dst + (size_t)d * 8);
             continue;
         }
         for (int d = 0; d < hd; d++)
@@ -108,14 +110,17 @@ static int query_mask(attn_ws *w, int32_t qp)
     __m256i vqp = _mm256_set1_epi32(qp);
     int tend = w->T;
     for (; tend > 0; tend--) {
-        __m256i inv = _mm256_cmpgt_epi32(_mm256_load_si256((const __m256i *)(w->kp + 8 * (tend - 1))), vqp);
-        if (_mm256_movemask_ps(_mm256_castsi256_ps(inv)) != 0xff) break;
+        __m256i inv =
+            _mm256_cmpgt_epi32(_mm256_load_si256((const __m256i *)(w->kp + 8 * (tend - 1))), vqp);
+        if (_mm256_movemask_ps(_mm256_castsi256_ps(inv)) != 0xff)
+            break;
     }
     w->tfull = 0;
     for (int t = 0; t < tend; t++) {
         __m256i inv = _mm256_cmpgt_epi32(_mm256_load_si256((const __m256i *)(w->kp + 8 * t)), vqp);
         _mm256_store_si256((__m256i *)(w->mk + 8 * t), inv);
-        if (w->tfull == t && _mm256_testz_si256(inv, inv)) w->tfull = t + 1;
+        if (w->tfull == t && _mm256_testz_si256(inv, inv))
+            w->tfull = t + 1;
     }
     return tend;
 }
@@ -144,28 +149,36 @@ AI float small_scores(const float *q, int HD, const float *kt, const int32_t *mk
 {
     __m256 qb[SMALL_HD];
 #pragma GCC unroll 16
-    for (int d = 0; d < SMALL_HD; d++) qb[d] = d < HD ? _mm256_set1_ps(q[d] * scale) : _mm256_setzero_ps();
+    for (int d = 0; d < SMALL_HD; d++)
+        qb[d] = d < HD ? _mm256_set1_ps(q[d] * scale) : _mm256_setzero_ps();
     const __m256 ninf = _mm256_set1_ps(-INFINITY);
     __m256 mx = ninf;
     int t = 0;
-#define SC_TILES(U, MASK)                                                                      \
-    {                                                                                          \
-        __m256 a[U];                                                                           \
-        _Pragma("GCC unroll 4") for (int u = 0; u < U; u++) a[u] = _mm256_mul_ps(qb[0], _mm256_load_ps(kt + (size_t)(t + u) * HD * 8)); \
-        _Pragma("GCC unroll 16") for (int d = 1; d < HD; d++)                                  \
-            _Pragma("GCC unroll 4") for (int u = 0; u < U; u++)                                \
-                a[u] = _mm256_fmadd_ps(qb[d], _mm256_load_ps(kt + ((size_t)(t + u) * HD + d) * 8), a[u]); \
-        _Pragma("GCC unroll 4") for (int u = 0; u < U; u++) {                                  \
-            if (kb) a[u] = _mm256_add_ps(a[u], _mm256_load_ps(kb + 8 * (t + u)));              \
-            __m256 x = a[u];                                                                   \
-            if (MASK) x = _mm256_blendv_ps(x, ninf, _mm256_load_ps((const float *)mk + 8 * (t + u))); \
-            mx = _mm256_max_ps(mx, x);                                                         \
-            _mm256_store_ps(s + 8 * (t + u), x);                                               \
-        }                                                                                      \
+#define SC_TILES(U, MASK)                                                                          \
+    {                                                                                              \
+        __m256 a[U];                                                                               \
+        _Pragma("GCC unroll 4") for (int u = 0; u < U; u++) a[u] =                                 \
+            _mm256_mul_ps(qb[0], _mm256_load_ps(kt + (size_t)(t + u) * HD * 8));                   \
+        _Pragma("GCC unroll 16") for (int d = 1; d < HD; d++)                                      \
+            _Pragma("GCC unroll 4") for (int u = 0; u < U; u++) a[u] =                             \
+                _mm256_fmadd_ps(qb[d], _mm256_load_ps(kt + ((size_t)(t + u) * HD + d) * 8), a[u]); \
+        _Pragma("GCC unroll 4") for (int u = 0; u < U; u++)                                        \
+        {                                                                                          \
+            if (kb)                                                                                \
+                a[u] = _mm256_add_ps(a[u], _mm256_load_ps(kb + 8 * (t + u)));                      \
+            __m256 x = a[u];                                                                       \
+            if (MASK)                                                                              \
+                x = _mm256_blendv_ps(x, ninf, _mm256_load_ps((const float *)mk + 8 * (t + u)));    \
+            mx = _mm256_max_ps(mx, x);                                                             \
+            _mm256_store_ps(s + 8 * (t + u), x);                                                   \
+        }                                                                                          \
     }
-    for (; t + 4 <= tfull; t += 4) SC_TILES(4, 0)
-    for (; t + 4 <= T; t += 4) SC_TILES(4, 1)
-    for (; t < T; t++) SC_TILES(1, 1)
+    for (; t + 4 <= tfull; t += 4)
+        SC_TILES(4, 0)
+    for (; t + 4 <= T; t += 4)
+        SC_TILES(4, 1)
+    for (; t < T; t++)
+        SC_TILES(1, 1)
 #undef SC_TILES
     return hmax(mx);
 }
@@ -178,16 +191,20 @@ AI void small_wsum(const float *e, int HD, const float *vt, int T, float inv, fl
         int nb = HD - d0 < 8 ? HD - d0 : 8;
         __m256 acc[8];
 #pragma GCC unroll 8
-        for (int d = 0; d < 8; d++) acc[d] = _mm256_setzero_ps();
+        for (int d = 0; d < 8; d++)
+            acc[d] = _mm256_setzero_ps();
         for (int t = 0; t < T; t++) {
             __m256 ev = _mm256_load_ps(e + 8 * t);
             const float *v = vt + ((size_t)t * HD + d0) * 8;
 #pragma GCC unroll 8
-            for (int d = 0; d < nb; d++) acc[d] = _mm256_fmadd_ps(ev, _mm256_load_ps(v + 8 * d), acc[d]);
+            for (int d = 0; d < nb; d++)
+                acc[d] = _mm256_fmadd_ps(ev, _mm256_load_ps(v + 8 * d), acc[d]);
         }
         __m256 r = _mm256_mul_ps(kern_cpu__hsum8(acc), _mm256_set1_ps(inv));
-        if (nb == 8) _mm256_storeu_ps(out + d0, r);
-        else _mm256_maskstore_ps(out + d0, kern_cpu__mask(nb), r);
+        if (nb == 8)
+            _mm256_storeu_ps(out + d0, r);
+        else
+            _mm256_maskstore_ps(out + d0, kern_cpu__mask(nb), r);
     }
 }
 
@@ -195,21 +212,22 @@ AI void small_wsum(const float *e, int HD, const float *vt, int T, float inv, fl
  * cost more than it saves), bit-identical to it: accumulator l (a vector over dimensions)
  * takes the keys 8t + l in tile order, padding keys add +0 as the zero rows of the
  * transposed copy do, and the accumulators are summed in kern_cpu__hsum8's lane order. */
-AI void small_wsum_rm(const float *e, int HD, const float *v, int len, int T, float inv,
-                      float *out)
+AI void small_wsum_rm(const float *e, int HD, const float *v, int len, int T, float inv, float *out)
 {
     for (int d0 = 0; d0 < HD; d0 += 8) {
         int nb = HD - d0 < 8 ? HD - d0 : 8;
         __m256i m = kern_cpu__mask(nb);
         __m256 acc[8];
 #pragma GCC unroll 8
-        for (int l = 0; l < 8; l++) acc[l] = _mm256_setzero_ps();
+        for (int l = 0; l < 8; l++)
+            acc[l] = _mm256_setzero_ps();
         for (int t = 0; t < T; t++) {
             const float *vr = v + (size_t)8 * t * HD + d0;
             if (8 * t + 8 <= len) {
 #pragma GCC unroll 8
                 for (int l = 0; l < 8; l++) {
-                    __m256 x = nb == 8 ? _mm256_loadu_ps(vr + (size_t)l * HD) : _mm256_maskload_ps(vr + (size_t)l * HD, m);
+                    __m256 x = nb == 8 ? _mm256_loadu_ps(vr + (size_t)l * HD)
+                                       : _mm256_maskload_ps(vr + (size_t)l * HD, m);
                     acc[l] = _mm256_fmadd_ps(_mm256_broadcast_ss(e + 8 * t + l), x, acc[l]);
                 }
             } else {
@@ -223,11 +241,14 @@ AI void small_wsum_rm(const float *e, int HD, const float *v, int len, int T, fl
                 }
             }
         }
-        __m256 r = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])),
-                                 _mm256_add_ps(_mm256_add_ps(acc[4], acc[5]), _mm256_add_ps(acc[6], acc[7])));
+        __m256 r = _mm256_add_ps(
+            _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3])),
+            _mm256_add_ps(_mm256_add_ps(acc[4], acc[5]), _mm256_add_ps(acc[6], acc[7])));
         r = _mm256_mul_ps(r, _mm256_set1_ps(inv));
-        if (nb == 8) _mm256_storeu_ps(out + d0, r);
-        else _mm256_maskstore_ps(out + d0, m, r);
+        if (nb == 8)
+            _mm256_storeu_ps(out + d0, r);
+        else
+            _mm256_maskstore_ps(out + d0, m, r);
     }
 }
 
@@ -237,33 +258,42 @@ AI float small_exp_wsum8(float *s, const int32_t *mk, const float *vt, int HD, i
 {
     __m256 vm = _mm256_set1_ps(mx), sum = _mm256_setzero_ps(), acc[8];
 #pragma GCC unroll 8
-    for (int d = 0; d < 8; d++) acc[d] = _mm256_setzero_ps();
+    for (int d = 0; d < 8; d++)
+        acc[d] = _mm256_setzero_ps();
     int t = 0;
     /* U tiles per step: their exp chains are independent and interleave; the sums and the
      * accumulators still take the tiles in order */
-#define EW_TILES(U, MASK)                                                                      \
-    {                                                                                          \
-        __m256 e[U];                                                                           \
-        _Pragma("GCC unroll 4") for (int u = 0; u < U; u++) {                                  \
-            e[u] = exp_neg(_mm256_sub_ps(_mm256_load_ps(s + 8 * (t + u)), vm));                \
-            if (MASK) e[u] = _mm256_andnot_ps(_mm256_load_ps((const float *)mk + 8 * (t + u)), e[u]); \
-        }                                                                                      \
-        _Pragma("GCC unroll 4") for (int u = 0; u < U; u++) {                                  \
-            sum = _mm256_add_ps(sum, e[u]);                                                    \
-            _mm256_store_ps(s + 8 * (t + u), e[u]);                                            \
-            const float *v = vt + (size_t)(t + u) * HD * 8;                                    \
-            _Pragma("GCC unroll 8") for (int d = 0; d < HD; d++)                               \
-                acc[d] = _mm256_fmadd_ps(e[u], _mm256_load_ps(v + 8 * d), acc[d]);             \
-        }                                                                                      \
+#define EW_TILES(U, MASK)                                                                       \
+    {                                                                                           \
+        __m256 e[U];                                                                            \
+        _Pragma("GCC unroll 4") for (int u = 0; u < U; u++)                                     \
+        {                                                                                       \
+            e[u] = exp_neg(_mm256_sub_ps(_mm256_load_ps(s + 8 * (t + u)), vm));                 \
+            if (MASK)                                                                           \
+                e[u] = _mm256_andnot_ps(_mm256_load_ps((const float *)mk + 8 * (t + u)), e[u]); \
+        }                                                                                       \
+        _Pragma("GCC unroll 4") for (int u = 0; u < U; u++)                                     \
+        {                                                                                       \
+            sum = _mm256_add_ps(sum, e[u]);                                                     \
+            _mm256_store_ps(s + 8 * (t + u), e[u]);                                             \
+            const float *v = vt + (size_t)(t + u) * HD * 8;                                     \
+            _Pragma("GCC unroll 8") for (int d = 0; d < HD; d++) acc[d] =                       \
+                _mm256_fmadd_ps(e[u], _mm256_load_ps(v + 8 * d), acc[d]);                       \
+        }                                                                                       \
     }
-    for (; t + EW_U <= tfull; t += EW_U) EW_TILES(EW_U, 0)
-    for (; t + EW_U <= T; t += EW_U) EW_TILES(EW_U, 1)
-    for (; t < T; t++) EW_TILES(1, 1)
+    for (; t + EW_U <= tfull; t += EW_U)
+        EW_TILES(EW_U, 0)
+    for (; t + EW_U <= T; t += EW_U)
+        EW_TILES(EW_U, 1)
+    for (; t < T; t++)
+        EW_TILES(1, 1)
 #undef EW_TILES
     float tot = kern_cpu__hsum(sum);
     __m256 r = _mm256_mul_ps(kern_cpu__hsum8(acc), _mm256_set1_ps(1.0f / tot));
-    if (HD == 8) _mm256_storeu_ps(out, r);
-    else _mm256_maskstore_ps(out, kern_cpu__mask(HD), r);
+    if (HD == 8)
+        _mm256_storeu_ps(out, r);
+    else
+        _mm256_maskstore_ps(out, kern_cpu__mask(HD), r);
     return tot;
 }
 
@@ -292,7 +322,8 @@ AI void small_row(const attn_ws *w, const float *q, int HD, int tend, float scal
 AI __m256 dot8(const float *q, const float *k, int hd)
 {
     __m256 acc[8];
-    for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
+    for (int r = 0; r < 8; r++)
+        acc[r] = _mm256_setzero_ps();
     int d = 0;
     for (; d + 8 <= hd; d += 8) {
         __m256 qv = _mm256_loadu_ps(q + d);
@@ -338,16 +369,19 @@ static __m256 tail_dots(const float *q, int hd, const float *k, int len, int t, 
 
 /* Pass A for row-major keys: full tiles by dot8 times scale, the tail tile by tail_dots; plus
  * kbias, masked entries -inf; returns the max. */
-static float big_scores(const float *q, int hd, const float *k, int len, const attn_ws *w,
-                        int tend, float scale, float *s)
+static float big_scores(const float *q, int hd, const float *k, int len, const attn_ws *w, int tend,
+                        float scale, float *s)
 {
     const __m256 vscale = _mm256_set1_ps(scale), ninf = _mm256_set1_ps(-INFINITY);
     __m256 mx = ninf;
     for (int t = 0; t < tend; t++) {
         __m256 inv = _mm256_load_ps((const float *)w->mk + 8 * t), x;
-        if (8 * t + 8 <= len) x = _mm256_mul_ps(dot8(q, k + (size_t)t * 8 * hd, hd), vscale);
-        else x = tail_dots(q, hd, k, len, t, w->mk + 8 * t, scale);
-        if (w->kb) x = _mm256_add_ps(x, _mm256_load_ps(w->kb + 8 * t));
+        if (8 * t + 8 <= len)
+            x = _mm256_mul_ps(dot8(q, k + (size_t)t * 8 * hd, hd), vscale);
+        else
+            x = tail_dots(q, hd, k, len, t, w->mk + 8 * t, scale);
+        if (w->kb)
+            x = _mm256_add_ps(x, _mm256_load_ps(w->kb + 8 * t));
         x = _mm256_blendv_ps(x, ninf, inv);
         mx = _mm256_max_ps(mx, x);
         _mm256_store_ps(s + 8 * t, x);
@@ -366,14 +400,15 @@ static void wsum_tail(const float *p, const float *v, int len, int hd, int d0, f
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
         const float *vd = v + d0;
         int j = 0;
-#define WS_LOOP(LOAD)                                                                          \
-    for (; j + 4 <= len; j += 4) {                                                             \
-        a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j), LOAD(vd + (size_t)j * hd), a0);       \
+#define WS_LOOP(LOAD)                                                                              \
+    for (; j + 4 <= len; j += 4) {                                                                 \
+        a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j), LOAD(vd + (size_t)j * hd), a0);           \
         a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j + 1), LOAD(vd + (size_t)(j + 1) * hd), a1); \
         a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j + 2), LOAD(vd + (size_t)(j + 2) * hd), a2); \
         a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j + 3), LOAD(vd + (size_t)(j + 3) * hd), a3); \
-    }                                                                                          \
-    for (; j < len; j++) a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j), LOAD(vd + (size_t)j * hd), a0);
+    }                                                                                              \
+    for (; j < len; j++)                                                                           \
+        a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j), LOAD(vd + (size_t)j * hd), a0);
 #define WS_MASKED(ptr) _mm256_maskload_ps(ptr, m)
         if (hd - d0 >= 8) {
             WS_LOOP(_mm256_loadu_ps)
@@ -396,14 +431,17 @@ static void big_wsum(const float *p, const float *v, int len, int hd, float inv,
     int d0 = 0;
     for (; d0 + 64 <= hd; d0 += 64) { /* 8 accumulators in registers */
         __m256 acc[8];
-        for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
+        for (int r = 0; r < 8; r++)
+            acc[r] = _mm256_setzero_ps();
         for (int j = 0; j < len; j++) {
             __m256 pv = _mm256_broadcast_ss(p + j);
             const float *vj = v + (size_t)j * hd + d0;
 #pragma GCC unroll 8
-            for (int r = 0; r < 8; r++) acc[r] = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vj + 8 * r), acc[r]);
+            for (int r = 0; r < 8; r++)
+                acc[r] = _mm256_fmadd_ps(pv, _mm256_loadu_ps(vj + 8 * r), acc[r]);
         }
-        for (int r = 0; r < 8; r++) _mm256_storeu_ps(o + d0 + 8 * r, _mm256_mul_ps(acc[r], vinv));
+        for (int r = 0; r < 8; r++)
+            _mm256_storeu_ps(o + d0 + 8 * r, _mm256_mul_ps(acc[r], vinv));
     }
     wsum_tail(p, v, len, hd, d0, inv, o);
 }
@@ -420,9 +458,12 @@ static void stats_reduce(const float *s, size_t lenp, const float *tot, float *p
     for (int j = 0; j < 8 * tend; j += 8) {
         __m256 r = _mm256_setzero_ps();
         for (int g = 0; g < G; g++) {
-            __m256 p = _mm256_div_ps(_mm256_load_ps(s + (size_t)g * lenp + j), _mm256_set1_ps(tot[g]));
-            if (group_max) r = _mm256_max_ps(r, p);
-            else r = _mm256_add_ps(r, pow2 ? _mm256_mul_ps(p, vinv) : _mm256_div_ps(p, vg));
+            __m256 p =
+                _mm256_div_ps(_mm256_load_ps(s + (size_t)g * lenp + j), _mm256_set1_ps(tot[g]));
+            if (group_max)
+                r = _mm256_max_ps(r, p);
+            else
+                r = _mm256_add_ps(r, pow2 ? _mm256_mul_ps(p, vinv) : _mm256_div_ps(p, vg));
         }
         _mm256_store_ps(pr + j, r);
     }
@@ -430,8 +471,8 @@ static void stats_reduce(const float *s, size_t lenp, const float *tot, float *p
 
 /* col_sum += pr, col_sqsum += pr^2, col_cnt += 1 over the entries query position qp sees;
  * invisible entries are left bit-for-bit untouched. */
-static void stats_accumulate(kern_attn_stats *st, const float *pr, const int32_t *kpos,
-                             int32_t qp, int len)
+static void stats_accumulate(kern_attn_stats *st, const float *pr, const int32_t *kpos, int32_t qp,
+                             int len)
 {
     int len8 = len & ~7, j = 0;
     __m256i vqp = _mm256_set1_epi32(qp);
@@ -454,10 +495,14 @@ static void stats_accumulate(kern_attn_stats *st, const float *pr, const int32_t
         }
     }
     for (; j < len; j++) {
-        if (kpos[j] > qp) continue;
-        if (st->col_sum) st->col_sum[j] += pr[j];
-        if (st->col_sqsum) st->col_sqsum[j] += pr[j] * pr[j];
-        if (st->col_cnt) st->col_cnt[j] += 1;
+        if (kpos[j] > qp)
+            continue;
+        if (st->col_sum)
+            st->col_sum[j] += pr[j];
+        if (st->col_sqsum)
+            st->col_sqsum[j] += pr[j] * pr[j];
+        if (st->col_cnt)
+            st->col_cnt[j] += 1;
     }
 }
 
@@ -470,15 +515,18 @@ static void query_stats(const kern_attn_args *a, attn_ws *w, int i, int tend, co
     int len = a->len, n = 8 * tend < len ? 8 * tend : len;
     int row = st->row_ptrs ? i - (a->n_q - st->n_rows) : -1;
     stats_reduce(s, (size_t)8 * w->T, tot, w->pr, tend, a->G, st->group_max);
-    if (n < len) memset(w->pr + n, 0, sizeof(float) * (size_t)(len - n));
+    if (n < len)
+        memset(w->pr + n, 0, sizeof(float) * (size_t)(len - n));
     stats_accumulate(st, w->pr, a->kpos, a->q_pos[i], n);
-    if (row >= 0) memcpy(st->row_ptrs[row], w->pr, sizeof(float) * (size_t)len);
+    if (row >= 0)
+        memcpy(st->row_ptrs[row], w->pr, sizeof(float) * (size_t)len);
 }
 
 static void zero_out(const kern_attn_args *a, int i)
 {
     for (int g = 0; g < a->G; g++)
-        memset(a->out + (size_t)i * a->o_stride + (size_t)g * a->hd, 0, sizeof(float) * (size_t)a->hd);
+        memset(a->out + (size_t)i * a->o_stride + (size_t)g * a->hd, 0,
+               sizeof(float) * (size_t)a->hd);
 }
 
 /* ---- larger heads, many rows: register-blocked ---- */
@@ -522,7 +570,10 @@ typedef struct blk_row {
     int n; /* keys of the weighted sum: min(8 tend, len) */
 } blk_row;
 
-static int blk_queries(int G) { return BLK_ROWS / G > 1 ? BLK_ROWS / G : 1; }
+static int blk_queries(int G)
+{
+    return BLK_ROWS / G > 1 ? BLK_ROWS / G : 1;
+}
 
 /* Raw dot products of R rows with the 8 keys of a full tile (k: 8 rows of hd floats,
  * hd % 8 == 0): lane l of res[r] is dot8(q[r], k, hd)'s lane l bit for bit (a chain per lane
@@ -537,22 +588,26 @@ AI void tile_dots(const blk_row *rows, int R, const float *k, int hd, __m256 *re
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++)
 #pragma GCC unroll 4
-            for (int l = 0; l < 4; l++) acc[r][l] = _mm256_setzero_ps();
+            for (int l = 0; l < 4; l++)
+                acc[r][l] = _mm256_setzero_ps();
         const float *kh = k + (size_t)4 * h * hd;
         for (int d = 0; d < hd; d += 8) {
             __m256 qv[SR];
 #pragma GCC unroll 4
-            for (int r = 0; r < R; r++) qv[r] = _mm256_loadu_ps(rows[r].q + d);
+            for (int r = 0; r < R; r++)
+                qv[r] = _mm256_loadu_ps(rows[r].q + d);
 #pragma GCC unroll 4
             for (int l = 0; l < 4; l++) {
                 __m256 kv = _mm256_loadu_ps(kh + (size_t)l * hd + d);
 #pragma GCC unroll 4
-                for (int r = 0; r < R; r++) acc[r][l] = _mm256_fmadd_ps(qv[r], kv, acc[r][l]);
+                for (int r = 0; r < R; r++)
+                    acc[r][l] = _mm256_fmadd_ps(qv[r], kv, acc[r][l]);
             }
         }
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++)
-            u[h][r] = _mm256_hadd_ps(_mm256_hadd_ps(acc[r][0], acc[r][1]), _mm256_hadd_ps(acc[r][2], acc[r][3]));
+            u[h][r] = _mm256_hadd_ps(_mm256_hadd_ps(acc[r][0], acc[r][1]),
+                                     _mm256_hadd_ps(acc[r][2], acc[r][3]));
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) { /* kern_cpu__hsum8's last step */
@@ -565,11 +620,12 @@ AI void tile_dots(const blk_row *rows, int R, const float *k, int hd, __m256 *re
 /* Pass A of the block's rows over tiles [0, tmax): big_scores' values (-inf where masked) into
  * each row's s, the running lane max into mxv[r]. */
 NI void block_scores(const kern_attn_args *a, const attn_ws *w, const blk_row *rows, int nr,
-                         int tmax, __m256 *mxv)
+                     int tmax, __m256 *mxv)
 {
     const int hd = a->hd, len = a->len;
     const __m256 vscale = _mm256_set1_ps(a->scale), ninf = _mm256_set1_ps(-INFINITY);
-    for (int r = 0; r < nr; r++) mxv[r] = ninf;
+    for (int r = 0; r < nr; r++)
+        mxv[r] = ninf;
     for (int t = 0; t < tmax; t++) {
         const float *k = a->k + (size_t)t * 8 * hd;
         __m256i kp = _mm256_load_si256((const __m256i *)(w->kp + 8 * t));
@@ -580,14 +636,22 @@ NI void block_scores(const kern_attn_args *a, const attn_ws *w, const blk_row *r
             __m256 x[SR];
             if (full) {
                 switch (R) { /* R a constant in each inlined micro-kernel */
-                case SR: tile_dots(br, SR, k, hd, x); break;
+                case SR:
+                    tile_dots(br, SR, k, hd, x);
+                    break;
 #if SR > 3
-                case 3: tile_dots(br, 3, k, hd, x); break;
+                case 3:
+                    tile_dots(br, 3, k, hd, x);
+                    break;
 #endif
 #if SR > 2
-                case 2: tile_dots(br, 2, k, hd, x); break;
+                case 2:
+                    tile_dots(br, 2, k, hd, x);
+                    break;
 #endif
-                default: tile_dots(br, 1, k, hd, x); break;
+                default:
+                    tile_dots(br, 1, k, hd, x);
+                    break;
                 }
             }
             for (int r = 0; r < R; r++) {
@@ -600,7 +664,8 @@ NI void block_scores(const kern_attn_args *a, const attn_ws *w, const blk_row *r
                     _mm256_storeu_si256((__m256i *)mk, invi);
                     y = tail_dots(br[r].q, hd, a->k, len, t, mk, a->scale);
                 }
-                if (w->kb) y = _mm256_add_ps(y, _mm256_load_ps(w->kb + 8 * t));
+                if (w->kb)
+                    y = _mm256_add_ps(y, _mm256_load_ps(w->kb + 8 * t));
                 y = _mm256_blendv_ps(y, ninf, inv);
                 mxv[r0 + r] = _mm256_max_ps(mxv[r0 + r], y);
                 _mm256_store_ps(br[r].s + 8 * t, y);
@@ -620,24 +685,28 @@ AI void wsum_kernel(const blk_row *rows, int R, int D, const float *v, int hd, i
     for (int r = 0; r < R; r++) {
         p[r] = rows[r].s;
 #pragma GCC unroll 8
-        for (int e = 0; e < D; e++) acc[r][e] = _mm256_loadu_ps(rows[r].out + d0 + 8 * e);
+        for (int e = 0; e < D; e++)
+            acc[r][e] = _mm256_loadu_ps(rows[r].out + d0 + 8 * e);
     }
     for (int j = j0; j < j1; j++) {
         const float *vj = v + (size_t)j * hd + d0;
         __m256 vv[8];
 #pragma GCC unroll 8
-        for (int e = 0; e < D; e++) vv[e] = _mm256_loadu_ps(vj + 8 * e);
+        for (int e = 0; e < D; e++)
+            vv[e] = _mm256_loadu_ps(vj + 8 * e);
 #pragma GCC unroll 8
         for (int r = 0; r < R; r++) {
             __m256 b = _mm256_broadcast_ss(p[r] + j);
 #pragma GCC unroll 8
-            for (int e = 0; e < D; e++) acc[r][e] = _mm256_fmadd_ps(b, vv[e], acc[r][e]);
+            for (int e = 0; e < D; e++)
+                acc[r][e] = _mm256_fmadd_ps(b, vv[e], acc[r][e]);
         }
     }
 #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
 #pragma GCC unroll 8
-        for (int e = 0; e < D; e++) _mm256_storeu_ps(rows[r].out + d0 + 8 * e, acc[r][e]);
+        for (int e = 0; e < D; e++)
+            _mm256_storeu_ps(rows[r].out + d0 + 8 * e, acc[r][e]);
 }
 
 /* Keys [j0, j1) of the rows [0, R), R <= VR, into out[d0, d0 + 64): VR rows x VD vectors, or
@@ -645,13 +714,17 @@ AI void wsum_kernel(const blk_row *rows, int R, int D, const float *v, int hd, i
 NI void wsum_rows(const blk_row *rows, int R, const float *v, int hd, int d0, int j0, int j1)
 {
     if (R == VR) {
-        for (int e = 0; e < 8; e += VD) wsum_kernel(rows, VR, VD, v, hd, d0 + 8 * e, j0, j1);
+        for (int e = 0; e < 8; e += VD)
+            wsum_kernel(rows, VR, VD, v, hd, d0 + 8 * e, j0, j1);
     } else if (R == 3) {
-        for (int e = 0; e < 8; e += 2) wsum_kernel(rows, 3, 2, v, hd, d0 + 8 * e, j0, j1);
+        for (int e = 0; e < 8; e += 2)
+            wsum_kernel(rows, 3, 2, v, hd, d0 + 8 * e, j0, j1);
     } else if (R == 2) {
-        for (int e = 0; e < 8; e += 4) wsum_kernel(rows, 2, 4, v, hd, d0 + 8 * e, j0, j1);
+        for (int e = 0; e < 8; e += 4)
+            wsum_kernel(rows, 2, 4, v, hd, d0 + 8 * e, j0, j1);
     } else {
-        for (int r = 0; r < R; r++) wsum_kernel(rows + r, 1, 8, v, hd, d0, j0, j1);
+        for (int r = 0; r < R; r++)
+            wsum_kernel(rows + r, 1, 8, v, hd, d0, j0, j1);
     }
 }
 
@@ -660,22 +733,26 @@ NI void block_wsum(const kern_attn_args *a, const blk_row *rows, int nr, const f
 {
     int hd = a->hd, d64 = hd & ~63, n = 0;
     for (int r = 0; r < nr; r++) {
-        if (rows[r].n > n) n = rows[r].n;
+        if (rows[r].n > n)
+            n = rows[r].n;
         memset(rows[r].out, 0, sizeof(float) * (size_t)d64);
     }
     for (int j0 = 0; j0 < n && d64 > 0; j0 += VJ) {
         int j1 = j0 + VJ < n ? j0 + VJ : n;
         int nfull = nr - nr % VR;
         for (int d0 = 0; d0 < d64; d0 += 8 * VD)
-            for (int r0 = 0; r0 < nfull; r0 += VR) wsum_kernel(rows + r0, VR, VD, a->v, hd, d0, j0, j1);
+            for (int r0 = 0; r0 < nfull; r0 += VR)
+                wsum_kernel(rows + r0, VR, VD, a->v, hd, d0, j0, j1);
         if (nfull < nr)
-            for (int d0 = 0; d0 < d64; d0 += 64) wsum_rows(rows + nfull, nr - nfull, a->v, hd, d0, j0, j1);
+            for (int d0 = 0; d0 < d64; d0 += 64)
+                wsum_rows(rows + nfull, nr - nfull, a->v, hd, d0, j0, j1);
     }
     for (int r = 0; r < nr; r++) {
         float inv = 1.0f / tot[r];
         __m256 vinv = _mm256_set1_ps(inv);
         for (int d = 0; d < d64; d += 8)
-            _mm256_storeu_ps(rows[r].out + d, _mm256_mul_ps(_mm256_loadu_ps(rows[r].out + d), vinv));
+            _mm256_storeu_ps(rows[r].out + d,
+                             _mm256_mul_ps(_mm256_loadu_ps(rows[r].out + d), vinv));
         wsum_tail(rows[r].s, a->v, rows[r].n, hd, d64, inv, rows[r].out);
     }
 }
@@ -690,7 +767,8 @@ static void block_run(const kern_attn_args *a, attn_ws *w, const int *qi, int nq
     float tot[BLK_MAX];
     for (int b = 0; b < nq; b++) {
         int i = qi[b], tend = query_mask(w, a->q_pos[i]);
-        if (tend > tmax) tmax = tend;
+        if (tend > tmax)
+            tmax = tend;
         for (int g = 0; g < G; g++) {
             blk_row *r = rows + b * G + g;
             r->q = a->q + (size_t)i * a->q_stride + (size_t)g * hd;
@@ -708,7 +786,8 @@ static void block_run(const kern_attn_args *a, attn_ws *w, const int *qi, int nq
             tot[r] = row_exp(rows[r].s, w->mk, tend, hmax(mxv[r]));
             memset(rows[r].s + 8 * tend, 0, sizeof(float) * 8 * (size_t)(tmax - tend));
         }
-        if (a->stats) query_stats(a, w, qi[b], tend, rows[b * G].s, tot + b * G);
+        if (a->stats)
+            query_stats(a, w, qi[b], tend, rows[b * G].s, tot + b * G);
     }
     block_wsum(a, rows, nr, tot);
 }
@@ -723,7 +802,8 @@ static void block_all(const kern_attn_args *a, attn_ws *w)
         if (query_mask(w, a->q_pos[i]) == 0) {
             int row = st && st->row_ptrs ? i - (a->n_q - st->n_rows) : -1;
             zero_out(a, i);
-            if (row >= 0) memset(st->row_ptrs[row], 0, sizeof(float) * (size_t)a->len);
+            if (row >= 0)
+                memset(st->row_ptrs[row], 0, sizeof(float) * (size_t)a->len);
         } else {
             qi[nq++] = i;
         }
@@ -742,8 +822,8 @@ AI void small_query(const kern_attn_args *a, attn_ws *w, int i, int tend, int HD
     int lenp = 8 * w->T;
     for (int g = 0; g < a->G; g++)
         small_row(w, a->q + (size_t)i * a->q_stride + (size_t)g * HD, HD, tend, a->scale,
-                  w->s + (size_t)g * lenp, &w->tot[g], a->out + (size_t)i * a->o_stride + (size_t)g * HD,
-                  a->v, a->len);
+                  w->s + (size_t)g * lenp, &w->tot[g],
+                  a->out + (size_t)i * a->o_stride + (size_t)g * HD, a->v, a->len);
 }
 
 static void big_query(const kern_attn_args *a, attn_ws *w, int i, int tend)
@@ -751,8 +831,8 @@ static void big_query(const kern_attn_args *a, attn_ws *w, int i, int tend)
     int lenp = 8 * w->T, hd = a->hd, n = 8 * tend < a->len ? 8 * tend : a->len;
     for (int g = 0; g < a->G; g++) {
         float *s = w->s + (size_t)g * lenp;
-        float mx = big_scores(a->q + (size_t)i * a->q_stride + (size_t)g * hd, hd, a->k, a->len,
-                              w, tend, a->scale, s);
+        float mx = big_scores(a->q + (size_t)i * a->q_stride + (size_t)g * hd, hd, a->k, a->len, w,
+                              tend, a->scale, s);
         float sum = row_exp(s, w->mk, tend, mx);
         w->tot[g] = sum;
         big_wsum(s, a->v, n, hd, 1.0f / sum, a->out + (size_t)i * a->o_stride + (size_t)g * hd);
@@ -762,11 +842,13 @@ static void big_query(const kern_attn_args *a, attn_ws *w, int i, int tend)
 em_status kern_cpu__attn(void *ctx, const kern_attn_args *a)
 {
     em_status status = kern_check_attn(a);
-    if (status != EM_OK || a->n_q == 0) return status;
+    if (status != EM_OK || a->n_q == 0)
+        return status;
     int G = a->G, hd = a->hd, len = a->len, n_q = a->n_q;
     kern_attn_stats *st = a->stats;
     if (len == 0) {
-        for (int i = 0; i < n_q; i++) zero_out(a, i);
+        for (int i = 0; i < n_q; i++)
+            zero_out(a, i);
         return EM_OK;
     }
     attn_ws w;
@@ -786,16 +868,19 @@ em_status kern_cpu__attn(void *ctx, const kern_attn_args *a)
     /* V transposed only when enough rows share it (else its row-major twin) */
     w.vt = small && (long)n_q * G > VT_MIN_ROWS ? w.kt + lenp * hd : NULL;
     memcpy(w.kp, a->kpos, sizeof(int32_t) * (size_t)len);
-    for (size_t j = (size_t)len; j < lenp; j++) w.kp[j] = INT32_MAX;
+    for (size_t j = (size_t)len; j < lenp; j++)
+        w.kp[j] = INT32_MAX;
     w.kb = NULL;
     if (a->kbias) { /* after the other buffers (kt/vt end at s + (srows + 2 hd) * lenp) */
         w.kb = w.s + lenp * (srows + (small ? 2 * (size_t)hd : 0));
         memcpy(w.kb, a->kbias, sizeof(float) * (size_t)len);
-        for (size_t j = (size_t)len; j < lenp; j++) w.kb[j] = 0.0f;
+        for (size_t j = (size_t)len; j < lenp; j++)
+            w.kb[j] = 0.0f;
     }
     if (small) {
         transpose_kv(a->k, len, hd, w.T, w.kt);
-        if (w.vt) transpose_kv(a->v, len, hd, w.T, w.vt);
+        if (w.vt)
+            transpose_kv(a->v, len, hd, w.T, w.vt);
     }
     if (blocked) {
         block_all(a, &w);
@@ -807,14 +892,20 @@ em_status kern_cpu__attn(void *ctx, const kern_attn_args *a)
         int tend = query_mask(&w, qp);
         if (tend == 0) {
             zero_out(a, i);
-            if (row >= 0) memset(st->row_ptrs[row], 0, sizeof(float) * (size_t)len);
+            if (row >= 0)
+                memset(st->row_ptrs[row], 0, sizeof(float) * (size_t)len);
             continue;
         }
-        if (hd == 8) small_query(a, &w, i, tend, 8);
-        else if (hd == 16) small_query(a, &w, i, tend, 16);
-        else if (small) small_query(a, &w, i, tend, hd);
-        else big_query(a, &w, i, tend);
-        if (st) query_stats(a, &w, i, tend, w.s, w.tot);
+        if (hd == 8)
+            small_query(a, &w, i, tend, 8);
+        else if (hd == 16)
+            small_query(a, &w, i, tend, 16);
+        else if (small)
+            small_query(a, &w, i, tend, hd);
+        else
+            big_query(a, &w, i, tend);
+        if (st)
+            query_stats(a, &w, i, tend, w.s, w.tot);
     }
     return EM_OK;
 }

@@ -58,8 +58,8 @@ typedef struct kern_cpu__ctx {
 } kern_cpu__ctx;
 
 /* The kern_ops entry points: kern_check_* first, then the fast paths. */
-em_status kern_cpu__matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n,
-                           float *y, int ys);
+em_status kern_cpu__matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n, float *y,
+                           int ys);
 /* Quantized weight, KERN_ACT_F32 (matmul_qf.c), on arguments kern_check_matmul accepted; no
  * failure (a scratch shortage falls back to the GEMV path, same bits). */
 void kern_cpu__matmul_qf(void *ctx, const kern_weight *w, const float *x, int xs, int n, float *y,

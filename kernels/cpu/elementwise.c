@@ -38,13 +38,15 @@ static void rms_rows(const rms_job *j, int ta, int tb)
             acc = _mm256_fmadd_ps(v, v, acc);
         }
         float ss = kern_cpu__hsum(acc);
-        for (int i = d8; i < dim; i++) ss = fmaf(xr[i], xr[i], ss);
+        for (int i = d8; i < dim; i++)
+            ss = fmaf(xr[i], xr[i], ss);
         float inv = 1.0f / sqrtf(ss / (float)dim + j->eps);
         __m256 vi = _mm256_set1_ps(inv);
         for (int i = 0; i < d8; i += 8)
             _mm256_storeu_ps(yr + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xr + i), vi),
                                                    _mm256_loadu_ps(j->g + i)));
-        for (int i = d8; i < dim; i++) yr[i] = xr[i] * inv * j->g[i];
+        for (int i = d8; i < dim; i++)
+            yr[i] = xr[i] * inv * j->g[i];
     }
 }
 
@@ -61,7 +63,8 @@ em_status kern_cpu__rmsnorm(void *ctx, const float *x, const float *g, int n, in
 {
     kern_cpu__ctx *c = ctx;
     em_status st = kern_check_rows(x, g, n, dim, y);
-    if (st != EM_OK || n == 0 || dim == 0) return st;
+    if (st != EM_OK || n == 0 || dim == 0)
+        return st;
     rms_job j = {x, g, y, n, dim, eps, kern_cpu__n_items(c->n_threads, n)};
     if (c->n_threads == 1 || n < 2 || (long)n * dim < ELEM_PAR_MIN)
         rms_rows(&j, 0, n);
@@ -87,8 +90,10 @@ static const float *rope_freq(kern_cpu__ctx *c, float base, int rope_dim)
 {
     for (int s = 0; s < KERN_CPU__ROPE_SLOTS; s++) {
         kern_cpu__rope_slot *sl = &c->rope[s];
-        if (!__atomic_load_n(&sl->ready, __ATOMIC_ACQUIRE)) break;
-        if (sl->base == base && sl->rope_dim == rope_dim) return sl->freq;
+        if (!__atomic_load_n(&sl->ready, __ATOMIC_ACQUIRE))
+            break;
+        if (sl->base == base && sl->rope_dim == rope_dim)
+            return sl->freq;
     }
     const float *res = NULL;
     pthread_mutex_lock(&c->rope_mu);
@@ -102,8 +107,10 @@ static const float *rope_freq(kern_cpu__ctx *c, float base, int rope_dim)
             continue;
         }
         float *f = malloc(sizeof(float) * (size_t)(rope_dim / 2 > 0 ? rope_dim / 2 : 1));
-        if (!f) break;
-        for (int i = 0; i < rope_dim / 2; i++) f[i] = rope_freq_at(base, rope_dim, i);
+        if (!f)
+            break;
+        for (int i = 0; i < rope_dim / 2; i++)
+            f[i] = rope_freq_at(base, rope_dim, i);
         sl->base = base;
         sl->rope_dim = rope_dim;
         sl->freq = f;
@@ -178,9 +185,13 @@ em_status kern_cpu__rope(void *ctx, float *x, int n_tok, int n_heads, int hd, in
 {
     kern_cpu__ctx *c = ctx;
     em_status st = kern_check_rope(x, n_tok, n_heads, hd, stride, pos, rope_dim);
-    if (st != EM_OK || n_tok == 0 || n_heads == 0 || rope_dim == 0) return st;
-    rope_job j = {x, n_tok, n_heads, hd, stride, rope_dim, pos, rope_freq(c, base, rope_dim),
-                  base, kern_cpu__n_items(c->n_threads, n_tok)};
+    if (st != EM_OK || n_tok == 0 || n_heads == 0 || rope_dim == 0)
+        return st;
+    rope_job j = {x,       n_tok,
+                  n_heads, hd,
+                  stride,  rope_dim,
+                  pos,     rope_freq(c, base, rope_dim),
+                  base,    kern_cpu__n_items(c->n_threads, n_tok)};
     if (c->n_threads == 1 || n_tok < 2 || (long)n_tok * n_heads * rope_dim < ELEM_PAR_MIN)
         rope_tokens(&j, 0, n_tok);
     else
@@ -221,8 +232,10 @@ static void swiglu_item(void *user, int i, int tid)
     const swiglu_job *j = user;
     size_t blocks = (j->n + 7) / 8, ni = (size_t)j->n_items;
     size_t a = blocks * (size_t)i / ni * 8, b = blocks * (size_t)(i + 1) / ni * 8;
-    if (b > j->n) b = j->n;
-    if (a < b) swiglu_range(j, a, b);
+    if (b > j->n)
+        b = j->n;
+    if (a < b)
+        swiglu_range(j, a, b);
 }
 
 em_status kern_cpu__swiglu(void *ctx, const float *gate, const float *up, int n, int dim,
@@ -230,7 +243,8 @@ em_status kern_cpu__swiglu(void *ctx, const float *gate, const float *up, int n,
 {
     kern_cpu__ctx *c = ctx;
     em_status st = kern_check_rows(gate, up, n, dim, out);
-    if (st != EM_OK) return st;
+    if (st != EM_OK)
+        return st;
     swiglu_job j = {gate, up, out, (size_t)n * (size_t)dim, 0};
     j.n_items = kern_cpu__n_items(c->n_threads, 1 << 20);
     if (c->n_threads == 1 || j.n < 2 * ELEM_PAR_MIN)

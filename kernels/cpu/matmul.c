@@ -31,7 +31,8 @@
 
 AI __m256 load_w(const void *w, int f16, size_t i)
 {
-    if (f16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + i)));
+    if (f16)
+        return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)w + i)));
     return _mm256_loadu_ps((const float *)w + i);
 }
 
@@ -50,7 +51,8 @@ AI __m256 load_w_tail(const void *w, int f16, size_t i, int nt, __m256i m)
  * elements) a plain load with the pad lanes cleared (vmaskmovps is slow on Zen 1). */
 AI __m256 load_w_tail_fast(const void *w, int f16, size_t i, int nt, __m256i m, size_t wend)
 {
-    if (i + 8 > wend) return load_w_tail(w, f16, i, nt, m);
+    if (i + 8 > wend)
+        return load_w_tail(w, f16, i, nt, m);
     if (f16) {
         static const int16_t m16[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
         __m128i h = _mm_loadu_si128((const __m128i *)((const uint16_t *)w + i));
@@ -61,8 +63,8 @@ AI __m256 load_w_tail_fast(const void *w, int f16, size_t i, int nt, __m256i m, 
 
 /* nr (<= 8) rows starting at r0, one token: y[r0 .. r0+nr). xtail: x's column tail
  * zero-padded to 8; wend: elements of the weight view from w. */
-AI void kernel_rows_tok1(const void *w, int f16, int cols, int r0, int nr, const float *x,
-                         float *y, const float *xtail, size_t wend)
+AI void kernel_rows_tok1(const void *w, int f16, int cols, int r0, int nr, const float *x, float *y,
+                         const float *xtail, size_t wend)
 {
     __m256 acc[8];
     int c8 = cols & ~7, nt = cols - c8;
@@ -76,25 +78,29 @@ AI void kernel_rows_tok1(const void *w, int f16, int cols, int r0, int nr, const
         for (int c = 0; c < c8; c += 8) {
             __m256 xv = _mm256_loadu_ps(x + c);
 #pragma GCC unroll 8
-            for (int r = 0; r < 8; r++) acc[r] = _mm256_fmadd_ps(load_w(w, f16, off[r] + c), xv, acc[r]);
+            for (int r = 0; r < 8; r++)
+                acc[r] = _mm256_fmadd_ps(load_w(w, f16, off[r] + c), xv, acc[r]);
         }
         if (nt) {
             __m256 xv = _mm256_load_ps(xtail);
 #pragma GCC unroll 8
             for (int r = 0; r < 8; r++)
-                acc[r] = _mm256_fmadd_ps(load_w_tail_fast(w, f16, off[r] + c8, nt, m, wend), xv, acc[r]);
+                acc[r] =
+                    _mm256_fmadd_ps(load_w_tail_fast(w, f16, off[r] + c8, nt, m, wend), xv, acc[r]);
         }
         _mm256_storeu_ps(y + r0, kern_cpu__hsum8(acc));
         return;
     }
     for (int c = 0; c < c8; c += 8) {
         __m256 xv = _mm256_loadu_ps(x + c);
-        for (int r = 0; r < nr; r++) acc[r] = _mm256_fmadd_ps(load_w(w, f16, off[r] + c), xv, acc[r]);
+        for (int r = 0; r < nr; r++)
+            acc[r] = _mm256_fmadd_ps(load_w(w, f16, off[r] + c), xv, acc[r]);
     }
     if (nt) {
         __m256 xv = _mm256_load_ps(xtail);
         for (int r = 0; r < nr; r++)
-            acc[r] = _mm256_fmadd_ps(load_w_tail_fast(w, f16, off[r] + c8, nt, m, wend), xv, acc[r]);
+            acc[r] =
+                _mm256_fmadd_ps(load_w_tail_fast(w, f16, off[r] + c8, nt, m, wend), xv, acc[r]);
     }
     _mm256_maskstore_ps(y + r0, kern_cpu__mask(nr), kern_cpu__hsum8(acc));
 }
@@ -108,31 +114,37 @@ AI void kernel_block(const void *w, int f16, int cols, int r0, const float *x, i
     __m256 acc[NG * 8];
     int c8 = cols & ~7, nt = cols - c8;
 #pragma GCC unroll 16
-    for (int k = 0; k < NG * 8; k++) acc[k] = _mm256_setzero_ps();
+    for (int k = 0; k < NG * 8; k++)
+        acc[k] = _mm256_setzero_ps();
     const float *xt[TB];
 #pragma GCC unroll 8
-    for (int t = 0; t < TB; t++) xt[t] = x + (size_t)t * xs;
+    for (int t = 0; t < TB; t++)
+        xt[t] = x + (size_t)t * xs;
     size_t off0 = (size_t)r0 * (size_t)cols;
     for (int c = 0; c < c8; c += 8) {
         __m256 xv[TB];
 #pragma GCC unroll 8
-        for (int t = 0; t < TB; t++) xv[t] = _mm256_loadu_ps(xt[t] + c);
+        for (int t = 0; t < TB; t++)
+            xv[t] = _mm256_loadu_ps(xt[t] + c);
 #pragma GCC unroll 8
         for (int r = 0; r < RB; r++) {
             __m256 wv = load_w(w, f16, off0 + (size_t)r * cols + c);
 #pragma GCC unroll 8
-            for (int t = 0; t < TB; t++) acc[r + RB * t] = _mm256_fmadd_ps(wv, xv[t], acc[r + RB * t]);
+            for (int t = 0; t < TB; t++)
+                acc[r + RB * t] = _mm256_fmadd_ps(wv, xv[t], acc[r + RB * t]);
         }
     }
     if (nt) { /* zero-padded copies of the tails (the values masked loads would give) */
         __m256 xv[TB];
 #pragma GCC unroll 8
-        for (int t = 0; t < TB; t++) xv[t] = _mm256_load_ps(xtail + 8 * t);
+        for (int t = 0; t < TB; t++)
+            xv[t] = _mm256_load_ps(xtail + 8 * t);
 #pragma GCC unroll 8
         for (int r = 0; r < RB; r++) {
             __m256 wv = _mm256_load_ps(wtail + 8 * (r0 + r));
 #pragma GCC unroll 8
-            for (int t = 0; t < TB; t++) acc[r + RB * t] = _mm256_fmadd_ps(wv, xv[t], acc[r + RB * t]);
+            for (int t = 0; t < TB; t++)
+                acc[r + RB * t] = _mm256_fmadd_ps(wv, xv[t], acc[r + RB * t]);
         }
     }
 #pragma GCC unroll 4
@@ -141,7 +153,8 @@ AI void kernel_block(const void *w, int f16, int cols, int r0, const float *x, i
         if (RB == 4) { /* each half = the 4 rows of one token */
             int t = 2 * g;
             _mm_storeu_ps(y + (size_t)t * ys + r0, _mm256_castps256_ps128(h));
-            if (t + 1 < TB) _mm_storeu_ps(y + (size_t)(t + 1) * ys + r0, _mm256_extractf128_ps(h, 1));
+            if (t + 1 < TB)
+                _mm_storeu_ps(y + (size_t)(t + 1) * ys + r0, _mm256_extractf128_ps(h, 1));
         } else {
             float tmp[8];
             _mm256_storeu_ps(tmp, h);
@@ -172,7 +185,8 @@ AI void prefill_tile(const void *w, int f16, int cols, int nr, const float *x, i
                 _mm256_store_ps(xtail + 8 * t, _mm256_maskload_ps(xb + (size_t)t * xs + c8, m));
         }
         int r = 0;
-        for (; r + RB <= nr; r += RB) kernel_block(w, f16, cols, r, xb, xs, yb, ys, wtail, xtail);
+        for (; r + RB <= nr; r += RB)
+            kernel_block(w, f16, cols, r, xb, xs, yb, ys, wtail, xtail);
         if (r < nr) /* row tail */
             for (int k = 0; k < TB; k++)
                 kernel_rows_tok1(w, f16, cols, r, nr - r, xb + (size_t)k * xs, yb + (size_t)k * ys,
@@ -197,7 +211,8 @@ AI void matmul_rows(const void *w, int f16, int cols, int rows, int ra, int rb, 
             buf = kern_cpu__scratch(KERN_CPU__SCRATCH_MATMUL, (size_t)tile * cols);
         if (cols & 7) {
             wtail = kern_cpu__scratch(KERN_CPU__SCRATCH_MATMUL_TAIL, (size_t)tile * 8);
-            if (!wtail) tn = 0; /* out of memory: every token through the GEMV path below */
+            if (!wtail)
+                tn = 0; /* out of memory: every token through the GEMV path below */
         }
         for (int rt = ra; tn > 0 && rt < rb; rt += tile) {
             int nr = rt + tile < rb ? tile : rb - rt;
@@ -206,8 +221,10 @@ AI void matmul_rows(const void *w, int f16, int cols, int rows, int ra, int rb, 
                 const uint16_t *src = (const uint16_t *)w + off;
                 size_t ne = (size_t)nr * cols, i = 0;
                 for (; i + 8 <= ne; i += 8)
-                    _mm256_store_ps(buf + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
-                for (; i < ne; i++) buf[i] = _cvtsh_ss(src[i]);
+                    _mm256_store_ps(buf + i,
+                                    _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
+                for (; i < ne; i++)
+                    buf[i] = _cvtsh_ss(src[i]);
                 prefill_tile(buf, 0, cols, nr, x, xs, tn, y + rt, ys, wtail, (size_t)nr * cols);
             } else if (f16) {
                 prefill_tile((const uint16_t *)w + off, 1, cols, nr, x, xs, tn, y + rt, ys, wtail,
@@ -226,8 +243,10 @@ AI void matmul_rows(const void *w, int f16, int cols, int rows, int ra, int rb, 
         int c8 = cols & ~7;
         _mm256_store_ps(xtail, _mm256_maskload_ps(xr + c8, kern_cpu__mask(cols - c8)));
         int r = ra;
-        for (; r + 8 <= rb; r += 8) kernel_rows_tok1(w, f16, cols, r, 8, xr, yr, xtail, wend);
-        if (r < rb) kernel_rows_tok1(w, f16, cols, r, rb - r, xr, yr, xtail, wend);
+        for (; r + 8 <= rb; r += 8)
+            kernel_rows_tok1(w, f16, cols, r, 8, xr, yr, xtail, wend);
+        if (r < rb)
+            kernel_rows_tok1(w, f16, cols, r, rb - r, xr, yr, xtail, wend);
     }
 }
 
@@ -262,7 +281,8 @@ static void matmul_item(void *user, int i, int tid)
     const matmul_job *j = user;
     if (j->by_tokens) {
         int blocks = (j->n + TB - 1) / TB;
-        int b0 = (int)((long)blocks * i / j->n_items), b1 = (int)((long)blocks * (i + 1) / j->n_items);
+        int b0 = (int)((long)blocks * i / j->n_items),
+            b1 = (int)((long)blocks * (i + 1) / j->n_items);
         int t0 = b0 * TB, t1 = b1 * TB < j->n ? b1 * TB : j->n;
         if (t0 < t1)
             matmul_rows_any(j->w, 0, j->w->rows, j->x + (size_t)t0 * j->xs, j->xs, t1 - t0,
@@ -272,17 +292,20 @@ static void matmul_item(void *user, int i, int tid)
     int units = (j->w->rows + 7) / 8;
     int u0 = (int)((long)units * i / j->n_items), u1 = (int)((long)units * (i + 1) / j->n_items);
     int ra = u0 * 8, rb = u1 * 8 < j->w->rows ? u1 * 8 : j->w->rows;
-    if (ra < rb) matmul_rows_any(j->w, ra, rb, j->x, j->xs, j->n, j->y, j->ys);
+    if (ra < rb)
+        matmul_rows_any(j->w, ra, rb, j->x, j->xs, j->n, j->y, j->ys);
 }
 
-em_status kern_cpu__matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n,
-                           float *y, int ys)
+em_status kern_cpu__matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n, float *y,
+                           int ys)
 {
     kern_cpu__ctx *c = ctx;
     em_status st = kern_check_matmul(w, x, xs, n, y, ys);
-    if (st != EM_OK || n == 0 || w->rows == 0) return st;
+    if (st != EM_OK || n == 0 || w->rows == 0)
+        return st;
     if (w->cols == 0) { /* empty sums (no block to read) */
-        for (int t = 0; t < n; t++) memset(y + (size_t)t * ys, 0, sizeof(float) * (size_t)w->rows);
+        for (int t = 0; t < n; t++)
+            memset(y + (size_t)t * ys, 0, sizeof(float) * (size_t)w->rows);
         return EM_OK;
     }
     if (kern_dtype_is_quant(w->dtype)) {

@@ -59,17 +59,21 @@ QAI void gemv_rows(kern_dtype T, const uint8_t *w, size_t rb, int r0, const int 
     const uint8_t *xa = a->aux + (size_t)t * a->nb * 32;
     const uint8_t *wr = w + (size_t)r0 * rb;
     __m256 acc[QRG];
-    for (int r = 0; r < NR; r++) acc[r] = _mm256_setzero_ps();
+    for (int r = 0; r < NR; r++)
+        acc[r] = _mm256_setzero_ps();
     for (int b = 0; b < a->nb; b++) {
 #pragma GCC unroll 4
         for (int r = 0; r < NR; r++) {
             qw q;
-            if (pf) _mm_prefetch((const char *)(wr + (size_t)(r + QPF_ROWS) * rb + (size_t)b * bb), _MM_HINT_T0);
+            if (pf)
+                _mm_prefetch((const char *)(wr + (size_t)(r + QPF_ROWS) * rb + (size_t)b * bb),
+                             _MM_HINT_T0);
             qw_unpack(T, wr + (size_t)r * rb + (size_t)b * bb, &q);
             acc[r] = qw_dot(T, &q, xq + (size_t)b * be, xd[b], xa + 32 * (size_t)b, acc[r]);
         }
     }
-    for (int r = 0; r < NR; r++) y[(size_t)t * ys + r0 + r] = kern_cpu__hsum(acc[r]);
+    for (int r = 0; r < NR; r++)
+        y[(size_t)t * ys + r0 + r] = kern_cpu__hsum(acc[r]);
 }
 
 /* QRB rows from r0 x QTB tokens from t0. */
@@ -84,7 +88,8 @@ QAI void prefill_block(kern_dtype T, const uint8_t *w, size_t rb, int r0, const 
     const uint8_t *wr = w + (size_t)r0 * rb;
     __m256 acc[QRB][QTB];
 #pragma GCC unroll 16
-    for (int k = 0; k < QRB * QTB; k++) acc[k / QTB][k % QTB] = _mm256_setzero_ps();
+    for (int k = 0; k < QRB * QTB; k++)
+        acc[k / QTB][k % QTB] = _mm256_setzero_ps();
     for (int b = 0; b < a->nb; b++) {
 #pragma GCC unroll 4
         for (int r = 0; r < QRB; r++) {
@@ -99,7 +104,8 @@ QAI void prefill_block(kern_dtype T, const uint8_t *w, size_t rb, int r0, const 
         }
     }
     for (int t = 0; t < QTB; t++)
-        for (int r = 0; r < QRB; r++) y[(size_t)(t0 + t) * ys + r0 + r] = kern_cpu__hsum(acc[r][t]);
+        for (int r = 0; r < QRB; r++)
+            y[(size_t)(t0 + t) * ys + r0 + r] = kern_cpu__hsum(acc[r][t]);
 }
 
 /* Rows [ra, rb) x tokens [t0, t1) of a matrix of `rows` rows, in row tiles of ~QTILE_BYTES:
@@ -114,17 +120,22 @@ QAI void qmm_rows(kern_dtype T, const uint8_t *w, size_t rbytes, int rows, const
     for (int rt = ra; rt < rb; rt += tile) {
         int re = rt + tile < rb ? rt + tile : rb, r;
         for (int tt = t0; tt < tend; tt += QTB) {
-            for (r = rt; r + QRB <= re; r += QRB) prefill_block(T, w, rbytes, r, a, tt, y, ys);
+            for (r = rt; r + QRB <= re; r += QRB)
+                prefill_block(T, w, rbytes, r, a, tt, y, ys);
             for (; r < re; r++)
-                for (int k = 0; k < QTB; k++) gemv_rows(T, w, rbytes, r, 1, a, tt + k, y, ys, 0);
+                for (int k = 0; k < QTB; k++)
+                    gemv_rows(T, w, rbytes, r, 1, a, tt + k, y, ys, 0);
         }
-        if (tend == t1) continue;
+        if (tend == t1)
+            continue;
         for (r = rt; r + QRG <= re; r += QRG) {
             int pf = tend == t0 && r + QRG + QPF_ROWS <= rows; /* streaming: nothing cached */
-            for (int t = tend; t < t1; t++) gemv_rows(T, w, rbytes, r, QRG, a, t, y, ys, pf && t == tend);
+            for (int t = tend; t < t1; t++)
+                gemv_rows(T, w, rbytes, r, QRG, a, t, y, ys, pf && t == tend);
         }
         for (; r < re; r++)
-            for (int t = tend; t < t1; t++) gemv_rows(T, w, rbytes, r, 1, a, t, y, ys, 0);
+            for (int t = tend; t < t1; t++)
+                gemv_rows(T, w, rbytes, r, 1, a, t, y, ys, 0);
     }
 }
 
@@ -146,13 +157,24 @@ void kern_cpu__qmm_rows(const kern_weight *w, const kern_cpu__qact *a, int ra, i
     const uint8_t *wd = w->data;
     size_t rbytes = kern_row_bytes(w->dtype, w->cols);
     switch (w->dtype) {
-    case KERN_Q4_0: qmm_rows_q4_0(wd, rbytes, w->rows, a, ra, rb, t0, t1, y, ys); break;
-    case KERN_Q4_1: qmm_rows_q4_1(wd, rbytes, w->rows, a, ra, rb, t0, t1, y, ys); break;
-    case KERN_Q8_0: qmm_rows_q8_0(wd, rbytes, w->rows, a, ra, rb, t0, t1, y, ys); break;
-    case KERN_Q4_K: qmm_rows_q4_k(wd, rbytes, w->rows, a, ra, rb, t0, t1, y, ys); break;
-    case KERN_Q6_K: qmm_rows_q6_k(wd, rbytes, w->rows, a, ra, rb, t0, t1, y, ys); break;
-    default: EM_ABORT("kern_cpu__qmm_rows: dtype %d (kern_check_matmul lets no other through)",
-                      (int)w->dtype);
+    case KERN_Q4_0:
+        qmm_rows_q4_0(wd, rbytes, w->rows, a, ra, rb, t0, t1, y, ys);
+        break;
+    case KERN_Q4_1:
+        qmm_rows_q4_1(wd, rbytes, w->rows, a, ra, rb, t0, t1, y, ys);
+        break;
+    case KERN_Q8_0:
+        qmm_rows_q8_0(wd, rbytes, w->rows, a, ra, rb, t0, t1, y, ys);
+        break;
+    case KERN_Q4_K:
+        qmm_rows_q4_k(wd, rbytes, w->rows, a, ra, rb, t0, t1, y, ys);
+        break;
+    case KERN_Q6_K:
+        qmm_rows_q6_k(wd, rbytes, w->rows, a, ra, rb, t0, t1, y, ys);
+        break;
+    default:
+        EM_ABORT("kern_cpu__qmm_rows: dtype %d (kern_check_matmul lets no other through)",
+                 (int)w->dtype);
     }
 }
 
@@ -189,12 +211,14 @@ static void matmul_item(void *user, int i, int tid)
     if (j->by_tokens) {
         even_share((j->n + QTB - 1) / QTB, i, j->n_items, &u0, &u1);
         int t0 = u0 * QTB, t1 = u1 * QTB < j->n ? u1 * QTB : j->n;
-        if (t0 < t1) kern_cpu__qmm_rows(j->w, j->a, 0, j->w->rows, t0, t1, j->y, j->ys);
+        if (t0 < t1)
+            kern_cpu__qmm_rows(j->w, j->a, 0, j->w->rows, t0, t1, j->y, j->ys);
         return;
     }
     even_share((j->w->rows + 7) / 8, i, j->n_items, &u0, &u1);
     int ra = u0 * 8, rb = u1 * 8 < j->w->rows ? u1 * 8 : j->w->rows;
-    if (ra < rb) kern_cpu__qmm_rows(j->w, j->a, ra, rb, 0, j->n, j->y, j->ys);
+    if (ra < rb)
+        kern_cpu__qmm_rows(j->w, j->a, ra, rb, 0, j->n, j->y, j->ys);
 }
 
 /* n tokens at once with activations in buf. */
@@ -235,7 +259,8 @@ void kern_cpu__matmul_q(void *ctx, const kern_weight *w, const float *x, int xs,
     /* Out of memory for all tokens: one token at a time gives the same bits (batch
      * invariance); without even that, the KERN_ACT_Q8 reference (same values to f32
      * rounding), which needs no memory. */
-    buf = kern_cpu__scratch(KERN_CPU__SCRATCH_QACT, (kern_cpu__qact_bytes(w->dtype, 1, w->cols) + 3) / 4);
+    buf = kern_cpu__scratch(KERN_CPU__SCRATCH_QACT,
+                            (kern_cpu__qact_bytes(w->dtype, 1, w->cols) + 3) / 4);
     for (int t = 0; t < n; t++) {
         if (buf)
             matmul_q_tokens(ctx, w, x + (size_t)t * xs, xs, 1, y + (size_t)t * ys, ys, buf);

@@ -18,9 +18,9 @@
 /* Spin budget in TSC ticks before sleeping (~30-60 us on 2-3 GHz parts). */
 #define POOL_SPIN_TICKS 100000ull
 /* state word: | generation (23 bits) | closed (1 bit) | joined workers (8 bits) | */
-#define ST_COUNT 0xffu
-#define ST_CLOSED 0x100u
-#define ST_GEN_SHIFT 9
+#define ST_COUNT         0xffu
+#define ST_CLOSED        0x100u
+#define ST_GEN_SHIFT     9
 #define POOL_MAX_THREADS 128
 
 struct kern_cpu__pool {
@@ -57,10 +57,12 @@ static uint32_t spin_while(const uint32_t *st, uint32_t mask, uint32_t want)
     for (;;) {
         for (int k = 0; k < 64; k++) {
             uint32_t s = __atomic_load_n(st, __ATOMIC_ACQUIRE);
-            if ((s & mask) != want) return s;
+            if ((s & mask) != want)
+                return s;
             _mm_pause();
         }
-        if (__rdtsc() - t0 > POOL_SPIN_TICKS) return __atomic_load_n(st, __ATOMIC_ACQUIRE);
+        if (__rdtsc() - t0 > POOL_SPIN_TICKS)
+            return __atomic_load_n(st, __ATOMIC_ACQUIRE);
     }
 }
 
@@ -71,7 +73,8 @@ static void run_items(kern_cpu__pool *p, int tid)
     void *user = p->user;
     for (;;) {
         int i = __atomic_fetch_add(&p->next, 1, __ATOMIC_RELAXED);
-        if (i >= n) return;
+        if (i >= n)
+            return;
         fn(user, i, tid);
     }
 }
@@ -102,7 +105,8 @@ static void *worker_main(void *arg)
             continue;
         }
         seen = s & gen_mask;
-        if (__atomic_load_n(&p->quit, __ATOMIC_ACQUIRE)) return NULL;
+        if (__atomic_load_n(&p->quit, __ATOMIC_ACQUIRE))
+            return NULL;
         int joined = 0;
         while ((s & gen_mask) == seen && !(s & ST_CLOSED)) {
             if (__atomic_compare_exchange_n(&p->state, &s, s + 1, 0, __ATOMIC_ACQ_REL,
@@ -111,7 +115,8 @@ static void *worker_main(void *arg)
                 break;
             }
         }
-        if (!joined) continue; /* job already closed (or replaced): skip it */
+        if (!joined)
+            continue; /* job already closed (or replaced): skip it */
         run_items(p, wa.tid);
         uint32_t ns = __atomic_sub_fetch(&p->state, 1, __ATOMIC_SEQ_CST);
         if ((ns & ST_COUNT) == 0 && __atomic_load_n(&p->caller_waiting, __ATOMIC_SEQ_CST))
@@ -121,10 +126,13 @@ static void *worker_main(void *arg)
 
 kern_cpu__pool *kern_cpu__pool_create(int n_threads)
 {
-    if (n_threads < 1) n_threads = 1;
-    if (n_threads > POOL_MAX_THREADS) n_threads = POOL_MAX_THREADS;
+    if (n_threads < 1)
+        n_threads = 1;
+    if (n_threads > POOL_MAX_THREADS)
+        n_threads = POOL_MAX_THREADS;
     kern_cpu__pool *p = calloc(1, sizeof *p);
-    if (!p) return NULL;
+    if (!p)
+        return NULL;
     p->n_threads = n_threads;
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
     if (!p->threads) {
@@ -133,7 +141,8 @@ kern_cpu__pool *kern_cpu__pool_create(int n_threads)
     }
     for (int t = 1; t < n_threads; t++) {
         worker_arg *wa = malloc(sizeof *wa);
-        if (wa) *wa = (worker_arg){p, t};
+        if (wa)
+            *wa = (worker_arg){p, t};
         if (!wa || pthread_create(&p->threads[t], NULL, worker_main, wa) != 0) {
             free(wa);
             p->n_threads = t; /* free() joins the workers started so far */
@@ -150,7 +159,8 @@ static void pool_publish(kern_cpu__pool *p)
     uint32_t s = __atomic_load_n(&p->state, __ATOMIC_RELAXED);
     uint32_t gen = ((s >> ST_GEN_SHIFT) + 1) & ((1u << (32 - ST_GEN_SHIFT)) - 1);
     __atomic_store_n(&p->state, gen << ST_GEN_SHIFT, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&p->n_sleeping, __ATOMIC_SEQ_CST) > 0) futex_wake(&p->state);
+    if (__atomic_load_n(&p->n_sleeping, __ATOMIC_SEQ_CST) > 0)
+        futex_wake(&p->state);
 }
 
 /* Closes the current job and waits until the workers that joined it have left. */
@@ -159,10 +169,12 @@ static void pool_close_wait(kern_cpu__pool *p)
     uint32_t s = __atomic_or_fetch(&p->state, ST_CLOSED, __ATOMIC_SEQ_CST);
     while (s & ST_COUNT) {
         s = spin_while(&p->state, ST_COUNT, s & ST_COUNT);
-        if (!(s & ST_COUNT)) break;
+        if (!(s & ST_COUNT))
+            break;
         __atomic_store_n(&p->caller_waiting, 1, __ATOMIC_SEQ_CST);
         s = __atomic_load_n(&p->state, __ATOMIC_SEQ_CST);
-        if (s & ST_COUNT) futex_wait(&p->state, s);
+        if (s & ST_COUNT)
+            futex_wait(&p->state, s);
         __atomic_store_n(&p->caller_waiting, 0, __ATOMIC_SEQ_CST);
         s = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
     }
@@ -170,25 +182,32 @@ static void pool_close_wait(kern_cpu__pool *p)
 
 void kern_cpu__pool_free(kern_cpu__pool *p)
 {
-    if (!p) return;
+    if (!p)
+        return;
     if (p->n_threads > 1) {
         __atomic_store_n(&p->quit, 1, __ATOMIC_SEQ_CST);
         pool_publish(p);
         futex_wake(&p->state);
-        for (int t = 1; t < p->n_threads; t++) pthread_join(p->threads[t], NULL);
+        for (int t = 1; t < p->n_threads; t++)
+            pthread_join(p->threads[t], NULL);
     }
     free(p->threads);
     free(p);
 }
 
-int kern_cpu__pool_threads(const kern_cpu__pool *p) { return p->n_threads; }
+int kern_cpu__pool_threads(const kern_cpu__pool *p)
+{
+    return p->n_threads;
+}
 
 void kern_cpu__pool_for(kern_cpu__pool *p, int n, void (*fn)(void *user, int i, int tid),
                         void *user)
 {
-    if (n <= 0) return;
+    if (n <= 0)
+        return;
     if (n == 1 || p->n_threads == 1 || tls_in_pool) {
-        for (int i = 0; i < n; i++) fn(user, i, tls_tid); /* nested: keep our own tid */
+        for (int i = 0; i < n; i++)
+            fn(user, i, tls_tid); /* nested: keep our own tid */
         return;
     }
     p->fn = fn;

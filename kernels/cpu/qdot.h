@@ -30,15 +30,28 @@ typedef struct qw {
     __m256 d, m;   /* d; Q4_1: m, Q4_K: dmin (broadcast) */
 } qw;
 
-QAI int q_is_k(kern_dtype T) { return T == KERN_Q4_K || T == KERN_Q6_K; }
-QAI int q_block_elems(kern_dtype T) { return q_is_k(T) ? 256 : 32; }
+QAI int q_is_k(kern_dtype T)
+{
+    return T == KERN_Q4_K || T == KERN_Q6_K;
+}
+QAI int q_block_elems(kern_dtype T)
+{
+    return q_is_k(T) ? 256 : 32;
+}
 QAI size_t q_block_bytes(kern_dtype T)
 {
-    return T == KERN_Q8_0 ? 34 : T == KERN_Q4_0 ? 18 : T == KERN_Q4_1 ? 20 : T == KERN_Q4_K ? 144 : 210;
+    return T == KERN_Q8_0   ? 34
+           : T == KERN_Q4_0 ? 18
+           : T == KERN_Q4_1 ? 20
+           : T == KERN_Q4_K ? 144
+                            : 210;
 }
 
 /* An f16 at p broadcast to 8 f32 lanes (one broadcast load, one conversion). */
-QAI __m256 q_f16(const uint8_t *p) { return _mm256_cvtph_ps(_mm_set1_epi16((short)qb_u16(p))); }
+QAI __m256 q_f16(const uint8_t *p)
+{
+    return _mm256_cvtph_ps(_mm_set1_epi16((short)qb_u16(p)));
+}
 
 /* Two adjacent f16 (d, then m or dmin) broadcast: *d = 8 x p[0], *m = 8 x p[1]. */
 QAI void q_f16x2(const uint8_t *p, __m256 *d, __m256 *m)
@@ -55,7 +68,8 @@ QAI __m256i q_nibbles32(const uint8_t *qs)
 {
     /* the 16 bytes in both halves, the high half shifted right by 4, then the low nibbles */
     __m256i v = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs));
-    return _mm256_and_si256(_mm256_srlv_epi64(v, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(15));
+    return _mm256_and_si256(_mm256_srlv_epi64(v, _mm256_setr_epi64x(0, 0, 4, 4)),
+                            _mm256_set1_epi8(15));
 }
 
 QAI void unpack_q4_k(const uint8_t *b, qw *w)
@@ -71,7 +85,8 @@ QAI void unpack_q4_k(const uint8_t *b, qw *w)
     __m128i mn8 = _mm_cvtsi64_si128((long long)((uint64_t)mn_hi << 32 | mn_lo));
     __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(sc8));
 #pragma GCC unroll 8
-    for (int j = 0; j < 8; j++) w->sc[j] = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)((2 * j + 1) << 8 | 2 * j)));
+    for (int j = 0; j < 8; j++)
+        w->sc[j] = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)((2 * j + 1) << 8 | 2 * j)));
     w->k = _mm256_cvtepu8_epi32(mn8);
     const __m256i m4 = _mm256_set1_epi8(15);
 #pragma GCC unroll 4
@@ -89,7 +104,8 @@ QAI void unpack_q6_k(const uint8_t *b, qw *w)
     __m256i sb = _mm256_broadcastsi128_si256(s8);
 #pragma GCC unroll 8
     for (int c = 0; c < 8; c++) { /* low half of chunk c: scale 2c, high half: 2c+1 */
-        __m256i idx = _mm256_set_m128i(_mm_set1_epi8((char)(2 * c + 1)), _mm_set1_epi8((char)(2 * c)));
+        __m256i idx =
+            _mm256_set_m128i(_mm_set1_epi8((char)(2 * c + 1)), _mm_set1_epi8((char)(2 * c)));
         w->sc[c] = _mm256_srai_epi16(_mm256_shuffle_epi8(sb, idx), 8); /* (s << 8 | s) >> 8 = s */
     }
     w->k = _mm256_cvtepi8_epi16(s8);
@@ -99,9 +115,12 @@ QAI void unpack_q6_k(const uint8_t *b, qw *w)
         __m256i la = _mm256_loadu_si256((const __m256i *)(b + QB_Q6_K_QL + 64 * h));
         __m256i lb = _mm256_loadu_si256((const __m256i *)(b + QB_Q6_K_QL + 64 * h + 32));
         __m256i hb = _mm256_loadu_si256((const __m256i *)(b + QB_Q6_K_QH + 32 * h));
-        w->q[4 * h] = _mm256_or_si256(_mm256_and_si256(la, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2));
-        w->q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(lb, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2));
-        w->q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(la, 4), m4), _mm256_and_si256(hb, m2));
+        w->q[4 * h] = _mm256_or_si256(_mm256_and_si256(la, m4),
+                                      _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2));
+        w->q[4 * h + 1] = _mm256_or_si256(_mm256_and_si256(lb, m4),
+                                          _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2));
+        w->q[4 * h + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(la, 4), m4),
+                                          _mm256_and_si256(hb, m2));
         w->q[4 * h + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(lb, 4), m4),
                                           _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2));
     }
@@ -129,13 +148,15 @@ QAI void qw_unpack(kern_dtype T, const uint8_t *b, qw *w)
 
 /* acc += the block's contribution for one token: xq its int8 block, dx its scale, aux its
  * 32 auxiliary bytes (quant_cpu.h). */
-QAI __m256 qw_dot(kern_dtype T, const qw *w, const int8_t *xq, float dx, const uint8_t *aux, __m256 acc)
+QAI __m256 qw_dot(kern_dtype T, const qw *w, const int8_t *xq, float dx, const uint8_t *aux,
+                  __m256 acc)
 {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 dd = _mm256_mul_ps(w->d, _mm256_set1_ps(dx));
     if (T == KERN_Q8_0 || T == KERN_Q4_0) { /* |w| * (x with w's sign) = w * x, u8 x s8 */
         __m256i x = _mm256_load_si256((const __m256i *)xq);
-        __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(w->q[0], _mm256_sign_epi8(x, w->q[1])), ones);
+        __m256i p =
+            _mm256_madd_epi16(_mm256_maddubs_epi16(w->q[0], _mm256_sign_epi8(x, w->q[1])), ones);
         return _mm256_fmadd_ps(dd, _mm256_cvtepi32_ps(p), acc);
     }
     if (T == KERN_Q4_1) {

@@ -12,7 +12,10 @@
 
 #define AI static inline __attribute__((always_inline))
 
-static size_t up64(size_t b) { return (b + 63) & ~(size_t)63; }
+static size_t up64(size_t b)
+{
+    return (b + 63) & ~(size_t)63;
+}
 
 size_t kern_cpu__qact_bytes(kern_dtype t, int n, int cols)
 {
@@ -39,7 +42,8 @@ AI uint32_t amax_bits(const float *x, int k)
     const __m256i abs_mask = _mm256_set1_epi32(0x7fffffff);
     __m256i m = _mm256_setzero_si256();
     for (int i = 0; i < k; i++)
-        m = _mm256_max_epi32(m, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + 8 * i)), abs_mask));
+        m = _mm256_max_epi32(
+            m, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + 8 * i)), abs_mask));
     __m128i h = _mm_max_epi32(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
     h = _mm_max_epi32(h, _mm_shuffle_epi32(h, 0x4e));
     h = _mm_max_epi32(h, _mm_shuffle_epi32(h, 0xb1));
@@ -70,7 +74,8 @@ AI float quant_block(const float *x, int be, int8_t *qdst)
     float amax;
     memcpy(&amax, &bits, 4);
     __m256 id = _mm256_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
-    for (int c = 0; c < be; c += 32) _mm256_store_si256((__m256i *)(qdst + c), quant32(x + c, id));
+    for (int c = 0; c < be; c += 32)
+        _mm256_store_si256((__m256i *)(qdst + c), quant32(x + c, id));
     return amax / 127.0f;
 }
 
@@ -88,16 +93,19 @@ static void aux_k(kern_dtype t, const int8_t *q, uint8_t *aux)
     int32_t s16[16];
     for (int k = 0; k < 16; k++) {
         int s = 0;
-        for (int i = 16 * k; i < 16 * k + 16; i++) s += q[i];
+        for (int i = 16 * k; i < 16 * k + 16; i++)
+            s += q[i];
         s16[k] = s;
     }
     if (t == KERN_Q4_K) {
         int32_t s32[8];
-        for (int j = 0; j < 8; j++) s32[j] = s16[2 * j] + s16[2 * j + 1];
+        for (int j = 0; j < 8; j++)
+            s32[j] = s16[2 * j] + s16[2 * j + 1];
         memcpy(aux, s32, 32);
     } else {
         int16_t h[16];
-        for (int k = 0; k < 16; k++) h[k] = (int16_t)s16[k];
+        for (int k = 0; k < 16; k++)
+            h[k] = (int16_t)s16[k];
         memcpy(aux, h, 32);
     }
 }
@@ -112,8 +120,10 @@ void kern_cpu__qact_fill(const kern_cpu__qact *a, const float *x, int xs, int t0
             int8_t *q = a->q + (size_t)t * a->cols + (size_t)b * be;
             float d = quant_block(xt + (size_t)b * be, be, q);
             a->d[k] = d;
-            if (a->dtype == KERN_Q4_1) aux_q4_1(q, d, a->aux + 32 * k);
-            else if (be == 256) aux_k(a->dtype, q, a->aux + 32 * k);
+            if (a->dtype == KERN_Q4_1)
+                aux_q4_1(q, d, a->aux + 32 * k);
+            else if (be == 256)
+                aux_k(a->dtype, q, a->aux + 32 * k);
         }
     }
 }

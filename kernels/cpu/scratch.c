@@ -17,11 +17,15 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static void set_free(void *p)
 {
     scratch_set *s = p;
-    for (int i = 0; i < KERN_CPU__SCRATCH_SLOTS; i++) free(s->buf[i]);
+    for (int i = 0; i < KERN_CPU__SCRATCH_SLOTS; i++)
+        free(s->buf[i]);
     free(s);
 }
 
-static void key_init(void) { pthread_key_create(&g_key, set_free); }
+static void key_init(void)
+{
+    pthread_key_create(&g_key, set_free);
+}
 
 float *kern_cpu__scratch(int slot, size_t n)
 {
@@ -30,7 +34,8 @@ float *kern_cpu__scratch(int slot, size_t n)
     scratch_set *s = pthread_getspecific(g_key);
     if (!s) {
         s = calloc(1, sizeof *s);
-        if (!s) return NULL;
+        if (!s)
+            return NULL;
         if (pthread_setspecific(g_key, s) != 0) {
             free(s);
             return NULL;
@@ -38,7 +43,8 @@ float *kern_cpu__scratch(int slot, size_t n)
     }
     if (s->cap[slot] < n) {
         float *nb = aligned_alloc(64, ((n * sizeof(float)) + 63) & ~(size_t)63);
-        if (!nb) return NULL;
+        if (!nb)
+            return NULL;
         free(s->buf[slot]);
         s->buf[slot] = nb;
         s->cap[slot] = n;

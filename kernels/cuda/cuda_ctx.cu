@@ -1,10 +1,9 @@
 /* Context, scratch buffers and device-memory helpers for the CUDA ops (see cuda_ctx.h). */
-#include "kernels/cuda/cuda_ctx.h"
-
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/cuda_ctx.h"
 
 extern "C" int kern_cuda_device_count(void)
 {
@@ -21,7 +20,8 @@ extern "C" em_status kern_cuda_device_name(int device, char *buf, size_t n)
     cudaDeviceProp p;
     KERN_CUDA_CHECK(cudaGetDeviceProperties(&p, device));
     strncpy(buf, p.name, n);
-    if (n) buf[n - 1] = 0;
+    if (n)
+        buf[n - 1] = 0;
     return EM_OK;
 }
 
@@ -48,7 +48,8 @@ extern "C" em_status kern_cuda_ctx_create(int device, kern_cuda_ctx **out)
         return EM_EDEVICE;
     }
     kern_cuda_ctx *c = (kern_cuda_ctx *)calloc(1, sizeof *c);
-    if (!c) return EM_ENOMEM;
+    if (!c)
+        return EM_ENOMEM;
     c->device = device;
     em_status st = ctx_init(c, device);
     if (st != EM_OK) {
@@ -61,10 +62,14 @@ extern "C" em_status kern_cuda_ctx_create(int device, kern_cuda_ctx **out)
 
 extern "C" void kern_cuda_ctx_destroy(kern_cuda_ctx *c)
 {
-    if (!c) return;
-    for (int i = 0; i < KERN_CUDA_N_SCRATCH; i++) cudaFree(c->scratch[i]);
-    if (c->cublas) cublasDestroy((cublasHandle_t)c->cublas);
-    if (c->stream) cudaStreamDestroy((cudaStream_t)c->stream);
+    if (!c)
+        return;
+    for (int i = 0; i < KERN_CUDA_N_SCRATCH; i++)
+        cudaFree(c->scratch[i]);
+    if (c->cublas)
+        cublasDestroy((cublasHandle_t)c->cublas);
+    if (c->stream)
+        cudaStreamDestroy((cudaStream_t)c->stream);
     free(c);
 }
 
@@ -76,7 +81,8 @@ extern "C" em_status kern_cuda_sync(kern_cuda_ctx *c)
 
 extern "C" em_status kern_cuda__scratch(kern_cuda_ctx *c, int slot, size_t bytes, void **out)
 {
-    if (bytes == 0) bytes = 256;
+    if (bytes == 0)
+        bytes = 256;
     if (c->scratch_bytes[slot] < bytes) {
         /* The old buffer may still be read by queued work: wait before freeing. */
         KERN_CUDA_CHECK(cudaStreamSynchronize((cudaStream_t)c->stream));
@@ -103,12 +109,14 @@ extern "C" em_status kern_cuda_alloc(size_t bytes, void **out)
 
 extern "C" void kern_cuda_free(void *p)
 {
-    if (p) cudaFree(p);
+    if (p)
+        cudaFree(p);
 }
 
 static em_status copy(kern_cuda_ctx *c, void *dst, const void *src, size_t bytes, cudaMemcpyKind k)
 {
-    if (bytes == 0) return EM_OK;
+    if (bytes == 0)
+        return EM_OK;
     if (c) {
         cudaStream_t s = (cudaStream_t)c->stream;
         KERN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, k, s));
@@ -136,9 +144,11 @@ extern "C" em_status kern_cuda_d2d(kern_cuda_ctx *c, void *dst, const void *src,
 
 extern "C" em_status kern_cuda_memset0(kern_cuda_ctx *c, void *dst, size_t bytes)
 {
-    if (bytes == 0) return EM_OK;
+    if (bytes == 0)
+        return EM_OK;
     KERN_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, c ? (cudaStream_t)c->stream : 0));
-    if (!c) KERN_CUDA_CHECK(cudaDeviceSynchronize());
+    if (!c)
+        KERN_CUDA_CHECK(cudaDeviceSynchronize());
     return EM_OK;
 }
 
@@ -146,7 +156,8 @@ extern "C" em_status kern_cuda_copy2d_async(kern_cuda_ctx *c, void *dst, size_t 
                                             const void *src, size_t spitch, size_t width,
                                             size_t height)
 {
-    if (width == 0 || height == 0) return EM_OK;
+    if (width == 0 || height == 0)
+        return EM_OK;
     KERN_CUDA_CHECK(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height,
                                       cudaMemcpyDeviceToDevice, (cudaStream_t)c->stream));
     return EM_OK;
@@ -155,7 +166,8 @@ extern "C" em_status kern_cuda_copy2d_async(kern_cuda_ctx *c, void *dst, size_t 
 extern "C" em_status kern_cuda_memset2d_async(kern_cuda_ctx *c, void *dst, size_t pitch,
                                               size_t width, size_t height)
 {
-    if (width == 0 || height == 0) return EM_OK;
+    if (width == 0 || height == 0)
+        return EM_OK;
     KERN_CUDA_CHECK(cudaMemset2DAsync(dst, pitch, 0, width, height, (cudaStream_t)c->stream));
     return EM_OK;
 }

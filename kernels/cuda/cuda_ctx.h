@@ -38,9 +38,16 @@ em_status kern_cuda_sync(kern_cuda_ctx *c);
 /* Device scratch slot `slot` with at least `bytes` (contents undefined after growth).
  * Slots are private to the op that documents them; see kern_cuda_scratch_slot below. */
 em_status kern_cuda__scratch(kern_cuda_ctx *c, int slot, size_t bytes, void **out);
-enum { KERN_CUDA_SCR_ATTN = 0, KERN_CUDA_SCR_ATTN2 = 1, KERN_CUDA_SCR_EMS = 2,
-       KERN_CUDA_SCR_EMS2 = 3, KERN_CUDA_SCR_MM = 4, KERN_CUDA_SCR_OPS = 5,
-       KERN_CUDA_SCR_EMS3 = 6, KERN_CUDA_SCR_QACT = 7 /* quantised activations */ };
+enum {
+    KERN_CUDA_SCR_ATTN = 0,
+    KERN_CUDA_SCR_ATTN2 = 1,
+    KERN_CUDA_SCR_EMS = 2,
+    KERN_CUDA_SCR_EMS2 = 3,
+    KERN_CUDA_SCR_MM = 4,
+    KERN_CUDA_SCR_OPS = 5,
+    KERN_CUDA_SCR_EMS3 = 6,
+    KERN_CUDA_SCR_QACT = 7 /* quantised activations */
+};
 
 /* Device memory helpers (synchronous with respect to ctx->stream when c != NULL). */
 em_status kern_cuda_alloc(size_t bytes, void **out); /* zero-filled */

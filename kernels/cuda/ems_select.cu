@@ -27,17 +27,21 @@ static __global__ void __launch_bounds__(EMS_SEL_THREADS) ems_topk_kernel(ems_ge
     __shared__ typename scan_t::TempStorage tmp;
     __shared__ int hist[256], s_sel, s_rem, s_eq_off;
     int h = blockIdx.x, tid = threadIdx.x, k = g.kh[h];
-    if (!g.part[h] || k <= 0) return;
+    if (!g.part[h] || k <= 0)
+        return;
     int m = ems_m(g, h);
     const float *s = g.score + (size_t)h * g.max_len;
     unsigned prefix = 0, mask = 0;
-    if (tid == 0) s_rem = k;
+    if (tid == 0)
+        s_rem = k;
     for (int shift = 24; shift >= 0; shift -= 8) {
-        for (int b = tid; b < 256; b += blockDim.x) hist[b] = 0;
+        for (int b = tid; b < 256; b += blockDim.x)
+            hist[b] = 0;
         __syncthreads();
         for (int j = tid; j < m; j += blockDim.x) {
             unsigned u = ordered_key(s[j]);
-            if ((u & mask) == prefix) atomicAdd(&hist[(u >> shift) & 255], 1);
+            if ((u & mask) == prefix)
+                atomicAdd(&hist[(u >> shift) & 255], 1);
         }
         __syncthreads();
         if (tid == 0) {
@@ -57,7 +61,8 @@ static __global__ void __launch_bounds__(EMS_SEL_THREADS) ems_topk_kernel(ems_ge
         mask |= 255u << shift;
     }
     int need_eq = s_rem;
-    if (tid == 0) s_eq_off = 0;
+    if (tid == 0)
+        s_eq_off = 0;
     __syncthreads();
     int *flag = g.flag + (size_t)h * g.max_len;
     for (int base = 0; base < m; base += blockDim.x) {
@@ -65,9 +70,11 @@ static __global__ void __launch_bounds__(EMS_SEL_THREADS) ems_topk_kernel(ems_ge
         unsigned u = j < m ? ordered_key(s[j]) : 0;
         int eq = j < m && u == prefix;
         scan_t(tmp).ExclusiveSum(eq, eq_rank, eq_tot);
-        if (j < m) flag[j] = u > prefix || (eq && s_eq_off + eq_rank < need_eq);
+        if (j < m)
+            flag[j] = u > prefix || (eq && s_eq_off + eq_rank < need_eq);
         __syncthreads();
-        if (tid == 0) s_eq_off += eq_tot;
+        if (tid == 0)
+            s_eq_off += eq_tot;
         __syncthreads();
     }
 }
@@ -79,11 +86,13 @@ static __global__ void __launch_bounds__(EMS_SEL_THREADS) ems_slots_kernel(ems_g
     __shared__ typename scan_t::TempStorage tmp;
     __shared__ int s_off;
     int h = blockIdx.x, tid = threadIdx.x;
-    if (!g.part[h]) return;
+    if (!g.part[h])
+        return;
     int m = ems_m(g, h);
     const int *flag = g.flag + (size_t)h * g.max_len;
     int *cls = g.cls + (size_t)h * g.max_len, *centre = g.centre + (size_t)h * g.max_len;
-    if (tid == 0) s_off = 0;
+    if (tid == 0)
+        s_off = 0;
     __syncthreads();
     for (int base = 0; base < m; base += blockDim.x) {
         int j = base + tid, keep = j < m ? flag[j] : 0, rank, tot;
@@ -91,10 +100,12 @@ static __global__ void __launch_bounds__(EMS_SEL_THREADS) ems_slots_kernel(ems_g
         if (j < m) {
             int slot = s_off + rank + 1;
             cls[j] = keep ? slot : -1;
-            if (keep) centre[slot - 1] = j;
+            if (keep)
+                centre[slot - 1] = j;
         }
         __syncthreads();
-        if (tid == 0) s_off += tot;
+        if (tid == 0)
+            s_off += tot;
         __syncthreads();
     }
 }
@@ -102,7 +113,8 @@ static __global__ void __launch_bounds__(EMS_SEL_THREADS) ems_slots_kernel(ems_g
 static __global__ void iota_kernel(int *v, int H, int max_len)
 {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < (long long)H * max_len) v[i] = (int)(i % max_len);
+    if (i < (long long)H * max_len)
+        v[i] = (int)(i % max_len);
 }
 
 /* grid (ceil(max_len/256), H): key of every ranked candidate r in [F_h, m_h). */
@@ -110,29 +122,36 @@ static __global__ void items_kernel(ems_geo g, const float *sorted_s, const int 
                                     const int *item_off, unsigned long long *items)
 {
     int h = blockIdx.y, r = blockIdx.x * blockDim.x + threadIdx.x;
-    if (r < fh[h] || r >= ems_m(g, h)) return;
+    if (r < fh[h] || r >= ems_m(g, h))
+        return;
     double sum = g.ssum[h];
     float p = sum > 0.0 ? (float)((double)sorted_s[(size_t)h * g.max_len + r] / sum) : 0.0f;
     unsigned long long key = (unsigned long long)ordered_key(p) << 32 |
-                             (unsigned long long)(4095 - h) << 20 | (unsigned long long)(0xFFFFF - r);
+                             (unsigned long long)(4095 - h) << 20 |
+                             (unsigned long long)(0xFFFFF - r);
     items[item_off[h] + r - fh[h]] = key;
 }
 
 static __global__ void count_kernel(const unsigned long long *sorted, int R, int *kh)
 {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < R) atomicAdd(&kh[4095 - (int)((sorted[i] >> 20) & 0xFFF)], 1);
+    if (i < R)
+        atomicAdd(&kh[4095 - (int)((sorted[i] >> 20) & 0xFFF)], 1);
 }
 
 /* grid (ceil(max_len/256), H): flag the kh[h] best-ranked candidates of head h. */
 static __global__ void mark_kernel(ems_geo g, const int *sorted_j)
 {
     int h = blockIdx.y, r = blockIdx.x * blockDim.x + threadIdx.x;
-    if (!g.part[h] || r >= g.kh[h]) return;
+    if (!g.part[h] || r >= g.kh[h])
+        return;
     g.flag[(size_t)h * g.max_len + sorted_j[(size_t)h * g.max_len + r]] = 1;
 }
 
-static size_t al(size_t b) { return (b + 255) / 256 * 256; }
+static size_t al(size_t b)
+{
+    return (b + 255) / 256 * 256;
+}
 
 /* Head-wise budgets: kh on device and host. */
 static em_status headwise(kern_cuda_ctx *c, const ems_geo &g, ems_host *hs, float floor_frac)
@@ -141,7 +160,8 @@ static em_status headwise(kern_cuda_ctx *c, const ems_geo &g, ems_host *hs, floa
     int H = g.H, L = g.max_len, F = (int)lrintf(floor_frac * (float)hs->kg);
     F = F < 1 ? 1 : F;
     int *fh = (int *)calloc((size_t)4 * H + 1, sizeof(int));
-    if (!fh) return EM_ENOMEM;
+    if (!fh)
+        return EM_ENOMEM;
     int *item_off = fh + H, *begin = fh + 2 * H, *end = fh + 3 * H;
     long long R = (long long)H * hs->kg, N = 0;
     for (int h = 0; h < H; h++) {
@@ -156,7 +176,8 @@ static em_status headwise(kern_cuda_ctx *c, const ems_geo &g, ems_host *hs, floa
         NULL, t1, (const float *)NULL, (float *)NULL, (const int *)NULL, (int *)NULL, (int)n_all, H,
         (const int *)NULL, (const int *)NULL, 0, 32, s));
     KERN_CUDA_CHECK(cub::DeviceRadixSort::SortKeysDescending(
-        NULL, t2, (const unsigned long long *)NULL, (unsigned long long *)NULL, (int)(N ? N : 1), 0, 64, s));
+        NULL, t2, (const unsigned long long *)NULL, (unsigned long long *)NULL, (int)(N ? N : 1), 0,
+        64, s));
     size_t tb = t1 > t2 ? t1 : t2;
     size_t need = al(4 * n_all) * 3 + al(16 * (size_t)H) + 2 * al(8 * (size_t)(N ? N : 1)) + al(tb);
     char *b;
@@ -167,7 +188,8 @@ static em_status headwise(kern_cuda_ctx *c, const ems_geo &g, ems_host *hs, floa
     }
     float *ss = (float *)b;
     int *vin = (int *)(b + al(4 * n_all)), *vout = (int *)(b + 2 * al(4 * n_all));
-    int *dfh = (int *)(b + 3 * al(4 * n_all)), *doff = dfh + H, *dbeg = dfh + 2 * H, *dend = dfh + 3 * H;
+    int *dfh = (int *)(b + 3 * al(4 * n_all)), *doff = dfh + H, *dbeg = dfh + 2 * H,
+        *dend = dfh + 3 * H;
     unsigned long long *it = (unsigned long long *)(b + 3 * al(4 * n_all) + al(16 * (size_t)H));
     unsigned long long *its = it + al(8 * (size_t)(N ? N : 1)) / 8;
     void *tmp = (char *)its + al(8 * (size_t)(N ? N : 1));
@@ -176,15 +198,18 @@ static em_status headwise(kern_cuda_ctx *c, const ems_geo &g, ems_host *hs, floa
     KERN_CUDA_CHECK_LAUNCH();
     KERN_CUDA_CHECK(cub::DeviceSegmentedRadixSort::SortPairsDescending(
         tmp, t1, g.score, ss, vin, vout, (int)n_all, H, dbeg, dend, 0, 32, s));
-    for (int h = 0; h < H; h++) hs->kh[h] = fh[h];
+    for (int h = 0; h < H; h++)
+        hs->kh[h] = fh[h];
     if (R > 0 && N > 0 && R >= N) {
-        for (int h = 0; h < H; h++) hs->kh[h] = hs->m[h]; /* every candidate fits */
+        for (int h = 0; h < H; h++)
+            hs->kh[h] = hs->m[h]; /* every candidate fits */
         KERN_CUDA_CHECK(cudaMemcpyAsync(g.kh, hs->kh, 4 * (size_t)H, cudaMemcpyHostToDevice, s));
     } else if (R > 0 && N > 0) {
         dim3 gr(kern_cuda__blocks(L, 256), H);
         items_kernel<<<gr, 256, 0, s>>>(g, ss, dfh, doff, it);
         KERN_CUDA_CHECK_LAUNCH();
-        KERN_CUDA_CHECK(cub::DeviceRadixSort::SortKeysDescending(tmp, t2, it, its, (int)N, 0, 64, s));
+        KERN_CUDA_CHECK(
+            cub::DeviceRadixSort::SortKeysDescending(tmp, t2, it, its, (int)N, 0, 64, s));
         KERN_CUDA_CHECK(cudaMemcpyAsync(g.kh, dfh, 4 * (size_t)H, cudaMemcpyDeviceToDevice, s));
         count_kernel<<<kern_cuda__blocks(R, 256), 256, 0, s>>>(its, (int)R, g.kh);
         KERN_CUDA_CHECK_LAUNCH();

@@ -4,14 +4,13 @@
  *   scatter (warp per candidate, float atomics into one [rows][.] accumulator for all heads;
  *   the zero class has no row: discarding it is free) -> finalize (warp per output entry) ->
  *   copy back. Per-head centre counts kh may differ (head-wise budgets): rows are offset. */
-#include "kernels/cuda/ems_step.h"
-
 #include <cub/block/block_reduce.cuh>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/ems_step.h"
 #include "kernels/cuda/ems_step_impl.cuh"
 
 /* grid H, block 256: s_loc, double means, score, and the score sum of the head. */
@@ -21,15 +20,18 @@ static __global__ void ems_score_kernel(ems_geo g)
     __shared__ typename reduce_t::TempStorage tmp;
     __shared__ float s_a;
     int h = blockIdx.x;
-    if (!g.part[h]) return;
+    if (!g.part[h])
+        return;
     kern_cuda_ems_head hh = g.heads[h];
     int m = ems_m(g, h);
-    if (m <= 0) return;
+    if (m <= 0)
+        return;
     float *s = g.score + (size_t)h * g.max_len;
     double sg = 0.0, sl = 0.0;
     for (int j = threadIdx.x; j < m; j += blockDim.x) {
         float l = 0.0f;
-        for (int r = 0; r < g.w_loc; r++) l += hh.loc[(size_t)r * hh.loc_stride + j];
+        for (int r = 0; r < g.w_loc; r++)
+            l += hh.loc[(size_t)r * hh.loc_stride + j];
         s[j] = l;
         sl += (double)l;
         sg += (double)hh.s_glo[j];
@@ -37,7 +39,8 @@ static __global__ void ems_score_kernel(ems_geo g)
     double tsl = reduce_t(tmp).Sum(sl);
     __syncthreads();
     double tsg = reduce_t(tmp).Sum(sg);
-    if (threadIdx.x == 0) s_a = tsg > 0.0 ? (float)((double)g.gw * (tsl / m) / (tsg / m)) : 0.0f;
+    if (threadIdx.x == 0)
+        s_a = tsg > 0.0 ? (float)((double)g.gw * (tsl / m) / (tsg / m)) : 0.0f;
     __syncthreads();
     float a = s_a;
     double ss = 0.0;
@@ -47,7 +50,8 @@ static __global__ void ems_score_kernel(ems_geo g)
     }
     __syncthreads();
     double tss = reduce_t(tmp).Sum(ss);
-    if (threadIdx.x == 0) g.ssum[h] = tss;
+    if (threadIdx.x == 0)
+        g.ssum[h] = tss;
 }
 
 /* grid (ceil(max_len/EMS_WARPS), H): warp per candidate j: |K_j|, |V_j| in double. */
@@ -55,7 +59,8 @@ static __global__ void ems_norm_kernel(ems_geo g)
 {
     int h = blockIdx.y, lane = threadIdx.x & 31;
     int j = blockIdx.x * EMS_WARPS + (threadIdx.x >> 5);
-    if (!g.part[h] || j >= ems_m(g, h)) return;
+    if (!g.part[h] || j >= ems_m(g, h))
+        return;
     const float *kr = g.heads[h].k + (size_t)j * g.hd, *vr = g.heads[h].v + (size_t)j * g.hd;
     double sk = 0.0, sv = 0.0;
     for (int d = lane; d < g.hd; d += 32) {
@@ -79,9 +84,11 @@ static __global__ void ems_assign_kernel(ems_geo g)
 {
     int h = blockIdx.y, lane = threadIdx.x & 31;
     int t = blockIdx.x * EMS_WARPS + (threadIdx.x >> 5);
-    if (!g.part[h] || t >= ems_m(g, h)) return;
+    if (!g.part[h] || t >= ems_m(g, h))
+        return;
     int *cls = g.cls + (size_t)h * g.max_len;
-    if (cls[t] != -1) return;
+    if (cls[t] != -1)
+        return;
     const kern_cuda_ems_head hh = g.heads[h];
     const double *nrm = g.norm + (size_t)h * g.max_len * 2;
     const int *centre = g.centre + (size_t)h * g.max_len;
@@ -117,7 +124,8 @@ static __global__ void ems_assign_kernel(ems_geo g)
             bi = i;
         }
     }
-    if (lane == 0) cls[t] = bi >= 0 && best >= (double)g.tau ? bi + 1 : 0;
+    if (lane == 0)
+        cls[t] = bi >= 0 && best >= (double)g.tau ? bi + 1 : 0;
 }
 
 /* grid (ceil(max_len/EMS_WARPS), H): the single batched scatter of every member into its row. */
@@ -125,9 +133,11 @@ static __global__ void ems_scatter_kernel(ems_geo g)
 {
     int h = blockIdx.y, lane = threadIdx.x & 31;
     int t = blockIdx.x * EMS_WARPS + (threadIdx.x >> 5);
-    if (!g.part[h] || t >= ems_m(g, h)) return;
+    if (!g.part[h] || t >= ems_m(g, h))
+        return;
     int slot = g.cls[(size_t)h * g.max_len + t];
-    if (slot <= 0) return; /* zero class: evicted */
+    if (slot <= 0)
+        return; /* zero class: evicted */
     const kern_cuda_ems_head hh = g.heads[h];
     float wt = fmaxf(g.score[(size_t)h * g.max_len + t], 0.0f) + 1e-30f;
     float nk = (float)g.norm[((size_t)h * g.max_len + t) * 2];
@@ -150,14 +160,17 @@ static __global__ void ems_scatter_kernel(ems_geo g)
     }
 }
 
-/* grid (ceil(max new length/EMS_WARPS), H): warp per output entry o (centre o < kh, else window). */
+/* grid (ceil(max new length/EMS_WARPS), H): warp per output entry o (centre o < kh, else window).
+ */
 static __global__ void ems_finalize_kernel(ems_geo g)
 {
     int h = blockIdx.y, lane = threadIdx.x & 31;
     int o = blockIdx.x * EMS_WARPS + (threadIdx.x >> 5);
-    if (!g.part[h]) return;
+    if (!g.part[h])
+        return;
     int k = g.kh[h], wh = ems_wh(g, h);
-    if (o >= k + wh) return;
+    if (o >= k + wh)
+        return;
     const kern_cuda_ems_head hh = g.heads[h];
     int hd = g.hd, n = hh.len;
     int src = o < k ? g.centre[(size_t)h * g.max_len + o] : n - wh + (o - k);
@@ -166,8 +179,10 @@ static __global__ void ems_finalize_kernel(ems_geo g)
     bool grouped = o < k && a[2 * hd + 4] > 1.5f; /* a centre without members stays as is */
     float W = grouped ? a[2 * hd] : 0.0f, dn = 0.0f;
     if (grouped) {
-        for (int d = lane; d < hd; d += 32) dn += a[d] * a[d];
-        for (int off = 16; off > 0; off >>= 1) dn += __shfl_xor_sync(0xffffffffu, dn, off);
+        for (int d = lane; d < hd; d += 32)
+            dn += a[d] * a[d];
+        for (int off = 16; off > 0; off >>= 1)
+            dn += __shfl_xor_sync(0xffffffffu, dn, off);
         dn = sqrtf(dn);
     }
     bool merged = grouped && W > 0.0f && dn > 0.0f;
@@ -191,7 +206,8 @@ static __global__ void ems_copyback_kernel(ems_geo g)
 {
     int h = blockIdx.y, lane = threadIdx.x & 31;
     int o = blockIdx.x * EMS_WARPS + (threadIdx.x >> 5);
-    if (!g.part[h] || o >= g.kh[h] + ems_wh(g, h)) return;
+    if (!g.part[h] || o >= g.kh[h] + ems_wh(g, h))
+        return;
     const kern_cuda_ems_head hh = g.heads[h];
     int hd = g.hd;
     const float *in = g.out + ((size_t)g.out_off[h] + o) * g.out_stride;
@@ -202,12 +218,17 @@ static __global__ void ems_copyback_kernel(ems_geo g)
     if (lane == 0) {
         hh.pos[o] = __float_as_int(in[2 * hd]);
         hh.s_glo[o] = in[2 * hd + 1];
-        if (hh.mass) hh.mass[o] = in[2 * hd + 2];
+        if (hh.mass)
+            hh.mass[o] = in[2 * hd + 2];
     }
-    for (int r = lane; r < g.w_loc; r += 32) hh.loc[(size_t)r * hh.loc_stride + o] = in[2 * hd + 3 + r];
+    for (int r = lane; r < g.w_loc; r += 32)
+        hh.loc[(size_t)r * hh.loc_stride + o] = in[2 * hd + 3 + r];
 }
 
-static size_t al(size_t b) { return (b + 255) / 256 * 256; }
+static size_t al(size_t b)
+{
+    return (b + 255) / 256 * 256;
+}
 
 /* Scratch slot EMS: head table, per-head ints, scores, flags, classes, centres, norms. */
 static em_status setup(kern_cuda_ctx *c, const kern_cuda_ems_head *heads, const ems_host *hs,
@@ -245,10 +266,12 @@ static em_status rows(kern_cuda_ctx *c, const ems_host *hs, ems_geo *g, int *off
     *max_new = 0;
     for (int h = 0; h < g->H; h++) {
         off[h] = acc_rows, off[g->H + h] = out_rows;
-        if (!hs->part[h]) continue;
+        if (!hs->part[h])
+            continue;
         acc_rows += hs->kh[h];
         out_rows += hs->kh[h] + hs->wh[h];
-        if (hs->kh[h] + hs->wh[h] > *max_new) *max_new = hs->kh[h] + hs->wh[h];
+        if (hs->kh[h] + hs->wh[h] > *max_new)
+            *max_new = hs->kh[h] + hs->wh[h];
     }
     size_t ba = al(sizeof(float) * (size_t)(acc_rows ? acc_rows : 1) * g->acc_stride);
     size_t bo = sizeof(float) * (size_t)(out_rows ? out_rows : 1) * g->out_stride;
@@ -257,8 +280,8 @@ static em_status rows(kern_cuda_ctx *c, const ems_host *hs, ems_geo *g, int *off
     g->acc = (float *)b, g->out = (float *)(b + ba);
     cudaStream_t s = (cudaStream_t)c->stream;
     KERN_CUDA_CHECK(cudaMemsetAsync(g->acc, 0, ba, s));
-    KERN_CUDA_CHECK(cudaMemcpyAsync((void *)g->acc_off, off, sizeof(int) * g->H,
-                                    cudaMemcpyHostToDevice, s));
+    KERN_CUDA_CHECK(
+        cudaMemcpyAsync((void *)g->acc_off, off, sizeof(int) * g->H, cudaMemcpyHostToDevice, s));
     KERN_CUDA_CHECK(cudaMemcpyAsync((void *)g->out_off, off + g->H, sizeof(int) * g->H,
                                     cudaMemcpyHostToDevice, s));
     return EM_OK;
@@ -290,7 +313,8 @@ static em_status run(kern_cuda_ctx *c, kern_cuda_ems_head *heads, ems_host *hs, 
     }
     KERN_CUDA_CHECK(cudaStreamSynchronize(s));
     for (int h = 0; h < g->H; h++) {
-        if (hs->part[h]) heads[h].len = hs->kh[h] + hs->wh[h];
+        if (hs->part[h])
+            heads[h].len = hs->kh[h] + hs->wh[h];
     }
     return EM_OK;
 }
@@ -298,21 +322,25 @@ static em_status run(kern_cuda_ctx *c, kern_cuda_ems_head *heads, ems_host *hs, 
 extern "C" em_status kern_cuda_ems_step(kern_cuda_ctx *c, kern_cuda_ems_head *heads, int n_heads,
                                         int hd, int w_loc, const kern_cuda_ems_params *p)
 {
-    if (p->B < 2 || hd <= 0 || hd > 256 || w_loc < 0 || n_heads < 0) return EM_EINVAL;
-    if (p->headwise && n_heads > 4096) return EM_EUNSUPPORTED; /* 12-bit head field in keys */
+    if (p->B < 2 || hd <= 0 || hd > 256 || w_loc < 0 || n_heads < 0)
+        return EM_EINVAL;
+    if (p->headwise && n_heads > 4096)
+        return EM_EUNSUPPORTED; /* 12-bit head field in keys */
     ems_geo g;
     memset(&g, 0, sizeof g);
     g.H = n_heads, g.hd = hd, g.w_loc = w_loc, g.w = kern_ems_window(p), g.tau = p->tau;
     g.gw = p->gw, g.max_len = 1;
     g.acc_stride = 2 * hd + 5 + w_loc, g.out_stride = 2 * hd + 3 + w_loc;
     int *buf = (int *)calloc((size_t)6 * n_heads + 1, sizeof(int));
-    if (!buf) return EM_ENOMEM;
+    if (!buf)
+        return EM_ENOMEM;
     ems_host hs = {buf, buf + n_heads, buf + 2 * n_heads, buf + 3 * n_heads, p->B - g.w};
     int any = 0;
     em_status st = EM_OK;
     for (int h = 0; h < n_heads; h++) {
         int len = heads[h].len;
-        if (len < 0 || (w_loc > 0 && heads[h].loc_stride < len) || (p->headwise && len > (1 << 20))) {
+        if (len < 0 || (w_loc > 0 && heads[h].loc_stride < len) ||
+            (p->headwise && len > (1 << 20))) {
             st = len > (1 << 20) ? EM_EUNSUPPORTED : EM_EINVAL;
         }
         hs.wh[h] = g.w < len ? g.w : len;
@@ -322,7 +350,8 @@ extern "C" em_status kern_cuda_ems_step(kern_cuda_ctx *c, kern_cuda_ems_head *he
         any |= hs.part[h];
         g.max_len = len > g.max_len ? len : g.max_len;
     }
-    if (st == EM_OK && any) st = run(c, heads, &hs, &g, p, buf + 4 * n_heads);
+    if (st == EM_OK && any)
+        st = run(c, heads, &hs, &g, p, buf + 4 * n_heads);
     free(buf);
     return st;
 }

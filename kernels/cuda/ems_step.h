@@ -23,10 +23,10 @@ extern "C" {
 #endif
 
 typedef struct kern_cuda_ems_params {
-    int B;     /* entries kept per head after the step (budget), >= 2 */
-    int w;     /* recent window kept verbatim; <= 0 selects clamp(round(B/4), 1, B-1) */
-    float tau; /* merge threshold on cosK*cosV (default 0.8) */
-    float gw;  /* weight of the global term (default 1) */
+    int B;        /* entries kept per head after the step (budget), >= 2 */
+    int w;        /* recent window kept verbatim; <= 0 selects clamp(round(B/4), 1, B-1) */
+    float tau;    /* merge threshold on cosK*cosV (default 0.8) */
+    float gw;     /* weight of the global term (default 1) */
     int headwise; /* 1: head-wise budgets over the layer (1.14 item 5): each head first gets its
                      top F = max(1, round(floor*(B-w))) candidates, the other H*(B-w) - sum F
                      slots go to the largest s/sum(s) of any head (ties: lower head, then rank);

@@ -6,7 +6,7 @@
 #include "kernels/cuda/cuda_ctx.h"
 #include "kernels/cuda/ems_step.h"
 
-#define EMS_WARPS 8
+#define EMS_WARPS       8
 #define EMS_SEL_THREADS 1024
 
 /* Geometry and device scratch of one step, passed by value to every kernel. Per head h:

@@ -32,11 +32,14 @@ static __device__ __forceinline__ void kv_load_row(const void *codes, const floa
     }
 }
 
-template <int R> static __device__ __forceinline__ float warp_dot(const float (&a)[R], const float (&b)[R])
+template <int R>
+static __device__ __forceinline__ float warp_dot(const float (&a)[R], const float (&b)[R])
 {
     float s = 0.0f;
 #pragma unroll
-    for (int r = 0; r < R; r++) s += a[r] * b[r];
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    for (int r = 0; r < R; r++)
+        s += a[r] * b[r];
+    for (int o = 16; o > 0; o >>= 1)
+        s += __shfl_xor_sync(0xffffffffu, s, o);
     return s;
 }

@@ -1,8 +1,7 @@
 /* K/V quantization on the GPU: one thread per (row, group); the same correctly rounded steps
  * as kvquant_ref.c (explicit __fsub_rn/__fmul_rn, no contraction), hence identical codes. */
-#include "kernels/cuda/kvquant.h"
-
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/kvquant.h"
 
 template <int FMT>
 static __global__ void quantize_kernel(const float *x, int n, int hd, int xs, uint8_t *codes,
@@ -10,7 +9,8 @@ static __global__ void quantize_kernel(const float *x, int n, int hd, int xs, ui
 {
     int qg = hd < 32 ? hd : 32, ng = hd / qg, qmax = FMT == KERN_KV_Q8 ? 255 : 15;
     long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (idx >= (long long)n * ng) return;
+    if (idx >= (long long)n * ng)
+        return;
     int i = (int)(idx / ng), gi = (int)(idx % ng);
     const float *xg = x + (size_t)i * xs + gi * qg;
     float mn = xg[0], mx = xg[0];
@@ -50,10 +50,13 @@ extern "C" em_status kern_cuda_kv_quantize_strided(kern_cuda_ctx *c, kern_kv_fmt
                                                    float *sm, int out_rows)
 {
     em_status st = kern_kv_check(f, hd);
-    if (st != EM_OK) return st;
-    if (f == KERN_KV_F32 || n < 0 || x_stride < hd || out_rows < 1) return EM_EINVAL;
+    if (st != EM_OK)
+        return st;
+    if (f == KERN_KV_F32 || n < 0 || x_stride < hd || out_rows < 1)
+        return EM_EINVAL;
     long long total = (long long)n * kern_kv_n_groups(hd);
-    if (total == 0) return EM_OK;
+    if (total == 0)
+        return EM_OK;
     cudaStream_t s = (cudaStream_t)c->stream;
     unsigned nb = kern_cuda__blocks(total, 128);
     if (f == KERN_KV_Q8) {

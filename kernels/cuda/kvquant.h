@@ -20,13 +20,20 @@ extern "C" {
 
 typedef enum { KERN_KV_F32 = 0, KERN_KV_Q8 = 1, KERN_KV_Q4 = 2 } kern_kv_fmt;
 
-static inline int kern_kv_group(int hd) { return hd < 32 ? hd : 32; }
-static inline int kern_kv_n_groups(int hd) { return hd / kern_kv_group(hd); }
+static inline int kern_kv_group(int hd)
+{
+    return hd < 32 ? hd : 32;
+}
+static inline int kern_kv_n_groups(int hd)
+{
+    return hd / kern_kv_group(hd);
+}
 /* Bytes of one row of codes (f32: the row itself). */
 static inline size_t kern_kv_row_bytes(kern_kv_fmt f, int hd)
 {
-    return f == KERN_KV_F32 ? sizeof(float) * (size_t)hd : f == KERN_KV_Q8 ? (size_t)hd
-                                                                          : (size_t)hd / 2;
+    return f == KERN_KV_F32  ? sizeof(float) * (size_t)hd
+           : f == KERN_KV_Q8 ? (size_t)hd
+                             : (size_t)hd / 2;
 }
 /* EM_OK when (fmt, hd) is supported: hd in [1, 256]; quantized: hd multiple of the group,
  * even for Q4. */

@@ -8,11 +8,16 @@
 
 em_status kern_kv_check(kern_kv_fmt f, int hd)
 {
-    if (hd <= 0 || hd > 256) return EM_EUNSUPPORTED;
-    if (f == KERN_KV_F32) return EM_OK;
-    if (f != KERN_KV_Q8 && f != KERN_KV_Q4) return EM_EINVAL;
-    if (hd % kern_kv_group(hd) != 0) return EM_EUNSUPPORTED;
-    if (f == KERN_KV_Q4 && (hd & 1)) return EM_EUNSUPPORTED;
+    if (hd <= 0 || hd > 256)
+        return EM_EUNSUPPORTED;
+    if (f == KERN_KV_F32)
+        return EM_OK;
+    if (f != KERN_KV_Q8 && f != KERN_KV_Q4)
+        return EM_EINVAL;
+    if (hd % kern_kv_group(hd) != 0)
+        return EM_EUNSUPPORTED;
+    if (f == KERN_KV_Q4 && (hd & 1))
+        return EM_EUNSUPPORTED;
     return EM_OK;
 }
 
@@ -24,7 +29,8 @@ void kern_kv_quantize_ref(kern_kv_fmt f, const float *x, int n, int hd, int x_st
     for (int i = 0; i < n; i++) {
         const float *xr = x + (size_t)i * x_stride;
         uint8_t *cr = codes + (size_t)i * rb;
-        if (f == KERN_KV_Q4) memset(cr, 0, rb);
+        if (f == KERN_KV_Q4)
+            memset(cr, 0, rb);
         for (int gi = 0; gi < ng; gi++) {
             const float *xg = xr + gi * qg;
             float mn = xg[0], mx = xg[0];

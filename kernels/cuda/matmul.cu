@@ -1,11 +1,12 @@
-/* Matrix products (quantized weights: matmul_q.cu): GEMV (warp per output row, up to 8 tokens at once, f32 accumulation;
- * 16-byte vector loads when rows are aligned) for decode, cuBLAS SGEMM for batches (prefill). cuBLAS runs in default math mode (no TF32). */
-#include "kernels/cuda/matmul.h"
-
-#include <cuda_fp16.h>
+/* Matrix products (quantized weights: matmul_q.cu): GEMV (warp per output row, up to 8 tokens at
+ * once, f32 accumulation; 16-byte vector loads when rows are aligned) for decode, cuBLAS SGEMM for
+ * batches (prefill). cuBLAS runs in default math mode (no TF32). */
 #include <stdint.h>
 
+#include <cuda_fp16.h>
+
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/matmul.h"
 #include "kernels/quant.h"
 
 template <typename T> static __device__ __forceinline__ float ld_f32(const T *p, size_t i);
@@ -25,24 +26,30 @@ static __global__ void gemv_kernel(const T *w, int rows, int cols, const float *
 {
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int r = blockIdx.x * 8 + warp;
-    if (r >= rows) return;
+    if (r >= rows)
+        return;
     const T *wr = w + (size_t)r * cols;
     float acc[KERN_CUDA_GEMV_MAX_N];
 #pragma unroll
-    for (int t = 0; t < KERN_CUDA_GEMV_MAX_N; t++) acc[t] = 0.0f;
+    for (int t = 0; t < KERN_CUDA_GEMV_MAX_N; t++)
+        acc[t] = 0.0f;
     for (int c = lane; c < cols; c += 32) {
         float wv = ld_f32<T>(wr, c);
 #pragma unroll
         for (int t = 0; t < KERN_CUDA_GEMV_MAX_N; t++) {
-            if (t < nt) acc[t] += wv * __ldg(x + (size_t)t * xs + c);
+            if (t < nt)
+                acc[t] += wv * __ldg(x + (size_t)t * xs + c);
         }
     }
 #pragma unroll
     for (int t = 0; t < KERN_CUDA_GEMV_MAX_N; t++) {
-        if (t >= nt) break;
+        if (t >= nt)
+            break;
         float v = acc[t];
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (lane == 0) y[(size_t)t * ys + r] = v;
+        for (int o = 16; o > 0; o >>= 1)
+            v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == 0)
+            y[(size_t)t * ys + r] = v;
     }
 }
 
@@ -55,11 +62,13 @@ static __global__ void gemv_vec_kernel(const T *w, int rows, int cols, const flo
     constexpr int VEC = 16 / sizeof(T);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int r = blockIdx.x * 8 + warp;
-    if (r >= rows) return;
+    if (r >= rows)
+        return;
     const T *wr = w + (size_t)r * cols;
     float acc[KERN_CUDA_GEMV_MAX_N];
 #pragma unroll
-    for (int t = 0; t < KERN_CUDA_GEMV_MAX_N; t++) acc[t] = 0.0f;
+    for (int t = 0; t < KERN_CUDA_GEMV_MAX_N; t++)
+        acc[t] = 0.0f;
     for (int c = lane * VEC; c < cols; c += 32 * VEC) {
         float wv[VEC];
         uint4 raw = __ldg((const uint4 *)(wr + c));
@@ -73,7 +82,8 @@ static __global__ void gemv_vec_kernel(const T *w, int rows, int cols, const flo
         } else {
             const float *f = (const float *)&raw;
 #pragma unroll
-            for (int e = 0; e < VEC; e++) wv[e] = f[e];
+            for (int e = 0; e < VEC; e++)
+                wv[e] = f[e];
         }
 #pragma unroll
         for (int t = 0; t < KERN_CUDA_GEMV_MAX_N; t++) {
@@ -90,19 +100,26 @@ static __global__ void gemv_vec_kernel(const T *w, int rows, int cols, const flo
     }
 #pragma unroll
     for (int t = 0; t < KERN_CUDA_GEMV_MAX_N; t++) {
-        if (t >= nt) break;
+        if (t >= nt)
+            break;
         float v = acc[t];
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (lane == 0) y[(size_t)t * ys + r] = v;
+        for (int o = 16; o > 0; o >>= 1)
+            v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == 0)
+            y[(size_t)t * ys + r] = v;
     }
 }
 
-static bool aligned16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+static bool aligned16(const void *p)
+{
+    return ((uintptr_t)p & 15) == 0;
+}
 
 static __global__ void widen_kernel(const __half *src, long long n, float *dst)
 {
     long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) dst[i] = __half2float(src[i]);
+    if (i < n)
+        dst[i] = __half2float(src[i]);
 }
 
 static em_status gemm(kern_cuda_ctx *c, const float *w, int rows, int cols, const float *x, int xs,
@@ -121,9 +138,12 @@ extern "C" em_status kern_cuda_matmul(kern_cuda_ctx *c, const kern_weight *w, co
     if (n < 0 || w->rows <= 0 || w->cols <= 0 || x_stride < w->cols || y_stride < w->rows) {
         return EM_EINVAL;
     }
-    if (kern_dtype_is_quant(w->dtype)) return kern_cuda__matmul_q(c, w, x, x_stride, n, y, y_stride);
-    if (w->dtype != KERN_F32 && w->dtype != KERN_F16) return EM_EUNSUPPORTED;
-    if (n == 0) return EM_OK;
+    if (kern_dtype_is_quant(w->dtype))
+        return kern_cuda__matmul_q(c, w, x, x_stride, n, y, y_stride);
+    if (w->dtype != KERN_F32 && w->dtype != KERN_F16)
+        return EM_EUNSUPPORTED;
+    if (n == 0)
+        return EM_OK;
     cudaStream_t s = (cudaStream_t)c->stream;
     if (n <= KERN_CUDA_GEMV_MAX_N) {
         unsigned nb = kern_cuda__blocks(w->rows, 8);
@@ -132,8 +152,8 @@ extern "C" em_status kern_cuda_matmul(kern_cuda_ctx *c, const kern_weight *w, co
             gemv_vec_kernel<float><<<nb, 256, 0, s>>>((const float *)w->data, w->rows, w->cols, x,
                                                       x_stride, n, y, y_stride);
         } else if (vec) {
-            gemv_vec_kernel<__half><<<nb, 256, 0, s>>>((const __half *)w->data, w->rows, w->cols,
-                                                       x, x_stride, n, y, y_stride);
+            gemv_vec_kernel<__half><<<nb, 256, 0, s>>>((const __half *)w->data, w->rows, w->cols, x,
+                                                       x_stride, n, y, y_stride);
         } else if (w->dtype == KERN_F32) {
             gemv_kernel<float><<<nb, 256, 0, s>>>((const float *)w->data, w->rows, w->cols, x,
                                                   x_stride, n, y, y_stride);

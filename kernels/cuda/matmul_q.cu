@@ -6,11 +6,10 @@
  * (d_w*d_x)*isum (+ m_w*s_x) per token with __dp4a integer dots; a butterfly shuffle sums the
  * lanes. Each token's accumulators are independent, so a token's result does not depend on how
  * many tokens share the call. K-quants are not implemented here (EM_EUNSUPPORTED). */
-#include "kernels/cuda/matmul.h"
-
 #include <stdint.h>
 
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/matmul.h"
 #include "kernels/cuda/quant.cuh"
 
 #define QMM_TOK 8 /* tokens per warp */
@@ -21,11 +20,13 @@ static __global__ void qact_kernel(const float *x, int xs, int n, int nb, int co
 {
     long long gw = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
     int lane = threadIdx.x & 31;
-    if (gw >= (long long)n * nb) return; /* whole warps only */
+    if (gw >= (long long)n * nb)
+        return; /* whole warps only */
     int t = (int)(gw / nb), b = (int)(gw % nb);
     float v = x[(size_t)t * xs + (size_t)b * 32 + lane];
     unsigned bits = __float_as_uint(v) & 0x7fffffffu; /* |v| ordered as an integer, NaN on top */
-    for (int o = 16; o > 0; o >>= 1) bits = max(bits, __shfl_xor_sync(0xffffffffu, bits, o));
+    for (int o = 16; o > 0; o >>= 1)
+        bits = max(bits, __shfl_xor_sync(0xffffffffu, bits, o));
     int qv = 0;
     float dv;
     if (bits >= 0x7f800000u) {
@@ -38,7 +39,8 @@ static __global__ void qact_kernel(const float *x, int xs, int n, int nb, int co
     }
     q[(size_t)t * cols + (size_t)b * 32 + lane] = (int8_t)qv;
     int sum = qv;
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    for (int o = 16; o > 0; o >>= 1)
+        sum += __shfl_xor_sync(0xffffffffu, sum, o);
     if (lane == 0) {
         d[(size_t)t * nb + b] = dv;
         s[(size_t)t * nb + b] = __fmul_rn(dv, (float)sum);
@@ -53,13 +55,15 @@ static __global__ void qmm_kernel(const uint8_t *w, int rows, int nb, const int8
 {
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     int r = blockIdx.x * 8 + warp;
-    if (r >= rows) return;
+    if (r >= rows)
+        return;
     int t0 = blockIdx.y * QMM_TOK, nt = min(QMM_TOK, n - t0);
     const int bb = kq_block_bytes(T);
     const uint8_t *wr = w + (size_t)r * nb * bb;
     float acc[QMM_TOK];
 #pragma unroll
-    for (int t = 0; t < QMM_TOK; t++) acc[t] = 0.0f;
+    for (int t = 0; t < QMM_TOK; t++)
+        acc[t] = 0.0f;
     for (int b = lane; b < nb; b += 32) {
         const uint8_t *blk = wr + (size_t)b * bb;
         int wq[8];
@@ -77,21 +81,28 @@ static __global__ void qmm_kernel(const uint8_t *w, int rows, int nb, const int8
                 isum = __dp4a(wq[5], c.y, isum), isum = __dp4a(wq[6], c.z, isum);
                 isum = __dp4a(wq[7], c.w, isum);
                 float term = __fmul_rn(dw, __ldg(xd + k)) * (float)isum;
-                if (T == KERN_Q4_1) term += mw * __ldg(xsum + k);
+                if (T == KERN_Q4_1)
+                    term += mw * __ldg(xsum + k);
                 acc[t] += term;
             }
         }
     }
 #pragma unroll
     for (int t = 0; t < QMM_TOK; t++) {
-        if (t >= nt) break;
+        if (t >= nt)
+            break;
         float v = acc[t];
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (lane == 0) y[(size_t)(t0 + t) * ys + r] = v;
+        for (int o = 16; o > 0; o >>= 1)
+            v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == 0)
+            y[(size_t)(t0 + t) * ys + r] = v;
     }
 }
 
-static size_t rnd256(size_t b) { return (b + 255) / 256 * 256; }
+static size_t rnd256(size_t b)
+{
+    return (b + 255) / 256 * 256;
+}
 
 extern "C" em_status kern_cuda__matmul_q(kern_cuda_ctx *c, const kern_weight *w, const float *x,
                                          int x_stride, int n, float *y, int y_stride)
@@ -99,8 +110,10 @@ extern "C" em_status kern_cuda__matmul_q(kern_cuda_ctx *c, const kern_weight *w,
     if (w->dtype != KERN_Q8_0 && w->dtype != KERN_Q4_0 && w->dtype != KERN_Q4_1) {
         return EM_EUNSUPPORTED;
     }
-    if (w->cols % 32) return EM_EINVAL;
-    if (n == 0) return EM_OK;
+    if (w->cols % 32)
+        return EM_EINVAL;
+    if (n == 0)
+        return EM_OK;
     int nb = w->cols / 32;
     size_t qbytes = rnd256((size_t)n * w->cols), dbytes = rnd256(sizeof(float) * (size_t)n * nb);
     char *buf;
@@ -114,11 +127,14 @@ extern "C" em_status kern_cuda__matmul_q(kern_cuda_ctx *c, const kern_weight *w,
     dim3 grid(kern_cuda__blocks(w->rows, 8), (unsigned)((n + QMM_TOK - 1) / QMM_TOK));
     const uint8_t *wd = (const uint8_t *)w->data;
     if (w->dtype == KERN_Q8_0) {
-        qmm_kernel<KERN_Q8_0><<<grid, 256, 0, s>>>(wd, w->rows, nb, xq, xd, xsum, w->cols, n, y, y_stride);
+        qmm_kernel<KERN_Q8_0>
+            <<<grid, 256, 0, s>>>(wd, w->rows, nb, xq, xd, xsum, w->cols, n, y, y_stride);
     } else if (w->dtype == KERN_Q4_0) {
-        qmm_kernel<KERN_Q4_0><<<grid, 256, 0, s>>>(wd, w->rows, nb, xq, xd, xsum, w->cols, n, y, y_stride);
+        qmm_kernel<KERN_Q4_0>
+            <<<grid, 256, 0, s>>>(wd, w->rows, nb, xq, xd, xsum, w->cols, n, y, y_stride);
     } else {
-        qmm_kernel<KERN_Q4_1><<<grid, 256, 0, s>>>(wd, w->rows, nb, xq, xd, xsum, w->cols, n, y, y_stride);
+        qmm_kernel<KERN_Q4_1>
+            <<<grid, 256, 0, s>>>(wd, w->rows, nb, xq, xd, xsum, w->cols, n, y, y_stride);
     }
     KERN_CUDA_CHECK_LAUNCH();
     return EM_OK;

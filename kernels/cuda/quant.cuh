@@ -3,8 +3,9 @@
  * dequantised value of one element (the same exact arithmetic as kern_dequant_row). Blocks are
  * 18, 20 or 34 bytes, so only 2-byte alignment is assumed. Included by .cu files only. */
 #pragma once
-#include <cuda_fp16.h>
 #include <stdint.h>
+
+#include <cuda_fp16.h>
 
 #include "kernels/kern.h"
 #include "kernels/ref/quant_blocks.h"
@@ -30,10 +31,12 @@ static __device__ __forceinline__ int kq_block_bytes(kern_dtype T)
  * exact in f32, so a fused d*q + m rounds the same as kern_dequant_row. */
 static __device__ __forceinline__ float kq_dequant(kern_dtype T, const uint8_t *b, int i)
 {
-    if (T == KERN_Q8_0) return kq_f16(b + QB_Q8_0_D) * (float)(int8_t)b[QB_Q8_0_QS + i];
+    if (T == KERN_Q8_0)
+        return kq_f16(b + QB_Q8_0_D) * (float)(int8_t)b[QB_Q8_0_QS + i];
     const uint8_t *qs = b + (T == KERN_Q4_0 ? QB_Q4_0_QS : QB_Q4_1_QS);
     int q = i < 16 ? qs[i] & 15 : qs[i - 16] >> 4;
-    if (T == KERN_Q4_0) return kq_f16(b + QB_Q4_0_D) * (float)(q - 8);
+    if (T == KERN_Q4_0)
+        return kq_f16(b + QB_Q4_0_D) * (float)(q - 8);
     return kq_f16(b + QB_Q4_1_D) * (float)q + kq_f16(b + QB_Q4_1_M);
 }
 
@@ -43,7 +46,8 @@ static __device__ __forceinline__ void kq_unpack(kern_dtype T, const uint8_t *b,
 {
     if (T == KERN_Q8_0) {
 #pragma unroll
-        for (int k = 0; k < 8; k++) w[k] = kq_word(b + QB_Q8_0_QS + 4 * k);
+        for (int k = 0; k < 8; k++)
+            w[k] = kq_word(b + QB_Q8_0_QS + 4 * k);
         return;
     }
     const uint8_t *qs = b + (T == KERN_Q4_0 ? QB_Q4_0_QS : QB_Q4_1_QS);

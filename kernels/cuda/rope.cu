@@ -1,8 +1,7 @@
 /* Interleaved-pair RoPE: one thread per (token, head, pair). Frequencies use powf, sincosf
  * with full-precision math (no --use_fast_math) so long positions stay close to the CPU. */
-#include "kernels/cuda/rope.h"
-
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/rope.h"
 
 static __global__ void rope_kernel(float *x, int n_tok, int n_heads, int hd, int stride,
                                    const int32_t *pos, float base, int rope_dim)
@@ -10,7 +9,8 @@ static __global__ void rope_kernel(float *x, int n_tok, int n_heads, int hd, int
     int half = rope_dim / 2;
     long long idx = (long long)blockIdx.x * blockDim.x + threadIdx.x;
     long long total = (long long)n_tok * n_heads * half;
-    if (idx >= total) return;
+    if (idx >= total)
+        return;
     int i = (int)(idx % half);
     int h = (int)((idx / half) % n_heads);
     int t = (int)(idx / ((long long)half * n_heads));
@@ -30,7 +30,8 @@ extern "C" em_status kern_cuda_rope(kern_cuda_ctx *c, float *x, int n_tok, int n
         return EM_EINVAL;
     }
     long long total = (long long)n_tok * n_heads * (rope_dim / 2);
-    if (total == 0) return EM_OK;
+    if (total == 0)
+        return EM_OK;
     rope_kernel<<<kern_cuda__blocks(total, 256), 256, 0, (cudaStream_t)c->stream>>>(
         x, n_tok, n_heads, hd, stride, pos, base, rope_dim);
     KERN_CUDA_CHECK_LAUNCH();

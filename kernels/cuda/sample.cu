@@ -1,20 +1,25 @@
 /* Softmax, argmax and inverse-CDF sampling: one 256-thread block per row (vocab-sized rows). */
-#include "kernels/cuda/sample.h"
-
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 #include <math.h>
 
 #include "kernels/cuda/check.cuh"
+#include "kernels/cuda/sample.h"
 
 #define SAMPLE_BLOCK 256
 
 /* Own functors: CCCL 3 (CUDA 13) dropped cub::Max/cub::Min. */
 struct max_op {
-    template <typename T> __device__ T operator()(const T &a, const T &b) const { return a > b ? a : b; }
+    template <typename T> __device__ T operator()(const T &a, const T &b) const
+    {
+        return a > b ? a : b;
+    }
 };
 struct min_op {
-    template <typename T> __device__ T operator()(const T &a, const T &b) const { return a < b ? a : b; }
+    template <typename T> __device__ T operator()(const T &a, const T &b) const
+    {
+        return a < b ? a : b;
+    }
 };
 
 static __global__ void softmax_kernel(const float *logits, int dim, float inv_temp, float *probs)
@@ -25,16 +30,21 @@ static __global__ void softmax_kernel(const float *logits, int dim, float inv_te
     const float *x = logits + (size_t)blockIdx.x * dim;
     float *p = probs + (size_t)blockIdx.x * dim;
     float mx = -INFINITY;
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) mx = fmaxf(mx, x[i] * inv_temp);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        mx = fmaxf(mx, x[i] * inv_temp);
     float m = reduce_t(tmp).Reduce(mx, max_op());
-    if (threadIdx.x == 0) s_max = m;
+    if (threadIdx.x == 0)
+        s_max = m;
     __syncthreads();
     float sum = 0.0f;
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) sum += expf(x[i] * inv_temp - s_max);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        sum += expf(x[i] * inv_temp - s_max);
     float tot = reduce_t(tmp).Sum(sum);
-    if (threadIdx.x == 0) s_sum = tot;
+    if (threadIdx.x == 0)
+        s_sum = tot;
     __syncthreads();
-    for (int i = threadIdx.x; i < dim; i += blockDim.x) p[i] = expf(x[i] * inv_temp - s_max) / s_sum;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        p[i] = expf(x[i] * inv_temp - s_max) / s_sum;
 }
 
 struct arg_pair {
@@ -45,7 +55,8 @@ struct arg_pair {
 struct arg_max_op {
     __device__ arg_pair operator()(const arg_pair &a, const arg_pair &b) const
     {
-        if (a.v > b.v || (a.v == b.v && a.i < b.i)) return a;
+        if (a.v > b.v || (a.v == b.v && a.i < b.i))
+            return a;
         return b;
     }
 };
@@ -58,10 +69,12 @@ static __global__ void argmax_kernel(const float *logits, int dim, int32_t *ids)
     arg_pair best = {-INFINITY, 0x7fffffff};
     for (int i = threadIdx.x; i < dim; i += blockDim.x) {
         float v = x[i];
-        if (v > best.v || (v == best.v && i < best.i)) best = arg_pair{v, i}; /* NaN never wins */
+        if (v > best.v || (v == best.v && i < best.i))
+            best = arg_pair{v, i}; /* NaN never wins */
     }
     arg_pair r = reduce_t(tmp).Reduce(best, arg_max_op());
-    if (threadIdx.x == 0) ids[blockIdx.x] = r.i == 0x7fffffff ? 0 : r.i;
+    if (threadIdx.x == 0)
+        ids[blockIdx.x] = r.i == 0x7fffffff ? 0 : r.i;
 }
 
 static __global__ void sample_kernel(const float *probs, int dim, const float *u, int32_t *ids)
@@ -90,21 +103,27 @@ static __global__ void sample_kernel(const float *probs, int dim, const float *u
         __syncthreads();
         int lastnz = reduce_t(tmp2).Reduce(last, max_op());
         if (threadIdx.x == 0) {
-            if (first < s_found) s_found = first;
-            if (lastnz > s_last) s_last = lastnz;
+            if (first < s_found)
+                s_found = first;
+            if (lastnz > s_last)
+                s_last = lastnz;
             s_run += total;
         }
         __syncthreads();
-        if (s_found != 0x7fffffff) break;
+        if (s_found != 0x7fffffff)
+            break;
     }
-    if (threadIdx.x == 0) ids[blockIdx.x] = s_found != 0x7fffffff ? s_found : s_last;
+    if (threadIdx.x == 0)
+        ids[blockIdx.x] = s_found != 0x7fffffff ? s_found : s_last;
 }
 
 extern "C" em_status kern_cuda_softmax(kern_cuda_ctx *c, const float *logits, int n, int dim,
                                        float temp, float *probs)
 {
-    if (n < 0 || dim <= 0 || !(temp > 0.0f)) return EM_EINVAL;
-    if (n == 0) return EM_OK;
+    if (n < 0 || dim <= 0 || !(temp > 0.0f))
+        return EM_EINVAL;
+    if (n == 0)
+        return EM_OK;
     softmax_kernel<<<n, SAMPLE_BLOCK, 0, (cudaStream_t)c->stream>>>(logits, dim, 1.0f / temp,
                                                                     probs);
     KERN_CUDA_CHECK_LAUNCH();
@@ -114,8 +133,10 @@ extern "C" em_status kern_cuda_softmax(kern_cuda_ctx *c, const float *logits, in
 extern "C" em_status kern_cuda_argmax(kern_cuda_ctx *c, const float *logits, int n, int dim,
                                       int32_t *ids)
 {
-    if (n < 0 || dim <= 0) return EM_EINVAL;
-    if (n == 0) return EM_OK;
+    if (n < 0 || dim <= 0)
+        return EM_EINVAL;
+    if (n == 0)
+        return EM_OK;
     argmax_kernel<<<n, SAMPLE_BLOCK, 0, (cudaStream_t)c->stream>>>(logits, dim, ids);
     KERN_CUDA_CHECK_LAUNCH();
     return EM_OK;
@@ -124,8 +145,10 @@ extern "C" em_status kern_cuda_argmax(kern_cuda_ctx *c, const float *logits, int
 extern "C" em_status kern_cuda_sample(kern_cuda_ctx *c, const float *probs, int n, int dim,
                                       const float *u, int32_t *ids)
 {
-    if (n < 0 || dim <= 0) return EM_EINVAL;
-    if (n == 0) return EM_OK;
+    if (n < 0 || dim <= 0)
+        return EM_EINVAL;
+    if (n == 0)
+        return EM_OK;
     sample_kernel<<<n, SAMPLE_BLOCK, 0, (cudaStream_t)c->stream>>>(probs, dim, u, ids);
     KERN_CUDA_CHECK_LAUNCH();
     return EM_OK;

@@ -1,5 +1,7 @@
 /* Scalar reference ops: the specification every fast backend is tested against.
  * Single-threaded, straightforward loops, double accumulators only where stated. */
+#include "kernels/ref/kern_ref.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,7 +9,6 @@
 #include "common/assert.h"
 #include "kernels/kern.h"
 #include "kernels/quant.h"
-#include "kernels/ref/kern_ref.h"
 #include "kernels/ref/quant_blocks.h"
 
 float kern_f16_to_f32(uint16_t h)
@@ -41,38 +42,46 @@ uint16_t kern_f32_to_f16(float f)
     uint32_t sign = (x >> 16) & 0x8000;
     int32_t exp = (int32_t)((x >> 23) & 0xff) - 127 + 15;
     uint32_t man = x & 0x7fffff;
-    if (((x >> 23) & 0xff) == 0xff) return (uint16_t)(sign | 0x7c00 | (man ? 0x200 : 0));
-    if (exp >= 31) return (uint16_t)(sign | 0x7c00);
+    if (((x >> 23) & 0xff) == 0xff)
+        return (uint16_t)(sign | 0x7c00 | (man ? 0x200 : 0));
+    if (exp >= 31)
+        return (uint16_t)(sign | 0x7c00);
     if (exp <= 0) {
-        if (exp < -10) return (uint16_t)sign;
+        if (exp < -10)
+            return (uint16_t)sign;
         man |= 0x800000;
         int shift = 14 - exp;
         uint32_t half = man >> shift, rem = man & ((1u << shift) - 1), mid = 1u << (shift - 1);
-        if (rem > mid || (rem == mid && (half & 1))) half++;
+        if (rem > mid || (rem == mid && (half & 1)))
+            half++;
         return (uint16_t)(sign | half);
     }
     uint32_t half = sign | ((uint32_t)exp << 10) | (man >> 13), rem = man & 0x1fff;
-    if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) half++;
+    if (rem > 0x1000 || (rem == 0x1000 && (half & 1)))
+        half++;
     return (uint16_t)half;
 }
 
 static float weight_at(const kern_weight *w, int r, int c)
 {
     size_t i = (size_t)r * (size_t)w->cols + (size_t)c;
-    if (w->dtype == KERN_F16) return kern_f16_to_f32(((const uint16_t *)w->data)[i]);
+    if (w->dtype == KERN_F16)
+        return kern_f16_to_f32(((const uint16_t *)w->data)[i]);
     return ((const float *)w->data)[i];
 }
 
 void kern_embed_row(const kern_weight *table, int row, float *out)
 {
     size_t rb = kern_row_bytes(table->dtype, table->cols);
-    kern_dequant_row(table->dtype, (const uint8_t *)table->data + (size_t)row * rb, out, table->cols);
+    kern_dequant_row(table->dtype, (const uint8_t *)table->data + (size_t)row * rb, out,
+                     table->cols);
 }
 
 /* acc + sum_i w[i] * x[i], added in i order in f32 (the one f32 dot of the reference). */
 static float dot_acc(float acc, const float *w, const float *x, int n)
 {
-    for (int i = 0; i < n; i++) acc += x[i] * w[i];
+    for (int i = 0; i < n; i++)
+        acc += x[i] * w[i];
     return acc;
 }
 
@@ -88,7 +97,8 @@ static void matmul_qf(const kern_weight *w, const float *x, int xs, int n, float
     float wb[256];
     EM_ASSERT(be <= 256);
     for (int r = 0; r < w->rows; r++) {
-        for (int t = 0; t < n; t++) y[(size_t)t * ys + r] = 0.0f;
+        for (int t = 0; t < n; t++)
+            y[(size_t)t * ys + r] = 0.0f;
         const uint8_t *row = (const uint8_t *)w->data + (size_t)r * rb;
         for (int b = 0; b < nb; b++) {
             kern_dequant_row(w->dtype, row + (size_t)b * bb, wb, be);
@@ -108,11 +118,12 @@ typedef struct ref_ctx {
 /* f32/f16: Y[t][r] = sum_c X[t][c] * W[r][c], summed in c order in f32. Quantized weights:
  * matmul_qf above (KERN_ACT_F32) or kern_ref__matmul_q (KERN_ACT_Q8: quant_dot_ref.c, the
  * contract in kernels/quant.h). */
-em_status kern_ref_matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n,
-                          float *y, int ys)
+em_status kern_ref_matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n, float *y,
+                          int ys)
 {
     em_status st = kern_check_matmul(w, x, xs, n, y, ys);
-    if (st != EM_OK) return st;
+    if (st != EM_OK)
+        return st;
     if (kern_dtype_is_quant(w->dtype)) {
         if (ctx && ((const ref_ctx *)ctx)->act == KERN_ACT_Q8)
             kern_ref__matmul_q(w, x, xs, n, y, ys);
@@ -129,7 +140,8 @@ em_status kern_ref_matmul(void *ctx, const kern_weight *w, const float *x, int x
                 continue;
             }
             float acc = 0.0f;
-            for (int c = 0; c < w->cols; c++) acc += xt[c] * weight_at(w, r, c);
+            for (int c = 0; c < w->cols; c++)
+                acc += xt[c] * weight_at(w, r, c);
             y[(size_t)t * ys + r] = acc;
         }
     }
@@ -140,14 +152,17 @@ em_status kern_ref_rmsnorm(void *ctx, const float *x, const float *g, int n, int
                            float *y)
 {
     em_status st = kern_check_rows(x, g, n, dim, y);
-    if (st != EM_OK) return st;
+    if (st != EM_OK)
+        return st;
     for (int t = 0; t < n; t++) {
         const float *xr = x + (size_t)t * dim;
         float *yr = y + (size_t)t * dim;
         float ss = 0.0f;
-        for (int i = 0; i < dim; i++) ss += xr[i] * xr[i];
+        for (int i = 0; i < dim; i++)
+            ss += xr[i] * xr[i];
         float inv = 1.0f / sqrtf(ss / (float)dim + eps);
-        for (int i = 0; i < dim; i++) yr[i] = xr[i] * inv * g[i];
+        for (int i = 0; i < dim; i++)
+            yr[i] = xr[i] * inv * g[i];
     }
     return EM_OK;
 }
@@ -156,7 +171,8 @@ em_status kern_ref_rope(void *ctx, float *x, int n_tok, int n_heads, int hd, int
                         const int32_t *pos, float base, int rope_dim)
 {
     em_status st = kern_check_rope(x, n_tok, n_heads, hd, stride, pos, rope_dim);
-    if (st != EM_OK) return st;
+    if (st != EM_OK)
+        return st;
     for (int t = 0; t < n_tok; t++) {
         for (int h = 0; h < n_heads; h++) {
             float *v = x + (size_t)t * stride + (size_t)h * hd;
@@ -172,11 +188,11 @@ em_status kern_ref_rope(void *ctx, float *x, int n_tok, int n_heads, int hd, int
     return EM_OK;
 }
 
-em_status kern_ref_swiglu(void *ctx, const float *gate, const float *up, int n, int dim,
-                          float *out)
+em_status kern_ref_swiglu(void *ctx, const float *gate, const float *up, int n, int dim, float *out)
 {
     em_status st = kern_check_rows(gate, up, n, dim, out);
-    if (st != EM_OK) return st;
+    if (st != EM_OK)
+        return st;
     for (size_t i = 0; i < (size_t)n * dim; i++) {
         float g = gate[i];
         out[i] = g / (1.0f + expf(-g)) * up[i];
@@ -191,10 +207,12 @@ static void attn_rows(const kern_attn_args *a, float *p, float *pr);
 em_status kern_ref_attn(void *ctx, const kern_attn_args *a)
 {
     em_status st = kern_check_attn(a);
-    if (st != EM_OK || a->n_q == 0) return st;
+    if (st != EM_OK || a->n_q == 0)
+        return st;
     size_t n = a->len > 0 ? (size_t)a->len : 1;
     float *p = malloc(sizeof(float) * n), *pr = malloc(sizeof(float) * n);
-    if (p && pr) attn_rows(a, p, pr);
+    if (p && pr)
+        attn_rows(a, p, pr);
     st = p && pr ? EM_OK : EM_ENOMEM;
     free(p);
     free(pr);
@@ -206,7 +224,8 @@ static void attn_rows(const kern_attn_args *a, float *p, float *pr)
     int hd = a->hd, len = a->len;
     for (int i = 0; i < a->n_q; i++) {
         int row = a->stats && a->stats->row_ptrs ? i - (a->n_q - a->stats->n_rows) : -1;
-        if (len > 0) memset(pr, 0, sizeof(float) * (size_t)len);
+        if (len > 0)
+            memset(pr, 0, sizeof(float) * (size_t)len);
         for (int g = 0; g < a->G; g++) {
             const float *q = a->q + (size_t)i * a->q_stride + (size_t)g * hd;
             float *o = a->out + (size_t)i * a->o_stride + (size_t)g * hd;
@@ -217,40 +236,52 @@ static void attn_rows(const kern_attn_args *a, float *p, float *pr)
                     continue;
                 }
                 float s = 0.0f;
-                for (int d = 0; d < hd; d++) s += q[d] * a->k[(size_t)j * hd + d];
+                for (int d = 0; d < hd; d++)
+                    s += q[d] * a->k[(size_t)j * hd + d];
                 p[j] = s * a->scale + (a->kbias ? a->kbias[j] : 0.0f);
-                if (p[j] > mx) mx = p[j];
+                if (p[j] > mx)
+                    mx = p[j];
             }
             float sum = 0.0f;
             for (int j = 0; j < len; j++) {
                 p[j] = p[j] == -INFINITY ? 0.0f : expf(p[j] - mx);
                 sum += p[j];
             }
-            for (int d = 0; d < hd; d++) o[d] = 0.0f;
-            if (sum == 0.0f) continue;
+            for (int d = 0; d < hd; d++)
+                o[d] = 0.0f;
+            if (sum == 0.0f)
+                continue;
             for (int j = 0; j < len; j++) {
                 p[j] /= sum;
-                for (int d = 0; d < hd; d++) o[d] += p[j] * a->v[(size_t)j * hd + d];
+                for (int d = 0; d < hd; d++)
+                    o[d] += p[j] * a->v[(size_t)j * hd + d];
                 if (a->stats) {
                     if (a->stats->group_max) {
-                        if (p[j] > pr[j]) pr[j] = p[j];
+                        if (p[j] > pr[j])
+                            pr[j] = p[j];
                     } else {
                         pr[j] += p[j] / (float)a->G;
                     }
                 }
             }
         }
-        if (!a->stats) continue;
+        if (!a->stats)
+            continue;
         kern_attn_stats *st = a->stats;
         for (int j = 0; j < len; j++) {
-            if (a->kpos[j] > a->q_pos[i]) continue;
-            if (st->col_sum) st->col_sum[j] += pr[j];
-            if (st->col_sqsum) st->col_sqsum[j] += pr[j] * pr[j];
-            if (st->col_cnt) st->col_cnt[j] += 1;
+            if (a->kpos[j] > a->q_pos[i])
+                continue;
+            if (st->col_sum)
+                st->col_sum[j] += pr[j];
+            if (st->col_sqsum)
+                st->col_sqsum[j] += pr[j] * pr[j];
+            if (st->col_cnt)
+                st->col_cnt[j] += 1;
         }
         if (row >= 0 && st->row_ptrs) {
             float *dst = st->row_ptrs[row];
-            for (int j = 0; j < len; j++) dst[j] = pr[j];
+            for (int j = 0; j < len; j++)
+                dst[j] = pr[j];
         }
     }
 }
@@ -264,10 +295,14 @@ static ref_ctx g_ref_ctx[2] = {{KERN_ACT_F32}, {KERN_ACT_Q8}};
     }
 static const kern_ops g_ref_ops[2] = {REF_OPS("ref", KERN_ACT_F32), REF_OPS("ref-q8", KERN_ACT_Q8)};
 
-const kern_ops *kern_ops_ref(void) { return &g_ref_ops[KERN_ACT_F32]; }
+const kern_ops *kern_ops_ref(void)
+{
+    return &g_ref_ops[KERN_ACT_F32];
+}
 
 const kern_ops *kern_ops_ref_mode(kern_act_mode m)
 {
-    if (m != KERN_ACT_F32 && m != KERN_ACT_Q8) return NULL;
+    if (m != KERN_ACT_F32 && m != KERN_ACT_Q8)
+        return NULL;
     return &g_ref_ops[m];
 }

@@ -12,25 +12,25 @@ extern "C" {
 #endif
 
 /* Q8_0, 34 B: f16 d @0, int8 q[32] @2. */
-#define QB_Q8_0_D 0
+#define QB_Q8_0_D  0
 #define QB_Q8_0_QS 2
 /* Q4_0, 18 B: f16 d @0, u8 qs[16] @2. */
-#define QB_Q4_0_D 0
+#define QB_Q4_0_D  0
 #define QB_Q4_0_QS 2
 /* Q4_1, 20 B: f16 d @0, f16 m @2, u8 qs[16] @4. */
-#define QB_Q4_1_D 0
-#define QB_Q4_1_M 2
+#define QB_Q4_1_D  0
+#define QB_Q4_1_M  2
 #define QB_Q4_1_QS 4
 /* Q4_K, 144 B: f16 d @0, f16 dmin @2, u8 scales[12] @4, u8 qs[128] @16. */
-#define QB_Q4_K_D 0
-#define QB_Q4_K_DMIN 2
+#define QB_Q4_K_D      0
+#define QB_Q4_K_DMIN   2
 #define QB_Q4_K_SCALES 4
-#define QB_Q4_K_QS 16
+#define QB_Q4_K_QS     16
 /* Q6_K, 210 B: u8 ql[128] @0, u8 qh[64] @128, int8 scales[16] @192, f16 d @208. */
-#define QB_Q6_K_QL 0
-#define QB_Q6_K_QH 128
+#define QB_Q6_K_QL     0
+#define QB_Q6_K_QH     128
 #define QB_Q6_K_SCALES 192
-#define QB_Q6_K_D 208
+#define QB_Q6_K_D      208
 
 static inline uint16_t qb_u16(const uint8_t *p)
 {
@@ -39,7 +39,10 @@ static inline uint16_t qb_u16(const uint8_t *p)
     return h;
 }
 
-static inline float qb_f16(const uint8_t *p) { return kern_f16_to_f32(qb_u16(p)); }
+static inline float qb_f16(const uint8_t *p)
+{
+    return kern_f16_to_f32(qb_u16(p));
+}
 
 /* 4-bit element i (0..31) of a 32-block's 16 bytes qs: element i < 16 is the low nibble of
  * qs[i], element i >= 16 the high nibble of qs[i - 16]. */

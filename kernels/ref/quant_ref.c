@@ -28,58 +28,91 @@
 int kern_dtype_valid(int t)
 {
     switch (t) {
-    case KERN_F32: case KERN_F16: case KERN_Q4_0: case KERN_Q4_1: case KERN_Q8_0:
-    case KERN_Q4_K: case KERN_Q6_K:
+    case KERN_F32:
+    case KERN_F16:
+    case KERN_Q4_0:
+    case KERN_Q4_1:
+    case KERN_Q8_0:
+    case KERN_Q4_K:
+    case KERN_Q6_K:
         return 1;
     default:
         return 0;
     }
 }
 
-int kern_dtype_is_quant(kern_dtype t) { return kern_dtype_valid((int)t) && t != KERN_F32 && t != KERN_F16; }
+int kern_dtype_is_quant(kern_dtype t)
+{
+    return kern_dtype_valid((int)t) && t != KERN_F32 && t != KERN_F16;
+}
 
 const char *kern_dtype_name(int t)
 {
     switch (t) {
-    case KERN_F32: return "f32";
-    case KERN_F16: return "f16";
-    case KERN_Q4_0: return "q4_0";
-    case KERN_Q4_1: return "q4_1";
-    case KERN_Q8_0: return "q8_0";
-    case KERN_Q4_K: return "q4_k";
-    case KERN_Q6_K: return "q6_k";
-    default: return "?";
+    case KERN_F32:
+        return "f32";
+    case KERN_F16:
+        return "f16";
+    case KERN_Q4_0:
+        return "q4_0";
+    case KERN_Q4_1:
+        return "q4_1";
+    case KERN_Q8_0:
+        return "q8_0";
+    case KERN_Q4_K:
+        return "q4_k";
+    case KERN_Q6_K:
+        return "q6_k";
+    default:
+        return "?";
     }
 }
 
 int kern_dtype_block_elems(kern_dtype t)
 {
     switch (t) {
-    case KERN_F32: case KERN_F16: return 1;
-    case KERN_Q4_0: case KERN_Q4_1: case KERN_Q8_0: return 32;
-    case KERN_Q4_K: case KERN_Q6_K: return 256;
-    default: return 0;
+    case KERN_F32:
+    case KERN_F16:
+        return 1;
+    case KERN_Q4_0:
+    case KERN_Q4_1:
+    case KERN_Q8_0:
+        return 32;
+    case KERN_Q4_K:
+    case KERN_Q6_K:
+        return 256;
+    default:
+        return 0;
     }
 }
 
 size_t kern_dtype_block_bytes(kern_dtype t)
 {
     switch (t) {
-    case KERN_F32: return 4;
-    case KERN_F16: return 2;
-    case KERN_Q4_0: return 18;
-    case KERN_Q4_1: return 20;
-    case KERN_Q8_0: return 34;
-    case KERN_Q4_K: return 144;
-    case KERN_Q6_K: return 210;
-    default: return 0;
+    case KERN_F32:
+        return 4;
+    case KERN_F16:
+        return 2;
+    case KERN_Q4_0:
+        return 18;
+    case KERN_Q4_1:
+        return 20;
+    case KERN_Q8_0:
+        return 34;
+    case KERN_Q4_K:
+        return 144;
+    case KERN_Q6_K:
+        return 210;
+    default:
+        return 0;
     }
 }
 
 size_t kern_row_bytes(kern_dtype t, int cols)
 {
     int be = kern_dtype_block_elems(t);
-    if (be == 0 || cols <= 0 || cols % be) return 0;
+    if (be == 0 || cols <= 0 || cols % be)
+        return 0;
     return (size_t)(cols / be) * kern_dtype_block_bytes(t);
 }
 
@@ -88,19 +121,22 @@ size_t kern_row_bytes(kern_dtype t, int cols)
 static void deq_q8_0(const uint8_t *b, float *y)
 {
     float d = qb_f16(b + QB_Q8_0_D);
-    for (int i = 0; i < 32; i++) y[i] = d * (float)(int8_t)b[QB_Q8_0_QS + i];
+    for (int i = 0; i < 32; i++)
+        y[i] = d * (float)(int8_t)b[QB_Q8_0_QS + i];
 }
 
 static void deq_q4_0(const uint8_t *b, float *y)
 {
     float d = qb_f16(b + QB_Q4_0_D);
-    for (int i = 0; i < 32; i++) y[i] = d * (float)(qb_nibble32(b + QB_Q4_0_QS, i) - 8);
+    for (int i = 0; i < 32; i++)
+        y[i] = d * (float)(qb_nibble32(b + QB_Q4_0_QS, i) - 8);
 }
 
 static void deq_q4_1(const uint8_t *b, float *y)
 {
     float d = qb_f16(b + QB_Q4_1_D), m = qb_f16(b + QB_Q4_1_M);
-    for (int i = 0; i < 32; i++) y[i] = d * (float)qb_nibble32(b + QB_Q4_1_QS, i) + m;
+    for (int i = 0; i < 32; i++)
+        y[i] = d * (float)qb_nibble32(b + QB_Q4_1_QS, i) + m;
 }
 
 static void deq_q4_k(const uint8_t *b, float *y)
@@ -110,7 +146,8 @@ static void deq_q4_k(const uint8_t *b, float *y)
         int sc, mn;
         qb_q4k_scale_min(b + QB_Q4_K_SCALES, j, &sc, &mn);
         float d1 = d * (float)sc, m1 = dmin * (float)mn;
-        for (int i = 32 * j; i < 32 * j + 32; i++) y[i] = d1 * (float)qb_q4k_q(b, i) - m1;
+        for (int i = 32 * j; i < 32 * j + 32; i++)
+            y[i] = d1 * (float)qb_q4k_q(b, i) - m1;
     }
 }
 
@@ -125,7 +162,8 @@ static void deq_q6_k(const uint8_t *b, float *y)
 
 void kern_dequant_row(kern_dtype t, const void *row, float *out, int cols)
 {
-    if (cols == 0) return;
+    if (cols == 0)
+        return;
     size_t rb = kern_row_bytes(t, cols);
     EM_ASSERT(rb != 0); /* callers validate shapes (the loader rejects bad files) */
     const uint8_t *p = row;
@@ -134,7 +172,8 @@ void kern_dequant_row(kern_dtype t, const void *row, float *out, int cols)
         return;
     }
     if (t == KERN_F16) {
-        for (int c = 0; c < cols; c++) out[c] = kern_f16_to_f32(qb_u16(p + 2 * (size_t)c));
+        for (int c = 0; c < cols; c++)
+            out[c] = kern_f16_to_f32(qb_u16(p + 2 * (size_t)c));
         return;
     }
     int be = kern_dtype_block_elems(t);
@@ -142,12 +181,23 @@ void kern_dequant_row(kern_dtype t, const void *row, float *out, int cols)
     for (int b = 0; b < cols / be; b++, p += bb) {
         float *y = out + (size_t)b * be;
         switch (t) {
-        case KERN_Q8_0: deq_q8_0(p, y); break;
-        case KERN_Q4_0: deq_q4_0(p, y); break;
-        case KERN_Q4_1: deq_q4_1(p, y); break;
-        case KERN_Q4_K: deq_q4_k(p, y); break;
-        case KERN_Q6_K: deq_q6_k(p, y); break;
-        default: EM_ABORT("kern_dequant_row: dtype %d", (int)t);
+        case KERN_Q8_0:
+            deq_q8_0(p, y);
+            break;
+        case KERN_Q4_0:
+            deq_q4_0(p, y);
+            break;
+        case KERN_Q4_1:
+            deq_q4_1(p, y);
+            break;
+        case KERN_Q4_K:
+            deq_q4_k(p, y);
+            break;
+        case KERN_Q6_K:
+            deq_q6_k(p, y);
+            break;
+        default:
+            EM_ABORT("kern_dequant_row: dtype %d", (int)t);
         }
     }
 }
@@ -161,19 +211,33 @@ static void put_f16(uint8_t *p, float v)
 }
 
 /* v clamped to [lo, hi] (NaN -> lo), so the conversions below never see an out-of-range value. */
-static float clampf(float v, float lo, float hi) { return v > lo ? (v < hi ? v : hi) : lo; }
-static int round_half_away(float v, int lo, int hi) { return (int)lroundf(clampf(v, (float)lo, (float)hi)); }
-static int round_even(float v, int lo, int hi) { return (int)lrintf(clampf(v, (float)lo, (float)hi)); }
-static int trunc_clamp(float v, int lo, int hi) { return (int)clampf(v, (float)lo, (float)hi); }
+static float clampf(float v, float lo, float hi)
+{
+    return v > lo ? (v < hi ? v : hi) : lo;
+}
+static int round_half_away(float v, int lo, int hi)
+{
+    return (int)lroundf(clampf(v, (float)lo, (float)hi));
+}
+static int round_even(float v, int lo, int hi)
+{
+    return (int)lrintf(clampf(v, (float)lo, (float)hi));
+}
+static int trunc_clamp(float v, int lo, int hi)
+{
+    return (int)clampf(v, (float)lo, (float)hi);
+}
 
 /* llama.cpp quantize_row_q8_0_ref: d = amax / 127, q = round(x / d) (half away from zero). */
 static void qnt_q8_0(const float *x, uint8_t *b)
 {
     float amax = 0.0f;
-    for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[i]));
+    for (int i = 0; i < 32; i++)
+        amax = fmaxf(amax, fabsf(x[i]));
     float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
     put_f16(b + QB_Q8_0_D, d);
-    for (int i = 0; i < 32; i++) b[QB_Q8_0_QS + i] = (uint8_t)(int8_t)round_half_away(x[i] * id, -127, 127);
+    for (int i = 0; i < 32; i++)
+        b[QB_Q8_0_QS + i] = (uint8_t)(int8_t)round_half_away(x[i] * id, -127, 127);
 }
 
 /* llama.cpp quantize_row_q4_0_ref: d = (signed value of largest magnitude) / -8, so that value
@@ -182,20 +246,24 @@ static void qnt_q4_0(const float *x, uint8_t *b)
 {
     float amax = 0.0f, max = 0.0f;
     for (int i = 0; i < 32; i++)
-        if (amax < fabsf(x[i])) amax = fabsf(x[i]), max = x[i];
+        if (amax < fabsf(x[i]))
+            amax = fabsf(x[i]), max = x[i];
     float d = max / -8.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
     put_f16(b + QB_Q4_0_D, d);
     for (int i = 0; i < 16; i++) {
-        int q0 = trunc_clamp(x[i] * id + 8.5f, 0, 15), q1 = trunc_clamp(x[16 + i] * id + 8.5f, 0, 15);
+        int q0 = trunc_clamp(x[i] * id + 8.5f, 0, 15),
+            q1 = trunc_clamp(x[16 + i] * id + 8.5f, 0, 15);
         b[QB_Q4_0_QS + i] = (uint8_t)(q0 | q1 << 4);
     }
 }
 
-/* llama.cpp quantize_row_q4_1_ref: m = min, d = (max - min) / 15, q = min(15, trunc((x-m)/d + 0.5)). */
+/* llama.cpp quantize_row_q4_1_ref: m = min, d = (max - min) / 15, q = min(15, trunc((x-m)/d +
+ * 0.5)). */
 static void qnt_q4_1(const float *x, uint8_t *b)
 {
     float mn = x[0], mx = x[0];
-    for (int i = 1; i < 32; i++) mn = fminf(mn, x[i]), mx = fmaxf(mx, x[i]);
+    for (int i = 1; i < 32; i++)
+        mn = fminf(mn, x[i]), mx = fmaxf(mx, x[i]);
     float d = (mx - mn) / 15.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
     put_f16(b + QB_Q4_1_D, d);
     put_f16(b + QB_Q4_1_M, mn);
@@ -215,7 +283,8 @@ static void qnt_q4_k(const float *x, uint8_t *b)
     float scale[8], minv[8], smax = 0.0f, mmax = 0.0f;
     for (int j = 0; j < 8; j++) {
         float lo = 0.0f, hi = 0.0f;
-        for (int i = 32 * j; i < 32 * j + 32; i++) lo = fminf(lo, x[i]), hi = fmaxf(hi, x[i]);
+        for (int i = 32 * j; i < 32 * j + 32; i++)
+            lo = fminf(lo, x[i]), hi = fmaxf(hi, x[i]);
         scale[j] = (hi - lo) / 15.0f;
         minv[j] = -lo;
         smax = fmaxf(smax, scale[j]);
@@ -254,7 +323,8 @@ static void qnt_q6_k(const float *x, uint8_t *b)
     float scale[16], smax = 0.0f;
     for (int k = 0; k < 16; k++) {
         float amax = 0.0f;
-        for (int i = 16 * k; i < 16 * k + 16; i++) amax = fmaxf(amax, fabsf(x[i]));
+        for (int i = 16 * k; i < 16 * k + 16; i++)
+            amax = fmaxf(amax, fabsf(x[i]));
         scale[k] = amax / 31.0f;
         smax = fmaxf(smax, scale[k]);
     }
@@ -268,7 +338,8 @@ static void qnt_q6_k(const float *x, uint8_t *b)
         for (int e = 16 * k; e < 16 * k + 16; e++) {
             int q = (ds != 0.0f ? round_even(x[e] / ds, -32, 31) : 0) + 32;
             int h = e / 128, r = e % 128, qk = r / 32, l = r % 32;
-            b[QB_Q6_K_QL + 64 * h + l + 32 * (qk & 1)] |= (uint8_t)(qk < 2 ? q & 15 : (q & 15) << 4);
+            b[QB_Q6_K_QL + 64 * h + l + 32 * (qk & 1)] |=
+                (uint8_t)(qk < 2 ? q & 15 : (q & 15) << 4);
             b[QB_Q6_K_QH + 32 * h + l] |= (uint8_t)((q >> 4) << (2 * qk));
         }
     }
@@ -276,7 +347,8 @@ static void qnt_q6_k(const float *x, uint8_t *b)
 
 void kern_quant_row(kern_dtype t, const float *x, void *out, int cols)
 {
-    if (cols == 0) return;
+    if (cols == 0)
+        return;
     size_t rb = kern_row_bytes(t, cols);
     EM_ASSERT(rb != 0); /* callers validate shapes */
     uint8_t *p = out;
@@ -285,7 +357,8 @@ void kern_quant_row(kern_dtype t, const float *x, void *out, int cols)
         return;
     }
     if (t == KERN_F16) {
-        for (int c = 0; c < cols; c++) put_f16(p + 2 * (size_t)c, x[c]);
+        for (int c = 0; c < cols; c++)
+            put_f16(p + 2 * (size_t)c, x[c]);
         return;
     }
     int be = kern_dtype_block_elems(t);
@@ -293,12 +366,23 @@ void kern_quant_row(kern_dtype t, const float *x, void *out, int cols)
     for (int b = 0; b < cols / be; b++, p += bb) {
         const float *xb = x + (size_t)b * be;
         switch (t) {
-        case KERN_Q8_0: qnt_q8_0(xb, p); break;
-        case KERN_Q4_0: qnt_q4_0(xb, p); break;
-        case KERN_Q4_1: qnt_q4_1(xb, p); break;
-        case KERN_Q4_K: qnt_q4_k(xb, p); break;
-        case KERN_Q6_K: qnt_q6_k(xb, p); break;
-        default: EM_ABORT("kern_quant_row: dtype %d", (int)t);
+        case KERN_Q8_0:
+            qnt_q8_0(xb, p);
+            break;
+        case KERN_Q4_0:
+            qnt_q4_0(xb, p);
+            break;
+        case KERN_Q4_1:
+            qnt_q4_1(xb, p);
+            break;
+        case KERN_Q4_K:
+            qnt_q4_k(xb, p);
+            break;
+        case KERN_Q6_K:
+            qnt_q6_k(xb, p);
+            break;
+        default:
+            EM_ABORT("kern_quant_row: dtype %d", (int)t);
         }
     }
 }

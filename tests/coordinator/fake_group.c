@@ -106,7 +106,8 @@ int64_t coord_group_generation(coord_group *g)
 void coord_group_lost_reason(coord_group *g, char *out, size_t len)
 {
     (void)g;
-    if (len) out[0] = 0;
+    if (len)
+        out[0] = 0;
 }
 
 int coord_group_kv_heads(const coord_group *g, int rank)

@@ -23,14 +23,14 @@ typedef struct attn_case {
 } attn_case;
 
 static const attn_case AT[] = {
-    {1, 2, 2, 8, 37, 13, 0, KERN_KV_F32, 1, 1, 0, 2.0f},     /* stories260K shape, decode */
-    {1, 1, 1, 8, 1, 0, 0, KERN_KV_F32, 1, 1, 0, 1.0f},       /* one token */
-    {1, 4, 1, 128, 4096, 1, 0, KERN_KV_F32, 1, 1, 0, 1.0f},  /* long, ragged by one */
+    {1, 2, 2, 8, 37, 13, 0, KERN_KV_F32, 1, 1, 0, 2.0f},    /* stories260K shape, decode */
+    {1, 1, 1, 8, 1, 0, 0, KERN_KV_F32, 1, 1, 0, 1.0f},      /* one token */
+    {1, 4, 1, 128, 4096, 1, 0, KERN_KV_F32, 1, 1, 0, 1.0f}, /* long, ragged by one */
     {1, 2, 8, 128, 5000, -1234, 0, KERN_KV_F32, 1, 1, 1, 3.0f},
     {17, 3, 2, 128, 100, 50, 0, KERN_KV_F32, 1, 16, 0, 2.0f}, /* prefill chunk, causal */
-    {64, 2, 8, 8, 300, 7, 1, KERN_KV_F32, 1, 8, 1, 3.0f},    /* scattered positions */
-    {1, 3, 2, 64, 0, 20, 0, KERN_KV_F32, 1, 1, 0, 1.0f},     /* head 0 empty */
-    {3, 2, 1, 256, 70, 3, 0, KERN_KV_F32, 0, 0, 0, 1.0f},    /* hd 256, no stats */
+    {64, 2, 8, 8, 300, 7, 1, KERN_KV_F32, 1, 8, 1, 3.0f},     /* scattered positions */
+    {1, 3, 2, 64, 0, 20, 0, KERN_KV_F32, 1, 1, 0, 1.0f},      /* head 0 empty */
+    {3, 2, 1, 256, 70, 3, 0, KERN_KV_F32, 0, 0, 0, 1.0f},     /* hd 256, no stats */
     {1, 2, 2, 8, 37, 13, 0, KERN_KV_Q8, 1, 1, 0, 2.0f},
     {1, 2, 2, 8, 37, 13, 0, KERN_KV_Q4, 1, 1, 0, 2.0f},
     {1, 4, 2, 128, 4096, 5, 0, KERN_KV_Q8, 1, 1, 0, 2.0f},
@@ -69,7 +69,8 @@ static int quantize_both(kern_cuda_ctx *c, kern_kv_fmt f, const float *x, int le
         bad++;
     }
     bad += th_check("scale/min", gs, sm, 2 * kern_kv_n_groups(hd) * (size_t)len, 0.0f, 0.0f);
-    if (gc && gs) kern_kv_dequantize_ref(f, gc, gs, len, hd, deq);
+    if (gc && gs)
+        kern_kv_dequantize_ref(f, gc, gs, len, hd, deq);
     kern_cuda_free(dx);
     free(codes), free(sm), free(gc), free(gs);
     return bad;
@@ -90,7 +91,8 @@ static int setup_head(kern_cuda_ctx *c, const attn_case *t, int h, int P, head_d
     th_fill(r, d->v, n, -1.0f, 1.0f);
     th_fill(r, d->sum, (size_t)len + 1, 0.0f, 3.0f); /* stats accumulate onto these */
     th_fill(r, d->sq, (size_t)len + 1, 0.0f, 1.0f);
-    for (int j = 0; j <= len; j++) d->cnt[j] = j % 5;
+    for (int j = 0; j <= len; j++)
+        d->cnt[j] = j % 5;
     int old = len >= t->n_q ? len - t->n_q : len;
     for (int j = 0; j < len; j++) {
         if (t->random_pos) {
@@ -117,7 +119,8 @@ static int setup_head(kern_cuda_ctx *c, const attn_case *t, int h, int P, head_d
 
 static void free_head(head_data *d)
 {
-    if (d->kd != d->k) free(d->kd), free(d->vd);
+    if (d->kd != d->k)
+        free(d->kd), free(d->vd);
     free(d->k), free(d->v), free(d->kpos), free(d->sum), free(d->sq), free(d->cnt), free(d->rows);
     kern_cuda_free(d->dk), kern_cuda_free(d->dv), kern_cuda_free(d->dks), kern_cuda_free(d->dvs);
     kern_cuda_free(d->dkpos), kern_cuda_free(d->dsum), kern_cuda_free(d->dsq);
@@ -132,14 +135,19 @@ static void case_attn(kern_cuda_ctx *c, const attn_case *t, th_rng *r)
     float *q = malloc(sizeof(float) * qn), *oref = calloc(qn, sizeof(float));
     int32_t *qpos = malloc(sizeof(int32_t) * t->n_q);
     th_fill(r, q, qn, -t->qamp, t->qamp);
-    for (int i = 0; i < t->n_q; i++) qpos[i] = P + i;
+    for (int i = 0; i < t->n_q; i++)
+        qpos[i] = P + i;
     head_data *hd_ = calloc((size_t)t->n_kv, sizeof *hd_);
     kern_cuda_kv_head *heads = calloc((size_t)t->n_kv, sizeof *heads);
     for (int h = 0; h < t->n_kv; h++) {
         head_data *d = &hd_[h];
         bad += setup_head(c, t, h, P, d, r);
-        heads[h] = (kern_cuda_kv_head){.k = d->dk, .v = d->dv, .k_sm = d->dks, .v_sm = d->dvs,
-                                       .kpos = d->dkpos, .len = d->len};
+        heads[h] = (kern_cuda_kv_head){.k = d->dk,
+                                       .v = d->dv,
+                                       .k_sm = d->dks,
+                                       .v_sm = d->dvs,
+                                       .kpos = d->dkpos,
+                                       .len = d->len};
         if (t->stats) {
             heads[h].col_sum = d->dsum, heads[h].col_sqsum = d->dsq, heads[h].col_cnt = d->dcnt;
             heads[h].rows = d->drows, heads[h].row_stride = d->len + 1;
@@ -147,18 +155,43 @@ static void case_attn(kern_cuda_ctx *c, const attn_case *t, th_rng *r)
         }
         /* reference for this KV head: rows r -> ring slot (1 + r) % ring, as on the GPU */
         float *rp[64];
-        for (int rr = 0; rr < t->n_rows; rr++) rp[rr] = d->rows + (size_t)((1 + rr) % ring) * (d->len + 1);
+        for (int rr = 0; rr < t->n_rows; rr++)
+            rp[rr] = d->rows + (size_t)((1 + rr) % ring) * (d->len + 1);
         kern_attn_stats st = {d->sum, d->sq, d->cnt, rp, t->n_rows, t->group_max};
-        kern_attn_args a = {t->n_q, t->G, hd, d->len, q + (size_t)h * t->G * hd, qs, qpos,
-                            d->kd, d->vd, d->kpos, NULL, oref + (size_t)h * t->G * hd, qs,
-                            1.0f / sqrtf((float)hd), t->stats ? &st : NULL};
+        kern_attn_args a = {t->n_q,
+                            t->G,
+                            hd,
+                            d->len,
+                            q + (size_t)h * t->G * hd,
+                            qs,
+                            qpos,
+                            d->kd,
+                            d->vd,
+                            d->kpos,
+                            NULL,
+                            oref + (size_t)h * t->G * hd,
+                            qs,
+                            1.0f / sqrtf((float)hd),
+                            t->stats ? &st : NULL};
         bad += kern_ref_attn(NULL, &a) != EM_OK;
     }
     float *dq = th_dev(c, q, sizeof(float) * qn), *dout = th_dev_zero(sizeof(float) * qn);
     int32_t *dqpos = th_dev(c, qpos, sizeof(int32_t) * t->n_q);
-    kern_cuda_attn_args ca = {t->n_q, t->n_kv, t->G, hd, dq, qs, dqpos, dout, qs,
-                              1.0f / sqrtf((float)hd), t->fmt, heads, t->stats ? t->n_rows : 0,
-                              t->group_max, NULL};
+    kern_cuda_attn_args ca = {t->n_q,
+                              t->n_kv,
+                              t->G,
+                              hd,
+                              dq,
+                              qs,
+                              dqpos,
+                              dout,
+                              qs,
+                              1.0f / sqrtf((float)hd),
+                              t->fmt,
+                              heads,
+                              t->stats ? t->n_rows : 0,
+                              t->group_max,
+                              NULL};
     bad += kern_cuda_attn(c, &ca) != EM_OK;
     float *out = th_host(c, dout, sizeof(float) * qn);
     /* outputs are convex combinations of |v| <= 1: f32 sums over up to 5000 entries in another
@@ -184,7 +217,8 @@ static void case_attn(kern_cuda_ctx *c, const attn_case *t, th_rng *r)
              t->random_pos ? " scattered-pos" : "", t->stats ? " stats" : "",
              t->group_max ? " group-max" : "");
     th_report(name, bad);
-    for (int h = 0; h < t->n_kv; h++) free_head(&hd_[h]);
+    for (int h = 0; h < t->n_kv; h++)
+        free_head(&hd_[h]);
     kern_cuda_free(dq), kern_cuda_free(dout), kern_cuda_free(dqpos);
     free(hd_), free(heads), free(q), free(oref), free(qpos), free(out);
 }
@@ -192,5 +226,6 @@ static void case_attn(kern_cuda_ctx *c, const attn_case *t, th_rng *r)
 void cases_attn(kern_cuda_ctx *c)
 {
     th_rng r = {0xC0FFEE1234567ull};
-    for (size_t i = 0; i < sizeof AT / sizeof AT[0]; i++) case_attn(c, &AT[i], &r);
+    for (size_t i = 0; i < sizeof AT / sizeof AT[0]; i++)
+        case_attn(c, &AT[i], &r);
 }

@@ -30,10 +30,12 @@ typedef struct mm_case {
 /* f32 accumulation over cols terms of size <= 1: the two summation orders differ by about
  * sqrt(cols) * 2^-24 * |terms|; atol = 2e-6 * sqrt(cols) covers 10 sigma, rtol 1e-5. */
 static const mm_case MM[] = {
-    {1, 8, 1, 0, 0, KERN_F32},      {7, 33, 1, 3, 1, KERN_F32},    {64, 288, 3, 0, 0, KERN_F16},
-    {257, 288, 8, 5, 7, KERN_F32},  {257, 288, 8, 0, 0, KERN_F16}, {96, 64, 9, 0, 3, KERN_F32},
-    {96, 64, 9, 2, 0, KERN_F16},    {512, 4096, 1, 0, 0, KERN_F16}, {4096, 512, 2, 0, 0, KERN_F32},
-    {1000, 4096, 33, 0, 0, KERN_F16}, {32, 16, 0, 0, 0, KERN_F32}, /* empty batch */
+    {1, 8, 1, 0, 0, KERN_F32},      {7, 33, 1, 3, 1, KERN_F32},
+    {64, 288, 3, 0, 0, KERN_F16},   {257, 288, 8, 5, 7, KERN_F32},
+    {257, 288, 8, 0, 0, KERN_F16},  {96, 64, 9, 0, 3, KERN_F32},
+    {96, 64, 9, 2, 0, KERN_F16},    {512, 4096, 1, 0, 0, KERN_F16},
+    {4096, 512, 2, 0, 0, KERN_F32}, {1000, 4096, 33, 0, 0, KERN_F16},
+    {32, 16, 0, 0, 0, KERN_F32}, /* empty batch */
 };
 
 static void case_matmul(kern_cuda_ctx *c, const mm_case *t, th_rng *r)
@@ -46,7 +48,8 @@ static void case_matmul(kern_cuda_ctx *c, const mm_case *t, th_rng *r)
     float sc = 1.0f / sqrtf((float)t->cols);
     th_fill(r, wf, wn, -sc, sc);
     th_fill(r, x, (size_t)n * xs, -1.0f, 1.0f);
-    for (size_t i = 0; i < wn; i++) wh[i] = kern_f32_to_f16(wf[i]);
+    for (size_t i = 0; i < wn; i++)
+        wh[i] = kern_f32_to_f16(wf[i]);
     kern_weight w = {t->dt == KERN_F16 ? (const void *)wh : wf, t->dt, t->rows, t->cols};
     int bad = kern_ref_matmul(NULL, &w, x, xs, n, yr, ys) != EM_OK;
     kern_weight dw = w;
@@ -75,7 +78,7 @@ typedef struct qmm_case {
 } qmm_case;
 
 static const qmm_case QMM[] = {
-    {7, 32, 1, 0, 0}, {33, 576, 3, 5, 1}, {577, 576, 8, 0, 3}, {64, 1536, 13, 3, 0},
+    {7, 32, 1, 0, 0},   {33, 576, 3, 5, 1},    {577, 576, 8, 0, 3},   {64, 1536, 13, 3, 0},
     {9, 96, 200, 1, 1}, {1000, 4096, 1, 0, 0}, {49152, 576, 1, 0, 0}, {16, 64, 0, 0, 0},
 };
 
@@ -94,7 +97,8 @@ static void case_matmul_q(kern_cuda_ctx *c, kern_dtype dt, const qmm_case *t, th
     float *dy = th_dev_zero(sizeof(float) * ny), *dy1 = th_dev_zero(sizeof(float) * ny);
     bad += kern_cuda_matmul(c, &dw, dx, xs, n, dy, ys) != EM_OK;
     for (int k = 0; k < n && n <= 16; k++) /* batch invariance: each token alone */
-        bad += kern_cuda_matmul(c, &dw, dx + (size_t)k * xs, xs, 1, dy1 + (size_t)k * ys, ys) != EM_OK;
+        bad +=
+            kern_cuda_matmul(c, &dw, dx + (size_t)k * xs, xs, 1, dy1 + (size_t)k * ys, ys) != EM_OK;
     float *y = th_host(c, dy, sizeof(float) * ny), *y1 = th_host(c, dy1, sizeof(float) * ny);
     char name[128];
     snprintf(name, sizeof name, "matmul %s rows=%d cols=%d n=%d xs=%d ys=%d", kern_dtype_name(dt),
@@ -116,7 +120,8 @@ static void case_embed_q(kern_cuda_ctx *c, kern_dtype dt, int rows, int cols, th
     float *ref = malloc(sizeof(float) * 4 * cols);
     kern_weight hw = {w, dt, rows, cols};
     int32_t ids[4] = {0, rows - 1, rows / 2, 1 % rows};
-    for (int i = 0; i < 4; i++) kern_embed_row(&hw, ids[i], ref + (size_t)i * cols);
+    for (int i = 0; i < 4; i++)
+        kern_embed_row(&hw, ids[i], ref + (size_t)i * cols);
     kern_weight dw = hw;
     dw.data = th_dev(c, w, wb);
     int32_t *dids = th_dev(c, ids, sizeof ids);
@@ -160,7 +165,8 @@ static void case_swiglu(kern_cuda_ctx *c, int n, int dim, th_rng *r)
     th_fill(r, g, cnt, -8.0f, 8.0f);
     th_fill(r, u, cnt, -2.0f, 2.0f);
     int bad = kern_ref_swiglu(NULL, g, u, n, dim, yr) != EM_OK;
-    float *dg = th_dev(c, g, sizeof(float) * (cnt + 1)), *du = th_dev(c, u, sizeof(float) * (cnt + 1));
+    float *dg = th_dev(c, g, sizeof(float) * (cnt + 1)),
+          *du = th_dev(c, u, sizeof(float) * (cnt + 1));
     float *dy = th_dev_zero(sizeof(float) * (cnt + 1));
     bad += kern_cuda_swiglu(c, dg, du, n, dim, dy) != EM_OK;
     float *y = th_host(c, dy, sizeof(float) * (cnt + 1));
@@ -179,8 +185,8 @@ typedef struct rope_case {
 } rope_case;
 
 static const rope_case ROPE[] = {
-    {1, 1, 8, 0, 8, 3, 1e-5f},          {5, 6, 8, 4, 8, 500, 2e-4f},
-    {3, 32, 128, 0, 128, 100, 1e-4f},   {7, 4, 128, 16, 64, 4096, 2e-3f},
+    {1, 1, 8, 0, 8, 3, 1e-5f},           {5, 6, 8, 4, 8, 500, 2e-4f},
+    {3, 32, 128, 0, 128, 100, 1e-4f},    {7, 4, 128, 16, 64, 4096, 2e-3f},
     {2, 8, 128, 0, 128, 32767, 1.5e-2f},
 };
 
@@ -191,14 +197,15 @@ static void case_rope(kern_cuda_ctx *c, const rope_case *t, th_rng *r)
     float *x = malloc(sizeof(float) * cnt), *xr = malloc(sizeof(float) * cnt);
     int32_t *pos = malloc(sizeof(int32_t) * t->n_tok);
     th_fill(r, x, cnt, -1.0f, 1.0f);
-    for (int i = 0; i < t->n_tok; i++) pos[i] = i == 0 ? t->pos_max : (int32_t)(th_uniform(r, 0, 1) * t->pos_max);
+    for (int i = 0; i < t->n_tok; i++)
+        pos[i] = i == 0 ? t->pos_max : (int32_t)(th_uniform(r, 0, 1) * t->pos_max);
     memcpy(xr, x, sizeof(float) * cnt);
     int bad = kern_ref_rope(NULL, xr, t->n_tok, t->n_heads, t->hd, stride, pos, 10000.0f,
                             t->rope_dim) != EM_OK;
     float *dx = th_dev(c, x, sizeof(float) * cnt);
     int32_t *dp = th_dev(c, pos, sizeof(int32_t) * t->n_tok);
-    bad += kern_cuda_rope(c, dx, t->n_tok, t->n_heads, t->hd, stride, dp, 10000.0f,
-                             t->rope_dim) != EM_OK;
+    bad += kern_cuda_rope(c, dx, t->n_tok, t->n_heads, t->hd, stride, dp, 10000.0f, t->rope_dim) !=
+           EM_OK;
     float *y = th_host(c, dx, sizeof(float) * cnt);
     bad += th_check("x", y, xr, cnt, t->atol, 0.0f);
     char name[128];
@@ -216,10 +223,12 @@ static void case_embed(kern_cuda_ctx *c, kern_dtype dt, int rows, int cols, th_r
     float *wf = malloc(sizeof(float) * wn), *ref = malloc(sizeof(float) * 4 * cols);
     uint16_t *wh = malloc(sizeof(uint16_t) * wn);
     th_fill(r, wf, wn, -1.0f, 1.0f);
-    for (size_t i = 0; i < wn; i++) wh[i] = kern_f32_to_f16(wf[i]);
+    for (size_t i = 0; i < wn; i++)
+        wh[i] = kern_f32_to_f16(wf[i]);
     kern_weight w = {dt == KERN_F16 ? (const void *)wh : wf, dt, rows, cols};
     int32_t ids[4] = {0, rows - 1, rows / 2, 1 % rows};
-    for (int i = 0; i < 4; i++) kern_embed_row(&w, ids[i], ref + (size_t)i * cols);
+    for (int i = 0; i < 4; i++)
+        kern_embed_row(&w, ids[i], ref + (size_t)i * cols);
     kern_weight dw = w;
     dw.data = th_dev(c, w.data, wn * (dt == KERN_F16 ? 2 : 4));
     int32_t *dids = th_dev(c, ids, sizeof ids);
@@ -228,7 +237,8 @@ static void case_embed(kern_cuda_ctx *c, kern_dtype dt, int rows, int cols, th_r
     float *out = th_host(c, dout, sizeof(float) * 4 * cols);
     bad += th_check("row", out, ref, (size_t)4 * cols, 0.0f, 0.0f); /* exact conversion */
     char name[96];
-    snprintf(name, sizeof name, "embed %s vocab=%d dim=%d", dt == KERN_F16 ? "f16" : "f32", rows, cols);
+    snprintf(name, sizeof name, "embed %s vocab=%d dim=%d", dt == KERN_F16 ? "f16" : "f32", rows,
+             cols);
     th_report(name, bad);
     kern_cuda_free((void *)dw.data), kern_cuda_free(dids), kern_cuda_free(dout);
     free(wf), free(wh), free(ref), free(out);
@@ -245,11 +255,14 @@ static void case_sampling(kern_cuda_ctx *c, int n, int dim, float temp, th_rng *
         float mx = -INFINITY;
         int am = 0;
         for (int i = 0; i < dim; i++) {
-            if (x[i] > mx) mx = x[i], am = i;
+            if (x[i] > mx)
+                mx = x[i], am = i;
         }
         double s = 0.0;
-        for (int i = 0; i < dim; i++) s += exp((double)(x[i] - mx) / temp);
-        for (int i = 0; i < dim; i++) pr[(size_t)t * dim + i] = (float)(exp((double)(x[i] - mx) / temp) / s);
+        for (int i = 0; i < dim; i++)
+            s += exp((double)(x[i] - mx) / temp);
+        for (int i = 0; i < dim; i++)
+            pr[(size_t)t * dim + i] = (float)(exp((double)(x[i] - mx) / temp) / s);
         am_ref[t] = am;
         u[t] = th_uniform(r, 0.0f, 0.999f);
     }
@@ -266,34 +279,41 @@ static void case_sampling(kern_cuda_ctx *c, int n, int dim, float temp, th_rng *
     for (int t = 0; t < n && sm && p; t++) { /* the CDF of the reference probabilities must
                                                 bracket u at the sampled id (1e-5 slack) */
         double lo = 0.0;
-        for (int i = 0; i < sm[t]; i++) lo += pr[(size_t)t * dim + i];
+        for (int i = 0; i < sm[t]; i++)
+            lo += pr[(size_t)t * dim + i];
         double hi = lo + pr[(size_t)t * dim + sm[t]];
         if (sm[t] < 0 || sm[t] >= dim || lo > u[t] + 1e-5 || hi < u[t] - 1e-5) {
-            printf("    sample[%d] = %d: cdf [%g, %g] does not bracket u = %g\n", t, sm[t], lo, hi, u[t]);
+            printf("    sample[%d] = %d: cdf [%g, %g] does not bracket u = %g\n", t, sm[t], lo, hi,
+                   u[t]);
             bad++;
         }
     }
     char name[96];
     snprintf(name, sizeof name, "softmax/argmax/sample n=%d vocab=%d temp=%.2f", n, dim, temp);
     th_report(name, bad);
-    kern_cuda_free(dl), kern_cuda_free(dp), kern_cuda_free(du), kern_cuda_free(dam), kern_cuda_free(dsm);
+    kern_cuda_free(dl), kern_cuda_free(dp), kern_cuda_free(du), kern_cuda_free(dam),
+        kern_cuda_free(dsm);
     free(lg), free(pr), free(p), free(am), free(sm);
 }
 
 void cases_dense(kern_cuda_ctx *c)
 {
     th_rng r = {0x9E3779B97F4A7C15ull};
-    for (size_t i = 0; i < sizeof MM / sizeof MM[0]; i++) case_matmul(c, &MM[i], &r);
+    for (size_t i = 0; i < sizeof MM / sizeof MM[0]; i++)
+        case_matmul(c, &MM[i], &r);
     static const kern_dtype qt[] = {KERN_Q8_0, KERN_Q4_0, KERN_Q4_1};
     for (int k = 0; k < 3; k++) {
-        for (size_t i = 0; i < sizeof QMM / sizeof QMM[0]; i++) case_matmul_q(c, qt[k], &QMM[i], &r);
+        for (size_t i = 0; i < sizeof QMM / sizeof QMM[0]; i++)
+            case_matmul_q(c, qt[k], &QMM[i], &r);
         case_embed_q(c, qt[k], 49152, 576, &r);
     }
     int rn[][2] = {{1, 8}, {5, 288}, {3, 4096}, {0, 64}};
-    for (int i = 0; i < 4; i++) case_rmsnorm(c, rn[i][0], rn[i][1], &r);
+    for (int i = 0; i < 4; i++)
+        case_rmsnorm(c, rn[i][0], rn[i][1], &r);
     case_swiglu(c, 1, 8, &r);
     case_swiglu(c, 9, 768, &r);
-    for (size_t i = 0; i < sizeof ROPE / sizeof ROPE[0]; i++) case_rope(c, &ROPE[i], &r);
+    for (size_t i = 0; i < sizeof ROPE / sizeof ROPE[0]; i++)
+        case_rope(c, &ROPE[i], &r);
     case_embed(c, KERN_F32, 512, 64, &r);
     case_embed(c, KERN_F16, 32000, 288, &r);
     case_sampling(c, 1, 512, 1.0f, &r);
@@ -325,7 +345,7 @@ void cases_no_device(void)
     bad += kern_cuda_matmul(NULL, &w, NULL, 4, 1, NULL, 4) != EM_EINVAL; /* x_stride < cols */
     kern_weight wk = {NULL, KERN_Q4_K, 4, 256}, wq = {NULL, KERN_Q4_1, 4, 48};
     bad += kern_cuda_matmul(NULL, &wk, NULL, 256, 1, NULL, 4) != EM_EUNSUPPORTED; /* no K-quants */
-    bad += kern_cuda_matmul(NULL, &wq, NULL, 48, 1, NULL, 4) != EM_EINVAL; /* cols % 32 */
+    bad += kern_cuda_matmul(NULL, &wq, NULL, 48, 1, NULL, 4) != EM_EINVAL;        /* cols % 32 */
     bad += kern_cuda_embed(NULL, &wk, NULL, 1, NULL, 256) != EM_EUNSUPPORTED;
     bad += kern_cuda_embed(NULL, &wq, NULL, 1, NULL, 48) != EM_EINVAL;
     th_report("validation without device (status codes, no CUDA call)", bad);

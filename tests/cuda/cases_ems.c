@@ -21,15 +21,15 @@ typedef struct ems_case {
 } ems_case;
 
 static const ems_case EC[] = {
-    {4, 8, 40, 9, 16, 16, 0.8f, 1.0f, 0, 0, 0},       /* stories260K-like heads */
-    {8, 128, 200, 40, 256, 16, 0.8f, 1.0f, 0, 0, 0},  /* heads 0-1 below budget */
+    {4, 8, 40, 9, 16, 16, 0.8f, 1.0f, 0, 0, 0},        /* stories260K-like heads */
+    {8, 128, 200, 40, 256, 16, 0.8f, 1.0f, 0, 0, 0},   /* heads 0-1 below budget */
     {4, 128, 4096, 333, 256, 16, 0.8f, 1.0f, 0, 0, 0}, /* long caches */
-    {2, 64, 1000, 1, 32, 8, 0.5f, 1.5f, 0, 3, 0},     /* more merging, zero-norm rows */
-    {3, 8, 100, 0, 16, 0, 0.8f, 1.0f, 1, 0, 0},       /* all ties, no local rows */
-    {4, 8, 40, 9, 16, 16, 0.8f, 1.0f, 0, 0, 1},       /* head-wise budgets */
-    {8, 128, 200, 40, 256, 16, 0.8f, 1.0f, 0, 0, 1},  /* head-wise, some heads short */
+    {2, 64, 1000, 1, 32, 8, 0.5f, 1.5f, 0, 3, 0},      /* more merging, zero-norm rows */
+    {3, 8, 100, 0, 16, 0, 0.8f, 1.0f, 1, 0, 0},        /* all ties, no local rows */
+    {4, 8, 40, 9, 16, 16, 0.8f, 1.0f, 0, 0, 1},        /* head-wise budgets */
+    {8, 128, 200, 40, 256, 16, 0.8f, 1.0f, 0, 0, 1},   /* head-wise, some heads short */
     {4, 128, 4096, 333, 256, 16, 0.8f, 1.0f, 0, 0, 1}, /* head-wise, long */
-    {3, 8, 100, 0, 16, 0, 0.8f, 1.0f, 1, 0, 1},       /* head-wise with all ties */
+    {3, 8, 100, 0, 16, 0, 0.8f, 1.0f, 1, 0, 1},        /* head-wise with all ties */
 };
 
 typedef struct ems_data {
@@ -67,7 +67,8 @@ static void gen_head(const ems_case *t, int h, ems_data *d, th_rng *r, kern_cuda
         memset(k + (size_t)j * hd, 0, sizeof(float) * hd);
         memset(v + (size_t)j * hd, 0, sizeof(float) * hd);
     }
-    for (int i = 0; i < nw * stride; i++) loc[i] = t->flat_scores ? 0.0f : th_uniform(r, 0.0f, 0.05f);
+    for (int i = 0; i < nw * stride; i++)
+        loc[i] = t->flat_scores ? 0.0f : th_uniform(r, 0.0f, 0.05f);
     kern_cuda_ems_head *a = &d->ref, *b = &d->dev;
     a->k = k, a->v = v, a->pos = pos, a->s_glo = sg, a->mass = ms, a->loc = loc;
     a->loc_stride = stride, a->len = len;
@@ -89,9 +90,11 @@ static int compare_head(kern_cuda_ctx *c, const ems_case *t, ems_data *d)
     /* Compare the whole original extent: entries past the new length must be untouched on
      * both sides too (the step only rewrites [0, B)). */
     int n = d->len0;
-    float *k = th_host(c, d->dev.k, sizeof(float) * n * hd), *v = th_host(c, d->dev.v, sizeof(float) * n * hd);
+    float *k = th_host(c, d->dev.k, sizeof(float) * n * hd),
+          *v = th_host(c, d->dev.v, sizeof(float) * n * hd);
     int32_t *pos = th_host(c, d->dev.pos, sizeof(int32_t) * n);
-    float *sg = th_host(c, d->dev.s_glo, sizeof(float) * n), *ms = th_host(c, d->dev.mass, sizeof(float) * n);
+    float *sg = th_host(c, d->dev.s_glo, sizeof(float) * n),
+          *ms = th_host(c, d->dev.mass, sizeof(float) * n);
     bad += th_check_i32("pos (kept entries)", pos, d->ref.pos, (size_t)n);
     /* merged values: weighted sums of up to a few hundred members, |K| <= ~3, |V| <= ~1.2,
      * summed by float atomics in any order: 1e-5 absolute + 1e-4 relative */
@@ -111,7 +114,8 @@ static int compare_head(kern_cuda_ctx *c, const ems_case *t, ems_data *d)
 static void case_ems(kern_cuda_ctx *c, const ems_case *t, th_rng *r)
 {
     ems_data *d = calloc((size_t)t->H, sizeof *d);
-    kern_cuda_ems_head *ref = calloc((size_t)t->H, sizeof *ref), *dev = calloc((size_t)t->H, sizeof *dev);
+    kern_cuda_ems_head *ref = calloc((size_t)t->H, sizeof *ref),
+                       *dev = calloc((size_t)t->H, sizeof *dev);
     for (int h = 0; h < t->H; h++) {
         gen_head(t, h, &d[h], r, c);
         ref[h] = d[h].ref, dev[h] = d[h].dev;
@@ -128,10 +132,13 @@ static void case_ems(kern_cuda_ctx *c, const ems_case *t, th_rng *r)
         bad += compare_head(c, t, &d[h]);
     }
     char name[160];
-    snprintf(name, sizeof name, "ems step H=%d hd=%d len=%d%+d/head B=%d w_loc=%d tau=%.1f gw=%.1f%s%s (%d compressed)",
-             t->H, t->hd, t->len0, t->len_step, t->B, t->w_loc, t->tau, t->gw,
-             t->flat_scores ? " ties" : "", t->zero_rows ? " zero-rows" : "", compressed);
-    if (t->headwise) strncat(name, " headwise", sizeof name - strlen(name) - 1);
+    snprintf(
+        name, sizeof name,
+        "ems step H=%d hd=%d len=%d%+d/head B=%d w_loc=%d tau=%.1f gw=%.1f%s%s (%d compressed)",
+        t->H, t->hd, t->len0, t->len_step, t->B, t->w_loc, t->tau, t->gw,
+        t->flat_scores ? " ties" : "", t->zero_rows ? " zero-rows" : "", compressed);
+    if (t->headwise)
+        strncat(name, " headwise", sizeof name - strlen(name) - 1);
     th_report(name, bad);
     for (int h = 0; h < t->H; h++) {
         kern_cuda_ems_head *a = &d[h].ref, *b = &d[h].dev;
@@ -145,5 +152,6 @@ static void case_ems(kern_cuda_ctx *c, const ems_case *t, th_rng *r)
 void cases_ems(kern_cuda_ctx *c)
 {
     th_rng r = {0xE35E35E35ull};
-    for (size_t i = 0; i < sizeof EC / sizeof EC[0]; i++) case_ems(c, &EC[i], &r);
+    for (size_t i = 0; i < sizeof EC / sizeof EC[0]; i++)
+        case_ems(c, &EC[i], &r);
 }

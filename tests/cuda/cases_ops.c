@@ -21,7 +21,8 @@ static int run_mm(const kern_ops *g, const kern_ops *ref, kern_dtype dt, int row
     uint16_t *wh = malloc(2 * wn);
     th_fill(r, wf, wn, -0.1f, 0.1f);
     th_fill(r, x, (size_t)n * (cols + 2), -1.0f, 1.0f);
-    for (size_t i = 0; i < wn; i++) wh[i] = kern_f32_to_f16(wf[i]);
+    for (size_t i = 0; i < wn; i++)
+        wh[i] = kern_f32_to_f16(wf[i]);
     kern_weight w = {dt == KERN_F16 ? (const void *)wh : wf, dt, rows, cols};
     int bad = kern_matmul(g, &w, x, cols + 2, n, y1, rows + 1) != EM_OK;
     bad += kern_matmul(g, &w, x, cols + 2, n, y1, rows + 1) != EM_OK; /* cached weight */
@@ -57,7 +58,8 @@ static int run_small_ops(const kern_ops *g, const kern_ops *ref, int n, int dim,
     th_fill(r, x, cnt, -1.0f, 1.0f);
     th_fill(r, gn, (size_t)dim, 0.5f, 1.5f);
     th_fill(r, u, cnt, -1.0f, 1.0f);
-    for (int i = 0; i < n; i++) pos[i] = 7 * i;
+    for (int i = 0; i < n; i++)
+        pos[i] = 7 * i;
     int bad = 0;
     bad += kern_rmsnorm(g, x, gn, n, dim, 1e-5f, a) != EM_OK;
     bad += kern_rmsnorm(ref, x, gn, n, dim, 1e-5f, b) != EM_OK;
@@ -84,20 +86,25 @@ static int run_attn(const kern_ops *g, const kern_ops *ref, int n_q, int G, int 
     th_fill(r, q, (size_t)n_q * qs, -2.0f, 2.0f);
     th_fill(r, k, (size_t)len * hd, -1.0f, 1.0f);
     th_fill(r, v, (size_t)len * hd, -1.0f, 1.0f);
-    for (int j = 0; j < len; j++) kp[j] = j;
-    for (int i = 0; i < n_q; i++) qp[i] = len - n_q + i;
+    for (int j = 0; j < len; j++)
+        kp[j] = j;
+    for (int i = 0; i < n_q; i++)
+        qp[i] = len - n_q + i;
     float *st[2][3];
     float *rows[2][8];
     int32_t *cnt[2];
     kern_attn_stats s[2];
     float **rp[2] = {rows[0], rows[1]};
     for (int b = 0; b < 2; b++) {
-        for (int i = 0; i < 2; i++) st[b][i] = calloc((size_t)len, 4);
+        for (int i = 0; i < 2; i++)
+            st[b][i] = calloc((size_t)len, 4);
         cnt[b] = calloc((size_t)len, 4);
-        for (int i = 0; i < n_rows; i++) rows[b][i] = calloc((size_t)len, 4);
+        for (int i = 0; i < n_rows; i++)
+            rows[b][i] = calloc((size_t)len, 4);
         s[b] = (kern_attn_stats){st[b][0], st[b][1], cnt[b], rp[b], n_rows, 0};
     }
-    kern_attn_args a = {n_q, G, hd, len, q, qs, qp, k, v, kp, NULL, o1, qs, 1.0f / sqrtf((float)hd), &s[0]};
+    kern_attn_args a = {
+        n_q, G, hd, len, q, qs, qp, k, v, kp, NULL, o1, qs, 1.0f / sqrtf((float)hd), &s[0]};
     int bad = kern_attn(g, &a) != EM_OK;
     a.out = o2, a.stats = &s[1];
     bad += kern_attn(ref, &a) != EM_OK;
@@ -105,10 +112,12 @@ static int run_attn(const kern_ops *g, const kern_ops *ref, int n_q, int G, int 
     bad += th_check("col_sum", st[0][0], st[1][0], (size_t)len, 1e-6f, 1e-4f);
     bad += th_check("col_sqsum", st[0][1], st[1][1], (size_t)len, 1e-7f, 2e-4f);
     bad += th_check_i32("col_cnt", cnt[0], cnt[1], (size_t)len);
-    for (int i = 0; i < n_rows; i++) bad += th_check("row", rows[0][i], rows[1][i], (size_t)len, 1e-7f, 1e-4f);
+    for (int i = 0; i < n_rows; i++)
+        bad += th_check("row", rows[0][i], rows[1][i], (size_t)len, 1e-7f, 1e-4f);
     for (int b = 0; b < 2; b++) {
         free(st[b][0]), free(st[b][1]), free(cnt[b]);
-        for (int i = 0; i < n_rows; i++) free(rows[b][i]);
+        for (int i = 0; i < n_rows; i++)
+            free(rows[b][i]);
     }
     free(q), free(k), free(v), free(o1), free(o2), free(qp), free(kp);
     return bad;
@@ -132,7 +141,7 @@ static int run_bad_args(const kern_ops *g, const kern_ops *ref, th_rng *r)
         bad += kern_matmul(o, &part_block, x, 64, 3, y, 40) != EM_EINVAL;
         bad += kern_matmul(o, &w, x, 32, 3, y, 40) != EM_EINVAL; /* x rows overlap */
         bad += kern_rmsnorm(o, x, gn, -1, 64, 1e-5f, y) != EM_EINVAL;
-        bad += kern_rope(o, x, 3, 8, 8, 64, pos, 1e4f, 7) != EM_EINVAL; /* odd rope_dim */
+        bad += kern_rope(o, x, 3, 8, 8, 64, pos, 1e4f, 7) != EM_EINVAL;  /* odd rope_dim */
         bad += kern_rope(o, x, 3, 8, 8, 64, pos, 1e4f, 10) != EM_EINVAL; /* rope_dim > hd */
         bad += kern_swiglu(o, x, x, 2, -3, y) != EM_EINVAL;
     }
@@ -158,12 +167,14 @@ void cases_ops(void)
     bad += run_attn(g, ref, 1, 2, 8, 33, 1, &r) + run_attn(g, ref, 6, 2, 8, 40, 4, &r);
     bad += kern_ops_cuda_status(g) != EM_OK;
     th_report("kern_ops cuda vs ref (stories260K shapes: dim 64, hd 8, GQA 2)", bad);
-    bad = run_mm(g, ref, KERN_F16, 4096, 4096, 1, &r) + run_mm(g, ref, KERN_F32, 1024, 4096, 16, &r);
+    bad =
+        run_mm(g, ref, KERN_F16, 4096, 4096, 1, &r) + run_mm(g, ref, KERN_F32, 1024, 4096, 16, &r);
     bad += run_small_ops(g, ref, 3, 4096, &r);
     bad += run_attn(g, ref, 1, 4, 128, 4100, 1, &r) + run_attn(g, ref, 16, 4, 128, 600, 8, &r);
     bad += kern_ops_cuda_status(g) != EM_OK;
     th_report("kern_ops cuda vs ref (dim 4096, hd 128, GQA 4, long cache)", bad);
-    bad = run_mm_q(g, ref, KERN_Q4_1, 576, 576, 1, &r) + run_mm_q(g, ref, KERN_Q8_0, 1536, 576, 9, &r);
+    bad = run_mm_q(g, ref, KERN_Q4_1, 576, 576, 1, &r) +
+          run_mm_q(g, ref, KERN_Q8_0, 1536, 576, 9, &r);
     bad += run_mm_q(g, ref, KERN_Q4_0, 576, 1536, 3, &r);
     bad += kern_ops_cuda_status(g) != EM_OK;
     th_report("kern_ops cuda vs ref (quantized matmul, SmolLM2 shapes)", bad);

@@ -32,7 +32,8 @@ static void *rank_main(void *p)
     for (int i = 0; i < N; i++) {
         h[i] = (float)(a->rank + 1) + 0.5f * (float)(i % 7);
         ref[i] = 0.0f;
-        for (int r = 0; r < a->world; r++) ref[i] += (float)(r + 1) + 0.5f * (float)(i % 7);
+        for (int r = 0; r < a->world; r++)
+            ref[i] += (float)(r + 1) + 0.5f * (float)(i % 7);
     }
     if (kern_cuda_alloc(sizeof(float) * N, (void **)&d) != EM_OK ||
         kern_cuda_h2d(NULL, d, h, sizeof(float) * N) != EM_OK ||
@@ -51,14 +52,16 @@ static void *rank_main(void *p)
 static int times3(void *user, float *buf, size_t n)
 {
     (void)user;
-    for (size_t i = 0; i < n; i++) buf[i] *= 3.0f;
+    for (size_t i = 0; i < n; i++)
+        buf[i] *= 3.0f;
     return 0;
 }
 
 static int failing(void *user, float *buf, size_t n)
 {
     (void)user;
-    for (size_t i = 0; i < n; i++) buf[i] = -1.0f; /* garbage that must not reach the device */
+    for (size_t i = 0; i < n; i++)
+        buf[i] = -1.0f; /* garbage that must not reach the device */
     return -1;
 }
 
@@ -66,7 +69,8 @@ static int staged_case(void)
 {
     float *h = malloc(sizeof(float) * N), *ref = malloc(sizeof(float) * N), *d = NULL;
     float *pinned_like = malloc(sizeof(float) * N);
-    for (int i = 0; i < N; i++) h[i] = (float)(i % 11) - 5.0f, ref[i] = 3.0f * h[i];
+    for (int i = 0; i < N; i++)
+        h[i] = (float)(i % 11) - 5.0f, ref[i] = 3.0f * h[i];
     int bad = kern_cuda_alloc(sizeof(float) * N, (void **)&d) != EM_OK;
     bad += kern_cuda_h2d(NULL, d, h, sizeof(float) * N) != EM_OK;
     bad += coll_staged_allreduce_sum_f32(d, N, NULL, times3, NULL, NULL) != EM_OK;
@@ -99,7 +103,8 @@ int main(void)
         pthread_create(&th[r], NULL, rank_main, &ra[r]);
     }
     bad = 0;
-    for (int r = 0; r < world; r++) pthread_join(th[r], NULL), bad += ra[r].bad;
+    for (int r = 0; r < world; r++)
+        pthread_join(th[r], NULL), bad += ra[r].bad;
     char name[64];
     snprintf(name, sizeof name, "nccl allreduce sum, world %d, %d floats", world, N);
     th_report(name, bad);

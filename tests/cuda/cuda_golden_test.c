@@ -27,13 +27,15 @@ typedef struct fwd {
 
 static void add(float *x, const float *y, size_t n)
 {
-    for (size_t i = 0; i < n; i++) x[i] += y[i];
+    for (size_t i = 0; i < n; i++)
+        x[i] += y[i];
 }
 
-#define TRY(expr)                                  \
-    do {                                           \
-        em_status try_st_ = (expr);                \
-        if (try_st_ != EM_OK) return try_st_;      \
+#define TRY(expr)                   \
+    do {                            \
+        em_status try_st_ = (expr); \
+        if (try_st_ != EM_OK)       \
+            return try_st_;         \
     } while (0)
 
 /* Attention of layer l over the first len + n cached entries, one call per KV head. */
@@ -48,9 +50,10 @@ static em_status attention(fwd *f, int l, const int32_t *pos, int n)
             memcpy(kc + (size_t)(f->len + t) * hd, f->k + (size_t)t * kd + h * hd, 4 * hd);
             memcpy(vc + (size_t)(f->len + t) * hd, f->v + (size_t)t * kd + h * hd, 4 * hd);
         }
-        kern_attn_args a = {n, f->G, hd, f->len + n, f->q + h * f->G * hd, qd, pos, kc, vc,
-                            f->kpos, NULL, f->att + h * f->G * hd, qd, 1.0f / sqrtf((float)hd),
-                            NULL};
+        kern_attn_args a = {
+            n,   f->G, hd,      f->len + n, f->q + h * f->G * hd,   qd, pos,
+            kc,  vc,   f->kpos, NULL,       f->att + h * f->G * hd, qd, 1.0f / sqrtf((float)hd),
+            NULL};
         TRY(kern_attn(f->o, &a));
     }
     return EM_OK;
@@ -63,8 +66,10 @@ static em_status forward(fwd *f, const int32_t *tok, int n)
     const kern_ops *o = f->o;
     int dim = hp->dim, hd = f->hd, qd = hp->n_head * hd, kd = hp->n_kv_head * hd, ff = hp->ffn_dim;
     int32_t pos[64];
-    for (int t = 0; t < n; t++) kern_embed_row(&f->m->tok_embd, tok[t], f->x + (size_t)t * dim);
-    for (int t = 0; t < n; t++) pos[t] = f->len + t, f->kpos[f->len + t] = f->len + t;
+    for (int t = 0; t < n; t++)
+        kern_embed_row(&f->m->tok_embd, tok[t], f->x + (size_t)t * dim);
+    for (int t = 0; t < n; t++)
+        pos[t] = f->len + t, f->kpos[f->len + t] = f->len + t;
     for (int l = 0; l < hp->n_layer; l++) {
         const model_layer *L = &f->m->layers[l];
         TRY(kern_rmsnorm(o, f->x, L->attn_norm.data, n, dim, hp->norm_eps, f->xb));
@@ -93,7 +98,8 @@ static em_status forward(fwd *f, const int32_t *tok, int n)
 static int argmax(const float *x, int n)
 {
     int b = 0;
-    for (int i = 1; i < n; i++) b = x[i] > x[b] ? i : b;
+    for (int i = 1; i < n; i++)
+        b = x[i] > x[b] ? i : b;
     return b;
 }
 
@@ -101,21 +107,27 @@ static int argmax(const float *x, int n)
 static int run_golden(const model *m, const kern_ops *o, const tu_golden *g)
 {
     const model_hparams *hp = &m->hp;
-    fwd f = {.m = m, .o = o, .hd = hp->head_dim, .G = hp->n_head / hp->n_kv_head,
+    fwd f = {.m = m,
+             .o = o,
+             .hd = hp->head_dim,
+             .G = hp->n_head / hp->n_kv_head,
              .cap = g->n_prompt + g->n_ids + 1};
     size_t kvn = (size_t)hp->n_layer * hp->n_kv_head * f.cap * f.hd, T = 64;
     f.kc = calloc(kvn, 4), f.vc = calloc(kvn, 4), f.kpos = calloc((size_t)f.cap, 4);
     size_t big = (size_t)(hp->dim > hp->ffn_dim ? hp->dim : hp->ffn_dim) * hp->n_head;
     float **bufs[] = {&f.x, &f.xb, &f.q, &f.k, &f.v, &f.att, &f.h1, &f.h3, &f.y};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) *bufs[i] = calloc(T * big, 4);
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        *bufs[i] = calloc(T * big, 4);
     f.logits = calloc((size_t)hp->n_vocab, 4);
     em_status st = forward(&f, g->prompt_ids, g->n_prompt);
     int bad = st != EM_OK;
-    if (st != EM_OK) printf("    %s: prompt forward failed: %s\n", o->name, em_status_str(st));
+    if (st != EM_OK)
+        printf("    %s: prompt forward failed: %s\n", o->name, em_status_str(st));
     for (int i = 0; i < 5 && st == EM_OK; i++) {
         float lg = f.logits[g->top5_id[i]];
         if (fabsf(lg - g->top5_logit[i]) > 1e-3f) {
-            printf("    %s: logit[%d] = %.5f, golden %.5f\n", o->name, g->top5_id[i], lg, g->top5_logit[i]);
+            printf("    %s: logit[%d] = %.5f, golden %.5f\n", o->name, g->top5_id[i], lg,
+                   g->top5_logit[i]);
             bad++;
         }
     }
@@ -133,7 +145,8 @@ static int run_golden(const model *m, const kern_ops *o, const tu_golden *g)
         }
     }
     free(f.kc), free(f.vc), free(f.kpos), free(f.logits);
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(*bufs[i]);
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(*bufs[i]);
     return bad;
 }
 
@@ -143,14 +156,16 @@ int main(int argc, char **argv)
     model *m = NULL;
     char err[256] = "";
     if (!path || model_load(path, &m, err, sizeof err) != EM_OK) {
-        printf("SKIPPED (loudly): stories260K model not found or not loadable (%s); set EMSERVE_TEST_MODEL\n",
+        printf("SKIPPED (loudly): stories260K model not found or not loadable (%s); set "
+               "EMSERVE_TEST_MODEL\n",
                err[0] ? err : "no path");
         return 0;
     }
     int bad = 0;
     for (int i = 0; i < TU_N_GOLDENS; i++) {
         int b = run_golden(m, kern_ops_ref(), &tu_goldens[i]);
-        printf("%s golden %d with the reference ops (checks this harness)\n", b ? "FAIL" : "ok  ", i);
+        printf("%s golden %d with the reference ops (checks this harness)\n", b ? "FAIL" : "ok  ",
+               i);
         bad += b;
     }
     if (kern_cuda_device_count() == 0) {

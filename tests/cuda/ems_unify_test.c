@@ -2,8 +2,9 @@
  * the GPU kernels are tested against) must agree with the project's EMS reference
  * (ems/ref/ems_ref.c, ems_ref_ems_layer) on the configuration both implement: methods.md 1.14
  * defaults, with equal per-head budgets (ems.headwise=0) and with head-wise budgets
- * (ems.headwise=1, ragged lengths). Same lengths and kept positions exactly; merged K/V, s_glo, local rows within 1e-5
- * (the project reference accumulates in double, the GPU step in float); mass exactly. */
+ * (ems.headwise=1, ragged lengths). Same lengths and kept positions exactly; merged K/V, s_glo,
+ * local rows within 1e-5 (the project reference accumulates in double, the GPU step in float); mass
+ * exactly. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,18 +24,19 @@ typedef struct unify_case {
 } unify_case;
 
 static const unify_case UC[] = {
-    {4, 8, 40, 9, 16, 16, "0.8", 0},  /* stories260K-like heads */
+    {4, 8, 40, 9, 16, 16, "0.8", 0}, /* stories260K-like heads */
     {3, 64, 300, 60, 32, 16, "0.8", 0},
     {2, 128, 700, 1, 64, 8, "0.5", 0}, /* more merging */
     {4, 8, 10, 5, 16, 16, "0.8", 0},   /* some heads at or below the budget */
     {4, 8, 40, 9, 16, 16, "0.8", 1},   /* head-wise budgets: ragged results */
     {8, 64, 120, 37, 32, 16, "0.8", 1},
-    {4, 8, 10, 5, 16, 16, "0.8", 1},   /* short heads take part too */
+    {4, 8, 10, 5, 16, 16, "0.8", 1}, /* short heads take part too */
 };
 
 static void fill_head(ems_head *h, int len, int hd, th_rng *r, const float *dirk, const float *dirv)
 {
-    float *k = calloc((size_t)len * hd, sizeof(float)), *v = calloc((size_t)len * hd, sizeof(float));
+    float *k = calloc((size_t)len * hd, sizeof(float)),
+          *v = calloc((size_t)len * hd, sizeof(float));
     int32_t *pos = calloc((size_t)len, sizeof(int32_t));
     for (int j = 0; j < len; j++) {
         int cl = (int)(th_uniform(r, 0.0f, 1.0f) * 8.0f); /* half the rows near 4 directions */
@@ -51,7 +53,8 @@ static void fill_head(ems_head *h, int len, int hd, th_rng *r, const float *dirk
         float u = th_uniform(r, 0.0f, 1.0f);
         h->s_glo[j] = u * u * u * 6.0f;
         h->mass[j] = (float)(1 + j % 4);
-        for (int q = 0; q < h->w_loc; q++) h->loc[(size_t)q * h->cap + j] = th_uniform(r, 0.0f, 0.06f);
+        for (int q = 0; q < h->w_loc; q++)
+            h->loc[(size_t)q * h->cap + j] = th_uniform(r, 0.0f, 0.06f);
     }
     free(k), free(v), free(pos);
 }
@@ -108,9 +111,13 @@ static void run_case(const unify_case *t, th_rng *r)
     }
     char name[160];
     int tot = 0;
-    for (int h = 0; h < t->H; h++) tot += hb[h].len;
-    snprintf(name, sizeof name, "GPU-step ref == ems_ref_ems_layer: H=%d hd=%d len=%d%+d B=%d w_loc=%d tau=%s%s (kept %d)",
-             t->H, t->hd, t->len0, t->len_step, t->B, t->w_loc, t->tau, t->headwise ? " headwise" : "", tot);
+    for (int h = 0; h < t->H; h++)
+        tot += hb[h].len;
+    snprintf(
+        name, sizeof name,
+        "GPU-step ref == ems_ref_ems_layer: H=%d hd=%d len=%d%+d B=%d w_loc=%d tau=%s%s (kept %d)",
+        t->H, t->hd, t->len0, t->len_step, t->B, t->w_loc, t->tau, t->headwise ? " headwise" : "",
+        tot);
     th_report(name, bad);
     ems_cache_destroy(a), ems_cache_destroy(b);
     free(dirk), free(dirv), free(ha), free(hb);
@@ -119,7 +126,8 @@ static void run_case(const unify_case *t, th_rng *r)
 int main(void)
 {
     th_rng r = {424242};
-    for (size_t i = 0; i < sizeof UC / sizeof UC[0]; i++) run_case(&UC[i], &r);
+    for (size_t i = 0; i < sizeof UC / sizeof UC[0]; i++)
+        run_case(&UC[i], &r);
     printf("%d cases, %d failed\n", th_cases, th_failed);
     return th_failed ? 1 : 0;
 }

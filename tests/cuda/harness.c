@@ -22,11 +22,11 @@ float th_uniform(th_rng *r, float lo, float hi)
 
 void th_fill(th_rng *r, float *x, size_t n, float lo, float hi)
 {
-    for (size_t i = 0; i < n; i++) x[i] = th_uniform(r, lo, hi);
+    for (size_t i = 0; i < n; i++)
+        x[i] = th_uniform(r, lo, hi);
 }
 
-int th_check(const char *what, const float *got, const float *ref, size_t n, float atol,
-             float rtol)
+int th_check(const char *what, const float *got, const float *ref, size_t n, float atol, float rtol)
 {
     if (!got || !ref) {
         printf("    %s: missing data (device error)\n", what);
@@ -35,7 +35,8 @@ int th_check(const char *what, const float *got, const float *ref, size_t n, flo
     int bad = 0;
     double se = 0.0, sr = 0.0;
     for (size_t i = 0; i < n; i++) {
-        if (!isfinite(ref[i])) continue;
+        if (!isfinite(ref[i]))
+            continue;
         double d = (double)got[i] - (double)ref[i];
         se += d * d;
         sr += (double)ref[i] * ref[i];
@@ -44,10 +45,12 @@ int th_check(const char *what, const float *got, const float *ref, size_t n, flo
                 printf("    %s[%zu]: got %.9g ref %.9g (|d| %.3g > %.3g)\n", what, i, got[i],
                        ref[i], fabs(d), atol + rtol * fabsf(ref[i]));
             }
-            if (++bad >= 10) break;
+            if (++bad >= 10)
+                break;
         }
     }
-    if (bad) printf("    %s: %d+ mismatches, nmse %.3g\n", what, bad, sr > 0 ? se / sr : se);
+    if (bad)
+        printf("    %s: %d+ mismatches, nmse %.3g\n", what, bad, sr > 0 ? se / sr : se);
     return bad;
 }
 
@@ -60,7 +63,8 @@ int th_check_i32(const char *what, const int32_t *got, const int32_t *ref, size_
     int bad = 0;
     for (size_t i = 0; i < n && bad < 10; i++) {
         if (got[i] != ref[i]) {
-            if (bad < 5) printf("    %s[%zu]: got %d ref %d\n", what, i, got[i], ref[i]);
+            if (bad < 5)
+                printf("    %s[%zu]: got %d ref %d\n", what, i, got[i], ref[i]);
             bad++;
         }
     }
@@ -70,6 +74,7 @@ int th_check_i32(const char *what, const int32_t *got, const int32_t *ref, size_
 void th_report(const char *name, int bad)
 {
     th_cases++;
-    if (bad) th_failed++;
+    if (bad)
+        th_failed++;
     printf("%s %s\n", bad ? "FAIL" : "ok  ", name);
 }

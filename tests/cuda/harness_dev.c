@@ -7,7 +7,8 @@
 void *th_dev(kern_cuda_ctx *c, const void *host, size_t bytes)
 {
     void *d = NULL;
-    if (kern_cuda_alloc(bytes, &d) != EM_OK) return NULL;
+    if (kern_cuda_alloc(bytes, &d) != EM_OK)
+        return NULL;
     if (bytes && kern_cuda_h2d(c, d, host, bytes) != EM_OK) {
         kern_cuda_free(d);
         return NULL;

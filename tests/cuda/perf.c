@@ -12,7 +12,7 @@
 #include "tests/cuda/harness.h"
 
 #define FLUSH_BYTES (512u << 20)
-#define RUNS 7
+#define RUNS        7
 
 typedef struct perf_op {
     em_status (*fn)(void *);
@@ -55,9 +55,11 @@ static em_status run_mm(void *p)
 static void perf_gemv(int rows, int cols)
 {
     mm_arg a = {{th_dev_zero((size_t)rows * cols * 2), KERN_F16, rows, cols},
-                th_dev_zero(4 * (size_t)cols), th_dev_zero(4 * (size_t)rows)};
+                th_dev_zero(4 * (size_t)cols),
+                th_dev_zero(4 * (size_t)rows)};
     float ms = median_ms(run_mm, &a);
-    printf("perf gemv f16 %dx%d: %.1f us, %.0f GB/s\n", rows, cols, ms * 1e3, (double)rows * cols * 2 / (ms * 1e6));
+    printf("perf gemv f16 %dx%d: %.1f us, %.0f GB/s\n", rows, cols, ms * 1e3,
+           (double)rows * cols * 2 / (ms * 1e6));
     kern_cuda_free((void *)a.w.data), kern_cuda_free(a.x), kern_cuda_free(a.y);
 }
 
@@ -89,15 +91,16 @@ static void perf_attn(kern_kv_fmt f, int len, int stats)
     }
     float *q = th_dev_zero(4 * (size_t)hkv * G * hd), *o = th_dev_zero(4 * (size_t)hkv * G * hd);
     int32_t *qp = th_dev_zero(4);
-    a.a = (kern_cuda_attn_args){1, hkv, G, hd, q, hkv * G * hd, qp, o, hkv * G * hd, 0.088f, f, a.h,
-                                0, 0, NULL};
+    a.a = (kern_cuda_attn_args){1,      hkv, G,   hd, q, hkv * G * hd, qp, o, hkv * G * hd,
+                                0.088f, f,   a.h, 0,  0, NULL};
     float ms = median_ms(run_attn, &a);
     double bytes = 2.0 * hkv * len * (rb + (f == KERN_KV_F32 ? 0 : sm));
     static const char *fn[] = {"f32", "q8", "q4"};
     printf("perf attn decode %s kv=8 G=4 hd=128 len=%d%s: %.1f us, %.0f GB/s\n", fn[f], len,
            stats ? " +stats" : "", ms * 1e3, bytes / (ms * 1e6));
     for (int h = 0; h < hkv; h++) {
-        for (int i = 0; i < 6; i++) kern_cuda_free(bufs[h][i]);
+        for (int i = 0; i < 6; i++)
+            kern_cuda_free(bufs[h][i]);
     }
     kern_cuda_free(q), kern_cuda_free(o), kern_cuda_free(qp);
 }
@@ -144,11 +147,13 @@ void cases_perf(kern_cuda_ctx *c)
 {
     g_c = c;
     g_flush = th_dev_zero(FLUSH_BYTES);
-    if (!g_flush) return;
+    if (!g_flush)
+        return;
     perf_gemv(4096, 4096);
     perf_gemv(11008, 4096);
     for (int f = 0; f < 3; f++) {
-        for (int len = 4096; len <= 32768; len *= 2) perf_attn((kern_kv_fmt)f, len, 0);
+        for (int len = 4096; len <= 32768; len *= 2)
+            perf_attn((kern_kv_fmt)f, len, 0);
     }
     perf_attn(KERN_KV_F32, 32768, 1);
     perf_ems(4096);

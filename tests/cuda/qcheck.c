@@ -35,7 +35,8 @@ int qc_check(const char *what, kern_dtype t, const uint8_t *w, int rows, int col
         for (int b = 0; b < cols / 32; b++) {
             kern_q8_0x a;
             kern_quant_act_q8_0x(x + (size_t)tk * xs + 32 * b, &a, 32);
-            for (int i = 0; i < 32; i++) xv[(size_t)tk * cols + 32 * b + i] = fabs((double)a.d * a.q[i]);
+            for (int i = 0; i < 32; i++)
+                xv[(size_t)tk * cols + 32 * b + i] = fabs((double)a.d * a.q[i]);
         }
     }
     int bad = 0;
@@ -45,12 +46,14 @@ int qc_check(const char *what, kern_dtype t, const uint8_t *w, int rows, int col
         for (int tk = 0; tk < n; tk++) {
             double m = 0;
             for (int i = 0; i < cols; i++) {
-                double off = t == KERN_Q4_1 ? fabs(qb_f16(row + (size_t)(i / 32) * 20 + QB_Q4_1_M)) : 0.0;
+                double off =
+                    t == KERN_Q4_1 ? fabs(qb_f16(row + (size_t)(i / 32) * 20 + QB_Q4_1_M)) : 0.0;
                 m += (fabs(wv[i]) + off) * xv[(size_t)tk * cols + i];
             }
             double g = got[(size_t)tk * ys + k], e = ref[(size_t)tk * ys + k];
             if (!(fabs(g - e) <= 1e-5 * m + 1e-30)) {
-                if (bad < 3) printf("    %s t=%d r=%d: got %.9g ref %.9g (M %.3g)\n", what, tk, k, g, e, m);
+                if (bad < 3)
+                    printf("    %s t=%d r=%d: got %.9g ref %.9g (M %.3g)\n", what, tk, k, g, e, m);
                 bad++;
             }
         }

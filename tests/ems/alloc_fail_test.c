@@ -25,15 +25,26 @@ static int g_armed, g_failed;
 /* 1 when this allocation is the one to fail. */
 static int fail_now(void)
 {
-    if (!g_armed) return 0;
-    if (++g_calls != g_fail_at) return 0;
+    if (!g_armed)
+        return 0;
+    if (++g_calls != g_fail_at)
+        return 0;
     g_failed = 1;
     return 1;
 }
 
-void *__wrap_malloc(size_t n) { return fail_now() ? NULL : __real_malloc(n); }
-void *__wrap_calloc(size_t n, size_t size) { return fail_now() ? NULL : __real_calloc(n, size); }
-void *__wrap_realloc(void *p, size_t n) { return fail_now() ? NULL : __real_realloc(p, n); }
+void *__wrap_malloc(size_t n)
+{
+    return fail_now() ? NULL : __real_malloc(n);
+}
+void *__wrap_calloc(size_t n, size_t size)
+{
+    return fail_now() ? NULL : __real_calloc(n, size);
+}
+void *__wrap_realloc(void *p, size_t n)
+{
+    return fail_now() ? NULL : __real_realloc(p, n);
+}
 
 static void arm(long fail_at)
 {
@@ -44,8 +55,8 @@ static void arm(long fail_at)
 }
 
 #define N_LAYER 2
-#define N_HEAD 4
-#define N_TOK 72
+#define N_HEAD  4
+#define N_TOK   72
 
 static const char *const k_cases[][5] = {
     {"method=h2o", "budget=16"},
@@ -88,8 +99,7 @@ static int check_cache(const char *what, ems_cache *c)
         }
     }
     double want = (double)c->n_layer * c->n_head_kv * N_TOK - st.mass_evicted;
-    CHECK(mass > want - 1e-3 && mass < want + 1e-3, "%s: mass %.3f, want %.3f", what, mass,
-          want);
+    CHECK(mass > want - 1e-3 && mass < want + 1e-3, "%s: mass %.3f, want %.3f", what, mass, want);
     return longest;
 }
 
@@ -127,8 +137,8 @@ static void run_case(const char *const *kv, const synth_spec *sp)
         st = ems_policy_step(c, &cfg, EMS_PHASE_PREFILL_END, NULL);
         CHECK(st == EM_OK, "%s: retried step returned %s", what, em_status_str(st));
         int len = check_cache(what, c);
-        CHECK(len == clean_len, "%s: retried step leaves %d entries in a head, clean %d", what,
-              len, clean_len);
+        CHECK(len == clean_len, "%s: retried step leaves %d entries in a head, clean %d", what, len,
+              clean_len);
         ems_cache_destroy(c);
     }
     printf("%s %s: each of %ld allocations failing gives EM_ENOMEM\n",
@@ -137,8 +147,14 @@ static void run_case(const char *const *kv, const synth_spec *sp)
 
 int main(void)
 {
-    synth_spec sp = {.n_layer = N_LAYER, .hd = 8, .G = 2, .seed = 11, .dup_frac = 0.3f,
-                     .dup_noise = 0.1f, .key_scale = 2.5f};
-    for (size_t i = 0; i < sizeof k_cases / sizeof k_cases[0]; i++) run_case(k_cases[i], &sp);
+    synth_spec sp = {.n_layer = N_LAYER,
+                     .hd = 8,
+                     .G = 2,
+                     .seed = 11,
+                     .dup_frac = 0.3f,
+                     .dup_noise = 0.1f,
+                     .key_scale = 2.5f};
+    for (size_t i = 0; i < sizeof k_cases / sizeof k_cases[0]; i++)
+        run_case(k_cases[i], &sp);
     TEST_END();
 }

@@ -9,15 +9,15 @@
  *  - the copy is independent of the source (compressing one leaves the other as it was);
  *  - policy state is copied (SimLayerKV's lazy decision, stats);
  *  - bad calls: a ring larger than the source's, a quantized source. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "ems/policy.h"
 #include "tests/ems/synth.h"
 #include "tests/testutil/testutil.h"
 
-#include <stdlib.h>
-#include <string.h>
-
 #define N_LAYER 2
-#define N_HEAD 4
+#define N_HEAD  4
 
 /* Ring row of age a (0 = newest) of head h, NULL when it holds fewer rows. */
 static const float *row_by_age(const ems_head *h, int a)
@@ -72,8 +72,13 @@ static void make(const synth_spec *sp, int w_loc, int n_tok, ems_cache **c)
 
 int main(void)
 {
-    synth_spec sp = {.n_layer = N_LAYER, .hd = 8, .G = 2, .seed = 11, .dup_frac = 0.3f,
-                     .dup_noise = 0.1f, .key_scale = 2.5f};
+    synth_spec sp = {.n_layer = N_LAYER,
+                     .hd = 8,
+                     .G = 2,
+                     .seed = 11,
+                     .dup_frac = 0.3f,
+                     .dup_noise = 0.1f,
+                     .key_scale = 2.5f};
     const char *configs[][3] = {
         {"method=ems", "budget=24", NULL},
         {"method=ems", "budget=24", "ems.prop_attn=1"},

@@ -1,10 +1,10 @@
 /* ems_config: defaults validate, every key parses, bad input is rejected with a message naming
  * the field, invalid combinations are rejected, help lists every method and parameter. */
-#include "ems/config.h"
-#include "tests/testutil/testutil.h"
-
 #include <stdlib.h>
 #include <string.h>
+
+#include "ems/config.h"
+#include "tests/testutil/testutil.h"
 
 typedef struct bad_case {
     const char *key, *value, *must_name;

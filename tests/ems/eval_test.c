@@ -3,13 +3,13 @@
  * for bit); compression gives KL > 0 and top-1 < 1; int8 is closer to full than int4; the
  * fidelity probe's independent forward agrees with the engine's logits (1e-3) and reports zero
  * error for an uncompressed cache; the full cache reproduces most retrieval names. */
-#include "eval/eval.h"
-#include "eval/stream.h"
-#include "tests/testutil/testutil.h"
-
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "eval/eval.h"
+#include "eval/stream.h"
+#include "tests/testutil/testutil.h"
 
 static ev_stream_result run(engine *e, const char *method, int B, const char *kv,
                             const int32_t *ids, int n, const float *ref)

@@ -11,12 +11,12 @@
  *     it (no proportional attention) must not be worse than eviction (it is ~1 % better: the
  *     centres' weights do not change, only their keys and values), and zero-class batching ==
  *     per-head sequential passes, bit for bit. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "ems/policy.h"
 #include "tests/ems/synth.h"
 #include "tests/testutil/testutil.h"
-
-#include <stdlib.h>
-#include <string.h>
 
 #define N_SEEDS 4
 #define N_TOK   200

@@ -9,12 +9,12 @@
  *  - positions strictly increasing, original (< tokens seen), never renumbered;
  *  - the recent window and the sinks are kept;
  *  - merge mass is conserved: sum of entry masses + evicted entries = tokens appended. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "ems/policy.h"
 #include "tests/ems/synth.h"
 #include "tests/testutil/testutil.h"
-
-#include <stdlib.h>
-#include <string.h>
 
 typedef struct inv_case {
     const char *kv[5];
@@ -75,8 +75,8 @@ static void check_simlayer(const char *name, ems_cache *c, const ems_config *cfg
         for (int h = 0; h < c->n_head_kv; h++) {
             ems_head *hh = ems_cache_head(c, l, h);
             trimmed &= hh->len <= initial + recent + slack;
-            CHECK(hh->len >= initial + recent, "%s: layer %d head %d trimmed below %d: %d", name,
-                  l, h, initial + recent, hh->len);
+            CHECK(hh->len >= initial + recent, "%s: layer %d head %d trimmed below %d: %d", name, l,
+                  h, initial + recent, hh->len);
             whole &= hh->len == n_tok;
             for (int p = 0; p < initial; p++) {
                 CHECK(has_pos(hh, p), "%s: layer %d initial entry %d dropped", name, l, p);
@@ -85,8 +85,8 @@ static void check_simlayer(const char *name, ems_cache *c, const ems_config *cfg
                 CHECK(has_pos(hh, p), "%s: layer %d recent entry %d dropped", name, l, p);
             }
         }
-        CHECK(trimmed || whole, "%s: layer %d neither lazy-trimmed nor whole (%d tokens)", name,
-              l, n_tok);
+        CHECK(trimmed || whole, "%s: layer %d neither lazy-trimmed nor whole (%d tokens)", name, l,
+              n_tok);
         n_trimmed += trimmed;
     }
     if (st.n_lazy_layers >= 0) {

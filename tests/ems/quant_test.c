@@ -1,14 +1,14 @@
 /* int8/int4 K/V store: codec error bounds (half a quantization step), the dequantising view
  * equals the head's f32 arrays, quantized/residual split, byte accounting, compaction and
  * re-encoding of merged entries, and quantization combined with a policy. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "ems/policy.h"
 #include "ems/quant.h"
 #include "tests/ems/synth.h"
 #include "tests/testutil/testutil.h"
-
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
 
 static float urand(unsigned *s)
 {

@@ -3,14 +3,14 @@
  * the reference; kept positions must be identical and K/V/statistics equal within
  * |a - b| <= 1e-6 + 1e-6 |b| (both sides accumulate in the same order; the tolerance only
  * allows for float contraction differences). Both a prefill-end event and a decode event. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "ems/policy.h"
 #include "ems/ref/ems_ref.h"
 #include "tests/ems/synth.h"
 #include "tests/testutil/testutil.h"
-
-#include <math.h>
-#include <stdlib.h>
-#include <string.h>
 
 typedef struct ref_case {
     const char *name;

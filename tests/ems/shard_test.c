@@ -2,13 +2,13 @@
  * and the same data held as two 2-head shards (kv_head0 0 and 2, one thread each, with an
  * in-process all-reduce hook) must keep the same entries with bit-identical values. Covers the
  * cross-head policies (EMS head-wise budgets, TOVA per layer, SimLayerKV) and per-head ones. */
-#include "ems/policy.h"
-#include "tests/ems/synth.h"
-#include "tests/testutil/testutil.h"
-
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "ems/policy.h"
+#include "tests/ems/synth.h"
+#include "tests/testutil/testutil.h"
 
 typedef struct shared {
     pthread_barrier_t bar;

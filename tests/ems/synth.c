@@ -1,12 +1,12 @@
 /* Synthetic caches for the ems tests (see synth.h). */
 #include "tests/ems/synth.h"
 
-#include "kernels/kern.h"
-#include "tests/testutil/testutil.h"
-
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "kernels/kern.h"
+#include "tests/testutil/testutil.h"
 
 static uint64_t mix(uint64_t x)
 {

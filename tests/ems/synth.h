@@ -3,9 +3,9 @@
  * planted redundancy (entries that are near-copies of earlier ones), and genuine attention
  * statistics from the reference attention kernel through ems_head_attn_begin. */
 #pragma once
-#include "ems/kv_cache.h"
-
 #include <stdint.h>
+
+#include "ems/kv_cache.h"
 
 typedef struct synth_spec {
     int n_layer, hd, G; /* G query heads per KV head */

@@ -17,8 +17,8 @@ static int check_one(model *m, tokenizer *tok, const tu_golden *g, int threads)
     int fails = 0;
     int32_t ids[64];
     int n = 0;
-    if (tok_encode(tok, g->prompt, strlen(g->prompt), 1, ids, 64, &n) != EM_OK || n != g->n_prompt ||
-        memcmp(ids, g->prompt_ids, sizeof(int32_t) * (size_t)n) != 0) {
+    if (tok_encode(tok, g->prompt, strlen(g->prompt), 1, ids, 64, &n) != EM_OK ||
+        n != g->n_prompt || memcmp(ids, g->prompt_ids, sizeof(int32_t) * (size_t)n) != 0) {
         printf("FAIL prompt ids for '%s' (got %d ids)\n", g->prompt, n);
         return 1;
     }
@@ -55,7 +55,8 @@ static int check_one(model *m, tokenizer *tok, const tu_golden *g, int threads)
     }
     if (r.n_ids != g->n_ids || memcmp(r.ids, g->ids, sizeof(int32_t) * (size_t)g->n_ids) != 0) {
         printf("FAIL greedy ids for '%s' (threads %d):", g->prompt, threads);
-        for (int i = 0; i < r.n_ids; i++) printf(" %d", r.ids[i]);
+        for (int i = 0; i < r.n_ids; i++)
+            printf(" %d", r.ids[i]);
         printf("\n");
         fails++;
     }
@@ -71,14 +72,16 @@ int main(void)
     char err[256];
     model *m;
     tokenizer *tok;
-    if (model_load(path, &m, err, sizeof err) != EM_OK || tok_create(m->gguf, &tok, err, sizeof err)) {
+    if (model_load(path, &m, err, sizeof err) != EM_OK ||
+        tok_create(m->gguf, &tok, err, sizeof err)) {
         printf("FAIL load: %s\n", err);
         return 1;
     }
     int fails = 0;
     int threads[] = {0, 1, 2};
     for (size_t g = 0; g < TU_N_GOLDENS; g++) {
-        for (size_t t = 0; t < 3; t++) fails += check_one(m, tok, &tu_goldens[g], threads[t]);
+        for (size_t t = 0; t < 3; t++)
+            fails += check_one(m, tok, &tu_goldens[g], threads[t]);
     }
     tok_free(tok);
     model_free(m);

@@ -25,9 +25,9 @@ typedef struct faulty {
     op_kind fail_op;
     long fail_at; /* 1-based call of fail_op that fails; 0: none */
     em_status fail_with;
-    long calls[N_OPS];       /* calls so far, per op (atomic) */
-    int failed;              /* the failure happened (atomic) */
-    long after[N_OPS];       /* calls that started after it, per op (atomic) */
+    long calls[N_OPS]; /* calls so far, per op (atomic) */
+    int failed;        /* the failure happened (atomic) */
+    long after[N_OPS]; /* calls that started after it, per op (atomic) */
 } faulty;
 
 /* Counts the call; returns the injected status for the chosen call, else EM_OK. */
@@ -36,13 +36,14 @@ static em_status enter(faulty *f, op_kind op)
     if (__atomic_load_n(&f->failed, __ATOMIC_ACQUIRE))
         __atomic_fetch_add(&f->after[op], 1, __ATOMIC_RELAXED);
     long n = __atomic_add_fetch(&f->calls[op], 1, __ATOMIC_RELAXED);
-    if (op != f->fail_op || n != f->fail_at) return EM_OK;
+    if (op != f->fail_op || n != f->fail_at)
+        return EM_OK;
     __atomic_store_n(&f->failed, 1, __ATOMIC_RELEASE);
     return f->fail_with;
 }
 
-static em_status f_matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n,
-                          float *y, int ys)
+static em_status f_matmul(void *ctx, const kern_weight *w, const float *x, int xs, int n, float *y,
+                          int ys)
 {
     faulty *f = ctx;
     em_status st = enter(f, OP_MATMUL);
@@ -66,8 +67,7 @@ static em_status f_rope(void *ctx, float *x, int n_tok, int n_heads, int hd, int
                        : kern_rope(f->inner, x, n_tok, n_heads, hd, stride, pos, base, rope_dim);
 }
 
-static em_status f_swiglu(void *ctx, const float *gate, const float *up, int n, int dim,
-                          float *out)
+static em_status f_swiglu(void *ctx, const float *gate, const float *up, int n, int dim, float *out)
 {
     faulty *f = ctx;
     em_status st = enter(f, OP_SWIGLU);
@@ -91,9 +91,14 @@ static void faulty_init(faulty *f, const kern_ops *inner)
 {
     memset(f, 0, sizeof *f);
     f->inner = inner;
-    f->ops = (kern_ops){.name = "faulty", .matmul = f_matmul, .rmsnorm = f_rmsnorm,
-                        .rope = f_rope, .swiglu = f_swiglu, .attn = f_attn,
-                        .parallel_for = inner->parallel_for ? f_parallel_for : NULL, .ctx = f};
+    f->ops = (kern_ops){.name = "faulty",
+                        .matmul = f_matmul,
+                        .rmsnorm = f_rmsnorm,
+                        .rope = f_rope,
+                        .swiglu = f_swiglu,
+                        .attn = f_attn,
+                        .parallel_for = inner->parallel_for ? f_parallel_for : NULL,
+                        .ctx = f};
 }
 
 /* Arms the next failure (fail_at 0: none) and clears the counters. */
@@ -166,26 +171,25 @@ typedef struct fail_case {
 } fail_case;
 
 static const fail_case k_cases[] = {
-    {OP_MATMUL, 0, 0, EM_EDEVICE},  {OP_MATMUL, 1, 0, EM_ENOMEM},  {OP_MATMUL, 2, 0, EM_EDEVICE},
-    {OP_RMSNORM, 0, 0, EM_EINVAL},  {OP_RMSNORM, 2, 0, EM_EDEVICE}, {OP_ROPE, 1, 0, EM_EDEVICE},
-    {OP_SWIGLU, 2, 0, EM_ENOMEM},   {OP_ATTN, 0, 0, EM_ENOMEM},    {OP_ATTN, 1, 0, EM_EDEVICE},
-    {OP_ATTN, 2, 0, EM_EUNSUPPORTED},
-    {OP_MATMUL, 0, 1, EM_EDEVICE},  {OP_MATMUL, 1, 1, EM_EDEVICE}, {OP_MATMUL, 2, 1, EM_ENOMEM},
-    {OP_RMSNORM, 1, 1, EM_EDEVICE}, {OP_ROPE, 2, 1, EM_EINVAL},    {OP_SWIGLU, 0, 1, EM_EDEVICE},
-    {OP_ATTN, 1, 1, EM_ENOMEM},     {OP_ATTN, 2, 1, EM_EDEVICE},
+    {OP_MATMUL, 0, 0, EM_EDEVICE},    {OP_MATMUL, 1, 0, EM_ENOMEM},   {OP_MATMUL, 2, 0, EM_EDEVICE},
+    {OP_RMSNORM, 0, 0, EM_EINVAL},    {OP_RMSNORM, 2, 0, EM_EDEVICE}, {OP_ROPE, 1, 0, EM_EDEVICE},
+    {OP_SWIGLU, 2, 0, EM_ENOMEM},     {OP_ATTN, 0, 0, EM_ENOMEM},     {OP_ATTN, 1, 0, EM_EDEVICE},
+    {OP_ATTN, 2, 0, EM_EUNSUPPORTED}, {OP_MATMUL, 0, 1, EM_EDEVICE},  {OP_MATMUL, 1, 1, EM_EDEVICE},
+    {OP_MATMUL, 2, 1, EM_ENOMEM},     {OP_RMSNORM, 1, 1, EM_EDEVICE}, {OP_ROPE, 2, 1, EM_EINVAL},
+    {OP_SWIGLU, 0, 1, EM_EDEVICE},    {OP_ATTN, 1, 1, EM_ENOMEM},     {OP_ATTN, 2, 1, EM_EDEVICE},
 };
 
 /* Layer of the k-th (1-based) call of op in a pass with calls_per_pass calls (the logits
  * rmsnorm/matmul count as layer n_layer). */
 static int layer_of(const model *m, op_kind op, long k, long calls_per_pass)
 {
-    long extra = op == OP_MATMUL || op == OP_RMSNORM ? 1 : 0, per = (calls_per_pass - extra) /
-                                                                   m->hp.n_layer;
+    long extra = op == OP_MATMUL || op == OP_RMSNORM ? 1 : 0,
+         per = (calls_per_pass - extra) / m->hp.n_layer;
     return (int)((k - 1) / per);
 }
 
-static void run_case(fixture *x, const fail_case *fc, const long pre[N_OPS],
-                     const long dec[N_OPS], const float *clean, const char *backend)
+static void run_case(fixture *x, const fail_case *fc, const long pre[N_OPS], const long dec[N_OPS],
+                     const float *clean, const char *backend)
 {
     const long *calls = fc->in_decode ? dec : pre;
     long total = calls[fc->op], k = fc->at == 0 ? 1 : fc->at == 1 ? total / 2 + 1 : total;
@@ -211,8 +215,8 @@ static void run_case(fixture *x, const fail_case *fc, const long pre[N_OPS],
         CHECK(allowed || x->f->after[o] == 0, "%s: %ld %s calls after the failure", what,
               x->f->after[o], k_op_names[o]);
     }
-    CHECK(c[0]->n_seen == seen0[0] && c[1]->n_seen == seen0[1], "%s: n_seen moved (%d, %d)",
-          what, c[0]->n_seen, c[1]->n_seen);
+    CHECK(c[0]->n_seen == seen0[0] && c[1]->n_seen == seen0[1], "%s: n_seen moved (%d, %d)", what,
+          c[0]->n_seen, c[1]->n_seen);
     /* layers after the failing one never saw the batch: their heads keep their length */
     int fl = layer_of(x->m, fc->op, k, total), nl = x->m->hp.n_layer;
     for (int l = fl + 1; l < nl; l++)
@@ -225,7 +229,8 @@ static void run_case(fixture *x, const fail_case *fc, const long pre[N_OPS],
     faulty_arm(x->f, fc->op, 0, EM_OK);
     REQUIRE(new_caches(x, c) == EM_OK, "%s: caches", what);
     st = prefill(x, c);
-    if (st == EM_OK && fc->in_decode) st = decode(x, c);
+    if (st == EM_OK && fc->in_decode)
+        st = decode(x, c);
     CHECK(st == EM_OK, "%s: clean rerun returned %s", what, em_status_str(st));
     size_t nb = sizeof(float) * 2 * (size_t)x->m->hp.n_vocab;
     CHECK(st != EM_OK || memcmp(x->logits, clean + (fc->in_decode ? 2 * x->m->hp.n_vocab : 0),
@@ -287,8 +292,8 @@ static void foreign_cache(const model *m)
     int32_t tok = 5, pos = 0, seq = 0;
     engine_batch b = {1, &tok, &pos, &seq, NULL};
     em_status st = engine_forward(e, &b, &c, NULL);
-    CHECK(st == EM_EINVAL && ems_cache_head(c, 0, 0)->len == 0,
-          "a cache with head size %d: %s", m->hp.head_dim + 1, em_status_str(st));
+    CHECK(st == EM_EINVAL && ems_cache_head(c, 0, 0)->len == 0, "a cache with head size %d: %s",
+          m->hp.head_dim + 1, em_status_str(st));
     ems_cache_destroy(c);
     engine_free(e);
 }

@@ -41,7 +41,8 @@ static void attend(const kern_ops *o, const float *q, int len, const float *k, c
 static float max_abs_diff(const float *a, const float *b, int n)
 {
     float m = 0.0f;
-    for (int i = 0; i < n; i++) m = fmaxf(m, fabsf(a[i] - b[i]));
+    for (int i = 0; i < n; i++)
+        m = fmaxf(m, fabsf(a[i] - b[i]));
     return m;
 }
 
@@ -50,8 +51,10 @@ static void test_kernel(const kern_ops *o)
     unsigned seed = 7;
     float q[NG * HD], k[8 * HD], v[8 * HD], kd[16 * HD], vd[16 * HD], bias[8];
     int32_t pos[16];
-    for (int i = 0; i < NG * HD; i++) q[i] = frand(&seed);
-    for (int i = 0; i < 8 * HD; i++) k[i] = frand(&seed), v[i] = frand(&seed);
+    for (int i = 0; i < NG * HD; i++)
+        q[i] = frand(&seed);
+    for (int i = 0; i < 8 * HD; i++)
+        k[i] = frand(&seed), v[i] = frand(&seed);
     /* entry j is repeated mult[j] times in the expanded cache */
     const int mult[8] = {1, 3, 1, 2, 5, 1, 1, 2};
     int n = 0;
@@ -62,7 +65,8 @@ static void test_kernel(const kern_ops *o)
             memcpy(vd + n * HD, v + j * HD, sizeof(float) * HD);
         }
     }
-    for (int i = 0; i < 16; i++) pos[i] = i;
+    for (int i = 0; i < 16; i++)
+        pos[i] = i;
     float o1[NG * HD], o2[NG * HD];
     attend(o, q, n, kd, vd, pos, NULL, o1);
     attend(o, q, 8, k, v, pos, bias, o2);
@@ -84,27 +88,34 @@ static float test_ems(const kern_ops *o, int prop, float *full_out, int want_ful
     int n = 0;
     for (int i = 0; i < NC; i++) {
         float ck[HD], cv[HD];
-        for (int d = 0; d < HD; d++) ck[d] = frand(&seed), cv[d] = frand(&seed);
+        for (int d = 0; d < HD; d++)
+            ck[d] = frand(&seed), cv[d] = frand(&seed);
         for (int r = 0; r <= DUP; r++, n++) {
             memcpy(k + n * HD, ck, sizeof ck);
             memcpy(v + n * HD, cv, sizeof cv);
         }
     }
     for (; n < LEN; n++) {
-        for (int d = 0; d < HD; d++) k[n * HD + d] = frand(&seed), v[n * HD + d] = frand(&seed);
+        for (int d = 0; d < HD; d++)
+            k[n * HD + d] = frand(&seed), v[n * HD + d] = frand(&seed);
     }
-    for (int i = 0; i < LEN; i++) pos[i] = i;
-    for (int i = 0; i < NG * HD; i++) q[i] = frand(&seed);
+    for (int i = 0; i < LEN; i++)
+        pos[i] = i;
+    for (int i = 0; i < NG * HD; i++)
+        q[i] = frand(&seed);
     ems_head *h = ems_cache_head(c, 0, 0);
     ems_head_append(h, k, v, HD, pos, LEN);
-    if (want_full) attend(o, q, LEN, k, v, pos, NULL, full_out);
+    if (want_full)
+        attend(o, q, LEN, k, v, pos, NULL, full_out);
     /* global scores: centres 10 + i, duplicates 1 (they rank below every centre) */
-    for (int j = 0; j < LEN; j++) h->s_glo[j] = (j < NC * (1 + DUP) && j % (1 + DUP) == 0) ? 10.0f + j : 1.0f;
+    for (int j = 0; j < LEN; j++)
+        h->s_glo[j] = (j < NC * (1 + DUP) && j % (1 + DUP) == 0) ? 10.0f + j : 1.0f;
     c->n_seen = LEN;
     ems_config cfg;
     char err[256];
     ems_config_default(&cfg);
-    const char *kv[] = {"method=ems", "budget=12", "window=4", "ems.score=global",
+    const char *kv[] = {"method=ems",     "budget=12",
+                        "window=4",       "ems.score=global",
                         "ems.headwise=0", prop ? "ems.prop_attn=1" : "ems.prop_attn=0"};
     for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++) {
         CHECK(ems_config_set_kv(&cfg, kv[i], err, sizeof err) == EM_OK, "%s: %s", kv[i], err);
@@ -114,9 +125,11 @@ static float test_ems(const kern_ops *o, int prop, float *full_out, int want_ful
     CHECK(h->len == 12, "kept %d entries, expected 12", h->len);
     int merged = 0;
     for (int j = 0; j < h->len; j++) {
-        if (h->mass[j] > 1.0f) merged++;
+        if (h->mass[j] > 1.0f)
+            merged++;
         float want = prop ? logf(h->mass[j]) : h->kbias[j];
-        CHECK(fabsf(h->kbias[j] - want) < 1e-6f, "kbias[%d] = %g, mass %g", j, h->kbias[j], h->mass[j]);
+        CHECK(fabsf(h->kbias[j] - want) < 1e-6f, "kbias[%d] = %g, mass %g", j, h->kbias[j],
+              h->mass[j]);
     }
     CHECK(merged == NC, "%d merged centres, expected %d", merged, NC);
     kern_attn_args a = {0};
@@ -139,9 +152,12 @@ int main(void)
         float without = test_ems(ops[b], 0, full, 0);
         /* exact duplicates merge without loss of direction or norm: only rounding remains */
         CHECK(with < 1e-5f, "%s: EMS+prop_attn vs full: %g", ops[b]->name, with);
-        CHECK(without > 100.0f * with && without > 1e-3f, "%s: without prop_attn the error (%g) "
-              "should be clearly larger than with it (%g)", ops[b]->name, without, with);
-        printf("ok   %s: EMS merge of exact duplicates, error vs full cache %.2g with prop_attn, %.2g without\n",
+        CHECK(without > 100.0f * with && without > 1e-3f,
+              "%s: without prop_attn the error (%g) "
+              "should be clearly larger than with it (%g)",
+              ops[b]->name, without, with);
+        printf("ok   %s: EMS merge of exact duplicates, error vs full cache %.2g with prop_attn, "
+               "%.2g without\n",
                ops[b]->name, with, without);
     }
     kern_ops_cpu_free(cpu);

@@ -55,12 +55,16 @@ static void test_sampler(void)
     sampler_free(&s);
     CHECK(count[1] + count[2] == 4000, "top_k=2 stays in the top 2");
     double expect1 = 1.0 / (1.0 + exp(2.9 - 3.0));
-    CHECK(fabs(count[1] / 4000.0 - expect1) < 0.04, "frequency %.3f vs %.3f", count[1] / 4000.0, expect1);
+    CHECK(fabs(count[1] / 4000.0 - expect1) < 0.04, "frequency %.3f vs %.3f", count[1] / 4000.0,
+          expect1);
     p.seed = 7;
     int32_t a = sample_once(p, lg, 8, NULL, 0), b = sample_once(p, lg, 8, NULL, 0);
     CHECK(a == b, "same seed, same draw");
 
-    struct { const char *field; sampler_params p; } bad[] = {
+    struct {
+        const char *field;
+        sampler_params p;
+    } bad[] = {
         {"temperature", {.temperature = -1, .top_p = 1, .repetition_penalty = 1}},
         {"temperature", {.temperature = NAN, .top_p = 1, .repetition_penalty = 1}},
         {"top_k", {.temperature = 1, .top_k = -2, .top_p = 1, .repetition_penalty = 1}},
@@ -71,7 +75,8 @@ static void test_sampler(void)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char err[128] = "";
-        CHECK(sampler_params_validate(&bad[i].p, err, sizeof err) == EM_EINVAL, "rejects bad %s", bad[i].field);
+        CHECK(sampler_params_validate(&bad[i].p, err, sizeof err) == EM_EINVAL, "rejects bad %s",
+              bad[i].field);
         CHECK(strstr(err, bad[i].field) != NULL, "message names %s: '%s'", bad[i].field, err);
     }
     sampler_params_default(&p);
@@ -124,8 +129,10 @@ static void test_stop(void)
     p.max_tokens = 100;
     stop_params_add_string(&p, "END", 3, err, sizeof err);
     stop_params_add_id(&p, 7, 10, err, sizeof err);
-    CHECK(stop_params_add_id(&p, 12, 10, err, sizeof err) == EM_EINVAL, "id outside vocab rejected");
-    CHECK(stop_params_add_string(&p, "", 0, err, sizeof err) == EM_EINVAL, "empty stop string rejected");
+    CHECK(stop_params_add_id(&p, 12, 10, err, sizeof err) == EM_EINVAL,
+          "id outside vocab rejected");
+    CHECK(stop_params_add_string(&p, "", 0, err, sizeof err) == EM_EINVAL,
+          "empty stop string rejected");
     stop_state s;
     stop_state_init(&s, &p, 2);
     const char *out;
@@ -151,7 +158,9 @@ static void test_stop(void)
     CHECK(stop_state_feed(&s, 2, "", 0) == STOP_NONE, "eos ignored");
     CHECK(stop_state_feed(&s, 3, "a", 1) == STOP_LENGTH, "max tokens");
     stop_state_free(&s);
-    CHECK(!strcmp(stop_reason_str(STOP_LENGTH), "length") && !strcmp(stop_reason_str(STOP_EOS), "stop"), "reason names");
+    CHECK(!strcmp(stop_reason_str(STOP_LENGTH), "length") &&
+              !strcmp(stop_reason_str(STOP_EOS), "stop"),
+          "reason names");
 }
 
 int main(void)

@@ -30,7 +30,8 @@ static int argmax(const float *x, int n)
 {
     int b = 0;
     for (int i = 1; i < n; i++) {
-        if (x[i] > x[b]) b = i;
+        if (x[i] > x[b])
+            b = i;
     }
     return b;
 }
@@ -48,7 +49,8 @@ static void greedy(engine *e, const sg_record *r, int steps, run *out)
     for (int s = 0; s < steps; s++) {
         int32_t id = argmax(logits, hp->n_vocab);
         out->ids[out->n++] = id;
-        if (id == hp->eos_id) break;
+        if (id == hp->eos_id)
+            break;
         st = engine_forward_seq(e, c, &id, 1, r->n_prompt + s, 1, logits);
         REQUIRE(st == EM_OK, "%s: decode: %s", r->name, em_status_str(st));
     }
@@ -71,9 +73,12 @@ static void check_record(engine *e, const sg_record *r, float tol)
         CHECK(argmax(a.prompt_logits, 49152) == r->top5_id[0], "%s %s: top-1", r->name, r->mode);
     }
     int same = 0;
-    while (same < a.n && same < r->n_greedy && a.ids[same] == r->greedy[same]) same++;
-    CHECK(same >= r->agree_steps, "%s %s: %d leading greedy ids equal, %d are stable in the "
-          "reference", r->name, r->mode, same, r->agree_steps);
+    while (same < a.n && same < r->n_greedy && a.ids[same] == r->greedy[same])
+        same++;
+    CHECK(same >= r->agree_steps,
+          "%s %s: %d leading greedy ids equal, %d are stable in the "
+          "reference",
+          r->name, r->mode, same, r->agree_steps);
     printf("%-14s %-3s: top-5 max |dlogit| %.5f (tol %.3f), greedy ids equal for %d of %d "
            "(stable in the reference: %d)\n",
            r->name, r->mode, worst, tol, same, r->n_greedy, r->agree_steps);
@@ -99,7 +104,8 @@ int main(int argc, char **argv)
         REQUIRE(engine_create(m, &sd, &eo, &e) == EM_OK, "engine_create");
         const char *mode = mi == 0 ? "f32" : "q8";
         for (int i = 0; i < g.n; i++) {
-            if (strcmp(g.rec[i].mode, mode) != 0) continue;
+            if (strcmp(g.rec[i].mode, mode) != 0)
+                continue;
             check_record(e, &g.rec[i], mi == 0 ? 1e-3f : g.rec[i].prompt_dlogit + 0.25f);
         }
         if (mi == 0) { /* thread count must not change a bit */
@@ -111,7 +117,8 @@ int main(int argc, char **argv)
             REQUIRE(engine_create(m, &sd, &e1, &e1p) == EM_OK, "engine_create 1 thread");
             greedy(e1p, &g.rec[0], 8, &one);
             CHECK(memcmp(one.prompt_logits, two.prompt_logits, sizeof one.prompt_logits) == 0 &&
-                      one.n == two.n && memcmp(one.ids, two.ids, sizeof(int32_t) * (size_t)one.n) == 0,
+                      one.n == two.n &&
+                      memcmp(one.ids, two.ids, sizeof(int32_t) * (size_t)one.n) == 0,
                   "1 and 2 threads differ");
             engine_free(e1p);
         }

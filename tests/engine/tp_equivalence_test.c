@@ -1,9 +1,9 @@
 /* Tensor parallelism must not change answers: N in-process shards (threads, one engine each,
  * an all-reduce built on a barrier) give logits bit-identical to the 1-of-1 engine, for
- * N = 1, 2, 3, 4 (3 deals 4 KV heads out as 2 + 1 + 1), over a prefill and many decode steps of two interleaved sequences
- * (continuous batching), with the full cache and with KV compression policies whose decisions
- * span heads (EMS head-wise budgets, TOVA per layer, SimLayerKV) running on each shard's own
- * heads. Also checks that shard_for_rank rejects more shards than KV heads. */
+ * N = 1, 2, 3, 4 (3 deals 4 KV heads out as 2 + 1 + 1), over a prefill and many decode steps of two
+ * interleaved sequences (continuous batching), with the full cache and with KV compression policies
+ * whose decisions span heads (EMS head-wise budgets, TOVA per layer, SimLayerKV) running on each
+ * shard's own heads. Also checks that shard_for_rank rejects more shards than KV heads. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,7 +42,8 @@ static em_status fake_allreduce(void *user, float *buf, size_t n)
     float *tmp = malloc(sizeof(float) * n);
     for (size_t i = 0; i < n; i++) {
         float s = g->bufs[0][i];
-        for (int k = 1; k < g->world; k++) s += g->bufs[k][i];
+        for (int k = 1; k < g->world; k++)
+            s += g->bufs[k][i];
         tmp[i] = s;
     }
     pthread_barrier_wait(&g->bar);
@@ -75,7 +76,8 @@ static void *run_rank(void *arg)
     ems_cache *c[2];
     int wl = ems_config_w_loc(r->kv), ws = ems_config_wants_stats(r->kv);
     ems_reduce red = {NULL, NULL, m->hp.n_kv_head};
-    if (r->g && r->g->world > 1) red.fn = fake_allreduce, red.user = r;
+    if (r->g && r->g->world > 1)
+        red.fn = fake_allreduce, red.user = r;
     if (engine_create(m, &sd, &eo, &e) != EM_OK || engine_cache_create(e, wl, ws, 0, &c[0]) ||
         engine_cache_create(e, wl, ws, 0, &c[1])) {
         r->status = 1;
@@ -84,8 +86,10 @@ static void *run_rank(void *arg)
     /* step 0: both prompts in one batch (two prefill runs); then decode both each step */
     int32_t tok[16], pos[16], seq[16];
     int n = 0;
-    for (int i = 0; i < 5; i++) tok[n] = PROMPT_A[i], pos[n] = i, seq[n++] = 0;
-    for (int i = 0; i < 8; i++) tok[n] = PROMPT_B[i], pos[n] = i, seq[n++] = 1;
+    for (int i = 0; i < 5; i++)
+        tok[n] = PROMPT_A[i], pos[n] = i, seq[n++] = 0;
+    for (int i = 0; i < 8; i++)
+        tok[n] = PROMPT_B[i], pos[n] = i, seq[n++] = 1;
     int len[2] = {5, 8};
     for (int s = 0; s < STEPS; s++) {
         engine_batch b = {n, tok, pos, seq, NULL};
@@ -96,11 +100,13 @@ static void *run_rank(void *arg)
             r->status = 1;
             break;
         }
-        if (s == STEPS - 1) r->entries = ems_cache_entries(c[0]) + ems_cache_entries(c[1]);
+        if (s == STEPS - 1)
+            r->entries = ems_cache_entries(c[0]) + ems_cache_entries(c[1]);
         n = 0;
         for (int q = 0; q < 2; q++) {
             int best = 0;
-            for (int i = 1; i < V; i++) best = out[q * V + i] > out[q * V + best] ? i : best;
+            for (int i = 1; i < V; i++)
+                best = out[q * V + i] > out[q * V + best] ? i : best;
             tok[n] = best, pos[n] = len[q]++, seq[n++] = q;
         }
     }
@@ -130,7 +136,8 @@ static float *run_world(const model *m, const ems_config *kv, int world, uint64_
     }
     /* every rank must hold the same logits */
     for (int r = 1; r < world; r++) {
-        if (memcmp(rc[0].logits, rc[r].logits, per * sizeof(float)) != 0) bad = 1;
+        if (memcmp(rc[0].logits, rc[r].logits, per * sizeof(float)) != 0)
+            bad = 1;
         free(rc[r].logits);
     }
     pthread_barrier_destroy(&g.bar);
@@ -191,15 +198,17 @@ int main(void)
         for (int w = 2; w <= 4; w++) {
             float *got = run_world(m, &kv, w, &entw);
             if (!got || !ref || memcmp(got, ref, per * sizeof(float)) != 0 || entw != ent1) {
-                printf("FAIL: %s %s %s world %d differs from the single process (entries %llu vs %llu)\n",
+                printf("FAIL: %s %s %s world %d differs from the single process (entries %llu vs "
+                       "%llu)\n",
                        configs[ci][0], configs[ci][1] ? configs[ci][1] : "",
                        configs[ci][2] ? configs[ci][2] : "", w, (unsigned long long)entw,
                        (unsigned long long)ent1);
                 fails++;
             } else {
-                printf("ok   %-10s %-9s %-20s world %d: %zu logits bit-identical, %llu KV entries\n",
-                       configs[ci][0], configs[ci][1] ? configs[ci][1] : "",
-                       configs[ci][2] ? configs[ci][2] : "", w, per, (unsigned long long)entw);
+                printf(
+                    "ok   %-10s %-9s %-20s world %d: %zu logits bit-identical, %llu KV entries\n",
+                    configs[ci][0], configs[ci][1] ? configs[ci][1] : "",
+                    configs[ci][2] ? configs[ci][2] : "", w, per, (unsigned long long)entw);
             }
             free(got);
         }

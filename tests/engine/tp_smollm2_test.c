@@ -16,8 +16,8 @@
 #include "model/tokenizer.h"
 #include "tests/testutil/testutil.h"
 
-#define MAXW 3
-#define STEPS 24
+#define MAXW     3
+#define STEPS    24
 #define MAX_HASH (64 * 8)
 
 typedef struct group {
@@ -48,7 +48,8 @@ static int fake_allreduce(void *user, float *buf, size_t n)
     float *tmp = malloc(sizeof(float) * n);
     for (size_t i = 0; i < n; i++) {
         float s = g->bufs[0][i];
-        for (int k = 1; k < g->world; k++) s += g->bufs[k][i];
+        for (int k = 1; k < g->world; k++)
+            s += g->bufs[k][i];
         tmp[i] = s;
     }
     pthread_barrier_wait(&g->bar);
@@ -61,7 +62,8 @@ static int fake_allreduce(void *user, float *buf, size_t n)
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
 {
     const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 1099511628211ull;
     return h;
 }
 
@@ -87,7 +89,8 @@ static void *run_rank(void *arg)
     int V = m->hp.n_vocab, world = r->g->world;
     shard_desc sd;
     r->status = 1;
-    if (shard_for_rank(m->hp.n_kv_head, r->rank, world, &sd) != EM_OK) return NULL;
+    if (shard_for_rank(m->hp.n_kv_head, r->rank, world, &sd) != EM_OK)
+        return NULL;
     ems_reduce red = {NULL, NULL, m->hp.n_kv_head};
     if (world > 1) {
         sd.reduce = fake_allreduce, sd.reduce_user = r;
@@ -105,14 +108,18 @@ static void *run_rank(void *arg)
         return NULL;
     }
     em_status st = engine_forward_seq(e, c, r->prompt, r->n_prompt, 0, 256, lg);
-    if (st == EM_OK) st = ems_policy_step(c, r->kv, EMS_PHASE_PREFILL_END, &red);
+    if (st == EM_OK)
+        st = ems_policy_step(c, r->kv, EMS_PHASE_PREFILL_END, &red);
     for (int s = 0; s < STEPS && st == EM_OK; s++) {
-        if (r->rank == 0) memcpy(r->logits + (size_t)s * V, lg, sizeof(float) * V);
+        if (r->rank == 0)
+            memcpy(r->logits + (size_t)s * V, lg, sizeof(float) * V);
         int32_t tok = 0, pos = r->n_prompt + s, seq = 0;
-        for (int i = 1; i < V; i++) tok = lg[i] > lg[tok] ? i : tok;
+        for (int i = 1; i < V; i++)
+            tok = lg[i] > lg[tok] ? i : tok;
         engine_batch b = {1, &tok, &pos, &seq, NULL};
         st = engine_forward(e, &b, &c, lg);
-        if (st == EM_OK) st = ems_policy_step(c, r->kv, EMS_PHASE_DECODE, &red);
+        if (st == EM_OK)
+            st = ems_policy_step(c, r->kv, EMS_PHASE_DECODE, &red);
     }
     if (st == EM_OK) {
         hash_heads(c, m->hp.n_kv_head, r->hash);

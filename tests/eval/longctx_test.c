@@ -9,14 +9,14 @@
  *  - bootstrap: a constant gives a zero-width interval, a 0/1 sample an interval around its
  *    mean inside [0, 1], nothing for an empty sample.
  * Prints SKIPPED when SmolLM2 is not installed. */
-#include "eval/longctx.h"
-#include "model/model.h"
-#include "tests/testutil/testutil.h"
-
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "eval/longctx.h"
+#include "model/model.h"
+#include "tests/testutil/testutil.h"
 
 static ems_config cfg_of(const char *method, const char *budget)
 {

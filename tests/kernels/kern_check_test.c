@@ -22,21 +22,21 @@ typedef struct call {
     em_status (*run)(const kern_ops *o, bufs *b);
 } call;
 
-#define MM(name, dtype, rows, cols, xs, n, ys)                                              \
-    static em_status name(const kern_ops *o, bufs *b)                                     \
-    {                                                                                      \
-        kern_weight w = {b->w, (kern_dtype)(dtype), rows, cols};                          \
-        return kern_matmul(o, &w, b->x, xs, n, b->y, ys);                                  \
+#define MM(name, dtype, rows, cols, xs, n, ys)                   \
+    static em_status name(const kern_ops *o, bufs *b)            \
+    {                                                            \
+        kern_weight w = {b->w, (kern_dtype)(dtype), rows, cols}; \
+        return kern_matmul(o, &w, b->x, xs, n, b->y, ys);        \
     }
-MM(mm_dtype, 7, ROWS, COLS, COLS, N, ROWS)              /* 7 is no ggml type we know */
+MM(mm_dtype, 7, ROWS, COLS, COLS, N, ROWS) /* 7 is no ggml type we know */
 MM(mm_dtype_neg, -1, ROWS, COLS, COLS, N, ROWS)
-MM(mm_part_block, KERN_Q8_0, ROWS, 48, COLS, N, ROWS)   /* 48 columns: 1.5 blocks of 32 */
-MM(mm_part_kblock, KERN_Q4_K, 4, 64, COLS, 1, ROWS)     /* K-quants: blocks of 256 */
+MM(mm_part_block, KERN_Q8_0, ROWS, 48, COLS, N, ROWS) /* 48 columns: 1.5 blocks of 32 */
+MM(mm_part_kblock, KERN_Q4_K, 4, 64, COLS, 1, ROWS)   /* K-quants: blocks of 256 */
 MM(mm_neg_n, KERN_F32, ROWS, COLS, COLS, -1, ROWS)
 MM(mm_neg_rows, KERN_F32, -2, COLS, COLS, N, ROWS)
 MM(mm_short_xs, KERN_F32, ROWS, COLS, COLS - 1, N, ROWS)
 MM(mm_short_ys, KERN_F32, ROWS, COLS, COLS, N, ROWS - 1)
-MM(mm_zero_n, KERN_F32, ROWS, COLS, COLS, 0, ROWS)      /* nothing to do */
+MM(mm_zero_n, KERN_F32, ROWS, COLS, COLS, 0, ROWS)       /* nothing to do */
 MM(mm_zero_cols_q, KERN_Q4_0, ROWS, 0, 0, N, ROWS)       /* empty sums: zeros */
 MM(mm_one_tok_any_stride, KERN_F32, ROWS, COLS, 0, 1, 0) /* strides unused for one token */
 
@@ -66,17 +66,17 @@ static em_status rms_zero(const kern_ops *o, bufs *b)
     return kern_rmsnorm(o, b->x, b->g, 0, COLS, 1e-5f, b->y);
 }
 
-#define ROPE(name, n_tok, heads, hd, stride, rope_dim)                                        \
-    static em_status name(const kern_ops *o, bufs *b)                                       \
-    {                                                                                        \
-        return kern_rope(o, b->y, n_tok, heads, hd, stride, b->pos, 1e4f, rope_dim);         \
+#define ROPE(name, n_tok, heads, hd, stride, rope_dim)                               \
+    static em_status name(const kern_ops *o, bufs *b)                                \
+    {                                                                                \
+        return kern_rope(o, b->y, n_tok, heads, hd, stride, b->pos, 1e4f, rope_dim); \
     }
 ROPE(rope_odd, N, HEADS, HD, HEADS *HD, 7)
-ROPE(rope_wide, N, HEADS, HD, HEADS *HD, 10)              /* rope_dim > hd */
+ROPE(rope_wide, N, HEADS, HD, HEADS *HD, 10) /* rope_dim > hd */
 ROPE(rope_neg_dim, N, HEADS, HD, HEADS *HD, -2)
 ROPE(rope_neg_tok, -1, HEADS, HD, HEADS *HD, 8)
 ROPE(rope_short_stride, N, HEADS, HD, HEADS *HD - 1, 8) /* tokens overlap */
-ROPE(rope_none, N, HEADS, HD, HEADS *HD, 0)               /* rope_dim 0: no rotation */
+ROPE(rope_none, N, HEADS, HD, HEADS *HD, 0)             /* rope_dim 0: no rotation */
 
 static em_status rope_null_pos(const kern_ops *o, bufs *b)
 {
@@ -98,28 +98,68 @@ static em_status attn_with(const kern_ops *o, bufs *b, int field)
 {
     float *rows[4];
     kern_attn_stats st = {.row_ptrs = rows, .n_rows = 2};
-    for (int r = 0; r < 4; r++) rows[r] = b->g + 8 * r;
-    kern_attn_args a = {.n_q = 2, .G = 2, .hd = HD, .len = 5, .q = b->x, .q_stride = 2 * HD,
-                        .q_pos = b->pos, .k = b->w, .v = b->w + 64, .kpos = b->pos,
-                        .out = b->y, .o_stride = 2 * HD, .scale = 0.3f, .stats = &st};
+    for (int r = 0; r < 4; r++)
+        rows[r] = b->g + 8 * r;
+    kern_attn_args a = {.n_q = 2,
+                        .G = 2,
+                        .hd = HD,
+                        .len = 5,
+                        .q = b->x,
+                        .q_stride = 2 * HD,
+                        .q_pos = b->pos,
+                        .k = b->w,
+                        .v = b->w + 64,
+                        .kpos = b->pos,
+                        .out = b->y,
+                        .o_stride = 2 * HD,
+                        .scale = 0.3f,
+                        .stats = &st};
     switch (field) {
-    case 0: a.G = 0; break;
-    case 1: a.hd = -8; break;
-    case 2: a.len = -1; break;
-    case 3: a.q_stride = 2 * HD - 1; break;
-    case 4: a.o_stride = HD; break;
-    case 5: a.k = NULL; break;
-    case 6: st.n_rows = 3; break; /* more statistic rows than queries */
-    case 7: a.out = NULL; break;
-    case 8: a.n_q = -1; break;
-    case 9: a.n_q = 0; a.q = NULL; break; /* no query: nothing to do */
-    case 10: a.len = 0; a.k = a.v = NULL; a.kpos = NULL; break; /* empty cache: zero output */
+    case 0:
+        a.G = 0;
+        break;
+    case 1:
+        a.hd = -8;
+        break;
+    case 2:
+        a.len = -1;
+        break;
+    case 3:
+        a.q_stride = 2 * HD - 1;
+        break;
+    case 4:
+        a.o_stride = HD;
+        break;
+    case 5:
+        a.k = NULL;
+        break;
+    case 6:
+        st.n_rows = 3;
+        break; /* more statistic rows than queries */
+    case 7:
+        a.out = NULL;
+        break;
+    case 8:
+        a.n_q = -1;
+        break;
+    case 9:
+        a.n_q = 0;
+        a.q = NULL;
+        break; /* no query: nothing to do */
+    case 10:
+        a.len = 0;
+        a.k = a.v = NULL;
+        a.kpos = NULL;
+        break; /* empty cache: zero output */
     }
     return kern_attn(o, &a);
 }
 
-#define ATTN(name, field) \
-    static em_status name(const kern_ops *o, bufs *b) { return attn_with(o, b, field); }
+#define ATTN(name, field)                             \
+    static em_status name(const kern_ops *o, bufs *b) \
+    {                                                 \
+        return attn_with(o, b, field);                \
+    }
 ATTN(attn_g0, 0)
 ATTN(attn_hd, 1)
 ATTN(attn_len, 2)
@@ -178,10 +218,14 @@ int main(void)
     REQUIRE(cpu1 && cpu3, "kern_ops_cpu_create");
     const kern_ops *backends[] = {kern_ops_ref(), kern_ops_ref_mode(KERN_ACT_Q8), cpu1, cpu3};
     static bufs b, y_before;
-    for (int i = 0; i < ROWS * COLS; i++) b.w[i] = (float)(i % 7) * 0.1f;
-    for (int i = 0; i < N * COLS; i++) b.x[i] = (float)(i % 5) * 0.2f - 0.4f;
-    for (int i = 0; i < COLS; i++) b.g[i] = 1.0f;
-    for (int i = 0; i < 8; i++) b.pos[i] = i;
+    for (int i = 0; i < ROWS * COLS; i++)
+        b.w[i] = (float)(i % 7) * 0.1f;
+    for (int i = 0; i < N * COLS; i++)
+        b.x[i] = (float)(i % 5) * 0.2f - 0.4f;
+    for (int i = 0; i < COLS; i++)
+        b.g[i] = 1.0f;
+    for (int i = 0; i < 8; i++)
+        b.pos[i] = i;
     int n = 0;
     for (size_t bi = 0; bi < sizeof backends / sizeof backends[0]; bi++) {
         for (size_t c = 0; c < sizeof k_calls / sizeof k_calls[0]; c++, n++) {
@@ -195,8 +239,8 @@ int main(void)
                 CHECK(memcmp(&y_before, &b, sizeof b) == 0, "%s on %s: wrote its outputs",
                       k_calls[c].what, backends[bi]->name);
             for (int i = 0; k_calls[c].run == mm_zero_cols_q && i < N * ROWS; i++)
-                CHECK(b.y[i] == 0.0f, "%s on %s: y[%d] = %g", k_calls[c].what,
-                      backends[bi]->name, i, b.y[i]);
+                CHECK(b.y[i] == 0.0f, "%s on %s: y[%d] = %g", k_calls[c].what, backends[bi]->name,
+                      i, b.y[i]);
         }
     }
     printf("%d calls over %zu backends\n", n, sizeof backends / sizeof backends[0]);

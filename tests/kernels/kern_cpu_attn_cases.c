@@ -93,7 +93,8 @@ static void bufs_init(attn_bufs *b, const attn_case *c, size_t n_out, const floa
     memcpy(b->col_sum, cs0, len * sizeof(float));
     memcpy(b->col_sqsum, csq0, len * sizeof(float));
     memcpy(b->col_cnt, cnt0, len * sizeof(int32_t));
-    for (int r = 0; r < 16; r++) b->row_ptr[r] = b->rows + (size_t)r * len;
+    for (int r = 0; r < 16; r++)
+        b->row_ptr[r] = b->rows + (size_t)r * len;
 }
 
 static void bufs_free(attn_bufs *b)
@@ -110,7 +111,7 @@ static em_status run_attn(const kern_ops *o, const kern_attn_args *tmpl, const a
 {
     kern_attn_args a = *tmpl;
     kern_attn_stats st = {b->col_sum, b->col_sqsum, b->col_cnt, c->n_rows ? b->row_ptr : NULL,
-                          c->n_rows, c->group_max};
+                          c->n_rows,  c->group_max};
     a.out = b->out;
     a.stats = c->stats ? &st : NULL;
     return kern_attn(o, &a);
@@ -140,8 +141,10 @@ static void test_attn(int ci, const attn_case *c)
     snprintf(name, sizeof name,
              "attn n_q=%d G=%d hd=%d len=%d kpos=%s qpos=%s stats=%d max=%d rows=%d pad=%d%s",
              c->n_q, c->G, c->hd, c->len, c->kp == KPOS_RAGGED ? "ragged" : "contig",
-             c->qp == QPOS_ALL ? "all" : c->qp == QPOS_CAUSAL ? "causal" : "random", c->stats,
-             c->group_max, c->n_rows, c->pad, c->bias ? " kbias" : "");
+             c->qp == QPOS_ALL      ? "all"
+             : c->qp == QPOS_CAUSAL ? "causal"
+                                    : "random",
+             c->stats, c->group_max, c->n_rows, c->pad, c->bias ? " kbias" : "");
     kt_rng r = {5000u + (uint64_t)ci};
     int len = c->len, hd = c->hd, G = c->G, n_q = c->n_q;
     size_t lenz = (size_t)(len > 0 ? len : 1);
@@ -158,7 +161,8 @@ static void test_attn(int ci, const attn_case *c)
         p += c->kp == KPOS_RAGGED ? 1 + kt_int(&r, 5) : (j > 0);
         kpos[j] = p;
     }
-    if (len > 0) pmin = kpos[0], pmax = kpos[len - 1];
+    if (len > 0)
+        pmin = kpos[0], pmax = kpos[len - 1];
     if (c->kp == KPOS_RAGGED) /* not sorted either: swap some pairs */
         for (int s = 0; s < len / 3; s++) {
             int a = kt_int(&r, len), b = kt_int(&r, len);
@@ -167,20 +171,34 @@ static void test_attn(int ci, const attn_case *c)
             kpos[b] = t;
         }
     for (int i = 0; i < n_q; i++) {
-        if (c->qp == QPOS_ALL) qpos[i] = pmax + 1;
-        else if (c->qp == QPOS_CAUSAL) qpos[i] = pmax - (n_q - 1 - i) * (pmax - pmin + 1) / (n_q + 1);
-        else qpos[i] = pmin - 1 + kt_int(&r, pmax - pmin + 3);
+        if (c->qp == QPOS_ALL)
+            qpos[i] = pmax + 1;
+        else if (c->qp == QPOS_CAUSAL)
+            qpos[i] = pmax - (n_q - 1 - i) * (pmax - pmin + 1) / (n_q + 1);
+        else
+            qpos[i] = pmin - 1 + kt_int(&r, pmax - pmin + 3);
     }
-    if (c->qp == QPOS_RANDOM && n_q > 1) qpos[0] = pmin - 1; /* this query sees nothing */
+    if (c->qp == QPOS_RANDOM && n_q > 1)
+        qpos[0] = pmin - 1; /* this query sees nothing */
     size_t n_out = (size_t)n_q * os;
     float *cs0 = kt_alloc_fill(lenz, 0), *csq0 = kt_alloc_fill(lenz, 0);
     int32_t *cnt0 = kt_xmalloc(lenz * sizeof(int32_t));
     kt_fill(&r, cs0, lenz, 0.0f, 2.0f); /* statistics accumulate: start from non-zero */
     kt_fill(&r, csq0, lenz, 0.0f, 1.0f);
-    for (size_t j = 0; j < lenz; j++) cnt0[j] = kt_int(&r, 10);
-    kern_attn_args a = {.n_q = n_q, .G = G, .hd = hd, .len = len, .q = q, .q_stride = qs,
-                        .q_pos = qpos, .k = k, .v = v, .kpos = kpos,
-                        .kbias = c->bias ? kbias : NULL, .o_stride = os,
+    for (size_t j = 0; j < lenz; j++)
+        cnt0[j] = kt_int(&r, 10);
+    kern_attn_args a = {.n_q = n_q,
+                        .G = G,
+                        .hd = hd,
+                        .len = len,
+                        .q = q,
+                        .q_stride = qs,
+                        .q_pos = qpos,
+                        .k = k,
+                        .v = v,
+                        .kpos = kpos,
+                        .kbias = c->bias ? kbias : NULL,
+                        .o_stride = os,
                         .scale = 1.0f / sqrtf((float)hd)};
     attn_bufs ref, got[KT_N_BACKENDS];
     bufs_init(&ref, c, n_out, cs0, csq0, cnt0);
@@ -214,13 +232,15 @@ static void test_attn(int ci, const attn_case *c)
         diff |= memcmp(one.col_sum, got[0].col_sum, lenz * 4) != 0;
         diff |= memcmp(one.col_sqsum, got[0].col_sqsum, lenz * 4) != 0;
         diff |= memcmp(one.col_cnt, got[0].col_cnt, lenz * 4) != 0;
-        if (diff) fprintf(stderr, "    QUERY INVARIANCE: one query per call differs from the batch\n");
+        if (diff)
+            fprintf(stderr, "    QUERY INVARIANCE: one query per call differs from the batch\n");
         bad |= diff;
         bufs_free(&one);
     }
     bad |= cmp_attn(&ref, &got[0], c, n_out);
     kt_report(name, bad);
-    for (int t = 0; t < KT_N_BACKENDS; t++) bufs_free(&got[t]);
+    for (int t = 0; t < KT_N_BACKENDS; t++)
+        bufs_free(&got[t]);
     bufs_free(&ref);
     free(cs0);
     free(csq0);
@@ -241,7 +261,7 @@ typedef struct pf_user {
     const kern_ops *ops;
     const kern_weight *w;
     const float *x;
-    float *y; /* [n][w->rows] */
+    float *y;   /* [n][w->rows] */
     int failed; /* an op returned an error */
 } pf_user;
 
@@ -295,7 +315,8 @@ static int test_parallel_for(void)
             kern_cpu_parallel_for(kt_cpu[t], n, count_body, counts);
             for (int i = 0; i < n; i++)
                 if (counts[i] != 1) {
-                    fprintf(stderr, "    rep %d: item %d of %d ran %d times\n", rep, i, n, counts[i]);
+                    fprintf(stderr, "    rep %d: item %d of %d ran %d times\n", rep, i, n,
+                            counts[i]);
                     bad = 1;
                 }
         }
@@ -322,7 +343,8 @@ typedef struct pa_user {
 static void pa_body(void *user, int i, int tid)
 {
     pa_user *u = user;
-    if (kern_attn(u->ops, &u->args[i]) != EM_OK) __atomic_store_n(&u->failed, 1, __ATOMIC_RELAXED);
+    if (kern_attn(u->ops, &u->args[i]) != EM_OK)
+        __atomic_store_n(&u->failed, 1, __ATOMIC_RELAXED);
 }
 
 static int test_parallel_attn(void)
@@ -330,10 +352,12 @@ static int test_parallel_attn(void)
     enum { H = 6, NQ = 3, G = 2, HD = 16, LEN = 77 };
     kt_rng r = {6100u};
     size_t nqh = (size_t)NQ * G * HD, nkv = (size_t)LEN * HD;
-    float *q = kt_alloc_fill(H * nqh, 0), *k = kt_alloc_fill(H * nkv, 0), *v = kt_alloc_fill(H * nkv, 0);
+    float *q = kt_alloc_fill(H * nqh, 0), *k = kt_alloc_fill(H * nkv, 0),
+          *v = kt_alloc_fill(H * nkv, 0);
     kt_fill(&r, q, H * nqh, -2, 2), kt_fill(&r, k, H * nkv, -1, 1), kt_fill(&r, v, H * nkv, -1, 1);
     int32_t kpos[LEN], qpos[NQ] = {40, 60, 90};
-    for (int j = 0; j < LEN; j++) kpos[j] = j + kt_int(&r, 20);
+    for (int j = 0; j < LEN; j++)
+        kpos[j] = j + kt_int(&r, 20);
     int bad = 0;
     for (int t = 0; t < KT_N_BACKENDS; t++) {
         float *out[2], *cs[2];
@@ -344,20 +368,31 @@ static int test_parallel_attn(void)
             cs[m] = kt_alloc_fill(H * LEN, 0);
             for (int h = 0; h < H; h++) {
                 st[m][h] = (kern_attn_stats){.col_sum = cs[m] + h * LEN};
-                a[m][h] = (kern_attn_args){.n_q = NQ, .G = G, .hd = HD, .len = LEN,
-                                           .q = q + h * nqh, .q_stride = G * HD, .q_pos = qpos,
-                                           .k = k + h * nkv, .v = v + h * nkv, .kpos = kpos,
-                                           .out = out[m] + h * nqh, .o_stride = G * HD,
-                                           .scale = 0.25f, .stats = &st[m][h]};
+                a[m][h] = (kern_attn_args){.n_q = NQ,
+                                           .G = G,
+                                           .hd = HD,
+                                           .len = LEN,
+                                           .q = q + h * nqh,
+                                           .q_stride = G * HD,
+                                           .q_pos = qpos,
+                                           .k = k + h * nkv,
+                                           .v = v + h * nkv,
+                                           .kpos = kpos,
+                                           .out = out[m] + h * nqh,
+                                           .o_stride = G * HD,
+                                           .scale = 0.25f,
+                                           .stats = &st[m][h]};
             }
         }
-        for (int h = 0; h < H; h++) bad |= kern_attn(kt_cpu[t], &a[0][h]) != EM_OK;
+        for (int h = 0; h < H; h++)
+            bad |= kern_attn(kt_cpu[t], &a[0][h]) != EM_OK;
         pa_user u = {kt_cpu[t], a[1], 0};
         kern_cpu_parallel_for(kt_cpu[t], H, pa_body, &u);
         bad |= u.failed;
         bad |= kt_check_same("parallel attn out", t, out[1], out[0], H * nqh * sizeof(float));
         bad |= kt_check_same("parallel attn col_sum", t, cs[1], cs[0], H * LEN * sizeof(float));
-        for (int m = 0; m < 2; m++) free(out[m]), free(cs[m]);
+        for (int m = 0; m < 2; m++)
+            free(out[m]), free(cs[m]);
     }
     kt_report("parallel_for attention over 6 KV heads == serial (1/2/3 threads)", bad);
     free(q), free(k), free(v);
@@ -367,6 +402,7 @@ static int test_parallel_attn(void)
 int kt_attn_run_all(void)
 {
     int n = (int)(sizeof attn_cases / sizeof attn_cases[0]);
-    for (int i = 0; i < n; i++) test_attn(i, &attn_cases[i]);
+    for (int i = 0; i < n; i++)
+        test_attn(i, &attn_cases[i]);
     return n + test_parallel_for() + test_parallel_attn();
 }

@@ -31,15 +31,18 @@ typedef struct qcase {
 } qcase;
 
 static const qcase k_cases32[] = {
-    {1, 32, 1, 0, 0, 0},     {3, 64, 2, 1, 0, 0},     {7, 96, 3, 0, 2, 0},     {9, 576, 7, 5, 1, 0},
-    {33, 1536, 64, 0, 0, 0}, {577, 576, 1, 0, 3, 0},  {577, 96, 200, 2, 0, 0}, {33, 576, 200, 0, 0, 0},
-    {9, 1536, 3, 7, 0, 0},   {1, 576, 64, 0, 0, 0},   {7, 32, 200, 1, 1, 0},   {577, 1536, 2, 0, 0, 0},
-    {64, 576, 13, 0, 0, 0},  {33, 576, 7, 3, 0, 1},   {577, 64, 64, 0, 1, 1},  {9, 1536, 1, 0, 0, 1},
+    {1, 32, 1, 0, 0, 0},     {3, 64, 2, 1, 0, 0},     {7, 96, 3, 0, 2, 0},
+    {9, 576, 7, 5, 1, 0},    {33, 1536, 64, 0, 0, 0}, {577, 576, 1, 0, 3, 0},
+    {577, 96, 200, 2, 0, 0}, {33, 576, 200, 0, 0, 0}, {9, 1536, 3, 7, 0, 0},
+    {1, 576, 64, 0, 0, 0},   {7, 32, 200, 1, 1, 0},   {577, 1536, 2, 0, 0, 0},
+    {64, 576, 13, 0, 0, 0},  {33, 576, 7, 3, 0, 1},   {577, 64, 64, 0, 1, 1},
+    {9, 1536, 1, 0, 0, 1},
 };
 static const qcase k_cases_k[] = {
-    {1, 256, 1, 0, 0, 0},    {3, 512, 2, 1, 0, 0},   {7, 1536, 3, 0, 2, 0},  {9, 256, 7, 5, 1, 0},
-    {33, 512, 64, 0, 0, 0},  {577, 256, 1, 0, 3, 0}, {577, 1536, 1, 0, 0, 0}, {33, 1536, 200, 0, 0, 0},
-    {9, 256, 200, 3, 0, 0},  {64, 512, 13, 0, 0, 0}, {33, 512, 7, 3, 0, 1},  {577, 256, 64, 0, 1, 1},
+    {1, 256, 1, 0, 0, 0},    {3, 512, 2, 1, 0, 0},     {7, 1536, 3, 0, 2, 0},
+    {9, 256, 7, 5, 1, 0},    {33, 512, 64, 0, 0, 0},   {577, 256, 1, 0, 3, 0},
+    {577, 1536, 1, 0, 0, 0}, {33, 1536, 200, 0, 0, 0}, {9, 256, 200, 3, 0, 0},
+    {64, 512, 13, 0, 0, 0},  {33, 512, 7, 3, 0, 1},    {577, 256, 64, 0, 1, 1},
     {9, 1536, 2, 0, 0, 1},
 };
 
@@ -65,13 +68,15 @@ static uint8_t *make_weights(kern_dtype t, int rows, int cols, int raw, kt_rng *
             kern_quant_row(t, row, w + k * rb, cols);
             continue;
         }
-        for (size_t i = 0; i < rb; i++) w[k * rb + i] = (uint8_t)kt_next(r);
+        for (size_t i = 0; i < rb; i++)
+            w[k * rb + i] = (uint8_t)kt_next(r);
         for (uint8_t *b = w + k * rb; b < w + (k + 1) * rb; b += bb) {
             if (t == KERN_Q6_K) {
                 put_f16(b + QB_Q6_K_D, kt_unif(r, -0.01f, 0.01f));
             } else {
                 put_f16(b, kt_unif(r, -0.05f, 0.05f));
-                if (t == KERN_Q4_1 || t == KERN_Q4_K) put_f16(b + 2, kt_unif(r, -0.05f, 0.05f));
+                if (t == KERN_Q4_1 || t == KERN_Q4_K)
+                    put_f16(b + 2, kt_unif(r, -0.05f, 0.05f));
             }
         }
     }
@@ -85,9 +90,11 @@ static float *make_x(int n, int cols, int xs, kt_rng *r)
     float *x = kt_alloc_fill((size_t)n * xs, KT_SENTINEL);
     for (int t = 0; t < n; t++) {
         float s = powf(10.0f, (float)(t % 5 - 2));
-        for (int c = 0; c < cols; c++) x[(size_t)t * xs + c] = s * kt_unif(r, -1.0f, 1.0f);
+        for (int c = 0; c < cols; c++)
+            x[(size_t)t * xs + c] = s * kt_unif(r, -1.0f, 1.0f);
         if (t & 1 && cols >= 64)
-            for (int c = 32; c < 64; c++) x[(size_t)t * xs + c] = 0.0f;
+            for (int c = 32; c < 64; c++)
+                x[(size_t)t * xs + c] = 0.0f;
     }
     return x;
 }
@@ -101,15 +108,23 @@ static void weight_parts(kern_dtype t, const uint8_t *row, int cols, double *a, 
         const uint8_t *blk = row + (size_t)(i / be) * bb;
         int e = i % be, sc, mn;
         switch (t) {
-        case KERN_Q8_0: a[i] = qb_f16(blk) * (int8_t)blk[QB_Q8_0_QS + e], b[i] = 0; break;
-        case KERN_Q4_0: a[i] = qb_f16(blk) * (qb_nibble32(blk + QB_Q4_0_QS, e) - 8), b[i] = 0; break;
-        case KERN_Q4_1: a[i] = qb_f16(blk) * qb_nibble32(blk + QB_Q4_1_QS, e), b[i] = qb_f16(blk + QB_Q4_1_M); break;
+        case KERN_Q8_0:
+            a[i] = qb_f16(blk) * (int8_t)blk[QB_Q8_0_QS + e], b[i] = 0;
+            break;
+        case KERN_Q4_0:
+            a[i] = qb_f16(blk) * (qb_nibble32(blk + QB_Q4_0_QS, e) - 8), b[i] = 0;
+            break;
+        case KERN_Q4_1:
+            a[i] = qb_f16(blk) * qb_nibble32(blk + QB_Q4_1_QS, e), b[i] = qb_f16(blk + QB_Q4_1_M);
+            break;
         case KERN_Q4_K:
             qb_q4k_scale_min(blk + QB_Q4_K_SCALES, e / 32, &sc, &mn);
-            a[i] = (double)qb_f16(blk) * sc * qb_q4k_q(blk, e), b[i] = (double)qb_f16(blk + QB_Q4_K_DMIN) * mn;
+            a[i] = (double)qb_f16(blk) * sc * qb_q4k_q(blk, e),
+            b[i] = (double)qb_f16(blk + QB_Q4_K_DMIN) * mn;
             break;
         default:
-            a[i] = (double)qb_f16(blk + QB_Q6_K_D) * (int8_t)blk[QB_Q6_K_SCALES + e / 16] * (qb_q6k_q(blk, e) - 32);
+            a[i] = (double)qb_f16(blk + QB_Q6_K_D) * (int8_t)blk[QB_Q6_K_SCALES + e / 16] *
+                   (qb_q6k_q(blk, e) - 32);
             b[i] = 0;
         }
     }
@@ -123,11 +138,13 @@ static void act_values(kern_dtype t, const float *x, int cols, double *out)
         kern_q8_kx a; /* q8_kx's q and d cover 256; q8_0x rules are the same per 32 */
         if (be == 256) {
             kern_quant_act_q8_kx(x + 256 * b, &a, 256);
-            for (int i = 0; i < 256; i++) out[256 * b + i] = (double)a.d * a.q[i];
+            for (int i = 0; i < 256; i++)
+                out[256 * b + i] = (double)a.d * a.q[i];
         } else {
             kern_q8_0x a0;
             kern_quant_act_q8_0x(x + 32 * b, &a0, 32);
-            for (int i = 0; i < 32; i++) out[32 * b + i] = (double)a0.d * a0.q[i];
+            for (int i = 0; i < 32; i++)
+                out[32 * b + i] = (double)a0.d * a0.q[i];
         }
     }
 }
@@ -138,21 +155,25 @@ static int compare_ref(kern_dtype t, const qcase *c, const uint8_t *w, const flo
                        const float *ref, const float *got, int ys)
 {
     size_t rb = kern_row_bytes(t, c->cols);
-    double *pa = calloc((size_t)c->cols, sizeof(double)), *pb = calloc((size_t)c->cols, sizeof(double));
+    double *pa = calloc((size_t)c->cols, sizeof(double)),
+           *pb = calloc((size_t)c->cols, sizeof(double));
     double *xv = calloc((size_t)c->cols * c->n, sizeof(double));
-    for (int tk = 0; tk < c->n; tk++) act_values(t, x + (size_t)tk * xs, c->cols, xv + (size_t)tk * c->cols);
+    for (int tk = 0; tk < c->n; tk++)
+        act_values(t, x + (size_t)tk * xs, c->cols, xv + (size_t)tk * c->cols);
     int bad = 0;
     double worst = 0;
     for (int k = 0; k < c->rows; k++) {
         weight_parts(t, w + k * rb, c->cols, pa, pb);
         for (int tk = 0; tk < c->n; tk++) {
             double m = 0;
-            for (int i = 0; i < c->cols; i++) m += (fabs(pa[i]) + fabs(pb[i])) * fabs(xv[(size_t)tk * c->cols + i]);
+            for (int i = 0; i < c->cols; i++)
+                m += (fabs(pa[i]) + fabs(pb[i])) * fabs(xv[(size_t)tk * c->cols + i]);
             double e = fabs((double)got[(size_t)tk * ys + k] - ref[(size_t)tk * ys + k]);
-            if (m > 0 && e / m > worst) worst = e / m;
+            if (m > 0 && e / m > worst)
+                worst = e / m;
             if (!(e <= 1e-5 * m + 1e-30) && bad++ < 3)
-                fprintf(stderr, "    t=%d r=%d: fast %.9g ref %.9g (M %.3g)\n", tk, k, got[(size_t)tk * ys + k],
-                        ref[(size_t)tk * ys + k], m);
+                fprintf(stderr, "    t=%d r=%d: fast %.9g ref %.9g (M %.3g)\n", tk, k,
+                        got[(size_t)tk * ys + k], ref[(size_t)tk * ys + k], m);
         }
     }
     printf("    max |fast - ref| / M = %.3g\n", worst);
@@ -168,32 +189,36 @@ static void run_case(kern_dtype t, const qcase *c, uint64_t seed)
     uint8_t *wd = make_weights(t, c->rows, c->cols, c->raw, &r);
     float *x = make_x(c->n, c->cols, xs, &r);
     kern_weight w = {wd, t, c->rows, c->cols};
-    float *ref = kt_alloc_fill(ny, KT_SENTINEL), *got[KT_N_BACKENDS], *one = kt_alloc_fill(ny, KT_SENTINEL);
+    float *ref = kt_alloc_fill(ny, KT_SENTINEL), *got[KT_N_BACKENDS],
+          *one = kt_alloc_fill(ny, KT_SENTINEL);
     CHECK(kern_matmul(kern_ops_ref_mode(KERN_ACT_Q8), &w, x, xs, c->n, ref, ys) == EM_OK,
           "matmul status");
     int bad_same = 0, bad_pad = 0;
     for (int b = 0; b < KT_N_BACKENDS; b++) {
         got[b] = kt_alloc_fill(ny, KT_SENTINEL);
         CHECK(kern_matmul(g_cpu[b], &w, x, xs, c->n, got[b], ys) == EM_OK, "matmul status");
-        if (b > 0) bad_same += kt_check_same("y", b, got[b], got[0], ny * sizeof(float));
+        if (b > 0)
+            bad_same += kt_check_same("y", b, got[b], got[0], ny * sizeof(float));
     }
     for (int tk = 0; tk < c->n; tk++) {
-        CHECK(kern_matmul(g_cpu[1], &w, x + (size_t)tk * xs, xs, 1, one + (size_t)tk * ys,
-                          ys) == EM_OK,
+        CHECK(kern_matmul(g_cpu[1], &w, x + (size_t)tk * xs, xs, 1, one + (size_t)tk * ys, ys) ==
+                  EM_OK,
               "matmul status");
-        for (int k = c->rows; k < ys; k++) bad_pad += got[0][(size_t)tk * ys + k] != KT_SENTINEL;
+        for (int k = c->rows; k < ys; k++)
+            bad_pad += got[0][(size_t)tk * ys + k] != KT_SENTINEL;
     }
     int bad_batch = memcmp(one, got[0], ny * sizeof(float)) != 0;
     char name[160];
-    snprintf(name, sizeof name, "%s rows=%d cols=%d n=%d xs=+%d ys=+%d%s", kern_dtype_name(t), c->rows,
-             c->cols, c->n, c->xs_pad, c->ys_pad, c->raw ? " raw-bytes" : "");
+    snprintf(name, sizeof name, "%s rows=%d cols=%d n=%d xs=+%d ys=+%d%s", kern_dtype_name(t),
+             c->rows, c->cols, c->n, c->xs_pad, c->ys_pad, c->raw ? " raw-bytes" : "");
     int bad_ref = compare_ref(t, c, wd, x, xs, ref, got[0], ys);
     CHECK(bad_ref == 0, "%s: %d elements outside 1e-5 * M of the reference", name, bad_ref);
     CHECK(bad_same == 0, "%s: thread counts differ", name);
     CHECK(!bad_batch, "%s: tokens alone differ from the batch (batch invariance)", name);
     CHECK(bad_pad == 0, "%s: output padding overwritten", name);
     printf("%s %s\n", bad_ref || bad_same || bad_batch || bad_pad ? "FAIL" : "ok  ", name);
-    for (int b = 0; b < KT_N_BACKENDS; b++) free(got[b]);
+    for (int b = 0; b < KT_N_BACKENDS; b++)
+        free(got[b]);
     free(ref), free(one), free(x), free(wd);
 }
 
@@ -224,8 +249,9 @@ static void test_act_bits(kern_dtype t)
                 int16_t s16[16];
                 memcpy(s32, aux, 32), memcpy(s16, aux, 32);
                 for (int k = 0; k < 16; k++)
-                    bad += t == KERN_Q6_K ? s16[k] != ref.bsums[k]
-                                          : k < 8 && s32[k] != ref.bsums[2 * k] + ref.bsums[2 * k + 1];
+                    bad += t == KERN_Q6_K
+                               ? s16[k] != ref.bsums[k]
+                               : k < 8 && s32[k] != ref.bsums[2 * k] + ref.bsums[2 * k + 1];
             } else {
                 kern_q8_1x ref;
                 kern_quant_act_q8_1x(xb, &ref, 32);
@@ -234,15 +260,18 @@ static void test_act_bits(kern_dtype t)
                     float lane[8];
                     memcpy(lane, aux, 32);
                     for (int k = 0; k < 8; k++) {
-                        float want = ref.d * (float)(ref.q[4 * k] + ref.q[4 * k + 1] + ref.q[4 * k + 2] + ref.q[4 * k + 3]);
+                        float want = ref.d * (float)(ref.q[4 * k] + ref.q[4 * k + 1] +
+                                                     ref.q[4 * k + 2] + ref.q[4 * k + 3]);
                         bad += memcmp(&lane[k], &want, 4) != 0 && !(isnan(lane[k]) && isnan(want));
                     }
                 }
             }
         }
     }
-    CHECK(bad == 0, "%s activation quantiser: %d blocks differ from the reference", kern_dtype_name(t), bad);
-    printf("%s fast activation quantiser == reference (bits) for %s\n", bad ? "FAIL" : "ok  ", kern_dtype_name(t));
+    CHECK(bad == 0, "%s activation quantiser: %d blocks differ from the reference",
+          kern_dtype_name(t), bad);
+    printf("%s fast activation quantiser == reference (bits) for %s\n", bad ? "FAIL" : "ok  ",
+           kern_dtype_name(t));
     free(buf), free(x);
 }
 
@@ -267,9 +296,10 @@ static void test_nonfinite(kern_dtype t)
                 bad += expect_finite != (isfinite(y[tk * ROWS + k]) != 0);
             }
     }
-    CHECK(bad == 0, "%s: non-finite values leak out of their token / row (%d)", kern_dtype_name(t), bad);
-    printf("%s %s non-finite activation / weight scale stays in its token / row\n", bad ? "FAIL" : "ok  ",
-           kern_dtype_name(t));
+    CHECK(bad == 0, "%s: non-finite values leak out of their token / row (%d)", kern_dtype_name(t),
+          bad);
+    printf("%s %s non-finite activation / weight scale stays in its token / row\n",
+           bad ? "FAIL" : "ok  ", kern_dtype_name(t));
     free(wd), free(x);
 }
 
@@ -277,9 +307,11 @@ int main(void)
 {
     for (int b = 0; b < KT_N_BACKENDS; b++) {
         g_cpu[b] = kern_ops_cpu_create_mode(kt_threads[b], KERN_ACT_Q8);
-        if (!g_cpu[b]) return 1;
+        if (!g_cpu[b])
+            return 1;
     }
-    static const kern_dtype t32[] = {KERN_Q4_0, KERN_Q4_1, KERN_Q8_0}, tk[] = {KERN_Q4_K, KERN_Q6_K};
+    static const kern_dtype t32[] = {KERN_Q4_0, KERN_Q4_1, KERN_Q8_0},
+                            tk[] = {KERN_Q4_K, KERN_Q6_K};
     for (int i = 0; i < 3; i++) {
         test_act_bits(t32[i]);
         test_nonfinite(t32[i]);
@@ -292,6 +324,7 @@ int main(void)
         for (size_t c = 0; c < sizeof k_cases_k / sizeof k_cases_k[0]; c++)
             run_case(tk[i], &k_cases_k[c], 5000 + 100 * (uint64_t)i + c);
     }
-    for (int b = 0; b < KT_N_BACKENDS; b++) kern_ops_cpu_free(g_cpu[b]);
+    for (int b = 0; b < KT_N_BACKENDS; b++)
+        kern_ops_cpu_free(g_cpu[b]);
     TEST_END();
 }

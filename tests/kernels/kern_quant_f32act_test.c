@@ -165,8 +165,8 @@ static void run_case(kern_dtype t, const qcase *c, uint64_t seed)
             bad_same += kt_check_same("y", b, got[b], got[0], yb);
     }
     for (int tk = 0; tk < c->n; tk++) {
-        CHECK(kern_matmul(g_cpu[1], &w, x + (size_t)tk * xs, xs, 1, one + (size_t)tk * ys,
-                          ys) == EM_OK,
+        CHECK(kern_matmul(g_cpu[1], &w, x + (size_t)tk * xs, xs, 1, one + (size_t)tk * ys, ys) ==
+                  EM_OK,
               "matmul status");
         for (int k = c->rows; k < ys; k++)
             bad_pad += got[0][(size_t)tk * ys + k] != KT_SENTINEL;

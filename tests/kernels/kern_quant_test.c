@@ -26,9 +26,14 @@ enum { N_QUANT = sizeof k_quant / sizeof k_quant[0] };
 
 static void test_geometry(void)
 {
-    static const struct { int t; const char *name; int be; size_t bb; } g[] = {
-        {KERN_F32, "f32", 1, 4},     {KERN_F16, "f16", 1, 2},     {KERN_Q4_0, "q4_0", 32, 18},
-        {KERN_Q4_1, "q4_1", 32, 20}, {KERN_Q8_0, "q8_0", 32, 34}, {KERN_Q4_K, "q4_k", 256, 144},
+    static const struct {
+        int t;
+        const char *name;
+        int be;
+        size_t bb;
+    } g[] = {
+        {KERN_F32, "f32", 1, 4},       {KERN_F16, "f16", 1, 2},     {KERN_Q4_0, "q4_0", 32, 18},
+        {KERN_Q4_1, "q4_1", 32, 20},   {KERN_Q8_0, "q8_0", 32, 34}, {KERN_Q4_K, "q4_k", 256, 144},
         {KERN_Q6_K, "q6_k", 256, 210},
     };
     for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
@@ -39,26 +44,38 @@ static void test_geometry(void)
         CHECK(kern_dtype_block_elems(t) == g[i].be, "%s block elems", g[i].name);
         CHECK(kern_dtype_block_bytes(t) == g[i].bb, "%s block bytes", g[i].name);
         CHECK(kern_row_bytes(t, 4 * g[i].be) == 4 * g[i].bb, "%s row bytes", g[i].name);
-        CHECK(kern_row_bytes(t, 0) == 0 && kern_row_bytes(t, -g[i].be) == 0, "%s row bytes <= 0", g[i].name);
-        if (g[i].be > 1) CHECK(kern_row_bytes(t, g[i].be + 1) == 0, "%s: cols not a block multiple", g[i].name);
+        CHECK(kern_row_bytes(t, 0) == 0 && kern_row_bytes(t, -g[i].be) == 0, "%s row bytes <= 0",
+              g[i].name);
+        if (g[i].be > 1)
+            CHECK(kern_row_bytes(t, g[i].be + 1) == 0, "%s: cols not a block multiple", g[i].name);
     }
-    CHECK(kern_row_bytes(KERN_Q4_1, 576) == 360 && kern_row_bytes(KERN_Q8_0, 576) == 612, "SmolLM2 rows");
+    CHECK(kern_row_bytes(KERN_Q4_1, 576) == 360 && kern_row_bytes(KERN_Q8_0, 576) == 612,
+          "SmolLM2 rows");
     static const int bad[] = {-1, 4, 5, 6, 7, 9, 10, 11, 13, 15, 16, 30, 1000};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        CHECK(!kern_dtype_valid(bad[i]) && !kern_dtype_is_quant((kern_dtype)bad[i]), "dtype %d", bad[i]);
+        CHECK(!kern_dtype_valid(bad[i]) && !kern_dtype_is_quant((kern_dtype)bad[i]), "dtype %d",
+              bad[i]);
         CHECK(strcmp(kern_dtype_name(bad[i]), "?") == 0, "name of %d", bad[i]);
-        CHECK(kern_dtype_block_elems((kern_dtype)bad[i]) == 0 && kern_dtype_block_bytes((kern_dtype)bad[i]) == 0 &&
-                  kern_row_bytes((kern_dtype)bad[i], 256) == 0, "geometry of %d", bad[i]);
+        CHECK(kern_dtype_block_elems((kern_dtype)bad[i]) == 0 &&
+                  kern_dtype_block_bytes((kern_dtype)bad[i]) == 0 &&
+                  kern_row_bytes((kern_dtype)bad[i], 256) == 0,
+              "geometry of %d", bad[i]);
     }
-    CHECK(kern_vecdot_type(KERN_Q4_0) == KERN_ACT_Q8_0X && kern_vecdot_type(KERN_Q8_0) == KERN_ACT_Q8_0X &&
-              kern_vecdot_type(KERN_Q4_1) == KERN_ACT_Q8_1X && kern_vecdot_type(KERN_Q4_K) == KERN_ACT_Q8_KX &&
-              kern_vecdot_type(KERN_Q6_K) == KERN_ACT_Q8_KX && kern_vecdot_type(KERN_F32) == KERN_ACT_NONE,
+    CHECK(kern_vecdot_type(KERN_Q4_0) == KERN_ACT_Q8_0X &&
+              kern_vecdot_type(KERN_Q8_0) == KERN_ACT_Q8_0X &&
+              kern_vecdot_type(KERN_Q4_1) == KERN_ACT_Q8_1X &&
+              kern_vecdot_type(KERN_Q4_K) == KERN_ACT_Q8_KX &&
+              kern_vecdot_type(KERN_Q6_K) == KERN_ACT_Q8_KX &&
+              kern_vecdot_type(KERN_F32) == KERN_ACT_NONE,
           "vec-dot types");
 }
 
 /* ---------------------------------------------------------------- 2. hand-built blocks */
 
-static void put16(uint8_t *p, uint16_t h) { memcpy(p, &h, 2); }
+static void put16(uint8_t *p, uint16_t h)
+{
+    memcpy(p, &h, 2);
+}
 
 /* Dequantises blk (one block of t) and compares with want[] exactly. */
 static void check_block(const char *what, kern_dtype t, const uint8_t *blk, const double *want)
@@ -79,9 +96,11 @@ static void test_hand_blocks(void)
     double want[256];
     /* Q8_0: d = 0.25 (f16 0x3400), q[i] = i - 16 */
     put16(b, 0x3400);
-    for (int i = 0; i < 32; i++) b[2 + i] = (uint8_t)(int8_t)(i - 16), want[i] = 0.25 * (i - 16);
+    for (int i = 0; i < 32; i++)
+        b[2 + i] = (uint8_t)(int8_t)(i - 16), want[i] = 0.25 * (i - 16);
     check_block("q8_0 hand block", KERN_Q8_0, b, want);
-    /* Q4_0: d = -0.5 (0xB800); byte i = i | (15 - i) << 4: element i has q = i, element 16+i q = 15-i */
+    /* Q4_0: d = -0.5 (0xB800); byte i = i | (15 - i) << 4: element i has q = i, element 16+i q =
+     * 15-i */
     put16(b, 0xB800);
     for (int i = 0; i < 16; i++) {
         b[2 + i] = (uint8_t)(i | (15 - i) << 4);
@@ -102,7 +121,8 @@ static void test_hand_blocks(void)
      * mins {0,5,10,63,17,32,48,1} packed by hand (bytes worked out from ggml's layout and
      * confirmed with gguf-py's get_scale_min); element e has q = (e + e/32) % 16. */
     static const int sc[8] = {1, 2, 3, 4, 33, 45, 60, 63}, mn[8] = {0, 5, 10, 63, 17, 32, 48, 1};
-    static const uint8_t scales[12] = {0x81, 0x82, 0xc3, 0xc4, 0x40, 0x85, 0xca, 0x3f, 0x11, 0x0d, 0x0c, 0x1f};
+    static const uint8_t scales[12] = {0x81, 0x82, 0xc3, 0xc4, 0x40, 0x85,
+                                       0xca, 0x3f, 0x11, 0x0d, 0x0c, 0x1f};
     memset(b, 0, 144);
     put16(b, 0x3800);
     put16(b + 2, 0x3400);
@@ -117,7 +137,8 @@ static void test_hand_blocks(void)
      * ql[64h + l + 32(k&1)] (low nibble for quarter k < 2), high 2 bits at 2k of qh[32h + l] */
     memset(b, 0, 210);
     put16(b + 208, 0x2C00);
-    for (int k = 0; k < 16; k++) b[192 + k] = (uint8_t)(int8_t)(k - 8);
+    for (int k = 0; k < 16; k++)
+        b[192 + k] = (uint8_t)(int8_t)(k - 8);
     for (int e = 0; e < 256; e++) {
         int q = (e * 7) % 64, h = e / 128, r = e % 128, k = r / 32, l = r % 32;
         b[64 * h + l + 32 * (k & 1)] |= (uint8_t)(k < 2 ? q & 15 : (q & 15) << 4);
@@ -139,7 +160,8 @@ static void test_gguf_py(void)
         int bad = 0;
         for (int k = 0; k < c->cols; k++) {
             if (memcmp(&y[k], &c->want[k], 4) != 0 && bad++ < 3)
-                fprintf(stderr, "    %s [%d]: got %.9g gguf-py %.9g\n", c->what, k, y[k], c->want[k]);
+                fprintf(stderr, "    %s [%d]: got %.9g gguf-py %.9g\n", c->what, k, y[k],
+                        c->want[k]);
         }
         CHECK(bad == 0, "%s: %d of %d values differ from gguf-py", c->what, bad, c->cols);
         printf("%s dequant vs gguf-py: %s\n", bad ? "FAIL" : "ok  ", c->what);
@@ -151,8 +173,10 @@ static void test_gguf_py(void)
         CHECK(kern_row_bytes((kern_dtype)c->dtype, c->cols) == c->nbytes, "%s: row bytes", c->what);
         kern_quant_row((kern_dtype)c->dtype, c->x, got, c->cols);
         size_t bad = 0;
-        for (size_t k = 0; k < c->nbytes; k++) bad += got[k] != c->bytes[k];
-        CHECK(bad == 0, "%s quantiser: %zu of %zu bytes differ from gguf-py", c->what, bad, c->nbytes);
+        for (size_t k = 0; k < c->nbytes; k++)
+            bad += got[k] != c->bytes[k];
+        CHECK(bad == 0, "%s quantiser: %zu of %zu bytes differ from gguf-py", c->what, bad,
+              c->nbytes);
         printf("%s quant vs gguf-py: %s\n", bad ? "FAIL" : "ok  ", c->what);
         free(got);
     }
@@ -178,7 +202,8 @@ static void test_round_trip(void)
             kt_rng r = {77u + (uint64_t)ti * 10 + ci};
             float *x = kt_alloc_fill((size_t)n, 0), *y = kt_alloc_fill((size_t)n, 0);
             kt_fill(&r, x, (size_t)n, -1.0f, 1.0f);
-            for (int i = 64; i < 96; i++) x[i] += 3.0f; /* a block far from zero */
+            for (int i = 64; i < 96; i++)
+                x[i] += 3.0f; /* a block far from zero */
             uint8_t *q = kt_xmalloc(kern_row_bytes(t, n));
             kern_quant_row(t, x, q, n);
             kern_dequant_row(t, q, y, n);
@@ -188,20 +213,26 @@ static void test_round_trip(void)
                 float mn = x[32 * b], mx = x[32 * b], amax = 0;
                 for (int i = 32 * b; i < 32 * b + 32; i++)
                     mn = fminf(mn, x[i]), mx = fmaxf(mx, x[i]), amax = fmaxf(amax, fabsf(x[i]));
-                double bound = t == KERN_Q8_0 ? 0.0045 * amax : t == KERN_Q4_0 ? 0.126 * amax
-                               : t == KERN_Q4_1 ? 0.035 * (mx - mn) + 1e-3 * fabsf(mn) : INFINITY;
+                double bound = t == KERN_Q8_0   ? 0.0045 * amax
+                               : t == KERN_Q4_0 ? 0.126 * amax
+                               : t == KERN_Q4_1 ? 0.035 * (mx - mn) + 1e-3 * fabsf(mn)
+                                                : INFINITY;
                 for (int i = 32 * b; i < 32 * b + 32; i++) {
                     double e = fabs((double)y[i] - x[i]);
                     se += e * e, sx += (double)x[i] * x[i];
                     if (e > bound && bad++ < 3)
-                        fprintf(stderr, "    %s [%d]: x %.6g -> %.6g (bound %.3g)\n", kern_dtype_name(t), i, x[i], y[i], bound);
+                        fprintf(stderr, "    %s [%d]: x %.6g -> %.6g (bound %.3g)\n",
+                                kern_dtype_name(t), i, x[i], y[i], bound);
                 }
             }
             double rel = sqrt(se / sx);
-            CHECK(bad == 0, "%s cols %d: %d elements over the per-block bound", kern_dtype_name(t), n, bad);
-            CHECK(rel <= rms_max[ti], "%s cols %d: rms error %.4f > %.4f", kern_dtype_name(t), n, rel, rms_max[ti]);
-            printf("%s round trip %s cols=%d: rms/RMS(x) = %.4f (bound %.3f)\n", bad || rel > rms_max[ti] ? "FAIL" : "ok  ",
-                   kern_dtype_name(t), n, rel, rms_max[ti]);
+            CHECK(bad == 0, "%s cols %d: %d elements over the per-block bound", kern_dtype_name(t),
+                  n, bad);
+            CHECK(rel <= rms_max[ti], "%s cols %d: rms error %.4f > %.4f", kern_dtype_name(t), n,
+                  rel, rms_max[ti]);
+            printf("%s round trip %s cols=%d: rms/RMS(x) = %.4f (bound %.3f)\n",
+                   bad || rel > rms_max[ti] ? "FAIL" : "ok  ", kern_dtype_name(t), n, rel,
+                   rms_max[ti]);
             free(x), free(y), free(q);
         }
     }
@@ -218,42 +249,51 @@ static void test_act_quant(void)
     /* amax 127 -> id = 1: q = rint(x), ties to even */
     static const float v[8] = {127.0f, -63.5f, 0.5f, 1.5f, 2.5f, -2.5f, 3.49f, -126.51f};
     static const int8_t qv[8] = {127, -64, 0, 2, 2, -2, 3, -127};
-    for (int i = 0; i < 32; i++) x[i] = i < 8 ? v[i] : 0.0f;
+    for (int i = 0; i < 32; i++)
+        x[i] = i < 8 ? v[i] : 0.0f;
     kern_quant_act_q8_0x(x, a0, 32);
     CHECK(a0[0].d == 1.0f, "q8_0x d %g", a0[0].d);
-    for (int i = 0; i < 8; i++) CHECK(a0[0].q[i] == qv[i], "q8_0x rint(%g) = %d", v[i], a0[0].q[i]);
+    for (int i = 0; i < 8; i++)
+        CHECK(a0[0].q[i] == qv[i], "q8_0x rint(%g) = %d", v[i], a0[0].q[i]);
     /* scale: amax 2 -> d = 2/127, x = 1 -> rint(63.5) = 64 */
-    for (int i = 0; i < 32; i++) x[i] = i == 3 ? -2.0f : i == 5 ? 1.0f : 0.25f;
+    for (int i = 0; i < 32; i++)
+        x[i] = i == 3 ? -2.0f : i == 5 ? 1.0f : 0.25f;
     kern_quant_act_q8_1x(x, a1, 32);
     int sum = 0;
-    for (int i = 0; i < 32; i++) sum += a1[0].q[i];
+    for (int i = 0; i < 32; i++)
+        sum += a1[0].q[i];
     CHECK(a1[0].d == 2.0f / 127.0f && a1[0].q[3] == -127 && a1[0].q[5] == 64 && a1[0].q[0] == 16,
           "q8_1x d %g q %d %d %d", a1[0].d, a1[0].q[3], a1[0].q[5], a1[0].q[0]);
     CHECK(a1[0].s == a1[0].d * (float)sum, "q8_1x s");
     /* zero block, non-finite blocks */
-    for (int i = 0; i < 96; i++) x[i] = 0.0f;
+    for (int i = 0; i < 96; i++)
+        x[i] = 0.0f;
     x[40] = INFINITY, x[70] = NAN;
     kern_quant_act_q8_1x(x, a1, 96);
     CHECK(a1[0].d == 0.0f && a1[0].s == 0.0f, "zero block");
     CHECK(isnan(a1[1].d) && isnan(a1[2].d) && isnan(a1[1].s), "non-finite blocks give NaN scales");
     int nz = 0;
     for (int b = 0; b < 3; b++)
-        for (int i = 0; i < 32; i++) nz += a1[b].q[i] != 0;
+        for (int i = 0; i < 32; i++)
+            nz += a1[b].q[i] != 0;
     CHECK(nz == 0, "zero / non-finite blocks have q = 0 (%d non-zero)", nz);
     /* q8_kx: one scale per 256, bsums per 16 */
     kt_rng r = {5};
     kt_fill(&r, x, 256, -3.0f, 3.0f);
     kern_quant_act_q8_kx(x, &ak, 256);
     float amax = 0;
-    for (int i = 0; i < 256; i++) amax = fmaxf(amax, fabsf(x[i]));
+    for (int i = 0; i < 256; i++)
+        amax = fmaxf(amax, fabsf(x[i]));
     CHECK(ak.d == amax / 127.0f, "q8_kx d");
     int bad = 0;
     for (int k = 0; k < 16; k++) {
         int s = 0;
-        for (int i = 16 * k; i < 16 * k + 16; i++) s += ak.q[i];
+        for (int i = 16 * k; i < 16 * k + 16; i++)
+            s += ak.q[i];
         bad += s != ak.bsums[k];
     }
-    for (int i = 0; i < 256; i++) bad += ak.q[i] != (int8_t)lrintf(x[i] * (127.0f / amax));
+    for (int i = 0; i < 256; i++)
+        bad += ak.q[i] != (int8_t)lrintf(x[i] * (127.0f / amax));
     CHECK(bad == 0, "q8_kx q / bsums (%d bad)", bad);
 }
 
@@ -263,20 +303,23 @@ static void test_act_quant(void)
 static void act_dequant(kern_dtype t, const float *x, int cols, double *out)
 {
     if (t == KERN_F32) { /* KERN_ACT_F32: x as it is */
-        for (int c = 0; c < cols; c++) out[c] = x[c];
+        for (int c = 0; c < cols; c++)
+            out[c] = x[c];
         return;
     }
     if (kern_vecdot_type(t) == KERN_ACT_Q8_KX) {
         kern_q8_kx a;
         for (int b = 0; b < cols / 256; b++) {
             kern_quant_act_q8_kx(x + 256 * b, &a, 256);
-            for (int i = 0; i < 256; i++) out[256 * b + i] = (double)a.d * a.q[i];
+            for (int i = 0; i < 256; i++)
+                out[256 * b + i] = (double)a.d * a.q[i];
         }
     } else {
         kern_q8_0x a;
         for (int b = 0; b < cols / 32; b++) {
             kern_quant_act_q8_0x(x + 32 * b, &a, 32);
-            for (int i = 0; i < 32; i++) out[32 * b + i] = (double)a.d * a.q[i];
+            for (int i = 0; i < 32; i++)
+                out[32 * b + i] = (double)a.d * a.q[i];
         }
     }
 }
@@ -292,15 +335,19 @@ static void act_dequant(kern_dtype t, const float *x, int cols, double *out)
  *     ~1e-6 of sum|terms| at 1536 columns); tolerance 1e-5 * sum|terms| + 1e-6. */
 static void test_ref_matmul_mode(kern_act_mode mode)
 {
-    static const struct { int rows, cols, n; } sh[] = {{7, 256, 3}, {33, 512, 2}, {5, 1536, 1}};
+    static const struct {
+        int rows, cols, n;
+    } sh[] = {{7, 256, 3}, {33, 512, 2}, {5, 1536, 1}};
     for (int ti = 0; ti < N_QUANT; ti++) {
         kern_dtype t = k_quant[ti];
         for (size_t si = 0; si < sizeof sh / sizeof sh[0]; si++) {
             int rows = sh[si].rows, cols = sh[si].cols, n = sh[si].n, xs = cols + 3, bad = 0;
             kt_rng r = {900u + (uint64_t)ti * 7 + si};
             size_t rb = kern_row_bytes(t, cols);
-            float *wf = kt_alloc_fill((size_t)rows * cols, 0), *x = kt_alloc_fill((size_t)n * xs, 0);
-            float *wd = kt_alloc_fill((size_t)rows * cols, 0), *y = kt_alloc_fill((size_t)n * (rows + 1), KT_SENTINEL);
+            float *wf = kt_alloc_fill((size_t)rows * cols, 0),
+                  *x = kt_alloc_fill((size_t)n * xs, 0);
+            float *wd = kt_alloc_fill((size_t)rows * cols, 0),
+                  *y = kt_alloc_fill((size_t)n * (rows + 1), KT_SENTINEL);
             double *xd = calloc((size_t)cols, sizeof(double));
             kt_fill(&r, wf, (size_t)rows * cols, -1, 1), kt_fill(&r, x, (size_t)n * xs, -2, 2);
             uint8_t *wq = kt_xmalloc(rb * rows);
@@ -327,7 +374,8 @@ static void test_ref_matmul_mode(kern_act_mode mode)
                     }
                     double got = y[(size_t)tk * (rows + 1) + k];
                     if (!(fabs(got - s) <= rtol * sa + 1e-6) && bad++ < 3)
-                        fprintf(stderr, "    %s t=%d r=%d: ref %.9g exact %.9g (sum|p| %.3g)\n", kern_dtype_name(t), tk, k, got, s, sa);
+                        fprintf(stderr, "    %s t=%d r=%d: ref %.9g exact %.9g (sum|p| %.3g)\n",
+                                kern_dtype_name(t), tk, k, got, s, sa);
                 }
                 bad += y[(size_t)tk * (rows + 1) + rows] != KT_SENTINEL;
             }

@@ -12,7 +12,11 @@
 #include "tests/testutil/testutil.h"
 
 /* words: the expected split, joined with '|' (the inputs contain no '|'). */
-static const struct { pretok_kind kind; const char *text; const char *words; } k_splits[] = {
+static const struct {
+    pretok_kind kind;
+    const char *text;
+    const char *words;
+} k_splits[] = {
     {PRETOK_GPT2, "Hello world", "Hello| world"},
     {PRETOK_GPT2, "abc 123", "abc| 123"},
     {PRETOK_SMOLLM, "abc 123", "abc| |1|2|3"},
@@ -21,23 +25,26 @@ static const struct { pretok_kind kind; const char *text; const char *words; } k
     {PRETOK_GPT2, "a   ", "a|   "},
     {PRETOK_GPT2, "   a", "  | a"},
     {PRETOK_GPT2, "I'm you're we've it'll he'd", "I|'m| you|'re| we|'ve| it|'ll| he|'d"},
-    {PRETOK_GPT2, "I'M", "I|'|M"},       /* contractions are lower case only */
+    {PRETOK_GPT2, "I'M", "I|'|M"}, /* contractions are lower case only */
     {PRETOK_GPT2, "'", "'"},
     {PRETOK_GPT2, "a'", "a|'"},
     {PRETOK_GPT2, "don't!", "don|'t|!"},
-    {PRETOK_GPT2, "x  \n\ny", "x|  \n|\n|y"},     /* \s+(?!\S) leaves the last space */
+    {PRETOK_GPT2, "x  \n\ny", "x|  \n|\n|y"}, /* \s+(?!\S) leaves the last space */
     {PRETOK_GPT2, "hi!!! ok", "hi|!!!| ok"},
     {PRETOK_GPT2, " !? x", " !?| x"},
-    {PRETOK_GPT2, "\t\tif", "\t|\t|if"},          /* only " " joins a word */
+    {PRETOK_GPT2, "\t\tif", "\t|\t|if"}, /* only " " joins a word */
     {PRETOK_GPT2, "a\n", "a|\n"},
     {PRETOK_GPT2, "a\r\nb", "a|\r|\n|b"},
     {PRETOK_SMOLLM, "2024-01", "2|0|2|4|-|0|1"},
-    {PRETOK_SMOLLM, "v 12", "v| |1|2"},       /* " ?\p{N}+" cannot reach across the split */
+    {PRETOK_SMOLLM, "v 12", "v| |1|2"}, /* " ?\p{N}+" cannot reach across the split */
     {PRETOK_GPT2, "caf\xc3\xa9 na\xc3\xafve", "caf\xc3\xa9| na\xc3\xafve"},
-    {PRETOK_GPT2, "a\xc2\xa0" "b", "a|\xc2\xa0|b"},                 /* NBSP is \s, not " " */
+    {PRETOK_GPT2,
+     "a\xc2\xa0"
+     "b",
+     "a|\xc2\xa0|b"}, /* NBSP is \s, not " " */
     {PRETOK_GPT2, "\xe4\xb8\xad\xe6\x96\x87 x", "\xe4\xb8\xad\xe6\x96\x87| x"},
     {PRETOK_GPT2, "hi \xf0\x9f\x98\x80\xf0\x9f\x98\x80", "hi| \xf0\x9f\x98\x80\xf0\x9f\x98\x80"},
-    {PRETOK_SMOLLM, "\xd9\xa3x", "\xd9\xa3|x"},                      /* ARABIC-INDIC THREE is \p{N} */
+    {PRETOK_SMOLLM, "\xd9\xa3x", "\xd9\xa3|x"}, /* ARABIC-INDIC THREE is \p{N} */
     {PRETOK_GPT2, "", ""},
 };
 
@@ -53,7 +60,8 @@ static void check_split(size_t k)
     size_t s, e, o = 0;
     while (pretok_next(&it, &s, &e)) {
         CHECK(e > s, "case %zu: empty word", k);
-        if (o) got[o++] = '|';
+        if (o)
+            got[o++] = '|';
         for (size_t i = s; i < e; i++) {
             int m = tok_utf8_put(cps[i], u);
             memcpy(got + o, u, (size_t)m);
@@ -66,7 +74,11 @@ static void check_split(size_t k)
 }
 
 /* llama.cpp's lax decoding: one U+FFFD per bad byte, overlong forms and surrogates accepted. */
-static const struct { const char *in; uint32_t cps[4]; size_t n; } k_lax[] = {
+static const struct {
+    const char *in;
+    uint32_t cps[4];
+    size_t n;
+} k_lax[] = {
     {"a", {'a'}, 1},
     {"\xc3\xa9", {0xe9}, 1},
     {"\xff", {0xfffd}, 1},
@@ -83,25 +95,30 @@ static void check_lax(size_t k)
 {
     uint32_t cps[8];
     size_t n = tok_utf8_decode_lax(k_lax[k].in, strlen(k_lax[k].in), cps);
-    CHECK(n == k_lax[k].n && memcmp(cps, k_lax[k].cps, n * sizeof *cps) == 0, "lax case %zu: %zu cps",
-          k, n);
+    CHECK(n == k_lax[k].n && memcmp(cps, k_lax[k].cps, n * sizeof *cps) == 0,
+          "lax case %zu: %zu cps", k, n);
 }
 
 /* Categories, including code points new in Unicode 15.0/15.1 (classified) and 16.0 (not yet). */
-static const struct { uint32_t cp; uint8_t flags; } k_cats[] = {
-    {'A', UCAT_LETTER}, {'5', UCAT_NUMBER}, {' ', UCAT_SEPARATOR}, {'!', UCAT_PUNCT},
-    {'$', UCAT_SYMBOL}, {0, UCAT_CONTROL}, {0xe9, UCAT_LETTER}, {0x663, UCAT_NUMBER},
-    {0x2167, UCAT_NUMBER}, {0xbd, UCAT_NUMBER}, {0x301, UCAT_MARK}, {0x1f600, UCAT_SYMBOL},
-    {0x1fae8, UCAT_SYMBOL}, {0x2ffc, UCAT_SYMBOL}, {0x2ebf0, UCAT_LETTER}, {0x1cc00, UCAT_UNASSIGNED},
-    {0xe000, UCAT_CONTROL}, {0xd800, UCAT_CONTROL}, {0x378, UCAT_UNASSIGNED},
-    {0x110000, UCAT_UNASSIGNED}, {0x4e2d, UCAT_LETTER}, {0x3000, UCAT_SEPARATOR},
-    {0x10fffd, UCAT_CONTROL}, {0x10ffff, UCAT_UNASSIGNED},
+static const struct {
+    uint32_t cp;
+    uint8_t flags;
+} k_cats[] = {
+    {'A', UCAT_LETTER},         {'5', UCAT_NUMBER},          {' ', UCAT_SEPARATOR},
+    {'!', UCAT_PUNCT},          {'$', UCAT_SYMBOL},          {0, UCAT_CONTROL},
+    {0xe9, UCAT_LETTER},        {0x663, UCAT_NUMBER},        {0x2167, UCAT_NUMBER},
+    {0xbd, UCAT_NUMBER},        {0x301, UCAT_MARK},          {0x1f600, UCAT_SYMBOL},
+    {0x1fae8, UCAT_SYMBOL},     {0x2ffc, UCAT_SYMBOL},       {0x2ebf0, UCAT_LETTER},
+    {0x1cc00, UCAT_UNASSIGNED}, {0xe000, UCAT_CONTROL},      {0xd800, UCAT_CONTROL},
+    {0x378, UCAT_UNASSIGNED},   {0x110000, UCAT_UNASSIGNED}, {0x4e2d, UCAT_LETTER},
+    {0x3000, UCAT_SEPARATOR},   {0x10fffd, UCAT_CONTROL},    {0x10ffff, UCAT_UNASSIGNED},
 };
 
 static uint8_t table_flags(uint32_t cp)
 {
     int i = 0;
-    while (i + 1 < ucat_n_ranges && ucat_range_start[i + 1] <= cp) i++;
+    while (i + 1 < ucat_n_ranges && ucat_range_start[i + 1] <= cp)
+        i++;
     return ucat_range_flags[i];
 }
 
@@ -115,10 +132,12 @@ static void check_unicode(void)
               table_flags(c));
     CHECK(ucat_range_start[0] == 0 && ucat_n_ranges > 2000, "table of %d ranges", ucat_n_ranges);
     int n_space = 0;
-    for (uint32_t c = 0; c < 0x110000; c++) n_space += ucat_is_space(c);
+    for (uint32_t c = 0; c < 0x110000; c++)
+        n_space += ucat_is_space(c);
     CHECK(n_space == 25, "%d White_Space code points, want 25", n_space);
-    CHECK(ucat_is_space('\t') && ucat_is_space(0x85) && ucat_is_space(0x200a) && !ucat_is_space(0x200b) &&
-          !ucat_is_space(0x1c), "White_Space members");
+    CHECK(ucat_is_space('\t') && ucat_is_space(0x85) && ucat_is_space(0x200a) &&
+              !ucat_is_space(0x200b) && !ucat_is_space(0x1c),
+          "White_Space members");
 }
 
 static void check_names(void)
@@ -134,8 +153,10 @@ static void check_names(void)
 
 int main(void)
 {
-    for (size_t k = 0; k < sizeof k_splits / sizeof k_splits[0]; k++) check_split(k);
-    for (size_t k = 0; k < sizeof k_lax / sizeof k_lax[0]; k++) check_lax(k);
+    for (size_t k = 0; k < sizeof k_splits / sizeof k_splits[0]; k++)
+        check_split(k);
+    for (size_t k = 0; k < sizeof k_lax / sizeof k_lax[0]; k++)
+        check_lax(k);
     check_unicode();
     check_names();
     TEST_END();

@@ -67,7 +67,8 @@ static em_status parse_row(char *line, row *r)
         f[i] = line;
         char *tab = strchr(line, '\t');
         if (i < 5) {
-            if (!tab) return EM_EINVAL;
+            if (!tab)
+                return EM_EINVAL;
             *tab = 0;
             line = tab + 1;
         }
@@ -82,7 +83,8 @@ static em_status parse_row(char *line, row *r)
     r->n_ids = 0;
     for (char *p = f[4], *end; *p && r->n_ids < MAX_IDS; p = end) {
         r->ids[r->n_ids++] = (int32_t)strtol(p, &end, 10);
-        if (end == p) return EM_EINVAL;
+        if (end == p)
+            return EM_EINVAL;
     }
     return EM_OK;
 }
@@ -90,13 +92,15 @@ static em_status parse_row(char *line, row *r)
 static char *slurp(const char *path, size_t *n)
 {
     FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
+    if (!fp)
+        return NULL;
     fseek(fp, 0, SEEK_END);
     long sz = ftell(fp);
     fseek(fp, 0, SEEK_SET);
     char *b = malloc((size_t)sz + 1);
     *n = b ? fread(b, 1, (size_t)sz, fp) : 0;
-    if (b) b[*n] = 0;
+    if (b)
+        b[*n] = 0;
     fclose(fp);
     return b;
 }
@@ -105,13 +109,16 @@ static char *slurp(const char *path, size_t *n)
 static row *load_table(char *buf, int *n_rows)
 {
     int cap = 0;
-    for (char *p = buf; *p; p++) cap += *p == '\n';
+    for (char *p = buf; *p; p++)
+        cap += *p == '\n';
     row *rows = calloc((size_t)cap + 1, sizeof *rows);
     int n = 0;
     for (char *line = buf, *nl; line && *line; line = nl) {
         nl = strchr(line, '\n');
-        if (nl) *nl++ = 0;
-        if (line[0] == '#' || !line[0]) continue;
+        if (nl)
+            *nl++ = 0;
+        if (line[0] == '#' || !line[0])
+            continue;
         CHECK(parse_row(line, &rows[n]) == EM_OK, "malformed table row %d", n + 1);
         n++;
     }
@@ -125,13 +132,15 @@ static void ids_str(const int32_t *ids, int n, char *buf, size_t cap)
 {
     size_t o = 0;
     buf[0] = 0;
-    for (int i = 0; i < n && o + 16 < cap; i++) o += (size_t)snprintf(buf + o, cap - o, "%s%d", i ? " " : "", ids[i]);
+    for (int i = 0; i < n && o + 16 < cap; i++)
+        o += (size_t)snprintf(buf + o, cap - o, "%s%d", i ? " " : "", ids[i]);
 }
 
 static size_t decode_raw(const tokenizer *t, const int32_t *ids, int n, char *out, size_t cap)
 {
     size_t o = 0;
-    for (int i = 0; i < n; i++) o += tok_piece_bytes(t, i ? ids[i - 1] : -1, ids[i], out + o, cap - o);
+    for (int i = 0; i < n; i++)
+        o += tok_piece_bytes(t, i ? ids[i - 1] : -1, ids[i], out + o, cap - o);
     return o;
 }
 
@@ -139,7 +148,8 @@ static int valid_utf8(const char *s, size_t n)
 {
     for (size_t i = 0; i < n;) {
         int v = tok_utf8_scan((const uint8_t *)s + i, n - i);
-        if (v <= 0) return 0;
+        if (v <= 0)
+            return 0;
         i += (size_t)v;
     }
     return 1;
@@ -167,18 +177,20 @@ static int check_rows(const tokenizer *t, const char *model, const row *rows, in
     int checked = 0, bad = 0;
     for (int i = 0; i < n_rows; i++) {
         const row *r = &rows[i];
-        if (strcmp(r->model, model) != 0) continue;
+        if (strcmp(r->model, model) != 0)
+            continue;
         unsigned fl = (r->add && tok_add_bos_default(t) ? TOK_ADD_BOS : 0) |
                       (r->special ? TOK_PARSE_SPECIAL : 0);
         int n = 0;
         em_status st = tok_encode_ex(t, r->text, r->text_len, fl, ids, MAX_IDS, &n);
         checked++;
-        if (st == EM_OK && n == r->n_ids && memcmp(ids, r->ids, (size_t)n * sizeof *ids) == 0) continue;
+        if (st == EM_OK && n == r->n_ids && memcmp(ids, r->ids, (size_t)n * sizeof *ids) == 0)
+            continue;
         if (bad++ < 8) {
             ids_str(ids, n, got, sizeof got);
             ids_str(r->ids, r->n_ids, want, sizeof want);
-            CHECK(0, "%s add=%d special=%d '%.*s': got [%s] want [%s] (st %d)", model, r->add, r->special,
-                  (int)r->text_len, r->text, got, want, st);
+            CHECK(0, "%s add=%d special=%d '%.*s': got [%s] want [%s] (st %d)", model, r->add,
+                  r->special, (int)r->text_len, r->text, got, want, st);
         }
     }
     CHECK(bad == 0, "%s: %d of %d rows differ from llama.cpp", model, bad, checked);
@@ -194,12 +206,15 @@ static void check_decode(const tokenizer *t, const row *rows, int n_rows)
     int round_trips = 0, held = 0;
     for (int i = 0; i < n_rows; i++) {
         const row *r = &rows[i];
-        if (strcmp(r->model, "smollm2") != 0) continue;
+        if (strcmp(r->model, "smollm2") != 0)
+            continue;
         size_t o = decode_raw(t, r->ids, r->n_ids, out, sizeof out);
-        CHECK(o == r->detok_len && memcmp(out, r->detok, o) == 0, "row %d '%.*s': decoded '%.*s'", i,
-              (int)r->text_len, r->text, (int)o, out);
-        if (r->detok_len == r->text_len && memcmp(r->detok, r->text, r->text_len) == 0) round_trips++;
-        if (!valid_utf8(r->detok, r->detok_len)) continue;
+        CHECK(o == r->detok_len && memcmp(out, r->detok, o) == 0, "row %d '%.*s': decoded '%.*s'",
+              i, (int)r->text_len, r->text, (int)o, out);
+        if (r->detok_len == r->text_len && memcmp(r->detok, r->text, r->text_len) == 0)
+            round_trips++;
+        if (!valid_utf8(r->detok, r->detok_len))
+            continue;
         tok_stream s;
         tok_stream_init(&s, t, -1);
         size_t so = 0;
@@ -228,7 +243,8 @@ static void check_stream_split(const tokenizer *t)
 {
     int32_t ids[8];
     int n = 0;
-    CHECK(tok_encode_ex(t, "\xf0\x9f\xab\xa8", 4, 0, ids, 8, &n) == EM_OK && n == 3, "emoji: %d ids", n);
+    CHECK(tok_encode_ex(t, "\xf0\x9f\xab\xa8", 4, 0, ids, 8, &n) == EM_OK && n == 3,
+          "emoji: %d ids", n);
     tok_stream s;
     tok_stream_init(&s, t, -1);
     char out[16];
@@ -257,12 +273,15 @@ static void check_api(const tokenizer *t)
     CHECK(tok_token_id(t, "\xc4\xa0the", &id) == EM_OK && id == 260, "'Ġthe' -> %d", id);
     CHECK(tok_token_id(t, "<|nope|>", &id) == EM_EINVAL && tok_token_id(t, "", &id) == EM_EINVAL,
           "absent pieces");
-    CHECK(tok_is_special(t, 0) && tok_is_special(t, 1) && tok_is_special(t, 16) && !tok_is_special(t, 17) &&
-          !tok_is_special(t, 260) && !tok_is_special(t, -1) && !tok_is_special(t, 49152), "tok_is_special");
+    CHECK(tok_is_special(t, 0) && tok_is_special(t, 1) && tok_is_special(t, 16) &&
+              !tok_is_special(t, 17) && !tok_is_special(t, 260) && !tok_is_special(t, -1) &&
+              !tok_is_special(t, 49152),
+          "tok_is_special");
     int32_t ids[16];
     int n = -1;
     CHECK(tok_encode_ex(t, "", 0, 0, ids, 4, &n) == EM_OK && n == 0, "empty: %d ids", n);
-    CHECK(tok_encode_ex(t, "", 0, TOK_ADD_BOS, ids, 4, &n) == EM_OK && n == 1 && ids[0] == 1, "empty + BOS");
+    CHECK(tok_encode_ex(t, "", 0, TOK_ADD_BOS, ids, 4, &n) == EM_OK && n == 1 && ids[0] == 1,
+          "empty + BOS");
     CHECK(tok_encode(t, "<|im_end|>", 10, 0, ids, 16, &n) == EM_OK && n > 1 && ids[0] != 2,
           "tok_encode parses no specials: %d ids", n);
     em_status st = tok_encode_ex(t, "Hello world", 11, 0, ids, 1, &n);
@@ -277,20 +296,25 @@ static void check_api(const tokenizer *t)
  * cross its final newline), and one 1 MB word round-trips. */
 static void check_huge(const tokenizer *t)
 {
-    const char *para = "The quick brown fox (id 42) jumps over \xe2\x80\x9cthe\xe2\x80\x9d lazy dog; "
-                       "caf\xc3\xa9 \xf0\x9f\x98\x80 x += 1;\n";
+    const char *para =
+        "The quick brown fox (id 42) jumps over \xe2\x80\x9cthe\xe2\x80\x9d lazy dog; "
+        "caf\xc3\xa9 \xf0\x9f\x98\x80 x += 1;\n";
     size_t pl = strlen(para), reps = (4u << 20) / pl, len = reps * pl;
     char *big = malloc(len + 1);
-    for (size_t r = 0; r < reps; r++) memcpy(big + r * pl, para, pl);
+    for (size_t r = 0; r < reps; r++)
+        memcpy(big + r * pl, para, pl);
     int32_t one[128];
     int n1 = 0, n = 0;
-    CHECK(tok_encode_ex(t, para, pl, 0, one, 128, &n1) == EM_OK && n1 > 10, "paragraph: %d ids", n1);
+    CHECK(tok_encode_ex(t, para, pl, 0, one, 128, &n1) == EM_OK && n1 > 10, "paragraph: %d ids",
+          n1);
     int cap = (int)(reps * (size_t)n1) + 16;
     int32_t *ids = malloc((size_t)cap * sizeof *ids);
     em_status st = tok_encode_ex(t, big, len, TOK_PARSE_SPECIAL, ids, cap, &n);
-    CHECK(st == EM_OK && (size_t)n == reps * (size_t)n1, "4 MB: st %d, %d ids, want %zu", st, n, reps * (size_t)n1);
+    CHECK(st == EM_OK && (size_t)n == reps * (size_t)n1, "4 MB: st %d, %d ids, want %zu", st, n,
+          reps * (size_t)n1);
     int same = 1;
-    for (size_t r = 0; st == EM_OK && r < reps && same; r++) same = memcmp(ids + r * (size_t)n1, one, (size_t)n1 * 4) == 0;
+    for (size_t r = 0; st == EM_OK && r < reps && same; r++)
+        same = memcmp(ids + r * (size_t)n1, one, (size_t)n1 * 4) == 0;
     CHECK(same, "4 MB: a repetition differs");
     memset(big, 'a', 1u << 20);
     st = tok_encode_ex(t, big, 1u << 20, 0, ids, cap, &n);
@@ -305,17 +329,26 @@ static void check_huge(const tokenizer *t)
 
 /* ---------------------------------------------------------------- hostile vocabularies */
 
-static const char *const k_toks[] = {"<|end|>", "a", "b", "c", "\xc4\xa0", "ab", "abc", "\xc4\xa0" "a", "\xc4\x8a"};
+static const char *const k_toks[] = {"<|end|>",
+                                     "a",
+                                     "b",
+                                     "c",
+                                     "\xc4\xa0",
+                                     "ab",
+                                     "abc",
+                                     "\xc4\xa0"
+                                     "a",
+                                     "\xc4\x8a"};
 static const int32_t k_types[] = {3, 1, 1, 1, 1, 1, 1, 1, 1};
 #define N_TOKS 9
 
 typedef struct {
     const char *what;
-    const char *model, *pre;   /* NULL: key left out */
+    const char *model, *pre; /* NULL: key left out */
     const char *merges[4];
-    int n_merges;              /* -1: key left out */
+    int n_merges; /* -1: key left out */
     em_status want;
-    const char *msg;           /* substring of the error */
+    const char *msg; /* substring of the error */
 } vcase;
 
 static const vcase k_vocabs[] = {
@@ -323,8 +356,20 @@ static const vcase k_vocabs[] = {
     {"duplicate merge", "gpt2", "gpt-2", {"a b", "a b", "ab c", "\xc4\xa0 a"}, 4, EM_OK, ""},
     {"no merges key", "gpt2", "gpt-2", {0}, -1, EM_EINVAL, "merges"},
     {"empty merges", "gpt2", "gpt-2", {0}, 0, EM_EINVAL, "merges has 0 entries"},
-    {"unknown left piece", "gpt2", "gpt-2", {"a b", "q b"}, 2, EM_EINVAL, "merges[1] 'q b' names a piece missing"},
-    {"unknown right piece", "gpt2", "gpt-2", {"a zz"}, 1, EM_EINVAL, "missing from the vocabulary ('zz')"},
+    {"unknown left piece",
+     "gpt2",
+     "gpt-2",
+     {"a b", "q b"},
+     2,
+     EM_EINVAL,
+     "merges[1] 'q b' names a piece missing"},
+    {"unknown right piece",
+     "gpt2",
+     "gpt-2",
+     {"a zz"},
+     1,
+     EM_EINVAL,
+     "missing from the vocabulary ('zz')"},
     {"result not a piece", "gpt2", "gpt-2", {"b c"}, 1, EM_EINVAL, "('bc')"},
     {"no space", "gpt2", "gpt-2", {"ab"}, 1, EM_EINVAL, "is not \"left right\""},
     {"leading space only", "gpt2", "gpt-2", {" a"}, 1, EM_EINVAL, "is not \"left right\""},
@@ -337,12 +382,16 @@ static em_status make_vocab(const vcase *c, void **buf, size_t *size)
 {
     gguf_writer *w;
     char err[128];
-    if (gguf_writer_create(32, &w) != EM_OK) return EM_ENOMEM;
-    if (c->model) gguf_writer_set_str(w, "tokenizer.ggml.model", c->model);
-    if (c->pre) gguf_writer_set_str(w, "tokenizer.ggml.pre", c->pre);
+    if (gguf_writer_create(32, &w) != EM_OK)
+        return EM_ENOMEM;
+    if (c->model)
+        gguf_writer_set_str(w, "tokenizer.ggml.model", c->model);
+    if (c->pre)
+        gguf_writer_set_str(w, "tokenizer.ggml.pre", c->pre);
     gguf_writer_set_arr_str(w, "tokenizer.ggml.tokens", k_toks, N_TOKS);
     gguf_writer_set_arr_i32(w, "tokenizer.ggml.token_type", k_types, N_TOKS);
-    if (c->n_merges >= 0) gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", c->merges, (uint64_t)c->n_merges);
+    if (c->n_merges >= 0)
+        gguf_writer_set_arr_str(w, "tokenizer.ggml.merges", c->merges, (uint64_t)c->n_merges);
     em_status st = gguf_writer_write_mem(w, NULL, NULL, buf, size, err, sizeof err);
     gguf_writer_free(w);
     return st;
@@ -350,10 +399,14 @@ static em_status make_vocab(const vcase *c, void **buf, size_t *size)
 
 static void check_small_vocab(const tokenizer *t, const char *what)
 {
-    static const struct { const char *text; unsigned flags; const char *ids; } k_enc[] = {
-        {"abc ab\n", 0, "6 4 5 8"},  /* "abc" by two merges; " ab": a+b (rank 0) before Ġ+a */
+    static const struct {
+        const char *text;
+        unsigned flags;
+        const char *ids;
+    } k_enc[] = {
+        {"abc ab\n", 0, "6 4 5 8"}, /* "abc" by two merges; " ab": a+b (rank 0) before Ġ+a */
         {"a<|end|>", TOK_PARSE_SPECIAL, "1 0"},
-        {"a<|end|>", 0, "1"},         /* '<', '|', ... have no pieces: dropped like llama.cpp */
+        {"a<|end|>", 0, "1"}, /* '<', '|', ... have no pieces: dropped like llama.cpp */
         {"d", 0, ""},
         {" a", 0, "7"},
     };
@@ -361,10 +414,12 @@ static void check_small_vocab(const tokenizer *t, const char *what)
         int32_t ids[16];
         int n = 0;
         char got[128];
-        em_status st = tok_encode_ex(t, k_enc[k].text, strlen(k_enc[k].text), k_enc[k].flags, ids, 16, &n);
+        em_status st =
+            tok_encode_ex(t, k_enc[k].text, strlen(k_enc[k].text), k_enc[k].flags, ids, 16, &n);
         ids_str(ids, n, got, sizeof got);
         const char *want = k_enc[k].ids;
-        CHECK(st == EM_OK && strcmp(got, want) == 0, "%s: '%s' -> [%s] want [%s]", what, k_enc[k].text, got, want);
+        CHECK(st == EM_OK && strcmp(got, want) == 0, "%s: '%s' -> [%s] want [%s]", what,
+              k_enc[k].text, got, want);
     }
 }
 
@@ -377,13 +432,16 @@ static void check_hostile(void)
         gguf_file *f = NULL;
         tokenizer *t = NULL;
         char err[256] = "";
-        CHECK(make_vocab(c, &buf, &size) == EM_OK && gguf_open_buffer(buf, size, &f, err, sizeof err) == EM_OK,
+        CHECK(make_vocab(c, &buf, &size) == EM_OK &&
+                  gguf_open_buffer(buf, size, &f, err, sizeof err) == EM_OK,
               "%s: gguf %s", c->what, err);
         em_status st = f ? tok_create(f, &t, err, sizeof err) : EM_EINVAL;
-        CHECK(st == c->want && strstr(err, c->msg) != NULL, "%s: status %s, error '%s' (want %s, '%s')", c->what,
-              em_status_str(st), err, em_status_str(c->want), c->msg);
+        CHECK(st == c->want && strstr(err, c->msg) != NULL,
+              "%s: status %s, error '%s' (want %s, '%s')", c->what, em_status_str(st), err,
+              em_status_str(c->want), c->msg);
         CHECK((st == EM_OK) == (t != NULL), "%s: tokenizer iff OK", c->what);
-        if (t) check_small_vocab(t, c->what);
+        if (t)
+            check_small_vocab(t, c->what);
         tok_free(t);
         gguf_close(f);
         free(buf);
@@ -421,7 +479,8 @@ int main(int argc, char **argv)
 
     const char *path = smollm2_path();
     if (!path) {
-        printf("SKIPPED: SmolLM2 not found (scripts/install-deps.sh installs it, or set EMSERVE_MODEL)\n");
+        printf("SKIPPED: SmolLM2 not found (scripts/install-deps.sh installs it, or set "
+               "EMSERVE_MODEL)\n");
     } else if ((t = open_tok(path, &f)) != NULL) {
         CHECK(check_rows(t, "smollm2", rows, n_rows) >= 150, "smollm2 rows");
         check_decode(t, rows, n_rows);

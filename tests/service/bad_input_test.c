@@ -16,8 +16,8 @@
 #include <grpc/grpc.h>
 
 #include "coordinator/client.h"
-#include "rpc/rpc_util.h"
 #include "proto/c/emserve/v1/emserve.pb-c.h"
+#include "rpc/rpc_util.h"
 #include "tests/service/svc_harness.h"
 #include "tests/testutil/testutil.h"
 
@@ -214,13 +214,27 @@ static const struct {
     size_t len;
 } k_strings[] = {
     {"empty text", "text: empty", "\x12\x00", 2},
-    {"text not UTF-8", "text: not valid UTF-8", "\x12\x04" "ab\xff" "c", 6},
-    {"text overlong UTF-8", "text: not valid UTF-8", "\x12\x03" "a\xc0\xaf", 5},
-    {"text surrogate", "text: not valid UTF-8", "\x12\x04" "a\xed\xa0\x80", 6},
-    {"text with NUL", "text: contains a NUL byte", "\x12\x05" "ab\x00" "cd", 7},
+    {"text not UTF-8", "text: not valid UTF-8",
+     "\x12\x04"
+     "ab\xff"
+     "c",
+     6},
+    {"text overlong UTF-8", "text: not valid UTF-8",
+     "\x12\x03"
+     "a\xc0\xaf",
+     5},
+    {"text surrogate", "text: not valid UTF-8",
+     "\x12\x04"
+     "a\xed\xa0\x80",
+     6},
+    {"text with NUL", "text: contains a NUL byte",
+     "\x12\x05"
+     "ab\x00"
+     "cd",
+     7},
     {"request_id not UTF-8", "request_id: not valid UTF-8", "\x0a\x02\xc3\x28\x12\x02hi", 8},
-    {"stop string not UTF-8", "stopping.stop: not valid UTF-8",
-     "\x12\x02hi\x2a\x03\x1a\x01\x80", 9},
+    {"stop string not UTF-8", "stopping.stop: not valid UTF-8", "\x12\x02hi\x2a\x03\x1a\x01\x80",
+     9},
     {"chat content not UTF-8", "messages.content: not valid UTF-8",
      "\x42\x09\x0a\x04user\x12\x01\xfe", 11},
 };
@@ -314,10 +328,10 @@ int main(void)
     Emserve__V1__AbortRequest ab = EMSERVE__V1__ABORT_REQUEST__INIT;
     grpc_status_code st =
         rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/Nope", &ab.base,
-                        &emserve__v1__abort_response__descriptor, &resp, 5000, 0, NULL, 0);
+                  &emserve__v1__abort_response__descriptor, &resp, 5000, 0, NULL, 0);
     CHECK(st == GRPC_STATUS_UNIMPLEMENTED, "unknown method: status %d", st);
     st = rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/Abort", &ab.base,
-                         &emserve__v1__abort_response__descriptor, &resp, 5000, 0, NULL, 0);
+                   &emserve__v1__abort_response__descriptor, &resp, 5000, 0, NULL, 0);
     CHECK(st == GRPC_STATUS_INVALID_ARGUMENT, "Abort without an id: status %d", st);
 
     /* Flood: 4 threads x 100 bad requests. */

@@ -15,11 +15,11 @@
 #include <grpc/grpc.h>
 
 #include "coordinator/client.h"
-#include "rpc/rpc_util.h"
 #include "model/gguf.h"
 #include "model/gguf_write.h"
 #include "model/tokenizer.h"
 #include "proto/c/emserve/v1/emserve.pb-c.h"
+#include "rpc/rpc_util.h"
 #include "tests/service/svc_harness.h"
 #include "tests/testutil/testutil.h"
 
@@ -152,7 +152,7 @@ static grpc_status_code bad_tokenize(coord_client *cl, int which, char *msg, siz
     ProtobufCMessage *resp = NULL;
     grpc_status_code st =
         rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/Tokenize", send,
-                        &emserve__v1__tokenize_response__descriptor, &resp, 10000, 0, msg, msglen);
+                  &emserve__v1__tokenize_response__descriptor, &resp, 10000, 0, msg, msglen);
     if (resp) {
         protobuf_c_message_free_unpacked(resp, NULL);
     }
@@ -207,7 +207,7 @@ static void expect_chat_template(coord_client *cl, const char *want)
     ProtobufCMessage *resp = NULL;
     grpc_status_code st =
         rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/GetModelInfo", &rq.base,
-                        &emserve__v1__model_info__descriptor, &resp, 5000, 0, NULL, 0);
+                  &emserve__v1__model_info__descriptor, &resp, 5000, 0, NULL, 0);
     const Emserve__V1__ModelInfo *mi = (const Emserve__V1__ModelInfo *)resp;
     CHECK(st == GRPC_STATUS_OK && mi && strcmp(mi->chat_template, want) == 0 && mi->n_vocab == 512,
           "GetModelInfo: status %d, chat_template '%s', want '%s'", st, mi ? mi->chat_template : "",
@@ -275,7 +275,7 @@ static grpc_status_code tokenize_chat(coord_client *cl, int gen, char **prompt, 
     ProtobufCMessage *resp = NULL;
     grpc_status_code st =
         rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/Tokenize", &m.base,
-                        &emserve__v1__tokenize_response__descriptor, &resp, 10000, 0, NULL, 0);
+                  &emserve__v1__tokenize_response__descriptor, &resp, 10000, 0, NULL, 0);
     const Emserve__V1__TokenizeResponse *r = (const Emserve__V1__TokenizeResponse *)resp;
     *prompt = strdup(r ? r->prompt : "");
     *n = r ? (int)r->n_ids : 0;

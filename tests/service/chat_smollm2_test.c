@@ -16,10 +16,10 @@
 #include <grpc/grpc.h>
 
 #include "coordinator/client.h"
-#include "rpc/rpc_util.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "proto/c/emserve/v1/emserve.pb-c.h"
+#include "rpc/rpc_util.h"
 #include "tests/service/svc_harness.h"
 #include "tests/testutil/testutil.h"
 
@@ -36,7 +36,10 @@ static const int32_t k_ids[] = {1,    9690, 198,   2683, 359,  253,  5356, 5646,
                                 47,   2,    198,   1,    520,  9531, 198};
 #define N_IDS (int)(sizeof k_ids / sizeof k_ids[0])
 
-static const char *model_path(void) { return model_find_default(); }
+static const char *model_path(void)
+{
+    return model_find_default();
+}
 
 /* 1 when emserve can serve the model here; otherwise prints why this test is skipped. */
 static int model_usable(const char *path)
@@ -64,7 +67,7 @@ static void test_model_info(coord_client *cl)
     ProtobufCMessage *resp = NULL;
     grpc_status_code st =
         rpc_unary(coord_client_channel(cl), "/emserve.v1.Emserve/GetModelInfo", &rq.base,
-                        &emserve__v1__model_info__descriptor, &resp, 5000, 0, NULL, 0);
+                  &emserve__v1__model_info__descriptor, &resp, 5000, 0, NULL, 0);
     const Emserve__V1__ModelInfo *mi = (const Emserve__V1__ModelInfo *)resp;
     CHECK(st == GRPC_STATUS_OK && mi && strcmp(mi->chat_template, "chatml") == 0,
           "chat_template '%s'", mi ? mi->chat_template : "(no reply)");

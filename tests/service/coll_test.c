@@ -49,8 +49,8 @@ static void run_rank(int rank, const char *rdv, const char *prefix)
         free(buf);
     }
     CHECK(coll_barrier(c) == EM_OK, "rank %d: barrier: %s", rank, coll_last_error(c));
-    CHECK(coll_rank(c) == rank && coll_size(c) == 2, "rank %d: rank %d of %d", rank,
-          coll_rank(c), coll_size(c));
+    CHECK(coll_rank(c) == rank && coll_size(c) == 2, "rank %d: rank %d of %d", rank, coll_rank(c),
+          coll_size(c));
     coll_destroy(c);
 }
 
@@ -71,8 +71,7 @@ static void run_group(const char *rdv, const char *p1, const char *p2)
     for (int r = 0; r < 2; r++) {
         int st = 0;
         waitpid(pids[r], &st, 0); /* each rank's init and collectives have timeouts */
-        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: rank %d failed (status %d)", rdv, r,
-              st);
+        CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: rank %d failed (status %d)", rdv, r, st);
     }
 }
 
@@ -132,7 +131,8 @@ static void test_store_auth(void)
     int port = 0;
     coll_store_server *srv = NULL;
     const char *secret = "store-secret-0123456789";
-    REQUIRE(coll_store_server_start_auth("127.0.0.1", 0, secret, &srv, &port, err, sizeof err) == EM_OK,
+    REQUIRE(coll_store_server_start_auth("127.0.0.1", 0, secret, &srv, &port, err, sizeof err) ==
+                EM_OK,
             "store with a secret: %s", err);
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
     coll_store_ops good, none, wrong;
@@ -270,7 +270,8 @@ int main(void)
     c = coll_init(0, 1, NULL, NULL, "x", NULL, 100, err, sizeof err);
     CHECK(c == NULL, "no rendezvous refused");
     coll_destroy(c);
-    CHECK(coll_allreduce_sum_float(NULL, NULL, 0) == EM_EINVAL, "all-reduce without a group refused");
+    CHECK(coll_allreduce_sum_float(NULL, NULL, 0) == EM_EINVAL,
+          "all-reduce without a group refused");
 
     close(cp[1]);
     int st = 0;

@@ -142,8 +142,8 @@ static void run_case(coord_client *cl, int c, int workers)
     (void)budget;
     coord_client_generate(cl, &rq, &res);
     int before = tu_failures;
-    CHECK(res.status == GRPC_STATUS_OK && res.got_complete, "%s, %d workers: status %d %s",
-          k->name, workers, res.status, res.message);
+    CHECK(res.status == GRPC_STATUS_OK && res.got_complete, "%s, %d workers: status %d %s", k->name,
+          workers, res.status, res.message);
     if (res.status != GRPC_STATUS_OK || !res.got_complete) {
         coord_client_result_free(&res);
         return;
@@ -166,8 +166,10 @@ static void run_case(coord_client *cl, int c, int workers)
     CHECK(!k->method || res.kv_entries_kept < res.kv_entries_full,
           "%s, %d workers: no compression (kv %lld of %lld)", k->name, workers,
           (long long)res.kv_entries_kept, (long long)res.kv_entries_full);
-    CHECK(res.kv_entries_kept == g_ref_kv[c], "%s, %d workers: kv entries %lld, single process "
-          "%lld", k->name, workers, (long long)res.kv_entries_kept, (long long)g_ref_kv[c]);
+    CHECK(res.kv_entries_kept == g_ref_kv[c],
+          "%s, %d workers: kv entries %lld, single process "
+          "%lld",
+          k->name, workers, (long long)res.kv_entries_kept, (long long)g_ref_kv[c]);
     printf("%-14s %d worker(s): %s (%d ids, kv %lld/%lld, \"%.40s...\")\n", k->name, workers,
            tu_failures > before ? "FAIL" : "ok", res.n_output, (long long)res.kv_entries_kept,
            (long long)res.kv_entries_full, res.text);
@@ -193,8 +195,8 @@ int main(void)
         coord_client *cl = coord_client_create(s.addr);
         coord_client_info info;
         REQUIRE(coord_client_server_info(cl, &info) == 0, "%d workers: GetServerInfo", nw);
-        CHECK(info.serving == 1 && info.worker_count == nw, "%d workers: serving %d, count %d",
-              nw, info.serving, info.worker_count);
+        CHECK(info.serving == 1 && info.worker_count == nw, "%d workers: serving %d, count %d", nw,
+              info.serving, info.worker_count);
         CHECK(info.heads_per_worker == 4 / nw, "%d workers: %d heads per worker", nw,
               info.heads_per_worker);
         for (int r = 0; r < nw; r++) {

@@ -32,11 +32,12 @@ static void run_record(coord_client *cl, const sg_record *r, int idx, int worker
     rq.top_k = -1;
     rq.timeout_ms = 120000;
     coord_client_generate(cl, &rq, &res);
-    CHECK(res.status == GRPC_STATUS_OK && res.got_complete, "%s, %d workers: status %d %s",
-          r->name, workers, res.status, res.message);
+    CHECK(res.status == GRPC_STATUS_OK && res.got_complete, "%s, %d workers: status %d %s", r->name,
+          workers, res.status, res.message);
     if (res.status == GRPC_STATUS_OK) {
         int same = 0;
-        while (same < res.n_output && same < r->n_greedy && res.output_ids[same] == r->greedy[same]) {
+        while (same < res.n_output && same < r->n_greedy &&
+               res.output_ids[same] == r->greedy[same]) {
             same++;
         }
         CHECK(same >= r->agree_steps, "%s, %d workers: %d leading ids equal the golden, %d stable",
@@ -46,7 +47,8 @@ static void run_record(coord_client *cl, const sg_record *r, int idx, int worker
             g_first_n[idx] = res.n_output;
         } else {
             CHECK(res.n_output == g_first_n[idx] &&
-                      memcmp(res.output_ids, g_first[idx], sizeof(int32_t) * (size_t)res.n_output) == 0,
+                      memcmp(res.output_ids, g_first[idx],
+                             sizeof(int32_t) * (size_t)res.n_output) == 0,
                   "%s: %d workers differ from 1 worker", r->name, workers);
         }
         printf("%-14s %d worker(s): %d ids, %d equal the golden (stable %d): \"%.50s\"\n", r->name,
@@ -97,9 +99,11 @@ int main(int argc, char **argv)
         }
         coord_client *cl = coord_client_create(s.addr);
         for (int i = 0; i < g.n; i++) {
-            if (strcmp(g.rec[i].mode, "f32") == 0) run_record(cl, &g.rec[i], i, nw, w == 0);
+            if (strcmp(g.rec[i].mode, "f32") == 0)
+                run_record(cl, &g.rec[i], i, nw, w == 0);
         }
-        if (nw != 2) run_chat(cl, nw);
+        if (nw != 2)
+            run_chat(cl, nw);
         coord_client_free(cl);
         int st = svc_stop(&s);
         CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "emserve exit status %d", st);

@@ -10,11 +10,11 @@
 
 #include <grpc/grpc.h>
 
+#include "common/timeutil.h"
 #include "coordinator/client.h"
 #include "engine/generate.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
-#include "common/timeutil.h"
 #include "tests/service/svc_harness.h"
 #include "tests/testutil/testutil.h"
 
@@ -267,8 +267,8 @@ static void test_abort(coord_client *cl)
     CHECK(found == 1 && j.res.status == GRPC_STATUS_OK &&
               strcmp(j.res.finish_reason, "abort") == 0 && j.res.n_output < 1500 &&
               j.res.n_output == j.res.n_ids,
-          "abort: found %d status %d reason '%s' %d ids", found, j.res.status,
-          j.res.finish_reason, j.res.n_output);
+          "abort: found %d status %d reason '%s' %d ids", found, j.res.status, j.res.finish_reason,
+          j.res.n_output);
     CHECK(coord_client_abort(cl, "no-such-request") == 0, "abort of an unknown id");
     printf("abort: after %d tokens\n", j.res.n_output);
     coord_client_result_free(&j.res);
@@ -304,8 +304,7 @@ static void test_disconnect(coord_client *cl)
     j.cancel_after = 3;
     j.timeout_ms = 90000;
     long_run(&j);
-    CHECK(j.res.status == GRPC_STATUS_CANCELLED, "disconnect: client saw status %d",
-          j.res.status);
+    CHECK(j.res.status == GRPC_STATUS_CANCELLED, "disconnect: client saw status %d", j.res.status);
     coord_client_result_free(&j.res);
     check_next_request_runs(cl, "a client disconnect");
     /* 2. the deadline passes mid-stream */

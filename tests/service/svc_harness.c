@@ -287,8 +287,14 @@ int svc_start_worker(svc *s, const char *listen)
 {
     char wbin[PATH_MAX];
     bin_path("worker/emserve_worker", "EMSERVE_WORKER_BIN", wbin, sizeof wbin);
-    const char *argv[] = {wbin,        "--listen", listen, "--model", svc_model(), "--cluster-secret-file",
-                          svc_secret_file(), NULL};
+    const char *argv[] = {wbin,
+                          "--listen",
+                          listen,
+                          "--model",
+                          svc_model(),
+                          "--cluster-secret-file",
+                          svc_secret_file(),
+                          NULL};
     return spawn_listen(argv, s);
 }
 
@@ -296,8 +302,13 @@ int svc_start_coordinator(svc *s, const char *const *worker_addrs, int n, const 
 {
     char bin[PATH_MAX];
     bin_path("coordinator/emserve", "EMSERVE_BIN", bin, sizeof bin);
-    const char *argv[64] = {bin,           "--model", svc_model(), "--listen", "127.0.0.1:0",
-                            "--cluster-secret-file", svc_secret_file()};
+    const char *argv[64] = {bin,
+                            "--model",
+                            svc_model(),
+                            "--listen",
+                            "127.0.0.1:0",
+                            "--cluster-secret-file",
+                            svc_secret_file()};
     int argc = 7;
     for (int i = 0; i < n && argc < 60; i++) {
         argv[argc++] = "--worker-addr";

@@ -17,11 +17,11 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 
-#include "rpc/rpc_util.h"
 #include "proto/emserve/internal/v1/worker.pb-c.h"
+#include "proto/worker_proto.h"
+#include "rpc/rpc_util.h"
 #include "tests/service/svc_harness.h"
 #include "tests/testutil/testutil.h"
-#include "proto/worker_proto.h"
 
 static grpc_channel *g_ch;
 static char g_msg[512];
@@ -150,8 +150,8 @@ static grpc_status_code step(const step_args *a, int32_t *next)
                 best = l[i] > l[best] ? i : best;
             }
             *next = best;
-            CHECK(sr->n_kv_slots == 1 && sr->kv_slots[0] == a->seq[0],
-                  "Step reported %zu KV slots", sr->n_kv_slots);
+            CHECK(sr->n_kv_slots == 1 && sr->kv_slots[0] == a->seq[0], "Step reported %zu KV slots",
+                  sr->n_kv_slots);
         }
         protobuf_c_message_free_unpacked(r, NULL);
     }
@@ -159,14 +159,14 @@ static grpc_status_code step(const step_args *a, int32_t *next)
 }
 
 /* CHECK with the worker's last status message, and an "ok" line when it holds. */
-#define EXPECT(cond, what)                                                \
-    do {                                                                  \
-        int ok_ = (cond);                                                 \
-        CHECK(ok_, "%s (last message: %s)", what, g_msg);                 \
-        if (ok_) {                                                        \
-            printf("ok   %s%s%s\n", what, g_msg[0] ? ": " : "", g_msg);   \
-        }                                                                 \
-        g_msg[0] = 0;                                                     \
+#define EXPECT(cond, what)                                              \
+    do {                                                                \
+        int ok_ = (cond);                                               \
+        CHECK(ok_, "%s (last message: %s)", what, g_msg);               \
+        if (ok_) {                                                      \
+            printf("ok   %s%s%s\n", what, g_msg[0] ? ": " : "", g_msg); \
+        }                                                               \
+        g_msg[0] = 0;                                                   \
     } while (0)
 
 int main(void)
@@ -285,9 +285,8 @@ int main(void)
         for (size_t i = 0; i < rq.n_drop; i++) {
             huge[i] = (1 << 28) + (int32_t)i; /* 5-byte varints: 5.5 MB */
         }
-        EXPECT(call(WORKER_METHOD_STEP, &rq.base,
-                    &emserve__internal__v1__step_response__descriptor, NULL) ==
-                   GRPC_STATUS_RESOURCE_EXHAUSTED,
+        EXPECT(call(WORKER_METHOD_STEP, &rq.base, &emserve__internal__v1__step_response__descriptor,
+                    NULL) == GRPC_STATUS_RESOURCE_EXHAUSTED,
                "a 5.5 MB Step (over the 4 MiB cap)");
     }
     for (int i = 0; i < 8; i++) {

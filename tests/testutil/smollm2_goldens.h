@@ -6,7 +6,7 @@
 #pragma once
 #include <stdint.h>
 
-#define SG_MAX_IDS 512
+#define SG_MAX_IDS     512
 #define SG_MAX_RECORDS 32
 
 typedef struct sg_record {
@@ -18,8 +18,8 @@ typedef struct sg_record {
     float top5_logit[5];
     int32_t greedy[SG_MAX_IDS];
     int n_greedy;
-    int stopped;      /* the last greedy id is <|im_end|> */
-    int agree_steps;  /* leading greedy ids safe to compare exactly */
+    int stopped;     /* the last greedy id is <|im_end|> */
+    int agree_steps; /* leading greedy ids safe to compare exactly */
     float prompt_dlogit;
     float min_margin;
     char text[1024]; /* greedy ids decoded (escapes resolved) */

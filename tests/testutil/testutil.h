@@ -11,21 +11,21 @@ void tu_check_failed(const char *file, int line, const char *cond, const char *f
     __attribute__((format(printf, 4, 5)));
 
 /* CHECK(cond, fmt, ...): on a false cond counts a failure and prints the message. */
-#define CHECK(cond, ...)                                                           \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            tu_check_failed(__FILE__, __LINE__, #cond, __VA_ARGS__);               \
-        }                                                                          \
+#define CHECK(cond, ...)                                             \
+    do {                                                             \
+        if (!(cond)) {                                               \
+            tu_check_failed(__FILE__, __LINE__, #cond, __VA_ARGS__); \
+        }                                                            \
     } while (0)
 
 /* REQUIRE(cond, fmt, ...): a CHECK whose failure ends the test at once (exit status 1), for
  * what the rest of the test cannot do without (a started service, a loaded model, a thread). */
-#define REQUIRE(cond, ...)                                                         \
-    do {                                                                           \
-        if (!(cond)) {                                                             \
-            tu_check_failed(__FILE__, __LINE__, #cond, __VA_ARGS__);               \
-            tu_abandon(__FILE__);                                                  \
-        }                                                                          \
+#define REQUIRE(cond, ...)                                           \
+    do {                                                             \
+        if (!(cond)) {                                               \
+            tu_check_failed(__FILE__, __LINE__, #cond, __VA_ARGS__); \
+            tu_abandon(__FILE__);                                    \
+        }                                                            \
     } while (0)
 
 /* Ends the test after a failed REQUIRE: runs the atexit handlers (e.g. stopping started

@@ -12,19 +12,27 @@
 
 #include "llama.h"
 
-static void quiet_log(ggml_log_level, const char *, void *) {}
+static void quiet_log(ggml_log_level, const char *, void *)
+{
+}
 
-static int argmax2(const float *l, int n, float *margin) {
+static int argmax2(const float *l, int n, float *margin)
+{
     int a = 0, b = -1;
     for (int i = 1; i < n; i++) {
-        if (l[i] > l[a]) { b = a; a = i; }
-        else if (b < 0 || l[i] > l[b]) { b = i; }
+        if (l[i] > l[a]) {
+            b = a;
+            a = i;
+        } else if (b < 0 || l[i] > l[b]) {
+            b = i;
+        }
     }
     *margin = l[a] - l[b];
     return a;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     if (argc < 6) {
         fprintf(stderr, "usage: %s MODEL N_PREDICT f16|f32 0|1 ID...\n", argv[0]);
         return 2;
@@ -33,13 +41,17 @@ int main(int argc, char **argv) {
     const bool kv_f32 = strcmp(argv[3], "f32") == 0;
     const bool flash = atoi(argv[4]) != 0;
     std::vector<llama_token> prompt;
-    for (int i = 5; i < argc; i++) prompt.push_back((llama_token)atoi(argv[i]));
+    for (int i = 5; i < argc; i++)
+        prompt.push_back((llama_token)atoi(argv[i]));
 
     llama_log_set(quiet_log, nullptr);
     llama_backend_init();
     llama_model_params mp = llama_model_default_params();
     llama_model *model = llama_model_load_from_file(argv[1], mp);
-    if (!model) { fprintf(stderr, "cannot load %s\n", argv[1]); return 1; }
+    if (!model) {
+        fprintf(stderr, "cannot load %s\n", argv[1]);
+        return 1;
+    }
     const llama_vocab *vocab = llama_model_get_vocab(model);
     const int n_vocab = llama_vocab_n_tokens(vocab);
 
@@ -51,7 +63,10 @@ int main(int argc, char **argv) {
     cp.type_k = cp.type_v = kv_f32 ? GGML_TYPE_F32 : GGML_TYPE_F16;
     cp.flash_attn_type = flash ? LLAMA_FLASH_ATTN_TYPE_ENABLED : LLAMA_FLASH_ATTN_TYPE_DISABLED;
     llama_context *ctx = llama_init_from_model(model, cp);
-    if (!ctx) { fprintf(stderr, "cannot create context\n"); return 1; }
+    if (!ctx) {
+        fprintf(stderr, "cannot create context\n");
+        return 1;
+    }
 
     if (llama_decode(ctx, llama_batch_get_one(prompt.data(), (int32_t)prompt.size()))) {
         fprintf(stderr, "decode failed\n");
@@ -64,7 +79,8 @@ int main(int argc, char **argv) {
     for (int k = 0; k < 5; k++) {
         int best = -1;
         for (int i = 0; i < n_vocab; i++)
-            if (!used[i] && (best < 0 || l[i] > l[best])) best = i;
+            if (!used[i] && (best < 0 || l[i] > l[best]))
+                best = i;
         used[best] = true;
         printf(" %d:%.5f", best, l[best]);
     }
@@ -77,7 +93,8 @@ int main(int argc, char **argv) {
         llama_token next = argmax2(l, n_vocab, &m);
         ids.push_back(next);
         margins.push_back(m);
-        if (step + 1 == n_predict) break;
+        if (step + 1 == n_predict)
+            break;
         if (llama_decode(ctx, llama_batch_get_one(&next, 1))) {
             fprintf(stderr, "decode failed\n");
             return 1;
@@ -85,9 +102,11 @@ int main(int argc, char **argv) {
         l = llama_get_logits_ith(ctx, -1);
     }
     printf("greedy");
-    for (int id : ids) printf(" %d", id);
+    for (int id : ids)
+        printf(" %d", id);
     printf("\nmargins");
-    for (float m : margins) printf(" %.4f", m);
+    for (float m : margins)
+        printf(" %.4f", m);
     printf("\n");
     llama_free(ctx);
     llama_model_free(model);

@@ -21,7 +21,8 @@ static void quiet(enum ggml_log_level level, const char *text, void *user)
 
 static void put_hex(const char *s, int32_t n)
 {
-    for (int32_t i = 0; i < n; i++) printf("%02x", (unsigned char)s[i]);
+    for (int32_t i = 0; i < n; i++)
+        printf("%02x", (unsigned char)s[i]);
 }
 
 static void detok_hex(const struct llama_vocab *v, const llama_token *ids, int32_t n, int special)
@@ -57,12 +58,16 @@ int main(int argc, char **argv)
     uint32_t hdr[2];
     while (fread(hdr, 4, 2, stdin) == 2) {
         char *text = malloc(hdr[1] + 1);
-        if (fread(text, 1, hdr[1], stdin) != hdr[1]) return 1;
+        if (fread(text, 1, hdr[1], stdin) != hdr[1])
+            return 1;
         int32_t cap = (int32_t)hdr[1] + 16;
         llama_token *ids = malloc(sizeof *ids * (size_t)cap);
-        int32_t n = llama_tokenize(v, text, (int32_t)hdr[1], ids, cap, hdr[0] & 1, (hdr[0] & 2) != 0);
-        if (n < 0) return 1;
-        for (int32_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+        int32_t n =
+            llama_tokenize(v, text, (int32_t)hdr[1], ids, cap, hdr[0] & 1, (hdr[0] & 2) != 0);
+        if (n < 0)
+            return 1;
+        for (int32_t i = 0; i < n; i++)
+            printf(i ? " %d" : "%d", ids[i]);
         putchar('\t');
         detok_hex(v, ids, n, 0);
         putchar('\t');
