@@ -17,6 +17,7 @@ PKGS=(
   libcjson-dev             # JSON of the HTTP API (request parsing and replies)
   libinih-dev              # the binaries' INI config file (--config, common/flags.h)
   gnuplot-nox              # PNG plots of benchmarks and the quality harness
+  clang-format             # the format check of scripts/test.sh (clang-format 14, .clang-format)
   python3-pip python3-venv # the Python service tests (grpcio, openai, prometheus-client: PyPI)
 )
 missing=()

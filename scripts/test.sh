@@ -78,6 +78,13 @@ if [ "${EMSERVE_SKIP_SANITIZERS:-0}" != 1 ]; then
   fi
 fi
 
+echo "== scripts/check-format.sh (clang-format --dry-run --Werror, house .clang-format) =="
+if bash scripts/check-format.sh; then
+  total_pass=$((total_pass + 1))
+else
+  total_fail=$((total_fail + 1)); rc_all=1; echo "   -> format check FAILED (fix: scripts/check-format.sh --fix)"
+fi
+
 echo "== scripts/check-deps.sh (package graph: no cycle, no upward edge) =="
 if bash scripts/check-deps.sh; then
   total_pass=$((total_pass + 1))
