@@ -1,6 +1,7 @@
 /* gRPC C core helpers (see rpc_util.h). */
 #include "rpc/rpc_util.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -88,30 +89,36 @@ em_status rpc_status_to_em(grpc_status_code code)
     }
 }
 
+static grpc_arg g_chan_args[5];
+static grpc_channel_args g_chan;
+static pthread_once_t g_chan_once = PTHREAD_ONCE_INIT;
+
+static void chan_args_init(void)
+{
+    g_chan_args[0].type = GRPC_ARG_INTEGER;
+    g_chan_args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+    g_chan_args[0].value.integer = -1;
+    g_chan_args[1].type = GRPC_ARG_INTEGER;
+    g_chan_args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+    g_chan_args[1].value.integer = -1;
+    g_chan_args[2].type = GRPC_ARG_INTEGER; /* reconnect quickly to a restarted worker */
+    g_chan_args[2].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
+    g_chan_args[2].value.integer = 500;
+    g_chan_args[3].type = GRPC_ARG_INTEGER;
+    g_chan_args[3].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
+    g_chan_args[3].value.integer = 100;
+    g_chan_args[4].type = GRPC_ARG_INTEGER;
+    g_chan_args[4].key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS;
+    g_chan_args[4].value.integer = 100;
+    g_chan.args = g_chan_args;
+    g_chan.num_args = 5;
+}
+
+/* Built once (pthread_once: clients are created from several threads). */
 const grpc_channel_args *rpc_channel_args(void)
 {
-    static grpc_arg args[5];
-    static grpc_channel_args ca;
-    if (ca.num_args == 0) {
-        args[0].type = GRPC_ARG_INTEGER;
-        args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-        args[0].value.integer = -1;
-        args[1].type = GRPC_ARG_INTEGER;
-        args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-        args[1].value.integer = -1;
-        args[2].type = GRPC_ARG_INTEGER; /* reconnect quickly to a restarted worker */
-        args[2].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
-        args[2].value.integer = 500;
-        args[3].type = GRPC_ARG_INTEGER;
-        args[3].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
-        args[3].value.integer = 100;
-        args[4].type = GRPC_ARG_INTEGER;
-        args[4].key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS;
-        args[4].value.integer = 100;
-        ca.args = args;
-        ca.num_args = 5;
-    }
-    return &ca;
+    pthread_once(&g_chan_once, chan_args_init);
+    return &g_chan;
 }
 
 const grpc_channel_args *rpc_args_init(rpc_args *a, long max_recv_bytes, int server)
