@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/tok_heap.h"
 #include "model/tok_impl.h"
 #include "model/tok_pretok.h"
 #include "model/tok_utf8.h"
@@ -206,52 +207,7 @@ static int bp_before(const bpair *a, const bpair *b)
     return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
 }
 
-typedef struct {
-    bpair *v;
-    size_t n, cap;
-} bheap;
-
-static em_status bheap_push(bheap *h, bpair p)
-{
-    if (h->n == h->cap) {
-        size_t nc = h->cap ? 2 * h->cap : 64;
-        bpair *nv = realloc(h->v, nc * sizeof *nv);
-        if (!nv)
-            return EM_ENOMEM;
-        h->v = nv;
-        h->cap = nc;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (!bp_before(&p, &h->v[up]))
-            break;
-        h->v[i] = h->v[up];
-        i = up;
-    }
-    h->v[i] = p;
-    return EM_OK;
-}
-
-static bpair bheap_pop(bheap *h)
-{
-    bpair top = h->v[0], last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && bp_before(&h->v[c + 1], &h->v[c]))
-            c++;
-        if (!bp_before(&h->v[c], &last))
-            break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n)
-        h->v[i] = last;
-    return top;
-}
+TOK_HEAP(bheap, bpair, bp_before)
 
 typedef struct {
     const tok_bpe *b;

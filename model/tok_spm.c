@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/tok_heap.h"
 #include "model/tok_impl.h"
 #include "model/tok_utf8.h"
 
@@ -108,52 +109,7 @@ static int bg_before(const bigram *a, const bigram *b)
     return a->score > b->score || (a->score == b->score && a->left < b->left);
 }
 
-typedef struct {
-    bigram *v;
-    size_t n, cap;
-} heap;
-
-static em_status heap_push(heap *h, bigram b)
-{
-    if (h->n == h->cap) {
-        size_t nc = h->cap ? 2 * h->cap : 64;
-        bigram *nv = realloc(h->v, nc * sizeof *nv);
-        if (!nv)
-            return EM_ENOMEM;
-        h->v = nv;
-        h->cap = nc;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!bg_before(&b, &h->v[p]))
-            break;
-        h->v[i] = h->v[p];
-        i = p;
-    }
-    h->v[i] = b;
-    return 0;
-}
-
-static bigram heap_pop(heap *h)
-{
-    bigram top = h->v[0], last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && bg_before(&h->v[c + 1], &h->v[c]))
-            c++;
-        if (!bg_before(&h->v[c], &last))
-            break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n)
-        h->v[i] = last;
-    return top;
-}
+TOK_HEAP(heap, bigram, bg_before)
 
 /* Queues the merge of symbols l and r when their concatenation is a piece. */
 static em_status try_bigram(const tokenizer *t, const char *text, const sym *sy, int l, int r,
