@@ -12,15 +12,11 @@
 #include "ems/policy.h"
 #include "engine/engine.h"
 #include "model/model.h"
+#include "tests/testutil/inproc_group.h"
 #include "tests/testutil/testutil.h"
 
 #define MAXW 4
-typedef struct group {
-    int world;
-    pthread_barrier_t bar;
-    float *bufs[MAXW];
-    size_t n;
-} group;
+typedef tu_group group;
 
 typedef struct rank_ctx {
     group *g;
@@ -35,22 +31,7 @@ typedef struct rank_ctx {
 static em_status fake_allreduce(void *user, float *buf, size_t n)
 {
     rank_ctx *r = user;
-    group *g = r->g;
-    g->bufs[r->rank] = buf;
-    pthread_barrier_wait(&g->bar);
-    /* every rank computes the same sum in rank order into a private copy, then writes it */
-    float *tmp = malloc(sizeof(float) * n);
-    for (size_t i = 0; i < n; i++) {
-        float s = g->bufs[0][i];
-        for (int k = 1; k < g->world; k++)
-            s += g->bufs[k][i];
-        tmp[i] = s;
-    }
-    pthread_barrier_wait(&g->bar);
-    memcpy(buf, tmp, sizeof(float) * n);
-    free(tmp);
-    pthread_barrier_wait(&g->bar);
-    return EM_OK;
+    return tu_group_allreduce(r->g, r->rank, buf, n);
 }
 
 #define STEPS 40

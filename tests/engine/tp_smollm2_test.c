@@ -14,17 +14,14 @@
 #include "engine/engine.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "tests/testutil/inproc_group.h"
 #include "tests/testutil/testutil.h"
 
 #define MAXW     3
 #define STEPS    24
 #define MAX_HASH (64 * 8)
 
-typedef struct group {
-    int world;
-    pthread_barrier_t bar;
-    float *bufs[MAXW];
-} group;
+typedef tu_group group;
 
 typedef struct rank_ctx {
     group *g;
@@ -39,24 +36,10 @@ typedef struct rank_ctx {
     uint64_t entries; /* KV entries this rank holds at the end */
 } rank_ctx;
 
-static int fake_allreduce(void *user, float *buf, size_t n)
+static em_status fake_allreduce(void *user, float *buf, size_t n)
 {
     rank_ctx *r = user;
-    group *g = r->g;
-    g->bufs[r->rank] = buf;
-    pthread_barrier_wait(&g->bar);
-    float *tmp = malloc(sizeof(float) * n);
-    for (size_t i = 0; i < n; i++) {
-        float s = g->bufs[0][i];
-        for (int k = 1; k < g->world; k++)
-            s += g->bufs[k][i];
-        tmp[i] = s;
-    }
-    pthread_barrier_wait(&g->bar);
-    memcpy(buf, tmp, sizeof(float) * n);
-    free(tmp);
-    pthread_barrier_wait(&g->bar);
-    return 0;
+    return tu_group_allreduce(r->g, r->rank, buf, n);
 }
 
 static uint64_t fnv(uint64_t h, const void *p, size_t n)
