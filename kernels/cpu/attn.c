@@ -528,6 +528,7 @@ static void zero_out(const kern_attn_args *a, int i)
 #define BLK_ROWS 48 /* rows per block, rounded down to whole queries (at least one) */
 #endif
 #define BLK_MAX 64 /* rows per block at most: max(BLK_ROWS, G) with G <= 64 */
+#define BLK_SCORE_BYTES ((size_t)4 << 20) /* scores of a block's rows at most (scratch) */
 _Static_assert(BLK_ROWS <= BLK_MAX, "a block's rows must fit its arrays");
 #ifndef SR
 #define SR 3 /* rows per score micro-kernel */
@@ -549,7 +550,15 @@ typedef struct blk_row {
     int n; /* keys of the weighted sum: min(8 tend, len) */
 } blk_row;
 
-static int blk_queries(int G) { return BLK_ROWS / G > 1 ? BLK_ROWS / G : 1; }
+/* Queries per block of a call: about BLK_ROWS rows, fewer where the rows' scores would pass
+ * BLK_SCORE_BYTES (long caches), at least one query, at most the call's. */
+static int blk_queries(const kern_attn_args *a)
+{
+    size_t row_bytes = sizeof(float) * 8 * (size_t)((a->len + 7) / 8);
+    size_t rows = BLK_SCORE_BYTES / row_bytes < BLK_ROWS ? BLK_SCORE_BYTES / row_bytes : BLK_ROWS;
+    int q = (int)rows / a->G > 1 ? (int)rows / a->G : 1;
+    return q < a->n_q ? q : a->n_q;
+}
 
 /* Raw dot products of R rows with the 8 keys of a full tile (k: 8 rows of hd floats,
  * hd % 8 == 0): lane l of res[r] is dot8(q[r], k, hd)'s lane l bit for bit (a chain per lane
@@ -740,12 +749,12 @@ static void block_run(const kern_attn_args *a, attn_ws *w, const int *qi, const 
     block_wsum(a, rows, nr, tot);
 }
 
-/* Every query of the call through blocks of up to blk_queries(G) queries; a query that sees
+/* Every query of the call through blocks of blk_queries queries; a query that sees
  * nothing gets its zero output (and row) at once. */
 static void block_all(const kern_attn_args *a, attn_ws *w)
 {
     int qi[BLK_MAX], qtend[BLK_MAX], nq = 0;
-    int cap = blk_queries(a->G) < a->n_q ? blk_queries(a->G) : a->n_q;
+    int cap = blk_queries(a);
     kern_attn_stats *st = a->stats;
     for (int i = 0; i < a->n_q; i++) {
         int tend = query_tend(w, a->q_pos[i]);
@@ -802,8 +811,7 @@ void kern_cpu__attn(void *ctx, const kern_attn_args *a)
     w.T = (len + 7) / 8;
     int small = hd <= SMALL_HD;
     int blocked = !small && (hd & 7) == 0 && (long)n_q * G >= BLK_MIN_ROWS;
-    int bq = blk_queries(G) < n_q ? blk_queries(G) : n_q; /* queries per block */
-    size_t lenp = (size_t)8 * w.T, srows = (size_t)(blocked ? bq * G : G);
+    size_t lenp = (size_t)8 * w.T, srows = (size_t)(blocked ? blk_queries(a) * G : G);
     size_t need = lenp * (3 + (a->kbias ? 1 : 0) + srows + (small ? 2 * (size_t)hd : 0));
     float *buf = G <= 64 ? kern_cpu__scratch(KERN_CPU__SCRATCH_ATTN, need) : NULL;
     if (!buf) { /* out of memory or a huge group: the reference needs no scratch */
