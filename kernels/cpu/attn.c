@@ -25,7 +25,8 @@
 #include "kernels/ref/kern_ref.h"
 
 #define AI static inline __attribute__((always_inline))
-#define NI static __attribute__((noinline)) /* a pass of its own (keeps register allocation local) */
+/* a pass of its own: keeps the register allocation of its loops local */
+#define NI static __attribute__((noinline))
 #define SMALL_HD 16   /* heads up to this size take the transposed path */
 #define VT_MIN_ROWS 6 /* rows (queries x G) above which V is transposed too */
 #ifndef EW_U
@@ -520,7 +521,8 @@ static void zero_out(const kern_attn_args *a, int i)
  *             chain over the keys in order, its accumulator kept in the output row between
  *             chunks; dimensions past the multiples of 64 by wsum_tail per row.
  * Rows of a block that see fewer tiles than the block's last one get -inf scores, then zero
- * probabilities there: max, sums and FMA chains are unchanged by them (+0 terms). */
+ * probabilities there: max, sums and FMA chains are unchanged by them (+0 terms; V entries
+ * are finite, as the per-row path already assumes for the masked entries it multiplies). */
 #ifndef BLK_MIN_ROWS
 #define BLK_MIN_ROWS 2
 #endif
@@ -588,7 +590,8 @@ AI void tile_dots(const blk_row *rows, int R, const float *k, int hd, __m256 *re
         }
 #pragma GCC unroll 4
         for (int r = 0; r < R; r++)
-            u[h][r] = _mm256_hadd_ps(_mm256_hadd_ps(acc[r][0], acc[r][1]), _mm256_hadd_ps(acc[r][2], acc[r][3]));
+            u[h][r] = _mm256_hadd_ps(_mm256_hadd_ps(acc[r][0], acc[r][1]),
+                                     _mm256_hadd_ps(acc[r][2], acc[r][3]));
     }
 #pragma GCC unroll 4
     for (int r = 0; r < R; r++) { /* kern_cpu__hsum8's last step */
@@ -601,7 +604,7 @@ AI void tile_dots(const blk_row *rows, int R, const float *k, int hd, __m256 *re
 /* Pass A of the block's rows over tiles [0, tmax): big_scores' values (-inf where masked) into
  * each row's s, the running lane max into mxv[r]. */
 NI void block_scores(const kern_attn_args *a, const attn_ws *w, const blk_row *rows, int nr,
-                         int tmax, __m256 *mxv)
+                     int tmax, __m256 *mxv)
 {
     const int hd = a->hd, len = a->len;
     const __m256 vscale = _mm256_set1_ps(a->scale), ninf = _mm256_set1_ps(-INFINITY);
@@ -703,20 +706,21 @@ NI void block_wsum(const kern_attn_args *a, const blk_row *rows, int nr, const f
         int j1 = j0 + VJ < n ? j0 + VJ : n;
         int nfull = nr - nr % VR;
         for (int d0 = 0; d0 < d64; d0 += 8 * VD)
-            for (int r0 = 0; r0 < nfull; r0 += VR) wsum_kernel(rows + r0, VR, VD, a->v, hd, d0, j0, j1);
-        if (nfull < nr)
-            for (int d0 = 0; d0 < d64; d0 += 64) wsum_rows(rows + nfull, nr - nfull, a->v, hd, d0, j0, j1);
+            for (int r0 = 0; r0 < nfull; r0 += VR)
+                wsum_kernel(rows + r0, VR, VD, a->v, hd, d0, j0, j1);
+        for (int d0 = 0; d0 < d64 && nfull < nr; d0 += 64)
+            wsum_rows(rows + nfull, nr - nfull, a->v, hd, d0, j0, j1);
     }
     for (int r = 0; r < nr; r++) {
-        float inv = 1.0f / tot[r];
+        float inv = 1.0f / tot[r], *o = rows[r].out;
         __m256 vinv = _mm256_set1_ps(inv);
         for (int d = 0; d < d64; d += 8)
-            _mm256_storeu_ps(rows[r].out + d, _mm256_mul_ps(_mm256_loadu_ps(rows[r].out + d), vinv));
+            _mm256_storeu_ps(o + d, _mm256_mul_ps(_mm256_loadu_ps(o + d), vinv));
         wsum_tail(rows[r].s, a->v, rows[r].n, hd, d64, inv, rows[r].out);
     }
 }
 
-/* Queries qi[0, nq) (each sees some entry: tend[b] tiles) as one block. */
+/* Queries qi[0, nq) (each sees some entry: qtend[b] tiles) as one block. */
 static void block_run(const kern_attn_args *a, attn_ws *w, const int *qi, const int *qtend, int nq)
 {
     int G = a->G, hd = a->hd, nr = nq * G, tmax = 0;
