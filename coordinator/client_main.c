@@ -161,13 +161,15 @@ int main(int argc, char **argv)
     coord_client *c = coord_client_create(addr);
     int rc = 0;
     if (health) {
-        int h = coord_client_health(c, 5000);
-        printf("%s\n", h == 1 ? "SERVING" : h == 0 ? "NOT_SERVING" : "UNREACHABLE");
-        rc = h == 1 ? 0 : 1;
+        int serving;
+        em_status st = coord_client_health(c, 5000, &serving);
+        printf("%s\n", st != EM_OK ? "UNREACHABLE" : serving ? "SERVING" : "NOT_SERVING");
+        rc = st == EM_OK && serving ? 0 : 1;
     } else if (abort_id) {
-        int f = coord_client_abort(c, abort_id);
-        printf("%s\n", f == 1 ? "aborted" : f == 0 ? "not found" : "error");
-        rc = f < 0;
+        int found;
+        em_status st = coord_client_abort(c, abort_id, &found);
+        printf("%s\n", st != EM_OK ? "error" : found ? "aborted" : "not found");
+        rc = st != EM_OK;
     } else if (tokenize) {
         rc = print_tokens(c, &rq);
     } else {

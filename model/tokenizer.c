@@ -103,8 +103,8 @@ int tok_add_bos_default(const tokenizer *t)
 
 em_status tok_token_id(const tokenizer *t, const char *piece, int32_t *id)
 {
-    int32_t i = piece ? tok_vocab_find(&t->v, piece, strlen(piece)) : -1;
-    if (i < 0)
+    int32_t i = piece ? tok_vocab_find(&t->v, piece, strlen(piece)) : TOK_ID_NONE;
+    if (i == TOK_ID_NONE)
         return EM_EINVAL;
     *id = i;
     return EM_OK;
