@@ -41,7 +41,7 @@ typedef struct tok_bpe tok_bpe;
 struct tokenizer {
     tok_vocab v;
     tok_kind kind;
-    int bos, eos, unk;    /* -1 when the model has none */
+    int bos, eos, unk;    /* TOK_ID_NONE when the model has none */
     int add_bos;          /* tokenizer.ggml.add_bos_token */
     int add_space_prefix; /* tokenizer.ggml.add_space_prefix (SentencePiece only) */
     tok_spm *spm;
