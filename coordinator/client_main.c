@@ -255,13 +255,15 @@ int main(int argc, char **argv)
     coord_client *c = coord_client_create(f.addr);
     int rc;
     if (f.health) {
-        int h = coord_client_health(c, 5000);
-        printf("%s\n", h == 1 ? "SERVING" : h == 0 ? "NOT_SERVING" : "UNREACHABLE");
-        rc = h == 1 ? 0 : 1;
+        int serving;
+        em_status st = coord_client_health(c, 5000, &serving);
+        printf("%s\n", st != EM_OK ? "UNREACHABLE" : serving ? "SERVING" : "NOT_SERVING");
+        rc = st == EM_OK && serving ? 0 : 1;
     } else if (f.abort_id) {
-        int found = coord_client_abort(c, f.abort_id);
-        printf("%s\n", found == 1 ? "aborted" : found == 0 ? "not found" : "error");
-        rc = found != 1;
+        int found;
+        em_status st = coord_client_abort(c, f.abort_id, &found);
+        printf("%s\n", st != EM_OK ? "error" : found ? "aborted" : "not found");
+        rc = st != EM_OK || !found;
     } else if (f.tokenize) {
         rc = print_tokens(c, &rq);
     } else {

@@ -92,6 +92,13 @@ else
   total_fail=$((total_fail + 1)); rc_all=1; echo "   -> package graph check FAILED"
 fi
 
+echo "== scripts/check-status-returns.sh (no bare -1/-2 returns: em_status or a named value) =="
+if bash scripts/check-status-returns.sh; then
+  total_pass=$((total_pass + 1))
+else
+  total_fail=$((total_fail + 1)); rc_all=1; echo "   -> status-return check FAILED"
+fi
+
 if [ -x /usr/local/cuda/bin/nvcc ]; then
   echo "== bazel build --config=cuda //... =="
   bazel build --config=ci --config=cuda //... > "$LOG.3" 2>&1

@@ -62,7 +62,7 @@ static int wait_counts(coord_client *cl, int running, int queued)
     double t0 = em_now_s();
     while (em_now_s() - t0 < 30) {
         coord_client_info info;
-        if (coord_client_server_info(cl, &info) == 0 && info.running == running &&
+        if (coord_client_server_info(cl, &info) == EM_OK && info.running == running &&
             info.queued == queued) {
             return 1;
         }
@@ -75,7 +75,7 @@ static void test_queue(void)
 {
     const char *extra[] = {"--max-seqs", "1", "--max-queue", "1", NULL};
     svc s;
-    REQUIRE(svc_start(&s, 1, extra) == 0, "service did not start");
+    REQUIRE(svc_start(&s, 1, extra) == EM_OK, "service did not start");
     coord_client *cl = coord_client_create(s.addr);
     job j[2];
     pthread_t t[2];
@@ -114,11 +114,11 @@ static void test_queue(void)
 static void test_reuseport(void)
 {
     svc a, b;
-    REQUIRE(svc_start(&a, 1, NULL) == 0, "first service did not start");
+    REQUIRE(svc_start(&a, 1, NULL) == EM_OK, "first service did not start");
     const char *extra[] = {"--listen", a.addr, NULL};
-    int rc = svc_start(&b, 1, extra);
-    CHECK(rc != 0, "a second coordinator started on %s (SO_REUSEPORT)", a.addr);
-    if (rc == 0) {
+    em_status rc = svc_start(&b, 1, extra);
+    CHECK(rc != EM_OK, "a second coordinator started on %s (SO_REUSEPORT)", a.addr);
+    if (rc == EM_OK) {
         svc_stop(&b);
     }
     coord_client *cl = coord_client_create(a.addr);
@@ -127,16 +127,21 @@ static void test_reuseport(void)
     svc_stop(&a);
 }
 
-static int connect_local(int port)
+/* A TCP connection to 127.0.0.1:port in *fd; EM_EIO when there is none. */
+static em_status connect_local(int port, int *fd)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    *fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return -1;
+    if (*fd < 0) {
+        return EM_EIO;
     }
-    return fd;
+    if (connect(*fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(*fd);
+        *fd = -1;
+        return EM_EIO;
+    }
+    return EM_OK;
 }
 
 static int free_port(void)
@@ -156,8 +161,8 @@ static int free_port(void)
 /* A normal scrape on its own connection: 1 when answered 200 within 10 s. */
 static int scrape_ok(int port)
 {
-    int fd = connect_local(port);
-    if (fd < 0) {
+    int fd;
+    if (connect_local(port, &fd) != EM_OK) {
         return 0;
     }
     const char *get = "GET /metrics HTTP/1.0\r\n\r\n";
@@ -176,9 +181,9 @@ static void test_slow_metrics_client(void)
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     const char *extra[] = {"--metrics-listen", listen, NULL};
     svc s;
-    REQUIRE(port > 0 && svc_start(&s, 1, extra) == 0, "service did not start");
-    int fd = connect_local(port);
-    REQUIRE(fd >= 0, "connect to the metrics port %d", port);
+    REQUIRE(port > 0 && svc_start(&s, 1, extra) == EM_OK, "service did not start");
+    int fd;
+    REQUIRE(connect_local(port, &fd) == EM_OK, "connect to the metrics port %d", port);
     /* one byte of "GET /metrics ..." every 100 ms; after the 5th, a normal scrape */
     const char *req = "GET /metrics HTTP/1.0\r\nX-Slow: some more bytes that never end";
     int sent = 0, answered = 0, slow_open_after = 0;

@@ -24,7 +24,9 @@
 #include "tests/service/svc_harness.h"
 #include "tests/testutil/testutil.h"
 
-/* Waits up to s seconds for the coordinator to exit by itself; its wait status or -1. */
+#define NOT_EXITED (-1) /* wait_exit: still running (never a wait status) */
+
+/* Waits up to s seconds for the coordinator to exit by itself; its wait status or NOT_EXITED. */
 static int wait_exit(svc *sv, double s)
 {
     double t0 = em_now_s();
@@ -36,20 +38,20 @@ static int wait_exit(svc *sv, double s)
         }
         usleep(20000);
     }
-    return -1;
+    return NOT_EXITED;
 }
 
 static void test_spawner_loss(void)
 {
     svc s;
-    REQUIRE(svc_start(&s, 2, NULL) == 0, "service did not start");
+    REQUIRE(svc_start(&s, 2, NULL) == EM_OK, "service did not start");
     pid_t sp = svc_spawner_pid(&s);
     REQUIRE(sp > 0, "no spawner found under pid %d", (int)s.pid);
     CHECK(kill(sp, SIGKILL) == 0, "kill -9 the spawner %d", (int)sp);
     int st = wait_exit(&s, 15.0);
     printf("spawner killed: coordinator wait status %d (exit %d)\n", st,
-           st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-    CHECK(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 3,
+           st != NOT_EXITED && WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    CHECK(st != NOT_EXITED && WIFEXITED(st) && WEXITSTATUS(st) == 3,
           "coordinator after the spawner's loss: wait status %d, want exit 3", st);
     if (s.pid > 0) {
         svc_stop(&s);
@@ -70,7 +72,7 @@ static void test_backoff(void)
     const char *extra[] = {
         "--worker-bin", script, "--respawn-delay-ms", "100", "--ready-timeout-ms", "1", NULL};
     svc s;
-    REQUIRE(svc_start(&s, 1, extra) == 0, "service did not start");
+    REQUIRE(svc_start(&s, 1, extra) == EM_OK, "service did not start");
     usleep(5000000); /* starts at about 0, 0.1, 0.3, 0.7, 1.5, 3.1 s (without backoff: ~45) */
     svc_stop(&s);
     double t[64];
@@ -135,7 +137,7 @@ static int sigterm_mid_stream(const char *grace, int max_tokens, job *j, grpc_st
 {
     const char *extra[] = {"--drain-grace-ms", grace, NULL};
     svc s;
-    REQUIRE(svc_start(&s, 2, extra) == 0, "service did not start");
+    REQUIRE(svc_start(&s, 2, extra) == EM_OK, "service did not start");
     memset(j, 0, sizeof *j);
     j->cl = coord_client_create(s.addr);
     j->max_tokens = max_tokens;
@@ -177,7 +179,8 @@ static void test_drain(void)
     CHECK(j.res.status == GRPC_STATUS_OK && j.res.n_output == 1000,
           "drained stream: status %d (%s), %d ids", j.res.status, j.res.message, j.res.n_output);
     CHECK(late != GRPC_STATUS_OK, "a call during the drain was served");
-    CHECK(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d after the drain", st);
+    CHECK(st != NOT_EXITED && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+          "exit status %d after the drain", st);
     coord_client_result_free(&j.res);
 
     st = sigterm_mid_stream("0", 2000, &j, &late);
@@ -185,14 +188,14 @@ static void test_drain(void)
            j.res.message, j.n_chunks, st);
     CHECK(j.res.status == GRPC_STATUS_UNAVAILABLE || j.res.status == GRPC_STATUS_CANCELLED,
           "stream without grace: status %d (%s)", j.res.status, j.res.message);
-    CHECK(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+    CHECK(st != NOT_EXITED && WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
     coord_client_result_free(&j.res);
 }
 
 static void test_stopped_worker_exit(void)
 {
     svc s;
-    REQUIRE(svc_start(&s, 2, NULL) == 0, "service did not start");
+    REQUIRE(svc_start(&s, 2, NULL) == EM_OK, "service did not start");
     pid_t w = svc_local_worker_pid(&s, 1);
     REQUIRE(w > 0, "worker 1 not found");
     CHECK(kill(w, SIGSTOP) == 0, "SIGSTOP worker 1");
@@ -200,7 +203,7 @@ static void test_stopped_worker_exit(void)
     kill(s.pid, SIGTERM);
     int st = wait_exit(&s, 15.0);
     printf("SIGTERM with a stopped worker: exit status %d after %.1f s\n", st, em_now_s() - t0);
-    CHECK(st >= 0 && WIFEXITED(st), "the coordinator did not exit within 15 s of SIGTERM");
+    CHECK(st != NOT_EXITED && WIFEXITED(st), "the coordinator did not exit within 15 s of SIGTERM");
     if (s.pid > 0) {
         svc_stop(&s);
     }

@@ -86,16 +86,17 @@ static void kill_mid_generation(coord_client *cl, pid_t pid, const char *what)
     }
     pthread_join(t, NULL); /* bounded by the call's deadline */
     double dt = em_now_s() - t0;
-    int health = coord_client_health(cl, 5000);
+    const char *health = svc_health(cl, 5000);
     CHECK(j.res.status == GRPC_STATUS_UNAVAILABLE,
           "%s: stream ended with status %d (%s), want "
           "UNAVAILABLE",
           what, j.res.status, j.res.message);
     CHECK(dt < LOSS_BOUND_S, "%s: UNAVAILABLE %.2f s after kill -9 (bound %.1f s)", what, dt,
           LOSS_BOUND_S);
-    CHECK(health == 0, "%s: health %d right after the loss, want NOT_SERVING (0)", what, health);
+    CHECK(strcmp(health, "NOT_SERVING") == 0,
+          "%s: health %s right after the loss, want NOT_SERVING", what, health);
     printf("%s: stream ended after %d chunks, %.3f s after kill -9: status %d (%s); health %s\n",
-           what, j.n_chunks, dt, j.res.status, j.res.message, health == 0 ? "NOT_SERVING" : "?");
+           what, j.n_chunks, dt, j.res.status, j.res.message, health);
     coord_client_result_free(&j.res);
 }
 
@@ -104,15 +105,15 @@ static void test_local(void)
     const char *const extra[] = {"--respawn-delay-ms", "3000", "--cluster-secret-file",
                                  svc_secret_file(), NULL};
     svc s;
-    REQUIRE(svc_start(&s, 2, extra) == 0, "service did not start");
+    REQUIRE(svc_start(&s, 2, extra) == EM_OK, "service did not start");
     coord_client *cl = coord_client_create(s.addr);
     coord_client_set_admin_secret(cl, svc_secret()); /* the workers' pids are for the admin */
     coord_client_info before, after;
-    REQUIRE(coord_client_server_info(cl, &before) == 0 && before.serving, "server info");
+    REQUIRE(coord_client_server_info(cl, &before) == EM_OK && before.serving, "server info");
     kill_mid_generation(cl, (pid_t)before.pid[1], "local worker 1");
     REQUIRE(svc_alive(&s), "the coordinator died");
-    CHECK(coord_client_wait_serving(cl, 60000) == 0, "not serving again after the restart");
-    REQUIRE(coord_client_server_info(cl, &after) == 0, "server info after the restart");
+    CHECK(coord_client_wait_serving(cl, 60000) == EM_OK, "not serving again after the restart");
+    REQUIRE(coord_client_server_info(cl, &after) == EM_OK, "server info after the restart");
     CHECK(after.generation > before.generation && after.pid[1] != before.pid[1] &&
               after.pid[0] == before.pid[0],
           "generation %lld -> %lld, worker 1 pid %lld -> %lld", (long long)before.generation,
@@ -129,7 +130,7 @@ static int wait_reformed(coord_client *cl, int64_t gen)
 {
     for (int i = 0; i < 600; i++) {
         coord_client_info info;
-        if (coord_client_server_info(cl, &info) == 0 && info.serving && info.generation > gen) {
+        if (coord_client_server_info(cl, &info) == EM_OK && info.serving && info.generation > gen) {
             return 1;
         }
         usleep(50000);
@@ -140,8 +141,8 @@ static int wait_reformed(coord_client *cl, int64_t gen)
 static void test_by_hand(void)
 {
     svc w[2], co;
-    REQUIRE(svc_start_worker(&w[0], "127.0.0.1:0") == 0, "worker 0 did not start");
-    REQUIRE(svc_start_worker(&w[1], "127.0.0.1:0") == 0, "worker 1 did not start");
+    REQUIRE(svc_start_worker(&w[0], "127.0.0.1:0") == EM_OK, "worker 0 did not start");
+    REQUIRE(svc_start_worker(&w[1], "127.0.0.1:0") == EM_OK, "worker 1 did not start");
     /* the worker list comes from a config file (the multi-node launch) */
     char conf[512];
     tu_tmp_path(conf, sizeof conf, "cluster.conf");
@@ -151,11 +152,11 @@ static void test_by_hand(void)
             w[0].addr, w[1].addr);
     fclose(f);
     const char *extra[] = {"--config", conf, NULL};
-    REQUIRE(svc_start_coordinator(&co, NULL, 0, extra) == 0, "coordinator did not start");
+    REQUIRE(svc_start_coordinator(&co, NULL, 0, extra) == EM_OK, "coordinator did not start");
     coord_client *cl = coord_client_create(co.addr);
     CHECK(svc_golden_ok(cl, 60, "before the kill (hand-started workers)"), "golden ids");
     coord_client_info before, after;
-    REQUIRE(coord_client_server_info(cl, &before) == 0, "server info");
+    REQUIRE(coord_client_server_info(cl, &before) == EM_OK, "server info");
     char addr0[64];
     snprintf(addr0, sizeof addr0, "%s", w[0].addr);
     kill_mid_generation(cl, w[0].pid, "hand-started worker 0");
@@ -163,10 +164,11 @@ static void test_by_hand(void)
     w[0].pid = 0;
     /* Still NOT_SERVING while the worker is down (nothing restarts it). */
     usleep(300000);
-    CHECK(coord_client_health(cl, 5000) == 0, "serving without worker 0");
-    REQUIRE(svc_start_worker(&w[0], addr0) == 0, "worker 0 did not restart on %s", addr0);
-    CHECK(coord_client_wait_serving(cl, 60000) == 0, "not serving again after worker 0 re-joined");
-    REQUIRE(coord_client_server_info(cl, &after) == 0, "server info after the re-join");
+    CHECK(strcmp(svc_health(cl, 5000), "NOT_SERVING") == 0, "serving without worker 0");
+    REQUIRE(svc_start_worker(&w[0], addr0) == EM_OK, "worker 0 did not restart on %s", addr0);
+    CHECK(coord_client_wait_serving(cl, 60000) == EM_OK,
+          "not serving again after worker 0 re-joined");
+    REQUIRE(coord_client_server_info(cl, &after) == EM_OK, "server info after the re-join");
     CHECK(after.generation > before.generation, "generation %lld -> %lld",
           (long long)before.generation, (long long)after.generation);
     CHECK(svc_golden_ok(cl, 60, "after the hand-started worker re-joined"), "golden ids");
@@ -179,7 +181,7 @@ static void test_by_hand(void)
     kill(w[1].pid, SIGKILL);
     waitpid(w[1].pid, NULL, 0);
     w[1].pid = 0;
-    REQUIRE(svc_start_worker(&w[1], addr1) == 0, "worker 1 did not restart on %s", addr1);
+    REQUIRE(svc_start_worker(&w[1], addr1) == EM_OK, "worker 1 did not restart on %s", addr1);
     int reformed = wait_reformed(cl, after.generation);
     CHECK(reformed, "a quickly restarted idle worker was not noticed within 30 s");
     CHECK(svc_golden_ok(cl, 60, "after a quick idle restart"), "golden ids");
