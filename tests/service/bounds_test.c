@@ -21,40 +21,8 @@
 #include "common/timeutil.h"
 #include "coordinator/client.h"
 #include "tests/service/svc_harness.h"
+#include "tests/service/svc_job.h"
 #include "tests/testutil/testutil.h"
-
-typedef struct job {
-    coord_client *cl;
-    volatile int n_chunks, stop;
-    coord_client_result res;
-} job;
-
-static int on_chunk(void *user, const int32_t *ids, int n, const char *text)
-{
-    job *j = user;
-    (void)ids;
-    (void)n;
-    (void)text;
-    __atomic_add_fetch(&j->n_chunks, 1, __ATOMIC_SEQ_CST);
-    return __atomic_load_n(&j->stop, __ATOMIC_SEQ_CST); /* non-zero: cancel the call */
-}
-
-static void *run_job(void *p)
-{
-    job *j = p;
-    coord_client_req rq;
-    memset(&rq, 0, sizeof rq);
-    rq.text = "Once upon a time";
-    rq.max_tokens = 2000;
-    rq.ignore_eos = 1;
-    rq.temperature = 0;
-    rq.top_k = -1;
-    rq.timeout_ms = 60000;
-    rq.on_chunk = on_chunk;
-    rq.user = j;
-    coord_client_generate(j->cl, &rq, &j->res);
-    return NULL;
-}
 
 /* Waits up to 30 s until GetServerInfo shows `running` running and `queued` queued. */
 static int wait_counts(coord_client *cl, int running, int queued)
@@ -77,13 +45,9 @@ static void test_queue(void)
     svc s;
     REQUIRE(svc_start(&s, 1, extra) == EM_OK, "service did not start");
     coord_client *cl = coord_client_create(s.addr);
-    job j[2];
-    pthread_t t[2];
-    memset(j, 0, sizeof j);
-    for (int i = 0; i < 2; i++) {
-        j[i].cl = cl;
-        REQUIRE(pthread_create(&t[i], NULL, run_job, &j[i]) == 0, "thread");
-    }
+    svc_job j[2];
+    for (int i = 0; i < 2; i++)
+        REQUIRE(svc_job_start(&j[i], cl, 2000, 60000) == EM_OK, "thread");
     CHECK(wait_counts(cl, 1, 1), "not 1 running + 1 queued within 30 s");
     coord_client_result res;
     coord_client_req rq;
@@ -98,11 +62,10 @@ static void test_queue(void)
     CHECK(st == GRPC_STATUS_RESOURCE_EXHAUSTED && strstr(res.message, "--max-queue"),
           "third request: status %d (%s), want RESOURCE_EXHAUSTED", st, res.message);
     coord_client_result_free(&res);
+    for (int i = 0; i < 2; i++)
+        svc_job_cancel(&j[i]); /* at the next chunk */
     for (int i = 0; i < 2; i++) {
-        __atomic_store_n(&j[i].stop, 1, __ATOMIC_SEQ_CST); /* cancel at the next chunk */
-    }
-    for (int i = 0; i < 2; i++) {
-        pthread_join(t[i], NULL); /* bounded by the call's deadline */
+        svc_job_join(&j[i]); /* bounded by the call's deadline */
         coord_client_result_free(&j[i].res);
     }
     CHECK(wait_counts(cl, 0, 0), "the cancelled requests were not released within 30 s");

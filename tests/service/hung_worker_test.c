@@ -17,41 +17,10 @@
 #include "common/timeutil.h"
 #include "coordinator/client.h"
 #include "tests/service/svc_harness.h"
+#include "tests/service/svc_job.h"
 #include "tests/testutil/testutil.h"
 
 #define DETECT_BOUND_S 5.0 /* SIGSTOP -> stream ends with UNAVAILABLE */
-
-typedef struct gen_job {
-    coord_client *cl;
-    volatile int n_chunks;
-    coord_client_result res;
-} gen_job;
-
-static int on_chunk(void *user, const int32_t *ids, int n, const char *text)
-{
-    (void)ids;
-    (void)n;
-    (void)text;
-    __atomic_add_fetch(&((gen_job *)user)->n_chunks, 1, __ATOMIC_SEQ_CST);
-    return 0;
-}
-
-static void *gen_thread(void *p)
-{
-    gen_job *j = p;
-    coord_client_req rq;
-    memset(&rq, 0, sizeof rq);
-    rq.text = "Once upon a time";
-    rq.max_tokens = 2000;
-    rq.ignore_eos = 1;
-    rq.temperature = 0;
-    rq.top_k = -1;
-    rq.timeout_ms = 30000; /* ending by this deadline is a failure (UNAVAILABLE is wanted) */
-    rq.on_chunk = on_chunk;
-    rq.user = j;
-    coord_client_generate(j->cl, &rq, &j->res);
-    return NULL;
-}
 
 static int proc_exists(pid_t pid)
 {
@@ -73,20 +42,14 @@ static int wait_gone(pid_t pid, double s)
 
 static void stop_mid_generation(coord_client *cl, const coord_client_info *before)
 {
-    gen_job j;
-    memset(&j, 0, sizeof j);
-    j.cl = cl;
-    pthread_t t;
-    REQUIRE(pthread_create(&t, NULL, gen_thread, &j) == 0, "thread");
-    double t0 = em_now_s();
-    while (__atomic_load_n(&j.n_chunks, __ATOMIC_SEQ_CST) < 5 && em_now_s() - t0 < 30) {
-        usleep(1000);
-    }
+    svc_job j;
+    /* ending by the call's deadline is a failure (UNAVAILABLE is wanted) */
+    REQUIRE(svc_job_start(&j, cl, 2000, 30000) == EM_OK, "thread");
     pid_t victim = (pid_t)before->pid[1];
-    CHECK(j.n_chunks >= 5, "no 5 chunks within 30 s");
+    CHECK(svc_job_wait_chunks(&j, 5, 30), "no 5 chunks within 30 s");
     double t_stop = em_now_s();
     CHECK(kill(victim, SIGSTOP) == 0, "SIGSTOP %d", (int)victim);
-    pthread_join(t, NULL); /* bounded by the call's deadline */
+    svc_job_join(&j); /* bounded by the call's deadline */
     double dt = em_now_s() - t_stop;
     const char *health = svc_health(cl, 5000);
     printf("mid-generation: stream ended %.2f s after SIGSTOP with status %d (%s); health %s\n", dt,

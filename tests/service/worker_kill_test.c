@@ -18,73 +18,25 @@
 #include "common/timeutil.h"
 #include "coordinator/client.h"
 #include "tests/service/svc_harness.h"
+#include "tests/service/svc_job.h"
 #include "tests/testutil/testutil.h"
 
 #define LOSS_BOUND_S    2.0   /* kill -9 -> stream ends with UNAVAILABLE */
 #define CALL_TIMEOUT_MS 10000 /* the generation's own deadline: ending by it is a failure */
 #define CHUNK_WAIT_S    30.0  /* for the generation to be under way */
 
-typedef struct gen_job {
-    coord_client *cl;
-    volatile int n_chunks;
-    coord_client_result res;
-} gen_job;
-
-static int on_chunk(void *user, const int32_t *ids, int n, const char *text)
-{
-    gen_job *j = user;
-    (void)ids;
-    (void)n;
-    (void)text;
-    __atomic_add_fetch(&j->n_chunks, 1, __ATOMIC_SEQ_CST);
-    return 0;
-}
-
-static void *gen_run_thread(void *p)
-{
-    gen_job *j = p;
-    coord_client_req rq;
-    memset(&rq, 0, sizeof rq);
-    rq.text = "Once upon a time";
-    rq.max_tokens = 2000;
-    rq.ignore_eos = 1;
-    rq.temperature = 0;
-    rq.top_k = -1;
-    rq.timeout_ms = CALL_TIMEOUT_MS;
-    rq.on_chunk = on_chunk;
-    rq.user = j;
-    coord_client_generate(j->cl, &rq, &j->res);
-    return NULL;
-}
-
-/* Waits (at most CHUNK_WAIT_S) until the generation has streamed 5 chunks; 0 on timeout. */
-static int wait_under_way(gen_job *j)
-{
-    double t0 = em_now_s();
-    while (__atomic_load_n(&j->n_chunks, __ATOMIC_SEQ_CST) < 5) {
-        if (em_now_s() - t0 > CHUNK_WAIT_S) {
-            return 0;
-        }
-        usleep(1000);
-    }
-    return 1;
-}
-
 /* Kills pid mid-generation; checks UNAVAILABLE within LOSS_BOUND_S and NOT_SERVING. */
 static void kill_mid_generation(coord_client *cl, pid_t pid, const char *what)
 {
-    gen_job j;
-    memset(&j, 0, sizeof j);
-    j.cl = cl;
-    pthread_t t;
-    REQUIRE(pthread_create(&t, NULL, gen_run_thread, &j) == 0, "%s: thread", what);
-    int under_way = wait_under_way(&j);
+    svc_job j;
+    REQUIRE(svc_job_start(&j, cl, 2000, CALL_TIMEOUT_MS) == EM_OK, "%s: thread", what);
+    int under_way = svc_job_wait_chunks(&j, 5, CHUNK_WAIT_S);
     CHECK(under_way, "%s: no 5 chunks within %.0f s", what, CHUNK_WAIT_S);
     double t0 = em_now_s();
     if (under_way) {
         CHECK(kill(pid, SIGKILL) == 0, "%s: kill -9 %d", what, (int)pid);
     }
-    pthread_join(t, NULL); /* bounded by the call's deadline */
+    svc_job_join(&j); /* bounded by the call's deadline */
     double dt = em_now_s() - t0;
     const char *health = svc_health(cl, 5000);
     CHECK(j.res.status == GRPC_STATUS_UNAVAILABLE,
@@ -96,7 +48,7 @@ static void kill_mid_generation(coord_client *cl, pid_t pid, const char *what)
     CHECK(strcmp(health, "NOT_SERVING") == 0,
           "%s: health %s right after the loss, want NOT_SERVING", what, health);
     printf("%s: stream ended after %d chunks, %.3f s after kill -9: status %d (%s); health %s\n",
-           what, j.n_chunks, dt, j.res.status, j.res.message, health);
+           what, svc_job_chunks(&j), dt, j.res.status, j.res.message, health);
     coord_client_result_free(&j.res);
 }
 
