@@ -254,6 +254,7 @@ static void do_generate(coord_server *s, gcall *c, const Emserve__V1__GenerateRe
     uint64_t serial = __atomic_add_fetch(&s->serial, 1, __ATOMIC_RELAXED);
     em_status st = coord_rpc_req_from_proto(rq, &s->pc, serial, &r, err, sizeof err);
     if (st != EM_OK) {
+        coord_sched_note_refused(s->o.sched, st);
         pthread_mutex_lock(&c->mu);
         set_final_locked(c, rpc_status_from_em(st), err);
         kick_locked(c);
