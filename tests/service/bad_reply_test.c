@@ -2,10 +2,9 @@
  * coordinator's Steps with lies - 2,000,000 KV slots (the reply that made the coordinator abort
  * with munmap_chunk), one slot too many (overflowed its slot buffers), a wrong slot id, more KV
  * entries than the context holds, a logits row missing, a reply to another step, compression
- * counts for too many slots or negative. Each request
- * hit by a lie ends with UNAVAILABLE naming what was wrong; the coordinator stays up, re-forms
- * the group and serves the next request; once the fakes answer honestly a generation completes
- * with OK. Every wait has a limit. */
+ * counts for too many slots or negative. Each request hit by a lie ends with UNAVAILABLE naming
+ * what was wrong; the coordinator stays up, re-forms the group and serves the next request; once
+ * the fakes answer honestly a generation completes with OK. Every wait has a limit. */
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
