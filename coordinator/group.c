@@ -139,6 +139,8 @@ void coord_group_free(coord_group *g)
     free(g->slots);
     free(g->entries);
     free(g->kv_bytes);
+    free(g->kv_quant);
+    free(g->counts);
     pthread_mutex_destroy(&g->mu);
     free(g);
 }

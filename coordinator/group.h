@@ -89,15 +89,24 @@ typedef struct coord_step {
     const int32_t *pol_slot, *pol_phase;
 } coord_step;
 
+/* What compression did to a sequence's cache (entries; seconds in the policy step). */
+typedef struct coord_kv_counts {
+    int64_t evicted, merged, quantized;
+    double seconds;
+} coord_kv_counts;
+
 typedef struct coord_step_result {
     const float *logits; /* [n_logits][n_vocab], owned by the group, valid until the next step */
     int n_logits;
     int n_slots;
-    const int32_t *slots;   /* owned by the group */
-    const int64_t *entries; /* KV entries of slots[i] summed over all workers */
-    const int64_t *bytes;   /* [n_slots][world]: KV bytes worker r holds for slots[i] */
-    const int64_t *peak;    /* [world]: KV bytes of all of worker r's sequences at the step's
-                               peak (after the forward, before compression) */
+    const int32_t *slots;          /* owned by the group */
+    const int64_t *entries;        /* KV entries of slots[i] summed over all workers */
+    const int64_t *bytes;          /* [n_slots][world]: KV bytes worker r holds for slots[i] */
+    const int64_t *peak;           /* [world]: KV bytes of all of worker r's sequences at the step's
+                                      peak (after the forward, before compression) */
+    const int64_t *bytes_quant;    /* [n_slots][world]: the part of bytes in quantized stores */
+    const coord_kv_counts *counts; /* [n_slots]: compression in this step, summed over workers
+                                      (zeros from workers that do not report it) */
 } coord_step_result;
 
 /* Runs one step on every worker under a progress deadline (see step_timeout_ms). Every reply

@@ -44,7 +44,9 @@ struct coord_group {
     size_t cap_logits;
     int32_t *slots;
     int64_t *entries;
-    int64_t *kv_bytes; /* [cap_slots][world] KV bytes worker r holds per slot (KV budget) */
+    int64_t *kv_bytes;       /* [cap_slots][world] KV bytes worker r holds per slot (KV budget) */
+    int64_t *kv_quant;       /* [cap_slots][world] the part of kv_bytes in quantized stores */
+    coord_kv_counts *counts; /* [cap_slots] compression since the last step, all workers */
     int64_t kv_peak[COORD_MAX_WORKERS];
     int cap_slots;
 };

@@ -107,10 +107,16 @@ static em_status grow_results(coord_group *g, int n_logits, int n_tokens)
         free(g->slots);
         free(g->entries);
         free(g->kv_bytes);
-        g->slots = malloc(sizeof(int32_t) * (size_t)(n_tokens + 1));
-        g->entries = malloc(sizeof(int64_t) * (size_t)(n_tokens + 1));
-        g->kv_bytes = malloc(sizeof(int64_t) * (size_t)(n_tokens + 1) * (size_t)g->world);
-        g->cap_slots = (g->slots && g->entries && g->kv_bytes) ? n_tokens + 1 : 0;
+        free(g->kv_quant);
+        free(g->counts);
+        size_t n = (size_t)(n_tokens + 1);
+        g->slots = malloc(sizeof(int32_t) * n);
+        g->entries = malloc(sizeof(int64_t) * n);
+        g->kv_bytes = malloc(sizeof(int64_t) * n * (size_t)g->world);
+        g->kv_quant = malloc(sizeof(int64_t) * n * (size_t)g->world);
+        g->counts = malloc(sizeof(coord_kv_counts) * n);
+        g->cap_slots =
+            (g->slots && g->entries && g->kv_bytes && g->kv_quant && g->counts) ? n_tokens + 1 : 0;
         if (!g->cap_slots) {
             return EM_ENOMEM;
         }
@@ -150,6 +156,21 @@ static em_status check_reply(const coord_group *g, int r,
                  sr->n_kv_slots, sr->n_kv_entries, sr->n_kv_bytes, n_slots);
         return EM_EPROTO;
     }
+    size_t nc = sr->n_kv_bytes_quant; /* the metrics fields: all n_slots long, or all empty */
+    if ((nc != 0 && nc != (size_t)n_slots) || sr->n_kv_evicted != nc || sr->n_kv_merged != nc ||
+        sr->n_kv_quantized != nc || sr->n_compress_seconds != nc) {
+        snprintf(why, whylen, "compression counts for %zu/%zu/%zu/%zu/%zu slots, expected %d or 0",
+                 nc, sr->n_kv_evicted, sr->n_kv_merged, sr->n_kv_quantized, sr->n_compress_seconds,
+                 n_slots);
+        return -1;
+    }
+    for (size_t i = 0; i < nc; i++) {
+        if (sr->kv_bytes_quant[i] < 0 || sr->kv_evicted[i] < 0 || sr->kv_merged[i] < 0 ||
+            sr->kv_quantized[i] < 0 || !(sr->compress_seconds[i] >= 0)) {
+            snprintf(why, whylen, "negative compression count for slot %d", slots[i]);
+            return -1;
+        }
+    }
     if (sr->kv_bytes_peak < 0) {
         snprintf(why, whylen, "negative KV byte peak %lld", (long long)sr->kv_bytes_peak);
         return EM_EPROTO;
@@ -171,6 +192,23 @@ static em_status check_reply(const coord_group *g, int r,
         return EM_EPROTO;
     }
     return EM_OK;
+}
+
+/* Adds rank r's compression figures for slot i (checked; absent = zeros) to the step's. */
+static void add_counts(coord_group *g, int r, const Emserve__Internal__V1__StepResponse *sr, int i)
+{
+    coord_kv_counts *c = &g->counts[i];
+    int has = sr->n_kv_bytes_quant > 0;
+    if (r == 0) {
+        memset(c, 0, sizeof *c);
+    }
+    g->kv_quant[(size_t)i * (size_t)g->world + (size_t)r] = has ? sr->kv_bytes_quant[i] : 0;
+    if (has) {
+        c->evicted += sr->kv_evicted[i];
+        c->merged += sr->kv_merged[i];
+        c->quantized += sr->kv_quantized[i];
+        c->seconds += sr->compress_seconds[i];
+    }
 }
 
 /* ---- progress deadline ----------------------------------------------------------------------- */
@@ -245,6 +283,7 @@ em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_resu
                 g->entries[i] = (r == 0 ? 0 : g->entries[i]) + sr->kv_entries[i];
                 g->kv_bytes[(size_t)i * (size_t)g->world + (size_t)r] =
                     sr->kv_bytes[i] < 0 ? 0 : sr->kv_bytes[i];
+                add_counts(g, r, sr, i);
             }
             g->kv_peak[r] = sr->kv_bytes_peak;
             if (r == 0 && sr->logits.len) {
@@ -287,5 +326,7 @@ em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_resu
     res->entries = g->entries;
     res->bytes = g->kv_bytes;
     res->peak = g->kv_peak;
+    res->bytes_quant = g->kv_quant;
+    res->counts = g->counts;
     return EM_OK;
 }

@@ -83,6 +83,10 @@ enum MHD_Result coord__http_generate(coord_http *h, struct MHD_Connection *c, ht
     int stream = p.stream;
     coord__http_parsed_free(&p);
     if (st != EM_OK) {
+        if (coord__http_enter(h)) { /* the scheduler lives while we are inside */
+            coord_sched_note_refused(h->o.sched, st);
+            coord__http_leave(h);
+        }
         return coord__http_error(c, status, err[0] ? err : em_status_str(st), NULL,
                                  status == MHD_HTTP_NOT_FOUND ? "model_not_found" : NULL);
     }

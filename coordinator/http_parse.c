@@ -334,6 +334,12 @@ static em_status parse_stop(pctx *p, const cJSON *o, http_parsed *out)
             return st;
         }
     }
+    int has = 0;
+    em_status st =
+        get_bool(p, o, "include_stop_str_in_output", &has, &out->sp.include_stop_str_in_output);
+    if (st != EM_OK) {
+        return st;
+    }
     return get_bool(p, o, "ignore_eos", &out->sp.has_ignore_eos, &out->sp.ignore_eos);
 }
 

@@ -174,7 +174,7 @@ static enum MHD_Result on_metrics(coord_http *h, struct MHD_Connection *c)
             return MHD_NO;
         }
         buf = nb;
-        len = coord_metrics_render(&st, h->o.kv_capacity, buf, cap);
+        len = coord_metrics_render(&st, buf, cap);
         if (len + 1 < cap || cap >= METRICS_BUF_MAX) {
             break;
         }

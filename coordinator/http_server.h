@@ -27,7 +27,6 @@ typedef struct coord_http_opts {
     const coord_chat_template *chat;
     coord_sched *sched;
     coord_group *group;
-    int64_t kv_capacity; /* for the KV usage gauge of /metrics (see metrics.h) */
 } coord_http_opts;
 
 /* Binds and starts serving; *port gets the bound port. Everything in o is borrowed and must

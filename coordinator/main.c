@@ -488,14 +488,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "emserve: %s\n", err);
         goto out;
     }
-    coord_http_opts ho = {.model_path = f.model,
-                          .m = m,
-                          .tok = tok,
-                          .chat = &chat,
-                          .sched = sched,
-                          .group = g,
-                          .kv_capacity =
-                              (int64_t)f.max_seqs * m->hp.n_ctx * m->hp.n_layer * m->hp.n_kv_head};
+    coord_http_opts ho = {
+        .model_path = f.model, .m = m, .tok = tok, .chat = &chat, .sched = sched, .group = g};
     if ((f.metrics && start_http(f.metrics, 0, ho, &mx) != EM_OK) ||
         (f.http && start_http(f.http, 1, ho, &http) != EM_OK)) {
         goto out;

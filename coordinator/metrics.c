@@ -1,103 +1,178 @@
 /* The Prometheus text of the coordinator (see metrics.h). */
 #include "coordinator/metrics.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 
-/* The KV memory budget's gauges and counters (coordinator/sched_kv.h). */
-static size_t render_kv_budget(const coord_sched_stats *st, char *buf, size_t cap)
+#include "common/build_info.h"
+
+typedef struct mtext {
+    char *buf;
+    size_t cap, len; /* len == cap - 1 once the text was cut */
+} mtext;
+
+static void put(mtext *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void put(mtext *t, const char *fmt, ...)
 {
-    int n = snprintf(
-        buf, cap,
-        "# HELP emserve_kv_memory_budget_bytes KV memory budget per worker (0 = none).\n"
-        "# TYPE emserve_kv_memory_budget_bytes gauge\n"
-        "emserve_kv_memory_budget_bytes %lld\n"
-        "# HELP emserve_kv_memory_used_bytes KV bytes held for running sequences on the fullest "
-        "worker.\n"
-        "# TYPE emserve_kv_memory_used_bytes gauge\n"
-        "emserve_kv_memory_used_bytes %lld\n"
-        "# HELP emserve_kv_memory_peak_bytes Most KV bytes any worker held at any step so far.\n"
-        "# TYPE emserve_kv_memory_peak_bytes gauge\n"
-        "emserve_kv_memory_peak_bytes %lld\n"
-        "# HELP emserve_num_requests_running_max Most requests running at once so far.\n"
-        "# TYPE emserve_num_requests_running_max gauge\n"
-        "emserve_num_requests_running_max %d\n"
-        "# HELP emserve_preemptions_total Sequences preempted for KV memory (recomputed).\n"
-        "# TYPE emserve_preemptions_total counter\n"
-        "emserve_preemptions_total %lld\n",
-        (long long)st->kv_budget, (long long)st->kv_held, (long long)st->kv_peak, st->running_max,
-        (long long)st->preemptions);
-    if (n < 0) {
-        return 0;
+    if (t->len + 1 >= t->cap) {
+        return;
     }
-    return (size_t)n < cap ? (size_t)n : cap;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(t->buf + t->len, t->cap - t->len, fmt, ap);
+    va_end(ap);
+    t->len = n < 0 || (size_t)n >= t->cap - t->len ? t->cap - 1 : t->len + (size_t)n;
 }
 
-size_t coord_metrics_render(const coord_sched_stats *st, int64_t kv_capacity, char *buf, size_t cap)
+static void family(mtext *t, const char *name, const char *type, const char *help)
 {
-    double usage = kv_capacity > 0 ? (double)st->kv_entries / (double)kv_capacity : 0.0;
-    int n = snprintf(
-        buf, cap,
-        "# HELP emserve_num_requests_running Requests with a sequence slot (prefill or decode).\n"
-        "# TYPE emserve_num_requests_running gauge\n"
-        "emserve_num_requests_running %d\n"
-        "# HELP emserve_num_requests_waiting Requests queued for a slot.\n"
-        "# TYPE emserve_num_requests_waiting gauge\n"
-        "emserve_num_requests_waiting %d\n"
-        "# HELP emserve_kv_cache_usage_perc KV entries held / (max sequences x context x layers x "
-        "KV heads).\n"
-        "# TYPE emserve_kv_cache_usage_perc gauge\n"
-        "emserve_kv_cache_usage_perc %.6f\n"
-        "# HELP emserve_kv_cache_entries KV entries held for running sequences (all workers).\n"
-        "# TYPE emserve_kv_cache_entries gauge\n"
-        "emserve_kv_cache_entries %lld\n"
-        "# HELP emserve_serving 1 while every worker has joined the group.\n"
-        "# TYPE emserve_serving gauge\n"
-        "emserve_serving %d\n"
-        "# HELP emserve_group_generation Worker-group formations so far.\n"
-        "# TYPE emserve_group_generation gauge\n"
-        "emserve_group_generation %lld\n"
-        "# TYPE emserve_requests_total counter\n"
-        "emserve_requests_total %lld\n"
-        "# TYPE emserve_requests_failed_total counter\n"
-        "emserve_requests_failed_total %lld\n"
-        "# TYPE emserve_prompt_tokens_total counter\n"
-        "emserve_prompt_tokens_total %lld\n"
-        "# TYPE emserve_generation_tokens_total counter\n"
-        "emserve_generation_tokens_total %lld\n"
-        "# TYPE emserve_steps_total counter\n"
-        "emserve_steps_total %lld\n",
-        st->running, st->queued, usage, (long long)st->kv_entries, st->serving,
-        (long long)st->generation, (long long)st->requests_total, (long long)st->requests_failed,
-        (long long)st->prompt_tokens, (long long)st->tokens_generated, (long long)st->steps);
-    if (n < 0 || (size_t)n >= cap) {
-        return n < 0 ? 0 : cap - 1;
+    put(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void gauge(mtext *t, const char *name, const char *help, double v)
+{
+    family(t, name, "gauge", help);
+    put(t, "%s %.15g\n", name, v);
+}
+
+static void counter(mtext *t, const char *name, const char *help, double v)
+{
+    family(t, name, "counter", help);
+    put(t, "%s %.15g\n", name, v);
+}
+
+static void histogram(mtext *t, const char *name, const char *help, const coord_hist *h,
+                      const double *bounds)
+{
+    family(t, name, "histogram", help);
+    int64_t cum = 0;
+    for (int b = 0; b < COORD_HIST_BUCKETS; b++) {
+        cum += h->count[b];
+        put(t, "%s_bucket{le=\"%g\"} %lld\n", name, bounds[b], (long long)cum);
     }
-    size_t len = (size_t)n;
-    len += render_kv_budget(st, buf + len, cap - len);
-    if (len >= cap) {
-        return cap - 1;
+    cum += h->count[COORD_HIST_BUCKETS];
+    put(t, "%s_bucket{le=\"+Inf\"} %lld\n%s_sum %.9g\n%s_count %lld\n", name, (long long)cum, name,
+        h->sum, name, (long long)h->n);
+}
+
+/* Requests: gauges, counters, finish and error reasons. */
+static void render_requests(mtext *t, const coord_sched_stats *st)
+{
+    gauge(t, "emserve_num_requests_running", "Requests with a sequence slot (prefill or decode).",
+          st->running);
+    gauge(t, "emserve_num_requests_waiting", "Requests queued for a slot.", st->queued);
+    gauge(t, "emserve_num_requests_running_max", "Most requests running at once so far.",
+          st->running_max);
+    counter(t, "emserve_requests_total", "Generation requests submitted to the scheduler.",
+            (double)st->requests_total);
+    counter(t, "emserve_requests_failed_total",
+            "Submitted requests that ended with an error (see emserve_request_rejected_total).",
+            (double)st->requests_failed);
+    family(t, "emserve_request_success_total", "counter",
+           "Requests completed, by finish reason (stop: EOS, a stop token or string; length: "
+           "max_tokens or the context; abort: Abort call).");
+    for (int f = 0; f < COORD_FIN_COUNT; f++) {
+        put(t, "emserve_request_success_total{finished_reason=\"%s\"} %lld\n", coord_finish_name[f],
+            (long long)st->finished[f]);
     }
-    const coord_lat_hist *hs[3] = {&st->ttft, &st->itl, &st->queue};
-    static const char *const names[3] = {"emserve_time_to_first_token_seconds",
-                                         "emserve_time_per_output_token_seconds",
-                                         "emserve_request_queue_time_seconds"};
-    for (int h = 0; h < 3 && len < cap; h++) {
-        int64_t cum = 0;
-        len += (size_t)snprintf(buf + len, cap - len, "# TYPE %s histogram\n", names[h]);
-        for (int b = 0; b <= COORD_LAT_BUCKETS && len < cap; b++) {
-            cum += hs[h]->count[b];
-            if (b < COORD_LAT_BUCKETS) {
-                len += (size_t)snprintf(buf + len, cap - len, "%s_bucket{le=\"%g\"} %lld\n",
-                                        names[h], coord_lat_bucket_ms[b] / 1e3, (long long)cum);
-            } else {
-                len += (size_t)snprintf(buf + len, cap - len, "%s_bucket{le=\"+Inf\"} %lld\n",
-                                        names[h], (long long)cum);
-            }
+    family(t, "emserve_request_rejected_total", "counter",
+           "Requests that ended with an error instead of a completion, by reason (invalid_argument "
+           "is refused before submission; the others by the scheduler).");
+    for (int r = 0; r < COORD_REJ_COUNT; r++) {
+        put(t, "emserve_request_rejected_total{reason=\"%s\"} %lld\n", coord_reject_name[r],
+            (long long)st->rejected[r]);
+    }
+    counter(t, "emserve_prompt_tokens_total", "Prompt tokens of submitted requests.",
+            (double)st->prompt_tokens);
+    counter(t, "emserve_generation_tokens_total", "Tokens generated.",
+            (double)st->tokens_generated);
+    counter(t, "emserve_steps_total", "Batched steps run on the worker group.", (double)st->steps);
+    counter(t, "emserve_preemptions_total", "Sequences preempted for KV memory (recomputed).",
+            (double)st->preemptions);
+}
+
+static void render_histograms(mtext *t, const coord_sched_stats *st)
+{
+    const double *ts = coord_time_buckets_s, *tk = coord_token_buckets;
+    histogram(t, "emserve_time_to_first_token_seconds", "Submission to first token.", &st->ttft,
+              ts);
+    histogram(t, "emserve_time_per_output_token_seconds",
+              "Time between consecutive tokens of a request (scheduler side).", &st->itl, ts);
+    histogram(t, "emserve_request_queue_time_seconds", "Submission to first admission to a slot.",
+              &st->queue, ts);
+    histogram(t, "emserve_e2e_request_latency_seconds",
+              "Submission to completion of completed requests.", &st->e2e, ts);
+    histogram(t, "emserve_request_prefill_time_seconds",
+              "First admission to first token of completed requests.", &st->prefill, ts);
+    histogram(t, "emserve_request_decode_time_seconds",
+              "First token to completion of completed requests.", &st->decode, ts);
+    histogram(t, "emserve_request_prompt_tokens", "Prompt length of completed requests (tokens).",
+              &st->prompt_len, tk);
+    histogram(t, "emserve_request_generation_tokens", "Tokens generated by completed requests.",
+              &st->gen_len, tk);
+}
+
+/* KV memory: entries, bytes, the --kv-memory budget and compression by method. */
+static void render_kv(mtext *t, const coord_sched_stats *st)
+{
+    double usage = st->kv_budget > 0 ? (double)st->kv_held / (double)st->kv_budget : 0.0;
+    gauge(t, "emserve_kv_cache_usage_perc",
+          "KV bytes held on the fullest worker / the --kv-memory budget per worker (0..1; 0 "
+          "without a budget).",
+          usage);
+    gauge(t, "emserve_kv_cache_entries", "KV entries held for running sequences (all workers).",
+          (double)st->kv_entries);
+    family(t, "emserve_kv_cache_bytes", "gauge",
+           "KV bytes held for running sequences over all workers: f32 = entries with their "
+           "statistics, quantized = the int8/int4 stores (codes, scales, dequantised view).");
+    put(t, "emserve_kv_cache_bytes{storage=\"f32\"} %lld\n", (long long)st->kv_bytes_f32);
+    put(t, "emserve_kv_cache_bytes{storage=\"quantized\"} %lld\n", (long long)st->kv_bytes_quant);
+    gauge(t, "emserve_kv_cache_full_bytes",
+          "KV bytes full (uncompressed, f32) caches of the running sequences' tokens would hold "
+          "over all workers.",
+          (double)st->kv_bytes_full);
+    gauge(t, "emserve_kv_memory_budget_bytes", "KV memory budget per worker (0 = none).",
+          (double)st->kv_budget);
+    gauge(t, "emserve_kv_memory_used_bytes",
+          "KV bytes held for running sequences on the fullest worker.", (double)st->kv_held);
+    gauge(t, "emserve_kv_memory_peak_bytes", "Most KV bytes any worker held at any step so far.",
+          (double)st->kv_peak);
+    static const struct {
+        const char *name, *help;
+    } k_fam[4] = {
+        {"emserve_kv_entries_evicted_total", "KV entries dropped by compression, by method."},
+        {"emserve_kv_entries_merged_total", "KV entries merged into others, by method."},
+        {"emserve_kv_entries_quantized_total", "KV entries quantized to int8/int4, by method."},
+        {"emserve_kv_compression_seconds_total",
+         "Seconds spent in compression policy steps, summed over workers, by method."},
+    };
+    for (int f = 0; f < 4; f++) {
+        family(t, k_fam[f].name, "counter", k_fam[f].help);
+        for (int m = 0; m < EMS_METHOD_COUNT; m++) {
+            const coord_kv_counts *c = &st->kv_counts[m];
+            double v = f == 0   ? (double)c->evicted
+                       : f == 1 ? (double)c->merged
+                       : f == 2 ? (double)c->quantized
+                                : c->seconds;
+            put(t, "%s{method=\"%s\"} %.15g\n", k_fam[f].name, ems_method_name((ems_method)m), v);
         }
-        if (len < cap) {
-            len += (size_t)snprintf(buf + len, cap - len, "%s_sum %.6f\n%s_count %lld\n", names[h],
-                                    hs[h]->sum_ms / 1e3, names[h], (long long)hs[h]->n);
-        }
     }
-    return len < cap ? len : cap - 1;
+}
+
+size_t coord_metrics_render(const coord_sched_stats *st, char *buf, size_t cap)
+{
+    mtext t = {buf, cap, 0};
+    if (cap == 0) {
+        return 0;
+    }
+    buf[0] = 0;
+    render_requests(&t, st);
+    render_histograms(&t, st);
+    render_kv(&t, st);
+    gauge(&t, "emserve_serving", "1 while every worker has joined the group.", st->serving);
+    gauge(&t, "emserve_group_generation", "Worker-group formations so far.",
+          (double)st->generation);
+    family(&t, "emserve_build_info", "gauge", "Version and git commit of this build (value 1).");
+    put(&t, "emserve_build_info{version=\"%s\",git=\"%s\"} 1\n", EMSERVE_VERSION, em_build_git());
+    return t.len;
 }

@@ -118,10 +118,7 @@ static em_status build_stopping(const coord_req_spec *sp, const char *pre, coord
     if (sp->has_ignore_eos) {
         r->stop.ignore_eos = sp->ignore_eos;
     }
-    if (sp->include_stop_str_in_output) {
-        snprintf(err, errlen, "%sinclude_stop_str_in_output: not supported", pre);
-        return EM_EINVAL;
-    }
+    r->stop.include_stop = sp->include_stop_str_in_output != 0;
     for (size_t i = 0; i < sp->n_stop; i++) {
         if (stop_params_add_string(&r->stop, sp->stop[i], strlen(sp->stop[i]), e2, sizeof e2) !=
             EM_OK) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/build_info.h"
 #include "coordinator/req_spec.h"
 #include "coordinator/rpc_server.h"
 #include "ems/config.h"
@@ -202,10 +203,11 @@ grpc_byte_buffer *coord_rpc_pack_event(const coord_event *ev)
     return bb;
 }
 
-void coord_rpc_model_info(const model_hparams *hp, const char *model_path,
+void coord_rpc_model_info(const model_hparams *hp, const char *model_path, const char *name,
                           const coord_chat_template *chat, Emserve__V1__ModelInfo *r)
 {
     r->model_path = (char *)model_path;
+    r->name = (char *)name;
     r->architecture = "llama";
     r->n_vocab = hp->n_vocab;
     r->dim = hp->dim;
@@ -221,8 +223,10 @@ void coord_rpc_model_info(const model_hparams *hp, const char *model_path,
 }
 
 void coord_rpc_server_info(const coord_worker_snapshot *ws, int n, const coord_sched_stats *stats,
-                           int max_batch_tokens, int max_slots, Emserve__V1__ServerInfo *r)
+                           int max_batch_tokens, int max_slots, double uptime_s,
+                           Emserve__V1__ServerInfo *r)
 {
+    static Emserve__V1__BuildInfo build;
     static Emserve__V1__WorkerInfo wi[COORD_MAX_WORKERS];
     static Emserve__V1__WorkerInfo *wp[COORD_MAX_WORKERS];
     static int32_t kvh[COORD_MAX_WORKERS][64], qh[COORD_MAX_WORKERS][256];
@@ -268,4 +272,9 @@ void coord_rpc_server_info(const coord_worker_snapshot *ws, int n, const coord_s
     r->queued_requests = stats->queued;
     r->requests_total = stats->requests_total;
     r->tokens_generated_total = stats->tokens_generated;
+    r->uptime_seconds = uptime_s;
+    emserve__v1__build_info__init(&build);
+    build.version = EMSERVE_VERSION;
+    build.git_commit = (char *)em_build_git();
+    r->build = &build;
 }

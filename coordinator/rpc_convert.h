@@ -24,11 +24,13 @@ em_status coord_rpc_req_from_proto(const Emserve__V1__GenerateRequest *rq,
 /* Packs a CHUNK or COMPLETE event as a GenerateResponse. NULL on failure. */
 grpc_byte_buffer *coord_rpc_pack_event(const coord_event *ev);
 
-/* ModelInfo of hp and the chat template's family (model_path is borrowed). */
-void coord_rpc_model_info(const model_hparams *hp, const char *model_path,
+/* ModelInfo of hp, the model's name and the chat template's family (model_path and name are
+ * borrowed). */
+void coord_rpc_model_info(const model_hparams *hp, const char *model_path, const char *name,
                           const coord_chat_template *chat, Emserve__V1__ModelInfo *r);
 
 /* ServerInfo from n worker snapshots and the scheduler's counters. r points into ws and into
  * static storage of this file: one caller thread (the server's), valid until the next call. */
 void coord_rpc_server_info(const coord_worker_snapshot *ws, int n, const coord_sched_stats *stats,
-                           int max_batch_tokens, int max_slots, Emserve__V1__ServerInfo *r);
+                           int max_batch_tokens, int max_slots, double uptime_s,
+                           Emserve__V1__ServerInfo *r);

@@ -14,6 +14,7 @@
 
 #include "common/log.h"
 #include "common/timeutil.h"
+#include "coordinator/model_name.h"
 #include "coordinator/rpc_convert.h"
 #include "coordinator/rpc_reflection.h"
 #include "proto/c/emserve/v1/emserve.pb-c.h"
@@ -78,6 +79,8 @@ struct coord_server {
     coord_sink sink;
     gcall *watchers; /* Health/Watch calls (server thread only) */
     int streams;     /* Generate calls not yet freed (atomic) */
+    double t_start;  /* em_now_s when the server started (GetServerInfo.uptime_seconds) */
+    char model_name[256];
 };
 
 /* ---- call lifetime ------------------------------------------------------------------------- */
@@ -256,6 +259,7 @@ static void do_generate(coord_server *s, gcall *c, const Emserve__V1__GenerateRe
     uint64_t serial = __atomic_add_fetch(&s->serial, 1, __ATOMIC_RELAXED);
     em_status st = coord_rpc_req_from_proto(rq, &s->pc, serial, &r, err, sizeof err);
     if (st != EM_OK) {
+        coord_sched_note_refused(s->o.sched, st);
         pthread_mutex_lock(&c->mu);
         set_final_locked(c, rpc_status_from_em(st), err);
         kick_locked(c);
@@ -286,7 +290,7 @@ static void do_abort(coord_server *s, gcall *c, const Emserve__V1__AbortRequest 
 static void do_model_info(coord_server *s, gcall *c)
 {
     Emserve__V1__ModelInfo r = EMSERVE__V1__MODEL_INFO__INIT;
-    coord_rpc_model_info(&s->o.m->hp, s->o.model_path, s->o.chat, &r);
+    coord_rpc_model_info(&s->o.m->hp, s->o.model_path, s->model_name, s->o.chat, &r);
     finish_unary(c, &r.base, GRPC_STATUS_OK, NULL);
 }
 
@@ -303,7 +307,8 @@ static void do_server_info(coord_server *s, gcall *c)
         }
     }
     Emserve__V1__ServerInfo r = EMSERVE__V1__SERVER_INFO__INIT;
-    coord_rpc_server_info(ws, n, &stats, s->o.max_batch_tokens, s->o.max_slots, &r);
+    coord_rpc_server_info(ws, n, &stats, s->o.max_batch_tokens, s->o.max_slots,
+                          em_now_s() - s->t_start, &r);
     finish_unary(c, &r.base, GRPC_STATUS_OK, NULL);
 }
 
@@ -694,6 +699,8 @@ em_status coord_server_start(const coord_server_opts *o, coord_server **out, int
         return EM_ENOMEM;
     }
     s->o = *o;
+    s->t_start = em_now_s();
+    coord_model_name(o->m, o->model_path, s->model_name, sizeof s->model_name);
     s->pc = (coord_prompt_ctx){&o->m->hp, o->tok, o->chat};
     s->sink.emit = sink_emit;
     s->sink.release = sink_release;

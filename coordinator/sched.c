@@ -187,6 +187,24 @@ static void batch_build(coord_sched *s, batch *b, int admit)
     }
 }
 
+/* What the workers reported for run r's slot (row i of res). Caller holds mu (the compression
+ * counters are read by other threads). */
+static void note_slot(coord_sched *s, run *r, const coord_step_result *res, int i)
+{
+    size_t row = (size_t)i * (size_t)s->kv.world;
+    r->kv_entries = res->entries[i];
+    r->held_quant = 0;
+    for (int w = 0; w < s->kv.world; w++) {
+        r->held[w] = res->bytes[row + (size_t)w];
+        r->held_quant += res->bytes_quant[row + (size_t)w];
+    }
+    coord_kv_counts *c = &s->stats.kv_counts[r->req->kv.method];
+    c->evicted += res->counts[i].evicted;
+    c->merged += res->counts[i].merged;
+    c->quantized += res->counts[i].quantized;
+    c->seconds += res->counts[i].seconds;
+}
+
 static void step_once(coord_sched *s, batch *b)
 {
     coord_step st = {s->n_drops, s->drops, b->n_open, b->open,  b->n,        b->tokens,
@@ -203,17 +221,14 @@ static void step_once(coord_sched *s, batch *b)
     s->stats.steps++;
     pthread_mutex_unlock(&s->mu);
     /* KV entry counts per slot, then sampling in batch order. */
+    pthread_mutex_lock(&s->mu);
     for (run *r = s->active; r; r = r->next) {
         for (int i = 0; i < res.n_slots; i++) {
             if (r->opened && res.slots[i] == r->slot) {
-                r->kv_entries = res.entries[i];
-                for (int w = 0; w < s->kv.world; w++) {
-                    r->held[w] = res.bytes[(size_t)i * (size_t)s->kv.world + (size_t)w];
-                }
+                note_slot(s, r, &res, i);
             }
         }
     }
-    pthread_mutex_lock(&s->mu);
     for (int w = 0; w < s->kv.world; w++) {
         s->stats.kv_peak = res.peak[w] > s->stats.kv_peak ? res.peak[w] : s->stats.kv_peak;
     }
@@ -240,15 +255,22 @@ static void update_stats(coord_sched *s)
 {
     pthread_mutex_lock(&s->mu);
     int running = 0, queued = 0;
-    int64_t kv = 0, held[COORD_MAX_WORKERS] = {0}, held_max = 0;
+    int64_t kv = 0, held[COORD_MAX_WORKERS] = {0}, held_max = 0, quant = 0, all = 0, fed = 0;
     for (run *r = s->active; r; r = r->next) {
         running += r->state != RUN_QUEUED;
         queued += r->state == RUN_QUEUED;
         kv += r->kv_entries;
         for (int w = 0; w < s->kv.world; w++) {
             held[w] += r->held[w];
+            all += r->held[w];
         }
+        quant += r->held_quant;
+        fed += r->opened ? coord__run_fed(r) : 0;
     }
+    s->stats.kv_bytes_quant = quant;
+    s->stats.kv_bytes_f32 = all - quant;
+    s->stats.kv_bytes_full =
+        fed * s->m->hp.n_layer * (int64_t)s->m->hp.n_kv_head * s->full_entry_bytes;
     for (int w = 0; w < s->kv.world; w++) {
         held_max = held[w] > held_max ? held[w] : held_max;
     }
@@ -376,6 +398,9 @@ em_status coord_sched_start(coord_group *g, const model *m, const tokenizer *tok
                                                coord_group_kv_heads(g, w)};
     }
     s->stats.kv_budget = s->kv.bytes;
+    ems_config full;
+    ems_config_default(&full);
+    s->full_entry_bytes = (int64_t)ems_footprint_entry_bytes(&full, m->hp.head_dim);
     s->slot_used = calloc((size_t)s->o.max_slots, 1);
     s->drops = malloc(sizeof(int32_t) * (size_t)s->o.max_slots * 2);
     s->raw = malloc(sizeof(float) * (size_t)m->hp.n_vocab);
@@ -455,6 +480,7 @@ void coord_sched_submit(coord_sched *s, coord_req *q)
     if (held_locked(s) >= s->o.max_slots + s->o.max_queue) {
         s->stats.requests_total++;
         s->stats.requests_failed++;
+        s->stats.rejected[COORD_REJ_QUEUE_FULL]++;
         pthread_mutex_unlock(&s->mu);
         free(r);
         char msg[160];
@@ -510,6 +536,13 @@ int coord_sched_abort(coord_sched *s, const char *request_id)
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     return n;
+}
+
+void coord_sched_note_refused(coord_sched *s, em_status st)
+{
+    pthread_mutex_lock(&s->mu);
+    s->stats.rejected[coord__reject_of(st, 0)]++;
+    pthread_mutex_unlock(&s->mu);
 }
 
 void coord_sched_get_stats(coord_sched *s, coord_sched_stats *out)

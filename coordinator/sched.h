@@ -9,6 +9,7 @@
 #include "common/status.h"
 #include "coordinator/group.h"
 #include "coordinator/request.h"
+#include "coordinator/sched_stats.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
 
@@ -25,33 +26,6 @@ typedef struct coord_sched_opts {
                              admission, [0, 1]; 0 (default) reserves them all (sched_kv.h) */
 } coord_sched_opts;
 
-/* Latency histogram buckets (upper bounds, ms) for TTFT and inter-token latency. */
-#define COORD_LAT_BUCKETS 14
-extern const double coord_lat_bucket_ms[COORD_LAT_BUCKETS];
-
-typedef struct coord_lat_hist {
-    int64_t count[COORD_LAT_BUCKETS + 1]; /* last = +Inf */
-    double sum_ms;
-    int64_t n;
-} coord_lat_hist;
-
-/* Server-level counters and state for GetServerInfo / health / metrics. */
-typedef struct coord_sched_stats {
-    int serving;
-    int64_t generation;
-    int running, queued;
-    int64_t requests_total, requests_failed, tokens_generated, prompt_tokens, steps;
-    int64_t kv_entries;       /* KV entries held for running sequences, summed over workers */
-    coord_lat_hist ttft, itl; /* submit -> first token; between tokens (scheduler side) */
-    /* KV memory budget */
-    int64_t kv_budget;    /* bytes per worker (0 = none) */
-    int64_t kv_held;      /* bytes held for running sequences, on the fullest worker */
-    int64_t kv_peak;      /* most bytes any worker held at any step so far (its report) */
-    int64_t preemptions;  /* sequences preempted (dropped and recomputed) */
-    int running_max;      /* most sequences running at once so far */
-    coord_lat_hist queue; /* submit -> first admission */
-} coord_sched_stats;
-
 /* Starts the scheduler thread. g, m and tok are borrowed (must outlive it). */
 em_status coord_sched_start(coord_group *g, const model *m, const tokenizer *tok,
                             const coord_sched_opts *o, coord_sched **out);
@@ -67,3 +41,5 @@ void coord_sched_cancel(coord_sched *s, void *sink_user);
 int coord_sched_abort(coord_sched *s, const char *request_id);
 
 void coord_sched_get_stats(coord_sched *s, coord_sched_stats *out);
+/* Counts a request that a front end refused with st before submitting it (thread-safe). */
+void coord_sched_note_refused(coord_sched *s, em_status st);

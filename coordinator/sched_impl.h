@@ -24,6 +24,7 @@ typedef struct run {
     int32_t pending; /* sampled, not yet fed */
     int64_t kv_entries;
     int64_t held[COORD_MAX_WORKERS]; /* KV bytes each worker holds for it (last report) */
+    int64_t held_quant;              /* of which quantized stores, all workers (last report) */
     int64_t admit_seq;               /* admission order: the newest is preempted first */
     int queue_timed;                 /* its first admission went into the queue-time histogram */
     int cancel_req, abort_req;       /* set by other threads under mu */
@@ -33,6 +34,7 @@ typedef struct run {
     int kv_fail; /* can never fit the KV memory budget: fails with kv_msg */
     char kv_msg[256];
     double t_submit, t_last; /* em_now_s of submission / of the last token */
+    double t_admit, t_first; /* em_now_s of the first admission / of the first token */
     struct run *next;
 } run;
 
@@ -55,6 +57,7 @@ struct coord_sched {
     float *raw;         /* [n_vocab] logits copy for logprobs */
     coord_kv_budget kv; /* KV memory budget per worker (sched_kv.h) */
     int64_t admit_count;
+    int64_t full_entry_bytes; /* bytes of one entry of one head in a full (uncompressed) cache */
 };
 
 /* ---- sched_run.c: one request's life and its sampling --------------------------------------- */
@@ -62,8 +65,11 @@ struct coord_sched {
 /* Frees the run: its slot goes back (and to the drop list when workers hold KV for it), the
  * sink is released. */
 void coord__run_release(coord_sched *s, run *r);
-/* Sends an ERROR event, then releases. */
+/* Sends an ERROR event, counts it (by coord__reject_of), then releases. */
 void coord__run_fail(coord_sched *s, run *r, em_status st, const char *msg);
+/* The error counter a failure with st falls under (kv_fail: the run can never fit the KV
+ * memory budget). */
+coord_reject coord__reject_of(em_status st, int kv_fail);
 /* Sends a COMPLETE event (with usage), then releases. */
 void coord__run_complete(coord_sched *s, run *r, const char *reason, const char *matched,
                          int matched_token);

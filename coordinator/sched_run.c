@@ -9,20 +9,6 @@
 #include "common/timeutil.h"
 #include "coordinator/sched_impl.h"
 
-const double coord_lat_bucket_ms[COORD_LAT_BUCKETS] = {1,   2,   5,    10,   20,   50,    100,
-                                                       200, 500, 1000, 2000, 5000, 10000, 30000};
-
-static void hist_add(coord_lat_hist *h, double ms)
-{
-    int b = 0;
-    while (b < COORD_LAT_BUCKETS && ms > coord_lat_bucket_ms[b]) {
-        b++;
-    }
-    h->count[b]++;
-    h->sum_ms += ms;
-    h->n++;
-}
-
 void coord_req_free(coord_req *r)
 {
     if (r == NULL) {
@@ -63,8 +49,42 @@ void coord__run_fail(coord_sched *s, run *r, em_status st, const char *msg)
     r->req->sink->emit(r->req->sink_user, &ev);
     pthread_mutex_lock(&s->mu);
     s->stats.requests_failed++;
+    s->stats.rejected[coord__reject_of(st, r->kv_fail)]++;
     pthread_mutex_unlock(&s->mu);
     coord__run_release(s, r);
+}
+
+coord_reject coord__reject_of(em_status st, int kv_fail)
+{
+    switch (st) {
+    case EM_EINVAL:
+        return COORD_REJ_INVALID;
+    case EM_ENOSPC:
+        return COORD_REJ_QUEUE_FULL;
+    case EM_ENOMEM:
+        return kv_fail ? COORD_REJ_KV_MEMORY : COORD_REJ_OUT_OF_MEMORY;
+    case EM_ETIMEDOUT:
+        return COORD_REJ_DEADLINE;
+    default:
+        return COORD_REJ_UNAVAILABLE;
+    }
+}
+
+/* The per-request histograms and the finish-reason counter of a completed run. */
+static void count_completion(coord_sched *s, const run *r, const char *reason, int n_out)
+{
+    double now = em_now_s();
+    coord_sched_stats *st = &s->stats;
+    pthread_mutex_lock(&s->mu);
+    st->finished[coord_finish_of(reason)]++;
+    coord_hist_add(&st->e2e, coord_time_buckets_s, now - r->t_submit);
+    if (r->t_first > 0) {
+        coord_hist_add(&st->prefill, coord_time_buckets_s, r->t_first - r->t_admit);
+        coord_hist_add(&st->decode, coord_time_buckets_s, now - r->t_first);
+    }
+    coord_hist_add(&st->prompt_len, coord_token_buckets, r->req->n_prompt);
+    coord_hist_add(&st->gen_len, coord_token_buckets, n_out);
+    pthread_mutex_unlock(&s->mu);
 }
 
 void coord__run_complete(coord_sched *s, run *r, const char *reason, const char *matched,
@@ -89,6 +109,7 @@ void coord__run_complete(coord_sched *s, run *r, const char *reason, const char 
     ev.kv_entries_kept = r->kv_entries;
     ev.kv_entries_full = seen * hp->n_layer * hp->n_kv_head;
     r->req->sink->emit(r->req->sink_user, &ev);
+    count_completion(s, r, reason, n_out);
     coord__run_release(s, r);
 }
 
@@ -118,8 +139,9 @@ em_status coord__run_admit(coord_sched *s, run *r)
     r->admit_seq = ++s->admit_count;
     if (!r->queue_timed) {
         r->queue_timed = 1;
+        r->t_admit = em_now_s();
         pthread_mutex_lock(&s->mu);
-        hist_add(&s->stats.queue, (em_now_s() - r->t_submit) * 1e3);
+        coord_hist_add(&s->stats.queue, coord_time_buckets_s, r->t_admit - r->t_submit);
         pthread_mutex_unlock(&s->mu);
     }
     return EM_OK;
@@ -231,10 +253,13 @@ int coord__run_sample(coord_sched *s, run *r, float *logits)
     double now = em_now_s();
     pthread_mutex_lock(&s->mu);
     s->stats.tokens_generated++;
-    hist_add(n_out == 1 ? &s->stats.ttft : &s->stats.itl,
-             (now - (n_out == 1 ? r->t_submit : r->t_last)) * 1e3);
+    coord_hist_add(n_out == 1 ? &s->stats.ttft : &s->stats.itl, coord_time_buckets_s,
+                   now - (n_out == 1 ? r->t_submit : r->t_last));
     pthread_mutex_unlock(&s->mu);
     r->t_last = now;
+    if (n_out == 1) {
+        r->t_first = now;
+    }
     if (tk.reason == STOP_NONE) {
         r->pending = tk.id;
         r->state = RUN_DECODE;

@@ -325,6 +325,22 @@ uint64_t ems_cache_held_bytes(const ems_cache *c)
     return b;
 }
 
+uint64_t ems_cache_quant_held_bytes(const ems_cache *c)
+{
+    uint64_t b = 0;
+    for (int i = 0; i < c->n_layer * c->n_head_kv; i++)
+        b += c->heads[i].qstate ? ems_quant_held_bytes(&c->heads[i]) : 0;
+    return b;
+}
+
+uint64_t ems_cache_quantized_total(const ems_cache *c)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < c->n_layer * c->n_head_kv; i++)
+        n += (uint64_t)ems_quant_coded(&c->heads[i]);
+    return n;
+}
+
 uint64_t ems_cache_entries(const ems_cache *c)
 {
     uint64_t n = 0;

@@ -101,5 +101,10 @@ uint64_t ems_head_entry_bytes(int hd, int w_loc);
  * a head holding len entries is trimmed to after a compaction (cap when already tight). */
 int ems_cache_grow_cap(int cap, int need);
 int ems_cache_fit_cap(int cap, int len);
+/* The part of ems_cache_held_bytes that the quantized stores hold (ems_quant_held_bytes of every
+ * quantized head; 0 when none is quantized): held - this = the f32 entries and statistics. */
+uint64_t ems_cache_quant_held_bytes(const ems_cache *c);
+/* Entries quantized so far over all heads (a running total, ems_quant_coded). */
+uint64_t ems_cache_quantized_total(const ems_cache *c);
 /* Total entries held over all layers and heads. */
 uint64_t ems_cache_entries(const ems_cache *c);

@@ -13,6 +13,7 @@
 typedef struct qstate {
     int bits, group, residual, hd, vgroup, n_vg, row_bytes;
     int nq;                   /* entries [0, nq) are quantized */
+    int64_t n_coded;          /* entries quantized so far (never decreases) */
     int cap;                  /* per-entry capacity */
     uint8_t *kcode, *vcode;   /* [cap][row_bytes] packed */
     int32_t *kgrp;            /* [cap] key group of each entry */
@@ -183,6 +184,7 @@ static em_status quant_block(qstate *q, ems_head *h)
         encode_value(q, h, j);
     }
     q->nq += q->group;
+    q->n_coded += q->group;
     return EM_OK;
 }
 
@@ -337,4 +339,10 @@ int ems_quant_count(const ems_head *h)
 {
     const qstate *q = h->qstate;
     return q ? q->nq : 0;
+}
+
+int64_t ems_quant_coded(const ems_head *h)
+{
+    const qstate *q = h->qstate;
+    return q ? q->n_coded : 0;
 }

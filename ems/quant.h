@@ -39,6 +39,9 @@ uint64_t ems_quant_held_bytes(const ems_head *h);
 uint64_t ems_quant_entry_bytes(int bits, int group, int hd);
 /* Number of quantized entries (a prefix [0, n) of the head). */
 int ems_quant_count(const ems_head *h);
+/* Entries quantized since the head became quantized (a running total: entries later dropped or
+ * merged stay counted). */
+int64_t ems_quant_coded(const ems_head *h);
 
 /* Scalar codec used by the store (exposed for tests): min and scale of n values x[i*stride]
  * for bits b, rounded to f16 as stored; ems_quant_code gives a value's code. */

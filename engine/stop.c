@@ -97,7 +97,7 @@ stop_reason stop_state_append_text(stop_state *s, const char *piece, size_t piec
             from = s->emitted;
         char *hit = memmem(s->text + from, s->len - from, p->stop[i], sl);
         if (hit) {
-            s->len = (size_t)(hit - s->text);
+            s->len = (size_t)(hit - s->text) + (p->include_stop ? sl : 0);
             s->text[s->len] = 0;
             s->matched = i;
             return STOP_STRING;

@@ -1,6 +1,7 @@
 /* Stop conditions of a generation: max tokens, EOS (unless ignored), stop token ids and stop
- * strings. Stop strings are matched on the generated text; the text handed to the client never
- * contains a matched stop string, and bytes that could still become one are held back. */
+ * strings. Stop strings are matched on the generated text; the text handed to the client ends
+ * right before a matched stop string (or right after it with include_stop), and bytes that could
+ * still become one are held back. */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +15,7 @@
 typedef struct stop_params {
     int max_tokens; /* > 0 */
     int ignore_eos;
+    int include_stop; /* a matched stop string stays at the end of the text */
     int n_stop;
     char stop[STOP_MAX_STRINGS][STOP_MAX_STRING_LEN + 1];
     int n_stop_ids;
@@ -49,7 +51,7 @@ em_status stop_state_init(stop_state *s, const stop_params *p, int eos_id);
 void stop_state_free(stop_state *s);
 
 /* Feeds one generated token and its text; returns the reason to stop (or STOP_NONE). When a stop
- * string matches, the text is cut right before it. */
+ * string matches, the text is cut right before it (right after it with include_stop). */
 stop_reason stop_state_feed(stop_state *s, int32_t id, const char *piece, size_t piece_len);
 
 /* Appends text that belongs to no new token (e.g. a detokenizer flush); checks stop strings. */

@@ -160,6 +160,8 @@ static void do_step(server_ctx *s, wcall *c, const Emserve__Internal__V1__StepRe
     worker_step_out out;
     worker_open *opens = NULL;
     worker_policy *pols = NULL;
+    int64_t *counts = NULL; /* evicted, merged, quantized: [3][n_slots] */
+    double *seconds = NULL;
     memset(&in, 0, sizeof in);
     memset(&out, 0, sizeof out);
     em_status st = step_convert(rq, &in, &opens, &pols, err, sizeof err);
@@ -182,8 +184,28 @@ static void do_step(server_ctx *s, wcall *c, const Emserve__Internal__V1__StepRe
         r.n_kv_bytes = (size_t)out.n_slots;
         r.kv_bytes = out.bytes;
         r.kv_bytes_peak = out.peak_bytes;
+        size_t n = (size_t)out.n_slots;
+        counts = malloc(sizeof(int64_t) * 3 * (n + 1));
+        seconds = malloc(sizeof(double) * (n + 1));
+        if (counts && seconds) { /* else the reply goes without them (they are optional) */
+            for (size_t i = 0; i < n; i++) {
+                counts[i] = out.counts[i].evicted;
+                counts[n + i] = out.counts[i].merged;
+                counts[2 * n + i] = out.counts[i].quantized;
+                seconds[i] = out.counts[i].seconds;
+            }
+            r.n_kv_bytes_quant = r.n_kv_evicted = r.n_kv_merged = r.n_kv_quantized = n;
+            r.n_compress_seconds = n;
+            r.kv_bytes_quant = out.bytes_quant;
+            r.kv_evicted = counts;
+            r.kv_merged = counts + n;
+            r.kv_quantized = counts + 2 * n;
+            r.compress_seconds = seconds;
+        }
         finish(c, &r.base, GRPC_STATUS_OK, NULL);
     }
+    free(counts);
+    free(seconds);
     worker_step_out_free(&out);
     free(opens);
     free(pols);

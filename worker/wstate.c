@@ -42,6 +42,7 @@ void worker_state_free(worker_state *w)
     free(w->next_pos);
     free(w->scr_pos);
     free(w->scr_open);
+    free(w->reported);
     free(w->logits);
     engine_free(w->e);
     model_free(w->m);
@@ -75,12 +76,14 @@ static em_status ensure_slots(worker_state *w, int max_slots)
     free(w->next_pos);
     free(w->scr_pos);
     free(w->scr_open);
+    free(w->reported);
     w->cache = calloc((size_t)max_slots, sizeof *w->cache);
     w->cfg = calloc((size_t)max_slots, sizeof *w->cfg);
     w->next_pos = calloc((size_t)max_slots, sizeof *w->next_pos);
     w->scr_pos = calloc((size_t)max_slots, sizeof *w->scr_pos);
     w->scr_open = calloc((size_t)max_slots, sizeof *w->scr_open);
-    int ok = w->cache && w->cfg && w->next_pos && w->scr_pos && w->scr_open;
+    w->reported = calloc((size_t)max_slots, sizeof *w->reported);
+    int ok = w->cache && w->cfg && w->next_pos && w->scr_pos && w->scr_open && w->reported;
     w->max_slots = ok ? max_slots : 0;
     return ok ? EM_OK : EM_ENOMEM;
 }
@@ -292,6 +295,7 @@ static em_status open_slots(worker_state *w, const worker_step_in *in, char *err
         ems_cache_destroy(w->cache[o->slot]);
         w->cache[o->slot] = NULL;
         w->next_pos[o->slot] = 0;
+        memset(&w->reported[o->slot], 0, sizeof w->reported[o->slot]); /* a new cache: all 0 */
         w->cfg[o->slot] = o->cfg;
         em_status st =
             engine_cache_create(w->e, ems_config_w_loc(&o->cfg), ems_config_wants_stats(&o->cfg),
@@ -304,12 +308,29 @@ static em_status open_slots(worker_state *w, const worker_step_in *in, char *err
     return EM_OK;
 }
 
+/* What compression did to slot s's cache since its last reply (and notes the new totals). */
+static worker_counts counts_since_report(worker_state *w, int s)
+{
+    ems_policy_stats ps;
+    ems_policy_get_stats(w->cache[s], &ps);
+    worker_counts now = {ps.n_evicted, ps.n_merged, (int64_t)ems_cache_quantized_total(w->cache[s]),
+                         ps.seconds};
+    worker_counts *r = &w->reported[s];
+    worker_counts d = {now.evicted - r->evicted, now.merged - r->merged,
+                       now.quantized - r->quantized, now.seconds - r->seconds};
+    *r = now;
+    return d;
+}
+
 static em_status collect(worker_state *w, const worker_step_in *in, worker_step_out *out)
 {
-    out->slots = malloc(sizeof(int32_t) * (size_t)(in->n_tokens + 1));
-    out->entries = malloc(sizeof(int64_t) * (size_t)(in->n_tokens + 1));
-    out->bytes = malloc(sizeof(int64_t) * (size_t)(in->n_tokens + 1));
-    if (!out->slots || !out->entries || !out->bytes) {
+    size_t n = (size_t)(in->n_tokens + 1);
+    out->slots = malloc(sizeof(int32_t) * n);
+    out->entries = malloc(sizeof(int64_t) * n);
+    out->bytes = malloc(sizeof(int64_t) * n);
+    out->bytes_quant = malloc(sizeof(int64_t) * n);
+    out->counts = malloc(sizeof(worker_counts) * n);
+    if (!out->slots || !out->entries || !out->bytes || !out->bytes_quant || !out->counts) {
         return EM_ENOMEM;
     }
     for (int i = 0; i < in->n_tokens; i++) {
@@ -319,6 +340,8 @@ static em_status collect(worker_state *w, const worker_step_in *in, worker_step_
         }
         out->slots[out->n_slots] = s;
         out->bytes[out->n_slots] = (int64_t)ems_cache_held_bytes(w->cache[s]);
+        out->bytes_quant[out->n_slots] = (int64_t)ems_cache_quant_held_bytes(w->cache[s]);
+        out->counts[out->n_slots] = counts_since_report(w, s);
         out->entries[out->n_slots++] = (int64_t)ems_cache_entries(w->cache[s]);
     }
     return EM_OK;
@@ -404,5 +427,7 @@ void worker_step_out_free(worker_step_out *out)
     free(out->slots);
     free(out->entries);
     free(out->bytes);
+    free(out->bytes_quant);
+    free(out->counts);
     memset(out, 0, sizeof *out);
 }

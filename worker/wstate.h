@@ -12,6 +12,12 @@
 #include "engine/engine.h"
 #include "model/model.h"
 
+/* What compression did to one slot's cache (running totals, or their change since a report). */
+typedef struct worker_counts {
+    int64_t evicted, merged, quantized; /* entries (ems_policy_stats, ems_cache_quantized_total) */
+    double seconds;                     /* spent in ems_policy_step */
+} worker_counts;
+
 typedef struct worker_state {
     char model_path[1024]; /* --model of this worker; empty = take the coordinator's */
     char gloo_host[256];   /* --gloo-host override; empty = the coordinator's suggestion */
@@ -22,12 +28,13 @@ typedef struct worker_state {
     coll_ctx *coll;
     int64_t generation; /* group formation this worker is in; 0 = none */
     int max_slots;
-    ems_cache **cache; /* [max_slots] NULL = free */
-    ems_config *cfg;   /* [max_slots] */
-    int32_t *next_pos; /* [max_slots] position the slot's next token must have (tokens fed) */
-    int32_t *scr_pos;  /* [max_slots] scratch of the step check */
-    uint8_t *scr_open; /* [max_slots] scratch of the step check */
-    float *logits;     /* [cap_logits][n_vocab] */
+    ems_cache **cache;       /* [max_slots] NULL = free */
+    ems_config *cfg;         /* [max_slots] */
+    int32_t *next_pos;       /* [max_slots] position the slot's next token must have (tokens fed) */
+    int32_t *scr_pos;        /* [max_slots] scratch of the step check */
+    uint8_t *scr_open;       /* [max_slots] scratch of the step check */
+    worker_counts *reported; /* [max_slots] the slot's totals at its last step reply */
+    float *logits;           /* [cap_logits][n_vocab] */
     int cap_logits;
     int64_t weight_bytes;
     char cluster_secret[257]; /* every call must carry it (rpc_auth.h); set by main */
@@ -74,11 +81,13 @@ typedef struct worker_step_out {
     const float *logits; /* [n_logits][n_vocab], owned by the state (valid until next step) */
     int n_logits;
     int n_slots;
-    int32_t *slots;     /* distinct slots of the batch, in first-appearance order (owned) */
-    int64_t *entries;   /* KV entries this worker holds for slots[i] (owned) */
-    int64_t *bytes;     /* bytes this worker holds for slots[i]: ems_cache_held_bytes (owned) */
-    int64_t peak_bytes; /* all open slots together after the forward, before the policies ran:
-                           the most this step held (what the KV memory budget bounds) */
+    int32_t *slots;        /* distinct slots of the batch, in first-appearance order (owned) */
+    int64_t *entries;      /* KV entries this worker holds for slots[i] (owned) */
+    int64_t *bytes;        /* bytes this worker holds for slots[i]: ems_cache_held_bytes (owned) */
+    int64_t *bytes_quant;  /* the part of bytes[i] in quantized stores (owned) */
+    worker_counts *counts; /* slots[i]'s compression since its previous reply (owned) */
+    int64_t peak_bytes;    /* all open slots together after the forward, before the policies ran:
+                              the most this step held (what the KV memory budget bounds) */
 } worker_step_out;
 
 void worker_state_init(worker_state *w, const char *model_path, int n_threads);

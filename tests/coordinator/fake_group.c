@@ -18,6 +18,7 @@ struct coord_group {
     fake_group_log log;
     worker_step_out out;
     int64_t peak[1];
+    coord_kv_counts *counts; /* the worker's counts in the group's form [out.n_slots] */
 };
 
 em_status fake_group_create(const char *model_path, int max_batch_tokens, int max_slots,
@@ -53,6 +54,7 @@ void fake_group_free(coord_group *g)
         return;
     }
     worker_step_out_free(&g->out);
+    free(g->counts);
     worker_state_free(&g->w);
     pthread_mutex_destroy(&g->mu);
     pthread_cond_destroy(&g->cv);
@@ -205,5 +207,16 @@ em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_resu
     res->entries = g->out.entries;
     res->bytes = g->out.bytes;
     res->peak = g->peak;
+    coord_kv_counts *nc = realloc(g->counts, sizeof *nc * (size_t)(g->out.n_slots + 1));
+    if (nc == NULL) {
+        return EM_ENOMEM;
+    }
+    g->counts = nc;
+    for (int i = 0; i < g->out.n_slots; i++) {
+        const worker_counts *c = &g->out.counts[i];
+        g->counts[i] = (coord_kv_counts){c->evicted, c->merged, c->quantized, c->seconds};
+    }
+    res->bytes_quant = g->out.bytes_quant;
+    res->counts = g->counts;
     return EM_OK;
 }

@@ -119,6 +119,38 @@ typedef struct outcome {
     fake_group_log log;
 } outcome;
 
+/* The per-request histograms and the compression counters after the 8 requests of the "mix"
+ * scenario (4 ems budget=16, 2 of them int4; 4 full; every one generates GEN tokens), in the
+ * stats and the text. */
+static void check_request_metrics(const outcome *o, const char *text)
+{
+    const coord_sched_stats *st = &o->st;
+    CHECK(st->e2e.n == 8 && st->prefill.n == 8 && st->decode.n == 8 && st->prompt_len.n == 8 &&
+              st->gen_len.n == 8,
+          "per-request histograms: e2e %lld prefill %lld decode %lld prompt %lld gen %lld",
+          (long long)st->e2e.n, (long long)st->prefill.n, (long long)st->decode.n,
+          (long long)st->prompt_len.n, (long long)st->gen_len.n);
+    CHECK(st->gen_len.sum == 8.0 * GEN, "generation length sum %g", st->gen_len.sum);
+    CHECK(st->finished[COORD_FIN_LENGTH] == 8, "%lld finished by length",
+          (long long)st->finished[COORD_FIN_LENGTH]);
+    const coord_kv_counts *ems = &st->kv_counts[EMS_METHOD_EMS];
+    const coord_kv_counts *full = &st->kv_counts[EMS_METHOD_FULL];
+    CHECK(ems->evicted + ems->merged > 0 && ems->quantized > 0 && ems->seconds > 0,
+          "ems: %lld evicted, %lld merged, %lld quantized, %g s", (long long)ems->evicted,
+          (long long)ems->merged, (long long)ems->quantized, ems->seconds);
+    CHECK(full->evicted == 0 && full->merged == 0 && full->quantized == 0,
+          "the full cache compressed: %lld evicted, %lld merged", (long long)full->evicted,
+          (long long)full->merged);
+    char want[160];
+    snprintf(want, sizeof want, "emserve_kv_entries_evicted_total{method=\"ems\"} %lld\n",
+             (long long)ems->evicted);
+    CHECK(strstr(text, want) != NULL, "metrics lack '%s'", want);
+    CHECK(strstr(text, "emserve_request_success_total{finished_reason=\"length\"} 8\n") != NULL,
+          "metrics lack the 8 requests finished by length");
+    CHECK(strstr(text, "emserve_e2e_request_latency_seconds_count 8\n") != NULL,
+          "metrics lack the e2e latency of 8 requests");
+}
+
 /* Runs every request of sc at once (queued before the first step) to completion. */
 static void run(const model *m, const tokenizer *tok, const scenario *sc, outcome *o)
 {
@@ -233,9 +265,10 @@ int main(void)
     check_same_ids("ems, budget", &adm_ems, &ref_ems, 12);
 
     /* Overcommit: admitted on their prompts alone; full caches outgrow the budget. */
-    static const char *const mix[8] = {
-        "method=full", "method=ems budget=16", "method=full", "method=ems budget=16 quant=int4",
-        "method=full", "method=ems budget=16", "method=full", "method=ems budget=16 quant=int4"};
+    /* small key groups and residual: a head of B + N entries has quantized entries */
+#define QUANT "method=ems budget=16 quant=int4 quant.group=4 quant.residual=4"
+    static const char *const mix[8] = {"method=full", "method=ems budget=16", "method=full", QUANT,
+                                       "method=full", "method=ems budget=16", "method=full", QUANT};
     scenario s_ref_mix = {"mix, no budget", 8, {0}, 0, 0};
     scenario s_pre_mix = {"mix, reserve 0", 8, {0}, two, 1.0};
     for (int i = 0; i < 8; i++) {
@@ -249,8 +282,10 @@ int main(void)
           "recomputes: ems opened %d times, full %d (4 requests each)",
           pre_mix.log.opens[EMS_METHOD_EMS], pre_mix.log.opens[EMS_METHOD_FULL]);
     check_same_ids("preempted", &pre_mix, &ref_mix, 8);
-    char text[16384], want[128];
-    coord_metrics_render(&pre_mix.st, 0, text, sizeof text);
+    static char text[1 << 16];
+    char want[128];
+    size_t len = coord_metrics_render(&pre_mix.st, text, sizeof text);
+    CHECK(len > 0 && len + 1 < sizeof text, "metrics text of %zu bytes", len);
     snprintf(want, sizeof want, "emserve_preemptions_total %lld\n",
              (long long)pre_mix.st.preemptions);
     CHECK(strstr(text, want) != NULL, "metrics lack '%s'", want);
@@ -258,6 +293,7 @@ int main(void)
           "metrics lack the queue time of 8 requests");
     snprintf(want, sizeof want, "emserve_kv_memory_budget_bytes %lld\n", (long long)two);
     CHECK(strstr(text, want) != NULL, "metrics lack '%s'", want);
+    check_request_metrics(&pre_mix, text);
 
     /* A request that can never fit fails; the one behind it is served. */
     scenario s_big = {"too big", 2, {"method=full", "method=ems budget=16"}, one / 2, 0};
@@ -268,6 +304,10 @@ int main(void)
           big.b.res[0].message);
     CHECK(big.b.res[1].ok && big.b.res[1].n_ids == GEN, "the request behind it: ok %d",
           big.b.res[1].ok);
+    CHECK(big.st.rejected[COORD_REJ_KV_MEMORY] == 1 && big.st.finished[COORD_FIN_LENGTH] == 1,
+          "too big: %lld rejected for KV memory, %lld finished by length",
+          (long long)big.st.rejected[COORD_REJ_KV_MEMORY],
+          (long long)big.st.finished[COORD_FIN_LENGTH]);
 
     tok_free(tok);
     model_free(m);

@@ -60,6 +60,12 @@ int main(void)
         CHECK(h->len - nq >= q.residual && h->len - nq < q.residual + q.group,
               "case %zu: %d quantized of %d", ci, nq, h->len);
         CHECK(nq % q.group == 0, "whole key groups");
+        CHECK(ems_quant_coded(h) == nq && ems_cache_quantized_total(c) == (uint64_t)nq,
+              "case %zu: %lld coded, %d quantized", ci, (long long)ems_quant_coded(h), nq);
+        CHECK(ems_cache_quant_held_bytes(c) == ems_quant_held_bytes(h) &&
+                  ems_cache_quant_held_bytes(c) > 0 &&
+                  ems_cache_quant_held_bytes(c) < ems_cache_held_bytes(c),
+              "quantized store's share of the held bytes");
         /* error bound: keys per channel over the group range, values per token */
         float step = 2.0f / (float)((1 << q.bits) - 1);
         for (int j = 0; j < h->len; j++) {
@@ -97,6 +103,7 @@ int main(void)
         ems_head_compact(h, keep, n);
         CHECK(ems_quant_count(h) == (nq + 1) / 2, "quantized count after compaction %d",
               ems_quant_count(h));
+        CHECK(ems_quant_coded(h) == nq, "the running total survives a compaction");
         ems_quant_view(h, &kv, &vv);
         CHECK(memcmp(kv, h->k, sizeof(float) * h->len * q.hd) == 0, "view after compaction");
         for (int i = 0; i < n; i++)

@@ -146,6 +146,18 @@ static void test_stop(void)
     CHECK(strcmp(s.text, "hello ") == 0, "text cut before the stop string: '%s'", s.text);
     stop_state_free(&s);
 
+    p.include_stop = 1; /* the same, keeping the stop string (what follows it is dropped) */
+    stop_state_init(&s, &p, 2);
+    CHECK(stop_state_feed(&s, 10, "hello E", 7) == STOP_NONE, "no stop yet (include_stop)");
+    stop_state_take(&s, 0, &out, &n);
+    CHECK(n == 6 && !memcmp(out, "hello ", 6), "holds back a possible stop (got %zu)", n);
+    CHECK(stop_state_feed(&s, 11, "NDing", 5) == STOP_STRING, "stop string (include_stop)");
+    stop_state_take(&s, 1, &out, &n);
+    CHECK(n == 3 && !memcmp(out, "END", 3), "the stop string is released (got %zu)", n);
+    CHECK(strcmp(s.text, "hello END") == 0, "text ends with the stop string: '%s'", s.text);
+    stop_state_free(&s);
+    p.include_stop = 0;
+
     stop_state_init(&s, &p, 2);
     CHECK(stop_state_feed(&s, 7, "x", 1) == STOP_TOKEN, "stop id");
     stop_state_free(&s);

@@ -51,7 +51,6 @@ enum {
     B_KV_PARAM_VAL,
     B_ID_LONG,
     B_TEXT_LONG,
-    B_INCLUDE_STOP,
     B_MSG_NO_TEMPLATE,
     B_MSG_EMPTY,
     B_MSG_BAD_ROLE,
@@ -86,7 +85,6 @@ static const bad_case k_bad[] = {
     {"kv bad param value", "kv.ems.tau", B_KV_PARAM_VAL},
     {"request_id too long", "request_id", B_ID_LONG},
     {"text longer than the context", "text", B_TEXT_LONG},
-    {"include_stop_str_in_output", "include_stop_str_in_output", B_INCLUDE_STOP},
     /* the test model has no chat template */
     {"messages, no chat template", "model has no supported chat template", B_MSG_NO_TEMPLATE},
     {"empty messages list", "set text, tokens or messages", B_MSG_EMPTY},
@@ -155,7 +153,6 @@ static uint8_t *build(int which, size_t *len)
     case B_KV_PARAM_VAL: kv.method = "ems"; kv._budget_case = 2; kv.budget = 16; kv.n_params = 1; kv.params = kpp; kp.key = "ems.tau"; kp.value = "banana"; break;
     case B_ID_LONG: memset(id, 'a', 199); id[199] = 0; m.request_id = id; break;
     case B_TEXT_LONG: m.text = g_long_text; break;
-    case B_INCLUDE_STOP: st._include_stop_str_in_output_case = 5; st.include_stop_str_in_output = 1; break;
     case B_MSG_NO_TEMPLATE: m.input_case = EMSERVE__V1__GENERATE_REQUEST__INPUT__NOT_SET; m.n_messages = 2; m.messages = mp; break;
     /* an empty repeated field is absent on the wire: the same as no input at all */
     case B_MSG_EMPTY: m.input_case = EMSERVE__V1__GENERATE_REQUEST__INPUT__NOT_SET; m.n_messages = 0; m.messages = mp; break;

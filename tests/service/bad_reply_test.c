@@ -1,10 +1,10 @@
 /* Issue 12 item 1, re-expressed: two fake workers (tests/service/fake_worker) answer the
  * coordinator's Steps with lies - 2,000,000 KV slots (the reply that made the coordinator abort
  * with munmap_chunk), one slot too many (overflowed its slot buffers), a wrong slot id, more KV
- * entries than the context holds, a logits row missing, a reply to another step. Each request
- * hit by a lie ends with UNAVAILABLE naming what was wrong; the coordinator stays up, re-forms
- * the group and serves the next request; once the fakes answer honestly a generation completes
- * with OK. Every wait has a limit. */
+ * entries than the context holds, a logits row missing, a reply to another step, compression
+ * counts for too many slots or negative. Each request hit by a lie ends with UNAVAILABLE naming
+ * what was wrong; the coordinator stays up, re-forms the group and serves the next request; once
+ * the fakes answer honestly a generation completes with OK. Every wait has a limit. */
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -19,8 +19,13 @@ static const struct {
     const char *mode, *want; /* the fake's lie; a substring of the request's status message */
 } k_lies[] = {
     {"huge", "RESOURCE_EXHAUSTED"}, /* over the reply cap derived from the step: not even read */
-    {"extra-slots", "slots and"},    {"bad-slot", "slot 0 is"},    {"entries", "KV entries"},
-    {"short-logits", "logits rows"}, {"step-id", "reply to step"},
+    {"extra-slots", "slots and"},
+    {"bad-slot", "slot 0 is"},
+    {"entries", "KV entries"},
+    {"short-logits", "logits rows"},
+    {"step-id", "reply to step"},
+    {"counts-len", "compression counts"},
+    {"counts-neg", "negative compression count"},
 };
 #define N_LIES (int)(sizeof k_lies / sizeof k_lies[0])
 

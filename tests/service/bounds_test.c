@@ -1,6 +1,7 @@
 /* Issue 12 item 5, re-expressed. (A) A bounded queue: with --max-seqs 1 --max-queue 1, one
  * request runs, one waits, and a third is RESOURCE_EXHAUSTED at once (100 requests against
- * --max-seqs 2 used to be queued without limit); after the two end, requests are served again.
+ * --max-seqs 2 used to be queued without limit) and counted by /metrics as rejected for a full
+ * queue; after the two end, requests are served again.
  * (B) SO_REUSEPORT off: a second coordinator on the first one's port fails to start (two could
  * bind it and split the connections). (C) A metrics client trickling one byte at a time does
  * not hold up a normal scrape: it is answered while the slow client is still sending (the old
@@ -24,6 +25,9 @@
 #include "tests/service/svc_job.h"
 #include "tests/testutil/testutil.h"
 
+static int free_port(void);
+static int scrape_has(int port, const char *needle);
+
 /* Waits up to 30 s until GetServerInfo shows `running` running and `queued` queued. */
 static int wait_counts(coord_client *cl, int running, int queued)
 {
@@ -41,9 +45,12 @@ static int wait_counts(coord_client *cl, int running, int queued)
 
 static void test_queue(void)
 {
-    const char *extra[] = {"--max-seqs", "1", "--max-queue", "1", NULL};
+    int port = free_port();
+    char listen[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    const char *extra[] = {"--max-seqs", "1", "--max-queue", "1", "--metrics-listen", listen, NULL};
     svc s;
-    REQUIRE(svc_start(&s, 1, extra) == EM_OK, "service did not start");
+    REQUIRE(port > 0 && svc_start(&s, 1, extra) == EM_OK, "service did not start");
     coord_client *cl = coord_client_create(s.addr);
     svc_job j[2];
     for (int i = 0; i < 2; i++)
@@ -62,8 +69,8 @@ static void test_queue(void)
     CHECK(st == GRPC_STATUS_RESOURCE_EXHAUSTED && strstr(res.message, "--max-queue"),
           "third request: status %d (%s), want RESOURCE_EXHAUSTED", st, res.message);
     coord_client_result_free(&res);
-    for (int i = 0; i < 2; i++)
-        svc_job_cancel(&j[i]); /* at the next chunk */
+    CHECK(scrape_has(port, "\nemserve_request_rejected_total{reason=\"queue_full\"} 1\n"),
+          "/metrics does not count the request refused for a full queue");
     for (int i = 0; i < 2; i++) {
         svc_job_join(&j[i]); /* bounded by the call's deadline */
         coord_client_result_free(&j[i].res);
@@ -135,6 +142,29 @@ static int scrape_ok(int port)
     ssize_t r = poll(&pfd, 1, 10000) > 0 ? recv(fd, buf, sizeof buf - 1, 0) : -1;
     close(fd);
     return w > 0 && r > 0 && strstr(buf, "200 OK") != NULL;
+}
+
+/* 1 when GET /metrics answers (within 10 s a read) with a body containing needle. */
+static int scrape_has(int port, const char *needle)
+{
+    int fd;
+    if (connect_local(port, &fd) != EM_OK) {
+        return 0;
+    }
+    const char *get = "GET /metrics HTTP/1.0\r\n\r\n";
+    static char buf[1 << 17];
+    size_t len = 0;
+    if (send(fd, get, strlen(get), MSG_NOSIGNAL) > 0) {
+        struct pollfd pfd = {fd, POLLIN, 0};
+        ssize_t r = 1;
+        while (r > 0 && len + 1 < sizeof buf && poll(&pfd, 1, 10000) > 0) {
+            r = recv(fd, buf + len, sizeof buf - 1 - len, 0); /* HTTP/1.0: ends at close */
+            len += r > 0 ? (size_t)r : 0;
+        }
+    }
+    buf[len] = 0;
+    close(fd);
+    return strstr(buf, needle) != NULL;
 }
 
 static void test_slow_metrics_client(void)

@@ -7,6 +7,8 @@
  *   entries      a slot with more KV entries than the context can hold
  *   short-logits rank 0 returns one logits row too few
  *   step-id      the reply names another step
+ *   counts-len   compression counts for one slot more than the batch has
+ *   counts-neg   a negative count of evicted entries
  *   ok           a well-formed reply (zero logits: greedy picks token 0)
  *   fail         INTERNAL
  * It checks no secret (it is the attacker's side) and holds no model.
@@ -122,7 +124,25 @@ static void do_step(fake *f, fcall *c, const Emserve__Internal__V1__StepRequest 
     r.kv_slots = slots;
     r.kv_entries = entries;
     r.kv_bytes = bytes;
+    /* the optional compression counts (zeros: nothing compressed), or a lie about them */
+    int64_t *counts = calloc(cap, sizeof *counts);
+    double *secs = calloc(cap, sizeof *secs);
+    size_t nc = (size_t)n_slots;
+    if (strcmp(mode, "counts-len") == 0) {
+        nc++;
+    } else if (strcmp(mode, "counts-neg") == 0 && nc > 0) {
+        counts[0] = -1;
+    }
+    if (!huge) {
+        r.n_kv_bytes_quant = r.n_kv_evicted = r.n_kv_merged = r.n_kv_quantized = nc;
+        r.n_compress_seconds = nc;
+        r.kv_bytes_quant = r.kv_merged = r.kv_quantized = counts + 1;
+        r.kv_evicted = counts;
+        r.compress_seconds = secs;
+    }
     reply(c, &r.base, GRPC_STATUS_OK, NULL); /* packs at once */
+    free(counts);
+    free(secs);
     free(slots);
     free(entries);
     free(bytes);

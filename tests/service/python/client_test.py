@@ -1,7 +1,8 @@
 """A client written against the .proto alone (Python grpcio): stubs are generated from
 proto/emserve/v1/emserve.proto at test time with grpc_tools.protoc. Streams a generation,
-aborts one, gets INVALID_ARGUMENT for bad fields, tokenizes, sends chat messages (refused: the test
-model has no chat template), reads model/server info and health.
+aborts one, gets INVALID_ARGUMENT for bad fields, keeps or cuts a matched stop string, tokenizes,
+sends chat messages (refused: the test model has no chat template), reads model/server info
+(name, uptime, build) and health.
 Usage: client_test.py --addr HOST:PORT --proto-root DIR (DIR holds proto/...)."""
 import argparse
 import importlib
@@ -98,6 +99,25 @@ class ClientTest(unittest.TestCase):
         self.assertEqual(len(lp.top), 3)
         self.assertEqual(lp.top[0].token_id, 432)  # greedy = the most likely token
         self.assertLess(lp.logprob, 0.0)
+
+    def test_include_stop_str_in_output(self):
+        """A matched stop string is cut from the text by default and kept with
+        include_stop_str_in_output (the ids are the same either way)."""
+        texts = []
+        for include in (False, True):
+            req = pb.GenerateRequest(text="Once upon a time", sampling=self.greedy(),
+                                     stopping=pb.StoppingParams(
+                                         max_tokens=60, stop=["little girl"],
+                                         include_stop_str_in_output=include))
+            resps = list(self.stub.Generate(req, timeout=60))
+            done = resps[-1].complete
+            streamed = "".join(r.chunk.text for r in resps if r.HasField("chunk"))
+            self.assertEqual(done.finish_reason, "stop")
+            self.assertEqual(done.matched_stop, "little girl")
+            self.assertEqual(streamed, done.text)
+            texts.append(done.text)
+        self.assertEqual(texts[0], ", there was a ")
+        self.assertEqual(texts[1], ", there was a little girl")
 
     def test_abort(self):
         req = pb.GenerateRequest(request_id="py-abort", text="Once upon a time",
@@ -198,7 +218,11 @@ class ClientTest(unittest.TestCase):
     def test_info_and_health(self):
         mi = self.stub.GetModelInfo(pb.GetModelInfoRequest(), timeout=10)
         self.assertEqual((mi.n_vocab, mi.n_kv_head, mi.n_head, mi.n_layer), (512, 4, 8, 5))
+        self.assertEqual(mi.name, "llama")  # stories260K's general.name
         si = self.stub.GetServerInfo(pb.GetServerInfoRequest(), timeout=10)
+        self.assertGreater(si.uptime_seconds, 0.0)
+        self.assertEqual(si.build.version, si.version)
+        self.assertNotEqual(si.build.git_commit, "")
         self.assertEqual(si.worker_count, 2)
         self.assertEqual(si.heads_per_worker, 2)
         self.assertEqual([list(w.kv_heads) for w in si.workers], [[0, 1], [2, 3]])

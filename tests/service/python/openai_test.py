@@ -64,6 +64,13 @@ def metrics():
     return out, families, headers
 
 
+def wait_idle():
+    """Waits (at most LIMIT_S) until no request runs, e.g. after a client closed a stream."""
+    deadline = time.time() + LIMIT_S
+    while time.time() < deadline and metrics()[0]["emserve_num_requests_running"] != 0:
+        time.sleep(0.05)
+
+
 class Common(unittest.TestCase):
     def assert_400(self, fn, field, param=None):
         with self.assertRaises(openai.BadRequestError) as cm:
@@ -153,6 +160,17 @@ class StoriesTest(Common):
         self.assertEqual(r.choices[0].finish_reason, "stop")
         r = self.complete(stop="girl", stream=True)
         self.assertEqual("".join(ch.choices[0].text for ch in r), ", there was a little ")
+
+    def test_include_stop_str_in_output(self):
+        """vLLM's extension field keeps the matched stop string, streamed and not."""
+        body = {"include_stop_str_in_output": True}
+        r = self.complete(stop=["Lily"], extra_body=body)
+        self.assertEqual(r.choices[0].text, ", there was a little girl named Lily")
+        self.assertEqual(r.choices[0].finish_reason, "stop")
+        r = self.complete(stop="girl", stream=True, extra_body=body)
+        self.assertEqual("".join(ch.choices[0].text for ch in r), ", there was a little girl")
+        self.assert_400(lambda: self.complete(extra_body={"include_stop_str_in_output": 1}),
+                        "include_stop_str_in_output", "include_stop_str_in_output")
 
     def test_stop_token_ids_extension(self):
         r = self.complete(extra_body={"stop_token_ids": [426]})
@@ -309,6 +327,121 @@ class StoriesTest(Common):
                          before["emserve_generation_tokens_total"] + 7)
         ttft = "emserve_time_to_first_token_seconds_count"
         self.assertEqual(after[ttft], before[ttft] + 1)
+
+    def test_metrics_every_family_has_help(self):
+        """Every family in the text has a HELP and a TYPE line (checked on the raw text and
+        through the parser), the families of issue 11 are there with their types, and the build
+        info names the version and the commit."""
+        status, _, body = http("GET", "/metrics")
+        self.assertEqual(status, 200)
+        text = body.decode()
+        typed = {l.split()[2] for l in text.splitlines() if l.startswith("# TYPE ")}
+        helped = {l.split()[2] for l in text.splitlines() if l.startswith("# HELP ")}
+        self.assertEqual(typed, helped)
+        _, fams, _ = metrics()
+        for fam in fams.values():
+            self.assertTrue(fam.documentation, fam.name)
+        want = {
+            "emserve_e2e_request_latency_seconds": "histogram",
+            "emserve_request_queue_time_seconds": "histogram",
+            "emserve_request_prefill_time_seconds": "histogram",
+            "emserve_request_decode_time_seconds": "histogram",
+            "emserve_request_prompt_tokens": "histogram",
+            "emserve_request_generation_tokens": "histogram",
+            "emserve_request_success": "counter",
+            "emserve_request_rejected": "counter",
+            "emserve_kv_cache_bytes": "gauge",
+            "emserve_kv_cache_full_bytes": "gauge",
+            "emserve_kv_cache_usage_perc": "gauge",
+            "emserve_kv_entries_evicted": "counter",
+            "emserve_kv_entries_merged": "counter",
+            "emserve_kv_entries_quantized": "counter",
+            "emserve_kv_compression_seconds": "counter",
+            "emserve_build_info": "gauge",
+        }
+        for name, typ in want.items():
+            self.assertIn(name, fams)
+            self.assertEqual(fams[name].type, typ, name)
+        info = fams["emserve_build_info"].samples[0]
+        self.assertEqual(info.value, 1)
+        self.assertTrue(info.labels["version"] and info.labels["git"], info.labels)
+
+    def test_metrics_move_under_load(self):
+        """Requests with EMS compression and int4 quantization move the request histograms,
+        the finish-reason counter and the compression counters of method ems; the KV gauges are
+        positive while a request runs; a refused request counts as rejected."""
+        quant = {"method": "ems", "budget": 16, "quant": "int4",
+                 "params": {"quant.group": 4, "quant.residual": 4}}
+        before, _, _ = metrics()
+        n, tokens = 3, 40
+        for _ in range(n):
+            r = self.complete(max_tokens=tokens, extra_body={"kv": quant})
+            self.assertEqual(r.choices[0].finish_reason, "length")
+        self.assert_400(lambda: self.complete(max_tokens=0), "max_tokens")
+        after, _, _ = metrics()
+
+        def grew(key, by=None):
+            if by is None:
+                self.assertGreater(after[key], before[key], key)
+            else:
+                self.assertEqual(after[key] - before[key], by, key)
+
+        for h in ["emserve_e2e_request_latency_seconds", "emserve_request_queue_time_seconds",
+                  "emserve_request_prefill_time_seconds", "emserve_request_decode_time_seconds",
+                  "emserve_request_prompt_tokens", "emserve_request_generation_tokens"]:
+            grew(h + "_count", n)
+            grew(h + "_bucket[('le', '+Inf')]", n)
+        grew("emserve_request_prompt_tokens_sum", 5 * n)
+        grew("emserve_request_generation_tokens_sum", tokens * n)
+        grew("emserve_e2e_request_latency_seconds_sum")
+        grew("emserve_request_success_total[('finished_reason', 'length')]", n)
+        grew("emserve_request_success_total[('finished_reason', 'stop')]", 0)
+        grew("emserve_request_rejected_total[('reason', 'invalid_argument')]", 1)
+        ems = "[('method', 'ems')]"
+        for c in ["emserve_kv_entries_evicted_total", "emserve_kv_entries_merged_total",
+                  "emserve_kv_entries_quantized_total", "emserve_kv_compression_seconds_total"]:
+            grew(c + ems)
+        grew("emserve_kv_entries_evicted_total[('method', 'full')]", 0)
+
+        stream = self.complete(max_tokens=400, stream=True,
+                               extra_body={"kv": quant, "ignore_eos": True})
+        try:
+            it = iter(stream)
+            for _ in range(50):
+                next(it)
+            m, _, _ = metrics()
+            self.assertGreaterEqual(m["emserve_num_requests_running"], 1)
+            self.assertGreater(m["emserve_kv_cache_bytes[('storage', 'f32')]"], 0)
+            self.assertGreater(m["emserve_kv_cache_bytes[('storage', 'quantized')]"], 0)
+            self.assertGreater(m["emserve_kv_cache_full_bytes"], 0)
+            self.assertGreater(m["emserve_kv_cache_usage_perc"], 0)
+            self.assertLessEqual(m["emserve_kv_cache_usage_perc"], 1)
+        finally:
+            stream.close()
+            wait_idle()  # the next test counts tokens from a quiet server
+
+    def test_two_scrapes_beside_an_idle_connection(self):
+        """An open connection that sends nothing does not hold up two scrapes made in
+        parallel: both answer (only success is asserted, never a time)."""
+        host, port = HTTP.rsplit(":", 1)
+        idle = socket.create_connection((host, int(port)))
+        results = [None, None]
+
+        def scrape(i):
+            try:
+                results[i] = metrics()[0]["emserve_serving"]
+            except Exception as e:  # reported below
+                results[i] = e
+
+        try:
+            threads = [threading.Thread(target=scrape, args=(i,)) for i in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(LIMIT_S)
+            self.assertEqual(results, [1, 1])
+        finally:
+            idle.close()
 
     def test_idle_connections_do_not_block_a_scrape(self):
         """While idle TCP connections are open (silent ones, one with half a request) and one
