@@ -162,13 +162,13 @@ static em_status check_reply(const coord_group *g, int r,
         snprintf(why, whylen, "compression counts for %zu/%zu/%zu/%zu/%zu slots, expected %d or 0",
                  nc, sr->n_kv_evicted, sr->n_kv_merged, sr->n_kv_quantized, sr->n_compress_seconds,
                  n_slots);
-        return -1;
+        return EM_EPROTO;
     }
     for (size_t i = 0; i < nc; i++) {
         if (sr->kv_bytes_quant[i] < 0 || sr->kv_evicted[i] < 0 || sr->kv_merged[i] < 0 ||
             sr->kv_quantized[i] < 0 || !(sr->compress_seconds[i] >= 0)) {
             snprintf(why, whylen, "negative compression count for slot %d", slots[i]);
-            return -1;
+            return EM_EPROTO;
         }
     }
     if (sr->kv_bytes_peak < 0) {
