@@ -11,7 +11,8 @@
 4. House rules for every pod template: non-root, seccomp RuntimeDefault, no privilege
    escalation, read-only root filesystem, all capabilities dropped, CPU and memory requests and
    limits, liveness and readiness probes wired to endpoints the coordinator serves, the cluster
-   secret from the Secret; and the coordinator lists as many workers as the manifests run.
+   secret from the Secret, a termination grace period above the coordinator's drain grace; and
+   the coordinator lists as many workers as the manifests run.
 
 Prints one line per object and per failure; exits 1 on any failure. --self-test plants faults
 in copies of the documents (MUTATIONS) and fails unless every one is caught.
@@ -140,6 +141,11 @@ class Checker:
             self.fail(where, f"no volume from the Secret {SECRET_NAME}")
         for c in spec.get("containers", []):
             cw = f"{where} container {c.get('name')}"
+            if c.get("name") == "coordinator":
+                env = {e.get("name"): e.get("value") for e in c.get("env", [])}
+                grace = int(env.get("EMSERVE_DRAIN_GRACE_MS") or 5000)
+                if spec.get("terminationGracePeriodSeconds", 30) * 1000 <= grace:
+                    self.fail(cw, f"terminationGracePeriodSeconds does not cover the drain grace {grace} ms")
             sc = c.get("securityContext") or {}
             if sc.get("allowPrivilegeEscalation") is not False:
                 self.fail(cw, "allowPrivilegeEscalation must be false")
@@ -287,6 +293,8 @@ MUTATIONS = [
         .update(hostnetwork=True)),
     ("LWS leader template: bad container field", lambda d: first_container(lws_tpl(d, "leaderTemplate"))
         .update(ports=[{"containerPort": "grpc"}])),
+    ("grace period under the drain", lambda d: find(d, "Deployment")["spec"]["template"]["spec"]
+        .update(terminationGracePeriodSeconds=5)),
     ("secret not mounted", lambda d: first_container(find(d, "StatefulSet")["spec"]["template"])
         .update(volumeMounts=[])),
 ]
