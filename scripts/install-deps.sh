@@ -19,6 +19,8 @@ PKGS=(
   gnuplot-nox              # PNG plots of benchmarks and the quality harness
   clang-format             # the format check of scripts/test.sh (clang-format 14, .clang-format)
   python3-pip python3-venv # the Python service tests (grpcio, openai, prometheus-client: PyPI)
+  systemd strace           # scripts/check-manifests.sh: systemd-analyze security/verify of the
+                           # units, and the syscall trace against their sandbox
 )
 missing=()
 for p in "${PKGS[@]}"; do
