@@ -42,6 +42,11 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
+# namespaces left by a run that was killed outright (SIGKILL skips the trap): its pid is gone
+for n in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^em[0-9]+(hub|c|w0|w1)$'); do
+    p=${n#em}; p=${p%%[a-z]*}
+    kill -0 "$p" 2>/dev/null || ip netns del "$n" 2>/dev/null
+done
 
 if ! ip netns add "$HUB" 2>"$TMP/probe.err" || ! ip -n "$HUB" link add br0 type bridge 2>>"$TMP/probe.err"; then
     echo "SKIPPED: cannot create a network namespace with a bridge: $(head -1 "$TMP/probe.err")"
