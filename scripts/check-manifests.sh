@@ -10,7 +10,10 @@
 #      exposure under 5 (systemd-analyze security --offline=yes), TimeoutStopSec above the
 #      coordinator's --drain-grace-ms;
 #   5. the sandbox admits the real binaries (scripts/check-sandbox.sh: strace of a run against
-#      the units' syscall filter, address families and MemoryDenyWriteExecute).
+#      the units' syscall filter, address families and MemoryDenyWriteExecute);
+#   6. the Dockerfile's runtime stage as written (ENV, USER, ENTRYPOINT, HEALTHCHECK) runs the
+#      built binaries read-only, unprivileged, in namespaces (scripts/check-image-runtime.sh;
+#      needs root, else skipped).
 # The validators live in the venv of scripts/install-deps.sh (/var/cache/emserve/pyenv, or
 # $EMSERVE_PYENV). Exits 1 if any check fails, 2 if a validator is missing.
 set -uo pipefail
@@ -69,16 +72,32 @@ for u in deploy/systemd/*.service; do
   fi
 done
 
+step "the binaries (the default build of scripts/test.sh) for the runtime checks"
+BIN=""
+if command -v bazel >/dev/null &&
+   bazel build --config=ci //coordinator:emserve //coordinator:emserve_client //worker:emserve_worker \
+     >/dev/null 2>&1; then
+  BIN=$(bazel info --config=ci bazel-bin 2>/dev/null)
+  echo "built in $BIN"
+else
+  failed "could not build //coordinator:emserve //coordinator:emserve_client //worker:emserve_worker"
+fi
+
 step "sandbox vs the real binaries (strace)"
 if ! command -v strace >/dev/null; then
   echo "check-manifests: strace not installed: sandbox trace skipped"
-elif command -v bazel >/dev/null &&
-     bazel build --config=ci //coordinator:emserve //coordinator:emserve_client //worker:emserve_worker \
-       >/dev/null 2>&1; then
-  bash scripts/check-sandbox.sh "$(bazel info --config=ci bazel-bin 2>/dev/null)" ||
-    failed "the units' sandbox does not admit the binaries"
-else
-  failed "could not build the binaries for the sandbox trace"
+elif [ -n "$BIN" ]; then
+  bash scripts/check-sandbox.sh "$BIN" || failed "the units' sandbox does not admit the binaries"
+fi
+
+step "the image's runtime stage without an engine (namespaces, read-only, uid 10001)"
+if [ -n "$BIN" ]; then
+  bash scripts/check-image-runtime.sh "$BIN"
+  case $? in
+    0) ;;
+    2) echo "check-manifests: image runtime check skipped (needs root and the installed model)" ;;
+    *) failed "the image's runtime stage" ;;
+  esac
 fi
 
 echo "check-manifests: $bad failure(s)"
