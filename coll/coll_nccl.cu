@@ -102,7 +102,7 @@ static em_status staged(float *dev_buf, size_t n, float *h, coll_host_allreduce_
 {
     KERN_CUDA_CHECK(cudaMemcpyAsync(h, dev_buf, sizeof(float) * n, cudaMemcpyDeviceToHost, s));
     KERN_CUDA_CHECK(cudaStreamSynchronize(s));
-    if (fn(user, h, n) != 0) {
+    if (fn(user, h, n) != EM_OK) {
         EM_LOG_ERROR("host all-reduce of %zu floats failed", n);
         return EM_EUNAVAILABLE;
     }

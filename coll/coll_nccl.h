@@ -34,8 +34,8 @@ int coll_nccl_world(const coll_nccl *c);
 void coll_nccl_destroy(coll_nccl *c); /* NULL ok */
 
 /* Host all-reduce callback: same signature and meaning as coll_reduce_hook (coll.h):
- * in-place sum of buf[0..n) over the group, 0 on success, -1 on failure. */
-typedef int (*coll_host_allreduce_fn)(void *user, float *buf, size_t n);
+ * in-place sum of buf[0..n) over the group; EM_OK on success. */
+typedef em_status (*coll_host_allreduce_fn)(void *user, float *buf, size_t n);
 
 /* "gloo with host staging": copies dev_buf (n floats, DEVICE) to host_buf (n floats; pinned
  * memory makes it faster; NULL = a temporary malloc), calls fn(user, host, n), copies the sum

@@ -378,7 +378,7 @@ void coord_client_tokens_free(coord_client_tokens *t)
     t->n_ids = 0;
 }
 
-int coord_client_abort(coord_client *c, const char *request_id)
+em_status coord_client_abort(coord_client *c, const char *request_id, int *found)
 {
     Emserve__V1__AbortRequest rq = EMSERVE__V1__ABORT_REQUEST__INIT;
     rq.request_id = (char *)request_id;
@@ -386,40 +386,43 @@ int coord_client_abort(coord_client *c, const char *request_id)
     grpc_status_code st =
         rpc_unary(c->ch, "/emserve.v1.Emserve/Abort", &rq.base,
                   &emserve__v1__abort_response__descriptor, &resp, 5000, 0, NULL, 0);
+    *found = 0;
     if (st != GRPC_STATUS_OK) {
-        return -1;
+        return rpc_status_to_em(st);
     }
-    int found = ((Emserve__V1__AbortResponse *)resp)->found;
+    *found = ((Emserve__V1__AbortResponse *)resp)->found;
     protobuf_c_message_free_unpacked(resp, NULL);
-    return found;
+    return EM_OK;
 }
 
-int coord_client_health(coord_client *c, long timeout_ms)
+em_status coord_client_health(coord_client *c, long timeout_ms, int *serving)
 {
     Grpc__Health__V1__HealthCheckRequest rq = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     ProtobufCMessage *resp = NULL;
     grpc_status_code st = rpc_unary(c->ch, "/grpc.health.v1.Health/Check", &rq.base,
                                     &grpc__health__v1__health_check_response__descriptor, &resp,
                                     timeout_ms, 0, NULL, 0);
+    *serving = 0;
     if (st != GRPC_STATUS_OK) {
-        return -1;
+        return rpc_status_to_em(st);
     }
-    int serving = ((Grpc__Health__V1__HealthCheckResponse *)resp)->status ==
-                  GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    *serving = ((Grpc__Health__V1__HealthCheckResponse *)resp)->status ==
+               GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
     protobuf_c_message_free_unpacked(resp, NULL);
-    return serving;
+    return EM_OK;
 }
 
-int coord_client_wait_serving(coord_client *c, long timeout_ms)
+em_status coord_client_wait_serving(coord_client *c, long timeout_ms)
 {
     double t_end = em_now_s() + timeout_ms / 1000.0;
     while (em_now_s() < t_end) {
-        if (coord_client_health(c, 1000) == 1) {
-            return 0;
+        int serving;
+        if (coord_client_health(c, 1000, &serving) == EM_OK && serving) {
+            return EM_OK;
         }
         usleep(50000);
     }
-    return -1;
+    return EM_ETIMEDOUT;
 }
 
 void coord_client_set_admin_secret(coord_client *c, const char *secret)
@@ -427,15 +430,16 @@ void coord_client_set_admin_secret(coord_client *c, const char *secret)
     snprintf(c->secret, sizeof c->secret, "%s", secret ? secret : "");
 }
 
-int coord_client_server_info(coord_client *c, coord_client_info *out)
+em_status coord_client_server_info(coord_client *c, coord_client_info *out)
 {
     Emserve__V1__GetServerInfoRequest rq = EMSERVE__V1__GET_SERVER_INFO_REQUEST__INIT;
     ProtobufCMessage *resp = NULL;
     memset(out, 0, sizeof *out);
-    if (rpc_unary_auth(c->ch, "/emserve.v1.Emserve/GetServerInfo", &rq.base,
-                       &emserve__v1__server_info__descriptor, &resp, 5000, 0, c->secret, NULL,
-                       0) != GRPC_STATUS_OK) {
-        return -1;
+    grpc_status_code st =
+        rpc_unary_auth(c->ch, "/emserve.v1.Emserve/GetServerInfo", &rq.base,
+                       &emserve__v1__server_info__descriptor, &resp, 5000, 0, c->secret, NULL, 0);
+    if (st != GRPC_STATUS_OK) {
+        return rpc_status_to_em(st);
     }
     const Emserve__V1__ServerInfo *si = (const Emserve__V1__ServerInfo *)resp;
     out->serving = si->serving;
@@ -452,5 +456,5 @@ int coord_client_server_info(coord_client *c, coord_client_info *out)
         out->n_kv_heads[i] = (int)si->workers[i]->n_kv_heads;
     }
     protobuf_c_message_free_unpacked(resp, NULL);
-    return 0;
+    return EM_OK;
 }

@@ -7,6 +7,7 @@
 
 #include <grpc/grpc.h>
 
+#include "common/status.h"
 #include "coordinator/chat_template.h" /* coord_chat_msg */
 
 typedef struct coord_client coord_client;
@@ -64,12 +65,13 @@ grpc_status_code coord_client_generate(coord_client *c, const coord_client_req *
                                        coord_client_result *res);
 void coord_client_result_free(coord_client_result *r);
 
-/* Abort(request_id): 1 found, 0 not found, -1 RPC error. */
-int coord_client_abort(coord_client *c, const char *request_id);
-/* Health/Check(""): 1 SERVING, 0 NOT_SERVING, -1 RPC error. */
-int coord_client_health(coord_client *c, long timeout_ms);
-/* Waits until health reports SERVING; 0 on success, -1 after timeout_ms. */
-int coord_client_wait_serving(coord_client *c, long timeout_ms);
+/* Abort(request_id): *found 1 when the server had it, else 0; the RPC's failure as an em_status
+ * (rpc_status_to_em). */
+em_status coord_client_abort(coord_client *c, const char *request_id, int *found);
+/* Health/Check(""): *serving 1 SERVING, 0 NOT_SERVING; the RPC's failure as an em_status. */
+em_status coord_client_health(coord_client *c, long timeout_ms, int *serving);
+/* Waits until health reports SERVING; EM_ETIMEDOUT after timeout_ms. */
+em_status coord_client_wait_serving(coord_client *c, long timeout_ms);
 /* Sends raw bytes as a Generate request (tests of malformed input); returns the status. */
 grpc_status_code coord_client_generate_raw(coord_client *c, const void *bytes, size_t len,
                                            char *msg, size_t msglen);
@@ -106,5 +108,5 @@ typedef struct coord_client_info {
 /* The cluster secret (rpc/rpc_auth.h) GetServerInfo presents to see the workers' addresses and
  * pids (without it they are empty / 0). NULL or "": none. */
 void coord_client_set_admin_secret(coord_client *c, const char *secret);
-/* GetServerInfo; 0 on success, -1 on RPC error. */
-int coord_client_server_info(coord_client *c, coord_client_info *out);
+/* GetServerInfo; the RPC's failure as an em_status (rpc_status_to_em). */
+em_status coord_client_server_info(coord_client *c, coord_client_info *out);

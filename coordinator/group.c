@@ -204,9 +204,10 @@ int coord_group_snapshot(coord_group *g, coord_worker_snapshot *out, int cap)
 
 /* ---- formation and liveness ---------------------------------------------------------------- */
 
-/* Hello to every worker; 0 when all answered with our protocol version (and, with check_gen,
- * are still in the current group: a worker restarted between two pings is not). */
-static int hello_all(coord_group *g, long timeout_ms, int check_gen, char *why, size_t whylen)
+/* Hello to every worker; EM_OK when all answered with our protocol version (and, with check_gen,
+ * are still in the current group: a worker restarted between two pings is not), else
+ * EM_EUNAVAILABLE with the first failure in why. */
+static em_status hello_all(coord_group *g, long timeout_ms, int check_gen, char *why, size_t whylen)
 {
     rpc_pending p[COORD_MAX_WORKERS];
     Emserve__Internal__V1__HelloRequest rq = EMSERVE__INTERNAL__V1__HELLO_REQUEST__INIT;
@@ -258,15 +259,17 @@ static int hello_all(coord_group *g, long timeout_ms, int check_gen, char *why, 
     if (n_late > 0) {
         coord__group_kill_hung(g, timed_out, "Hello", timeout_ms);
     }
-    return bad ? -1 : 0;
+    return bad ? EM_EUNAVAILABLE : EM_OK;
 }
 
-static int form(coord_group *g)
+/* Hello, then FormGroup with the next generation; EM_EUNAVAILABLE when any worker is missing or
+ * disagrees. */
+static em_status form(coord_group *g)
 {
     char why[512] = "";
-    if (hello_all(g, 1000, 0, why, sizeof why) != 0) {
+    if (hello_all(g, 1000, 0, why, sizeof why) != EM_OK) {
         EM_LOG_DEBUG("not forming yet: %s", why);
-        return -1;
+        return EM_EUNAVAILABLE;
     }
     int64_t gen = g->generation + 1;
     char prefix[64];
@@ -335,7 +338,7 @@ static int form(coord_group *g)
     g->generation = gen; /* a failed formation still used up its prefix */
     if (bad) {
         EM_LOG_WARN("forming group generation %lld failed: %s", (long long)gen, why);
-        return -1;
+        return EM_EUNAVAILABLE;
     }
     pthread_mutex_lock(&g->mu);
     g->serving = 1;
@@ -350,13 +353,13 @@ static int form(coord_group *g)
     }
     EM_LOG_INFO("worker group generation %lld formed: %d worker(s), KV heads %s", (long long)gen,
                 g->world, heads);
-    return 0;
+    return EM_OK;
 }
 
-int coord_group_tick(coord_group *g, int idle)
+coord_group_event coord_group_tick(coord_group *g, int idle)
 {
     coord_spawn_event ev;
-    int result = 0;
+    coord_group_event result = COORD_GROUP_UNCHANGED;
     while (coord_spawner_poll(g->spawner, &ev)) {
         if (ev.rank < 0 || ev.rank >= g->world) {
             continue;
@@ -379,23 +382,23 @@ int coord_group_tick(coord_group *g, int idle)
             int was = coord_group_serving(g);
             coord_group_mark_lost(g, why);
             set_addr(g, ev.rank, "", 0);
-            result = was ? -1 : result;
+            result = was ? COORD_GROUP_LOST : result;
         }
     }
     double now = em_now_s();
     int serving = coord_group_serving(g);
     if (!serving && now >= g->next_form_at) {
         g->next_form_at = now + 0.3;
-        if (form(g) == 0) {
+        if (form(g) == EM_OK) {
             g->last_ping = em_now_s();
-            return 1;
+            return COORD_GROUP_FORMED;
         }
     } else if (serving && idle && now - g->last_ping > 1.0) {
         char why[512];
         g->last_ping = now;
-        if (hello_all(g, 2000, 1, why, sizeof why) != 0) {
+        if (hello_all(g, 2000, 1, why, sizeof why) != EM_OK) {
             coord_group_mark_lost(g, why);
-            return -1;
+            return COORD_GROUP_LOST;
         }
     }
     return result;

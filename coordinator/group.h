@@ -55,10 +55,16 @@ int coord_group_world(const coord_group *g);
 int coord_group_serving(coord_group *g);        /* thread-safe */
 int64_t coord_group_generation(coord_group *g); /* thread-safe */
 
+/* What a coord_group_tick changed. */
+typedef enum {
+    COORD_GROUP_UNCHANGED = 0,
+    COORD_GROUP_FORMED, /* the group just became serving */
+    COORD_GROUP_LOST    /* the group was just lost */
+} coord_group_event;
+
 /* Housekeeping, called by the scheduler thread every turn: spawner events; when not serving,
- * tries (rate-limited) to form a new group; when serving and idle for idle_ms, pings workers.
- * Returns 1 when the group just became serving, -1 when it was just lost, 0 otherwise. */
-int coord_group_tick(coord_group *g, int idle);
+ * tries (rate-limited) to form a new group; when serving and idle for idle_ms, pings workers. */
+coord_group_event coord_group_tick(coord_group *g, int idle);
 
 /* Marks the group lost (a step failed, a worker died): health goes NOT_SERVING. */
 void coord_group_mark_lost(coord_group *g, const char *why);

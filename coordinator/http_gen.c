@@ -25,13 +25,13 @@ void coord__http_acc_free(http_acc *a)
     memset(a, 0, sizeof *a);
 }
 
-static int acc_add(http_acc *a, const coord_event *ev, int keep_lps)
+static em_status acc_add(http_acc *a, const coord_event *ev, int keep_lps)
 {
     if (a->len + ev->text_len + 1 > a->cap) {
         size_t cap = (a->len + ev->text_len + 1) * 2;
         char *t = realloc(a->text, cap);
         if (t == NULL) {
-            return -1;
+            return EM_ENOMEM;
         }
         a->text = t;
         a->cap = cap;
@@ -43,13 +43,13 @@ static int acc_add(http_acc *a, const coord_event *ev, int keep_lps)
         int cap = (a->n + ev->n_ids) * 2;
         int32_t *ids = realloc(a->ids, sizeof *ids * (size_t)cap);
         if (ids == NULL) {
-            return -1;
+            return EM_ENOMEM;
         }
         a->ids = ids;
         if (keep_lps) {
             coord_logprob *l = realloc(a->lps, sizeof *l * (size_t)cap);
             if (l == NULL) {
-                return -1;
+                return EM_ENOMEM;
             }
             a->lps = l;
         }
@@ -64,7 +64,7 @@ static int acc_add(http_acc *a, const coord_event *ev, int keep_lps)
         }
         a->n++;
     }
-    return 0;
+    return EM_OK;
 }
 
 /* ---- the sink (scheduler thread) ------------------------------------------------------------ */
@@ -132,7 +132,7 @@ static void sink_emit(void *user, const coord_event *ev)
     case COORD_EV_CHUNK:
         g->prompt_tokens = ev->prompt_tokens;
         g->completion_tokens = ev->completion_tokens;
-        if (acc_add(&g->acc, ev, g->want_lp) != 0) {
+        if (acc_add(&g->acc, ev, g->want_lp) != EM_OK) {
             fail_locked(g, EM_ENOMEM, "out of memory");
         }
         break;
@@ -260,7 +260,7 @@ static int reached(const struct timespec *t)
 }
 
 /* The client is looked at every WAIT_SLICE_MS, however often tokens wake us. */
-int coord__http_gen_wait(http_gen *g, int want_tokens)
+em_status coord__http_gen_wait(http_gen *g, int want_tokens)
 {
     struct timespec check;
     after_ms(&check, WAIT_SLICE_MS);
@@ -273,12 +273,12 @@ int coord__http_gen_wait(http_gen *g, int want_tokens)
         if (client_gone(g->fd)) {
             pthread_mutex_unlock(&g->mu);
             cancel(g);
-            return -1;
+            return EM_ECANCELED;
         }
         after_ms(&check, WAIT_SLICE_MS);
     }
     pthread_mutex_unlock(&g->mu);
-    return 0;
+    return EM_OK;
 }
 
 void coord__http_gen_take(http_gen *g, http_acc *a)
@@ -300,31 +300,33 @@ void coord__http_gen_put(http_gen *g)
 
 /* ---- server-sent events --------------------------------------------------------------------- */
 
-static int out_add(http_gen *g, const char *s, size_t n)
+static em_status out_add(http_gen *g, const char *s, size_t n)
 {
     char *o = realloc(g->out, g->out_len + n + 1);
     if (o == NULL) {
-        return -1;
+        return EM_ENOMEM;
     }
     memcpy(o + g->out_len, s, n);
     g->out = o;
     g->out_len += n;
-    return 0;
+    return EM_OK;
 }
 
 /* "data: JSON\n\n" (takes json; NULL = out of memory). */
-static int out_event(http_gen *g, char *json)
+static em_status out_event(http_gen *g, char *json)
 {
     if (json == NULL) {
-        return -1;
+        return EM_ENOMEM;
     }
-    int rc = out_add(g, "data: ", 6) || out_add(g, json, strlen(json)) || out_add(g, "\n\n", 2);
+    em_status rc = out_add(g, "data: ", 6);
+    rc = rc != EM_OK ? rc : out_add(g, json, strlen(json));
+    rc = rc != EM_OK ? rc : out_add(g, "\n\n", 2);
     free(json);
-    return rc ? -1 : 0;
+    return rc;
 }
 
 /* Formats what is pending; at the end, the last chunk, the usage chunk and [DONE]. */
-static int format_next(http_gen *g)
+static em_status format_next(http_gen *g)
 {
     http_acc a;
     coord__http_gen_take(g, &a);
@@ -332,19 +334,19 @@ static int format_next(http_gen *g)
     int done = g->done;
     em_status err = g->err;
     pthread_mutex_unlock(&g->mu);
-    int rc = 0;
+    em_status rc = EM_OK;
     if (!g->started && g->api == HTTP_API_CHAT) {
         http_acc none;
         memset(&none, 0, sizeof none);
         rc = out_event(g, coord__http_render_chunk(g, &none, NULL, 1));
     }
     g->started = 1;
-    if (rc == 0 && (a.n > 0 || a.len > 0 || (done && err == EM_OK))) {
+    if (rc == EM_OK && (a.n > 0 || a.len > 0 || (done && err == EM_OK))) {
         rc = out_event(g,
                        coord__http_render_chunk(g, &a, done && err == EM_OK ? g->finish : NULL, 0));
     }
     coord__http_acc_free(&a);
-    if (rc == 0 && done) {
+    if (rc == EM_OK && done) {
         if (err != EM_OK) {
             rc = out_event(
                 g, coord__http_render_error(
@@ -352,7 +354,7 @@ static int format_next(http_gen *g)
         } else if (g->include_usage) {
             rc = out_event(g, coord__http_render_usage_chunk(g));
         }
-        rc = rc ? rc : out_add(g, "data: [DONE]\n\n", 14);
+        rc = rc != EM_OK ? rc : out_add(g, "data: [DONE]\n\n", 14);
         g->ended = 1;
     }
     return rc;
@@ -370,7 +372,7 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
                                       COORD_HTTP_IDLE_TIMEOUT_S);
             return MHD_CONTENT_READER_END_OF_STREAM;
         }
-        if (coord__http_gen_wait(g, 1) != 0 || format_next(g) != 0) {
+        if (coord__http_gen_wait(g, 1) != EM_OK || format_next(g) != EM_OK) {
             return MHD_CONTENT_READER_END_WITH_ERROR;
         }
     }

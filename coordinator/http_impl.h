@@ -122,9 +122,9 @@ typedef struct http_gen {
  * EM_EINVAL etc. with the message in err when it cannot start. */
 em_status coord__http_gen_start(coord_http *h, struct MHD_Connection *c, const http_parsed *p,
                                 http_gen **out, char *err, size_t errlen);
-/* Waits for the first tokens (stream) or the end (not stream). 0 ok; -1 the client went away
- * (the request was cancelled). */
-int coord__http_gen_wait(http_gen *g, int want_tokens);
+/* Waits for the first tokens (stream) or the end (not stream). EM_ECANCELED when the client went
+ * away (the request was cancelled). */
+em_status coord__http_gen_wait(http_gen *g, int want_tokens);
 /* Moves the pending tokens into *a (free with coord__http_acc_free). Holds no lock after. */
 void coord__http_gen_take(http_gen *g, http_acc *a);
 void coord__http_acc_free(http_acc *a);

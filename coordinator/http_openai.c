@@ -29,7 +29,7 @@ static int failed(http_gen *g)
 
 static enum MHD_Result reply_whole(struct MHD_Connection *c, http_gen *g, http_gen **hold)
 {
-    if (coord__http_gen_wait(g, 0) != 0) {
+    if (coord__http_gen_wait(g, 0) != EM_OK) {
         coord__http_gen_put(g);
         return MHD_NO; /* the client went away: close */
     }
@@ -49,7 +49,7 @@ static enum MHD_Result reply_whole(struct MHD_Connection *c, http_gen *g, http_g
 
 static enum MHD_Result reply_stream(struct MHD_Connection *c, http_gen *g)
 {
-    if (coord__http_gen_wait(g, 1) != 0) {
+    if (coord__http_gen_wait(g, 1) != EM_OK) {
         coord__http_gen_put(g);
         return MHD_NO;
     }

@@ -131,8 +131,9 @@ static void flag_table(flags *f, em_flag *t)
     memcpy(t, table, sizeof table);
 }
 
-/* Checks what one flag cannot: combinations and the enumerations. 0 ok, -1 (message printed). */
-static int check(flags *f, const em_flag *table)
+/* Checks what one flag cannot: combinations and the enumerations. EM_EINVAL: bad (message
+ * printed). */
+static em_status check(flags *f, const em_flag *table)
 {
     for (int i = 0; i < N_FLAGS; i++) {
         f->workers_set |= table[i].value == &f->workers && table[i].source != EM_FLAG_SRC_DEFAULT;
@@ -141,36 +142,36 @@ static int check(flags *f, const em_flag *table)
         if (f->workers_set && f->workers != f->addrs.n) {
             fprintf(stderr, "emserve: --workers %d but %d --worker-addr given\n", f->workers,
                     f->addrs.n);
-            return -1;
+            return EM_EINVAL;
         }
         f->workers = f->addrs.n;
         if (f->secret_file == NULL) {
             fprintf(stderr, "emserve: --worker-addr needs --cluster-secret-file (the workers' "
                             "--cluster-secret-file, the same secret)\n");
-            return -1;
+            return EM_EINVAL;
         }
     }
     if (strcmp(f->act_quant_name, "f32") != 0 && strcmp(f->act_quant_name, "q8") != 0) {
         fprintf(stderr, "emserve: --act-quant: '%s' is not f32 or q8\n", f->act_quant_name);
-        return -1;
+        return EM_EINVAL;
     }
     f->act_quant = strcmp(f->act_quant_name, "q8") == 0;
     em_log_format lf;
     if (em_log_format_parse(f->log_format, &lf) != EM_OK) {
         fprintf(stderr, "emserve: --log-format: '%s' is not text or json\n", f->log_format);
-        return -1;
+        return EM_EINVAL;
     }
     em_log_set_format(lf);
     setenv("EMSERVE_WORKER_LOG_FORMAT", f->log_format, 0); /* for the workers we spawn */
     if (f->log_debug) {
         em_log_set_level(EM_LOG_DEBUG);
     }
-    return 0;
+    return EM_OK;
 }
 
-/* Fills f (defaults already in it); 0 ok, 1 exit now with status 0 (--help, --version), -1 bad
- * flags (message printed). Logs the effective configuration. */
-static int parse(flags *f, int argc, char **argv)
+/* Fills f (defaults already in it); *exit_now set: exit now with status 0 (--help, --version);
+ * EM_EINVAL: bad flags (message printed). Logs the effective configuration. */
+static em_status parse(flags *f, int argc, char **argv, int *exit_now)
 {
     static em_flag table[N_FLAGS];
     static em_flags fl = {"emserve",
@@ -184,20 +185,19 @@ static int parse(flags *f, int argc, char **argv)
                           0,
                           0};
     char err[512] = "";
-    int exit_now = 0;
     flag_table(f, table);
-    if (em_flags_parse(&fl, argc, argv, &exit_now, err, sizeof err) != EM_OK) {
+    if (em_flags_parse(&fl, argc, argv, exit_now, err, sizeof err) != EM_OK) {
         fprintf(stderr, "emserve: %s (see --help)\n", err);
-        return -1;
+        return EM_EINVAL;
     }
-    if (exit_now) {
-        return 1;
+    if (*exit_now) {
+        return EM_OK;
     }
-    if (check(f, table) != 0) {
-        return -1;
+    if (check(f, table) != EM_OK) {
+        return EM_EINVAL;
     }
     em_flags_log(&fl);
-    return 0;
+    return EM_OK;
 }
 
 /* One greedy generation through gRPC: of the text prompt, or (chat set) of one user message. */
@@ -272,15 +272,16 @@ static void drain(coord_server *srv, coord_sched *sched, coord_http *const *http
 
 /* ---- HTTP (--http-listen: the API, health, metrics; --metrics-listen: health and metrics) -- */
 
-static int start_http(const char *addr, int api, coord_http_opts o, coord_http **out)
+static em_status start_http(const char *addr, int api, coord_http_opts o, coord_http **out)
 {
     char err[512] = "";
     int port = 0;
     o.listen_addr = addr;
     o.api = api;
-    if (coord_http_start(&o, out, &port, err, sizeof err) != EM_OK) {
+    em_status st = coord_http_start(&o, out, &port, err, sizeof err);
+    if (st != EM_OK) {
         fprintf(stderr, "emserve: %s\n", err);
-        return -1;
+        return st;
     }
     char host[256];
     snprintf(host, sizeof host, "%s", addr);
@@ -291,7 +292,7 @@ static int start_http(const char *addr, int api, coord_http_opts o, coord_http *
     } else {
         EM_LOG_INFO("metrics on http://%s (port %d)/metrics", addr, port);
     }
-    return 0;
+    return EM_OK;
 }
 
 /* --kv-memory (or $EMSERVE_KV_MEMORY, or the default share of RAM) and --kv-reserve. */
@@ -357,9 +358,12 @@ int main(int argc, char **argv)
                .log_format = "text"};
     f.addrs = (em_flag_list){f.addr_items, 0, COORD_MAX_WORKERS};
     em_log_set_role("coordinator");
-    int pr = parse(&f, argc, argv);
-    if (pr != 0) {
-        return pr > 0 ? 0 : 2;
+    int exit_now = 0;
+    if (parse(&f, argc, argv, &exit_now) != EM_OK) {
+        return 2;
+    }
+    if (exit_now) {
+        return 0;
     }
     if (f.model == NULL) {
         f.model = model_find_default();
@@ -427,7 +431,7 @@ int main(int argc, char **argv)
     coord_spawner *sp = NULL;
     if (f.addrs.n == 0) {
         char bin[4096];
-        if (coord_spawner_find_worker(f.worker_bin, bin, sizeof bin) != 0) {
+        if (coord_spawner_find_worker(f.worker_bin, bin, sizeof bin) != EM_OK) {
             fprintf(stderr, "emserve: emserve_worker not found (use --worker-bin PATH)\n");
             return 2;
         }
@@ -492,8 +496,8 @@ int main(int argc, char **argv)
                           .group = g,
                           .kv_capacity =
                               (int64_t)f.max_seqs * m->hp.n_ctx * m->hp.n_layer * m->hp.n_kv_head};
-    if ((f.metrics && start_http(f.metrics, 0, ho, &mx) != 0) ||
-        (f.http && start_http(f.http, 1, ho, &http) != 0)) {
+    if ((f.metrics && start_http(f.metrics, 0, ho, &mx) != EM_OK) ||
+        (f.http && start_http(f.http, 1, ho, &http) != EM_OK)) {
         goto out;
     }
     double t_end = em_now_s() + f.ready_timeout_ms / 1000.0;

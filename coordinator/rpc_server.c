@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "coordinator/rpc_convert.h"
+#include "coordinator/rpc_reflection.h"
 #include "proto/c/emserve/v1/emserve.pb-c.h"
 #include "proto/grpc/health/v1/health.pb-c.h"
 #include "rpc/rpc_auth.h"
@@ -30,6 +31,7 @@ typedef enum {
     M_TOKENIZE,
     M_HEALTH,
     M_HEALTH_WATCH,
+    M_REFLECT, /* ServerReflectionInfo (v1 and v1alpha): a bidirectional stream */
     M_UNKNOWN
 } method;
 typedef enum { ST_NEW, ST_READ, ST_FINISH } call_state;
@@ -327,6 +329,17 @@ static void do_tokenize(coord_server *s, gcall *c, const Emserve__V1__TokenizeRe
     free(prompt);
 }
 
+/* Queues one message on a stream; 0 when the call is over or its queue full (bb not taken). */
+static int queue_locked(gcall *c, grpc_byte_buffer *bb)
+{
+    if (c->dead || c->final_ready || c->q_n >= QCAP) {
+        return 0;
+    }
+    c->q[(c->q_head + c->q_n) % QCAP] = bb;
+    c->q_n++;
+    return 1;
+}
+
 /* ---- health: Check and Watch ------------------------------------------------------------- */
 
 /* The status of a health service name: "" (the server), "emserve.v1.Emserve" and "readiness"
@@ -364,9 +377,7 @@ static void watch_send(gcall *c, int status)
     r.status = status;
     grpc_byte_buffer *bb = rpc_pack(&r.base);
     pthread_mutex_lock(&c->mu);
-    if (bb && !c->dead && !c->final_ready && c->q_n < QCAP) {
-        c->q[(c->q_head + c->q_n) % QCAP] = bb;
-        c->q_n++;
+    if (bb && queue_locked(c, bb)) {
         bb = NULL;
         c->watch_status = status;
     }
@@ -415,10 +426,40 @@ static void watch_remove(coord_server *s, gcall *c)
     }
 }
 
-/* Server-streaming methods: a send queue, and a close op to learn about cancellation. */
+/* ---- reflection: one answer per request until the client half-closes -------------------- */
+
+/* A read of a ServerReflectionInfo stream completed: answer it and read the next, or end the
+ * call with OK once the client has sent everything (or with the reason it cannot go on). The
+ * main tag has at most one operation in flight: the next read, or the final status. */
+static void on_reflect_read(gcall *c, int ok)
+{
+    char why[300] = "";
+    grpc_byte_buffer *bb = NULL;
+    int more = ok && c->sc.request != NULL;
+    if (more) {
+        bb = coord_reflection_answer(c->sc.request, why, sizeof why);
+        grpc_byte_buffer_destroy(c->sc.request);
+        c->sc.request = NULL;
+    }
+    pthread_mutex_lock(&c->mu);
+    if (!more) {
+        set_final_locked(c, GRPC_STATUS_OK, NULL);
+    } else if (bb == NULL) {
+        set_final_locked(c, GRPC_STATUS_INVALID_ARGUMENT, why);
+    } else if (!queue_locked(c, bb)) {
+        grpc_byte_buffer_destroy(bb);
+        set_final_locked(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many unread answers");
+    } else if (!rpc_scall_recv(&c->sc, &c->t_main)) {
+        set_final_locked(c, GRPC_STATUS_INTERNAL, "cannot read the next request");
+    }
+    kick_locked(c);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Streaming methods: a send queue, and a close op to learn about cancellation. */
 static int is_stream(method m)
 {
-    return m == M_GENERATE || m == M_HEALTH_WATCH;
+    return m == M_GENERATE || m == M_HEALTH_WATCH || m == M_REFLECT;
 }
 
 static method method_of(const grpc_slice m)
@@ -432,7 +473,9 @@ static method method_of(const grpc_slice m)
                  {"/emserve.v1.Emserve/GetServerInfo", M_SERVER_INFO},
                  {"/emserve.v1.Emserve/Tokenize", M_TOKENIZE},
                  {"/grpc.health.v1.Health/Check", M_HEALTH},
-                 {"/grpc.health.v1.Health/Watch", M_HEALTH_WATCH}};
+                 {"/grpc.health.v1.Health/Watch", M_HEALTH_WATCH},
+                 {"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", M_REFLECT},
+                 {"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", M_REFLECT}};
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         if (grpc_slice_str_cmp(m, table[i].name) == 0) {
             return table[i].m;
@@ -533,6 +576,10 @@ static void on_main(coord_server *s, gcall *c, int ok)
         }
         return;
     case ST_READ:
+        if (c->m == M_REFLECT) {
+            on_reflect_read(c, ok);
+            return;
+        }
         if (!ok || c->sc.request == NULL) {
             if (is_stream(c->m)) {
                 pthread_mutex_lock(&c->mu);

@@ -139,19 +139,19 @@ static void batch_build(coord_sched *s, batch *b, int admit)
             if (!admit) {
                 break;
             }
-            int fit = coord__kv_admit(s, r, used);
-            if (fit < 0) {
+            int fits = 0;
+            if (coord__kv_admit(s, r, used, &fits) != EM_OK) {
                 r->kv_fail = 1; /* failed with RESOURCE_EXHAUSTED on the next turn */
                 continue;
             }
-            if (fit == 0) {
+            if (!fits) {
                 break; /* waits for memory: keep arrival order */
             }
-            int a = coord__run_admit(s, r);
-            if (a == -1) {
+            em_status a = coord__run_admit(s, r);
+            if (a == EM_ENOSPC) {
                 break; /* no free slot: keep arrival order */
             }
-            if (a == -2) {
+            if (a != EM_OK) {
                 r->oom = 1; /* failed with RESOURCE_EXHAUSTED on the next turn */
                 continue;
             }
@@ -308,8 +308,8 @@ static void *sched_main(void *p)
         end_flagged(s, flagged);
         update_stats(s);
 
-        int ev = coord_group_tick(s->g, idle);
-        if (ev == -1 || !coord_group_serving(s->g)) {
+        coord_group_event ev = coord_group_tick(s->g, idle);
+        if (ev == COORD_GROUP_LOST || !coord_group_serving(s->g)) {
             if (s->active) {
                 char msg[700], why[512];
                 coord_group_lost_reason(s->g, why, sizeof why);

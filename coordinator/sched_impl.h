@@ -67,16 +67,16 @@ void coord__run_fail(coord_sched *s, run *r, em_status st, const char *msg);
 /* Sends a COMPLETE event (with usage), then releases. */
 void coord__run_complete(coord_sched *s, run *r, const char *reason, const char *matched,
                          int matched_token);
-/* Takes a free slot and prepares sampling (once: a resumed run keeps its state): 0 ok, -1 no
- * free slot, -2 out of memory. */
-int coord__run_admit(coord_sched *s, run *r);
+/* Takes a free slot and prepares sampling (once: a resumed run keeps its state): EM_ENOSPC no
+ * free slot, EM_ENOMEM out of memory. */
+em_status coord__run_admit(coord_sched *s, run *r);
 /* ---- sched_mem.c: the KV memory budget in the scheduler -------------------------------------- */
 
 /* Bytes charged on each worker ([world]) for the runs holding a slot. */
 void coord__kv_used(coord_sched *s, int64_t *used);
-/* 1 when waiting run r's charge fits next to used on every worker (then added to used), 0 when
- * it must wait, -1 when it can never fit (message in r->kv_msg). */
-int coord__kv_admit(coord_sched *s, run *r, int64_t *used);
+/* *fits 1 when waiting run r's charge fits next to used on every worker (then added to used), 0
+ * when it must wait; EM_ENOMEM when it can never fit (message in r->kv_msg). */
+em_status coord__kv_admit(coord_sched *s, run *r, int64_t *used, int *fits);
 /* Preempts running sequences until the next step fits every worker's budget; returns how many
  * (none is admitted in the same turn). */
 int coord__kv_preempt(coord_sched *s);

@@ -34,17 +34,18 @@ void coord__kv_used(coord_sched *s, int64_t *used)
     }
 }
 
-/* Admission under the KV memory budget: 1 when r's charge fits next to used on every worker
- * (then added to used), 0 when it must wait, -1 when it can never fit (message in r->kv_msg). */
-int coord__kv_admit(coord_sched *s, run *r, int64_t *used)
+/* Admission under the KV memory budget: *fits 1 when r's charge fits next to used on every
+ * worker (then added to used), 0 when it must wait; EM_ENOMEM when it can never fit (message in
+ * r->kv_msg). */
+em_status coord__kv_admit(coord_sched *s, run *r, int64_t *used, int *fits)
 {
+    *fits = 1;
     if (s->kv.bytes <= 0) {
-        return 1;
+        return EM_OK;
     }
     coord_kv_seq q;
     coord__run_kv_seq(s, r, &q);
     int64_t c[COORD_MAX_WORKERS];
-    int fits = 1;
     for (int w = 0; w < s->kv.world; w++) {
         int64_t whole = coord_kv_charge(&s->kv, &q, w, 1);
         if (whole > s->kv.bytes) {
@@ -54,17 +55,17 @@ int coord__kv_admit(coord_sched *s, run *r, int64_t *used)
                      "(--kv-memory)",
                      (long long)whole, w, r->req->n_prompt, q.n_end + 1 - r->req->n_prompt,
                      (long long)s->kv.bytes);
-            return -1;
+            return EM_ENOMEM;
         }
         c[w] = coord_kv_charge(&s->kv, &q, w, 0);
-        fits &= used[w] + c[w] <= s->kv.bytes;
+        *fits &= used[w] + c[w] <= s->kv.bytes;
     }
-    if (fits) {
+    if (*fits) {
         for (int w = 0; w < s->kv.world; w++) {
             used[w] += c[w];
         }
     }
-    return fits;
+    return EM_OK;
 }
 
 static void kv_step_need(coord_sched *s, int64_t *need, run **newest, int *n_running)

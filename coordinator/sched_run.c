@@ -92,8 +92,8 @@ void coord__run_complete(coord_sched *s, run *r, const char *reason, const char 
     coord__run_release(s, r);
 }
 
-/* Takes a slot and prepares sampling state; -1 when no slot is free. */
-int coord__run_admit(coord_sched *s, run *r)
+/* Takes a slot and prepares sampling state; EM_ENOSPC when no slot is free. */
+em_status coord__run_admit(coord_sched *s, run *r)
 {
     int slot = -1;
     for (int i = 0; i < s->o.max_slots; i++) {
@@ -103,12 +103,12 @@ int coord__run_admit(coord_sched *s, run *r)
         }
     }
     if (slot < 0) {
-        return -1;
+        return EM_ENOSPC;
     }
     coord_req *q = r->req;
     if (!r->resumed && decode_seq_init(&r->dec, &s->m->hp, s->tok, &q->sp, &q->stop, q->prompt,
                                        q->n_prompt) != EM_OK) {
-        return -2; /* the prompt was validated by the rpc layer: only allocation can fail */
+        return EM_ENOMEM; /* the prompt was validated by the rpc layer: only allocation can fail */
     }
     s->slot_used[slot] = 1;
     r->slot = slot;
@@ -122,7 +122,7 @@ int coord__run_admit(coord_sched *s, run *r)
         hist_add(&s->stats.queue, (em_now_s() - r->t_submit) * 1e3);
         pthread_mutex_unlock(&s->mu);
     }
-    return 0;
+    return EM_OK;
 }
 
 /* ---- the KV memory budget's view of a run ---------------------------------------------------- */

@@ -70,37 +70,39 @@ static void send_line(int fd, const char *line)
     }
 }
 
-/* In the forked child: a pipe holding the secret, its read end inherited by the worker (which
- * reads it to EOF and closes it); -1 when it cannot be made (the worker then refuses to start). */
-static int secret_pipe(const char *secret)
+/* In the forked child: a pipe holding the secret, *fd its read end, inherited by the worker
+ * (which reads it to EOF and closes it); EM_EIO (*fd -1) when it cannot be made. */
+static em_status secret_pipe(const char *secret, int *fd)
 {
     int sp[2];
     size_t n = secret ? strlen(secret) : 0;
+    *fd = -1;
     if (pipe(sp) != 0) { /* no CLOEXEC: the read end survives exec */
-        return -1;
+        return EM_EIO;
     }
     ssize_t w = write(sp[1], secret ? secret : "", n); /* far below the pipe's buffer */
     close(sp[1]);
     if (w != (ssize_t)n) {
         close(sp[0]);
-        return -1;
+        return EM_EIO;
     }
-    return sp[0];
+    *fd = sp[0];
+    return EM_OK;
 }
 
-/* fork/exec of one worker; *port_fd gets the read end of the pipe it reports its port on.
- * Returns pid or -1. */
-static pid_t spawn_one(const coord_spawner_opts *o, int rank, int *port_fd)
+/* fork/exec of one worker: *pid, and *port_fd the read end of the pipe it reports its port on.
+ * EM_EIO when the pipe or the fork fails. */
+static em_status spawn_one(const coord_spawner_opts *o, int rank, pid_t *pid_out, int *port_fd)
 {
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) {
-        return -1;
+        return EM_EIO;
     }
     pid_t pid = fork();
     if (pid < 0) {
         close(p[0]);
         close(p[1]);
-        return -1;
+        return EM_EIO;
     }
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -108,7 +110,8 @@ static pid_t spawn_one(const coord_spawner_opts *o, int rank, int *port_fd)
         signal(SIGINT, SIG_DFL);
         dup2(2, 1);          /* worker stdout -> stderr: the coordinator's stdout stays its own */
         int wfd = dup(p[1]); /* without CLOEXEC */
-        int sfd = secret_pipe(o->cluster_secret);
+        int sfd;             /* -1 when the pipe cannot be made: the worker then refuses to start */
+        secret_pipe(o->cluster_secret, &sfd);
         char fdstr[16], threads[16], name[64], sfdstr[16];
         snprintf(fdstr, sizeof fdstr, "%d", wfd);
         snprintf(sfdstr, sizeof sfdstr, "%d", sfd);
@@ -123,7 +126,8 @@ static pid_t spawn_one(const coord_spawner_opts *o, int rank, int *port_fd)
     close(p[1]);
     fcntl(p[0], F_SETFL, fcntl(p[0], F_GETFL) | O_NONBLOCK);
     *port_fd = p[0];
-    return pid;
+    *pid_out = pid;
+    return EM_OK;
 }
 
 /* Starts the children that are due. */
@@ -135,8 +139,7 @@ static void start_due(const coord_spawner_opts *o, child *kids, double now)
             continue;
         }
         k->respawn_at = 0;
-        k->pid = spawn_one(o, r, &k->port_fd);
-        if (k->pid < 0) {
+        if (spawn_one(o, r, &k->pid, &k->port_fd) != EM_OK) {
             k->pid = 0;
             k->port_fd = -1;
             k->respawn_at = now + 1.0;
@@ -221,13 +224,13 @@ static void reap(int fd, const coord_spawner_opts *o, child *kids)
     }
 }
 
-/* Handles the coordinator's "K <rank>" lines; returns -1 when the coordinator is gone. */
-static int read_commands(int fd, const coord_spawner_opts *o, child *kids, char *in, size_t *n_in,
-                         size_t cap)
+/* Handles the coordinator's "K <rank>" lines; EM_EUNAVAILABLE when the coordinator is gone. */
+static em_status read_commands(int fd, const coord_spawner_opts *o, child *kids, char *in,
+                               size_t *n_in, size_t cap)
 {
     ssize_t r = read(fd, in + *n_in, cap - 1 - *n_in);
     if (r <= 0) {
-        return -1; /* coordinator gone */
+        return EM_EUNAVAILABLE; /* coordinator gone */
     }
     *n_in += (size_t)r;
     char *nl;
@@ -245,7 +248,7 @@ static int read_commands(int fd, const coord_spawner_opts *o, child *kids, char 
     if (*n_in == cap - 1) {
         *n_in = 0;
     }
-    return 0;
+    return EM_OK;
 }
 
 static void spawner_main(int fd, const coord_spawner_opts *o)
@@ -271,7 +274,7 @@ static void spawner_main(int fd, const coord_spawner_opts *o)
             }
         }
         if (poll(pfd, (nfds_t)n, 50) > 0 && (pfd[0].revents & (POLLIN | POLLHUP)) &&
-            read_commands(fd, o, kids, in, &n_in, sizeof in) != 0) {
+            read_commands(fd, o, kids, in, &n_in, sizeof in) != EM_OK) {
             break;
         }
     }
@@ -426,34 +429,34 @@ static int is_exec(const char *p)
     return stat(p, &st) == 0 && S_ISREG(st.st_mode) && access(p, X_OK) == 0;
 }
 
-int coord_spawner_find_worker(const char *flag, char *out, size_t len)
+em_status coord_spawner_find_worker(const char *flag, char *out, size_t len)
 {
     if (flag && flag[0]) {
         snprintf(out, len, "%s", flag);
-        return is_exec(out) ? 0 : -1;
+        return is_exec(out) ? EM_OK : EM_EINVAL;
     }
     const char *env = getenv("EMSERVE_WORKER_BIN");
     if (env && env[0]) {
         snprintf(out, len, "%s", env);
-        return is_exec(out) ? 0 : -1;
+        return is_exec(out) ? EM_OK : EM_EINVAL;
     }
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
     if (n <= 0) {
-        return -1;
+        return EM_EIO;
     }
     exe[n] = 0;
     char *slash = strrchr(exe, '/');
     if (slash == NULL) {
-        return -1;
+        return EM_EIO;
     }
     *slash = 0;
     static const char *const rel[] = {"/emserve_worker", "/../worker/emserve_worker"};
     for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
         snprintf(out, len, "%s%s", exe, rel[i]);
         if (is_exec(out)) {
-            return 0;
+            return EM_OK;
         }
     }
-    return -1;
+    return EM_EIO;
 }

@@ -46,5 +46,6 @@ void coord_spawner_kill(coord_spawner *s, int rank);
 void coord_spawner_stop(coord_spawner *s);
 
 /* Finds emserve_worker: flag value, $EMSERVE_WORKER_BIN, next to /proc/self/exe, or
- * ../worker/ beside it (the bazel-bin layout). Writes the path to out; 0 / -1. */
-int coord_spawner_find_worker(const char *flag, char *out, size_t len);
+ * ../worker/ beside it (the bazel-bin layout). Writes the path to out; EM_EINVAL when the flag
+ * or $EMSERVE_WORKER_BIN names no executable, EM_EIO when none is found. */
+em_status coord_spawner_find_worker(const char *flag, char *out, size_t len);

@@ -88,11 +88,7 @@ static int cmp_rank(const void *a, const void *b, void *ctx)
 {
     const float *s = ctx;
     int x = *(const int *)a, y = *(const int *)b;
-    if (before(s, x, y))
-        return -1;
-    if (before(s, y, x))
-        return 1;
-    return 0;
+    return before(s, y, x) - before(s, x, y); /* -1 when x ranks first */
 }
 
 void ems__rank(const float *s, int n, int *order)
@@ -164,5 +160,5 @@ em_status ems__reduce(const ems__ctx *x, float *buf, size_t n)
 {
     if (!x->red || !x->red->fn)
         return EM_OK;
-    return x->red->fn(x->red->user, buf, n) == 0 ? EM_OK : EM_EUNAVAILABLE;
+    return x->red->fn(x->red->user, buf, n) == EM_OK ? EM_OK : EM_EUNAVAILABLE;
 }

@@ -219,17 +219,21 @@ typedef struct pk_row {
     double bytes, peak, ms;
 } pk_row;
 
-static int policy_index(const char *method, int budget, const opts *o)
+/* 1 when method/budget is one of the policies of this run (*index: its slot), else 0. */
+static int policy_index(const char *method, int budget, const opts *o, int *index)
 {
+    *index = 0;
     if (!strcmp(method, "full"))
-        return 0;
+        return 1;
     for (int b = 0; b < o->n_budgets; b++) {
         for (int mi = 0; mi < N_METHODS; mi++) {
-            if (o->budgets[b] == budget && !strcmp(method, k_methods[mi]))
-                return 1 + b * N_METHODS + mi;
+            if (o->budgets[b] == budget && !strcmp(method, k_methods[mi])) {
+                *index = 1 + b * N_METHODS + mi;
+                return 1;
+            }
         }
     }
-    return -1;
+    return 0;
 }
 
 /* Rows of the cases CSV; *n rows. Answers (quoted text) are skipped over. */
@@ -279,8 +283,8 @@ static int summarize_passkey(const opts *o)
             j++;
         if (j - i == want) { /* complete cases only */
             for (int k = i; k < j; k++) {
-                int pi = policy_index(rows[k].method, rows[k].budget, o);
-                if (pi < 0)
+                int pi;
+                if (!policy_index(rows[k].method, rows[k].budget, o, &pi))
                     continue;
                 lc_answer a = {.bytes_mean = rows[k].bytes, .bytes_peak = (uint64_t)rows[k].peak};
                 pk_add(&acc[pi], rows[k].ok, &a);

@@ -74,7 +74,7 @@ em_status gguf_open(const char *path, gguf_file **out, char *err, size_t errlen)
 em_status gguf_open_buffer(const void *buf, size_t size, gguf_file **out, char *err, size_t errlen);
 void gguf_close(gguf_file *f); /* NULL ok */
 
-/* Lookups (NULL / -1 when absent or of another type). */
+/* Lookups (NULL when absent or of another type). */
 const gguf_kv *gguf_find_kv(const gguf_file *f, const char *key);
 const gguf_tensor_info *gguf_find_tensor(const gguf_file *f, const char *name);
 /* Scalar getters: return EM_OK and write *v when key exists with a compatible integer/float type.

@@ -46,22 +46,23 @@ static int f32_bad(const uint8_t *p)
     return (u & 0x7f800000u) == 0x7f800000u;
 }
 
-/* Index of the first non-finite element or block scale, -1 when there is none. */
-static long first_bad(const kern_weight *w)
+/* 1 when w holds a non-finite element or block scale (*at: the index of the first), else 0. */
+static int first_bad(const kern_weight *w, size_t *at)
 {
     size_t bytes = kern_row_bytes(w->dtype, w->cols) * (size_t)w->rows;
     size_t bb = kern_dtype_block_bytes(w->dtype);
     const uint8_t *p = w->data;
     if (p == NULL || bb == 0) {
-        return -1;
+        return 0;
     }
     if (w->dtype == KERN_F32 || w->dtype == KERN_F16) { /* every element: a tight loop */
         for (size_t o = 0; o + bb <= bytes; o += bb) {
             if (bb == 4 ? f32_bad(p + o) : f16_bad(p + o)) {
-                return (long)(o / bb);
+                *at = o / bb;
+                return 1;
             }
         }
-        return -1;
+        return 0;
     }
     for (size_t o = 0; o + bb <= bytes; o += bb) {
         const uint8_t *b = p + o;
@@ -82,16 +83,17 @@ static long first_bad(const kern_weight *w)
             break;
         }
         if (bad) {
-            return (long)(o / bb);
+            *at = o / bb;
+            return 1;
         }
     }
-    return -1;
+    return 0;
 }
 
 static em_status check(const kern_weight *w, const char *name, int layer, char *err, size_t errlen)
 {
-    long at = first_bad(w);
-    if (at < 0) {
+    size_t at = 0;
+    if (!first_bad(w, &at)) {
         return EM_OK;
     }
     char full[64];
@@ -100,7 +102,7 @@ static em_status check(const kern_weight *w, const char *name, int layer, char *
     } else {
         snprintf(full, sizeof full, "%s", name);
     }
-    snprintf(err, errlen, "tensor %s holds NaN or Inf (%s %ld): the file is corrupt", full,
+    snprintf(err, errlen, "tensor %s holds NaN or Inf (%s %zu): the file is corrupt", full,
              kern_dtype_block_elems(w->dtype) > 1 ? "the scale of block" : "element", at);
     return EM_EINVAL;
 }

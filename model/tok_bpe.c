@@ -348,8 +348,8 @@ size_t tok_bpe_piece(const tokenizer *t, int32_t id, char *buf, size_t cap)
         memcpy(buf, p, n);
         return n;
     case TOK_BYTE: {
-        int v = tok_parse_byte_piece(p, n);
-        if (v < 0 || cap == 0)
+        uint8_t v;
+        if (!tok_parse_byte_piece(p, n, &v) || cap == 0)
             return 0;
         buf[0] = (char)v;
         return 1;

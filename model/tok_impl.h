@@ -41,7 +41,7 @@ typedef struct tok_bpe tok_bpe;
 struct tokenizer {
     tok_vocab v;
     tok_kind kind;
-    int bos, eos, unk;    /* -1 when the model has none */
+    int bos, eos, unk;    /* TOK_ID_NONE when the model has none */
     int add_bos;          /* tokenizer.ggml.add_bos_token */
     int add_space_prefix; /* tokenizer.ggml.add_space_prefix (SentencePiece only) */
     tok_spm *spm;
@@ -73,9 +73,10 @@ void tok_seterr(char *err, size_t errlen, const char *fmt, ...)
 /* tok_vocab.c */
 em_status tok_vocab_load(tok_vocab *v, const gguf_file *f, char *err, size_t errlen);
 void tok_vocab_free(tok_vocab *v);
-int32_t tok_vocab_find(const tok_vocab *v, const char *s, size_t n); /* -1 if absent */
+int32_t tok_vocab_find(const tok_vocab *v, const char *s, size_t n); /* TOK_ID_NONE if absent */
 uint32_t tok_hash(const char *s, size_t n);                          /* FNV-1a */
-int tok_parse_byte_piece(const char *s, size_t n);                   /* "<0xAB>" -> 0xAB, else -1 */
+/* 1 when s is a byte piece "<0xAB>" (then *byte = 0xAB), else 0. */
+int tok_parse_byte_piece(const char *s, size_t n, uint8_t *byte);
 
 /* tok_spm.c: SentencePiece BPE over scores with <0xXX> byte fallback. */
 em_status tok_spm_create(tokenizer *t, const gguf_file *f, char *err, size_t errlen);

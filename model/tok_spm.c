@@ -23,7 +23,7 @@ static int32_t spm_lookup(const tokenizer *t, const char *s, size_t n)
     for (uint32_t i = tok_hash(s, n) & m->mask;; i = (i + 1) & m->mask) {
         int32_t id = m->slots[i];
         if (id < 0)
-            return -1;
+            return TOK_ID_NONE;
         size_t len;
         const char *p = tok_piece(&t->v, id, &len);
         if (len == n && memcmp(p, s, n) == 0)
@@ -59,16 +59,17 @@ em_status tok_spm_create(tokenizer *t, const gguf_file *f, char *err, size_t err
         const char *s = tok_piece(v, i, &n);
         if (sk)
             memcpy(&m->score[i], sk->val + 4 * (size_t)i, 4);
-        int bv = tok_parse_byte_piece(s, n);
-        if (!v->has_types && bv >= 0)
+        uint8_t bv = 0;
+        int is_byte = tok_parse_byte_piece(s, n, &bv);
+        if (!v->has_types && is_byte)
             v->type[i] = TOK_BYTE;
-        m->byte_val[i] = (int16_t)(v->type[i] == TOK_BYTE ? bv : -1);
+        m->byte_val[i] = (int16_t)(v->type[i] == TOK_BYTE && is_byte ? bv : -1);
         if (m->byte_val[i] >= 0 && m->byte_id[bv] < 0)
             m->byte_id[bv] = i;
         /* Only normal and user-defined pieces take part in merging (as SentencePiece does):
          * literal "<s>" or "<0x41>" in the text must not turn into control or byte tokens. */
         if ((v->type[i] == TOK_NORMAL || v->type[i] == TOK_USER) && n > 0 &&
-            spm_lookup(t, s, n) < 0) {
+            spm_lookup(t, s, n) == TOK_ID_NONE) {
             uint32_t h = tok_hash(s, n) & m->mask;
             while (m->slots[h] >= 0)
                 h = (h + 1) & m->mask;
@@ -149,8 +150,10 @@ static int split_chars(const char *buf, size_t bn, sym *sy)
 {
     int ns = 0;
     for (size_t i = 0; i < bn;) {
-        int v = tok_utf8_scan((const uint8_t *)buf + i, bn - i);
-        size_t cl = v > 0 ? (size_t)v : 1;
+        int len;
+        size_t cl = tok_utf8_scan((const uint8_t *)buf + i, bn - i, &len) == TOK_UTF8_CHAR
+                        ? (size_t)len
+                        : 1;
         sy[ns].prev = ns - 1;
         sy[ns].next = i + cl < bn ? ns + 1 : -1;
         sy[ns].off = (uint32_t)i;

@@ -33,19 +33,19 @@ static void drain(tok_stream *s, const char *buf, size_t n, sink *k, int final)
     size_t i = 0;
     s->n_pend = 0;
     while (i < n) {
-        int v = tok_utf8_scan((const uint8_t *)buf + i, n - i);
-        if (v == 0 && !final) {
+        int len;
+        tok_utf8_kind kind = tok_utf8_scan((const uint8_t *)buf + i, n - i, &len);
+        if (kind == TOK_UTF8_TRUNCATED && !final) {
             memcpy(s->pend, buf + i, n - i); /* n - i <= 3 */
             s->n_pend = (int)(n - i);
             return;
         }
-        if (v > 0) {
-            put(k, buf + i, (size_t)v);
-            i += (size_t)v;
+        if (kind == TOK_UTF8_CHAR) {
+            put(k, buf + i, (size_t)len);
         } else {
             put(k, "\xef\xbf\xbd", 3);
-            i += v == 0 ? n - i : (size_t)-v;
         }
+        i += (size_t)len;
     }
 }
 

@@ -1,38 +1,42 @@
 /* UTF-8 scanning, lax decoding and encoding (see tok_utf8.h). */
 #include "model/tok_utf8.h"
 
-int tok_utf8_scan(const uint8_t *p, size_t n)
+tok_utf8_kind tok_utf8_scan(const uint8_t *p, size_t n, int *len)
 {
     uint8_t c = p[0];
-    int len;
     uint8_t lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
+    *len = 1;
     if (c < 0x80)
-        return 1;
+        return TOK_UTF8_CHAR;
     if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
+        *len = 2;
     } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
+        *len = 3;
         if (c == 0xe0)
             lo = 0xa0;
         if (c == 0xed)
             hi = 0x9f;
     } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
+        *len = 4;
         if (c == 0xf0)
             lo = 0x90;
         if (c == 0xf4)
             hi = 0x8f;
     } else {
-        return -1;
+        return TOK_UTF8_INVALID;
     }
-    for (int k = 1; k < len; k++) {
-        if ((size_t)k >= n)
-            return 0;
+    for (int k = 1; k < *len; k++) {
+        if ((size_t)k >= n) {
+            *len = (int)n;
+            return TOK_UTF8_TRUNCATED;
+        }
         uint8_t b = p[k];
-        if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xbf))
-            return -k;
+        if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xbf)) {
+            *len = k;
+            return TOK_UTF8_INVALID;
+        }
     }
-    return len;
+    return TOK_UTF8_CHAR;
 }
 
 /* Length of the form led by c (0 = not a lead byte), as llama.cpp reads the high bits. */

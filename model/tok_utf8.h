@@ -5,10 +5,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* One character at p (n > 0 bytes available): its length (> 0) when complete and valid; 0 when
- * the bytes are a valid but truncated prefix; -k when the first k bytes form an invalid
- * sequence (a maximal subpart: one U+FFFD each). */
-int tok_utf8_scan(const uint8_t *p, size_t n);
+/* What tok_utf8_scan found at p. */
+typedef enum {
+    TOK_UTF8_CHAR,      /* a complete, valid character of *len bytes */
+    TOK_UTF8_TRUNCATED, /* all *len = n bytes are a valid but truncated prefix */
+    TOK_UTF8_INVALID    /* the first *len bytes form an invalid sequence (a maximal subpart: one
+                           U+FFFD each) */
+} tok_utf8_kind;
+
+/* One character at p (n > 0 bytes available); *len as tok_utf8_kind says (always > 0). */
+tok_utf8_kind tok_utf8_scan(const uint8_t *p, size_t n, int *len);
 
 /* Decodes s as llama.cpp's unicode_cpts_from_utf8 does: lead-byte length, continuation bytes
  * checked, no check for overlong forms or surrogates; an invalid or truncated sequence gives

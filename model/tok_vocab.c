@@ -28,22 +28,28 @@ uint32_t tok_hash(const char *s, size_t n)
     return h;
 }
 
-int tok_parse_byte_piece(const char *s, size_t n)
+/* 1 when c is a hex digit (then *d its value). */
+static int hex_digit(char c, int *d)
 {
-    if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>')
-        return -1;
-    int v = 0;
-    for (int i = 3; i < 5; i++) {
-        char c = s[i];
-        int d = (c >= '0' && c <= '9')   ? c - '0'
-                : (c >= 'A' && c <= 'F') ? c - 'A' + 10
-                : (c >= 'a' && c <= 'f') ? c - 'a' + 10
-                                         : -1;
-        if (d < 0)
-            return -1;
-        v = v * 16 + d;
-    }
-    return v;
+    if (c >= '0' && c <= '9')
+        *d = c - '0';
+    else if (c >= 'A' && c <= 'F')
+        *d = c - 'A' + 10;
+    else if (c >= 'a' && c <= 'f')
+        *d = c - 'a' + 10;
+    else
+        return 0;
+    return 1;
+}
+
+int tok_parse_byte_piece(const char *s, size_t n, uint8_t *byte)
+{
+    int hi, lo;
+    if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>' || !hex_digit(s[3], &hi) ||
+        !hex_digit(s[4], &lo))
+        return 0;
+    *byte = (uint8_t)(hi * 16 + lo);
+    return 1;
 }
 
 int32_t tok_vocab_find(const tok_vocab *v, const char *s, size_t n)
@@ -51,7 +57,7 @@ int32_t tok_vocab_find(const tok_vocab *v, const char *s, size_t n)
     for (uint32_t i = tok_hash(s, n) & v->mask;; i = (i + 1) & v->mask) {
         int32_t id = v->slots[i];
         if (id < 0)
-            return -1;
+            return TOK_ID_NONE;
         size_t len;
         const char *p = tok_piece(v, id, &len);
         if (len == n && memcmp(p, s, n) == 0)

@@ -60,9 +60,9 @@ em_status tok_create(const gguf_file *f, tokenizer **out, char *err, size_t errl
         return st;
     }
     int n = t->v.n, spm = kind == TOK_KIND_SPM;
-    t->unk = get_id(f, "tokenizer.ggml.unknown_token_id", spm ? 0 : -1, n);
-    t->bos = get_id(f, "tokenizer.ggml.bos_token_id", spm && n > 1 ? 1 : -1, n);
-    t->eos = get_id(f, "tokenizer.ggml.eos_token_id", spm && n > 2 ? 2 : -1, n);
+    t->unk = get_id(f, "tokenizer.ggml.unknown_token_id", spm ? 0 : TOK_ID_NONE, n);
+    t->bos = get_id(f, "tokenizer.ggml.bos_token_id", spm && n > 1 ? 1 : TOK_ID_NONE, n);
+    t->eos = get_id(f, "tokenizer.ggml.eos_token_id", spm && n > 2 ? 2 : TOK_ID_NONE, n);
     t->add_bos = get_bool(f, "tokenizer.ggml.add_bos_token", spm);
     t->add_space_prefix = spm && get_bool(f, "tokenizer.ggml.add_space_prefix", 1);
     st = spm ? tok_spm_create(t, f, err, errlen) : tok_bpe_create(t, f, err, errlen);
@@ -103,8 +103,8 @@ int tok_add_bos_default(const tokenizer *t)
 
 em_status tok_token_id(const tokenizer *t, const char *piece, int32_t *id)
 {
-    int32_t i = piece ? tok_vocab_find(&t->v, piece, strlen(piece)) : -1;
-    if (i < 0)
+    int32_t i = piece ? tok_vocab_find(&t->v, piece, strlen(piece)) : TOK_ID_NONE;
+    if (i == TOK_ID_NONE)
         return EM_EINVAL;
     *id = i;
     return EM_OK;

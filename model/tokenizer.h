@@ -23,9 +23,12 @@ typedef struct tokenizer tokenizer;
 em_status tok_create(const gguf_file *f, tokenizer **out, char *err, size_t errlen);
 void tok_free(tokenizer *t);
 
+/* The id of no token (a model without BOS, a piece not in the vocabulary). */
+#define TOK_ID_NONE (-1)
+
 int tok_n_vocab(const tokenizer *t);
-int tok_bos(const tokenizer *t); /* -1 if none */
-int tok_eos(const tokenizer *t); /* -1 if none */
+int tok_bos(const tokenizer *t); /* TOK_ID_NONE if none */
+int tok_eos(const tokenizer *t); /* TOK_ID_NONE if none */
 /* tokenizer.ggml.add_bos_token (default: 1 for "llama", 0 for "gpt2"). */
 int tok_add_bos_default(const tokenizer *t);
 

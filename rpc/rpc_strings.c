@@ -46,20 +46,21 @@ int rpc_utf8_valid(const uint8_t *s, size_t n)
     return 1;
 }
 
-static int read_varint(const uint8_t *p, size_t len, size_t *at, uint64_t *v)
+/* EM_EPROTO when the varint is cut short or longer than 64 bits. */
+static em_status read_varint(const uint8_t *p, size_t len, size_t *at, uint64_t *v)
 {
     *v = 0;
     for (int shift = 0; shift < 64; shift += 7) {
         if (*at >= len) {
-            return -1;
+            return EM_EPROTO;
         }
         uint8_t b = p[(*at)++];
         *v |= (uint64_t)(b & 0x7f) << shift;
         if (!(b & 0x80)) {
-            return 0;
+            return EM_OK;
         }
     }
-    return -1;
+    return EM_EPROTO;
 }
 
 /* path: the field names above this message ("" at the top), for messages. */
@@ -73,13 +74,13 @@ static em_status walk(const uint8_t *p, size_t len, const ProtobufCMessageDescri
     }
     while (at < len) {
         uint64_t key, v;
-        if (read_varint(p, len, &at, &key) != 0) {
+        if (read_varint(p, len, &at, &key) != EM_OK) {
             return EM_EPROTO;
         }
         unsigned wt = (unsigned)(key & 7);
         uint64_t num = key >> 3;
         if (wt == 0) {
-            if (read_varint(p, len, &at, &v) != 0) {
+            if (read_varint(p, len, &at, &v) != EM_OK) {
                 return EM_EPROTO;
             }
             continue;
@@ -95,7 +96,7 @@ static em_status walk(const uint8_t *p, size_t len, const ProtobufCMessageDescri
         if (wt != 2) {
             return EM_EPROTO; /* groups (3, 4) do not exist in proto3 */
         }
-        if (read_varint(p, len, &at, &v) != 0 || v > len - at) {
+        if (read_varint(p, len, &at, &v) != EM_OK || v > len - at) {
             return EM_EPROTO;
         }
         const uint8_t *f = p + at;

@@ -83,7 +83,7 @@ for path in /health /health/ready; do
   code=\$( (exec 3<>/dev/tcp/127.0.0.1/8000 && printf 'GET %s HTTP/1.0\r\n\r\n' \$path >&3 && head -1 <&3) 2>/dev/null)
   [[ "\$code" == *" 200 "* ]] && echo "ok: GET \$path: \${code%$'\r'}" || { echo "FAIL: GET \$path: '\$code'"; fails=\$((fails+1)); }
 done
-out=\$(as_user /opt/emserve/bin/emserve_client --addr 127.0.0.1:50051 --prompt "The capital of France is" -n 8 2>&1)
+out=\$(as_user /opt/emserve/bin/emserve_client --addr 127.0.0.1:50051 --prompt "The capital of France is" --max-tokens 8 2>&1)
 grep -q "^finish_reason: length, prompt [0-9]*, completion 8" <<<"\$out" && echo "ok: a generation as uid $uid" || { echo "FAIL: generation: \$out"; fails=\$((fails+1)); }
 kill -TERM \$pid
 for i in \$(seq 1 150); do kill -0 \$pid 2>/dev/null || break; sleep 0.1; done

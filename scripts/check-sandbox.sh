@@ -37,7 +37,7 @@ ok=1
 if [ -z "$addr" ] || [ -z "$hport" ]; then
   echo "check-sandbox: the traced coordinator did not start"; tail -5 "$T/err"; ok=0
 else
-  timeout 60 "$CLIENT" --addr "$addr" --prompt "Once upon a time" -n 20 >"$T/client" 2>&1 ||
+  timeout 60 "$CLIENT" --addr "$addr" --prompt "Once upon a time" --max-tokens 20 >"$T/client" 2>&1 ||
     { echo "check-sandbox: generation failed"; cat "$T/client"; ok=0; }
   if exec 3<>"/dev/tcp/127.0.0.1/$hport"; then
     printf 'GET /health HTTP/1.0\r\n\r\n' >&3; head -1 <&3 >"$T/http"; exec 3<&-

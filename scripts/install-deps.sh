@@ -40,9 +40,9 @@ $SUDO chown "$OWNER" /var/cache/emserve
 # text parser checks /metrics.
 VENV=/var/cache/emserve/pyenv
 if [ ! -x "$VENV/bin/python" ] ||
-   ! "$VENV/bin/python" -c "import grpc, grpc_tools, openai, prometheus_client" 2>/dev/null; then
+   ! "$VENV/bin/python" -c "import grpc, grpc_tools, grpc_reflection, openai, prometheus_client" 2>/dev/null; then
   [ -x "$VENV/bin/python" ] || $SUDO python3 -m venv "$VENV"
-  $SUDO "$VENV/bin/pip" install -q grpcio grpcio-tools protobuf openai prometheus-client
+  $SUDO "$VENV/bin/pip" install -q grpcio grpcio-tools grpcio-reflection protobuf openai prometheus-client
   $SUDO chown -R "$OWNER" "$VENV"
 fi
 # The deployment checks (scripts/check-manifests.sh): kubernetes-validate (the Kubernetes

@@ -10,7 +10,8 @@
 #      bazel test --config=cuda //tests/cuda/... (CUDA-vs-CPU tests: "skipped: no CUDA device"
 #                                                 and pass on a machine without a GPU)
 #   4. scripts/check-format.sh, scripts/check-manifests.sh (deploy/: Kubernetes schemas,
-#      hadolint, systemd exposure, sandbox trace), scripts/check-deps.sh: one count each
+#      hadolint, systemd exposure, sandbox trace, the image's runtime stage),
+#      scripts/check-deps.sh, scripts/check-status-returns.sh: one count each
 # Prints one final line "N passed, M failed, K skipped". A test that passed but printed a line
 # starting with "SKIPPED" (any case: the test model or a GPU is absent) counts as skipped, not
 # passed; tests print such a line only when they ran nothing (tests/testutil tu_model_path).
@@ -99,6 +100,13 @@ if bash scripts/check-deps.sh; then
   total_pass=$((total_pass + 1))
 else
   total_fail=$((total_fail + 1)); rc_all=1; echo "   -> package graph check FAILED"
+fi
+
+echo "== scripts/check-status-returns.sh (no bare -1/-2 returns: em_status or a named value) =="
+if bash scripts/check-status-returns.sh; then
+  total_pass=$((total_pass + 1))
+else
+  total_fail=$((total_fail + 1)); rc_all=1; echo "   -> status-return check FAILED"
 fi
 
 if [ -x /usr/local/cuda/bin/nvcc ]; then

@@ -90,8 +90,9 @@ static void flag_table(wflags *w, em_flag *t)
     memcpy(t, table, sizeof table);
 }
 
-/* 0 ok, 1 exit now with status 0 (--help, --version), -1 bad flags (message printed). */
-static int parse(wflags *w, int argc, char **argv)
+/* *exit_now set: exit now with status 0 (--help, --version); EM_EINVAL: bad flags (message
+ * printed). */
+static em_status parse(wflags *w, int argc, char **argv, int *exit_now)
 {
     static em_flag table[N_WFLAGS];
     static em_flags fl = {"emserve_worker",
@@ -105,26 +106,25 @@ static int parse(wflags *w, int argc, char **argv)
                           0,
                           0};
     char err[512] = "";
-    int exit_now = 0;
     flag_table(w, table);
-    if (em_flags_parse(&fl, argc, argv, &exit_now, err, sizeof err) != EM_OK) {
+    if (em_flags_parse(&fl, argc, argv, exit_now, err, sizeof err) != EM_OK) {
         fprintf(stderr, "emserve_worker: %s (see --help)\n", err);
-        return -1;
+        return EM_EINVAL;
     }
-    if (exit_now) {
-        return 1;
+    if (*exit_now) {
+        return EM_OK;
     }
     em_log_format lf;
     if (em_log_format_parse(w->log_format, &lf) != EM_OK) {
         fprintf(stderr, "emserve_worker: --log-format: '%s' is not text or json\n", w->log_format);
-        return -1;
+        return EM_EINVAL;
     }
     em_log_set_format(lf);
     em_log_set_role(w->name);
     if (w->report_fd < 0) { /* started by hand (a spawned worker runs the coordinator's config) */
         em_flags_log(&fl);
     }
-    return 0;
+    return EM_OK;
 }
 
 int main(int argc, char **argv)
@@ -137,9 +137,12 @@ int main(int argc, char **argv)
                  .threads = 1,
                  .report_fd = -1,
                  .secret_fd = -1};
-    int pr = parse(&fw, argc, argv);
-    if (pr != 0) {
-        return pr > 0 ? 0 : 2;
+    int exit_now = 0;
+    if (parse(&fw, argc, argv, &exit_now) != EM_OK) {
+        return 2;
+    }
+    if (exit_now) {
+        return 0;
     }
     const char *listen_addr = fw.listen_addr, *model_path = fw.model_path;
     const char *gloo_host = fw.gloo_host, *secret_file = fw.secret_file;

@@ -21,6 +21,7 @@
 
 #include <grpc/grpc.h>
 
+#include "common/status.h"
 #include "common/timeutil.h"
 #include "coordinator/client.h"
 #include "ems/config.h"
@@ -50,7 +51,8 @@ static void usage(void)
             "  [--head-dim 64] [--csv PATH]\n");
 }
 
-static int parse(opts *o, int argc, char **argv)
+/* EM_EINVAL on an unknown flag, a flag without a value or a missing required one. */
+static em_status parse(opts *o, int argc, char **argv)
 {
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
@@ -81,9 +83,10 @@ static int parse(opts *o, int argc, char **argv)
         else if (!strcmp(k, "--kv-memory"))
             o->kv_memory = atoll(v);
         else
-            return -1;
+            return EM_EINVAL;
     }
-    return (argc % 2 == 1 && o->addr && o->text && o->context > 0 && o->requests > 0) ? 0 : -1;
+    return (argc % 2 == 1 && o->addr && o->text && o->context > 0 && o->requests > 0) ? EM_OK
+                                                                                      : EM_EINVAL;
 }
 
 static int32_t *tokenize(coord_client *cl, const char *text, int *n)
@@ -193,29 +196,31 @@ static int cmp_d(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+#define NOT_MEASURED (-1) /* in the CSV: a percentile of nothing, a metric not read */
+
 static double pct(double *v, int n, double p)
 {
     if (n == 0)
-        return -1;
+        return NOT_MEASURED;
     qsort(v, (size_t)n, sizeof *v, cmp_d);
     int i = (int)(p * (n - 1) + 0.5);
     return v[i];
 }
 
-/* One metric's value from GET /metrics at host:port, or -1. */
+/* One metric's value from GET /metrics at host:port, or NOT_MEASURED. */
 static long long metric(const char *hostport, const char *name)
 {
     char host[256];
     snprintf(host, sizeof host, "%s", hostport);
     char *c = strrchr(host, ':');
     if (!c)
-        return -1;
+        return NOT_MEASURED;
     *c = 0;
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
     if (getaddrinfo(host, c + 1, &hints, &ai) != 0)
-        return -1;
+        return NOT_MEASURED;
     int fd = socket(ai->ai_family, SOCK_STREAM, 0);
-    long long v = -1;
+    long long v = NOT_MEASURED;
     if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
         write(fd, "GET /metrics HTTP/1.0\r\n\r\n", 25) == 25) {
         static char buf[65536];
@@ -227,7 +232,7 @@ static long long metric(const char *hostport, const char *name)
         char key[128];
         snprintf(key, sizeof key, "\n%s ", name);
         const char *p = strstr(buf, key);
-        v = p ? atoll(p + strlen(key)) : -1;
+        v = p ? atoll(p + strlen(key)) : NOT_MEASURED;
     }
     if (fd >= 0)
         close(fd);
@@ -238,13 +243,13 @@ static long long metric(const char *hostport, const char *name)
 int main(int argc, char **argv)
 {
     opts o = {.requests = 8, .max_tokens = 64, .workers = 1, .head_dim = 64, .method = "full"};
-    if (parse(&o, argc, argv) != 0) {
+    if (parse(&o, argc, argv) != EM_OK) {
         usage();
         return 2;
     }
     grpc_init();
     coord_client *cl = coord_client_create(o.addr);
-    if (coord_client_wait_serving(cl, 600000) != 0) {
+    if (coord_client_wait_serving(cl, 600000) != EM_OK) {
         fprintf(stderr, "%s is not serving\n", o.addr);
         return 1;
     }
@@ -298,7 +303,8 @@ int main(int argc, char **argv)
         ok += r->text && strstr(r->text, jobs[i].key) != NULL;
     }
     int n_done = o.requests - failed;
-    long long running = o.metrics ? metric(o.metrics, "emserve_num_requests_running_max") : -1;
+    long long running =
+        o.metrics ? metric(o.metrics, "emserve_num_requests_running_max") : NOT_MEASURED;
     fprintf(stderr, " %.1f s, %.2f tok/s, passkey %d/%d, running at most %lld\n", wall,
             tokens / wall, ok, n_done, running);
     FILE *f = o.csv ? fopen(o.csv, "a") : stdout;

@@ -211,7 +211,7 @@ int main(int argc, char **argv)
                 coord_client_free(cl);
                 svc_stop(&s);
             }
-            if (svc_start(&s, L->workers, NULL) != 0) {
+            if (svc_start(&s, L->workers, NULL) != EM_OK) {
                 fprintf(stderr, "cannot start emserve with %d workers\n", L->workers);
                 return 1;
             }

@@ -10,8 +10,11 @@
  * (exact copies), scores are hd FMA chains with 8 keys in the lanes and the weighted sum keeps
  * one lane-per-key accumulator per dimension, so no horizontal sum per key.
  * Larger heads: row-major dot products (kern_cpu__hsum8 per 8 keys) and a broadcast weighted
- * sum. kern_attn_args.kbias (proportional attention) is added to the scaled scores. Scratch
- * is per thread. */
+ * sum, one row at a time, or - for calls of 2 rows or more with hd % 8 == 0 - the same
+ * arithmetic register-blocked over several rows, so that each K/V vector loaded serves
+ * several rows (see "many rows" below; the bits of a row do not depend on the path).
+ * kern_attn_args.kbias (proportional attention) is added to the scaled scores. Scratch is per
+ * thread. */
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -22,10 +25,10 @@
 #include "kernels/ref/kern_ref.h"
 
 #define AI static inline __attribute__((always_inline))
-#define NI \
-    static __attribute__((noinline)) /* a pass of its own (keeps register allocation local) */
-#define SMALL_HD    16               /* heads up to this size take the transposed path */
-#define VT_MIN_ROWS 6                /* rows (queries x G) above which V is transposed too */
+/* a pass of its own: keeps the register allocation of its loops local */
+#define NI          static __attribute__((noinline))
+#define SMALL_HD    16 /* heads up to this size take the transposed path */
+#define VT_MIN_ROWS 6  /* rows (queries x G) above which V is transposed too */
 #ifndef EW_U
 #define EW_U 4 /* tiles per step of the fused exp + weighted sum */
 #endif
@@ -103,9 +106,9 @@ static void transpose_kv(const float *x, int len, int hd, int T, float *xt)
     }
 }
 
-/* Visibility masks of query position qp for the tiles up to the last one with a visible
- * entry (found scanning back from the end); returns that number of tiles. */
-static int query_mask(attn_ws *w, int32_t qp)
+/* Tiles up to the last one with an entry visible from query position qp (found scanning back
+ * from the end). */
+static int query_tend(const attn_ws *w, int32_t qp)
 {
     __m256i vqp = _mm256_set1_epi32(qp);
     int tend = w->T;
@@ -115,6 +118,14 @@ static int query_mask(attn_ws *w, int32_t qp)
         if (_mm256_movemask_ps(_mm256_castsi256_ps(inv)) != 0xff)
             break;
     }
+    return tend;
+}
+
+/* Visibility masks of query position qp for its query_tend tiles; returns that number. */
+static int query_mask(attn_ws *w, int32_t qp)
+{
+    __m256i vqp = _mm256_set1_epi32(qp);
+    int tend = query_tend(w, qp);
     w->tfull = 0;
     for (int t = 0; t < tend; t++) {
         __m256i inv = _mm256_cmpgt_epi32(_mm256_load_si256((const __m256i *)(w->kp + 8 * t)), vqp);
@@ -133,6 +144,21 @@ AI float row_exp(float *s, const int32_t *mk, int T, float mx)
     for (int t = 0; t < T; t++) {
         __m256 e = exp_neg(_mm256_sub_ps(_mm256_load_ps(s + 8 * t), vm));
         e = _mm256_andnot_ps(_mm256_load_ps((const float *)mk + 8 * t), e);
+        sum = _mm256_add_ps(sum, e);
+        _mm256_store_ps(s + 8 * t, e);
+    }
+    return kern_cpu__hsum(sum);
+}
+
+/* row_exp with the masks computed from the key positions (kp > qp: masked), same bits. */
+AI float row_exp_at(float *s, const int32_t *kp, int32_t qp, int T, float mx)
+{
+    __m256 vm = _mm256_set1_ps(mx), sum = _mm256_setzero_ps();
+    __m256i vqp = _mm256_set1_epi32(qp);
+    for (int t = 0; t < T; t++) {
+        __m256 e = exp_neg(_mm256_sub_ps(_mm256_load_ps(s + 8 * t), vm));
+        __m256i inv = _mm256_cmpgt_epi32(_mm256_load_si256((const __m256i *)(kp + 8 * t)), vqp);
+        e = _mm256_andnot_ps(_mm256_castsi256_ps(inv), e);
         sum = _mm256_add_ps(sum, e);
         _mm256_store_ps(s + 8 * t, e);
     }
@@ -542,14 +568,17 @@ static void zero_out(const kern_attn_args *a, int i)
  *             chain over the keys in order, its accumulator kept in the output row between
  *             chunks; dimensions past the multiples of 64 by wsum_tail per row.
  * Rows of a block that see fewer tiles than the block's last one get -inf scores, then zero
- * probabilities there: max, sums and FMA chains are unchanged by them (+0 terms). */
+ * probabilities there: max, sums and FMA chains are unchanged by them (+0 terms; V entries
+ * are finite, as the per-row path already assumes for the masked entries it multiplies). */
 #ifndef BLK_MIN_ROWS
 #define BLK_MIN_ROWS 2
 #endif
 #ifndef BLK_ROWS
 #define BLK_ROWS 48 /* rows per block, rounded down to whole queries (at least one) */
 #endif
-#define BLK_MAX 64 /* rows per block at most: max(BLK_ROWS, G) with G <= 64 */
+#define BLK_MAX         64 /* rows per block at most: max(BLK_ROWS, G) with G <= 64 */
+#define BLK_SCORE_BYTES ((size_t)4 << 20) /* scores of a block's rows at most (scratch) */
+_Static_assert(BLK_ROWS <= BLK_MAX, "a block's rows must fit its arrays");
 #ifndef SR
 #define SR 3 /* rows per score micro-kernel */
 #endif
@@ -570,9 +599,14 @@ typedef struct blk_row {
     int n; /* keys of the weighted sum: min(8 tend, len) */
 } blk_row;
 
-static int blk_queries(int G)
+/* Queries per block of a call: about BLK_ROWS rows, fewer where the rows' scores would pass
+ * BLK_SCORE_BYTES (long caches), at least one query, at most the call's. */
+static int blk_queries(const kern_attn_args *a)
 {
-    return BLK_ROWS / G > 1 ? BLK_ROWS / G : 1;
+    size_t row_bytes = sizeof(float) * 8 * (size_t)((a->len + 7) / 8);
+    size_t rows = BLK_SCORE_BYTES / row_bytes < BLK_ROWS ? BLK_SCORE_BYTES / row_bytes : BLK_ROWS;
+    int q = (int)rows / a->G > 1 ? (int)rows / a->G : 1;
+    return q < a->n_q ? q : a->n_q;
 }
 
 /* Raw dot products of R rows with the 8 keys of a full tile (k: 8 rows of hd floats,
@@ -743,22 +777,20 @@ NI void block_wsum(const kern_attn_args *a, const blk_row *rows, int nr, const f
         for (int d0 = 0; d0 < d64; d0 += 8 * VD)
             for (int r0 = 0; r0 < nfull; r0 += VR)
                 wsum_kernel(rows + r0, VR, VD, a->v, hd, d0, j0, j1);
-        if (nfull < nr)
-            for (int d0 = 0; d0 < d64; d0 += 64)
-                wsum_rows(rows + nfull, nr - nfull, a->v, hd, d0, j0, j1);
+        for (int d0 = 0; d0 < d64 && nfull < nr; d0 += 64)
+            wsum_rows(rows + nfull, nr - nfull, a->v, hd, d0, j0, j1);
     }
     for (int r = 0; r < nr; r++) {
-        float inv = 1.0f / tot[r];
+        float inv = 1.0f / tot[r], *o = rows[r].out;
         __m256 vinv = _mm256_set1_ps(inv);
         for (int d = 0; d < d64; d += 8)
-            _mm256_storeu_ps(rows[r].out + d,
-                             _mm256_mul_ps(_mm256_loadu_ps(rows[r].out + d), vinv));
+            _mm256_storeu_ps(o + d, _mm256_mul_ps(_mm256_loadu_ps(o + d), vinv));
         wsum_tail(rows[r].s, a->v, rows[r].n, hd, d64, inv, rows[r].out);
     }
 }
 
-/* Queries [i0, i1) (all of which see some entry) as one block. */
-static void block_run(const kern_attn_args *a, attn_ws *w, const int *qi, int nq)
+/* Queries qi[0, nq) (each sees some entry: qtend[b] tiles) as one block. */
+static void block_run(const kern_attn_args *a, attn_ws *w, const int *qi, const int *qtend, int nq)
 {
     int G = a->G, hd = a->hd, nr = nq * G, tmax = 0;
     size_t lenp = (size_t)8 * w->T;
@@ -766,7 +798,7 @@ static void block_run(const kern_attn_args *a, attn_ws *w, const int *qi, int nq
     __m256 mxv[BLK_MAX];
     float tot[BLK_MAX];
     for (int b = 0; b < nq; b++) {
-        int i = qi[b], tend = query_mask(w, a->q_pos[i]);
+        int i = qi[b], tend = qtend[b];
         if (tend > tmax)
             tmax = tend;
         for (int g = 0; g < G; g++) {
@@ -780,10 +812,10 @@ static void block_run(const kern_attn_args *a, attn_ws *w, const int *qi, int nq
     }
     block_scores(a, w, rows, nr, tmax, mxv);
     for (int b = 0; b < nq; b++) { /* softmax, statistics in query order */
-        int tend = query_mask(w, rows[b * G].qp);
+        int tend = qtend[b];
         for (int g = 0; g < G; g++) {
             int r = b * G + g;
-            tot[r] = row_exp(rows[r].s, w->mk, tend, hmax(mxv[r]));
+            tot[r] = row_exp_at(rows[r].s, w->kp, rows[r].qp, tend, hmax(mxv[r]));
             memset(rows[r].s + 8 * tend, 0, sizeof(float) * 8 * (size_t)(tmax - tend));
         }
         if (a->stats)
@@ -792,23 +824,26 @@ static void block_run(const kern_attn_args *a, attn_ws *w, const int *qi, int nq
     block_wsum(a, rows, nr, tot);
 }
 
-/* Every query of the call through blocks of up to blk_queries(G) queries; a query that sees
+/* Every query of the call through blocks of blk_queries queries; a query that sees
  * nothing gets its zero output (and row) at once. */
 static void block_all(const kern_attn_args *a, attn_ws *w)
 {
-    int qi[BLK_MAX], nq = 0, cap = blk_queries(a->G);
+    int qi[BLK_MAX], qtend[BLK_MAX], nq = 0;
+    int cap = blk_queries(a);
     kern_attn_stats *st = a->stats;
     for (int i = 0; i < a->n_q; i++) {
-        if (query_mask(w, a->q_pos[i]) == 0) {
+        int tend = query_tend(w, a->q_pos[i]);
+        if (tend == 0) {
             int row = st && st->row_ptrs ? i - (a->n_q - st->n_rows) : -1;
             zero_out(a, i);
             if (row >= 0)
                 memset(st->row_ptrs[row], 0, sizeof(float) * (size_t)a->len);
         } else {
-            qi[nq++] = i;
+            qi[nq] = i;
+            qtend[nq++] = tend;
         }
         if (nq == cap || (i == a->n_q - 1 && nq > 0)) {
-            block_run(a, w, qi, nq);
+            block_run(a, w, qi, qtend, nq);
             nq = 0;
         }
     }
@@ -855,7 +890,7 @@ em_status kern_cpu__attn(void *ctx, const kern_attn_args *a)
     w.T = (len + 7) / 8;
     int small = hd <= SMALL_HD;
     int blocked = !small && (hd & 7) == 0 && (long)n_q * G >= BLK_MIN_ROWS;
-    size_t lenp = (size_t)8 * w.T, srows = (size_t)(blocked ? blk_queries(G) * G : G);
+    size_t lenp = (size_t)8 * w.T, srows = (size_t)(blocked ? blk_queries(a) * G : G);
     size_t need = lenp * (3 + (a->kbias ? 1 : 0) + srows + (small ? 2 * (size_t)hd : 0));
     float *buf = G <= 64 ? kern_cpu__scratch(KERN_CPU__SCRATCH_ATTN, need) : NULL;
     if (!buf) /* out of memory or a huge group: the reference needs only two rows */

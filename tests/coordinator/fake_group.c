@@ -116,7 +116,7 @@ int coord_group_kv_heads(const coord_group *g, int rank)
     return g->w.sd.n_units_local;
 }
 
-int coord_group_tick(coord_group *g, int idle)
+coord_group_event coord_group_tick(coord_group *g, int idle)
 {
     (void)idle;
     pthread_mutex_lock(&g->mu);
@@ -127,7 +127,7 @@ int coord_group_tick(coord_group *g, int idle)
     }
     g->held = 0;
     pthread_mutex_unlock(&g->mu);
-    return 0;
+    return COORD_GROUP_UNCHANGED;
 }
 
 static em_status convert_opens(const coord_step *st, worker_open *opens, char *err, size_t errlen)

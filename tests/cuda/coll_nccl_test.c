@@ -49,20 +49,20 @@ static void *rank_main(void *p)
     return NULL;
 }
 
-static int times3(void *user, float *buf, size_t n)
+static em_status times3(void *user, float *buf, size_t n)
 {
     (void)user;
     for (size_t i = 0; i < n; i++)
         buf[i] *= 3.0f;
-    return 0;
+    return EM_OK;
 }
 
-static int failing(void *user, float *buf, size_t n)
+static em_status failing(void *user, float *buf, size_t n)
 {
     (void)user;
     for (size_t i = 0; i < n; i++)
         buf[i] = -1.0f; /* garbage that must not reach the device */
-    return -1;
+    return EM_EUNAVAILABLE;
 }
 
 static int staged_case(void)

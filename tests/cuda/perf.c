@@ -28,17 +28,20 @@ static int cmp_f(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static float median_ms(em_status (*fn)(void *), void *arg)
+/* The median time of RUNS calls of fn(arg) (cache flushed before each) in *ms. */
+static em_status median_ms(em_status (*fn)(void *), void *arg, float *ms)
 {
     float t[RUNS];
     for (int i = 0; i < RUNS; i++) {
-        if (kern_cuda_memset0(g_c, g_flush, FLUSH_BYTES) != EM_OK ||
-            kern_cuda_time_ms(g_c, fn, arg, &t[i]) != EM_OK) {
-            return -1.0f;
+        em_status st = kern_cuda_memset0(g_c, g_flush, FLUSH_BYTES);
+        st = st != EM_OK ? st : kern_cuda_time_ms(g_c, fn, arg, &t[i]);
+        if (st != EM_OK) {
+            return st;
         }
     }
     qsort(t, RUNS, sizeof(float), cmp_f);
-    return t[RUNS / 2];
+    *ms = t[RUNS / 2];
+    return EM_OK;
 }
 
 typedef struct mm_arg {
@@ -57,9 +60,12 @@ static void perf_gemv(int rows, int cols)
     mm_arg a = {{th_dev_zero((size_t)rows * cols * 2), KERN_F16, rows, cols},
                 th_dev_zero(4 * (size_t)cols),
                 th_dev_zero(4 * (size_t)rows)};
-    float ms = median_ms(run_mm, &a);
-    printf("perf gemv f16 %dx%d: %.1f us, %.0f GB/s\n", rows, cols, ms * 1e3,
-           (double)rows * cols * 2 / (ms * 1e6));
+    float ms;
+    if (median_ms(run_mm, &a, &ms) != EM_OK)
+        printf("perf gemv f16 %dx%d: failed\n", rows, cols);
+    else
+        printf("perf gemv f16 %dx%d: %.1f us, %.0f GB/s\n", rows, cols, ms * 1e3,
+               (double)rows * cols * 2 / (ms * 1e6));
     kern_cuda_free((void *)a.w.data), kern_cuda_free(a.x), kern_cuda_free(a.y);
 }
 
@@ -93,11 +99,16 @@ static void perf_attn(kern_kv_fmt f, int len, int stats)
     int32_t *qp = th_dev_zero(4);
     a.a = (kern_cuda_attn_args){1,      hkv, G,   hd, q, hkv * G * hd, qp, o, hkv * G * hd,
                                 0.088f, f,   a.h, 0,  0, NULL};
-    float ms = median_ms(run_attn, &a);
+    float ms;
+    em_status st = median_ms(run_attn, &a, &ms);
     double bytes = 2.0 * hkv * len * (rb + (f == KERN_KV_F32 ? 0 : sm));
     static const char *fn[] = {"f32", "q8", "q4"};
-    printf("perf attn decode %s kv=8 G=4 hd=128 len=%d%s: %.1f us, %.0f GB/s\n", fn[f], len,
-           stats ? " +stats" : "", ms * 1e3, bytes / (ms * 1e6));
+    if (st != EM_OK)
+        printf("perf attn decode %s kv=8 G=4 hd=128 len=%d%s: failed\n", fn[f], len,
+               stats ? " +stats" : "");
+    else
+        printf("perf attn decode %s kv=8 G=4 hd=128 len=%d%s: %.1f us, %.0f GB/s\n", fn[f], len,
+               stats ? " +stats" : "", ms * 1e3, bytes / (ms * 1e6));
     for (int h = 0; h < hkv; h++) {
         for (int i = 0; i < 6; i++)
             kern_cuda_free(bufs[h][i]);
@@ -133,8 +144,11 @@ static void perf_ems(int len)
         x->pos = th_dev_zero(4 * (size_t)len), x->s_glo = th_dev(g_c, host, 4 * (size_t)len);
         x->loc = th_dev(g_c, host, 4 * (size_t)len * 16), x->loc_stride = len, x->len = len;
     }
-    float ms = median_ms(run_ems, &e);
-    printf("perf ems step H=8 hd=128 len=%d -> B=256: %.1f us\n", len, ms * 1e3);
+    float ms;
+    if (median_ms(run_ems, &e, &ms) != EM_OK)
+        printf("perf ems step H=8 hd=128 len=%d -> B=256: failed\n", len);
+    else
+        printf("perf ems step H=8 hd=128 len=%d -> B=256: %.1f us\n", len, ms * 1e3);
     for (int h = 0; h < e.H; h++) {
         kern_cuda_ems_head *x = &e.h0[h];
         kern_cuda_free(x->k), kern_cuda_free(x->v), kern_cuda_free(x->pos);

@@ -103,7 +103,7 @@ want_text=$(sed -n '2,$p' <<<"$want")
 [ -n "$want_ids" ] || fail "the single-process generator printed no ids"
 check_answer() { # $1 = what
     local out
-    out=$(client --prompt "Once upon a time" -n 60 2>"$TMP/client.err")
+    out=$(client --prompt "Once upon a time" --max-tokens 60 2>"$TMP/client.err")
     local ids text
     ids=$(sed -n 's/^ids: //p' <<<"$out")
     text=$(sed '/^ids: /,$d' <<<"$out")
@@ -122,7 +122,7 @@ info_before=$(grep -c "formed" "$TMP/coord.err")
 # 2. cut w1's switch port while a stream of requests runs (sequential clients, 400 tokens each)
 (
     for i in $(seq 1 40); do
-        client --prompt "Once upon a time" -n 400 --ignore-eos >/dev/null 2>"$TMP/loop.$i.err"
+        client --prompt "Once upon a time" --max-tokens 400 --ignore-eos >/dev/null 2>"$TMP/loop.$i.err"
         rc=$?
         echo "$i $rc" >>"$TMP/loop.rc"
         [ $rc -eq 0 ] || break # the first failure ends the loop: it must be UNAVAILABLE
@@ -134,7 +134,7 @@ sleep 0.5
 ip -n "$HUB" link set p-w1 down
 t0=$(date +%s)
 # a request sent while the port is down
-out=$(client --prompt "Once upon a time" -n 60 2>&1)
+out=$(client --prompt "Once upon a time" --max-tokens 60 2>&1)
 rc=$?
 if [ $rc -ne 1 ] || ! grep -q "status 14" <<<"$out"; then
     fail "a request while w1 is cut off: rc $rc, want UNAVAILABLE (status 14)"; tail -3 <<<"$out"

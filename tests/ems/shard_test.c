@@ -27,7 +27,7 @@ typedef struct worker {
 } worker;
 
 /* Sum over the two workers in rank order (x + 0 = x: exact). */
-static int fake_reduce(void *user, float *buf, size_t n)
+static em_status fake_reduce(void *user, float *buf, size_t n)
 {
     worker *w = user;
     shared *sh = w->sh;
@@ -36,14 +36,14 @@ static int fake_reduce(void *user, float *buf, size_t n)
     sh->n_calls[w->rank]++;
     pthread_barrier_wait(&sh->bar);
     if (sh->n[0] != sh->n[1])
-        return -1;
+        return EM_EPROTO;
     float *tmp = malloc(sizeof(float) * n);
     for (size_t i = 0; i < n; i++)
         tmp[i] = sh->bufs[0][i] + sh->bufs[1][i];
     pthread_barrier_wait(&sh->bar); /* everyone has read both inputs */
     memcpy(buf, tmp, sizeof(float) * n);
     free(tmp);
-    return 0;
+    return EM_OK;
 }
 
 /* The scenario both sides run: prefill 100, prefill-end event, 60 decode steps. */

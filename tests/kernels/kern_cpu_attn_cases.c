@@ -73,6 +73,7 @@ static const attn_case attn_cases[] = {
     {11, 3, 64, 1, KPOS_CONTIG, QPOS_ALL, 1, 0, 1, 0, 2.0f, 0},
     {64, 3, 64, 256, KPOS_CONTIG, QPOS_ALL, 1, 1, 2, 0, 8.0f, 0}, /* peaky */
     {3, 3, 64, 40, KPOS_CONTIG, QPOS_ALL, 0, 0, 0, 0, 2.0f, 0},
+    {20, 3, 64, 40000, KPOS_CONTIG, QPOS_CAUSAL, 1, 0, 2, 0, 2.0f, 0}, /* long: smaller blocks */
 };
 
 typedef struct attn_bufs {

@@ -1,8 +1,10 @@
 /* Kernel microbenchmark (not a test): reference vs fast CPU backend for matmul GEMV and
  * prefill (f32/f16), quantized matmul (the SmolLM2-135M shapes in f32 and Q4_1 / Q8_0 / Q4_0 /
- * K types, with GB/s of weight bytes read), attention decode over a 2048-entry cache and the
- * pool dispatch cost. Prints one table row per (op, backend) with time per call, GFLOP/s and,
- * for the quantized section, weight GB/s.
+ * K types, with GB/s of weight bytes read), attention (decode over a 2048-entry cache, causal
+ * prompt chunks, SmolLM2's 512 queries after 2048 cached entries; GFLOP/s over the visible
+ * (query, entry) pairs, the reference only where it is quick) and the pool dispatch cost.
+ * Prints one table row per (op, backend) with time per call, GFLOP/s and, for the quantized
+ * section, weight GB/s.
  * Usage: kern_perf [--threads N] [--quant-only | --attn-only] [--cpu-time] (default: 1 and 2
  * threads).
  * --cpu-time: time by the calling thread's CPU clock (robust on a shared, oversubscribed machine;

@@ -22,6 +22,7 @@
 #include "kernels/quant.h"
 #include "kernels/ref/kern_ref.h"
 #include "kernels/ref/quant_blocks.h"
+#include "tests/kernels/kern_quant_gen.h"
 #include "tests/kernels/kern_test_util.h"
 #include "tests/testutil/testutil.h"
 
@@ -49,55 +50,6 @@ static const qcase k_cases_k[] = {
 static kern_ops *g_cpu[KT_N_BACKENDS];
 
 /* ---------------------------------------------------------------- data */
-
-static void put_f16(uint8_t *p, float v)
-{
-    uint16_t h = kern_f32_to_f16(v);
-    memcpy(p, &h, 2);
-}
-
-/* rows x cols weights of type t: quantised uniform floats, or random bytes with finite scales. */
-static uint8_t *make_weights(kern_dtype t, int rows, int cols, int raw, kt_rng *r)
-{
-    size_t rb = kern_row_bytes(t, cols), bb = kern_dtype_block_bytes(t);
-    uint8_t *w = kt_xmalloc(rb * rows);
-    float *row = kt_alloc_fill((size_t)cols, 0);
-    for (int k = 0; k < rows; k++) {
-        if (!raw) {
-            kt_fill(r, row, (size_t)cols, -1.0f, 1.0f);
-            kern_quant_row(t, row, w + k * rb, cols);
-            continue;
-        }
-        for (size_t i = 0; i < rb; i++)
-            w[k * rb + i] = (uint8_t)kt_next(r);
-        for (uint8_t *b = w + k * rb; b < w + (k + 1) * rb; b += bb) {
-            if (t == KERN_Q6_K) {
-                put_f16(b + QB_Q6_K_D, kt_unif(r, -0.01f, 0.01f));
-            } else {
-                put_f16(b, kt_unif(r, -0.05f, 0.05f));
-                if (t == KERN_Q4_1 || t == KERN_Q4_K)
-                    put_f16(b + 2, kt_unif(r, -0.05f, 0.05f));
-            }
-        }
-    }
-    free(row);
-    return w;
-}
-
-/* Token t of x: uniform in [-1, 1] times 10^(t % 5 - 2); block 1 of odd tokens all zero. */
-static float *make_x(int n, int cols, int xs, kt_rng *r)
-{
-    float *x = kt_alloc_fill((size_t)n * xs, KT_SENTINEL);
-    for (int t = 0; t < n; t++) {
-        float s = powf(10.0f, (float)(t % 5 - 2));
-        for (int c = 0; c < cols; c++)
-            x[(size_t)t * xs + c] = s * kt_unif(r, -1.0f, 1.0f);
-        if (t & 1 && cols >= 64)
-            for (int c = 32; c < 64; c++)
-                x[(size_t)t * xs + c] = 0.0f;
-    }
-    return x;
-}
 
 /* Scaled-integer part a_i and offset part b_i of every element of one weight row. */
 static void weight_parts(kern_dtype t, const uint8_t *row, int cols, double *a, double *b)
@@ -186,8 +138,8 @@ static void run_case(kern_dtype t, const qcase *c, uint64_t seed)
     kt_rng r = {seed};
     int xs = c->cols + c->xs_pad, ys = c->rows + c->ys_pad;
     size_t ny = (size_t)c->n * ys;
-    uint8_t *wd = make_weights(t, c->rows, c->cols, c->raw, &r);
-    float *x = make_x(c->n, c->cols, xs, &r);
+    uint8_t *wd = kt_make_qweights(t, c->rows, c->cols, c->raw, &r);
+    float *x = kt_make_x(c->n, c->cols, xs, &r);
     kern_weight w = {wd, t, c->rows, c->cols};
     float *ref = kt_alloc_fill(ny, KT_SENTINEL), *got[KT_N_BACKENDS],
           *one = kt_alloc_fill(ny, KT_SENTINEL);
@@ -228,7 +180,7 @@ static void test_act_bits(kern_dtype t)
 {
     enum { N = 3, COLS = 1536 };
     kt_rng r = {31 + (uint64_t)t};
-    float *x = make_x(N, COLS, COLS, &r);
+    float *x = kt_make_x(N, COLS, COLS, &r);
     x[COLS + 700] = INFINITY; /* token 1: one non-finite block */
     kern_cpu__qact a;
     void *buf = aligned_alloc(64, (kern_cpu__qact_bytes(t, N, COLS) + 63) & ~(size_t)63);
@@ -281,10 +233,10 @@ static void test_nonfinite(kern_dtype t)
     enum { ROWS = 9, N = 7 };
     int cols = kern_dtype_block_elems(t) * 2;
     kt_rng r = {77 + (uint64_t)t};
-    uint8_t *wd = make_weights(t, ROWS, cols, 0, &r);
+    uint8_t *wd = kt_make_qweights(t, ROWS, cols, 0, &r);
     size_t rb = kern_row_bytes(t, cols);
-    put_f16(wd + 5 * rb + (t == KERN_Q6_K ? QB_Q6_K_D : 0), INFINITY);
-    float *x = make_x(N, cols, cols, &r), y[N * ROWS];
+    kt_put_f16(wd + 5 * rb + (t == KERN_Q6_K ? QB_Q6_K_D : 0), INFINITY);
+    float *x = kt_make_x(N, cols, cols, &r), y[N * ROWS];
     x[2 * cols + 3] = NAN;
     kern_weight w = {wd, t, ROWS, cols};
     int bad = 0;

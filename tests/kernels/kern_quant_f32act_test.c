@@ -24,6 +24,7 @@
 #include "kernels/quant.h"
 #include "kernels/ref/kern_ref.h"
 #include "kernels/ref/quant_blocks.h"
+#include "tests/kernels/kern_quant_gen.h"
 #include "tests/kernels/kern_test_util.h"
 #include "tests/testutil/testutil.h"
 
@@ -53,57 +54,6 @@ static const kern_dtype k_types[] = {KERN_Q4_0, KERN_Q4_1, KERN_Q8_0, KERN_Q4_K,
 static kern_ops *g_cpu[KT_N_BACKENDS]; /* kern_ops_cpu_create: the default mode */
 
 /* ---------------------------------------------------------------- data */
-
-static void put_f16(uint8_t *p, float v)
-{
-    uint16_t h = kern_f32_to_f16(v);
-    memcpy(p, &h, 2);
-}
-
-/* rows x cols weights of type t: quantised uniform floats, or random bytes with finite scales. */
-static uint8_t *make_weights(kern_dtype t, int rows, int cols, int raw, kt_rng *r)
-{
-    size_t rb = kern_row_bytes(t, cols), bb = kern_dtype_block_bytes(t);
-    uint8_t *w = kt_xmalloc(rb * rows);
-    float *row = kt_alloc_fill((size_t)cols, 0);
-    for (int k = 0; k < rows; k++) {
-        uint8_t *wr = w + k * rb;
-        if (!raw) {
-            kt_fill(r, row, (size_t)cols, -1.0f, 1.0f);
-            kern_quant_row(t, row, wr, cols);
-            continue;
-        }
-        for (size_t i = 0; i < rb; i++)
-            wr[i] = (uint8_t)kt_next(r);
-        for (uint8_t *b = wr; b < wr + rb; b += bb) {
-            if (t == KERN_Q6_K) {
-                put_f16(b + QB_Q6_K_D, kt_unif(r, -0.01f, 0.01f));
-            } else {
-                put_f16(b, kt_unif(r, -0.05f, 0.05f));
-                if (t == KERN_Q4_1 || t == KERN_Q4_K)
-                    put_f16(b + 2, kt_unif(r, -0.05f, 0.05f));
-            }
-        }
-    }
-    free(row);
-    return w;
-}
-
-/* Token t of x: uniform in [-1, 1] times 10^(t % 5 - 2); block 1 of odd tokens all zero;
- * padding between rows KT_SENTINEL. */
-static float *make_x(int n, int cols, int xs, kt_rng *r)
-{
-    float *x = kt_alloc_fill((size_t)n * xs, KT_SENTINEL);
-    for (int t = 0; t < n; t++) {
-        float s = powf(10.0f, (float)(t % 5 - 2));
-        for (int c = 0; c < cols; c++)
-            x[(size_t)t * xs + c] = s * kt_unif(r, -1.0f, 1.0f);
-        if (t & 1 && cols >= 64)
-            for (int c = 32; c < 64; c++)
-                x[(size_t)t * xs + c] = 0.0f;
-    }
-    return x;
-}
 
 /* The kern_dequant_row matrix of w. */
 static float *dequant_matrix(const kern_weight *w)
@@ -146,8 +96,8 @@ static void run_case(kern_dtype t, const qcase *c, uint64_t seed)
     kt_rng r = {seed};
     int xs = c->cols + c->xs_pad, ys = c->rows + c->ys_pad;
     size_t ny = (size_t)c->n * ys, yb = ny * sizeof(float);
-    uint8_t *wd = make_weights(t, c->rows, c->cols, c->raw, &r);
-    float *x = make_x(c->n, c->cols, xs, &r);
+    uint8_t *wd = kt_make_qweights(t, c->rows, c->cols, c->raw, &r);
+    float *x = kt_make_x(c->n, c->cols, xs, &r);
     kern_weight w = {wd, t, c->rows, c->cols};
     float *wf = dequant_matrix(&w);
     kern_weight w32 = {wf, KERN_F32, c->rows, c->cols};
@@ -200,7 +150,7 @@ static void test_one_hot(kern_dtype t)
     enum { ROWS = 9 };
     int cols = kern_dtype_block_elems(t) * 2;
     kt_rng r = {55 + (uint64_t)t};
-    uint8_t *wd = make_weights(t, ROWS, cols, 1, &r);
+    uint8_t *wd = kt_make_qweights(t, ROWS, cols, 1, &r);
     kern_weight w = {wd, t, ROWS, cols};
     float *wf = dequant_matrix(&w), *x = kt_alloc_fill((size_t)cols * cols, 0);
     float *y = kt_alloc_fill((size_t)cols * ROWS, KT_SENTINEL), y1[ROWS];
@@ -229,10 +179,10 @@ static void test_nonfinite(kern_dtype t)
     enum { ROWS = 9, N = 7 };
     int cols = kern_dtype_block_elems(t) * 2;
     kt_rng r = {77 + (uint64_t)t};
-    uint8_t *wd = make_weights(t, ROWS, cols, 0, &r);
+    uint8_t *wd = kt_make_qweights(t, ROWS, cols, 0, &r);
     size_t rb = kern_row_bytes(t, cols);
-    put_f16(wd + 5 * rb + (t == KERN_Q6_K ? QB_Q6_K_D : 0), INFINITY);
-    float *x = make_x(N, cols, cols, &r), y[N * ROWS];
+    kt_put_f16(wd + 5 * rb + (t == KERN_Q6_K ? QB_Q6_K_D : 0), INFINITY);
+    float *x = kt_make_x(N, cols, cols, &r), y[N * ROWS];
     x[2 * cols + 3] = NAN;
     kern_weight w = {wd, t, ROWS, cols};
     int bad = 0;
@@ -269,8 +219,8 @@ static void test_modes(void)
     kern_ops *f32m = kern_ops_cpu_create_mode(2, KERN_ACT_F32);
     kern_ops *q8m = kern_ops_cpu_create_mode(2, KERN_ACT_Q8);
     REQUIRE(f32m && q8m, "kern_ops_cpu_create_mode failed");
-    uint8_t *wd = make_weights(KERN_Q4_1, ROWS, COLS, 0, &r);
-    float *x = make_x(N, COLS, COLS, &r), *wf = kt_alloc_fill((size_t)ROWS * COLS, 0);
+    uint8_t *wd = kt_make_qweights(KERN_Q4_1, ROWS, COLS, 0, &r);
+    float *x = kt_make_x(N, COLS, COLS, &r), *wf = kt_alloc_fill((size_t)ROWS * COLS, 0);
     kt_fill(&r, wf, (size_t)ROWS * COLS, -1, 1);
     uint16_t *wh = kt_xmalloc(sizeof(uint16_t) * ROWS * COLS);
     for (int i = 0; i < ROWS * COLS; i++)
@@ -327,7 +277,7 @@ static void test_outlier(void)
     int bad = 0, q8_far = 0;
     for (int ti = 0; ti < N_TYPES; ti++) {
         kern_dtype t = k_types[ti];
-        uint8_t *wd = make_weights(t, ROWS, COLS, 0, &r);
+        uint8_t *wd = kt_make_qweights(t, ROWS, COLS, 0, &r);
         kern_weight w = {wd, t, ROWS, COLS};
         float *wf = dequant_matrix(&w), x[COLS], yf[ROWS], yq[ROWS];
         kt_fill(&r, x, COLS, -0.5f, 0.5f);

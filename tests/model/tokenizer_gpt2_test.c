@@ -147,10 +147,10 @@ static size_t decode_raw(const tokenizer *t, const int32_t *ids, int n, char *ou
 static int valid_utf8(const char *s, size_t n)
 {
     for (size_t i = 0; i < n;) {
-        int v = tok_utf8_scan((const uint8_t *)s + i, n - i);
-        if (v <= 0)
+        int len;
+        if (tok_utf8_scan((const uint8_t *)s + i, n - i, &len) != TOK_UTF8_CHAR)
             return 0;
-        i += (size_t)v;
+        i += (size_t)len;
     }
     return 1;
 }

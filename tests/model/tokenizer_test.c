@@ -69,7 +69,7 @@ static int ref_lookup(const ref_vocab *v, const char *s, size_t n)
         if ((v->types[i] == 1 || v->types[i] == 4) && v->pieces[i].len == n &&
             memcmp(v->pieces[i].data, s, n) == 0)
             return i;
-    return -1;
+    return TOK_ID_NONE;
 }
 
 static int ref_encode(const ref_vocab *v, const char *text, size_t len, int32_t *ids)
@@ -98,7 +98,7 @@ static int ref_encode(const ref_vocab *v, const char *text, size_t len, int32_t 
         float bs = 0;
         for (int i = 0; i + 1 < ns; i++) {
             int id = ref_lookup(v, buf + off[i], ln[i] + ln[i + 1]);
-            if (id >= 0 && (best < 0 || v->scores[id] > bs)) {
+            if (id != TOK_ID_NONE && (best < 0 || v->scores[id] > bs)) {
                 best = i;
                 bs = v->scores[id];
             }
@@ -114,7 +114,7 @@ static int ref_encode(const ref_vocab *v, const char *text, size_t len, int32_t 
     ids[n++] = 1;
     for (int i = 0; i < ns; i++) {
         int id = ref_lookup(v, buf + off[i], ln[i]);
-        if (id >= 0)
+        if (id != TOK_ID_NONE)
             ids[n++] = id;
         else
             for (size_t k = 0; k < ln[i]; k++)

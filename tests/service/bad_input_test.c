@@ -317,7 +317,7 @@ int main(void)
     }
     grpc_init();
     svc s;
-    REQUIRE(svc_start(&s, 2, NULL) == 0, "service did not start");
+    REQUIRE(svc_start(&s, 2, NULL) == EM_OK, "service did not start");
     coord_client *cl = coord_client_create(s.addr);
     test_fields(cl);
     test_strings(cl);
@@ -350,7 +350,7 @@ int main(void)
     REQUIRE(svc_alive(&s), "the service died in the flood");
     CHECK(svc_golden_ok(cl, 60, "after the flood"), "golden ids after the flood");
     coord_client_info info;
-    REQUIRE(coord_client_server_info(cl, &info) == 0, "GetServerInfo");
+    REQUIRE(coord_client_server_info(cl, &info) == EM_OK, "GetServerInfo");
     /* no worker was lost or re-formed */
     CHECK(info.serving && info.generation == 1, "serving %d generation %lld after the flood",
           info.serving, (long long)info.generation);

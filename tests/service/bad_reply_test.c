@@ -50,12 +50,12 @@ int main(void)
     svc_bin("tests/service/fake_worker", bin, sizeof bin);
     const char *argv[] = {bin, "--modes", modes, NULL};
     svc fw[2], co;
-    REQUIRE(svc_spawn(&fw[0], argv) == 0 && svc_spawn(&fw[1], argv) == 0, "fake workers");
+    REQUIRE(svc_spawn(&fw[0], argv) == EM_OK && svc_spawn(&fw[1], argv) == EM_OK, "fake workers");
     const char *addrs[2] = {fw[0].addr, fw[1].addr};
-    REQUIRE(svc_start_coordinator(&co, addrs, 2, NULL) == 0, "coordinator did not start");
+    REQUIRE(svc_start_coordinator(&co, addrs, 2, NULL) == EM_OK, "coordinator did not start");
     coord_client *cl = coord_client_create(co.addr);
     for (int i = 0; i < N_LIES; i++) {
-        CHECK(coord_client_wait_serving(cl, 20000) == 0, "%s: not serving before the request",
+        CHECK(coord_client_wait_serving(cl, 20000) == EM_OK, "%s: not serving before the request",
               k_lies[i].mode);
         coord_client_result res;
         grpc_status_code st = generate(cl, &res);
@@ -68,7 +68,7 @@ int main(void)
         REQUIRE(svc_alive(&co), "the coordinator died after the '%s' reply", k_lies[i].mode);
     }
     /* honest replies from now on: the coordinator serves again */
-    CHECK(coord_client_wait_serving(cl, 20000) == 0, "not serving after the lies");
+    CHECK(coord_client_wait_serving(cl, 20000) == EM_OK, "not serving after the lies");
     coord_client_result res;
     grpc_status_code st = generate(cl, &res);
     CHECK(st == GRPC_STATUS_OK && res.n_output == 3, "honest replies: status %d (%s), %d ids", st,

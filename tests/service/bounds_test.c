@@ -21,40 +21,8 @@
 #include "common/timeutil.h"
 #include "coordinator/client.h"
 #include "tests/service/svc_harness.h"
+#include "tests/service/svc_job.h"
 #include "tests/testutil/testutil.h"
-
-typedef struct job {
-    coord_client *cl;
-    volatile int n_chunks, stop;
-    coord_client_result res;
-} job;
-
-static int on_chunk(void *user, const int32_t *ids, int n, const char *text)
-{
-    job *j = user;
-    (void)ids;
-    (void)n;
-    (void)text;
-    __atomic_add_fetch(&j->n_chunks, 1, __ATOMIC_SEQ_CST);
-    return __atomic_load_n(&j->stop, __ATOMIC_SEQ_CST); /* non-zero: cancel the call */
-}
-
-static void *run_job(void *p)
-{
-    job *j = p;
-    coord_client_req rq;
-    memset(&rq, 0, sizeof rq);
-    rq.text = "Once upon a time";
-    rq.max_tokens = 2000;
-    rq.ignore_eos = 1;
-    rq.temperature = 0;
-    rq.top_k = -1;
-    rq.timeout_ms = 60000;
-    rq.on_chunk = on_chunk;
-    rq.user = j;
-    coord_client_generate(j->cl, &rq, &j->res);
-    return NULL;
-}
 
 /* Waits up to 30 s until GetServerInfo shows `running` running and `queued` queued. */
 static int wait_counts(coord_client *cl, int running, int queued)
@@ -62,7 +30,7 @@ static int wait_counts(coord_client *cl, int running, int queued)
     double t0 = em_now_s();
     while (em_now_s() - t0 < 30) {
         coord_client_info info;
-        if (coord_client_server_info(cl, &info) == 0 && info.running == running &&
+        if (coord_client_server_info(cl, &info) == EM_OK && info.running == running &&
             info.queued == queued) {
             return 1;
         }
@@ -75,15 +43,11 @@ static void test_queue(void)
 {
     const char *extra[] = {"--max-seqs", "1", "--max-queue", "1", NULL};
     svc s;
-    REQUIRE(svc_start(&s, 1, extra) == 0, "service did not start");
+    REQUIRE(svc_start(&s, 1, extra) == EM_OK, "service did not start");
     coord_client *cl = coord_client_create(s.addr);
-    job j[2];
-    pthread_t t[2];
-    memset(j, 0, sizeof j);
-    for (int i = 0; i < 2; i++) {
-        j[i].cl = cl;
-        REQUIRE(pthread_create(&t[i], NULL, run_job, &j[i]) == 0, "thread");
-    }
+    svc_job j[2];
+    for (int i = 0; i < 2; i++)
+        REQUIRE(svc_job_start(&j[i], cl, 2000, 60000) == EM_OK, "thread");
     CHECK(wait_counts(cl, 1, 1), "not 1 running + 1 queued within 30 s");
     coord_client_result res;
     coord_client_req rq;
@@ -98,11 +62,10 @@ static void test_queue(void)
     CHECK(st == GRPC_STATUS_RESOURCE_EXHAUSTED && strstr(res.message, "--max-queue"),
           "third request: status %d (%s), want RESOURCE_EXHAUSTED", st, res.message);
     coord_client_result_free(&res);
+    for (int i = 0; i < 2; i++)
+        svc_job_cancel(&j[i]); /* at the next chunk */
     for (int i = 0; i < 2; i++) {
-        __atomic_store_n(&j[i].stop, 1, __ATOMIC_SEQ_CST); /* cancel at the next chunk */
-    }
-    for (int i = 0; i < 2; i++) {
-        pthread_join(t[i], NULL); /* bounded by the call's deadline */
+        svc_job_join(&j[i]); /* bounded by the call's deadline */
         coord_client_result_free(&j[i].res);
     }
     CHECK(wait_counts(cl, 0, 0), "the cancelled requests were not released within 30 s");
@@ -114,11 +77,11 @@ static void test_queue(void)
 static void test_reuseport(void)
 {
     svc a, b;
-    REQUIRE(svc_start(&a, 1, NULL) == 0, "first service did not start");
+    REQUIRE(svc_start(&a, 1, NULL) == EM_OK, "first service did not start");
     const char *extra[] = {"--listen", a.addr, NULL};
-    int rc = svc_start(&b, 1, extra);
-    CHECK(rc != 0, "a second coordinator started on %s (SO_REUSEPORT)", a.addr);
-    if (rc == 0) {
+    em_status rc = svc_start(&b, 1, extra);
+    CHECK(rc != EM_OK, "a second coordinator started on %s (SO_REUSEPORT)", a.addr);
+    if (rc == EM_OK) {
         svc_stop(&b);
     }
     coord_client *cl = coord_client_create(a.addr);
@@ -127,16 +90,21 @@ static void test_reuseport(void)
     svc_stop(&a);
 }
 
-static int connect_local(int port)
+/* A TCP connection to 127.0.0.1:port in *fd; EM_EIO when there is none. */
+static em_status connect_local(int port, int *fd)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    *fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
-        close(fd);
-        return -1;
+    if (*fd < 0) {
+        return EM_EIO;
     }
-    return fd;
+    if (connect(*fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(*fd);
+        *fd = -1;
+        return EM_EIO;
+    }
+    return EM_OK;
 }
 
 static int free_port(void)
@@ -156,8 +124,8 @@ static int free_port(void)
 /* A normal scrape on its own connection: 1 when answered 200 within 10 s. */
 static int scrape_ok(int port)
 {
-    int fd = connect_local(port);
-    if (fd < 0) {
+    int fd;
+    if (connect_local(port, &fd) != EM_OK) {
         return 0;
     }
     const char *get = "GET /metrics HTTP/1.0\r\n\r\n";
@@ -176,9 +144,9 @@ static void test_slow_metrics_client(void)
     snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
     const char *extra[] = {"--metrics-listen", listen, NULL};
     svc s;
-    REQUIRE(port > 0 && svc_start(&s, 1, extra) == 0, "service did not start");
-    int fd = connect_local(port);
-    REQUIRE(fd >= 0, "connect to the metrics port %d", port);
+    REQUIRE(port > 0 && svc_start(&s, 1, extra) == EM_OK, "service did not start");
+    int fd;
+    REQUIRE(connect_local(port, &fd) == EM_OK, "connect to the metrics port %d", port);
     /* one byte of "GET /metrics ..." every 100 ms; after the 5th, a normal scrape */
     const char *req = "GET /metrics HTTP/1.0\r\nX-Slow: some more bytes that never end";
     int sent = 0, answered = 0, slow_open_after = 0;

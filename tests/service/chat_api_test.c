@@ -222,10 +222,10 @@ static void expect_chat_template(coord_client *cl, const char *want)
 /* Writes src's GGUF with one more key, tokenizer.chat_template = tmpl: the header with n_kv + 1,
  * the old keys, the new one, the old tensor infos, padding to the alignment, the old data
  * (tensor offsets are relative to the data section, so they stay valid). */
-static int write_with_template(const gguf_file *f, const char *tmpl, const char *dst)
+static em_status write_with_template(const gguf_file *f, const char *tmpl, const char *dst)
 {
     if (f->n_tensors == 0) {
-        return -1;
+        return EM_EINVAL;
     }
     const uint8_t *base = f->map;
     const gguf_tensor_info *t0 = &f->tensors[0], *tl = &f->tensors[f->n_tensors - 1];
@@ -247,7 +247,7 @@ static int write_with_template(const gguf_file *f, const char *tmpl, const char 
     int ok = fp && fwrite(b.p, 1, b.n, fp) == b.n;
     ok = fp && fclose(fp) == 0 && ok;
     gguf_buf_free(&b);
-    return ok ? 0 : -1;
+    return ok ? EM_OK : EM_EIO;
 }
 
 #define CHATML_PROMPT                                                                 \
@@ -291,12 +291,12 @@ static void test_chatml_model(const gguf_file *gf, const tokenizer *tok)
 {
     char path[4096];
     tu_tmp_path(path, sizeof path, "stories260K_chatml.gguf");
-    if (write_with_template(gf, "chatml", path) != 0) {
+    if (write_with_template(gf, "chatml", path) != EM_OK) {
         CHECK(0, "cannot write %s", path);
         return;
     }
     svc s;
-    if (svc_start_model(&s, path, 1, NULL) != 0) {
+    if (svc_start_model(&s, path, 1, NULL) != EM_OK) {
         CHECK(0, "cannot start the service on %s", path);
         return;
     }
@@ -369,7 +369,7 @@ int main(void)
     }
     grpc_init();
     svc s;
-    if (svc_start(&s, 1, NULL) != 0) {
+    if (svc_start(&s, 1, NULL) != EM_OK) {
         fprintf(stderr, "FAIL: cannot start the service\n");
         return 1;
     }

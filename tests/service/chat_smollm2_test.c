@@ -140,7 +140,7 @@ int main(void)
     }
     grpc_init();
     svc s;
-    if (svc_start_model(&s, path, 1, NULL) != 0) {
+    if (svc_start_model(&s, path, 1, NULL) != EM_OK) {
         fprintf(stderr, "FAIL: cannot start the service with %s\n", path);
         return 1;
     }

@@ -57,21 +57,30 @@ if [ -z "$addr" ]; then
 fi
 health=$("$CLIENT" --addr "$addr" --health)
 [ "$health" = "SERVING" ] || { echo "FAIL: health '$health'"; fails=$((fails+1)); }
-out=$("$CLIENT" --addr "$addr" --prompt "Once upon a time" -n 60)
+out=$("$CLIENT" --addr "$addr" --prompt "Once upon a time" --max-tokens 60)
 echo "$out"
 grep -q "^ids: $GOLDEN\$" <<<"$out" || { echo "FAIL: client ids"; fails=$((fails+1)); }
 grep -q "finish_reason: length, prompt 5, completion 60" <<<"$out" || { echo "FAIL: client usage"; fails=$((fails+1)); }
-out=$("$CLIENT" --addr "$addr" --ids "1 403 407 261 378" -n 60 --kv-method ems --kv-budget 16)
+out=$("$CLIENT" --addr "$addr" --ids "1 403 407 261 378" --max-tokens 60 --kv-method ems --kv-budget 16)
 echo "$out"
 grep -q "kv entries 320 of 1280" <<<"$out" || { echo "FAIL: client with ems"; fails=$((fails+1)); }
-"$CLIENT" --addr "$addr" --prompt "x" -n 0 >/dev/null 2>"$TMP/bad.err" && { echo "FAIL: -n 0 accepted"; fails=$((fails+1)); }
-grep -q "max_tokens" "$TMP/bad.err" || { echo "FAIL: -n 0 message"; cat "$TMP/bad.err"; fails=$((fails+1)); }
+"$CLIENT" --addr "$addr" --prompt "x" --max-tokens 0 >/dev/null 2>"$TMP/bad.err" && { echo "FAIL: --max-tokens 0 accepted"; fails=$((fails+1)); }
+grep -q "max_tokens" "$TMP/bad.err" || { echo "FAIL: --max-tokens 0 message"; cat "$TMP/bad.err"; fails=$((fails+1)); }
+# The client's flags go through common/flags: --flag=value, an environment twin, checked numbers.
+out=$(EMSERVE_CLIENT_ADDR="$addr" "$CLIENT" --tokenize --prompt="Once upon a time")
+[ "$out" = "ids: 1 403 407 261 378" ] || { echo "FAIL: --flag=value / EMSERVE_CLIENT_ADDR"; fails=$((fails+1)); }
+for bad in "--temperature 0.5x" "--max-tokens 3abc" "--ids 1,x" "--seed -1" "--kv nokey"; do
+    # shellcheck disable=SC2086
+    "$CLIENT" --addr "$addr" --prompt "x" $bad >/dev/null 2>"$TMP/flag.err"
+    rc=$?
+    [ $rc -eq 2 ] && [ -s "$TMP/flag.err" ] || { echo "FAIL: client flag '$bad' gave rc $rc"; fails=$((fails+1)); }
+done
 out=$("$CLIENT" --addr "$addr" --tokenize --prompt "Once upon a time")
 echo "$out"
 [ "$out" = "ids: 1 403 407 261 378" ] || { echo "FAIL: --tokenize"; fails=$((fails+1)); }
 "$CLIENT" --addr "$addr" --chat "Hello" --system "Be brief." >/dev/null 2>"$TMP/chat.err" && { echo "FAIL: --chat accepted"; fails=$((fails+1)); }
 grep -q "model has no supported chat template" "$TMP/chat.err" || { echo "FAIL: --chat message"; cat "$TMP/chat.err"; fails=$((fails+1)); }
-# Prometheus text endpoint (2 accepted requests: -n 0 was rejected before scheduling; port from the log line "metrics on http://... (port N)/metrics")
+# Prometheus text endpoint (2 accepted requests: --max-tokens 0 was rejected before scheduling; port from the log line "metrics on http://... (port N)/metrics")
 mport=$(sed -n 's/.*metrics on .*(port \([0-9]*\)).*/\1/p' "$TMP/server.err" | head -1)
 if [ -n "$mport" ] && exec 3<>"/dev/tcp/127.0.0.1/$mport"; then
     printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3

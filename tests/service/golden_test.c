@@ -188,13 +188,13 @@ int main(void)
     for (int w = 0; w < 3; w++) {
         int nw = k_workers[w];
         svc s;
-        if (svc_start(&s, nw, NULL) != 0) {
+        if (svc_start(&s, nw, NULL) != EM_OK) {
             CHECK(0, "service with %d workers did not start", nw);
             continue;
         }
         coord_client *cl = coord_client_create(s.addr);
         coord_client_info info;
-        REQUIRE(coord_client_server_info(cl, &info) == 0, "%d workers: GetServerInfo", nw);
+        REQUIRE(coord_client_server_info(cl, &info) == EM_OK, "%d workers: GetServerInfo", nw);
         CHECK(info.serving == 1 && info.worker_count == nw, "%d workers: serving %d, count %d", nw,
               info.serving, info.worker_count);
         CHECK(info.heads_per_worker == 4 / nw, "%d workers: %d heads per worker", nw,

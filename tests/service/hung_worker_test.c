@@ -17,41 +17,10 @@
 #include "common/timeutil.h"
 #include "coordinator/client.h"
 #include "tests/service/svc_harness.h"
+#include "tests/service/svc_job.h"
 #include "tests/testutil/testutil.h"
 
 #define DETECT_BOUND_S 5.0 /* SIGSTOP -> stream ends with UNAVAILABLE */
-
-typedef struct gen_job {
-    coord_client *cl;
-    volatile int n_chunks;
-    coord_client_result res;
-} gen_job;
-
-static int on_chunk(void *user, const int32_t *ids, int n, const char *text)
-{
-    (void)ids;
-    (void)n;
-    (void)text;
-    __atomic_add_fetch(&((gen_job *)user)->n_chunks, 1, __ATOMIC_SEQ_CST);
-    return 0;
-}
-
-static void *gen_thread(void *p)
-{
-    gen_job *j = p;
-    coord_client_req rq;
-    memset(&rq, 0, sizeof rq);
-    rq.text = "Once upon a time";
-    rq.max_tokens = 2000;
-    rq.ignore_eos = 1;
-    rq.temperature = 0;
-    rq.top_k = -1;
-    rq.timeout_ms = 30000; /* ending by this deadline is a failure (UNAVAILABLE is wanted) */
-    rq.on_chunk = on_chunk;
-    rq.user = j;
-    coord_client_generate(j->cl, &rq, &j->res);
-    return NULL;
-}
 
 static int proc_exists(pid_t pid)
 {
@@ -73,29 +42,24 @@ static int wait_gone(pid_t pid, double s)
 
 static void stop_mid_generation(coord_client *cl, const coord_client_info *before)
 {
-    gen_job j;
-    memset(&j, 0, sizeof j);
-    j.cl = cl;
-    pthread_t t;
-    REQUIRE(pthread_create(&t, NULL, gen_thread, &j) == 0, "thread");
-    double t0 = em_now_s();
-    while (__atomic_load_n(&j.n_chunks, __ATOMIC_SEQ_CST) < 5 && em_now_s() - t0 < 30) {
-        usleep(1000);
-    }
+    svc_job j;
+    /* ending by the call's deadline is a failure (UNAVAILABLE is wanted) */
+    REQUIRE(svc_job_start(&j, cl, 2000, 30000) == EM_OK, "thread");
     pid_t victim = (pid_t)before->pid[1];
-    CHECK(j.n_chunks >= 5, "no 5 chunks within 30 s");
+    CHECK(svc_job_wait_chunks(&j, 5, 30), "no 5 chunks within 30 s");
     double t_stop = em_now_s();
     CHECK(kill(victim, SIGSTOP) == 0, "SIGSTOP %d", (int)victim);
-    pthread_join(t, NULL); /* bounded by the call's deadline */
+    svc_job_join(&j); /* bounded by the call's deadline */
     double dt = em_now_s() - t_stop;
-    int health = coord_client_health(cl, 5000);
-    printf("mid-generation: stream ended %.2f s after SIGSTOP with status %d (%s); health %d\n", dt,
+    const char *health = svc_health(cl, 5000);
+    printf("mid-generation: stream ended %.2f s after SIGSTOP with status %d (%s); health %s\n", dt,
            j.res.status, j.res.message, health);
     CHECK(j.res.status == GRPC_STATUS_UNAVAILABLE, "status %d (%s), want UNAVAILABLE", j.res.status,
           j.res.message);
     CHECK(dt < DETECT_BOUND_S, "UNAVAILABLE %.2f s after SIGSTOP (bound %.0f s)", dt,
           DETECT_BOUND_S);
-    CHECK(health == 0, "health %d right after the hang, want NOT_SERVING (0)", health);
+    CHECK(strcmp(health, "NOT_SERVING") == 0, "health %s right after the hang, want NOT_SERVING",
+          health);
     CHECK(wait_gone(victim, 5.0), "the stopped worker %d was not killed", (int)victim);
     CHECK(proc_exists((pid_t)before->pid[0]), "the stopped worker's peer was killed too");
     coord_client_result_free(&j.res);
@@ -109,7 +73,7 @@ static void stop_idle(coord_client *cl, const coord_client_info *before)
     pid_t victim = (pid_t)before->pid[0];
     double t0 = em_now_s();
     CHECK(kill(victim, SIGSTOP) == 0, "SIGSTOP %d", (int)victim);
-    while (coord_client_health(cl, 2000) == 1 && em_now_s() - t0 < 10) {
+    while (strcmp(svc_health(cl, 2000), "SERVING") == 0 && em_now_s() - t0 < 10) {
         usleep(50000);
     }
     double dt = em_now_s() - t0;
@@ -129,12 +93,12 @@ int main(void)
         "--step-timeout-ms", "1000", "--respawn-delay-ms", "1000", "--cluster-secret-file",
         svc_secret_file(),   NULL};
     svc s;
-    REQUIRE(svc_start(&s, 2, extra) == 0, "service did not start");
+    REQUIRE(svc_start(&s, 2, extra) == EM_OK, "service did not start");
     coord_client *cl = coord_client_create(s.addr), *anon = coord_client_create(s.addr);
     coord_client_set_admin_secret(cl, svc_secret());
     coord_client_info before, after, stranger;
-    REQUIRE(coord_client_server_info(cl, &before) == 0 && before.serving, "server info");
-    REQUIRE(coord_client_server_info(anon, &stranger) == 0, "server info without the secret");
+    REQUIRE(coord_client_server_info(cl, &before) == EM_OK && before.serving, "server info");
+    REQUIRE(coord_client_server_info(anon, &stranger) == EM_OK, "server info without the secret");
     CHECK(before.pid[0] > 0 && before.pid[1] > 0, "the admin sees the workers' pids");
     CHECK(stranger.pid[0] == 0 && stranger.pid[1] == 0 && stranger.serving,
           "a caller without the secret sees pids %lld %lld", (long long)stranger.pid[0],
@@ -142,8 +106,8 @@ int main(void)
     CHECK(svc_local_worker_pid(&s, 1) == (pid_t)before.pid[1], "worker 1 found in /proc");
 
     stop_mid_generation(cl, &before);
-    CHECK(coord_client_wait_serving(cl, 60000) == 0, "not serving again after the hang");
-    REQUIRE(coord_client_server_info(cl, &after) == 0, "server info after the restart");
+    CHECK(coord_client_wait_serving(cl, 60000) == EM_OK, "not serving again after the hang");
+    REQUIRE(coord_client_server_info(cl, &after) == EM_OK, "server info after the restart");
     CHECK(after.pid[1] != before.pid[1] && after.pid[0] == before.pid[0] &&
               after.generation > before.generation,
           "pids %lld %lld -> %lld %lld, generation %lld -> %lld", (long long)before.pid[0],
@@ -152,7 +116,7 @@ int main(void)
     CHECK(svc_golden_ok(cl, 60, "after the hung worker was replaced"), "golden ids");
 
     stop_idle(cl, &after);
-    CHECK(coord_client_wait_serving(cl, 60000) == 0, "not serving again after the idle hang");
+    CHECK(coord_client_wait_serving(cl, 60000) == EM_OK, "not serving again after the idle hang");
     CHECK(svc_golden_ok(cl, 60, "after the idle hung worker was replaced"), "golden ids");
     CHECK(svc_alive(&s), "the coordinator died");
     coord_client_free(anon);

@@ -65,9 +65,11 @@ static int free_port(void)
     return port;
 }
 
-/* GET /metrics into buf; the value of one metric line, or -1. */
-static long long metric(int port, const char *name)
+/* GET /metrics into buf; *v the value of one metric line. EM_EIO when /metrics cannot be
+ * fetched, EM_EPROTO when the metric is not in it. */
+static em_status metric(int port, const char *name, long long *v)
 {
+    *v = 0;
     static char buf[32768];
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET,
@@ -77,12 +79,12 @@ static long long metric(int port, const char *name)
         if (fd >= 0) {
             close(fd);
         }
-        return -1;
+        return EM_EIO;
     }
     const char *req = "GET /metrics HTTP/1.0\r\n\r\n";
     if (write(fd, req, strlen(req)) < 0) {
         close(fd);
-        return -1;
+        return EM_EIO;
     }
     size_t n = 0;
     ssize_t r;
@@ -94,7 +96,11 @@ static long long metric(int port, const char *name)
     char key[128];
     snprintf(key, sizeof key, "\n%s ", name);
     const char *p = strstr(buf, key);
-    return p ? atoll(p + strlen(key)) : -1;
+    if (p == NULL) {
+        return EM_EPROTO;
+    }
+    *v = atoll(p + strlen(key));
+    return EM_OK;
 }
 
 int main(void)
@@ -118,7 +124,7 @@ int main(void)
     snprintf(mlisten, sizeof mlisten, "127.0.0.1:%d", mport);
     const char *extra[] = {"--kv-memory", mem, "--metrics-listen", mlisten, NULL};
     svc s;
-    REQUIRE(svc_start(&s, 2, extra) == 0, "service did not start");
+    REQUIRE(svc_start(&s, 2, extra) == EM_OK, "service did not start");
 
     static call calls[N_REQ + 1];
     pthread_t th[N_REQ + 1];
@@ -146,16 +152,17 @@ int main(void)
     CHECK(big->status == GRPC_STATUS_RESOURCE_EXHAUSTED && strstr(big->message, "--kv-memory"),
           "oversized request: status %d (%s)", big->status, big->message);
 
-    long long peak = metric(mport, "emserve_kv_memory_peak_bytes");
-    long long running = metric(mport, "emserve_num_requests_running_max");
-    long long bud = metric(mport, "emserve_kv_memory_budget_bytes");
+    long long peak, running, bud, n_queue;
+    CHECK(metric(mport, "emserve_kv_memory_peak_bytes", &peak) == EM_OK &&
+              metric(mport, "emserve_num_requests_running_max", &running) == EM_OK &&
+              metric(mport, "emserve_kv_memory_budget_bytes", &bud) == EM_OK &&
+              metric(mport, "emserve_request_queue_time_seconds_count", &n_queue) == EM_OK,
+          "metrics on port %d", mport);
     printf("budget %lld per worker, peak %lld, running at most %lld\n", budget, peak, running);
     CHECK(bud == budget, "metrics budget %lld, want %lld", bud, budget);
     CHECK(peak > 0 && peak <= budget, "a worker held %lld bytes, budget %lld", peak, budget);
     CHECK(running >= 1 && running <= 2, "%lld requests ran at once", running);
-    CHECK(metric(mport, "emserve_request_queue_time_seconds_count") == N_REQ,
-          "queue time counted %lld times",
-          metric(mport, "emserve_request_queue_time_seconds_count"));
+    CHECK(n_queue == N_REQ, "queue time counted %lld times", n_queue);
 
     for (int i = 0; i <= N_REQ; i++) {
         coord_client_result_free(&calls[i].res);

@@ -22,9 +22,12 @@
 #include "common/timeutil.h"
 #include "coordinator/client.h"
 #include "tests/service/svc_harness.h"
+#include "tests/service/svc_job.h"
 #include "tests/testutil/testutil.h"
 
-/* Waits up to s seconds for the coordinator to exit by itself; its wait status or -1. */
+#define NOT_EXITED (-1) /* wait_exit: still running (never a wait status) */
+
+/* Waits up to s seconds for the coordinator to exit by itself; its wait status or NOT_EXITED. */
 static int wait_exit(svc *sv, double s)
 {
     double t0 = em_now_s();
@@ -36,20 +39,20 @@ static int wait_exit(svc *sv, double s)
         }
         usleep(20000);
     }
-    return -1;
+    return NOT_EXITED;
 }
 
 static void test_spawner_loss(void)
 {
     svc s;
-    REQUIRE(svc_start(&s, 2, NULL) == 0, "service did not start");
+    REQUIRE(svc_start(&s, 2, NULL) == EM_OK, "service did not start");
     pid_t sp = svc_spawner_pid(&s);
     REQUIRE(sp > 0, "no spawner found under pid %d", (int)s.pid);
     CHECK(kill(sp, SIGKILL) == 0, "kill -9 the spawner %d", (int)sp);
     int st = wait_exit(&s, 15.0);
     printf("spawner killed: coordinator wait status %d (exit %d)\n", st,
-           st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1);
-    CHECK(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 3,
+           st != NOT_EXITED && WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    CHECK(st != NOT_EXITED && WIFEXITED(st) && WEXITSTATUS(st) == 3,
           "coordinator after the spawner's loss: wait status %d, want exit 3", st);
     if (s.pid > 0) {
         svc_stop(&s);
@@ -70,7 +73,7 @@ static void test_backoff(void)
     const char *extra[] = {
         "--worker-bin", script, "--respawn-delay-ms", "100", "--ready-timeout-ms", "1", NULL};
     svc s;
-    REQUIRE(svc_start(&s, 1, extra) == 0, "service did not start");
+    REQUIRE(svc_start(&s, 1, extra) == EM_OK, "service did not start");
     usleep(5000000); /* starts at about 0, 0.1, 0.3, 0.7, 1.5, 3.1 s (without backoff: ~45) */
     svc_stop(&s);
     double t[64];
@@ -97,55 +100,14 @@ static void test_backoff(void)
     CHECK(n <= 12, "%d starts in 5 s: no backoff", n);
 }
 
-typedef struct job {
-    coord_client *cl;
-    int max_tokens;
-    volatile int n_chunks;
-    coord_client_result res;
-} job;
-
-static int on_chunk(void *user, const int32_t *ids, int n, const char *text)
-{
-    (void)ids;
-    (void)n;
-    (void)text;
-    __atomic_add_fetch(&((job *)user)->n_chunks, 1, __ATOMIC_SEQ_CST);
-    return 0;
-}
-
-static void *run_job(void *p)
-{
-    job *j = p;
-    coord_client_req rq;
-    memset(&rq, 0, sizeof rq);
-    rq.text = "Once upon a time";
-    rq.max_tokens = j->max_tokens;
-    rq.ignore_eos = 1;
-    rq.temperature = 0;
-    rq.top_k = -1;
-    rq.timeout_ms = 60000;
-    rq.on_chunk = on_chunk;
-    rq.user = j;
-    coord_client_generate(j->cl, &rq, &j->res);
-    return NULL;
-}
-
 /* SIGTERM while a stream runs; returns the coordinator's wait status. */
-static int sigterm_mid_stream(const char *grace, int max_tokens, job *j, grpc_status_code *late)
+static int sigterm_mid_stream(const char *grace, int max_tokens, svc_job *j, grpc_status_code *late)
 {
     const char *extra[] = {"--drain-grace-ms", grace, NULL};
     svc s;
-    REQUIRE(svc_start(&s, 2, extra) == 0, "service did not start");
-    memset(j, 0, sizeof *j);
-    j->cl = coord_client_create(s.addr);
-    j->max_tokens = max_tokens;
-    pthread_t t;
-    REQUIRE(pthread_create(&t, NULL, run_job, j) == 0, "thread");
-    double t0 = em_now_s();
-    while (__atomic_load_n(&j->n_chunks, __ATOMIC_SEQ_CST) < 5 && em_now_s() - t0 < 30) {
-        usleep(1000);
-    }
-    CHECK(__atomic_load_n(&j->n_chunks, __ATOMIC_SEQ_CST) >= 5, "no 5 chunks within 30 s");
+    REQUIRE(svc_start(&s, 2, extra) == EM_OK, "service did not start");
+    REQUIRE(svc_job_start(j, coord_client_create(s.addr), max_tokens, 60000) == EM_OK, "thread");
+    CHECK(svc_job_wait_chunks(j, 5, 30), "no 5 chunks within 30 s");
     kill(s.pid, SIGTERM);
     usleep(100000);
     coord_client *late_cl = coord_client_create(s.addr); /* a new caller during the drain */
@@ -158,7 +120,7 @@ static int sigterm_mid_stream(const char *grace, int max_tokens, job *j, grpc_st
     *late = coord_client_generate(late_cl, &rq, &r2);
     coord_client_result_free(&r2);
     coord_client_free(late_cl);
-    pthread_join(t, NULL); /* bounded by the call's deadline */
+    svc_job_join(j); /* bounded by the call's deadline */
     int st = wait_exit(&s, 20.0);
     if (s.pid > 0) {
         svc_stop(&s);
@@ -169,7 +131,7 @@ static int sigterm_mid_stream(const char *grace, int max_tokens, job *j, grpc_st
 
 static void test_drain(void)
 {
-    job j;
+    svc_job j;
     grpc_status_code late;
     int st = sigterm_mid_stream("20000", 1000, &j, &late);
     printf("drain: stream status %d with %d ids, late call %d, exit status %d\n", j.res.status,
@@ -177,22 +139,23 @@ static void test_drain(void)
     CHECK(j.res.status == GRPC_STATUS_OK && j.res.n_output == 1000,
           "drained stream: status %d (%s), %d ids", j.res.status, j.res.message, j.res.n_output);
     CHECK(late != GRPC_STATUS_OK, "a call during the drain was served");
-    CHECK(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d after the drain", st);
+    CHECK(st != NOT_EXITED && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+          "exit status %d after the drain", st);
     coord_client_result_free(&j.res);
 
     st = sigterm_mid_stream("0", 2000, &j, &late);
     printf("no grace: stream status %d (%s) after %d ids, exit status %d\n", j.res.status,
-           j.res.message, j.n_chunks, st);
+           j.res.message, svc_job_chunks(&j), st);
     CHECK(j.res.status == GRPC_STATUS_UNAVAILABLE || j.res.status == GRPC_STATUS_CANCELLED,
           "stream without grace: status %d (%s)", j.res.status, j.res.message);
-    CHECK(st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
+    CHECK(st != NOT_EXITED && WIFEXITED(st) && WEXITSTATUS(st) == 0, "exit status %d", st);
     coord_client_result_free(&j.res);
 }
 
 static void test_stopped_worker_exit(void)
 {
     svc s;
-    REQUIRE(svc_start(&s, 2, NULL) == 0, "service did not start");
+    REQUIRE(svc_start(&s, 2, NULL) == EM_OK, "service did not start");
     pid_t w = svc_local_worker_pid(&s, 1);
     REQUIRE(w > 0, "worker 1 not found");
     CHECK(kill(w, SIGSTOP) == 0, "SIGSTOP worker 1");
@@ -200,7 +163,7 @@ static void test_stopped_worker_exit(void)
     kill(s.pid, SIGTERM);
     int st = wait_exit(&s, 15.0);
     printf("SIGTERM with a stopped worker: exit status %d after %.1f s\n", st, em_now_s() - t0);
-    CHECK(st >= 0 && WIFEXITED(st), "the coordinator did not exit within 15 s of SIGTERM");
+    CHECK(st != NOT_EXITED && WIFEXITED(st), "the coordinator did not exit within 15 s of SIGTERM");
     if (s.pid > 0) {
         svc_stop(&s);
     }

@@ -58,7 +58,7 @@ static void generate_with(const char *path, int n_workers, const char *piece, co
     static const char *extra[] = {"--model", NULL, NULL};
     extra[1] = path;
     svc s;
-    if (svc_start(&s, n_workers, extra) != 0) {
+    if (svc_start(&s, n_workers, extra) != EM_OK) {
         CHECK(0, "service with %d worker(s) did not start", n_workers);
         return;
     }
@@ -101,7 +101,7 @@ int main(void)
     const char *model = svc_model();
     char path[1024], piece[PIECE_CAP];
     tu_tmp_path(path, sizeof path, "long_piece.gguf");
-    if (tu_gguf_replace_piece(model, path, LONG_ID, 300, piece, sizeof piece) != 0) {
+    if (tu_gguf_replace_piece(model, path, LONG_ID, 300, piece, sizeof piece) != EM_OK) {
         CHECK(0, "cannot write %s", path);
         TEST_END();
     }

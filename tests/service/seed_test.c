@@ -45,7 +45,7 @@ static int sample_ids(coord_client *cl, uint64_t seed, int32_t *ids)
 static void run_service(int n_workers, int32_t ids[N_SEEDS][N_TOKENS])
 {
     svc s;
-    if (svc_start(&s, n_workers, NULL) != 0) {
+    if (svc_start(&s, n_workers, NULL) != EM_OK) {
         CHECK(0, "service with %d worker(s) did not start", n_workers);
         return;
     }

@@ -93,7 +93,7 @@ int main(int argc, char **argv)
         int nw = k_workers[w];
         svc s;
         const char *extra[] = {"--threads", "1", NULL};
-        if (svc_start_model(&s, path, nw, extra) != 0) {
+        if (svc_start_model(&s, path, nw, extra) != EM_OK) {
             CHECK(0, "service with %d workers did not start", nw);
             continue;
         }

@@ -262,35 +262,37 @@ static void test_abort(coord_client *cl)
     while (!__atomic_load_n(&j.got_chunk, __ATOMIC_SEQ_CST) && em_now_s() - t0 < 30.0) {
         usleep(1000);
     }
-    int found = coord_client_abort(cl, "abort-me");
+    int found = 0;
+    em_status ast = coord_client_abort(cl, "abort-me", &found);
     pthread_join(t, NULL); /* bounded by the call's deadline */
-    CHECK(found == 1 && j.res.status == GRPC_STATUS_OK &&
+    CHECK(ast == EM_OK && found && j.res.status == GRPC_STATUS_OK &&
               strcmp(j.res.finish_reason, "abort") == 0 && j.res.n_output < 1500 &&
               j.res.n_output == j.res.n_ids,
           "abort: found %d status %d reason '%s' %d ids", found, j.res.status, j.res.finish_reason,
           j.res.n_output);
-    CHECK(coord_client_abort(cl, "no-such-request") == 0, "abort of an unknown id");
+    CHECK(coord_client_abort(cl, "no-such-request", &found) == EM_OK && !found,
+          "abort of an unknown id");
     printf("abort: after %d tokens\n", j.res.n_output);
     coord_client_result_free(&j.res);
 }
 
-/* Waits for running == queued == 0; 0 when it happened. */
+/* Waits for running == queued == 0; 1 when it happened within 10 s. */
 static int wait_idle(coord_client *cl)
 {
     for (int i = 0; i < 400; i++) {
         coord_client_info info;
-        if (coord_client_server_info(cl, &info) == 0 && info.running == 0 && info.queued == 0) {
-            return 0;
+        if (coord_client_server_info(cl, &info) == EM_OK && info.running == 0 && info.queued == 0) {
+            return 1;
         }
         usleep(25000);
     }
-    return -1;
+    return 0;
 }
 
 /* With --max-seqs 1, a short request only completes if the previous request's slot was freed. */
 static void check_next_request_runs(coord_client *cl, const char *what)
 {
-    CHECK(wait_idle(cl) == 0, "not idle within 10 s after %s", what);
+    CHECK(wait_idle(cl), "not idle within 10 s after %s", what);
     CHECK(svc_golden_ok(cl, 5, what), "the next request did not run after %s", what);
 }
 
@@ -323,18 +325,18 @@ int main(void)
     compute_refs();
     grpc_init();
     svc s;
-    REQUIRE(svc_start(&s, 2, NULL) == 0, "service did not start");
+    REQUIRE(svc_start(&s, 2, NULL) == EM_OK, "service did not start");
     coord_client *cl = coord_client_create(s.addr);
     test_concurrent(cl);
     test_long_prompts(cl);
     test_abort(cl);
-    CHECK(wait_idle(cl) == 0, "not idle within 10 s");
+    CHECK(wait_idle(cl), "not idle within 10 s");
     coord_client_free(cl);
     CHECK(svc_alive(&s), "the service died");
     svc_stop(&s);
 
     static const char *const one_slot[] = {"--max-seqs", "1", NULL};
-    REQUIRE(svc_start(&s, 2, one_slot) == 0, "service (--max-seqs 1) did not start");
+    REQUIRE(svc_start(&s, 2, one_slot) == EM_OK, "service (--max-seqs 1) did not start");
     cl = coord_client_create(s.addr);
     test_disconnect(cl);
     coord_client_free(cl);

@@ -49,22 +49,22 @@ const char *svc_secret_file(void)
     return path;
 }
 
-/* Parent pid of pid (from /proc/PID/stat), -1 when unknown. */
+/* Parent pid of pid (from /proc/PID/stat), SVC_NO_PID when unknown. */
 static pid_t parent_of(pid_t pid)
 {
     char path[64], buf[512];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     FILE *f = fopen(path, "r");
     if (f == NULL) {
-        return -1;
+        return SVC_NO_PID;
     }
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = 0;
     const char *p = strrchr(buf, ')');
-    int ppid = -1;
+    int ppid = 0;
     if (p == NULL || sscanf(p + 2, "%*c %d", &ppid) != 1) {
-        return -1;
+        return SVC_NO_PID;
     }
     return (pid_t)ppid;
 }
@@ -94,9 +94,9 @@ pid_t svc_local_worker_pid(const svc *s, int rank)
     char want[32];
     snprintf(want, sizeof want, "worker %d/", rank);
     DIR *d = opendir("/proc");
-    pid_t found = -1;
+    pid_t found = SVC_NO_PID;
     struct dirent *e;
-    while (d && found < 0 && (e = readdir(d)) != NULL) {
+    while (d && found == SVC_NO_PID && (e = readdir(d)) != NULL) {
         pid_t pid = (pid_t)atoi(e->d_name);
         if (pid > 0 && parent_of(parent_of(pid)) == s->pid && has_arg(pid, want)) {
             found = pid;
@@ -111,9 +111,9 @@ pid_t svc_local_worker_pid(const svc *s, int rank)
 pid_t svc_spawner_pid(const svc *s)
 {
     DIR *d = opendir("/proc");
-    pid_t found = -1;
+    pid_t found = SVC_NO_PID;
     struct dirent *e;
-    while (d && found < 0 && (e = readdir(d)) != NULL) {
+    while (d && found == SVC_NO_PID && (e = readdir(d)) != NULL) {
         pid_t pid = (pid_t)atoi(e->d_name);
         if (pid > 0 && parent_of(pid) == s->pid) {
             found = pid;
@@ -123,6 +123,13 @@ pid_t svc_spawner_pid(const svc *s)
         closedir(d);
     }
     return found;
+}
+
+const char *svc_health(coord_client *cl, long timeout_ms)
+{
+    int serving;
+    em_status st = coord_client_health(cl, timeout_ms, &serving);
+    return st != EM_OK ? em_status_str(st) : serving ? "SERVING" : "NOT_SERVING";
 }
 
 int svc_golden_ok(coord_client *cl, int n_tokens, const char *what)
@@ -200,11 +207,12 @@ static void forget(pid_t pid)
 }
 
 /* posix_spawn of argv with stdout to a pipe; waits for "listening on HOST:PORT". */
-static int spawn_listen(const char *const *argv, svc *s)
+static em_status spawn_listen(const char *const *argv, svc *s)
 {
     int p[2];
     if (pipe2(p, O_CLOEXEC) != 0) {
-        return -1;
+        fprintf(stderr, "pipe: %s\n", strerror(errno));
+        return EM_EIO;
     }
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
@@ -216,7 +224,7 @@ static int spawn_listen(const char *const *argv, svc *s)
     if (rc != 0) {
         fprintf(stderr, "spawn %s: %s\n", argv[0], strerror(rc));
         close(p[0]);
-        return -1;
+        return EM_EIO;
     }
     remember(s->pid);
     char buf[512];
@@ -243,16 +251,16 @@ static int spawn_listen(const char *const *argv, svc *s)
             *strchr(l, '\n') = 0;
             snprintf(s->addr, sizeof s->addr, "%s", l + strlen("listening on "));
             close(p[0]);
-            return 0;
+            return EM_OK;
         }
     }
     close(p[0]);
     fprintf(stderr, "no 'listening on' line from %s (got: %.*s)\n", argv[0], (int)n, buf);
     svc_stop(s);
-    return -1;
+    return EM_EUNAVAILABLE;
 }
 
-int svc_spawn(svc *s, const char *const *argv)
+em_status svc_spawn(svc *s, const char *const *argv)
 {
     return spawn_listen(argv, s);
 }
@@ -262,12 +270,12 @@ void svc_bin(const char *rel, char *out, size_t len)
     bin_path(rel, "", out, len);
 }
 
-int svc_start(svc *s, int n_workers, const char *const *extra)
+em_status svc_start(svc *s, int n_workers, const char *const *extra)
 {
     return svc_start_model(s, svc_model(), n_workers, extra);
 }
 
-int svc_start_model(svc *s, const char *model, int n_workers, const char *const *extra)
+em_status svc_start_model(svc *s, const char *model, int n_workers, const char *const *extra)
 {
     char bin[PATH_MAX], wbin[PATH_MAX], nw[16];
     bin_path("coordinator/emserve", "EMSERVE_BIN", bin, sizeof bin);
@@ -283,7 +291,7 @@ int svc_start_model(svc *s, const char *model, int n_workers, const char *const 
     return spawn_listen(argv, s);
 }
 
-int svc_start_worker(svc *s, const char *listen)
+em_status svc_start_worker(svc *s, const char *listen)
 {
     char wbin[PATH_MAX];
     bin_path("worker/emserve_worker", "EMSERVE_WORKER_BIN", wbin, sizeof wbin);
@@ -298,7 +306,8 @@ int svc_start_worker(svc *s, const char *listen)
     return spawn_listen(argv, s);
 }
 
-int svc_start_coordinator(svc *s, const char *const *worker_addrs, int n, const char *const *extra)
+em_status svc_start_coordinator(svc *s, const char *const *worker_addrs, int n,
+                                const char *const *extra)
 {
     char bin[PATH_MAX];
     bin_path("coordinator/emserve", "EMSERVE_BIN", bin, sizeof bin);

@@ -18,84 +18,37 @@
 #include "common/timeutil.h"
 #include "coordinator/client.h"
 #include "tests/service/svc_harness.h"
+#include "tests/service/svc_job.h"
 #include "tests/testutil/testutil.h"
 
 #define LOSS_BOUND_S    2.0   /* kill -9 -> stream ends with UNAVAILABLE */
 #define CALL_TIMEOUT_MS 10000 /* the generation's own deadline: ending by it is a failure */
 #define CHUNK_WAIT_S    30.0  /* for the generation to be under way */
 
-typedef struct gen_job {
-    coord_client *cl;
-    volatile int n_chunks;
-    coord_client_result res;
-} gen_job;
-
-static int on_chunk(void *user, const int32_t *ids, int n, const char *text)
-{
-    gen_job *j = user;
-    (void)ids;
-    (void)n;
-    (void)text;
-    __atomic_add_fetch(&j->n_chunks, 1, __ATOMIC_SEQ_CST);
-    return 0;
-}
-
-static void *gen_run_thread(void *p)
-{
-    gen_job *j = p;
-    coord_client_req rq;
-    memset(&rq, 0, sizeof rq);
-    rq.text = "Once upon a time";
-    rq.max_tokens = 2000;
-    rq.ignore_eos = 1;
-    rq.temperature = 0;
-    rq.top_k = -1;
-    rq.timeout_ms = CALL_TIMEOUT_MS;
-    rq.on_chunk = on_chunk;
-    rq.user = j;
-    coord_client_generate(j->cl, &rq, &j->res);
-    return NULL;
-}
-
-/* Waits (at most CHUNK_WAIT_S) until the generation has streamed 5 chunks; 0 on timeout. */
-static int wait_under_way(gen_job *j)
-{
-    double t0 = em_now_s();
-    while (__atomic_load_n(&j->n_chunks, __ATOMIC_SEQ_CST) < 5) {
-        if (em_now_s() - t0 > CHUNK_WAIT_S) {
-            return 0;
-        }
-        usleep(1000);
-    }
-    return 1;
-}
-
 /* Kills pid mid-generation; checks UNAVAILABLE within LOSS_BOUND_S and NOT_SERVING. */
 static void kill_mid_generation(coord_client *cl, pid_t pid, const char *what)
 {
-    gen_job j;
-    memset(&j, 0, sizeof j);
-    j.cl = cl;
-    pthread_t t;
-    REQUIRE(pthread_create(&t, NULL, gen_run_thread, &j) == 0, "%s: thread", what);
-    int under_way = wait_under_way(&j);
+    svc_job j;
+    REQUIRE(svc_job_start(&j, cl, 2000, CALL_TIMEOUT_MS) == EM_OK, "%s: thread", what);
+    int under_way = svc_job_wait_chunks(&j, 5, CHUNK_WAIT_S);
     CHECK(under_way, "%s: no 5 chunks within %.0f s", what, CHUNK_WAIT_S);
     double t0 = em_now_s();
     if (under_way) {
         CHECK(kill(pid, SIGKILL) == 0, "%s: kill -9 %d", what, (int)pid);
     }
-    pthread_join(t, NULL); /* bounded by the call's deadline */
+    svc_job_join(&j); /* bounded by the call's deadline */
     double dt = em_now_s() - t0;
-    int health = coord_client_health(cl, 5000);
+    const char *health = svc_health(cl, 5000);
     CHECK(j.res.status == GRPC_STATUS_UNAVAILABLE,
           "%s: stream ended with status %d (%s), want "
           "UNAVAILABLE",
           what, j.res.status, j.res.message);
     CHECK(dt < LOSS_BOUND_S, "%s: UNAVAILABLE %.2f s after kill -9 (bound %.1f s)", what, dt,
           LOSS_BOUND_S);
-    CHECK(health == 0, "%s: health %d right after the loss, want NOT_SERVING (0)", what, health);
+    CHECK(strcmp(health, "NOT_SERVING") == 0,
+          "%s: health %s right after the loss, want NOT_SERVING", what, health);
     printf("%s: stream ended after %d chunks, %.3f s after kill -9: status %d (%s); health %s\n",
-           what, j.n_chunks, dt, j.res.status, j.res.message, health == 0 ? "NOT_SERVING" : "?");
+           what, svc_job_chunks(&j), dt, j.res.status, j.res.message, health);
     coord_client_result_free(&j.res);
 }
 
@@ -104,15 +57,15 @@ static void test_local(void)
     const char *const extra[] = {"--respawn-delay-ms", "3000", "--cluster-secret-file",
                                  svc_secret_file(), NULL};
     svc s;
-    REQUIRE(svc_start(&s, 2, extra) == 0, "service did not start");
+    REQUIRE(svc_start(&s, 2, extra) == EM_OK, "service did not start");
     coord_client *cl = coord_client_create(s.addr);
     coord_client_set_admin_secret(cl, svc_secret()); /* the workers' pids are for the admin */
     coord_client_info before, after;
-    REQUIRE(coord_client_server_info(cl, &before) == 0 && before.serving, "server info");
+    REQUIRE(coord_client_server_info(cl, &before) == EM_OK && before.serving, "server info");
     kill_mid_generation(cl, (pid_t)before.pid[1], "local worker 1");
     REQUIRE(svc_alive(&s), "the coordinator died");
-    CHECK(coord_client_wait_serving(cl, 60000) == 0, "not serving again after the restart");
-    REQUIRE(coord_client_server_info(cl, &after) == 0, "server info after the restart");
+    CHECK(coord_client_wait_serving(cl, 60000) == EM_OK, "not serving again after the restart");
+    REQUIRE(coord_client_server_info(cl, &after) == EM_OK, "server info after the restart");
     CHECK(after.generation > before.generation && after.pid[1] != before.pid[1] &&
               after.pid[0] == before.pid[0],
           "generation %lld -> %lld, worker 1 pid %lld -> %lld", (long long)before.generation,
@@ -129,7 +82,7 @@ static int wait_reformed(coord_client *cl, int64_t gen)
 {
     for (int i = 0; i < 600; i++) {
         coord_client_info info;
-        if (coord_client_server_info(cl, &info) == 0 && info.serving && info.generation > gen) {
+        if (coord_client_server_info(cl, &info) == EM_OK && info.serving && info.generation > gen) {
             return 1;
         }
         usleep(50000);
@@ -140,8 +93,8 @@ static int wait_reformed(coord_client *cl, int64_t gen)
 static void test_by_hand(void)
 {
     svc w[2], co;
-    REQUIRE(svc_start_worker(&w[0], "127.0.0.1:0") == 0, "worker 0 did not start");
-    REQUIRE(svc_start_worker(&w[1], "127.0.0.1:0") == 0, "worker 1 did not start");
+    REQUIRE(svc_start_worker(&w[0], "127.0.0.1:0") == EM_OK, "worker 0 did not start");
+    REQUIRE(svc_start_worker(&w[1], "127.0.0.1:0") == EM_OK, "worker 1 did not start");
     /* the worker list comes from a config file (the multi-node launch) */
     char conf[512];
     tu_tmp_path(conf, sizeof conf, "cluster.conf");
@@ -151,11 +104,11 @@ static void test_by_hand(void)
             w[0].addr, w[1].addr);
     fclose(f);
     const char *extra[] = {"--config", conf, NULL};
-    REQUIRE(svc_start_coordinator(&co, NULL, 0, extra) == 0, "coordinator did not start");
+    REQUIRE(svc_start_coordinator(&co, NULL, 0, extra) == EM_OK, "coordinator did not start");
     coord_client *cl = coord_client_create(co.addr);
     CHECK(svc_golden_ok(cl, 60, "before the kill (hand-started workers)"), "golden ids");
     coord_client_info before, after;
-    REQUIRE(coord_client_server_info(cl, &before) == 0, "server info");
+    REQUIRE(coord_client_server_info(cl, &before) == EM_OK, "server info");
     char addr0[64];
     snprintf(addr0, sizeof addr0, "%s", w[0].addr);
     kill_mid_generation(cl, w[0].pid, "hand-started worker 0");
@@ -163,10 +116,11 @@ static void test_by_hand(void)
     w[0].pid = 0;
     /* Still NOT_SERVING while the worker is down (nothing restarts it). */
     usleep(300000);
-    CHECK(coord_client_health(cl, 5000) == 0, "serving without worker 0");
-    REQUIRE(svc_start_worker(&w[0], addr0) == 0, "worker 0 did not restart on %s", addr0);
-    CHECK(coord_client_wait_serving(cl, 60000) == 0, "not serving again after worker 0 re-joined");
-    REQUIRE(coord_client_server_info(cl, &after) == 0, "server info after the re-join");
+    CHECK(strcmp(svc_health(cl, 5000), "NOT_SERVING") == 0, "serving without worker 0");
+    REQUIRE(svc_start_worker(&w[0], addr0) == EM_OK, "worker 0 did not restart on %s", addr0);
+    CHECK(coord_client_wait_serving(cl, 60000) == EM_OK,
+          "not serving again after worker 0 re-joined");
+    REQUIRE(coord_client_server_info(cl, &after) == EM_OK, "server info after the re-join");
     CHECK(after.generation > before.generation, "generation %lld -> %lld",
           (long long)before.generation, (long long)after.generation);
     CHECK(svc_golden_ok(cl, 60, "after the hand-started worker re-joined"), "golden ids");
@@ -179,7 +133,7 @@ static void test_by_hand(void)
     kill(w[1].pid, SIGKILL);
     waitpid(w[1].pid, NULL, 0);
     w[1].pid = 0;
-    REQUIRE(svc_start_worker(&w[1], addr1) == 0, "worker 1 did not restart on %s", addr1);
+    REQUIRE(svc_start_worker(&w[1], addr1) == EM_OK, "worker 1 did not restart on %s", addr1);
     int reformed = wait_reformed(cl, after.generation);
     CHECK(reformed, "a quickly restarted idle worker was not noticed within 30 s");
     CHECK(svc_golden_ok(cl, 60, "after a quick idle restart"), "golden ids");

@@ -173,7 +173,7 @@ int main(void)
 {
     grpc_init();
     svc w;
-    REQUIRE(svc_start_worker(&w, "127.0.0.1:0") == 0, "worker did not start");
+    REQUIRE(svc_start_worker(&w, "127.0.0.1:0") == EM_OK, "worker did not start");
     grpc_channel_credentials *cr = grpc_insecure_credentials_create();
     g_ch = grpc_channel_create(w.addr, cr, rpc_channel_args());
     grpc_channel_credentials_release(cr);

@@ -29,33 +29,37 @@ static uint64_t get_u64(const uint8_t *p)
     return v;
 }
 
-static int write_parts(const char *dst, const gguf_file *f, size_t cut0, size_t cut1,
-                       const char *piece, uint64_t len)
+static em_status write_parts(const char *dst, const gguf_file *f, size_t cut0, size_t cut1,
+                             const char *piece, uint64_t len)
 {
     FILE *o = fopen(dst, "wb");
     if (!o) {
         fprintf(stderr, "tu_gguf_replace_piece: cannot write %s\n", dst);
-        return -1;
+        return EM_EIO;
     }
     const uint8_t *m = f->map;
     int ok = fwrite(m, 1, cut0, o) == cut0 && fwrite(&len, 8, 1, o) == 1 &&
              fwrite(piece, 1, len, o) == len &&
              fwrite(m + cut1, 1, f->size - cut1, o) == f->size - cut1;
     ok &= fclose(o) == 0;
-    return ok ? 0 : -1;
+    if (!ok) {
+        fprintf(stderr, "tu_gguf_replace_piece: cannot write %s\n", dst);
+    }
+    return ok ? EM_OK : EM_EIO;
 }
 
-int tu_gguf_replace_piece(const char *src, const char *dst, int32_t id, size_t min_len, char *piece,
-                          size_t cap)
+em_status tu_gguf_replace_piece(const char *src, const char *dst, int32_t id, size_t min_len,
+                                char *piece, size_t cap)
 {
     char err[256] = "";
     gguf_file *f = NULL;
-    if (gguf_open(src, &f, err, sizeof err) != EM_OK) {
+    em_status rc = gguf_open(src, &f, err, sizeof err);
+    if (rc != EM_OK) {
         fprintf(stderr, "tu_gguf_replace_piece: %s: %s\n", src, err);
-        return -1;
+        return rc;
     }
     const gguf_kv *kv = gguf_find_kv(f, "tokenizer.ggml.tokens");
-    int rc = -1;
+    rc = EM_EINVAL;
     if (!kv || kv->arr_type != GGUF_TYPE_STRING || id < 0 || (uint64_t)id >= kv->arr_len) {
         fprintf(stderr, "tu_gguf_replace_piece: no piece %d in %s\n", (int)id, src);
         goto out;

@@ -7,12 +7,12 @@
 set -eu
 VENV="${1:-${EMSERVE_PYVENV:-/var/cache/emserve/pyenv}}"
 PY="${EMSERVE_SYSTEM_PYTHON:-/usr/bin/python3}"
-MODULES="grpc, grpc_tools, openai, prometheus_client"
+MODULES="grpc, grpc_tools, grpc_reflection, openai, prometheus_client"
 if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import $MODULES" 2>/dev/null; then
     exit 0
 fi
 mkdir -p "$(dirname "$VENV")"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "grpcio>=1.51" \
-    "grpcio-tools>=1.51" "openai>=1.0" "prometheus-client>=0.16"
+    "grpcio-tools>=1.51" "grpcio-reflection>=1.51" "openai>=1.0" "prometheus-client>=0.16"
 "$VENV/bin/python" -c "import $MODULES, grpc, openai; print('grpcio', grpc.__version__, 'openai', openai.__version__)"
