@@ -5,7 +5,8 @@
 #      LeaderWorkerSet by structure with its pod templates as PodTemplateSpecs, plus the house
 #      rules and a self-test of planted faults (scripts/check_manifests.py);
 #   2. the probes' endpoints exist: the HTTP routes and gRPC health names in the coordinator;
-#   3. hadolint on deploy/docker/Dockerfile; .dockerignore keeps Bazel's outputs and .git out;
+#   3. hadolint on deploy/docker/Dockerfile; its build stage installs install-deps.sh's build
+#      dependencies; .dockerignore keeps Bazel's outputs and .git out;
 #   4. each systemd unit of deploy/systemd: no unknown directive (systemd-analyze verify), an
 #      exposure under 5 (systemd-analyze security --offline=yes), TimeoutStopSec above the
 #      coordinator's --drain-grace-ms;
@@ -45,6 +46,14 @@ done
 step "Dockerfile (hadolint $("$HADOLINT" --version | awk '{print $NF}'))"
 "$HADOLINT" deploy/docker/Dockerfile && echo "hadolint: deploy/docker/Dockerfile clean" ||
   failed "hadolint deploy/docker/Dockerfile"
+# the build stage installs the build dependencies of install-deps.sh (all but the test tools)
+TEST_ONLY=" gnuplot-nox clang-format python3-venv systemd strace "
+for p in $(sed -n '/^PKGS=(/,/^)/p' scripts/install-deps.sh | sed 's/#.*//' | tr -s ' ()' '\n' |
+           grep -E '^[a-z0-9][a-z0-9.+-]+$' | grep -vx PKGS); do
+  [[ "$TEST_ONLY" == *" $p "* ]] && continue
+  grep -qE "(^|[ \\t])$p([ \\t]|\$)" deploy/docker/Dockerfile ||
+    failed "deploy/docker/Dockerfile does not install $p (a build dependency in scripts/install-deps.sh)"
+done
 for pat in .git 'bazel-*'; do
   grep -qxF "$pat" .dockerignore || failed ".dockerignore does not exclude $pat"
 done
