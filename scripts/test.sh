@@ -9,6 +9,9 @@
 #      kernels/cuda/device-test.sh --build-only (the GPU machine's Bazel-free build)
 #      bazel test --config=cuda //tests/cuda/... (CUDA-vs-CPU tests: "skipped: no CUDA device"
 #                                                 and pass on a machine without a GPU)
+#   4. scripts/check-format.sh, scripts/check-manifests.sh (deploy/: Kubernetes schemas,
+#      hadolint, systemd exposure, sandbox trace, the image's runtime stage),
+#      scripts/check-deps.sh, scripts/check-status-returns.sh: one count each
 # Prints one final line "N passed, M failed, K skipped". A test that passed but printed a line
 # starting with "SKIPPED" (any case: the test model or a GPU is absent) counts as skipped, not
 # passed; tests print such a line only when they ran nothing (tests/testutil tu_model_path).
@@ -83,6 +86,13 @@ if bash scripts/check-format.sh; then
   total_pass=$((total_pass + 1))
 else
   total_fail=$((total_fail + 1)); rc_all=1; echo "   -> format check FAILED (fix: scripts/check-format.sh --fix)"
+fi
+
+echo "== scripts/check-manifests.sh (k8s schemas, hadolint, systemd exposure < 5, sandbox trace) =="
+if bash scripts/check-manifests.sh; then
+  total_pass=$((total_pass + 1))
+else
+  total_fail=$((total_fail + 1)); rc_all=1; echo "   -> deployment check FAILED"
 fi
 
 echo "== scripts/check-deps.sh (package graph: no cycle, no upward edge) =="
