@@ -46,14 +46,21 @@ void coll_destroy(coll_ctx *c); /* NULL ok */
  * Server: one accept thread, one short-lived thread per request; keys live until cleared.
  * Each client operation is one TCP connection: [op u8][key] for get, [op][key][val] for set,
  * [op][timeout_ms u32][nkeys u32][keys...] for wait; strings are [len u32 LE][bytes]. A server
- * started with a secret first requires ['A'][secret]: anything else closes the connection
- * before an operation is read. Bounded per server: COLL_STORE_MAX_CONN connections served at
- * once (more are closed at once), COLL_STORE_MAX_BYTES of keys and values, COLL_STORE_MAX_KEYS
- * keys, waits of at most COLL_STORE_MAX_WAIT_MS, and a waiter whose client hung up leaves. */
-#define COLL_STORE_MAX_CONN    128
-#define COLL_STORE_MAX_BYTES   (16u << 20)
-#define COLL_STORE_MAX_KEYS    4096
-#define COLL_STORE_MAX_WAIT_MS 600000
+ * started with a secret first sends a 16-byte random nonce and requires ['A'][HMAC-SHA256 of
+ * the nonce keyed by the secret] (32 bytes, as a string): anything else closes the connection
+ * before an operation is read, and the secret never crosses the wire. Bounded per server:
+ * COLL_STORE_MAX_CONN connections served at once (more are closed at once), COLL_STORE_MAX_BYTES
+ * of keys and values, COLL_STORE_MAX_KEYS keys, waits of at most COLL_STORE_MAX_WAIT_MS, and a
+ * waiter whose client hung up leaves. Bounded per client address (coll_store_opts): the
+ * connections (each a thread) it holds at once, and the key + value bytes it has stored.
+ * The store and gloo speak plain TCP (the gloo build here has no TLS transport): in a
+ * multi-node layout keep both on a private interface (README, "Security"). */
+#define COLL_STORE_MAX_CONN             128
+#define COLL_STORE_MAX_BYTES            (16u << 20)
+#define COLL_STORE_MAX_KEYS             4096
+#define COLL_STORE_MAX_WAIT_MS          600000
+#define COLL_STORE_MAX_CONN_PER_CLIENT  32
+#define COLL_STORE_MAX_BYTES_PER_CLIENT (4u << 20)
 typedef struct coll_store_server coll_store_server;
 
 /* Listens on host:port (port 0 = pick one); *port_out gets the bound port. EM_EINVAL (bad
@@ -62,6 +69,15 @@ em_status coll_store_server_start(const char *host, int port, coll_store_server 
                                   int *port_out, char *err, size_t errlen);
 /* The same requiring secret (NULL or "": none) on every connection. */
 em_status coll_store_server_start_auth(const char *host, int port, const char *secret,
+                                       coll_store_server **out, int *port_out, char *err,
+                                       size_t errlen);
+typedef struct coll_store_opts {
+    const char *secret;          /* NULL or "": none required */
+    int max_conn_per_client;     /* <= 0: COLL_STORE_MAX_CONN_PER_CLIENT */
+    size_t max_bytes_per_client; /* 0: COLL_STORE_MAX_BYTES_PER_CLIENT */
+} coll_store_opts;
+/* The same with the per-client bounds of o. */
+em_status coll_store_server_start_opts(const char *host, int port, const coll_store_opts *o,
                                        coll_store_server **out, int *port_out, char *err,
                                        size_t errlen);
 /* Forgets every key (call between group formations). */

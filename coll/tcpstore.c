@@ -7,6 +7,9 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -26,11 +29,22 @@
 #define NKEYS_MAX     1024
 #define IO_TIMEOUT_MS 10000
 #define SECRET_MAX    256
+#define NONCE_LEN     16
+#define MAC_LEN       32 /* HMAC-SHA256 */
+
+/* What one client address holds: connections being served and bytes stored. */
+typedef struct client_acct {
+    char ip[INET6_ADDRSTRLEN];
+    int conns;
+    size_t bytes;
+    struct client_acct *next;
+} client_acct;
 
 typedef struct kv_entry {
     char *key;
     void *val;
     size_t len;
+    char owner[INET6_ADDRSTRLEN]; /* the client address that stored it (its bytes count there) */
     struct kv_entry *next;
 } kv_entry;
 
@@ -44,6 +58,9 @@ struct coll_store_server {
     int stopping;
     int active;                  /* request threads running */
     char secret[SECRET_MAX + 1]; /* "" = none required */
+    int max_conn_per_client;
+    size_t max_bytes_per_client;
+    client_acct *clients; /* addresses with a connection or stored bytes */
 };
 
 /* ---- socket helpers ------------------------------------------------------------------ */
@@ -128,7 +145,45 @@ static kv_entry *find(coll_store_server *s, const char *key)
     return NULL;
 }
 
-static void serve_set(coll_store_server *s, int fd, char *key)
+/* The account of ip, created when create is set (NULL: none, or out of memory). Under mu. */
+static client_acct *client_of(coll_store_server *s, const char *ip, int create)
+{
+    for (client_acct *a = s->clients; a; a = a->next) {
+        if (strcmp(a->ip, ip) == 0) {
+            return a;
+        }
+    }
+    client_acct *a = create ? calloc(1, sizeof *a) : NULL;
+    if (a) {
+        snprintf(a->ip, sizeof a->ip, "%s", ip);
+        a->next = s->clients;
+        s->clients = a;
+    }
+    return a;
+}
+
+/* Forgets accounts that hold nothing. Under mu. */
+static void clients_prune(coll_store_server *s)
+{
+    for (client_acct **p = &s->clients; *p;) {
+        client_acct *a = *p;
+        if (a->conns == 0 && a->bytes == 0) {
+            *p = a->next;
+            free(a);
+        } else {
+            p = &a->next;
+        }
+    }
+}
+
+/* 1 when ip may store `add` more bytes after giving back `back` (a value it replaces). */
+static int within_client_bytes(coll_store_server *s, const client_acct *a, size_t add, size_t back)
+{
+    size_t had = a ? a->bytes : 0;
+    return had - (back < had ? back : had) + add <= s->max_bytes_per_client;
+}
+
+static void serve_set(coll_store_server *s, int fd, char *key, const char *ip)
 {
     size_t len = 0;
     char *val = get_str(fd, VAL_MAX, &len);
@@ -140,13 +195,22 @@ static void serve_set(coll_store_server *s, int fd, char *key)
     kv_entry *e = find(s, key);
     size_t klen = strlen(key);
     size_t after = s->bytes + len + (e ? 0 : klen) - (e ? e->len : 0);
-    if (after > COLL_STORE_MAX_BYTES || (!e && s->count >= COLL_STORE_MAX_KEYS)) {
+    client_acct *me = client_of(s, ip, 1), *prev = e ? client_of(s, e->owner, 0) : NULL;
+    /* what this client will hold for the key: the value, and the key unless it holds it now */
+    size_t mine = len + (e && prev == me ? 0 : klen), back = e && prev == me ? e->len : 0;
+    if (after > COLL_STORE_MAX_BYTES || (!e && s->count >= COLL_STORE_MAX_KEYS) || me == NULL ||
+        !within_client_bytes(s, me, mine, back)) {
         pthread_mutex_unlock(&s->mu); /* full: refused (the client sees no ok byte) */
         free(key);
         free(val);
         return;
     }
     s->bytes = after;
+    if (prev) { /* the replaced value (and the key, when it changes hands) stops counting there */
+        size_t gone = e->len + (prev != me ? klen : 0);
+        prev->bytes -= gone < prev->bytes ? gone : prev->bytes;
+    }
+    me->bytes += mine;
     if (e) {
         free(e->val);
         free(key);
@@ -154,6 +218,7 @@ static void serve_set(coll_store_server *s, int fd, char *key)
         e = calloc(1, sizeof *e);
         if (e == NULL) {
             s->bytes -= len + klen;
+            me->bytes -= mine;
             pthread_mutex_unlock(&s->mu);
             free(key);
             free(val);
@@ -166,6 +231,7 @@ static void serve_set(coll_store_server *s, int fd, char *key)
     }
     e->val = val;
     e->len = len;
+    snprintf(e->owner, sizeof e->owner, "%s", ip);
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     uint8_t ok = 1;
@@ -269,20 +335,35 @@ static void serve_wait(coll_store_server *s, int fd)
     free(keys);
 }
 
-/* Constant-time comparison of two NUL-terminated strings. */
-static int secret_equal(const char *a, const char *b)
+/* HMAC-SHA256(secret, nonce) into mac (MAC_LEN bytes); 0 when it cannot be computed. */
+static int nonce_mac(const char *secret, const uint8_t *nonce, uint8_t *mac)
 {
-    size_t an = strlen(a), bn = strlen(b);
-    unsigned diff = (unsigned)(an ^ bn);
-    for (size_t i = 0; i < an; i++) {
-        diff |= (unsigned char)a[i] ^ (unsigned char)b[i < bn ? i : 0];
+    unsigned int n = 0;
+    return HMAC(EVP_sha256(), secret, (int)strlen(secret), nonce, NONCE_LEN, mac, &n) != NULL &&
+           n == MAC_LEN;
+}
+
+/* The server's side of the hello with a secret: a fresh nonce out, ['A'][HMAC(secret, nonce)]
+ * back; the secret itself never crosses the wire. 1 when the client proved it holds it. */
+static int hello_server(coll_store_server *s, int fd)
+{
+    uint8_t nonce[NONCE_LEN], want[MAC_LEN], op = 0;
+    size_t got = 0;
+    if (getentropy(nonce, sizeof nonce) != 0 || !nonce_mac(s->secret, nonce, want) ||
+        io_full(fd, nonce, sizeof nonce, 1) != EM_OK || io_full(fd, &op, 1, 0) != EM_OK ||
+        op != 'A') {
+        return 0;
     }
-    return diff == 0 && bn > 0;
+    char *mac = get_str(fd, MAC_LEN, &got);
+    int ok = mac != NULL && got == MAC_LEN && CRYPTO_memcmp(mac, want, MAC_LEN) == 0;
+    free(mac);
+    return ok;
 }
 
 typedef struct req_arg {
     coll_store_server *s;
     int fd;
+    char ip[INET6_ADDRSTRLEN];
 } req_arg;
 
 static void *serve_one(void *p)
@@ -291,19 +372,14 @@ static void *serve_one(void *p)
     free(p);
     uint8_t op;
     set_timeouts(a.fd, IO_TIMEOUT_MS);
-    int ok = io_full(a.fd, &op, 1, 0) == EM_OK;
-    if (ok && a.s->secret[0]) { /* ['A'][secret], then the operation */
-        char *got = op == 'A' ? get_str(a.fd, SECRET_MAX, NULL) : NULL;
-        ok = got != NULL && secret_equal(got, a.s->secret) && io_full(a.fd, &op, 1, 0) == EM_OK;
-        free(got);
-    }
+    int ok = (a.s->secret[0] == 0 || hello_server(a.s, a.fd)) && io_full(a.fd, &op, 1, 0) == EM_OK;
     if (ok) {
         if (op == 'W') {
             serve_wait(a.s, a.fd);
         } else if (op == 'S' || op == 'G') {
             char *key = get_str(a.fd, KEY_MAX, NULL);
             if (key && op == 'S') {
-                serve_set(a.s, a.fd, key);
+                serve_set(a.s, a.fd, key, a.ip);
             } else if (key) {
                 serve_get(a.s, a.fd, key);
             }
@@ -312,9 +388,52 @@ static void *serve_one(void *p)
     close(a.fd);
     pthread_mutex_lock(&a.s->mu);
     a.s->active--;
+    client_acct *c = client_of(a.s, a.ip, 0);
+    if (c) {
+        c->conns--;
+    }
+    clients_prune(a.s);
     pthread_cond_broadcast(&a.s->cv);
     pthread_mutex_unlock(&a.s->mu);
     return NULL;
+}
+
+/* The client's address as text ("" when unknown: such clients share one account). */
+static void peer_ip(const struct sockaddr_storage *ss, char *ip, size_t len)
+{
+    const void *src = ss->ss_family == AF_INET6
+                          ? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
+                          : (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
+    if (inet_ntop(ss->ss_family, src, ip, (socklen_t)len) == NULL) {
+        ip[0] = 0;
+    }
+}
+
+/* Counts a new connection from ip: 0 when the server or that client is at its bound. */
+static int admit(coll_store_server *s, const char *ip)
+{
+    pthread_mutex_lock(&s->mu);
+    client_acct *c = client_of(s, ip, 1);
+    int ok = c != NULL && s->active < COLL_STORE_MAX_CONN && c->conns < s->max_conn_per_client;
+    if (ok) {
+        s->active++;
+        c->conns++;
+    }
+    clients_prune(s);
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+static void unadmit(coll_store_server *s, const char *ip)
+{
+    pthread_mutex_lock(&s->mu);
+    client_acct *c = client_of(s, ip, 0);
+    s->active--;
+    if (c) {
+        c->conns--;
+    }
+    clients_prune(s);
+    pthread_mutex_unlock(&s->mu);
 }
 
 static void *accept_loop(void *p)
@@ -332,15 +451,16 @@ static void *accept_loop(void *p)
         if (r <= 0) {
             continue;
         }
-        int fd = accept(s->lfd, NULL, NULL);
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        memset(&ss, 0, sizeof ss);
+        int fd = accept(s->lfd, (struct sockaddr *)&ss, &sl);
         if (fd < 0) {
             continue;
         }
-        pthread_mutex_lock(&s->mu);
-        int busy = s->active >= COLL_STORE_MAX_CONN;
-        s->active += !busy;
-        pthread_mutex_unlock(&s->mu);
-        if (busy) { /* a flood of idle or waiting clients: no thread for this one */
+        char ip[INET6_ADDRSTRLEN];
+        peer_ip(&ss, ip, sizeof ip);
+        if (!admit(s, ip)) { /* a flood of idle or waiting clients: no thread for this one */
             close(fd);
             continue;
         }
@@ -349,12 +469,15 @@ static void *accept_loop(void *p)
         pthread_attr_t at;
         pthread_attr_init(&at);
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        if (a == NULL || (a->s = s, a->fd = fd, pthread_create(&t, &at, serve_one, a) != 0)) {
+        if (a) {
+            a->s = s;
+            a->fd = fd;
+            snprintf(a->ip, sizeof a->ip, "%s", ip);
+        }
+        if (a == NULL || pthread_create(&t, &at, serve_one, a) != 0) {
             free(a);
             close(fd);
-            pthread_mutex_lock(&s->mu);
-            s->active--;
-            pthread_mutex_unlock(&s->mu);
+            unadmit(s, ip);
         }
         pthread_attr_destroy(&at);
     }
@@ -388,6 +511,15 @@ em_status coll_store_server_start_auth(const char *host, int port, const char *s
                                        coll_store_server **out, int *port_out, char *err,
                                        size_t errlen)
 {
+    coll_store_opts o = {secret, 0, 0};
+    return coll_store_server_start_opts(host, port, &o, out, port_out, err, errlen);
+}
+
+em_status coll_store_server_start_opts(const char *host, int port, const coll_store_opts *o,
+                                       coll_store_server **out, int *port_out, char *err,
+                                       size_t errlen)
+{
+    const char *secret = o->secret;
     struct sockaddr_storage ss;
     if (secret && strlen(secret) > SECRET_MAX) {
         snprintf(err, errlen, "store secret longer than %d bytes", SECRET_MAX);
@@ -420,6 +552,10 @@ em_status coll_store_server_start_auth(const char *host, int port, const char *s
     }
     s->lfd = fd;
     snprintf(s->secret, sizeof s->secret, "%s", secret ? secret : "");
+    s->max_conn_per_client =
+        o->max_conn_per_client > 0 ? o->max_conn_per_client : COLL_STORE_MAX_CONN_PER_CLIENT;
+    s->max_bytes_per_client =
+        o->max_bytes_per_client > 0 ? o->max_bytes_per_client : COLL_STORE_MAX_BYTES_PER_CLIENT;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     if (pthread_create(&s->accept_thr, NULL, accept_loop, s) != 0) {
@@ -446,6 +582,10 @@ void coll_store_server_clear(coll_store_server *s)
     }
     s->count = 0;
     s->bytes = 0;
+    for (client_acct *a = s->clients; a; a = a->next) {
+        a->bytes = 0;
+    }
+    clients_prune(s);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -514,9 +654,10 @@ static em_status client_connect(const client *c, int *fd_out)
         close(fd);
         return EM_EUNAVAILABLE;
     }
-    uint8_t a = 'A';
+    uint8_t a = 'A', nonce[NONCE_LEN], mac[MAC_LEN];
     if (c->secret[0] &&
-        (io_full(fd, &a, 1, 1) != EM_OK || put_str(fd, c->secret, strlen(c->secret)) != EM_OK)) {
+        (io_full(fd, nonce, sizeof nonce, 0) != EM_OK || !nonce_mac(c->secret, nonce, mac) ||
+         io_full(fd, &a, 1, 1) != EM_OK || put_str(fd, mac, sizeof mac) != EM_OK)) {
         close(fd);
         return EM_EIO;
     }

@@ -31,6 +31,7 @@ struct coord_group {
     char model_path[1024], store_adv[300];
     char secret[RPC_SECRET_MAX + 1]; /* carried by every internal call */
     rpc_args chargs;                 /* worker channels: replies capped by the largest step */
+    char tls_name[256];              /* the workers' certificate name (chargs points here) */
     coll_store_server *store;
     grpc_completion_queue *cq;
     pthread_mutex_t mu; /* guards serving, generation, w[].addr/joined/pid for snapshots */

@@ -144,6 +144,18 @@ const grpc_channel_args *rpc_args_init(rpc_args *a, long max_recv_bytes, int ser
     return &a->ca;
 }
 
+void rpc_args_set_tls_name(rpc_args *a, const char *name)
+{
+    size_t n = a->ca.num_args;
+    if (name == NULL || name[0] == 0 || n >= sizeof a->arg / sizeof a->arg[0]) {
+        return;
+    }
+    a->arg[n].type = GRPC_ARG_STRING;
+    a->arg[n].key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+    a->arg[n].value.string = (char *)name;
+    a->ca.num_args = n + 1;
+}
+
 void rpc_slice_str(grpc_slice s, char *buf, size_t len)
 {
     if (len == 0) {

@@ -34,6 +34,10 @@ typedef struct rpc_args {
     grpc_channel_args ca;
 } rpc_args;
 const grpc_channel_args *rpc_args_init(rpc_args *a, long max_recv_bytes, int server);
+/* Adds to a's arguments the name a TLS server's certificate is checked against instead of the
+ * target's host (GRPC_SSL_TARGET_NAME_OVERRIDE_ARG; NULL or "": nothing added). name must
+ * outlive the channels made with a. */
+void rpc_args_set_tls_name(rpc_args *a, const char *name);
 
 /* Blocking unary call on a private pluck queue. On success *resp is the unpacked reply.
  * Returns the gRPC status; details (if non-NULL) gets the status message. */

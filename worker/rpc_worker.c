@@ -268,12 +268,12 @@ static void on_event(server_ctx *s, wcall *c, int ok)
 }
 
 em_status worker_rpc_serve(worker_state *w, const char *listen_addr, long max_message_bytes,
-                           volatile sig_atomic_t *stop, void (*on_listening)(int port, void *user),
-                           void *user)
+                           const rpc_tls *tls, volatile sig_atomic_t *stop,
+                           void (*on_listening)(int port, void *user), void *user)
 {
     server_ctx s = {NULL, NULL, w, 0};
     int port = 0;
-    s.server = rpc_server_create_capped(listen_addr, &s.cq, &port, max_message_bytes);
+    s.server = rpc_server_create_tls(listen_addr, &s.cq, &port, max_message_bytes, tls);
     if (s.server == NULL) {
         EM_LOG_ERROR("cannot listen on %s", listen_addr);
         return EM_EIO;
