@@ -302,8 +302,11 @@ static int form(coord_group *g)
         rq.act_quant = g->o.act_quant;
         rq.max_batch_tokens = g->o.max_batch_tokens;
         rq.max_slots = g->o.max_slots;
-        rpc_pending_start_auth(g->cq, &p[r], g->w[r].ch, WORKER_METHOD_FORM_GROUP, &rq.base,
-                               g->o.coll_timeout_ms + 60000, g->secret);
+        if (rpc_secret_generate(g->w[r].token, sizeof g->w[r].token) != EM_OK) {
+            g->w[r].token[0] = 0; /* the worker refuses a FormGroup without one */
+        }
+        rpc_pending_start_token(g->cq, &p[r], g->w[r].ch, WORKER_METHOD_FORM_GROUP, &rq.base,
+                                g->o.coll_timeout_ms + 60000, g->secret, g->w[r].token);
     }
     int bad = 0;
     for (int r = 0; r < g->world; r++) {

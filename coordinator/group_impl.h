@@ -18,6 +18,7 @@ typedef struct wlink {
     int local;
     grpc_channel *ch;
     int64_t pid, weight_bytes;
+    char token[RPC_SECRET_MAX + 1]; /* this rank's group token (rpc_auth.h), new each formation */
     int joined;
     int hello_timeouts; /* Hello calls that ran into their deadline in a row */
 } wlink;

@@ -187,7 +187,7 @@ void rpc_pluck_cq_destroy(grpc_completion_queue *cq)
 /* Starts the six-op unary batch of p (tag p); md_flags go on the initial metadata. */
 static void pending_begin(grpc_completion_queue *cq, rpc_pending *p, grpc_channel *ch,
                           const char *method, const ProtobufCMessage *msg, long timeout_ms,
-                          uint32_t md_flags, const char *secret)
+                          uint32_t md_flags, const char *secret, const char *token)
 {
     memset(p, 0, sizeof *p);
     grpc_metadata_array_init(&p->init_md);
@@ -205,11 +205,16 @@ static void pending_begin(grpc_completion_queue *cq, rpc_pending *p, grpc_channe
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[0].flags = md_flags;
+    size_t n_md = 0;
     if (secret && secret[0]) {
-        rpc_secret_metadata(secret, &p->md, p->md_value, sizeof p->md_value);
-        ops[0].data.send_initial_metadata.count = 1;
-        ops[0].data.send_initial_metadata.metadata = &p->md;
+        rpc_secret_metadata(secret, &p->md[n_md++], p->md_value, sizeof p->md_value);
     }
+    if (token && token[0]) {
+        p->md[n_md].key = grpc_slice_from_static_string(RPC_GROUP_TOKEN_KEY);
+        p->md[n_md++].value = grpc_slice_from_static_string(token);
+    }
+    ops[0].data.send_initial_metadata.count = n_md;
+    ops[0].data.send_initial_metadata.metadata = n_md ? p->md : NULL;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = p->send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -232,21 +237,40 @@ grpc_status_code rpc_unary(grpc_channel *ch, const char *method, const ProtobufC
                           details, details_len);
 }
 
-grpc_status_code rpc_unary_auth(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
-                                const ProtobufCMessageDescriptor *resp_desc,
-                                ProtobufCMessage **resp, long timeout_ms, int wait_for_ready,
-                                const char *secret, char *details, size_t details_len)
+/* One blocking unary call on a private pluck queue (rpc_unary_auth, rpc_unary_token). */
+static grpc_status_code unary(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                              const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                              long timeout_ms, uint32_t md_flags, const char *secret,
+                              const char *token, char *details, size_t details_len)
 {
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     rpc_pending p;
-    pending_begin(cq, &p, ch, method, req, timeout_ms,
-                  wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0, secret);
+    pending_begin(cq, &p, ch, method, req, timeout_ms, md_flags, secret, token);
     if (p.call && !p.started) {
         p.status = GRPC_STATUS_INTERNAL; /* the batch was refused: our bug */
     }
     grpc_status_code status = rpc_pending_finish(cq, &p, resp_desc, resp, details, details_len);
     rpc_pluck_cq_destroy(cq);
     return status;
+}
+
+grpc_status_code rpc_unary_auth(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                                const ProtobufCMessageDescriptor *resp_desc,
+                                ProtobufCMessage **resp, long timeout_ms, int wait_for_ready,
+                                const char *secret, char *details, size_t details_len)
+{
+    return unary(ch, method, req, resp_desc, resp, timeout_ms,
+                 wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0, secret, NULL, details,
+                 details_len);
+}
+
+grpc_status_code rpc_unary_token(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                                 const ProtobufCMessageDescriptor *resp_desc,
+                                 ProtobufCMessage **resp, long timeout_ms, const char *secret,
+                                 const char *token, char *details, size_t details_len)
+{
+    return unary(ch, method, req, resp_desc, resp, timeout_ms, 0, secret, token, details,
+                 details_len);
 }
 
 const char *rpc_status_name(grpc_status_code code)
@@ -273,14 +297,21 @@ const char *rpc_status_name(grpc_status_code code)
 void rpc_pending_start(grpc_completion_queue *cq, rpc_pending *p, grpc_channel *ch,
                        const char *method, const ProtobufCMessage *msg, long timeout_ms)
 {
-    pending_begin(cq, p, ch, method, msg, timeout_ms, 0, NULL);
+    pending_begin(cq, p, ch, method, msg, timeout_ms, 0, NULL, NULL);
 }
 
 void rpc_pending_start_auth(grpc_completion_queue *cq, rpc_pending *p, grpc_channel *ch,
                             const char *method, const ProtobufCMessage *msg, long timeout_ms,
                             const char *secret)
 {
-    pending_begin(cq, p, ch, method, msg, timeout_ms, 0, secret);
+    pending_begin(cq, p, ch, method, msg, timeout_ms, 0, secret, NULL);
+}
+
+void rpc_pending_start_token(grpc_completion_queue *cq, rpc_pending *p, grpc_channel *ch,
+                             const char *method, const ProtobufCMessage *msg, long timeout_ms,
+                             const char *secret, const char *token)
+{
+    pending_begin(cq, p, ch, method, msg, timeout_ms, 0, secret, token);
 }
 
 grpc_status_code rpc_pending_finish(grpc_completion_queue *cq, rpc_pending *p,
