@@ -53,8 +53,8 @@ void coll_destroy(coll_ctx *c); /* NULL ok */
  * of keys and values, COLL_STORE_MAX_KEYS keys, waits of at most COLL_STORE_MAX_WAIT_MS, and a
  * waiter whose client hung up leaves. Bounded per client address (coll_store_opts): the
  * connections (each a thread) it holds at once, and the key + value bytes it has stored.
- * The store and gloo speak plain TCP (the gloo build here has no TLS transport): in a
- * multi-node layout keep both on a private interface (README, "Security"). */
+ * The store can run mutual TLS (coll_tls); gloo's all-reduce speaks plain TCP (the gloo build
+ * here has no TLS transport): in a multi-node layout keep it on a private interface. */
 #define COLL_STORE_MAX_CONN             128
 #define COLL_STORE_MAX_BYTES            (16u << 20)
 #define COLL_STORE_MAX_KEYS             4096
@@ -71,12 +71,19 @@ em_status coll_store_server_start(const char *host, int port, coll_store_server 
 em_status coll_store_server_start_auth(const char *host, int port, const char *secret,
                                        coll_store_server **out, int *port_out, char *err,
                                        size_t errlen);
+/* Mutual TLS on the store's connections: PEM text (not file names) of this side's certificate,
+ * its key, and the CA the peer's certificate must be signed by (no host name check). */
+typedef struct coll_tls {
+    const char *cert_pem, *key_pem, *ca_pem;
+} coll_tls;
+
 typedef struct coll_store_opts {
     const char *secret;          /* NULL or "": none required */
     int max_conn_per_client;     /* <= 0: COLL_STORE_MAX_CONN_PER_CLIENT */
     size_t max_bytes_per_client; /* 0: COLL_STORE_MAX_BYTES_PER_CLIENT */
+    const coll_tls *tls;         /* NULL: plain TCP */
 } coll_store_opts;
-/* The same with the per-client bounds of o. */
+/* The same with the per-client bounds and TLS of o (EM_EINVAL when its PEMs cannot be used). */
 em_status coll_store_server_start_opts(const char *host, int port, const coll_store_opts *o,
                                        coll_store_server **out, int *port_out, char *err,
                                        size_t errlen);
@@ -92,6 +99,10 @@ void coll_store_server_stop(coll_store_server *s); /* NULL ok; joins its threads
 em_status coll_store_client_ops(const char *addr, coll_store_ops *ops);
 /* The same presenting secret (NULL or "": none) on every connection. */
 em_status coll_store_client_ops_auth(const char *addr, const char *secret, coll_store_ops *ops);
+/* The same over mutual TLS (tls NULL: plain TCP); EM_EINVAL with a message in err (may be NULL)
+ * when the PEMs cannot be used. */
+em_status coll_store_client_ops_tls(const char *addr, const char *secret, const coll_tls *tls,
+                                    coll_store_ops *ops, char *err, size_t errlen);
 void coll_store_client_ops_free(coll_store_ops *ops);
 
 #ifdef __cplusplus

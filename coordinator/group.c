@@ -114,9 +114,12 @@ em_status coord_group_create(const model_hparams *hp, int world, const char *con
     }
     const char *bind = o->store_bind && o->store_bind[0] ? o->store_bind : "127.0.0.1";
     int port = 0;
+    const rpc_tls *it = o->internal_tls; /* the store runs the same mutual TLS */
+    coll_tls stls = {it ? it->cert : NULL, it ? it->key : NULL, it ? it->ca : NULL};
     coll_store_opts so = {
         g->secret, o->store_max_conn_per_client,
-        (size_t)(o->store_max_bytes_per_client > 0 ? o->store_max_bytes_per_client : 0)};
+        (size_t)(o->store_max_bytes_per_client > 0 ? o->store_max_bytes_per_client : 0),
+        rpc_tls_on(it) ? &stls : NULL};
     if (coll_store_server_start_opts(bind, o->store_port, &so, &g->store, &port, err, errlen) !=
         EM_OK) {
         coord_group_free(g);

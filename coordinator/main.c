@@ -474,7 +474,7 @@ int main(int argc, char **argv)
     }
     EM_LOG_INFO("public port: %s; internal traffic: %s",
                 rpc_tls_on(&tls) ? (tls.ca ? "mutual TLS" : "TLS") : "plaintext",
-                rpc_tls_on(&itls) ? "mutual TLS (the store and gloo: plaintext, HMAC hello)"
+                rpc_tls_on(&itls) ? "mutual TLS (the store too; gloo: plaintext)"
                                   : "plaintext with the cluster secret");
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

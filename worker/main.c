@@ -189,6 +189,7 @@ int main(int argc, char **argv)
         worker_state_free(&w);
         return 2;
     }
+    w.store_tls = (coll_tls){tls.cert, tls.key, tls.ca}; /* the store runs the same TLS */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;

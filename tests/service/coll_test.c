@@ -176,7 +176,7 @@ static void test_store_client_limits(void)
     char err[256], addr[64];
     int port = 0;
     coll_store_server *srv = NULL;
-    coll_store_opts o = {"store-secret-0123456789", 4, 4096};
+    coll_store_opts o = {"store-secret-0123456789", 4, 4096, NULL};
     REQUIRE(coll_store_server_start_opts("127.0.0.1", 0, &o, &srv, &port, err, sizeof err) == EM_OK,
             "store with per-client bounds: %s", err);
     snprintf(addr, sizeof addr, "127.0.0.1:%d", port);

@@ -8,15 +8,18 @@ with Python grpcio against a server started by tls_test.sh with 2 local workers:
     internal client certificate, and with it still answer UNAUTHENTICATED without the cluster
     secret (forged internal calls);
   - GetServerInfo without the secret shows no worker address or pid;
+  - the rendezvous store serves only mutual TLS with the internal CA's certificate, and then
+    only a client that answers its nonce with the secret's HMAC;
   - the HTTP port serves at most --http-max-conn-per-ip connections from one address.
 With --server-tls-only (a server with --tls-cert but no --tls-client-ca): a TLS client without a
 certificate is served and a plaintext one is refused.
 Usage: tls_test.py --addr HOST:PORT --certs DIR --proto-root DIR [--http HOST:PORT --secret S
-       --per-ip N | --server-tls-only]"""
+       --store HOST:PORT --per-ip N | --server-tls-only]"""
 import argparse
 import importlib
 import os
 import socket
+import ssl
 import sys
 import tempfile
 import time
@@ -146,6 +149,47 @@ class MutualTlsTest(unittest.TestCase):
                 self.assertEqual(cm.exception.code(), grpc.StatusCode.FAILED_PRECONDITION,
                                  str(cm.exception))
 
+    def store_tls(self, cert):
+        """A TLS connection to the rendezvous store presenting `cert` (None: no certificate)."""
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.load_verify_locations(os.path.join(ARGS.certs, "ica.pem"))
+        if cert:
+            ctx.load_cert_chain(os.path.join(ARGS.certs, cert + ".pem"),
+                                os.path.join(ARGS.certs, cert + ".key"))
+        host, port = ARGS.store.rsplit(":", 1)
+        raw = socket.create_connection((host, int(port)), timeout=5)
+        return ctx.wrap_socket(raw)
+
+    def test_store_requires_mutual_tls(self):
+        host, port = ARGS.store.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=5) as s:  # plaintext
+            s.sendall(b"G\x0a\x00\x00\x00gloo/rank0")
+            try:
+                got = s.recv(64)
+            except (ConnectionResetError, socket.timeout):
+                got = b""
+            self.assertEqual(got, b"", "the store answered a plaintext client")
+        for cert in (None, "client", "rogue"):  # no certificate, another CA's, a rogue one
+            try:
+                with self.store_tls(cert) as s:
+                    got = s.recv(16)  # TLS 1.3: the refusal comes after the handshake
+            except (ssl.SSLError, OSError):
+                got = b""
+            self.assertEqual(got, b"", "the store served TLS with certificate %s" % cert)
+        with self.store_tls("internal") as s:
+            nonce = b""
+            while len(nonce) < 16:
+                part = s.recv(16 - len(nonce))
+                self.assertTrue(part, "no nonce from the store over mutual TLS")
+                nonce += part
+            s.sendall(b"A\x20\x00\x00\x00" + bytes(32))  # a wrong HMAC
+            try:
+                got = s.recv(1)
+            except (ssl.SSLError, OSError):
+                got = b""
+            self.assertEqual(got, b"", "the store served a client without the secret's HMAC")
+
     def test_http_connections_per_ip_bounded(self):
         host, port = ARGS.http.rsplit(":", 1)
         held = []
@@ -191,6 +235,7 @@ if __name__ == "__main__":
     ap.add_argument("--proto-root", required=True)
     ap.add_argument("--http")
     ap.add_argument("--secret")
+    ap.add_argument("--store")
     ap.add_argument("--per-ip", type=int, default=2)
     ap.add_argument("--server-tls-only", action="store_true")
     ARGS = ap.parse_args()

@@ -2,8 +2,9 @@
 # TLS and mutual TLS end to end (issue 12), with certificates made for the test by openssl
 # (make_certs.sh): stories260K with 2 local workers,
 #   1. the public port with --tls-cert/--tls-key/--tls-client-ca (mutual TLS) and internal
-#      mutual TLS (--internal-tls-*, passed on to the spawned workers), a known cluster secret
-#      and --http-max-conn-per-ip 3: tls_test.py's MutualTlsTest;
+#      mutual TLS (--internal-tls-*, passed on to the spawned workers; the rendezvous store runs
+#      it too), a known cluster secret and --http-max-conn-per-ip 3: tls_test.py's
+#      MutualTlsTest;
 #   2. the public port with a server certificate only: ServerTlsOnlyTest;
 #   3. start-up refusals: a key without its certificate, --internal-tls-cert without
 #      --internal-tls-ca, a file that is not PEM.
@@ -24,8 +25,9 @@ start_server mtls "$MODEL" --workers 2 --cluster-secret-file "$TMP/cluster.secre
     --tls-cert "$C/server.pem" --tls-key "$C/server.key" --tls-client-ca "$C/ca.pem" \
     --internal-tls-cert "$C/internal.pem" --internal-tls-key "$C/internal.key" \
     --internal-tls-ca "$C/ica.pem" --http-max-conn-per-ip 3 || exit 1
-$PY --addr "$GRPC_ADDR" --http "$HTTP_ADDR" --secret "$SECRET" --per-ip 3 || rc=1
-grep -q "public port: mutual TLS; internal traffic: mutual TLS" "$TMP/mtls.err" ||
+STORE=$(sed -n 's/.*rendezvous store on \([^ ]*\) .*/\1/p' "$TMP/mtls.err" | head -1)
+$PY --addr "$GRPC_ADDR" --http "$HTTP_ADDR" --secret "$SECRET" --store "$STORE" --per-ip 3 || rc=1
+grep -q "public port: mutual TLS; internal traffic: mutual TLS (the store too; gloo: plaintext)" "$TMP/mtls.err" ||
     { echo "FAIL: no TLS summary line"; rc=1; }
 stop_server mtls || rc=1
 
