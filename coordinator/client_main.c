@@ -5,7 +5,9 @@
  *                  [--ignore-eos]
  *   emserve_client [--addr HOST:PORT] --chat MESSAGE [--system TEXT] [same options]
  *   emserve_client [--addr HOST:PORT] --tokenize (--prompt TEXT | --chat MESSAGE [--system TEXT])
- *   emserve_client [--addr HOST:PORT] --health | --abort REQUEST_ID */
+ *   emserve_client [--addr HOST:PORT] --health | --abort REQUEST_ID
+ * and on a TLS port: --tls-ca FILE (the CA of the server's certificate) [--tls-cert FILE
+ * --tls-key FILE] (a client certificate, for a port that requires one). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +27,9 @@ static void usage(FILE *f)
             "                      (a chat with the model's chat template)\n"
             "       emserve_client [--addr HOST:PORT] --tokenize (--prompt TEXT | --chat MESSAGE\n"
             "                      [--system TEXT])   (the prompt ids, no generation)\n"
-            "       emserve_client [--addr HOST:PORT] --health | --abort REQUEST_ID\n");
+            "       emserve_client [--addr HOST:PORT] --health | --abort REQUEST_ID\n"
+            "TLS: --tls-ca FILE (CA of the server's certificate), --tls-cert FILE --tls-key FILE\n"
+            "     (a client certificate, where the port requires one)\n");
 }
 
 /* --tokenize: the ids (and the rendered chat prompt) of the prompt rq would send. */
@@ -53,6 +57,7 @@ int main(int argc, char **argv)
 {
     const char *addr = "127.0.0.1:50051", *abort_id = NULL, *ids_str = NULL;
     const char *chat = NULL, *system = NULL;
+    rpc_tls_files tf = {NULL, NULL, NULL}; /* --tls-cert, --tls-key, --tls-ca */
     int health = 0, tokenize = 0;
     static const char *kv_keys[32], *kv_vals[32];
     coord_client_req rq;
@@ -120,6 +125,12 @@ int main(int argc, char **argv)
             rq.timeout_ms = atol(v);
         } else if (strcmp(a, "--abort") == 0) {
             abort_id = v;
+        } else if (strcmp(a, "--tls-ca") == 0) {
+            tf.ca = v;
+        } else if (strcmp(a, "--tls-cert") == 0) {
+            tf.cert = v;
+        } else if (strcmp(a, "--tls-key") == 0) {
+            tf.key = v;
         } else {
             fprintf(stderr, "emserve_client: unknown flag %s\n", a);
             usage(stderr);
@@ -157,8 +168,15 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    rpc_tls tls;
+    char err[512] = "";
+    if (rpc_tls_load(&tf, 0, &tls, err, sizeof err) != EM_OK) {
+        fprintf(stderr, "emserve_client: %s\n", err);
+        return 2;
+    }
     grpc_init();
-    coord_client *c = coord_client_create(addr);
+    coord_client *c = coord_client_create_tls(addr, &tls);
+    rpc_tls_free(&tls); /* the credentials copied the PEM text */
     int rc = 0;
     if (health) {
         int h = coord_client_health(c, 5000);

@@ -27,6 +27,14 @@ start_server mtls "$MODEL" --workers 2 --cluster-secret-file "$TMP/cluster.secre
     --internal-tls-ca "$C/ica.pem" --http-max-conn-per-ip 3 || exit 1
 STORE=$(sed -n 's/.*rendezvous store on \([^ ]*\) .*/\1/p' "$TMP/mtls.err" | head -1)
 $PY --addr "$GRPC_ADDR" --http "$HTTP_ADDR" --secret "$SECRET" --store "$STORE" --per-ip 3 || rc=1
+# the C client over mutual TLS (and refused without its certificate)
+CLIENT="$R/coordinator/emserve_client"
+out=$("$CLIENT" --addr "$GRPC_ADDR" --tls-ca "$C/ca.pem" --tls-cert "$C/client.pem" \
+    --tls-key "$C/client.key" --prompt "Once upon a time" -n 8 --timeout-ms 20000)
+grep -q "^ids: 432 383 286 261 376 298 315 421\$" <<<"$out" ||
+    { echo "FAIL: emserve_client over mutual TLS: $out"; rc=1; }
+"$CLIENT" --addr "$GRPC_ADDR" --tls-ca "$C/ca.pem" --prompt "x" -n 2 --timeout-ms 3000 \
+    >/dev/null 2>&1 && { echo "FAIL: emserve_client without its certificate served"; rc=1; }
 grep -q "public port: mutual TLS; internal traffic: mutual TLS (the store too; gloo: plaintext)" "$TMP/mtls.err" ||
     { echo "FAIL: no TLS summary line"; rc=1; }
 stop_server mtls || rc=1
