@@ -176,7 +176,6 @@ int main(int argc, char **argv)
     }
     grpc_init();
     coord_client *c = coord_client_create_tls(addr, &tls);
-    rpc_tls_free(&tls); /* the credentials copied the PEM text */
     int rc = 0;
     if (health) {
         int h = coord_client_health(c, 5000);
@@ -212,5 +211,6 @@ int main(int argc, char **argv)
     }
     coord_client_free(c);
     grpc_shutdown();
+    rpc_tls_free(&tls);
     return rc;
 }

@@ -2,7 +2,8 @@
 # Test certificates (openssl, EC P-256, valid 2 days) in DIR: a CA (ca.pem/ca.key) that signs the
 # public server's certificate (server.pem/.key: localhost, 127.0.0.1) and a client's
 # (client.pem/.key); a second CA (ica.pem) for internal traffic that signs one certificate for
-# the coordinator and the workers (internal.pem/.key: 127.0.0.1, both server and client use);
+# the coordinator and the workers (internal.pem/.key: 127.0.0.1 and emserve-internal, both
+# server and client use);
 # and a rogue CA with its own client certificate (rogue.pem/.key), which nobody trusts.
 #   make_certs.sh DIR
 set -eu
@@ -27,7 +28,7 @@ SAN="subjectAltName=DNS:localhost,IP:127.0.0.1"
 leaf server localhost ca "$SAN
 extendedKeyUsage=serverAuth"
 leaf client emserve-test-client ca "extendedKeyUsage=clientAuth"
-leaf internal emserve-internal ica "$SAN
+leaf internal emserve-internal ica "$SAN,DNS:emserve-internal
 extendedKeyUsage=serverAuth,clientAuth"
 leaf rogue emserve-rogue rogueca "$SAN
 extendedKeyUsage=serverAuth,clientAuth"

@@ -5,7 +5,9 @@
 #      mutual TLS (--internal-tls-*, passed on to the spawned workers; the rendezvous store runs
 #      it too), a known cluster secret and --http-max-conn-per-ip 3: tls_test.py's
 #      MutualTlsTest;
-#   2. the public port with a server certificate only: ServerTlsOnlyTest;
+#   2. the public port with a server certificate only: ServerTlsOnlyTest (internal mutual TLS
+#      checked against --internal-tls-name instead of the address);
+#   2b. --internal-tls-name that the workers' certificate does not carry: they never join;
 #   3. start-up refusals: a key without its certificate, --internal-tls-cert without
 #      --internal-tls-ca, a file that is not PEM.
 set -u
@@ -39,10 +41,20 @@ grep -q "public port: mutual TLS; internal traffic: mutual TLS (the store too; g
     { echo "FAIL: no TLS summary line"; rc=1; }
 stop_server mtls || rc=1
 
-start_server tls "$MODEL" --workers 2 --tls-cert "$C/server.pem" --tls-key "$C/server.key" ||
-    exit 1
+start_server tls "$MODEL" --workers 2 --tls-cert "$C/server.pem" --tls-key "$C/server.key" \
+    --internal-tls-cert "$C/internal.pem" --internal-tls-key "$C/internal.key" \
+    --internal-tls-ca "$C/ica.pem" --internal-tls-name emserve-internal || exit 1
 $PY --addr "$GRPC_ADDR" --server-tls-only || rc=1
 stop_server tls || rc=1
+
+# the coordinator checks the workers' certificates: against another name they never join
+start_server wrongname "$MODEL" --workers 2 --ready-timeout-ms 1500 \
+    --internal-tls-cert "$C/internal.pem" --internal-tls-key "$C/internal.key" \
+    --internal-tls-ca "$C/ica.pem" --internal-tls-name not-the-workers-name || exit 1
+grep -q "workers not ready" "$TMP/wrongname.err" ||
+    { echo "FAIL: workers with a certificate for another name joined"; rc=1; }
+grep -q "formed" "$TMP/wrongname.err" && { echo "FAIL: a group formed"; rc=1; }
+stop_server wrongname || rc=1
 
 # refused at start with a message naming the problem (exit status 2)
 bad() { # bad WHAT EXPECTED-MESSAGE ARGS...
