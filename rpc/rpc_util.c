@@ -107,9 +107,13 @@ static void chan_args_init(void)
     g_chan_args[3].type = GRPC_ARG_INTEGER;
     g_chan_args[3].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
     g_chan_args[3].value.integer = 100;
+    /* gRPC reads this one as the shortest time a connection attempt may take (its deadline is
+     * the later of the next backoff time and now + this): at 100 ms a TLS handshake on a loaded
+     * machine timed out ("connection attempt timed out before receiving SETTINGS frame"). A
+     * dead worker's port refuses at once, so reconnection stays as quick as the backoff above. */
     g_chan_args[4].type = GRPC_ARG_INTEGER;
     g_chan_args[4].key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS;
-    g_chan_args[4].value.integer = 100;
+    g_chan_args[4].value.integer = 3000;
     g_chan.args = g_chan_args;
     g_chan.num_args = 5;
 }
