@@ -32,6 +32,8 @@ typedef struct coord_http_opts {
      * one client IP, and the read buffer of one connection (headers larger get 431) */
     int max_conn, max_conn_per_ip;
     long conn_memory_bytes;
+    const char *tls_cert_pem, *tls_key_pem; /* HTTPS with this PEM certificate and key (the text,
+                                             * kept by the caller); NULL: plain HTTP */
 } coord_http_opts;
 
 #define COORD_HTTP_MAX_CONN        1000

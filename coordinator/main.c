@@ -34,6 +34,7 @@ typedef struct flags {
     const char *metrics, *http, *log_format, *act_quant_name;
     const char *secret_file;                                    /* hardening (issue 12) */
     const char *tls_cert, *tls_key, *tls_client_ca;             /* public port TLS */
+    const char *http_tls_cert, *http_tls_key;                   /* HTTPS on the HTTP ports */
     const char *itls_cert, *itls_key, *itls_ca, *itls_name;     /* internal mutual TLS */
     int store_conn_per_client, http_max_conn, http_conn_per_ip; /* per-client bounds */
     long store_bytes_per_client, http_conn_memory;
@@ -57,7 +58,7 @@ static void on_signal(int sig)
 
 /* ---- flags (common/flags.h: command line > EMSERVE_* environment > --config file) ------------ */
 
-#define N_FLAGS 43
+#define N_FLAGS 45
 
 static void flag_table(flags *f, em_flag *t)
 {
@@ -107,6 +108,10 @@ static void flag_table(flags *f, em_flag *t)
          "PEM CA: the public port then serves only clients presenting a certificate it signed "
          "(mutual TLS)",
          0},
+        {"http-tls-cert", EM_FLAG_STR, &f->http_tls_cert, 0, 0, "FILE",
+         "PEM certificate of the HTTP ports (--http-listen, --metrics-listen): HTTPS only", 0},
+        {"http-tls-key", EM_FLAG_STR, &f->http_tls_key, 0, 0, "FILE",
+         "PEM private key of --http-tls-cert", 0},
         {"internal-tls-cert", EM_FLAG_STR, &f->itls_cert, 0, 0, "FILE",
          "PEM certificate for coordinator <-> worker traffic (mutual TLS; the same on the "
          "workers, local ones get it passed on)",
@@ -460,20 +465,24 @@ int main(int argc, char **argv)
         return 2;
     }
     /* TLS: the public port's and the internal one, read once (hardening, issue 12) */
-    static rpc_tls tls, itls;
+    static rpc_tls tls, itls, htls;
     rpc_tls_files tf = {f.tls_cert, f.tls_key, f.tls_client_ca};
     rpc_tls_files itf = {f.itls_cert, f.itls_key, f.itls_ca};
+    rpc_tls_files htf = {f.http_tls_cert, f.http_tls_key, NULL};
     if (rpc_tls_load(&tf, 1, &tls, err, sizeof err) != EM_OK ||
-        rpc_tls_load(&itf, 1, &itls, err, sizeof err) != EM_OK) {
+        rpc_tls_load(&itf, 1, &itls, err, sizeof err) != EM_OK ||
+        rpc_tls_load(&htf, 1, &htls, err, sizeof err) != EM_OK) {
         fprintf(stderr, "emserve: %s\n", err);
         rpc_tls_free(&tls);
+        rpc_tls_free(&itls);
         coord_chat_template_free(&chat);
         tok_free(tok);
         model_free(m);
         return 2;
     }
-    EM_LOG_INFO("public port: %s; internal traffic: %s",
+    EM_LOG_INFO("public port: %s; HTTP ports: %s; internal traffic: %s",
                 rpc_tls_on(&tls) ? (tls.ca ? "mutual TLS" : "TLS") : "plaintext",
+                rpc_tls_on(&htls) ? "HTTPS" : "plain HTTP",
                 rpc_tls_on(&itls) ? "mutual TLS (the store too; gloo: plaintext)"
                                   : "plaintext with the cluster secret");
     struct sigaction sa;
@@ -563,7 +572,9 @@ int main(int argc, char **argv)
                               (int64_t)f.max_seqs * m->hp.n_ctx * m->hp.n_layer * m->hp.n_kv_head,
                           .max_conn = f.http_max_conn,
                           .max_conn_per_ip = f.http_conn_per_ip,
-                          .conn_memory_bytes = f.http_conn_memory};
+                          .conn_memory_bytes = f.http_conn_memory,
+                          .tls_cert_pem = htls.cert,
+                          .tls_key_pem = htls.key};
     if ((f.metrics && start_http(f.metrics, 0, ho, &mx) != 0) ||
         (f.http && start_http(f.http, 1, ho, &http) != 0)) {
         goto out;
@@ -634,5 +645,6 @@ out:
     model_free(m);
     rpc_tls_free(&tls);
     rpc_tls_free(&itls);
+    rpc_tls_free(&htls);
     return rc;
 }

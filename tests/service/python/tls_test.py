@@ -11,11 +11,13 @@ with Python grpcio against a server started by tls_test.sh with 2 local workers:
   - the rendezvous store serves only mutual TLS with the internal CA's certificate, and then
     only a client that answers its nonce with the secret's HMAC;
   - the HTTP port serves at most --http-max-conn-per-ip connections from one address.
-With --server-tls-only (a server with --tls-cert but no --tls-client-ca): a TLS client without a
-certificate is served and a plaintext one is refused.
+With --server-tls-only (a server with --tls-cert but no --tls-client-ca, and --http-tls-cert): a
+TLS client without a certificate is served and a plaintext one is refused; the HTTP port answers
+HTTPS and refuses plain HTTP.
 Usage: tls_test.py --addr HOST:PORT --certs DIR --proto-root DIR [--http HOST:PORT --secret S
        --store HOST:PORT --per-ip N | --server-tls-only]"""
 import argparse
+import http.client
 import importlib
 import os
 import socket
@@ -222,6 +224,15 @@ class ServerTlsOnlyTest(unittest.TestCase):
 
     def test_plaintext_client_refused(self):
         refused(self, grpc.insecure_channel(ARGS.addr), "plaintext on a TLS port")
+
+    def test_https_health_and_plain_http_refused(self):
+        ctx = ssl.create_default_context(cafile=os.path.join(ARGS.certs, "ca.pem"))
+        url = "https://%s/health" % ARGS.http.replace("127.0.0.1", "localhost")
+        with urllib.request.urlopen(url, timeout=10, context=ctx) as r:
+            self.assertEqual(r.status, 200)
+        with self.assertRaises((OSError, http.client.HTTPException)):
+            with urllib.request.urlopen("http://%s/health" % ARGS.http, timeout=5) as r:
+                r.read()
 
     def test_untrusted_server_certificate_refused_by_the_client(self):
         refused(self, grpc.secure_channel(ARGS.addr, creds("rogueca.pem")),

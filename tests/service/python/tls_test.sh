@@ -5,8 +5,8 @@
 #      mutual TLS (--internal-tls-*, passed on to the spawned workers; the rendezvous store runs
 #      it too), a known cluster secret and --http-max-conn-per-ip 3: tls_test.py's
 #      MutualTlsTest;
-#   2. the public port with a server certificate only: ServerTlsOnlyTest (internal mutual TLS
-#      checked against --internal-tls-name instead of the address);
+#   2. the public port with a server certificate only, HTTPS on the HTTP port: ServerTlsOnlyTest
+#      (internal mutual TLS checked against --internal-tls-name instead of the address);
 #   2b. --internal-tls-name that the workers' certificate does not carry: they never join;
 #   3. start-up refusals: a key without its certificate, --internal-tls-cert without
 #      --internal-tls-ca, a file that is not PEM.
@@ -37,14 +37,15 @@ grep -q "^ids: 432 383 286 261 376 298 315 421\$" <<<"$out" ||
     { echo "FAIL: emserve_client over mutual TLS: $out"; rc=1; }
 "$CLIENT" --addr "$GRPC_ADDR" --tls-ca "$C/ca.pem" --prompt "x" -n 2 --timeout-ms 3000 \
     >/dev/null 2>&1 && { echo "FAIL: emserve_client without its certificate served"; rc=1; }
-grep -q "public port: mutual TLS; internal traffic: mutual TLS (the store too; gloo: plaintext)" "$TMP/mtls.err" ||
+grep -q "public port: mutual TLS; HTTP ports: plain HTTP; internal traffic: mutual TLS (the store too; gloo: plaintext)" "$TMP/mtls.err" ||
     { echo "FAIL: no TLS summary line"; rc=1; }
 stop_server mtls || rc=1
 
 start_server tls "$MODEL" --workers 2 --tls-cert "$C/server.pem" --tls-key "$C/server.key" \
     --internal-tls-cert "$C/internal.pem" --internal-tls-key "$C/internal.key" \
-    --internal-tls-ca "$C/ica.pem" --internal-tls-name emserve-internal || exit 1
-$PY --addr "$GRPC_ADDR" --server-tls-only || rc=1
+    --internal-tls-ca "$C/ica.pem" --internal-tls-name emserve-internal \
+    --http-tls-cert "$C/server.pem" --http-tls-key "$C/server.key" || exit 1
+$PY --addr "$GRPC_ADDR" --http "$HTTP_ADDR" --server-tls-only || rc=1
 stop_server tls || rc=1
 
 # the coordinator checks the workers' certificates: against another name they never join
