@@ -41,10 +41,13 @@ grep -q "public port: mutual TLS; HTTP ports: plain HTTP; internal traffic: mutu
     { echo "FAIL: no TLS summary line"; rc=1; }
 stop_server mtls || rc=1
 
-start_server tls "$MODEL" --workers 2 --tls-cert "$C/server.pem" --tls-key "$C/server.key" \
+# (the HTTPS files through their environment twins)
+EMSERVE_HTTP_TLS_CERT="$C/server.pem" EMSERVE_HTTP_TLS_KEY="$C/server.key" \
+    start_server tls "$MODEL" --workers 2 --tls-cert "$C/server.pem" --tls-key "$C/server.key" \
     --internal-tls-cert "$C/internal.pem" --internal-tls-key "$C/internal.key" \
-    --internal-tls-ca "$C/ica.pem" --internal-tls-name emserve-internal \
-    --http-tls-cert "$C/server.pem" --http-tls-key "$C/server.key" || exit 1
+    --internal-tls-ca "$C/ica.pem" --internal-tls-name emserve-internal || exit 1
+grep -q "config: http-tls-cert = .* (env)" "$TMP/tls.err" ||
+    { echo "FAIL: EMSERVE_HTTP_TLS_CERT not taken"; rc=1; }
 $PY --addr "$GRPC_ADDR" --http "$HTTP_ADDR" --server-tls-only || rc=1
 stop_server tls || rc=1
 
