@@ -106,10 +106,12 @@ void store_conn_close(store_conn *c)
         SSL_free(c->ssl); /* no close_notify: one request per connection, the length framing
                            * already tells each side where the data ends */
         c->ssl = NULL;
+        ERR_clear_error();
     }
+    /* plain TCP calls no OpenSSL function at all: a process forked while another thread was
+     * inside OpenSSL (e.g. its thread-exit cleanup) would deadlock on an inherited lock */
     if (c->fd >= 0) {
         close(c->fd);
         c->fd = -1;
     }
-    ERR_clear_error();
 }
