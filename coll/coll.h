@@ -46,14 +46,21 @@ void coll_destroy(coll_ctx *c); /* NULL ok */
  * Server: one accept thread, one short-lived thread per request; keys live until cleared.
  * Each client operation is one TCP connection: [op u8][key] for get, [op][key][val] for set,
  * [op][timeout_ms u32][nkeys u32][keys...] for wait; strings are [len u32 LE][bytes]. A server
- * started with a secret first requires ['A'][secret]: anything else closes the connection
- * before an operation is read. Bounded per server: COLL_STORE_MAX_CONN connections served at
- * once (more are closed at once), COLL_STORE_MAX_BYTES of keys and values, COLL_STORE_MAX_KEYS
- * keys, waits of at most COLL_STORE_MAX_WAIT_MS, and a waiter whose client hung up leaves. */
-#define COLL_STORE_MAX_CONN    128
-#define COLL_STORE_MAX_BYTES   (16u << 20)
-#define COLL_STORE_MAX_KEYS    4096
-#define COLL_STORE_MAX_WAIT_MS 600000
+ * started with a secret first sends a 16-byte random nonce and requires ['A'][HMAC-SHA256 of
+ * the nonce keyed by the secret] (32 bytes, as a string): anything else closes the connection
+ * before an operation is read, and the secret never crosses the wire. Bounded per server:
+ * COLL_STORE_MAX_CONN connections served at once (more are closed at once), COLL_STORE_MAX_BYTES
+ * of keys and values, COLL_STORE_MAX_KEYS keys, waits of at most COLL_STORE_MAX_WAIT_MS, and a
+ * waiter whose client hung up leaves. Bounded per client address (coll_store_opts): the
+ * connections (each a thread) it holds at once, and the key + value bytes it has stored.
+ * The store can run mutual TLS (coll_tls); gloo's all-reduce speaks plain TCP (the gloo build
+ * here has no TLS transport): in a multi-node layout keep it on a private interface. */
+#define COLL_STORE_MAX_CONN             128
+#define COLL_STORE_MAX_BYTES            (16u << 20)
+#define COLL_STORE_MAX_KEYS             4096
+#define COLL_STORE_MAX_WAIT_MS          600000
+#define COLL_STORE_MAX_CONN_PER_CLIENT  32
+#define COLL_STORE_MAX_BYTES_PER_CLIENT (4u << 20)
 typedef struct coll_store_server coll_store_server;
 
 /* Listens on host:port (port 0 = pick one); *port_out gets the bound port. EM_EINVAL (bad
@@ -62,6 +69,22 @@ em_status coll_store_server_start(const char *host, int port, coll_store_server 
                                   int *port_out, char *err, size_t errlen);
 /* The same requiring secret (NULL or "": none) on every connection. */
 em_status coll_store_server_start_auth(const char *host, int port, const char *secret,
+                                       coll_store_server **out, int *port_out, char *err,
+                                       size_t errlen);
+/* Mutual TLS on the store's connections: PEM text (not file names) of this side's certificate,
+ * its key, and the CA the peer's certificate must be signed by (no host name check). */
+typedef struct coll_tls {
+    const char *cert_pem, *key_pem, *ca_pem;
+} coll_tls;
+
+typedef struct coll_store_opts {
+    const char *secret;          /* NULL or "": none required */
+    int max_conn_per_client;     /* <= 0: COLL_STORE_MAX_CONN_PER_CLIENT */
+    size_t max_bytes_per_client; /* 0: COLL_STORE_MAX_BYTES_PER_CLIENT */
+    const coll_tls *tls;         /* NULL: plain TCP */
+} coll_store_opts;
+/* The same with the per-client bounds and TLS of o (EM_EINVAL when its PEMs cannot be used). */
+em_status coll_store_server_start_opts(const char *host, int port, const coll_store_opts *o,
                                        coll_store_server **out, int *port_out, char *err,
                                        size_t errlen);
 /* Forgets every key (call between group formations). */
@@ -76,6 +99,10 @@ void coll_store_server_stop(coll_store_server *s); /* NULL ok; joins its threads
 em_status coll_store_client_ops(const char *addr, coll_store_ops *ops);
 /* The same presenting secret (NULL or "": none) on every connection. */
 em_status coll_store_client_ops_auth(const char *addr, const char *secret, coll_store_ops *ops);
+/* The same over mutual TLS (tls NULL: plain TCP); EM_EINVAL with a message in err (may be NULL)
+ * when the PEMs cannot be used. */
+em_status coll_store_client_ops_tls(const char *addr, const char *secret, const coll_tls *tls,
+                                    coll_store_ops *ops, char *err, size_t errlen);
 void coll_store_client_ops_free(coll_store_ops *ops);
 
 #ifdef __cplusplus

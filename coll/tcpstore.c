@@ -7,6 +7,9 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -19,6 +22,7 @@
 #include <unistd.h>
 
 #include "coll/coll.h"
+#include "coll/store_conn.h"
 #include "common/status.h"
 
 #define KEY_MAX       4096
@@ -26,11 +30,22 @@
 #define NKEYS_MAX     1024
 #define IO_TIMEOUT_MS 10000
 #define SECRET_MAX    256
+#define NONCE_LEN     16
+#define MAC_LEN       32 /* HMAC-SHA256 */
+
+/* What one client address holds: connections being served and bytes stored. */
+typedef struct client_acct {
+    char ip[INET6_ADDRSTRLEN];
+    int conns;
+    size_t bytes;
+    struct client_acct *next;
+} client_acct;
 
 typedef struct kv_entry {
     char *key;
     void *val;
     size_t len;
+    char owner[INET6_ADDRSTRLEN]; /* the client address that stored it (its bytes count there) */
     struct kv_entry *next;
 } kv_entry;
 
@@ -44,61 +59,48 @@ struct coll_store_server {
     int stopping;
     int active;                  /* request threads running */
     char secret[SECRET_MAX + 1]; /* "" = none required */
+    int max_conn_per_client;
+    size_t max_bytes_per_client;
+    client_acct *clients; /* addresses with a connection or stored bytes */
+    SSL_CTX *tls;         /* mutual TLS on every connection; NULL: plain TCP */
 };
 
 /* ---- socket helpers ------------------------------------------------------------------ */
 
-static em_status io_full(int fd, void *buf, size_t n, int writing)
-{
-    char *p = buf;
-    while (n > 0) {
-        ssize_t r = writing ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
-        if (r < 0 && errno == EINTR) {
-            continue;
-        }
-        if (r <= 0) {
-            return EM_EIO;
-        }
-        p += r;
-        n -= (size_t)r;
-    }
-    return EM_OK;
-}
-
-static em_status put_u32(int fd, uint32_t v)
+static em_status put_u32(store_conn *c, uint32_t v)
 {
     uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
-    return io_full(fd, b, 4, 1);
+    return store_io(c, b, 4, 1);
 }
 
-static em_status get_u32(int fd, uint32_t *v)
+static em_status get_u32(store_conn *c, uint32_t *v)
 {
     uint8_t b[4];
-    if (io_full(fd, b, 4, 0) != EM_OK) {
+    if (store_io(c, b, 4, 0) != EM_OK) {
         return EM_EIO;
     }
     *v = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
     return EM_OK;
 }
 
-static em_status put_str(int fd, const void *s, size_t n)
+static em_status put_str(store_conn *c, const void *s, size_t n)
 {
-    em_status st = put_u32(fd, (uint32_t)n);
-    return st == EM_OK ? io_full(fd, (void *)s, n, 1) : st;
+    em_status st = put_u32(c, (uint32_t)n);
+    return st == EM_OK ? store_io(c, (void *)s, n, 1) : st;
 }
 
 /* Reads a length-prefixed string of at most max bytes into a NUL-terminated malloc'd copy. */
-static char *get_str(int fd, size_t max, size_t *len)
+static char *get_str(store_conn *c, size_t max, size_t *len)
 {
     uint32_t n;
-    if (get_u32(fd, &n) != EM_OK || n > max) {
+    if (get_u32(c, &n) != EM_OK || n > max) {
         return NULL;
     }
     char *s = malloc((size_t)n + 1);
     if (s == NULL) {
         return NULL;
     }
-    if (n > 0 && io_full(fd, s, n, 0) != EM_OK) {
+    if (n > 0 && store_io(c, s, n, 0) != EM_OK) {
         free(s);
         return NULL;
     }
@@ -128,10 +130,48 @@ static kv_entry *find(coll_store_server *s, const char *key)
     return NULL;
 }
 
-static void serve_set(coll_store_server *s, int fd, char *key)
+/* The account of ip, created when create is set (NULL: none, or out of memory). Under mu. */
+static client_acct *client_of(coll_store_server *s, const char *ip, int create)
+{
+    for (client_acct *a = s->clients; a; a = a->next) {
+        if (strcmp(a->ip, ip) == 0) {
+            return a;
+        }
+    }
+    client_acct *a = create ? calloc(1, sizeof *a) : NULL;
+    if (a) {
+        snprintf(a->ip, sizeof a->ip, "%s", ip);
+        a->next = s->clients;
+        s->clients = a;
+    }
+    return a;
+}
+
+/* Forgets accounts that hold nothing. Under mu. */
+static void clients_prune(coll_store_server *s)
+{
+    for (client_acct **p = &s->clients; *p;) {
+        client_acct *a = *p;
+        if (a->conns == 0 && a->bytes == 0) {
+            *p = a->next;
+            free(a);
+        } else {
+            p = &a->next;
+        }
+    }
+}
+
+/* 1 when ip may store `add` more bytes after giving back `back` (a value it replaces). */
+static int within_client_bytes(coll_store_server *s, const client_acct *a, size_t add, size_t back)
+{
+    size_t had = a ? a->bytes : 0;
+    return had - (back < had ? back : had) + add <= s->max_bytes_per_client;
+}
+
+static void serve_set(coll_store_server *s, store_conn *c, char *key, const char *ip)
 {
     size_t len = 0;
-    char *val = get_str(fd, VAL_MAX, &len);
+    char *val = get_str(c, VAL_MAX, &len);
     if (val == NULL) {
         free(key);
         return;
@@ -140,13 +180,22 @@ static void serve_set(coll_store_server *s, int fd, char *key)
     kv_entry *e = find(s, key);
     size_t klen = strlen(key);
     size_t after = s->bytes + len + (e ? 0 : klen) - (e ? e->len : 0);
-    if (after > COLL_STORE_MAX_BYTES || (!e && s->count >= COLL_STORE_MAX_KEYS)) {
+    client_acct *me = client_of(s, ip, 1), *prev = e ? client_of(s, e->owner, 0) : NULL;
+    /* what this client will hold for the key: the value, and the key unless it holds it now */
+    size_t mine = len + (e && prev == me ? 0 : klen), back = e && prev == me ? e->len : 0;
+    if (after > COLL_STORE_MAX_BYTES || (!e && s->count >= COLL_STORE_MAX_KEYS) || me == NULL ||
+        !within_client_bytes(s, me, mine, back)) {
         pthread_mutex_unlock(&s->mu); /* full: refused (the client sees no ok byte) */
         free(key);
         free(val);
         return;
     }
     s->bytes = after;
+    if (prev) { /* the replaced value (and the key, when it changes hands) stops counting there */
+        size_t gone = e->len + (prev != me ? klen : 0);
+        prev->bytes -= gone < prev->bytes ? gone : prev->bytes;
+    }
+    me->bytes += mine;
     if (e) {
         free(e->val);
         free(key);
@@ -154,6 +203,7 @@ static void serve_set(coll_store_server *s, int fd, char *key)
         e = calloc(1, sizeof *e);
         if (e == NULL) {
             s->bytes -= len + klen;
+            me->bytes -= mine;
             pthread_mutex_unlock(&s->mu);
             free(key);
             free(val);
@@ -166,13 +216,14 @@ static void serve_set(coll_store_server *s, int fd, char *key)
     }
     e->val = val;
     e->len = len;
+    snprintf(e->owner, sizeof e->owner, "%s", ip);
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
     uint8_t ok = 1;
-    io_full(fd, &ok, 1, 1);
+    store_io(c, &ok, 1, 1);
 }
 
-static void serve_get(coll_store_server *s, int fd, char *key)
+static void serve_get(coll_store_server *s, store_conn *c, char *key)
 {
     pthread_mutex_lock(&s->mu);
     kv_entry *e = find(s, key);
@@ -188,23 +239,23 @@ static void serve_get(coll_store_server *s, int fd, char *key)
     pthread_mutex_unlock(&s->mu);
     free(key);
     uint8_t found = copy != NULL;
-    if (io_full(fd, &found, 1, 1) == EM_OK && found) {
-        put_str(fd, copy, len);
+    if (store_io(c, &found, 1, 1) == EM_OK && found) {
+        put_str(c, copy, len);
     }
     free(copy);
 }
 
 /* 1 when the client closed its end (a waiter for nobody). */
-static int client_gone(int fd)
+static int client_gone(const store_conn *c)
 {
-    struct pollfd pfd = {fd, POLLIN | POLLRDHUP, 0};
+    struct pollfd pfd = {c->fd, POLLIN | POLLRDHUP, 0};
     return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLIN));
 }
 
-static void serve_wait(coll_store_server *s, int fd)
+static void serve_wait(coll_store_server *s, store_conn *c)
 {
     uint32_t timeout_ms, nkeys;
-    if (get_u32(fd, &timeout_ms) != EM_OK || get_u32(fd, &nkeys) != EM_OK || nkeys > NKEYS_MAX) {
+    if (get_u32(c, &timeout_ms) != EM_OK || get_u32(c, &nkeys) != EM_OK || nkeys > NKEYS_MAX) {
         return;
     }
     if (timeout_ms > COLL_STORE_MAX_WAIT_MS) {
@@ -216,7 +267,7 @@ static void serve_wait(coll_store_server *s, int fd)
         return;
     }
     for (; got < nkeys; got++) {
-        keys[got] = get_str(fd, KEY_MAX, NULL);
+        keys[got] = get_str(c, KEY_MAX, NULL);
         if (keys[got] == NULL) {
             break;
         }
@@ -256,12 +307,12 @@ static void serve_wait(coll_store_server *s, int fd)
                 break;
             }
             int rc = pthread_cond_timedwait(&s->cv, &s->mu, last ? &dl : &slice);
-            if (rc == ETIMEDOUT && (last || client_gone(fd))) {
+            if (rc == ETIMEDOUT && (last || client_gone(c))) {
                 break;
             }
         }
         pthread_mutex_unlock(&s->mu);
-        io_full(fd, &ok, 1, 1);
+        store_io(c, &ok, 1, 1);
     }
     for (uint32_t i = 0; i < got; i++) {
         free(keys[i]);
@@ -269,20 +320,35 @@ static void serve_wait(coll_store_server *s, int fd)
     free(keys);
 }
 
-/* Constant-time comparison of two NUL-terminated strings. */
-static int secret_equal(const char *a, const char *b)
+/* HMAC-SHA256(secret, nonce) into mac (MAC_LEN bytes); 0 when it cannot be computed. */
+static int nonce_mac(const char *secret, const uint8_t *nonce, uint8_t *mac)
 {
-    size_t an = strlen(a), bn = strlen(b);
-    unsigned diff = (unsigned)(an ^ bn);
-    for (size_t i = 0; i < an; i++) {
-        diff |= (unsigned char)a[i] ^ (unsigned char)b[i < bn ? i : 0];
+    unsigned int n = 0;
+    return HMAC(EVP_sha256(), secret, (int)strlen(secret), nonce, NONCE_LEN, mac, &n) != NULL &&
+           n == MAC_LEN;
+}
+
+/* The server's side of the hello with a secret: a fresh nonce out, ['A'][HMAC(secret, nonce)]
+ * back; the secret itself never crosses the wire. 1 when the client proved it holds it. */
+static int hello_server(coll_store_server *s, store_conn *c)
+{
+    uint8_t nonce[NONCE_LEN], want[MAC_LEN], op = 0;
+    size_t got = 0;
+    if (getentropy(nonce, sizeof nonce) != 0 || !nonce_mac(s->secret, nonce, want) ||
+        store_io(c, nonce, sizeof nonce, 1) != EM_OK || store_io(c, &op, 1, 0) != EM_OK ||
+        op != 'A') {
+        return 0;
     }
-    return diff == 0 && bn > 0;
+    char *mac = get_str(c, MAC_LEN, &got);
+    int ok = mac != NULL && got == MAC_LEN && CRYPTO_memcmp(mac, want, MAC_LEN) == 0;
+    free(mac);
+    return ok;
 }
 
 typedef struct req_arg {
     coll_store_server *s;
     int fd;
+    char ip[INET6_ADDRSTRLEN];
 } req_arg;
 
 static void *serve_one(void *p)
@@ -290,31 +356,71 @@ static void *serve_one(void *p)
     req_arg a = *(req_arg *)p;
     free(p);
     uint8_t op;
-    set_timeouts(a.fd, IO_TIMEOUT_MS);
-    int ok = io_full(a.fd, &op, 1, 0) == EM_OK;
-    if (ok && a.s->secret[0]) { /* ['A'][secret], then the operation */
-        char *got = op == 'A' ? get_str(a.fd, SECRET_MAX, NULL) : NULL;
-        ok = got != NULL && secret_equal(got, a.s->secret) && io_full(a.fd, &op, 1, 0) == EM_OK;
-        free(got);
-    }
+    store_conn c = {a.fd, NULL};
+    set_timeouts(a.fd, IO_TIMEOUT_MS); /* bounds the TLS handshake too */
+    int ok = store_conn_handshake(&c, a.s->tls, 1) &&
+             (a.s->secret[0] == 0 || hello_server(a.s, &c)) && store_io(&c, &op, 1, 0) == EM_OK;
     if (ok) {
         if (op == 'W') {
-            serve_wait(a.s, a.fd);
+            serve_wait(a.s, &c);
         } else if (op == 'S' || op == 'G') {
-            char *key = get_str(a.fd, KEY_MAX, NULL);
+            char *key = get_str(&c, KEY_MAX, NULL);
             if (key && op == 'S') {
-                serve_set(a.s, a.fd, key);
+                serve_set(a.s, &c, key, a.ip);
             } else if (key) {
-                serve_get(a.s, a.fd, key);
+                serve_get(a.s, &c, key);
             }
         }
     }
-    close(a.fd);
+    store_conn_close(&c);
     pthread_mutex_lock(&a.s->mu);
     a.s->active--;
+    client_acct *ac = client_of(a.s, a.ip, 0);
+    if (ac) {
+        ac->conns--;
+    }
+    clients_prune(a.s);
     pthread_cond_broadcast(&a.s->cv);
     pthread_mutex_unlock(&a.s->mu);
     return NULL;
+}
+
+/* The client's address as text ("" when unknown: such clients share one account). */
+static void peer_ip(const struct sockaddr_storage *ss, char *ip, size_t len)
+{
+    const void *src = ss->ss_family == AF_INET6
+                          ? (const void *)&((const struct sockaddr_in6 *)ss)->sin6_addr
+                          : (const void *)&((const struct sockaddr_in *)ss)->sin_addr;
+    if (inet_ntop(ss->ss_family, src, ip, (socklen_t)len) == NULL) {
+        ip[0] = 0;
+    }
+}
+
+/* Counts a new connection from ip: 0 when the server or that client is at its bound. */
+static int admit(coll_store_server *s, const char *ip)
+{
+    pthread_mutex_lock(&s->mu);
+    client_acct *c = client_of(s, ip, 1);
+    int ok = c != NULL && s->active < COLL_STORE_MAX_CONN && c->conns < s->max_conn_per_client;
+    if (ok) {
+        s->active++;
+        c->conns++;
+    }
+    clients_prune(s);
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+static void unadmit(coll_store_server *s, const char *ip)
+{
+    pthread_mutex_lock(&s->mu);
+    client_acct *c = client_of(s, ip, 0);
+    s->active--;
+    if (c) {
+        c->conns--;
+    }
+    clients_prune(s);
+    pthread_mutex_unlock(&s->mu);
 }
 
 static void *accept_loop(void *p)
@@ -332,15 +438,16 @@ static void *accept_loop(void *p)
         if (r <= 0) {
             continue;
         }
-        int fd = accept(s->lfd, NULL, NULL);
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        memset(&ss, 0, sizeof ss);
+        int fd = accept(s->lfd, (struct sockaddr *)&ss, &sl);
         if (fd < 0) {
             continue;
         }
-        pthread_mutex_lock(&s->mu);
-        int busy = s->active >= COLL_STORE_MAX_CONN;
-        s->active += !busy;
-        pthread_mutex_unlock(&s->mu);
-        if (busy) { /* a flood of idle or waiting clients: no thread for this one */
+        char ip[INET6_ADDRSTRLEN];
+        peer_ip(&ss, ip, sizeof ip);
+        if (!admit(s, ip)) { /* a flood of idle or waiting clients: no thread for this one */
             close(fd);
             continue;
         }
@@ -349,12 +456,15 @@ static void *accept_loop(void *p)
         pthread_attr_t at;
         pthread_attr_init(&at);
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        if (a == NULL || (a->s = s, a->fd = fd, pthread_create(&t, &at, serve_one, a) != 0)) {
+        if (a) {
+            a->s = s;
+            a->fd = fd;
+            snprintf(a->ip, sizeof a->ip, "%s", ip);
+        }
+        if (a == NULL || pthread_create(&t, &at, serve_one, a) != 0) {
             free(a);
             close(fd);
-            pthread_mutex_lock(&s->mu);
-            s->active--;
-            pthread_mutex_unlock(&s->mu);
+            unadmit(s, ip);
         }
         pthread_attr_destroy(&at);
     }
@@ -388,6 +498,15 @@ em_status coll_store_server_start_auth(const char *host, int port, const char *s
                                        coll_store_server **out, int *port_out, char *err,
                                        size_t errlen)
 {
+    coll_store_opts o = {secret, 0, 0, NULL};
+    return coll_store_server_start_opts(host, port, &o, out, port_out, err, errlen);
+}
+
+em_status coll_store_server_start_opts(const char *host, int port, const coll_store_opts *o,
+                                       coll_store_server **out, int *port_out, char *err,
+                                       size_t errlen)
+{
+    const char *secret = o->secret;
     struct sockaddr_storage ss;
     if (secret && strlen(secret) > SECRET_MAX) {
         snprintf(err, errlen, "store secret longer than %d bytes", SECRET_MAX);
@@ -418,12 +537,22 @@ em_status coll_store_server_start_auth(const char *host, int port, const char *s
         snprintf(err, errlen, "out of memory");
         return EM_ENOMEM;
     }
+    if (o->tls && (s->tls = store_tls_ctx(o->tls, 1, err, errlen)) == NULL) {
+        close(fd);
+        free(s);
+        return EM_EINVAL;
+    }
     s->lfd = fd;
     snprintf(s->secret, sizeof s->secret, "%s", secret ? secret : "");
+    s->max_conn_per_client =
+        o->max_conn_per_client > 0 ? o->max_conn_per_client : COLL_STORE_MAX_CONN_PER_CLIENT;
+    s->max_bytes_per_client =
+        o->max_bytes_per_client > 0 ? o->max_bytes_per_client : COLL_STORE_MAX_BYTES_PER_CLIENT;
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     if (pthread_create(&s->accept_thr, NULL, accept_loop, s) != 0) {
         close(fd);
+        SSL_CTX_free(s->tls);
         free(s);
         snprintf(err, errlen, "pthread_create failed");
         return EM_EIO;
@@ -446,6 +575,10 @@ void coll_store_server_clear(coll_store_server *s)
     }
     s->count = 0;
     s->bytes = 0;
+    for (client_acct *a = s->clients; a; a = a->next) {
+        a->bytes = 0;
+    }
+    clients_prune(s);
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -484,6 +617,7 @@ void coll_store_server_stop(coll_store_server *s)
     coll_store_server_clear(s);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
+    SSL_CTX_free(s->tls);
     free(s);
 }
 
@@ -493,64 +627,68 @@ typedef struct client {
     char host[256];
     int port;
     char secret[SECRET_MAX + 1]; /* "" = none */
+    SSL_CTX *tls;                /* mutual TLS; NULL: plain TCP */
 } client;
 
-/* A connection to the store, authenticated when the client has a secret. */
-static em_status client_connect(const client *c, int *fd_out)
+/* A connection to the store (TLS when the client has it), authenticated when the client has a
+ * secret. */
+static em_status client_connect(const client *cl, store_conn *c)
 {
     struct sockaddr_storage ss;
     socklen_t sl;
-    *fd_out = -1;
-    em_status st = resolve(c->host, c->port, &ss, &sl);
+    c->fd = -1;
+    c->ssl = NULL;
+    em_status st = resolve(cl->host, cl->port, &ss, &sl);
     if (st != EM_OK) {
         return st;
     }
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
+    c->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
         return EM_EIO;
     }
-    set_timeouts(fd, IO_TIMEOUT_MS);
-    if (connect(fd, (struct sockaddr *)&ss, sl) != 0) {
-        close(fd);
+    set_timeouts(c->fd, IO_TIMEOUT_MS);
+    if (connect(c->fd, (struct sockaddr *)&ss, sl) != 0) {
+        store_conn_close(c);
         return EM_EUNAVAILABLE;
     }
-    uint8_t a = 'A';
-    if (c->secret[0] &&
-        (io_full(fd, &a, 1, 1) != EM_OK || put_str(fd, c->secret, strlen(c->secret)) != EM_OK)) {
-        close(fd);
+    uint8_t a = 'A', nonce[NONCE_LEN], mac[MAC_LEN];
+    if (!store_conn_handshake(c, cl->tls, 0) ||
+        (cl->secret[0] &&
+         (store_io(c, nonce, sizeof nonce, 0) != EM_OK || !nonce_mac(cl->secret, nonce, mac) ||
+          store_io(c, &a, 1, 1) != EM_OK || put_str(c, mac, sizeof mac) != EM_OK))) {
+        store_conn_close(c);
         return EM_EIO;
     }
-    *fd_out = fd;
     return EM_OK;
 }
 
 static em_status cl_set(void *user, const char *key, const void *val, size_t len)
 {
-    int fd;
+    store_conn cn, *c = &cn;
     uint8_t op = 'S', ok = 0;
-    em_status st = client_connect(user, &fd);
+    em_status st = client_connect(user, c);
     if (st != EM_OK) {
         return st;
     }
-    int done = io_full(fd, &op, 1, 1) == EM_OK && put_str(fd, key, strlen(key)) == EM_OK &&
-               put_str(fd, val, len) == EM_OK && io_full(fd, &ok, 1, 0) == EM_OK && ok == 1;
-    close(fd);
+    int done = store_io(c, &op, 1, 1) == EM_OK && put_str(c, key, strlen(key)) == EM_OK &&
+               put_str(c, val, len) == EM_OK && store_io(c, &ok, 1, 0) == EM_OK && ok == 1;
+    store_conn_close(c);
     return done ? EM_OK : EM_EIO;
 }
 
 static void *cl_get(void *user, const char *key, size_t *len)
 {
-    int fd;
+    store_conn cn, *c = &cn;
     uint8_t op = 'G', found = 0;
     char *v = NULL;
-    if (client_connect(user, &fd) != EM_OK) {
+    if (client_connect(user, c) != EM_OK) {
         return NULL;
     }
-    if (io_full(fd, &op, 1, 1) == EM_OK && put_str(fd, key, strlen(key)) == EM_OK &&
-        io_full(fd, &found, 1, 0) == EM_OK && found) {
-        v = get_str(fd, VAL_MAX, len);
+    if (store_io(c, &op, 1, 1) == EM_OK && put_str(c, key, strlen(key)) == EM_OK &&
+        store_io(c, &found, 1, 0) == EM_OK && found) {
+        v = get_str(c, VAL_MAX, len);
     }
-    close(fd);
+    store_conn_close(c);
     return v;
 }
 
@@ -559,21 +697,21 @@ static em_status cl_wait(void *user, const char *const *keys, size_t nkeys, long
     if (nkeys > NKEYS_MAX) {
         return EM_EINVAL;
     }
-    int fd;
+    store_conn cn, *c = &cn;
     uint8_t op = 'W', ok = 0;
-    em_status st = client_connect(user, &fd);
+    em_status st = client_connect(user, c);
     if (st != EM_OK) {
         return st;
     }
     /* The server answers by the deadline; allow it a margin on the socket. */
-    set_timeouts(fd, (int)(timeout_ms + 5000 < 0x7fffffff ? timeout_ms + 5000 : 0x7fffffff));
-    int rc = io_full(fd, &op, 1, 1) == EM_OK && put_u32(fd, (uint32_t)timeout_ms) == EM_OK &&
-             put_u32(fd, (uint32_t)nkeys) == EM_OK;
+    set_timeouts(c->fd, (int)(timeout_ms + 5000 < 0x7fffffff ? timeout_ms + 5000 : 0x7fffffff));
+    int rc = store_io(c, &op, 1, 1) == EM_OK && put_u32(c, (uint32_t)timeout_ms) == EM_OK &&
+             put_u32(c, (uint32_t)nkeys) == EM_OK;
     for (size_t i = 0; rc && i < nkeys; i++) {
-        rc = put_str(fd, keys[i], strlen(keys[i])) == EM_OK;
+        rc = put_str(c, keys[i], strlen(keys[i])) == EM_OK;
     }
-    rc = rc && io_full(fd, &ok, 1, 0) == EM_OK && ok == 1;
-    close(fd);
+    rc = rc && store_io(c, &ok, 1, 0) == EM_OK && ok == 1;
+    store_conn_close(c);
     return rc ? EM_OK : EM_ETIMEDOUT;
 }
 
@@ -583,6 +721,12 @@ em_status coll_store_client_ops(const char *addr, coll_store_ops *ops)
 }
 
 em_status coll_store_client_ops_auth(const char *addr, const char *secret, coll_store_ops *ops)
+{
+    return coll_store_client_ops_tls(addr, secret, NULL, ops, NULL, 0);
+}
+
+em_status coll_store_client_ops_tls(const char *addr, const char *secret, const coll_tls *tls,
+                                    coll_store_ops *ops, char *err, size_t errlen)
 {
     if (addr == NULL || (secret && strlen(secret) > SECRET_MAX)) {
         memset(ops, 0, sizeof *ops);
@@ -602,6 +746,11 @@ em_status coll_store_client_ops_auth(const char *addr, const char *secret, coll_
     if (c == NULL) {
         return EM_ENOMEM;
     }
+    char e2[256];
+    if (tls && (c->tls = store_tls_ctx(tls, 0, err ? err : e2, err ? errlen : sizeof e2)) == NULL) {
+        free(c);
+        return EM_EINVAL;
+    }
     size_t hl = (size_t)(colon - addr);
     if (addr[0] == '[' && hl >= 2 && addr[hl - 1] == ']') { /* [v6]:port */
         memcpy(c->host, addr + 1, hl - 2);
@@ -620,6 +769,7 @@ em_status coll_store_client_ops_auth(const char *addr, const char *secret, coll_
 void coll_store_client_ops_free(coll_store_ops *ops)
 {
     if (ops->user) {
+        SSL_CTX_free(((client *)ops->user)->tls);
         memset(ops->user, 0, sizeof(client));
     }
     free(ops->user);

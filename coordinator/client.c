@@ -12,6 +12,7 @@
 #include "common/timeutil.h"
 #include "proto/c/emserve/v1/emserve.pb-c.h"
 #include "proto/grpc/health/v1/health.pb-c.h"
+#include "rpc/rpc_tls.h"
 #include "rpc/rpc_util.h"
 
 struct coord_client {
@@ -21,11 +22,16 @@ struct coord_client {
 
 coord_client *coord_client_create(const char *addr)
 {
+    return coord_client_create_tls(addr, NULL);
+}
+
+coord_client *coord_client_create_tls(const char *addr, const rpc_tls *tls)
+{
     coord_client *c = calloc(1, sizeof *c);
     if (c == NULL) {
         return NULL;
     }
-    grpc_channel_credentials *cr = grpc_insecure_credentials_create();
+    grpc_channel_credentials *cr = rpc_tls_channel_credentials(tls);
     c->ch = grpc_channel_create(addr, cr, rpc_channel_args());
     grpc_channel_credentials_release(cr);
     return c;

@@ -9,6 +9,7 @@
 
 #include "common/status.h"
 #include "coordinator/chat_template.h" /* coord_chat_msg */
+#include "rpc/rpc_tls.h"
 
 typedef struct coord_client coord_client;
 
@@ -54,6 +55,9 @@ typedef struct coord_client_result {
 } coord_client_result;
 
 coord_client *coord_client_create(const char *addr);
+/* The same over TLS (rpc/rpc_tls.h: the CA trusted for the server's certificate, and the client
+ * certificate presented, when set); NULL: plaintext. */
+coord_client *coord_client_create_tls(const char *addr, const rpc_tls *tls);
 void coord_client_free(coord_client *c);
 grpc_channel *coord_client_channel(coord_client *c);
 

@@ -6,6 +6,8 @@
  *   emserve_client [--addr HOST:PORT] --chat MESSAGE [--system TEXT] [same options]
  *   emserve_client [--addr HOST:PORT] --tokenize (--prompt TEXT | --chat MESSAGE [--system TEXT])
  *   emserve_client [--addr HOST:PORT] --health | --abort REQUEST_ID
+ * On a TLS port: --tls-ca FILE (the CA of the server's certificate) [--tls-cert FILE
+ * --tls-key FILE] (a client certificate, for a port that requires one).
  * Flags through common/flags.h like every emserve binary: --flag=value, an EMSERVE_CLIENT_*
  * environment twin for each, --config FILE, --help, --version. */
 #include <errno.h>
@@ -20,6 +22,7 @@
 #include "common/flags.h"
 #include "common/version.h"
 #include "coordinator/client.h"
+#include "rpc/rpc_tls.h"
 
 #define MAX_KV  32
 #define MAX_IDS 4096
@@ -27,13 +30,14 @@
 typedef struct client_flags {
     const char *addr, *prompt, *chat, *system, *ids, *id, *abort_id;
     const char *temperature, *seed, *kv_method;
+    rpc_tls_files tls; /* --tls-cert, --tls-key, --tls-ca */
     int max_tokens, kv_budget, health, tokenize, ignore_eos;
     long timeout_ms;
     em_flag_list kv;
     const char *kv_items[MAX_KV];
 } client_flags;
 
-#define N_FLAGS 17
+#define N_FLAGS 20
 
 static void flag_table(client_flags *f, em_flag *t)
 {
@@ -58,6 +62,11 @@ static void flag_table(client_flags *f, em_flag *t)
          "print the prompt's ids instead of generating", 0},
         {"health", EM_FLAG_BOOL, &f->health, 0, 1, NULL, "print the server's health", 0},
         {"abort", EM_FLAG_STR, &f->abort_id, 0, 0, "REQUEST_ID", "abort a running request", 0},
+        {"tls-ca", EM_FLAG_STR, &f->tls.ca, 0, 0, "FILE",
+         "TLS: the CA of the server's certificate (plaintext when none of the tls flags)", 0},
+        {"tls-cert", EM_FLAG_STR, &f->tls.cert, 0, 0, "FILE",
+         "TLS: a client certificate (a port that requires one)", 0},
+        {"tls-key", EM_FLAG_STR, &f->tls.key, 0, 0, "FILE", "TLS: the client certificate's key", 0},
     };
     memcpy(t, table, sizeof table);
 }
@@ -251,8 +260,13 @@ int main(int argc, char **argv)
     memset(&rq, 0, sizeof rq);
     if (build_request(&f, &rq, ids, msgs, kv_keys, kv_vals) != EM_OK)
         return 2;
+    rpc_tls tls;
+    if (rpc_tls_load(&f.tls, 0, &tls, err, sizeof err) != EM_OK) {
+        fprintf(stderr, "emserve_client: %s\n", err);
+        return 2;
+    }
     grpc_init();
-    coord_client *c = coord_client_create(f.addr);
+    coord_client *c = coord_client_create_tls(f.addr, &tls);
     int rc;
     if (f.health) {
         int serving;
@@ -271,6 +285,7 @@ int main(int argc, char **argv)
     }
     coord_client_free(c);
     grpc_shutdown();
+    rpc_tls_free(&tls);
     em_flags_free(&fl);
     return rc;
 }

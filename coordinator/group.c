@@ -21,6 +21,7 @@
 #include "engine/placement.h"
 #include "proto/emserve/internal/v1/worker.pb-c.h"
 #include "proto/worker_proto.h"
+#include "rpc/rpc_tls.h"
 #include "rpc/rpc_util.h"
 
 /* ---- placement, creation ----------------------------------------------------------------- */
@@ -39,7 +40,7 @@ static void set_addr(coord_group *g, int r, const char *addr, int64_t pid)
         w->ch = NULL;
     }
     if (w->addr[0]) {
-        grpc_channel_credentials *cr = grpc_insecure_credentials_create();
+        grpc_channel_credentials *cr = rpc_tls_channel_credentials(g->o.internal_tls);
         w->ch = grpc_channel_create(w->addr, cr, &g->chargs.ca);
         grpc_channel_credentials_release(cr);
     }
@@ -86,6 +87,10 @@ em_status coord_group_create(const model_hparams *hp, int world, const char *con
     /* the largest reply is rank 0's logits for every token of the largest step */
     rpc_args_init(&g->chargs,
                   (long)sizeof(float) * g->o.max_batch_tokens * (long)hp->n_vocab + (1L << 20), 0);
+    if (o->internal_tls_name) {
+        snprintf(g->tls_name, sizeof g->tls_name, "%s", o->internal_tls_name);
+        rpc_args_set_tls_name(&g->chargs, g->tls_name);
+    }
     pthread_mutex_init(&g->mu, NULL);
     g->cq = grpc_completion_queue_create_for_pluck(NULL);
     int G = hp->n_head / hp->n_kv_head;
@@ -109,8 +114,14 @@ em_status coord_group_create(const model_hparams *hp, int world, const char *con
     }
     const char *bind = o->store_bind && o->store_bind[0] ? o->store_bind : "127.0.0.1";
     int port = 0;
-    if (coll_store_server_start_auth(bind, o->store_port, g->secret, &g->store, &port, err,
-                                     errlen) != EM_OK) {
+    const rpc_tls *it = o->internal_tls; /* the store runs the same mutual TLS */
+    coll_tls stls = {it ? it->cert : NULL, it ? it->key : NULL, it ? it->ca : NULL};
+    coll_store_opts so = {
+        g->secret, o->store_max_conn_per_client,
+        (size_t)(o->store_max_bytes_per_client > 0 ? o->store_max_bytes_per_client : 0),
+        rpc_tls_on(it) ? &stls : NULL};
+    if (coll_store_server_start_opts(bind, o->store_port, &so, &g->store, &port, err, errlen) !=
+        EM_OK) {
         coord_group_free(g);
         return EM_EIO;
     }
@@ -299,8 +310,11 @@ static em_status form(coord_group *g)
         rq.act_quant = g->o.act_quant;
         rq.max_batch_tokens = g->o.max_batch_tokens;
         rq.max_slots = g->o.max_slots;
-        rpc_pending_start_auth(g->cq, &p[r], g->w[r].ch, WORKER_METHOD_FORM_GROUP, &rq.base,
-                               g->o.coll_timeout_ms + 60000, g->secret);
+        if (rpc_secret_generate(g->w[r].token, sizeof g->w[r].token) != EM_OK) {
+            g->w[r].token[0] = 0; /* the worker refuses a FormGroup without one */
+        }
+        rpc_pending_start_token(g->cq, &p[r], g->w[r].ch, WORKER_METHOD_FORM_GROUP, &rq.base,
+                                g->o.coll_timeout_ms + 60000, g->secret, g->w[r].token);
     }
     int bad = 0;
     for (int r = 0; r < g->world; r++) {

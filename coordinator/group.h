@@ -26,6 +26,8 @@ typedef struct coord_worker_snapshot {
     int64_t pid, weight_bytes;
 } coord_worker_snapshot;
 
+struct rpc_tls; /* rpc/rpc_tls.h */
+
 typedef struct coord_group_opts {
     const char *model_path; /* sent to workers that have no --model of their own */
     int n_threads, max_batch_tokens, max_slots;
@@ -38,6 +40,14 @@ typedef struct coord_group_opts {
     const char *store_advertise; /* address workers use to reach it (default = store_bind) */
     int store_port;              /* 0 = any free port */
     const char *cluster_secret;  /* carried by every internal call and required by the store */
+
+    /* mutual TLS to the workers (rpc/rpc_tls.h; NULL: plaintext), and the name their
+     * certificate is checked against instead of their address (NULL: the address) */
+    const struct rpc_tls *internal_tls;
+    const char *internal_tls_name;
+    /* the rendezvous store's per-client bounds (coll.h; 0: its defaults) */
+    int store_max_conn_per_client;
+    long store_max_bytes_per_client;
 } coord_group_opts;
 
 typedef struct coord_group coord_group;

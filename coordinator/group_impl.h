@@ -18,6 +18,7 @@ typedef struct wlink {
     int local;
     grpc_channel *ch;
     int64_t pid, weight_bytes;
+    char token[RPC_SECRET_MAX + 1]; /* this rank's group token (rpc_auth.h), new each formation */
     int joined;
     int hello_timeouts; /* Hello calls that ran into their deadline in a row */
 } wlink;
@@ -31,6 +32,7 @@ struct coord_group {
     char model_path[1024], store_adv[300];
     char secret[RPC_SECRET_MAX + 1]; /* carried by every internal call */
     rpc_args chargs;                 /* worker channels: replies capped by the largest step */
+    char tls_name[256];              /* the workers' certificate name (chargs points here) */
     coll_store_server *store;
     grpc_completion_queue *cq;
     pthread_mutex_t mu; /* guards serving, generation, w[].addr/joined/pid for snapshots */

@@ -267,8 +267,8 @@ em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_resu
     rpc_pending p[COORD_MAX_WORKERS];
     for (int r = 0; r < g->world; r++) {
         m.rq.return_logits = r == 0; /* one request message; only this differs between ranks */
-        rpc_pending_start_auth(g->cq, &p[r], g->w[r].ch, WORKER_METHOD_STEP, &m.rq.base, deadline,
-                               g->secret);
+        rpc_pending_start_token(g->cq, &p[r], g->w[r].ch, WORKER_METHOD_STEP, &m.rq.base, deadline,
+                                g->secret, g->w[r].token);
     }
     int bad = 0, timed_out[COORD_MAX_WORKERS] = {0}, n_late = 0;
     for (int r = 0; r < g->world; r++) {

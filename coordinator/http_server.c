@@ -15,7 +15,6 @@
 #include "coordinator/metrics.h"
 
 #define BODY_MAX        (8u << 20) /* bytes of a request body (a 1 MiB prompt as JSON fits) */
-#define CONN_LIMIT      1000u
 #define METRICS_BUF_MAX (1u << 20)
 
 typedef struct http_body { /* one request's body as it arrives */
@@ -432,11 +431,24 @@ em_status coord_http_start(const coord_http_opts *o, coord_http **out, int *port
     if (ss.ss_family == AF_INET6) {
         flags |= MHD_USE_IPv6;
     }
-    h->d =
-        MHD_start_daemon(flags, 0, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER, on_log, h,
-                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
-                         on_completed, h, MHD_OPTION_CONNECTION_TIMEOUT, COORD_HTTP_IDLE_TIMEOUT_S,
-                         MHD_OPTION_CONNECTION_LIMIT, CONN_LIMIT, MHD_OPTION_END);
+    /* per-client bounds: MHD refuses a connection past either count at accept */
+    unsigned conn = (unsigned)(o->max_conn > 0 ? o->max_conn : COORD_HTTP_MAX_CONN);
+    unsigned per_ip =
+        (unsigned)(o->max_conn_per_ip > 0 ? o->max_conn_per_ip : COORD_HTTP_MAX_CONN_PER_IP);
+    size_t mem = (size_t)(o->conn_memory_bytes > 0 ? o->conn_memory_bytes : COORD_HTTP_CONN_MEMORY);
+    struct MHD_OptionItem tls[3] = {{MHD_OPTION_END, 0, NULL}};
+    if (o->tls_cert_pem && o->tls_key_pem) { /* HTTPS (libmicrohttpd's GnuTLS) */
+        flags |= MHD_USE_TLS;
+        tls[0] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)o->tls_key_pem};
+        tls[1] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, (void *)o->tls_cert_pem};
+        tls[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    }
+    h->d = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_access, h, MHD_OPTION_EXTERNAL_LOGGER, on_log, h,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
+        MHD_OPTION_CONNECTION_TIMEOUT, COORD_HTTP_IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_LIMIT, conn,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip, MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem,
+        MHD_OPTION_ARRAY, tls, MHD_OPTION_END);
     const union MHD_DaemonInfo *di =
         h->d ? MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT) : NULL;
     if (di == NULL) {

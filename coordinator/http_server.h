@@ -27,7 +27,17 @@ typedef struct coord_http_opts {
     const coord_chat_template *chat;
     coord_sched *sched;
     coord_group *group;
+    /* per-client bounds (0: the default): connections in all (a thread each), connections from
+     * one client IP, and the read buffer of one connection (headers larger get 431) */
+    int max_conn, max_conn_per_ip;
+    long conn_memory_bytes;
+    const char *tls_cert_pem, *tls_key_pem; /* HTTPS with this PEM certificate and key (the text,
+                                             * kept by the caller); NULL: plain HTTP */
 } coord_http_opts;
+
+#define COORD_HTTP_MAX_CONN        1000
+#define COORD_HTTP_MAX_CONN_PER_IP 64
+#define COORD_HTTP_CONN_MEMORY     (64L << 10)
 
 /* Binds and starts serving; *port gets the bound port. Everything in o is borrowed and must
  * outlive coord_http_stop. EM_EINVAL for a bad address, EM_EIO when it cannot listen. */

@@ -10,6 +10,7 @@
 
 #include <grpc/grpc.h>
 
+#include "coll/coll.h"
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/timeutil.h"
@@ -26,11 +27,17 @@
 #include "model/tokenizer.h"
 #include "rpc/rpc_auth.h"
 #include "rpc/rpc_log.h"
+#include "rpc/rpc_tls.h"
 
 typedef struct flags {
     const char *model, *listen, *worker_bin, *store_bind, *advertise, *demo_prompt, *demo_chat;
     const char *metrics, *http, *log_format, *act_quant_name;
-    const char *secret_file; /* hardening (issue 12) */
+    const char *secret_file;                                    /* hardening (issue 12) */
+    const char *tls_cert, *tls_key, *tls_client_ca;             /* public port TLS */
+    const char *http_tls_cert, *http_tls_key;                   /* HTTPS on the HTTP ports */
+    const char *itls_cert, *itls_key, *itls_ca, *itls_name;     /* internal mutual TLS */
+    int store_conn_per_client, http_max_conn, http_conn_per_ip; /* per-client bounds */
+    long store_bytes_per_client, http_conn_memory;
     const char *addr_items[COORD_MAX_WORKERS];
     em_flag_list addrs;
     int workers, workers_set, threads, max_batch_tokens, max_seqs, prefill_chunk;
@@ -51,7 +58,7 @@ static void on_signal(int sig)
 
 /* ---- flags (common/flags.h: command line > EMSERVE_* environment > --config file) ------------ */
 
-#define N_FLAGS 31
+#define N_FLAGS 45
 
 static void flag_table(flags *f, em_flag *t)
 {
@@ -94,6 +101,37 @@ static void flag_table(flags *f, em_flag *t)
          "shared secret of internal traffic and of GetServerInfo's admin view; required with "
          "--worker-addr (default for local workers: a random one made at start)",
          0},
+        {"tls-cert", EM_FLAG_STR, &f->tls_cert, 0, 0, "FILE",
+         "PEM certificate (chain) of the public gRPC port: it then speaks TLS only", 0},
+        {"tls-key", EM_FLAG_STR, &f->tls_key, 0, 0, "FILE", "PEM private key of --tls-cert", 0},
+        {"tls-client-ca", EM_FLAG_STR, &f->tls_client_ca, 0, 0, "FILE",
+         "PEM CA: the public port then serves only clients presenting a certificate it signed "
+         "(mutual TLS)",
+         0},
+        {"http-tls-cert", EM_FLAG_STR, &f->http_tls_cert, 0, 0, "FILE",
+         "PEM certificate of the HTTP ports (--http-listen, --metrics-listen): HTTPS only", 0},
+        {"http-tls-key", EM_FLAG_STR, &f->http_tls_key, 0, 0, "FILE",
+         "PEM private key of --http-tls-cert", 0},
+        {"internal-tls-cert", EM_FLAG_STR, &f->itls_cert, 0, 0, "FILE",
+         "PEM certificate for coordinator <-> worker traffic (mutual TLS; the same on the "
+         "workers, local ones get it passed on)",
+         0},
+        {"internal-tls-key", EM_FLAG_STR, &f->itls_key, 0, 0, "FILE",
+         "PEM private key of --internal-tls-cert", 0},
+        {"internal-tls-ca", EM_FLAG_STR, &f->itls_ca, 0, 0, "FILE",
+         "PEM CA that signed the workers' and the coordinator's internal certificates", 0},
+        {"internal-tls-name", EM_FLAG_STR, &f->itls_name, 0, 0, "NAME",
+         "check the workers' certificates against NAME instead of their address", 0},
+        {"store-max-conn-per-client", EM_FLAG_INT, &f->store_conn_per_client, 1, 128, "N",
+         "rendezvous store: connections (threads) one client address may hold at once", 0},
+        {"store-max-bytes-per-client", EM_FLAG_LONG, &f->store_bytes_per_client, 1024, 16L << 20,
+         "N", "rendezvous store: key + value bytes one client address may store", 0},
+        {"http-max-conn", EM_FLAG_INT, &f->http_max_conn, 1, 1 << 16, "N",
+         "HTTP/metrics servers: connections at once (a thread each)", 0},
+        {"http-max-conn-per-ip", EM_FLAG_INT, &f->http_conn_per_ip, 1, 1 << 16, "N",
+         "HTTP/metrics servers: connections at once from one client IP", 0},
+        {"http-conn-memory", EM_FLAG_LONG, &f->http_conn_memory, 4096, 1L << 30, "N",
+         "HTTP/metrics servers: read buffer of one connection (larger headers get 431)", 0},
         {"coll-timeout-ms", EM_FLAG_LONG, &f->coll_timeout_ms, 1, 86400000, "N",
          "gloo rendezvous/collective timeout", 0},
         {"step-timeout-ms", EM_FLAG_LONG, &f->step_timeout_ms, 1, 86400000, "N",
@@ -150,6 +188,11 @@ static em_status check(flags *f, const em_flag *table)
                             "--cluster-secret-file, the same secret)\n");
             return EM_EINVAL;
         }
+    }
+    if (f->itls_cert && f->itls_cert[0] && !(f->itls_ca && f->itls_ca[0])) {
+        fprintf(stderr, "emserve: --internal-tls-cert needs --internal-tls-ca (internal TLS is "
+                        "mutual)\n");
+        return EM_EINVAL;
     }
     if (strcmp(f->act_quant_name, "f32") != 0 && strcmp(f->act_quant_name, "q8") != 0) {
         fprintf(stderr, "emserve: --act-quant: '%s' is not f32 or q8\n", f->act_quant_name);
@@ -354,6 +397,11 @@ int main(int argc, char **argv)
                .max_message_bytes = 4L << 20,
                .max_queue = 256,
                .drain_grace_ms = 5000,
+               .store_conn_per_client = COLL_STORE_MAX_CONN_PER_CLIENT,
+               .store_bytes_per_client = COLL_STORE_MAX_BYTES_PER_CLIENT,
+               .http_max_conn = COORD_HTTP_MAX_CONN,
+               .http_conn_per_ip = COORD_HTTP_MAX_CONN_PER_IP,
+               .http_conn_memory = COORD_HTTP_CONN_MEMORY,
                .act_quant_name = "f32",
                .log_format = "text"};
     f.addrs = (em_flag_list){f.addr_items, 0, COORD_MAX_WORKERS};
@@ -420,6 +468,27 @@ int main(int argc, char **argv)
         model_free(m);
         return 2;
     }
+    /* TLS: the public port's and the internal one, read once (hardening, issue 12) */
+    static rpc_tls tls, itls, htls;
+    rpc_tls_files tf = {f.tls_cert, f.tls_key, f.tls_client_ca};
+    rpc_tls_files itf = {f.itls_cert, f.itls_key, f.itls_ca};
+    rpc_tls_files htf = {f.http_tls_cert, f.http_tls_key, NULL};
+    if (rpc_tls_load(&tf, 1, &tls, err, sizeof err) != EM_OK ||
+        rpc_tls_load(&itf, 1, &itls, err, sizeof err) != EM_OK ||
+        rpc_tls_load(&htf, 1, &htls, err, sizeof err) != EM_OK) {
+        fprintf(stderr, "emserve: %s\n", err);
+        rpc_tls_free(&tls);
+        rpc_tls_free(&itls);
+        coord_chat_template_free(&chat);
+        tok_free(tok);
+        model_free(m);
+        return 2;
+    }
+    EM_LOG_INFO("public port: %s; HTTP ports: %s; internal traffic: %s",
+                rpc_tls_on(&tls) ? (tls.ca ? "mutual TLS" : "TLS") : "plaintext",
+                rpc_tls_on(&htls) ? "HTTPS" : "plain HTTP",
+                rpc_tls_on(&itls) ? "mutual TLS (the store too; gloo: plaintext)"
+                                  : "plaintext with the cluster secret");
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -435,7 +504,11 @@ int main(int argc, char **argv)
             fprintf(stderr, "emserve: emserve_worker not found (use --worker-bin PATH)\n");
             return 2;
         }
-        coord_spawner_opts so = {bin, f.model, f.workers, f.threads, f.respawn_delay_ms, secret};
+        coord_spawner_opts so = {bin,    f.model,     f.workers,  f.threads, f.respawn_delay_ms,
+                                 secret, f.itls_cert, f.itls_key, f.itls_ca};
+        if (!rpc_tls_on(&itls)) {
+            so.tls_cert = so.tls_key = so.tls_ca = NULL;
+        }
         if (coord_spawner_start(&so, &sp) != EM_OK) {
             fprintf(stderr, "emserve: cannot start the worker spawner\n");
             return 1;
@@ -458,7 +531,11 @@ int main(int argc, char **argv)
                            .store_bind = f.store_bind,
                            .store_advertise = f.advertise,
                            .store_port = f.store_port,
-                           .cluster_secret = secret};
+                           .cluster_secret = secret,
+                           .internal_tls = rpc_tls_on(&itls) ? &itls : NULL,
+                           .internal_tls_name = f.itls_name,
+                           .store_max_conn_per_client = f.store_conn_per_client,
+                           .store_max_bytes_per_client = f.store_bytes_per_client};
     coord_sched_opts so = {.max_batch_tokens = f.max_batch_tokens,
                            .max_slots = f.max_seqs,
                            .prefill_chunk = f.prefill_chunk,
@@ -483,13 +560,23 @@ int main(int argc, char **argv)
                             .max_batch_tokens = so.max_batch_tokens,
                             .max_slots = f.max_seqs,
                             .max_message_bytes = f.max_message_bytes,
-                            .admin_secret = secret};
+                            .admin_secret = secret,
+                            .tls = &tls};
     if (coord_server_start(&ro, &srv, &port, err, sizeof err) != EM_OK) {
         fprintf(stderr, "emserve: %s\n", err);
         goto out;
     }
-    coord_http_opts ho = {
-        .model_path = f.model, .m = m, .tok = tok, .chat = &chat, .sched = sched, .group = g};
+    coord_http_opts ho = {.model_path = f.model,
+                          .m = m,
+                          .tok = tok,
+                          .chat = &chat,
+                          .sched = sched,
+                          .group = g,
+                          .max_conn = f.http_max_conn,
+                          .max_conn_per_ip = f.http_conn_per_ip,
+                          .conn_memory_bytes = f.http_conn_memory,
+                          .tls_cert_pem = htls.cert,
+                          .tls_key_pem = htls.key};
     if ((f.metrics && start_http(f.metrics, 0, ho, &mx) != EM_OK) ||
         (f.http && start_http(f.http, 1, ho, &http) != EM_OK)) {
         goto out;
@@ -514,11 +601,15 @@ int main(int argc, char **argv)
     printf("listening on %s:%d\n", host, port);
     fflush(stdout);
     EM_LOG_INFO("%d worker(s) over %d KV heads, model %s", f.workers, m->hp.n_kv_head, f.model);
-    if (f.demo_prompt) {
-        run_demo(addr, &f, f.demo_prompt, 0);
-    }
-    if (f.demo_chat) {
-        run_demo(addr, &f, f.demo_chat, 1);
+    if ((f.demo_prompt || f.demo_chat) && rpc_tls_on(&tls)) {
+        EM_LOG_WARN("the demo client speaks plaintext: no demo on a TLS port");
+    } else {
+        if (f.demo_prompt) {
+            run_demo(addr, &f, f.demo_prompt, 0);
+        }
+        if (f.demo_chat) {
+            run_demo(addr, &f, f.demo_chat, 1);
+        }
     }
     if ((f.demo_prompt || f.demo_chat) && f.exit_after_demo) {
         g_stop = 1;
@@ -554,5 +645,8 @@ out:
     coord_chat_template_free(&chat);
     tok_free(tok);
     model_free(m);
+    rpc_tls_free(&tls);
+    rpc_tls_free(&itls);
+    rpc_tls_free(&htls);
     return rc;
 }

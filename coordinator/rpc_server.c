@@ -704,7 +704,7 @@ em_status coord_server_start(const coord_server_opts *o, coord_server **out, int
     s->pc = (coord_prompt_ctx){&o->m->hp, o->tok, o->chat};
     s->sink.emit = sink_emit;
     s->sink.release = sink_release;
-    s->server = rpc_server_create_capped(o->listen_addr, &s->cq, port, o->max_message_bytes);
+    s->server = rpc_server_create_tls(o->listen_addr, &s->cq, port, o->max_message_bytes, o->tls);
     if (s->server == NULL) {
         snprintf(err, errlen, "cannot listen on %s", o->listen_addr);
         free(s);

@@ -13,6 +13,7 @@
 #include "coordinator/sched.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "rpc/rpc_tls.h"
 
 typedef struct coord_server coord_server;
 
@@ -28,6 +29,9 @@ typedef struct coord_server_opts {
     long max_message_bytes;   /* cap on a received message (<= 0: 4 MiB) */
     const char *admin_secret; /* GetServerInfo shows worker addresses and pids only to calls
                                * carrying it (rpc_auth.h); NULL: to nobody */
+
+    const rpc_tls *tls; /* TLS on the port (a CA: client certificates required; rpc_tls.h);
+                         * NULL: plaintext */
 } coord_server_opts;
 
 /* Binds and starts the server thread; *port gets the bound port. */

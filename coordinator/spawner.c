@@ -117,9 +117,20 @@ static em_status spawn_one(const coord_spawner_opts *o, int rank, pid_t *pid_out
         snprintf(sfdstr, sizeof sfdstr, "%d", sfd);
         snprintf(threads, sizeof threads, "%d", o->n_threads);
         snprintf(name, sizeof name, "worker %d/%d", rank, o->n_workers);
-        execl(o->worker_bin, o->worker_bin, "--listen", "127.0.0.1:0", "--model", o->model_path,
-              "--threads", threads, "--report-fd", fdstr, "--name", name, "--cluster-secret-fd",
-              sfdstr, (char *)NULL);
+        const char *argv[32] = {o->worker_bin, "--listen",  "127.0.0.1:0", "--model",
+                                o->model_path, "--threads", threads,       "--report-fd",
+                                fdstr,         "--name",    name,          "--cluster-secret-fd",
+                                sfdstr};
+        int n = 13;
+        if (o->tls_cert) { /* paths, not secrets: the key file itself stays 0600 */
+            const char *tls[6] = {"--internal-tls-cert", o->tls_cert,
+                                  "--internal-tls-key",  o->tls_key,
+                                  "--internal-tls-ca",   o->tls_ca};
+            memcpy(argv + n, tls, sizeof tls);
+            n += 6;
+        }
+        argv[n] = NULL;
+        execv(o->worker_bin, (char *const *)argv);
         fprintf(stderr, "spawner: exec %s: %s\n", o->worker_bin, strerror(errno));
         _exit(127);
     }

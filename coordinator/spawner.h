@@ -20,6 +20,7 @@ typedef struct coord_spawner_opts {
     int n_threads;              /* --threads for each worker */
     int respawn_delay_ms;       /* wait before restarting a dead worker; < 0 = never restart */
     const char *cluster_secret; /* handed to each worker through an inherited pipe (not argv) */
+    const char *tls_cert, *tls_key, *tls_ca; /* internal mutual TLS files, passed on (NULL: off) */
 } coord_spawner_opts;
 
 typedef enum { COORD_SPAWN_UP, COORD_SPAWN_DOWN } coord_spawn_kind;

@@ -163,6 +163,41 @@ int rpc_secret_check(const grpc_metadata_array *md, const char *secret)
     return ok;
 }
 
+int rpc_metadata_check(const grpc_metadata_array *md, const char *key, const char *value)
+{
+    size_t vn = value ? strlen(value) : 0;
+    int ok = 0;
+    for (size_t i = 0; vn > 0 && i < md->count; i++) {
+        const grpc_metadata *m = &md->metadata[i];
+        if (grpc_slice_str_cmp(m->key, key) == 0) {
+            ok |= equal_ct((const char *)GRPC_SLICE_START_PTR(m->value),
+                           GRPC_SLICE_LENGTH(m->value), value, vn);
+        }
+    }
+    return ok;
+}
+
+em_status rpc_metadata_get(const grpc_metadata_array *md, const char *key, char *out, size_t len)
+{
+    for (size_t i = 0; i < md->count; i++) {
+        const grpc_metadata *m = &md->metadata[i];
+        size_t n = GRPC_SLICE_LENGTH(m->value);
+        if (grpc_slice_str_cmp(m->key, key) != 0 || n + 1 > len) {
+            continue;
+        }
+        memcpy(out, GRPC_SLICE_START_PTR(m->value), n);
+        out[n] = 0;
+        char err[160];
+        if (rpc_secret_validate(out, err, sizeof err) == EM_OK) {
+            return EM_OK;
+        }
+    }
+    if (len > 0) {
+        out[0] = 0;
+    }
+    return EM_EINVAL;
+}
+
 void rpc_secret_metadata(const char *secret, grpc_metadata *m, char *value_buf, size_t len)
 {
     memset(m, 0, sizeof *m);

@@ -16,13 +16,19 @@ grpc_server *rpc_server_create(const char *addr, grpc_completion_queue **cq, int
 grpc_server *rpc_server_create_capped(const char *addr, grpc_completion_queue **cq, int *port,
                                       long max_recv_bytes)
 {
+    return rpc_server_create_tls(addr, cq, port, max_recv_bytes, NULL);
+}
+
+grpc_server *rpc_server_create_tls(const char *addr, grpc_completion_queue **cq, int *port,
+                                   long max_recv_bytes, const rpc_tls *tls)
+{
     rpc_args args; /* grpc_server_create copies the arguments */
     grpc_server *srv = grpc_server_create(
         rpc_args_init(&args, max_recv_bytes > 0 ? max_recv_bytes : RPC_MAX_MESSAGE_DEFAULT, 1),
         NULL);
     *cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(srv, *cq, NULL);
-    grpc_server_credentials *cr = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *cr = rpc_tls_server_credentials(tls);
     *port = grpc_server_add_http2_port(srv, addr, cr);
     grpc_server_credentials_release(cr);
     if (*port != 0) {

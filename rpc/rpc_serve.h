@@ -5,6 +5,8 @@
 #include <grpc/grpc.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "rpc/rpc_tls.h"
+
 /* The server side of one call; embedded in each server's own call struct. */
 typedef struct rpc_scall {
     grpc_call *call;
@@ -24,6 +26,10 @@ grpc_server *rpc_server_create(const char *addr, grpc_completion_queue **cq, int
 /* The same with another cap on received messages (<= 0: RPC_MAX_MESSAGE_DEFAULT). */
 grpc_server *rpc_server_create_capped(const char *addr, grpc_completion_queue **cq, int *port,
                                       long max_recv_bytes);
+/* The same speaking TLS with tls's certificate (mutual TLS when it has a CA; rpc_tls.h); NULL
+ * or a tls without a certificate: insecure. */
+grpc_server *rpc_server_create_tls(const char *addr, grpc_completion_queue **cq, int *port,
+                                   long max_recv_bytes, const rpc_tls *tls);
 
 /* Waits up to ms for the next event on a queue created for next. */
 grpc_event rpc_cq_next_ms(grpc_completion_queue *cq, long ms);

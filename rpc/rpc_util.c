@@ -107,9 +107,13 @@ static void chan_args_init(void)
     g_chan_args[3].type = GRPC_ARG_INTEGER;
     g_chan_args[3].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
     g_chan_args[3].value.integer = 100;
+    /* gRPC reads this one as the shortest time a connection attempt may take (its deadline is
+     * the later of the next backoff time and now + this): at 100 ms a TLS handshake on a loaded
+     * machine timed out ("connection attempt timed out before receiving SETTINGS frame"). A
+     * dead worker's port refuses at once, so reconnection stays as quick as the backoff above. */
     g_chan_args[4].type = GRPC_ARG_INTEGER;
     g_chan_args[4].key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS;
-    g_chan_args[4].value.integer = 100;
+    g_chan_args[4].value.integer = 3000;
     g_chan.args = g_chan_args;
     g_chan.num_args = 5;
 }
@@ -144,6 +148,18 @@ const grpc_channel_args *rpc_args_init(rpc_args *a, long max_recv_bytes, int ser
     return &a->ca;
 }
 
+void rpc_args_set_tls_name(rpc_args *a, const char *name)
+{
+    size_t n = a->ca.num_args;
+    if (name == NULL || name[0] == 0 || n >= sizeof a->arg / sizeof a->arg[0]) {
+        return;
+    }
+    a->arg[n].type = GRPC_ARG_STRING;
+    a->arg[n].key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;
+    a->arg[n].value.string = (char *)name;
+    a->ca.num_args = n + 1;
+}
+
 void rpc_slice_str(grpc_slice s, char *buf, size_t len)
 {
     if (len == 0) {
@@ -175,7 +191,7 @@ void rpc_pluck_cq_destroy(grpc_completion_queue *cq)
 /* Starts the six-op unary batch of p (tag p); md_flags go on the initial metadata. */
 static void pending_begin(grpc_completion_queue *cq, rpc_pending *p, grpc_channel *ch,
                           const char *method, const ProtobufCMessage *msg, long timeout_ms,
-                          uint32_t md_flags, const char *secret)
+                          uint32_t md_flags, const char *secret, const char *token)
 {
     memset(p, 0, sizeof *p);
     grpc_metadata_array_init(&p->init_md);
@@ -193,11 +209,16 @@ static void pending_begin(grpc_completion_queue *cq, rpc_pending *p, grpc_channe
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[0].flags = md_flags;
+    size_t n_md = 0;
     if (secret && secret[0]) {
-        rpc_secret_metadata(secret, &p->md, p->md_value, sizeof p->md_value);
-        ops[0].data.send_initial_metadata.count = 1;
-        ops[0].data.send_initial_metadata.metadata = &p->md;
+        rpc_secret_metadata(secret, &p->md[n_md++], p->md_value, sizeof p->md_value);
     }
+    if (token && token[0]) {
+        p->md[n_md].key = grpc_slice_from_static_string(RPC_GROUP_TOKEN_KEY);
+        p->md[n_md++].value = grpc_slice_from_static_string(token);
+    }
+    ops[0].data.send_initial_metadata.count = n_md;
+    ops[0].data.send_initial_metadata.metadata = n_md ? p->md : NULL;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = p->send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -220,21 +241,40 @@ grpc_status_code rpc_unary(grpc_channel *ch, const char *method, const ProtobufC
                           details, details_len);
 }
 
-grpc_status_code rpc_unary_auth(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
-                                const ProtobufCMessageDescriptor *resp_desc,
-                                ProtobufCMessage **resp, long timeout_ms, int wait_for_ready,
-                                const char *secret, char *details, size_t details_len)
+/* One blocking unary call on a private pluck queue (rpc_unary_auth, rpc_unary_token). */
+static grpc_status_code unary(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                              const ProtobufCMessageDescriptor *resp_desc, ProtobufCMessage **resp,
+                              long timeout_ms, uint32_t md_flags, const char *secret,
+                              const char *token, char *details, size_t details_len)
 {
     grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
     rpc_pending p;
-    pending_begin(cq, &p, ch, method, req, timeout_ms,
-                  wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0, secret);
+    pending_begin(cq, &p, ch, method, req, timeout_ms, md_flags, secret, token);
     if (p.call && !p.started) {
         p.status = GRPC_STATUS_INTERNAL; /* the batch was refused: our bug */
     }
     grpc_status_code status = rpc_pending_finish(cq, &p, resp_desc, resp, details, details_len);
     rpc_pluck_cq_destroy(cq);
     return status;
+}
+
+grpc_status_code rpc_unary_auth(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                                const ProtobufCMessageDescriptor *resp_desc,
+                                ProtobufCMessage **resp, long timeout_ms, int wait_for_ready,
+                                const char *secret, char *details, size_t details_len)
+{
+    return unary(ch, method, req, resp_desc, resp, timeout_ms,
+                 wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0, secret, NULL, details,
+                 details_len);
+}
+
+grpc_status_code rpc_unary_token(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                                 const ProtobufCMessageDescriptor *resp_desc,
+                                 ProtobufCMessage **resp, long timeout_ms, const char *secret,
+                                 const char *token, char *details, size_t details_len)
+{
+    return unary(ch, method, req, resp_desc, resp, timeout_ms, 0, secret, token, details,
+                 details_len);
 }
 
 const char *rpc_status_name(grpc_status_code code)
@@ -261,14 +301,21 @@ const char *rpc_status_name(grpc_status_code code)
 void rpc_pending_start(grpc_completion_queue *cq, rpc_pending *p, grpc_channel *ch,
                        const char *method, const ProtobufCMessage *msg, long timeout_ms)
 {
-    pending_begin(cq, p, ch, method, msg, timeout_ms, 0, NULL);
+    pending_begin(cq, p, ch, method, msg, timeout_ms, 0, NULL, NULL);
 }
 
 void rpc_pending_start_auth(grpc_completion_queue *cq, rpc_pending *p, grpc_channel *ch,
                             const char *method, const ProtobufCMessage *msg, long timeout_ms,
                             const char *secret)
 {
-    pending_begin(cq, p, ch, method, msg, timeout_ms, 0, secret);
+    pending_begin(cq, p, ch, method, msg, timeout_ms, 0, secret, NULL);
+}
+
+void rpc_pending_start_token(grpc_completion_queue *cq, rpc_pending *p, grpc_channel *ch,
+                             const char *method, const ProtobufCMessage *msg, long timeout_ms,
+                             const char *secret, const char *token)
+{
+    pending_begin(cq, p, ch, method, msg, timeout_ms, 0, secret, token);
 }
 
 grpc_status_code rpc_pending_finish(grpc_completion_queue *cq, rpc_pending *p,

@@ -34,6 +34,10 @@ typedef struct rpc_args {
     grpc_channel_args ca;
 } rpc_args;
 const grpc_channel_args *rpc_args_init(rpc_args *a, long max_recv_bytes, int server);
+/* Adds to a's arguments the name a TLS server's certificate is checked against instead of the
+ * target's host (GRPC_SSL_TARGET_NAME_OVERRIDE_ARG; NULL or "": nothing added). name must
+ * outlive the channels made with a. */
+void rpc_args_set_tls_name(rpc_args *a, const char *name);
 
 /* Blocking unary call on a private pluck queue. On success *resp is the unpacked reply.
  * Returns the gRPC status; details (if non-NULL) gets the status message. */
@@ -45,6 +49,12 @@ grpc_status_code rpc_unary_auth(grpc_channel *ch, const char *method, const Prot
                                 const ProtobufCMessageDescriptor *resp_desc,
                                 ProtobufCMessage **resp, long timeout_ms, int wait_for_ready,
                                 const char *secret, char *details, size_t details_len);
+
+/* The same with a group token too (rpc_auth.h; NULL/"": none). */
+grpc_status_code rpc_unary_token(grpc_channel *ch, const char *method, const ProtobufCMessage *req,
+                                 const ProtobufCMessageDescriptor *resp_desc,
+                                 ProtobufCMessage **resp, long timeout_ms, const char *secret,
+                                 const char *token, char *details, size_t details_len);
 
 /* Copies a grpc_slice into a NUL-terminated buffer (truncating). */
 void rpc_slice_str(grpc_slice s, char *buf, size_t len);
@@ -67,7 +77,7 @@ typedef struct rpc_pending {
     grpc_status_code status;
     grpc_slice details;
     int started;
-    grpc_metadata md; /* the secret, when the call carries one */
+    grpc_metadata md[2]; /* the secret and the group token, when the call carries them */
     char md_value[RPC_SECRET_MAX + 8];
 } rpc_pending;
 
@@ -78,6 +88,11 @@ void rpc_pending_start(grpc_completion_queue *cq, rpc_pending *p, grpc_channel *
 void rpc_pending_start_auth(grpc_completion_queue *cq, rpc_pending *p, grpc_channel *ch,
                             const char *method, const ProtobufCMessage *msg, long timeout_ms,
                             const char *secret);
+/* The same also carrying a group token (rpc_auth.h; NULL/"": none). token must outlive the
+ * call's start (it is referenced, not copied). */
+void rpc_pending_start_token(grpc_completion_queue *cq, rpc_pending *p, grpc_channel *ch,
+                             const char *method, const ProtobufCMessage *msg, long timeout_ms,
+                             const char *secret, const char *token);
 /* Waits for p; returns the status, the unpacked reply in *out (or NULL; free it with
  * protobuf_c_message_free_unpacked) and the status message in why. Frees the call. */
 grpc_status_code rpc_pending_finish(grpc_completion_queue *cq, rpc_pending *p,

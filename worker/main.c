@@ -17,6 +17,7 @@
 #include "common/version.h"
 #include "rpc/rpc_auth.h"
 #include "rpc/rpc_log.h"
+#include "rpc/rpc_tls.h"
 #include "worker/rpc_worker.h"
 #include "worker/wstate.h"
 
@@ -53,11 +54,12 @@ static void on_listening(int port, void *user)
  * [emserve_worker]). */
 typedef struct wflags {
     const char *listen_addr, *model_path, *gloo_host, *name, *log_format, *secret_file;
+    const char *tls_cert, *tls_key, *tls_ca; /* internal mutual TLS (rpc/rpc_tls.h) */
     int threads, report_fd, secret_fd;
     long max_msg;
 } wflags;
 
-#define N_WFLAGS 10
+#define N_WFLAGS 13
 
 static void flag_table(wflags *w, em_flag *t)
 {
@@ -75,6 +77,16 @@ static void flag_table(wflags *w, em_flag *t)
         {"cluster-secret-file", EM_FLAG_STR, &w->secret_file, 0, 0, "FILE",
          "the cluster's shared secret (the coordinator's --cluster-secret-file); required when "
          "started by hand",
+         0},
+        {"internal-tls-cert", EM_FLAG_STR, &w->tls_cert, 0, 0, "FILE",
+         "PEM certificate of this worker's port: it then speaks TLS only (the coordinator's "
+         "--internal-tls-*)",
+         0},
+        {"internal-tls-key", EM_FLAG_STR, &w->tls_key, 0, 0, "FILE",
+         "PEM private key of --internal-tls-cert", 0},
+        {"internal-tls-ca", EM_FLAG_STR, &w->tls_ca, 0, 0, "FILE",
+         "PEM CA: only a client with a certificate it signed (the coordinator) is served; required "
+         "with --internal-tls-cert",
          0},
         {"max-message-bytes", EM_FLAG_LONG, &w->max_msg, 0, 1L << 30, "N",
          "largest request accepted (0 = 4194304)", 0},
@@ -168,6 +180,19 @@ int main(int argc, char **argv)
         worker_state_free(&w);
         return 2;
     }
+    rpc_tls tls;
+    rpc_tls_files tf = {fw.tls_cert, fw.tls_key, fw.tls_ca};
+    if (rpc_tls_load(&tf, 1, &tls, err, sizeof err) != EM_OK ||
+        (rpc_tls_on(&tls) && tls.ca == NULL)) {
+        fprintf(stderr, "emserve_worker: %s\n",
+                err[0] ? err
+                       : "--internal-tls-cert needs --internal-tls-ca: internal TLS is mutual (the "
+                         "coordinator must present a certificate the CA signed)");
+        rpc_tls_free(&tls);
+        worker_state_free(&w);
+        return 2;
+    }
+    w.store_tls = (coll_tls){tls.cert, tls.key, tls.ca}; /* the store runs the same TLS */
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
@@ -185,8 +210,9 @@ int main(int argc, char **argv)
     listen_info li = {report_fd, host};
     rpc_log_route(); /* gRPC's own lines in our format */
     grpc_init();
-    em_status st = worker_rpc_serve(&w, listen_addr, max_msg, &g_stop, on_listening, &li);
+    em_status st = worker_rpc_serve(&w, listen_addr, max_msg, &tls, &g_stop, on_listening, &li);
     worker_state_free(&w);
+    rpc_tls_free(&tls);
     grpc_shutdown();
     return st == EM_OK ? 0 : 1;
 }

@@ -28,7 +28,8 @@ typedef struct server_ctx {
     grpc_server *server;
     grpc_completion_queue *cq;
     worker_state *w;
-    int hello_ok; /* a Hello with our protocol version has been answered */
+    int hello_ok;                         /* a Hello with our protocol version has been answered */
+    char group_token[RPC_SECRET_MAX + 1]; /* from the FormGroup of our group; "" = none */
 } server_ctx;
 
 static void post_request(server_ctx *s)
@@ -82,7 +83,13 @@ static void do_hello(server_ctx *s, wcall *c, const Emserve__Internal__V1__Hello
 
 static void do_form(server_ctx *s, wcall *c, const Emserve__Internal__V1__FormGroupRequest *rq)
 {
-    char err[512] = "";
+    char err[512] = "", token[RPC_SECRET_MAX + 1];
+    if (rpc_metadata_get(&c->sc.md, RPC_GROUP_TOKEN_KEY, token, sizeof token) != EM_OK) {
+        finish(c, NULL, GRPC_STATUS_INVALID_ARGUMENT,
+               "FormGroup without a well-formed group token (" RPC_GROUP_TOKEN_KEY ")");
+        return;
+    }
+    s->group_token[0] = 0; /* the old group's steps end here, whatever the outcome */
     worker_form f = {rq->generation,       rq->rank,       rq->world,
                      rq->store_addr,       rq->prefix,     rq->gloo_host,
                      rq->model_path,       rq->timeout_ms, rq->n_threads,
@@ -93,6 +100,7 @@ static void do_form(server_ctx *s, wcall *c, const Emserve__Internal__V1__FormGr
         finish(c, NULL, rpc_status_from_em(st), err);
         return;
     }
+    memcpy(s->group_token, token, sizeof token);
     Emserve__Internal__V1__FormGroupResponse r = EMSERVE__INTERNAL__V1__FORM_GROUP_RESPONSE__INIT;
     r.unit0 = s->w->sd.unit0;
     r.n_units_local = s->w->sd.n_units_local;
@@ -234,6 +242,13 @@ static void dispatch(server_ctx *s, wcall *c)
         finish(c, NULL, GRPC_STATUS_UNIMPLEMENTED, "unknown method");
         return;
     }
+    if (op == WORKER_OP_STEP && s->group_token[0] &&
+        !rpc_metadata_check(&c->sc.md, RPC_GROUP_TOKEN_KEY, s->group_token)) {
+        /* the secret alone is not enough: only the coordinator that formed the group steps it */
+        finish(c, NULL, GRPC_STATUS_PERMISSION_DENIED,
+               "Step without this group's token: not from the coordinator that formed the group");
+        return;
+    }
     char why[256] = "";
     ProtobufCMessage *m = rpc_unpack_checked(c->sc.request, d, why, sizeof why);
     if (m == NULL) {
@@ -290,12 +305,12 @@ static void on_event(server_ctx *s, wcall *c, int ok)
 }
 
 em_status worker_rpc_serve(worker_state *w, const char *listen_addr, long max_message_bytes,
-                           volatile sig_atomic_t *stop, void (*on_listening)(int port, void *user),
-                           void *user)
+                           const rpc_tls *tls, volatile sig_atomic_t *stop,
+                           void (*on_listening)(int port, void *user), void *user)
 {
-    server_ctx s = {NULL, NULL, w, 0};
+    server_ctx s = {NULL, NULL, w, 0, ""};
     int port = 0;
-    s.server = rpc_server_create_capped(listen_addr, &s.cq, &port, max_message_bytes);
+    s.server = rpc_server_create_tls(listen_addr, &s.cq, &port, max_message_bytes, tls);
     if (s.server == NULL) {
         EM_LOG_ERROR("cannot listen on %s", listen_addr);
         return EM_EIO;

@@ -184,8 +184,12 @@ em_status worker_group_form(worker_state *w, const worker_form *f, char *err, si
     }
     if (f->world > 1) {
         coll_store_ops ops;
-        if (coll_store_client_ops_auth(f->store_addr, w->cluster_secret, &ops) != EM_OK) {
-            snprintf(err, errlen, "bad store address %s (want HOST:PORT)", f->store_addr);
+        const coll_tls *tls = w->store_tls.cert_pem ? &w->store_tls : NULL;
+        if (coll_store_client_ops_tls(f->store_addr, w->cluster_secret, tls, &ops, err, errlen) !=
+            EM_OK) {
+            if (!tls) {
+                snprintf(err, errlen, "bad store address %s (want HOST:PORT)", f->store_addr);
+            }
             return EM_EINVAL;
         }
         const char *host = w->gloo_host[0] ? w->gloo_host : f->gloo_host;

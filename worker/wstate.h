@@ -38,6 +38,7 @@ typedef struct worker_state {
     int cap_logits;
     int64_t weight_bytes;
     char cluster_secret[257]; /* every call must carry it (rpc_auth.h); set by main */
+    coll_tls store_tls;       /* mutual TLS to the rendezvous store (PEM text; NULLs: plain) */
 } worker_state;
 
 /* Bounds of what a FormGroup may ask for (a forged or corrupt request is refused). */

@@ -8,7 +8,9 @@
  * larger than max_batch_tokens (the 20,000-token Step), tokens injected at positions a slot
  * already holds or past its end (the 12,288-entries-per-head cache), a drop outside the slot
  * table, FormGroup sizes out of bounds, a KV parameter that is not UTF-8, and a message over
- * the 4 MiB cap are refused; the running sequence is unaffected (its ids stay golden). */
+ * the 4 MiB cap are refused; the running sequence is unaffected (its ids stay golden). A
+ * FormGroup must carry a group token and, once formed, a Step with the secret but without that
+ * token (what another worker could send) is PERMISSION_DENIED. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,13 +28,14 @@
 static grpc_channel *g_ch;
 static char g_msg[512];
 static const char *g_secret; /* what the calls present (the cluster's, none, a wrong one) */
+static const char *g_token = "test-group-token-0123456789"; /* the group token presented */
 
 static grpc_status_code call(const char *method, const ProtobufCMessage *rq,
                              const ProtobufCMessageDescriptor *d, ProtobufCMessage **resp)
 {
     ProtobufCMessage *dummy = NULL;
-    grpc_status_code st = rpc_unary_auth(g_ch, method, rq, d, resp ? resp : &dummy, 30000, 0,
-                                         g_secret, g_msg, sizeof g_msg);
+    grpc_status_code st = rpc_unary_token(g_ch, method, rq, d, resp ? resp : &dummy, 30000,
+                                          g_secret, g_token, g_msg, sizeof g_msg);
     if (!resp && dummy) {
         protobuf_c_message_free_unpacked(dummy, NULL);
     }
@@ -202,7 +205,23 @@ int main(void)
                strstr(g_msg, "max_slots"),
            "FormGroup asking for a million slots");
     EXPECT(form(0, 1, 0) == GRPC_STATUS_INVALID_ARGUMENT, "FormGroup with generation 0");
+    g_token = NULL;
+    EXPECT(form(0, 1, 7) == GRPC_STATUS_INVALID_ARGUMENT && strstr(g_msg, "group token"),
+           "FormGroup without a group token");
+    g_token = "test-group-token-0123456789";
     EXPECT(form(0, 1, 7) == GRPC_STATUS_OK, "FormGroup 1 of 1, generation 7");
+    /* The cluster secret alone (another worker has it) does not step this group. */
+    g_token = NULL;
+    EXPECT(step(&(step_args){7, 1, NULL, NULL, -1, p, pos, seq, 5, 5, 0}, &next) ==
+                   GRPC_STATUS_PERMISSION_DENIED &&
+               strstr(g_msg, "group"),
+           "a Step with the secret but no group token");
+    g_token = "another-group-token-0123456";
+    EXPECT(step(&(step_args){7, 1, NULL, NULL, -1, p, pos, seq, 5, 5, 0}, &next) ==
+                   GRPC_STATUS_PERMISSION_DENIED &&
+               strstr(g_msg, "group"),
+           "a Step with the secret but another group's token");
+    g_token = "test-group-token-0123456789";
     EXPECT(step(&(step_args){6, 1, NULL, NULL, -1, p, pos, seq, 5, 5, 0}, &next) ==
                GRPC_STATUS_UNAVAILABLE,
            "Step with a stale generation");
@@ -227,9 +246,9 @@ int main(void)
         ProtobufCMessage *r = NULL;
         Emserve__Internal__V1__HelloRequest hq = EMSERVE__INTERNAL__V1__HELLO_REQUEST__INIT;
         hq.protocol_version = -1;
-        EXPECT(rpc_unary_auth(g_ch, WORKER_METHOD_STEP, &hq.base,
-                              &emserve__internal__v1__step_response__descriptor, &r, 5000, 0,
-                              g_secret, g_msg, sizeof g_msg) == GRPC_STATUS_UNAVAILABLE,
+        EXPECT(rpc_unary_token(g_ch, WORKER_METHOD_STEP, &hq.base,
+                               &emserve__internal__v1__step_response__descriptor, &r, 5000,
+                               g_secret, g_token, g_msg, sizeof g_msg) == GRPC_STATUS_UNAVAILABLE,
                "a Hello message sent as a Step (generation -1)");
     }
     EXPECT(step(&(step_args){7, 2, "method", "\xff\xfe", -1, p, pos, seq, 5, 5, 0}, &next) ==

@@ -49,8 +49,10 @@ start_server() {
 # stop_server NAME: SIGTERM, and the exit status must be 0.
 stop_server() {
     kill -TERM $SRV_PID
-    if ! wait $SRV_PID; then
-        echo "FAIL: $1 server exit status $?"
+    wait $SRV_PID
+    local st=$?
+    if [ $st -ne 0 ]; then
+        echo "FAIL: $1 server exit status $st"
         tail -20 "$TMP/$1.err"
         return 1
     fi
