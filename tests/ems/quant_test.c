@@ -59,6 +59,8 @@ int main(void)
         int nq = ems_quant_count(h);
         CHECK(h->len - nq >= q.residual && h->len - nq < q.residual + q.group,
               "case %zu: %d quantized of %d", ci, nq, h->len);
+        CHECK(h->k == NULL && h->v == NULL, "a quantized head holds no f32 K/V");
+        CHECK(ems_quant_materialize(h) == EM_OK && h->k && h->v, "materialize");
         CHECK(nq % q.group == 0, "whole key groups");
         /* error bound: keys per channel over the group range, values per token */
         float step = 2.0f / (float)((1 << q.bits) - 1);
@@ -73,9 +75,10 @@ int main(void)
                       ev);
             }
         }
-        /* view == head arrays (the head holds the dequantised values) */
+        /* view == materialised rows (both are the dequantised values) */
         const float *kv, *vv;
-        CHECK(ems_quant_view(h, &kv, &vv) == EM_OK, "view");
+        ems_scratch scr = {0};
+        CHECK(ems_quant_view(h, &scr, &kv, &vv) == EM_OK, "view");
         CHECK(memcmp(kv, h->k, sizeof(float) * h->len * q.hd) == 0 &&
                   memcmp(vv, h->v, sizeof(float) * h->len * q.hd) == 0,
               "view != head");
@@ -97,7 +100,7 @@ int main(void)
         ems_head_compact(h, keep, n);
         CHECK(ems_quant_count(h) == (nq + 1) / 2, "quantized count after compaction %d",
               ems_quant_count(h));
-        ems_quant_view(h, &kv, &vv);
+        ems_quant_view(h, &scr, &kv, &vv);
         CHECK(memcmp(kv, h->k, sizeof(float) * h->len * q.hd) == 0, "view after compaction");
         for (int i = 0; i < n; i++)
             CHECK(memcmp(h->k + i * q.hd, before + keep[i] * q.hd, sizeof(float) * q.hd) == 0,
@@ -108,7 +111,7 @@ int main(void)
                 h->v[d] = 0.25f * d - 0.5f, h->k[d] = 0.1f * d;
             int idx = 0;
             ems_quant_on_update(h, &idx, 1);
-            ems_quant_view(h, &kv, &vv);
+            ems_quant_view(h, &scr, &kv, &vv);
             CHECK(memcmp(kv, h->k, sizeof(float) * h->len * q.hd) == 0 &&
                       memcmp(vv, h->v, sizeof(float) * h->len * q.hd) == 0,
                   "view after update");
@@ -117,7 +120,17 @@ int main(void)
                 CHECK(fabsf(h->v[d] - (0.25f * d - 0.5f)) <= 0.5f * vstep + 2e-3f,
                       "updated value err");
         }
-        /* appending after compaction keeps the residual rule */
+        /* settling keeps what the policy wrote; then appending keeps the residual rule */
+        float *mat = malloc(sizeof(float) * h->len * q.hd * 2);
+        memcpy(mat, h->k, sizeof(float) * h->len * q.hd);
+        memcpy(mat + h->len * q.hd, h->v, sizeof(float) * h->len * q.hd);
+        ems_quant_settle(h);
+        CHECK(h->k == NULL && h->v == NULL, "settled");
+        ems_quant_view(h, &scr, &kv, &vv);
+        CHECK(memcmp(kv, mat, sizeof(float) * h->len * q.hd) == 0 &&
+                  memcmp(vv, mat + h->len * q.hd, sizeof(float) * h->len * q.hd) == 0,
+              "view after settle");
+        free(mat);
         for (int t = 0; t < 2 * q.group; t++) {
             int32_t p = q.n + t;
             ems_head_append(h, orig, orig + q.hd, 0, &p, 1);
@@ -126,6 +139,7 @@ int main(void)
         CHECK(h->len - nq >= q.residual && h->len - nq < q.residual + q.group,
               "residual after append");
         free(keep), free(before), free(orig);
+        ems_scratch_free(&scr);
         ems_cache_destroy(c);
     }
     /* quantization with a policy: int4 holds fewer bytes than int8 than f32 */
