@@ -105,7 +105,10 @@ static void batch_add_open(batch *b, run *r)
     r->opened = 1;
 }
 
-/* Decodes (and replays) first, one token each, then prefill chunks in arrival order. */
+/* Decodes (and replays) first, one token each, then prefill chunks in arrival order: at most
+ * max_batch_tokens in all, and at most mixed_prefill prompt tokens when the step carries decode
+ * tokens (a step's time is about proportional to its tokens, and the running requests wait for
+ * the whole step: this bounds their inter-token latency, at a few % of prefill speed). */
 static void batch_build(coord_sched *s, batch *b, int admit)
 {
     int budget = s->o.max_batch_tokens;
@@ -126,6 +129,9 @@ static void batch_build(coord_sched *s, batch *b, int admit)
         }
         b->pol_slot[b->n_pol] = r->slot;
         b->pol_phase[b->n_pol++] = WORKER_PHASE_DECODE;
+    }
+    if (b->n > 0 && b->n + s->o.mixed_prefill < budget) {
+        budget = b->n + s->o.mixed_prefill;
     }
     int64_t used[COORD_MAX_WORKERS];
     if (s->kv.bytes > 0) {
@@ -366,6 +372,9 @@ em_status coord_sched_start(coord_group *g, const model *m, const tokenizer *tok
     }
     if (s->o.prefill_chunk <= 0) {
         s->o.prefill_chunk = s->o.max_batch_tokens;
+    }
+    if (s->o.mixed_prefill <= 0) {
+        s->o.mixed_prefill = 64;
     }
     s->kv.bytes = s->o.kv_memory > 0 ? s->o.kv_memory : 0;
     s->kv.reserve =
