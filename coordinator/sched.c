@@ -246,18 +246,25 @@ static void update_stats(coord_sched *s)
 {
     pthread_mutex_lock(&s->mu);
     int running = 0, queued = 0;
-    int64_t kv = 0, held[COORD_MAX_WORKERS] = {0}, held_max = 0;
+    int64_t kv = 0, held[COORD_MAX_WORKERS] = {0}, full[COORD_MAX_WORKERS] = {0}, held_max = 0;
+    ems_config fc;
+    ems_config_default(&fc); /* method full, no quantization */
     for (run *r = s->active; r; r = r->next) {
         running += r->state != RUN_QUEUED;
         queued += r->state == RUN_QUEUED;
         kv += r->kv_entries;
+        int fed = coord__run_fed(r);
         for (int w = 0; w < s->kv.world; w++) {
             held[w] += r->held[w];
+            full[w] += (int64_t)ems_footprint_peak_bytes(&fc, &s->kv.shape[w], fed, fed, 0);
         }
     }
     for (int w = 0; w < s->kv.world; w++) {
         held_max = held[w] > held_max ? held[w] : held_max;
+        s->stats.kv_held_worker[w] = held[w];
+        s->stats.kv_full_worker[w] = full[w];
     }
+    s->stats.kv_world = s->kv.world;
     s->stats.kv_held = held_max;
     s->stats.running_max = running > s->stats.running_max ? running : s->stats.running_max;
     for (run *r = s->inbox; r; r = r->next) {
