@@ -48,6 +48,9 @@ em_status ems_quant_materialize(ems_head *h);
 void ems_quant_settle(ems_head *h);
 /* Dequantised f32 K and V of all h->len entries into s (grown as needed). EM_ENOMEM. */
 em_status ems_quant_view(const ems_head *h, ems_scratch *s, const float **k, const float **v);
+/* Scalar reference of one entry j < h->len of a quantized head: its K and V as attention sees
+ * them (dequantised codes, or the window's f32 row). ems_quant_view must equal it bit for bit. */
+void ems_quant_decode_ref(const ems_head *h, int j, float *k, float *v);
 /* Bytes of KV payload (packed codes + the key-group scales still referenced + value scales +
  * f32 window): what the quality tables report (ems_cache_kv_bytes). */
 uint64_t ems_quant_bytes(const ems_head *h);

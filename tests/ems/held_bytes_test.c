@@ -110,8 +110,8 @@ static void check_point(ems_cache *c, int64_t live0, const char *name, const cha
     CHECK(!g_overflow, "allocation table full");
     CHECK((int64_t)alloc == live, "%s %s: accounted %llu allocated, blocks hold %lld", name, when,
           (unsigned long long)alloc, (long long)live);
-    CHECK(held <= alloc, "%s %s: held %llu > allocated %llu", name, when,
-          (unsigned long long)held, (unsigned long long)alloc);
+    CHECK(held <= alloc, "%s %s: held %llu > allocated %llu", name, when, (unsigned long long)held,
+          (unsigned long long)alloc);
     uint64_t slack = 4096 + ems_policy_state_bytes(c);
     for (int i = 0; i < L * H; i++) {
         const ems_head *h = &c->heads[i];
@@ -120,8 +120,8 @@ static void check_point(ems_cache *c, int64_t live0, const char *name, const cha
         slack += ((uint64_t)h->len / 4 + 128) * 2 * ems_head_entry_bytes(HD, h->w_loc) +
                  ((uint64_t)h->len / 32 / 4 + 4) * HD * 4 + 256;
         if (h->qstate)
-            CHECK(h->k == NULL && h->v == NULL, "%s %s: quantized head %d has f32 K/V", name,
-                  when, i);
+            CHECK(h->k == NULL && h->v == NULL, "%s %s: quantized head %d has f32 K/V", name, when,
+                  i);
     }
     CHECK(alloc <= held + slack, "%s %s: allocated %llu, held %llu + slack %llu", name, when,
           (unsigned long long)alloc, (unsigned long long)held, (unsigned long long)slack);

@@ -21,8 +21,15 @@ typedef struct qcase {
 } qcase;
 
 static const qcase k_cases[] = {
-    {8, 4, 6, 8, 40},    {4, 4, 6, 8, 40}, {8, 32, 32, 8, 200},
-    {4, 32, 32, 8, 200}, {4, 3, 0, 5, 31}, /* odd head dim: int4 packing of the last half byte */
+    {8, 4, 6, 8, 40},
+    {4, 4, 6, 8, 40},
+    {8, 32, 32, 8, 200},
+    {4, 32, 32, 8, 200},
+    {4, 3, 0, 5, 31}, /* odd head dim: int4 packing of the last half byte */
+    /* head sizes beyond one block of decoded channels (64), odd value groups starting mid-byte */
+    {4, 32, 8, 64, 120},
+    {8, 16, 4, 130, 90},
+    {4, 5, 2, 131, 40},
 };
 
 int main(void)
@@ -82,6 +89,15 @@ int main(void)
         CHECK(memcmp(kv, h->k, sizeof(float) * h->len * q.hd) == 0 &&
                   memcmp(vv, h->v, sizeof(float) * h->len * q.hd) == 0,
               "view != head");
+        /* the fast decode equals the scalar reference, entry by entry, bit for bit */
+        float *rk = malloc(sizeof(float) * q.hd), *rv = malloc(sizeof(float) * q.hd);
+        for (int j = 0; j < h->len; j++) {
+            ems_quant_decode_ref(h, j, rk, rv);
+            CHECK(memcmp(kv + j * q.hd, rk, sizeof(float) * q.hd) == 0 &&
+                      memcmp(vv + j * q.hd, rv, sizeof(float) * q.hd) == 0,
+                  "case %zu entry %d: view != scalar reference", ci, j);
+        }
+        free(rk), free(rv);
         /* bytes: codes + scales + residual, below f32 */
         int rb = (q.hd * q.bits + 7) / 8, nvg = (q.hd + (q.group < q.hd ? q.group : q.hd) - 1) /
                                                 (q.group < q.hd ? q.group : q.hd);
