@@ -460,6 +460,9 @@ em_status coord_client_server_info(coord_client *c, coord_client_info *out)
         out->weight_bytes[i] = si->workers[i]->weight_bytes;
         out->kv_head0[i] = si->workers[i]->n_kv_heads ? si->workers[i]->kv_heads[0] : -1;
         out->n_kv_heads[i] = (int)si->workers[i]->n_kv_heads;
+        out->kv_budget[i] = si->workers[i]->kv_memory_budget_bytes;
+        out->kv_held[i] = si->workers[i]->kv_bytes_held;
+        out->kv_full[i] = si->workers[i]->kv_bytes_full;
     }
     protobuf_c_message_free_unpacked(resp, NULL);
     return EM_OK;

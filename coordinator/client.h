@@ -107,6 +107,7 @@ typedef struct coord_client_info {
     int64_t pid[64];
     int64_t weight_bytes[64];
     int kv_head0[64], n_kv_heads[64];
+    int64_t kv_budget[64], kv_held[64], kv_full[64]; /* KV memory per worker (WorkerInfo) */
 } coord_client_info;
 
 /* The cluster secret (rpc/rpc_auth.h) GetServerInfo presents to see the workers' addresses and

@@ -40,7 +40,8 @@ typedef struct flags {
     long store_bytes_per_client, http_conn_memory;
     const char *addr_items[COORD_MAX_WORKERS];
     em_flag_list addrs;
-    int workers, workers_set, threads, max_batch_tokens, max_seqs, prefill_chunk;
+    int workers, workers_set, threads, threads_set, max_batch_tokens, max_seqs, prefill_chunk,
+        mixed_prefill;
     int respawn_delay_ms, demo_tokens, exit_after_demo, log_debug, store_port, act_quant;
     long coll_timeout_ms, ready_timeout_ms;
     long step_timeout_ms, max_message_bytes, drain_grace_ms; /* hardening (issue 12) */
@@ -58,7 +59,7 @@ static void on_signal(int sig)
 
 /* ---- flags (common/flags.h: command line > EMSERVE_* environment > --config file) ------------ */
 
-#define N_FLAGS 45
+#define N_FLAGS 46
 
 static void flag_table(flags *f, em_flag *t)
 {
@@ -77,7 +78,8 @@ static void flag_table(flags *f, em_flag *t)
          "/metrics and /health only, on a port of their own", 0},
         {"worker-bin", EM_FLAG_STR, &f->worker_bin, 0, 0, "PATH",
          "emserve_worker binary (default: next to this binary)", 0},
-        {"threads", EM_FLAG_INT, &f->threads, 0, 1024, "N", "kernel threads per worker", 0},
+        {"threads", EM_FLAG_INT, &f->threads, 0, 1024, "N",
+         "kernel threads per worker (default: the online CPUs / local workers, at least 1)", 0},
         {"act-quant", EM_FLAG_STR, &f->act_quant_name, 0, 0, "f32|q8",
          "quantized-weight matmuls: f32 activations (the f32 reference's answers) or int8 "
          "activations (llama.cpp's numerics, faster prompt processing)",
@@ -87,6 +89,8 @@ static void flag_table(flags *f, em_flag *t)
         {"max-seqs", EM_FLAG_INT, &f->max_seqs, 1, 1 << 16, "N", "sequences running at once", 0},
         {"prefill-chunk", EM_FLAG_INT, &f->prefill_chunk, 1, 1 << 20, "N",
          "most prompt tokens of one request per step", 0},
+        {"mixed-prefill", EM_FLAG_INT, &f->mixed_prefill, 1, 1 << 20, "N",
+         "most prompt tokens of a step that also decodes (bounds inter-token latency)", 0},
         {"max-queue", EM_FLAG_INT, &f->max_queue, 0, 1 << 20, "N",
          "requests waiting for a sequence slot before new ones get RESOURCE_EXHAUSTED", 0},
         {"respawn-delay-ms", EM_FLAG_INT, &f->respawn_delay_ms, -1, 3600000, "N",
@@ -175,6 +179,12 @@ static em_status check(flags *f, const em_flag *table)
 {
     for (int i = 0; i < N_FLAGS; i++) {
         f->workers_set |= table[i].value == &f->workers && table[i].source != EM_FLAG_SRC_DEFAULT;
+        f->threads_set |= table[i].value == &f->threads && table[i].source != EM_FLAG_SRC_DEFAULT;
+    }
+    if (!f->threads_set && f->addrs.n == 0) { /* local workers share this host's CPUs */
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        f->threads = cpus > f->workers ? (int)(cpus / f->workers) : 1;
+        f->threads = f->threads > 64 ? 64 : f->threads;
     }
     if (f->addrs.n > 0) {
         if (f->workers_set && f->workers != f->addrs.n) {
@@ -389,6 +399,7 @@ int main(int argc, char **argv)
                .max_batch_tokens = 256,
                .max_seqs = 64,
                .prefill_chunk = 256,
+               .mixed_prefill = 64,
                .respawn_delay_ms = 1000,
                .demo_tokens = 40,
                .coll_timeout_ms = 10000,
@@ -539,6 +550,7 @@ int main(int argc, char **argv)
     coord_sched_opts so = {.max_batch_tokens = f.max_batch_tokens,
                            .max_slots = f.max_seqs,
                            .prefill_chunk = f.prefill_chunk,
+                           .mixed_prefill = f.mixed_prefill,
                            .max_queue = f.max_queue};
     if (kv_budget_opts(&f, &so, err, sizeof err) != EM_OK) {
         fprintf(stderr, "emserve: %s\n", err);

@@ -251,6 +251,12 @@ void coord_rpc_server_info(const coord_worker_snapshot *ws, int n, const coord_s
         wi[i].joined = ws[i].joined;
         wi[i].pid = ws[i].pid;
         wi[i].weight_bytes = ws[i].weight_bytes;
+        int rk = ws[i].pl.rank;
+        if (rk >= 0 && rk < stats->kv_world) {
+            wi[i].kv_memory_budget_bytes = stats->kv_budget;
+            wi[i].kv_bytes_held = stats->kv_held_worker[rk];
+            wi[i].kv_bytes_full = stats->kv_full_worker[rk];
+        }
         wp[i] = &wi[i];
     }
     for (int m = 0; m < EMS_METHOD_COUNT; m++) {

@@ -105,7 +105,10 @@ static void batch_add_open(batch *b, run *r)
     r->opened = 1;
 }
 
-/* Decodes (and replays) first, one token each, then prefill chunks in arrival order. */
+/* Decodes (and replays) first, one token each, then prefill chunks in arrival order: at most
+ * max_batch_tokens in all, and at most mixed_prefill prompt tokens when the step carries decode
+ * tokens (a step's time is about proportional to its tokens, and the running requests wait for
+ * the whole step: this bounds their inter-token latency, at a few % of prefill speed). */
 static void batch_build(coord_sched *s, batch *b, int admit)
 {
     int budget = s->o.max_batch_tokens;
@@ -126,6 +129,9 @@ static void batch_build(coord_sched *s, batch *b, int admit)
         }
         b->pol_slot[b->n_pol] = r->slot;
         b->pol_phase[b->n_pol++] = WORKER_PHASE_DECODE;
+    }
+    if (b->n > 0 && b->n + s->o.mixed_prefill < budget) {
+        budget = b->n + s->o.mixed_prefill;
     }
     int64_t used[COORD_MAX_WORKERS];
     if (s->kv.bytes > 0) {
@@ -256,13 +262,18 @@ static void update_stats(coord_sched *s)
     pthread_mutex_lock(&s->mu);
     int running = 0, queued = 0;
     int64_t kv = 0, held[COORD_MAX_WORKERS] = {0}, held_max = 0, quant = 0, all = 0, fed = 0;
+    int64_t full[COORD_MAX_WORKERS] = {0};
+    ems_config fc;
+    ems_config_default(&fc); /* method full, no quantization */
     for (run *r = s->active; r; r = r->next) {
         running += r->state != RUN_QUEUED;
         queued += r->state == RUN_QUEUED;
         kv += r->kv_entries;
+        int rfed = coord__run_fed(r);
         for (int w = 0; w < s->kv.world; w++) {
             held[w] += r->held[w];
             all += r->held[w];
+            full[w] += (int64_t)ems_footprint_peak_bytes(&fc, &s->kv.shape[w], rfed, rfed, 0);
         }
         quant += r->held_quant;
         fed += r->opened ? coord__run_fed(r) : 0;
@@ -273,7 +284,10 @@ static void update_stats(coord_sched *s)
         fed * s->m->hp.n_layer * (int64_t)s->m->hp.n_kv_head * s->full_entry_bytes;
     for (int w = 0; w < s->kv.world; w++) {
         held_max = held[w] > held_max ? held[w] : held_max;
+        s->stats.kv_held_worker[w] = held[w];
+        s->stats.kv_full_worker[w] = full[w];
     }
+    s->stats.kv_world = s->kv.world;
     s->stats.kv_held = held_max;
     s->stats.running_max = running > s->stats.running_max ? running : s->stats.running_max;
     for (run *r = s->inbox; r; r = r->next) {
@@ -388,6 +402,9 @@ em_status coord_sched_start(coord_group *g, const model *m, const tokenizer *tok
     }
     if (s->o.prefill_chunk <= 0) {
         s->o.prefill_chunk = s->o.max_batch_tokens;
+    }
+    if (s->o.mixed_prefill <= 0) {
+        s->o.mixed_prefill = 64;
     }
     s->kv.bytes = s->o.kv_memory > 0 ? s->o.kv_memory : 0;
     s->kv.reserve =

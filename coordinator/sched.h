@@ -19,6 +19,9 @@ typedef struct coord_sched_opts {
     int max_batch_tokens; /* tokens per step (default 256) */
     int max_slots;        /* sequences running at once (default 64) */
     int prefill_chunk;    /* most prompt tokens of one request per step (default 256) */
+    int mixed_prefill;    /* most prompt tokens a step carries when it also carries decode
+                           * tokens, so a prompt arriving does not stall the running requests
+                           * for a whole chunk (default 64; >= max_batch_tokens: no limit) */
     int max_queue;        /* requests held beyond max_slots; more get RESOURCE_EXHAUSTED
                            * (0 = none may wait) */
     int64_t kv_memory;    /* KV bytes per worker (sched_kv.h); 0 = no budget */

@@ -13,16 +13,13 @@
 int64_t coord_kv_step_growth(const coord_kv_budget *b, const coord_kv_seq *q, int r)
 {
     const ems_footprint_shape *sh = &b->shape[r];
-    int64_t per_entry = (int64_t)ems_footprint_entry_bytes(q->cfg, sh->hd);
+    /* new entries arrive in f32 (the residual window, or a prompt not yet quantized); the
+     * store's attachment and the quantization of window rows only shrink what is held, except
+     * for the key-group scales a block adds */
+    int64_t per_entry = (int64_t)ems_footprint_append_bytes(q->cfg, sh->hd);
     int64_t heads = (int64_t)sh->n_layer * sh->n_head_local;
     int64_t g = per_entry * q->next_tokens;
     if (q->cfg->quant != EMS_QUANT_NONE) {
-        ems_config plain = *q->cfg;
-        plain.quant = EMS_QUANT_NONE;
-        int64_t qpart = per_entry - (int64_t)ems_footprint_entry_bytes(&plain, sh->hd);
-        if (q->prompt_ahead) {
-            g += qpart * q->n_fed; /* the store attaches to what the prompt left */
-        }
         int grp = q->cfg->quant_group > 0 ? q->cfg->quant_group : 1;
         g += (int64_t)(q->next_tokens / grp + 1) * sh->hd * 2 * 2;
     }

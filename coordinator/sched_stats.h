@@ -54,8 +54,11 @@ typedef struct coord_sched_stats {
     int64_t finished[COORD_FIN_COUNT];
     int64_t rejected[COORD_REJ_COUNT];
     /* KV memory budget */
-    int64_t kv_budget;   /* bytes per worker (0 = none) */
-    int64_t kv_held;     /* bytes held for running sequences, on the fullest worker */
+    int64_t kv_budget; /* bytes per worker (0 = none) */
+    int64_t kv_held;   /* bytes held for running sequences, on the fullest worker */
+    int kv_world;      /* workers of the two arrays below */
+    int64_t kv_held_worker[COORD_MAX_WORKERS]; /* bytes each worker holds for running sequences */
+    int64_t kv_full_worker[COORD_MAX_WORKERS]; /* what the full cache would hold there for them */
     int64_t kv_peak;     /* most bytes any worker held at any step so far (its report) */
     int64_t preemptions; /* sequences preempted (dropped and recomputed) */
     int running_max;     /* most sequences running at once so far */

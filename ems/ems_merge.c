@@ -201,16 +201,16 @@ em_status ems__ems_layer(ems__ctx *x, int l)
     ems__plan *pl = NULL;
     int n_due = 0;
     em_status st = ems__ems_plan_layer(x, l, &pl, &n_due);
-    if (st != EM_OK || n_due == 0) {
-        ems__plans_free(pl, n_due);
-        return st;
-    }
-    if (x->cfg->ems_zero_class) {
-        st = apply_batched(x, l, pl, n_due);
-    } else {
-        for (int i = 0; i < n_due && st == EM_OK; i++)
-            st = apply_sequential(x, l, &pl[i]);
+    if (st == EM_OK && n_due > 0) {
+        if (x->cfg->ems_zero_class) {
+            st = apply_batched(x, l, pl, n_due);
+        } else {
+            for (int i = 0; i < n_due && st == EM_OK; i++)
+                st = apply_sequential(x, l, &pl[i]);
+        }
     }
     ems__plans_free(pl, n_due);
+    for (int h = 0; h < x->c->n_head_kv; h++)
+        ems_quant_settle(ems_cache_head(x->c, l, h)); /* the plan materialised quantized heads */
     return st;
 }

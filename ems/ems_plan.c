@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ems/quant.h"
+
 em_status ems__ems_score(const ems_config *cfg, const ems_head *h, int lo, int hi, float *s)
 {
     int m = hi - lo;
@@ -352,6 +354,12 @@ em_status ems__ems_plan_layer(ems__ctx *x, int l, ems__plan **plans, int *n_due)
     ems__plan *pl = calloc((size_t)nd, sizeof *pl);
     work *wk = calloc((size_t)nd, sizeof *wk);
     em_status st = (pl && wk) ? EM_OK : EM_ENOMEM;
+    /* similarities and merges read f32 K/V: quantized due heads are materialised until
+     * ems__ems_layer settles them */
+    for (int h = 0; h < Hl && st == EM_OK; h++) {
+        if (due[h])
+            st = ems_quant_materialize(ems_cache_head(c, l, h));
+    }
     for (int h = 0, i = 0; h < Hl && st == EM_OK; h++) {
         if (!due[h])
             continue;

@@ -27,18 +27,28 @@ int ems_pyramid_keep(int B, int w, int n, int L, int beta, int l)
     return mx - l * step;
 }
 
+/* One unquantized entry: k, v (f32); pos, cnt (int32); s_glo, s_sq, mass, kbias (f32); the
+ * local ring's column. */
+static uint64_t f32_entry_bytes(const ems_config *cfg, int hd)
+{
+    return 2ull * 4 * (uint64_t)hd + 2 * 4 + 4 * 4 + 4ull * (uint64_t)ems_config_w_loc(cfg);
+}
+
+uint64_t ems_footprint_append_bytes(const ems_config *cfg, int hd)
+{
+    return f32_entry_bytes(cfg, hd);
+}
+
 uint64_t ems_footprint_entry_bytes(const ems_config *cfg, int hd)
 {
-    /* k, v (f32); pos, cnt (int32); s_glo, s_sq, mass, kbias (f32); the local ring's column */
-    uint64_t b = 2ull * 4 * (uint64_t)hd + 2 * 4 + 4 * 4 + 4ull * (uint64_t)ems_config_w_loc(cfg);
-    if (cfg->quant != EMS_QUANT_NONE) {
-        int bits = (int)cfg->quant, g = cfg->quant_group;
-        int vgroup = g < hd ? g : hd, n_vg = (hd + vgroup - 1) / vgroup;
-        uint64_t row = ((uint64_t)hd * (uint64_t)bits + 7) / 8;
-        /* K and V codes, key group id, value zero + scale (f16), dequantised K and V view */
-        b += 2 * row + 4 + 2 * 2 * (uint64_t)n_vg + 2ull * 4 * (uint64_t)hd;
-    }
-    return b;
+    if (cfg->quant == EMS_QUANT_NONE)
+        return f32_entry_bytes(cfg, hd);
+    int bits = (int)cfg->quant, g = cfg->quant_group;
+    int vgroup = g < hd ? g : hd, n_vg = (hd + vgroup - 1) / vgroup;
+    uint64_t row = ((uint64_t)hd * (uint64_t)bits + 7) / 8;
+    /* the entry without its f32 K/V, plus K and V codes, key group id, value zero + scale */
+    return f32_entry_bytes(cfg, hd) - 2ull * 4 * (uint64_t)hd + 2 * row + 4 +
+           2 * 2 * (uint64_t)n_vg;
 }
 
 /* Largest budget layer l of PyramidKV can get: its keep count is linear in the largest layer's
@@ -84,9 +94,24 @@ uint64_t ems_footprint_peak_bytes(const ems_config *cfg, const ems_footprint_sha
 {
     int64_t n = ems_footprint_peak_entries(cfg, sh, n_prompt, n_end, prompt_ahead);
     uint64_t b = (uint64_t)n * ems_footprint_entry_bytes(cfg, sh->hd);
-    if (cfg->quant != EMS_QUANT_NONE && cfg->quant_group > 0) {
-        uint64_t groups = (uint64_t)(n_end > 0 ? n_end : 0) / (uint64_t)cfg->quant_group;
-        b += groups * (uint64_t)sh->hd * 2 * 2 * (uint64_t)sh->n_head_local * sh->n_layer;
+    if (cfg->quant == EMS_QUANT_NONE)
+        return b;
+    int64_t E = n_end > 0 ? n_end : 0, heads = (int64_t)sh->n_head_local * sh->n_layer;
+    /* each head's residual window (at most residual + group - 1 rows) stays f32 */
+    int64_t win = cfg->quant_residual + cfg->quant_group - 1;
+    win = win < E ? win : E;
+    b += (uint64_t)(heads * win) *
+         (f32_entry_bytes(cfg, sh->hd) - ems_footprint_entry_bytes(cfg, sh->hd));
+    /* key-group scales: one group per quant_group tokens, never freed */
+    if (cfg->quant_group > 0) {
+        uint64_t groups = (uint64_t)E / (uint64_t)cfg->quant_group;
+        b += groups * (uint64_t)sh->hd * 2 * 2 * (uint64_t)heads;
+    }
+    /* until the first policy step the prompt is held unquantized, in f32 */
+    if (prompt_ahead) {
+        int64_t pre = (int64_t)(n_prompt < E ? n_prompt : E) * heads;
+        uint64_t f = (uint64_t)pre * f32_entry_bytes(cfg, sh->hd);
+        b = f > b ? f : b;
     }
     return b;
 }

@@ -33,10 +33,13 @@ typedef struct ems_footprint_shape {
     int n_head_local; /* KV heads the worker holds (1 .. n_head_kv) */
 } ems_footprint_shape;
 
-/* Bytes one entry of one head holds under cfg: K and V (f32), position, the policies'
- * statistics, the local-ring column, and for a quantized config the packed codes, scales and
- * the dequantised view (ems_cache_held_bytes counts the same arrays). */
+/* Bytes one entry of one head holds under cfg: position, the policies' statistics, the
+ * local-ring column and K and V -- f32, or for a quantized config the packed codes and scales
+ * of a quantized entry (ems_cache_held_bytes counts the same arrays). */
 uint64_t ems_footprint_entry_bytes(const ems_config *cfg, int hd);
+/* Bytes one newly appended entry holds until it is quantized (f32 K and V in the residual
+ * window, or in the unquantized prompt): ems_footprint_entry_bytes without quantization. */
+uint64_t ems_footprint_append_bytes(const ems_config *cfg, int hd);
 
 /* Most entries (summed over layers and the worker's heads) held at any point until n_end tokens
  * have been fed. prompt_ahead = 1 until the first generated token has been fed: the prompt, fed
@@ -45,8 +48,10 @@ uint64_t ems_footprint_entry_bytes(const ems_config *cfg, int hd);
 int64_t ems_footprint_peak_entries(const ems_config *cfg, const ems_footprint_shape *sh,
                                    int n_prompt, int n_end, int prompt_ahead);
 
-/* The same in bytes: peak entries x entry bytes, plus the key-group scales a quantized config
- * accumulates over n_end tokens (one group of scales per quant_group tokens, never freed). */
+/* The same in bytes: peak entries x entry bytes; for a quantized config plus each head's f32
+ * residual window (residual + group - 1 rows at most) and the key-group scales it accumulates
+ * over n_end tokens (one group of scales per quant_group tokens, never freed), and at least the
+ * prompt in f32 while prompt_ahead (quantization attaches at the first policy step). */
 uint64_t ems_footprint_peak_bytes(const ems_config *cfg, const ems_footprint_shape *sh,
                                   int n_prompt, int n_end, int prompt_ahead);
 

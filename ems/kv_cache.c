@@ -36,10 +36,21 @@ em_status ems_cache_create(int n_layer, int n_head_kv, int kv_head0, int hd, int
     return EM_OK;
 }
 
+void ems_scratch_free(ems_scratch *s)
+{
+    if (!s)
+        return;
+    free(s->buf);
+    s->buf = NULL;
+    s->cap = 0;
+}
+
 static void head_free(ems_head *h)
 {
-    free(h->k);
-    free(h->v);
+    if (!h->qstate) {
+        free(h->k);
+        free(h->v);
+    }
     free(h->pos);
     free(h->s_glo);
     free(h->s_sq);
@@ -47,9 +58,7 @@ static void head_free(ems_head *h)
     free(h->kbias);
     free(h->cnt);
     free(h->loc);
-    free(h->kview);
-    free(h->vview);
-    ems_quant_free(h->qstate);
+    ems_quant_free(h->qstate); /* a quantized head's k, v belong to its store (or are NULL) */
     memset(h, 0, sizeof *h);
 }
 
@@ -171,7 +180,9 @@ static em_status head_resize(ems_head *h, int nc)
             return EM_ENOMEM;
     }
     size_t row = sizeof(float) * (size_t)h->hd;
-    if (resize((void **)&h->k, row, h->cap, nc) || resize((void **)&h->v, row, h->cap, nc) ||
+    int own_kv = !h->qstate; /* a quantized head's K/V live in its store */
+    if ((own_kv && resize((void **)&h->k, row, h->cap, nc)) ||
+        (own_kv && resize((void **)&h->v, row, h->cap, nc)) ||
         resize((void **)&h->pos, sizeof(int32_t), h->cap, nc) ||
         resize((void **)&h->s_glo, sizeof(float), h->cap, nc) ||
         resize((void **)&h->s_sq, sizeof(float), h->cap, nc) ||
@@ -205,12 +216,16 @@ em_status ems_head_append(ems_head *h, const float *k, const float *v, int strid
     if (n < 0)
         return EM_EINVAL;
     em_status st = head_reserve(h, h->len + n);
+    if (st == EM_OK && h->qstate)
+        st = ems_quant_append(h, k, v, stride, n);
     if (st != EM_OK)
         return st;
     for (int i = 0; i < n; i++) {
         int j = h->len + i;
-        memcpy(h->k + (size_t)j * h->hd, k + (size_t)i * stride, sizeof(float) * h->hd);
-        memcpy(h->v + (size_t)j * h->hd, v + (size_t)i * stride, sizeof(float) * h->hd);
+        if (!h->qstate) {
+            memcpy(h->k + (size_t)j * h->hd, k + (size_t)i * stride, sizeof(float) * h->hd);
+            memcpy(h->v + (size_t)j * h->hd, v + (size_t)i * stride, sizeof(float) * h->hd);
+        }
         h->pos[j] = pos[i];
         h->s_glo[j] = 0.0f;
         h->s_sq[j] = 0.0f;
@@ -227,13 +242,14 @@ em_status ems_head_append(ems_head *h, const float *k, const float *v, int strid
 }
 
 em_status ems_head_attn_begin(ems_head *h, int n_q, kern_attn_args *a, kern_attn_stats *stats,
-                              float **rowbuf, int group_max)
+                              float **rowbuf, int group_max, ems_scratch *scr)
 {
     a->len = h->len;
     a->kpos = h->pos;
     a->kbias = h->prop_attn ? h->kbias : NULL;
     if (h->qstate) {
-        em_status st = ems_quant_view(h, &a->k, &a->v);
+        EM_ASSERT(scr); /* our callers pass one */
+        em_status st = ems_quant_view(h, scr, &a->k, &a->v);
         if (st != EM_OK)
             return st;
     } else {
@@ -275,8 +291,10 @@ void ems_head_compact(ems_head *h, const int *keep, int n)
         EM_ASSERT(j >= i && j < h->len && (i == 0 || j > keep[i - 1])); /* increasing */
         if (j == i)
             continue;
-        memmove(h->k + (size_t)i * h->hd, h->k + (size_t)j * h->hd, row);
-        memmove(h->v + (size_t)i * h->hd, h->v + (size_t)j * h->hd, row);
+        if (h->k) { /* NULL on a settled quantized head (its store moves its own rows) */
+            memmove(h->k + (size_t)i * h->hd, h->k + (size_t)j * h->hd, row);
+            memmove(h->v + (size_t)i * h->hd, h->v + (size_t)j * h->hd, row);
+        }
         h->pos[i] = h->pos[j];
         h->s_glo[i] = h->s_glo[j];
         h->s_sq[i] = h->s_sq[j];
@@ -306,11 +324,15 @@ uint64_t ems_cache_kv_bytes(const ems_cache *c)
     return b;
 }
 
+uint64_t ems_head_meta_bytes(int w_loc)
+{
+    /* pos, cnt; s_glo, s_sq, mass, kbias; the local ring */
+    return 2 * sizeof(int32_t) + 4 * sizeof(float) + sizeof(float) * (uint64_t)w_loc;
+}
+
 uint64_t ems_head_entry_bytes(int hd, int w_loc)
 {
-    /* k, v; pos, cnt; s_glo, s_sq, mass, kbias; the local ring */
-    return 2ull * sizeof(float) * (uint64_t)hd + 2 * sizeof(int32_t) + 4 * sizeof(float) +
-           sizeof(float) * (uint64_t)w_loc;
+    return 2ull * sizeof(float) * (uint64_t)hd + ems_head_meta_bytes(w_loc); /* + k, v */
 }
 
 uint64_t ems_cache_held_bytes(const ems_cache *c)
@@ -318,9 +340,24 @@ uint64_t ems_cache_held_bytes(const ems_cache *c)
     uint64_t b = 0;
     for (int i = 0; i < c->n_layer * c->n_head_kv; i++) {
         const ems_head *h = &c->heads[i];
-        b += (uint64_t)h->len * ems_head_entry_bytes(h->hd, h->w_loc);
         if (h->qstate)
-            b += ems_quant_held_bytes(h);
+            b += (uint64_t)h->len * ems_head_meta_bytes(h->w_loc) + ems_quant_held_bytes(h);
+        else
+            b += (uint64_t)h->len * ems_head_entry_bytes(h->hd, h->w_loc);
+    }
+    return b;
+}
+
+uint64_t ems_cache_alloc_bytes(const ems_cache *c)
+{
+    uint64_t b = sizeof *c + sizeof(ems_head) * (uint64_t)c->n_layer * c->n_head_kv +
+                 ems_policy_state_bytes(c);
+    for (int i = 0; i < c->n_layer * c->n_head_kv; i++) {
+        const ems_head *h = &c->heads[i];
+        /* a ring of w_loc = 0 allocates nothing; the others are cap elements each */
+        uint64_t per =
+            h->qstate ? ems_head_meta_bytes(h->w_loc) : ems_head_entry_bytes(h->hd, h->w_loc);
+        b += (uint64_t)h->cap * per + ems_quant_alloc_bytes(h);
     }
     return b;
 }

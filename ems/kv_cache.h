@@ -3,7 +3,9 @@
  * and per process (a worker holds only its own KV heads).
  *
  * Layout per head (cap grows by doubling):
- *   k, v   [cap][hd]  post-RoPE keys, values (f32; quantized policies keep a packed copy too)
+ *   k, v   [cap][hd]  post-RoPE keys, values (f32). A quantized head (ems/quant.h) has none:
+ *                     its store holds codes + scales + an f32 window, and k, v are NULL except
+ *                     while a policy has it materialised (ems_quant_materialize)
  *   pos    [cap]      original RoPE position of each entry (never renumbered by default)
  *   s_glo  [cap]      accumulated attention over every query that saw the entry (H2O / global)
  *   s_sq   [cap]      accumulated squared attention (RoCo std)
@@ -26,15 +28,22 @@ typedef struct ems_head {
     int32_t *pos;
     float *s_glo, *s_sq, *mass, *kbias;
     int32_t *cnt;
-    float *loc;           /* [w_loc][cap] */
-    int w_loc;            /* ring size (0 = no local rows kept) */
-    int loc_newest;       /* slot of the newest row, -1 when none yet */
-    int loc_count;        /* number of valid rows (<= w_loc) */
-    int prop_attn;        /* attention adds kbias = log(mass) to each logit (ems.prop_attn) */
-    void *qstate;         /* quantized storage (ems/quant), NULL when not quantized */
-    float *kview, *vview; /* dequantised scratch for attention when qstate != NULL */
-    int view_cap;
+    float *loc;     /* [w_loc][cap] */
+    int w_loc;      /* ring size (0 = no local rows kept) */
+    int loc_newest; /* slot of the newest row, -1 when none yet */
+    int loc_count;  /* number of valid rows (<= w_loc) */
+    int prop_attn;  /* attention adds kbias = log(mass) to each logit (ems.prop_attn) */
+    void *qstate;   /* quantized storage (ems/quant), NULL when not quantized */
 } ems_head;
+
+/* Scratch the caller owns for dequantised K/V (attention over a quantized head): one per thread,
+ * reused across heads and sequences, grown as needed; zero-initialise, free with
+ * ems_scratch_free. */
+typedef struct ems_scratch {
+    float *buf;
+    size_t cap; /* floats */
+} ems_scratch;
+void ems_scratch_free(ems_scratch *s);
 
 typedef struct ems_cache {
     int n_layer, n_head_kv, hd; /* n_head_kv = KV heads held by THIS process */
@@ -72,10 +81,11 @@ em_status ems_head_append(ems_head *h, const float *k, const float *v, int strid
                           const int32_t *pos, int n);
 
 /* Prepares one attention call of n_q queries over this head: fills a->k, a->v, a->kpos, a->len
- * (dequantising into scratch when quantized) and, when stats is non-NULL, points it at the
- * head's statistics; rowbuf must have room for n_rows = min(n_q, w_loc) pointers. */
+ * (dequantising into scr when the head is quantized; scr may be NULL for an unquantized head)
+ * and, when stats is non-NULL, points it at the head's statistics; rowbuf must have room for
+ * n_rows = min(n_q, w_loc) pointers. */
 em_status ems_head_attn_begin(ems_head *h, int n_q, kern_attn_args *a, kern_attn_stats *stats,
-                              float **rowbuf, int group_max);
+                              float **rowbuf, int group_max, ems_scratch *scr);
 
 /* Keeps entries keep[0..n) (strictly increasing indices below len: our policies make them,
  * and it is asserted) and drops the rest, moving every per-entry array including the local
@@ -86,17 +96,23 @@ void ems_head_compact(ems_head *h, const int *keep, int n);
  * compressed representation, what the quality tables report. */
 uint64_t ems_cache_kv_bytes(const ems_cache *c);
 
-/* Bytes of memory the cache's entries hold: for every entry of every head, K and V (f32), its
- * position, the policies' statistics (s_glo, s_sq, cnt, mass, kbias) and its column of the
- * local ring (w_loc floats) -- ems_head_entry_bytes -- plus, on quantized heads, the packed
- * codes, value scales, key-group scales and the dequantised view (ems_quant_held_bytes; today
- * a quantized head also keeps its f32 K/V, so quantization adds memory rather than saving it).
- * This is what the service's KV memory budget counts. Capacity beyond the entries is not
- * counted: arrays grow by 25 % (rounded to 64 entries) and shrink after a compaction, so each
- * head allocates at most held + 25 % + 128 entries (ems_cache_grow_cap, ems_cache_fit_cap). */
+/* Bytes of memory the cache's entries hold: for every entry of every head, its position, the
+ * policies' statistics (s_glo, s_sq, cnt, mass, kbias) and its column of the local ring (w_loc
+ * floats) -- ems_head_meta_bytes -- and its K and V: f32 on an unquantized head
+ * (ems_head_entry_bytes = meta + K + V), on a quantized head the packed codes and scales of a
+ * quantized entry or the f32 row of a window entry, plus the key-group scales
+ * (ems_quant_held_bytes). This is what the service's KV memory budget counts. Capacity beyond
+ * the entries is not counted: arrays grow by 25 % (rounded to 64 entries) and shrink after a
+ * compaction, so each head allocates at most held + 25 % + 128 entries (ems_cache_grow_cap,
+ * ems_cache_fit_cap); ems_cache_alloc_bytes gives the allocated size. */
 uint64_t ems_cache_held_bytes(const ems_cache *c);
+/* Bytes the cache has allocated: every per-entry array at its capacity, the quantized stores
+ * (ems_quant_alloc_bytes), the head table, the policy state and the cache itself. */
+uint64_t ems_cache_alloc_bytes(const ems_cache *c);
 /* Bytes one entry of an unquantized head holds (see ems_cache_held_bytes). */
 uint64_t ems_head_entry_bytes(int hd, int w_loc);
+/* The same without K and V (what a quantized head's entries hold besides the store). */
+uint64_t ems_head_meta_bytes(int w_loc);
 /* Capacity policy: the capacity after growing from cap to hold need entries, and the capacity
  * a head holding len entries is trimmed to after a compaction (cap when already tight). */
 int ems_cache_grow_cap(int cap, int need);

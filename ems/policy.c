@@ -34,6 +34,12 @@ void ems_policy_get_stats(const ems_cache *c, ems_policy_stats *out)
         *out = ps->st;
 }
 
+uint64_t ems_policy_state_bytes(const ems_cache *c)
+{
+    const ems__pstate *ps = c->policy;
+    return ps ? sizeof *ps + sizeof(ems__layer_state) * (uint64_t)ps->n_layer : 0;
+}
+
 em_status ems_policy_copy_state(const ems_cache *src, ems_cache *dst)
 {
     if (!src || !dst || dst->policy || src->n_layer != dst->n_layer)

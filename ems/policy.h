@@ -49,6 +49,9 @@ typedef struct ems_policy_stats {
 } ems_policy_stats;
 void ems_policy_get_stats(const ems_cache *c, ems_policy_stats *out);
 
+/* Bytes of the policy state allocated on c (0 before the first ems_policy_step). */
+uint64_t ems_policy_state_bytes(const ems_cache *c);
+
 /* Copies the policy state of src (running stats, SimLayerKV decisions, ...) to dst, which has
  * none yet and the same number of layers (ems_cache_clone). EM_EINVAL otherwise, EM_ENOMEM. */
 em_status ems_policy_copy_state(const ems_cache *src, ems_cache *dst);

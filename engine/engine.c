@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/assert.h"
 #include "common/log.h"
 #include "ems/config.h" /* EMS_MAX_W_LOC */
 #include "kernels/cpu/kern_cpu.h"
@@ -16,6 +17,9 @@
 #ifndef ENGINE_ATTN_PAR_MIN
 #define ENGINE_ATTN_PAR_MIN 65536
 #endif
+
+/* Pool threads that can run attention tasks (kern_ops_cpu_create clamps to 128). */
+enum { ENGINE_MAX_THREADS = 128 };
 
 struct engine {
     const model *m;
@@ -36,6 +40,9 @@ struct engine {
     float *h1, *h3; /* [cap][ffn_local] */
     float *part;    /* [n_units][cap][dim] per-unit partial sums */
     float *xn;      /* [cap][dim] final norm rows for logits */
+    /* per pool thread: dequantised K/V of the quantized head it attends over (grows to the
+     * longest such head; shared by every head, layer and sequence, not held by any cache) */
+    ems_scratch kv_scratch[ENGINE_MAX_THREADS];
 };
 
 static kern_weight rows_of(const kern_weight *w, int r0, int n)
@@ -157,6 +164,8 @@ void engine_free(engine *e)
     float *bufs[] = {e->x, e->xb, e->q, e->att, e->k, e->v, e->h1, e->h3, e->part, e->xn};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
+    for (int i = 0; i < ENGINE_MAX_THREADS; i++)
+        ems_scratch_free(&e->kv_scratch[i]);
     free(e);
 }
 
@@ -239,7 +248,9 @@ static void attn_one(void *user, int idx, int tid)
     a.out = e->att + (size_t)t0 * qd + (size_t)i * e->G * e->hd;
     a.o_stride = qd;
     a.scale = 1.0f / sqrtf((float)e->hd);
-    st = ems_head_attn_begin(h, n, &a, c->want_stats ? &stats : NULL, rowbuf, c->group_max);
+    EM_ASSERT(tid >= 0 && tid < ENGINE_MAX_THREADS); /* kern_parallel_for's contract */
+    st = ems_head_attn_begin(h, n, &a, c->want_stats ? &stats : NULL, rowbuf, c->group_max,
+                             &e->kv_scratch[tid]);
     if (st == EM_OK)
         st = kern_attn(e->ops, &a);
     if (st != EM_OK)

@@ -31,8 +31,12 @@ static em_status attn_head(const fwd *f, ems_head *h, const float *q, int32_t qp
     a.out = out;
     a.o_stride = G * hp->head_dim;
     a.scale = 1.0f / sqrtf((float)hp->head_dim);
-    em_status st = ems_head_attn_begin(h, 1, &a, NULL, NULL, 0);
-    return st == EM_OK ? kern_attn(f->o, &a) : st;
+    ems_scratch scr = {0}; /* dequantised K/V of a quantized head, for this call */
+    em_status st = ems_head_attn_begin(h, 1, &a, NULL, NULL, 0, &scr);
+    if (st == EM_OK)
+        st = kern_attn(f->o, &a);
+    ems_scratch_free(&scr);
+    return st;
 }
 
 #define TRY(expr)                   \

@@ -190,6 +190,16 @@ em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_resu
             g->log.held_mismatch += g->out.bytes[i] != (int64_t)ems_cache_held_bytes(c);
         }
         g->log.steps++;
+        int n_dec = 0; /* a decode (or replay) token is the one row of a DECODE-phase sequence */
+        for (int i = 0; i < st->n_policy; i++) {
+            n_dec += st->pol_phase[i] == WORKER_PHASE_DECODE;
+        }
+        int n_pre = st->n_tokens - n_dec;
+        if (n_dec > 0 && n_pre > 0) {
+            g->log.mixed_steps++;
+            g->log.mixed_prefill_max =
+                n_pre > g->log.mixed_prefill_max ? n_pre : g->log.mixed_prefill_max;
+        }
         g->log.running_max = running > g->log.running_max ? running : g->log.running_max;
         g->log.peak_max = g->out.peak_bytes > g->log.peak_max ? g->out.peak_bytes : g->log.peak_max;
     }

@@ -15,7 +15,9 @@ typedef struct fake_group_log {
     int64_t peak_max;            /* most bytes of all sequences at any step's peak */
     int opens[EMS_METHOD_COUNT]; /* sequences opened, by KV method (recomputes open again) */
     int drops;
-    int held_mismatch; /* steps where a reported slot's bytes != ems_cache_held_bytes */
+    int held_mismatch;     /* steps where a reported slot's bytes != ems_cache_held_bytes */
+    int mixed_steps;       /* steps carrying decode tokens and prompt tokens */
+    int mixed_prefill_max; /* most prompt tokens of such a step */
 } fake_group_log;
 
 /* Loads the model into a world-1 worker state; max_slots as the scheduler's. */

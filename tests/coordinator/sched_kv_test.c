@@ -10,7 +10,9 @@
  *   - a request that can never fit fails with RESOURCE_EXHAUSTED naming --kv-memory, while the
  *     others are served;
  *   - every held-bytes report equals ems_cache_held_bytes; queue time and preemptions are
- *     counted. */
+ *     counted;
+ *   - a step that carries decode tokens carries at most MIXED prompt tokens (mixed_prefill), and
+ *     the prompts split that way (P > MIXED) give the same ids. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +26,7 @@
 #include "tests/coordinator/fake_group.h"
 #include "tests/testutil/testutil.h"
 
-enum { P = 40, GEN = 200, MAX_REQ = 16, BATCH = 256, SLOTS = 32 };
+enum { P = 40, GEN = 200, MAX_REQ = 16, BATCH = 256, SLOTS = 32, MIXED = 16 };
 
 typedef struct result {
     int done, ok, finished;
@@ -111,6 +113,7 @@ typedef struct scenario {
     const char *kv[MAX_REQ]; /* per request */
     int64_t kv_memory;
     double overcommit;
+    int mixed; /* mixed_prefill (0: MIXED) */
 } scenario;
 
 typedef struct outcome {
@@ -164,6 +167,7 @@ static void run(const model *m, const tokenizer *tok, const scenario *sc, outcom
     coord_sched_opts so = {.max_batch_tokens = BATCH,
                            .max_slots = SLOTS,
                            .prefill_chunk = BATCH,
+                           .mixed_prefill = sc->mixed > 0 ? sc->mixed : MIXED,
                            .kv_memory = sc->kv_memory,
                            .kv_overcommit = sc->overcommit};
     fake_group_hold(g, 1);
@@ -189,13 +193,16 @@ static void run(const model *m, const tokenizer *tok, const scenario *sc, outcom
           o->log.held_mismatch);
     CHECK(o->st.kv_peak == o->log.peak_max, "%s: stats peak %lld, steps' peak %lld", sc->name,
           (long long)o->st.kv_peak, (long long)o->log.peak_max);
+    CHECK(o->log.mixed_prefill_max <= (sc->mixed > 0 ? sc->mixed : MIXED),
+          "%s: a step with decodes carried %d prompt tokens", sc->name, o->log.mixed_prefill_max);
     if (sc->kv_memory > 0) {
         CHECK(o->log.peak_max <= sc->kv_memory, "%s: a step held %lld bytes, budget %lld", sc->name,
               (long long)o->log.peak_max, (long long)sc->kv_memory);
     }
-    printf("%s: running at most %d, %d preemptions, peak %lld of %lld bytes, %d steps\n", sc->name,
-           o->log.running_max, (int)o->st.preemptions, (long long)o->log.peak_max,
-           (long long)sc->kv_memory, o->log.steps);
+    printf("%s: running at most %d, %d preemptions, peak %lld of %lld bytes, %d steps (%d with "
+           "decode and prompt tokens, at most %d of them prompt)\n",
+           sc->name, o->log.running_max, (int)o->st.preemptions, (long long)o->log.peak_max,
+           (long long)sc->kv_memory, o->log.steps, o->log.mixed_steps, o->log.mixed_prefill_max);
 }
 
 static int n_ok(const outcome *o, int n)
@@ -233,9 +240,9 @@ int main(void)
     int64_t one = (int64_t)ems_footprint_peak_bytes(&full, &sh, P, P + GEN - 1, 1);
     int64_t two = 2 * one + one / 2;
 
-    static outcome ref_full, adm_full, ref_ems, adm_ems, ref_mix, pre_mix, big;
-    scenario s_ref_full = {"full, no budget", 5, {0}, 0, 0};
-    scenario s_adm_full = {"full, budget for 2", 5, {0}, two, 0};
+    static outcome ref_full, adm_full, ref_ems, adm_ems, ref_mix, pre_mix, big, unsplit;
+    scenario s_ref_full = {"full, no budget", 5, {0}, 0, 0, 0};
+    scenario s_adm_full = {"full, budget for 2", 5, {0}, two, 0, 0};
     for (int i = 0; i < 5; i++) {
         s_ref_full.kv[i] = s_adm_full.kv[i] = "method=full";
     }
@@ -252,8 +259,8 @@ int main(void)
           (long long)adm_full.st.queue.n);
     check_same_ids("full, budget", &adm_full, &ref_full, 5);
 
-    scenario s_ref_ems = {"ems B=16, no budget", 12, {0}, 0, 0};
-    scenario s_adm_ems = {"ems B=16, budget for 2 full", 12, {0}, two, 0};
+    scenario s_ref_ems = {"ems B=16, no budget", 12, {0}, 0, 0, 0};
+    scenario s_adm_ems = {"ems B=16, budget for 2 full", 12, {0}, two, 0, 0};
     for (int i = 0; i < 12; i++) {
         s_ref_ems.kv[i] = s_adm_ems.kv[i] = "method=ems budget=16";
     }
@@ -263,14 +270,27 @@ int main(void)
     CHECK(adm_ems.log.running_max >= 6, "ems B=16 ran only %d at once under the budget of 2 full",
           adm_ems.log.running_max);
     check_same_ids("ems, budget", &adm_ems, &ref_ems, 12);
+    /* 12 prompts of 40 do not fit one step of 256: the later ones are fed while the first
+     * decode, MIXED tokens at a time, with the same ids as when fed whole (mixed_prefill =
+     * BATCH: no limit) */
+    scenario s_unsplit = s_ref_ems;
+    s_unsplit.name = "ems B=16, no budget, prompts fed whole";
+    s_unsplit.mixed = BATCH;
+    run(m, tok, &s_unsplit, &unsplit);
+    CHECK(ref_ems.log.mixed_steps >= 3 && ref_ems.log.mixed_prefill_max == MIXED,
+          "ems: %d mixed steps, at most %d prompt tokens", ref_ems.log.mixed_steps,
+          ref_ems.log.mixed_prefill_max);
+    CHECK(unsplit.log.mixed_prefill_max > MIXED, "unsplit: at most %d prompt tokens",
+          unsplit.log.mixed_prefill_max);
+    check_same_ids("ems, prompts split", &ref_ems, &unsplit, 12);
 
     /* Overcommit: admitted on their prompts alone; full caches outgrow the budget. */
     /* small key groups and residual: a head of B + N entries has quantized entries */
 #define QUANT "method=ems budget=16 quant=int4 quant.group=4 quant.residual=4"
     static const char *const mix[8] = {"method=full", "method=ems budget=16", "method=full", QUANT,
                                        "method=full", "method=ems budget=16", "method=full", QUANT};
-    scenario s_ref_mix = {"mix, no budget", 8, {0}, 0, 0};
-    scenario s_pre_mix = {"mix, reserve 0", 8, {0}, two, 1.0};
+    scenario s_ref_mix = {"mix, no budget", 8, {0}, 0, 0, 0};
+    scenario s_pre_mix = {"mix, reserve 0", 8, {0}, two, 1.0, 0};
     for (int i = 0; i < 8; i++) {
         s_ref_mix.kv[i] = s_pre_mix.kv[i] = mix[i];
     }
@@ -296,7 +316,7 @@ int main(void)
     check_request_metrics(&pre_mix, text);
 
     /* A request that can never fit fails; the one behind it is served. */
-    scenario s_big = {"too big", 2, {"method=full", "method=ems budget=16"}, one / 2, 0};
+    scenario s_big = {"too big", 2, {"method=full", "method=ems budget=16"}, one / 2, 0, 0};
     run(m, tok, &s_big, &big);
     CHECK(!big.b.res[0].ok && big.b.res[0].status == EM_ENOMEM &&
               strstr(big.b.res[0].message, "--kv-memory") != NULL,

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "ems/policy.h"
+#include "ems/quant.h"
 #include "tests/ems/synth.h"
 #include "tests/testutil/testutil.h"
 
@@ -122,11 +123,15 @@ int main(void)
               configs[ci][0]);
         int same = 1;
         for (int i = 0; i < N_LAYER * N_HEAD; i++) {
-            const ems_head *a = &own->heads[i], *b = &fork->heads[i];
+            ems_head *a = &own->heads[i], *b = &fork->heads[i];
+            /* K/V as attention reads them (dequantised from a quantized head's store) */
+            CHECK(ems_quant_materialize(a) == EM_OK && ems_quant_materialize(b) == EM_OK, "mat");
             same &= a->len == b->len && !memcmp(a->pos, b->pos, sizeof(int32_t) * a->len) &&
                     !memcmp(a->k, b->k, sizeof(float) * a->len * a->hd) &&
                     !memcmp(a->v, b->v, sizeof(float) * a->len * a->hd) &&
                     !memcmp(a->s_glo, b->s_glo, sizeof(float) * a->len);
+            ems_quant_settle(a);
+            ems_quant_settle(b);
         }
         CHECK(same, "%s %s: compressed fork differs from the cache compressed on its own",
               configs[ci][0], configs[ci][2] ? configs[ci][2] : "");

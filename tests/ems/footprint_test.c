@@ -27,7 +27,9 @@ typedef struct tracker {
 
 static uint64_t head_bytes(const ems_head *h)
 {
-    return (uint64_t)h->len * ems_head_entry_bytes(h->hd, h->w_loc) + ems_quant_held_bytes(h);
+    if (h->qstate)
+        return (uint64_t)h->len * ems_head_meta_bytes(h->w_loc) + ems_quant_held_bytes(h);
+    return (uint64_t)h->len * ems_head_entry_bytes(h->hd, h->w_loc);
 }
 
 /* Checks every head range against the bound for n_end tokens fed in the end. */

@@ -21,8 +21,15 @@ typedef struct qcase {
 } qcase;
 
 static const qcase k_cases[] = {
-    {8, 4, 6, 8, 40},    {4, 4, 6, 8, 40}, {8, 32, 32, 8, 200},
-    {4, 32, 32, 8, 200}, {4, 3, 0, 5, 31}, /* odd head dim: int4 packing of the last half byte */
+    {8, 4, 6, 8, 40},
+    {4, 4, 6, 8, 40},
+    {8, 32, 32, 8, 200},
+    {4, 32, 32, 8, 200},
+    {4, 3, 0, 5, 31}, /* odd head dim: int4 packing of the last half byte */
+    /* head sizes beyond one block of decoded channels (64), odd value groups starting mid-byte */
+    {4, 32, 8, 64, 120},
+    {8, 16, 4, 130, 90},
+    {4, 5, 2, 131, 40},
 };
 
 int main(void)
@@ -59,6 +66,8 @@ int main(void)
         int nq = ems_quant_count(h);
         CHECK(h->len - nq >= q.residual && h->len - nq < q.residual + q.group,
               "case %zu: %d quantized of %d", ci, nq, h->len);
+        CHECK(h->k == NULL && h->v == NULL, "a quantized head holds no f32 K/V");
+        CHECK(ems_quant_materialize(h) == EM_OK && h->k && h->v, "materialize");
         CHECK(nq % q.group == 0, "whole key groups");
         CHECK(ems_quant_coded(h) == nq && ems_cache_quantized_total(c) == (uint64_t)nq,
               "case %zu: %lld coded, %d quantized", ci, (long long)ems_quant_coded(h), nq);
@@ -79,12 +88,22 @@ int main(void)
                       ev);
             }
         }
-        /* view == head arrays (the head holds the dequantised values) */
+        /* view == materialised rows (both are the dequantised values) */
         const float *kv, *vv;
-        CHECK(ems_quant_view(h, &kv, &vv) == EM_OK, "view");
+        ems_scratch scr = {0};
+        CHECK(ems_quant_view(h, &scr, &kv, &vv) == EM_OK, "view");
         CHECK(memcmp(kv, h->k, sizeof(float) * h->len * q.hd) == 0 &&
                   memcmp(vv, h->v, sizeof(float) * h->len * q.hd) == 0,
               "view != head");
+        /* the fast decode equals the scalar reference, entry by entry, bit for bit */
+        float *rk = malloc(sizeof(float) * q.hd), *rv = malloc(sizeof(float) * q.hd);
+        for (int j = 0; j < h->len; j++) {
+            ems_quant_decode_ref(h, j, rk, rv);
+            CHECK(memcmp(kv + j * q.hd, rk, sizeof(float) * q.hd) == 0 &&
+                      memcmp(vv + j * q.hd, rv, sizeof(float) * q.hd) == 0,
+                  "case %zu entry %d: view != scalar reference", ci, j);
+        }
+        free(rk), free(rv);
         /* bytes: codes + scales + residual, below f32 */
         int rb = (q.hd * q.bits + 7) / 8, nvg = (q.hd + (q.group < q.hd ? q.group : q.hd) - 1) /
                                                 (q.group < q.hd ? q.group : q.hd);
@@ -104,7 +123,7 @@ int main(void)
         CHECK(ems_quant_count(h) == (nq + 1) / 2, "quantized count after compaction %d",
               ems_quant_count(h));
         CHECK(ems_quant_coded(h) == nq, "the running total survives a compaction");
-        ems_quant_view(h, &kv, &vv);
+        ems_quant_view(h, &scr, &kv, &vv);
         CHECK(memcmp(kv, h->k, sizeof(float) * h->len * q.hd) == 0, "view after compaction");
         for (int i = 0; i < n; i++)
             CHECK(memcmp(h->k + i * q.hd, before + keep[i] * q.hd, sizeof(float) * q.hd) == 0,
@@ -115,7 +134,7 @@ int main(void)
                 h->v[d] = 0.25f * d - 0.5f, h->k[d] = 0.1f * d;
             int idx = 0;
             ems_quant_on_update(h, &idx, 1);
-            ems_quant_view(h, &kv, &vv);
+            ems_quant_view(h, &scr, &kv, &vv);
             CHECK(memcmp(kv, h->k, sizeof(float) * h->len * q.hd) == 0 &&
                       memcmp(vv, h->v, sizeof(float) * h->len * q.hd) == 0,
                   "view after update");
@@ -124,7 +143,17 @@ int main(void)
                 CHECK(fabsf(h->v[d] - (0.25f * d - 0.5f)) <= 0.5f * vstep + 2e-3f,
                       "updated value err");
         }
-        /* appending after compaction keeps the residual rule */
+        /* settling keeps what the policy wrote; then appending keeps the residual rule */
+        float *mat = malloc(sizeof(float) * h->len * q.hd * 2);
+        memcpy(mat, h->k, sizeof(float) * h->len * q.hd);
+        memcpy(mat + h->len * q.hd, h->v, sizeof(float) * h->len * q.hd);
+        ems_quant_settle(h);
+        CHECK(h->k == NULL && h->v == NULL, "settled");
+        ems_quant_view(h, &scr, &kv, &vv);
+        CHECK(memcmp(kv, mat, sizeof(float) * h->len * q.hd) == 0 &&
+                  memcmp(vv, mat + h->len * q.hd, sizeof(float) * h->len * q.hd) == 0,
+              "view after settle");
+        free(mat);
         for (int t = 0; t < 2 * q.group; t++) {
             int32_t p = q.n + t;
             ems_head_append(h, orig, orig + q.hd, 0, &p, 1);
@@ -133,6 +162,7 @@ int main(void)
         CHECK(h->len - nq >= q.residual && h->len - nq < q.residual + q.group,
               "residual after append");
         free(keep), free(before), free(orig);
+        ems_scratch_free(&scr);
         ems_cache_destroy(c);
     }
     /* quantization with a policy: int4 holds fewer bytes than int8 than f32 */

@@ -84,10 +84,12 @@ void synth_step(ems_cache *c, const synth_spec *sp, int t0, int n)
             a.out = o;
             a.o_stride = G * hd;
             a.scale = 1.0f / sqrtf((float)hd);
-            REQUIRE(ems_head_attn_begin(hh, n, &a, c->want_stats ? &st : NULL, rows,
-                                        sp->group_max) == EM_OK,
+            ems_scratch scr = {0};
+            REQUIRE(ems_head_attn_begin(hh, n, &a, c->want_stats ? &st : NULL, rows, sp->group_max,
+                                        &scr) == EM_OK,
                     "synth attention setup");
             REQUIRE(kern_attn(kern_ops_ref(), &a) == EM_OK, "synth attention");
+            ems_scratch_free(&scr);
         }
     }
     c->n_seen = t0 + n;
@@ -123,9 +125,11 @@ double synth_attn_err(const synth_spec *sp, ems_cache *cmp, ems_cache *full, int
         a.out = pass ? of : oc;
         a.o_stride = G * hd;
         a.scale = 1.0f / sqrtf((float)hd);
-        REQUIRE(ems_head_attn_begin(hh, n_probe, &a, NULL, NULL, 0) == EM_OK,
+        ems_scratch scr = {0};
+        REQUIRE(ems_head_attn_begin(hh, n_probe, &a, NULL, NULL, 0, &scr) == EM_OK,
                 "probe attention setup");
         REQUIRE(kern_attn(kern_ops_ref(), &a) == EM_OK, "probe attention");
+        ems_scratch_free(&scr);
     }
     for (size_t i = 0; i < (size_t)n_probe * G * hd; i++) {
         num += (double)(oc[i] - of[i]) * (oc[i] - of[i]);

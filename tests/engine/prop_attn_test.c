@@ -133,7 +133,7 @@ static float test_ems(const kern_ops *o, int prop, float *full_out, int want_ful
     }
     CHECK(merged == NC, "%d merged centres, expected %d", merged, NC);
     kern_attn_args a = {0};
-    ems_head_attn_begin(h, 1, &a, NULL, NULL, 0);
+    ems_head_attn_begin(h, 1, &a, NULL, NULL, 0, NULL);
     CHECK((a.kbias != NULL) == (prop != 0), "kbias handed to attention iff prop_attn");
     float out[NG * HD];
     attend(o, q, h->len, a.k, a.v, a.kpos, a.kbias, out);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ems/policy.h"
+#include "ems/quant.h"
 #include "engine/engine.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
@@ -58,8 +59,10 @@ static void hash_heads(ems_cache *c, int H, uint64_t *out)
             ems_head *hd = ems_cache_head(c, l, h);
             uint64_t x = fnv(1469598103934665603ull, &hd->len, sizeof hd->len);
             x = fnv(x, hd->pos, sizeof(int32_t) * hd->len);
+            CHECK(ems_quant_materialize(hd) == EM_OK, "materialize"); /* f32 rows of int4 heads */
             x = fnv(x, hd->k, sizeof(float) * hd->len * hd->hd);
             x = fnv(x, hd->v, sizeof(float) * hd->len * hd->hd);
+            ems_quant_settle(hd);
             out[l * H + c->kv_head0 + h] = x;
         }
     }

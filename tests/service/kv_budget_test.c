@@ -4,7 +4,9 @@
  * ids; the metrics, fed by the workers' own per-step reports, show that no worker ever held more
  * than the budget and that at most 2 ran at once (upper bounds only: how many overlap depends on
  * when the calls arrive). A request that cannot fit alone gets RESOURCE_EXHAUSTED naming
- * --kv-memory. */
+ * --kv-memory. GetServerInfo's KV fields, sampled while they run: every worker's budget is
+ * --kv-memory, it holds 0 < bytes <= budget, and (full-cache requests) exactly what the full
+ * cache needs; once all are done, 0 and 0. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -63,6 +65,54 @@ static int free_port(void)
         close(fd);
     }
     return port;
+}
+
+/* Polls GetServerInfo until both workers hold KV bytes (or 60 s); checks the KV fields of that
+ * snapshot against the budget. */
+static void check_info_running(const char *addr, long long budget)
+{
+    coord_client *cl = coord_client_create(addr);
+    coord_client_info info;
+    int seen = 0;
+    for (int i = 0; i < 600 && !seen; i++) { /* gently: the server is busy (TSan, 2 cores) */
+        seen = coord_client_server_info(cl, &info) == 0 && info.worker_count == 2 &&
+               info.kv_held[0] > 0 && info.kv_held[1] > 0;
+        if (!seen) {
+            usleep(100000);
+        }
+    }
+    CHECK(seen, "GetServerInfo never showed KV bytes held on both workers");
+    for (int w = 0; seen && w < 2; w++) {
+        printf("worker %d: budget %lld, held %lld, full cache %lld\n", w,
+               (long long)info.kv_budget[w], (long long)info.kv_held[w],
+               (long long)info.kv_full[w]);
+        CHECK(info.kv_budget[w] == budget, "worker %d: budget %lld, want %lld", w,
+              (long long)info.kv_budget[w], budget);
+        CHECK(info.kv_held[w] <= budget, "worker %d holds %lld > budget %lld", w,
+              (long long)info.kv_held[w], budget);
+        CHECK(info.kv_full[w] == info.kv_held[w], "worker %d: full cache %lld, held %lld", w,
+              (long long)info.kv_full[w], (long long)info.kv_held[w]);
+    }
+    coord_client_free(cl);
+}
+
+/* Polls GetServerInfo until nothing is held (or 10 s). */
+static void check_info_idle(const char *addr)
+{
+    coord_client *cl = coord_client_create(addr);
+    coord_client_info info;
+    int idle = 0;
+    for (int i = 0; i < 100 && !idle; i++) {
+        idle = coord_client_server_info(cl, &info) == 0 && info.kv_held[0] == 0 &&
+               info.kv_held[1] == 0 && info.kv_full[0] == 0 && info.kv_full[1] == 0;
+        if (!idle) {
+            usleep(100000);
+        }
+    }
+    CHECK(idle, "KV bytes still held after every request ended: %lld %lld (full %lld %lld)",
+          (long long)info.kv_held[0], (long long)info.kv_held[1], (long long)info.kv_full[0],
+          (long long)info.kv_full[1]);
+    coord_client_free(cl);
 }
 
 /* GET /metrics into buf; *v the value of one metric line. EM_EIO when /metrics cannot be
@@ -136,9 +186,11 @@ int main(void)
         }
         pthread_create(&th[i], NULL, call_main, &calls[i]);
     }
+    check_info_running(s.addr, budget);
     for (int i = 0; i <= N_REQ; i++) {
         pthread_join(th[i], NULL);
     }
+    check_info_idle(s.addr);
     for (int i = 0; i < N_REQ; i++) {
         coord_client_result *r = &calls[i].res;
         CHECK(r->status == GRPC_STATUS_OK && r->n_output == GEN,
