@@ -76,15 +76,6 @@ static float cosine(const float *a, const float *b, int n)
     return aa > 0.0 && bb > 0.0 ? (float)(ab / sqrt(aa * bb)) : 0.0f;
 }
 
-/* cosine with the squared norms precomputed (same arithmetic as cosine()) */
-static float cosine_pre(const float *a, const float *b, int n, double aa, double bb)
-{
-    double ab = 0.0;
-    for (int d = 0; d < n; d++)
-        ab += (double)a[d] * b[d];
-    return aa > 0.0 && bb > 0.0 ? (float)(ab / sqrt(aa * bb)) : 0.0f;
-}
-
 static double sqnorm(const float *a, int n)
 {
     double s = 0.0;
@@ -253,33 +244,24 @@ static em_status classify(const ems__ctx *x, ems_head *h, ems__plan *p, const wo
         p->cls[p->cent[i]] = i + 1;
         p->is_centre[p->cent[i]] = 1;
     }
-    /* best centre of each dropped candidate (ties: lower slot) */
+    /* best centre of each dropped candidate (ties: lower slot); none needed to evict only */
     double red = 0.0, s_cent = 0.0, s_all = 0.0;
     int n_drop = 0;
     for (int j = lo; j < hi; j++) {
         s_all += s[j] > 0 ? s[j] : 0;
-        if (p->is_centre[j]) {
+        if (p->is_centre[j])
             s_cent += s[j] > 0 ? s[j] : 0;
-            continue;
-        }
-        best_c[j] = 0;
-        best_s[j] = -INFINITY;
-        for (int i = 0; i < p->k; i++) {
-            int c = p->cent[i];
-            float q = cosine_pre(h->k + (size_t)j * hd, h->k + (size_t)c * hd, hd, kk[j], kk[c]);
-            if (cfg->ems_sim == EMS_SIM_KV) {
-                q *= cosine_pre(h->v + (size_t)j * hd, h->v + (size_t)c * hd, hd, vv[j], vv[c]);
-            }
-            if (q > best_s[j]) {
-                best_s[j] = q;
-                best_c[j] = i + 1;
-            }
-        }
-        red += best_s[j] > 0 ? best_s[j] : 0;
-        n_drop++;
+        else
+            p->keep[n_drop++] = j; /* the dropped candidates, in entry order */
     }
     if (p->k == 0 || cfg->ems_strategy == EMS_STRAT_EVICT)
         goto done; /* all dropped -> zero */
+    int all = cfg->ems_strategy == EMS_STRAT_MERGE || cfg->ems_split == EMS_SPLIT_PLACEHOLDER;
+    st = ems__nearest_centres(cfg, h, p->cent, p->k, p->keep, n_drop, all, kk, vv, best_s, best_c);
+    if (st != EM_OK)
+        goto done;
+    for (int t = 0; t < n_drop; t++)
+        red += best_s[p->keep[t]] > 0 ? best_s[p->keep[t]] : 0;
     /* placeholder split (1.5): only the top N_tbm dropped (by score) may merge */
     int n_tbm = n_drop;
     if (cfg->ems_strategy == EMS_STRAT_EVICT_MERGE && cfg->ems_split == EMS_SPLIT_PLACEHOLDER &&

@@ -1,0 +1,187 @@
+/* EMS nearest-centre search (methods.md 1.14.4): for each dropped candidate, the centre of
+ * highest similarity sim = cos K (x cos V), ties to the lower slot, EXACTLY as the scalar
+ * reference computes it (double dot products, rounded to float) - in one screening pass.
+ *
+ * Screening: unit-normalised K (and V) rows in f32 and a register-blocked product [rows x
+ * centres] give every similarity to within EPS_Q of the reference value; only the centres
+ * within 2 EPS_Q of a row's screened maximum are then evaluated with the reference arithmetic.
+ * The true argmax, and every centre tied with it, lies within that margin, so the result is the
+ * reference's. When only merges above tau matter (the threshold split), rows whose screened
+ * maximum is below tau - EPS_Q are reported as "no centre reaches tau" without an exact
+ * evaluation.
+ *
+ * Error bound (u = 2^-24): a unit row component carries relative error <= u; an f32 dot product
+ * of n terms errs by <= gamma_n sum |x_i y_i| <= (n + 1) u for unit vectors (any summation
+ * order, fused or not); the reference rounds its double cosine to f32 (<= u). So each screened
+ * cosine is within (n + 4) u of the reference's and a product of two within 2 (n + 5) u;
+ * EPS_K = 2 (n + 8) u and EPS_Q = 2 EPS_K leave a factor of two. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ems/ems_plan.h"
+
+typedef float v8f __attribute__((vector_size(32)));
+
+enum { ROWS = 4, CBLK = 16 }; /* micro-tile: 4 dropped rows x 16 centres (8 accumulators) */
+
+static double eps_k(int hd)
+{
+    return 2.0 * (hd + 8) * 0x1p-24;
+}
+
+/* dst[d] = src[d] / |src| in f32 (zeros for a zero row). */
+static void unit_row(const float *src, int hd, double sq, float *dst)
+{
+    double inv = sq > 0.0 ? 1.0 / sqrt(sq) : 0.0;
+    for (int d = 0; d < hd; d++)
+        dst[d] = (float)((double)src[d] * inv);
+}
+
+/* Reference cosine with precomputed squared norms (the arithmetic of ems_ref's ref_cos). */
+static float cos_exact(const float *a, const float *b, int hd, double aa, double bb)
+{
+    double ab = 0.0;
+    for (int d = 0; d < hd; d++)
+        ab += (double)a[d] * b[d];
+    return aa > 0.0 && bb > 0.0 ? (float)(ab / sqrt(aa * bb)) : 0.0f;
+}
+
+/* out[r][c] = u[r] . ct[:, c] for ROWS rows u[r] (hd each) and kp centres (ct is [hd][kp],
+ * kp a multiple of CBLK, 32-byte aligned). */
+static void screen_tile(const float *u, int hd, const float *ct, int kp, float *out)
+{
+    for (int c0 = 0; c0 < kp; c0 += CBLK) {
+        v8f a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0}, a30 = {0},
+            a31 = {0};
+        for (int d = 0; d < hd; d++) {
+            const v8f *b = (const v8f *)(ct + (size_t)d * kp + c0);
+            v8f b0 = b[0], b1 = b[1];
+            float x0 = u[d], x1 = u[hd + d], x2 = u[2 * hd + d], x3 = u[3 * hd + d];
+            a00 += b0 * x0, a01 += b1 * x0;
+            a10 += b0 * x1, a11 += b1 * x1;
+            a20 += b0 * x2, a21 += b1 * x2;
+            a30 += b0 * x3, a31 += b1 * x3;
+        }
+        memcpy(out + c0, &a00, sizeof a00), memcpy(out + c0 + 8, &a01, sizeof a01);
+        memcpy(out + kp + c0, &a10, sizeof a10), memcpy(out + kp + c0 + 8, &a11, sizeof a11);
+        memcpy(out + 2 * kp + c0, &a20, sizeof a20);
+        memcpy(out + 2 * kp + c0 + 8, &a21, sizeof a21);
+        memcpy(out + 3 * kp + c0, &a30, sizeof a30);
+        memcpy(out + 3 * kp + c0 + 8, &a31, sizeof a31);
+    }
+}
+
+typedef struct scratch {
+    float *ckt, *cvt; /* [hd][kp] unit centre keys and values, transposed */
+    float *uk, *uv;   /* [ROWS][hd] unit keys and values of the rows of a tile */
+    float *ck, *cv;   /* [ROWS][kp] screened cos K and cos V of a tile */
+    float *q;         /* [k] screened similarity of one row */
+} scratch;
+
+static void scratch_free(scratch *s)
+{
+    free(s->ckt), free(s->cvt), free(s->uk), free(s->uv), free(s->ck), free(s->cv), free(s->q);
+}
+
+static em_status scratch_alloc(scratch *s, int hd, int kp)
+{
+    memset(s, 0, sizeof *s);
+    s->ckt = aligned_alloc(32, sizeof(float) * (size_t)hd * kp);
+    s->cvt = aligned_alloc(32, sizeof(float) * (size_t)hd * kp);
+    s->uk = calloc((size_t)ROWS * hd, sizeof(float));
+    s->uv = calloc((size_t)ROWS * hd, sizeof(float));
+    s->ck = malloc(sizeof(float) * (size_t)ROWS * kp);
+    s->cv = malloc(sizeof(float) * (size_t)ROWS * kp);
+    s->q = malloc(sizeof(float) * (size_t)kp);
+    if (!s->ckt || !s->cvt || !s->uk || !s->uv || !s->ck || !s->cv || !s->q) {
+        scratch_free(s);
+        return EM_ENOMEM;
+    }
+    return EM_OK;
+}
+
+/* Transposed unit rows of the centres (zero columns beyond k) into t [hd][kp]. */
+static void centres_t(const float *x, const double *sq, const int *cent, int k, int hd, int kp,
+                      float *row, float *t)
+{
+    for (int i = 0; i < kp; i++) {
+        if (i < k)
+            unit_row(x + (size_t)cent[i] * hd, hd, sq[cent[i]], row);
+        for (int d = 0; d < hd; d++)
+            t[(size_t)d * kp + i] = i < k ? row[d] : 0.0f;
+    }
+}
+
+/* One row j from its screened cos K / cos V (ck, cv): exact best over the margin. */
+static void resolve_row(const ems_config *cfg, const ems_head *h, const int *cent, int k, int j,
+                        const double *kk, const double *vv, int all, const float *ck,
+                        const float *cv, float *q, float *best_s, int *best_c)
+{
+    int hd = h->hd, use_v = cfg->ems_sim == EMS_SIM_KV;
+    double eq = 2.0 * eps_k(hd), mx = -INFINITY;
+    for (int i = 0; i < k; i++) {
+        q[i] = use_v ? ck[i] * cv[i] : ck[i];
+        mx = q[i] > mx ? q[i] : mx;
+    }
+    best_s[j] = -INFINITY;
+    best_c[j] = 0;
+    if (!all && !(mx >= (double)cfg->ems_tau - eq))
+        return; /* no centre reaches tau: the zero class whatever the exact maximum */
+    const float *kj = h->k + (size_t)j * hd, *vj = h->v + (size_t)j * hd;
+    for (int i = 0; i < k; i++) {
+        if (!((double)q[i] >= mx - 2.0 * eq))
+            continue;
+        int c = cent[i];
+        float e = cos_exact(kj, h->k + (size_t)c * hd, hd, kk[j], kk[c]);
+        if (use_v)
+            e *= cos_exact(vj, h->v + (size_t)c * hd, hd, vv[j], vv[c]);
+        if (e > best_s[j]) {
+            best_s[j] = e;
+            best_c[j] = i + 1;
+        }
+    }
+}
+
+em_status ems__nearest_centres(const ems_config *cfg, const ems_head *h, const int *cent, int k,
+                               const int *drop, int nd, int all, const double *kk,
+                               const double *vv, float *best_s, int *best_c)
+{
+    if (nd <= 0)
+        return EM_OK;
+    if (k <= 0) {
+        for (int t = 0; t < nd; t++)
+            best_s[drop[t]] = -INFINITY, best_c[drop[t]] = 0;
+        return EM_OK;
+    }
+    int hd = h->hd, kp = (k + CBLK - 1) / CBLK * CBLK, use_v = cfg->ems_sim == EMS_SIM_KV;
+    scratch s;
+    if (scratch_alloc(&s, hd, kp) != EM_OK)
+        return EM_ENOMEM;
+    centres_t(h->k, kk, cent, k, hd, kp, s.uk, s.ckt);
+    if (use_v)
+        centres_t(h->v, vv, cent, k, hd, kp, s.uv, s.cvt);
+    for (int t0 = 0; t0 < nd; t0 += ROWS) {
+        int nr = nd - t0 < ROWS ? nd - t0 : ROWS;
+        for (int r = 0; r < ROWS; r++) {
+            int j = r < nr ? drop[t0 + r] : -1;
+            if (j < 0) {
+                memset(s.uk + r * hd, 0, sizeof(float) * (size_t)hd);
+                memset(s.uv + r * hd, 0, sizeof(float) * (size_t)hd);
+                continue;
+            }
+            unit_row(h->k + (size_t)j * hd, hd, kk[j], s.uk + r * hd);
+            if (use_v)
+                unit_row(h->v + (size_t)j * hd, hd, vv[j], s.uv + r * hd);
+        }
+        screen_tile(s.uk, hd, s.ckt, kp, s.ck);
+        if (use_v)
+            screen_tile(s.uv, hd, s.cvt, kp, s.cv);
+        for (int r = 0; r < nr; r++) {
+            resolve_row(cfg, h, cent, k, drop[t0 + r], kk, vv, all, s.ck + (size_t)r * kp,
+                        s.cv + (size_t)r * kp, s.q, best_s, best_c);
+        }
+    }
+    scratch_free(&s);
+    return EM_OK;
+}
