@@ -22,20 +22,62 @@
 #include "ems/ems_plan.h"
 
 typedef float v8f __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32)));
 
 enum { ROWS = 4, CBLK = 16 }; /* micro-tile: 4 dropped rows x 16 centres (8 accumulators) */
 
-static double eps_k(int hd)
+static double eps_q(int hd)
 {
-    return 2.0 * (hd + 8) * 0x1p-24;
+    return 4.0 * (hd + 8) * 0x1p-24;
 }
 
-/* dst[d] = src[d] / |src| in f32 (zeros for a zero row). */
-static void unit_row(const float *src, int hd, double sq, float *dst)
+/* Squared norm in the reference's order (one serial double sum): used by exact cosines. */
+static double sq_exact(const float *a, int hd)
 {
-    double inv = sq > 0.0 ? 1.0 / sqrt(sq) : 0.0;
+    double s = 0.0;
     for (int d = 0; d < hd; d++)
-        dst[d] = (float)((double)src[d] * inv);
+        s += (double)a[d] * a[d];
+    return s;
+}
+
+/* dst[d] = src[d] * (1 / |src|) in f32 (zeros for a zero row); the norm in double over 4
+ * lanes, its inverse rounded to f32 (each component within 2u of the exact unit vector's). */
+static void unit_row(const float *restrict src, int hd, float *restrict dst)
+{
+    double acc[8] = {0};
+    int d = 0;
+    for (; d + 8 <= hd; d += 8) {
+        for (int t = 0; t < 8; t++)
+            acc[t] += (double)src[d + t] * src[d + t];
+    }
+    double sq = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; d < hd; d++)
+        sq += (double)src[d] * src[d];
+    float inv = sq > 0.0 ? (float)(1.0 / sqrt(sq)) : 0.0f;
+    for (d = 0; d < hd; d++)
+        dst[d] = src[d] * inv;
+}
+
+/* max |a[i]| over i < kp (kp % 8 == 0). */
+static float abs_max(const float *a, int kp)
+{
+    v8i m = {0}, mask = {0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff,
+                         0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff};
+    for (int i = 0; i < kp; i += 8) {
+        v8i x;
+        memcpy(&x, a + i, sizeof x);
+        x &= mask; /* |a| as an int: the order of non-negative floats */
+        v8i gt = x > m;
+        m = (x & gt) | (m & ~gt);
+    }
+    int r[8];
+    memcpy(r, &m, sizeof r);
+    int mx = r[0];
+    for (int t = 1; t < 8; t++)
+        mx = r[t] > mx ? r[t] : mx;
+    float f;
+    memcpy(&f, &mx, sizeof f);
+    return f;
 }
 
 /* Reference cosine with precomputed squared norms (the arithmetic of ems_ref's ref_cos). */
@@ -52,8 +94,7 @@ static float cos_exact(const float *a, const float *b, int hd, double aa, double
 static void screen_tile(const float *u, int hd, const float *ct, int kp, float *out)
 {
     for (int c0 = 0; c0 < kp; c0 += CBLK) {
-        v8f a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0}, a30 = {0},
-            a31 = {0};
+        v8f a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0}, a30 = {0}, a31 = {0};
         for (int d = 0; d < hd; d++) {
             const v8f *b = (const v8f *)(ct + (size_t)d * kp + c0);
             v8f b0 = b[0], b1 = b[1];
@@ -72,16 +113,47 @@ static void screen_tile(const float *u, int hd, const float *ct, int kp, float *
     }
 }
 
+/* q[0..kp) *= v[0..kp) (when v), columns >= k set to -inf; returns max q (kp % 8 == 0). */
+static float combine_max(float *q, const float *v, int k, int kp)
+{
+    for (int i = k; i < kp; i++)
+        q[i] = -INFINITY;
+    v8f ninf = {-INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    v8f m = ninf;
+    for (int i = 0; i < kp; i += 8) {
+        v8f a, b;
+        memcpy(&a, q + i, sizeof a);
+        if (v) {
+            memcpy(&b, v + i, sizeof b);
+            a *= b;
+            v8i pad = {i < k,     i + 1 < k, i + 2 < k, i + 3 < k,
+                       i + 4 < k, i + 5 < k, i + 6 < k, i + 7 < k};
+            a = (v8f)(((v8i)a & -pad) | ((v8i)ninf & (pad - 1)));
+            memcpy(q + i, &a, sizeof a);
+        }
+        v8i gt = a > m;
+        m = (v8f)(((v8i)a & gt) | ((v8i)m & ~gt));
+    }
+    float r[8];
+    memcpy(r, &m, sizeof r);
+    float mx = r[0];
+    for (int t = 1; t < 8; t++)
+        mx = r[t] > mx ? r[t] : mx;
+    return mx;
+}
+
 typedef struct scratch {
-    float *ckt, *cvt; /* [hd][kp] unit centre keys and values, transposed */
-    float *uk, *uv;   /* [ROWS][hd] unit keys and values of the rows of a tile */
-    float *ck, *cv;   /* [ROWS][kp] screened cos K and cos V of a tile */
-    float *q;         /* [k] screened similarity of one row */
+    float *ckt, *cvt;  /* [hd][kp] unit centre keys and values, transposed */
+    float *uk, *uv;    /* [ROWS][hd] unit keys and values of the rows of a tile */
+    float *ck, *cv;    /* [ROWS][kp] screened cos K (then the similarity) and cos V */
+    double *ckk, *cvv; /* [k] exact squared norms of the centres' K and V */
 } scratch;
 
 static void scratch_free(scratch *s)
 {
-    free(s->ckt), free(s->cvt), free(s->uk), free(s->uv), free(s->ck), free(s->cv), free(s->q);
+    free(s->ckt), free(s->cvt), free(s->uk), free(s->uv), free(s->ck), free(s->cv);
+    free(s->ckk), free(s->cvv);
 }
 
 static em_status scratch_alloc(scratch *s, int hd, int kp)
@@ -93,49 +165,51 @@ static em_status scratch_alloc(scratch *s, int hd, int kp)
     s->uv = calloc((size_t)ROWS * hd, sizeof(float));
     s->ck = malloc(sizeof(float) * (size_t)ROWS * kp);
     s->cv = malloc(sizeof(float) * (size_t)ROWS * kp);
-    s->q = malloc(sizeof(float) * (size_t)kp);
-    if (!s->ckt || !s->cvt || !s->uk || !s->uv || !s->ck || !s->cv || !s->q) {
+    s->ckk = malloc(sizeof(double) * (size_t)kp);
+    s->cvv = malloc(sizeof(double) * (size_t)kp);
+    if (!s->ckt || !s->cvt || !s->uk || !s->uv || !s->ck || !s->cv || !s->ckk || !s->cvv) {
         scratch_free(s);
         return EM_ENOMEM;
     }
     return EM_OK;
 }
 
-/* Transposed unit rows of the centres (zero columns beyond k) into t [hd][kp]. */
-static void centres_t(const float *x, const double *sq, const int *cent, int k, int hd, int kp,
-                      float *row, float *t)
+/* Transposed unit rows of the centres (zero columns beyond k) into t [hd][kp], exact squared
+ * norms into sq[0..k). */
+static void centres_t(const float *x, const int *cent, int k, int hd, int kp, float *row, float *t,
+                      double *sq)
 {
     for (int i = 0; i < kp; i++) {
-        if (i < k)
-            unit_row(x + (size_t)cent[i] * hd, hd, sq[cent[i]], row);
+        if (i < k) {
+            unit_row(x + (size_t)cent[i] * hd, hd, row);
+            sq[i] = sq_exact(x + (size_t)cent[i] * hd, hd);
+        }
         for (int d = 0; d < hd; d++)
             t[(size_t)d * kp + i] = i < k ? row[d] : 0.0f;
     }
 }
 
-/* One row j from its screened cos K / cos V (ck, cv): exact best over the margin. */
+/* One row j from its screened similarities q[0..k) (maximum mx): exact best over the margin. */
 static void resolve_row(const ems_config *cfg, const ems_head *h, const int *cent, int k, int j,
-                        const double *kk, const double *vv, int all, const float *ck,
-                        const float *cv, float *q, float *best_s, int *best_c)
+                        int all, const float *q, float mx, const scratch *s, float *best_s,
+                        int *best_c)
 {
     int hd = h->hd, use_v = cfg->ems_sim == EMS_SIM_KV;
-    double eq = 2.0 * eps_k(hd), mx = -INFINITY;
-    for (int i = 0; i < k; i++) {
-        q[i] = use_v ? ck[i] * cv[i] : ck[i];
-        mx = q[i] > mx ? q[i] : mx;
-    }
+    double eq = eps_q(hd);
     best_s[j] = -INFINITY;
     best_c[j] = 0;
-    if (!all && !(mx >= (double)cfg->ems_tau - eq))
+    if (!all && !((double)mx >= (double)cfg->ems_tau - eq))
         return; /* no centre reaches tau: the zero class whatever the exact maximum */
     const float *kj = h->k + (size_t)j * hd, *vj = h->v + (size_t)j * hd;
+    double kk = sq_exact(kj, hd), vv = use_v ? sq_exact(vj, hd) : 0.0;
+    double lim = (double)mx - 2.0 * eq;
     for (int i = 0; i < k; i++) {
-        if (!((double)q[i] >= mx - 2.0 * eq))
+        if (!((double)q[i] >= lim))
             continue;
         int c = cent[i];
-        float e = cos_exact(kj, h->k + (size_t)c * hd, hd, kk[j], kk[c]);
+        float e = cos_exact(kj, h->k + (size_t)c * hd, hd, kk, s->ckk[i]);
         if (use_v)
-            e *= cos_exact(vj, h->v + (size_t)c * hd, hd, vv[j], vv[c]);
+            e *= cos_exact(vj, h->v + (size_t)c * hd, hd, vv, s->cvv[i]);
         if (e > best_s[j]) {
             best_s[j] = e;
             best_c[j] = i + 1;
@@ -144,8 +218,7 @@ static void resolve_row(const ems_config *cfg, const ems_head *h, const int *cen
 }
 
 em_status ems__nearest_centres(const ems_config *cfg, const ems_head *h, const int *cent, int k,
-                               const int *drop, int nd, int all, const double *kk,
-                               const double *vv, float *best_s, int *best_c)
+                               const int *drop, int nd, int all, float *best_s, int *best_c)
 {
     if (nd <= 0)
         return EM_OK;
@@ -158,9 +231,9 @@ em_status ems__nearest_centres(const ems_config *cfg, const ems_head *h, const i
     scratch s;
     if (scratch_alloc(&s, hd, kp) != EM_OK)
         return EM_ENOMEM;
-    centres_t(h->k, kk, cent, k, hd, kp, s.uk, s.ckt);
+    centres_t(h->k, cent, k, hd, kp, s.uk, s.ckt, s.ckk);
     if (use_v)
-        centres_t(h->v, vv, cent, k, hd, kp, s.uv, s.cvt);
+        centres_t(h->v, cent, k, hd, kp, s.uv, s.cvt, s.cvv);
     for (int t0 = 0; t0 < nd; t0 += ROWS) {
         int nr = nd - t0 < ROWS ? nd - t0 : ROWS;
         for (int r = 0; r < ROWS; r++) {
@@ -170,16 +243,28 @@ em_status ems__nearest_centres(const ems_config *cfg, const ems_head *h, const i
                 memset(s.uv + r * hd, 0, sizeof(float) * (size_t)hd);
                 continue;
             }
-            unit_row(h->k + (size_t)j * hd, hd, kk[j], s.uk + r * hd);
+            unit_row(h->k + (size_t)j * hd, hd, s.uk + r * hd);
             if (use_v)
-                unit_row(h->v + (size_t)j * hd, hd, vv[j], s.uv + r * hd);
+                unit_row(h->v + (size_t)j * hd, hd, s.uv + r * hd);
         }
         screen_tile(s.uk, hd, s.ckt, kp, s.ck);
-        if (use_v)
+        /* threshold split: rows with every |cos K| < tau - EPS_Q cannot reach tau */
+        int need[ROWS], any = 0;
+        for (int r = 0; r < nr; r++) {
+            need[r] = all || (double)abs_max(s.ck + (size_t)r * kp, kp) >=
+                                 (double)cfg->ems_tau - eps_q(hd);
+            any |= need[r];
+            if (!need[r])
+                best_s[drop[t0 + r]] = -INFINITY, best_c[drop[t0 + r]] = 0;
+        }
+        if (use_v && any)
             screen_tile(s.uv, hd, s.cvt, kp, s.cv);
         for (int r = 0; r < nr; r++) {
-            resolve_row(cfg, h, cent, k, drop[t0 + r], kk, vv, all, s.ck + (size_t)r * kp,
-                        s.cv + (size_t)r * kp, s.q, best_s, best_c);
+            if (!need[r])
+                continue;
+            float *q = s.ck + (size_t)r * kp;
+            float mx = combine_max(q, use_v ? s.cv + (size_t)r * kp : NULL, k, kp);
+            resolve_row(cfg, h, cent, k, drop[t0 + r], all, q, mx, &s, best_s, best_c);
         }
     }
     scratch_free(&s);

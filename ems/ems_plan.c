@@ -76,14 +76,6 @@ static float cosine(const float *a, const float *b, int n)
     return aa > 0.0 && bb > 0.0 ? (float)(ab / sqrt(aa * bb)) : 0.0f;
 }
 
-static double sqnorm(const float *a, int n)
-{
-    double s = 0.0;
-    for (int d = 0; d < n; d++)
-        s += (double)a[d] * a[d];
-    return s;
-}
-
 float ems__ems_sim(const ems_config *cfg, const ems_head *h, int a, int b)
 {
     int hd = h->hd;
@@ -130,25 +122,30 @@ static em_status alloc_headwise(ems__ctx *x, int l, ems__plan *pl, work *wk, int
         order[i] = malloc(sizeof(int) * (size_t)(m > 0 ? m : 1));
         if (!order[i])
             st = EM_ENOMEM;
-        else if (m > 0)
-            ems__rank(wk[i].s + wk[i].lo, m, order[i]);
         b1[g] = (float)(m - Fh);
         b1[H + g] = (float)Fh;
         b1[2 * H + g] = (float)(pl[i].len - m);
     }
     if (st == EM_OK)
         st = ems__reduce(x, b1, (size_t)3 * H);
+    /* a head gets at most R slots beyond its floor: only its top Fh + R entries are ranked */
     int mmax = 0;
+    long f_all = 0;
     for (int g = 0; g < H; g++) {
         if ((int)b1[g] > mmax)
             mmax = (int)b1[g];
+        f_all += (long)b1[H + g];
     }
+    long r_cap = (long)H * kglob - f_all;
+    if (r_cap < mmax)
+        mmax = r_cap > 0 ? (int)r_cap : 0;
     float *b2 = st == EM_OK ? calloc((size_t)H * (mmax > 0 ? mmax : 1), sizeof(float)) : NULL;
     if (st == EM_OK && !b2)
         st = EM_ENOMEM;
     for (int i = 0; i < n && st == EM_OK; i++) {
         int g = c->kv_head0 + pl[i].h, m = wk[i].hi - wk[i].lo, Fh = (int)b1[H + g];
         const float *s = wk[i].s + wk[i].lo;
+        ems__rank_top(s, m, Fh + mmax < m ? Fh + mmax : m, order[i]);
         double sum = 0.0;
         for (int j = 0; j < m; j++)
             sum += s[j];
@@ -215,20 +212,13 @@ static em_status classify(const ems__ctx *x, ems_head *h, ems__plan *p, const wo
     p->upd = malloc(sizeof(int) * (size_t)(p->k + 1));
     float *best_s = malloc(sizeof(float) * (size_t)p->len);
     int *best_c = malloc(sizeof(int) * (size_t)p->len);
-    double *kk = malloc(sizeof(double) * (size_t)p->len),
-           *vv = malloc(sizeof(double) * (size_t)p->len);
-    if (!p->cent || !p->upd || !best_s || !best_c || !kk || !vv) {
-        free(best_s), free(best_c), free(kk), free(vv);
+    if (!p->cent || !p->upd || !best_s || !best_c) {
+        free(best_s), free(best_c);
         return EM_ENOMEM;
-    }
-    int hd = h->hd;
-    for (int j = lo; j < hi; j++) {
-        kk[j] = sqnorm(h->k + (size_t)j * hd, hd);
-        vv[j] = sqnorm(h->v + (size_t)j * hd, hd);
     }
     em_status st = ems__topk(s + lo, m, p->k, p->cent, &p->k);
     if (st != EM_OK) {
-        free(best_s), free(best_c), free(kk), free(vv);
+        free(best_s), free(best_c);
         return st;
     }
     for (int i = 0; i < p->k; i++)
@@ -257,7 +247,7 @@ static em_status classify(const ems__ctx *x, ems_head *h, ems__plan *p, const wo
     if (p->k == 0 || cfg->ems_strategy == EMS_STRAT_EVICT)
         goto done; /* all dropped -> zero */
     int all = cfg->ems_strategy == EMS_STRAT_MERGE || cfg->ems_split == EMS_SPLIT_PLACEHOLDER;
-    st = ems__nearest_centres(cfg, h, p->cent, p->k, p->keep, n_drop, all, kk, vv, best_s, best_c);
+    st = ems__nearest_centres(cfg, h, p->cent, p->k, p->keep, n_drop, all, best_s, best_c);
     if (st != EM_OK)
         goto done;
     for (int t = 0; t < n_drop; t++)
@@ -273,7 +263,7 @@ static em_status classify(const ems__ctx *x, ems_head *h, ems__plan *p, const wo
     int *di = malloc(sizeof(int) * (size_t)(n_drop > 0 ? n_drop : 1));
     int *tsel = malloc(sizeof(int) * (size_t)(n_drop > 0 ? n_drop : 1));
     if (!ds || !di || !tsel) {
-        free(ds), free(di), free(tsel), free(best_s), free(best_c), free(kk), free(vv);
+        free(ds), free(di), free(tsel), free(best_s), free(best_c);
         return EM_ENOMEM;
     }
     int nd = 0;
@@ -293,7 +283,7 @@ static em_status classify(const ems__ctx *x, ems_head *h, ems__plan *p, const wo
     }
     free(ds), free(di), free(tsel);
 done:
-    free(best_s), free(best_c), free(kk), free(vv);
+    free(best_s), free(best_c);
     return st;
 }
 

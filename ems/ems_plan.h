@@ -28,10 +28,9 @@ em_status ems__ems_score(const ems_config *cfg, const ems_head *h, int lo, int h
  * best_c[j] = slot (1-based, ties: lower slot) and best_s[j] = similarity of ems__ems_sim's
  * arithmetic (bit-identical to the reference's), indexed by entry j. With all = 0 only
  * similarities >= cfg->ems_tau matter: a candidate none of whose centres reaches tau may get
- * best_s = -inf, best_c = 0 instead. kk, vv: squared norms of K and V rows (double), by entry.
- * One screening pass (ems_assign.c); EM_ENOMEM when its scratch cannot be allocated. */
+ * best_s = -inf, best_c = 0 instead. One screening pass (ems_assign.c); EM_ENOMEM when its
+ * scratch cannot be allocated. */
 em_status ems__nearest_centres(const ems_config *cfg, const ems_head *h, const int *cent, int k,
-                               const int *drop, int nd, int all, const double *kk,
-                               const double *vv, float *best_s, int *best_c);
+                               const int *drop, int nd, int all, float *best_s, int *best_c);
 /* Assignment similarity of entries a, b of h. */
 float ems__ems_sim(const ems_config *cfg, const ems_head *h, int a, int b);

@@ -41,9 +41,47 @@ static em_status forward_one(engine *e, ems_cache *c, int32_t tok, int pos, floa
     return engine_forward(e, &b, &c, logits);
 }
 
+/* Shares of probe positions held, and held as merged centres, over every head of c. */
+static void probe_shares(const ems_cache *c, const int32_t *probe, int n_probe, lc_answer *a)
+{
+    long held = 0, merged = 0, all = 0;
+    for (int i = 0; i < c->n_layer * c->n_head_kv; i++) {
+        const ems_head *h = &c->heads[i];
+        for (int p = 0; p < n_probe; p++, all++) {
+            for (int j = 0; j < h->len; j++) {
+                if (h->pos[j] == probe[p]) {
+                    held++;
+                    merged += h->mass[j] > 1.0f;
+                    break;
+                }
+            }
+        }
+    }
+    a->probe_kept = all ? (double)held / all : 0.0;
+    a->probe_merged = held ? (double)merged / held : 0.0;
+}
+
+static em_status answer(engine *e, const ems_cache *base, const ems_config *cfg, int32_t last_tok,
+                        int last_pos, int max_new, int32_t stop_id, const int32_t *probe,
+                        int n_probe, lc_answer *a, float *first_logits);
+
 em_status lc_answer_fork(engine *e, const ems_cache *base, const ems_config *cfg, int32_t last_tok,
                          int last_pos, int max_new, int32_t stop_id, lc_answer *a,
                          float *first_logits)
+{
+    return answer(e, base, cfg, last_tok, last_pos, max_new, stop_id, NULL, 0, a, first_logits);
+}
+
+em_status lc_answer_probe(engine *e, const ems_cache *base, const ems_config *cfg, int32_t last_tok,
+                          int last_pos, int max_new, int32_t stop_id, const int32_t *probe,
+                          int n_probe, lc_answer *a)
+{
+    return answer(e, base, cfg, last_tok, last_pos, max_new, stop_id, probe, n_probe, a, NULL);
+}
+
+static em_status answer(engine *e, const ems_cache *base, const ems_config *cfg, int32_t last_tok,
+                        int last_pos, int max_new, int32_t stop_id, const int32_t *probe,
+                        int n_probe, lc_answer *a, float *first_logits)
 {
     memset(a, 0, sizeof *a);
     if (max_new < 1 || max_new > LC_MAX_ANSWER)
@@ -64,6 +102,8 @@ em_status lc_answer_fork(engine *e, const ems_cache *base, const ems_config *cfg
     a->compress_s = em_now_s() - t0;
     a->bytes_prompt = ems_cache_kv_bytes(c);
     a->entries_prompt = ems_cache_entries(c);
+    if (st == EM_OK && n_probe > 0)
+        probe_shares(c, probe, n_probe, a);
     double acc = 0.0;
     int32_t tok = last_tok;
     for (int i = 0; i < max_new && st == EM_OK; i++) {
