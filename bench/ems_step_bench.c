@@ -6,7 +6,10 @@
  * --check compares the result with the scalar reference (ems/ref) for method ems: kept
  * positions identical, K/V and statistics within 1e-6 + 1e-6 |ref|.
  *
- *   bench/ems_step_bench [--len 4076] [--layers 30] [--heads 3] [--hd 64] [--budget 128]
+ * With --cache FILE the cache is a real prompt's (longctx --dump-cache) instead.
+ *
+ *   bench/ems_step_bench [--cache FILE] [--len 4076] [--layers 30] [--heads 3] [--hd 64] [--budget
+ * 128]
  *       [--method ems] [--param K=V]... [--reps 3] [--dup 0.3] [--check]
  */
 #include <math.h>
@@ -19,11 +22,12 @@
 #include "ems/config.h"
 #include "ems/policy.h"
 #include "ems/ref/ems_ref.h"
+#include "eval/cache_io.h"
 
 typedef struct opts {
     int len, layers, heads, hd, budget, reps, check;
     float dup;
-    const char *method;
+    const char *method, *cache;
     const char *params[16];
     int n_params;
 } opts;
@@ -163,6 +167,8 @@ static int parse(int argc, char **argv, opts *o)
             o->reps = atoi(v);
         else if (!strcmp(a, "--dup"))
             o->dup = (float)atof(v);
+        else if (!strcmp(a, "--cache"))
+            o->cache = v;
         else if (!strcmp(a, "--method"))
             o->method = v;
         else if (!strcmp(a, "--param") && o->n_params < 16)
@@ -201,9 +207,19 @@ int main(int argc, char **argv)
         return 2;
     }
     ems_cache *base = NULL;
-    st = ems_cache_create(o.layers, o.heads, 0, o.hd, ems_config_w_loc(&cfg), 1, &base);
-    if (st == EM_OK)
-        st = fill(base, &o);
+    if (o.cache) { /* a real prompt cache (longctx --dump-cache) */
+        st = lc_cache_read(o.cache, &base);
+        if (st == EM_OK) {
+            o.layers = base->n_layer, o.heads = base->n_head_kv, o.hd = base->hd;
+            o.len = base->heads[0].len;
+            if (ems_config_w_loc(&cfg) > base->heads[0].w_loc)
+                st = EM_EINVAL; /* the cache's ring is shorter than this config's */
+        }
+    } else {
+        st = ems_cache_create(o.layers, o.heads, 0, o.hd, ems_config_w_loc(&cfg), 1, &base);
+        if (st == EM_OK)
+            st = fill(base, &o);
+    }
     if (st != EM_OK) {
         fprintf(stderr, "ems_step_bench: cache setup failed (%s)\n", em_status_str(st));
         return 1;

@@ -321,6 +321,8 @@ em_status ems__ems_plan_layer(ems__ctx *x, int l, ems__plan **plans, int *n_due)
         free(due);
         return EM_OK;
     }
+    ems_config scfg = *cfg; /* the score's pooling of this phase */
+    scfg.ems_pool = ems_config_pool(cfg, x->phase == EMS_PHASE_PREFILL_END);
     ems__plan *pl = calloc((size_t)nd, sizeof *pl);
     work *wk = calloc((size_t)nd, sizeof *wk);
     em_status st = (pl && wk) ? EM_OK : EM_ENOMEM;
@@ -342,7 +344,7 @@ em_status ems__ems_plan_layer(ems__ctx *x, int l, ems__plan **plans, int *n_due)
         if (!wk[i].s || !p->cls || !p->is_centre || !p->wt || !p->keep)
             st = EM_ENOMEM;
         else
-            st = ems__ems_score(cfg, hh, wk[i].lo, wk[i].hi, wk[i].s);
+            st = ems__ems_score(&scfg, hh, wk[i].lo, wk[i].hi, wk[i].s);
         p->k = kglob;
         i++;
     }

@@ -34,7 +34,8 @@ typedef struct lc_answer {
     uint64_t bytes_peak;   /* largest of them, and of the caches right before those steps */
     uint64_t bytes_prompt; /* right after the prefill-end compression */
     uint64_t entries_prompt;
-    double compress_s; /* inside the prefill-end step */
+    double compress_s;     /* inside the prefill-end step (wall time) */
+    double compress_cpu_s; /* the same, thread CPU time (robust to a loaded machine) */
     /* lc_answer_probe only: over every (layer, KV head) and probe position, the share held
      * right after the prefill-end step, and the share of those held as merged centres (mass
      * > 1: other entries were averaged into them) */

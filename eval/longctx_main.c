@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/timeutil.h"
+#include "eval/cache_io.h"
 #include "eval/eval.h"
 #include "eval/longctx.h"
 #include "eval/stream.h"
@@ -24,6 +25,7 @@ typedef struct opts {
     const char *texts[MAXV];
     int n_texts, kl_window, kl_budgets[MAXV], n_kl_budgets, do_passkey, do_kl, quick, summarize,
         first_key;
+    const char *dump_dir; /* --dump-cache DIR: the prompt cache of each size's first case */
 } opts;
 
 /* methods compared at every budget: the baselines, EMS, EMS with int4, then the EMS variants
@@ -204,7 +206,7 @@ static int run_passkey(const opts *o, engine *e, const tokenizer *tok)
         return 1;
     fprintf(f, "tokens,prompt_tokens,depth,key,method,budget,budget_pct,retrieved,answer,"
                "kv_bytes_mean,kv_bytes_peak,kv_entries_prompt,compress_ms,key_kept,"
-               "key_merged\n");
+               "key_merged,compress_cpu_ms\n");
     int32_t stop = 2; /* <|im_end|> */
     tok_token_id(tok, "<|im_end|>", &stop);
     int case_i = 0, wl = 16;
@@ -228,6 +230,12 @@ static int run_passkey(const opts *o, engine *e, const tokenizer *tok)
                 if (lc_prompt_cache(e, ids, n - 1, wl, 512, &base) != EM_OK) {
                     fprintf(stderr, "error: prompt forward\n");
                     return 1;
+                }
+                if (o->dump_dir && di == 0 && k == o->first_key) {
+                    char p[1024];
+                    snprintf(p, sizeof p, "%s/cache_%d.bin", o->dump_dir, n - 1);
+                    em_status ds = lc_cache_write(base, p);
+                    fprintf(stderr, "  prompt cache -> %s: %s\n", p, em_status_str(ds));
                 }
                 int32_t kpos[20];
                 int n_kpos = key_positions(tok, ids, n, key, kpos, 20);
@@ -256,9 +264,10 @@ static int run_passkey(const opts *o, engine *e, const tokenizer *tok)
                     fprintf(f, "%d,%d,%.2f,%d,%s,%d,%.1f,%d,", o->sizes[si], n, o->depths[di], key,
                             mi < 0 ? "full" : k_methods[mi], B, 100.0 * B / n, ok);
                     csv_text(f, tok, a.ids, a.n);
-                    fprintf(f, ",%.0f,%llu,%llu,%.2f,%.4f,%.4f\n", a.bytes_mean,
+                    fprintf(f, ",%.0f,%llu,%llu,%.2f,%.4f,%.4f,%.2f\n", a.bytes_mean,
                             (unsigned long long)a.bytes_peak, (unsigned long long)a.entries_prompt,
-                            1e3 * a.compress_s, a.probe_kept, a.probe_merged);
+                            1e3 * a.compress_s, a.probe_kept, a.probe_merged,
+                            1e3 * a.compress_cpu_s);
                     fflush(f);
                 }
                 fprintf(stderr, "  all methods answered (%.1fs)\n", em_now_s() - t0);
@@ -280,6 +289,7 @@ typedef struct pk_row {
     int budget, ok, tokens;
     char cid[48]; /* tokens/depth/key */
     double bytes, peak, ms;
+    int cpu; /* ms is thread CPU time (else wall time) */
 } pk_row;
 
 static int policy_index(const char *method, int budget, const opts *o)
@@ -315,6 +325,10 @@ static pk_row *read_cases(const opts *o, int *n)
                    x.method, &x.budget, &pct, &x.ok) != 8 ||
             !q || sscanf(q + 1, ",%lf,%lf,%lf,%lf", &x.bytes, &x.peak, &ent, &x.ms) != 4)
             continue;
+        double kept, merged, cpu; /* newer files: thread CPU time of the step, preferred */
+        (void)kept, (void)merged;
+        if (sscanf(q + 1, ",%*f,%*f,%*f,%*f,%lf,%lf,%lf", &kept, &merged, &cpu) == 3)
+            x.ms = cpu, x.cpu = 1;
         snprintf(x.cid, sizeof x.cid, "%d/%.2f/%d", x.tokens, depth, key);
         r[(*n)++] = x;
     }
@@ -332,7 +346,7 @@ static int summarize_passkey(const opts *o)
         fprintf(stderr, "error: no passkey cases in %s\n", o->out);
         return 1;
     }
-    int n_used = 0, n_cases = 0, want = 0;
+    int n_used = 0, n_cases = 0, want = 0, all_cpu = 1;
     for (int pi = 0; pi < n_pol; pi++)
         want += pi == 0 || g_use[(pi - 1) % N_METHODS];
     double fb = 0;
@@ -348,6 +362,7 @@ static int summarize_passkey(const opts *o)
                 lc_answer a = {.bytes_mean = rows[k].bytes, .bytes_peak = (uint64_t)rows[k].peak};
                 pk_add(&acc[pi], rows[k].ok, &a);
                 acc[pi].ms += rows[k].ms;
+                all_cpu &= rows[k].cpu;
                 fb += pi == 0 ? rows[k].bytes : 0;
             }
             n_used++;
@@ -368,8 +383,9 @@ static int summarize_passkey(const opts *o)
     fprintf(md, "%d complete cases (of %d in passkey_cases.csv)\n\n", n_used, n_cases);
     fprintf(md,
             "| method | B | accuracy [95%% CI] | KV MiB mean (peak) | %% of full | bytes / EMS's | "
-            "EMS - method [95%% CI] | prefill-end compression, ms |\n"
-            "|---|---|---|---|---|---|---|---|\n");
+            "EMS - method [95%% CI] | prefill-end compression, %s ms |\n"
+            "|---|---|---|---|---|---|---|---|\n",
+            all_cpu ? "CPU" : "wall");
     for (int pi = 0; pi < n_pol; pi++) {
         pk_acc *a = &acc[pi];
         int mi = pi == 0 ? -1 : (pi - 1) % N_METHODS, bi = pi == 0 ? 0 : (pi - 1) / N_METHODS;
@@ -560,7 +576,9 @@ static void usage(void)
             "128,256]\n"
             "  [--text FILE]... [--kl-window 1024] [--kl-budgets 128,256] [--threads 1]\n"
             "  [--max-new 12] [--summarize] [--methods ems,snapkv,...] [--ems-param KEY=VALUE]...\n"
-            "  [--ems-variant LABEL:KEY=VALUE[,KEY=VALUE...]]... (extra EMS rows \"ems-LABEL\")\n");
+            "  [--ems-variant LABEL:KEY=VALUE[,KEY=VALUE...]]... (extra EMS rows \"ems-LABEL\")\n"
+            "  [--dump-cache DIR] (prompt cache of each size's first case, for "
+            "bench:ems_step_bench)\n");
 }
 
 static int parse_args(int argc, char **argv, opts *o)
@@ -623,6 +641,8 @@ static int parse_args(int argc, char **argv, opts *o)
                 return 1;
         } else if (!strcmp(a, "--ems-param") && g_n_ems_kv < 8)
             g_ems_kv[g_n_ems_kv++] = v;
+        else if (!strcmp(a, "--dump-cache"))
+            o->dump_dir = v;
         else if (!strcmp(a, "--ems-variant")) {
             if (add_variant(v))
                 return 1;
