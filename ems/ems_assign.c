@@ -1,20 +1,24 @@
 /* EMS nearest-centre search (methods.md 1.14.4): for each dropped candidate, the centre of
- * highest similarity sim = cos K (x cos V), ties to the lower slot, EXACTLY as the scalar
- * reference computes it (double dot products, rounded to float) - in one screening pass.
+ * highest similarity sim = cos K (x cos V), ties to the lower slot, with the same result as the
+ * scalar reference (double dot products rounded to f32) - in one screening pass.
  *
- * Screening: unit-normalised K (and V) rows in f32 and a register-blocked product [rows x
- * centres] give every similarity to within EPS_Q of the reference value; only the centres
- * within 2 EPS_Q of a row's screened maximum are then evaluated with the reference arithmetic.
- * The true argmax, and every centre tied with it, lies within that margin, so the result is the
- * reference's. When only merges above tau matter (the threshold split), rows whose screened
- * maximum is below tau - EPS_Q are reported as "no centre reaches tau" without an exact
- * evaluation.
+ * Screening: unit-normalised rows in f32 and a register-blocked product [4 rows x 16 centres]
+ * give every cos K to within EPS of the reference value. Under the threshold split (the
+ * default) a row whose |cos K| are all below tau - EPS_Q cannot reach tau (|cos V| <= 1) and
+ * goes to the zero class; otherwise cos V is computed only for the centres whose |cos K| can
+ * still reach tau (on SmolLM2 about 9 % of the pairs). When every row's best is wanted (merge
+ * strategy, placeholder split) cos V is a second dense product. Then only the centres within
+ * 2 EPS_Q of a row's screened maximum can be the reference's argmax or tie with it; a single
+ * one clearly on one side of tau is taken as is, several (or a borderline one) are evaluated
+ * with the reference arithmetic.
  *
- * Error bound (u = 2^-24): a unit row component carries relative error <= u; an f32 dot product
- * of n terms errs by <= gamma_n sum |x_i y_i| <= (n + 1) u for unit vectors (any summation
- * order, fused or not); the reference rounds its double cosine to f32 (<= u). So each screened
- * cosine is within (n + 4) u of the reference's and a product of two within 2 (n + 5) u;
- * EPS_K = 2 (n + 8) u and EPS_Q = 2 EPS_K leave a factor of two. */
+ * Error bound (u = 2^-24, n = hd): the f32 sum of squares errs by <= n u, so 1/|x| by
+ * <= (n/2 + 2) u, a factor common to the row; each component adds <= u; an f32 dot product
+ * errs by <= gamma_n sum |x_i y_i| <= n u for unit rows (any summation order, fused or not);
+ * the reference rounds its double cosine to f32 (<= u). So a screened cosine is within
+ * (2n + 7) u of the reference's and a product of two within (4n + 18) u; EPS_Q = 8 (n + 8) u
+ * leaves a factor of about two. Rows with tiny or huge entries (f32 sum of squares outside
+ * [2^-100, 2^100]) are normalised in double. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,9 +30,10 @@ typedef int v8i __attribute__((vector_size(32)));
 
 enum { ROWS = 4, CBLK = 16 }; /* micro-tile: 4 dropped rows x 16 centres (8 accumulators) */
 
+/* EPS_Q of the error bound above */
 static double eps_q(int hd)
 {
-    return 4.0 * (hd + 8) * 0x1p-24;
+    return 8.0 * (hd + 8) * 0x1p-24;
 }
 
 /* Squared norm in the reference's order (one serial double sum): used by exact cosines. */
@@ -40,22 +45,47 @@ static double sq_exact(const float *a, int hd)
     return s;
 }
 
-/* dst[d] = src[d] * (1 / |src|) in f32 (zeros for a zero row); the norm in double over 4
- * lanes, its inverse rounded to f32 (each component within 2u of the exact unit vector's). */
+/* dst[d] = src[d] * (1 / |src|) in f32 (zeros for a zero row). The norm is an f32 sum over 8
+ * lanes (relative error <= (n/2 + 2) u on 1/|src|, a common factor of the row); rows whose
+ * f32 sum of squares is not a normal finite number (tiny or huge entries) use double. */
 static void unit_row(const float *restrict src, int hd, float *restrict dst)
 {
-    double acc[8] = {0};
+    float acc[8] = {0};
     int d = 0;
     for (; d + 8 <= hd; d += 8) {
         for (int t = 0; t < 8; t++)
-            acc[t] += (double)src[d + t] * src[d + t];
+            acc[t] += src[d + t] * src[d + t];
     }
-    double sq = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    float sq = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
     for (; d < hd; d++)
-        sq += (double)src[d] * src[d];
-    float inv = sq > 0.0 ? (float)(1.0 / sqrt(sq)) : 0.0f;
+        sq += src[d] * src[d];
+    float inv;
+    if (sq >= 0x1p-100f && sq <= 0x1p100f) {
+        inv = 1.0f / sqrtf(sq);
+    } else {
+        double dq = 0.0;
+        for (d = 0; d < hd; d++)
+            dq += (double)src[d] * src[d];
+        for (d = 0; d < hd; d++)
+            dst[d] = dq > 0.0 ? (float)((double)src[d] / sqrt(dq)) : 0.0f;
+        return;
+    }
     for (d = 0; d < hd; d++)
         dst[d] = src[d] * inv;
+}
+
+static float dot_f(const float *restrict a, const float *restrict b, int hd)
+{
+    float acc[8] = {0};
+    int d = 0;
+    for (; d + 8 <= hd; d += 8) {
+        for (int t = 0; t < 8; t++)
+            acc[t] += a[d + t] * b[d + t];
+    }
+    float s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; d < hd; d++)
+        s += a[d] * b[d];
+    return s;
 }
 
 /* max |a[i]| over i < kp (kp % 8 == 0). */
@@ -148,12 +178,13 @@ typedef struct scratch {
     float *uk, *uv;    /* [ROWS][hd] unit keys and values of the rows of a tile */
     float *ck, *cv;    /* [ROWS][kp] screened cos K (then the similarity) and cos V */
     double *ckk, *cvv; /* [k] exact squared norms of the centres' K and V */
+    float *cvr;        /* [k][hd] unit centre values, by row (sparse cos V) */
 } scratch;
 
 static void scratch_free(scratch *s)
 {
     free(s->ckt), free(s->cvt), free(s->uk), free(s->uv), free(s->ck), free(s->cv);
-    free(s->ckk), free(s->cvv);
+    free(s->ckk), free(s->cvv), free(s->cvr);
 }
 
 static em_status scratch_alloc(scratch *s, int hd, int kp)
@@ -167,7 +198,9 @@ static em_status scratch_alloc(scratch *s, int hd, int kp)
     s->cv = malloc(sizeof(float) * (size_t)ROWS * kp);
     s->ckk = malloc(sizeof(double) * (size_t)kp);
     s->cvv = malloc(sizeof(double) * (size_t)kp);
-    if (!s->ckt || !s->cvt || !s->uk || !s->uv || !s->ck || !s->cv || !s->ckk || !s->cvv) {
+    s->cvr = malloc(sizeof(float) * (size_t)kp * hd);
+    if (!s->ckt || !s->cvt || !s->uk || !s->uv || !s->ck || !s->cv || !s->ckk || !s->cvv ||
+        !s->cvr) {
         scratch_free(s);
         return EM_ENOMEM;
     }
@@ -189,21 +222,35 @@ static void centres_t(const float *x, const int *cent, int k, int hd, int kp, fl
     }
 }
 
-/* One row j from its screened similarities q[0..k) (maximum mx): exact best over the margin. */
+/* Row j from its screened similarities q[0..k) (-inf where skipped; maximum mx): the centres
+ * within 2 EPS_Q of mx hold the exact argmax and every centre tied with it. A single such
+ * centre clearly on one side of tau (|mx - tau| > EPS_Q) is the answer without exact
+ * arithmetic unless exact similarities are wanted (exact_s); otherwise the candidates are
+ * evaluated as the reference does. */
 static void resolve_row(const ems_config *cfg, const ems_head *h, const int *cent, int k, int j,
-                        int all, const float *q, float mx, const scratch *s, float *best_s,
-                        int *best_c)
+                        int all, int exact_s, const float *q, float mx, const scratch *s,
+                        float *best_s, int *best_c)
 {
     int hd = h->hd, use_v = cfg->ems_sim == EMS_SIM_KV;
-    double eq = eps_q(hd);
+    double eq = eps_q(hd), lim = (double)mx - 2.0 * eq;
     best_s[j] = -INFINITY;
     best_c[j] = 0;
     if (!all && !((double)mx >= (double)cfg->ems_tau - eq))
         return; /* no centre reaches tau: the zero class whatever the exact maximum */
+    int n_cand = 0, first = -1;
+    for (int i = 0; i < k; i++) {
+        if ((double)q[i] >= lim)
+            n_cand++, first = first < 0 ? i : first;
+    }
+    int clear = (double)mx - eq >= (double)cfg->ems_tau || (double)mx + eq < (double)cfg->ems_tau;
+    if (n_cand == 1 && !exact_s && clear) {
+        best_s[j] = q[first]; /* within EPS_Q of the reference, on the same side of tau */
+        best_c[j] = first + 1;
+        return;
+    }
     const float *kj = h->k + (size_t)j * hd, *vj = h->v + (size_t)j * hd;
     double kk = sq_exact(kj, hd), vv = use_v ? sq_exact(vj, hd) : 0.0;
-    double lim = (double)mx - 2.0 * eq;
-    for (int i = 0; i < k; i++) {
+    for (int i = first; i < k; i++) {
         if (!((double)q[i] >= lim))
             continue;
         int c = cent[i];
@@ -215,6 +262,22 @@ static void resolve_row(const ems_config *cfg, const ems_head *h, const int *cen
             best_c[j] = i + 1;
         }
     }
+}
+
+/* Threshold split, one row: cos V only where |cos K| can still reach tau. q[0..k) gets the
+ * screened similarity (-inf where skipped); returns its maximum. */
+static float sparse_row(const float *ck, const float *uv, const scratch *s, int k, int hd,
+                        double skip, float *q)
+{
+    float mx = -INFINITY;
+    for (int i = 0; i < k; i++) {
+        q[i] = -INFINITY;
+        if (fabsf(ck[i]) >= skip) {
+            q[i] = ck[i] * dot_f(uv, s->cvr + (size_t)i * hd, hd);
+            mx = q[i] > mx ? q[i] : mx;
+        }
+    }
+    return mx;
 }
 
 em_status ems__nearest_centres(const ems_config *cfg, const ems_head *h, const int *cent, int k,
@@ -232,8 +295,13 @@ em_status ems__nearest_centres(const ems_config *cfg, const ems_head *h, const i
     if (scratch_alloc(&s, hd, kp) != EM_OK)
         return EM_ENOMEM;
     centres_t(h->k, cent, k, hd, kp, s.uk, s.ckt, s.ckk);
-    if (use_v)
+    if (use_v) {
         centres_t(h->v, cent, k, hd, kp, s.uv, s.cvt, s.cvv);
+        for (int i = 0; i < k; i++)
+            unit_row(h->v + (size_t)cent[i] * hd, hd, s.cvr + (size_t)i * hd);
+    }
+    int exact_s = cfg->ems_split == EMS_SPLIT_PLACEHOLDER; /* its split sums the similarities */
+    double skip = (double)cfg->ems_tau - eps_q(hd);
     for (int t0 = 0; t0 < nd; t0 += ROWS) {
         int nr = nd - t0 < ROWS ? nd - t0 : ROWS;
         for (int r = 0; r < ROWS; r++) {
@@ -244,27 +312,27 @@ em_status ems__nearest_centres(const ems_config *cfg, const ems_head *h, const i
                 continue;
             }
             unit_row(h->k + (size_t)j * hd, hd, s.uk + r * hd);
-            if (use_v)
-                unit_row(h->v + (size_t)j * hd, hd, s.uv + r * hd);
         }
         screen_tile(s.uk, hd, s.ckt, kp, s.ck);
-        /* threshold split: rows with every |cos K| < tau - EPS_Q cannot reach tau */
-        int need[ROWS], any = 0;
-        for (int r = 0; r < nr; r++) {
-            need[r] = all || (double)abs_max(s.ck + (size_t)r * kp, kp) >=
-                                 (double)cfg->ems_tau - eps_q(hd);
-            any |= need[r];
-            if (!need[r])
-                best_s[drop[t0 + r]] = -INFINITY, best_c[drop[t0 + r]] = 0;
-        }
-        if (use_v && any)
+        if (use_v && all) { /* every row needs its best: dense cos V */
+            for (int r = 0; r < nr; r++)
+                unit_row(h->v + (size_t)drop[t0 + r] * hd, hd, s.uv + r * hd);
             screen_tile(s.uv, hd, s.cvt, kp, s.cv);
+        }
         for (int r = 0; r < nr; r++) {
-            if (!need[r])
+            int j = drop[t0 + r];
+            float *q = s.ck + (size_t)r * kp, mx;
+            if (all || !use_v) {
+                mx = combine_max(q, use_v ? s.cv + (size_t)r * kp : NULL, k, kp);
+            } else if (!((double)abs_max(q, kp) >= skip)) {
+                best_s[j] = -INFINITY, best_c[j] = 0; /* no |cos K| can reach tau */
                 continue;
-            float *q = s.ck + (size_t)r * kp;
-            float mx = combine_max(q, use_v ? s.cv + (size_t)r * kp : NULL, k, kp);
-            resolve_row(cfg, h, cent, k, drop[t0 + r], all, q, mx, &s, best_s, best_c);
+            } else {
+                unit_row(h->v + (size_t)j * hd, hd, s.uv);
+                mx = sparse_row(q, s.uv, &s, k, hd, skip, s.cv);
+                q = s.cv;
+            }
+            resolve_row(cfg, h, cent, k, j, all, exact_s, q, mx, &s, best_s, best_c);
         }
     }
     scratch_free(&s);
