@@ -19,7 +19,12 @@ done
 grep -q '^full,0,1,1.0000,' "$OUT/passkey.csv" || { echo "FAIL: full cache missed the key"; cat "$OUT/passkey.csv"; exit 1; }
 # compressed rows hold < 40 % of the full bytes (frac_of_full, column 9)
 awk -F, 'NR > 2 && $9 >= 0.4 { bad = 1; print "FAIL: " $0 } END { exit bad }' "$OUT/passkey.csv"
-[ "$(wc -l < "$OUT/kl.csv")" -eq 4 ] || { echo "FAIL: kl.csv rows"; cat "$OUT/kl.csv"; exit 1; }
+[ "$(wc -l < "$OUT/kl.csv")" -eq 5 ] || { echo "FAIL: kl.csv rows"; cat "$OUT/kl.csv"; exit 1; }
+# decode-time steps are unpooled by default: EMS and EMS with ems.pool=1 give the same KL
+ems_kl=$(awk -F, '$1 == "ems" { print $4 }' "$OUT/kl.csv")
+nopool_kl=$(awk -F, '$1 == "ems-nopool" { print $4 }' "$OUT/kl.csv")
+[ -n "$ems_kl" ] && [ "$ems_kl" = "$nopool_kl" ] ||
+  { echo "FAIL: decode-time KL differs with ems.pool=1"; cat "$OUT/kl.csv"; exit 1; }
 # the --ems-variant row, and the key-digit probes: the full cache holds every digit entry
 grep -q '^ems-nopool,64,1,' "$OUT/passkey.csv" || { echo "FAIL: no ems-nopool row"; cat "$OUT/passkey.csv"; exit 1; }
 awk -F, 'NR > 1 && $5 == "full" && $(NF-2) != "1.0000" { bad = 1; print "FAIL: " $0 } END { exit bad }' \
