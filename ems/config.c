@@ -127,9 +127,11 @@ static const param g_params[] = {
      "1: evict+merge as one batched scatter over all heads; 0: two sequential per-head passes"},
     {"ems.prop_attn", P_ENUM, OFF(ems_prop_attn), 0, 0, n_bool, NULL, "0",
      "proportional attention: a centre that merged m tokens gets log(m) added to its logit"},
-    {"ems.pool", P_INT, OFF(ems_pool), 1, 63, NULL, NULL, "1",
-     "max-pool the score over this many neighbouring candidates (odd; 1 = off; SnapKV's 7 keeps "
-     "runs such as a number's digits)"},
+    {"ems.pool", P_INT, OFF(ems_pool), 1, 63, NULL, NULL, "11",
+     "max-pool the score over this many neighbouring candidates (odd; 1 = off) so that runs such "
+     "as a number's digits are kept together (SnapKV pools with 7)"},
+    {"ems.pool_decode", P_ENUM, OFF(ems_pool_decode), 0, 0, n_bool, NULL, "0",
+     "1: ems.pool also at decode-time compressions; 0: at the prefill-end step only"},
     {"snapkv.kernel", P_INT, OFF(snapkv_kernel), 1, 63, NULL, NULL, "7",
      "pooling kernel size (odd)"},
     {"snapkv.pool", P_ENUM, OFF(snapkv_avgpool), 0, 0, n_pool, NULL, "max", "pooling"},
@@ -309,6 +311,11 @@ int ems_config_every(const ems_config *cfg)
     if (cfg->method == EMS_METHOD_TOVA || cfg->method == EMS_METHOD_ROCO)
         return 1;
     return 16;
+}
+
+int ems_config_pool(const ems_config *cfg, int prefill_end)
+{
+    return prefill_end || cfg->ems_pool_decode ? cfg->ems_pool : 1;
 }
 
 int ems_config_w_loc(const ems_config *cfg)

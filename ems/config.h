@@ -69,11 +69,13 @@ typedef struct ems_config {
     float ems_tau; /* zero-class similarity threshold */
     ems_key_merge ems_key_merge;
     ems_merge_weight ems_merge_weight;
-    int ems_headwise;   /* head-wise adaptive budgets inside a layer */
-    float ems_floor;    /* head-wise: each head first gets round(floor * (B - w)) entries */
-    int ems_zero_class; /* 1: one batched scatter over all heads; 0: two per-head passes */
-    int ems_prop_attn;  /* 1: attention adds log(mass) to a merged entry's logit (inferred) */
-    int ems_pool;       /* max-pool the score over this many neighbouring entries (odd; 1 = off) */
+    int ems_headwise;    /* head-wise adaptive budgets inside a layer */
+    float ems_floor;     /* head-wise: each head first gets round(floor * (B - w)) entries */
+    int ems_zero_class;  /* 1: one batched scatter over all heads; 0: two per-head passes */
+    int ems_prop_attn;   /* 1: attention adds log(mass) to a merged entry's logit (inferred) */
+    int ems_pool;        /* max-pool the score over this many neighbouring entries (odd; 1 = off) */
+    int ems_pool_decode; /* 1: ems_pool also at decode-time steps; 0: at the prefill-end step only
+                          */
 
     /* SnapKV / PyramidKV */
     int snapkv_kernel;  /* pooling kernel (odd) */
@@ -132,6 +134,8 @@ const char *ems_method_name(ems_method m);
 /* EM_EINVAL for an unknown name. */
 em_status ems_method_parse(const char *name, ems_method *out);
 
+/* EMS score pooling in effect at a step (ems.pool, or 1 at decode unless ems.pool_decode). */
+int ems_config_pool(const ems_config *cfg, int prefill_end);
 /* Rows of recent attention the engine must keep per head (size of the local ring). */
 int ems_config_w_loc(const ems_config *cfg);
 /* 1 when attention statistics must be collected during attention. */

@@ -78,23 +78,6 @@ static float cosine(const float *a, const float *b, int n)
     return aa > 0.0 && bb > 0.0 ? (float)(ab / sqrt(aa * bb)) : 0.0f;
 }
 
-/* cosine with the squared norms precomputed (same arithmetic as cosine()) */
-static float cosine_pre(const float *a, const float *b, int n, double aa, double bb)
-{
-    double ab = 0.0;
-    for (int d = 0; d < n; d++)
-        ab += (double)a[d] * b[d];
-    return aa > 0.0 && bb > 0.0 ? (float)(ab / sqrt(aa * bb)) : 0.0f;
-}
-
-static double sqnorm(const float *a, int n)
-{
-    double s = 0.0;
-    for (int d = 0; d < n; d++)
-        s += (double)a[d] * a[d];
-    return s;
-}
-
 float ems__ems_sim(const ems_config *cfg, const ems_head *h, int a, int b)
 {
     int hd = h->hd;
@@ -141,25 +124,30 @@ static em_status alloc_headwise(ems__ctx *x, int l, ems__plan *pl, work *wk, int
         order[i] = malloc(sizeof(int) * (size_t)(m > 0 ? m : 1));
         if (!order[i])
             st = EM_ENOMEM;
-        else if (m > 0)
-            ems__rank(wk[i].s + wk[i].lo, m, order[i]);
         b1[g] = (float)(m - Fh);
         b1[H + g] = (float)Fh;
         b1[2 * H + g] = (float)(pl[i].len - m);
     }
     if (st == EM_OK)
         st = ems__reduce(x, b1, (size_t)3 * H);
+    /* a head gets at most R slots beyond its floor: only its top Fh + R entries are ranked */
     int mmax = 0;
+    long f_all = 0;
     for (int g = 0; g < H; g++) {
         if ((int)b1[g] > mmax)
             mmax = (int)b1[g];
+        f_all += (long)b1[H + g];
     }
+    long r_cap = (long)H * kglob - f_all;
+    if (r_cap < mmax)
+        mmax = r_cap > 0 ? (int)r_cap : 0;
     float *b2 = st == EM_OK ? calloc((size_t)H * (mmax > 0 ? mmax : 1), sizeof(float)) : NULL;
     if (st == EM_OK && !b2)
         st = EM_ENOMEM;
     for (int i = 0; i < n && st == EM_OK; i++) {
         int g = c->kv_head0 + pl[i].h, m = wk[i].hi - wk[i].lo, Fh = (int)b1[H + g];
         const float *s = wk[i].s + wk[i].lo;
+        ems__rank_top(s, m, Fh + mmax < m ? Fh + mmax : m, order[i]);
         double sum = 0.0;
         for (int j = 0; j < m; j++)
             sum += s[j];
@@ -226,20 +214,13 @@ static em_status classify(const ems__ctx *x, ems_head *h, ems__plan *p, const wo
     p->upd = malloc(sizeof(int) * (size_t)(p->k + 1));
     float *best_s = malloc(sizeof(float) * (size_t)p->len);
     int *best_c = malloc(sizeof(int) * (size_t)p->len);
-    double *kk = malloc(sizeof(double) * (size_t)p->len),
-           *vv = malloc(sizeof(double) * (size_t)p->len);
-    if (!p->cent || !p->upd || !best_s || !best_c || !kk || !vv) {
-        free(best_s), free(best_c), free(kk), free(vv);
+    if (!p->cent || !p->upd || !best_s || !best_c) {
+        free(best_s), free(best_c);
         return EM_ENOMEM;
-    }
-    int hd = h->hd;
-    for (int j = lo; j < hi; j++) {
-        kk[j] = sqnorm(h->k + (size_t)j * hd, hd);
-        vv[j] = sqnorm(h->v + (size_t)j * hd, hd);
     }
     em_status st = ems__topk(s + lo, m, p->k, p->cent, &p->k);
     if (st != EM_OK) {
-        free(best_s), free(best_c), free(kk), free(vv);
+        free(best_s), free(best_c);
         return st;
     }
     for (int i = 0; i < p->k; i++)
@@ -255,33 +236,24 @@ static em_status classify(const ems__ctx *x, ems_head *h, ems__plan *p, const wo
         p->cls[p->cent[i]] = i + 1;
         p->is_centre[p->cent[i]] = 1;
     }
-    /* best centre of each dropped candidate (ties: lower slot) */
+    /* best centre of each dropped candidate (ties: lower slot); none needed to evict only */
     double red = 0.0, s_cent = 0.0, s_all = 0.0;
     int n_drop = 0;
     for (int j = lo; j < hi; j++) {
         s_all += s[j] > 0 ? s[j] : 0;
-        if (p->is_centre[j]) {
+        if (p->is_centre[j])
             s_cent += s[j] > 0 ? s[j] : 0;
-            continue;
-        }
-        best_c[j] = 0;
-        best_s[j] = -INFINITY;
-        for (int i = 0; i < p->k; i++) {
-            int c = p->cent[i];
-            float q = cosine_pre(h->k + (size_t)j * hd, h->k + (size_t)c * hd, hd, kk[j], kk[c]);
-            if (cfg->ems_sim == EMS_SIM_KV) {
-                q *= cosine_pre(h->v + (size_t)j * hd, h->v + (size_t)c * hd, hd, vv[j], vv[c]);
-            }
-            if (q > best_s[j]) {
-                best_s[j] = q;
-                best_c[j] = i + 1;
-            }
-        }
-        red += best_s[j] > 0 ? best_s[j] : 0;
-        n_drop++;
+        else
+            p->keep[n_drop++] = j; /* the dropped candidates, in entry order */
     }
     if (p->k == 0 || cfg->ems_strategy == EMS_STRAT_EVICT)
         goto done; /* all dropped -> zero */
+    int all = cfg->ems_strategy == EMS_STRAT_MERGE || cfg->ems_split == EMS_SPLIT_PLACEHOLDER;
+    st = ems__nearest_centres(cfg, h, p->cent, p->k, p->keep, n_drop, all, best_s, best_c);
+    if (st != EM_OK)
+        goto done;
+    for (int t = 0; t < n_drop; t++)
+        red += best_s[p->keep[t]] > 0 ? best_s[p->keep[t]] : 0;
     /* placeholder split (1.5): only the top N_tbm dropped (by score) may merge */
     int n_tbm = n_drop;
     if (cfg->ems_strategy == EMS_STRAT_EVICT_MERGE && cfg->ems_split == EMS_SPLIT_PLACEHOLDER &&
@@ -293,7 +265,7 @@ static em_status classify(const ems__ctx *x, ems_head *h, ems__plan *p, const wo
     int *di = malloc(sizeof(int) * (size_t)(n_drop > 0 ? n_drop : 1));
     int *tsel = malloc(sizeof(int) * (size_t)(n_drop > 0 ? n_drop : 1));
     if (!ds || !di || !tsel) {
-        free(ds), free(di), free(tsel), free(best_s), free(best_c), free(kk), free(vv);
+        free(ds), free(di), free(tsel), free(best_s), free(best_c);
         return EM_ENOMEM;
     }
     int nd = 0;
@@ -313,7 +285,7 @@ static em_status classify(const ems__ctx *x, ems_head *h, ems__plan *p, const wo
     }
     free(ds), free(di), free(tsel);
 done:
-    free(best_s), free(best_c), free(kk), free(vv);
+    free(best_s), free(best_c);
     return st;
 }
 
@@ -351,6 +323,8 @@ em_status ems__ems_plan_layer(ems__ctx *x, int l, ems__plan **plans, int *n_due)
         free(due);
         return EM_OK;
     }
+    ems_config scfg = *cfg; /* the score's pooling of this phase */
+    scfg.ems_pool = ems_config_pool(cfg, x->phase == EMS_PHASE_PREFILL_END);
     ems__plan *pl = calloc((size_t)nd, sizeof *pl);
     work *wk = calloc((size_t)nd, sizeof *wk);
     em_status st = (pl && wk) ? EM_OK : EM_ENOMEM;
@@ -378,7 +352,7 @@ em_status ems__ems_plan_layer(ems__ctx *x, int l, ems__plan **plans, int *n_due)
         if (!wk[i].s || !p->cls || !p->is_centre || !p->wt || !p->keep)
             st = EM_ENOMEM;
         else
-            st = ems__ems_score(cfg, hh, wk[i].lo, wk[i].hi, wk[i].s);
+            st = ems__ems_score(&scfg, hh, wk[i].lo, wk[i].hi, wk[i].s);
         p->k = kglob;
         i++;
     }

@@ -46,6 +46,8 @@ em_status ems__reduce(const ems__ctx *x, float *buf, size_t n);
 em_status ems__topk(const float *s, int n, int k, int *out, int *n_out);
 /* Indices [0, n) ordered by s descending, ties -> smaller index (full ranking). */
 void ems__rank(const float *s, int n, int *order);
+/* order[0..k) = the first k of ems__rank's order (order has room for n; the rest is scratch). */
+void ems__rank_top(const float *s, int n, int k, int *order);
 /* Local score: sum of the head's ring rows (the last w_loc queries), out[len]. */
 void ems__local_score(const ems_head *h, float *out);
 /* Newest attention row of the head (NULL when none). */

@@ -98,6 +98,19 @@ void ems__rank(const float *s, int n, int *order)
     qsort_r(order, (size_t)n, sizeof(int), cmp_rank, (void *)s);
 }
 
+void ems__rank_top(const float *s, int n, int k, int *order)
+{
+    for (int i = 0; i < n; i++)
+        order[i] = i;
+    if (k > n)
+        k = n;
+    if (k <= 0)
+        return;
+    if (k < n)
+        select_k(s, order, n, k);
+    qsort_r(order, (size_t)k, sizeof(int), cmp_rank, (void *)s);
+}
+
 void ems__local_score(const ems_head *h, float *out)
 {
     memset(out, 0, sizeof(float) * (size_t)h->len);

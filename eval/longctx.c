@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/timeutil.h"
 #include "ems/policy.h"
@@ -41,9 +42,54 @@ static em_status forward_one(engine *e, ems_cache *c, int32_t tok, int pos, floa
     return engine_forward(e, &b, &c, logits);
 }
 
+static double thread_cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Shares of probe positions held, and held as merged centres, over every head of c. */
+static void probe_shares(const ems_cache *c, const int32_t *probe, int n_probe, lc_answer *a)
+{
+    long held = 0, merged = 0, all = 0;
+    for (int i = 0; i < c->n_layer * c->n_head_kv; i++) {
+        const ems_head *h = &c->heads[i];
+        for (int p = 0; p < n_probe; p++, all++) {
+            for (int j = 0; j < h->len; j++) {
+                if (h->pos[j] == probe[p]) {
+                    held++;
+                    merged += h->mass[j] > 1.0f;
+                    break;
+                }
+            }
+        }
+    }
+    a->probe_kept = all ? (double)held / all : 0.0;
+    a->probe_merged = held ? (double)merged / held : 0.0;
+}
+
+static em_status answer(engine *e, const ems_cache *base, const ems_config *cfg, int32_t last_tok,
+                        int last_pos, int max_new, int32_t stop_id, const int32_t *probe,
+                        int n_probe, lc_answer *a, float *first_logits);
+
 em_status lc_answer_fork(engine *e, const ems_cache *base, const ems_config *cfg, int32_t last_tok,
                          int last_pos, int max_new, int32_t stop_id, lc_answer *a,
                          float *first_logits)
+{
+    return answer(e, base, cfg, last_tok, last_pos, max_new, stop_id, NULL, 0, a, first_logits);
+}
+
+em_status lc_answer_probe(engine *e, const ems_cache *base, const ems_config *cfg, int32_t last_tok,
+                          int last_pos, int max_new, int32_t stop_id, const int32_t *probe,
+                          int n_probe, lc_answer *a)
+{
+    return answer(e, base, cfg, last_tok, last_pos, max_new, stop_id, probe, n_probe, a, NULL);
+}
+
+static em_status answer(engine *e, const ems_cache *base, const ems_config *cfg, int32_t last_tok,
+                        int last_pos, int max_new, int32_t stop_id, const int32_t *probe,
+                        int n_probe, lc_answer *a, float *first_logits)
 {
     memset(a, 0, sizeof *a);
     if (max_new < 1 || max_new > LC_MAX_ANSWER)
@@ -58,12 +104,15 @@ em_status lc_answer_fork(engine *e, const ems_cache *base, const ems_config *cfg
     float *logits = malloc(sizeof(float) * V);
     if (!logits)
         st = EM_ENOMEM;
-    double t0 = em_now_s();
+    double t0 = em_now_s(), c0 = thread_cpu_s();
     if (st == EM_OK)
         st = ems_policy_step(c, cfg, EMS_PHASE_PREFILL_END, NULL);
     a->compress_s = em_now_s() - t0;
+    a->compress_cpu_s = thread_cpu_s() - c0;
     a->bytes_prompt = ems_cache_kv_bytes(c);
     a->entries_prompt = ems_cache_entries(c);
+    if (st == EM_OK && n_probe > 0)
+        probe_shares(c, probe, n_probe, a);
     double acc = 0.0;
     int32_t tok = last_tok;
     for (int i = 0; i < max_new && st == EM_OK; i++) {

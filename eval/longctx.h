@@ -34,7 +34,12 @@ typedef struct lc_answer {
     uint64_t bytes_peak;   /* largest of them, and of the caches right before those steps */
     uint64_t bytes_prompt; /* right after the prefill-end compression */
     uint64_t entries_prompt;
-    double compress_s; /* inside the prefill-end step */
+    double compress_s;     /* inside the prefill-end step (wall time) */
+    double compress_cpu_s; /* the same, thread CPU time (robust to a loaded machine) */
+    /* lc_answer_probe only: over every (layer, KV head) and probe position, the share held
+     * right after the prefill-end step, and the share of those held as merged centres (mass
+     * > 1: other entries were averaged into them) */
+    double probe_kept, probe_merged;
 } lc_answer;
 
 /* Steps 2-3 above: base = lc_prompt_cache of ids[0, last_pos); last_tok at last_pos.
@@ -43,6 +48,12 @@ typedef struct lc_answer {
 em_status lc_answer_fork(engine *e, const ems_cache *base, const ems_config *cfg, int32_t last_tok,
                          int last_pos, int max_new, int32_t stop_id, lc_answer *a,
                          float *first_logits);
+
+/* lc_answer_fork, also filling probe_kept / probe_merged for the prompt positions
+ * probe[0..n_probe) (e.g. the key's digit tokens). */
+em_status lc_answer_probe(engine *e, const ems_cache *base, const ems_config *cfg, int32_t last_tok,
+                          int last_pos, int max_new, int32_t stop_id, const int32_t *probe,
+                          int n_probe, lc_answer *a);
 
 /* The passkey prompt of eval/passkey/prompt.py (SmolLM2's ChatML with its default system
  * message): repetitive filler with the needle at `depth` (0..1), about `tokens` tokens.

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/timeutil.h"
+#include "eval/cache_io.h"
 #include "eval/eval.h"
 #include "eval/longctx.h"
 #include "eval/stream.h"
@@ -24,15 +25,24 @@ typedef struct opts {
     const char *texts[MAXV];
     int n_texts, kl_window, kl_budgets[MAXV], n_kl_budgets, do_passkey, do_kl, quick, summarize,
         first_key;
+    const char *dump_dir; /* --dump-cache DIR: the prompt cache of each size's first case */
 } opts;
 
-/* methods compared at every budget; the last one is EMS with int4 */
-static const char *k_methods[] = {"streamingllm", "h2o",  "snapkv", "pyramidkv", "tova",
-                                  "simlayerkv",   "roco", "ems",    "ems+int4"};
-#define N_METHODS ((int)(sizeof k_methods / sizeof k_methods[0]))
-#define EMS_IDX   7
+/* methods compared at every budget: the baselines, EMS, EMS with int4, then the EMS variants
+ * of --ems-variant (rows "ems-LABEL", EMS with extra parameters; same prompt cache) */
+#define MAXM     24
+#define EMS_IDX  7
+#define INT4_IDX 8
+static const char *k_methods[MAXM] = {"streamingllm", "h2o",  "snapkv", "pyramidkv", "tova",
+                                      "simlayerkv",   "roco", "ems",    "ems+int4"};
+static int g_n_methods = INT4_IDX + 1;
+#define N_METHODS g_n_methods
 /* methods run (all by default; --quick: streamingllm, h2o, ems) */
-static int g_use[N_METHODS] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+static int g_use[MAXM] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+/* --ems-variant LABEL:K=V,K=V: the parameters of each variant row */
+static char g_var_name[MAXM][24];
+static const char *g_var_kv[MAXM][8];
+static int g_var_n[MAXM];
 
 /* --ems-param settings added to both EMS rows (ablations; none by default) */
 static const char *g_ems_kv[10];
@@ -42,30 +52,61 @@ static int make_cfg(int mi, int B, ems_config *cfg)
 {
     const char *kv[12] = {0};
     int n = 0;
-    if (mi == EMS_IDX || mi == N_METHODS - 1) {
+    if (mi == EMS_IDX || mi >= INT4_IDX) {
         for (int i = 0; i < g_n_ems_kv; i++)
             kv[n++] = g_ems_kv[i];
     }
-    if (mi == N_METHODS - 1)
+    if (mi == INT4_IDX)
         kv[n++] = "quant=int4";
+    for (int i = 0; mi > INT4_IDX && i < g_var_n[mi] && n < 11; i++)
+        kv[n++] = g_var_kv[mi][i];
     ev_policy p;
-    int bad = mi < 0 ? ev_policy_make(&p, "full", "full", 0, NULL)
-                     : ev_policy_make(&p, k_methods[mi],
-                                      mi == N_METHODS - 1 ? "ems" : k_methods[mi], B, kv);
+    int bad = mi < 0
+                  ? ev_policy_make(&p, "full", "full", 0, NULL)
+                  : ev_policy_make(&p, k_methods[mi], mi >= EMS_IDX ? "ems" : k_methods[mi], B, kv);
     *cfg = p.cfg;
     return bad;
+}
+
+/* --ems-variant LABEL:K=V,K=V,...: one more EMS row, "ems-LABEL" (run even with --methods) */
+static int make_cfg(int mi, int B, ems_config *cfg);
+
+static int add_variant(const char *arg)
+{
+    char *spec = strdup(arg), *colon = spec ? strchr(spec, ':') : NULL;
+    int mi = g_n_methods;
+    if (!colon || colon == spec || colon - spec > 19 || mi >= MAXM) {
+        fprintf(stderr,
+                "error: --ems-variant wants LABEL:K=V[,K=V...] (label <= 19 chars, "
+                "at most %d variants)\n",
+                MAXM - INT4_IDX - 1);
+        return 1;
+    }
+    *colon = 0;
+    snprintf(g_var_name[mi], sizeof g_var_name[mi], "ems-%s", spec);
+    k_methods[mi] = g_var_name[mi];
+    for (char *t = strtok(colon + 1, ","); t && g_var_n[mi] < 8; t = strtok(NULL, ","))
+        g_var_kv[mi][g_var_n[mi]++] = t;
+    g_use[mi] = 1;
+    g_n_methods++;
+    ems_config c;
+    if (make_cfg(mi, 128, &c)) {
+        fprintf(stderr, "error: --ems-variant %s: invalid parameters\n", arg);
+        return 1;
+    }
+    return 0; /* spec stays allocated: the rows point into it */
 }
 
 /* --methods a,b,...: only these rows (EMS is always run: it is the paired reference) */
 static int set_methods(const char *list)
 {
-    for (int k = 0; k < N_METHODS; k++)
+    for (int k = 0; k <= INT4_IDX; k++)
         g_use[k] = k == EMS_IDX;
     char buf[256];
     snprintf(buf, sizeof buf, "%s", list);
     for (char *t = strtok(buf, ","); t; t = strtok(NULL, ",")) {
         int found = 0;
-        for (int k = 0; k < N_METHODS; k++) {
+        for (int k = 0; k <= INT4_IDX; k++) {
             if (!strcmp(t, k_methods[k]))
                 g_use[k] = 1, found = 1;
         }
@@ -107,6 +148,27 @@ static void csv_text(FILE *f, const tokenizer *tok, const int32_t *ids, int n)
     fputc('"', f);
 }
 
+/* Positions of the key's digit tokens in ids[0..n) (every occurrence of 5 consecutive
+ * single-digit tokens spelling it); at most cap. */
+static int key_positions(const tokenizer *tok, const int32_t *ids, int n, int key, int32_t *out,
+                         int cap)
+{
+    char want[8];
+    snprintf(want, sizeof want, "%d", key);
+    int m = 0;
+    for (int i = 0; i + 5 <= n && m + 5 <= cap; i++) {
+        int ok = 1;
+        for (int d = 0; d < 5 && ok; d++) {
+            char b[256];
+            size_t len = tok_piece_bytes(tok, i + d ? ids[i + d - 1] : -1, ids[i + d], b, sizeof b);
+            ok = len == 1 && b[0] == want[d];
+        }
+        for (int d = 0; ok && d < 5; d++)
+            out[m++] = i + d;
+    }
+    return m;
+}
+
 static int has_key(const tokenizer *tok, const int32_t *ids, int n, int key)
 {
     char text[1024] = "", want[16];
@@ -143,7 +205,8 @@ static int run_passkey(const opts *o, engine *e, const tokenizer *tok)
     if (!acc || !full_bytes || !f)
         return 1;
     fprintf(f, "tokens,prompt_tokens,depth,key,method,budget,budget_pct,retrieved,answer,"
-               "kv_bytes_mean,kv_bytes_peak,kv_entries_prompt,compress_ms\n");
+               "kv_bytes_mean,kv_bytes_peak,kv_entries_prompt,compress_ms,key_kept,"
+               "key_merged,compress_cpu_ms\n");
     int32_t stop = 2; /* <|im_end|> */
     tok_token_id(tok, "<|im_end|>", &stop);
     int case_i = 0, wl = 16;
@@ -168,6 +231,14 @@ static int run_passkey(const opts *o, engine *e, const tokenizer *tok)
                     fprintf(stderr, "error: prompt forward\n");
                     return 1;
                 }
+                if (o->dump_dir && di == 0 && k == o->first_key) {
+                    char p[1024];
+                    snprintf(p, sizeof p, "%s/cache_%d.bin", o->dump_dir, n - 1);
+                    em_status ds = lc_cache_write(base, p);
+                    fprintf(stderr, "  prompt cache -> %s: %s\n", p, em_status_str(ds));
+                }
+                int32_t kpos[20];
+                int n_kpos = key_positions(tok, ids, n, key, kpos, 20);
                 fprintf(stderr, "passkey %d tokens depth %.1f key %d: prompt %.1fs\n", n,
                         o->depths[di], key, em_now_s() - t0);
                 for (int pi = 0; pi < n_pol; pi++) {
@@ -178,8 +249,8 @@ static int run_passkey(const opts *o, engine *e, const tokenizer *tok)
                         continue;
                     make_cfg(mi, B, &cfg);
                     lc_answer a;
-                    em_status st = lc_answer_fork(e, base, &cfg, ids[n - 1], n - 1, o->max_new,
-                                                  stop, &a, NULL);
+                    em_status st = lc_answer_probe(e, base, &cfg, ids[n - 1], n - 1, o->max_new,
+                                                   stop, kpos, n_kpos, &a);
                     if (st != EM_OK) {
                         fprintf(stderr, "error: %s B=%d: %s\n", mi < 0 ? "full" : k_methods[mi], B,
                                 em_status_str(st));
@@ -193,9 +264,10 @@ static int run_passkey(const opts *o, engine *e, const tokenizer *tok)
                     fprintf(f, "%d,%d,%.2f,%d,%s,%d,%.1f,%d,", o->sizes[si], n, o->depths[di], key,
                             mi < 0 ? "full" : k_methods[mi], B, 100.0 * B / n, ok);
                     csv_text(f, tok, a.ids, a.n);
-                    fprintf(f, ",%.0f,%llu,%llu,%.2f\n", a.bytes_mean,
+                    fprintf(f, ",%.0f,%llu,%llu,%.2f,%.4f,%.4f,%.2f\n", a.bytes_mean,
                             (unsigned long long)a.bytes_peak, (unsigned long long)a.entries_prompt,
-                            1e3 * a.compress_s);
+                            1e3 * a.compress_s, a.probe_kept, a.probe_merged,
+                            1e3 * a.compress_cpu_s);
                     fflush(f);
                 }
                 fprintf(stderr, "  all methods answered (%.1fs)\n", em_now_s() - t0);
@@ -217,6 +289,7 @@ typedef struct pk_row {
     int budget, ok, tokens;
     char cid[48]; /* tokens/depth/key */
     double bytes, peak, ms;
+    int cpu; /* ms is thread CPU time (else wall time) */
 } pk_row;
 
 /* 1 when method/budget is one of the policies of this run (*index: its slot), else 0. */
@@ -256,6 +329,10 @@ static pk_row *read_cases(const opts *o, int *n)
                    x.method, &x.budget, &pct, &x.ok) != 8 ||
             !q || sscanf(q + 1, ",%lf,%lf,%lf,%lf", &x.bytes, &x.peak, &ent, &x.ms) != 4)
             continue;
+        double kept, merged, cpu; /* newer files: thread CPU time of the step, preferred */
+        (void)kept, (void)merged;
+        if (sscanf(q + 1, ",%*f,%*f,%*f,%*f,%lf,%lf,%lf", &kept, &merged, &cpu) == 3)
+            x.ms = cpu, x.cpu = 1;
         snprintf(x.cid, sizeof x.cid, "%d/%.2f/%d", x.tokens, depth, key);
         r[(*n)++] = x;
     }
@@ -273,7 +350,7 @@ static int summarize_passkey(const opts *o)
         fprintf(stderr, "error: no passkey cases in %s\n", o->out);
         return 1;
     }
-    int n_used = 0, n_cases = 0, want = 0;
+    int n_used = 0, n_cases = 0, want = 0, all_cpu = 1;
     for (int pi = 0; pi < n_pol; pi++)
         want += pi == 0 || g_use[(pi - 1) % N_METHODS];
     double fb = 0;
@@ -289,6 +366,7 @@ static int summarize_passkey(const opts *o)
                 lc_answer a = {.bytes_mean = rows[k].bytes, .bytes_peak = (uint64_t)rows[k].peak};
                 pk_add(&acc[pi], rows[k].ok, &a);
                 acc[pi].ms += rows[k].ms;
+                all_cpu &= rows[k].cpu;
                 fb += pi == 0 ? rows[k].bytes : 0;
             }
             n_used++;
@@ -309,8 +387,9 @@ static int summarize_passkey(const opts *o)
     fprintf(md, "%d complete cases (of %d in passkey_cases.csv)\n\n", n_used, n_cases);
     fprintf(md,
             "| method | B | accuracy [95%% CI] | KV MiB mean (peak) | %% of full | bytes / EMS's | "
-            "EMS - method [95%% CI] | prefill-end compression, ms |\n"
-            "|---|---|---|---|---|---|---|---|\n");
+            "EMS - method [95%% CI] | prefill-end compression, %s ms |\n"
+            "|---|---|---|---|---|---|---|---|\n",
+            all_cpu ? "CPU" : "wall");
     for (int pi = 0; pi < n_pol; pi++) {
         pk_acc *a = &acc[pi];
         int mi = pi == 0 ? -1 : (pi - 1) % N_METHODS, bi = pi == 0 ? 0 : (pi - 1) / N_METHODS;
@@ -495,13 +574,15 @@ static void write_plots(const opts *o)
 
 static void usage(void)
 {
-    fprintf(
-        stderr,
-        "usage: longctx [--model M] [--out DIR] [--quick] [--task passkey|kl|all]\n"
-        "  [--sizes 1024,2048,4096] [--depths 10,50,90] [--keys 2] [--first-key 0] [--budgets "
-        "128,256]\n"
-        "  [--text FILE]... [--kl-window 1024] [--kl-budgets 128,256] [--threads 1]\n"
-        "  [--max-new 12] [--summarize] [--methods ems,snapkv,...] [--ems-param KEY=VALUE]...\n");
+    fprintf(stderr,
+            "usage: longctx [--model M] [--out DIR] [--quick] [--task passkey|kl|all]\n"
+            "  [--sizes 1024,2048,4096] [--depths 10,50,90] [--keys 2] [--first-key 0] [--budgets "
+            "128,256]\n"
+            "  [--text FILE]... [--kl-window 1024] [--kl-budgets 128,256] [--threads 1]\n"
+            "  [--max-new 12] [--summarize] [--methods ems,snapkv,...] [--ems-param KEY=VALUE]...\n"
+            "  [--ems-variant LABEL:KEY=VALUE[,KEY=VALUE...]]... (extra EMS rows \"ems-LABEL\")\n"
+            "  [--dump-cache DIR] (prompt cache of each size's first case, for "
+            "bench:ems_step_bench)\n");
 }
 
 static int parse_args(int argc, char **argv, opts *o)
@@ -530,7 +611,7 @@ static int parse_args(int argc, char **argv, opts *o)
             o->keys = 1, o->n_budgets = 1, o->budgets[0] = 64;
             o->n_kl_budgets = 1, o->kl_budgets[0] = 64, o->max_new = 12;
             o->kl_window = 128;
-            for (int k = 0; k < N_METHODS; k++)
+            for (int k = 0; k <= INT4_IDX; k++)
                 g_use[k] = k == 0 || k == 1 || k == EMS_IDX;
             continue;
         }
@@ -564,7 +645,12 @@ static int parse_args(int argc, char **argv, opts *o)
                 return 1;
         } else if (!strcmp(a, "--ems-param") && g_n_ems_kv < 8)
             g_ems_kv[g_n_ems_kv++] = v;
-        else if (!strcmp(a, "--budgets"))
+        else if (!strcmp(a, "--dump-cache"))
+            o->dump_dir = v;
+        else if (!strcmp(a, "--ems-variant")) {
+            if (add_variant(v))
+                return 1;
+        } else if (!strcmp(a, "--budgets"))
             o->n_budgets = parse_ints(v, o->budgets);
         else if (!strcmp(a, "--kl-budgets"))
             o->n_kl_budgets = parse_ints(v, o->kl_budgets);

@@ -24,7 +24,8 @@ int ems_ref_roco(const ems_head *h, const ems_config *cfg, int B, int stride, in
 /* SimLayerKV lazy test of one layer (decode variant: newest rows; prefill variant per cfg). */
 int ems_ref_simlayer_lazy(ems_head *const *heads, int H, const ems_config *cfg, int B);
 /* EMS compression of one layer (all H heads, all due), applied in place with two sequential
- * per-head passes (evict, then merge). Budget B, cfg as for ems_policy_step. */
+ * per-head passes (evict, then merge). Budget B, cfg as for ems_policy_step with the score
+ * pooling of the step's phase in cfg->ems_pool (ems_config_pool). */
 void ems_ref_ems_layer(ems_head *const *heads, int H, const ems_config *cfg, int B);
 /* EMS score of candidates [lo, hi) of h (for tests). */
 void ems_ref_ems_score(const ems_config *cfg, const ems_head *h, int lo, int hi, float *s);

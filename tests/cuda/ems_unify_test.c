@@ -1,10 +1,10 @@
 /* Unification check: the CPU reference of the GPU EMS step (kernels/cuda/ems_step_ref.c, which
  * the GPU kernels are tested against) must agree with the project's EMS reference
  * (ems/ref/ems_ref.c, ems_ref_ems_layer) on the configuration both implement: methods.md 1.14
- * defaults, with equal per-head budgets (ems.headwise=0) and with head-wise budgets
- * (ems.headwise=1, ragged lengths). Same lengths and kept positions exactly; merged K/V, s_glo,
- * local rows within 1e-5 (the project reference accumulates in double, the GPU step in float); mass
- * exactly. */
+ * defaults without score pooling (ems.pool=1: the GPU step has none), with equal per-head budgets
+ * (ems.headwise=0) and with head-wise budgets (ems.headwise=1, ragged lengths). Same lengths and
+ * kept positions exactly; merged K/V, s_glo, local rows within 1e-5 (the project reference
+ * accumulates in double, the GPU step in float); mass exactly. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -84,6 +84,8 @@ static void run_case(const unify_case *t, th_rng *r)
     int bad = ems_config_set(&cfg, "method", "ems", err, sizeof err) != EM_OK;
     bad += ems_config_set(&cfg, "ems.headwise", t->headwise ? "1" : "0", err, sizeof err) != EM_OK;
     bad += ems_config_set(&cfg, "ems.tau", t->tau, err, sizeof err) != EM_OK;
+    /* the GPU step has no score pooling (ems.pool, 11 by default at the prefill-end step) */
+    bad += ems_config_set(&cfg, "ems.pool", "1", err, sizeof err) != EM_OK;
     ems_ref_ems_layer(ha, t->H, &cfg, t->B);
     kern_cuda_ems_params p;
     kern_ems_params_default(t->B, &p);

@@ -48,6 +48,7 @@ static const ref_case k_cases[] = {
     {"ems-groupmax", {"method=ems", "budget=24", "group_reduce=max"}, 0.4f},
     {"ems-pool", {"method=ems", "budget=24", "ems.pool=7"}, 0.4f},
     {"ems-pool-evict", {"method=ems", "budget=24", "ems.pool=3", "ems.strategy=evict"}, 0.4f},
+    {"ems-pool-decode", {"method=ems", "budget=24", "ems.pool=5", "ems.pool_decode=1"}, 0.4f},
     {"h2o-groupmax", {"method=h2o", "budget=24", "group_reduce=max"}, 0},
 };
 
@@ -71,8 +72,11 @@ static void ref_layer(ems_cache *c, const ems_config *cfg, int l, int phase, int
     int due = phase == EMS_PHASE_PREFILL_END ? len > due_B : len >= due_B + N;
     switch (cfg->method) {
     case EMS_METHOD_EMS:
-        if (due)
-            ems_ref_ems_layer(heads, H, cfg, B);
+        if (due) {
+            ems_config pc = *cfg; /* the pooling of this phase */
+            pc.ems_pool = ems_config_pool(cfg, phase == EMS_PHASE_PREFILL_END);
+            ems_ref_ems_layer(heads, H, &pc, B);
+        }
         break;
     case EMS_METHOD_TOVA:
         if (!due)
