@@ -25,6 +25,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    fuzz_tok_check(g_tok, 1, data, size);
+    fuzz_tok_check(g_tok, 1, NULL, data, size);
     return 0;
 }
