@@ -197,9 +197,13 @@ em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_resu
         grpc_status_code code = rpc_pending_finish(
             g->cq, &p[r], &emserve__internal__v1__step_response__descriptor, &msg, d, sizeof d);
         Emserve__Internal__V1__StepResponse *sr = (Emserve__Internal__V1__StepResponse *)msg;
-        coord_reply_want want = {
-            m.rq.step_id, r == 0 ? n_want : 0, g->n_vocab, g->slots, n_slots,
-            (int64_t)g->hp.n_ctx * g->hp.n_layer * (int64_t)g->w[r].pl.n_kv_heads};
+        coord_reply_want want = {.step_id = m.rq.step_id,
+                                 .n_logits = r == 0 ? n_want : 0,
+                                 .n_vocab = g->n_vocab,
+                                 .slots = g->slots,
+                                 .n_slots = n_slots,
+                                 .max_entries = (int64_t)g->hp.n_ctx * g->hp.n_layer *
+                                                (int64_t)g->w[r].pl.n_kv_heads};
         if (code == GRPC_STATUS_OK && coord_step_reply_check(sr, &want, why, sizeof why) == EM_OK) {
             for (int i = 0; i < n_slots; i++) {
                 g->entries[i] = (r == 0 ? 0 : g->entries[i]) + sr->kv_entries[i];

@@ -1,10 +1,9 @@
 /* Shared helpers of the fuzz targets (see fuzz.h). */
-#include "fuzz/fuzz.h"
-
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "fuzz/fuzz.h"
 #include "model/tok_utf8.h"
 
 const char *fuzz_model_or_skip(const char *path, const char *what)

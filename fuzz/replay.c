@@ -81,7 +81,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         struct stat sb;
         int k = stat(argv[i], &sb) == 0 && S_ISDIR(sb.st_mode) ? run_dir(argv[i])
-                                                                : run_file(argv[i]) == 0 ? 1 : -1;
+                : run_file(argv[i]) == 0                       ? 1
+                                                               : -1;
         if (k < 0) {
             return 1;
         }

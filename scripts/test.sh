@@ -9,6 +9,9 @@
 #      kernels/cuda/device-test.sh --build-only (the GPU machine's Bazel-free build)
 #      bazel test --config=cuda //tests/cuda/... (CUDA-vs-CPU tests: "skipped: no CUDA device"
 #                                                 and pass on a machine without a GPU)
+#   4. fuzz/run.sh --seconds $FUZZ_SECONDS (default 20): every libFuzzer target (clang, ASan +
+#      UBSan) for that long from its committed corpus; counts as one stage (EMSERVE_SKIP_FUZZ=1
+#      skips it; the corpora are replayed by the //fuzz:*_replay tests of steps 1 and 2 anyway)
 # Prints one final line "N passed, M failed, K skipped". A test that passed but printed a line
 # starting with "SKIPPED" (any case: the test model or a GPU is absent) counts as skipped, not
 # passed; tests print such a line only when they ran nothing (tests/testutil tu_model_path).
@@ -90,6 +93,15 @@ if bash scripts/check-deps.sh; then
   total_pass=$((total_pass + 1))
 else
   total_fail=$((total_fail + 1)); rc_all=1; echo "   -> package graph check FAILED"
+fi
+
+if [ "${EMSERVE_SKIP_FUZZ:-0}" != 1 ]; then
+  echo "== fuzz/run.sh --seconds ${FUZZ_SECONDS:-20} (libFuzzer, clang, ASan + UBSan) =="
+  if bash fuzz/run.sh --seconds "${FUZZ_SECONDS:-20}"; then
+    total_pass=$((total_pass + 1))
+  else
+    total_fail=$((total_fail + 1)); rc_all=1; echo "   -> fuzzing FAILED (the input is in .fuzz-build/artifacts/)"
+  fi
 fi
 
 if [ -x /usr/local/cuda/bin/nvcc ]; then
