@@ -2,8 +2,8 @@
 """Writes the seed corpora of the fuzz targets into fuzz/corpus/<target>/ (committed; rerun
 after a protocol or format change). Protobuf messages are encoded by hand (field numbers from
 proto/), GGUF files with the `gguf` package: a tiny llama model (dim 8, one layer, a 16-piece
-SentencePiece vocabulary) whole, truncated and with bad fields. Crash inputs the fuzzer finds
-are added next to these as crash-<what> and are not touched by this script."""
+SentencePiece vocabulary) whole, truncated and with bad fields. Inputs the fuzzer found are added next
+to these as found-<what> and are not touched by this script."""
 import os
 import struct
 import sys

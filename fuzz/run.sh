@@ -3,7 +3,7 @@
 # committed corpus (fuzz/corpus/<t>/; new inputs go to a scratch folder, not into the tree).
 # Fails when any target finds a crash, a sanitizer report, a leak, a failed property or an
 # input slower than 10 s; the input is saved as $FUZZ_BUILD_DIR/artifacts/<t>-crash-... (add it
-# to fuzz/corpus/<t>/ once fixed: the Bazel test //fuzz:<t>_replay then replays it forever).
+# to fuzz/corpus/<t>/ as found-<what> once fixed: //fuzz:<t>_replay then replays it forever).
 #   fuzz/run.sh [--seconds N] [TARGET...]     (default 20 s per target, all targets)
 # A target whose model is absent prints SKIPPED and counts as skipped. Last line:
 # "fuzz: N passed, M failed, K skipped".
