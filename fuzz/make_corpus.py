@@ -138,7 +138,7 @@ def msg(role, content):
     return f_bytes(8, f_bytes(1, role) + f_bytes(2, content))
 
 
-def request_seeds():
+def request_seeds():  # GenerateRequest (and TokenizeRequest)
     seeds = [
         f_bytes(2, "Once upon a time"),
         f_bytes(1, "req-1") + f_bytes(2, "Hello") + sampling(0.0) + stopping(8),
@@ -180,6 +180,12 @@ def request_seeds():
         b"",
         b"\x12\xff\xff\xff\xff\x0f",
         f_bytes(2, "Once") + f_int(7, 1) + f_bytes(99, "unknown field"),
+        # TokenizeRequest (the target decodes every input as both messages)
+        f_bytes(1, "Hello <|im_start|>world") + f_int(3, 0) + f_int(4, 1),
+        f_bytes(1, "plain text") + f_int(3, 1),
+        f_bytes(2, f_bytes(1, "user") + f_bytes(2, "hi")) + f_int(5, 0),
+        f_bytes(2, f_bytes(1, "system") + f_bytes(2, "sys")) + f_bytes(2, f_bytes(1, "user") + f_bytes(2, "q")),
+        f_bytes(1, "both") + f_bytes(2, f_bytes(1, "user") + f_bytes(2, "hi")),
     ]
     for i, s in enumerate(seeds):
         write("request", "seed-%02d" % i, s)

@@ -3,7 +3,8 @@
  * coord_rpc_req_from_proto (req_spec.h's validator, chat template rendering and tokenization)
  * against SmolLM2-135M-Instruct (ChatML, byte-level BPE). A request that passes must be one the
  * scheduler can run: a prompt of 1 .. n_ctx - 1 ids inside the vocabulary, an id that is valid
- * UTF-8 of at most COORD_ID_MAX bytes. */
+ * UTF-8 of at most COORD_ID_MAX bytes. The same bytes then go through the Tokenize RPC
+ * (coord_rpc_tokenize) as a TokenizeRequest: ids inside the vocabulary. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,15 +63,51 @@ static void check_req(const coord_req *r)
     }
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* rpc_unpack_checked on the input as the server receives it. */
+static ProtobufCMessage *unpack(const uint8_t *data, size_t size,
+                                const ProtobufCMessageDescriptor *d, char *why, size_t whylen)
 {
     grpc_slice sl = grpc_slice_from_copied_buffer((const char *)data, size);
     grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
     grpc_slice_unref(sl);
+    ProtobufCMessage *m = rpc_unpack_checked(bb, d, why, whylen);
+    grpc_byte_buffer_destroy(bb);
+    return m;
+}
+
+static void tokenize(const uint8_t *data, size_t size)
+{
+    char err[512] = "";
+    ProtobufCMessage *m =
+        unpack(data, size, &emserve__v1__tokenize_request__descriptor, err, sizeof err);
+    if (m == NULL) {
+        return;
+    }
+    int32_t *ids = NULL;
+    int n = 0;
+    char *prompt = NULL;
+    em_status st = coord_rpc_tokenize((const Emserve__V1__TokenizeRequest *)m, &g_pc, &ids, &n,
+                                      &prompt, err, sizeof err);
+    fuzz_note("tokenize: %s %d ids %s", em_status_str(st), n, st == EM_OK ? "" : err);
+    for (int i = 0; st == EM_OK && i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= g_model->hp.n_vocab) {
+            fuzz_fail("Tokenize gave id %d at %d", ids[i], i);
+        }
+    }
+    if (st == EM_EINVAL && err[0] == 0) {
+        fuzz_fail("Tokenize refused without a message");
+    }
+    free(ids);
+    free(prompt);
+    protobuf_c_message_free_unpacked(m, NULL);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    tokenize(data, size);
     char why[300] = "";
     ProtobufCMessage *m =
-        rpc_unpack_checked(bb, &emserve__v1__generate_request__descriptor, why, sizeof why);
-    grpc_byte_buffer_destroy(bb);
+        unpack(data, size, &emserve__v1__generate_request__descriptor, why, sizeof why);
     if (m == NULL) {
         fuzz_note("unpack: %s", why[0] ? why : "malformed");
         return 0;
