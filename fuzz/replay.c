@@ -47,22 +47,34 @@ static int run_dir(const char *dir)
     }
     char **names = NULL;
     size_t n = 0, cap = 0;
+    int ran = 0;
     struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
+    while (ran == 0 && (e = readdir(d)) != NULL) {
         if (e->d_name[0] == '.') {
             continue;
         }
         if (n == cap) {
             cap = cap ? 2 * cap : 64;
-            names = realloc(names, cap * sizeof *names);
+            char **nn = realloc(names, cap * sizeof *names);
+            if (nn == NULL) {
+                ran = -1;
+                break;
+            }
+            names = nn;
         }
         size_t l = strlen(dir) + strlen(e->d_name) + 2;
-        names[n] = malloc(l);
+        if ((names[n] = malloc(l)) == NULL) {
+            ran = -1;
+            break;
+        }
         snprintf(names[n++], l, "%s/%s", dir, e->d_name);
     }
     closedir(d);
-    qsort(names, n, sizeof *names, by_name);
-    int ran = 0;
+    if (ran < 0) {
+        fprintf(stderr, "out of memory listing %s\n", dir);
+    } else if (n > 0) {
+        qsort(names, n, sizeof *names, by_name);
+    }
     for (size_t i = 0; i < n; i++) {
         struct stat sb;
         if (ran >= 0 && stat(names[i], &sb) == 0 && S_ISREG(sb.st_mode)) {
