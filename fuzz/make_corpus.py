@@ -206,7 +206,9 @@ def step(tokens, pos, seq, opens=b"", drop=(), want=None, policy=(), gen=1, logi
     b += opens
     if tokens:
         b += f_packed(5, tokens) + f_packed(6, pos) + f_packed(7, seq)
-    if want is not None:
+    if want is None and tokens:  # as the coordinator asks: the last token of each run
+        want = [int(i + 1 == len(seq) or seq[i + 1] != seq[i]) for i in range(len(seq))]
+    if want:
         b += f_bytes(8, bytes(want))
     for s, ph in policy:
         b += f_bytes(9, f_int(1, s) + f_int(2, ph))
@@ -231,7 +233,7 @@ def step_worker_seeds():
                                                           ("simlayerkv.initial", "2"), ("simlayerkv.recent", "3")]),
              policy=[(3, 1)]),
         step(t, list(range(n)), [1] * n, seq_open(1, [("method", "streamingllm"), ("budget", "4"), ("sinks", "1")]),
-             policy=[(1, 1)]),
+             policy=[(1, 1)], want=False),  # no want_logits: the last of each run
         step(t, list(range(n)), [0] * n, seq_open(0, [("method", "pyramidkv"), ("budget", "4")]), policy=[(0, 1)]),
         step(t, list(range(n)), [0] * n, seq_open(0, [("method", "roco"), ("budget", "4"), ("roco.protect", "1")]), policy=[(0, 1)]),
         step(t, list(range(n)), [0] * n, seq_open(0, [("method", "ems"), ("budget", "3"), ("ems.strategy", "merge"),

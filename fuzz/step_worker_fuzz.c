@@ -3,7 +3,9 @@
  * a worker of the stories260K test model (a group of one: no gloo) with 4 slots and at most
  * 64 tokens a step, so that accepted steps run the forward pass and the compression policies.
  * Each input starts from a freshly formed group (generation 1, every slot free). A step that is
- * accepted must report one slot per run of its batch and KV entries within the context. */
+ * accepted must report one slot per run of its batch and KV entries within the context, and
+ * its reply (packed as the rpc loop packs it) must pass the coordinator's check
+ * (coord_step_reply_check) against what the step asked: the two ends agree. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include <grpc/slice.h>
 
 #include "common/log.h"
+#include "coordinator/step_reply.h"
 #include "fuzz/fuzz.h"
 #include "rpc/rpc_strings.h"
 #include "worker/step_decode.h"
@@ -74,6 +77,43 @@ static void check_out(const worker_step_in *in, const worker_step_out *out)
     }
 }
 
+/* The reply as worker/rpc_worker.c's do_step packs it, checked as coord_group_step checks it
+ * (the coordinator always sends want_logits, one byte per token). */
+static void check_agreement(const worker_step_in *in, const worker_step_out *out, uint64_t step_id)
+{
+    const model_hparams *hp = &g_w.m->hp;
+    Emserve__Internal__V1__StepResponse r = EMSERVE__INTERNAL__V1__STEP_RESPONSE__INIT;
+    r.step_id = step_id;
+    r.n_logits = out->n_logits;
+    r.logits.data = (uint8_t *)out->logits;
+    r.logits.len = out->logits ? sizeof(float) * (size_t)out->n_logits * (size_t)hp->n_vocab : 0;
+    r.n_kv_slots = r.n_kv_entries = r.n_kv_bytes = (size_t)out->n_slots;
+    r.kv_slots = out->slots;
+    r.kv_entries = out->entries;
+    r.kv_bytes = out->bytes;
+    r.kv_bytes_peak = out->peak_bytes;
+    int32_t *slots = malloc(sizeof *slots * (size_t)(in->n_tokens + 1));
+    int n_slots = 0, n_want = 0;
+    for (int i = 0; slots && i < in->n_tokens; i++) {
+        if (i == 0 || in->seq[i] != in->seq[i - 1]) {
+            slots[n_slots++] = in->seq[i];
+        }
+        n_want += in->want_logits[i] != 0;
+    }
+    coord_reply_want want = {.step_id = step_id,
+                             .n_logits = in->return_logits && in->n_tokens > 0 ? n_want : 0,
+                             .n_vocab = hp->n_vocab,
+                             .slots = slots,
+                             .n_slots = n_slots,
+                             .max_entries =
+                                 (int64_t)hp->n_ctx * hp->n_layer * (int64_t)g_w.sd.n_units_local};
+    char why[256] = "";
+    if (slots && coord_step_reply_check(&r, &want, why, sizeof why) != EM_OK) {
+        fuzz_fail("the coordinator refuses the worker's reply to an accepted step: %s", why);
+    }
+    free(slots);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     grpc_slice sl = grpc_slice_from_copied_buffer((const char *)data, size);
@@ -99,6 +139,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         st = worker_step(&g_w, &in, &out, err, sizeof err);
         if (st == EM_OK) {
             check_out(&in, &out);
+            if (in.want_logits != NULL) {
+                check_agreement(&in, &out,
+                                ((const Emserve__Internal__V1__StepRequest *)m)->step_id);
+            }
         }
     }
     fuzz_note("%s %s", em_status_str(st), st == EM_OK ? "" : err);
