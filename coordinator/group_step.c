@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/timeutil.h"
 #include "coordinator/group_impl.h"
+#include "coordinator/step_reply.h"
 #include "proto/emserve/internal/v1/worker.pb-c.h"
 #include "proto/worker_proto.h"
 
@@ -136,64 +137,6 @@ static int expected_slots(const coord_step *st, int32_t *out)
     return n;
 }
 
-/* EM_OK when rank r's reply says exactly what was asked; else EM_EPROTO with the first
- * difference in why. */
-static em_status check_reply(const coord_group *g, int r,
-                             const Emserve__Internal__V1__StepResponse *sr, uint64_t step_id,
-                             int n_want, const int32_t *slots, int n_slots, char *why,
-                             size_t whylen)
-{
-    size_t want_bytes = r == 0 ? sizeof(float) * (size_t)n_want * (size_t)g->n_vocab : 0;
-    int64_t max_entries = (int64_t)g->hp.n_ctx * g->hp.n_layer * (int64_t)g->w[r].pl.n_kv_heads;
-    if (sr->step_id != step_id) {
-        snprintf(why, whylen, "reply to step %llu, expected %llu", (unsigned long long)sr->step_id,
-                 (unsigned long long)step_id);
-        return EM_EPROTO;
-    }
-    if (sr->n_kv_slots != (size_t)n_slots || sr->n_kv_entries != (size_t)n_slots ||
-        sr->n_kv_bytes != (size_t)n_slots) {
-        snprintf(why, whylen, "%zu slots and %zu entry counts (%zu byte counts), expected %d",
-                 sr->n_kv_slots, sr->n_kv_entries, sr->n_kv_bytes, n_slots);
-        return EM_EPROTO;
-    }
-    size_t nc = sr->n_kv_bytes_quant; /* the metrics fields: all n_slots long, or all empty */
-    if ((nc != 0 && nc != (size_t)n_slots) || sr->n_kv_evicted != nc || sr->n_kv_merged != nc ||
-        sr->n_kv_quantized != nc || sr->n_compress_seconds != nc) {
-        snprintf(why, whylen, "compression counts for %zu/%zu/%zu/%zu/%zu slots, expected %d or 0",
-                 nc, sr->n_kv_evicted, sr->n_kv_merged, sr->n_kv_quantized, sr->n_compress_seconds,
-                 n_slots);
-        return EM_EPROTO;
-    }
-    for (size_t i = 0; i < nc; i++) {
-        if (sr->kv_bytes_quant[i] < 0 || sr->kv_evicted[i] < 0 || sr->kv_merged[i] < 0 ||
-            sr->kv_quantized[i] < 0 || !(sr->compress_seconds[i] >= 0)) {
-            snprintf(why, whylen, "negative compression count for slot %d", slots[i]);
-            return EM_EPROTO;
-        }
-    }
-    if (sr->kv_bytes_peak < 0) {
-        snprintf(why, whylen, "negative KV byte peak %lld", (long long)sr->kv_bytes_peak);
-        return EM_EPROTO;
-    }
-    for (int i = 0; i < n_slots; i++) {
-        if (sr->kv_slots[i] != slots[i]) {
-            snprintf(why, whylen, "slot %d is %d, expected %d", i, sr->kv_slots[i], slots[i]);
-            return EM_EPROTO;
-        }
-        if (sr->kv_entries[i] < 0 || sr->kv_entries[i] > max_entries) {
-            snprintf(why, whylen, "%lld KV entries for slot %d (at most %lld)",
-                     (long long)sr->kv_entries[i], slots[i], (long long)max_entries);
-            return EM_EPROTO;
-        }
-    }
-    if (sr->n_logits != (r == 0 ? n_want : 0) || sr->logits.len != want_bytes) {
-        snprintf(why, whylen, "%d logits rows in %zu bytes, expected %d in %zu", sr->n_logits,
-                 sr->logits.len, r == 0 ? n_want : 0, want_bytes);
-        return EM_EPROTO;
-    }
-    return EM_OK;
-}
-
 /* Adds rank r's compression figures for slot i (checked; absent = zeros) to the step's. */
 static void add_counts(coord_group *g, int r, const Emserve__Internal__V1__StepResponse *sr, int i)
 {
@@ -277,8 +220,14 @@ em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_resu
         grpc_status_code code = rpc_pending_finish(
             g->cq, &p[r], &emserve__internal__v1__step_response__descriptor, &msg, d, sizeof d);
         Emserve__Internal__V1__StepResponse *sr = (Emserve__Internal__V1__StepResponse *)msg;
-        if (code == GRPC_STATUS_OK && check_reply(g, r, sr, m.rq.step_id, n_want, g->slots, n_slots,
-                                                  why, sizeof why) == EM_OK) {
+        coord_reply_want want = {.step_id = m.rq.step_id,
+                                 .n_logits = r == 0 ? n_want : 0,
+                                 .n_vocab = g->n_vocab,
+                                 .slots = g->slots,
+                                 .n_slots = n_slots,
+                                 .max_entries = (int64_t)g->hp.n_ctx * g->hp.n_layer *
+                                                (int64_t)g->w[r].pl.n_kv_heads};
+        if (code == GRPC_STATUS_OK && coord_step_reply_check(sr, &want, why, sizeof why) == EM_OK) {
             for (int i = 0; i < n_slots; i++) {
                 g->entries[i] = (r == 0 ? 0 : g->entries[i]) + sr->kv_entries[i];
                 g->kv_bytes[(size_t)i * (size_t)g->world + (size_t)r] =

@@ -2,14 +2,14 @@
 # Package-graph check: no cycle between Bazel packages and no edge against the layer order
 #
 #   (bottom)  common < kernels < model < ems < engine < coll < rpc, proto
-#             < worker, coordinator < tools, eval, bench, tests  (top)
+#             < worker, coordinator < tools, eval, bench, tests, fuzz  (top)
 #
 # A package sits in the layer of its top folder (kernels/cuda is in kernels, tests/service in
 # tests); //:WORKSPACE, config/ and third_party/ are below everything. Edges come from every
 # rule's attributes in `bazel query --output=xml //...` (select() branches included):
 #   - build edges (deps, srcs, hdrs, tools, ...) may only point to a lower layer, or within the
 #     same top folder; packages of one layer may not depend on each other (worker and
-#     coordinator are peers), except in the top layer (tools/eval/bench/tests use each other);
+#     coordinator are peers), except in the top layer (tools/eval/bench/tests/fuzz use each other);
 #   - data edges (runtime files, e.g. the coordinator binary shipping the worker binary) may
 #     point to the same layer, never upward;
 #   - no cycle between packages (build and data edges together).
@@ -39,7 +39,7 @@ LAYERS = [
     ["coll"],
     ["rpc", "proto"],
     ["worker", "coordinator"],
-    ["tools", "eval", "bench", "tests"],
+    ["tools", "eval", "bench", "tests", "fuzz"],
 ]
 RANK = {top: i for i, layer in enumerate(LAYERS) for top in layer}
 TOP_LAYER = len(LAYERS) - 1

@@ -18,6 +18,7 @@ PKGS=(
   libinih-dev              # the binaries' INI config file (--config, common/flags.h)
   gnuplot-nox              # PNG plots of benchmarks and the quality harness
   clang-format             # the format check of scripts/test.sh (clang-format 14, .clang-format)
+  clang libclang-rt-14-dev # the libFuzzer targets of fuzz/ (fuzz/run.sh, clang 14 + libFuzzer)
   python3-pip python3-venv # the Python service tests (grpcio, openai, prometheus-client: PyPI)
   systemd strace           # scripts/check-manifests.sh: systemd-analyze security/verify of the
                            # units, and the syscall trace against their sandbox

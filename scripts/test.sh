@@ -12,6 +12,11 @@
 #   4. scripts/check-format.sh, scripts/check-manifests.sh (deploy/: Kubernetes schemas,
 #      hadolint, systemd exposure, sandbox trace, the image's runtime stage),
 #      scripts/check-deps.sh, scripts/check-status-returns.sh: one count each
+#   5. fuzz/run.sh --seconds $FUZZ_SECONDS (default 20): every libFuzzer target (clang, ASan +
+#      UBSan) for that long from its committed corpus; each target counts as a test (passed,
+#      failed, or skipped without its model); a failed build counts as one failure
+#      (EMSERVE_SKIP_FUZZ=1 skips the stage; the //fuzz:*_replay tests of steps 1 and 2 replay
+#      the corpora anyway)
 # Prints one final line "N passed, M failed, K skipped". A test that passed but printed a line
 # starting with "SKIPPED" (any case: the test model or a GPU is absent) counts as skipped, not
 # passed; tests print such a line only when they ran nothing (tests/testutil tu_model_path).
@@ -107,6 +112,22 @@ if bash scripts/check-status-returns.sh; then
   total_pass=$((total_pass + 1))
 else
   total_fail=$((total_fail + 1)); rc_all=1; echo "   -> status-return check FAILED"
+fi
+
+if [ "${EMSERVE_SKIP_FUZZ:-0}" != 1 ]; then
+  echo "== fuzz/run.sh --seconds ${FUZZ_SECONDS:-20} (libFuzzer, clang, ASan + UBSan) =="
+  bash fuzz/run.sh --seconds "${FUZZ_SECONDS:-20}" 2>&1 | tee "$LOG.7"
+  rc=${PIPESTATUS[0]}
+  p=0 f=0 k=0
+  line=$(grep -E '^fuzz: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped' "$LOG.7" | tail -1)
+  read -r p f k < <(echo "$line" | grep -oE '[0-9]+' | tr '\n' ' ')
+  total_pass=$((total_pass + ${p:-0})); total_skip=$((total_skip + ${k:-0}))
+  total_fail=$((total_fail + ${f:-0}))
+  if [ "$rc" -ne 0 ]; then
+    rc_all=1
+    [ "${f:-0}" -gt 0 ] || total_fail=$((total_fail + 1))
+    echo "   -> fuzzing FAILED (inputs in .fuzz-build/artifacts/)"
+  fi
 fi
 
 if [ -x /usr/local/cuda/bin/nvcc ]; then

@@ -16,6 +16,7 @@
 #include "rpc/rpc_serve.h"
 #include "rpc/rpc_strings.h"
 #include "rpc/rpc_util.h"
+#include "worker/step_decode.h"
 
 typedef enum { CALL_NEW, CALL_GOT_REQUEST, CALL_FINISHING } call_state;
 
@@ -112,55 +113,6 @@ static void do_form(server_ctx *s, wcall *c, const Emserve__Internal__V1__FormGr
     finish(c, &r.base, GRPC_STATUS_OK, NULL);
 }
 
-/* Converts a StepRequest into native arrays (borrowing the message's arrays). */
-static em_status step_convert(const Emserve__Internal__V1__StepRequest *rq, worker_step_in *in,
-                              worker_open **opens, worker_policy **pols, char *err, size_t errlen)
-{
-    size_t nt = rq->n_tokens;
-    if (rq->n_pos != nt || rq->n_seq != nt ||
-        (rq->want_logits.len != 0 && rq->want_logits.len != nt)) {
-        snprintf(err, errlen, "tokens/pos/seq/want_logits lengths differ");
-        return EM_EINVAL;
-    }
-    *opens = calloc(rq->n_open + 1, sizeof **opens);
-    *pols = calloc(rq->n_policy + 1, sizeof **pols);
-    if (!*opens || !*pols) {
-        return EM_ENOMEM;
-    }
-    for (size_t i = 0; i < rq->n_open; i++) {
-        const Emserve__Internal__V1__SeqOpen *o = rq->open[i];
-        (*opens)[i].slot = o->slot;
-        ems_config_default(&(*opens)[i].cfg);
-        for (size_t k = 0; k < o->n_kv; k++) {
-            if (ems_config_set(&(*opens)[i].cfg, o->kv[k]->key, o->kv[k]->value, err, errlen) !=
-                EM_OK) {
-                return EM_EINVAL;
-            }
-        }
-        if (ems_config_validate(&(*opens)[i].cfg, err, errlen) != EM_OK) {
-            return EM_EINVAL;
-        }
-    }
-    for (size_t i = 0; i < rq->n_policy; i++) {
-        (*pols)[i].slot = rq->policy[i]->slot;
-        (*pols)[i].phase = rq->policy[i]->phase;
-    }
-    in->generation = rq->generation;
-    in->drop = rq->drop;
-    in->n_drop = (int)rq->n_drop;
-    in->open = *opens;
-    in->n_open = (int)rq->n_open;
-    in->n_tokens = (int)nt;
-    in->tokens = rq->tokens;
-    in->pos = rq->pos;
-    in->seq = rq->seq;
-    in->want_logits = rq->want_logits.len ? rq->want_logits.data : NULL;
-    in->policy = *pols;
-    in->n_policy = (int)rq->n_policy;
-    in->return_logits = rq->return_logits;
-    return EM_OK;
-}
-
 static void do_step(server_ctx *s, wcall *c, const Emserve__Internal__V1__StepRequest *rq)
 {
     char err[512] = "";
@@ -172,7 +124,7 @@ static void do_step(server_ctx *s, wcall *c, const Emserve__Internal__V1__StepRe
     double *seconds = NULL;
     memset(&in, 0, sizeof in);
     memset(&out, 0, sizeof out);
-    em_status st = step_convert(rq, &in, &opens, &pols, err, sizeof err);
+    em_status st = worker_step_decode(rq, &in, &opens, &pols, err, sizeof err);
     if (st == EM_OK) {
         st = worker_step(s->w, &in, &out, err, sizeof err);
     }
