@@ -47,7 +47,7 @@ step "Dockerfile (hadolint $("$HADOLINT" --version | awk '{print $NF}'))"
 "$HADOLINT" deploy/docker/Dockerfile && echo "hadolint: deploy/docker/Dockerfile clean" ||
   failed "hadolint deploy/docker/Dockerfile"
 # the build stage installs the build dependencies of install-deps.sh (all but the test tools)
-TEST_ONLY=" gnuplot-nox clang-format python3-venv systemd strace "
+TEST_ONLY=" gnuplot-nox clang-format clang libclang-rt-14-dev python3-venv systemd strace "
 for p in $(sed -n '/^PKGS=(/,/^)/p' scripts/install-deps.sh | sed 's/#.*//' | tr -s ' ()' '\n' |
            grep -E '^[a-z0-9][a-z0-9.+-]+$' | grep -vx PKGS); do
   [[ "$TEST_ONLY" == *" $p "* ]] && continue
