@@ -240,18 +240,50 @@ static struct option *long_options(const em_flags *f)
     return o;
 }
 
+/* getopt's short-option string: "+:h" and each flag's letter ("m:" takes a value). */
+static void short_options(const em_flags *f, char *out, size_t cap)
+{
+    size_t n = (size_t)snprintf(out, cap, "+:h");
+    for (int i = 0; i < f->n_flags && n + 3 < cap; i++) {
+        if (f->flags[i].short_name == 0) {
+            continue;
+        }
+        out[n++] = f->flags[i].short_name;
+        if (f->flags[i].type != EM_FLAG_BOOL) {
+            out[n++] = ':';
+        }
+        out[n] = 0;
+    }
+}
+
+/* The table index of a one-letter option c, or f->n_flags when c is none of them. */
+static int short_index(const em_flags *f, int c)
+{
+    int i = 0;
+    while (i < f->n_flags && (f->flags[i].short_name == 0 || f->flags[i].short_name != c)) {
+        i++;
+    }
+    return i;
+}
+
 static em_status from_cli(em_flags *f, int argc, char **argv, char *err, size_t errlen)
 {
     struct option *opts = long_options(f);
     if (opts == NULL) {
         return EM_ENOMEM;
     }
+    char shorts[160];
+    short_options(f, shorts, sizeof shorts);
     em_status st = EM_OK;
     int c;
     optind = 0; /* glibc: start afresh (em_flags_parse may be called more than once) */
     opterr = 0;
-    while (st == EM_OK && (c = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
+    while (st == EM_OK && (c = getopt_long(argc, argv, shorts, opts, NULL)) != -1) {
         const char *arg = argv[optind - 1];
+        if (c > 0 && c < 128 && c != 'h' && c != '?' && c != ':' &&
+            short_index(f, c) < f->n_flags) {
+            c = OPT_FLAG0 + short_index(f, c);
+        }
         if (c == '?') {
             snprintf(err, errlen, "unknown flag %s", arg);
             st = EM_EINVAL;
@@ -367,7 +399,11 @@ void em_flags_usage(const em_flags *f, FILE *out)
     for (int i = 0; i < f->n_flags; i++) {
         const em_flag *fl = &f->flags[i];
         char head[96], def[256], env[128];
-        snprintf(head, sizeof head, "--%s%s%s", fl->name, fl->arg ? " " : "",
+        char letter[8] = "";
+        if (fl->short_name) {
+            snprintf(letter, sizeof letter, "-%c, ", fl->short_name);
+        }
+        snprintf(head, sizeof head, "%s--%s%s%s", letter, fl->name, fl->arg ? " " : "",
                  fl->arg ? fl->arg : "");
         value_text(fl, def, sizeof def);
         em_flags_env_name(f, fl, env, sizeof env);

@@ -5,7 +5,7 @@
  * default. Numbers are parsed whole and range-checked ("3abc" is an error, not 3); booleans
  * take true/false/1/0/yes/no/on/off (--flag alone on the command line means true). The file
  * comes from --config FILE (or --config=FILE) or $<PREFIX>CONFIG. --help and --version are
- * built in. */
+ * built in. A flag may also have a one-letter form (-m VALUE; a boolean's takes no value). */
 #pragma once
 #include <stddef.h>
 #include <stdio.h>
@@ -40,6 +40,7 @@ typedef struct em_flag {
     const char *arg;       /* "N", "PATH", "HOST:PORT" (usage); NULL for a boolean */
     const char *help;      /* one line */
     em_flag_source source; /* set by em_flags_parse */
+    char short_name;       /* a one-letter form ('m' for -m VALUE), 0 for none (the default) */
 } em_flag;
 
 typedef struct em_flags {

@@ -9,34 +9,11 @@
 #include <string.h>
 
 #include "common/file.h"
+#include "common/flags.h"
 #include "common/log.h"
+#include "common/version.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
-
-static void usage(FILE *f)
-{
-    fprintf(
-        f,
-        "usage: generate --model PATH (--prompt TEXT | --prompt-file PATH) [options]\n"
-        "  -n N                 tokens to generate (default 128)\n"
-        "  --threads N          CPU threads (default 1; 0 = scalar reference kernels)\n"
-        "  --act-quant f32|q8   quantized weights: f32 activations (default) or int8 (llama.cpp)\n"
-        "  --ignore-eos         keep generating after EOS\n"
-        "  --temp T             temperature (0 = greedy; default 0.8)\n"
-        "  --top-k K            (default 40; 0 = off)\n"
-        "  --top-p P            (default 0.95; 1 = off)\n"
-        "  --min-p P            (default 0.05; 0 = off)\n"
-        "  --repeat-penalty R   (default 1.0 = off)\n"
-        "  --seed S             (default 42)\n"
-        "  --stop TEXT          stop string (repeatable)\n"
-        "  --stop-id ID         stop token id (repeatable)\n"
-        "  --bos / --no-bos     prepend BOS or not (default: as the model asks)\n"
-        "  The prompt is taken byte for byte; special-token texts (<|im_start|>) become their "
-        "ids.\n");
-    ems_config_cli_usage(f);
-    fputc('\n', f);
-    ems_config_help(f);
-}
 
 /* Appends the token's text to the NUL-terminated string *user. */
 static em_status on_token(void *user, int32_t id, const char *text, size_t len)
@@ -52,106 +29,174 @@ static em_status on_token(void *user, int32_t id, const char *text, size_t len)
     return EM_OK;
 }
 
-/* A decimal integer in [lo, hi]; EM_EINVAL for anything else. */
-static em_status parse_int(const char *s, long lo, long hi, int *out)
+/* The command line (common/flags.h: EMSERVE_GENERATE_* twins, --config, llama.cpp's letters
+ * -m -p -f -n -t). */
+typedef struct gen_flags {
+    const char *model, *prompt, *prompt_file, *act_quant, *temp, *top_p, *min_p, *repeat_penalty,
+        *seed, *kv_method, *kv_budget, *kv_quant;
+    int max_tokens, threads, top_k, ignore_eos, bos, no_bos;
+    const char *stop_items[STOP_MAX_STRINGS], *stop_id_items[STOP_MAX_IDS], *kv_param_items[32];
+    em_flag_list stop, stop_id, kv_param;
+} gen_flags;
+
+#define N_FLAGS 21
+
+static void flag_table(gen_flags *o, em_flag *t)
+{
+    const em_flag table[N_FLAGS] = {
+        {"model", EM_FLAG_STR, &o->model, 0, 0, "PATH", "GGUF model (default: the installed one)",
+         0, 'm'},
+        {"prompt", EM_FLAG_STR, &o->prompt, 0, 0, "TEXT",
+         "taken byte for byte; special-token texts (<|im_start|>) become their ids", 0, 'p'},
+        {"prompt-file", EM_FLAG_STR, &o->prompt_file, 0, 0, "FILE", "the prompt from a file", 0,
+         'f'},
+        {"max-tokens", EM_FLAG_INT, &o->max_tokens, 1, 1 << 20, "N", "tokens to generate", 0, 'n'},
+        {"threads", EM_FLAG_INT, &o->threads, 0, 256, "N", "CPU threads (0 = scalar reference)", 0,
+         't'},
+        {"act-quant", EM_FLAG_STR, &o->act_quant, 0, 0, "f32|q8",
+         "quantized weights: f32 activations or int8 (llama.cpp's numerics)", 0, 0},
+        {"ignore-eos", EM_FLAG_BOOL, &o->ignore_eos, 0, 1, NULL, "keep generating after EOS", 0, 0},
+        {"temp", EM_FLAG_STR, &o->temp, 0, 0, "T", "temperature (0 = greedy)", 0, 0},
+        {"top-k", EM_FLAG_INT, &o->top_k, 0, 1 << 30, "K", "0 = off", 0, 0},
+        {"top-p", EM_FLAG_STR, &o->top_p, 0, 0, "P", "1 = off", 0, 0},
+        {"min-p", EM_FLAG_STR, &o->min_p, 0, 0, "P", "0 = off", 0, 0},
+        {"repeat-penalty", EM_FLAG_STR, &o->repeat_penalty, 0, 0, "R", "1 = off", 0, 0},
+        {"seed", EM_FLAG_STR, &o->seed, 0, 0, "S", "sampling seed (unsigned 64-bit)", 0, 0},
+        {"stop", EM_FLAG_LIST, &o->stop, 0, 0, "TEXT", "stop string (repeatable)", 0, 0},
+        {"stop-id", EM_FLAG_LIST, &o->stop_id, 0, 0, "ID", "stop token id (repeatable)", 0, 0},
+        {"bos", EM_FLAG_BOOL, &o->bos, 0, 1, NULL, "prepend BOS (default: as the model asks)", 0,
+         0},
+        {"no-bos", EM_FLAG_BOOL, &o->no_bos, 0, 1, NULL, "no BOS (default: as the model asks)", 0,
+         0},
+        {"kv-method", EM_FLAG_STR, &o->kv_method, 0, 0, "NAME", "KV compression method", 0, 0},
+        {"kv-budget", EM_FLAG_STR, &o->kv_budget, 0, 0, "N", "entries kept per (layer, KV head)", 0,
+         0},
+        {"kv-quant", EM_FLAG_STR, &o->kv_quant, 0, 0, "int8|int4", "quantize K/V", 0, 0},
+        {"kv-param", EM_FLAG_LIST, &o->kv_param, 0, 0, "KEY=VALUE",
+         "KV method parameter (repeatable; see the list below)", 0, 0},
+    };
+    memcpy(t, table, sizeof table);
+}
+
+/* A whole number (float or unsigned) from a flag's text; EM_EINVAL with a message otherwise. */
+static em_status number_flag(const char *name, const char *s, float *f, uint64_t *u)
 {
     char *end;
     errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
+    if (f)
+        *f = strtof(s, &end);
+    else
+        *u = strtoull(s, &end, 10);
+    if (errno || end == s || *end || (u && s[0] == '-')) {
+        fprintf(stderr, "error: --%s: '%s' is not a%s number\n", name, s,
+                u ? "n unsigned whole" : "");
         return EM_EINVAL;
-    *out = (int)v;
+    }
     return EM_OK;
 }
 
-/* A float (range checks are the sampler's); EM_EINVAL when s is not one. */
-static em_status parse_float(const char *s, float *out)
+/* Applies the flags to gp and the KV config (stop ids into ids/n_ids: they need the model). */
+static em_status apply_flags(const gen_flags *o, gen_params *gp, kern_act_mode *act, int32_t *ids,
+                             int *n_ids, char *err, size_t errlen)
 {
-    char *end;
-    errno = 0;
-    float v = strtof(s, &end);
-    if (errno || end == s || *end)
+    gp->stop.max_tokens = o->max_tokens;
+    gp->stop.ignore_eos = o->ignore_eos;
+    gp->sp.top_k = o->top_k;
+    if (!kern_act_mode_parse(o->act_quant, act)) {
+        snprintf(err, errlen, "--act-quant: '%s' is not f32 or q8", o->act_quant);
         return EM_EINVAL;
-    *out = v;
+    }
+    if (number_flag("temp", o->temp, &gp->sp.temperature, NULL) != EM_OK ||
+        number_flag("top-p", o->top_p, &gp->sp.top_p, NULL) != EM_OK ||
+        number_flag("min-p", o->min_p, &gp->sp.min_p, NULL) != EM_OK ||
+        number_flag("repeat-penalty", o->repeat_penalty, &gp->sp.repetition_penalty, NULL) !=
+            EM_OK ||
+        number_flag("seed", o->seed, NULL, &gp->sp.seed) != EM_OK)
+        return EM_EINVAL;
+    for (int i = 0; i < o->stop.n; i++)
+        if (stop_params_add_string(&gp->stop, o->stop.items[i], strlen(o->stop.items[i]), err,
+                                   errlen) != EM_OK)
+            return EM_EINVAL;
+    for (int i = 0; i < o->stop_id.n; i++) {
+        char *end;
+        long v = strtol(o->stop_id.items[i], &end, 10);
+        if (end == o->stop_id.items[i] || *end || v < 0 || v > (1 << 30)) {
+            snprintf(err, errlen, "--stop-id: '%s' is not a token id", o->stop_id.items[i]);
+            return EM_EINVAL;
+        }
+        ids[(*n_ids)++] = (int32_t)v;
+    }
+    const char *kv[][2] = {
+        {"--kv-method", o->kv_method}, {"--kv-budget", o->kv_budget}, {"--kv-quant", o->kv_quant}};
+    em_status st = EM_OK;
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        if (kv[i][1] && ems_config_cli(&gp->kv, kv[i][0], kv[i][1], &st, err, errlen) &&
+            st != EM_OK)
+            return st;
+    for (int i = 0; i < o->kv_param.n; i++)
+        if (ems_config_cli(&gp->kv, "--kv-param", o->kv_param.items[i], &st, err, errlen) &&
+            st != EM_OK)
+            return st;
     return EM_OK;
 }
 
 int main(int argc, char **argv)
 {
-    const char *model_path = NULL, *prompt = NULL, *prompt_file = NULL;
-    kern_act_mode act = KERN_ACT_F32;
-    int threads = 1, add_bos = -1; /* -1: tokenizer.ggml.add_bos_token */
+    static gen_flags o = {.act_quant = "f32",
+                          .temp = "0.8",
+                          .top_p = "0.95",
+                          .min_p = "0.05",
+                          .repeat_penalty = "1.0",
+                          .seed = "42",
+                          .max_tokens = 128,
+                          .threads = 1,
+                          .top_k = 40};
+    o.stop = (em_flag_list){o.stop_items, 0, STOP_MAX_STRINGS};
+    o.stop_id = (em_flag_list){o.stop_id_items, 0, STOP_MAX_IDS};
+    o.kv_param = (em_flag_list){o.kv_param_items, 0, 32};
+    static em_flag table[N_FLAGS];
+    flag_table(&o, table);
+    static em_flags fl = {"generate",
+                          "EMSERVE_GENERATE_",
+                          EMSERVE_VERSION,
+                          "generate: text generation on one process; prints \"ids: ...\" then the "
+                          "text (statistics on stderr)",
+                          table,
+                          N_FLAGS,
+                          NULL,
+                          0,
+                          0};
     char err[512] = "";
+    int exit_now = 0;
+    if (em_flags_parse(&fl, argc, argv, &exit_now, err, sizeof err) != EM_OK) {
+        fprintf(stderr, "error: %s\n", err);
+        return 2;
+    }
+    if (exit_now) {
+        for (int i = 1; i < argc; i++)
+            if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+                fputc('\n', stdout);
+                ems_config_help(stdout); /* the methods and their parameters */
+                break;
+            }
+        return 0;
+    }
+    kern_act_mode act = KERN_ACT_F32;
     gen_params gp;
     gen_params_default(&gp);
-    gp.sp.temperature = 0.8f;
-    gp.sp.top_k = 40;
-    gp.sp.top_p = 0.95f;
-    gp.sp.min_p = 0.05f;
-    gp.sp.seed = 42;
-    gp.stop.max_tokens = 128;
     int n_stop_ids = 0;
     int32_t stop_ids[STOP_MAX_IDS];
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        int bad = 0, used = 1;
-        em_status kst = EM_OK;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--ignore-eos")) {
-            gp.stop.ignore_eos = 1;
-            used = 0;
-        } else if (!strcmp(a, "--no-bos") || !strcmp(a, "--bos")) {
-            add_bos = !strcmp(a, "--bos");
-            used = 0;
-        } else if (!v) {
-            fprintf(stderr, "error: %s needs a value (see --help)\n", a);
-            return 2;
-        } else if (!strcmp(a, "--model") || !strcmp(a, "-m")) {
-            model_path = v;
-        } else if (!strcmp(a, "--prompt") || !strcmp(a, "-p")) {
-            prompt = v;
-        } else if (!strcmp(a, "--prompt-file") || !strcmp(a, "-f")) {
-            prompt_file = v;
-        } else if (!strcmp(a, "-n") || !strcmp(a, "--n-predict")) {
-            bad = parse_int(v, 1, 1 << 20, &gp.stop.max_tokens) != EM_OK;
-        } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
-            bad = parse_int(v, 0, 256, &threads) != EM_OK;
-        } else if (!strcmp(a, "--act-quant")) {
-            bad = !kern_act_mode_parse(v, &act);
-        } else if (!strcmp(a, "--temp")) {
-            bad = parse_float(v, &gp.sp.temperature) != EM_OK;
-        } else if (!strcmp(a, "--top-k")) {
-            bad = parse_int(v, 0, 1 << 30, &gp.sp.top_k) != EM_OK;
-        } else if (!strcmp(a, "--top-p")) {
-            bad = parse_float(v, &gp.sp.top_p) != EM_OK;
-        } else if (!strcmp(a, "--min-p")) {
-            bad = parse_float(v, &gp.sp.min_p) != EM_OK;
-        } else if (!strcmp(a, "--repeat-penalty")) {
-            bad = parse_float(v, &gp.sp.repetition_penalty) != EM_OK;
-        } else if (!strcmp(a, "--seed")) {
-            char *end;
-            gp.sp.seed = strtoull(v, &end, 10);
-            bad = *end != 0;
-        } else if (!strcmp(a, "--stop")) {
-            bad = stop_params_add_string(&gp.stop, v, strlen(v), err, sizeof err) != EM_OK;
-        } else if (!strcmp(a, "--stop-id")) {
-            bad = n_stop_ids >= STOP_MAX_IDS ||
-                  parse_int(v, 0, 1 << 30, &stop_ids[n_stop_ids++]) != EM_OK;
-        } else if (ems_config_cli(&gp.kv, a, v, &kst, err, sizeof err)) {
-            bad = kst != EM_OK;
-        } else {
-            fprintf(stderr, "error: unknown option %s (see --help)\n", a);
-            return 2;
-        }
-        if (bad) {
-            fprintf(stderr, "error: bad value for %s: '%s'%s%s\n", a, v, err[0] ? ": " : "", err);
-            return 2;
-        }
-        i += used;
+    if (apply_flags(&o, &gp, &act, stop_ids, &n_stop_ids, err, sizeof err) != EM_OK) {
+        if (err[0])
+            fprintf(stderr, "error: %s\n", err);
+        return 2;
     }
+    if (o.bos && o.no_bos) {
+        fprintf(stderr, "error: --bos and --no-bos together\n");
+        return 2;
+    }
+    const char *model_path = o.model, *prompt = o.prompt, *prompt_file = o.prompt_file;
+    int threads = o.threads, add_bos = o.bos ? 1 : o.no_bos ? 0 : -1; /* -1: the model's */
     if (!model_path)
         model_path = model_find_default();
     if (!model_path) {

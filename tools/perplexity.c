@@ -7,74 +7,101 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/flags.h"
+#include "common/version.h"
 #include "eval/stream.h"
 #include "model/model.h"
 
-static void usage(FILE *f)
+typedef struct ppl_flags {
+    const char *model, *text_file, *act_quant, *kv_method, *kv_budget, *kv_quant;
+    int threads, max_tokens, no_bos, quiet;
+    const char *kv_param_items[32];
+    em_flag_list kv_param;
+} ppl_flags;
+
+#define N_FLAGS 11
+
+static void flag_table(ppl_flags *o, em_flag *t)
 {
-    fprintf(f, "usage: perplexity --model PATH --text-file PATH [options]\n"
-               "  --threads N          CPU threads (default 1; 0 = scalar reference kernels)\n"
-               "  --act-quant f32|q8   quantized weights: f32 activations (default) or int8\n"
-               "  --max-tokens N       score at most N tokens (default: the model's context)\n"
-               "  --no-bos             do not prepend BOS to each story\n"
-               "  --quiet              no progress on stderr\n");
-    ems_config_cli_usage(f);
-    fputc('\n', f);
-    ems_config_help(f);
+    const em_flag table[N_FLAGS] = {
+        {"model", EM_FLAG_STR, &o->model, 0, 0, "PATH", "GGUF model (default: the installed one)",
+         0, 'm'},
+        {"text-file", EM_FLAG_STR, &o->text_file, 0, 0, "PATH", "the text to score", 0, 'f'},
+        {"threads", EM_FLAG_INT, &o->threads, 0, 256, "N", "CPU threads (0 = scalar reference)", 0,
+         't'},
+        {"act-quant", EM_FLAG_STR, &o->act_quant, 0, 0, "f32|q8",
+         "quantized weights: f32 activations or int8", 0, 0},
+        {"max-tokens", EM_FLAG_INT, &o->max_tokens, 0, 1 << 30, "N",
+         "score at most N tokens (0: the model's context; else at least 2)", 0, 0},
+        {"no-bos", EM_FLAG_BOOL, &o->no_bos, 0, 1, NULL, "do not prepend BOS to each story", 0, 0},
+        {"quiet", EM_FLAG_BOOL, &o->quiet, 0, 1, NULL, "no progress on stderr", 0, 0},
+        {"kv-method", EM_FLAG_STR, &o->kv_method, 0, 0, "NAME", "KV compression method", 0, 0},
+        {"kv-budget", EM_FLAG_STR, &o->kv_budget, 0, 0, "N", "entries kept per (layer, KV head)", 0,
+         0},
+        {"kv-quant", EM_FLAG_STR, &o->kv_quant, 0, 0, "int8|int4", "quantize K/V", 0, 0},
+        {"kv-param", EM_FLAG_LIST, &o->kv_param, 0, 0, "KEY=VALUE",
+         "KV method parameter (repeatable; see the list below)", 0, 0},
+    };
+    memcpy(t, table, sizeof table);
+}
+
+/* The KV flags into cfg; EM_EINVAL with a message in err. */
+static em_status apply_kv(const ppl_flags *o, ems_config *cfg, char *err, size_t errlen)
+{
+    const char *kv[][2] = {
+        {"--kv-method", o->kv_method}, {"--kv-budget", o->kv_budget}, {"--kv-quant", o->kv_quant}};
+    em_status st = EM_OK;
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0] && st == EM_OK; i++)
+        if (kv[i][1])
+            ems_config_cli(cfg, kv[i][0], kv[i][1], &st, err, errlen);
+    for (int i = 0; i < o->kv_param.n && st == EM_OK; i++)
+        ems_config_cli(cfg, "--kv-param", o->kv_param.items[i], &st, err, errlen);
+    return st;
 }
 
 int main(int argc, char **argv)
 {
-    const char *model_path = NULL, *text_path = NULL;
-    int threads = 1, max_tokens = 0, add_bos = 1, quiet = 0;
+    static ppl_flags f = {.act_quant = "f32", .threads = 1};
+    f.kv_param = (em_flag_list){f.kv_param_items, 0, 32};
+    static em_flag table[N_FLAGS];
+    flag_table(&f, table);
+    static em_flags flags = {"perplexity",
+                             "EMSERVE_PERPLEXITY_",
+                             EMSERVE_VERSION,
+                             "perplexity: streams a text through the model token by token, "
+                             "compressing the KV cache as the policy says; last line \"ppl: X\"",
+                             table,
+                             N_FLAGS,
+                             NULL,
+                             0,
+                             0};
+    char err[256] = "";
+    int exit_now = 0;
+    if (em_flags_parse(&flags, argc, argv, &exit_now, err, sizeof err) != EM_OK) {
+        fprintf(stderr, "error: %s\n", err);
+        return 2;
+    }
+    if (exit_now) {
+        for (int i = 1; i < argc; i++)
+            if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+                fputc('\n', stdout);
+                ems_config_help(stdout);
+                break;
+            }
+        return 0;
+    }
+    const char *model_path = f.model, *text_path = f.text_file;
+    int threads = f.threads, max_tokens = f.max_tokens, add_bos = !f.no_bos, quiet = f.quiet;
     kern_act_mode act = KERN_ACT_F32;
     ems_config cfg;
     ems_config_default(&cfg);
-    char err[256] = "";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        }
-        if (!strcmp(a, "--no-bos")) {
-            add_bos = 0;
-            continue;
-        }
-        if (!strcmp(a, "--quiet")) {
-            quiet = 1;
-            continue;
-        }
-        if (!v) {
-            fprintf(stderr, "error: %s needs a value (see --help)\n", a);
-            return 2;
-        }
-        int bad = 0;
-        em_status kst = EM_OK;
-        char *end = NULL;
-        if (!strcmp(a, "--model") || !strcmp(a, "-m")) {
-            model_path = v;
-        } else if (!strcmp(a, "--text-file") || !strcmp(a, "-f")) {
-            text_path = v;
-        } else if (!strcmp(a, "--threads") || !strcmp(a, "-t")) {
-            threads = (int)strtol(v, &end, 10);
-            bad = *end || threads < 0 || threads > 256;
-        } else if (!strcmp(a, "--act-quant")) {
-            bad = !kern_act_mode_parse(v, &act);
-        } else if (!strcmp(a, "--max-tokens")) {
-            max_tokens = (int)strtol(v, &end, 10);
-            bad = *end || max_tokens < 2;
-        } else if (ems_config_cli(&cfg, a, v, &kst, err, sizeof err)) {
-            bad = kst != EM_OK;
-        } else {
-            fprintf(stderr, "error: unknown option %s (see --help)\n", a);
-            return 2;
-        }
-        if (bad) {
-            fprintf(stderr, "error: bad value for %s: '%s'%s%s\n", a, v, err[0] ? ": " : "", err);
-            return 2;
-        }
-        i++;
+    if (!kern_act_mode_parse(f.act_quant, &act) || max_tokens == 1) {
+        fprintf(stderr, "error: --act-quant f32|q8, --max-tokens 0 or at least 2\n");
+        return 2;
+    }
+    if (apply_kv(&f, &cfg, err, sizeof err) != EM_OK) {
+        fprintf(stderr, "error: %s\n", err);
+        return 2;
     }
     if (!model_path)
         model_path = model_find_default();

@@ -8,47 +8,75 @@
 #include <string.h>
 
 #include "common/file.h"
+#include "common/flags.h"
+#include "common/version.h"
 #include "model/gguf.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
 
-static void usage(FILE *f)
+typedef struct tok_flags {
+    const char *model, *text_file;
+    int no_special, bos, no_bos;
+} tok_flags;
+
+#define N_FLAGS 5
+
+/* Flags through common/flags.h (EMSERVE_TOKENIZE_* twins, --config, -m/-f letters); EM_EINVAL
+ * (message printed) for bad ones. *exit_now after --help or --version. */
+static em_status parse_flags(int argc, char **argv, tok_flags *o, int *exit_now)
 {
-    fprintf(f, "usage: tokenize --model PATH --text-file FILE [--no-special] [--bos | --no-bos]\n"
-               "  --no-special   special-token texts stay text\n"
-               "  --bos          prepend BOS even if the model does not ask for it\n"
-               "  --no-bos       no BOS even if the model asks for it\n");
+    static em_flag table[N_FLAGS];
+    const em_flag t[N_FLAGS] = {
+        {"model", EM_FLAG_STR, &o->model, 0, 0, "PATH", "GGUF model (default: the installed one)",
+         0, 'm'},
+        {"text-file", EM_FLAG_STR, &o->text_file, 0, 0, "FILE", "the text, byte for byte", 0, 'f'},
+        {"no-special", EM_FLAG_BOOL, &o->no_special, 0, 1, NULL,
+         "special-token texts (<|im_start|>) stay text", 0, 0},
+        {"bos", EM_FLAG_BOOL, &o->bos, 0, 1, NULL, "prepend BOS even if the model does not ask", 0,
+         0},
+        {"no-bos", EM_FLAG_BOOL, &o->no_bos, 0, 1, NULL, "no BOS even if the model asks", 0, 0},
+    };
+    memcpy(table, t, sizeof t);
+    static em_flags fl = {
+        "tokenize",
+        "EMSERVE_TOKENIZE_",
+        EMSERVE_VERSION,
+        "tokenize: prints the token ids of a file's exact bytes as \"ids: 1 2 3\"",
+        table,
+        N_FLAGS,
+        NULL,
+        0,
+        0};
+    char err[256];
+    if (em_flags_parse(&fl, argc, argv, exit_now, err, sizeof err) != EM_OK) {
+        fprintf(stderr, "tokenize: %s\n", err);
+        return EM_EINVAL;
+    }
+    if (*exit_now)
+        return EM_OK;
+    if (o->bos && o->no_bos) {
+        fprintf(stderr, "tokenize: --bos and --no-bos together\n");
+        return EM_EINVAL;
+    }
+    if (o->text_file == NULL) {
+        fprintf(stderr, "tokenize: --text-file FILE is required (see --help)\n");
+        return EM_EINVAL;
+    }
+    return EM_OK;
 }
 
 int main(int argc, char **argv)
 {
-    const char *model_path = NULL, *text_path = NULL;
-    int special = 1, bos = -1; /* -1: the model's default */
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(stdout);
-            return 0;
-        } else if (!strcmp(a, "--no-special")) {
-            special = 0;
-        } else if (!strcmp(a, "--bos")) {
-            bos = 1;
-        } else if (!strcmp(a, "--no-bos")) {
-            bos = 0;
-        } else if ((!strcmp(a, "--model") || !strcmp(a, "-m")) && i + 1 < argc) {
-            model_path = argv[++i];
-        } else if ((!strcmp(a, "--text-file") || !strcmp(a, "-f")) && i + 1 < argc) {
-            text_path = argv[++i];
-        } else {
-            fprintf(stderr, "error: unknown or incomplete option %s\n", a);
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (!model_path)
-        model_path = model_find_default();
-    if (!model_path || !text_path) {
-        usage(stderr);
+    tok_flags o = {0};
+    int exit_now = 0;
+    if (parse_flags(argc, argv, &o, &exit_now) != EM_OK)
+        return 2;
+    if (exit_now)
+        return 0;
+    const char *model_path = o.model ? o.model : model_find_default(), *text_path = o.text_file;
+    int special = !o.no_special, bos = o.bos ? 1 : o.no_bos ? 0 : -1; /* -1: the model's */
+    if (!model_path) {
+        fprintf(stderr, "tokenize: --model PATH is required (no installed model found)\n");
         return 2;
     }
     char *text = NULL, err[512] = "";

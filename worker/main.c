@@ -65,39 +65,39 @@ static void flag_table(wflags *w, em_flag *t)
 {
     const em_flag table[N_WFLAGS] = {
         {"listen", EM_FLAG_STR, &w->listen_addr, 0, 0, "HOST:PORT",
-         "address of the worker's gRPC endpoint", 0},
+         "address of the worker's gRPC endpoint", 0, 0},
         {"model", EM_FLAG_STR, &w->model_path, 0, 0, "PATH",
-         "GGUF model (default: the path the coordinator sends)", 0},
+         "GGUF model (default: the path the coordinator sends)", 0, 0},
         {"threads", EM_FLAG_INT, &w->threads, 0, 256, "N",
-         "CPU threads for the fast kernels (0 = reference)", 0},
+         "CPU threads for the fast kernels (0 = reference)", 0, 0},
         {"gloo-host", EM_FLAG_STR, &w->gloo_host, 0, 0, "ADDR",
          "address gloo binds and advertises to the other workers (default: the coordinator's "
          "suggestion, 127.0.0.1 locally)",
-         0},
+         0, 0},
         {"cluster-secret-file", EM_FLAG_STR, &w->secret_file, 0, 0, "FILE",
          "the cluster's shared secret (the coordinator's --cluster-secret-file); required when "
          "started by hand",
-         0},
+         0, 0},
         {"internal-tls-cert", EM_FLAG_STR, &w->tls_cert, 0, 0, "FILE",
          "PEM certificate of this worker's port: it then speaks TLS only (the coordinator's "
          "--internal-tls-*)",
-         0},
+         0, 0},
         {"internal-tls-key", EM_FLAG_STR, &w->tls_key, 0, 0, "FILE",
-         "PEM private key of --internal-tls-cert", 0},
+         "PEM private key of --internal-tls-cert", 0, 0},
         {"internal-tls-ca", EM_FLAG_STR, &w->tls_ca, 0, 0, "FILE",
          "PEM CA: only a client with a certificate it signed (the coordinator) is served; required "
          "with --internal-tls-cert",
-         0},
+         0, 0},
         {"max-message-bytes", EM_FLAG_LONG, &w->max_msg, 0, 1L << 30, "N",
-         "largest request accepted (0 = 4194304)", 0},
+         "largest request accepted (0 = 4194304)", 0, 0},
         {"log-format", EM_FLAG_STR, &w->log_format, 0, 0, "text|json",
-         "log lines as text or JSON objects", 0},
+         "log lines as text or JSON objects", 0, 0},
         {"name", EM_FLAG_STR, &w->name, 0, 0, "NAME", "log name (set by the coordinator's spawner)",
-         0},
+         0, 0},
         {"report-fd", EM_FLAG_INT, &w->report_fd, -1, 1 << 20, "FD",
-         "write the bound port to this descriptor (set by the spawner)", 0},
+         "write the bound port to this descriptor (set by the spawner)", 0, 0},
         {"cluster-secret-fd", EM_FLAG_INT, &w->secret_fd, -1, 1 << 20, "FD",
-         "read the secret from this descriptor (set by the spawner)", 0},
+         "read the secret from this descriptor (set by the spawner)", 0, 0},
     };
     memcpy(t, table, sizeof table);
 }

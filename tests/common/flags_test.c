@@ -26,11 +26,11 @@ static em_flags make_flags(void)
     g_c = (conf){.model = "default.gguf", .max_seqs = 64, .timeout_ms = 1000};
     g_c.addrs = (em_flag_list){g_c.addr_items, 0, 3};
     em_flag t[5] = {
-        {"model", EM_FLAG_STR, &g_c.model, 0, 0, "PATH", "the model", 0},
-        {"max-seqs", EM_FLAG_INT, &g_c.max_seqs, 1, 4096, "N", "sequences", 0},
-        {"timeout-ms", EM_FLAG_LONG, &g_c.timeout_ms, -1, 3600000, "N", "timeout", 0},
-        {"verbose", EM_FLAG_BOOL, &g_c.verbose, 0, 1, NULL, "debug logs", 0},
-        {"worker-addr", EM_FLAG_LIST, &g_c.addrs, 0, 0, "HOST:PORT", "a worker", 0},
+        {"model", EM_FLAG_STR, &g_c.model, 0, 0, "PATH", "the model", 0, 'm'},
+        {"max-seqs", EM_FLAG_INT, &g_c.max_seqs, 1, 4096, "N", "sequences", 0, 0},
+        {"timeout-ms", EM_FLAG_LONG, &g_c.timeout_ms, -1, 3600000, "N", "timeout", 0, 0},
+        {"verbose", EM_FLAG_BOOL, &g_c.verbose, 0, 1, NULL, "debug logs", 0, 'v'},
+        {"worker-addr", EM_FLAG_LIST, &g_c.addrs, 0, 0, "HOST:PORT", "a worker", 0, 0},
     };
     memcpy(g_table, t, sizeof t);
     return (em_flags){"emtest", "EMTEST_", "1.2.3", NULL, g_table, 5, NULL, 0, 0};
@@ -120,6 +120,8 @@ static void test_values_and_precedence(void)
          ARGS("--model", "m.gguf", "--max-seqs=3", "--verbose", "--worker-addr", "a:1",
               "--worker-addr=b:2"),
          NULL, NULL, 0, "m.gguf", 3, 1, 1000, "a:1 b:2", EM_FLAG_SRC_CLI},
+        {"one-letter forms", ARGS("-m", "s.gguf", "-v"), NULL, NULL, 0, "s.gguf", 64, 1, 1000, "",
+         EM_FLAG_SRC_DEFAULT},
         {"bool =false", ARGS("--verbose=false"), NULL, NULL, 0, "default.gguf", 64, 0, 1000, "",
          EM_FLAG_SRC_DEFAULT},
         {"env", NULL,
@@ -175,6 +177,9 @@ static void test_errors(void)
         {ARGS("--verbose=maybe"), NULL, NULL, "--verbose: 'maybe' is not a boolean"},
         {ARGS("--nope", "1"), NULL, NULL, "unknown flag --nope"},
         {ARGS("--model"), NULL, NULL, "--model needs a value"},
+        {ARGS("-m"), NULL, NULL, "-m needs a value"},
+        {ARGS("-x"), NULL, NULL, "unknown flag -x"},
+        {ARGS("-v", "false"), NULL, NULL, "unexpected argument 'false'"},
         {ARGS("stray"), NULL, NULL, "unexpected argument 'stray'"},
         {ARGS("--verbose", "false"), NULL, NULL, "unexpected argument 'false'"},
         {ARGS("--worker-addr", "a", "--worker-addr", "b", "--worker-addr", "c", "--worker-addr",
@@ -214,7 +219,8 @@ static void test_help_version_and_env_names(void)
     REQUIRE(mem != NULL, "fmemopen");
     em_flags_usage(&f, mem);
     fclose(mem);
-    CHECK(strstr(buf, "--max-seqs N") && strstr(buf, "(default 64) [EMTEST_MAX_SEQS]"),
+    CHECK(strstr(buf, "--max-seqs N") && strstr(buf, "(default 64) [EMTEST_MAX_SEQS]") &&
+              strstr(buf, "-m, --model PATH"),
           "usage:\n%s", buf);
     em_flags_free(&f);
     clear_env();

@@ -44,6 +44,12 @@ if [ -n "${path[stories260k]}" ]; then
     printf 'Hello world' >"$tmp/in"
     got="$("$bin" --model "$stories" --text-file "$tmp/in" --bos)"
     [ "$got" = "ids: 1 346 306 414 263 304 341" ] || { echo "--bos: '$got'"; fail=1; }
+    # common/flags forms: one-letter flags, --flag=value, the environment twin
+    got="$(EMSERVE_TOKENIZE_BOS=true "$bin" -m "$stories" --text-file="$tmp/in")"
+    [ "$got" = "ids: 1 346 306 414 263 304 341" ] || { echo "-m / env twin: '$got'"; fail=1; }
+    if "$bin" -m "$stories" -f "$tmp/in" --bos --no-bos 2>/dev/null; then
+        echo "--bos with --no-bos accepted"; fail=1
+    fi
     if "$bin" --model "$stories" --text-file "$tmp/missing" 2>"$tmp/err"; then
         echo "missing file accepted"; fail=1
     fi
