@@ -31,7 +31,7 @@ typedef struct lc_opts {
     const char *haystack[8];     /* needle: haystack files, concatenated in this order */
     int n_haystack, needle_keys; /* needles per (size, depth) cell */
     const char *qa_files[8];     /* QA: tsv files (eval/qa/README.md) */
-    int n_qa, answer_tokens; /* needle and QA: answer tokens */
+    int n_qa, answer_tokens;     /* needle and QA: answer tokens */
 } lc_opts;
 
 /* methods compared at every budget; the last one is EMS with int4 */
@@ -78,9 +78,11 @@ typedef struct lc_case {
  * EMS row of a budget runs first and every other method's budget (EMS + int4 excepted: it
  * stays at B) is re-solved (secant on
  * the budget inside a bisection bracket, at most 8 answers) until its mean KV bytes are within
- * 2 % of EMS's, the closest try kept (tables flag what stays more than 5 % away). Nonzero on an engine error. */
+ * 2 % of EMS's, the closest try kept (tables flag what stays more than 5 % away). Nonzero on an
+ * engine error. */
 int lc_run_case(const lc_opts *o, engine *e, const tokenizer *tok, const lc_case *c, FILE *f);
-/* The ring of the prompt caches lc_run_case makes (the largest w_loc of every method and budget). */
+/* The ring of the prompt caches lc_run_case makes (the largest w_loc of every method and budget).
+ */
 int lc_case_ring(const lc_opts *o);
 /* The header line of a cases CSV. */
 void lc_cases_header(FILE *f);

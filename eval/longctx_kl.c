@@ -120,4 +120,3 @@ int lc_task_kl(const lc_opts *o, engine *e, const tokenizer *tok)
     free(d), free(kl), free(t1), free(cnt), free(bytes), free(peak), free(ref), free(k1), free(a1);
     return rc;
 }
-

@@ -70,23 +70,23 @@ static void usage(void)
 static int parse_args(int argc, char **argv, lc_opts *o)
 {
     *o = (lc_opts){.model = model_find_default(),
-                .out = "eval/results",
-                .n_sizes = 3,
-                .sizes = {1024, 2048, 4096},
-                .n_depths = 3,
-                .depths = {0.1, 0.5, 0.9},
-                .keys = 2,
-                .n_budgets = 2,
-                .budgets = {128, 256},
-                .threads = 1,
-                .max_new = 12,
-                .kl_window = 1024,
-                .n_kl_budgets = 2,
-                .kl_budgets = {128, 256},
-                .do_passkey = 1,
-                .do_kl = 1,
-                .needle_keys = 1,
-                .answer_tokens = 24};
+                   .out = "eval/results",
+                   .n_sizes = 3,
+                   .sizes = {1024, 2048, 4096},
+                   .n_depths = 3,
+                   .depths = {0.1, 0.5, 0.9},
+                   .keys = 2,
+                   .n_budgets = 2,
+                   .budgets = {128, 256},
+                   .threads = 1,
+                   .max_new = 12,
+                   .kl_window = 1024,
+                   .n_kl_budgets = 2,
+                   .kl_budgets = {128, 256},
+                   .do_passkey = 1,
+                   .do_kl = 1,
+                   .needle_keys = 1,
+                   .answer_tokens = 24};
     int named_task = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -156,8 +156,7 @@ static int parse_args(int argc, char **argv, lc_opts *o)
                 fprintf(stderr, "error: more than 8 --ems-param\n");
                 return 1;
             }
-        }
-        else if (!strcmp(a, "--budgets"))
+        } else if (!strcmp(a, "--budgets"))
             o->n_budgets = parse_ints(v, o->budgets);
         else if (!strcmp(a, "--kl-budgets"))
             o->n_kl_budgets = parse_ints(v, o->kl_budgets);

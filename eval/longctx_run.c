@@ -187,8 +187,8 @@ static em_status prompt_cache(const lc_opts *o, engine *e, const lc_case *c, ems
         return EM_EINVAL;
     em_status st = ems_cache_clone(c->prefix, lc_case_ring(o), out);
     if (st == EM_OK)
-        st = engine_forward_seq(e, *out, c->ids + c->n_prefix, c->n - 1 - c->n_prefix,
-                                c->n_prefix, 512, NULL);
+        st = engine_forward_seq(e, *out, c->ids + c->n_prefix, c->n - 1 - c->n_prefix, c->n_prefix,
+                                512, NULL);
     if (st != EM_OK) {
         ems_cache_destroy(*out);
         *out = NULL;

@@ -143,9 +143,10 @@ static void write_tables(const lc_opts *o, const acc *accs, int n_pol, int with_
     fprintf(s, "method,budget,n_cases,accuracy,ci_lo,ci_hi,kv_bytes_mean,kv_bytes_peak,"
                "frac_of_full,bytes_vs_ems,ems_minus_this,diff_lo,diff_hi,compress_ms,"
                "budget_used_mean,exact,exact_lo,exact_hi\n");
-    fprintf(md, "| method | B | B used (mean) | %s [95%% CI] |%s KV MiB mean (peak) | %% of full | "
-                "bytes / EMS's | EMS - method [95%% CI] | prefill-end compression, ms |\n"
-                "|---|---|---|---|%s---|---|---|---|---|\n",
+    fprintf(md,
+            "| method | B | B used (mean) | %s [95%% CI] |%s KV MiB mean (peak) | %% of full | "
+            "bytes / EMS's | EMS - method [95%% CI] | prefill-end compression, ms |\n"
+            "|---|---|---|---|%s---|---|---|---|---|\n",
             with_exact ? "token F1" : "accuracy", with_exact ? " exact match [95% CI] |" : "",
             with_exact ? "---|" : "");
     for (int pi = 0; pi < n_pol; pi++) {
@@ -165,11 +166,13 @@ static void write_tables(const lc_opts *o, const acc *accs, int n_pol, int with_
             dm = dlo = dhi = NAN;
         const char *name = mi < 0 ? "full" : lc_methods[mi];
         int flag = pi && fabs(ratio - 1) > 0.05;
-        fprintf(s, "%s,%d,%d,%.4f,%.4f,%.4f,%.0f,%.0f,%.4f,%.4f,%.4f,%.4f,%.4f,%.1f,%.1f,%.4f,"
-                   "%.4f,%.4f\n",
+        fprintf(s,
+                "%s,%d,%d,%.4f,%.4f,%.4f,%.0f,%.0f,%.4f,%.4f,%.4f,%.4f,%.4f,%.1f,%.1f,%.4f,"
+                "%.4f,%.4f\n",
                 name, B, a->n, m, lo, hi, bytes, a->peak_max, bytes / fb, ratio, dm, dlo, dhi,
                 a->ms / a->n, a->b_used / a->n, xm, xlo, xhi);
-        fprintf(md, "| %s | %d | %.0f | %.2f [%.2f, %.2f] | ", name, B, a->b_used / a->n, m, lo, hi);
+        fprintf(md, "| %s | %d | %.0f | %.2f [%.2f, %.2f] | ", name, B, a->b_used / a->n, m, lo,
+                hi);
         if (with_exact)
             fprintf(md, "%.2f [%.2f, %.2f] | ", xm, xlo, xhi);
         fprintf(md, "%.2f (%.2f) | %.1f | %s%.2f%s | ", bytes / 1048576.0, a->peak_max / 1048576.0,
@@ -253,12 +256,13 @@ static void add_cell(const row *r, int pi, void *ctx)
 static void heat_script(const lc_opts *o, FILE *gp, const char *name, int B)
 {
     fprintf(gp, "set output 'needle_heat_%s_B%d.png'\n", name, B);
-    fprintf(gp,
-            "set title \"needle retrieval, %s%s%d (SmolLM2, end-of-prompt compression)\"\n"
-            "plot \"< grep '^%s,%d,' needle_grid.csv\" using 5:6:(0.5):(0.5):8 with boxxyerror "
-            "fs solid 1.0 lc palette, '' using 5:6:(sprintf('%%.2f (%%d)', $8, int($7))) with labels "
-            "font ',10'\n",
-            name, B ? " B=" : "", B, name, B);
+    fprintf(
+        gp,
+        "set title \"needle retrieval, %s%s%d (SmolLM2, end-of-prompt compression)\"\n"
+        "plot \"< grep '^%s,%d,' needle_grid.csv\" using 5:6:(0.5):(0.5):8 with boxxyerror "
+        "fs solid 1.0 lc palette, '' using 5:6:(sprintf('%%.2f (%%d)', $8, int($7))) with labels "
+        "font ',10'\n",
+        name, B ? " B=" : "", B, name, B);
     (void)o;
 }
 

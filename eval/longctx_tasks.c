@@ -1,6 +1,6 @@
 /* //eval:longctx tasks in the end-of-prompt mode: passkey retrieval, needle in a haystack of
- * real prose, and question answering over whole documents (the tsv files of eval/qa). Each builds its
- * prompts, runs every method on them with lc_run_case and writes <task>_cases.csv. */
+ * real prose, and question answering over whole documents (the tsv files of eval/qa). Each builds
+ * its prompts, runs every method on them with lc_run_case and writes <task>_cases.csv. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,11 +31,14 @@ int lc_task_passkey(const lc_opts *o, engine *e, const tokenizer *tok)
                 int key = 10000 + (int)((case_i * 7919u + 12345u * (k + 1)) % 90000u);
                 char want[16];
                 snprintf(want, sizeof want, "%d", key);
-                lc_case c = {.tokens = o->sizes[si], .depth = o->depths[di], .key = key,
-                             .max_new = o->max_new, .score = score_contains, .ctx = want};
+                lc_case c = {.tokens = o->sizes[si],
+                             .depth = o->depths[di],
+                             .key = key,
+                             .max_new = o->max_new,
+                             .score = score_contains,
+                             .ctx = want};
                 int32_t *ids = NULL;
-                if (lc_passkey_prompt(tok, key, o->sizes[si], o->depths[di], &ids, &c.n) !=
-                    EM_OK) {
+                if (lc_passkey_prompt(tok, key, o->sizes[si], o->depths[di], &ids, &c.n) != EM_OK) {
                     fprintf(stderr, "error: passkey prompt\n");
                     fclose(f);
                     return 1;
@@ -75,12 +78,15 @@ int lc_task_needle(const lc_opts *o, engine *e, const tokenizer *tok)
         for (int di = 0; di < o->n_depths && !rc; di++) {
             for (int k = 0; k < o->needle_keys && !rc; k++, case_i++) {
                 int ni = (case_i + o->first_key) % n_nd;
-                lc_case c = {.tokens = o->sizes[si], .depth = o->depths[di], .key = ni,
-                             .max_new = o->answer_tokens, .score = score_contains,
+                lc_case c = {.tokens = o->sizes[si],
+                             .depth = o->depths[di],
+                             .key = ni,
+                             .max_new = o->answer_tokens,
+                             .score = score_contains,
                              .ctx = nds[ni].answer};
                 int32_t *ids = NULL;
-                if (nd_needle_prompt(tok, &h, &nds[ni], o->sizes[si], o->depths[di], &ids,
-                                     &c.n) != EM_OK) {
+                if (nd_needle_prompt(tok, &h, &nds[ni], o->sizes[si], o->depths[di], &ids, &c.n) !=
+                    EM_OK) {
                     fprintf(stderr, "error: needle prompt of %d tokens (haystack %s too short?)\n",
                             o->sizes[si], h.sources);
                     rc = 1;
@@ -103,7 +109,8 @@ int lc_task_needle(const lc_opts *o, engine *e, const tokenizer *tok)
     return rc;
 }
 
-/* ---- QA over documents ------------------------------------------------------------------------ */
+/* ---- QA over documents ------------------------------------------------------------------------
+ */
 
 typedef struct qa_item {
     char source[256], question[512], answers[512]; /* answers separated by '|' */
@@ -195,9 +202,15 @@ static int qa_document(const lc_opts *o, engine *e, const tokenizer *tok, const 
         fprintf(stderr, "qa %s: %d questions, document prefix %d tokens (%.1fs)\n", path, m, lcp,
                 em_now_s() - t0);
     for (int i = 0; i < m && !rc; i++) {
-        lc_case c = {.tokens = lcp, .key = key0 + i, .ids = ids[i], .n = n[i],
-                     .max_new = o->answer_tokens, .score = score_qa, .ctx = q[i].answers,
-                     .prefix = prefix, .n_prefix = lcp};
+        lc_case c = {.tokens = lcp,
+                     .key = key0 + i,
+                     .ids = ids[i],
+                     .n = n[i],
+                     .max_new = o->answer_tokens,
+                     .score = score_qa,
+                     .ctx = q[i].answers,
+                     .prefix = prefix,
+                     .n_prefix = lcp};
         fprintf(stderr, "qa %d: %s\n", key0 + i, q[i].question);
         rc |= lc_run_case(o, e, tok, &c, f);
     }
