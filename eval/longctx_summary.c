@@ -253,17 +253,17 @@ static void add_cell(const row *r, int pi, void *ctx)
     g->sum[at] += r->score, g->cnt[at]++;
 }
 
-static void heat_script(const lc_opts *o, FILE *gp, const char *name, int B)
+static void heat_script(FILE *gp, const char *name, int B)
 {
+    char label[64];
+    snprintf(label, sizeof label, B ? "%s, B = %d" : "%s cache", name, B);
     fprintf(gp, "set output 'needle_heat_%s_B%d.png'\n", name, B);
-    fprintf(
-        gp,
-        "set title \"needle retrieval, %s%s%d (SmolLM2, end-of-prompt compression)\"\n"
-        "plot \"< grep '^%s,%d,' needle_grid.csv\" using 5:6:(0.5):(0.5):8 with boxxyerror "
-        "fs solid 1.0 lc palette, '' using 5:6:(sprintf('%%.2f (%%d)', $8, int($7))) with labels "
-        "font ',10'\n",
-        name, B ? " B=" : "", B, name, B);
-    (void)o;
+    fprintf(gp,
+            "set title \"needle retrieval, %s (SmolLM2, end-of-prompt compression)\"\n"
+            "plot \"< grep '^%s,%d,' needle_grid.csv\" using 5:6:(0.5):(0.5):8 with boxxyerror "
+            "fs solid 1.0 lc palette, '' using 5:6:(sprintf('%%.2f (%%d)', $8, int($7))) with "
+            "labels font ',10'\n",
+            label, name, B);
 }
 
 int lc_needle_grid(const lc_opts *o)
@@ -324,7 +324,7 @@ int lc_needle_grid(const lc_opts *o)
             }
         }
         fprintf(md, "\n\n");
-        heat_script(o, gp, name, B);
+        heat_script(gp, name, B);
     }
     rc = 0;
 done:

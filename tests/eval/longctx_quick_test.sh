@@ -2,6 +2,8 @@
 # //eval:longctx --quick end to end on SmolLM2 (CI size: one 300-token passkey prompt, one
 # 128-token KL window, 3 methods at B = 64): it must exit 0, write every table, retrieve the
 # key with the full cache, and report compressed methods at a fraction of the full bytes.
+# Then --quick --task needle --match-bytes (one 320-token needle prompt in GPL-3): tables, grid
+# and heat maps written, every method within 5 % of EMS's bytes or flagged.
 # Prints SKIPPED when SmolLM2 is not installed.
 set -euo pipefail
 BIN=$1
@@ -17,4 +19,16 @@ grep -q '^full,0,1,1.0000,' "$OUT/passkey.csv" || { echo "FAIL: full cache misse
 # compressed rows hold < 40 % of the full bytes (frac_of_full, column 9)
 awk -F, 'NR > 2 && $9 >= 0.4 { bad = 1; print "FAIL: " $0 } END { exit bad }' "$OUT/passkey.csv"
 [ "$(wc -l < "$OUT/kl.csv")" -eq 4 ] || { echo "FAIL: kl.csv rows"; cat "$OUT/kl.csv"; exit 1; }
+N=$OUT/needle
+mkdir -p "$N"
+"$BIN" --quick --task needle --match-bytes --model "$MODEL" --out "$N" 2> "$N/log" || { cat "$N/log"; exit 1; }
+for f in needle_cases.csv needle_prompts.csv needle.csv needle.md needle_grid.csv needle_grid.md needle.gp; do
+  [ -s "$N/$f" ] || { echo "FAIL: needle $f missing"; exit 1; }
+done
+grep -q '^full,0,1,' "$N/needle.csv" || { echo "FAIL: needle.csv has no full-cache row"; cat "$N/needle.csv"; exit 1; }
+grep -q 'GPL-3' "$N/needle_prompts.csv" || { echo "FAIL: haystack source not named"; exit 1; }
+# matched bytes: bytes_vs_ems (column 10) within 5 %, or the row is flagged in needle.md
+awk -F, 'NR > 2 && ($10 < 0.95 || $10 > 1.05) && $1 != "ems+int4" { print $1 }' "$N/needle.csv" | while read -r m; do
+  grep -q "^| $m .*\*\*" "$N/needle.md" || { echo "FAIL: $m off EMS's bytes and not flagged"; exit 1; }
+done
 echo "ok: longctx --quick"
