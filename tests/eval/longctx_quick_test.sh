@@ -4,6 +4,9 @@
 # key with the full cache, and report compressed methods at a fraction of the full bytes; an
 # --ems-variant row is added, the full cache holds every key-digit entry, and an invalid
 # variant is refused with a message.
+# Then --quick --task needle --match-bytes (one 320-token needle prompt in GPL-3): tables, grid
+# and heat maps written, every method within 5 % of EMS's bytes or flagged; the needle cases
+# carry the CPU-time column and leave the key probes empty.
 # Prints SKIPPED when SmolLM2 is not installed.
 set -euo pipefail
 BIN=$1
@@ -32,4 +35,22 @@ awk -F, 'NR > 1 && $5 == "full" && $(NF-2) != "1.0000" { bad = 1; print "FAIL: "
 "$BIN" --quick --model "$MODEL" --out "$OUT" --ems-variant bad:ems.tau=7 2> "$OUT/log2" &&
   { echo "FAIL: an invalid --ems-variant was accepted"; exit 1; }
 grep -q "ems-variant" "$OUT/log2" || { echo "FAIL: no message for the invalid variant"; cat "$OUT/log2"; exit 1; }
+N=$OUT/needle
+mkdir -p "$N"
+"$BIN" --quick --task needle --match-bytes --model "$MODEL" --out "$N" 2> "$N/log" || { cat "$N/log"; exit 1; }
+for f in needle_cases.csv needle_prompts.csv needle.csv needle.md needle_grid.csv needle_grid.md needle.gp; do
+  [ -s "$N/$f" ] || { echo "FAIL: needle $f missing"; exit 1; }
+done
+grep -q '^full,0,1,' "$N/needle.csv" || { echo "FAIL: needle.csv has no full-cache row"; cat "$N/needle.csv"; exit 1; }
+grep -q 'GPL-3' "$N/needle_prompts.csv" || { echo "FAIL: haystack source not named"; exit 1; }
+# matched bytes: bytes_vs_ems (column 10) within 5 %, or the row is flagged in needle.md
+awk -F, 'NR > 2 && ($10 < 0.95 || $10 > 1.05) && $1 != "ems+int4" { print $1 }' "$N/needle.csv" | while read -r m; do
+  grep -q "^| $m .*\*\*" "$N/needle.md" || { echo "FAIL: $m off EMS's bytes and not flagged"; exit 1; }
+done
+# the new columns: passkey probes filled, needle probes empty, CPU ms in both
+head -1 "$OUT/passkey_cases.csv" | grep -q ',budget_used,exact,key_kept,key_merged,compress_cpu_ms$' ||
+  { echo "FAIL: passkey_cases.csv header"; head -1 "$OUT/passkey_cases.csv"; exit 1; }
+awk -F, 'NR > 1 && $NF == "" { bad = 1; print "FAIL: no CPU ms: " $0 } END { exit bad }' "$N/needle_cases.csv"
+awk -F, 'NR > 1 && $(NF-2) != "" { bad = 1; print "FAIL: needle probe: " $0 } END { exit bad }' "$N/needle_cases.csv"
+grep -q 'compression, CPU ms' "$N/needle.md" || { echo "FAIL: needle.md not on CPU time"; exit 1; }
 echo "ok: longctx --quick"
