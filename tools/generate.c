@@ -14,6 +14,7 @@
 #include "common/version.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "tools/kv_flags.h"
 
 /* Appends the token's text to the NUL-terminated string *user. */
 static em_status on_token(void *user, int32_t id, const char *text, size_t len)
@@ -33,17 +34,19 @@ static em_status on_token(void *user, int32_t id, const char *text, size_t len)
  * -m -p -f -n -t). */
 typedef struct gen_flags {
     const char *model, *prompt, *prompt_file, *act_quant, *temp, *top_p, *min_p, *repeat_penalty,
-        *seed, *kv_method, *kv_budget, *kv_quant;
+        *seed;
     int max_tokens, threads, top_k, ignore_eos, bos, no_bos;
-    const char *stop_items[STOP_MAX_STRINGS], *stop_id_items[STOP_MAX_IDS], *kv_param_items[32];
-    em_flag_list stop, stop_id, kv_param;
+    const char *stop_items[STOP_MAX_STRINGS], *stop_id_items[STOP_MAX_IDS];
+    em_flag_list stop, stop_id;
+    kv_flags kv;
 } gen_flags;
 
-#define N_FLAGS 21
+#define N_OWN   17 /* then the KV_FLAGS_N KV flags */
+#define N_FLAGS (N_OWN + KV_FLAGS_N)
 
 static void flag_table(gen_flags *o, em_flag *t)
 {
-    const em_flag table[N_FLAGS] = {
+    const em_flag table[N_OWN] = {
         {"model", EM_FLAG_STR, &o->model, 0, 0, "PATH", "GGUF model (default: the installed one)",
          0, 'm'},
         {"prompt", EM_FLAG_STR, &o->prompt, 0, 0, "TEXT",
@@ -68,14 +71,9 @@ static void flag_table(gen_flags *o, em_flag *t)
          0},
         {"no-bos", EM_FLAG_BOOL, &o->no_bos, 0, 1, NULL, "no BOS (default: as the model asks)", 0,
          0},
-        {"kv-method", EM_FLAG_STR, &o->kv_method, 0, 0, "NAME", "KV compression method", 0, 0},
-        {"kv-budget", EM_FLAG_STR, &o->kv_budget, 0, 0, "N", "entries kept per (layer, KV head)", 0,
-         0},
-        {"kv-quant", EM_FLAG_STR, &o->kv_quant, 0, 0, "int8|int4", "quantize K/V", 0, 0},
-        {"kv-param", EM_FLAG_LIST, &o->kv_param, 0, 0, "KEY=VALUE",
-         "KV method parameter (repeatable; see the list below)", 0, 0},
     };
     memcpy(t, table, sizeof table);
+    kv_flags_table(&o->kv, t + N_OWN);
 }
 
 /* A whole number (float or unsigned) from a flag's text; EM_EINVAL with a message otherwise. */
@@ -126,18 +124,7 @@ static em_status apply_flags(const gen_flags *o, gen_params *gp, kern_act_mode *
         }
         ids[(*n_ids)++] = (int32_t)v;
     }
-    const char *kv[][2] = {
-        {"--kv-method", o->kv_method}, {"--kv-budget", o->kv_budget}, {"--kv-quant", o->kv_quant}};
-    em_status st = EM_OK;
-    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
-        if (kv[i][1] && ems_config_cli(&gp->kv, kv[i][0], kv[i][1], &st, err, errlen) &&
-            st != EM_OK)
-            return st;
-    for (int i = 0; i < o->kv_param.n; i++)
-        if (ems_config_cli(&gp->kv, "--kv-param", o->kv_param.items[i], &st, err, errlen) &&
-            st != EM_OK)
-            return st;
-    return EM_OK;
+    return kv_flags_apply(&o->kv, &gp->kv, err, errlen);
 }
 
 int main(int argc, char **argv)
@@ -153,7 +140,6 @@ int main(int argc, char **argv)
                           .top_k = 40};
     o.stop = (em_flag_list){o.stop_items, 0, STOP_MAX_STRINGS};
     o.stop_id = (em_flag_list){o.stop_id_items, 0, STOP_MAX_IDS};
-    o.kv_param = (em_flag_list){o.kv_param_items, 0, 32};
     static em_flag table[N_FLAGS];
     flag_table(&o, table);
     static em_flags fl = {"generate",

@@ -11,19 +11,20 @@
 #include "common/version.h"
 #include "eval/stream.h"
 #include "model/model.h"
+#include "tools/kv_flags.h"
 
 typedef struct ppl_flags {
-    const char *model, *text_file, *act_quant, *kv_method, *kv_budget, *kv_quant;
+    const char *model, *text_file, *act_quant;
     int threads, max_tokens, no_bos, quiet;
-    const char *kv_param_items[32];
-    em_flag_list kv_param;
+    kv_flags kv;
 } ppl_flags;
 
-#define N_FLAGS 11
+#define N_OWN   7 /* then the KV_FLAGS_N KV flags */
+#define N_FLAGS (N_OWN + KV_FLAGS_N)
 
 static void flag_table(ppl_flags *o, em_flag *t)
 {
-    const em_flag table[N_FLAGS] = {
+    const em_flag table[N_OWN] = {
         {"model", EM_FLAG_STR, &o->model, 0, 0, "PATH", "GGUF model (default: the installed one)",
          0, 'm'},
         {"text-file", EM_FLAG_STR, &o->text_file, 0, 0, "PATH", "the text to score", 0, 'f'},
@@ -35,34 +36,14 @@ static void flag_table(ppl_flags *o, em_flag *t)
          "score at most N tokens (0: the model's context; else at least 2)", 0, 0},
         {"no-bos", EM_FLAG_BOOL, &o->no_bos, 0, 1, NULL, "do not prepend BOS to each story", 0, 0},
         {"quiet", EM_FLAG_BOOL, &o->quiet, 0, 1, NULL, "no progress on stderr", 0, 0},
-        {"kv-method", EM_FLAG_STR, &o->kv_method, 0, 0, "NAME", "KV compression method", 0, 0},
-        {"kv-budget", EM_FLAG_STR, &o->kv_budget, 0, 0, "N", "entries kept per (layer, KV head)", 0,
-         0},
-        {"kv-quant", EM_FLAG_STR, &o->kv_quant, 0, 0, "int8|int4", "quantize K/V", 0, 0},
-        {"kv-param", EM_FLAG_LIST, &o->kv_param, 0, 0, "KEY=VALUE",
-         "KV method parameter (repeatable; see the list below)", 0, 0},
     };
     memcpy(t, table, sizeof table);
-}
-
-/* The KV flags into cfg; EM_EINVAL with a message in err. */
-static em_status apply_kv(const ppl_flags *o, ems_config *cfg, char *err, size_t errlen)
-{
-    const char *kv[][2] = {
-        {"--kv-method", o->kv_method}, {"--kv-budget", o->kv_budget}, {"--kv-quant", o->kv_quant}};
-    em_status st = EM_OK;
-    for (size_t i = 0; i < sizeof kv / sizeof kv[0] && st == EM_OK; i++)
-        if (kv[i][1])
-            ems_config_cli(cfg, kv[i][0], kv[i][1], &st, err, errlen);
-    for (int i = 0; i < o->kv_param.n && st == EM_OK; i++)
-        ems_config_cli(cfg, "--kv-param", o->kv_param.items[i], &st, err, errlen);
-    return st;
+    kv_flags_table(&o->kv, t + N_OWN);
 }
 
 int main(int argc, char **argv)
 {
     static ppl_flags f = {.act_quant = "f32", .threads = 1};
-    f.kv_param = (em_flag_list){f.kv_param_items, 0, 32};
     static em_flag table[N_FLAGS];
     flag_table(&f, table);
     static em_flags flags = {"perplexity",
@@ -99,7 +80,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "error: --act-quant f32|q8, --max-tokens 0 or at least 2\n");
         return 2;
     }
-    if (apply_kv(&f, &cfg, err, sizeof err) != EM_OK) {
+    if (kv_flags_apply(&f.kv, &cfg, err, sizeof err) != EM_OK) {
         fprintf(stderr, "error: %s\n", err);
         return 2;
     }
