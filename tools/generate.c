@@ -159,12 +159,7 @@ int main(int argc, char **argv)
         return 2;
     }
     if (exit_now) {
-        for (int i = 1; i < argc; i++)
-            if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-                fputc('\n', stdout);
-                ems_config_help(stdout); /* the methods and their parameters */
-                break;
-            }
+        kv_flags_help_if_asked(argc, argv);
         return 0;
     }
     kern_act_mode act = KERN_ACT_F32;

@@ -1,6 +1,7 @@
 /* The tools' KV-compression flags (see kv_flags.h). */
 #include "tools/kv_flags.h"
 
+#include <stdio.h>
 #include <string.h>
 
 void kv_flags_table(kv_flags *k, em_flag *out)
@@ -29,4 +30,15 @@ em_status kv_flags_apply(const kv_flags *k, ems_config *cfg, char *err, size_t e
     for (int i = 0; i < k->param.n && st == EM_OK; i++)
         ems_config_cli(cfg, "--kv-param", k->param.items[i], &st, err, errlen);
     return st;
+}
+
+void kv_flags_help_if_asked(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputc('\n', stdout);
+            ems_config_help(stdout); /* the methods and their parameters */
+            return;
+        }
+    }
 }

@@ -21,3 +21,7 @@ void kv_flags_table(kv_flags *k, em_flag *out);
 
 /* Applies the flags that were given to cfg; EM_EINVAL with a message in err. */
 em_status kv_flags_apply(const kv_flags *k, ems_config *cfg, char *err, size_t errlen);
+
+/* After em_flags_parse's exit_now: when argv asked for --help (or -h), also lists every KV
+ * method and parameter with its default (ems_config_help) on stdout. */
+void kv_flags_help_if_asked(int argc, char **argv);
