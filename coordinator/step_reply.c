@@ -3,6 +3,11 @@
 
 #include <stdio.h>
 
+static int count_ok(int64_t v, int64_t max)
+{
+    return v >= 0 && v <= max;
+}
+
 em_status coord_step_reply_check(const Emserve__Internal__V1__StepResponse *sr,
                                  const coord_reply_want *w, char *why, size_t whylen)
 {
@@ -27,14 +32,17 @@ em_status coord_step_reply_check(const Emserve__Internal__V1__StepResponse *sr,
         return EM_EPROTO;
     }
     for (size_t i = 0; i < nc; i++) {
-        if (sr->kv_bytes_quant[i] < 0 || sr->kv_evicted[i] < 0 || sr->kv_merged[i] < 0 ||
-            sr->kv_quantized[i] < 0 || !(sr->compress_seconds[i] >= 0)) {
-            snprintf(why, whylen, "negative compression count for slot %d", w->slots[i]);
+        if (!count_ok(sr->kv_bytes_quant[i], COORD_REPLY_BYTES_MAX) ||
+            !count_ok(sr->kv_evicted[i], w->max_entries) ||
+            !count_ok(sr->kv_merged[i], w->max_entries) ||
+            !count_ok(sr->kv_quantized[i], w->max_entries) ||
+            !(sr->compress_seconds[i] >= 0 && sr->compress_seconds[i] <= COORD_REPLY_SECONDS_MAX)) {
+            snprintf(why, whylen, "compression count out of range for slot %d", w->slots[i]);
             return EM_EPROTO;
         }
     }
-    if (sr->kv_bytes_peak < 0) {
-        snprintf(why, whylen, "negative KV byte peak %lld", (long long)sr->kv_bytes_peak);
+    if (!count_ok(sr->kv_bytes_peak, COORD_REPLY_BYTES_MAX)) {
+        snprintf(why, whylen, "KV byte peak %lld out of range", (long long)sr->kv_bytes_peak);
         return EM_EPROTO;
     }
     for (int i = 0; i < w->n_slots; i++) {
@@ -45,6 +53,11 @@ em_status coord_step_reply_check(const Emserve__Internal__V1__StepResponse *sr,
         if (sr->kv_entries[i] < 0 || sr->kv_entries[i] > w->max_entries) {
             snprintf(why, whylen, "%lld KV entries for slot %d (at most %lld)",
                      (long long)sr->kv_entries[i], w->slots[i], (long long)w->max_entries);
+            return EM_EPROTO;
+        }
+        if (!count_ok(sr->kv_bytes[i], COORD_REPLY_BYTES_MAX)) {
+            snprintf(why, whylen, "%lld KV bytes for slot %d (at most %lld)",
+                     (long long)sr->kv_bytes[i], w->slots[i], (long long)COORD_REPLY_BYTES_MAX);
             return EM_EPROTO;
         }
     }

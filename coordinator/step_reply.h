@@ -1,7 +1,9 @@
 /* What a worker's StepResponse must say, checked before the coordinator reads any of it: the
  * step id, the slot list (as the worker computes it from the batch), one entry and byte count
- * per slot (and the compression counts of /metrics: one per slot, or none, never negative), the
- * KV entries within what a slot can hold, and exactly the logits asked for. Apart
+ * per slot (and the compression counts of /metrics: one per slot, or none), the KV entries and
+ * the compression counts within what a slot can hold, every byte count and time within the
+ * bounds below (so that sums over slots and workers cannot overflow), and exactly the logits
+ * asked for. Apart
  * from group_step.c so that //fuzz:step_reply can drive it from wire bytes. */
 #pragma once
 #include <stddef.h>
@@ -9,6 +11,11 @@
 
 #include "common/status.h"
 #include "proto/emserve/internal/v1/worker.pb-c.h"
+
+/* Bounds on what one worker may report for one slot: 1 TiB of KV, a day of compression time.
+ * Sums of 64 workers x any batch of such values stay far from INT64_MAX. */
+#define COORD_REPLY_BYTES_MAX   ((int64_t)1 << 40)
+#define COORD_REPLY_SECONDS_MAX 86400.0
 
 typedef struct coord_reply_want {
     uint64_t step_id;

@@ -55,7 +55,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (entries < 0 || entries > (int64_t)n_slots * 1000 || sr->kv_bytes_peak < 0) {
             fuzz_fail("accepted %lld entries in %d slots", (long long)entries, n_slots);
         }
-        (void)bytes;
+        /* the coordinator sums every count over the slots and its workers (COORD_MAX_WORKERS,
+         * 64) */
+        const int64_t sum_max = INT64_MAX / (64 * 5);
+        for (size_t i = 0; i < sr->n_kv_evicted; i++) {
+            if (sr->kv_evicted[i] > sum_max || sr->kv_merged[i] > sum_max ||
+                sr->kv_quantized[i] > sum_max || sr->kv_bytes_quant[i] > sum_max) {
+                fuzz_fail("accepted a count that overflows a sum over workers (slot %zu)", i);
+            }
+        }
+        if (bytes > sum_max || sr->kv_bytes_peak > sum_max) {
+            fuzz_fail("accepted %lld KV bytes that overflow a sum over workers", (long long)bytes);
+        }
     } else if (why[0] == 0) {
         fuzz_fail("refused without a message");
     }
