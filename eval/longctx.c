@@ -281,6 +281,52 @@ em_status lc_stream_kl(engine *e, const ems_config *cfg, const int32_t *ids, int
     return st;
 }
 
+em_status lc_fork_logits(engine *e, const ems_cache *base, const ems_config *cfg,
+                         const int32_t *ids, int n_pre, int n_score, float *logits_out,
+                         lc_stream *r)
+{
+    memset(r, 0, sizeof *r);
+    int V = engine_hparams(e)->n_vocab;
+    if (n_pre < 1 || n_score < 1 || base->n_layer < 1 || base->heads[0].len != n_pre)
+        return EM_EINVAL;
+    ems_cache *c = NULL;
+    em_status st = ems_cache_clone(base, ems_config_w_loc(cfg), &c);
+    if (st != EM_OK)
+        return st;
+    c->want_stats = ems_config_wants_stats(cfg);
+    c->group_max = cfg->group_max;
+    double t0 = em_now_s(), acc = 0.0;
+    st = ems_policy_step(c, cfg, EMS_PHASE_PREFILL_END, NULL);
+    for (int i = 0; i < n_score && st == EM_OK; i++) {
+        st = forward_one(e, c, ids[n_pre + i], n_pre + i, logits_out + (size_t)i * V);
+        uint64_t before = ems_cache_kv_bytes(c);
+        if (st == EM_OK)
+            st = ems_policy_step(c, cfg, EMS_PHASE_DECODE, NULL);
+        uint64_t after = ems_cache_kv_bytes(c);
+        acc += (double)after;
+        r->bytes_peak = before > r->bytes_peak ? before : r->bytes_peak;
+    }
+    r->bytes_mean = acc / n_score;
+    r->seconds = em_now_s() - t0;
+    ems_cache_destroy(c);
+    return st;
+}
+
+em_status lc_row_scores(const float *ref, const float *q, const int32_t *target, int n, int V,
+                        double *kl, double *top1, double *nll)
+{
+    double *lp = malloc(sizeof(double) * V), *lq = malloc(sizeof(double) * V);
+    em_status st = lp && lq ? EM_OK : EM_ENOMEM;
+    for (int i = 0; i < n && st == EM_OK; i++) {
+        const float *r = ref + (size_t)i * V, *x = q + (size_t)i * V;
+        kl[i] = kl_div(r, x, V, lp, lq);
+        top1[i] = argmax(r, V) == argmax(x, V);
+        nll[i] = -lq[target[i]];
+    }
+    free(lp), free(lq);
+    return st;
+}
+
 em_status lc_full_logits(engine *e, const int32_t *ids, int n, int chunk, float *out)
 {
     int V = engine_hparams(e)->n_vocab;

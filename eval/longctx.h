@@ -74,6 +74,21 @@ typedef struct lc_stream {
 em_status lc_stream_kl(engine *e, const ems_config *cfg, const int32_t *ids, int n, int n_pre,
                        const float *ref_logits, double *kl, uint8_t *top1, lc_stream *r);
 
+/* Teacher-forced continuation from a prompt cache (the kl-long task): base = the full cache
+ * of ids[0, n_pre) (lc_prompt_cache); a fork of it is compressed once
+ * (ems_policy_step(PREFILL_END)), then ids[n_pre, n_pre + n_score) are fed one at a time with
+ * a DECODE step after each, and the logits of each (the prediction of the next text token) go
+ * to logits_out[n_score][n_vocab]. The full cache (cfg "full") gives the reference. bytes as in
+ * lc_answer (after each policy step; peak also before it). */
+em_status lc_fork_logits(engine *e, const ems_cache *base, const ems_config *cfg,
+                         const int32_t *ids, int n_pre, int n_score, float *logits_out,
+                         lc_stream *r);
+
+/* Per row i < n of q[n][V] against ref[n][V]: kl[i] = KL(ref || q), top1[i] = 1 when their
+ * argmaxes agree, nll[i] = -log q(target[i]). EM_ENOMEM when scratch cannot be allocated. */
+em_status lc_row_scores(const float *ref, const float *q, const int32_t *target, int n, int V,
+                        double *kl, double *top1, double *nll);
+
 /* Full-cache logits of every position of ids[0, n) into out[n][n_vocab] (prefill chunks). */
 em_status lc_full_logits(engine *e, const int32_t *ids, int n, int chunk, float *out);
 

@@ -31,7 +31,8 @@ typedef struct lc_opts {
     int n_depths, keys, budgets[MAXV], n_budgets, threads, max_new;
     const char *texts[MAXV];
     int n_texts, kl_window, kl_budgets[MAXV], n_kl_budgets, quick, summarize, first_key;
-    int do_passkey, do_kl, do_needle, do_qa;
+    int do_passkey, do_kl, do_needle, do_qa, do_kl_long;
+    int kl_prefixes[MAXV], n_kl_prefixes, kl_score; /* kl-long: prompt lengths, tokens scored */
     int match_bytes;             /* calibrate every non-EMS budget to EMS's bytes per case */
     const char *haystack[8];     /* needle: haystack files, concatenated in this order */
     int n_haystack, needle_keys; /* needles per (size, depth) cell */
@@ -120,3 +121,4 @@ int lc_task_passkey(const lc_opts *o, engine *e, const tokenizer *tok);
 int lc_task_needle(const lc_opts *o, engine *e, const tokenizer *tok);
 int lc_task_qa(const lc_opts *o, engine *e, const tokenizer *tok);
 int lc_task_kl(const lc_opts *o, engine *e, const tokenizer *tok);
+int lc_task_kl_long(const lc_opts *o, engine *e, const tokenizer *tok); /* longctx_kllong.c */

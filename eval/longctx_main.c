@@ -45,7 +45,18 @@ static void write_plots(const lc_opts *o)
         "(bars: 95% block-bootstrap CI)'\nset ylabel 'mean KL (nats)'\n"
         "plot 'kl.csv' every ::1 using ($8/1048576):4:6:5 with yerrorbars pt 7, \\\n"
         "     '' every ::1 using ($8/1048576):4:(sprintf('%s B%d', strcol(1), $2)) "
-        "with labels rotate by 35 left offset 0.5,0.3 font ',8'\n}\n");
+        "with labels rotate by 35 left offset 0.5,0.3 font ',8'\n}\n"
+        "if (system('test -s kl_long.csv && echo 1') eq '1') {\n"
+        "set output 'kl_long_bytes.png'\nset autoscale y\nset logscale y\nset key top right\n"
+        "set xlabel 'KV cache held, MiB (mean over the scored tokens)'\n"
+        "set title 'SmolLM2 KL(full || compressed), long prose, compressed at the "
+        "prompt end (95% block-bootstrap CI)'\nset ylabel 'mean KL (nats)'\n"
+        "plot for [P in system(\"tail -n +2 kl_long.csv | cut -d, -f1 | sort -un | tr '\\\\n' ' "
+        "'\")] "
+        "'kl_long.csv' every ::1 using ($1 == P + 0 && $5 > 0 ? $12/1048576 : 1/0):5:6:7 "
+        "with yerrorbars pt 7 title sprintf('prompt %s tokens', P), \\\n"
+        "     '' every ::1 using ($5 > 0 ? $12/1048576 : 1/0):5:(sprintf('%s B%d', strcol(2), $3)) "
+        "with labels rotate by 35 left offset 0.5,0.3 font ',8' notitle\n}\n");
 }
 
 /* ---- main ------------------------------------------------------------------------------- */
@@ -54,17 +65,20 @@ static void usage(void)
 {
     fprintf(
         stderr,
-        "usage: longctx [--model M] [--out DIR] [--quick] [--task passkey|kl|needle|qa|all]\n"
+        "usage: longctx [--model M] [--out DIR] [--quick] [--task "
+        "passkey|kl|kl-long|needle|qa|all]\n"
         "  [--sizes 1024,2048,4096] [--depths 10,50,90] [--keys 2] [--first-key 0] [--budgets "
         "128,256]\n"
         "  [--match-bytes] [--haystack FILE]... [--needle-keys 1] [--qa FILE.tsv]... "
         "[--answer-tokens 24]\n"
         "  [--text FILE]... [--kl-window 1024] [--kl-budgets 128,256] [--threads 1]\n"
+        "  [--kl-prefixes 4096,7168] [--kl-score 128] (kl-long: prompt lengths of the texts, "
+        "tokens scored after each)\n"
         "  [--max-new 12] [--summarize] [--methods ems,snapkv,...] [--ems-param KEY=VALUE]...\n"
         "  [--ems-variant LABEL:KEY=VALUE[,KEY=VALUE...]]... (extra EMS rows \"ems-LABEL\")\n"
         "  [--dump-cache DIR] (passkey: prompt cache of each size's first case, for "
         "bench:ems_step_bench)\n"
-        "--task all = passkey + kl (the default); needle and qa run only when named\n"
+        "--task all = passkey + kl (the default); needle, qa and kl-long run only when named\n"
         "  (several tasks: --task needle --task qa). --summarize redoes the tables of the named\n"
         "  tasks from their *_cases.csv: pass the run's --budgets/--methods/--sizes/--depths\n"
         "  and --match-bytes again (and --ems-variant for variant rows).\n");
@@ -86,6 +100,9 @@ static int parse_args(int argc, char **argv, lc_opts *o)
                    .kl_window = 1024,
                    .n_kl_budgets = 2,
                    .kl_budgets = {128, 256},
+                   .n_kl_prefixes = 2,
+                   .kl_prefixes = {4096, 7168},
+                   .kl_score = 128,
                    .do_passkey = 1,
                    .do_kl = 1,
                    .needle_keys = 1,
@@ -128,8 +145,9 @@ static int parse_args(int argc, char **argv, lc_opts *o)
             o->do_kl |= all || !strcmp(v, "kl");
             o->do_needle |= !strcmp(v, "needle");
             o->do_qa |= !strcmp(v, "qa");
+            o->do_kl_long |= !strcmp(v, "kl-long");
             if (!all && strcmp(v, "passkey") && strcmp(v, "kl") && strcmp(v, "needle") &&
-                strcmp(v, "qa")) {
+                strcmp(v, "qa") && strcmp(v, "kl-long")) {
                 fprintf(stderr, "error: unknown task %s\n", v);
                 return 1;
             }
@@ -170,6 +188,10 @@ static int parse_args(int argc, char **argv, lc_opts *o)
             o->n_kl_budgets = parse_ints(v, o->kl_budgets);
         else if (!strcmp(a, "--text") && o->n_texts < MAXV)
             o->texts[o->n_texts++] = v;
+        else if (!strcmp(a, "--kl-prefixes"))
+            o->n_kl_prefixes = parse_ints(v, o->kl_prefixes);
+        else if (!strcmp(a, "--kl-score"))
+            o->kl_score = atoi(v);
         else if (!strcmp(a, "--kl-window"))
             o->kl_window = atoi(v);
         else if (!strcmp(a, "--threads"))
@@ -200,6 +222,10 @@ static int parse_args(int argc, char **argv, lc_opts *o)
         bad |= o->budgets[k] < 8;
     for (int k = 0; k < o->n_kl_budgets; k++)
         bad |= o->kl_budgets[k] < 8 || o->kl_budgets[k] >= o->kl_window - 16;
+    bad |= o->n_kl_prefixes < 1 || o->kl_score < 1 || o->kl_score > 1024;
+    for (int k = 0; k < o->n_kl_prefixes; k++) /* ascending: the prompt cache is extended */
+        bad |= o->kl_prefixes[k] < 64 || o->kl_prefixes[k] + o->kl_score + 1 > 8192 ||
+               (k > 0 && o->kl_prefixes[k] <= o->kl_prefixes[k - 1]);
     if (bad)
         fprintf(stderr, "error: %s\n", o->model ? "bad option value" : "no model (--model)");
     return bad;
@@ -244,10 +270,12 @@ int main(int argc, char **argv)
     t[2] = em_now_s() - t0 - t[0] - t[1];
     if (o.do_kl && !o.summarize)
         rc |= lc_task_kl(&o, e, tok);
+    if (o.do_kl_long && !o.summarize)
+        rc |= lc_task_kl_long(&o, e, tok);
     t[3] = em_now_s() - t0 - t[0] - t[1] - t[2];
     write_plots(&o);
-    fprintf(stderr, "done: passkey %.0fs, needle %.0fs, qa %.0fs, kl %.0fs\n", t[0], t[1], t[2],
-            t[3]);
+    fprintf(stderr, "done: passkey %.0fs, needle %.0fs, qa %.0fs, kl + kl-long %.0fs\n", t[0], t[1],
+            t[2], t[3]);
     engine_free(e);
     tok_free(tok);
     model_free(m);

@@ -7,6 +7,11 @@
 # Then --quick --task needle --match-bytes (one 320-token needle prompt in GPL-3): tables, grid
 # and heat maps written, every method within 5 % of EMS's bytes or flagged; the needle cases
 # carry the CPU-time column and leave the key probes empty.
+# Then --task kl-long on GPL-3 (prompts of 256 and 384 tokens, 32 scored tokens): tables and
+# plot written; the full cache is its own reference (KL 0) and its perplexity is finite; at
+# B = 64 the compressed rows diverge (KL > 0) holding less than the full bytes; with a budget
+# above the text (nothing to compress) every method's logits equal the full cache's (KL 0:
+# the fork replays the same positions); descending prefixes are refused.
 # Prints SKIPPED when SmolLM2 is not installed.
 set -euo pipefail
 BIN=$1
@@ -53,4 +58,24 @@ head -1 "$OUT/passkey_cases.csv" | grep -q ',budget_used,exact,key_kept,key_merg
 awk -F, 'NR > 1 && $NF == "" { bad = 1; print "FAIL: no CPU ms: " $0 } END { exit bad }' "$N/needle_cases.csv"
 awk -F, 'NR > 1 && $(NF-2) != "" { bad = 1; print "FAIL: needle probe: " $0 } END { exit bad }' "$N/needle_cases.csv"
 grep -q 'compression, CPU ms' "$N/needle.md" || { echo "FAIL: needle.md not on CPU time"; exit 1; }
+K=$OUT/kllong
+mkdir -p "$K"
+"$BIN" --task kl-long --kl-prefixes 256,384 --kl-score 32 --kl-budgets 64 --methods snapkv \
+  --model "$MODEL" --out "$K" 2> "$K/log" || { cat "$K/log"; exit 1; }
+for f in kl_long_windows.csv kl_long.csv kl_long.md kl_long_bytes.png; do
+  [ -s "$K/$f" ] || { echo "FAIL: kl-long $f missing"; exit 1; }
+done
+# kl_long.csv: prefix,method,budget,n_scored,kl,...,ppl(9),...,kv_bytes_mean(12)
+awk -F, 'NR > 1 && $2 == "full" { n++; if ($5 != 0 || !($9 > 1 && $9 < 1000)) bad = 1; full[$1] = $12 }
+         NR > 1 && $2 != "full" { m++; if (!($5 > 0) || !($12 < full[$1])) bad = 1 }
+         END { exit bad || n != 2 || m != 4 }' "$K/kl_long.csv" ||
+  { echo "FAIL: kl-long rows"; cat "$K/kl_long.csv"; exit 1; }
+"$BIN" --task kl-long --kl-prefixes 256 --kl-score 32 --kl-budgets 400 --methods snapkv,h2o \
+  --model "$MODEL" --out "$K" 2> "$K/log" || { cat "$K/log"; exit 1; }
+awk -F, 'NR > 1 && $6 != "0.000000" { bad = 1; print "FAIL: nothing compressed, yet KL " $0 } END { exit bad }' \
+  "$K/kl_long_windows.csv"
+[ "$(tail -n +2 "$K/kl_long_windows.csv" | wc -l)" -eq 4 ] || { echo "FAIL: kl-long window rows"; exit 1; }
+"$BIN" --task kl-long --kl-prefixes 384,256 --model "$MODEL" --out "$K" 2> "$K/log3" &&
+  { echo "FAIL: descending --kl-prefixes accepted"; exit 1; }
+grep -q "bad option value" "$K/log3" || { echo "FAIL: no message for bad prefixes"; exit 1; }
 echo "ok: longctx --quick"
