@@ -47,7 +47,7 @@ static void write_plots(const lc_opts *o)
         "     '' every ::1 using ($8/1048576):4:(sprintf('%s B%d', strcol(1), $2)) "
         "with labels rotate by 35 left offset 0.5,0.3 font ',8'\n}\n"
         "if (system('test -s kl_long.csv && echo 1') eq '1') {\n"
-        "set output 'kl_long_bytes.png'\nset autoscale y\nset logscale y\nset key top right\n"
+        "set output 'kl_long_bytes.png'\nset autoscale xy\nset logscale xy\nset key top right\n"
         "set xlabel 'KV cache held, MiB (mean over the scored tokens)'\n"
         "set title 'SmolLM2 KL(full || compressed), long prose, compressed at the "
         "prompt end (95% block-bootstrap CI)'\nset ylabel 'mean KL (nats)'\n"
