@@ -180,6 +180,10 @@ static void batch_build(coord_sched *s, batch *b, int admit)
             b->want[b->n++] = 0;
         }
         r->n_done += chunk;
+        if (r->n_done < r->n_prefill && r->req->kv.prefill_keep > 0) {
+            b->pol_slot[b->n_pol] = r->slot; /* bounded prefill (ems/policy.h) */
+            b->pol_phase[b->n_pol++] = WORKER_PHASE_PREFILL_CHUNK;
+        }
         if (r->n_done == r->n_prefill) {
             b->pol_slot[b->n_pol] = r->slot;
             b->pol_phase[b->n_pol++] = WORKER_PHASE_PREFILL_END;
@@ -412,7 +416,7 @@ em_status coord_sched_start(coord_group *g, const model *m, const tokenizer *tok
     s->kv.world = coord_group_world(g);
     for (int w = 0; w < s->kv.world; w++) {
         s->kv.shape[w] = (ems_footprint_shape){m->hp.n_layer, m->hp.head_dim, m->hp.n_kv_head,
-                                               coord_group_kv_heads(g, w)};
+                                               coord_group_kv_heads(g, w), s->o.prefill_chunk};
     }
     s->stats.kv_budget = s->kv.bytes;
     ems_config full;
