@@ -325,8 +325,9 @@ static em_status check_prefill_keep(const ems_config *cfg, char *err, size_t err
     if (cfg->prefill_keep <= 0)
         return EM_OK;
     if (cfg->method == EMS_METHOD_SIMLAYERKV) {
-        snprintf(err, errlen, "prefill_keep: simlayerkv decides its lazy layers on the whole "
-                              "prompt; bounded prefill is not supported for it");
+        snprintf(err, errlen,
+                 "prefill_keep: simlayerkv decides its lazy layers on the whole "
+                 "prompt; bounded prefill is not supported for it");
         return EM_EINVAL;
     }
     if (cfg->budget <= 0) {
@@ -334,8 +335,9 @@ static em_status check_prefill_keep(const ems_config *cfg, char *err, size_t err
         return EM_EINVAL;
     }
     if (cfg->prefill_keep < cfg->budget) {
-        snprintf(err, errlen, "prefill_keep: %d is below the budget %d (the prompt's end "
-                              "compresses to the budget: prefill_keep >= budget)",
+        snprintf(err, errlen,
+                 "prefill_keep: %d is below the budget %d (the prompt's end "
+                 "compresses to the budget: prefill_keep >= budget)",
                  cfg->prefill_keep, cfg->budget);
         return EM_EINVAL;
     }

@@ -63,13 +63,14 @@ static int64_t pyramid_layer_budget(const ems_config *cfg, int B, int w, int n_e
 }
 
 /* Bounded prefill (prefill_keep, footprint.h): most entries the worker's heads of layer l hold
- * while the prompt is fed, or -1 when the prompt may be held whole (off, or chunk unknown). */
+ * while the prompt is fed, or INT64_MAX when the prompt may be held whole (off, or chunk
+ * unknown). */
 static int64_t bounded_prefill_layer(const ems_config *cfg, const ems_footprint_shape *sh,
                                      int n_prompt, int l)
 {
     int K = cfg->prefill_keep, C = sh->chunk;
     if (K <= 0 || C <= 0)
-        return -1;
+        return INT64_MAX;
     int64_t S = ems_config_prefill_slack(cfg), hl = sh->n_head_local, H = sh->n_head_kv;
     int64_t late = cfg->compress_prefill ? 0 : 1, P = (int64_t)n_prompt + late;
     int w = ems_config_window(cfg, K);
@@ -99,9 +100,8 @@ int64_t ems_footprint_peak_entries(const ems_config *cfg, const ems_footprint_sh
     int64_t total = 0;
     for (int l = 0; l < sh->n_layer; l++) {
         int64_t pre_l = hl * pre; /* the worker's heads of the layer while the prompt is fed */
-        int64_t bounded = prompt_ahead ? bounded_prefill_layer(cfg, sh, n_prompt, l) : -1;
-        if (bounded >= 0)
-            pre_l = min64(pre_l, bounded);
+        if (prompt_ahead)
+            pre_l = min64(pre_l, bounded_prefill_layer(cfg, sh, n_prompt, l));
         int64_t steady = (int64_t)B + N; /* per head */
         if (cfg->method == EMS_METHOD_PYRAMIDKV)
             steady = pyramid_layer_budget(cfg, B, w, n_end, sh->n_layer, l) + N;

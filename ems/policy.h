@@ -35,10 +35,10 @@ typedef struct ems_reduce {
 
 /* Runs the policy of cfg on cache c. phase EMS_PHASE_PREFILL_END after the prompt's forward,
  * EMS_PHASE_DECODE after each later forward, EMS_PHASE_PREFILL_CHUNK after each earlier chunk
- * of the prompt (a no-op unless cfg->prefill_keep > 0). Returns quickly when nothing is due. On the first
- * call with cfg->quant set, the heads become quantized (entries older than the residual).
- * red may be NULL (one process). Errors: EM_EINVAL (cfg invalid), EM_ENOMEM,
- * EM_EUNAVAILABLE (reduce hook failed; the cache is then unchanged for the failing layer). */
+ * of the prompt (a no-op unless cfg->prefill_keep > 0). Returns quickly when nothing is due. On the
+ * first call with cfg->quant set, the heads become quantized (entries older than the residual). red
+ * may be NULL (one process). Errors: EM_EINVAL (cfg invalid), EM_ENOMEM, EM_EUNAVAILABLE (reduce
+ * hook failed; the cache is then unchanged for the failing layer). */
 em_status ems_policy_step(ems_cache *c, const ems_config *cfg, int phase, const ems_reduce *red);
 
 /* Running totals for a cache (compression cost and what happened). */

@@ -17,8 +17,11 @@
 #     --plot-only   tables and plots from the existing CSV (same grid variables)
 #   env: EMSERVE_LONGCTX_MEMORY (total KV bytes, default 1073741824), EMSERVE_MODEL,
 #        LONGCTX_CONTEXTS, LONGCTX_WORKERS, LONGCTX_REQUESTS, LONGCTX_MAX_TOKENS,
-#        LONGCTX_METHODS ("method:budget:quant ...", quant "-" = none) override the grid;
-#        LONGCTX_NAME (default longctx) names the output files.
+#        LONGCTX_METHODS ("method:budget:quant[:k=v,k=v] ...", quant "-" = none; the optional
+#        fourth field adds KV parameters, e.g. "ems:256:-:prefill_keep=512" for bounded prefill,
+#        labelled "ems+keep512" in the CSV) override the grid; LONGCTX_FORMAT chat (default,
+#        the ChatML question as eval/longctx asks) or raw; LONGCTX_NAME (default longctx) names
+#        the output files.
 #
 # CSV columns: method,budget,context,workers,kv_memory_bytes,out_tok_s,ttft_p50_ms,ttft_p99_ms,
 # itl_p50_ms,itl_p99_ms,kv_bytes_per_req,running_max,passkey_ok,passkey_n,requests,max_tokens,
@@ -56,6 +59,17 @@ if [ -n "${LONGCTX_METHODS:-}" ]; then # e.g. "full:0:- ems:256:- full:0:int4"
   METHODS=()
   for m in $LONGCTX_METHODS; do METHODS+=("${m//:/ }"); done
 fi
+FORMAT=${LONGCTX_FORMAT:-chat}
+# The CSV label of a grid entry: method (or the quant alone for full), +quant, +keepN / +k=v.
+label_of() { # method budget quant [extras]
+  local l=$1
+  [ "$3" != - ] && { [ "$1" = full ] && l=$3 || l=$1+$3; }
+  local e
+  for e in ${4//,/ }; do
+    case $e in prefill_keep=*) l+="+keep${e#prefill_keep=}" ;; *) l+="+$e" ;; esac
+  done
+  echo "$l"
+}
 mkdir -p "$OUT"
 # Runs every point of the grid into $CSV.
 measure() {
@@ -91,17 +105,19 @@ measure() {
   n=0
   for w in $WORKERS; do
     for m in "${METHODS[@]}"; do
-      read -r method budget quant <<< "$m"
+      read -r method budget quant extras <<< "$m"
       for c in $CONTEXTS; do
         n=$((n + 1))
-        echo "[$n/$total] workers $w, $method B=$budget quant=$quant, context $c" >&2
+        echo "[$n/$total] workers $w, $method B=$budget quant=$quant ${extras:-}, context $c" >&2
         if [ -n "$ADDR" ]; then
           A=$ADDR; MX=$METRICS
         else
           start_server "$w"; A=$SERVE_ADDR; MX=$SERVE_METRICS
         fi
         args=(--addr "$A" --text "$TEXT" --context "$c" --requests "$REQ" --max-tokens "$GEN"
-              --kv-method "$method" --workers "$w" --kv-memory "$MEM" --csv "$CSV")
+              --kv-method "$method" --workers "$w" --kv-memory "$MEM" --csv "$CSV"
+              --format "$FORMAT" --label "$(label_of "$method" "$budget" "$quant" "${extras:-}")")
+        for e in ${extras//,/ }; do args+=(--kv "$e"); done
         [ "$budget" != 0 ] && args+=(--kv-budget "$budget")
         [ "$quant" != - ] && args+=(--kv-quant "$quant")
         [ -n "$MX" ] && args+=(--metrics "$MX")
@@ -134,8 +150,8 @@ w1=$(echo $WORKERS | cut -d' ' -f1)
 cmax=$(echo $CONTEXTS | tr ' ' '\n' | sort -n | tail -1)
 keys=()
 for m in "${METHODS[@]}"; do
-  read -r method budget quant <<< "$m"
-  label=$method; [ "$quant" != - ] && { [ "$method" = full ] && label=$quant || label=$method+$quant; }
+  read -r method budget quant extras <<< "$m"
+  label=$(label_of "$method" "$budget" "$quant" "${extras:-}")
   k="${label}_$budget"; keys+=("$k")
   awk -F, -v l="$label" -v b="$budget" -v w="$w1" 'NR>1 && $1==l && $2==b && $4==w {print $3, $6}' "$CSV" | sort -n > "$PLOT/ctx_$k"
   awk -F, -v l="$label" -v b="$budget" -v c="$cmax" 'NR>1 && $1==l && $2==b && $3==c {print $4, $6}' "$CSV" | sort -n > "$PLOT/wk_$k"

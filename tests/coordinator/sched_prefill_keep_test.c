@@ -167,7 +167,8 @@ int main(void)
     REQUIRE(model_load(path, &m, err, sizeof err) == EM_OK, "%s", err);
     REQUIRE(tok_create(m->gguf, &tok, err, sizeof err) == EM_OK, "%s", err);
     REQUIRE(m->hp.n_ctx >= P + GEN, "context %d", m->hp.n_ctx);
-    const char *plain = "method=snapkv budget=16", *keep = "method=snapkv budget=16 prefill_keep=32";
+    const char *plain = "method=snapkv budget=16",
+               *keep = "method=snapkv budget=16 prefill_keep=32";
 
     int64_t c_plain = fresh_charge(m, plain, CHUNK), c_keep = fresh_charge(m, keep, CHUNK);
     int64_t c_unknown = fresh_charge(m, keep, 0);

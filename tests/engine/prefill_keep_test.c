@@ -160,12 +160,13 @@ static float *run_world(const model *m, const ems_config *kv, int world, uint64_
         *entries += rc[r].entries;
         /* (one head of a head-wise EMS layer may take most of the layer's share: on a shard
          * with few heads its bound can be the whole prompt; the single process's is not) */
-        CHECK(world > 1 || rc[r].bound < rc[r].unbounded, "%s world %d rank %d: bound %llu not below %llu",
-              name, world, r, (unsigned long long)rc[r].bound,
-              (unsigned long long)rc[r].unbounded);
-        CHECK(rc[r].max_pre < rc[r].whole, "%s world %d rank %d: held %llu during prefill, the "
-              "whole prompt is %llu", name, world, r, (unsigned long long)rc[r].max_pre,
-              (unsigned long long)rc[r].whole);
+        CHECK(world > 1 || rc[r].bound < rc[r].unbounded,
+              "%s world %d rank %d: bound %llu not below %llu", name, world, r,
+              (unsigned long long)rc[r].bound, (unsigned long long)rc[r].unbounded);
+        CHECK(rc[r].max_pre < rc[r].whole,
+              "%s world %d rank %d: held %llu during prefill, the "
+              "whole prompt is %llu",
+              name, world, r, (unsigned long long)rc[r].max_pre, (unsigned long long)rc[r].whole);
     }
     for (int r = 1; r < world; r++) {
         bad |= memcmp(rc[0].logits, rc[r].logits, per * sizeof(float)) != 0;
