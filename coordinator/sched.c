@@ -170,6 +170,11 @@ static void batch_build(coord_sched *s, batch *b, int admit)
         if (chunk > budget - b->n) {
             chunk = budget - b->n;
         }
+        int keep = r->req->kv.prefill_keep > 0,
+            to_boundary = s->o.prefill_chunk - r->n_done % s->o.prefill_chunk;
+        if (keep && chunk > to_boundary) {
+            chunk = to_boundary; /* bounded prefill: a piece never crosses a chunk boundary */
+        }
         if (!r->opened) {
             batch_add_open(b, r);
         }
@@ -180,8 +185,11 @@ static void batch_build(coord_sched *s, batch *b, int admit)
             b->want[b->n++] = 0;
         }
         r->n_done += chunk;
-        if (r->n_done < r->n_prefill && r->req->kv.prefill_keep > 0) {
-            b->pol_slot[b->n_pol] = r->slot; /* bounded prefill (ems/policy.h) */
+        if (keep && r->n_done < r->n_prefill && r->n_done % s->o.prefill_chunk == 0) {
+            /* bounded prefill (ems/policy.h): compression points at multiples of the chunk,
+             * whatever pieces the steps' room cut it into, so the decisions (and the greedy
+             * output) do not depend on what else was scheduled, or on a recompute */
+            b->pol_slot[b->n_pol] = r->slot;
             b->pol_phase[b->n_pol++] = WORKER_PHASE_PREFILL_CHUNK;
         }
         if (r->n_done == r->n_prefill) {

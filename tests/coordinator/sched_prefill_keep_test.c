@@ -8,6 +8,10 @@
  *     once (the scheduler's own running_max, in its stats and in the group's log);
  *   - both complete every request, no step holds more than the budget and every held-bytes report
  *     equals the caches' real size;
+ *   - with prefill_keep, compression steps come only at multiples of the chunk (P / CHUNK per
+ *     request, whatever pieces the steps' room cut the prompt into: a tight budget makes prompts
+ *     share steps with decodes), and the greedy ids under either budget equal those of a run
+ *     without one;
  *   - the charge itself (coord_kv_charge of a fresh request) is below a quarter of the unbounded
  *     one, and a request with prefill_keep but no chunk known is charged the whole prompt. */
 #include <pthread.h>
@@ -23,12 +27,13 @@
 #include "tests/coordinator/fake_group.h"
 #include "tests/testutil/testutil.h"
 
-enum { P = 400, GEN = 32, N_REQ = 8, BATCH = 256, SLOTS = 16, CHUNK = 32 };
+enum { P = 400, GEN = 32, N_REQ = 8, BATCH = 256, SLOTS = 16, CHUNK = 32, MIXED = 48 };
 
 typedef struct board {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int released, ok[N_REQ], n_ids[N_REQ];
+    int32_t ids[N_REQ][GEN];
 } board;
 
 typedef struct sink_user {
@@ -42,6 +47,8 @@ static void on_emit(void *user, const coord_event *ev)
     if (ev->kind == COORD_EV_COMPLETE) {
         u->b->ok[u->i] = 1;
         u->b->n_ids[u->i] = ev->n_output;
+        memcpy(u->b->ids[u->i], ev->output_ids,
+               sizeof(int32_t) * (size_t)(ev->n_output < GEN ? ev->n_output : GEN));
     }
 }
 
@@ -108,7 +115,7 @@ static void run(const model *m, const tokenizer *tok, const char *kv, int64_t bu
     coord_sched_opts so = {.max_batch_tokens = BATCH,
                            .max_slots = SLOTS,
                            .prefill_chunk = CHUNK,
-                           .mixed_prefill = BATCH,
+                           .mixed_prefill = MIXED,
                            .kv_memory = budget};
     fake_group_hold(g, 1);
     coord_sched *s;
@@ -133,7 +140,7 @@ static void run(const model *m, const tokenizer *tok, const char *kv, int64_t bu
               o->b.ok[i], o->b.n_ids[i]);
     CHECK(o->log.held_mismatch == 0, "%s: %d held-bytes reports differ from the caches", kv,
           o->log.held_mismatch);
-    CHECK(o->log.peak_max <= budget, "%s: a step held %lld bytes, budget %lld", kv,
+    CHECK(budget == 0 || o->log.peak_max <= budget, "%s: a step held %lld bytes, budget %lld", kv,
           (long long)o->log.peak_max, (long long)budget);
     CHECK(o->st.running_max == o->log.running_max, "%s: stats say %d at once, the group %d", kv,
           o->st.running_max, o->log.running_max);
@@ -168,7 +175,7 @@ int main(void)
     REQUIRE(tok_create(m->gguf, &tok, err, sizeof err) == EM_OK, "%s", err);
     REQUIRE(m->hp.n_ctx >= P + GEN, "context %d", m->hp.n_ctx);
     const char *plain = "method=snapkv budget=16",
-               *keep = "method=snapkv budget=16 prefill_keep=32";
+               *keep = "method=snapkv budget=16 prefill_keep=16 prefill_slack=0";
 
     int64_t c_plain = fresh_charge(m, plain, CHUNK), c_keep = fresh_charge(m, keep, CHUNK);
     int64_t c_unknown = fresh_charge(m, keep, 0);
@@ -178,9 +185,37 @@ int main(void)
           (long long)c_unknown, (long long)c_plain);
 
     int64_t budget = c_plain * 6 / 5;
-    static outcome o_plain, o_keep;
+    static outcome o_plain, o_keep, o_tight, o_free;
     run(m, tok, plain, budget, &o_plain);
     run(m, tok, keep, budget, &o_keep);
+    run(m, tok, keep, c_keep * 3, &o_tight); /* a few prompts at a time, beside decodes */
+    run(m, tok, keep, 0, &o_free);
+    /* the budget changes which prompts share a step (and so how chunks are cut into pieces),
+     * not where the compressions happen: the same greedy ids */
+    CHECK(o_tight.st.running_max < N_REQ, "tight budget: %d at once", o_tight.st.running_max);
+    /* every compression point is at a multiple of the chunk, and there are P / CHUNK of them
+     * per request (the last chunk ends in the prefill-end step instead) */
+    const outcome *runs[] = {&o_keep, &o_tight, &o_free};
+    for (int k = 0; k < 3; k++) {
+        const fake_group_log *lg = &runs[k]->log;
+        CHECK(lg->n_chunk_steps == N_REQ * ((P - 1) / CHUNK), "run %d: %d chunk steps, want %d", k,
+              lg->n_chunk_steps, N_REQ * ((P - 1) / CHUNK));
+        for (int i = 0; i < lg->n_chunk_steps && i < 1024; i++)
+            CHECK(lg->chunk_pos[i] % CHUNK == 0, "run %d: a chunk step after %d tokens", k,
+                  lg->chunk_pos[i]);
+    }
+    CHECK(o_plain.log.n_chunk_steps == 0, "without prefill_keep: %d chunk steps",
+          o_plain.log.n_chunk_steps);
+    for (int i = 0; i < N_REQ; i++) {
+        CHECK(o_keep.b.n_ids[i] == o_free.b.n_ids[i] &&
+                  memcmp(o_keep.b.ids[i], o_free.b.ids[i],
+                         sizeof(int32_t) * (size_t)o_keep.b.n_ids[i]) == 0,
+              "request %d: ids under the budget differ from the unbudgeted run", i);
+        CHECK(o_tight.b.n_ids[i] == o_free.b.n_ids[i] &&
+                  memcmp(o_tight.b.ids[i], o_free.b.ids[i],
+                         sizeof(int32_t) * (size_t)o_tight.b.n_ids[i]) == 0,
+              "request %d: ids under the tight budget differ from the unbudgeted run", i);
+    }
     /* without: one prompt at a time, beside at most 2 decoding (each charged B + N entries) */
     CHECK(o_plain.st.running_max <= 3, "without prefill_keep %d ran at once (budget for 1.2)",
           o_plain.st.running_max);
