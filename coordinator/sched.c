@@ -170,6 +170,11 @@ static void batch_build(coord_sched *s, batch *b, int admit)
         if (chunk > budget - b->n) {
             chunk = budget - b->n;
         }
+        int keep = r->req->kv.prefill_keep > 0,
+            to_boundary = s->o.prefill_chunk - r->n_done % s->o.prefill_chunk;
+        if (keep && chunk > to_boundary) {
+            chunk = to_boundary; /* bounded prefill: a piece never crosses a chunk boundary */
+        }
         if (!r->opened) {
             batch_add_open(b, r);
         }
@@ -180,6 +185,13 @@ static void batch_build(coord_sched *s, batch *b, int admit)
             b->want[b->n++] = 0;
         }
         r->n_done += chunk;
+        if (keep && r->n_done < r->n_prefill && r->n_done % s->o.prefill_chunk == 0) {
+            /* bounded prefill (ems/policy.h): compression points at multiples of the chunk,
+             * whatever pieces the steps' room cut it into, so the decisions (and the greedy
+             * output) do not depend on what else was scheduled, or on a recompute */
+            b->pol_slot[b->n_pol] = r->slot;
+            b->pol_phase[b->n_pol++] = WORKER_PHASE_PREFILL_CHUNK;
+        }
         if (r->n_done == r->n_prefill) {
             b->pol_slot[b->n_pol] = r->slot;
             b->pol_phase[b->n_pol++] = WORKER_PHASE_PREFILL_END;
@@ -412,7 +424,7 @@ em_status coord_sched_start(coord_group *g, const model *m, const tokenizer *tok
     s->kv.world = coord_group_world(g);
     for (int w = 0; w < s->kv.world; w++) {
         s->kv.shape[w] = (ems_footprint_shape){m->hp.n_layer, m->hp.head_dim, m->hp.n_kv_head,
-                                               coord_group_kv_heads(g, w)};
+                                               coord_group_kv_heads(g, w), s->o.prefill_chunk};
     }
     s->stats.kv_budget = s->kv.bytes;
     ems_config full;

@@ -87,6 +87,14 @@ static const param g_params[] = {
      "(tova and roco 1, others 16)"},
     {"compress_prefill", P_ENUM, OFF(compress_prefill), 0, 0, n_bool, NULL, "1",
      "compress at the end of prefill"},
+    {"prefill_keep", P_INT, OFF(prefill_keep), 0, 1 << 20, NULL, NULL, "0",
+     "bounded prefill: while the prompt is fed in chunks, a head holding more than prefill_keep "
+     "+ prefill_slack entries is compressed back to prefill_keep (observation window: the "
+     "chunk's last queries); the prompt's end still compresses to the budget; 0 = off (the "
+     "prompt is held whole until its end); needs an explicit budget <= prefill_keep"},
+    {"prefill_slack", P_INT, OFF(prefill_slack), -1, 1 << 20, NULL, NULL, "-1",
+     "bounded prefill: entries over prefill_keep a head may hold before it is compressed "
+     "(amortizes the steps); -1 = prefill_keep"},
     {"group_reduce", P_ENUM, OFF(group_max), 0, 0, n_group, NULL, "mean",
      "reduction of per-query-head attention to the KV head (GQA group)"},
     {"quant", P_ENUM, OFF(quant), 0, 0, n_quant, v_quant, "none",
@@ -304,6 +312,38 @@ int ems_config_sinks(const ems_config *cfg)
     return cfg->method == EMS_METHOD_STREAMINGLLM ? 4 : 0;
 }
 
+int ems_config_prefill_slack(const ems_config *cfg)
+{
+    if (cfg->prefill_keep <= 0)
+        return 0;
+    return cfg->prefill_slack >= 0 ? cfg->prefill_slack : cfg->prefill_keep;
+}
+
+/* prefill_keep: a compressing method with an explicit budget it cannot undercut. */
+static em_status check_prefill_keep(const ems_config *cfg, char *err, size_t errlen)
+{
+    if (cfg->prefill_keep <= 0)
+        return EM_OK;
+    if (cfg->method == EMS_METHOD_SIMLAYERKV) {
+        snprintf(err, errlen,
+                 "prefill_keep: simlayerkv decides its lazy layers on the whole "
+                 "prompt; bounded prefill is not supported for it");
+        return EM_EINVAL;
+    }
+    if (cfg->budget <= 0) {
+        snprintf(err, errlen, "prefill_keep: needs an explicit budget (budget=N, not budget_frac)");
+        return EM_EINVAL;
+    }
+    if (cfg->prefill_keep < cfg->budget) {
+        snprintf(err, errlen,
+                 "prefill_keep: %d is below the budget %d (the prompt's end "
+                 "compresses to the budget: prefill_keep >= budget)",
+                 cfg->prefill_keep, cfg->budget);
+        return EM_EINVAL;
+    }
+    return EM_OK;
+}
+
 int ems_config_every(const ems_config *cfg)
 {
     if (cfg->compress_every > 0)
@@ -357,6 +397,10 @@ em_status ems_config_validate(const ems_config *cfg, char *err, size_t errlen)
     }
     if (cfg->budget > 0 && cfg->budget_frac > 0) {
         snprintf(err, errlen, "budget and budget_frac are exclusive: give one");
+        return EM_EINVAL;
+    }
+    if (cfg->prefill_keep > 0 && cfg->method == EMS_METHOD_FULL) {
+        snprintf(err, errlen, "prefill_keep: method full does not compress (use a method)");
         return EM_EINVAL;
     }
     if (cfg->method == EMS_METHOD_FULL)
@@ -431,6 +475,8 @@ em_status ems_config_validate(const ems_config *cfg, char *err, size_t errlen)
                  ems_method_name(cfg->method), ems_config_w_loc(cfg), EMS_MAX_W_LOC);
         return EM_EINVAL;
     }
+    if (check_prefill_keep(cfg, err, errlen) != EM_OK)
+        return EM_EINVAL;
 quant:
     if (cfg->quant != EMS_QUANT_NONE && cfg->quant != EMS_QUANT_INT8 &&
         cfg->quant != EMS_QUANT_INT4) {

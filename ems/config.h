@@ -49,6 +49,9 @@ typedef struct ems_config {
     int w_loc;            /* local query window (rows of recent attention kept); -1 = default */
     int compress_every;   /* decode: compress a head once it holds budget + N; 0 = method default */
     int compress_prefill; /* 1: compress at the end of prefill */
+    int prefill_keep;     /* prompt fed in chunks: compress a head back to this many entries
+                           * once it holds more than prefill_keep + slack; 0 = off */
+    int prefill_slack;    /* that slack; -1 = prefill_keep (see ems_config_prefill_slack) */
     int group_max;        /* GQA reduction of statistics: 0 mean over the query group, 1 max */
 
     /* quantization (any method) */
@@ -145,6 +148,9 @@ int ems_config_wants_stats(const ems_config *cfg);
 int ems_config_window(const ems_config *cfg, int B);
 int ems_config_sinks(const ems_config *cfg);
 int ems_config_every(const ems_config *cfg);
+/* Entries a head may hold beyond prefill_keep before a prefill-chunk step compresses it
+ * (prefill_slack, or prefill_keep when -1); 0 when prefill_keep is off. */
+int ems_config_prefill_slack(const ems_config *cfg);
 /* Budget for a context of n_ctx tokens (budget or budget_frac); 0 for method full. */
 int ems_config_budget(const ems_config *cfg, int n_ctx);
 

@@ -324,7 +324,7 @@ em_status ems__ems_plan_layer(ems__ctx *x, int l, ems__plan **plans, int *n_due)
         return EM_OK;
     }
     ems_config scfg = *cfg; /* the score's pooling of this phase */
-    scfg.ems_pool = ems_config_pool(cfg, x->phase == EMS_PHASE_PREFILL_END);
+    scfg.ems_pool = ems_config_pool(cfg, x->phase != EMS_PHASE_DECODE); /* prompt steps */
     ems__plan *pl = calloc((size_t)nd, sizeof *pl);
     work *wk = calloc((size_t)nd, sizeof *wk);
     em_status st = (pl && wk) ? EM_OK : EM_ENOMEM;

@@ -239,7 +239,7 @@ static em_status roco_head(ems__ctx *x, ems_head *hh, scratch *sc)
     while (hh->len > B) {
         int n = hh->len;
         int stride =
-            (cfg->roco_stride == 0 || x->phase == EMS_PHASE_PREFILL_END) ? n - B : cfg->roco_stride;
+            (cfg->roco_stride == 0 || x->phase != EMS_PHASE_DECODE) ? n - B : cfg->roco_stride;
         if (stride > n - B)
             stride = n - B;
         int Kc = K > stride ? K : stride;

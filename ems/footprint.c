@@ -62,6 +62,32 @@ static int64_t pyramid_layer_budget(const ems_config *cfg, int B, int w, int n_e
     return w + max64(k, max64(a, b)) + 1;
 }
 
+/* Bounded prefill (prefill_keep, footprint.h): most entries the worker's heads of layer l hold
+ * while the prompt is fed, or INT64_MAX when the prompt may be held whole (off, or chunk
+ * unknown). */
+static int64_t bounded_prefill_layer(const ems_config *cfg, const ems_footprint_shape *sh,
+                                     int n_prompt, int l)
+{
+    int K = cfg->prefill_keep, C = sh->chunk;
+    if (K <= 0 || C <= 0)
+        return INT64_MAX;
+    int64_t S = ems_config_prefill_slack(cfg), hl = sh->n_head_local, H = sh->n_head_kv;
+    int64_t late = cfg->compress_prefill ? 0 : 1, P = (int64_t)n_prompt + late;
+    int w = ems_config_window(cfg, K);
+    int64_t kl = K;
+    if (cfg->method == EMS_METHOD_PYRAMIDKV)
+        kl = pyramid_layer_budget(cfg, K, w, n_prompt, sh->n_layer, l);
+    int64_t head = min64(P, kl + S + C + late);
+    if (cfg->method == EMS_METHOD_EMS && cfg->ems_headwise) {
+        int kglob = K - w - ems_config_sinks(cfg);
+        int64_t F = lrintf(cfg->ems_floor * (float)kglob);
+        F = F < 1 ? 1 : F;
+        int64_t shared = H * ((int64_t)K + S + 1 + C + late) - (H - hl) * (w + F);
+        return min64(hl * P, shared);
+    }
+    return hl * head;
+}
+
 int64_t ems_footprint_peak_entries(const ems_config *cfg, const ems_footprint_shape *sh,
                                    int n_prompt, int n_end, int prompt_ahead)
 {
@@ -73,16 +99,19 @@ int64_t ems_footprint_peak_entries(const ems_config *cfg, const ems_footprint_sh
     int64_t pre = prompt_ahead ? (int64_t)n_prompt + (cfg->compress_prefill ? 0 : 1) : 0;
     int64_t total = 0;
     for (int l = 0; l < sh->n_layer; l++) {
+        int64_t pre_l = hl * pre; /* the worker's heads of the layer while the prompt is fed */
+        if (prompt_ahead)
+            pre_l = min64(pre_l, bounded_prefill_layer(cfg, sh, n_prompt, l));
         int64_t steady = (int64_t)B + N; /* per head */
         if (cfg->method == EMS_METHOD_PYRAMIDKV)
             steady = pyramid_layer_budget(cfg, B, w, n_end, sh->n_layer, l) + N;
-        int64_t layer = hl * min64(E, max64(pre, steady));
+        int64_t layer = min64(hl * E, max64(pre_l, hl * steady));
         if (cfg->method == EMS_METHOD_EMS && cfg->ems_headwise) {
             int kglob = B - w - ems_config_sinks(cfg);
             int64_t F = lrintf(cfg->ems_floor * (float)kglob);
             F = F < 1 ? 1 : F;
             int64_t shared = H * ((int64_t)B + N) - (H - hl) * (w + F);
-            layer = min64(hl * E, max64(hl * pre, shared));
+            layer = min64(hl * E, max64(pre_l, shared));
         }
         total += layer;
     }
@@ -107,9 +136,12 @@ uint64_t ems_footprint_peak_bytes(const ems_config *cfg, const ems_footprint_sha
         uint64_t groups = (uint64_t)E / (uint64_t)cfg->quant_group;
         b += groups * (uint64_t)sh->hd * 2 * 2 * (uint64_t)heads;
     }
-    /* until the first policy step the prompt is held unquantized, in f32 */
+    /* until the first policy step the prompt is held unquantized, in f32 (with bounded prefill
+     * the first chunk step quantizes: at most the bounded entries, all counted in f32) */
     if (prompt_ahead) {
         int64_t pre = (int64_t)(n_prompt < E ? n_prompt : E) * heads;
+        if (cfg->prefill_keep > 0 && sh->chunk > 0)
+            pre = min64(pre, n);
         uint64_t f = (uint64_t)pre * f32_entry_bytes(cfg, sh->hd);
         b = f > b ? f : b;
     }

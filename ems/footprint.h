@@ -13,6 +13,13 @@
  *                           and prefill = P until the first generated token is fed (the prompt
  *                           is fed in chunks and compressed once complete; P + 1 with
  *                           compress_prefill=0, which leaves it to the first decode step)
+ *   bounded prefill         with prefill_keep = K > 0 and a known chunk C (the most tokens one
+ *                           step feeds the sequence), prefill = min(P, K + S + C) (+ 1 as above),
+ *                           S = ems_config_prefill_slack: after each chunk a head holding more
+ *                           than K + S is compressed back to K, so it holds at most K + S before
+ *                           a chunk and K + S + C after it (PyramidKV: K -> its largest layer
+ *                           budget at K; EMS head-wise: the layer's worker heads hold at most
+ *                           H (K + S + 1 + C) - (H - h) (w + F), w and F at K)
  *   PyramidKV               B_l + N with B_l the largest budget layer l can get (ems/evict.c)
  *   EMS head-wise budgets   per layer, the worker's heads together hold at most
  *                           H (B + N) - (H - h) (w + F): the layer's total over all H heads is
@@ -31,6 +38,8 @@ typedef struct ems_footprint_shape {
     int n_layer, hd;
     int n_head_kv;    /* KV heads of the model */
     int n_head_local; /* KV heads the worker holds (1 .. n_head_kv) */
+    int chunk;        /* most prompt tokens one step feeds a sequence (the scheduler's prefill
+                       * chunk); 0 = unknown: prefill_keep is not counted (the whole prompt) */
 } ems_footprint_shape;
 
 /* Bytes one entry of one head holds under cfg: position, the policies' statistics, the

@@ -102,12 +102,16 @@ static layer_fn method_fn(ems_method m)
 
 em_status ems_policy_step(ems_cache *c, const ems_config *cfg, int phase, const ems_reduce *red)
 {
-    if (!c || !cfg || (phase != EMS_PHASE_PREFILL_END && phase != EMS_PHASE_DECODE)) {
+    if (!c || !cfg ||
+        (phase != EMS_PHASE_PREFILL_END && phase != EMS_PHASE_DECODE &&
+         phase != EMS_PHASE_PREFILL_CHUNK)) {
         return EM_EINVAL;
     }
     char err[16];
     if (ems_config_validate(cfg, err, sizeof err) != EM_OK)
         return EM_EINVAL;
+    if (phase == EMS_PHASE_PREFILL_CHUNK && cfg->prefill_keep <= 0)
+        return EM_OK; /* the prompt is held whole until its end */
     ems__pstate *ps = pstate_get(c);
     if (!ps)
         return EM_ENOMEM;
@@ -138,6 +142,10 @@ em_status ems_policy_step(ems_cache *c, const ems_config *cfg, int phase, const 
     x.H = red && red->n_head_kv_global > 0 ? red->n_head_kv_global : c->n_head_kv;
     x.B = ems_config_budget(cfg, context_len(c));
     x.N = ems_config_every(cfg);
+    if (phase == EMS_PHASE_PREFILL_CHUNK) { /* due once len >= keep + slack + 1 */
+        x.B = cfg->prefill_keep;
+        x.N = ems_config_prefill_slack(cfg) + 1;
+    }
     if (x.H < c->kv_head0 + c->n_head_kv)
         return EM_EINVAL;
 

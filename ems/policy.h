@@ -20,7 +20,10 @@
 extern "C" {
 #endif
 
-enum { EMS_PHASE_PREFILL_END = 0, EMS_PHASE_DECODE = 1 };
+/* PREFILL_CHUNK: after a chunk of the prompt that is not its last; only a config with
+ * prefill_keep > 0 does anything then (a head holding more than prefill_keep + slack entries
+ * is compressed back to prefill_keep, scored like the prefill-end step). */
+enum { EMS_PHASE_PREFILL_END = 0, EMS_PHASE_DECODE = 1, EMS_PHASE_PREFILL_CHUNK = 2 };
 
 typedef struct ems_reduce {
     /* all-reduce (sum) of n floats in place over worker processes; EM_OK on success.
@@ -31,10 +34,11 @@ typedef struct ems_reduce {
 } ems_reduce;
 
 /* Runs the policy of cfg on cache c. phase EMS_PHASE_PREFILL_END after the prompt's forward,
- * EMS_PHASE_DECODE after each later forward. Returns quickly when nothing is due. On the first
- * call with cfg->quant set, the heads become quantized (entries older than the residual).
- * red may be NULL (one process). Errors: EM_EINVAL (cfg invalid), EM_ENOMEM,
- * EM_EUNAVAILABLE (reduce hook failed; the cache is then unchanged for the failing layer). */
+ * EMS_PHASE_DECODE after each later forward, EMS_PHASE_PREFILL_CHUNK after each earlier chunk
+ * of the prompt (a no-op unless cfg->prefill_keep > 0). Returns quickly when nothing is due. On the
+ * first call with cfg->quant set, the heads become quantized (entries older than the residual). red
+ * may be NULL (one process). Errors: EM_EINVAL (cfg invalid), EM_ENOMEM, EM_EUNAVAILABLE (reduce
+ * hook failed; the cache is then unchanged for the failing layer). */
 em_status ems_policy_step(ems_cache *c, const ems_config *cfg, int phase, const ems_reduce *red);
 
 /* Running totals for a cache (compression cost and what happened). */

@@ -30,8 +30,8 @@ typedef struct ems__ctx {
     ems__pstate *ps;
     int phase;
     int H; /* global KV heads */
-    int B; /* budget per (layer, KV head) */
-    int N; /* decode trigger: compress once len >= B + N */
+    int B; /* budget per (layer, KV head); prefill_keep at a PREFILL_CHUNK step */
+    int N; /* decode / chunk trigger: compress once len >= B + N */
     const ems_reduce *red;
 } ems__ctx;
 

@@ -25,6 +25,23 @@ void gen_result_free(gen_result *r)
     memset(r, 0, sizeof *r);
 }
 
+/* The prompt in chunks; with bounded prefill (prefill_keep) a PREFILL_CHUNK policy step after
+ * every chunk but the last, as the service's workers do for each scheduled chunk. */
+static em_status feed_prompt(engine *e, ems_cache *c, const int32_t *prompt, int n, int chunk,
+                             const ems_config *kv, float *logits)
+{
+    if (kv->prefill_keep <= 0)
+        return engine_forward_seq(e, c, prompt, n, 0, chunk, logits);
+    em_status st = EM_OK;
+    for (int s = 0; s < n && st == EM_OK; s += chunk) {
+        int m = n - s < chunk ? n - s : chunk;
+        st = engine_forward_seq(e, c, prompt + s, m, s, m, logits);
+        if (st == EM_OK && s + m < n)
+            st = ems_policy_step(c, kv, EMS_PHASE_PREFILL_CHUNK, NULL);
+    }
+    return st;
+}
+
 em_status gen_run(engine *e, const tokenizer *tok, const int32_t *prompt, int n_prompt,
                   const gen_params *gp, gen_on_token cb, void *user, gen_result *res)
 {
@@ -47,7 +64,7 @@ em_status gen_run(engine *e, const tokenizer *tok, const int32_t *prompt, int n_
     if (st == EM_OK) {
         double t0 = em_now_s();
         int chunk = gp->prefill_chunk > 0 ? gp->prefill_chunk : 512;
-        st = engine_forward_seq(e, c, prompt, n_prompt, 0, chunk, logits);
+        st = feed_prompt(e, c, prompt, n_prompt, chunk, &gp->kv, logits);
         if (st == EM_OK)
             st = ems_policy_step(c, &gp->kv, EMS_PHASE_PREFILL_END, NULL);
         res->prefill_s = em_now_s() - t0;

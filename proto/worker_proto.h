@@ -3,7 +3,7 @@
  * version fails to compile. Both ends include this header. */
 #pragma once
 
-#define WORKER_PROTO_VERSION 2 /* 2: FormGroup.act_quant */
+#define WORKER_PROTO_VERSION 3 /* 2: FormGroup.act_quant; 3: phase PREFILL_CHUNK */
 
 typedef enum {
     WORKER_OP_HELLO = 0,  /* first call on every link: version + capabilities */
@@ -12,7 +12,7 @@ typedef enum {
     WORKER_OP_COUNT
 } worker_op;
 
-_Static_assert(WORKER_OP_COUNT == 3 && WORKER_PROTO_VERSION == 2,
+_Static_assert(WORKER_OP_COUNT == 3 && WORKER_PROTO_VERSION == 3,
                "worker protocol changed: bump WORKER_PROTO_VERSION and update this assert");
 
 #define WORKER_METHOD_HELLO      "/emserve.internal.v1.Worker/Hello"
@@ -20,4 +20,4 @@ _Static_assert(WORKER_OP_COUNT == 3 && WORKER_PROTO_VERSION == 2,
 #define WORKER_METHOD_STEP       "/emserve.internal.v1.Worker/Step"
 
 /* Policy phases carried in SeqPolicy.phase (mapped to ems policy phases by the worker). */
-enum { WORKER_PHASE_PREFILL_END = 1, WORKER_PHASE_DECODE = 2 };
+enum { WORKER_PHASE_PREFILL_END = 1, WORKER_PHASE_DECODE = 2, WORKER_PHASE_PREFILL_CHUNK = 3 };

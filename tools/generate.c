@@ -35,13 +35,13 @@ static em_status on_token(void *user, int32_t id, const char *text, size_t len)
 typedef struct gen_flags {
     const char *model, *prompt, *prompt_file, *act_quant, *temp, *top_p, *min_p, *repeat_penalty,
         *seed;
-    int max_tokens, threads, top_k, ignore_eos, bos, no_bos;
+    int max_tokens, threads, top_k, ignore_eos, bos, no_bos, prefill_chunk;
     const char *stop_items[STOP_MAX_STRINGS], *stop_id_items[STOP_MAX_IDS];
     em_flag_list stop, stop_id;
     kv_flags kv;
 } gen_flags;
 
-#define N_OWN   17 /* then the KV_FLAGS_N KV flags */
+#define N_OWN   18 /* then the KV_FLAGS_N KV flags */
 #define N_FLAGS (N_OWN + KV_FLAGS_N)
 
 static void flag_table(gen_flags *o, em_flag *t)
@@ -54,6 +54,9 @@ static void flag_table(gen_flags *o, em_flag *t)
         {"prompt-file", EM_FLAG_STR, &o->prompt_file, 0, 0, "FILE", "the prompt from a file", 0,
          'f'},
         {"max-tokens", EM_FLAG_INT, &o->max_tokens, 1, 1 << 20, "N", "tokens to generate", 0, 'n'},
+        {"prefill-chunk", EM_FLAG_INT, &o->prefill_chunk, 1, 1 << 20, "N",
+         "prompt tokens per forward (the service's --prefill-chunk; matters with prefill_keep)", 0,
+         0},
         {"threads", EM_FLAG_INT, &o->threads, 0, 256, "N", "CPU threads (0 = scalar reference)", 0,
          't'},
         {"act-quant", EM_FLAG_STR, &o->act_quant, 0, 0, "f32|q8",
@@ -98,6 +101,7 @@ static em_status apply_flags(const gen_flags *o, gen_params *gp, kern_act_mode *
                              int *n_ids, char *err, size_t errlen)
 {
     gp->stop.max_tokens = o->max_tokens;
+    gp->prefill_chunk = o->prefill_chunk;
     gp->stop.ignore_eos = o->ignore_eos;
     gp->sp.top_k = o->top_k;
     if (!kern_act_mode_parse(o->act_quant, act)) {
@@ -136,6 +140,7 @@ int main(int argc, char **argv)
                           .repeat_penalty = "1.0",
                           .seed = "42",
                           .max_tokens = 128,
+                          .prefill_chunk = 512,
                           .threads = 1,
                           .top_k = 40};
     o.stop = (em_flag_list){o.stop_items, 0, STOP_MAX_STRINGS};

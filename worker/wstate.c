@@ -277,7 +277,8 @@ static em_status check_step(worker_state *w, const worker_step_in *in, char *err
             return EM_EINVAL;
         }
         if (in->policy[i].phase != WORKER_PHASE_PREFILL_END &&
-            in->policy[i].phase != WORKER_PHASE_DECODE) {
+            in->policy[i].phase != WORKER_PHASE_DECODE &&
+            in->policy[i].phase != WORKER_PHASE_PREFILL_CHUNK) {
             snprintf(err, errlen, "policy: unknown phase %d", in->policy[i].phase);
             return EM_EINVAL;
         }
@@ -403,7 +404,9 @@ em_status worker_step(worker_state *w, const worker_step_in *in, worker_step_out
     ems_reduce red = {w->world > 1 ? reduce_hook : NULL, w, w->m->hp.n_kv_head};
     for (int i = 0; st == EM_OK && i < in->n_policy; i++) {
         const worker_policy *p = &in->policy[i];
-        int phase = p->phase == WORKER_PHASE_PREFILL_END ? EMS_PHASE_PREFILL_END : EMS_PHASE_DECODE;
+        int phase = p->phase == WORKER_PHASE_PREFILL_END     ? EMS_PHASE_PREFILL_END
+                    : p->phase == WORKER_PHASE_PREFILL_CHUNK ? EMS_PHASE_PREFILL_CHUNK
+                                                             : EMS_PHASE_DECODE;
         st =
             ems_policy_step(w->cache[p->slot], &w->cfg[p->slot], phase, w->world > 1 ? &red : NULL);
         if (st != EM_OK) {

@@ -6,9 +6,14 @@
  * /metrics when --metrics is given, else -1), and how many answers contain their passkey.
  *
  * Prompt i: an instruction, filler text (--text, real prose) with "The pass key is NNNNN.
- * Remember it. NNNNN is the pass key." inserted at depth (i + 0.5) / requests, and the question
- * "What is the pass key? The pass key is"; ids come from the server's Tokenize, so the count is
- * exact for its tokenizer. Progress goes to stderr. */
+ * Remember it. NNNNN is the pass key." inserted at depth (i + 0.5) / requests, and the question;
+ * with --format chat (default) all of it is one ChatML user turn ending in "What is the pass
+ * key? Answer with the number only." followed by the assistant prompt, as eval/longctx asks
+ * (the raw form, ending in "The pass key is", made the model continue the prose instead: the
+ * same ids through tools:generate and the service gave the same wrong answers); ids come from
+ * the server's Tokenize (specials parsed in the chat parts), so the count is exact for its
+ * tokenizer. --kv KEY=VALUE adds KV parameters (e.g. prefill_keep=512). Progress goes to
+ * stderr. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -27,10 +32,16 @@
 #include "ems/config.h"
 #include "ems/footprint.h"
 
+#define MAX_KV 8
+
 typedef struct opts {
-    const char *addr, *text, *csv, *metrics, *method, *quant, *label_method;
+    const char *addr, *text, *csv, *metrics, *method, *quant, *label, *format;
     int context, requests, max_tokens, budget, workers, head_dim;
     long long kv_memory;
+    int n_kv;                   /* --kv KEY=VALUE (repeatable) */
+    const char *kv_key[MAX_KV]; /* points into kv_buf */
+    const char *kv_val[MAX_KV];
+    char kv_buf[MAX_KV][128];
 } opts;
 
 typedef struct job {
@@ -47,8 +58,11 @@ static void usage(void)
     fprintf(stderr,
             "usage: longctx_bench --addr HOST:PORT --text FILE --context N [--requests R]\n"
             "  [--max-tokens T] [--kv-method M] [--kv-budget B] [--kv-quant int4|int8]\n"
+            "  [--kv KEY=VALUE ...] [--format chat|raw] [--label NAME]\n"
             "  [--workers W] [--kv-memory BYTES] (labels for the CSV) [--metrics HOST:PORT]\n"
-            "  [--head-dim 64] [--csv PATH]\n");
+            "  [--head-dim 64] [--csv PATH]\n"
+            "  --format chat (default): the ChatML user turn + assistant prompt, as the eval\n"
+            "  harness asks; raw: plain text ending in 'The pass key is'\n");
 }
 
 /* EM_EINVAL on an unknown flag, a flag without a value or a missing required one. */
@@ -82,16 +96,29 @@ static em_status parse(opts *o, int argc, char **argv)
             o->head_dim = atoi(v);
         else if (!strcmp(k, "--kv-memory"))
             o->kv_memory = atoll(v);
-        else
+        else if (!strcmp(k, "--label"))
+            o->label = v;
+        else if (!strcmp(k, "--format") && (!strcmp(v, "chat") || !strcmp(v, "raw")))
+            o->format = v;
+        else if (!strcmp(k, "--kv") && o->n_kv < MAX_KV && strchr(v, '=') &&
+                 strlen(v) < sizeof o->kv_buf[0]) {
+            char *b = o->kv_buf[o->n_kv];
+            snprintf(b, sizeof o->kv_buf[0], "%s", v);
+            char *eq = strchr(b, '=');
+            *eq = 0;
+            o->kv_key[o->n_kv] = b;
+            o->kv_val[o->n_kv++] = eq + 1;
+        } else
             return EM_EINVAL;
     }
     return (argc % 2 == 1 && o->addr && o->text && o->context > 0 && o->requests > 0) ? EM_OK
                                                                                       : EM_EINVAL;
 }
 
-static int32_t *tokenize(coord_client *cl, const char *text, int *n)
+/* special = 1: special-token texts (<|im_start|>) become their ids */
+static int32_t *tokenize(coord_client *cl, const char *text, int special, int *n)
 {
-    coord_client_tokenize_req rq = {text, NULL, 0, 0, 0};
+    coord_client_tokenize_req rq = {text, NULL, 0, 0, special};
     coord_client_tokens t;
     if (coord_client_tokenize(cl, &rq, &t) != GRPC_STATUS_OK) {
         fprintf(stderr, "Tokenize failed: %s\n", t.message);
@@ -130,12 +157,19 @@ static void build_prompt(coord_client *cl, const opts *o, const int32_t *fill, i
     snprintf(needle, sizeof needle, " The pass key is %s. Remember it. %s is the pass key. ",
              j->key, j->key);
     int nh, nn, nq;
-    int32_t *head = tokenize(cl,
-                             "There is an important piece of information hidden inside a lot of "
-                             "irrelevant text. Find it and memorize it; I will ask you about it.\n",
-                             &nh);
-    int32_t *nd = tokenize(cl, needle, &nn);
-    int32_t *q = tokenize(cl, "\nWhat is the pass key? The pass key is", &nq);
+    int chat = strcmp(o->format, "chat") == 0;
+    char head_text[256];
+    snprintf(head_text, sizeof head_text,
+             "%sThere is an important piece of information hidden "
+             "inside a lot of irrelevant text. Find it and memorize it; I will ask you about it.\n",
+             chat ? "<|im_start|>user\n" : "");
+    int32_t *head = tokenize(cl, head_text, chat, &nh);
+    int32_t *nd = tokenize(cl, needle, 0, &nn);
+    int32_t *q = tokenize(cl,
+                          chat ? "\nWhat is the pass key? Answer with the number only.<|im_end|>\n"
+                                 "<|im_start|>assistant\n"
+                               : "\nWhat is the pass key? The pass key is",
+                          chat, &nq);
     int n_f = o->context - nh - nn - nq;
     if (n_f < 0) {
         fprintf(stderr, "context %d is too short for the passkey prompt\n", o->context);
@@ -177,12 +211,15 @@ static void *run_job(void *p)
     rq.timeout_ms = 3600 * 1000;
     rq.kv_method = o->method;
     rq.kv_budget = o->budget;
-    const char *qk[1] = {"quant"}, *qv[1] = {o->quant};
-    if (o->quant && o->quant[0]) {
-        rq.kv_keys = qk;
-        rq.kv_vals = qv;
-        rq.n_kv = 1;
-    }
+    const char *qk[MAX_KV + 1], *qv[MAX_KV + 1];
+    int nkv = 0;
+    if (o->quant && o->quant[0])
+        qk[nkv] = "quant", qv[nkv++] = o->quant;
+    for (int i = 0; i < o->n_kv; i++)
+        qk[nkv] = o->kv_key[i], qv[nkv++] = o->kv_val[i];
+    rq.kv_keys = qk;
+    rq.kv_vals = qv;
+    rq.n_kv = nkv;
     j->t0 = em_now_s();
     coord_client_generate(cl, &rq, &j->res);
     coord_client_free(cl);
@@ -242,7 +279,12 @@ static long long metric(const char *hostport, const char *name)
 
 int main(int argc, char **argv)
 {
-    opts o = {.requests = 8, .max_tokens = 64, .workers = 1, .head_dim = 64, .method = "full"};
+    opts o = {.requests = 8,
+              .max_tokens = 64,
+              .workers = 1,
+              .head_dim = 64,
+              .method = "full",
+              .format = "chat"};
     if (parse(&o, argc, argv) != EM_OK) {
         usage();
         return 2;
@@ -255,7 +297,7 @@ int main(int argc, char **argv)
     }
     char *text = read_file(o.text);
     int n_fill;
-    int32_t *fill = tokenize(cl, text, &n_fill);
+    int32_t *fill = tokenize(cl, text, 0, &n_fill);
     job *jobs = calloc((size_t)o.requests, sizeof *jobs);
     for (int i = 0; i < o.requests; i++) {
         jobs[i].o = &o;
@@ -282,6 +324,8 @@ int main(int argc, char **argv)
     }
     if (o.quant && o.quant[0])
         ems_config_set(&cfg, "quant", o.quant, err, sizeof err);
+    for (int i = 0; i < o.n_kv; i++)
+        ems_config_set(&cfg, o.kv_key[i], o.kv_val[i], err, sizeof err);
     double entry_bytes = (double)ems_footprint_entry_bytes(&cfg, o.head_dim);
 
     double *ttft = malloc(sizeof(double) * (size_t)o.requests), *itl = NULL, kv = 0;
@@ -320,6 +364,8 @@ int main(int argc, char **argv)
         snprintf(mlabel, sizeof mlabel, "%s+%s", o.method, o.quant);
         label = mlabel;
     }
+    if (o.label)
+        label = o.label;
     fprintf(f, "%s,%d,%d,%d,%lld,%.3f,%.1f,%.1f,%.1f,%.1f,%.0f,%lld,%d,%d,%d,%d,%d,%.1f\n", label,
             o.budget, o.context, o.workers, o.kv_memory, tokens / wall, pct(ttft, n_ttft, 0.5),
             pct(ttft, n_ttft, 0.99), pct(itl, n_itl, 0.5), pct(itl, n_itl, 0.99),

@@ -190,6 +190,13 @@ em_status coord_group_step(coord_group *g, const coord_step *st, coord_step_resu
             g->log.held_mismatch += g->out.bytes[i] != (int64_t)ems_cache_held_bytes(c);
         }
         g->log.steps++;
+        for (int i = 0; i < st->n_policy; i++) {
+            if (st->pol_phase[i] != WORKER_PHASE_PREFILL_CHUNK)
+                continue;
+            if (g->log.n_chunk_steps < (int)(sizeof g->log.chunk_pos / sizeof(int)))
+                g->log.chunk_pos[g->log.n_chunk_steps] = g->w.next_pos[st->pol_slot[i]];
+            g->log.n_chunk_steps++;
+        }
         int n_dec = 0; /* a decode (or replay) token is the one row of a DECODE-phase sequence */
         for (int i = 0; i < st->n_policy; i++) {
             n_dec += st->pol_phase[i] == WORKER_PHASE_DECODE;

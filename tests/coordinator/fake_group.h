@@ -18,6 +18,8 @@ typedef struct fake_group_log {
     int held_mismatch;     /* steps where a reported slot's bytes != ems_cache_held_bytes */
     int mixed_steps;       /* steps carrying decode tokens and prompt tokens */
     int mixed_prefill_max; /* most prompt tokens of such a step */
+    int n_chunk_steps;     /* PREFILL_CHUNK policy steps (bounded prefill) */
+    int chunk_pos[1024];   /* tokens the slot had been fed at each (the first 1024) */
 } fake_group_log;
 
 /* Loads the model into a world-1 worker state; max_slots as the scheduler's. */

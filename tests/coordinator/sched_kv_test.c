@@ -236,7 +236,7 @@ int main(void)
     /* A budget that fits two full-cache requests (their peak: every token, every head). */
     ems_config full;
     ems_config_default(&full);
-    ems_footprint_shape sh = {m->hp.n_layer, m->hp.head_dim, m->hp.n_kv_head, m->hp.n_kv_head};
+    ems_footprint_shape sh = {m->hp.n_layer, m->hp.head_dim, m->hp.n_kv_head, m->hp.n_kv_head, 0};
     int64_t one = (int64_t)ems_footprint_peak_bytes(&full, &sh, P, P + GEN - 1, 1);
     int64_t two = 2 * one + one / 2;
 

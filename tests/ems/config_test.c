@@ -22,6 +22,9 @@ static const bad_case k_bad[] = {
     {"ems.pool", "0", "ems.pool"},
     {"group_reduce", "sum", "group_reduce"},
     {"budget_frac", "nan", "budget_frac"},
+    {"prefill_keep", "-1", "prefill_keep"},
+    {"prefill_keep", "12x", "prefill_keep"},
+    {"prefill_slack", "-2", "prefill_slack"},
 };
 
 typedef struct combo_case {
@@ -47,6 +50,12 @@ static const combo_case k_combo[] = {
     {{"method=snapkv", "budget=1000", "window=300", NULL}, "w_loc"},
     {{"method=simlayerkv", "budget=64", "simlayerkv.decide=prefill", "simlayerkv.n_last=300"},
      "w_loc"},
+    {{"method=ems", "budget=256", "prefill_keep=512", NULL}, NULL},
+    {{"method=ems", "budget=256", "prefill_keep=256", "prefill_slack=0"}, NULL},
+    {{"method=ems", "budget=256", "prefill_keep=128", NULL}, "prefill_keep"},
+    {{"method=full", "prefill_keep=512", NULL}, "prefill_keep"},
+    {{"method=simlayerkv", "budget=64", "prefill_keep=128", NULL}, "prefill_keep"},
+    {{"method=snapkv", "budget_frac=0.1", "prefill_keep=128", NULL}, "prefill_keep"},
 };
 
 int main(void)

@@ -77,7 +77,7 @@ static void run_case(const char *const *kv, int exact)
     tracker t;
     memset(&t, 0, sizeof t);
     t.cfg = &cfg;
-    t.sh = (ems_footprint_shape){sp.n_layer, sp.hd, H, H};
+    t.sh = (ems_footprint_shape){sp.n_layer, sp.hd, H, H, 0};
     t.name = name;
     ems_cache *c;
     REQUIRE(ems_cache_create(sp.n_layer, H, 0, sp.hd, ems_config_w_loc(&cfg),

@@ -3,7 +3,9 @@
  * bit-identical logits at every step AND identical compressed caches (per layer and global KV
  * head: length, original positions, K and V bytes) after a 131-token prompt compressed at its
  * end and 24 decode steps with compression, for EMS (head-wise budgets, a cross-head decision),
- * SnapKV, TOVA (one selection per layer across heads) and EMS + int4.
+ * SnapKV, TOVA (one selection per layer across heads) and EMS + int4; and with bounded prefill
+ * (prefill_keep: the prompt fed in chunks of 32 with a PREFILL_CHUNK step after each but the
+ * last, which compresses mid-prompt) for EMS and SnapKV.
  * Prints SKIPPED when SmolLM2 is not installed. */
 #include <pthread.h>
 #include <stdio.h>
@@ -93,9 +95,15 @@ static void *run_rank(void *arg)
         free(lg);
         return NULL;
     }
-    em_status st = engine_forward_seq(e, c, r->prompt, r->n_prompt, 0, 256, lg);
-    if (st == EM_OK)
-        st = ems_policy_step(c, r->kv, EMS_PHASE_PREFILL_END, &red);
+    em_status st = EM_OK;
+    int chunk = r->kv->prefill_keep > 0 ? 32 : r->n_prompt; /* bounded prefill: chunk steps */
+    for (int s0 = 0; s0 < r->n_prompt && st == EM_OK; s0 += chunk) {
+        int k = r->n_prompt - s0 < chunk ? r->n_prompt - s0 : chunk, last = s0 + k == r->n_prompt;
+        st = engine_forward_seq(e, c, r->prompt + s0, k, s0, k, lg);
+        if (st == EM_OK)
+            st = ems_policy_step(c, r->kv, last ? EMS_PHASE_PREFILL_END : EMS_PHASE_PREFILL_CHUNK,
+                                 &red);
+    }
     for (int s = 0; s < STEPS && st == EM_OK; s++) {
         if (r->rank == 0)
             memcpy(r->logits + (size_t)s * V, lg, sizeof(float) * V);
@@ -167,11 +175,13 @@ int main(void)
     REQUIRE(tok_encode(tok, k_text, strlen(k_text), 0, ids, 512, &n) == EM_OK && n > 100, "text");
     int L = m->hp.n_layer, H = m->hp.n_kv_head, V = m->hp.n_vocab;
     REQUIRE(H <= MAXW && L * H <= MAX_HASH, "model shape");
-    const char *configs[][3] = {
+    const char *configs[][4] = {
         {"method=ems", "budget=48", NULL},
         {"method=snapkv", "budget=48", NULL},
         {"method=tova", "budget=48", NULL},
         {"method=ems", "budget=48", "quant=int4"},
+        {"method=ems", "budget=48", "prefill_keep=48"},
+        {"method=snapkv", "budget=48", "prefill_keep=48", "prefill_slack=16"},
     };
     size_t per = (size_t)STEPS * V;
     float *ref = malloc(sizeof(float) * per), *got = malloc(sizeof(float) * per);
@@ -179,7 +189,7 @@ int main(void)
     for (size_t ci = 0; ci < sizeof configs / sizeof configs[0]; ci++) {
         ems_config kv;
         ems_config_default(&kv);
-        for (int k = 0; k < 3 && configs[ci][k]; k++)
+        for (int k = 0; k < 4 && configs[ci][k]; k++)
             REQUIRE(ems_config_set_kv(&kv, configs[ci][k], err, sizeof err) == EM_OK, "%s", err);
         uint64_t e1 = 0, ew = 0;
         REQUIRE(run_world(m, &kv, ids, n, 1, ref, href, &e1) == 0, "%s world 1", configs[ci][0]);

@@ -49,6 +49,7 @@ enum {
     B_KV_BUDGET,
     B_KV_PARAM,
     B_KV_PARAM_VAL,
+    B_KV_KEEP_LOW,
     B_ID_LONG,
     B_TEXT_LONG,
     B_MSG_NO_TEMPLATE,
@@ -83,6 +84,7 @@ static const bad_case k_bad[] = {
     {"kv budget 0", "kv.budget", B_KV_BUDGET},
     {"kv unknown param", "kv.", B_KV_PARAM},
     {"kv bad param value", "kv.ems.tau", B_KV_PARAM_VAL},
+    {"kv prefill_keep below the budget", "prefill_keep", B_KV_KEEP_LOW},
     {"request_id too long", "request_id", B_ID_LONG},
     {"text longer than the context", "text", B_TEXT_LONG},
     /* the test model has no chat template */
@@ -151,6 +153,7 @@ static uint8_t *build(int which, size_t *len)
     case B_KV_BUDGET: kv.method = "ems"; kv._budget_case = 2; kv.budget = 0; break;
     case B_KV_PARAM: kv.n_params = 1; kv.params = kpp; kp.key = "no.such.key"; kp.value = "1"; break;
     case B_KV_PARAM_VAL: kv.method = "ems"; kv._budget_case = 2; kv.budget = 16; kv.n_params = 1; kv.params = kpp; kp.key = "ems.tau"; kp.value = "banana"; break;
+    case B_KV_KEEP_LOW: kv.method = "ems"; kv._budget_case = 2; kv.budget = 16; kv.n_params = 1; kv.params = kpp; kp.key = "prefill_keep"; kp.value = "8"; break;
     case B_ID_LONG: memset(id, 'a', 199); id[199] = 0; m.request_id = id; break;
     case B_TEXT_LONG: m.text = g_long_text; break;
     case B_MSG_NO_TEMPLATE: m.input_case = EMSERVE__V1__GENERATE_REQUEST__INPUT__NOT_SET; m.n_messages = 2; m.messages = mp; break;

@@ -160,7 +160,8 @@ int main(void)
     REQUIRE(model_load(svc_model(), &m, err, sizeof err) == EM_OK, "%s", err);
     ems_config full;
     ems_config_default(&full);
-    ems_footprint_shape sh = {m->hp.n_layer, m->hp.head_dim, m->hp.n_kv_head, m->hp.n_kv_head / 2};
+    ems_footprint_shape sh = {m->hp.n_layer, m->hp.head_dim, m->hp.n_kv_head, m->hp.n_kv_head / 2,
+                              0};
     long long one = (long long)ems_footprint_peak_bytes(&full, &sh, P, P + GEN - 1, 1);
     long long budget = 2 * one + one / 2;
     int n_vocab = m->hp.n_vocab;
