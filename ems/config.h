@@ -99,6 +99,13 @@ typedef struct ems_config {
     int roco_sinks;
     int roco_protect; /* last entries never evicted */
     int roco_stride;  /* entries evicted per iteration; 0 = all at once (batched) */
+    int roco_acc;     /* importance: 0 mean attention s_glo / cnt (EasyKV), 1 accumulated s_glo */
+    int roco_std_top; /* scope: -1 EasyKV's (K smallest std); r >= 0: all but the r largest std */
+
+    /* SimLayerKV extensions (ablations) */
+    int slk_test;  /* lazy test: 0 mass on initial + recent (official), 1 token importance */
+    int slk_inner; /* non-lazy layers: EMS_METHOD_FULL (kept whole, official), or compressed by
+                      EMS_METHOD_EMS / _H2O / _SNAPKV at the same budget */
 } ems_config;
 
 /* Fills every field with its documented default (method full, no quantization). */
@@ -138,6 +145,9 @@ em_status ems_method_parse(const char *name, ems_method *out);
 int ems_config_pool(const ems_config *cfg, int prefill_end);
 /* Rows of recent attention the engine must keep per head (size of the local ring). */
 int ems_config_w_loc(const ems_config *cfg);
+/* SimLayerKV's config for its non-lazy layers (simlayerkv.inner): cfg with method = the inner
+ * method (EMS_METHOD_FULL when none, or when cfg is not SimLayerKV), every other field kept. */
+void ems_config_slk_inner(const ems_config *cfg, ems_config *inner);
 /* 1 when attention statistics must be collected during attention. */
 int ems_config_wants_stats(const ems_config *cfg);
 
