@@ -62,12 +62,14 @@ static void usage(void)
         "  [--text FILE]... [--kl-window 1024] [--kl-budgets 128,256] [--threads 1]\n"
         "  [--max-new 12] [--summarize] [--methods ems,snapkv,...] [--ems-param KEY=VALUE]...\n"
         "  [--ems-variant LABEL:KEY=VALUE[,KEY=VALUE...]]... (extra EMS rows \"ems-LABEL\")\n"
+        "  [--variant METHOD:LABEL:KEY=VALUE[,...]]... (extra rows \"METHOD-LABEL\")\n"
+        "  [--ref ROW] (the row the others are compared with; default ems)\n"
         "  [--dump-cache DIR] (passkey: prompt cache of each size's first case, for "
         "bench:ems_step_bench)\n"
         "--task all = passkey + kl (the default); needle and qa run only when named\n"
         "  (several tasks: --task needle --task qa). --summarize redoes the tables of the named\n"
         "  tasks from their *_cases.csv: pass the run's --budgets/--methods/--sizes/--depths\n"
-        "  and --match-bytes again (and --ems-variant for variant rows).\n");
+        "  and --match-bytes again (and --ems-variant / --variant / --ref).\n");
 }
 
 static int parse_args(int argc, char **argv, lc_opts *o)
@@ -91,6 +93,7 @@ static int parse_args(int argc, char **argv, lc_opts *o)
                    .needle_keys = 1,
                    .answer_tokens = 24};
     int named_task = 0;
+    const char *ref = NULL; /* resolved after every --variant */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int dep[MAXV];
@@ -162,7 +165,11 @@ static int parse_args(int argc, char **argv, lc_opts *o)
         } else if (!strcmp(a, "--ems-variant")) {
             if (lc_add_variant(v))
                 return 1;
-        } else if (!strcmp(a, "--dump-cache"))
+        } else if (!strcmp(a, "--variant")) {
+            if (lc_add_method_variant(v))
+                return 1;
+        } else if (!strcmp(a, "--ref"))
+            ref = v; else if (!strcmp(a, "--dump-cache"))
             o->dump_dir = v;
         else if (!strcmp(a, "--budgets"))
             o->n_budgets = parse_ints(v, o->budgets);
@@ -181,6 +188,8 @@ static int parse_args(int argc, char **argv, lc_opts *o)
             return 1;
         }
     }
+    if (ref && lc_set_ref(ref))
+        return 1;
     if (!o->n_texts)
         o->texts[o->n_texts++] = "/usr/share/common-licenses/GPL-3";
     if (!o->n_haystack) { /* ~13.4K tokens of prose: enough for 8K prompts */

@@ -150,7 +150,8 @@ static double mean(const double *x, int n)
     return n ? m / n : NAN;
 }
 
-/* paired EMS - this over cases: mean and CI (NaN when not comparable) */
+/* paired reference (EMS unless --ref) - this over cases: mean and CI (NaN when not
+ * comparable) */
 static void paired(const acc *ems, const acc *a, double *dm, double *lo, double *hi)
 {
     static double d[MAX_CASES];
@@ -173,19 +174,20 @@ static void write_tables(const lc_opts *o, const acc *accs, int n_pol, int with_
     fprintf(s, "method,budget,n_cases,accuracy,ci_lo,ci_hi,kv_bytes_mean,kv_bytes_peak,"
                "frac_of_full,bytes_vs_ems,ems_minus_this,diff_lo,diff_hi,compress_ms,"
                "budget_used_mean,exact,exact_lo,exact_hi\n");
+    const char *rn = lc_ref_idx == EMS_IDX ? "EMS" : lc_methods[lc_ref_idx];
     fprintf(md,
             "| method | B | B used (mean) | %s [95%% CI] |%s KV MiB mean (peak) | %% of full | "
-            "bytes / EMS's | EMS - method [95%% CI] | prefill-end compression, %s ms |\n"
+            "bytes / %s's | %s - method [95%% CI] | prefill-end compression, %s ms |\n"
             "|---|---|---|---|%s---|---|---|---|---|\n",
-            with_exact ? "token F1" : "accuracy", with_exact ? " exact match [95% CI] |" : "",
-            n_wall ? "wall" : "CPU", with_exact ? "---|" : "");
+            with_exact ? "token F1" : "accuracy", with_exact ? " exact match [95% CI] |" : "", rn,
+            rn, n_wall ? "wall" : "CPU", with_exact ? "---|" : "");
     for (int pi = 0; pi < n_pol; pi++) {
         const acc *a = &accs[pi];
         int mi = pi == 0 ? -1 : (pi - 1) % N_METHODS, bi = pi == 0 ? 0 : (pi - 1) / N_METHODS;
         if (!a->n)
             continue;
         int B = pi == 0 ? 0 : o->budgets[bi];
-        const acc *ea = &accs[1 + bi * N_METHODS + EMS_IDX];
+        const acc *ea = &accs[1 + bi * N_METHODS + lc_ref_idx];
         double m = mean(a->s, a->n), xm = mean(a->x, a->n), lo, hi, xlo, xhi, dm, dlo, dhi;
         lc_boot_ci(a->s, a->n, 1, N_BOOT, 7, &lo, &hi);
         lc_boot_ci(a->x, a->n, 1, N_BOOT, 13, &xlo, &xhi);
