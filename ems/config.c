@@ -58,8 +58,8 @@ typedef struct param {
 #define OFF(f) offsetof(ems_config, f)
 static const char *const n_bool[] = {"0", "1", NULL};
 static const char *const n_group[] = {"mean", "max", NULL};
-static const char *const n_quant[] = {"none", "int8", "int4", NULL};
-static const int v_quant[] = {EMS_QUANT_NONE, EMS_QUANT_INT8, EMS_QUANT_INT4};
+static const char *const n_quant[] = {"none", "int8", "int4", "int2", NULL};
+static const int v_quant[] = {EMS_QUANT_NONE, EMS_QUANT_INT8, EMS_QUANT_INT4, EMS_QUANT_INT2};
 static const char *const n_score[] = {"gl", "global", "local", NULL};
 static const char *const n_align[] = {"max", "ratio", "shift", NULL};
 static const char *const n_strat[] = {"evict_merge", "evict", "merge", NULL};
@@ -477,7 +477,7 @@ em_status ems_config_validate(const ems_config *cfg, char *err, size_t errlen)
     }
 quant:
     if (cfg->quant != EMS_QUANT_NONE && cfg->quant != EMS_QUANT_INT8 &&
-        cfg->quant != EMS_QUANT_INT4) {
+        cfg->quant != EMS_QUANT_INT4 && cfg->quant != EMS_QUANT_INT2) {
         snprintf(err, errlen, "quant: invalid value %d", (int)cfg->quant);
         return EM_EINVAL;
     }
@@ -560,6 +560,6 @@ void ems_config_cli_usage(FILE *f)
 {
     fprintf(f, "  --kv-method NAME     KV compression method (default full)\n"
                "  --kv-budget N        entries kept per (layer, KV head)\n"
-               "  --kv-quant int8|int4 quantize K/V (combinable with any method)\n"
+               "  --kv-quant int8|int4|int2 quantize K/V (combinable with any method)\n"
                "  --kv-param KEY=VALUE method parameter (repeatable)\n");
 }

@@ -29,7 +29,12 @@ typedef enum {
 /* Largest ring of recent attention rows a config may ask for (the engine's row buffer). */
 #define EMS_MAX_W_LOC 256
 
-typedef enum { EMS_QUANT_NONE = 0, EMS_QUANT_INT8 = 8, EMS_QUANT_INT4 = 4 } ems_quant_kind;
+typedef enum {
+    EMS_QUANT_NONE = 0,
+    EMS_QUANT_INT8 = 8,
+    EMS_QUANT_INT4 = 4,
+    EMS_QUANT_INT2 = 2
+} ems_quant_kind;
 
 /* EMS choices (methods.md 1.3-1.6, 1.14). */
 typedef enum { EMS_ALIGN_MAX = 0, EMS_ALIGN_RATIO, EMS_ALIGN_SHIFT } ems_align_mode;
@@ -124,7 +129,7 @@ em_status ems_config_set_kv(ems_config *cfg, const char *kv, char *err, size_t e
 em_status ems_config_validate(const ems_config *cfg, char *err, size_t errlen);
 
 /* The command-line form shared by the tools: --kv-method NAME, --kv-budget N,
- * --kv-quant int8|int4, --kv-param KEY=VALUE. Returns 0 when flag is none of them; otherwise 1,
+ * --kv-quant int8|int4|int2, --kv-param KEY=VALUE. Returns 0 when flag is none of them; otherwise 1,
  * with *st = the result of applying value (EM_EINVAL with a message in err). */
 int ems_config_cli(ems_config *cfg, const char *flag, const char *value, em_status *st, char *err,
                    size_t errlen);
