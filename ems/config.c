@@ -372,8 +372,8 @@ int ems_config_w_loc(const ems_config *cfg)
 void ems_config_slk_inner(const ems_config *cfg, ems_config *inner)
 {
     *inner = *cfg;
-    inner->method = cfg->method == EMS_METHOD_SIMLAYERKV ? (ems_method)cfg->slk_inner
-                                                         : EMS_METHOD_FULL;
+    inner->method =
+        cfg->method == EMS_METHOD_SIMLAYERKV ? (ems_method)cfg->slk_inner : EMS_METHOD_FULL;
     inner->slk_inner = EMS_METHOD_FULL;
 }
 

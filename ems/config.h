@@ -129,8 +129,8 @@ em_status ems_config_set_kv(ems_config *cfg, const char *kv, char *err, size_t e
 em_status ems_config_validate(const ems_config *cfg, char *err, size_t errlen);
 
 /* The command-line form shared by the tools: --kv-method NAME, --kv-budget N,
- * --kv-quant int8|int4|int2, --kv-param KEY=VALUE. Returns 0 when flag is none of them; otherwise 1,
- * with *st = the result of applying value (EM_EINVAL with a message in err). */
+ * --kv-quant int8|int4|int2, --kv-param KEY=VALUE. Returns 0 when flag is none of them; otherwise
+ * 1, with *st = the result of applying value (EM_EINVAL with a message in err). */
 int ems_config_cli(ems_config *cfg, const char *flag, const char *value, em_status *st, char *err,
                    size_t errlen);
 /* Usage lines of those flags. */

@@ -2,11 +2,12 @@
  * initial entries plus the recent entries exceeds delta; lazy layers keep initial + recent,
  * other layers keep everything. Ablation options: simlayerkv.test = importance (the mass on
  * each head's initial + top accumulated-attention + recent-window set, which a lazy layer then
- * keeps) and simlayerkv.inner (non-lazy layers compressed by EMS / H2O / SnapKV at B). The decision is taken once per layer, from the global mean over
- * all KV heads (buffer indexed by global head, reduced over workers), and never revisited.
- * Decision time: the first decode step after prefill (official), or with simlayerkv.decide =
- * prefill at the end of prefill from the last n_last queries. A sequence streamed without a
- * prefill decides on the first step at which the layer is over budget + N. */
+ * keeps) and simlayerkv.inner (non-lazy layers compressed by EMS / H2O / SnapKV at B). The decision
+ * is taken once per layer, from the global mean over all KV heads (buffer indexed by global head,
+ * reduced over workers), and never revisited. Decision time: the first decode step after prefill
+ * (official), or with simlayerkv.decide = prefill at the end of prefill from the last n_last
+ * queries. A sequence streamed without a prefill decides on the first step at which the layer is
+ * over budget + N. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -79,7 +80,9 @@ static em_status head_score(const ems__ctx *x, const ems_head *h, float *out)
     if (!h->loc || h->loc_newest < 0 || h->len == 0)
         return EM_OK;
     int newest = h->pos[h->len - 1];
-    int nr = !cfg->slk_prefill ? 1 : cfg->slk_n_last < h->loc_count ? cfg->slk_n_last : h->loc_count;
+    int nr = !cfg->slk_prefill                ? 1
+             : cfg->slk_n_last < h->loc_count ? cfg->slk_n_last
+                                              : h->loc_count;
     int span = cfg->slk_prefill ? cfg->slk_span : recent_of(x);
     int *keep = NULL, nk = 0;
     if (cfg->slk_test) {

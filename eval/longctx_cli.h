@@ -54,7 +54,8 @@ extern int lc_n_methods;
 /* 1 for the methods run (EMS is always run: it is the reference of --match-bytes; variants
  * always) */
 extern int lc_use[MAXM];
-/* The row every other is compared with (paired differences, bytes ratio): EMS unless --ref. */
+/* The row every other is compared with (paired differences, bytes ratio): EMS unless --ref;
+ * -1 = the full cache (end-of-prompt tasks; the KL table then has no paired column). */
 extern int lc_ref_idx;
 /* Base method (an index <= INT4_IDX) of row mi (mi itself for a method). */
 int lc_variant_base(int mi);
@@ -68,7 +69,8 @@ int lc_make_cfg(int mi, int B, ems_config *cfg);
 int lc_add_method_variant(const char *spec);
 /* --ems-variant LABEL:K=V[,K=V...] = lc_add_method_variant("ems:LABEL:..."). */
 int lc_add_variant(const char *spec);
-/* --ref NAME: the reference row (a method or a variant added before); nonzero when unknown. */
+/* --ref NAME: the reference row (full, a method or a variant added before); nonzero when
+ * unknown. */
 int lc_set_ref(const char *name);
 /* Adds one --ems-param KEY=VALUE (at most 8); nonzero when full. */
 int lc_add_ems_param(const char *kv);

@@ -82,19 +82,24 @@ int lc_task_kl(const lc_opts *o, engine *e, const tokenizer *tok)
     fclose(f);
     /* pooled table with paired block-bootstrap CIs of reference (EMS unless --ref) - method
      * (blocks of 64 positions) */
-    const char *rn = lc_ref_idx == EMS_IDX ? "EMS" : lc_methods[lc_ref_idx];
+    const char *rn = lc_ref_idx == EMS_IDX ? "EMS"
+                     : lc_ref_idx < 0      ? "full"
+                                           : lc_methods[lc_ref_idx];
     FILE *s = lc_open_out(o, "kl.csv", "w"), *md = lc_open_out(o, "kl.md", "w");
     if (!s || !md)
         return 1;
     fprintf(s, "method,budget,n_scored,kl,kl_lo,kl_hi,top1,kv_bytes_mean,kv_bytes_peak,"
                "bytes_vs_ems,ems_minus_this_kl,diff_lo,diff_hi\n");
-    fprintf(md,
-            "| method | B | KL [95%% CI] | top-1 | KV MiB mean (peak) | %% of full | bytes / %s's | "
-            "%s - method, KL [95%% CI] |\n|---|---|---|---|---|---|---|---|\n",
-            rn, rn);
+    fprintf(
+        md,
+        "| method | B | KL [95%% CI] | top-1 | KV MiB mean (peak) | %% of full | bytes / %s's | "
+        "%s - method, KL [95%% CI] |\n|---|---|---|---|---|---|---|---|\n",
+        rn, rn);
     double *d = malloc(sizeof(double) * cap);
     for (int pi = 0; pi < n_pol && d; pi++) {
-        int mi = pi % N_METHODS, bi = pi / N_METHODS, ei = bi * N_METHODS + lc_ref_idx, n = cnt[pi];
+        int mi = pi % N_METHODS, bi = pi / N_METHODS, n = cnt[pi];
+        /* the reference's slot; with --ref full (KL 0 by definition) the row itself */
+        int ei = lc_ref_idx < 0 ? pi : bi * N_METHODS + lc_ref_idx;
         if (!n)
             continue;
         const double *x = kl + (size_t)pi * cap, *xe = kl + (size_t)ei * cap;
@@ -103,8 +108,9 @@ int lc_task_kl(const lc_opts *o, engine *e, const tokenizer *tok)
             m += x[i], a += t1[(size_t)pi * cap + i];
         m /= n, a /= n;
         lc_boot_ci(x, n, 64, N_BOOT, 5, &lo, &hi);
-        double ratio = (bytes[pi] / n) / (bytes[ei] / cnt[ei]);
-        if (mi != lc_ref_idx && cnt[ei] == n) {
+        double ratio =
+            lc_ref_idx < 0 ? bytes[pi] / full[pi] : (bytes[pi] / n) / (bytes[ei] / cnt[ei]);
+        if (lc_ref_idx >= 0 && mi != lc_ref_idx && cnt[ei] == n) {
             dm = 0;
             for (int i = 0; i < n; i++)
                 d[i] = xe[i] - x[i], dm += d[i];
@@ -121,14 +127,18 @@ int lc_task_kl(const lc_opts *o, engine *e, const tokenizer *tok)
             fprintf(md, " |\n");
         else
             fprintf(md, "%+.4f [%+.4f, %+.4f]%s%s%s |\n", dm, dlo, dhi,
-                    dhi < 0 || dlo > 0 ? " " : "", dhi < 0 ? rn : dlo > 0 ? rn : "",
+                    dhi < 0 || dlo > 0 ? " " : "",
+                    dhi < 0   ? rn
+                    : dlo > 0 ? rn
+                              : "",
                     dhi < 0   ? " lower"
                     : dlo > 0 ? " higher"
                               : "");
     }
     fclose(s);
     fclose(md);
-    free(d), free(kl), free(t1), free(cnt), free(bytes), free(peak), free(full), free(ref), free(k1);
+    free(d), free(kl), free(t1), free(cnt), free(bytes), free(peak), free(full), free(ref),
+        free(k1);
     free(a1);
     return rc;
 }

@@ -169,7 +169,8 @@ static int parse_args(int argc, char **argv, lc_opts *o)
             if (lc_add_method_variant(v))
                 return 1;
         } else if (!strcmp(a, "--ref"))
-            ref = v; else if (!strcmp(a, "--dump-cache"))
+            ref = v;
+        else if (!strcmp(a, "--dump-cache"))
             o->dump_dir = v;
         else if (!strcmp(a, "--budgets"))
             o->n_budgets = parse_ints(v, o->budgets);

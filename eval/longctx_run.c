@@ -56,8 +56,8 @@ int lc_make_cfg(int mi, int B, ems_config *cfg)
         kv[n++] = g_var_kv[mi][i];
     ev_policy p;
     int bad = mi < 0 ? ev_policy_make(&p, "full", "full", 0, NULL)
-                     : ev_policy_make(&p, lc_methods[mi], base >= EMS_IDX ? "ems" : lc_methods[base],
-                                      B, kv);
+                     : ev_policy_make(&p, lc_methods[mi],
+                                      base >= EMS_IDX ? "ems" : lc_methods[base], B, kv);
     *cfg = p.cfg;
     return bad;
 }
@@ -128,6 +128,10 @@ int lc_add_variant(const char *arg)
 
 int lc_set_ref(const char *name)
 {
+    if (!strcmp(name, "full")) { /* the full cache's row (end-of-prompt tasks only) */
+        lc_ref_idx = -1;
+        return 0;
+    }
     for (int k = 0; k < lc_n_methods; k++) {
         if (!strcmp(lc_methods[k], name)) {
             lc_ref_idx = k;

@@ -174,7 +174,9 @@ static void write_tables(const lc_opts *o, const acc *accs, int n_pol, int with_
     fprintf(s, "method,budget,n_cases,accuracy,ci_lo,ci_hi,kv_bytes_mean,kv_bytes_peak,"
                "frac_of_full,bytes_vs_ems,ems_minus_this,diff_lo,diff_hi,compress_ms,"
                "budget_used_mean,exact,exact_lo,exact_hi\n");
-    const char *rn = lc_ref_idx == EMS_IDX ? "EMS" : lc_methods[lc_ref_idx];
+    const char *rn = lc_ref_idx == EMS_IDX ? "EMS"
+                     : lc_ref_idx < 0      ? "full"
+                                           : lc_methods[lc_ref_idx];
     fprintf(md,
             "| method | B | B used (mean) | %s [95%% CI] |%s KV MiB mean (peak) | %% of full | "
             "bytes / %s's | %s - method [95%% CI] | prefill-end compression, %s ms |\n"
@@ -187,7 +189,7 @@ static void write_tables(const lc_opts *o, const acc *accs, int n_pol, int with_
         if (!a->n)
             continue;
         int B = pi == 0 ? 0 : o->budgets[bi];
-        const acc *ea = &accs[1 + bi * N_METHODS + lc_ref_idx];
+        const acc *ea = lc_ref_idx < 0 ? &accs[0] : &accs[1 + bi * N_METHODS + lc_ref_idx];
         double m = mean(a->s, a->n), xm = mean(a->x, a->n), lo, hi, xlo, xhi, dm, dlo, dhi;
         lc_boot_ci(a->s, a->n, 1, N_BOOT, 7, &lo, &hi);
         lc_boot_ci(a->x, a->n, 1, N_BOOT, 13, &xlo, &xhi);

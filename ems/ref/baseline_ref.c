@@ -172,7 +172,8 @@ int ems_ref_roco(const ems_head *h, const ems_config *cfg, int B, int stride, in
             }
             scope[best] = 1;
         }
-        /* evict the st lowest importances (mean or accumulated) in the scope (ties: the later entry goes first) */
+        /* evict the st lowest importances (mean or accumulated) in the scope (ties: the later entry
+         * goes first) */
         for (int t = 0; t < st; t++) {
             int worst = -1;
             for (int j = 0; j < len; j++) {

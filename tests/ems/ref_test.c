@@ -45,15 +45,19 @@ static const ref_case k_cases[] = {
      {"method=simlayerkv", "budget=24", "simlayerkv.test=importance", "simlayerkv.decide=prefill",
       "simlayerkv.delta=0.05", "window=4"},
      0},
-    {"simlayerkv-h2o", {"method=simlayerkv", "budget=24", "simlayerkv.inner=h2o", "simlayerkv.delta=0.25"}, 0},
+    {"simlayerkv-h2o",
+     {"method=simlayerkv", "budget=24", "simlayerkv.inner=h2o", "simlayerkv.delta=0.25"},
+     0},
     {"simlayerkv-def", {"method=simlayerkv", "budget=24", "simlayerkv.delta=0.25"}, 0},
     {"simlayerkv-snapkv",
-     {"method=simlayerkv", "budget=24", "simlayerkv.inner=snapkv", "simlayerkv.delta=0.25"}, 0},
+     {"method=simlayerkv", "budget=24", "simlayerkv.inner=snapkv", "simlayerkv.delta=0.25"},
+     0},
     {"simlayerkv-ems",
-     {"method=simlayerkv", "budget=24", "simlayerkv.inner=ems", "simlayerkv.delta=0.25"}, 0.4f},
+     {"method=simlayerkv", "budget=24", "simlayerkv.inner=ems", "simlayerkv.delta=0.25"},
+     0.4f},
     {"simlayerkv-ems-pre",
-     {"method=simlayerkv", "budget=24", "simlayerkv.inner=ems",
-      "simlayerkv.decide=prefill", "simlayerkv.span=40", "simlayerkv.delta=0.5"},
+     {"method=simlayerkv", "budget=24", "simlayerkv.inner=ems", "simlayerkv.decide=prefill",
+      "simlayerkv.span=40", "simlayerkv.delta=0.5"},
      0.4f},
     {"ems", {"method=ems", "budget=24"}, 0.4f},
     {"ems-uniform", {"method=ems", "budget=24", "ems.headwise=0"}, 0.4f},
@@ -74,16 +78,12 @@ static const ref_case k_cases[] = {
     {"h2o-groupmax", {"method=h2o", "budget=24", "group_reduce=max"}, 0},
 };
 
-
 /* Pairs of cases whose fast results on the same cache must keep different positions: the
  * option the first case tests does something. */
 static const char *const k_differs[][2] = {
-    {"roco-acc", "roco-std12"},
-    {"roco-std0", "roco"},
-    {"roco-std12", "roco-std0"},
-    {"simlayerkv-imp", "simlayerkv-d0"},
-    {"simlayerkv-h2o", "simlayerkv-def"},
-    {"simlayerkv-snapkv", "simlayerkv-def"},
+    {"roco-acc", "roco-std12"},           {"roco-std0", "roco"},
+    {"roco-std12", "roco-std0"},          {"simlayerkv-imp", "simlayerkv-d0"},
+    {"simlayerkv-h2o", "simlayerkv-def"}, {"simlayerkv-snapkv", "simlayerkv-def"},
     {"simlayerkv-ems", "simlayerkv-def"},
 };
 
@@ -335,8 +335,10 @@ int main(void)
             ems_cache_destroy(a);
             ems_cache_destroy(b);
         }
-        CHECK(!want_differ || n_differ > 0, "%s: same kept entries as its k_differs partner at "
-              "every event (option inert?)", rc->name);
+        CHECK(!want_differ || n_differ > 0,
+              "%s: same kept entries as its k_differs partner at "
+              "every event (option inert?)",
+              rc->name);
     }
     printf("merged entries over all cases: %d\n", n_merged_total);
     TEST_END();
