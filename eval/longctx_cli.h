@@ -31,6 +31,7 @@ typedef struct lc_opts {
     int n_depths, keys, budgets[MAXV], n_budgets, threads, max_new;
     const char *texts[MAXV];
     int n_texts, kl_window, kl_budgets[MAXV], n_kl_budgets, quick, summarize, first_key;
+    int kl_prefill; /* KL: tokens prefilled before streaming (0 = the budget B) */
     int do_passkey, do_kl, do_needle, do_qa;
     int match_bytes;             /* calibrate every non-EMS budget to EMS's bytes per case */
     const char *haystack[8];     /* needle: haystack files, concatenated in this order */

@@ -52,13 +52,15 @@ int lc_task_kl(const lc_opts *o, engine *e, const tokenizer *tok)
             ems_config cfg;
             lc_make_cfg(mi, B, &cfg);
             lc_stream r;
-            /* predictions of positions >= B are scored: before that no method has compressed */
-            if (lc_stream_kl(e, &cfg, ids, W, B, ref, k1, a1, &r) != EM_OK) {
+            /* predictions of positions >= P are scored, P = B (before that no method has
+             * compressed) or --kl-prefill: the first P tokens prefilled in one call */
+            int P = o->kl_prefill > 0 ? o->kl_prefill : B;
+            if (lc_stream_kl(e, &cfg, ids, W, P, ref, k1, a1, &r) != EM_OK) {
                 fprintf(stderr, "error: kl %s B=%d\n", lc_methods[mi], B);
                 rc = 1;
                 continue;
             }
-            int m = W - 1 - B;
+            int m = W - 1 - P;
             double sk = 0, sa = 0;
             for (int i = 0; i < m; i++) {
                 kl[(size_t)pi * cap + cnt[pi] + i] = k1[i];
@@ -67,7 +69,7 @@ int lc_task_kl(const lc_opts *o, engine *e, const tokenizer *tok)
             }
             cnt[pi] += m;
             bytes[pi] += r.bytes_mean * m;
-            for (int i = B; i < W - 1; i++) /* the full cache after feeding token i: i + 1 */
+            for (int i = P; i < W - 1; i++) /* the full cache after feeding token i: i + 1 */
                 full[pi] += entry * (i + 1);
             peak[pi] = r.bytes_peak > peak[pi] ? r.bytes_peak : peak[pi];
             fprintf(f, "%s,%d,%s,%d,%d,%.6f,%.4f,%.0f,%llu,%.1f\n", o->texts[ti], W, lc_methods[mi],

@@ -59,7 +59,8 @@ static void usage(void)
         "128,256]\n"
         "  [--match-bytes] [--haystack FILE]... [--needle-keys 1] [--qa FILE.tsv]... "
         "[--answer-tokens 24]\n"
-        "  [--text FILE]... [--kl-window 1024] [--kl-budgets 128,256] [--threads 1]\n"
+        "  [--text FILE]... [--kl-window 1024] [--kl-budgets 128,256] [--kl-prefill 0]\n"
+        "  [--threads 1]\n"
         "  [--max-new 12] [--summarize] [--methods ems,snapkv,...] [--ems-param KEY=VALUE]...\n"
         "  [--ems-variant LABEL:KEY=VALUE[,KEY=VALUE...]]... (extra EMS rows \"ems-LABEL\")\n"
         "  [--variant METHOD:LABEL:KEY=VALUE[,...]]... (extra rows \"METHOD-LABEL\")\n"
@@ -180,6 +181,8 @@ static int parse_args(int argc, char **argv, lc_opts *o)
             o->texts[o->n_texts++] = v;
         else if (!strcmp(a, "--kl-window"))
             o->kl_window = atoi(v);
+        else if (!strcmp(a, "--kl-prefill"))
+            o->kl_prefill = atoi(v);
         else if (!strcmp(a, "--threads"))
             o->threads = atoi(v);
         else if (!strcmp(a, "--max-new"))
@@ -210,6 +213,7 @@ static int parse_args(int argc, char **argv, lc_opts *o)
         bad |= o->budgets[k] < 8;
     for (int k = 0; k < o->n_kl_budgets; k++)
         bad |= o->kl_budgets[k] < 8 || o->kl_budgets[k] >= o->kl_window - 16;
+    bad |= o->kl_prefill < 0 || o->kl_prefill >= o->kl_window - 16;
     if (bad)
         fprintf(stderr, "error: %s\n", o->model ? "bad option value" : "no model (--model)");
     return bad;

@@ -239,14 +239,21 @@ int lc_summarize(const lc_opts *o, const char *task, int with_exact)
     snprintf(name, sizeof name, "%s.md", task);
     FILE *md = s ? lc_open_out(o, name, "w") : NULL;
     if (md) {
+        const char *rn = lc_ref_idx == EMS_IDX ? "EMS"
+                         : lc_ref_idx < 0      ? "the full cache"
+                                               : lc_methods[lc_ref_idx];
         fprintf(md, "%d complete cases (of %d in %s_cases.csv). Budget protocol: %s\n\n", n_used,
                 n_cases, task,
                 o->match_bytes
                     ? "**matched bytes** (`--match-bytes`: every method but EMS re-budgeted per "
                       "case towards EMS's mean KV bytes at B, target 2 %; `B used` is its mean "
                       "budget; bold = still more than 5 % away)"
-                    : "**same budget B** (entries per layer and KV head; bold bytes = more than "
-                      "5 % away from EMS's)");
+                    : "**same budget B** (entries per layer and KV head)");
+        if (lc_ref_idx != EMS_IDX || !o->match_bytes)
+            fprintf(md,
+                    "Reference row: %s (bold bytes = more than 5 %% away from its bytes; "
+                    "\"win\" = the reference is better, \"loss\" = worse).\n\n",
+                    rn);
         write_tables(o, accs, n_pol, with_exact, s, md);
     } else
         fprintf(stderr, "error: no complete %s case\n", task);
