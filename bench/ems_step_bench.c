@@ -10,7 +10,11 @@
  *
  *   bench/ems_step_bench [--cache FILE] [--len 4076] [--layers 30] [--heads 3] [--hd 64] [--budget
  * 128]
- *       [--method ems] [--param K=V]... [--reps 3] [--dup 0.3] [--check]
+ *       [--method ems] [--param K=V]... [--reps 3] [--dup 0.3] [--check] [--per-head]
+ *
+ * --per-head: the step run per (layer, KV head), one ems_policy_step on a one-head view each,
+ * instead of once over all heads (configs whose heads are independent); afterwards the
+ * all-at-once result is computed too and the two caches compared (exit 1 when they differ).
  */
 #include <math.h>
 #include <stdio.h>
@@ -25,7 +29,7 @@
 #include "eval/cache_io.h"
 
 typedef struct opts {
-    int len, layers, heads, hd, budget, reps, check;
+    int len, layers, heads, hd, budget, reps, check, per_head;
     float dup;
     const char *method, *cache;
     const char *params[16];
@@ -119,6 +123,59 @@ static int compare(const ems_cache *a, const ems_cache *b)
     return bad;
 }
 
+/* Per-head sequential compression: one ems_policy_step per (layer, KV head), each on a
+ * one-layer, one-head view of c (the head's own policy state, the model's head count through
+ * the reduce descriptor). Only for configs that need no other head (no head-wise budgets, no
+ * per-layer TOVA / SimLayerKV decision): the result is then the all-heads-at-once step's. */
+static em_status step_per_head(ems_cache *c, const ems_config *cfg, ems_policy_stats *sum)
+{
+    memset(sum, 0, sizeof *sum);
+    ems_reduce red = {NULL, NULL, c->n_head_kv};
+    em_status st = EM_OK;
+    for (int l = 0; l < c->n_layer && st == EM_OK; l++) {
+        for (int h = 0; h < c->n_head_kv && st == EM_OK; h++) {
+            ems_cache view = *c;
+            view.n_layer = 1;
+            view.n_head_kv = 1;
+            view.kv_head0 = c->kv_head0 + h;
+            view.heads = ems_cache_head(c, l, h);
+            view.policy = NULL;
+            st = ems_policy_step(&view, cfg, EMS_PHASE_PREFILL_END, &red);
+            ems_policy_stats vs;
+            ems_policy_get_stats(&view, &vs);
+            sum->n_evicted += vs.n_evicted;
+            sum->n_merged += vs.n_merged;
+            free(view.policy);
+        }
+    }
+    return st;
+}
+
+static int per_head_ok(const ems_config *cfg)
+{
+    if (cfg->method == EMS_METHOD_EMS)
+        return !cfg->ems_headwise;
+    return cfg->method != EMS_METHOD_TOVA && cfg->method != EMS_METHOD_SIMLAYERKV &&
+           cfg->method != EMS_METHOD_PYRAMIDKV;
+}
+
+/* Heads of a and b whose entries differ in any bit (positions, K, V, s_glo, mass, cnt). */
+static int differ_bits(const ems_cache *a, const ems_cache *b)
+{
+    int bad = 0, hd = a->hd;
+    for (int i = 0; i < a->n_layer * a->n_head_kv; i++) {
+        const ems_head *x = &a->heads[i], *y = &b->heads[i];
+        size_t n = (size_t)x->len;
+        bad += x->len != y->len || memcmp(x->pos, y->pos, n * sizeof *x->pos) ||
+               memcmp(x->k, y->k, n * hd * sizeof(float)) ||
+               memcmp(x->v, y->v, n * hd * sizeof(float)) ||
+               memcmp(x->s_glo, y->s_glo, n * sizeof(float)) ||
+               memcmp(x->mass, y->mass, n * sizeof(float)) ||
+               memcmp(x->cnt, y->cnt, n * sizeof *x->cnt);
+    }
+    return bad;
+}
+
 static double cpu_s(void)
 {
     struct timespec ts;
@@ -146,6 +203,10 @@ static em_status parse(int argc, char **argv, opts *o)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--check")) {
             o->check = 1;
+            continue;
+        }
+        if (!strcmp(a, "--per-head")) {
+            o->per_head = 1;
             continue;
         }
         if (!v) {
@@ -178,6 +239,11 @@ static em_status parse(int argc, char **argv, opts *o)
             return EM_EINVAL;
         }
     }
+    if (o->per_head && o->cache == NULL && o->check) {
+        fprintf(stderr, "ems_step_bench: --per-head compares with the all-heads step itself; "
+                        "no --check\n");
+        return EM_EINVAL;
+    }
     if (o->len < 1 || o->layers < 1 || o->heads < 1 || o->hd < 1 || o->reps < 1 || o->budget < 1) {
         fprintf(stderr, "ems_step_bench: sizes must be positive\n");
         return EM_EINVAL;
@@ -204,6 +270,11 @@ int main(int argc, char **argv)
         st = ems_config_validate(&cfg, err, sizeof err);
     if (st != EM_OK) {
         fprintf(stderr, "ems_step_bench: %s\n", err);
+        return 2;
+    }
+    if (o.per_head && !per_head_ok(&cfg)) {
+        fprintf(stderr, "ems_step_bench: --per-head needs a config whose heads are independent "
+                        "(ems.headwise=0; not tova, simlayerkv, pyramidkv)\n");
         return 2;
     }
     ems_cache *base = NULL;
@@ -233,10 +304,11 @@ int main(int argc, char **argv)
         st = ems_cache_clone(base, ems_config_w_loc(&cfg), &c);
         double t0 = em_now_s(), c0 = cpu_s();
         if (st == EM_OK)
-            st = ems_policy_step(c, &cfg, EMS_PHASE_PREFILL_END, NULL);
+            st = o.per_head ? step_per_head(c, &cfg, &ps)
+                            : ems_policy_step(c, &cfg, EMS_PHASE_PREFILL_END, NULL);
         t[r] = em_now_s() - t0;
         tc[r] = cpu_s() - c0;
-        if (st == EM_OK)
+        if (st == EM_OK && !o.per_head)
             ems_policy_get_stats(c, &ps);
         ems_cache_destroy(last);
         last = c;
@@ -247,12 +319,24 @@ int main(int argc, char **argv)
     }
     qsort(t, (size_t)o.reps, sizeof(double), cmp_double);
     qsort(tc, (size_t)o.reps, sizeof(double), cmp_double);
-    printf("method %s B %d len %d layers %d heads %d hd %d: wall %.2f ms median of %d (min %.2f),"
+    printf("%smethod %s B %d len %d layers %d heads %d hd %d: wall %.2f ms median of %d (min %.2f),"
            " cpu %.2f ms median (min %.2f); evicted %lld merged %lld entries after %llu\n",
-           o.method, o.budget, o.len, o.layers, o.heads, o.hd, 1e3 * t[o.reps / 2], o.reps,
-           1e3 * t[0], 1e3 * tc[o.reps / 2], 1e3 * tc[0], (long long)ps.n_evicted,
-           (long long)ps.n_merged, (unsigned long long)ems_cache_entries(last));
+           o.per_head ? "per-head " : "", o.method, o.budget, o.len, o.layers, o.heads, o.hd,
+           1e3 * t[o.reps / 2], o.reps, 1e3 * t[0], 1e3 * tc[o.reps / 2], 1e3 * tc[0],
+           (long long)ps.n_evicted, (long long)ps.n_merged,
+           (unsigned long long)ems_cache_entries(last));
     int rc = 0;
+    if (o.per_head) { /* the same step on all heads at once must give the same cache */
+        ems_cache *all = NULL;
+        st = ems_cache_clone(base, ems_config_w_loc(&cfg), &all);
+        if (st == EM_OK)
+            st = ems_policy_step(all, &cfg, EMS_PHASE_PREFILL_END, NULL);
+        int bad = st == EM_OK ? differ_bits(last, all) : -1;
+        printf("all heads at once vs per head: heads differing (any bit) %d of %d\n", bad,
+               o.layers * o.heads);
+        rc = bad != 0;
+        ems_cache_destroy(all);
+    }
     if (o.check && cfg.method == EMS_METHOD_EMS) {
         ems_cache *ref = NULL;
         ems_head **hs = malloc(sizeof(ems_head *) * (size_t)o.heads);

@@ -58,8 +58,8 @@ typedef struct param {
 #define OFF(f) offsetof(ems_config, f)
 static const char *const n_bool[] = {"0", "1", NULL};
 static const char *const n_group[] = {"mean", "max", NULL};
-static const char *const n_quant[] = {"none", "int8", "int4", NULL};
-static const int v_quant[] = {EMS_QUANT_NONE, EMS_QUANT_INT8, EMS_QUANT_INT4};
+static const char *const n_quant[] = {"none", "int8", "int4", "int2", NULL};
+static const int v_quant[] = {EMS_QUANT_NONE, EMS_QUANT_INT8, EMS_QUANT_INT4, EMS_QUANT_INT2};
 static const char *const n_score[] = {"gl", "global", "local", NULL};
 static const char *const n_align[] = {"max", "ratio", "shift", NULL};
 static const char *const n_strat[] = {"evict_merge", "evict", "merge", NULL};
@@ -70,6 +70,11 @@ static const char *const n_mw[] = {"score", "uniform", NULL};
 static const char *const n_pool[] = {"max", "avg", NULL};
 static const char *const n_tova[] = {"layer", "head", NULL};
 static const char *const n_slk[] = {"decode", "prefill", NULL};
+static const char *const n_roco_score[] = {"mean", "acc", NULL};
+static const char *const n_slk_test[] = {"recent", "importance", NULL};
+static const char *const n_slk_inner[] = {"none", "ems", "h2o", "snapkv", NULL};
+static const int v_slk_inner[] = {EMS_METHOD_FULL, EMS_METHOD_EMS, EMS_METHOD_H2O,
+                                  EMS_METHOD_SNAPKV};
 
 static const param g_params[] = {
     {"budget", P_INT, OFF(budget), 0, 1 << 20, NULL, NULL, "0",
@@ -162,6 +167,13 @@ static const param g_params[] = {
      "prefill variant: entries preceding each query counted as recent"},
     {"simlayerkv.retrim", P_ENUM, OFF(slk_retrim), 0, 0, n_bool, NULL, "1",
      "1: lazy layers trimmed again whenever over budget + N (0 = official: trim once)"},
+    {"simlayerkv.test", P_ENUM, OFF(slk_test), 0, 0, n_slk_test, NULL, "recent",
+     "lazy test: recent = mass on initial + recent entries (official); importance = mass on "
+     "initial + top (B - initial - window) by accumulated attention + last window (window "
+     "default 8), the set a lazy layer then keeps"},
+    {"simlayerkv.inner", P_ENUM, OFF(slk_inner), 0, 0, n_slk_inner, v_slk_inner, "none",
+     "non-lazy layers: none = kept whole (official), or compressed by ems | h2o | snapkv at "
+     "the same budget (their defaults; the deciding step counts as their prefill-end step)"},
     {"roco.recent_ratio", P_FLOAT, OFF(roco_recent_ratio), 0, 1, NULL, NULL, "0.3",
      "EasyKV decoding recent ratio (scope = B - ratio*B - sinks)"},
     {"roco.sinks", P_INT, OFF(roco_sinks), 0, 1 << 20, NULL, NULL, "0",
@@ -170,6 +182,13 @@ static const param g_params[] = {
      "last entries never evicted"},
     {"roco.stride", P_INT, OFF(roco_stride), 0, 1 << 20, NULL, NULL, "1",
      "entries evicted per iteration; 0 = all at once (batched)"},
+    {"roco.score", P_ENUM, OFF(roco_acc), 0, 0, n_roco_score, NULL, "mean",
+     "importance inside the scope: mean attention s_glo / count (EasyKV) | acc (accumulated, "
+     "H2O's)"},
+    {"roco.std_top", P_INT, OFF(roco_std_top), -1, 1 << 20, NULL, NULL, "-1",
+     "eviction scope: -1 = EasyKV's (the max(B - recent_ratio*B - sinks, stride) smallest-std "
+     "entries); r >= 0 = every evictable entry but the r of largest std (0: no std exclusion; "
+     "the scope keeps at least the entries to evict)"},
 };
 #define N_PARAMS ((int)(sizeof g_params / sizeof g_params[0]))
 
@@ -375,11 +394,27 @@ int ems_config_w_loc(const ems_config *cfg)
     }
     case EMS_METHOD_TOVA:
         return 1;
-    case EMS_METHOD_SIMLAYERKV:
-        return cfg->slk_prefill ? cfg->slk_n_last : 1;
+    case EMS_METHOD_SIMLAYERKV: {
+        int w = cfg->slk_prefill ? cfg->slk_n_last : 1;
+        if (cfg->slk_inner != EMS_METHOD_FULL) {
+            ems_config in;
+            ems_config_slk_inner(cfg, &in);
+            int wi = ems_config_w_loc(&in);
+            w = wi > w ? wi : w;
+        }
+        return w;
+    }
     default:
         return cfg->w_loc > 0 ? cfg->w_loc : 0;
     }
+}
+
+void ems_config_slk_inner(const ems_config *cfg, ems_config *inner)
+{
+    *inner = *cfg;
+    inner->method =
+        cfg->method == EMS_METHOD_SIMLAYERKV ? (ems_method)cfg->slk_inner : EMS_METHOD_FULL;
+    inner->slk_inner = EMS_METHOD_FULL;
 }
 
 int ems_config_wants_stats(const ems_config *cfg)
@@ -460,6 +495,15 @@ em_status ems_config_validate(const ems_config *cfg, char *err, size_t errlen)
             return EM_EINVAL;
         }
     }
+    if (cfg->method == EMS_METHOD_SIMLAYERKV && cfg->slk_inner != EMS_METHOD_FULL) {
+        ems_config in;
+        ems_config_slk_inner(cfg, &in);
+        char ierr[160];
+        if (ems_config_validate(&in, ierr, sizeof ierr) != EM_OK) {
+            snprintf(err, errlen, "simlayerkv.inner=%s: %s", ems_method_name(in.method), ierr);
+            return EM_EINVAL;
+        }
+    }
     if (cfg->method == EMS_METHOD_ROCO && B > 0 && cfg->roco_sinks + cfg->roco_protect >= B) {
         snprintf(err, errlen, "roco.protect: sinks (%d) + protect (%d) must be below budget %d",
                  cfg->roco_sinks, cfg->roco_protect, B);
@@ -479,7 +523,7 @@ em_status ems_config_validate(const ems_config *cfg, char *err, size_t errlen)
         return EM_EINVAL;
 quant:
     if (cfg->quant != EMS_QUANT_NONE && cfg->quant != EMS_QUANT_INT8 &&
-        cfg->quant != EMS_QUANT_INT4) {
+        cfg->quant != EMS_QUANT_INT4 && cfg->quant != EMS_QUANT_INT2) {
         snprintf(err, errlen, "quant: invalid value %d", (int)cfg->quant);
         return EM_EINVAL;
     }
@@ -562,6 +606,6 @@ void ems_config_cli_usage(FILE *f)
 {
     fprintf(f, "  --kv-method NAME     KV compression method (default full)\n"
                "  --kv-budget N        entries kept per (layer, KV head)\n"
-               "  --kv-quant int8|int4 quantize K/V (combinable with any method)\n"
+               "  --kv-quant int8|int4|int2 quantize K/V (combinable with any method)\n"
                "  --kv-param KEY=VALUE method parameter (repeatable)\n");
 }

@@ -29,7 +29,12 @@ typedef enum {
 /* Largest ring of recent attention rows a config may ask for (the engine's row buffer). */
 #define EMS_MAX_W_LOC 256
 
-typedef enum { EMS_QUANT_NONE = 0, EMS_QUANT_INT8 = 8, EMS_QUANT_INT4 = 4 } ems_quant_kind;
+typedef enum {
+    EMS_QUANT_NONE = 0,
+    EMS_QUANT_INT8 = 8,
+    EMS_QUANT_INT4 = 4,
+    EMS_QUANT_INT2 = 2
+} ems_quant_kind;
 
 /* EMS choices (methods.md 1.3-1.6, 1.14). */
 typedef enum { EMS_ALIGN_MAX = 0, EMS_ALIGN_RATIO, EMS_ALIGN_SHIFT } ems_align_mode;
@@ -102,6 +107,13 @@ typedef struct ems_config {
     int roco_sinks;
     int roco_protect; /* last entries never evicted */
     int roco_stride;  /* entries evicted per iteration; 0 = all at once (batched) */
+    int roco_acc;     /* importance: 0 mean attention s_glo / cnt (EasyKV), 1 accumulated s_glo */
+    int roco_std_top; /* scope: -1 EasyKV's (K smallest std); r >= 0: all but the r largest std */
+
+    /* SimLayerKV extensions (ablations) */
+    int slk_test;  /* lazy test: 0 mass on initial + recent (official), 1 token importance */
+    int slk_inner; /* non-lazy layers: EMS_METHOD_FULL (kept whole, official), or compressed by
+                      EMS_METHOD_EMS / _H2O / _SNAPKV at the same budget */
 } ems_config;
 
 /* Fills every field with its documented default (method full, no quantization). */
@@ -120,8 +132,8 @@ em_status ems_config_set_kv(ems_config *cfg, const char *kv, char *err, size_t e
 em_status ems_config_validate(const ems_config *cfg, char *err, size_t errlen);
 
 /* The command-line form shared by the tools: --kv-method NAME, --kv-budget N,
- * --kv-quant int8|int4, --kv-param KEY=VALUE. Returns 0 when flag is none of them; otherwise 1,
- * with *st = the result of applying value (EM_EINVAL with a message in err). */
+ * --kv-quant int8|int4|int2, --kv-param KEY=VALUE. Returns 0 when flag is none of them; otherwise
+ * 1, with *st = the result of applying value (EM_EINVAL with a message in err). */
 int ems_config_cli(ems_config *cfg, const char *flag, const char *value, em_status *st, char *err,
                    size_t errlen);
 /* Usage lines of those flags. */
@@ -141,6 +153,9 @@ em_status ems_method_parse(const char *name, ems_method *out);
 int ems_config_pool(const ems_config *cfg, int prefill_end);
 /* Rows of recent attention the engine must keep per head (size of the local ring). */
 int ems_config_w_loc(const ems_config *cfg);
+/* SimLayerKV's config for its non-lazy layers (simlayerkv.inner): cfg with method = the inner
+ * method (EMS_METHOD_FULL when none, or when cfg is not SimLayerKV), every other field kept. */
+void ems_config_slk_inner(const ems_config *cfg, ems_config *inner);
 /* 1 when attention statistics must be collected during attention. */
 int ems_config_wants_stats(const ems_config *cfg);
 

@@ -221,8 +221,10 @@ em_status ems__tova_layer(ems__ctx *x, int l)
     return st;
 }
 
-/* RoCo (EasyKV): iteratively evict the lowest mean attention inside the scope of the K entries
- * with the smallest std (sinks and the last `protect` entries have std = +inf). */
+/* RoCo (EasyKV): iteratively evict the lowest importance (mean attention; roco.score=acc:
+ * accumulated) inside the eviction scope: the K entries with the smallest std (sinks and the
+ * last `protect` entries have std = +inf), K = max(B - ratio*B - sinks, stride), or with
+ * roco.std_top = r every evictable entry but the r of largest std (at least `stride`). */
 static em_status roco_head(ems__ctx *x, ems_head *hh, scratch *sc)
 {
     const ems_config *cfg = x->cfg;
@@ -242,13 +244,14 @@ static em_status roco_head(ems__ctx *x, ems_head *hh, scratch *sc)
             (cfg->roco_stride == 0 || x->phase != EMS_PHASE_DECODE) ? n - B : cfg->roco_stride;
         if (stride > n - B)
             stride = n - B;
-        int Kc = K > stride ? K : stride;
         int n_ok = 0;
         for (int j = 0; j < n; j++) {
             float c = hh->cnt[j] > 0 ? (float)hh->cnt[j] : 1.0f;
             mean[j] = hh->s_glo[j] / c;
             float var = hh->s_sq[j] / c - mean[j] * mean[j];
             sd[j] = sqrtf(var > 0.0f ? var : 0.0f);
+            if (cfg->roco_acc)
+                mean[j] = hh->s_glo[j]; /* importance = accumulated attention */
             if (j < cfg->roco_sinks || j >= n - cfg->roco_protect) {
                 sd[j] = INFINITY;
             } else {
@@ -256,6 +259,9 @@ static em_status roco_head(ems__ctx *x, ems_head *hh, scratch *sc)
             }
             sd[j] = -sd[j]; /* rank ascending std as descending -std */
         }
+        int Kc = cfg->roco_std_top >= 0 ? n_ok - cfg->roco_std_top : K;
+        if (Kc < stride)
+            Kc = stride;
         if (Kc > n_ok)
             Kc = n_ok;
         if (stride > Kc)
@@ -267,10 +273,10 @@ static em_status roco_head(ems__ctx *x, ems_head *hh, scratch *sc)
         for (int i = 0; i < Kc; i++)
             sd[i] = mean[order[i]];
         int *ev = sc->sel;
-        ems__rank(sd, Kc, ev); /* by mean descending, ties: earlier entry first */
+        ems__rank(sd, Kc, ev); /* by importance descending, ties: earlier entry first */
         memset(gone, 0, (size_t)n);
         for (int i = Kc - stride; i < Kc; i++)
-            gone[order[ev[i]]] = 1; /* lowest means */
+            gone[order[ev[i]]] = 1; /* lowest importance */
         int nk = 0;
         for (int j = 0; j < n; j++) {
             if (!gone[j])

@@ -1,4 +1,4 @@
-/* KIVI-style int8/int4 K/V store (see quant.h): packed codes, per-group scales, the f32
+/* KIVI-style int8/int4/int2 K/V store (see quant.h): packed codes, per-group scales, the f32
  * residual window, materialisation for the policies, the dequantising attention view, byte
  * accounting. Scales and zeros are f16 (as KIVI). Keys: one group of `group` tokens shares a
  * per-channel (zero, scale); entries keep a group id so compaction and merging never re-group. */
@@ -62,6 +62,10 @@ static inline void put(uint8_t *row, int d, int bits, uint8_t q)
 {
     if (bits == 8) {
         row[d] = q;
+    } else if (bits == 2) { /* four codes per byte, channel d at bits 2 (d & 3) */
+        uint8_t *b = &row[d >> 2];
+        int sh = (d & 3) * 2;
+        *b = (uint8_t)((*b & ~(3 << sh)) | ((q & 3) << sh));
     } else {
         uint8_t *b = &row[d >> 1];
         *b = (d & 1) ? (uint8_t)((*b & 0x0f) | (q << 4)) : (uint8_t)((*b & 0xf0) | (q & 0x0f));
@@ -70,6 +74,8 @@ static inline void put(uint8_t *row, int d, int bits, uint8_t q)
 
 static inline int get(const uint8_t *row, int d, int bits)
 {
+    if (bits == 2)
+        return (row[d >> 2] >> ((d & 3) * 2)) & 3;
     return bits == 8 ? row[d] : (d & 1) ? row[d >> 1] >> 4 : row[d >> 1] & 0x0f;
 }
 
@@ -269,7 +275,7 @@ em_status ems_quant_attach(ems_head *h, int bits, int group, int residual)
 {
     if (h->qstate)
         return EM_OK;
-    if ((bits != 8 && bits != 4) || group < 1 || residual < 0)
+    if ((bits != 8 && bits != 4 && bits != 2) || group < 1 || residual < 0)
         return EM_EINVAL;
     qstate *q = calloc(1, sizeof *q);
     if (!q)
@@ -394,6 +400,11 @@ static inline void decode_row(const uint8_t *row, int bits, int d0, int nd, cons
     if (bits == 8) {
         for (int d = 0; d < nd; d++)
             out[d] = (float)row[d0 + d] * s[d] + z[d];
+        return;
+    }
+    if (bits == 2) {
+        for (int d = 0; d < nd; d++)
+            out[d] = (float)get(row, d0 + d, 2) * s[d] + z[d];
         return;
     }
     const uint8_t *b = row + (d0 >> 1);

@@ -1,12 +1,12 @@
-/* Quantized K/V storage for a head (int8 / int4, KIVI-style, methods.md 4.6): keys per channel
- * over groups of `group` consecutive tokens, values per token over groups of channels; the most
- * recent tokens stay f32 (keys are quantized in whole groups once `residual + group` entries
+/* Quantized K/V storage for a head (int8 / int4 / int2, KIVI-style, methods.md 4.6): keys per
+ * channel over groups of `group` consecutive tokens, values per token over groups of channels; the
+ * most recent tokens stay f32 (keys are quantized in whole groups once `residual + group` entries
  * are unquantized, so between residual and residual + group - 1 recent entries are f32).
  * Asymmetric min-max: scale = (max - min) / (2^b - 1), q = round((x - min) / scale).
  *
- * Storage: packed codes (two int4 codes per byte) + f16 scale and zero per group (+ a key-group
- * id per entry), and the f32 rows of the residual window. That is all a quantized head holds:
- * ems_quant_attach frees the head's f32 K/V arrays, and h->k / h->v are NULL between steps.
+ * Storage: packed codes (two int4 / four int2 codes per byte) + f16 scale and zero per group (+ a
+ * key-group id per entry), and the f32 rows of the residual window. That is all a quantized head
+ * holds: ems_quant_attach frees the head's f32 K/V arrays, and h->k / h->v are NULL between steps.
  * Readers get f32 rows two ways, neither of them held by the head between steps:
  *   - attention: ems_quant_view dequantises every entry into a caller-owned ems_scratch (the
  *     engine keeps one per pool thread, reused by every head, layer and sequence);
@@ -24,7 +24,7 @@
 #include "common/status.h"
 #include "ems/kv_cache.h"
 
-/* Makes h quantized (bits 8 or 4): quantizes the entries already older than the residual,
+/* Makes h quantized (bits 8, 4 or 2): quantizes the entries already older than the residual,
  * moves the others to the window and frees the head's f32 K/V. No-op when h is already
  * quantized. EM_EINVAL for bad parameters, EM_ENOMEM (h unchanged). */
 em_status ems_quant_attach(ems_head *h, int bits, int group, int residual);

@@ -61,10 +61,12 @@ em_status lc_answer_probe(engine *e, const ems_cache *base, const ems_config *cf
 em_status lc_passkey_prompt(const tokenizer *tok, int key, int tokens, double depth, int32_t **ids,
                             int *n);
 
-/* Decode-time mode over one window ids[0, n): ids[0, n_pre) prefilled in one call (a head then
- * holds n_pre <= budget entries: nothing is due), then ids[n_pre, n-1) streamed one token at
- * a time with ems_policy_step(DECODE) after each. For every streamed token i (prediction of
- * i + 1) kl[i - n_pre] = KL(ref || this) and top1[..] = argmax agreement with ref_logits
+/* Decode-time mode over one window ids[0, n): ids[0, n_pre) prefilled in one call with no
+ * prefill-end step (n_pre <= budget: nothing is due; n_pre > budget, longctx --kl-prefill: the
+ * first DECODE step compresses the prefix, and SimLayerKV decides there), then ids[n_pre, n-1)
+ * streamed one token at a time with ems_policy_step(DECODE) after each. For every streamed token i
+ * (prediction of i + 1) kl[i - n_pre] = KL(ref || this) and top1[..] = argmax agreement with
+ * ref_logits
  * ([n-1][n_vocab], full-cache logits of every position). bytes_mean / peak as in lc_answer. */
 typedef struct lc_stream {
     double bytes_mean;

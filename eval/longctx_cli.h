@@ -31,6 +31,7 @@ typedef struct lc_opts {
     int n_depths, keys, budgets[MAXV], n_budgets, threads, max_new;
     const char *texts[MAXV];
     int n_texts, kl_window, kl_budgets[MAXV], n_kl_budgets, quick, summarize, first_key;
+    int kl_prefill; /* KL: tokens prefilled before streaming (0 = the budget B) */
     int do_passkey, do_kl, do_needle, do_qa, do_kl_long;
     int kl_prefixes[MAXV], n_kl_prefixes, kl_score; /* kl-long: prompt lengths, tokens scored */
     int match_bytes;             /* calibrate every non-EMS budget to EMS's bytes per case */
@@ -43,23 +44,36 @@ typedef struct lc_opts {
 } lc_opts;
 
 /* methods compared at every budget: the baselines, EMS (EMS_IDX), EMS with int4 (INT4_IDX),
- * then the EMS variants of --ems-variant (rows "ems-LABEL": EMS with extra parameters, on
- * the same prompt cache); lc_n_methods rows in all */
+ * then the variants of --variant METHOD:LABEL:K=V,... (rows "METHOD-LABEL": the method with
+ * extra parameters, on the same prompt cache; --ems-variant LABEL:... = --variant
+ * ems:LABEL:...); lc_n_methods rows in all */
 #define MAXM     24
 #define EMS_IDX  7
 #define INT4_IDX 8
 extern const char *lc_methods[MAXM];
 extern int lc_n_methods;
 #define N_METHODS lc_n_methods
-/* 1 for the methods run (EMS is always run: it is the paired reference; variants always) */
+/* 1 for the methods run (EMS is always run: it is the reference of --match-bytes; variants
+ * always) */
 extern int lc_use[MAXM];
+/* The row every other is compared with (paired differences, bytes ratio): EMS unless --ref;
+ * -1 = the full cache (end-of-prompt tasks; the KL table then has no paired column). */
+extern int lc_ref_idx;
+/* Base method (an index <= INT4_IDX) of row mi (mi itself for a method). */
+int lc_variant_base(int mi);
 
 /* Config of method mi (-1 = full cache) at budget B, with the --ems-param settings on the
  * EMS rows (and a variant's own settings on its row). Nonzero when ems_config rejects it. */
 int lc_make_cfg(int mi, int B, ems_config *cfg);
-/* --ems-variant LABEL:K=V[,K=V...]: one more EMS row "ems-LABEL"; nonzero (with a message)
- * on a bad spec, too many variants or parameters ems_config rejects. */
+/* --variant METHOD:LABEL:K=V[,K=V...]: one more row "METHOD-LABEL" (METHOD one of lc_methods
+ * up to INT4_IDX; EMS variants also get --ems-param); nonzero (with a message) on a bad spec,
+ * a duplicate row, too many variants or parameters ems_config rejects. */
+int lc_add_method_variant(const char *spec);
+/* --ems-variant LABEL:K=V[,K=V...] = lc_add_method_variant("ems:LABEL:..."). */
 int lc_add_variant(const char *spec);
+/* --ref NAME: the reference row (full, a method or a variant added before); nonzero when
+ * unknown. */
+int lc_set_ref(const char *name);
 /* Adds one --ems-param KEY=VALUE (at most 8); nonzero when full. */
 int lc_add_ems_param(const char *kv);
 /* --methods a,b,...: nonzero (with a message) on an unknown name. */

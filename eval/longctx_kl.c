@@ -9,6 +9,7 @@
 #include "eval/longctx.h"
 #include "eval/longctx_cli.h"
 #include "eval/stream.h"
+#include "model/model.h"
 
 /* ---- KL on prose ------------------------------------------------------------------------ */
 
@@ -21,11 +22,14 @@ int lc_task_kl(const lc_opts *o, engine *e, const tokenizer *tok)
     double *t1 = calloc((size_t)n_pol * cap, sizeof(double));
     int *cnt = calloc((size_t)n_pol, sizeof(int));
     double *bytes = calloc((size_t)n_pol, sizeof(double)), *peak = calloc(n_pol, sizeof(double));
+    double *full = calloc((size_t)n_pol, sizeof(double)); /* full cache's bytes, same weights */
+    const model_hparams *hp = engine_hparams(e);
+    double entry = 2.0 * sizeof(float) * hp->n_layer * hp->n_kv_head * hp->head_dim;
     float *ref = malloc(sizeof(float) * (size_t)W * V);
     double *k1 = malloc(sizeof(double) * W);
     uint8_t *a1 = malloc(W);
     FILE *f = lc_open_out(o, "kl_windows.csv", "w");
-    if (!kl || !t1 || !cnt || !bytes || !peak || !ref || !k1 || !a1 || !f)
+    if (!kl || !t1 || !cnt || !bytes || !peak || !full || !ref || !k1 || !a1 || !f)
         return 1;
     fprintf(f, "text,tokens,method,budget,n_scored,kl,top1,kv_bytes_mean,kv_bytes_peak,seconds\n");
     for (int ti = 0; ti < o->n_texts; ti++) {
@@ -48,13 +52,15 @@ int lc_task_kl(const lc_opts *o, engine *e, const tokenizer *tok)
             ems_config cfg;
             lc_make_cfg(mi, B, &cfg);
             lc_stream r;
-            /* predictions of positions >= B are scored: before that no method has compressed */
-            if (lc_stream_kl(e, &cfg, ids, W, B, ref, k1, a1, &r) != EM_OK) {
+            /* predictions of positions >= P are scored, P = B (before that no method has
+             * compressed) or --kl-prefill: the first P tokens prefilled in one call */
+            int P = o->kl_prefill > 0 ? o->kl_prefill : B;
+            if (lc_stream_kl(e, &cfg, ids, W, P, ref, k1, a1, &r) != EM_OK) {
                 fprintf(stderr, "error: kl %s B=%d\n", lc_methods[mi], B);
                 rc = 1;
                 continue;
             }
-            int m = W - 1 - B;
+            int m = W - 1 - P;
             double sk = 0, sa = 0;
             for (int i = 0; i < m; i++) {
                 kl[(size_t)pi * cap + cnt[pi] + i] = k1[i];
@@ -63,6 +69,8 @@ int lc_task_kl(const lc_opts *o, engine *e, const tokenizer *tok)
             }
             cnt[pi] += m;
             bytes[pi] += r.bytes_mean * m;
+            for (int i = P; i < W - 1; i++) /* the full cache after feeding token i: i + 1 */
+                full[pi] += entry * (i + 1);
             peak[pi] = r.bytes_peak > peak[pi] ? r.bytes_peak : peak[pi];
             fprintf(f, "%s,%d,%s,%d,%d,%.6f,%.4f,%.0f,%llu,%.1f\n", o->texts[ti], W, lc_methods[mi],
                     B, m, sk / m, sa / m, r.bytes_mean, (unsigned long long)r.bytes_peak,
@@ -74,17 +82,26 @@ int lc_task_kl(const lc_opts *o, engine *e, const tokenizer *tok)
         free(ids);
     }
     fclose(f);
-    /* pooled table with paired block-bootstrap CIs of EMS - method (blocks of 64 positions) */
+    /* pooled table with paired block-bootstrap CIs of reference (EMS unless --ref) - method
+     * (blocks of 64 positions) */
+    const char *rn = lc_ref_idx == EMS_IDX ? "EMS"
+                     : lc_ref_idx < 0      ? "full"
+                                           : lc_methods[lc_ref_idx];
     FILE *s = lc_open_out(o, "kl.csv", "w"), *md = lc_open_out(o, "kl.md", "w");
     if (!s || !md)
         return 1;
     fprintf(s, "method,budget,n_scored,kl,kl_lo,kl_hi,top1,kv_bytes_mean,kv_bytes_peak,"
                "bytes_vs_ems,ems_minus_this_kl,diff_lo,diff_hi\n");
-    fprintf(md, "| method | B | KL [95%% CI] | top-1 | KV MiB mean (peak) | bytes / EMS's | EMS - "
-                "method, KL [95%% CI] |\n|---|---|---|---|---|---|---|\n");
+    fprintf(
+        md,
+        "| method | B | KL [95%% CI] | top-1 | KV MiB mean (peak) | %% of full | bytes / %s's | "
+        "%s - method, KL [95%% CI] |\n|---|---|---|---|---|---|---|---|\n",
+        rn, rn);
     double *d = malloc(sizeof(double) * cap);
     for (int pi = 0; pi < n_pol && d; pi++) {
-        int mi = pi % N_METHODS, bi = pi / N_METHODS, ei = bi * N_METHODS + EMS_IDX, n = cnt[pi];
+        int mi = pi % N_METHODS, bi = pi / N_METHODS, n = cnt[pi];
+        /* the reference's slot; with --ref full (KL 0 by definition) the row itself */
+        int ei = lc_ref_idx < 0 ? pi : bi * N_METHODS + lc_ref_idx;
         if (!n)
             continue;
         const double *x = kl + (size_t)pi * cap, *xe = kl + (size_t)ei * cap;
@@ -93,8 +110,9 @@ int lc_task_kl(const lc_opts *o, engine *e, const tokenizer *tok)
             m += x[i], a += t1[(size_t)pi * cap + i];
         m /= n, a /= n;
         lc_boot_ci(x, n, 64, N_BOOT, 5, &lo, &hi);
-        double ratio = (bytes[pi] / n) / (bytes[ei] / cnt[ei]);
-        if (mi != EMS_IDX && cnt[ei] == n) {
+        double ratio =
+            lc_ref_idx < 0 ? bytes[pi] / full[pi] : (bytes[pi] / n) / (bytes[ei] / cnt[ei]);
+        if (lc_ref_idx >= 0 && mi != lc_ref_idx && cnt[ei] == n) {
             dm = 0;
             for (int i = 0; i < n; i++)
                 d[i] = xe[i] - x[i], dm += d[i];
@@ -103,20 +121,26 @@ int lc_task_kl(const lc_opts *o, engine *e, const tokenizer *tok)
         }
         fprintf(s, "%s,%d,%d,%.6f,%.6f,%.6f,%.4f,%.0f,%.0f,%.4f,%.6f,%.6f,%.6f\n", lc_methods[mi],
                 o->kl_budgets[bi], n, m, lo, hi, a, bytes[pi] / n, peak[pi], ratio, dm, dlo, dhi);
-        fprintf(md, "| %s | %d | %.4f [%.4f, %.4f] | %.3f | %.2f (%.2f) | %s%.2f%s | ",
+        fprintf(md, "| %s | %d | %.4f [%.4f, %.4f] | %.3f | %.2f (%.2f) | %.1f | %s%.2f%s | ",
                 lc_methods[mi], o->kl_budgets[bi], m, lo, hi, a, bytes[pi] / n / 1048576.0,
-                peak[pi] / 1048576.0, fabs(ratio - 1) > 0.05 ? "**" : "", ratio,
-                fabs(ratio - 1) > 0.05 ? "**" : "");
+                peak[pi] / 1048576.0, 100.0 * bytes[pi] / full[pi],
+                fabs(ratio - 1) > 0.05 ? "**" : "", ratio, fabs(ratio - 1) > 0.05 ? "**" : "");
         if (isnan(dm))
             fprintf(md, " |\n");
         else
-            fprintf(md, "%+.4f [%+.4f, %+.4f]%s |\n", dm, dlo, dhi,
-                    dhi < 0   ? " EMS lower"
-                    : dlo > 0 ? " EMS higher"
+            fprintf(md, "%+.4f [%+.4f, %+.4f]%s%s%s |\n", dm, dlo, dhi,
+                    dhi < 0 || dlo > 0 ? " " : "",
+                    dhi < 0   ? rn
+                    : dlo > 0 ? rn
+                              : "",
+                    dhi < 0   ? " lower"
+                    : dlo > 0 ? " higher"
                               : "");
     }
     fclose(s);
     fclose(md);
-    free(d), free(kl), free(t1), free(cnt), free(bytes), free(peak), free(ref), free(k1), free(a1);
+    free(d), free(kl), free(t1), free(cnt), free(bytes), free(peak), free(full), free(ref),
+        free(k1);
+    free(a1);
     return rc;
 }

@@ -71,17 +71,20 @@ static void usage(void)
         "128,256]\n"
         "  [--match-bytes] [--haystack FILE]... [--needle-keys 1] [--qa FILE.tsv]... "
         "[--answer-tokens 24]\n"
-        "  [--text FILE]... [--kl-window 1024] [--kl-budgets 128,256] [--threads 1]\n"
+        "  [--text FILE]... [--kl-window 1024] [--kl-budgets 128,256] [--kl-prefill 0]\n"
+        "  [--threads 1]\n"
         "  [--kl-prefixes 4096,7168] [--kl-score 128] (kl-long: prompt lengths of the texts, "
         "tokens scored after each)\n"
         "  [--max-new 12] [--summarize] [--methods ems,snapkv,...] [--ems-param KEY=VALUE]...\n"
         "  [--ems-variant LABEL:KEY=VALUE[,KEY=VALUE...]]... (extra EMS rows \"ems-LABEL\")\n"
+        "  [--variant METHOD:LABEL:KEY=VALUE[,...]]... (extra rows \"METHOD-LABEL\")\n"
+        "  [--ref ROW] (the row the others are compared with; default ems)\n"
         "  [--dump-cache DIR] (passkey: prompt cache of each size's first case, for "
         "bench:ems_step_bench)\n"
         "--task all = passkey + kl (the default); needle, qa and kl-long run only when named\n"
         "  (several tasks: --task needle --task qa). --summarize redoes the tables of the named\n"
         "  tasks from their *_cases.csv: pass the run's --budgets/--methods/--sizes/--depths\n"
-        "  and --match-bytes again (and --ems-variant for variant rows).\n");
+        "  and --match-bytes again (and --ems-variant / --variant / --ref).\n");
 }
 
 static int parse_args(int argc, char **argv, lc_opts *o)
@@ -108,6 +111,7 @@ static int parse_args(int argc, char **argv, lc_opts *o)
                    .needle_keys = 1,
                    .answer_tokens = 24};
     int named_task = 0;
+    const char *ref = NULL; /* resolved after every --variant */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int dep[MAXV];
@@ -180,7 +184,12 @@ static int parse_args(int argc, char **argv, lc_opts *o)
         } else if (!strcmp(a, "--ems-variant")) {
             if (lc_add_variant(v))
                 return 1;
-        } else if (!strcmp(a, "--dump-cache"))
+        } else if (!strcmp(a, "--variant")) {
+            if (lc_add_method_variant(v))
+                return 1;
+        } else if (!strcmp(a, "--ref"))
+            ref = v;
+        else if (!strcmp(a, "--dump-cache"))
             o->dump_dir = v;
         else if (!strcmp(a, "--budgets"))
             o->n_budgets = parse_ints(v, o->budgets);
@@ -194,6 +203,8 @@ static int parse_args(int argc, char **argv, lc_opts *o)
             o->kl_score = atoi(v);
         else if (!strcmp(a, "--kl-window"))
             o->kl_window = atoi(v);
+        else if (!strcmp(a, "--kl-prefill"))
+            o->kl_prefill = atoi(v);
         else if (!strcmp(a, "--threads"))
             o->threads = atoi(v);
         else if (!strcmp(a, "--max-new"))
@@ -203,6 +214,8 @@ static int parse_args(int argc, char **argv, lc_opts *o)
             return 1;
         }
     }
+    if (ref && lc_set_ref(ref))
+        return 1;
     if (!o->n_texts)
         o->texts[o->n_texts++] = "/usr/share/common-licenses/GPL-3";
     if (!o->n_haystack) { /* ~13.4K tokens of prose: enough for 8K prompts */
@@ -222,6 +235,7 @@ static int parse_args(int argc, char **argv, lc_opts *o)
         bad |= o->budgets[k] < 8;
     for (int k = 0; k < o->n_kl_budgets; k++)
         bad |= o->kl_budgets[k] < 8 || o->kl_budgets[k] >= o->kl_window - 16;
+    bad |= o->kl_prefill < 0 || o->kl_prefill >= o->kl_window - 16;
     bad |= o->n_kl_prefixes < 1 || o->kl_score < 1 || o->kl_score > 1024;
     for (int k = 0; k < o->n_kl_prefixes; k++) /* ascending: the prompt cache is extended */
         bad |= o->kl_prefixes[k] < 64 || o->kl_prefixes[k] + o->kl_score + 1 > 8192 ||

@@ -20,11 +20,14 @@ int lc_use[MAXM] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
 static const char *g_ems_kv[10];
 static int g_n_ems_kv;
 
-/* --ems-variant rows: name "ems-LABEL" and parameters */
+/* --variant / --ems-variant rows: name "METHOD-LABEL", base method (an index <= INT4_IDX) and
+ * parameters */
 #define MAX_VAR_KV 8
-static char g_var_name[MAXM][24];
+static char g_var_name[MAXM][32];
 static const char *g_var_kv[MAXM][MAX_VAR_KV];
-static int g_var_n[MAXM];
+static int g_var_n[MAXM], g_var_base[MAXM];
+
+int lc_ref_idx = EMS_IDX;
 
 int lc_add_ems_param(const char *kv)
 {
@@ -34,35 +37,45 @@ int lc_add_ems_param(const char *kv)
     return 0;
 }
 
+int lc_variant_base(int mi)
+{
+    return mi > INT4_IDX ? g_var_base[mi] : mi;
+}
+
 int lc_make_cfg(int mi, int B, ems_config *cfg)
 {
     const char *kv[20] = {0};
-    int n = 0;
-    if (mi >= EMS_IDX) {
+    int n = 0, base = mi < 0 ? -1 : lc_variant_base(mi);
+    if (base >= EMS_IDX) {
         for (int i = 0; i < g_n_ems_kv; i++)
             kv[n++] = g_ems_kv[i];
     }
-    if (mi == INT4_IDX)
+    if (base == INT4_IDX)
         kv[n++] = "quant=int4";
     for (int i = 0; mi > INT4_IDX && i < g_var_n[mi]; i++)
         kv[n++] = g_var_kv[mi][i];
     ev_policy p;
-    int bad =
-        mi < 0 ? ev_policy_make(&p, "full", "full", 0, NULL)
-               : ev_policy_make(&p, lc_methods[mi], mi >= EMS_IDX ? "ems" : lc_methods[mi], B, kv);
+    int bad = mi < 0 ? ev_policy_make(&p, "full", "full", 0, NULL)
+                     : ev_policy_make(&p, lc_methods[mi],
+                                      base >= EMS_IDX ? "ems" : lc_methods[base], B, kv);
     *cfg = p.cfg;
     return bad;
 }
 
-int lc_add_variant(const char *arg)
+int lc_add_method_variant(const char *arg)
 {
-    int mi = lc_n_methods;
-    const char *colon = strchr(arg, ':');
-    if (!colon || colon == arg || colon - arg > 19 || !colon[1] || mi >= MAXM) {
+    int mi = lc_n_methods, base = -1;
+    const char *c1 = strchr(arg, ':');
+    for (int k = 0; c1 && k <= INT4_IDX; k++) {
+        if ((size_t)(c1 - arg) == strlen(lc_methods[k]) && !strncmp(arg, lc_methods[k], c1 - arg))
+            base = k;
+    }
+    const char *colon = c1 ? strchr(c1 + 1, ':') : NULL;
+    if (base < 0 || !colon || colon == c1 + 1 || colon - c1 - 1 > 19 || !colon[1] || mi >= MAXM) {
         fprintf(stderr,
-                "error: --ems-variant wants LABEL:K=V[,K=V...] (label <= 19 chars, "
-                "at most %d variants)\n",
-                MAXM - INT4_IDX - 1);
+                "error: --variant %s: wants METHOD:LABEL:K=V[,K=V...] (METHOD one of the "
+                "methods, label <= 19 chars, at most %d variants)\n",
+                arg, MAXM - INT4_IDX - 1);
         return 1;
     }
     char *kvs = strdup(colon + 1); /* stays allocated: the row's parameters point into it */
@@ -70,13 +83,22 @@ int lc_add_variant(const char *arg)
         fprintf(stderr, "error: out of memory\n");
         return 1;
     }
-    snprintf(g_var_name[mi], sizeof g_var_name[mi], "ems-%.*s", (int)(colon - arg), arg);
+    snprintf(g_var_name[mi], sizeof g_var_name[mi], "%s-%.*s", lc_methods[base],
+             (int)(colon - c1 - 1), c1 + 1);
+    for (int k = 0; k < mi; k++) {
+        if (!strcmp(lc_methods[k], g_var_name[mi])) {
+            fprintf(stderr, "error: --variant %s: row %s exists already\n", arg, g_var_name[mi]);
+            free(kvs);
+            return 1;
+        }
+    }
     lc_methods[mi] = g_var_name[mi];
+    g_var_base[mi] = base;
     g_var_n[mi] = 0;
     char *save = NULL;
     for (char *t = strtok_r(kvs, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         if (g_var_n[mi] == MAX_VAR_KV) {
-            fprintf(stderr, "error: --ems-variant %s: more than %d parameters\n", arg, MAX_VAR_KV);
+            fprintf(stderr, "error: --variant %s: more than %d parameters\n", arg, MAX_VAR_KV);
             return 1;
         }
         g_var_kv[mi][g_var_n[mi]++] = t;
@@ -85,10 +107,41 @@ int lc_add_variant(const char *arg)
     lc_n_methods++;
     ems_config c;
     if (lc_make_cfg(mi, 128, &c)) {
-        fprintf(stderr, "error: --ems-variant %s: invalid parameters\n", arg);
+        fprintf(stderr, "error: --variant %s: invalid parameters\n", arg);
         return 1;
     }
     return 0;
+}
+
+int lc_add_variant(const char *arg)
+{
+    char buf[512];
+    if (snprintf(buf, sizeof buf, "ems:%s", arg) >= (int)sizeof buf || !strchr(arg, ':')) {
+        fprintf(stderr, "error: --ems-variant wants LABEL:K=V[,K=V...]\n");
+        return 1;
+    }
+    int rc = lc_add_method_variant(buf);
+    if (rc)
+        fprintf(stderr, "error: --ems-variant %s refused\n", arg);
+    return rc;
+}
+
+int lc_set_ref(const char *name)
+{
+    if (!strcmp(name, "full")) { /* the full cache's row (end-of-prompt tasks only) */
+        lc_ref_idx = -1;
+        return 0;
+    }
+    for (int k = 0; k < lc_n_methods; k++) {
+        if (!strcmp(lc_methods[k], name)) {
+            lc_ref_idx = k;
+            lc_use[k] = 1;
+            return 0;
+        }
+    }
+    fprintf(stderr, "error: --ref %s: no such row (a method, or a variant given before it)\n",
+            name);
+    return 1;
 }
 
 int lc_set_methods(const char *list)
@@ -280,8 +333,9 @@ int lc_run_case(const lc_opts *o, engine *e, const tokenizer *tok, const lc_case
             if (!lc_use[mi])
                 continue;
             /* EMS + int4 stays at EMS's budget: its point is fewer bytes at the same entries;
-             * so do the --ems-variant rows (EMS at the same budget, other parameters) */
-            int ref = mi >= EMS_IDX;
+             * so do the EMS variant rows (EMS at the same budget, other parameters); a variant
+             * of another method is matched like its method */
+            int ref = lc_variant_base(mi) >= EMS_IDX;
             em_status st = matched(c, e, base, mi, B, ref ? 0 : target, stop, &a, &Bu);
             if (st != EM_OK) {
                 fprintf(stderr, "error: %s B=%d: %s\n", lc_methods[mi], B, em_status_str(st));

@@ -150,7 +150,8 @@ static double mean(const double *x, int n)
     return n ? m / n : NAN;
 }
 
-/* paired EMS - this over cases: mean and CI (NaN when not comparable) */
+/* paired reference (EMS unless --ref) - this over cases: mean and CI (NaN when not
+ * comparable) */
 static void paired(const acc *ems, const acc *a, double *dm, double *lo, double *hi)
 {
     static double d[MAX_CASES];
@@ -173,19 +174,22 @@ static void write_tables(const lc_opts *o, const acc *accs, int n_pol, int with_
     fprintf(s, "method,budget,n_cases,accuracy,ci_lo,ci_hi,kv_bytes_mean,kv_bytes_peak,"
                "frac_of_full,bytes_vs_ems,ems_minus_this,diff_lo,diff_hi,compress_ms,"
                "budget_used_mean,exact,exact_lo,exact_hi\n");
+    const char *rn = lc_ref_idx == EMS_IDX ? "EMS"
+                     : lc_ref_idx < 0      ? "full"
+                                           : lc_methods[lc_ref_idx];
     fprintf(md,
             "| method | B | B used (mean) | %s [95%% CI] |%s KV MiB mean (peak) | %% of full | "
-            "bytes / EMS's | EMS - method [95%% CI] | prefill-end compression, %s ms |\n"
+            "bytes / %s's | %s - method [95%% CI] | prefill-end compression, %s ms |\n"
             "|---|---|---|---|%s---|---|---|---|---|\n",
-            with_exact ? "token F1" : "accuracy", with_exact ? " exact match [95% CI] |" : "",
-            n_wall ? "wall" : "CPU", with_exact ? "---|" : "");
+            with_exact ? "token F1" : "accuracy", with_exact ? " exact match [95% CI] |" : "", rn,
+            rn, n_wall ? "wall" : "CPU", with_exact ? "---|" : "");
     for (int pi = 0; pi < n_pol; pi++) {
         const acc *a = &accs[pi];
         int mi = pi == 0 ? -1 : (pi - 1) % N_METHODS, bi = pi == 0 ? 0 : (pi - 1) / N_METHODS;
         if (!a->n)
             continue;
         int B = pi == 0 ? 0 : o->budgets[bi];
-        const acc *ea = &accs[1 + bi * N_METHODS + EMS_IDX];
+        const acc *ea = lc_ref_idx < 0 ? &accs[0] : &accs[1 + bi * N_METHODS + lc_ref_idx];
         double m = mean(a->s, a->n), xm = mean(a->x, a->n), lo, hi, xlo, xhi, dm, dlo, dhi;
         lc_boot_ci(a->s, a->n, 1, N_BOOT, 7, &lo, &hi);
         lc_boot_ci(a->x, a->n, 1, N_BOOT, 13, &xlo, &xhi);
@@ -235,14 +239,21 @@ int lc_summarize(const lc_opts *o, const char *task, int with_exact)
     snprintf(name, sizeof name, "%s.md", task);
     FILE *md = s ? lc_open_out(o, name, "w") : NULL;
     if (md) {
+        const char *rn = lc_ref_idx == EMS_IDX ? "EMS"
+                         : lc_ref_idx < 0      ? "the full cache"
+                                               : lc_methods[lc_ref_idx];
         fprintf(md, "%d complete cases (of %d in %s_cases.csv). Budget protocol: %s\n\n", n_used,
                 n_cases, task,
                 o->match_bytes
                     ? "**matched bytes** (`--match-bytes`: every method but EMS re-budgeted per "
                       "case towards EMS's mean KV bytes at B, target 2 %; `B used` is its mean "
                       "budget; bold = still more than 5 % away)"
-                    : "**same budget B** (entries per layer and KV head; bold bytes = more than "
-                      "5 % away from EMS's)");
+                    : "**same budget B** (entries per layer and KV head)");
+        if (lc_ref_idx != EMS_IDX || !o->match_bytes)
+            fprintf(md,
+                    "Reference row: %s (bold bytes = more than 5 %% away from its bytes; "
+                    "\"win\" = the reference is better, \"loss\" = worse).\n\n",
+                    rn);
         write_tables(o, accs, n_pol, with_exact, s, md);
     } else
         fprintf(stderr, "error: no complete %s case\n", task);

@@ -12,7 +12,7 @@ void kv_flags_table(kv_flags *k, em_flag *out)
         {"kv-method", EM_FLAG_STR, &k->method, 0, 0, "NAME", "KV compression method", 0, 0},
         {"kv-budget", EM_FLAG_STR, &k->budget, 0, 0, "N", "entries kept per (layer, KV head)", 0,
          0},
-        {"kv-quant", EM_FLAG_STR, &k->quant, 0, 0, "int8|int4", "quantize K/V", 0, 0},
+        {"kv-quant", EM_FLAG_STR, &k->quant, 0, 0, "int8|int4|int2", "quantize K/V", 0, 0},
         {"kv-param", EM_FLAG_LIST, &k->param, 0, 0, "KEY=VALUE",
          "KV method parameter (repeatable; see the list below)", 0, 0},
     };

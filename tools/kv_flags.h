@@ -1,5 +1,5 @@
 /* The KV-compression flags of the command-line tools (generate, perplexity) as common/flags
- * entries: --kv-method NAME, --kv-budget N, --kv-quant int8|int4, --kv-param KEY=VALUE
+ * entries: --kv-method NAME, --kv-budget N, --kv-quant int8|int4|int2, --kv-param KEY=VALUE
  * (repeatable), applied to an ems_config through ems_config_cli. */
 #pragma once
 #include <stddef.h>

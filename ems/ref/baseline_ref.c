@@ -143,13 +143,17 @@ int ems_ref_roco(const ems_head *h, const ems_config *cfg, int B, int stride, in
             mean[j] = h->s_glo[j] / c;
             float var = h->s_sq[j] / c - mean[j] * mean[j];
             sd[j] = sqrtf(var > 0.0f ? var : 0.0f);
+            if (cfg->roco_acc)
+                mean[j] = h->s_glo[j];
             if (pos < cfg->roco_sinks || pos >= n - cfg->roco_protect)
                 sd[j] = INFINITY;
             else
                 n_ok++;
             pos++;
         }
-        int K = K0 > st ? K0 : st;
+        int K = cfg->roco_std_top >= 0 ? n_ok - cfg->roco_std_top : K0;
+        if (K < st)
+            K = st;
         if (K > n_ok)
             K = n_ok;
         if (st > K)
@@ -168,7 +172,8 @@ int ems_ref_roco(const ems_head *h, const ems_config *cfg, int B, int stride, in
             }
             scope[best] = 1;
         }
-        /* evict the st lowest means in the scope (ties: the later entry goes first) */
+        /* evict the st lowest importances (mean or accumulated) in the scope (ties: the later entry
+         * goes first) */
         for (int t = 0; t < st; t++) {
             int worst = -1;
             for (int j = 0; j < len; j++) {
@@ -187,6 +192,43 @@ int ems_ref_roco(const ems_head *h, const ems_config *cfg, int B, int stride, in
     return k;
 }
 
+/* Importance set of a head: initial + top (B - initial - w) by s_glo over [initial, len - w)
+ * + the last w, w = window (default 8) capped at B - initial - 1; everything when len <= B. */
+static int imp_set(const ems_head *h, const ems_config *cfg, int B, char *mark)
+{
+    int len = h->len, initial = cfg->slk_initial;
+    int w = cfg->window >= 0 ? cfg->window : 8;
+    if (w > B - initial - 1)
+        w = B - initial - 1;
+    if (w < 0)
+        w = 0;
+    memset(mark, 0, (size_t)len);
+    if (len <= B) {
+        memset(mark, 1, (size_t)len);
+        return len;
+    }
+    for (int j = 0; j < len; j++)
+        mark[j] = j < initial || j >= len - w;
+    ref_topk(h->s_glo, initial, len - w, B - initial - w, mark);
+    int n = 0;
+    for (int j = 0; j < len; j++)
+        n += mark[j];
+    return n;
+}
+
+int ems_ref_simlayer_keep(const ems_head *h, const ems_config *cfg, int B, int *keep)
+{
+    if (!cfg->slk_test) {
+        int rec = cfg->slk_recent >= 0 ? cfg->slk_recent : B - cfg->slk_initial;
+        return ems_ref_streaming(h->len, cfg->slk_initial + rec, cfg->slk_initial, keep);
+    }
+    char *mark = malloc((size_t)h->len);
+    imp_set(h, cfg, B, mark);
+    int n = collect(mark, h->len, keep);
+    free(mark);
+    return n;
+}
+
 int ems_ref_simlayer_lazy(ems_head *const *heads, int H, const ems_config *cfg, int B)
 {
     int initial = cfg->slk_initial;
@@ -200,6 +242,9 @@ int ems_ref_simlayer_lazy(ems_head *const *heads, int H, const ems_config *cfg, 
             n_rows = cfg->slk_n_last < h->loc_count ? cfg->slk_n_last : h->loc_count;
             span = cfg->slk_span;
         }
+        char *mark = malloc((size_t)h->len);
+        if (cfg->slk_test)
+            imp_set(h, cfg, B, mark);
         float head_sum = 0.0f;
         for (int r = 0; r < n_rows; r++) {
             int slot = ((h->loc_newest - r) % h->w_loc + h->w_loc) % h->w_loc;
@@ -207,11 +252,14 @@ int ems_ref_simlayer_lazy(ems_head *const *heads, int H, const ems_config *cfg, 
             int qp = newest_pos - r; /* row r back from the newest = query at newest - r */
             float s = 0.0f;
             for (int j = 0; j < h->len; j++) {
-                if (j < initial || (h->pos[j] <= qp && h->pos[j] > qp - span))
+                int in = cfg->slk_test ? mark[j]
+                                       : j < initial || (h->pos[j] <= qp && h->pos[j] > qp - span);
+                if (in)
                     s += row[j];
             }
             head_sum += s;
         }
+        free(mark);
         if (cfg->slk_prefill)
             head_sum = n_rows > 0 ? head_sum / (float)n_rows : 0.0f;
         total += head_sum;

@@ -67,10 +67,14 @@ static const char *const k_cases[][5] = {
     {"method=roco", "budget=24"},
     {"method=streamingllm", "budget=16"},
     {"method=simlayerkv", "budget=24", "simlayerkv.delta=0"},
+    {"method=simlayerkv", "budget=24", "simlayerkv.delta=0", "simlayerkv.test=importance"},
+    {"method=simlayerkv", "budget=24", "simlayerkv.delta=1", "simlayerkv.inner=ems"},
+    {"method=roco", "budget=24", "roco.score=acc", "roco.std_top=4"},
     {"method=ems", "budget=16"},
     {"method=ems", "budget=24", "ems.headwise=0"},
     {"method=ems", "budget=24", "ems.strategy=merge"},
     {"method=h2o", "budget=16", "quant=int4", "quant.group=8", "quant.residual=4"},
+    {"method=h2o", "budget=16", "quant=int2", "quant.group=8", "quant.residual=4"},
 };
 
 static ems_cache *prefilled(const ems_config *cfg, const synth_spec *sp)

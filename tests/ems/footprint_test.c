@@ -142,10 +142,12 @@ int main(void)
         {"method=full", "quant=int4", NULL},
         {"method=ems", "budget=24", NULL},
         {"method=ems", "budget=16", "quant=int4", NULL},
+        {"method=ems", "budget=16", "quant=int2", NULL},
         {"method=ems", "budget_frac=0.2", NULL},
         {"method=pyramidkv", "budget=24", NULL},
         {"method=roco", "budget=24", NULL},
         {"method=simlayerkv", "budget=24", "simlayerkv.delta=0.2", NULL},
+        {"method=simlayerkv", "budget=24", "simlayerkv.inner=ems", "quant=int2", NULL},
         {"method=h2o", "budget=24", "compress_prefill=0", NULL},
         {"method=h2o", "budget=24", "quant=int8", "quant.group=16", NULL},
     };

@@ -1,4 +1,4 @@
-/* int8/int4 K/V store: codec error bounds (half a quantization step), the dequantising view
+/* int8/int4/int2 K/V store: codec error bounds (half a quantization step), the dequantising view
  * equals the head's f32 arrays, quantized/residual split, byte accounting, compaction and
  * re-encoding of merged entries, and quantization combined with a policy. */
 #include <math.h>
@@ -30,6 +30,11 @@ static const qcase k_cases[] = {
     {4, 32, 8, 64, 120},
     {8, 16, 4, 130, 90},
     {4, 5, 2, 131, 40},
+    /* int2: four codes per byte; head sizes not a multiple of 4, groups starting mid-byte */
+    {2, 4, 6, 8, 40},
+    {2, 32, 8, 64, 120},
+    {2, 3, 0, 5, 31},
+    {2, 5, 2, 131, 40},
 };
 
 int main(void)
@@ -37,7 +42,7 @@ int main(void)
     unsigned seed = 1;
     /* codec: |x - x_hat| <= scale / 2, plus the f16 rounding of min and scale (2^-11 relative)
      * that can push the extremes to a clamped code: + 2^-10 (|min| + |max|) */
-    for (int bits = 4; bits <= 8; bits += 4) {
+    for (int bits = 2; bits <= 8; bits *= 2) {
         float x[64];
         for (int i = 0; i < 64; i++)
             x[i] = 3.0f * urand(&seed);
@@ -165,12 +170,12 @@ int main(void)
         ems_scratch_free(&scr);
         ems_cache_destroy(c);
     }
-    /* quantization with a policy: int4 holds fewer bytes than int8 than f32 */
+    /* quantization with a policy: int2 holds fewer bytes than int4 than int8 than f32 */
     char err[128];
-    uint64_t bytes[3];
-    const char *qs[3] = {"none", "int8", "int4"};
+    uint64_t bytes[4];
+    const char *qs[4] = {"none", "int8", "int4", "int2"};
     synth_spec sp = {.n_layer = 2, .hd = 8, .G = 2, .seed = 3, .key_scale = 2.0f};
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         ems_config cfg;
         ems_config_default(&cfg);
         ems_config_set(&cfg, "method", "h2o", err, sizeof err);
@@ -187,7 +192,8 @@ int main(void)
         bytes[i] = ems_cache_kv_bytes(c);
         ems_cache_destroy(c);
     }
-    CHECK(bytes[2] < bytes[1] && bytes[1] < bytes[0], "bytes f32 %llu int8 %llu int4 %llu",
-          (unsigned long long)bytes[0], (unsigned long long)bytes[1], (unsigned long long)bytes[2]);
+    CHECK(bytes[3] < bytes[2] && bytes[2] < bytes[1] && bytes[1] < bytes[0],
+          "bytes f32 %llu int8 %llu int4 %llu int2 %llu", (unsigned long long)bytes[0],
+          (unsigned long long)bytes[1], (unsigned long long)bytes[2], (unsigned long long)bytes[3]);
     TEST_END();
 }

@@ -28,11 +28,37 @@ static const ref_case k_cases[] = {
     {"tova-head", {"method=tova", "budget=24", "tova.scope=head"}, 0},
     {"roco", {"method=roco", "budget=24"}, 0},
     {"roco-sinks", {"method=roco", "budget=24", "roco.sinks=4", "roco.stride=3"}, 0},
+    {"roco-acc", {"method=roco", "budget=24", "roco.score=acc", "roco.std_top=12"}, 0},
+    {"roco-std0", {"method=roco", "budget=24", "roco.std_top=0"}, 0},
+    {"roco-std12", {"method=roco", "budget=24", "roco.std_top=12"}, 0},
+    {"roco-acc-easykv", {"method=roco", "budget=24", "roco.score=acc", "compress_every=4"}, 0},
     {"simlayerkv", {"method=simlayerkv", "budget=24", "simlayerkv.delta=0.2"}, 0},
     {"simlayerkv-pre",
-     {"method=simlayerkv", "budget=24", "simlayerkv.decide=prefill", "simlayerkv.delta=0.3",
+     {"method=simlayerkv", "budget=24", "simlayerkv.decide=prefill", "simlayerkv.delta=0.25",
       "simlayerkv.span=40"},
      0},
+    {"simlayerkv-imp",
+     {"method=simlayerkv", "budget=24", "simlayerkv.test=importance", "simlayerkv.delta=0"},
+     0},
+    {"simlayerkv-d0", {"method=simlayerkv", "budget=24", "simlayerkv.delta=0"}, 0},
+    {"simlayerkv-imp-pre",
+     {"method=simlayerkv", "budget=24", "simlayerkv.test=importance", "simlayerkv.decide=prefill",
+      "simlayerkv.delta=0.05", "window=4"},
+     0},
+    {"simlayerkv-h2o",
+     {"method=simlayerkv", "budget=24", "simlayerkv.inner=h2o", "simlayerkv.delta=0.25"},
+     0},
+    {"simlayerkv-def", {"method=simlayerkv", "budget=24", "simlayerkv.delta=0.25"}, 0},
+    {"simlayerkv-snapkv",
+     {"method=simlayerkv", "budget=24", "simlayerkv.inner=snapkv", "simlayerkv.delta=0.25"},
+     0},
+    {"simlayerkv-ems",
+     {"method=simlayerkv", "budget=24", "simlayerkv.inner=ems", "simlayerkv.delta=0.25"},
+     0.4f},
+    {"simlayerkv-ems-pre",
+     {"method=simlayerkv", "budget=24", "simlayerkv.inner=ems", "simlayerkv.decide=prefill",
+      "simlayerkv.span=40", "simlayerkv.delta=0.5"},
+     0.4f},
     {"ems", {"method=ems", "budget=24"}, 0.4f},
     {"ems-uniform", {"method=ems", "budget=24", "ems.headwise=0"}, 0.4f},
     {"ems-seq", {"method=ems", "budget=24", "ems.zero_class=0"}, 0.4f},
@@ -50,6 +76,15 @@ static const ref_case k_cases[] = {
     {"ems-pool-evict", {"method=ems", "budget=24", "ems.pool=3", "ems.strategy=evict"}, 0.4f},
     {"ems-pool-decode", {"method=ems", "budget=24", "ems.pool=5", "ems.pool_decode=1"}, 0.4f},
     {"h2o-groupmax", {"method=h2o", "budget=24", "group_reduce=max"}, 0},
+};
+
+/* Pairs of cases whose fast results on the same cache must keep different positions: the
+ * option the first case tests does something. */
+static const char *const k_differs[][2] = {
+    {"roco-acc", "roco-std12"},           {"roco-std0", "roco"},
+    {"roco-std12", "roco-std0"},          {"simlayerkv-imp", "simlayerkv-d0"},
+    {"simlayerkv-h2o", "simlayerkv-def"}, {"simlayerkv-snapkv", "simlayerkv-def"},
+    {"simlayerkv-ems", "simlayerkv-def"},
 };
 
 static const synth_spec k_spec_base = {
@@ -92,14 +127,15 @@ static void ref_layer(ems_cache *c, const ems_config *cfg, int l, int phase, int
         break;
     case EMS_METHOD_SIMLAYERKV: {
         /* decided at this event (the test drives exactly one decision event) */
-        if (!ems_ref_simlayer_lazy(heads, H, cfg, B))
+        if (ems_ref_simlayer_lazy(heads, H, cfg, B)) {
+            for (int h = 0; h < H; h++)
+                ems_head_compact(heads[h], keep, ems_ref_simlayer_keep(heads[h], cfg, B, keep));
             break;
-        int rec = cfg->slk_recent >= 0 ? cfg->slk_recent : B - cfg->slk_initial;
-        for (int h = 0; h < H; h++) {
-            ems_head_compact(
-                heads[h], keep,
-                ems_ref_streaming(len, cfg->slk_initial + rec, cfg->slk_initial, keep));
         }
+        ems_config in; /* non-lazy: the inner method, this event as its prefill-end event */
+        ems_config_slk_inner(cfg, &in);
+        if (in.method != EMS_METHOD_FULL)
+            ref_layer(c, &in, l, EMS_PHASE_PREFILL_END, B, ems_config_every(&in));
         break;
     }
     default:
@@ -124,6 +160,65 @@ static void ref_layer(ems_cache *c, const ems_config *cfg, int l, int phase, int
         }
     }
     free(keep);
+}
+
+static int make_cfg(const ref_case *rc, ems_config *cfg)
+{
+    char err[256];
+    ems_config_default(cfg);
+    for (int j = 0; j < 6 && rc->kv[j]; j++) {
+        CHECK(ems_config_set_kv(cfg, rc->kv[j], err, sizeof err) == EM_OK, "%s", err);
+    }
+    CHECK(ems_config_validate(cfg, err, sizeof err) == EM_OK, "%s: %s", rc->name, err);
+    return 0;
+}
+
+static const ref_case *find_case(const char *name)
+{
+    for (size_t ci = 0; ci < sizeof k_cases / sizeof k_cases[0]; ci++) {
+        if (!strcmp(k_cases[ci].name, name))
+            return &k_cases[ci];
+    }
+    return NULL;
+}
+
+/* Runs the events of `phase` (see main) on a fresh cache; the caller destroys it. */
+static ems_cache *run_fast(const ems_config *cfg, const synth_spec *sp, int phase)
+{
+    ems_cache *a;
+    int B = cfg->budget, N = ems_config_every(cfg);
+    ems_cache_create(sp->n_layer, 4, 0, sp->hd, ems_config_w_loc(cfg), 1, &a);
+    int n0 = phase == 0 ? 120 : B + N - 1;
+    if (cfg->method == EMS_METHOD_SIMLAYERKV && phase == 1)
+        n0 = 90;
+    synth_step(a, sp, 0, n0);
+    int ph = EMS_PHASE_PREFILL_END;
+    if (phase == 1) {
+        if (cfg->method == EMS_METHOD_SIMLAYERKV && !cfg->slk_prefill) {
+            ems_config nop = *cfg;
+            nop.compress_prefill = 0;
+            ems_policy_step(a, &nop, EMS_PHASE_PREFILL_END, NULL);
+        }
+        synth_step(a, sp, n0, 1);
+        ph = EMS_PHASE_DECODE;
+    }
+    CHECK(ems_policy_step(a, cfg, ph, NULL) == EM_OK, "step");
+    return a;
+}
+
+/* 1 when some head of a and b keeps different positions. */
+static int kept_differ(const ems_cache *a, const ems_cache *b)
+{
+    for (int i = 0; i < a->n_layer * a->n_head_kv; i++) {
+        const ems_head *x = &a->heads[i], *y = &b->heads[i];
+        if (x->len != y->len)
+            return 1;
+        for (int j = 0; j < x->len; j++) {
+            if (x->pos[j] != y->pos[j])
+                return 1;
+        }
+    }
+    return 0;
 }
 
 static int close_f(float a, float b)
@@ -180,6 +275,7 @@ int main(void)
         sp.dup_frac = rc->dup;
         sp.group_max = cfg.group_max; /* statistics reduced over the GQA group as configured */
         int B = cfg.budget, N = ems_config_every(&cfg);
+        int want_differ = 0, n_differ = 0; /* k_differs: events whose kept entries differ */
         for (int phase = 0; phase < 2; phase++) {
             /* prefill: one chunk of 120 then the event; decode: B + N - 1 tokens in a chunk,
              * one decode token, then the event (simlayerkv: its decision event) */
@@ -213,9 +309,25 @@ int main(void)
             for (int l = 0; l < sp.n_layer; l++)
                 ref_layer(b, &cfg, l, ph, B, N);
             compare(rc->name, phase ? "decode" : "prefill", a, b);
+            for (size_t di = 0; di < sizeof k_differs / sizeof k_differs[0]; di++) {
+                if (strcmp(k_differs[di][0], rc->name))
+                    continue;
+                const ref_case *oc = find_case(k_differs[di][1]);
+                CHECK(oc != NULL, "%s: no case %s", rc->name, k_differs[di][1]);
+                ems_config ocfg;
+                if (oc) {
+                    make_cfg(oc, &ocfg);
+                    ems_cache *o = run_fast(&ocfg, &sp, phase);
+                    n_differ += kept_differ(a, o);
+                    ems_cache_destroy(o);
+                }
+                want_differ = 1;
+            }
             ems_policy_stats st;
             ems_policy_get_stats(a, &st);
-            CHECK(st.n_events > 0, "%s/%d: nothing compressed", rc->name, phase);
+            /* simlayerkv-def: no layer lazy at the decode event (what its partners compress) */
+            CHECK(st.n_events > 0 || !strcmp(rc->name, "simlayerkv-def"),
+                  "%s/%d: nothing compressed", rc->name, phase);
             n_merged_total += (int)st.n_merged;
             if (strstr(rc->name, "ems") && !strstr(rc->name, "evict") && phase == 0) {
                 CHECK(st.n_merged > 0, "%s: planted redundancy but nothing merged", rc->name);
@@ -223,6 +335,10 @@ int main(void)
             ems_cache_destroy(a);
             ems_cache_destroy(b);
         }
+        CHECK(!want_differ || n_differ > 0,
+              "%s: same kept entries as its k_differs partner at "
+              "every event (option inert?)",
+              rc->name);
     }
     printf("merged entries over all cases: %d\n", n_merged_total);
     TEST_END();

@@ -72,6 +72,8 @@ static const char *const k_cases[][4] = {
     {"method=tova", "budget=16", NULL},
     {"method=simlayerkv", "budget=24", "simlayerkv.delta=0.2", NULL},
     {"method=simlayerkv", "budget=24", "simlayerkv.decide=prefill", "simlayerkv.delta=0.3"},
+    {"method=simlayerkv", "budget=24", "simlayerkv.test=importance", "simlayerkv.delta=0"},
+    {"method=simlayerkv", "budget=24", "simlayerkv.inner=ems", "simlayerkv.delta=1"},
     {"method=h2o", "budget=16", NULL},
     {"method=pyramidkv", "budget=24", NULL},
 };

@@ -6,7 +6,8 @@
 # variant is refused with a message.
 # Then --quick --task needle --match-bytes (one 320-token needle prompt in GPL-3): tables, grid
 # and heat maps written, every method within 5 % of EMS's bytes or flagged; the needle cases
-# carry the CPU-time column and leave the key probes empty.
+# carry the CPU-time column and leave the key probes empty. Then a --variant of H2O with
+# --ref h2o.
 # Then --task kl-long on GPL-3 (prompts of 256 and 384 tokens, 32 scored tokens): tables and
 # plot written; the full cache is its own reference (KL 0) and its perplexity is finite; at
 # B = 64 the compressed rows diverge (KL > 0) holding less than the full bytes; with a budget
@@ -58,6 +59,20 @@ head -1 "$OUT/passkey_cases.csv" | grep -q ',budget_used,exact,key_kept,key_merg
 awk -F, 'NR > 1 && $NF == "" { bad = 1; print "FAIL: no CPU ms: " $0 } END { exit bad }' "$N/needle_cases.csv"
 awk -F, 'NR > 1 && $(NF-2) != "" { bad = 1; print "FAIL: needle probe: " $0 } END { exit bad }' "$N/needle_cases.csv"
 grep -q 'compression, CPU ms' "$N/needle.md" || { echo "FAIL: needle.md not on CPU time"; exit 1; }
+# --variant of a baseline with --ref: its row, the paired column against the named row; a
+# variant of an unknown method is refused with a message
+V=$OUT/variant
+mkdir -p "$V"
+"$BIN" --quick --task needle --model "$MODEL" --variant h2o:w32:window=32 --ref h2o --out "$V" 2> "$V/log" ||
+  { cat "$V/log"; exit 1; }
+grep -q '^h2o-w32,64,1,' "$V/needle.csv" || { echo "FAIL: no h2o-w32 row"; cat "$V/needle.csv"; exit 1; }
+grep -q '| h2o - method \[95% CI\] |' "$V/needle.md" || { echo "FAIL: needle.md not against h2o"; head -3 "$V/needle.md"; exit 1; }
+# h2o's own row has no paired difference (column 11 empty / nan), EMS's has one
+awk -F, '$1 == "h2o" && $11 != "nan" { bad = 1; print "FAIL: h2o vs itself: " $0 } END { exit bad }' "$V/needle.csv"
+awk -F, '$1 == "ems" && $11 == "nan" { bad = 1; print "FAIL: ems not paired with h2o: " $0 } END { exit bad }' "$V/needle.csv"
+"$BIN" --quick --task needle --model "$MODEL" --variant nosuch:x:window=2 --out "$V" 2> "$V/log2" &&
+  { echo "FAIL: a variant of an unknown method was accepted"; exit 1; }
+grep -q -- "--variant" "$V/log2" || { echo "FAIL: no message for the bad --variant"; cat "$V/log2"; exit 1; }
 K=$OUT/kllong
 mkdir -p "$K"
 "$BIN" --task kl-long --kl-prefixes 256,384 --kl-score 32 --kl-budgets 64 --methods snapkv \
