@@ -2,9 +2,10 @@
  * coordinator's Steps with lies - 2,000,000 KV slots (the reply that made the coordinator abort
  * with munmap_chunk), one slot too many (overflowed its slot buffers), a wrong slot id, more KV
  * entries than the context holds, a logits row missing, a reply to another step, compression
- * counts for too many slots or negative. Each request hit by a lie ends with UNAVAILABLE naming
- * what was wrong; the coordinator stays up, re-forms the group and serves the next request; once
- * the fakes answer honestly a generation completes with OK. Every wait has a limit. */
+ * counts for too many slots or negative, a byte count whose sum would overflow. Each request hit by
+ * a lie ends with UNAVAILABLE naming what was wrong; the coordinator stays up, re-forms the group
+ * and serves the next request; once the fakes answer honestly a generation completes with OK. Every
+ * wait has a limit. */
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -25,7 +26,8 @@ static const struct {
     {"short-logits", "logits rows"},
     {"step-id", "reply to step"},
     {"counts-len", "compression counts"},
-    {"counts-neg", "negative compression count"},
+    {"counts-neg", "compression count out of range"},
+    {"bytes-huge", "KV bytes for slot"},
 };
 #define N_LIES (int)(sizeof k_lies / sizeof k_lies[0])
 

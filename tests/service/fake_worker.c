@@ -9,6 +9,7 @@
  *   step-id      the reply names another step
  *   counts-len   compression counts for one slot more than the batch has
  *   counts-neg   a negative count of evicted entries
+ *   bytes-huge   2^62 KV bytes for a slot (sums over slots and workers would overflow)
  *   ok           a well-formed reply (zero logits: greedy picks token 0)
  *   fail         INTERNAL
  * It checks no secret (it is the attacker's side) and holds no model.
@@ -109,6 +110,8 @@ static void do_step(fake *f, fcall *c, const Emserve__Internal__V1__StepRequest 
         slots[0] += 1000;
     } else if (strcmp(mode, "entries") == 0 && n_slots > 0) {
         entries[0] = (int64_t)1 << 40;
+    } else if (strcmp(mode, "bytes-huge") == 0 && n_slots > 0) {
+        bytes[0] = (int64_t)1 << 62;
     }
     if (rq->return_logits && strcmp(mode, "short-logits") == 0 && n_want > 0) {
         n_want--;
