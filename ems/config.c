@@ -82,7 +82,8 @@ static const param g_params[] = {
     {"budget_frac", P_FLOAT, OFF(budget_frac), 0, 1, NULL, NULL, "0",
      "budget as a fraction of the context (used when budget = 0)"},
     {"window", P_INT, OFF(window), -1, 1 << 20, NULL, NULL, "-1",
-     "recent entries kept verbatim; -1 = method default (8; EMS round(B/ems.window_div))"},
+     "recent entries kept verbatim; -1 = method default (H2O B/2; SnapKV, PyramidKV "
+     "min(32, B/4); EMS round(B/ems.window_div))"},
     {"sinks", P_INT, OFF(sinks), -1, 1 << 20, NULL, NULL, "-1",
      "first entries always kept; -1 = method default (streamingllm 4, others 0)"},
     {"w_loc", P_INT, OFF(w_loc), -1, 4096, NULL, NULL, "-1",
@@ -316,8 +317,14 @@ int ems_config_window(const ems_config *cfg, int B)
     } else if (cfg->method == EMS_METHOD_TOVA || cfg->method == EMS_METHOD_STREAMINGLLM ||
                cfg->method == EMS_METHOD_SIMLAYERKV || cfg->method == EMS_METHOD_ROCO) {
         w = 0; /* these define their recent part through their own parameters */
+    } else if (cfg->method == EMS_METHOD_H2O) {
+        w = B / 2; /* the H2O paper: equal heavy-hitter and recent shares */
     } else {
-        w = 8; /* KVCache-Factory LongBench runner */
+        /* SnapKV (and PyramidKV, which scores with it): the observation window of SnapKV's
+         * LongBench configs (32; kernel 7 and max-pool are the defaults), at most a quarter of
+         * the budget so that small budgets keep room for selected entries */
+        w = (int)lrint((double)B / 4);
+        w = w > 32 ? 32 : w < 1 ? 1 : w;
     }
     if (B > 0 && w > B - 1)
         w = B - 1;

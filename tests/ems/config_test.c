@@ -115,6 +115,23 @@ int main(void)
               ems_config_window(&e, 256) == 64 && ems_config_window(&e, 2) == 1,
           "EMS window = clamp(round(B/4), 1, B-1)");
     CHECK(ems_config_w_loc(&e) == 16 && ems_config_wants_stats(&e), "EMS w_loc 16");
+    /* the baselines' default windows are their papers' (ems/README.md) */
+    static const struct {
+        const char *method;
+        int B, w;
+    } k_windows[] = {
+        {"h2o", 128, 64},     {"h2o", 16, 8},          {"h2o", 3, 1},    {"snapkv", 128, 32},
+        {"snapkv", 1024, 32}, {"snapkv", 64, 16},      {"snapkv", 2, 1}, {"pyramidkv", 256, 32},
+        {"pyramidkv", 16, 4}, {"streamingllm", 64, 0}, {"tova", 64, 0},  {"roco", 64, 0},
+    };
+    for (size_t i = 0; i < sizeof k_windows / sizeof k_windows[0]; i++) {
+        ems_config m;
+        ems_config_default(&m);
+        ems_config_set(&m, "method", k_windows[i].method, err, sizeof err);
+        int w = ems_config_window(&m, k_windows[i].B);
+        CHECK(w == k_windows[i].w, "%s B=%d: default window %d, want %d", k_windows[i].method,
+              k_windows[i].B, w, k_windows[i].w);
+    }
     ems_config_set(&e, "method", "tova", err, sizeof err);
     CHECK(ems_config_w_loc(&e) == 1 && ems_config_every(&e) == 1, "tova ring 1, every step");
     ems_config_set(&e, "method", "full", err, sizeof err);
