@@ -42,6 +42,31 @@ static em_status forward_one(engine *e, ems_cache *c, int32_t tok, int pos, floa
     return engine_forward(e, &b, &c, logits);
 }
 
+/* A fork of the prompt cache for cfg (ring trimmed to its w_loc, its statistics settings). */
+static em_status fork_for(const ems_cache *base, const ems_config *cfg, ems_cache **out)
+{
+    em_status st = ems_cache_clone(base, ems_config_w_loc(cfg), out);
+    if (st == EM_OK) {
+        (*out)->want_stats = ems_config_wants_stats(cfg);
+        (*out)->group_max = cfg->group_max;
+    }
+    return st;
+}
+
+/* One token through c, then a DECODE policy step; *acc += the bytes held after it, *peak the
+ * largest held before it. */
+static em_status decode_one(engine *e, ems_cache *c, const ems_config *cfg, int32_t tok, int pos,
+                            float *logits, double *acc, uint64_t *peak)
+{
+    em_status st = forward_one(e, c, tok, pos, logits);
+    uint64_t before = ems_cache_kv_bytes(c);
+    if (st == EM_OK)
+        st = ems_policy_step(c, cfg, EMS_PHASE_DECODE, NULL);
+    *acc += (double)ems_cache_kv_bytes(c);
+    *peak = before > *peak ? before : *peak;
+    return st;
+}
+
 static double thread_cpu_s(void)
 {
     struct timespec ts;
@@ -96,11 +121,9 @@ static em_status answer(engine *e, const ems_cache *base, const ems_config *cfg,
         return EM_EINVAL;
     int V = engine_hparams(e)->n_vocab;
     ems_cache *c = NULL;
-    em_status st = ems_cache_clone(base, ems_config_w_loc(cfg), &c);
+    em_status st = fork_for(base, cfg, &c);
     if (st != EM_OK)
         return st;
-    c->want_stats = ems_config_wants_stats(cfg);
-    c->group_max = cfg->group_max;
     float *logits = malloc(sizeof(float) * V);
     if (!logits)
         st = EM_ENOMEM;
@@ -116,13 +139,7 @@ static em_status answer(engine *e, const ems_cache *base, const ems_config *cfg,
     double acc = 0.0;
     int32_t tok = last_tok;
     for (int i = 0; i < max_new && st == EM_OK; i++) {
-        st = forward_one(e, c, tok, last_pos + i, logits);
-        uint64_t before = ems_cache_kv_bytes(c);
-        if (st == EM_OK)
-            st = ems_policy_step(c, cfg, EMS_PHASE_DECODE, NULL);
-        uint64_t after = ems_cache_kv_bytes(c);
-        acc += (double)after;
-        a->bytes_peak = before > a->bytes_peak ? before : a->bytes_peak;
+        st = decode_one(e, c, cfg, tok, last_pos + i, logits, &acc, &a->bytes_peak);
         if (st != EM_OK)
             break;
         if (i == 0 && first_logits)
@@ -263,13 +280,7 @@ em_status lc_stream_kl(engine *e, const ems_config *cfg, const int32_t *ids, int
     if (st == EM_OK)
         st = engine_forward_seq(e, c, ids, n_pre, 0, n_pre, NULL);
     for (int i = n_pre; i < n - 1 && st == EM_OK; i++) {
-        st = forward_one(e, c, ids[i], i, logits);
-        uint64_t before = ems_cache_kv_bytes(c);
-        if (st == EM_OK)
-            st = ems_policy_step(c, cfg, EMS_PHASE_DECODE, NULL);
-        uint64_t after = ems_cache_kv_bytes(c);
-        acc += (double)after;
-        r->bytes_peak = before > r->bytes_peak ? before : r->bytes_peak;
+        st = decode_one(e, c, cfg, ids[i], i, logits, &acc, &r->bytes_peak);
         const float *ref = ref_logits + (size_t)i * V;
         kl[i - n_pre] = kl_div(ref, logits, V, lp, lq);
         top1[i - n_pre] = argmax(ref, V) == argmax(logits, V);
@@ -290,22 +301,14 @@ em_status lc_fork_logits(engine *e, const ems_cache *base, const ems_config *cfg
     if (n_pre < 1 || n_score < 1 || base->n_layer < 1 || base->heads[0].len != n_pre)
         return EM_EINVAL;
     ems_cache *c = NULL;
-    em_status st = ems_cache_clone(base, ems_config_w_loc(cfg), &c);
+    em_status st = fork_for(base, cfg, &c);
     if (st != EM_OK)
         return st;
-    c->want_stats = ems_config_wants_stats(cfg);
-    c->group_max = cfg->group_max;
     double t0 = em_now_s(), acc = 0.0;
     st = ems_policy_step(c, cfg, EMS_PHASE_PREFILL_END, NULL);
-    for (int i = 0; i < n_score && st == EM_OK; i++) {
-        st = forward_one(e, c, ids[n_pre + i], n_pre + i, logits_out + (size_t)i * V);
-        uint64_t before = ems_cache_kv_bytes(c);
-        if (st == EM_OK)
-            st = ems_policy_step(c, cfg, EMS_PHASE_DECODE, NULL);
-        uint64_t after = ems_cache_kv_bytes(c);
-        acc += (double)after;
-        r->bytes_peak = before > r->bytes_peak ? before : r->bytes_peak;
-    }
+    for (int i = 0; i < n_score && st == EM_OK; i++)
+        st = decode_one(e, c, cfg, ids[n_pre + i], n_pre + i, logits_out + (size_t)i * V, &acc,
+                        &r->bytes_peak);
     r->bytes_mean = acc / n_score;
     r->seconds = em_now_s() - t0;
     ems_cache_destroy(c);
