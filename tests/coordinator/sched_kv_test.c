@@ -24,88 +24,11 @@
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "tests/coordinator/fake_group.h"
+#include "tests/coordinator/sched_board.h"
 #include "tests/testutil/testutil.h"
 
-enum { P = 40, GEN = 200, MAX_REQ = 16, BATCH = 256, SLOTS = 32, MIXED = 16 };
-
-typedef struct result {
-    int done, ok, finished;
-    em_status status;
-    char message[300];
-    int32_t ids[GEN];
-    int n_ids;
-} result;
-
-typedef struct board {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int released;
-    result res[MAX_REQ];
-} board;
-
-typedef struct sink_user {
-    board *b;
-    int i;
-} sink_user;
-
-static void on_emit(void *user, const coord_event *ev)
-{
-    sink_user *u = user;
-    result *r = &u->b->res[u->i];
-    if (ev->kind == COORD_EV_COMPLETE) {
-        r->finished = 1;
-        r->ok = 1;
-        r->n_ids = ev->n_output < GEN ? ev->n_output : GEN;
-        memcpy(r->ids, ev->output_ids, sizeof(int32_t) * (size_t)r->n_ids);
-    } else if (ev->kind == COORD_EV_ERROR) {
-        r->finished = 1;
-        r->status = ev->status;
-        snprintf(r->message, sizeof r->message, "%s", ev->message ? ev->message : "");
-    }
-}
-
-static void on_release(void *user)
-{
-    sink_user *u = user;
-    pthread_mutex_lock(&u->b->mu);
-    u->b->res[u->i].done = 1;
-    u->b->released++;
-    pthread_cond_broadcast(&u->b->cv);
-    pthread_mutex_unlock(&u->b->mu);
-}
-
-static const coord_sink k_sink = {on_emit, on_release};
-
-/* Request i: prompt of P ids, greedy, exactly GEN tokens, KV settings "k=v k=v". */
-static coord_req *make_req(const model *m, int i, const char *kv, sink_user *u)
-{
-    coord_req *q = calloc(1, sizeof *q);
-    snprintf(q->id, sizeof q->id, "req-%d", i);
-    q->prompt = malloc(sizeof(int32_t) * P);
-    for (int j = 0; j < P; j++) {
-        q->prompt[j] = 3 + (7 * j + 13 * i + j * j) % (m->hp.n_vocab - 3);
-    }
-    q->n_prompt = P;
-    sampler_params_default(&q->sp);
-    q->sp.temperature = 0;
-    stop_params_default(&q->stop);
-    q->stop.max_tokens = GEN;
-    q->stop.ignore_eos = 1;
-    ems_config_default(&q->kv);
-    char buf[256], err[256];
-    snprintf(buf, sizeof buf, "%s", kv);
-    for (char *save, *t = strtok_r(buf, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
-        char *eq = strchr(t, '=');
-        REQUIRE(eq != NULL, "bad kv %s", t);
-        *eq = 0;
-        REQUIRE(ems_config_set(&q->kv, t, eq + 1, err, sizeof err) == EM_OK, "%s", err);
-        q->kv_key[q->n_kv] = strdup(t);
-        q->kv_val[q->n_kv++] = strdup(eq + 1);
-    }
-    q->sink = &k_sink;
-    q->sink_user = u;
-    return q;
-}
+enum { P = 40, GEN = 200, MAX_REQ = SB_MAX_REQ, BATCH = 256, SLOTS = 32, MIXED = 16 };
+_Static_assert(GEN <= SB_MAX_IDS, "the board keeps every generated id");
 
 typedef struct scenario {
     const char *name;
@@ -117,7 +40,7 @@ typedef struct scenario {
 } scenario;
 
 typedef struct outcome {
-    board b;
+    sb_board b;
     coord_sched_stats st;
     fake_group_log log;
 } outcome;
@@ -162,8 +85,7 @@ static void run(const model *m, const tokenizer *tok, const scenario *sc, outcom
     REQUIRE(fake_group_create(tu_model_path(1), BATCH, SLOTS, &g, err, sizeof err) == EM_OK, "%s",
             err);
     memset(o, 0, sizeof *o);
-    pthread_mutex_init(&o->b.mu, NULL);
-    pthread_cond_init(&o->b.cv, NULL);
+    sb_board_init(&o->b);
     coord_sched_opts so = {.max_batch_tokens = BATCH,
                            .max_slots = SLOTS,
                            .prefill_chunk = BATCH,
@@ -174,17 +96,13 @@ static void run(const model *m, const tokenizer *tok, const scenario *sc, outcom
     coord_sched *s;
     REQUIRE(coord_sched_start(g, m, tok, &so, &s) == EM_OK, "sched start");
     fake_group_wait_held(g);
-    sink_user users[MAX_REQ];
+    sb_user users[MAX_REQ];
     for (int i = 0; i < sc->n; i++) {
-        users[i] = (sink_user){&o->b, i};
-        coord_sched_submit(s, make_req(m, i, sc->kv[i], &users[i]));
+        users[i] = (sb_user){&o->b, i};
+        coord_sched_submit(s, sb_make_req(m, i, P, GEN, sc->kv[i], &users[i]));
     }
     fake_group_hold(g, 0);
-    pthread_mutex_lock(&o->b.mu);
-    while (o->b.released < sc->n) {
-        pthread_cond_wait(&o->b.cv, &o->b.mu);
-    }
-    pthread_mutex_unlock(&o->b.mu);
+    sb_board_wait(&o->b, sc->n);
     coord_sched_get_stats(s, &o->st);
     coord_sched_stop(s);
     fake_group_get_log(g, &o->log);

@@ -25,80 +25,14 @@
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "tests/coordinator/fake_group.h"
+#include "tests/coordinator/sched_board.h"
 #include "tests/testutil/testutil.h"
 
 enum { P = 400, GEN = 32, N_REQ = 8, BATCH = 256, SLOTS = 16, CHUNK = 32, MIXED = 48 };
-
-typedef struct board {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int released, ok[N_REQ], n_ids[N_REQ];
-    int32_t ids[N_REQ][GEN];
-} board;
-
-typedef struct sink_user {
-    board *b;
-    int i;
-} sink_user;
-
-static void on_emit(void *user, const coord_event *ev)
-{
-    sink_user *u = user;
-    if (ev->kind == COORD_EV_COMPLETE) {
-        u->b->ok[u->i] = 1;
-        u->b->n_ids[u->i] = ev->n_output;
-        memcpy(u->b->ids[u->i], ev->output_ids,
-               sizeof(int32_t) * (size_t)(ev->n_output < GEN ? ev->n_output : GEN));
-    }
-}
-
-static void on_release(void *user)
-{
-    sink_user *u = user;
-    pthread_mutex_lock(&u->b->mu);
-    u->b->released++;
-    pthread_cond_signal(&u->b->cv);
-    pthread_mutex_unlock(&u->b->mu);
-}
-
-static const coord_sink k_sink = {on_emit, on_release};
-
-static void set_kv(coord_req *q, const char *kv)
-{
-    char buf[256], err[256];
-    snprintf(buf, sizeof buf, "%s", kv);
-    for (char *save, *t = strtok_r(buf, " ", &save); t; t = strtok_r(NULL, " ", &save)) {
-        char *eq = strchr(t, '=');
-        REQUIRE(eq != NULL, "bad kv %s", t);
-        *eq = 0;
-        REQUIRE(ems_config_set(&q->kv, t, eq + 1, err, sizeof err) == EM_OK, "%s", err);
-        q->kv_key[q->n_kv] = strdup(t);
-        q->kv_val[q->n_kv++] = strdup(eq + 1);
-    }
-}
-
-static coord_req *make_req(const model *m, int i, const char *kv, sink_user *u)
-{
-    coord_req *q = calloc(1, sizeof *q);
-    snprintf(q->id, sizeof q->id, "req-%d", i);
-    q->prompt = malloc(sizeof(int32_t) * P);
-    for (int j = 0; j < P; j++)
-        q->prompt[j] = 3 + (7 * j + 13 * i + j * j) % (m->hp.n_vocab - 3);
-    q->n_prompt = P;
-    sampler_params_default(&q->sp);
-    q->sp.temperature = 0;
-    stop_params_default(&q->stop);
-    q->stop.max_tokens = GEN;
-    q->stop.ignore_eos = 1;
-    ems_config_default(&q->kv);
-    set_kv(q, kv);
-    q->sink = &k_sink;
-    q->sink_user = u;
-    return q;
-}
+_Static_assert(GEN <= SB_MAX_IDS && N_REQ <= SB_MAX_REQ, "the board holds every request's ids");
 
 typedef struct outcome {
-    board b;
+    sb_board b;
     coord_sched_stats st;
     fake_group_log log;
 } outcome;
@@ -110,8 +44,7 @@ static void run(const model *m, const tokenizer *tok, const char *kv, int64_t bu
     REQUIRE(fake_group_create(tu_model_path(1), BATCH, SLOTS, &g, err, sizeof err) == EM_OK, "%s",
             err);
     memset(o, 0, sizeof *o);
-    pthread_mutex_init(&o->b.mu, NULL);
-    pthread_cond_init(&o->b.cv, NULL);
+    sb_board_init(&o->b);
     coord_sched_opts so = {.max_batch_tokens = BATCH,
                            .max_slots = SLOTS,
                            .prefill_chunk = CHUNK,
@@ -121,23 +54,20 @@ static void run(const model *m, const tokenizer *tok, const char *kv, int64_t bu
     coord_sched *s;
     REQUIRE(coord_sched_start(g, m, tok, &so, &s) == EM_OK, "sched start");
     fake_group_wait_held(g);
-    sink_user users[N_REQ];
+    sb_user users[N_REQ];
     for (int i = 0; i < N_REQ; i++) {
-        users[i] = (sink_user){&o->b, i};
-        coord_sched_submit(s, make_req(m, i, kv, &users[i]));
+        users[i] = (sb_user){&o->b, i};
+        coord_sched_submit(s, sb_make_req(m, i, P, GEN, kv, &users[i]));
     }
     fake_group_hold(g, 0);
-    pthread_mutex_lock(&o->b.mu);
-    while (o->b.released < N_REQ)
-        pthread_cond_wait(&o->b.cv, &o->b.mu);
-    pthread_mutex_unlock(&o->b.mu);
+    sb_board_wait(&o->b, N_REQ);
     coord_sched_get_stats(s, &o->st);
     coord_sched_stop(s);
     fake_group_get_log(g, &o->log);
     fake_group_free(g);
     for (int i = 0; i < N_REQ; i++)
-        CHECK(o->b.ok[i] && o->b.n_ids[i] == GEN, "%s: request %d ok %d with %d ids", kv, i,
-              o->b.ok[i], o->b.n_ids[i]);
+        CHECK(o->b.res[i].ok && o->b.res[i].n_ids == GEN, "%s: request %d ok %d with %d ids", kv, i,
+              o->b.res[i].ok, o->b.res[i].n_ids);
     CHECK(o->log.held_mismatch == 0, "%s: %d held-bytes reports differ from the caches", kv,
           o->log.held_mismatch);
     CHECK(budget == 0 || o->log.peak_max <= budget, "%s: a step held %lld bytes, budget %lld", kv,
@@ -154,7 +84,7 @@ static int64_t fresh_charge(const model *m, const char *kv, int chunk)
     coord_req q;
     memset(&q, 0, sizeof q);
     ems_config_default(&q.kv);
-    set_kv(&q, kv);
+    sb_set_kv(&q, kv);
     coord_kv_budget b = {.bytes = 1, .reserve = 1.0, .world = 1};
     b.shape[0] = (ems_footprint_shape){m->hp.n_layer, m->hp.head_dim, m->hp.n_kv_head,
                                        m->hp.n_kv_head, chunk};
@@ -207,13 +137,13 @@ int main(void)
     CHECK(o_plain.log.n_chunk_steps == 0, "without prefill_keep: %d chunk steps",
           o_plain.log.n_chunk_steps);
     for (int i = 0; i < N_REQ; i++) {
-        CHECK(o_keep.b.n_ids[i] == o_free.b.n_ids[i] &&
-                  memcmp(o_keep.b.ids[i], o_free.b.ids[i],
-                         sizeof(int32_t) * (size_t)o_keep.b.n_ids[i]) == 0,
+        CHECK(o_keep.b.res[i].n_ids == o_free.b.res[i].n_ids &&
+                  memcmp(o_keep.b.res[i].ids, o_free.b.res[i].ids,
+                         sizeof(int32_t) * (size_t)o_keep.b.res[i].n_ids) == 0,
               "request %d: ids under the budget differ from the unbudgeted run", i);
-        CHECK(o_tight.b.n_ids[i] == o_free.b.n_ids[i] &&
-                  memcmp(o_tight.b.ids[i], o_free.b.ids[i],
-                         sizeof(int32_t) * (size_t)o_tight.b.n_ids[i]) == 0,
+        CHECK(o_tight.b.res[i].n_ids == o_free.b.res[i].n_ids &&
+                  memcmp(o_tight.b.res[i].ids, o_free.b.res[i].ids,
+                         sizeof(int32_t) * (size_t)o_tight.b.res[i].n_ids) == 0,
               "request %d: ids under the tight budget differ from the unbudgeted run", i);
     }
     /* without: one prompt at a time, beside at most 2 decoding (each charged B + N entries) */
