@@ -83,7 +83,8 @@ static const param g_params[] = {
      "budget as a fraction of the context (used when budget = 0)"},
     {"window", P_INT, OFF(window), -1, 1 << 20, NULL, NULL, "-1",
      "recent entries kept verbatim; -1 = method default (H2O B/2; SnapKV, PyramidKV "
-     "min(32, B/4); EMS round(B/ems.window_div))"},
+     "min(32, B/4), scoring with the last 32 queries; EMS round(B/ems.window_div)); a set "
+     "window is also SnapKV's number of scored queries"},
     {"sinks", P_INT, OFF(sinks), -1, 1 << 20, NULL, NULL, "-1",
      "first entries always kept; -1 = method default (streamingllm 4, others 0)"},
     {"w_loc", P_INT, OFF(w_loc), -1, 4096, NULL, NULL, "-1",
@@ -393,8 +394,9 @@ int ems_config_w_loc(const ems_config *cfg)
         return cfg->w_loc >= 0 ? cfg->w_loc : 16;
     case EMS_METHOD_SNAPKV:
     case EMS_METHOD_PYRAMIDKV: {
-        /* observation window = the recent window (SnapKV); at least one row */
-        int w = cfg->window >= 0 ? cfg->window : 8;
+        /* observation window = the recent window when one is set (SnapKV), else the 32 queries
+         * of SnapKV's LongBench configs; at least one row */
+        int w = cfg->window >= 0 ? cfg->window : 32;
         if (cfg->w_loc > w)
             w = cfg->w_loc;
         return w < 1 ? 1 : w;

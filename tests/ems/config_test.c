@@ -132,6 +132,14 @@ int main(void)
         CHECK(w == k_windows[i].w, "%s B=%d: default window %d, want %d", k_windows[i].method,
               k_windows[i].B, w, k_windows[i].w);
     }
+    /* SnapKV's observation window (the queries scored): its LongBench configs' 32, or the set
+     * window */
+    ems_config_set(&e, "method", "snapkv", err, sizeof err);
+    CHECK(ems_config_w_loc(&e) == 32, "snapkv observation window %d", ems_config_w_loc(&e));
+    ems_config_set(&e, "window", "8", err, sizeof err);
+    CHECK(ems_config_w_loc(&e) == 8, "snapkv window=8: observation window %d",
+          ems_config_w_loc(&e));
+    ems_config_set(&e, "window", "-1", err, sizeof err);
     ems_config_set(&e, "method", "tova", err, sizeof err);
     CHECK(ems_config_w_loc(&e) == 1 && ems_config_every(&e) == 1, "tova ring 1, every step");
     ems_config_set(&e, "method", "full", err, sizeof err);
