@@ -90,7 +90,8 @@ int main(void)
     ems_cache_destroy(whole);
 
     ems_cache *base = NULL;
-    REQUIRE(lc_prompt_cache(e, ids, n - 1, 16, 512, &base) == EM_OK, "prompt cache");
+    /* ring: the largest w_loc of the methods forked below (SnapKV scores with 32 queries) */
+    REQUIRE(lc_prompt_cache(e, ids, n - 1, 32, 512, &base) == EM_OK, "prompt cache");
     uint64_t base_entries = ems_cache_entries(base), base_bytes = ems_cache_kv_bytes(base);
     ems_config full = cfg_of("full", NULL);
     lc_answer a;
