@@ -190,7 +190,7 @@ static char *passkey_text(int key, int reps, double depth)
     return s;
 }
 
-static em_status encode(const tokenizer *tok, const char *text, int32_t **ids, int *n)
+em_status lc_encode(const tokenizer *tok, const char *text, int32_t **ids, int *n)
 {
     size_t len = strlen(text);
     *ids = malloc(sizeof(int32_t) * (len + 8));
@@ -209,7 +209,7 @@ static int count_tokens(const tokenizer *tok, int key, int reps, double depth)
     char *s = passkey_text(key, reps, depth);
     int32_t *ids = NULL;
     int n = -1;
-    if (s && encode(tok, s, &ids, &n) != EM_OK)
+    if (s && lc_encode(tok, s, &ids, &n) != EM_OK)
         n = -1;
     free(s);
     free(ids);
@@ -232,7 +232,7 @@ em_status lc_passkey_prompt(const tokenizer *tok, int key, int tokens, double de
     char *s = passkey_text(key, reps, depth);
     if (!s)
         return EM_ENOMEM;
-    em_status st = encode(tok, s, ids, n);
+    em_status st = lc_encode(tok, s, ids, n);
     free(s);
     return st;
 }

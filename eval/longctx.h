@@ -55,6 +55,10 @@ em_status lc_answer_probe(engine *e, const ems_cache *base, const ems_config *cf
                           int last_pos, int max_new, int32_t stop_id, const int32_t *probe,
                           int n_probe, lc_answer *a);
 
+/* text tokenized with special tokens parsed (a chat prompt) into *ids (owned by the caller;
+ * NULL on error). */
+em_status lc_encode(const tokenizer *tok, const char *text, int32_t **ids, int *n);
+
 /* The passkey prompt of eval/passkey/prompt.py (SmolLM2's ChatML with its default system
  * message): repetitive filler with the needle at `depth` (0..1), about `tokens` tokens.
  * *ids (owned by the caller) gets the ids with special tokens parsed. */

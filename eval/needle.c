@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval/longctx.h"
+
 static const nd_needle k_needles[] = {
     {"The secret ingredient of the lighthouse soup is saffron.",
      "What is the secret ingredient of the lighthouse soup?", "saffron"},
@@ -96,20 +98,6 @@ void nd_haystack_free(nd_haystack *h)
 
 /* ---- prompts ------------------------------------------------------------------------- */
 
-static em_status encode(const tokenizer *tok, const char *text, int32_t **ids, int *n)
-{
-    size_t len = strlen(text);
-    *ids = malloc(sizeof(int32_t) * (len + 8));
-    if (!*ids)
-        return EM_ENOMEM;
-    em_status st = tok_encode_ex(tok, text, len, TOK_PARSE_SPECIAL, *ids, (int)len + 8, n);
-    if (st != EM_OK) {
-        free(*ids);
-        *ids = NULL;
-    }
-    return st;
-}
-
 /* 1 when a sentence ends right before text[p] (".!?" then white space, or a blank line). */
 static int is_boundary(const char *t, size_t len, size_t p)
 {
@@ -147,7 +135,7 @@ static int prompt_tokens(const tokenizer *tok, const nd_haystack *h, const nd_ne
 {
     char *s = needle_text(h, nd, cut, depth);
     int n = -1;
-    if (!s || encode(tok, s, ids, &n) != EM_OK)
+    if (!s || lc_encode(tok, s, ids, &n) != EM_OK)
         n = -1;
     free(s);
     return n;
@@ -208,7 +196,7 @@ em_status nd_qa_prompt(const tokenizer *tok, const char *doc, size_t doc_len, co
              "answer the question with a short phrase copied from the document.\n\n<document>\n"
              "%.*s\n</document>\n\nQuestion: %s<|im_end|>\n<|im_start|>assistant\n",
              k_system, (int)doc_len, doc, question);
-    em_status st = encode(tok, s, ids, n);
+    em_status st = lc_encode(tok, s, ids, n);
     free(s);
     return st;
 }
