@@ -47,7 +47,7 @@ typedef struct lc_opts {
  * then the variants of --variant METHOD:LABEL:K=V,... (rows "METHOD-LABEL": the method with
  * extra parameters, on the same prompt cache; --ems-variant LABEL:... = --variant
  * ems:LABEL:...); lc_n_methods rows in all */
-#define MAXM     24
+#define MAXM     40
 #define EMS_IDX  7
 #define INT4_IDX 8
 extern const char *lc_methods[MAXM];
