@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "common/timeutil.h"
+#include "eval/budget_match.h"
 #include "eval/longctx.h"
 #include "eval/longctx_cli.h"
 #include "eval/stream.h"
@@ -26,7 +27,16 @@ typedef struct kll_acc {
     int n;
     double bytes_sum; /* bytes_mean x predictions, summed */
     double peak;
+    int n_texts, b_min, b_max; /* budgets run with (--match-bytes: per text) */
+    double b_sum;
 } kll_acc;
+
+/* One policy's run on one prompt: per-prediction scores (S each) and bytes. */
+typedef struct kll_run {
+    double *kl, *top1, *nll;
+    lc_stream r;
+    int B;
+} kll_run;
 
 static int kll_ring(const lc_opts *o)
 {
@@ -44,39 +54,122 @@ static double mean(const double *x, int n)
     return n ? s / n : NAN;
 }
 
-/* Runs policy pi (-1 = the full cache) on the prompt cache and appends its scores to a. */
+/* Runs method mi (-1 = the full cache) at budget B on the prompt cache: its logits into q,
+ * scored against ref (NULL: against itself) into *run. */
 static em_status kll_policy(const lc_opts *o, engine *e, const ems_cache *base, const int32_t *ids,
-                            int P, int pi, const float *ref, float *q, kll_acc *a, FILE *f,
-                            const char *text)
+                            int P, int mi, int B, const float *ref, float *q, kll_run *run)
 {
     int S = o->kl_score, V = engine_hparams(e)->n_vocab;
-    int mi = pi < 0 ? -1 : pi % N_METHODS, B = pi < 0 ? 0 : o->kl_budgets[pi / N_METHODS];
     ems_config cfg;
     if (lc_make_cfg(mi, B, &cfg))
         return EM_EINVAL;
-    lc_stream r;
-    em_status st = lc_fork_logits(e, base, &cfg, ids, P, S, q, &r);
+    run->B = B;
+    em_status st = lc_fork_logits(e, base, &cfg, ids, P, S, q, &run->r);
     if (st == EM_OK)
-        st = lc_row_scores(ref ? ref : q, q, ids + P + 1, S, V, a->kl + a->n, a->top1 + a->n,
-                           a->nll + a->n);
-    if (st != EM_OK)
-        return st;
+        st = lc_row_scores(ref ? ref : q, q, ids + P + 1, S, V, run->kl, run->top1, run->nll);
+    return st;
+}
+
+/* Appends a run of method mi in budget group B to a, with its row in f. */
+static void kll_commit(const lc_opts *o, int P, int mi, int B, const kll_run *run, kll_acc *a,
+                       FILE *f, const char *text)
+{
+    int S = o->kl_score;
+    memcpy(a->kl + a->n, run->kl, sizeof(double) * (size_t)S);
+    memcpy(a->top1 + a->n, run->top1, sizeof(double) * (size_t)S);
+    memcpy(a->nll + a->n, run->nll, sizeof(double) * (size_t)S);
     const char *name = mi < 0 ? "full" : lc_methods[mi];
-    double k = mean(a->kl + a->n, S), t = mean(a->top1 + a->n, S), l = mean(a->nll + a->n, S);
-    fprintf(f, "%s,%d,%s,%d,%d,%.6f,%.4f,%.4f,%.0f,%llu,%.1f\n", text, P, name, B, S, k, t, exp(l),
-            r.bytes_mean, (unsigned long long)r.bytes_peak, r.seconds);
+    double k = mean(run->kl, S), t = mean(run->top1, S), l = mean(run->nll, S);
+    const lc_stream *r = &run->r;
+    fprintf(f, "%s,%d,%s,%d,%d,%.6f,%.4f,%.4f,%.0f,%llu,%.1f,%d\n", text, P, name, B, S, k, t,
+            exp(l), r->bytes_mean, (unsigned long long)r->bytes_peak, r->seconds, run->B);
     fflush(f);
-    fprintf(stderr, "  P=%d %-14s B=%-4d KL %.4f top1 %.3f ppl %.2f (%.1fs)\n", P, name, B, k, t,
-            exp(l), r.seconds);
+    fprintf(stderr, "  P=%d %-14s B=%-4d (ran %d) KL %.4f top1 %.3f ppl %.2f (%.1fs)\n", P, name, B,
+            run->B, k, t, exp(l), r->seconds);
     a->n += S;
-    a->bytes_sum += r.bytes_mean * S;
-    a->peak = (double)r.bytes_peak > a->peak ? (double)r.bytes_peak : a->peak;
-    return EM_OK;
+    a->bytes_sum += r->bytes_mean * S;
+    a->peak = (double)r->bytes_peak > a->peak ? (double)r->bytes_peak : a->peak;
+    a->b_min = !a->n_texts || run->B < a->b_min ? run->B : a->b_min;
+    a->b_max = !a->n_texts || run->B > a->b_max ? run->B : a->b_max;
+    a->b_sum += run->B;
+    a->n_texts++;
+}
+
+/* bm_search's callback: one method on one prompt, the closest run kept in best */
+typedef struct kll_match {
+    const lc_opts *o;
+    engine *e;
+    const ems_cache *base;
+    const int32_t *ids;
+    int P, mi;
+    const float *ref;
+    float *q;
+    kll_run cur, best;
+} kll_match;
+
+static em_status kll_match_eval(void *ctx, int B, double *bytes)
+{
+    kll_match *m = ctx;
+    em_status st = kll_policy(m->o, m->e, m->base, m->ids, m->P, m->mi, B, m->ref, m->q, &m->cur);
+    *bytes = m->cur.r.bytes_mean;
+    if (st == EM_OK)
+        fprintf(stderr, "    try %s B=%d: bytes %.1f MiB\n", lc_methods[m->mi], B,
+                *bytes / 1048576.0);
+    return st;
+}
+
+static void kll_match_keep(void *ctx)
+{
+    kll_match *m = ctx;
+    size_t S = (size_t)m->o->kl_score;
+    memcpy(m->best.kl, m->cur.kl, sizeof(double) * S);
+    memcpy(m->best.top1, m->cur.top1, sizeof(double) * S);
+    memcpy(m->best.nll, m->cur.nll, sizeof(double) * S);
+    m->best.r = m->cur.r;
+    m->best.B = m->cur.B;
+}
+
+/* Every method at every budget on the prompt cache of P tokens (the full cache first, then per
+ * budget EMS first: its bytes are the target of --match-bytes for the other methods except the
+ * EMS rows, which stay at B). scratch: 6 x S doubles. */
+static em_status kll_prefix(const lc_opts *o, engine *e, const ems_cache *base, const int32_t *ids,
+                            int P, kll_acc *row, float *ref, float *q, double *scratch, FILE *f,
+                            const char *text)
+{
+    int S = o->kl_score, n_pol = N_METHODS * o->n_kl_budgets;
+    kll_match m = {.o = o, .e = e, .base = base, .ids = ids, .P = P, .ref = ref, .q = q};
+    m.cur = (kll_run){.kl = scratch, .top1 = scratch + S, .nll = scratch + 2 * S};
+    m.best = (kll_run){.kl = scratch + 3 * S, .top1 = scratch + 4 * S, .nll = scratch + 5 * S};
+    em_status st = kll_policy(o, e, base, ids, P, -1, 0, NULL, ref, &m.cur);
+    if (st == EM_OK)
+        kll_commit(o, P, -1, 0, &m.cur, &row[n_pol], f, text);
+    for (int bi = 0; bi < o->n_kl_budgets && st == EM_OK; bi++) {
+        int B = o->kl_budgets[bi];
+        double target = 0;
+        for (int k = 0; k < N_METHODS && st == EM_OK; k++) {
+            int mi = k == 0 ? EMS_IDX : k <= EMS_IDX ? k - 1 : k;
+            if (!lc_use[mi])
+                continue;
+            m.mi = mi;
+            bm_result r;
+            int ref_row = lc_variant_base(mi) >= EMS_IDX;
+            st = bm_search(B, 8, P, ref_row ? 0 : target, kll_match_eval, kll_match_keep, &m, &r);
+            if (st != EM_OK) {
+                fprintf(stderr, "error: kl-long %s B=%d: %s\n", lc_methods[mi], B,
+                        em_status_str(st));
+                break;
+            }
+            if (mi == EMS_IDX && o->match_bytes)
+                target = r.bytes;
+            kll_commit(o, P, mi, B, &m.best, &row[bi * N_METHODS + mi], f, text);
+        }
+    }
+    return st;
 }
 
 /* One text: its prompt cache at every prefix, then every policy at each. */
 static em_status kll_text(const lc_opts *o, engine *e, const tokenizer *tok, const char *text,
-                          kll_acc *acc, float *ref, float *q, FILE *f)
+                          kll_acc *acc, float *ref, float *q, double *scratch, FILE *f)
 {
     int S = o->kl_score, n_pol = N_METHODS * o->n_kl_budgets;
     int last = o->kl_prefixes[o->n_kl_prefixes - 1], n = 0;
@@ -104,13 +197,9 @@ static em_status kll_text(const lc_opts *o, engine *e, const tokenizer *tok, con
         fed = P;
         fprintf(stderr, "kl-long %s: prompt cache of %d tokens in %.1fs\n", text, P,
                 em_now_s() - t0);
-        kll_acc *row = acc + (size_t)k * (n_pol + 1);
         if (st == EM_OK)
-            st = kll_policy(o, e, base, ids, P, -1, NULL, ref, &row[n_pol], f, text);
-        for (int pi = 0; pi < n_pol && st == EM_OK; pi++) {
-            if (lc_use[pi % N_METHODS])
-                st = kll_policy(o, e, base, ids, P, pi, ref, q, &row[pi], f, text);
-        }
+            st = kll_prefix(o, e, base, ids, P, acc + (size_t)k * (n_pol + 1), ref, q, scratch, f,
+                            text);
     }
     ems_cache_destroy(base);
     free(ids);
@@ -128,20 +217,33 @@ static void kll_tables(const lc_opts *o, const kll_acc *acc, FILE *s, FILE *md)
 {
     int n_pol = N_METHODS * o->n_kl_budgets;
     fprintf(s, "prefix,method,budget,n_scored,kl,kl_lo,kl_hi,top1,ppl,ppl_lo,ppl_hi,kv_bytes_mean,"
-               "kv_bytes_peak,bytes_vs_ems,ems_minus_this_kl,diff_lo,diff_hi\n");
+               "kv_bytes_peak,bytes_vs_ems,ems_minus_this_kl,diff_lo,diff_hi,budget_used_mean,"
+               "budget_used_min,budget_used_max\n");
+    if (o->match_bytes)
+        fprintf(md,
+                "Protocol: matched bytes. Per text, prompt length and budget group B, EMS runs at "
+                "B and every other method (EMS + int4 and EMS variants excepted: they stay at "
+                "B) at the budget whose mean KV bytes over the scored tokens come closest to "
+                "EMS's (secant search, at most %d tries, stopping within %.0f %%); \"B used\" "
+                "is the mean (range) over texts. Bold: still more than 5 %% off EMS's bytes."
+                "\n\n",
+                BM_MAX_EVALS, 100 * BM_TOL);
+    else
+        fprintf(md, "Protocol: equal budget B (entries per KV head) for every method; bytes differ "
+                    "per method (bold: more than 5 %% off EMS's).\n\n");
     fprintf(md,
-            "| prompt tokens | method | B | KL [95%% CI] | top-1 | perplexity [95%% CI] | KV MiB "
-            "mean (peak) | bytes / EMS's | EMS - method, KL [95%% CI] |\n"
-            "|---|---|---|---|---|---|---|---|---|\n");
+            "| prompt tokens | method | B | B used | KL [95%% CI] | top-1 | perplexity [95%% CI] | "
+            "KV MiB mean (peak) | bytes / EMS's | EMS - method, KL [95%% CI] |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n");
     for (int k = 0; k < o->n_kl_prefixes; k++) {
         const kll_acc *row = acc + (size_t)k * (n_pol + 1), *full = &row[n_pol];
         int P = o->kl_prefixes[k];
         double pm, plo, phi;
         ppl_ci(full->nll, full->n, 3, &pm, &plo, &phi);
-        fprintf(s, "%d,full,0,%d,0,0,0,1,%.4f,%.4f,%.4f,%.0f,%.0f,,,,\n", P, full->n, pm, plo, phi,
-                full->bytes_sum / full->n, full->peak);
-        fprintf(md, "| %d | full | - | 0 | 1 | %.2f [%.2f, %.2f] | %.2f (%.2f) | | |\n", P, pm, plo,
-                phi, full->bytes_sum / full->n / 1048576.0, full->peak / 1048576.0);
+        fprintf(s, "%d,full,0,%d,0,0,0,1,%.4f,%.4f,%.4f,%.0f,%.0f,,,,,,,\n", P, full->n, pm, plo,
+                phi, full->bytes_sum / full->n, full->peak);
+        fprintf(md, "| %d | full | - | - | 0 | 1 | %.2f [%.2f, %.2f] | %.2f (%.2f) | | |\n", P, pm,
+                plo, phi, full->bytes_sum / full->n / 1048576.0, full->peak / 1048576.0);
         for (int pi = 0; pi < n_pol; pi++) {
             const kll_acc *a = &row[pi];
             int mi = pi % N_METHODS, B = o->kl_budgets[pi / N_METHODS];
@@ -161,17 +263,25 @@ static void kll_tables(const lc_opts *o, const kll_acc *acc, FILE *s, FILE *md)
             }
             free(d);
             double km = mean(a->kl, a->n), tm = mean(a->top1, a->n);
-            fprintf(
-                s, "%d,%s,%d,%d,%.6f,%.6f,%.6f,%.4f,%.4f,%.4f,%.4f,%.0f,%.0f,%.4f,%.6f,%.6f,%.6f\n",
-                P, lc_methods[mi], B, a->n, km, lo, hi, tm, pm, plo, phi, a->bytes_sum / a->n,
-                a->peak, ratio, dm, dlo, dhi);
+            fprintf(s,
+                    "%d,%s,%d,%d,%.6f,%.6f,%.6f,%.4f,%.4f,%.4f,%.4f,%.0f,%.0f,%.4f,%.6f,%.6f,%.6f,%"
+                    ".1f,%d,%d\n",
+                    P, lc_methods[mi], B, a->n, km, lo, hi, tm, pm, plo, phi, a->bytes_sum / a->n,
+                    a->peak, ratio, dm, dlo, dhi, a->b_sum / a->n_texts, a->b_min, a->b_max);
             int off = fabs(ratio - 1) > 0.05;
-            fprintf(md,
-                    "| %d | %s | %d | %.4f [%.4f, %.4f] | %.3f | %.2f [%.2f, %.2f] | %.2f (%.2f) | "
-                    "%s%.2f%s | ",
-                    P, lc_methods[mi], B, km, lo, hi, tm, pm, plo, phi,
-                    a->bytes_sum / a->n / 1048576.0, a->peak / 1048576.0, off ? "**" : "", ratio,
-                    off ? "**" : "");
+            char used[48];
+            if (a->b_min == a->b_max)
+                snprintf(used, sizeof used, "%d", a->b_min);
+            else
+                snprintf(used, sizeof used, "%.0f (%d-%d)", a->b_sum / a->n_texts, a->b_min,
+                         a->b_max);
+            fprintf(
+                md,
+                "| %d | %s | %d | %s | %.4f [%.4f, %.4f] | %.3f | %.2f [%.2f, %.2f] | %.2f (%.2f) "
+                "| %s%.2f%s | ",
+                P, lc_methods[mi], B, used, km, lo, hi, tm, pm, plo, phi,
+                a->bytes_sum / a->n / 1048576.0, a->peak / 1048576.0, off ? "**" : "", ratio,
+                off ? "**" : "");
             if (isnan(dm))
                 fprintf(md, " |\n");
             else
@@ -191,7 +301,8 @@ int lc_task_kl_long(const lc_opts *o, engine *e, const tokenizer *tok)
     kll_acc *acc = calloc((size_t)n_acc, sizeof *acc);
     float *ref = malloc(sizeof(float) * (size_t)S * (size_t)V);
     float *q = malloc(sizeof(float) * (size_t)S * (size_t)V);
-    int bad = !acc || !ref || !q;
+    double *scratch = malloc(sizeof(double) * 6 * (size_t)S);
+    int bad = !acc || !ref || !q || !scratch;
     for (int i = 0; i < n_acc && !bad; i++) {
         acc[i].kl = malloc(sizeof(double) * cap);
         acc[i].top1 = malloc(sizeof(double) * cap);
@@ -202,9 +313,9 @@ int lc_task_kl_long(const lc_opts *o, engine *e, const tokenizer *tok)
     em_status st = f ? EM_OK : EM_ENOMEM;
     if (f)
         fprintf(f, "text,prefix,method,budget,n_scored,kl,top1,ppl,kv_bytes_mean,kv_bytes_peak,"
-                   "seconds\n");
+                   "seconds,budget_used\n");
     for (int ti = 0; ti < o->n_texts && st == EM_OK; ti++)
-        st = kll_text(o, e, tok, o->texts[ti], acc, ref, q, f);
+        st = kll_text(o, e, tok, o->texts[ti], acc, ref, q, scratch, f);
     if (f)
         fclose(f);
     FILE *s = st == EM_OK ? lc_open_out(o, "kl_long.csv", "w") : NULL;
@@ -219,6 +330,6 @@ int lc_task_kl_long(const lc_opts *o, engine *e, const tokenizer *tok)
         fclose(md);
     for (int i = 0; acc && i < n_acc; i++)
         free(acc[i].kl), free(acc[i].top1), free(acc[i].nll);
-    free(acc), free(ref), free(q);
+    free(acc), free(ref), free(q), free(scratch);
     return st != EM_OK;
 }

@@ -1,11 +1,11 @@
 /* //eval:longctx: the method table and the end-of-prompt case runner, with the matched-bytes
  * protocol (see longctx_cli.h). */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/timeutil.h"
+#include "eval/budget_match.h"
 #include "eval/cache_io.h"
 #include "eval/eval.h"
 #include "eval/longctx.h"
@@ -220,40 +220,42 @@ static em_status answer(const lc_case *c, engine *e, const ems_cache *base, int 
                            c->n_probe, a);
 }
 
-/* Budget of method mi whose bytes come closest to target: secant steps on B, kept inside the
- * bracket of budgets known to be below / above the target (bisection when a step leaves it),
- * at most 8 answers, stopping within 2 %; *a the answer at that budget. target <= 0: plain
- * budget B. */
+/* bm_search's callback of one end-of-prompt case and method */
+typedef struct match_ctx {
+    const lc_case *c;
+    engine *e;
+    const ems_cache *base;
+    int mi;
+    int32_t stop;
+    lc_answer cur, *best;
+} match_ctx;
+
+static em_status match_eval(void *ctx, int B, double *bytes)
+{
+    match_ctx *m = ctx;
+    em_status st = answer(m->c, m->e, m->base, m->mi, &B, m->stop, &m->cur);
+    *bytes = m->cur.bytes_mean;
+    return st;
+}
+
+static void match_keep(void *ctx)
+{
+    match_ctx *m = ctx;
+    *m->best = m->cur;
+}
+
+/* Method mi at budget B, or (target > 0) at the budget in [8, n] whose bytes come closest to
+ * target (bm_search: within 2 %, at most 8 answers); *a the answer at that budget. */
 static em_status matched(const lc_case *c, engine *e, const ems_cache *base, int mi, int B,
                          double target, int32_t stop, lc_answer *a, int *B_used)
 {
-    *B_used = B;
-    em_status st = answer(c, e, base, mi, B_used, stop, a);
-    if (st != EM_OK || target <= 0)
-        return st;
-    double pb = *B_used, py = a->bytes_mean, err = fabs(py / target - 1);
-    int lo = py < target ? (int)pb : 7, hi = py > target ? (int)pb : c->n + 1;
-    int b = (int)lround(pb * target / (py > 0 ? py : 1));
-    for (int it = 0; it < 7 && err > 0.02 && st == EM_OK && hi - lo > 1; it++) {
-        if (b <= lo || b >= hi)
-            b = (lo + hi) / 2;
-        lc_answer t;
-        int bt = b;
-        if ((st = answer(c, e, base, mi, &bt, stop, &t)) != EM_OK)
-            break;
-        double y = t.bytes_mean;
-        fprintf(stderr, "    match %s: B=%d bytes %.2f x EMS's\n", lc_methods[mi], bt, y / target);
-        if (fabs(y / target - 1) < err)
-            *a = t, *B_used = bt, err = fabs(y / target - 1);
-        if (y < target)
-            lo = bt > lo ? bt : lo;
-        else
-            hi = bt < hi ? bt : hi;
-        double slope = bt != pb ? (y - py) / (bt - pb) : 0;
-        b = slope > 0 ? (int)lround(bt + (target - y) / slope)
-                      : (int)lround(bt * target / (y > 0 ? y : 1));
-        pb = bt, py = y;
-    }
+    match_ctx m = {.c = c, .e = e, .base = base, .mi = mi, .stop = stop, .best = a};
+    bm_result r;
+    em_status st = bm_search(B, 8, c->n, target, match_eval, match_keep, &m, &r);
+    *B_used = r.B;
+    if (st == EM_OK && target > 0)
+        fprintf(stderr, "    match %s: B=%d bytes %.2f x EMS's (%d tries)\n", lc_methods[mi], r.B,
+                r.bytes / target, r.evals);
     return st;
 }
 
