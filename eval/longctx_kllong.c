@@ -153,7 +153,11 @@ static em_status kll_prefix(const lc_opts *o, engine *e, const ems_cache *base, 
             m.mi = mi;
             bm_result r;
             int ref_row = lc_variant_base(mi) >= EMS_IDX;
-            st = bm_search(B, 8, P, ref_row ? 0 : target, kll_match_eval, kll_match_keep, &m, &r);
+            /* above P + S the method holds everything: the search stops there, a larger B
+             * runs as given */
+            int b_max = B > P + S ? B : P + S;
+            st = bm_search(B, 8, b_max, ref_row ? 0 : target, kll_match_eval, kll_match_keep, &m,
+                           &r);
             if (st != EM_OK) {
                 fprintf(stderr, "error: kl-long %s B=%d: %s\n", lc_methods[mi], B,
                         em_status_str(st));

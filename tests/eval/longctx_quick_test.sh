@@ -12,7 +12,10 @@
 # plot written; the full cache is its own reference (KL 0) and its perplexity is finite; at
 # B = 64 the compressed rows diverge (KL > 0) holding less than the full bytes; with a budget
 # above the text (nothing to compress) every method's logits equal the full cache's (KL 0:
-# the fork replays the same positions); descending prefixes are refused.
+# the fork replays the same positions); descending prefixes are refused. kl-long with
+# --match-bytes: TOVA, more than 5 % under EMS's bytes at the same B, comes within 2 % at the
+# budget the search finds (B used reported, above B), SimLayerKV off and flagged in bold, and the
+# table states the protocol.
 # Prints SKIPPED when SmolLM2 is not installed.
 set -euo pipefail
 BIN=$1
@@ -93,4 +96,19 @@ awk -F, 'NR > 1 && $6 != "0.000000" { bad = 1; print "FAIL: nothing compressed, 
 "$BIN" --task kl-long --kl-prefixes 384,256 --model "$MODEL" --out "$K" 2> "$K/log3" &&
   { echo "FAIL: descending --kl-prefixes accepted"; exit 1; }
 grep -q "bad option value" "$K/log3" || { echo "FAIL: no message for bad prefixes"; exit 1; }
+M=$OUT/kllong_match
+mkdir -p "$M/plain" "$M/matched"
+"$BIN" --task kl-long --kl-prefixes 256 --kl-score 32 --kl-budgets 64 --methods tova,simlayerkv \
+  --model "$MODEL" --out "$M/plain" 2> "$M/plain/log" || { cat "$M/plain/log"; exit 1; }
+"$BIN" --task kl-long --kl-prefixes 256 --kl-score 32 --kl-budgets 64 --methods tova,simlayerkv \
+  --match-bytes --model "$MODEL" --out "$M/matched" 2> "$M/matched/log" || { cat "$M/matched/log"; exit 1; }
+# kl_long.csv: method(2), bytes_vs_ems(14), budget_used_mean(18)
+awk -F, '$2 == "tova" && $14 > 0.95 && $14 < 1.05 { bad = 1 } END { exit bad }' "$M/plain/kl_long.csv" ||
+  { echo "FAIL: kl-long TOVA at EMS's B already within 5 % (the matched check proves nothing)"; cat "$M/plain/kl_long.csv"; exit 1; }
+awk -F, '$2 == "tova" { n++; if (!($14 >= 0.98 && $14 <= 1.02) || !($18 > 64)) bad = 1 } END { exit bad || n != 1 }' \
+  "$M/matched/kl_long.csv" || { echo "FAIL: kl-long --match-bytes: TOVA not within 2 % of EMS's bytes"; cat "$M/matched/kl_long.csv"; exit 1; }
+grep -q '^Protocol: matched bytes' "$M/matched/kl_long.md" || { echo "FAIL: kl_long.md protocol"; exit 1; }
+grep -q '^Protocol: equal budget' "$M/plain/kl_long.md" || { echo "FAIL: kl_long.md protocol (plain)"; exit 1; }
+grep -q '^| 256 | simlayerkv | 64 | [0-9]* | .*| \*\*[0-9.]*\*\* |' "$M/matched/kl_long.md" ||
+  { echo "FAIL: SimLayerKV off EMS's bytes and not flagged"; cat "$M/matched/kl_long.md"; exit 1; }
 echo "ok: longctx --quick"
