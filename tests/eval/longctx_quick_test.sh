@@ -15,7 +15,8 @@
 # the fork replays the same positions); descending prefixes are refused. kl-long with
 # --match-bytes: TOVA, more than 5 % under EMS's bytes at the same B, comes within 2 % at the
 # budget the search finds (B used reported, above B), SimLayerKV off and flagged in bold, and the
-# table states the protocol.
+# table states the protocol. The same for --task kl (--quick: one 128-token window, B = 64):
+# TOVA 11 % under EMS's bytes at the same B, within 2 % when matched.
 # Prints SKIPPED when SmolLM2 is not installed.
 set -euo pipefail
 BIN=$1
@@ -111,4 +112,15 @@ grep -q '^Protocol: matched bytes' "$M/matched/kl_long.md" || { echo "FAIL: kl_l
 grep -q '^Protocol: equal budget' "$M/plain/kl_long.md" || { echo "FAIL: kl_long.md protocol (plain)"; exit 1; }
 grep -q '^| 256 | simlayerkv | 64 | [0-9]* | .*| \*\*[0-9.]*\*\* |' "$M/matched/kl_long.md" ||
   { echo "FAIL: SimLayerKV off EMS's bytes and not flagged"; cat "$M/matched/kl_long.md"; exit 1; }
+for mb in plain matched; do
+  mkdir -p "$M/kl_$mb"
+  "$BIN" --quick --task kl --methods tova $([ $mb = matched ] && echo --match-bytes) --model "$MODEL" \
+    --out "$M/kl_$mb" 2> "$M/kl_$mb/log" || { cat "$M/kl_$mb/log"; exit 1; }
+done
+# kl.csv: method(1), bytes_vs_ems(10), budget_used_mean(14)
+awk -F, '$1 == "tova" && $10 > 0.95 && $10 < 1.05 { bad = 1 } END { exit bad }' "$M/kl_plain/kl.csv" ||
+  { echo "FAIL: kl TOVA at EMS's B already within 5 %"; cat "$M/kl_plain/kl.csv"; exit 1; }
+awk -F, '$1 == "tova" { n++; if (!($10 >= 0.98 && $10 <= 1.02) || !($14 > 64)) bad = 1 } END { exit bad || n != 1 }' \
+  "$M/kl_matched/kl.csv" || { echo "FAIL: kl --match-bytes: TOVA not within 2 % of EMS's bytes"; cat "$M/kl_matched/kl.csv"; exit 1; }
+grep -q '^Protocol: matched bytes' "$M/kl_matched/kl.md" || { echo "FAIL: kl.md protocol"; exit 1; }
 echo "ok: longctx --quick"
