@@ -34,7 +34,8 @@ typedef struct lc_opts {
     int kl_prefill; /* KL: tokens prefilled before streaming (0 = the budget B) */
     int do_passkey, do_kl, do_needle, do_qa, do_kl_long;
     int kl_prefixes[MAXV], n_kl_prefixes, kl_score; /* kl-long: prompt lengths, tokens scored */
-    int match_bytes;             /* calibrate every non-EMS budget to EMS's bytes per case */
+    int match_bytes; /* every non-EMS budget re-solved to EMS's bytes per case / window / prompt
+                        (eval/budget_match.h; passkey, needle, qa, kl, kl-long) */
     const char *haystack[8];     /* needle: haystack files, concatenated in this order */
     int n_haystack, needle_keys; /* needles per (size, depth) cell */
     const char *qa_files[8];     /* QA: tsv files (eval/qa/README.md) */
@@ -112,9 +113,10 @@ typedef struct lc_case {
 /* Prefills ids[0, n-1) once, then the full cache and every method at every budget answer
  * from forks of it (eval/longctx.h protocol); one CSV row each to f. With o->match_bytes the
  * EMS row of a budget runs first and every other method's budget (EMS + int4 and the
- * --ems-variant rows excepted: they stay at B) is re-solved (secant on the budget inside a
- * bisection bracket, at most 8 answers) until its mean KV bytes are within 2 % of EMS's, the
- * closest try kept (tables flag what stays more than 5 % away). Nonzero on an engine error. */
+ * --ems-variant rows excepted: they stay at B) is re-solved by bm_search (eval/budget_match.h:
+ * secant on the budget inside a bracket, at most 8 answers) until its mean KV bytes are within
+ * 2 % of EMS's, the closest try kept (tables flag what stays more than 5 % away). Nonzero on an
+ * engine error. */
 int lc_run_case(const lc_opts *o, engine *e, const tokenizer *tok, const lc_case *c, FILE *f);
 /* The ring of the prompt caches lc_run_case makes (the largest w_loc of every method and budget).
  */
