@@ -57,7 +57,22 @@ static void write_plots(const lc_opts *o)
         "'kl_long.csv' every ::1 using ($1 == P + 0 && $5 > 0 ? $12/1048576 : 1/0):5:6:7 "
         "with yerrorbars pt 7 title sprintf('prompt %s tokens', P), \\\n"
         "     '' every ::1 using ($5 > 0 ? $12/1048576 : 1/0):5:(sprintf('%s B%d', strcol(2), $3)) "
-        "with labels rotate by 35 left offset 0.5,0.3 font ',8' notitle\n}\n");
+        "with labels rotate by 35 left offset 0.5,0.3 font ',8' notitle\n}\n"
+        "if (system('test -s summary.csv && echo 1') eq '1') {\n"
+        "set terminal pngcairo size 1400,600\nset output 'summary_bytes.png'\nunset logscale\n"
+        "set autoscale xy\nset key off\nset logscale x\nset multiplot layout 1,2\n"
+        "set xlabel 'KV cache held, MiB (mean over the answer tokens)'\n"
+        "set title 'SmolLM2 summaries: ROUGE-L vs the full cache''s own answer (95% CI)'\n"
+        "set ylabel 'ROUGE-L F1 vs the full answer'\n"
+        "plot 'summary.csv' every ::1 using ($7/1048576):21:22:23 with yerrorbars pt 7, \\\n"
+        "     '' every ::1 using ($7/1048576):21:(sprintf('%s B%d', strcol(1), $2)) "
+        "with labels rotate by 35 left offset 0.5,0.3 font ',8'\n"
+        "set title 'SmolLM2 summaries: ROUGE-L vs the reference (the author''s intro; 95% CI)'\n"
+        "set ylabel 'ROUGE-L F1 vs the reference'\n"
+        "plot 'summary.csv' every ::1 using ($7/1048576):4:5:6 with yerrorbars pt 7, \\\n"
+        "     '' every ::1 using ($7/1048576):4:(sprintf('%s B%d', strcol(1), $2)) "
+        "with labels rotate by 35 left offset 0.5,0.3 font ',8'\n"
+        "unset multiplot\n}\n");
 }
 
 /* ---- main ------------------------------------------------------------------------------- */

@@ -376,6 +376,48 @@ static void md_legend(FILE *md, int flags)
         fputc('\n', md);
 }
 
+/* The floors of the two ROUGE-L columns: the full rows' answers against the references of the
+ * other keys (mean over ordered pairs of distinct keys; and against their own), and against the
+ * full rows' answers to the other cases. */
+static void md_floor(FILE *md, const row *rows, int nr, char *const *refs, int n_refs, int agree)
+{
+    double own = 0, other = 0, cross = 0;
+    int n_own = 0, n_other = 0, n_cross = 0;
+    for (int i = 0; i < nr; i++) {
+        if (strcmp(rows[i].method, "full"))
+            continue;
+        for (int j = 0; agree && j < nr; j++) {
+            rouge_f r;
+            if (j != i && !strcmp(rows[j].method, "full") && strcmp(rows[j].cid, rows[i].cid) &&
+                rouge_score(rows[i].answer, rows[j].answer, &r) == EM_OK)
+                cross += r.rl, n_cross++;
+        }
+        if (!refs || rows[i].key < 0 || rows[i].key >= n_refs || !refs[rows[i].key])
+            continue;
+        for (int k = 0; k < n_refs; k++) {
+            rouge_f r;
+            if (!refs[k] || rouge_score(rows[i].answer, refs[k], &r) != EM_OK)
+                continue;
+            if (k == rows[i].key)
+                own += r.rl, n_own++;
+            else
+                other += r.rl, n_other++;
+        }
+    }
+    if (n_own && n_other)
+        fprintf(md,
+                "Floor: the full cache's answers score ROUGE-L %.3f against their own references "
+                "and %.3f against the other documents' references (mean over %d pairs): only the "
+                "difference is specific to the document.\n",
+                own / n_own, other / n_other, n_other);
+    if (n_cross)
+        fprintf(md,
+                "The full cache's answers to two different cases agree at ROUGE-L %.3f (mean "
+                "over %d pairs): about the floor of the agreement column.\n",
+                cross / n_cross, n_cross);
+    fputc('\n', md);
+}
+
 int lc_summarize(const lc_opts *o, const char *task, int flags)
 {
     int nr = 0, n_pol = 1 + N_METHODS * o->n_budgets, n_cases = 0;
@@ -415,6 +457,8 @@ int lc_summarize(const lc_opts *o, const char *task, int flags)
                     "\"win\" = the reference is better, \"loss\" = worse).\n\n",
                     rn);
         md_legend(md, flags);
+        if (flags & (LC_SUM_ROUGE | LC_SUM_AGREE))
+            md_floor(md, rows, nr, refs, refs ? MAX_CASES : 0, flags & LC_SUM_AGREE);
         write_tables(o, accs, n_pol, flags, s, md);
     } else
         fprintf(stderr, "error: no complete %s case\n", task);
