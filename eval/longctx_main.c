@@ -181,9 +181,13 @@ static int parse_args(int argc, char **argv, lc_opts *o)
             o->haystack[o->n_haystack++] = v;
         else if (!strcmp(a, "--qa") && o->n_qa < 8)
             o->qa_files[o->n_qa++] = v;
-        else if (!strcmp(a, "--summary") && o->n_summary < MAXV)
+        else if (!strcmp(a, "--summary")) {
+            if (o->n_summary == MAXV) {
+                fprintf(stderr, "error: more than %d --summary documents\n", MAXV);
+                return 1;
+            }
             o->summary_files[o->n_summary++] = v;
-        else if (!strcmp(a, "--summary-cap"))
+        } else if (!strcmp(a, "--summary-cap"))
             o->summary_cap = atoi(v);
         else if (!strcmp(a, "--summary-tokens"))
             o->summary_tokens = atoi(v);

@@ -29,9 +29,9 @@ typedef struct sd_doc {
 em_status sd_load(const char *path, sd_doc *d, char *err, size_t errlen);
 void sd_free(sd_doc *d);
 
-/* The summary prompt (nd_summary_prompt) of the document, cut if needed at the last paragraph
- * boundary (blank line; a line end when a paragraph alone is too long) where the prompt has at
- * most cap tokens. *used: document bytes kept (= d->doc_len when not cut). EM_EINVAL when even
- * the empty document does not fit. */
+/* The summary prompt (nd_summary_prompt) of the document, cut if needed so that the prompt has
+ * at most cap tokens: right after the last blank line before the estimated cut (after the last
+ * line end when no blank line precedes it), walked back until it fits. *used: document bytes kept
+ * (= d->doc_len when not cut). EM_EINVAL when even the empty document does not fit. */
 em_status sd_prompt(const tokenizer *tok, const sd_doc *d, int cap, int32_t **ids, int *n,
                     size_t *used);
