@@ -37,17 +37,18 @@ set terminal pngcairo size 1400,600
 set output 'summary_bytes.png'
 unset logscale
 set autoscale xy
-set key off
+set key top left font ',9'
 set logscale x
+M = system("tail -n +2 summary.csv | cut -d, -f1 | awk '!s[$0]++' | tr '\n' ' '")
+set linetype 9 lc rgb '#8b4513' pt 9
+set linetype 10 lc rgb '#000080' pt 11
 set multiplot layout 1,2
 set xlabel 'KV cache held, MiB (mean over the answer tokens)'
 set title 'SmolLM2 summaries: ROUGE-L vs the full cache''s own answer (95% CI)'
 set ylabel 'ROUGE-L F1 vs the full answer'
-plot 'summary.csv' every ::1 using ($7/1048576):21:22:23 with yerrorbars pt 7, \
-     '' every ::1 using ($7/1048576):21:(sprintf('%s B%d', strcol(1), $2)) with labels rotate by 35 left offset 0.5,0.3 font ',8'
+plot for [i = 1:words(M)] sprintf("< grep '^%s,' summary.csv", word(M, i)) using ($7/1048576):21:22:23 with yerrorlines lt i title word(M, i)
 set title 'SmolLM2 summaries: ROUGE-L vs the reference (the author''s intro; 95% CI)'
 set ylabel 'ROUGE-L F1 vs the reference'
-plot 'summary.csv' every ::1 using ($7/1048576):4:5:6 with yerrorbars pt 7, \
-     '' every ::1 using ($7/1048576):4:(sprintf('%s B%d', strcol(1), $2)) with labels rotate by 35 left offset 0.5,0.3 font ',8'
+plot for [i = 1:words(M)] sprintf("< grep '^%s,' summary.csv", word(M, i)) using ($7/1048576):4:5:6 with yerrorlines lt i title word(M, i)
 unset multiplot
 }
