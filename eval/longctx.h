@@ -21,7 +21,7 @@
 #include "engine/engine.h"
 #include "model/tokenizer.h"
 
-#define LC_MAX_ANSWER 32
+#define LC_MAX_ANSWER 64
 
 /* Prefills ids[0, n) with the full cache, statistics on, ring w_loc, in calls of `chunk`. */
 em_status lc_prompt_cache(engine *e, const int32_t *ids, int n, int w_loc, int chunk,

@@ -6,8 +6,9 @@
  *   tokens,prompt_tokens,depth,key,method,budget,budget_pct,retrieved,answer,kv_bytes_mean,
  *   kv_bytes_peak,kv_entries_prompt,compress_ms,budget_used,exact,key_kept,key_merged,
  *   compress_cpu_ms
- * `retrieved` is the task's score (passkey / needle: 0 or 1; QA: token F1), `exact` the
- * exact-match score (= retrieved for passkey and needle), `budget` the reference budget of
+ * `retrieved` is the task's score (passkey / needle: 0 or 1; QA: token F1; summary: ROUGE-L F1
+ * against the reference), `exact` the exact-match score (= retrieved for passkey, needle and
+ * summary), `budget` the reference budget of
  * the row's group and `budget_used` the entries per head the method actually ran with (they
  * differ under --match-bytes). `key` is the passkey, the needle's index or the question's.
  * compress_ms / compress_cpu_ms: the prefill-end step in wall / thread CPU time. key_kept /
@@ -32,16 +33,19 @@ typedef struct lc_opts {
     const char *texts[MAXV];
     int n_texts, kl_window, kl_budgets[MAXV], n_kl_budgets, quick, summarize, first_key;
     int kl_prefill; /* KL: tokens prefilled before streaming (0 = the budget B) */
-    int do_passkey, do_kl, do_needle, do_qa, do_kl_long;
+    int do_passkey, do_kl, do_needle, do_qa, do_kl_long, do_summary;
     int kl_prefixes[MAXV], n_kl_prefixes, kl_score; /* kl-long: prompt lengths, tokens scored */
     int match_bytes; /* every non-EMS budget re-solved to EMS's bytes per case / window / prompt
                         (eval/budget_match.h; passkey, needle, qa, kl, kl-long) */
-    const char *haystack[8];     /* needle: haystack files, concatenated in this order */
-    int n_haystack, needle_keys; /* needles per (size, depth) cell */
-    const char *qa_files[8];     /* QA: tsv files (eval/qa/README.md) */
-    int n_qa, answer_tokens;     /* needle and QA: answer tokens */
-    const char *dump_dir;        /* --dump-cache DIR: the prompt cache of each size's first
-                                    passkey case (eval/cache_io.h; bench:ems_step_bench) */
+    const char *haystack[8];         /* needle: haystack files, concatenated in this order */
+    int n_haystack, needle_keys;     /* needles per (size, depth) cell */
+    const char *qa_files[8];         /* QA: tsv files (eval/qa/README.md) */
+    int n_qa, answer_tokens;         /* needle and QA: answer tokens */
+    const char *summary_files[MAXV]; /* summary: documents (eval/summary.h) */
+    int n_summary, summary_cap;      /* summary: prompt tokens at most (documents cut) */
+    int summary_tokens;              /* summary: answer tokens */
+    const char *dump_dir;            /* --dump-cache DIR: the prompt cache of each size's first
+                                        passkey case (eval/cache_io.h; bench:ems_step_bench) */
 } lc_opts;
 
 /* methods compared at every budget: the baselines, EMS (EMS_IDX), EMS with int4 (INT4_IDX),
@@ -125,9 +129,15 @@ int lc_case_ring(const lc_opts *o);
 void lc_cases_header(FILE *f);
 
 /* Tables from <task>_cases.csv (complete cases only): <task>.csv and <task>.md, per method
- * and budget: mean score with a bootstrap 95 % CI over cases, the exact-match rate when
- * with_exact, KV bytes, bytes / EMS's, paired EMS - method CI. Nonzero when no case. */
-int lc_summarize(const lc_opts *o, const char *task, int with_exact);
+ * and budget: mean score with a bootstrap 95 % CI over cases, KV bytes, bytes / EMS's, paired
+ * EMS - method CI; with LC_SUM_EXACT the exact-match rate, with LC_SUM_AGREE the agreement
+ * with the full cache (ROUGE-L F1 of the row's answer against the full cache's answer to the
+ * same case, CI over cases; the full row scores 1), with LC_SUM_ROUGE ROUGE-1 / ROUGE-2 F1
+ * against the references of <task>_docs.csv (key -> reference). Nonzero when no case. */
+#define LC_SUM_EXACT 1
+#define LC_SUM_AGREE 2
+#define LC_SUM_ROUGE 4
+int lc_summarize(const lc_opts *o, const char *task, int flags);
 /* Needle: needle_grid.csv (accuracy per method, budget, size and depth), the grid as
  * markdown (needle_grid.md) and one heat map PNG per method and budget (needle.gp). */
 int lc_needle_grid(const lc_opts *o);
@@ -138,3 +148,4 @@ int lc_task_needle(const lc_opts *o, engine *e, const tokenizer *tok);
 int lc_task_qa(const lc_opts *o, engine *e, const tokenizer *tok);
 int lc_task_kl(const lc_opts *o, engine *e, const tokenizer *tok);
 int lc_task_kl_long(const lc_opts *o, engine *e, const tokenizer *tok); /* longctx_kllong.c */
+int lc_task_summary(const lc_opts *o, engine *e, const tokenizer *tok); /* longctx_summ.c */

@@ -1,8 +1,9 @@
 /* //eval:longctx — long-context compression quality on SmolLM2 (or any chat GGUF), tasks in
  * the end-of-prompt mode (eval/longctx.h: passkey, needle in a haystack of real prose, QA over
- * documents) and decode-time KL(full || compressed) on real prose, with bootstrap 95 %
- * intervals, KV bytes held and an optional matched-bytes protocol. Writes CSV + markdown +
- * gnuplot PNGs under --out; progress on stderr. See eval/README.md. */
+ * documents, summarization of long documents scored by ROUGE) and decode-time KL(full ||
+ * compressed) on real prose, with bootstrap 95 % intervals, KV bytes held and an optional
+ * matched-bytes protocol. Writes CSV + markdown + gnuplot PNGs under --out; progress on stderr. See
+ * eval/README.md. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +57,23 @@ static void write_plots(const lc_opts *o)
         "'kl_long.csv' every ::1 using ($1 == P + 0 && $5 > 0 ? $12/1048576 : 1/0):5:6:7 "
         "with yerrorbars pt 7 title sprintf('prompt %s tokens', P), \\\n"
         "     '' every ::1 using ($5 > 0 ? $12/1048576 : 1/0):5:(sprintf('%s B%d', strcol(2), $3)) "
-        "with labels rotate by 35 left offset 0.5,0.3 font ',8' notitle\n}\n");
+        "with labels rotate by 35 left offset 0.5,0.3 font ',8' notitle\n}\n"
+        "if (system('test -s summary.csv && echo 1') eq '1') {\n"
+        "set terminal pngcairo size 1400,600\nset output 'summary_bytes.png'\nunset logscale\n"
+        "set autoscale xy\nset key top left font ',9'\nset logscale x\n"
+        "M = system(\"tail -n +2 summary.csv | cut -d, -f1 | awk '!s[$0]++' | tr '\\n' ' '\")\n"
+        "set linetype 9 lc rgb '#8b4513' pt 9\nset linetype 10 lc rgb '#000080' pt 11\n"
+        "set multiplot layout 1,2\n"
+        "set xlabel 'KV cache held, MiB (mean over the answer tokens)'\n"
+        "set title 'SmolLM2 summaries: ROUGE-L vs the full cache''s own answer (95% CI)'\n"
+        "set ylabel 'ROUGE-L F1 vs the full answer'\n"
+        "plot for [i = 1:words(M)] sprintf(\"< grep '^%s,' summary.csv\", word(M, i)) using "
+        "($7/1048576):21:22:23 with yerrorlines lt i title word(M, i)\n"
+        "set title 'SmolLM2 summaries: ROUGE-L vs the reference (the author''s intro; 95% CI)'\n"
+        "set ylabel 'ROUGE-L F1 vs the reference'\n"
+        "plot for [i = 1:words(M)] sprintf(\"< grep '^%s,' summary.csv\", word(M, i)) using "
+        "($7/1048576):4:5:6 with yerrorlines lt i title word(M, i)\n"
+        "unset multiplot\n}\n");
 }
 
 /* ---- main ------------------------------------------------------------------------------- */
@@ -66,11 +83,13 @@ static void usage(void)
     fprintf(
         stderr,
         "usage: longctx [--model M] [--out DIR] [--quick] [--task "
-        "passkey|kl|kl-long|needle|qa|all]\n"
+        "passkey|kl|kl-long|needle|qa|summary|all]\n"
         "  [--sizes 1024,2048,4096] [--depths 10,50,90] [--keys 2] [--first-key 0] [--budgets "
         "128,256]\n"
         "  [--match-bytes] [--haystack FILE]... [--needle-keys 1] [--qa FILE.tsv]... "
         "[--answer-tokens 24]\n"
+        "  [--summary FILE]... [--summary-cap 6144] [--summary-tokens 64] (summary: documents, "
+        "prompt tokens at most, answer tokens)\n"
         "  [--text FILE]... [--kl-window 1024] [--kl-budgets 128,256] [--kl-prefill 0]\n"
         "  [--threads 1]\n"
         "  [--kl-prefixes 4096,7168] [--kl-score 128] (kl-long: prompt lengths of the texts, "
@@ -81,7 +100,8 @@ static void usage(void)
         "  [--ref ROW] (the row the others are compared with; default ems)\n"
         "  [--dump-cache DIR] (passkey: prompt cache of each size's first case, for "
         "bench:ems_step_bench)\n"
-        "--task all = passkey + kl (the default); needle, qa and kl-long run only when named\n"
+        "--task all = passkey + kl (the default); needle, qa, summary and kl-long run only when "
+        "named\n"
         "  (several tasks: --task needle --task qa). --summarize redoes the tables of the named\n"
         "  tasks from their *_cases.csv: pass the run's --budgets/--methods/--sizes/--depths\n"
         "  and --match-bytes again (and --ems-variant / --variant / --ref).\n");
@@ -109,7 +129,9 @@ static int parse_args(int argc, char **argv, lc_opts *o)
                    .do_passkey = 1,
                    .do_kl = 1,
                    .needle_keys = 1,
-                   .answer_tokens = 24};
+                   .answer_tokens = 24,
+                   .summary_cap = 6144,
+                   .summary_tokens = 64};
     int named_task = 0;
     const char *ref = NULL; /* resolved after every --variant */
     for (int i = 1; i < argc; i++) {
@@ -119,7 +141,7 @@ static int parse_args(int argc, char **argv, lc_opts *o)
             o->quick = 1, o->n_sizes = 1, o->sizes[0] = 320, o->n_depths = 1, o->depths[0] = 0.5;
             o->keys = 1, o->n_budgets = 1, o->budgets[0] = 64;
             o->n_kl_budgets = 1, o->kl_budgets[0] = 64, o->max_new = 12;
-            o->kl_window = 128;
+            o->kl_window = 128, o->summary_cap = 320, o->summary_tokens = 16;
             for (int k = 0; k <= INT4_IDX; k++) /* --ems-variant rows stay */
                 lc_use[k] = k == 0 || k == 1 || k == EMS_IDX;
             continue;
@@ -150,8 +172,9 @@ static int parse_args(int argc, char **argv, lc_opts *o)
             o->do_needle |= !strcmp(v, "needle");
             o->do_qa |= !strcmp(v, "qa");
             o->do_kl_long |= !strcmp(v, "kl-long");
+            o->do_summary |= !strcmp(v, "summary");
             if (!all && strcmp(v, "passkey") && strcmp(v, "kl") && strcmp(v, "needle") &&
-                strcmp(v, "qa") && strcmp(v, "kl-long")) {
+                strcmp(v, "qa") && strcmp(v, "kl-long") && strcmp(v, "summary")) {
                 fprintf(stderr, "error: unknown task %s\n", v);
                 return 1;
             }
@@ -159,6 +182,16 @@ static int parse_args(int argc, char **argv, lc_opts *o)
             o->haystack[o->n_haystack++] = v;
         else if (!strcmp(a, "--qa") && o->n_qa < 8)
             o->qa_files[o->n_qa++] = v;
+        else if (!strcmp(a, "--summary")) {
+            if (o->n_summary == MAXV) {
+                fprintf(stderr, "error: more than %d --summary documents\n", MAXV);
+                return 1;
+            }
+            o->summary_files[o->n_summary++] = v;
+        } else if (!strcmp(a, "--summary-cap"))
+            o->summary_cap = atoi(v);
+        else if (!strcmp(a, "--summary-tokens"))
+            o->summary_tokens = atoi(v);
         else if (!strcmp(a, "--needle-keys"))
             o->needle_keys = atoi(v);
         else if (!strcmp(a, "--answer-tokens"))
@@ -222,11 +255,21 @@ static int parse_args(int argc, char **argv, lc_opts *o)
         o->haystack[o->n_haystack++] = "/usr/share/common-licenses/GPL-3";
         o->haystack[o->n_haystack++] = "/usr/share/common-licenses/GFDL-1.3";
     }
+    if (!o->n_summary) { /* 16 Vim user-manual chapters of 7-20 KB: 1.8K-5.5K-token prompts */
+        static const char *const k_vim[] = {"01", "04", "06", "07", "08", "09", "11", "12",
+                                            "20", "21", "22", "23", "26", "28", "31", "43"};
+        static char paths[sizeof k_vim / sizeof k_vim[0]][64];
+        for (size_t k = 0; k < sizeof k_vim / sizeof k_vim[0]; k++) {
+            snprintf(paths[k], sizeof paths[k], "/usr/share/vim/vim90/doc/usr_%s.txt", k_vim[k]);
+            o->summary_files[o->n_summary++] = paths[k];
+        }
+    }
     int bad = !o->model || o->keys < 1 || o->keys > 16 || o->first_key < 0 || o->threads < 1 ||
               o->max_new < 1 || o->max_new > LC_MAX_ANSWER || o->kl_window < 64 ||
               o->needle_keys < 1 || o->needle_keys > 16 || o->answer_tokens < 1 ||
               o->answer_tokens > LC_MAX_ANSWER || o->n_sizes < 1 || o->n_depths < 1 ||
-              o->n_budgets < 1;
+              o->n_budgets < 1 || o->summary_cap < 64 || o->summary_cap > 8000 ||
+              o->summary_tokens < 1 || o->summary_tokens > LC_MAX_ANSWER;
     for (int k = 0; k < o->n_sizes; k++)
         bad |= o->sizes[k] < 64 || o->sizes[k] + o->max_new > 8192;
     for (int k = 0; k < o->n_depths; k++)
@@ -280,7 +323,11 @@ int main(int argc, char **argv)
     if (o.do_qa && !o.summarize)
         rc |= lc_task_qa(&o, e, tok);
     if (o.do_qa)
-        rc |= lc_summarize(&o, "qa", 1);
+        rc |= lc_summarize(&o, "qa", LC_SUM_EXACT | LC_SUM_AGREE);
+    if (o.do_summary && !o.summarize)
+        rc |= lc_task_summary(&o, e, tok);
+    if (o.do_summary)
+        rc |= lc_summarize(&o, "summary", LC_SUM_AGREE | LC_SUM_ROUGE);
     t[2] = em_now_s() - t0 - t[0] - t[1];
     if (o.do_kl && !o.summarize)
         rc |= lc_task_kl(&o, e, tok);
@@ -288,8 +335,8 @@ int main(int argc, char **argv)
         rc |= lc_task_kl_long(&o, e, tok);
     t[3] = em_now_s() - t0 - t[0] - t[1] - t[2];
     write_plots(&o);
-    fprintf(stderr, "done: passkey %.0fs, needle %.0fs, qa %.0fs, kl + kl-long %.0fs\n", t[0], t[1],
-            t[2], t[3]);
+    fprintf(stderr, "done: passkey %.0fs, needle %.0fs, qa + summary %.0fs, kl + kl-long %.0fs\n",
+            t[0], t[1], t[2], t[3]);
     engine_free(e);
     tok_free(tok);
     model_free(m);

@@ -201,6 +201,25 @@ em_status nd_qa_prompt(const tokenizer *tok, const char *doc, size_t doc_len, co
     return st;
 }
 
+em_status nd_summary_prompt(const tokenizer *tok, const char *doc, size_t doc_len, int32_t **ids,
+                            int *n)
+{
+    size_t cap = doc_len + 1024;
+    char *s = malloc(cap);
+    *ids = NULL;
+    if (!s)
+        return EM_ENOMEM;
+    snprintf(s, cap,
+             "<|im_start|>system\n%s<|im_end|>\n<|im_start|>user\nRead the document below, then "
+             "summarize it.\n\n<document>\n%.*s\n</document>\n\nWrite a short summary of the "
+             "document above in two or three sentences: what does it cover?<|im_end|>\n"
+             "<|im_start|>assistant\n",
+             k_system, (int)doc_len, doc);
+    em_status st = lc_encode(tok, s, ids, n);
+    free(s);
+    return st;
+}
+
 /* ---- scoring ------------------------------------------------------------------------- */
 
 int nd_contains(const char *text, const char *word)

@@ -1,6 +1,6 @@
-/* Needle-in-a-haystack and document-QA prompts for the long-context harness (eval/longctx):
- * a haystack of real prose read from text files Debian ships (named in the output), a
- * one-sentence fact (the needle) inserted at a depth of it at a sentence boundary, SmolLM2's
+/* Needle-in-a-haystack, document-QA and summary prompts for the long-context harness
+ * (eval/longctx): a haystack of real prose read from text files Debian ships (named in the output),
+ * a one-sentence fact (the needle) inserted at a depth of it at a sentence boundary, SmolLM2's
  * ChatML with its default system message and the question at the end; answers scored by
  * case-insensitive containment (needle) or exact match / token F1 (QA, SQuAD-style
  * normalisation: lower case, punctuation and articles dropped, whitespace collapsed). */
@@ -43,6 +43,11 @@ em_status nd_needle_prompt(const tokenizer *tok, const nd_haystack *h, const nd_
  * the document. */
 em_status nd_qa_prompt(const tokenizer *tok, const char *doc, size_t doc_len, const char *question,
                        int32_t **ids, int *n);
+
+/* The summary prompt: the document (doc_len bytes of it), then the request for a summary of two
+ * or three sentences saying what it covers. */
+em_status nd_summary_prompt(const tokenizer *tok, const char *doc, size_t doc_len, int32_t **ids,
+                            int *n);
 
 /* 1 when `word` occurs in text, ignoring case (ASCII). */
 int nd_contains(const char *text, const char *word);

@@ -17,6 +17,11 @@
 # budget the search finds (B used reported, above B), SimLayerKV off and flagged in bold, and the
 # table states the protocol. The same for --task kl (--quick: one 128-token window, B = 64):
 # TOVA 11 % under EMS's bytes at the same B, within 2 % when matched.
+# Then --quick --task summary --match-bytes on Apache-2.0 (reference = its title block, the rest
+# cut to a 320-token prompt): tables with the ROUGE and agreement columns, every score in [0, 1],
+# the full row agreeing with itself exactly, every row whose answer equals the full cache's
+# agreeing exactly, and --summarize redoing the same table from the CSVs; a missing document is
+# refused with its path.
 # Prints SKIPPED when SmolLM2 is not installed.
 set -euo pipefail
 BIN=$1
@@ -123,4 +128,37 @@ awk -F, '$1 == "tova" && $10 > 0.95 && $10 < 1.05 { bad = 1 } END { exit bad }' 
 awk -F, '$1 == "tova" { n++; if (!($10 >= 0.98 && $10 <= 1.02) || !($14 > 64)) bad = 1 } END { exit bad || n != 1 }' \
   "$M/kl_matched/kl.csv" || { echo "FAIL: kl --match-bytes: TOVA not within 2 % of EMS's bytes"; cat "$M/kl_matched/kl.csv"; exit 1; }
 grep -q '^Protocol: matched bytes' "$M/kl_matched/kl.md" || { echo "FAIL: kl.md protocol"; exit 1; }
+S=$OUT/summary
+mkdir -p "$S"
+SA=(--quick --task summary --summary /usr/share/common-licenses/Apache-2.0 --match-bytes --model "$MODEL" --out "$S")
+"$BIN" "${SA[@]}" 2> "$S/log" || { cat "$S/log"; exit 1; }
+for f in summary_cases.csv summary_docs.csv summary.csv summary.md; do
+  [ -s "$S/$f" ] || { echo "FAIL: summary $f missing"; exit 1; }
+done
+grep -q '^0,Apache-2.0,.*"Apache License Version 2.0, January 2004 http://www.apache.org/licenses/"$' \
+  "$S/summary_docs.csv" || { echo "FAIL: summary_docs.csv"; cat "$S/summary_docs.csv"; exit 1; }
+awk -F, 'NR == 2 && !($5 > 200 && $5 <= 320 && $4 < $3) { bad = 1 } END { exit bad }' "$S/summary_docs.csv" ||
+  { echo "FAIL: document not cut to the 320-token cap"; cat "$S/summary_docs.csv"; exit 1; }
+# summary.csv: accuracy (4) = ROUGE-L vs the reference, rouge1 (19), rouge2 (20), agree_full (21)
+head -1 "$S/summary.csv" | grep -q ',exact_hi,rouge1,rouge2,agree_full,agree_lo,agree_hi,agree_ems_minus_this,agree_diff_lo,agree_diff_hi$' ||
+  { echo "FAIL: summary.csv header"; head -1 "$S/summary.csv"; exit 1; }
+awk -F, 'NR > 1 { n++; for (k = 4; k <= 21; k += (k == 4 ? 15 : 1)) if (!($k >= 0 && $k <= 1)) bad = 1 }
+         NR > 1 && $1 == "full" && $21 != "1.0000" { bad = 1 }
+         END { exit bad || n != 4 }' "$S/summary.csv" ||
+  { echo "FAIL: summary scores outside [0, 1] or full not agreeing with itself"; cat "$S/summary.csv"; exit 1; }
+# rows whose answer is the full cache's answer agree exactly
+same=$(awk -F, 'NR > 1 { match($0, /".*"/); a[$5] = substr($0, RSTART, RLENGTH) }
+                END { for (m in a) if (a[m] == a["full"]) print m }' "$S/summary_cases.csv")
+for m in $same; do
+  awk -F, -v m="$m" '$1 == m && $21 != "1.0000" { bad = 1 } END { exit bad }' "$S/summary.csv" ||
+    { echo "FAIL: $m answered as the full cache but does not agree 1"; cat "$S/summary.csv"; exit 1; }
+done
+grep -q "ROUGE-L vs the full cache's answer" "$S/summary.md" || { echo "FAIL: summary.md columns"; exit 1; }
+cp "$S/summary.csv" "$S/summary.first.csv"
+"$BIN" "${SA[@]}" --summarize 2> "$S/log2" || { cat "$S/log2"; exit 1; }
+cmp -s "$S/summary.csv" "$S/summary.first.csv" || { echo "FAIL: --summarize gives another summary.csv"; exit 1; }
+mkdir -p "$S/missing"
+"$BIN" --quick --task summary --summary /nonexistent/usr_01.txt --model "$MODEL" --out "$S/missing" \
+  2> "$S/log3" && { echo "FAIL: a missing summary document was accepted"; exit 1; }
+grep -q "/nonexistent/usr_01.txt" "$S/log3" || { echo "FAIL: no message for the missing document"; cat "$S/log3"; exit 1; }
 echo "ok: longctx --quick"
