@@ -128,15 +128,15 @@ static row *read_cases(const lc_opts *o, const char *task, int *n)
 }
 
 /* References of <task>_docs.csv (key,...,"title","reference" per line): refs[key] (strdup'ed;
- * at most cap keys). Returns how many lines were read, -1 when the file cannot be opened. */
-static int read_refs(const lc_opts *o, const char *task, char **refs, int cap)
+ * at most cap keys). EM_EIO when the file cannot be opened. */
+static em_status read_refs(const lc_opts *o, const char *task, char **refs, int cap)
 {
     char p[256], line[8192], title[256], ref[4096];
     snprintf(p, sizeof p, "%s_docs.csv", task);
     FILE *f = lc_open_out(o, p, "r");
     if (!f)
-        return -1;
-    int n = 0, key;
+        return EM_EIO;
+    int key;
     while (fgets(line, sizeof line, f)) {
         const char *q = strchr(line, '"');
         const char *e = q ? quoted_field(q, 0, title, sizeof title) : NULL;
@@ -144,11 +144,10 @@ static int read_refs(const lc_opts *o, const char *task, char **refs, int cap)
             !quoted_field(e + 1, 0, ref, sizeof ref))
             continue;
         free(refs[key]);
-        refs[key] = strdup(ref);
-        n += refs[key] != NULL;
+        refs[key] = strdup(ref); /* NULL (no memory): that key's ROUGE-1/2 stay NaN */
     }
     fclose(f);
-    return n;
+    return EM_OK;
 }
 
 /* Per row: ROUGE-L F1 against the answer of its case's full row (agree; NaN without one) and,
@@ -429,7 +428,7 @@ int lc_summarize(const lc_opts *o, const char *task, int flags)
         free(rows), free(accs), free(refs);
         return 1;
     }
-    if (refs && read_refs(o, task, refs, MAX_CASES) < 0) {
+    if (refs && read_refs(o, task, refs, MAX_CASES) != EM_OK) {
         free(rows), free(accs), free(refs);
         return 1;
     }
