@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/file.h"
 #include "eval/longctx.h"
 
 static const nd_needle k_needles[] = {
@@ -34,29 +35,6 @@ const nd_needle *nd_needles(int *n)
 
 /* ---- haystack ------------------------------------------------------------------------ */
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *s = malloc(cap + 1);
-    for (size_t r; s && (r = fread(s + n, 1, cap - n, f)) > 0;) {
-        n += r;
-        if (n == cap) {
-            char *t = realloc(s, 2 * cap + 1);
-            if (!t)
-                free(s);
-            s = t, cap *= 2;
-        }
-    }
-    fclose(f);
-    if (s)
-        s[n] = 0;
-    *len = n;
-    return s;
-}
-
 em_status nd_haystack_load(const char *const *paths, int n_paths, nd_haystack *h, char *err,
                            size_t errlen)
 {
@@ -67,7 +45,8 @@ em_status nd_haystack_load(const char *const *paths, int n_paths, nd_haystack *h
     }
     for (int i = 0; i < n_paths; i++) {
         size_t len = 0;
-        char *s = read_file(paths[i], &len);
+        char *s = NULL;
+        em_read_file(paths[i], &s, &len); /* on failure s stays NULL */
         char *t = s && len ? realloc(h->text, h->len + len + 3) : NULL;
         if (!t) {
             snprintf(err, errlen, "haystack: cannot read %s (or it is empty)", paths[i]);

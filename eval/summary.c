@@ -7,30 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/file.h"
 #include "eval/needle.h"
-
-static char *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 1 << 16, n = 0;
-    char *s = malloc(cap + 1);
-    for (size_t r; s && (r = fread(s + n, 1, cap - n, f)) > 0;) {
-        n += r;
-        if (n == cap) {
-            char *t = realloc(s, 2 * cap + 1);
-            if (!t)
-                free(s);
-            s = t, cap *= 2;
-        }
-    }
-    fclose(f);
-    if (s)
-        s[n] = 0;
-    *len = n;
-    return s;
-}
 
 /* Start of the line after the one at p (or the end). */
 static size_t next_line(const char *t, size_t len, size_t p)
@@ -116,7 +94,7 @@ em_status sd_load(const char *path, sd_doc *d, char *err, size_t errlen)
 {
     size_t len = 0;
     memset(d, 0, sizeof *d);
-    d->text = read_all(path, &len);
+    em_read_file(path, &d->text, &len); /* on failure d->text stays NULL */
     if (!d->text || !len) {
         snprintf(err, errlen, "summary: cannot read %s (or it is empty)", path);
         sd_free(d);
