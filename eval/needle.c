@@ -162,41 +162,41 @@ em_status nd_needle_prompt(const tokenizer *tok, const nd_haystack *h, const nd_
     }
 }
 
-em_status nd_qa_prompt(const tokenizer *tok, const char *doc, size_t doc_len, const char *question,
-                       int32_t **ids, int *n)
+/* The ChatML prompt "task, the document, then tail_label tail" (QA and summary), tokenized. */
+static em_status document_prompt(const tokenizer *tok, const char *task, const char *doc,
+                                 size_t doc_len, const char *tail_label, const char *tail,
+                                 int32_t **ids, int *n)
 {
-    size_t cap = doc_len + strlen(question) + 1024;
+    size_t cap = doc_len + strlen(task) + strlen(tail_label) + strlen(tail) + 1024;
     char *s = malloc(cap);
     *ids = NULL;
     if (!s)
         return EM_ENOMEM;
     snprintf(s, cap,
-             "<|im_start|>system\n%s<|im_end|>\n<|im_start|>user\nRead the document below, then "
-             "answer the question with a short phrase copied from the document.\n\n<document>\n"
-             "%.*s\n</document>\n\nQuestion: %s<|im_end|>\n<|im_start|>assistant\n",
-             k_system, (int)doc_len, doc, question);
+             "<|im_start|>system\n%s<|im_end|>\n<|im_start|>user\n%s\n\n<document>\n%.*s\n"
+             "</document>\n\n%s%s<|im_end|>\n<|im_start|>assistant\n",
+             k_system, task, (int)doc_len, doc, tail_label, tail);
     em_status st = lc_encode(tok, s, ids, n);
     free(s);
     return st;
 }
 
+em_status nd_qa_prompt(const tokenizer *tok, const char *doc, size_t doc_len, const char *question,
+                       int32_t **ids, int *n)
+{
+    return document_prompt(tok,
+                           "Read the document below, then answer the question with a short "
+                           "phrase copied from the document.",
+                           doc, doc_len, "Question: ", question, ids, n);
+}
+
 em_status nd_summary_prompt(const tokenizer *tok, const char *doc, size_t doc_len, int32_t **ids,
                             int *n)
 {
-    size_t cap = doc_len + 1024;
-    char *s = malloc(cap);
-    *ids = NULL;
-    if (!s)
-        return EM_ENOMEM;
-    snprintf(s, cap,
-             "<|im_start|>system\n%s<|im_end|>\n<|im_start|>user\nRead the document below, then "
-             "summarize it.\n\n<document>\n%.*s\n</document>\n\nWrite a short summary of the "
-             "document above in two or three sentences: what does it cover?<|im_end|>\n"
-             "<|im_start|>assistant\n",
-             k_system, (int)doc_len, doc);
-    em_status st = lc_encode(tok, s, ids, n);
-    free(s);
-    return st;
+    return document_prompt(tok, "Read the document below, then summarize it.", doc, doc_len, "",
+                           "Write a short summary of the document above in two or three "
+                           "sentences: what does it cover?",
+                           ids, n);
 }
 
 /* ---- scoring ------------------------------------------------------------------------- */
