@@ -5,6 +5,13 @@
  * p50/p99, KV bytes held per request at its end, the most requests running at once (from
  * /metrics when --metrics is given, else -1), and how many answers contain their passkey.
  *
+ * --ignore-eos 1 (default) makes every request generate exactly --max-tokens, as serving
+ * benchmarks do (vLLM's benchmark_serving --ignore-eos): otherwise output tokens/s measures how
+ * long the answers are, and a method that breaks the model into rambling would look faster. The
+ * passkey is then looked for in the answer, the text streamed up to and including the chunk
+ * that carries the first end-of-turn id (<|im_end|> or <|endoftext|>, as the server's Tokenize
+ * names them), not in what the model generates past it.
+ *
  * Prompt i: an instruction, filler text (--text, real prose) with "The pass key is NNNNN.
  * Remember it. NNNNN is the pass key." inserted at depth (i + 0.5) / requests, and the question;
  * with --format chat (default) all of it is one ChatML user turn ending in "What is the pass
@@ -26,6 +33,7 @@
 
 #include <grpc/grpc.h>
 
+#include "common/file.h"
 #include "common/status.h"
 #include "common/timeutil.h"
 #include "coordinator/client.h"
@@ -36,7 +44,8 @@
 
 typedef struct opts {
     const char *addr, *text, *csv, *metrics, *method, *quant, *label, *format;
-    int context, requests, max_tokens, budget, workers, head_dim;
+    int context, requests, max_tokens, budget, workers, head_dim, ignore_eos, show;
+    int32_t end_ids[2]; /* end-of-turn ids (-1: the tokenizer has no such single token) */
     long long kv_memory;
     int n_kv;                   /* --kv KEY=VALUE (repeatable) */
     const char *kv_key[MAX_KV]; /* points into kv_buf */
@@ -49,6 +58,9 @@ typedef struct job {
     int32_t *ids;
     int n_ids;
     char key[8];
+    char *answer; /* streamed text up to the first end-of-turn chunk (owned) */
+    size_t answer_len;
+    int answer_ended;
     coord_client_result res;
     double t0;
 } job;
@@ -58,7 +70,8 @@ static void usage(void)
     fprintf(stderr,
             "usage: longctx_bench --addr HOST:PORT --text FILE --context N [--requests R]\n"
             "  [--max-tokens T] [--kv-method M] [--kv-budget B] [--kv-quant int4|int8]\n"
-            "  [--kv KEY=VALUE ...] [--format chat|raw] [--label NAME]\n"
+            "  [--kv KEY=VALUE ...] [--format chat|raw] [--label NAME] [--ignore-eos 1|0]\n"
+            "  [--show 1] (each request's key and answer to stderr)\n"
             "  [--workers W] [--kv-memory BYTES] (labels for the CSV) [--metrics HOST:PORT]\n"
             "  [--head-dim 64] [--csv PATH]\n"
             "  --format chat (default): the ChatML user turn + assistant prompt, as the eval\n"
@@ -98,6 +111,10 @@ static em_status parse(opts *o, int argc, char **argv)
             o->kv_memory = atoll(v);
         else if (!strcmp(k, "--label"))
             o->label = v;
+        else if (!strcmp(k, "--show") && (!strcmp(v, "0") || !strcmp(v, "1")))
+            o->show = atoi(v);
+        else if (!strcmp(k, "--ignore-eos") && (!strcmp(v, "0") || !strcmp(v, "1")))
+            o->ignore_eos = atoi(v);
         else if (!strcmp(k, "--format") && (!strcmp(v, "chat") || !strcmp(v, "raw")))
             o->format = v;
         else if (!strcmp(k, "--kv") && o->n_kv < MAX_KV && strchr(v, '=') &&
@@ -129,23 +146,6 @@ static int32_t *tokenize(coord_client *cl, const char *text, int special, int *n
     *n = t.n_ids;
     coord_client_tokens_free(&t);
     return ids;
-}
-
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "cannot read %s\n", path);
-        exit(1);
-    }
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = 0;
-    fclose(f);
-    return s;
 }
 
 /* Prompt i of exactly o->context tokens (filler repeated when the text is shorter). */
@@ -196,6 +196,33 @@ static void build_prompt(coord_client *cl, const opts *o, const int32_t *fill, i
     free(head), free(nd), free(q);
 }
 
+/* The id of a special token's text, or -1 when it is not one token of this tokenizer. */
+static int32_t special_id(coord_client *cl, const char *text)
+{
+    int n;
+    int32_t *ids = tokenize(cl, text, 1, &n), id = n == 1 ? ids[0] : -1;
+    free(ids);
+    return id;
+}
+
+/* on_chunk: appends the chunk's text to the answer until a chunk has carried an end-of-turn id. */
+static int keep_answer(void *user, const int32_t *ids, int n, const char *text)
+{
+    job *j = user;
+    if (j->answer_ended)
+        return 0;
+    size_t len = strlen(text);
+    char *a = realloc(j->answer, j->answer_len + len + 1);
+    if (!a)
+        return 1; /* out of memory: cancel this request (it is counted as failed) */
+    memcpy(a + j->answer_len, text, len + 1);
+    j->answer = a;
+    j->answer_len += len;
+    for (int i = 0; i < n; i++)
+        j->answer_ended |= ids[i] >= 0 && (ids[i] == j->o->end_ids[0] || ids[i] == j->o->end_ids[1]);
+    return 0;
+}
+
 static void *run_job(void *p)
 {
     job *j = p;
@@ -208,6 +235,9 @@ static void *run_job(void *p)
     rq.max_tokens = o->max_tokens;
     rq.temperature = 0;
     rq.top_k = -1;
+    rq.ignore_eos = o->ignore_eos;
+    rq.on_chunk = keep_answer;
+    rq.user = j;
     rq.timeout_ms = 3600 * 1000;
     rq.kv_method = o->method;
     rq.kv_budget = o->budget;
@@ -283,6 +313,7 @@ int main(int argc, char **argv)
               .max_tokens = 64,
               .workers = 1,
               .head_dim = 64,
+              .ignore_eos = 1,
               .method = "full",
               .format = "chat"};
     if (parse(&o, argc, argv) != EM_OK) {
@@ -295,7 +326,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s is not serving\n", o.addr);
         return 1;
     }
-    char *text = read_file(o.text);
+    char *text;
+    size_t text_len;
+    if (em_read_file(o.text, &text, &text_len) != EM_OK) {
+        fprintf(stderr, "cannot read %s\n", o.text);
+        return 1;
+    }
+    o.end_ids[0] = special_id(cl, "<|im_end|>");
+    o.end_ids[1] = special_id(cl, "<|endoftext|>");
     int n_fill;
     int32_t *fill = tokenize(cl, text, 0, &n_fill);
     job *jobs = calloc((size_t)o.requests, sizeof *jobs);
@@ -303,8 +341,9 @@ int main(int argc, char **argv)
         jobs[i].o = &o;
         build_prompt(cl, &o, fill, n_fill, i, &jobs[i]);
     }
-    fprintf(stderr, "%s B=%d %s: %d requests of %d tokens, %d generated each ", o.method, o.budget,
-            o.quant ? o.quant : "", o.requests, o.context, o.max_tokens);
+    fprintf(stderr, "%s B=%d %s: %d requests of %d tokens, %s%d generated each ", o.method,
+            o.budget, o.quant ? o.quant : "", o.requests, o.context, o.ignore_eos ? "" : "up to ",
+            o.max_tokens);
     pthread_t *th = malloc(sizeof(pthread_t) * (size_t)o.requests);
     double t0 = em_now_s();
     for (int i = 0; i < o.requests; i++)
@@ -344,7 +383,10 @@ int main(int argc, char **argv)
         for (int k = 1; k < r->n_chunks; k++)
             itl[n_itl++] = (r->t_chunk_s[k] - r->t_chunk_s[k - 1]) * 1e3;
         kv += (double)r->kv_entries_kept * entry_bytes;
-        ok += r->text && strstr(r->text, jobs[i].key) != NULL;
+        ok += jobs[i].answer && strstr(jobs[i].answer, jobs[i].key) != NULL;
+        if (o.show)
+            fprintf(stderr, "\nrequest %d, key %s: %s", i, jobs[i].key,
+                    jobs[i].answer ? jobs[i].answer : "");
     }
     int n_done = o.requests - failed;
     long long running =
@@ -356,7 +398,7 @@ int main(int argc, char **argv)
         fprintf(f,
                 "method,budget,context,workers,kv_memory_bytes,out_tok_s,ttft_p50_ms,ttft_p99_ms,"
                 "itl_p50_ms,itl_p99_ms,kv_bytes_per_req,running_max,passkey_ok,passkey_n,"
-                "requests,max_tokens,failed,wall_s\n");
+                "requests,max_tokens,failed,wall_s,ignore_eos\n");
     }
     const char *label = o.quant && o.quant[0] && !strcmp(o.method, "full") ? o.quant : o.method;
     char mlabel[64];
@@ -366,10 +408,11 @@ int main(int argc, char **argv)
     }
     if (o.label)
         label = o.label;
-    fprintf(f, "%s,%d,%d,%d,%lld,%.3f,%.1f,%.1f,%.1f,%.1f,%.0f,%lld,%d,%d,%d,%d,%d,%.1f\n", label,
+    fprintf(f, "%s,%d,%d,%d,%lld,%.3f,%.1f,%.1f,%.1f,%.1f,%.0f,%lld,%d,%d,%d,%d,%d,%.1f,%d\n", label,
             o.budget, o.context, o.workers, o.kv_memory, tokens / wall, pct(ttft, n_ttft, 0.5),
             pct(ttft, n_ttft, 0.99), pct(itl, n_itl, 0.5), pct(itl, n_itl, 0.99),
-            n_done ? kv / n_done : 0, running, ok, n_done, o.requests, o.max_tokens, failed, wall);
+            n_done ? kv / n_done : 0, running, ok, n_done, o.requests, o.max_tokens, failed, wall,
+            o.ignore_eos);
     if (o.csv)
         fclose(f);
     coord_client_free(cl);

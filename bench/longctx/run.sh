@@ -23,11 +23,14 @@
 #        the ChatML question as eval/longctx asks) or raw; LONGCTX_NAME (default longctx) names
 #        the output files; LONGCTX_SERVER_ARGS adds emserve flags (e.g. "--prefill-chunk 64":
 #        with the default chunk = --max-batch-tokens one step carries one prompt's chunk, so at
-#        most one request is in prefill at a time whatever the memory).
+#        most one request is in prefill at a time whatever the memory); LONGCTX_IGNORE_EOS 1
+#        (default: every request generates exactly its max tokens, so tokens/s counts the same
+#        work for every method; the passkey is judged on the text up to the first end of turn)
+#        or 0 (requests stop at their end of turn).
 #
 # CSV columns: method,budget,context,workers,kv_memory_bytes,out_tok_s,ttft_p50_ms,ttft_p99_ms,
 # itl_p50_ms,itl_p99_ms,kv_bytes_per_req,running_max,passkey_ok,passkey_n,requests,max_tokens,
-# failed,wall_s (method "full" = uncompressed cache; kv_bytes_per_req = entries held at the end
+# failed,wall_s,ignore_eos (method "full" = uncompressed cache; kv_bytes_per_req = entries held at the end
 # x bytes per entry, summed over workers; running_max from emserve_num_requests_running_max).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -62,6 +65,7 @@ if [ -n "${LONGCTX_METHODS:-}" ]; then # e.g. "full:0:- ems:256:- full:0:int4"
   for m in $LONGCTX_METHODS; do METHODS+=("${m//:/ }"); done
 fi
 FORMAT=${LONGCTX_FORMAT:-chat}
+IGNORE_EOS=${LONGCTX_IGNORE_EOS:-1}
 SERVER_ARGS=${LONGCTX_SERVER_ARGS:-} # extra emserve flags, e.g. "--prefill-chunk 64"
 # The CSV label of a grid entry: method (or the quant alone for full), +quant, +keepN / +k=v.
 label_of() { # method budget quant [extras]
@@ -127,7 +131,7 @@ measure() {
         fi
         args=(--addr "$A" --text "$TEXT" --context "$c" --requests "$REQ" --max-tokens "$GEN"
               --kv-method "$method" --workers "$w" --kv-memory "$MEM" --csv "$CSV"
-              --format "$FORMAT" --label "$(label_of "$method" "$budget" "$quant" "${extras:-}")")
+              --format "$FORMAT" --ignore-eos "$IGNORE_EOS" --label "$(label_of "$method" "$budget" "$quant" "${extras:-}")")
         for e in ${extras//,/ }; do args+=(--kv "$e"); done
         [ "$budget" != 0 ] && args+=(--kv-budget "$budget")
         [ "$quant" != - ] && args+=(--kv-quant "$quant")
@@ -143,11 +147,13 @@ measure() {
 python3 - "$CSV" > "$OUT/$NAME.md" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
-print("| method | B | context | workers | out tok/s | TTFT p50 / p99 ms | ITL p50 / p99 ms "
+print("| method | B | context | workers | out tok/s | requests/s | TTFT p50 / p99 ms | ITL p50 / p99 ms "
       "| KV MiB/req | running max | passkey |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
+    done = int(r['requests']) - int(r['failed'])
     print(f"| {r['method']} | {r['budget']} | {r['context']} | {r['workers']} | {float(r['out_tok_s']):.2f} "
+          f"| {done / float(r['wall_s']):.4f} "
           f"| {float(r['ttft_p50_ms']):.0f} / {float(r['ttft_p99_ms']):.0f} "
           f"| {float(r['itl_p50_ms']):.0f} / {float(r['itl_p99_ms']):.0f} "
           f"| {float(r['kv_bytes_per_req'])/2**20:.1f} | {r['running_max']} "
