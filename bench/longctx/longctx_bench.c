@@ -219,7 +219,8 @@ static int keep_answer(void *user, const int32_t *ids, int n, const char *text)
     j->answer = a;
     j->answer_len += len;
     for (int i = 0; i < n; i++)
-        j->answer_ended |= ids[i] >= 0 && (ids[i] == j->o->end_ids[0] || ids[i] == j->o->end_ids[1]);
+        j->answer_ended |=
+            ids[i] >= 0 && (ids[i] == j->o->end_ids[0] || ids[i] == j->o->end_ids[1]);
     return 0;
 }
 
@@ -408,11 +409,11 @@ int main(int argc, char **argv)
     }
     if (o.label)
         label = o.label;
-    fprintf(f, "%s,%d,%d,%d,%lld,%.3f,%.1f,%.1f,%.1f,%.1f,%.0f,%lld,%d,%d,%d,%d,%d,%.1f,%d\n", label,
-            o.budget, o.context, o.workers, o.kv_memory, tokens / wall, pct(ttft, n_ttft, 0.5),
-            pct(ttft, n_ttft, 0.99), pct(itl, n_itl, 0.5), pct(itl, n_itl, 0.99),
-            n_done ? kv / n_done : 0, running, ok, n_done, o.requests, o.max_tokens, failed, wall,
-            o.ignore_eos);
+    fprintf(f, "%s,%d,%d,%d,%lld,%.3f,%.1f,%.1f,%.1f,%.1f,%.0f,%lld,%d,%d,%d,%d,%d,%.1f,%d\n",
+            label, o.budget, o.context, o.workers, o.kv_memory, tokens / wall,
+            pct(ttft, n_ttft, 0.5), pct(ttft, n_ttft, 0.99), pct(itl, n_itl, 0.5),
+            pct(itl, n_itl, 0.99), n_done ? kv / n_done : 0, running, ok, n_done, o.requests,
+            o.max_tokens, failed, wall, o.ignore_eos);
     if (o.csv)
         fclose(f);
     coord_client_free(cl);
