@@ -147,12 +147,17 @@ measure() {
 python3 - "$CSV" > "$OUT/$NAME.md" <<'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
-print("| method | B | context | workers | out tok/s | requests/s | TTFT p50 / p99 ms | ITL p50 / p99 ms "
-      "| KV MiB/req | running max | passkey |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
+# "x full": out tok/s over the full cache's at the same context and workers in this run
+full = {(r['context'], r['workers']): float(r['out_tok_s']) for r in rows if r['method'] == 'full'}
+print("| method | B | context | workers | out tok/s | x full | requests/s | TTFT p50 / p99 ms "
+      "| ITL p50 / p99 ms | KV MiB/req | running max | passkey |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     done = int(r['requests']) - int(r['failed'])
+    f = full.get((r['context'], r['workers']))
+    x = f"{float(r['out_tok_s']) / f:.2f}" if f else "-"
     print(f"| {r['method']} | {r['budget']} | {r['context']} | {r['workers']} | {float(r['out_tok_s']):.2f} "
+          f"| {x} "
           f"| {done / float(r['wall_s']):.4f} "
           f"| {float(r['ttft_p50_ms']):.0f} / {float(r['ttft_p99_ms']):.0f} "
           f"| {float(r['itl_p50_ms']):.0f} / {float(r['itl_p99_ms']):.0f} "
