@@ -4,10 +4,11 @@
 #
 # For each worker count, KV method and context length it starts emserve (SmolLM2, local workers,
 # --kv-memory = the fixed budget split between the workers, --metrics-listen), sends R
-# passkey-retrieval prompts of exactly that many tokens at once (real prose as filler: the
-# project's own documentation), and lets the scheduler's KV memory budget decide how many run
+# passkey-retrieval prompts of exactly that many tokens at once (real prose as filler: GPL-3 and
+# GFDL-1.3 from /usr/share/common-licenses), and lets the scheduler's KV memory budget decide how many run
 # together. Writes bench/results/longctx.csv (one row per point, columns below), longctx.md
-# (table) and, with gnuplot, longctx_context.png (output tokens/s vs context per method) and
+# (table) and, with gnuplot, longctx_context.png (output tokens/s vs context per method, and
+# below it the passkey accuracy of the same requests) and
 # longctx_workers.png (output tokens/s vs workers). Progress goes to stderr.
 #
 #   bench/longctx/run.sh [--quick] [--addr HOST:PORT] [--metrics HOST:PORT]
@@ -175,24 +176,35 @@ for m in "${METHODS[@]}"; do
   read -r method budget quant extras <<< "$m"
   label=$(label_of "$method" "$budget" "$quant" "${extras:-}")
   k="${label}_$budget"; keys+=("$k")
-  awk -F, -v l="$label" -v b="$budget" -v w="$w1" 'NR>1 && $1==l && $2==b && $4==w {print $3, $6}' "$CSV" | sort -n > "$PLOT/ctx_$k"
+  awk -F, -v l="$label" -v b="$budget" -v w="$w1" 'NR>1 && $1==l && $2==b && $4==w {print $3, $6, ($14 > 0 ? $13 / $14 : 0)}' "$CSV" | sort -n > "$PLOT/ctx_$k"
   awk -F, -v l="$label" -v b="$budget" -v c="$cmax" 'NR>1 && $1==l && $2==b && $3==c {print $4, $6}' "$CSV" | sort -n > "$PLOT/wk_$k"
 done
 title() { local k=$1; local b=${k##*_}; local l=${k%_*}; [ "$b" = 0 ] && echo "$l" || echo "$l B=$b"; }
-ctx_plot="" wk_plot=""
+ctx_plot="" pk_plot="" wk_plot=""
 for k in "${keys[@]}"; do
   ctx_plot+="'$PLOT/ctx_$k' u 1:2 w lp lw 2 t '$(title "$k")', "
+  pk_plot+="'$PLOT/ctx_$k' u 1:3 w lp lw 2 t '$(title "$k")', "
   wk_plot+="'$PLOT/wk_$k' u 1:2 w lp lw 2 t '$(title "$k")', "
 done
+# throughput (log scale) and, below it, the passkey accuracy of the same requests
 gnuplot <<GP
-set terminal pngcairo size 900,560 noenhanced
+set terminal pngcairo size 900,900 noenhanced
+set output "$OUT/${NAME}_context.png"
+set multiplot layout 2,1
 set key top right
 set grid
+set logscale y
 set ylabel "output tokens/s (all requests)"
-set output "$OUT/${NAME}_context.png"
 set title "emserve, SmolLM2-135M: output tokens/s vs prompt length, $w1 worker(s), KV memory $((MEM / 1048576)) MiB ($(nproc) cores)"
 set xlabel "prompt tokens"
 plot ${ctx_plot%, }
+unset logscale y
+set yrange [-0.05:1.05]
+set key bottom left
+set ylabel "passkey found (fraction of the same requests)"
+set title "passkey accuracy of those requests"
+plot ${pk_plot%, }
+unset multiplot
 GP
 if [ "$(echo $WORKERS | wc -w)" -gt 1 ]; then
   gnuplot <<GP
