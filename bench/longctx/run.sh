@@ -5,11 +5,11 @@
 # For each worker count, KV method and context length it starts emserve (SmolLM2, local workers,
 # --kv-memory = the fixed budget split between the workers, --metrics-listen), sends R
 # passkey-retrieval prompts of exactly that many tokens at once (real prose as filler: GPL-3 and
-# GFDL-1.3 from /usr/share/common-licenses), and lets the scheduler's KV memory budget decide how many run
-# together. Writes bench/results/longctx.csv (one row per point, columns below), longctx.md
-# (table) and, with gnuplot, longctx_context.png (output tokens/s vs context per method, and
-# below it the passkey accuracy of the same requests) and
-# longctx_workers.png (output tokens/s vs workers). Progress goes to stderr.
+# GFDL-1.3 from /usr/share/common-licenses), and lets the scheduler's KV memory budget decide how
+# many run together. Writes bench/results/longctx.csv (one row per point, columns below),
+# longctx.md (table) and, with gnuplot, longctx_context.png (output tokens/s vs context per
+# method, and below it the passkey accuracy of the same requests) and longctx_workers.png (output
+# tokens/s vs workers). Progress goes to stderr.
 #
 #   bench/longctx/run.sh [--quick] [--addr HOST:PORT] [--metrics HOST:PORT]
 #     --quick       contexts 1K/2K, full / EMS B=256 / int4, 1 worker, 4 requests of 32 tokens
