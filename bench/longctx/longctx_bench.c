@@ -33,6 +33,7 @@
 
 #include <grpc/grpc.h>
 
+#include "bench/longctx/answer.h"
 #include "common/file.h"
 #include "common/status.h"
 #include "common/timeutil.h"
@@ -58,9 +59,7 @@ typedef struct job {
     int32_t *ids;
     int n_ids;
     char key[8];
-    char *answer; /* streamed text up to the first end-of-turn chunk (owned) */
-    size_t answer_len;
-    int answer_ended;
+    lc_answer answer; /* streamed text up to the first end-of-turn chunk */
     coord_client_result res;
     double t0;
 } job;
@@ -205,23 +204,12 @@ static int32_t special_id(coord_client *cl, const char *text)
     return id;
 }
 
-/* on_chunk: appends the chunk's text to the answer until a chunk has carried an end-of-turn id. */
+/* on_chunk: the answer grows until a chunk has carried an end-of-turn id. */
 static int keep_answer(void *user, const int32_t *ids, int n, const char *text)
 {
     job *j = user;
-    if (j->answer_ended)
-        return 0;
-    size_t len = strlen(text);
-    char *a = realloc(j->answer, j->answer_len + len + 1);
-    if (!a)
-        return 1; /* out of memory: cancel this request (it is counted as failed) */
-    memcpy(a + j->answer_len, text, len + 1);
-    j->answer = a;
-    j->answer_len += len;
-    for (int i = 0; i < n; i++)
-        j->answer_ended |=
-            ids[i] >= 0 && (ids[i] == j->o->end_ids[0] || ids[i] == j->o->end_ids[1]);
-    return 0;
+    /* out of memory: cancel this request (it is counted as failed) */
+    return lc_answer_add(&j->answer, ids, n, text, j->o->end_ids) != EM_OK;
 }
 
 static void *run_job(void *p)
@@ -384,11 +372,13 @@ int main(int argc, char **argv)
         for (int k = 1; k < r->n_chunks; k++)
             itl[n_itl++] = (r->t_chunk_s[k] - r->t_chunk_s[k - 1]) * 1e3;
         kv += (double)r->kv_entries_kept * entry_bytes;
-        ok += jobs[i].answer && strstr(jobs[i].answer, jobs[i].key) != NULL;
+        ok += jobs[i].answer.text && strstr(jobs[i].answer.text, jobs[i].key) != NULL;
         if (o.show)
             fprintf(stderr, "\nrequest %d, key %s: %s", i, jobs[i].key,
-                    jobs[i].answer ? jobs[i].answer : "");
+                    jobs[i].answer.text ? jobs[i].answer.text : "");
     }
+    if (o.show)
+        fputc('\n', stderr); /* the summary below starts a line of its own */
     int n_done = o.requests - failed;
     long long running =
         o.metrics ? metric(o.metrics, "emserve_num_requests_running_max") : NOT_MEASURED;
