@@ -7,27 +7,18 @@
 # the passkey count is over the requests; bad flags exit 2 with the usage.
 # Prints SKIPPED when SmolLM2 is not installed.
 set -uo pipefail
-BENCH=$1 EMSERVE=$2 WORKER=$3
+source "${TEST_SRCDIR:-.}/emserve/tests/service/python/svc_lib.sh" # R, TMP, start/stop_server
+BENCH=$R/bench/longctx/longctx_bench
 MODEL=${EMSERVE_MODEL:-${EMSERVE_MODEL_DIR:-/var/cache/emserve/models}/SmolLM2-135M-Instruct.Q4_1.gguf}
 if [ ! -f "$MODEL" ]; then echo "SKIPPED: SmolLM2 not installed"; exit 0; fi
-TMP=${TEST_TMPDIR:-$(mktemp -d)}
-fail() { echo "FAIL: $*"; [ -f "$TMP/server.err" ] && tail -5 "$TMP/server.err"; kill "$pid" 2>/dev/null; exit 1; }
+fail() { echo "FAIL: $*"; tail -5 "$TMP/bench.err"; kill "$SRV_PID" 2>/dev/null; exit 1; }
 cat > "$TMP/text.txt" <<'TXT'
 The quick brown fox jumps over the lazy dog. A journey of a thousand miles begins with a single
 step. All that glitters is not gold. The early bird catches the worm, but the second mouse gets
 the cheese. Rome was not built in a day, and neither was any good piece of software.
 TXT
-"$EMSERVE" --model "$MODEL" --listen 127.0.0.1:0 --worker-bin "$WORKER" --kv-memory 256M \
-    >"$TMP/server.out" 2>"$TMP/server.err" &
-pid=$!
-addr=""
-for _ in $(seq 1 600); do
-    addr=$(sed -n 's/^listening on //p' "$TMP/server.out" | head -1)
-    [ -n "$addr" ] && break
-    kill -0 "$pid" 2>/dev/null || fail "server exited"
-    sleep 0.2
-done
-[ -n "$addr" ] || fail "server did not listen"
+start_server bench "$MODEL" --kv-memory 256M || exit 1
+addr=$GRPC_ADDR
 
 CSV=$TMP/out.csv
 "$BENCH" --addr "$addr" --text "$TMP/text.txt" --context 256 --requests 2 --max-tokens 24 \
@@ -61,5 +52,5 @@ done || fail "answers"
 # bad flags: exit 2 with the usage
 "$BENCH" --addr "$addr" --text "$TMP/text.txt" --context 256 --ignore-eos 2 2>"$TMP/b3.err"
 [ $? -eq 2 ] && grep -q "usage: longctx_bench" "$TMP/b3.err" || fail "--ignore-eos 2 accepted"
-kill "$pid"; wait "$pid" 2>/dev/null
+stop_server bench || exit 1
 echo PASS

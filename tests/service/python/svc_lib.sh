@@ -1,4 +1,4 @@
-# Shell helpers of the Python service tests (sourced): locate the runfiles, the models and the
+# Shell helpers of the service's shell tests (sourced; the Python ones and tests/bench): locate the runfiles, the models and the
 # venv, start emserve with local workers and wait for its "listening" lines, stop it.
 R="${TEST_SRCDIR:-.}/emserve"
 WS=$(dirname "$(readlink -f "$R/WORKSPACE")")
